@@ -1,0 +1,337 @@
+// Package elfsym reads what pyglass needs from an ELF file: symbols,
+// section and segment ranges, and the load bias of a mapped image.
+//
+// Addresses returned by File are link-time virtual addresses; add the
+// image's load bias (see Bias) to get the address in a process.
+package elfsym
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+)
+
+var (
+	// ErrNotELF is returned for a file that is not a 64-bit ELF object.
+	ErrNotELF = errors.New("not a 64-bit ELF file")
+	// ErrNoSegment is returned when no PT_LOAD segment matches a mapping
+	// or an address.
+	ErrNoSegment = errors.New("no matching PT_LOAD segment")
+)
+
+// maxSymbols bounds the number of symbols kept from one table.
+const maxSymbols = 4 << 20
+
+// Range is a half-open address range [Start, End).
+type Range struct {
+	Start, End uint64
+}
+
+// Contains reports whether addr lies in r.
+func (r Range) Contains(addr uint64) bool { return addr >= r.Start && addr < r.End }
+
+// Size returns End-Start.
+func (r Range) Size() uint64 { return r.End - r.Start }
+
+// Add returns r moved by bias.
+func (r Range) Add(bias uint64) Range { return Range{r.Start + bias, r.End + bias} }
+
+// Segment is a PT_LOAD program header.
+type Segment struct {
+	Vaddr, Memsz uint64
+	Off, Filesz  uint64
+	Flags        elf.ProgFlag
+	Align        uint64
+}
+
+// Symbol is a defined symbol.
+type Symbol struct {
+	Name  string
+	Value uint64 // link-time address
+	Size  uint64
+	Type  elf.SymType
+}
+
+// File is a parsed ELF file. Its methods are safe for concurrent use
+// after Open returns, except LoadSymtab.
+type File struct {
+	r io.ReaderAt
+	f *elf.File
+
+	// Type is ET_EXEC (fixed addresses) or ET_DYN (PIE or shared object).
+	Type elf.Type
+	// Machine is the target architecture.
+	Machine elf.Machine
+	// Entry is the link-time entry point (e_entry).
+	Entry uint64
+	// Loads are the PT_LOAD segments in file order.
+	Loads []Segment
+	// Soname is DT_SONAME, or "" (executables have none).
+	Soname string
+	// Needed lists DT_NEEDED entries.
+	Needed []string
+
+	syms         map[string]Symbol
+	symtabLoaded bool
+	hasSymtab    bool
+}
+
+// Open parses the ELF headers and the dynamic symbol table of r. The
+// full symbol table (.symtab), when present, is read by LoadSymtab.
+// r must stay readable while File is used for ReadVirtual or LoadSymtab.
+func Open(r io.ReaderAt) (*File, error) {
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return nil, fmt.Errorf("parsing ELF: %w: %v", ErrNotELF, err)
+	}
+	if f.Class != elf.ELFCLASS64 || f.Data != elf.ELFDATA2LSB {
+		return nil, fmt.Errorf("parsing ELF (%v %v): %w", f.Class, f.Data, ErrNotELF)
+	}
+	e := &File{r: r, f: f, Type: f.Type, Machine: f.Machine, Entry: f.Entry, syms: map[string]Symbol{}}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD {
+			e.Loads = append(e.Loads, Segment{Vaddr: p.Vaddr, Memsz: p.Memsz, Off: p.Off, Filesz: p.Filesz, Flags: p.Flags, Align: p.Align})
+		}
+	}
+	e.hasSymtab = f.Section(".symtab") != nil
+	if so, err := f.DynString(elf.DT_SONAME); err == nil && len(so) > 0 {
+		e.Soname = so[0]
+	}
+	if n, err := f.DynString(elf.DT_NEEDED); err == nil {
+		e.Needed = n
+	}
+	dyn, err := f.DynamicSymbols()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return nil, fmt.Errorf("reading .dynsym: %w", err)
+	}
+	e.add(dyn)
+	return e, nil
+}
+
+// add keeps the defined symbols of syms; the first definition of a name wins.
+func (e *File) add(syms []elf.Symbol) {
+	for i, s := range syms {
+		if i >= maxSymbols {
+			break
+		}
+		if s.Section == elf.SHN_UNDEF || s.Name == "" {
+			continue
+		}
+		t := elf.ST_TYPE(s.Info)
+		if t == elf.STT_SECTION || t == elf.STT_FILE {
+			continue
+		}
+		if _, ok := e.syms[s.Name]; ok {
+			continue
+		}
+		e.syms[s.Name] = Symbol{Name: s.Name, Value: s.Value, Size: s.Size, Type: t}
+	}
+}
+
+// HasSymtab reports whether the file has a .symtab section.
+func (e *File) HasSymtab() bool { return e.hasSymtab }
+
+// LoadSymtab adds the symbols of .symtab to those of .dynsym. It does
+// nothing when there is no .symtab or it was already loaded.
+func (e *File) LoadSymtab() error {
+	if e.symtabLoaded || !e.hasSymtab {
+		return nil
+	}
+	syms, err := e.f.Symbols()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return fmt.Errorf("reading .symtab: %w", err)
+	}
+	e.add(syms)
+	e.symtabLoaded = true
+	return nil
+}
+
+// Lookup returns the defined symbol called name.
+func (e *File) Lookup(name string) (Symbol, bool) {
+	s, ok := e.syms[name]
+	return s, ok
+}
+
+// Defines reports whether the file defines any of names.
+func (e *File) Defines(names ...string) bool {
+	for _, n := range names {
+		if _, ok := e.syms[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// NumSymbols returns the number of distinct defined symbol names loaded.
+func (e *File) NumSymbols() int { return len(e.syms) }
+
+// Section returns the link-time range of a section (".PyRuntime",
+// ".data", ".bss", ".rodata", ".text", ...).
+func (e *File) Section(name string) (Range, bool) {
+	s := e.f.Section(name)
+	if s == nil || s.Addr == 0 {
+		return Range{}, false
+	}
+	return Range{s.Addr, s.Addr + s.Size}, true
+}
+
+// SectionData returns the contents of a section, refusing more than max
+// bytes. NOBITS sections (.bss) have no data.
+func (e *File) SectionData(name string, max uint64) ([]byte, error) {
+	s := e.f.Section(name)
+	if s == nil {
+		return nil, fmt.Errorf("reading section %s: not present", name)
+	}
+	if s.Type == elf.SHT_NOBITS {
+		return nil, fmt.Errorf("reading section %s: no data in file", name)
+	}
+	if s.Size > max {
+		return nil, fmt.Errorf("reading section %s: %d bytes, limit %d", name, s.Size, max)
+	}
+	b := make([]byte, s.Size)
+	if _, err := e.r.ReadAt(b, int64(s.Offset)); err != nil {
+		return nil, fmt.Errorf("reading section %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// ReadVirtual reads len(p) bytes of the file image at link-time address
+// addr, from the PT_LOAD segment holding it. Bytes past the segment's
+// file size (zero-initialised memory) are not in the file: it fails.
+func (e *File) ReadVirtual(p []byte, addr uint64) error {
+	for _, s := range e.Loads {
+		if addr >= s.Vaddr && addr+uint64(len(p)) <= s.Vaddr+s.Filesz {
+			if _, err := e.r.ReadAt(p, int64(s.Off+addr-s.Vaddr)); err != nil {
+				return fmt.Errorf("reading %d bytes at %#x of the file: %w", len(p), addr, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("reading %d bytes at %#x of the file: %w", len(p), addr, ErrNoSegment)
+}
+
+// SegmentRanges returns the link-time ranges [Vaddr, Vaddr+Memsz) of the
+// PT_LOAD segments whose flags include all of want.
+func (e *File) SegmentRanges(want elf.ProgFlag) []Range {
+	var out []Range
+	for _, s := range e.Loads {
+		if s.Flags&want == want {
+			out = append(out, Range{s.Vaddr, s.Vaddr + s.Memsz})
+		}
+	}
+	return out
+}
+
+// Mapping describes where a piece of the file is mapped in a process, as
+// read from /proc/PID/maps.
+type Mapping struct {
+	Start, End uint64
+	Offset     uint64
+	Read       bool
+	Write      bool
+	Exec       bool
+}
+
+// BiasOf returns the load bias implied by one mapping: the PT_LOAD holding
+// file offset m.Offset, with flags matching the mapping's permissions,
+// gives bias = m.Start - (Vaddr - (Off - m.Offset)) rounded to the page.
+// For ET_EXEC the bias is 0 when the mapping matches a segment.
+func (e *File) BiasOf(m Mapping) (uint64, error) {
+	for _, s := range e.Loads {
+		if !flagsMatch(s.Flags, m) {
+			continue
+		}
+		// Segments start mid-page: the mapping starts at the page holding
+		// Off (pages may be up to 64 KiB).
+		if m.Offset >= s.Off+max(s.Filesz, 1) || m.Offset+maxPageSize <= s.Off {
+			continue
+		}
+		vaddrAtOff := s.Vaddr - (s.Off - m.Offset) // may wrap; fine in modular arithmetic
+		bias := m.Start - vaddrAtOff
+		if e.Type == elf.ET_EXEC {
+			if bias != 0 {
+				continue
+			}
+			return 0, nil
+		}
+		if bias%pageSize != 0 {
+			continue
+		}
+		return bias, nil
+	}
+	return 0, fmt.Errorf("mapping %#x-%#x offset %#x: %w", m.Start, m.End, m.Offset, ErrNoSegment)
+}
+
+// pageSize is the smallest page size; maxPageSize the largest (arm64 64K).
+const (
+	pageSize    = 4096
+	maxPageSize = 65536
+)
+
+func flagsMatch(f elf.ProgFlag, m Mapping) bool {
+	// RELRO makes a writable segment read-only in part after relocation, so
+	// a non-writable mapping may come from a writable segment.
+	if m.Exec != (f&elf.PF_X != 0) {
+		return false
+	}
+	if m.Write && f&elf.PF_W == 0 {
+		return false
+	}
+	return true
+}
+
+// Bias returns the load bias of the image from all its mappings: the bias
+// that the most mappings agree on, preferring the one whose mappings
+// cover the most PT_LOAD segments. A single stray mapping of a page of the
+// file elsewhere (libffi's trampolines remap one; py-spy #865) is thus
+// outvoted. ET_EXEC images have bias 0.
+func (e *File) Bias(ms []Mapping) (uint64, error) {
+	if e.Type == elf.ET_EXEC {
+		return 0, nil
+	}
+	votes := map[uint64]int{}
+	for _, m := range ms {
+		if b, err := e.BiasOf(m); err == nil {
+			votes[b]++
+		}
+	}
+	if len(votes) == 0 {
+		return 0, fmt.Errorf("computing load bias from %d mappings: %w", len(ms), ErrNoSegment)
+	}
+	type cand struct {
+		bias          uint64
+		votes, covers int
+	}
+	var cs []cand
+	for b, v := range votes {
+		cs = append(cs, cand{b, v, e.covered(b, ms)})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].covers != cs[j].covers {
+			return cs[i].covers > cs[j].covers
+		}
+		if cs[i].votes != cs[j].votes {
+			return cs[i].votes > cs[j].votes
+		}
+		return cs[i].bias < cs[j].bias
+	})
+	return cs[0].bias, nil
+}
+
+// covered counts the PT_LOAD segments whose first page, moved by bias, is
+// the start of one of ms.
+func (e *File) covered(bias uint64, ms []Mapping) int {
+	n := 0
+	for _, s := range e.Loads {
+		start := (s.Vaddr + bias) &^ (pageSize - 1)
+		for _, m := range ms {
+			if m.Start == start {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,316 @@
+package procfs
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseMaps(t *testing.T) {
+	text := `00400000-00401000 r--p 00000000 fd:01 1234 /usr/bin/python3.11
+7f0000000000-7f0000021000 rw-p 00000000 00:00 0 
+7f0000100000-7f0000200000 r-xs 0001f000 103:02 99 /tmp/a file (deleted)
+7ffd000-7ffe000 rw-p 00000000 00:00 0                          [stack]
+`
+	ms, err := ParseMaps(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 4 {
+		t.Fatalf("%d mappings", len(ms))
+	}
+	m := ms[0]
+	if m.Start != 0x400000 || m.End != 0x401000 || m.Perms.String() != "r--p" || m.Major != 0xfd || m.Minor != 1 || m.Inode != 1234 || m.Path != "/usr/bin/python3.11" || !m.IsFile() {
+		t.Errorf("first mapping %+v", m)
+	}
+	if ms[1].Path != "" || ms[1].IsFile() {
+		t.Errorf("anonymous mapping %+v", ms[1])
+	}
+	m = ms[2]
+	if m.Path != "/tmp/a file" || !m.Deleted || m.Offset != 0x1f000 || m.Major != 0x103 || !m.Perms.Shared || !m.Perms.Exec || m.Perms.Write {
+		t.Errorf("deleted mapping %+v", m)
+	}
+	if ms[3].Path != "[stack]" || ms[3].IsFile() {
+		t.Errorf("stack %+v", ms[3])
+	}
+	for _, bad := range []string{"zz-1 r--p 0 0:0 0", "1000-0 r--p 0 0:0 0", "0-1 r-p 0 0:0 0", "0-1 r--p 0 00 0"} {
+		if _, err := ParseMaps(strings.NewReader(bad)); !errors.Is(err, ErrParse) {
+			t.Errorf("%q: %v, want ErrParse", bad, err)
+		}
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	text := "Name:\tmy\\nserver\nState:\tS (sleeping)\nTgid:\t42\nPPid:\t1\nTracerPid:\t7\n" +
+		"Uid:\t1000\t1001\t1002\t1003\nGid:\t5\t6\t7\t8\nNStgid:\t42\t1\nNSpid:\t43\t2\nThreads:\t3\n"
+	s, err := ParseStatus(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "my\nserver" || s.State != 'S' || s.StateName != "sleeping" || s.Tgid != 42 || s.TracerPid != 7 ||
+		s.RealUID() != 1000 || s.EffectiveUID() != 1001 || s.Gid[3] != 8 || s.InnerPID() != 2 || s.NStgid[1] != 1 || s.Threads != 3 {
+		t.Errorf("%+v", s)
+	}
+	if _, err := ParseStatus(strings.NewReader("Name:\tx\n")); !errors.Is(err, ErrParse) {
+		t.Errorf("incomplete status: %v", err)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	s, err := ParseStat([]byte("123 (a) b (c) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 98765 20 21\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Comm != "a) b (c" || s.State != 'Z' || s.PPid != 1 || s.StartTime != 98765 || !IsZombie(s.State) {
+		t.Errorf("%+v", s)
+	}
+	if _, err := ParseStat([]byte("123 (x) S 1")); !errors.Is(err, ErrParse) {
+		t.Errorf("short stat: %v", err)
+	}
+}
+
+func TestParseSyscall(t *testing.T) {
+	s, err := ParseSyscall("running\n")
+	if err != nil || !s.Running {
+		t.Errorf("running: %+v %v", s, err)
+	}
+	s, err = ParseSyscall("230 0x1 0x0 0x7ffc 0x0 0x0 0x0 0x7ffd00 0x7f0001\n")
+	if err != nil || !s.InSyscall || s.Nr != 230 || s.Args[0] != 1 || s.Args[2] != 0x7ffc || s.SP != 0x7ffd00 || s.PC != 0x7f0001 {
+		t.Errorf("in syscall: %+v %v", s, err)
+	}
+	s, err = ParseSyscall("-1 0x7ffd00 0x7f0001\n")
+	if err != nil || s.InSyscall || s.Running || s.Nr != -1 || s.PC != 0x7f0001 {
+		t.Errorf("blocked: %+v %v", s, err)
+	}
+	if _, err := ParseSyscall("1 2"); !errors.Is(err, ErrParse) {
+		t.Errorf("bad: %v", err)
+	}
+}
+
+func TestParseAuxv(t *testing.T) {
+	b := make([]byte, 0, 64)
+	put := func(v uint64) {
+		for i := 0; i < 8; i++ {
+			b = append(b, byte(v>>(8*i)))
+		}
+	}
+	put(atEntry)
+	put(0x401000)
+	put(atBase)
+	put(0x7f0000)
+	put(atNull)
+	put(0)
+	put(atEntry) // after AT_NULL: ignored
+	put(1)
+	a, err := ParseAuxv(b)
+	if err != nil || a.Entry != 0x401000 || a.Base != 0x7f0000 {
+		t.Errorf("%+v %v", a, err)
+	}
+}
+
+func TestLookupPasswd(t *testing.T) {
+	pw := []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
+	if n, ok := LookupPasswd(pw, 65534); !ok || n != "nobody" {
+		t.Errorf("%q %v", n, ok)
+	}
+	if _, ok := LookupPasswd(pw, 5); ok {
+		t.Error("found uid 5")
+	}
+}
+
+// startSleep starts a child that sleeps in a system call.
+func startSleep(t *testing.T, path string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(path, "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("starting %s: %v", path, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := New(cmd.Process.Pid)
+	for i := 0; i < 500; i++ {
+		if s, err := p.Stat(); err == nil && s.State == 'S' {
+			if exe, _ := p.Exe(); strings.HasSuffix(exe, filepath.Base(path)) {
+				return cmd
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("child did not go to sleep")
+	return nil
+}
+
+func TestRealProcess(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	cmd := startSleep(t, sleep)
+	p := New(cmd.Process.Pid)
+	st, err := p.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Name != "sleep" || st.Tgid != p.PID || st.PPid != os.Getpid() || st.InnerPID() != p.PID || st.Threads != 1 || st.RealUID() != os.Getuid() {
+		t.Errorf("status %+v", st)
+	}
+	tasks, err := p.Tasks()
+	if err != nil || len(tasks) != 1 || tasks[0].TID != p.PID || tasks[0].Comm != "sleep" || tasks[0].State != 'S' {
+		t.Errorf("tasks %+v %v", tasks, err)
+	}
+	sc, err := p.TaskSyscall(p.PID)
+	if err != nil || !sc.InSyscall || sc.Nr < 0 || sc.PC == 0 {
+		t.Errorf("syscall %+v %v", sc, err)
+	}
+	av, err := p.Auxv()
+	if err != nil || av.Entry == 0 || av.Base == 0 {
+		t.Errorf("auxv %+v %v", av, err)
+	}
+	cmdline, err := p.Cmdline()
+	if err != nil || len(cmdline) != 2 || cmdline[1] != "60" {
+		t.Errorf("cmdline %q %v", cmdline, err)
+	}
+	for _, ns := range []string{NSMount, NSPID} {
+		if same, err := p.SameNamespace(ns); err != nil || !same {
+			t.Errorf("namespace %s: same %v, %v", ns, same, err)
+		}
+	}
+	if os.Getuid() == 0 {
+		if name := p.UserName(0); name != "root" {
+			t.Errorf("user 0 is %q", name)
+		}
+	}
+	if name := p.UserName(4242424); name != "4242424" {
+		t.Errorf("unknown uid named %q", name)
+	}
+	ms, err := p.Maps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := 0
+	for _, m := range ms {
+		if !m.IsFile() {
+			continue
+		}
+		f, via, err := p.OpenMapping(m)
+		if err != nil {
+			t.Errorf("opening %s: %v", m.Path, err)
+			continue
+		}
+		f.Close()
+		opened++
+		if exe, _ := p.Exe(); m.Path == exe && !strings.HasSuffix(via, "/exe") {
+			t.Errorf("main program opened as %s", via)
+		}
+	}
+	if opened == 0 {
+		t.Error("no file mapping opened")
+	}
+}
+
+// TestDeletedFiles opens a deleted main program (through /proc/PID/exe)
+// and a deleted mapped file (through map_files).
+func TestDeletedFiles(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sleepy")
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := startSleep(t, bin)
+	os.Remove(bin)
+	p := New(cmd.Process.Pid)
+	ms, err := p.Maps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range ms {
+		if m.Path == bin {
+			found = true
+			if !m.Deleted {
+				t.Errorf("%s not marked deleted", bin)
+			}
+			f, via, err := p.OpenMapping(m)
+			if err != nil {
+				t.Fatalf("opening deleted exe: %v", err)
+			}
+			f.Close()
+			if via != p.Path("exe") {
+				t.Errorf("opened as %s", via)
+			}
+			break
+		}
+	}
+	if !found {
+		t.Fatalf("%s not in maps", bin)
+	}
+
+	// A deleted file mapped in our own process.
+	data := filepath.Join(dir, "data")
+	if err := os.WriteFile(data, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := syscall.Mmap(int(f.Fd()), 0, 4096, syscall.PROT_READ, syscall.MAP_SHARED)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(mem)
+	os.Remove(data)
+	ms, err = Self().Maps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Path == data {
+			if !m.Deleted {
+				t.Errorf("%s not marked deleted", data)
+			}
+			f, via, err := Self().OpenMapping(m)
+			if err != nil {
+				if os.Geteuid() != 0 {
+					t.Skipf("map_files needs privileges: %v", err)
+				}
+				t.Fatalf("opening deleted mapping: %v", err)
+			}
+			f.Close()
+			if !strings.Contains(via, "/map_files/") {
+				t.Errorf("opened as %s", via)
+			}
+			return
+		}
+	}
+	t.Fatalf("%s not in our maps", data)
+}
+
+func TestNoProcess(t *testing.T) {
+	p := New(1<<22 + 17)
+	if _, err := p.Status(); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("Status: %v", err)
+	}
+	if _, err := p.Maps(); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("Maps: %v", err)
+	}
+	if _, err := p.Tasks(); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("Tasks: %v", err)
+	}
+	if _, err := p.Exe(); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("Exe: %v", err)
+	}
+}

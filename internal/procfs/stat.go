@@ -1,0 +1,71 @@
+package procfs
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Stat holds the fields of /proc/PID/stat that pyglass uses.
+type Stat struct {
+	Comm  string
+	State byte
+	PPid  int
+	// StartTime is when the process started, in clock ticks after boot.
+	// With the PID it identifies a process across PID reuse.
+	StartTime uint64
+}
+
+// Stat reads /proc/PID/stat.
+func (p Proc) Stat() (*Stat, error) { return p.stat("stat") }
+
+// TaskStat reads /proc/PID/task/TID/stat.
+func (p Proc) TaskStat(tid int) (*Stat, error) {
+	return p.stat("task/" + strconv.Itoa(tid) + "/stat")
+}
+
+func (p Proc) stat(name string) (*Stat, error) {
+	b, err := p.readFile(name)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ParseStat(b)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", p.Path(name), err)
+	}
+	return s, nil
+}
+
+// ParseStat parses the format of /proc/PID/stat. The command name may
+// contain spaces and parentheses: it ends at the last ')'.
+func ParseStat(b []byte) (*Stat, error) {
+	i := bytes.IndexByte(b, '(')
+	j := bytes.LastIndexByte(b, ')')
+	if i < 0 || j < i {
+		return nil, fmt.Errorf("no command name: %w", ErrParse)
+	}
+	s := &Stat{Comm: string(b[i+1 : j])}
+	f := strings.Fields(string(b[j+1:]))
+	// Fields after the name: state(3) ppid(4) ... starttime(22).
+	if len(f) < 20 || len(f[0]) != 1 {
+		return nil, fmt.Errorf("%d fields after the name: %w", len(f), ErrParse)
+	}
+	s.State = f[0][0]
+	var err error
+	if s.PPid, err = strconv.Atoi(f[1]); err != nil {
+		return nil, fmt.Errorf("ppid %q: %w", f[1], ErrParse)
+	}
+	if s.StartTime, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+		return nil, fmt.Errorf("starttime %q: %w", f[19], ErrParse)
+	}
+	return s, nil
+}
+
+// IsZombie reports whether a state letter means the process has exited
+// and awaits its parent ('Z') or is being torn down ('X').
+func IsZombie(state byte) bool { return state == 'Z' || state == 'X' || state == 'x' }
+
+// IsStopped reports whether a state letter means stopped by a signal
+// ('T') or by a tracer ('t').
+func IsStopped(state byte) bool { return state == 'T' || state == 't' }

@@ -1,0 +1,356 @@
+package pyproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"debug/elf"
+
+	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/procfs"
+)
+
+// Range is an absolute address range [Start, End) in the target.
+type Range = elfsym.Range
+
+// Region is an absolute address range of a named file's image.
+type Region struct {
+	Range
+	Path string // the file, as the target sees it
+}
+
+// Python describes the interpreter found in a process. Addresses are
+// absolute in the target's address space.
+type Python struct {
+	// Version is the interpreter's version, found without running it.
+	Version Version
+	// VersionSource says how: "Py_Version", "PY_VERSION" or "file name".
+	VersionSource string
+	// Path is the file holding the interpreter, as the target sees it.
+	Path string
+	// OpenedAs is the path pyglass read it by (/proc/PID/exe,
+	// /proc/PID/root/..., /proc/PID/map_files/...).
+	OpenedAs string
+	// Shared is true when the interpreter is a shared library (libpython)
+	// rather than linked into the main program.
+	Shared bool
+	// Bias is the load bias of the interpreter image: symbol values plus
+	// Bias are addresses in the target.
+	Bias uint64
+	// Runtime is the .PyRuntime section (3.10+), or the zero Range.
+	Runtime Range
+	// Data are the interpreter image's writable data: .data, .bss and
+	// .PyRuntime where present.
+	Data []Region
+	// Text are the executable segments of the interpreter image and, when
+	// it is a shared library, of the main program that links it.
+	Text []Region
+	// Munmap is the address of libc's munmap, or 0 when no libc is mapped
+	// (static programs).
+	Munmap uint64
+	// Libc is the path of the mapped C library, as the target sees it.
+	Libc string
+
+	image *elfsym.File
+}
+
+// Symbol returns the absolute address of a symbol of the interpreter
+// image (from .dynsym, else .symtab), and false when it has none.
+func (py *Python) Symbol(name string) (uint64, bool) {
+	s, ok := py.image.Lookup(name)
+	if !ok {
+		return 0, false
+	}
+	return s.Value + py.Bias, true
+}
+
+// InData reports whether addr lies in the interpreter's writable data.
+func (py *Python) InData(addr uint64) bool {
+	for _, r := range py.Data {
+		if r.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// InText reports whether addr lies in the interpreter's code.
+func (py *Python) InText(addr uint64) bool {
+	for _, r := range py.Text {
+		if r.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// mappedFile groups the mappings of one file.
+type mappedFile struct {
+	key  fileKey
+	path string
+	maps []procfs.Mapping
+	exec bool
+}
+
+// groupFiles groups file mappings by file, in order of first appearance.
+func groupFiles(ms []procfs.Mapping) []*mappedFile {
+	var out []*mappedFile
+	idx := map[fileKey]*mappedFile{}
+	for _, m := range ms {
+		if !m.IsFile() {
+			continue
+		}
+		k := keyOf(m)
+		f := idx[k]
+		if f == nil {
+			f = &mappedFile{key: k, path: m.Path}
+			idx[k] = f
+			out = append(out, f)
+		}
+		f.maps = append(f.maps, m)
+		f.exec = f.exec || m.Perms.Exec
+	}
+	return out
+}
+
+// exeInode returns the inode of the main program, or 0.
+func exeInode(p procfs.Proc) uint64 {
+	fi, err := os.Stat(p.Path("exe"))
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// maxScannedFiles bounds how many mapped files are opened looking for an
+// interpreter that is neither a libpython nor the main program.
+const maxScannedFiles = 512
+
+// FindPython finds the interpreter in process pid by reading its maps and
+// the mapped files, without stopping or running anything in it. It fails
+// with ErrNoProcess, ErrZombie, ErrPermission or ErrNotPython (as *Error).
+// When the version is not supported it returns the Python and an error
+// matching ErrUnsupportedVersion.
+func FindPython(pid int) (*Python, error) {
+	p := procfs.New(pid)
+	st, err := p.Stat()
+	if err != nil {
+		return nil, classify(pid, "reading stat", err)
+	}
+	if procfs.IsZombie(st.State) {
+		return nil, &Error{PID: pid, Err: ErrZombie, Detail: "it has exited and awaits its parent", Hint: "nothing is left to inspect"}
+	}
+	return findPython(p, &imageCache{})
+}
+
+func findPython(p procfs.Proc, cache *imageCache) (*Python, error) {
+	pid := p.PID
+	ms, err := p.Maps()
+	if err != nil {
+		return nil, classify(pid, "reading memory maps", err)
+	}
+	if len(ms) == 0 {
+		// Kernel threads and exiting processes have no memory.
+		return nil, &Error{PID: pid, Err: ErrNotPython, Detail: "no memory mappings (kernel thread or exiting process)"}
+	}
+	files := groupFiles(ms)
+	exeIno := exeInode(p)
+	var exe *mappedFile
+	var order []*mappedFile
+	for _, f := range files {
+		if f.key.inode == exeIno && exeIno != 0 && exe == nil {
+			exe = f
+		}
+		if libpythonRE.MatchString(path.Base(f.path)) {
+			order = append(order, f)
+		}
+	}
+	if exe != nil {
+		order = append(order, exe)
+	}
+	var lastErr error
+	try := func(f *mappedFile) (*image, bool) {
+		img, err := cache.get(p, f.maps[0])
+		if err != nil {
+			if errors.Is(err, procfs.ErrNoProcess) || errors.Is(err, os.ErrPermission) {
+				lastErr = err
+			} else if lastErr == nil {
+				lastErr = err
+			}
+			return nil, false
+		}
+		return img, img.interp
+	}
+	var found *mappedFile
+	var img *image
+	for _, f := range order {
+		if i, ok := try(f); ok {
+			found, img = f, i
+			break
+		}
+	}
+	if found == nil {
+		n := 0
+		for _, f := range files {
+			if n >= maxScannedFiles {
+				break
+			}
+			if !f.exec || f == exe || libpythonRE.MatchString(path.Base(f.path)) {
+				continue
+			}
+			n++
+			if i, ok := try(f); ok {
+				found, img = f, i
+				break
+			}
+		}
+	}
+	if found == nil {
+		if lastErr != nil && (errors.Is(lastErr, procfs.ErrNoProcess) || errors.Is(lastErr, os.ErrPermission)) {
+			return nil, classify(pid, "opening mapped files", lastErr)
+		}
+		exePath, _ := p.Exe()
+		detail := fmt.Sprintf("program %s; none of its %d mapped files is a libpython or exports %s",
+			exePath, len(files), strings.Join(interpSymbols, "/"))
+		return nil, &Error{PID: pid, Err: ErrNotPython, Detail: detail, Cause: lastErr,
+			Hint: "pyglass needs a CPython interpreter (2.7, 3.6-3.14) in the process"}
+	}
+	return describe(p, ms, files, exe, found, img)
+}
+
+// describe fills a Python from the interpreter image found in file f.
+func describe(p procfs.Proc, ms []procfs.Mapping, files []*mappedFile, exe, f *mappedFile, img *image) (*Python, error) {
+	pid := p.PID
+	py := &Python{
+		Version:       img.version,
+		VersionSource: img.source,
+		Path:          f.path,
+		OpenedAs:      img.openedAs,
+		Shared:        f != exe,
+		image:         img.elf,
+	}
+	bias, err := imageBias(p, img.elf, f, f == exe)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	py.Bias = bias
+	if r, ok := img.elf.Section(".PyRuntime"); ok {
+		py.Runtime = r.Add(bias)
+	}
+	for _, name := range []string{".data", ".bss", ".PyRuntime"} {
+		if r, ok := img.elf.Section(name); ok {
+			py.Data = append(py.Data, Region{r.Add(bias), f.path})
+		}
+	}
+	for _, r := range img.elf.SegmentRanges(elf.PF_X) {
+		py.Text = append(py.Text, Region{r.Add(bias), f.path})
+	}
+	if py.Shared && exe != nil {
+		if err := addExeText(p, py, exe, img.elf.Soname); err != nil {
+			return nil, fmt.Errorf("process %d: %w", pid, err)
+		}
+	}
+	if err := findMunmap(p, py, files); err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if img.verErr != nil {
+		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "version unknown", Cause: img.verErr,
+			Hint: "the interpreter's version could not be read from " + f.path}
+	}
+	if !py.Version.Supported() {
+		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "Python " + py.Version.String(),
+			Hint: "pyglass supports CPython 2.7 and 3.6 to 3.14"}
+	}
+	return py, nil
+}
+
+// imageBias computes the load bias of file f's image from its mappings;
+// for the main program it is cross-checked with AT_ENTRY, which wins.
+func imageBias(p procfs.Proc, e *elfsym.File, f *mappedFile, isExe bool) (uint64, error) {
+	em := make([]elfsym.Mapping, len(f.maps))
+	for i, m := range f.maps {
+		em[i] = elfsym.Mapping{Start: m.Start, End: m.End, Offset: m.Offset, Read: m.Perms.Read, Write: m.Perms.Write, Exec: m.Perms.Exec}
+	}
+	bias, err := e.Bias(em)
+	if isExe && e.Type == elf.ET_DYN {
+		if av, aerr := p.Auxv(); aerr == nil && av.Entry != 0 {
+			return av.Entry - e.Entry, nil
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("computing load bias of %s: %w", f.path, err)
+	}
+	return bias, nil
+}
+
+// addExeText adds the main program's code to py.Text when it links the
+// interpreter library (a python executable using libpython).
+func addExeText(p procfs.Proc, py *Python, exe *mappedFile, soname string) error {
+	fh, _, err := p.OpenMapping(exe.maps[0])
+	if err != nil {
+		return fmt.Errorf("opening main program: %w", err)
+	}
+	defer fh.Close()
+	e, err := elfsym.Open(fh)
+	if err != nil {
+		return nil // not ELF: nothing to add
+	}
+	links := false
+	for _, n := range e.Needed {
+		if n == soname || libpythonRE.MatchString(n) {
+			links = true
+		}
+	}
+	if !links {
+		return nil
+	}
+	bias, err := imageBias(p, e, exe, true)
+	if err != nil {
+		return err
+	}
+	for _, r := range e.SegmentRanges(elf.PF_X) {
+		py.Text = append(py.Text, Region{r.Add(bias), exe.path})
+	}
+	return nil
+}
+
+// libcRE matches the file names of C libraries that define munmap.
+var libcRE = regexp.MustCompile(`^(libc\.so\.\d+|libc-[\d.]+\.so|libc\.musl-.*\.so.*|ld-musl-.*\.so.*)$`)
+
+// findMunmap sets py.Munmap from the mapped C library, if any.
+func findMunmap(p procfs.Proc, py *Python, files []*mappedFile) error {
+	for _, f := range files {
+		if !libcRE.MatchString(path.Base(f.path)) {
+			continue
+		}
+		fh, _, err := p.OpenMapping(f.maps[0])
+		if err != nil {
+			return fmt.Errorf("opening C library: %w", err)
+		}
+		e, err := elfsym.Open(fh)
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("reading C library %s: %w", f.path, err)
+		}
+		s, ok := e.Lookup("munmap")
+		if !ok {
+			continue
+		}
+		bias, err := imageBias(p, e, f, false)
+		if err != nil {
+			return err
+		}
+		py.Munmap = s.Value + bias
+		py.Libc = f.path
+		return nil
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+// Package live reads the memory of a running process without stopping
+// it, with process_vm_readv(2), or by pread on /proc/PID/mem where that
+// system call is unavailable.
+//
+// Reads are not atomic with respect to the target: memory can change
+// under a read. Callers validate what they read.
+package live
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyglass/pyglass/memory"
+)
+
+// ErrProcessGone is returned when the target has exited (ESRCH).
+var ErrProcessGone = errors.New("process is gone")
+
+// Process is the address space of a live process. It implements
+// memory.Reader and is safe for concurrent use.
+type Process struct {
+	pid int
+
+	mu     sync.Mutex
+	local  [1]unix.Iovec
+	remote [1]unix.RemoteIovec
+	mem    *os.File // set when process_vm_readv is unavailable
+}
+
+var _ memory.Reader = (*Process)(nil)
+
+// Open returns a reader of pid's memory. It fails with ErrProcessGone
+// when there is no such process. Permission is checked by the first read:
+// process_vm_readv needs ptrace access to the target.
+func Open(pid int) (*Process, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("opening process %d: %w", pid, ErrProcessGone)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("opening process %d: %w", pid, ErrProcessGone)
+		}
+		return nil, fmt.Errorf("opening process %d: %w", pid, err)
+	}
+	p := &Process{pid: pid}
+	if !vmReadvWorks() {
+		if err := p.openMem(); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// openMem switches the reader to /proc/PID/mem.
+func (p *Process) openMem() error {
+	f, err := os.Open("/proc/" + strconv.Itoa(p.pid) + "/mem")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("opening memory of process %d: %w", p.pid, ErrProcessGone)
+		}
+		return fmt.Errorf("opening memory of process %d: %w", p.pid, err)
+	}
+	p.mem = f
+	return nil
+}
+
+var (
+	vmReadvOnce sync.Once
+	vmReadvOK   bool
+)
+
+// vmReadvWorks probes process_vm_readv once on our own process.
+func vmReadvWorks() bool {
+	vmReadvOnce.Do(func() {
+		var src, dst [8]byte
+		src[0] = 1
+		l := []unix.Iovec{{Base: &dst[0], Len: 8}}
+		r := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&src[0])), Len: 8}}
+		_, err := unix.ProcessVMReadv(os.Getpid(), l, r, 0)
+		vmReadvOK = !errors.Is(err, unix.ENOSYS)
+	})
+	return vmReadvOK
+}
+
+// PID returns the process id.
+func (p *Process) PID() int { return p.pid }
+
+// Close releases the reader's resources.
+func (p *Process) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mem != nil {
+		err := p.mem.Close()
+		p.mem = nil
+		return err
+	}
+	return nil
+}
+
+// ReadAt implements memory.Reader. A read that stops part way fails with
+// memory.ErrShortRead, one that reads nothing with memory.ErrFault, and
+// any read of an exited process with ErrProcessGone.
+func (p *Process) ReadAt(b []byte, addr uint64) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	// Bounded: every iteration either advances or returns.
+	for n < len(b) {
+		m, err := p.read(b[n:], addr+uint64(n))
+		if m < 0 { // the raw system calls return -1 with an error
+			m = 0
+		}
+		n += m
+		if err != nil || m == 0 {
+			return n, p.classify(n, addr+uint64(n), err)
+		}
+	}
+	return n, nil
+}
+
+func (p *Process) read(b []byte, addr uint64) (int, error) {
+	if p.mem != nil {
+		if addr > 1<<63-1 {
+			return 0, unix.EIO
+		}
+		return unix.Pread(int(p.mem.Fd()), b, int64(addr))
+	}
+	p.local[0].Base = &b[0]
+	p.local[0].SetLen(len(b))
+	p.remote[0].Base = uintptr(addr)
+	p.remote[0].Len = len(b)
+	n, err := unix.ProcessVMReadv(p.pid, p.local[:], p.remote[:], 0)
+	p.local[0].Base = nil
+	if errors.Is(err, unix.ENOSYS) {
+		if err := p.openMem(); err != nil {
+			return 0, err
+		}
+		return p.read(b, addr)
+	}
+	return n, err
+}
+
+func (p *Process) classify(n int, addr uint64, err error) error {
+	switch {
+	case errors.Is(err, ErrProcessGone), errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, ErrProcessGone)
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, err)
+	case n > 0:
+		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, memory.ErrShortRead)
+	case p.mem != nil && err == nil:
+		// pread returning 0 on /proc/PID/mem: the process has no mm
+		// any more (it exited) or the address is past the end.
+		if _, serr := os.Stat("/proc/" + strconv.Itoa(p.pid)); serr != nil {
+			return fmt.Errorf("reading process %d: %w", p.pid, ErrProcessGone)
+		}
+		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, memory.ErrFault)
+	default:
+		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, memory.ErrFault)
+	}
+}

@@ -1,0 +1,150 @@
+package live
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/pyproc/pyproctest"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// TestReadBytesObject reads a bytes object's content from every
+// interpreter present, by the address the target reports, through both
+// process_vm_readv and /proc/PID/mem.
+func TestReadBytesObject(t *testing.T) {
+	interps := pyproctest.Interpreters()
+	if len(interps) == 0 {
+		t.Skip("no Python interpreter on this machine")
+	}
+	for _, in := range interps {
+		t.Run(in.Name, func(t *testing.T) {
+			t.Parallel()
+			tg := pyproctest.StartInterp(t, in)
+			want := []byte(tg.Info.Data)
+			for _, viaMem := range []bool{false, true} {
+				p, err := Open(tg.PID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if viaMem {
+					if err := p.openMem(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				got := make([]byte, len(want)+1)
+				if err := memory.Read(p, tg.Info.DataAddr, got); err != nil {
+					t.Fatalf("reading (via mem %v): %v", viaMem, err)
+				}
+				if !bytes.Equal(got, append(want, 0)) {
+					t.Errorf("read %q (via mem %v), want %q", got, viaMem, want)
+				}
+				// ob_sval follows the object header: id + offset.
+				off := tg.Info.DataAddr - tg.Info.DataID
+				if off == 0 || off > 64 {
+					t.Errorf("bytes data at id+%d", off)
+				}
+				size, err := memory.U64(p, tg.Info.DataID+16) // ob_size
+				if err != nil || size != uint64(len(want)) {
+					t.Errorf("ob_size %d (%v), want %d", size, err, len(want))
+				}
+				p.Close()
+			}
+		})
+	}
+}
+
+func TestFaultsAndShortReads(t *testing.T) {
+	in := pyproctest.System(t)
+	tg := pyproctest.StartInterp(t, in)
+	for _, viaMem := range []bool{false, true} {
+		p, err := Open(tg.PID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if viaMem {
+			if err := p.openMem(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var b [16]byte
+		if n, err := p.ReadAt(b[:], 0); n != 0 || !errors.Is(err, memory.ErrFault) {
+			t.Errorf("reading address 0 (via mem %v): %d, %v; want ErrFault", viaMem, n, err)
+		}
+		// The end of a mapping followed by a hole.
+		ms, err := procfs.New(tg.PID()).Maps()
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := uint64(0)
+		for i := 0; i+1 < len(ms); i++ {
+			if ms[i].Perms.Read && ms[i].End < ms[i+1].Start && ms[i].Path != "[vvar]" {
+				end = ms[i].End
+				break
+			}
+		}
+		if end == 0 {
+			t.Fatal("no mapping followed by a hole")
+		}
+		n, err := p.ReadAt(b[:], end-8)
+		if n != 8 || !errors.Is(err, memory.ErrShortRead) {
+			t.Errorf("reading across %#x (via mem %v): %d, %v; want 8, ErrShortRead", end, viaMem, n, err)
+		}
+		p.Close()
+	}
+}
+
+func TestProcessGone(t *testing.T) {
+	if _, err := Open(1<<22 + 17); !errors.Is(err, ErrProcessGone) {
+		t.Errorf("Open of a missing PID: %v; want ErrProcessGone", err)
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sleep command")
+	}
+	p, err := Open(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ms, err := procfs.New(cmd.Process.Pid).Maps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	if err := memory.Read(p, ms[0].Start, b[:]); err != nil {
+		t.Fatalf("reading a live process: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := p.ReadAt(b[:], ms[0].Start); !errors.Is(err, ErrProcessGone) {
+		t.Errorf("reading a dead process: %v; want ErrProcessGone", err)
+	}
+}
+
+func BenchmarkReadAt(b *testing.B) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		b.Skip("no sleep command")
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	time.Sleep(50 * time.Millisecond)
+	ms, err := procfs.New(cmd.Process.Pid).Maps()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Open(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf [64]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.ReadAt(buf[:], ms[0].Start); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
