@@ -1,0 +1,206 @@
+// Package agent holds the Python agent that pyglass runs inside a target
+// process and the Go side of the protocol spoken with it.
+//
+// Life cycle: pyglass creates a private directory D in the target's mount
+// namespace, writes Source to D/agent.py, calls Listen(D, uid, gid), makes
+// a new thread of the target run Bootstrap(D), and accepts the agent's
+// connection with Accept. The agent sends a hello, receives one request
+// (Exec or Shell), serves it, removes D and sends its exit status. If D or
+// the socket is missing when the bootstrap runs, the agent does nothing.
+//
+// # Frames
+//
+// Both directions carry frames: one type byte, a 4-byte big-endian payload
+// length, the payload. Lengths above MaxFrame are a protocol error.
+//
+// Agent to pyglass: FrameHello once (key=value lines), then FrameStdout and
+// FrameStderr (raw bytes, UTF-8 for text, in the order the code wrote
+// them), FramePrompt (shell only: the next prompt, ">>> " or "... "), and
+// finally FrameExit (the decimal exit status) after D has been removed and
+// the target's sys.stdout, sys.stderr, sys.stdin and sys.displayhook are
+// restored.
+//
+// Pyglass to agent: the request is zero or more FrameParam frames
+// ("key=value", the value is raw bytes up to the end of the payload: op,
+// code, filename, namespace) ended by FrameGo. In a shell: FrameInput (one
+// line), FrameInterrupt (discard the pending block, like Ctrl-C in the
+// standard console) and FrameClose (end the session, like Ctrl-D).
+//
+// # Exit status
+//
+// 0 when the code ran to completion; 1 when it raised (the traceback is on
+// the stderr stream) or did not compile; for SystemExit the interpreter's
+// own rule: no code or None is 0, an integer is that integer, anything else
+// is printed on stderr and gives 1. SystemExit and KeyboardInterrupt never
+// leave the agent's thread: the target keeps running. Status 2 means the
+// agent refused the request.
+//
+// # What the agent changes in the target, and for how long
+//
+// While at least one session is active: sys._pyglass_hub (shared by
+// concurrent sessions) and routers on sys.stdout, sys.stderr, sys.stdin
+// (unless it is None) and sys.displayhook that dispatch by thread: the
+// session's thread sees its session, every other thread the original
+// objects. The last session to end puts the originals back if the routers
+// are still installed (a router someone saved and re-installs later only
+// forwards). In a shell on __main__, "_" is bound only if it was free or
+// is the session's own last result, and removed at the end. Threads that
+// the user's code starts print to the target's own streams. Modules the
+// agent imports (_socket, traceback, linecache, __future__, fcntl on 2.7)
+// stay in sys.modules: removing them is unsafe while other code may hold
+// or import them. Code running in the target cannot be interrupted.
+package agent
+
+import (
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Source is the agent's Python source (Python 2.7 and 3.6+), to be written
+// to D/agent.py.
+//
+//go:embed agent.py
+var Source []byte
+
+// ProtocolVersion is the protocol version the agent announces in its hello.
+const ProtocolVersion = 1
+
+// Frame types. The agent's copy of these is at the top of agent.py.
+const (
+	FrameHello     byte = 'h' // agent: key=value lines (see Hello)
+	FrameStdout    byte = 'o' // agent: bytes written to sys.stdout
+	FrameStderr    byte = 'e' // agent: bytes written to sys.stderr, tracebacks
+	FrameExit      byte = 'x' // agent: decimal exit status, last frame
+	FramePrompt    byte = 'p' // agent: shell prompt, the agent waits for input
+	FrameParam     byte = 'q' // pyglass: one request parameter "key=value"
+	FrameGo        byte = 'g' // pyglass: end of the request, start serving
+	FrameInput     byte = 'i' // pyglass: one shell input line
+	FrameInterrupt byte = 'k' // pyglass: discard the shell's pending block
+	FrameClose     byte = 'c' // pyglass: end the session
+)
+
+// Request parameter keys and values.
+const (
+	ParamOp        = "op"        // OpExec or OpShell
+	ParamCode      = "code"      // exec: the program's source bytes
+	ParamFilename  = "filename"  // exec: "<string>" for -c, else the script path
+	ParamNamespace = "namespace" // shell: NamespaceFresh (default) or NamespaceMain
+	OpExec         = "exec"
+	OpShell        = "shell"
+	NamespaceFresh = "fresh"
+	NamespaceMain  = "main"
+)
+
+// MaxFrame is the largest payload either side accepts.
+const MaxFrame = 64 << 20
+
+// Prompts the agent sends in a shell session.
+const (
+	PromptPrimary   = ">>> "
+	PromptSecondary = "... "
+)
+
+var (
+	// ErrProtocol is returned when the peer sends something the protocol
+	// does not allow (wrong frame type, oversized frame, bad hello).
+	ErrProtocol = errors.New("agent protocol error")
+	// ErrGone is returned when the agent closed the connection before
+	// sending its exit status.
+	ErrGone = errors.New("agent connection closed before the exit status")
+)
+
+// WriteFrame writes one frame. Returns an error wrapping ErrProtocol if
+// payload exceeds MaxFrame.
+func WriteFrame(w io.Writer, typ byte, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return fmt.Errorf("writing %q frame of %d bytes: %w", typ, len(payload), ErrProtocol)
+	}
+	buf := make([]byte, 5+len(payload))
+	buf[0] = typ
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
+	copy(buf[5:], payload)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("writing %q frame: %w", typ, err)
+	}
+	return nil
+}
+
+// ReadFrame reads one frame. It returns io.EOF if the stream ends cleanly
+// before a frame, io.ErrUnexpectedEOF inside one, and an error wrapping
+// ErrProtocol for a length above MaxFrame.
+func ReadFrame(r io.Reader) (typ byte, payload []byte, err error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("reading %q frame of %d bytes: %w", hdr[0], n, ErrProtocol)
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("reading %q frame: %w", hdr[0], err)
+	}
+	return hdr[0], payload, nil
+}
+
+// Bootstrap returns the Python source that makes a thread of the target
+// load and run D/agent.py, for PyRun_SimpleString (it runs in __main__'s
+// globals) or as a script file (PEP 768). It binds no name in __main__,
+// prints nothing and lets no exception out: if D is gone it does nothing.
+// It works on Python 2.7 (tuple-form exec statement) and 3.x.
+func Bootstrap(dir string) string {
+	d := pyPathLiteral(dir)
+	var b strings.Builder
+	b.WriteString("try:\n")
+	b.WriteString("    exec(compile((lambda f: (f.read(), f.close())[0])(open(" + d + " + '/agent.py', 'rb')), " +
+		"'<pyglass-agent>', 'exec'), {'__name__': '__pyglass_agent__', '__builtins__': __builtins__, '_PYGLASS_DIR': " + d + "})\n")
+	b.WriteString("except BaseException:\n")
+	b.WriteString("    pass\n")
+	return b.String()
+}
+
+// pyPathLiteral returns a Python expression, valid on 2.7 and 3.x, whose
+// value is the path p as the native str type (bytes on 2.7; on 3.x the
+// surrogateescape decoding, which os functions encode back to the same
+// bytes whatever the file system encoding).
+func pyPathLiteral(p string) string {
+	ascii := true
+	for i := 0; i < len(p); i++ {
+		if p[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	lit := pyBytesBody(p)
+	if ascii {
+		return "'" + lit + "'"
+	}
+	return "(b'" + lit + "' if str is bytes else b'" + lit + "'.decode('ascii', 'surrogateescape'))"
+}
+
+// pyBytesBody escapes p for the inside of a single-quoted Python literal,
+// keeping printable ASCII and escaping everything else as \xNN.
+func pyBytesBody(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\' || c == '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,256 @@
+// Package shell is the user-facing client of an interactive Python shell
+// running inside a target process (the agent's shell op, see package
+// agent).
+//
+// On a terminal it edits lines with github.com/chzyer/readline, keeps a
+// history file and shows the agent's prompts; Ctrl-C discards the current
+// input (it never interrupts the target: code already running in the
+// target cannot be interrupted), Ctrl-D or exit() ends the session.
+// Without a terminal it reads statements from its input line by line, so
+// it can be scripted, and prints no banner and no prompts.
+package shell
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/chzyer/readline"
+	"golang.org/x/sys/unix"
+
+	"github.com/pyglass/pyglass/internal/agent"
+)
+
+// Options configures Run.
+type Options struct {
+	// Conn is a connection to an agent that has not received a request
+	// yet; Run starts the shell on it.
+	Conn *agent.Conn
+	// MainNamespace runs the statements in __main__.__dict__ instead of a
+	// fresh namespace.
+	MainNamespace bool
+
+	// In, Out and Err are the user's streams. Terminal mode is used when
+	// In and Out are both terminals (*os.File), unless NoTerminal is set.
+	In         io.Reader
+	Out, Err   io.Writer
+	NoTerminal bool
+
+	// HistoryFile is where terminal mode keeps its history; empty means
+	// DefaultHistoryFile(); "-" disables the history file.
+	HistoryFile string
+
+	// For the banner (terminal mode only).
+	PID        int
+	Version    string
+	Executable string
+}
+
+// DefaultHistoryFile returns $XDG_STATE_HOME/pyglass/history, or
+// ~/.local/state/pyglass/history, or "" if neither can be determined.
+func DefaultHistoryFile() string {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil || home == "" {
+			return ""
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "pyglass", "history")
+}
+
+// Banner returns the text shown when a terminal session starts.
+func Banner(pid int, version, executable string) string {
+	return fmt.Sprintf("pyglass shell in process %d: Python %s (%s)\n"+
+		"Statements run inside the target. exit() or Ctrl-D leaves; the target keeps running.\n",
+		pid, version, executable)
+}
+
+// Run starts the shell on o.Conn and serves it until the user or the code
+// ends it. Returns the session's exit status (0, or the exit() code), or an
+// error if the connection failed (agent.ErrGone if the agent vanished).
+// Run does not close o.Conn.
+func Run(o Options) (int, error) {
+	if o.Conn == nil {
+		return 0, errors.New("starting the shell: no agent connection")
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Err == nil {
+		o.Err = o.Out
+	}
+	if err := o.Conn.StartShell(o.MainNamespace); err != nil {
+		return 0, err
+	}
+	in, inTTY := o.In.(*os.File)
+	out, outTTY := o.Out.(*os.File)
+	if !o.NoTerminal && inTTY && outTTY && readline.IsTerminal(int(in.Fd())) && readline.IsTerminal(int(out.Fd())) {
+		return runTerminal(o, in, out)
+	}
+	return runScript(o)
+}
+
+// runScript feeds the input line by line and prints only outputs.
+func runScript(o Options) (int, error) {
+	c := o.Conn
+	prompt, done, err := c.ReadOutput(o.Out, o.Err)
+	if err != nil {
+		return 0, err
+	}
+	var sc *bufio.Scanner
+	if o.In != nil {
+		sc = bufio.NewScanner(o.In)
+		sc.Buffer(make([]byte, 64<<10), agent.MaxFrame)
+	}
+	for !done {
+		if sc == nil || !sc.Scan() {
+			if sc != nil {
+				if err := sc.Err(); err != nil {
+					fmt.Fprintf(o.Err, "pyglass: reading input: %v\n", err)
+				}
+			}
+			if prompt == agent.PromptSecondary {
+				// Complete a pending block, as at the end of a script.
+				if err := c.SendLine(""); err != nil {
+					return 0, err
+				}
+				if prompt, done, err = c.ReadOutput(o.Out, o.Err); err != nil || done {
+					break
+				}
+			}
+			if err := c.EndShell(); err != nil {
+				return 0, err
+			}
+			_, done, err = c.ReadOutput(o.Out, o.Err)
+			break
+		}
+		if err := c.SendLine(sc.Text()); err != nil {
+			return 0, err
+		}
+		prompt, done, err = c.ReadOutput(o.Out, o.Err)
+		if err != nil {
+			return 0, err
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	st, _ := c.ExitStatus()
+	return st, nil
+}
+
+// runTerminal runs the interactive loop with line editing.
+func runTerminal(o Options, in, out *os.File) (int, error) {
+	c := o.Conn
+	hist := o.HistoryFile
+	if hist == "" {
+		hist = DefaultHistoryFile()
+	}
+	if hist == "-" {
+		hist = ""
+	}
+	if hist != "" {
+		if err := os.MkdirAll(filepath.Dir(hist), 0o700); err != nil {
+			hist = ""
+		}
+	}
+	fd := int(in.Fd())
+	var raw *readline.State
+	cfg := &readline.Config{
+		Prompt:          agent.PromptPrimary,
+		HistoryFile:     hist,
+		Stdin:           io.NopCloser(in),
+		Stdout:          out,
+		Stderr:          o.Err,
+		InterruptPrompt: "^C",
+		EOFPrompt:       "\n",
+		FuncIsTerminal:  func() bool { return true },
+		FuncMakeRaw: func() error {
+			st, err := readline.MakeRaw(fd)
+			if err == nil {
+				raw = st
+			}
+			return err
+		},
+		FuncExitRaw: func() error {
+			if raw == nil {
+				return nil
+			}
+			return readline.Restore(fd, raw)
+		},
+		FuncGetWidth: func() int {
+			ws, err := unix.IoctlGetWinsize(int(out.Fd()), unix.TIOCGWINSZ)
+			if err != nil || ws.Col == 0 {
+				return 80
+			}
+			return int(ws.Col)
+		},
+	}
+	rl, err := readline.NewEx(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("starting line editing: %w", err)
+	}
+	defer rl.Close()
+
+	// Ctrl-C while a statement runs reaches pyglass as SIGINT: the code in
+	// the target cannot be interrupted, so say so instead of dying.
+	var running atomic.Bool
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	stop := make(chan struct{})
+	defer func() {
+		signal.Stop(sigs)
+		close(stop)
+	}()
+	go func() {
+		for {
+			select {
+			case <-sigs:
+				if running.Load() {
+					fmt.Fprint(o.Err, "\npyglass: the statement keeps running in the target (it cannot be interrupted)\n")
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+
+	fmt.Fprint(out, Banner(o.PID, o.Version, o.Executable))
+	prompt, done, err := c.ReadOutput(out, o.Err)
+	if err != nil {
+		return 0, err
+	}
+	for !done {
+		rl.SetPrompt(prompt)
+		line, rerr := rl.Readline()
+		switch {
+		case rerr == readline.ErrInterrupt:
+			// Drop the line being typed and any pending block.
+			err = c.Interrupt()
+		case rerr == io.EOF:
+			err = c.EndShell()
+		case rerr != nil:
+			return 0, fmt.Errorf("reading input: %w", rerr)
+		default:
+			err = c.SendLine(line)
+		}
+		if err != nil {
+			return 0, err
+		}
+		running.Store(true)
+		prompt, done, err = c.ReadOutput(out, o.Err)
+		running.Store(false)
+		if err != nil {
+			return 0, err
+		}
+	}
+	st, _ := c.ExitStatus()
+	return st, nil
+}
