@@ -1,0 +1,59 @@
+package pyglass
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Exec runs code inside the process, on a new thread pyglass starts there,
+// in a fresh namespace whose __name__ is "__pyglass__". What the code
+// writes to sys.stdout and sys.stderr is copied to opt.Stdout and
+// opt.Stderr in order; what the target's own threads print is left alone.
+//
+// It returns ExecResult.Raised when the code raised (the traceback went to
+// opt.Stderr). Errors: ErrNoProcess (the target exited), ErrNotPython,
+// ErrPermission, ErrTimeout (the code could not start because a thread
+// holds the GIL, or it did not finish in time), ErrBusy. Cancelling ctx
+// stops waiting; the target is left running either way.
+func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (ExecResult, error) {
+	if opt.Timeout <= 0 {
+		opt.Timeout = 30 * time.Second
+	}
+	if opt.Filename == "" {
+		opt.Filename = "<string>"
+	}
+	if opt.Stdout == nil {
+		opt.Stdout = io.Discard
+	}
+	if opt.Stderr == nil {
+		opt.Stderr = io.Discard
+	}
+	deadline := time.Now().Add(opt.Timeout)
+	s, err := p.startAgent(ctx, deadline, opt.Progress)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	defer s.close()
+	res := ExecResult{Thread: s.conn.Hello().TID, Method: s.method, Held: s.held}
+
+	s.uc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { s.uc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	status, err := s.conn.Exec(code, opt.Filename, opt.Stdout, opt.Stderr)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return res, fmt.Errorf("interrupted; the code may still be running in process %d (thread %d): %w", p.pid, res.Thread, ctx.Err())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return res, &Error{Kind: ErrTimeout, Msg: fmt.Sprintf("timed out after %s; the code is still running in process %d (thread %d)", opt.Timeout, p.pid, res.Thread),
+				Hint: "give a longer --timeout; 'pyglass stacks " + fmt.Sprint(p.pid) + "' shows where it is"}
+		}
+		return res, p.goneOr(fmt.Errorf("lost the connection to the code in process %d: %w", p.pid, err))
+	}
+	res.Raised = status != 0
+	return res, nil
+}

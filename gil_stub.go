@@ -1,0 +1,3 @@
+package pyglass
+
+func (p *Process) gilHolder() (string, bool) { return "", false }

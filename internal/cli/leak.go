@@ -1,0 +1,251 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/internal/leak"
+)
+
+// runReport runs a leak script in the target and returns its stdout.
+func runReport(ctx context.Context, p *pyglass.Process, script []byte, timeout time.Duration, io IO) ([]byte, error) {
+	var out, errb bytes.Buffer
+	res, err := p.Exec(ctx, script, pyglass.ExecOptions{
+		Filename: "<pyglass-report>", Stdout: &out, Stderr: &errb,
+		Timeout: timeout, Progress: progressTo(io),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.Raised {
+		return nil, fmt.Errorf("the report failed inside the target: %s", oneLine(lastLines(errb.String(), 3)))
+	}
+	return out.Bytes(), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := bytes.Split(bytes.TrimSpace([]byte(s)), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("; ")))
+}
+
+// reportFail prints a report error; a feature the target lacks is a
+// usage-level problem of that target (exit 3).
+func reportFail(io IO, err error) ExitCode {
+	var se *leak.ScriptError
+	if errors.As(err, &se) {
+		fmt.Fprintf(io.Err, "pyglass: %s\n", oneLine(se.Msg))
+		if se.Kind == "usage" {
+			return ExitUsage
+		}
+		return ExitNotPython
+	}
+	return fail(io, err)
+}
+
+func reportFlags(name, help string, io IO) (*flag.FlagSet, *bool, *time.Duration) {
+	fs := newFlags(name, help, io)
+	asJSON := fs.Bool("json", false, "print JSON")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long (exit 5)")
+	return fs, asJSON, timeout
+}
+
+const garbageHelp = `Reports the objects in gc.garbage: what the collector found unreachable but
+could not free (on Python 2, cycles of objects with __del__). Grouped by type,
+most first: count, shallow size (sum of sys.getsizeof), retained size (their
+own size plus what only they keep alive, each object counted once), example
+reprs, one example reference cycle, and, when 'pyglass trace start' was run
+before the objects were made, the source lines that created them.
+Nothing is kept alive by the report; gc flags are restored.`
+
+func runGarbage(ctx context.Context, args []string, io IO) ExitCode {
+	fs, asJSON, timeout := reportFlags("garbage", garbageHelp, io)
+	collect := fs.Bool("collect", false, "run a full collection first")
+	saveall := fs.Bool("saveall", false, "(3.x) keep every cycle one collection finds (gc.DEBUG_SAVEALL), report them, then let them be freed")
+	limit := fs.Int("limit", leak.DefaultExamples, "example reprs per type (0: none)")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass garbage: one PID expected\n")
+		return ExitUsage
+	}
+	if *limit < 0 {
+		fmt.Fprintf(io.Err, "pyglass garbage: --limit must be 0 or more\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "garbage")
+	if !ok {
+		return code
+	}
+	l := *limit
+	if l == 0 {
+		l = -1
+	}
+	out, err := runReport(ctx, p, leak.GarbageScript(leak.GarbageOptions{Collect: *collect, SaveAll: *saveall, Limit: l}), *timeout, io)
+	if err != nil {
+		return reportFail(io, err)
+	}
+	r, err := leak.ParseGarbage(out)
+	if err != nil {
+		return reportFail(io, err)
+	}
+	if *asJSON {
+		writeJSON(io.Out, r)
+	} else {
+		leak.RenderGarbage(io.Out, r)
+	}
+	return ExitOK
+}
+
+const objectsHelp = `Counts the live objects tracked by the garbage collector, by type: count and
+total size (sys.getsizeof), most numerous first. With --diff DURATION, takes
+two censuses DURATION apart and reports the types that grew (count and
+bytes), like objgraph.show_growth. The target's other threads keep running
+while the census is taken.`
+
+func runObjects(ctx context.Context, args []string, io IO) ExitCode {
+	fs, asJSON, timeout := reportFlags("objects", objectsHelp, io)
+	top := fs.Int("top", 20, "show the N most numerous types (0: all)")
+	diff := fs.Duration("diff", 0, "report growth over this duration (e.g. 30s)")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass objects: one PID expected\n")
+		return ExitUsage
+	}
+	if *top < 0 || *diff < 0 {
+		fmt.Fprintf(io.Err, "pyglass objects: --top and --diff must not be negative\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "objects")
+	if !ok {
+		return code
+	}
+	census := func(ctx context.Context, n int) (*leak.ObjectsReport, error) {
+		out, err := runReport(ctx, p, leak.ObjectsScript(leak.ObjectsOptions{Top: n}), *timeout, io)
+		if err != nil {
+			return nil, err
+		}
+		return leak.ParseObjects(out)
+	}
+	if *diff > 0 {
+		var progress = io.Err
+		g, err := leak.DiffOver(ctx, *diff, func(ctx context.Context) (*leak.ObjectsReport, error) { return census(ctx, 0) }, progress)
+		if err != nil {
+			return reportFail(io, err)
+		}
+		if *asJSON {
+			writeJSON(io.Out, g)
+		} else {
+			leak.RenderGrowth(io.Out, g, *top)
+		}
+		return ExitOK
+	}
+	r, err := census(ctx, *top)
+	if err != nil {
+		return reportFail(io, err)
+	}
+	if *asJSON {
+		writeJSON(io.Out, r)
+	} else {
+		leak.RenderObjects(io.Out, r)
+	}
+	return ExitOK
+}
+
+const gcHelp = `Shows the garbage collector's state: enabled, thresholds, counts per
+generation, collections / collected / uncollectable per generation (3.4+),
+debug flags, and the length of gc.garbage.`
+
+func runGC(ctx context.Context, args []string, io IO) ExitCode {
+	fs, asJSON, timeout := reportFlags("gc", gcHelp, io)
+	collect := fs.Bool("collect", false, "run a full collection first")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass gc: one PID expected\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "gc")
+	if !ok {
+		return code
+	}
+	script := leak.GCScript()
+	if *collect {
+		script = append([]byte("import gc as _pg_gc_mod\n_pg_gc_mod.collect()\ndel _pg_gc_mod\n"), script...)
+	}
+	out, err := runReport(ctx, p, script, *timeout, io)
+	if err != nil {
+		return reportFail(io, err)
+	}
+	r, err := leak.ParseGC(out)
+	if err != nil {
+		return reportFail(io, err)
+	}
+	if *asJSON {
+		writeJSON(io.Out, r)
+	} else {
+		leak.RenderGC(io.Out, r)
+	}
+	return ExitOK
+}
+
+const traceHelp = `Turns allocation tracing (tracemalloc) on or off inside the target, or says
+whether it is on and what it costs in memory. While it is on, 'pyglass
+garbage' shows where the unreclaimable objects were created. Python 2.7 has
+no tracemalloc.`
+
+func runTrace(ctx context.Context, args []string, io IO) ExitCode {
+	fs, asJSON, timeout := reportFlags("trace", traceHelp, io)
+	frames := fs.Int("frames", 1, "frames to record per allocation (start)")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) != 2 {
+		fmt.Fprintf(io.Err, "pyglass trace: expected start|stop|status and a PID\nUsage: pyglass trace %s\n", lookup("trace").args)
+		return ExitUsage
+	}
+	action := leak.TraceAction(pos[0])
+	switch action {
+	case leak.TraceStart, leak.TraceStop, leak.TraceStatus:
+	default:
+		fmt.Fprintf(io.Err, "pyglass trace: the action is start, stop or status, not %q\n", pos[0])
+		return ExitUsage
+	}
+	if *frames < 1 || *frames > leak.MaxTraceFrames {
+		fmt.Fprintf(io.Err, "pyglass trace: --frames must be between 1 and %d\n", leak.MaxTraceFrames)
+		return ExitUsage
+	}
+	p, code, ok := attach(pos[1:], io, "trace")
+	if !ok {
+		return code
+	}
+	out, err := runReport(ctx, p, leak.TraceScript(leak.TraceOptions{Action: action, Frames: *frames}), *timeout, io)
+	if err != nil {
+		return reportFail(io, err)
+	}
+	r, err := leak.ParseTrace(out)
+	if err != nil {
+		return reportFail(io, err)
+	}
+	if *asJSON {
+		writeJSON(io.Out, r)
+	} else {
+		leak.RenderTrace(io.Out, r)
+	}
+	return ExitOK
+}

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/pyglass/pyglass"
+)
+
+const stacksHelp = `Reads every thread's Python stack from the target's memory: nothing is run
+in the target. By default the threads are paused for the fraction of a
+millisecond the read takes, so the snapshot is consistent, and resumed at
+once; a thread stopped by the user (SIGSTOP) stays stopped. --nonblocking
+reads without pausing them.
+
+Frames are printed as a Python traceback prints them: outermost first, most
+recent call last. With --json:
+  {"pid", "python": {"version", "path"},
+   "threads": [{"tid", "name", "main", "holds_gil", "state",
+                "frames": [{"function", "file", "line"[, "locals"]}], "error"}]}
+Exit status 0 when at least one thread was read.`
+
+func runStacks(ctx context.Context, args []string, io IO) ExitCode {
+	fs := newFlags("stacks", stacksHelp, io)
+	asJSON := fs.Bool("json", false, "print JSON")
+	locals := fs.Bool("locals", false, "show each frame's local variables (short reprs)")
+	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass stacks: one PID expected\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "stacks")
+	if !ok {
+		return code
+	}
+	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking})
+	if err != nil {
+		return fail(io, err)
+	}
+	if *asJSON {
+		writeJSON(io.Out, dump)
+	} else {
+		renderStacks(io.Out, dump, *locals)
+	}
+	for _, t := range dump.Threads {
+		if t.Error == "" {
+			return ExitOK
+		}
+	}
+	fmt.Fprintf(io.Err, "pyglass: no thread could be read\n")
+	return ExitNotPython
+}
+
+func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
+	fmt.Fprintf(w, "Process %d, Python %s (%s)\n", d.PID, d.Python.Version, d.Python.Path)
+	for _, t := range d.Threads {
+		var tags []string
+		if t.Main {
+			tags = append(tags, "main thread")
+		}
+		if t.HoldsGIL {
+			tags = append(tags, "holds the GIL")
+		}
+		if t.State != "" {
+			tags = append(tags, t.State)
+		}
+		name := t.Name
+		if name == "" {
+			name = "?"
+		}
+		fmt.Fprintf(w, "\nThread %d %q (%s)\n", t.TID, name, strings.Join(tags, ", "))
+		if t.Error != "" {
+			fmt.Fprintf(w, "  <unreadable: %s>\n", t.Error)
+		}
+		if len(t.Frames) == 0 && t.Error == "" {
+			fmt.Fprintf(w, "  <no Python frames>\n")
+		}
+		for _, f := range t.Frames {
+			fmt.Fprintf(w, "  File \"%s\", line %d, in %s\n", f.File, f.Line, f.Function)
+			if f.Source != "" {
+				fmt.Fprintf(w, "    %s\n", f.Source)
+			}
+			if locals && len(f.Locals) > 0 {
+				keys := make([]string, 0, len(f.Locals))
+				for k := range f.Locals {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					fmt.Fprintf(w, "        %s = %s\n", k, f.Locals[k])
+				}
+			}
+		}
+	}
+}

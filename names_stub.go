@@ -1,0 +1,3 @@
+package pyglass
+
+func (p *Process) threadNames() map[int]string { return nil }

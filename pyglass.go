@@ -1,0 +1,188 @@
+package pyglass
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/pyglass/pyglass/internal/pyproc"
+)
+
+// Process is a Python process pyglass has attached to. Attaching only
+// reads /proc and the interpreter's ELF image: the target is neither
+// stopped nor traced until an operation needs it, and only for that
+// operation. A Process may be used by one goroutine at a time.
+type Process struct {
+	pid  int
+	proc *pyproc.Process
+	py   *pyproc.Python
+}
+
+// List returns the Python processes on the machine that pyglass may read,
+// found by what is mapped in them (renamed binaries and programs that
+// embed libpython included).
+func List() ([]Summary, error) {
+	list, err := pyproc.List()
+	if err != nil {
+		return nil, convertErr(err)
+	}
+	out := make([]Summary, 0, len(list))
+	for _, s := range list {
+		v := "?"
+		if s.VersionKnown {
+			v = s.Version.String()
+		}
+		out = append(out, Summary{PID: s.PID, User: s.User, UID: s.UID, Version: v, Cmdline: s.Cmdline})
+	}
+	return out, nil
+}
+
+// Attach finds the Python interpreter in process pid. It fails with
+// ErrNoProcess, ErrNotPython (not Python, zombie, unsupported version) or
+// ErrPermission.
+func Attach(pid int) (*Process, error) {
+	if pid == os.Getpid() {
+		return nil, errorf(ErrNotPython, "give the PID of a Python process", "process %d is pyglass itself", pid)
+	}
+	proc, err := pyproc.Inspect(pid)
+	if err != nil {
+		return nil, convertErr(err)
+	}
+	if proc.Python == nil {
+		return nil, errorf(ErrNotPython, "", "process %d: no Python interpreter found", pid)
+	}
+	return &Process{pid: pid, proc: proc, py: proc.Python}, nil
+}
+
+// PID returns the process ID (in pyglass's PID namespace).
+func (p *Process) PID() int { return p.pid }
+
+// convertErr maps the internal packages' errors to the public sentinels,
+// keeping their message and hint.
+func convertErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	kind := ErrNotPython
+	switch {
+	case errors.Is(err, pyproc.ErrNoProcess):
+		kind = ErrNoProcess
+	case errors.Is(err, pyproc.ErrPermission):
+		kind = ErrPermission
+	}
+	return &Error{Kind: kind, Msg: err.Error(), Hint: pyproc.HintOf(err)}
+}
+
+// Info returns what pyglass knows about the process, re-reading the
+// thread list and state from /proc.
+func (p *Process) Info() *Info {
+	p.refresh()
+	pr := p.proc
+	info := &Info{
+		PID: pr.PID, User: pr.User, UID: pr.EUID, Cmdline: pr.Cmdline,
+		State:        pr.StateName,
+		Python:       PythonInfo{Version: p.py.Version.String(), Path: p.py.Path, Shared: p.py.Shared},
+		OtherMountNS: pr.OtherMountNS, OtherPIDNS: pr.OtherPIDNS,
+		TracerPID: pr.TracerPID,
+	}
+	if pr.NSPID != pr.PID {
+		info.NSPID = pr.NSPID
+	}
+	if info.Cmdline == nil {
+		info.Cmdline = []string{}
+	}
+	names := p.threadNames()
+	for _, t := range pr.Threads {
+		ti := ThreadInfo{TID: t.TID, Comm: t.Comm, State: stateName(t.State), Name: names[t.TID]}
+		if t.NSTID != t.TID {
+			ti.NSTID = t.NSTID
+		}
+		info.Threads = append(info.Threads, ti)
+	}
+	info.ExecMethod, info.ExecReason = p.execPlan()
+	info.CanExec = info.ExecReason == ""
+	return info
+}
+
+// refresh re-reads the process's state and threads from /proc.
+func (p *Process) refresh() {
+	if fresh, err := pyproc.Inspect(p.pid); err == nil {
+		p.proc = fresh
+		if fresh.Python != nil {
+			p.py = fresh.Python
+		}
+	} else if errors.Is(err, pyproc.ErrZombie) || errors.Is(err, pyproc.ErrNoProcess) {
+		if fresh != nil {
+			p.proc = fresh
+		} else {
+			p.proc.Zombie = true
+		}
+	}
+}
+
+func stateName(c byte) string {
+	switch c {
+	case 'R':
+		return "running"
+	case 'S':
+		return "sleeping"
+	case 'D':
+		return "disk sleep"
+	case 'T':
+		return "stopped"
+	case 't':
+		return "tracing stop"
+	case 'Z':
+		return "zombie"
+	case 'X', 'x':
+		return "dead"
+	case 'I':
+		return "idle"
+	}
+	return string(c)
+}
+
+// requiredSymbols are the C API functions exec calls in the target.
+var requiredSymbols = []string{"PyThread_start_new_thread", "PyGILState_Ensure", "PyGILState_Release", "PyRun_SimpleString"}
+
+// execPlan says how Exec would run code, or why it cannot.
+func (p *Process) execPlan() (method, reason string) {
+	pr := p.proc
+	switch {
+	case pr.Zombie:
+		return "", "the process is a zombie"
+	case pr.State == 'T' || pr.State == 't':
+		if pr.TracerPID == 0 {
+			return "", "the process is stopped (SIGSTOP); send it SIGCONT first"
+		}
+	}
+	if pr.TracerPID != 0 {
+		return "", fmt.Sprintf("the process is already traced by PID %d%s", pr.TracerPID, commOf(pr.TracerPID))
+	}
+	var missing []string
+	for _, s := range requiredSymbols {
+		if _, ok := p.py.Symbol(s); !ok {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		return "", "the interpreter does not export " + strings.Join(missing, ", ")
+	}
+	if os.Geteuid() != 0 && os.Geteuid() != pr.EUID {
+		return "", "the process belongs to another user; run pyglass as root"
+	}
+	return "ptrace: one thread is held for well under a millisecond to start a new thread that runs the code", ""
+}
+
+func commOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return " (" + strings.TrimSpace(string(b)) + ")"
+}

@@ -1,0 +1,207 @@
+package pyglass
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/agent"
+	"github.com/pyglass/pyglass/internal/channel"
+	"github.com/pyglass/pyglass/internal/inject"
+	"github.com/pyglass/pyglass/internal/procfs"
+)
+
+// session is one agent running inside the target, connected to pyglass
+// through a private channel.
+type session struct {
+	ch     *channel.Channel
+	uc     *net.UnixConn
+	conn   *agent.Conn
+	method string
+	thread int
+	held   time.Duration
+}
+
+func (s *session) close() {
+	if s.conn != nil {
+		s.conn.Close()
+	} else if s.uc != nil {
+		s.uc.Close()
+	}
+	if s.ch != nil {
+		s.ch.Close()
+	}
+}
+
+// symbols gathers the addresses inject needs.
+func (p *Process) symbols() inject.Symbols {
+	sym := func(name string) uint64 {
+		a, _ := p.py.Symbol(name)
+		return a
+	}
+	s := inject.Symbols{
+		PyGILStateEnsure:       sym("PyGILState_Ensure"),
+		PyGILStateRelease:      sym("PyGILState_Release"),
+		PyRunSimpleString:      sym("PyRun_SimpleString"),
+		PyThreadStartNewThread: sym("PyThread_start_new_thread"),
+		Munmap:                 p.py.Munmap,
+	}
+	if v := p.py.Version; v.Major == 2 || (v.Major == 3 && v.Minor < 7) {
+		s.PyEvalThreadsInitialized = sym("PyEval_ThreadsInitialized")
+		s.PyEvalInitThreads = sym("PyEval_InitThreads")
+		s.PyEvalRestoreThread = sym("PyEval_RestoreThread")
+		s.PyEvalSaveThread = sym("PyEval_SaveThread")
+		s.PyInterpreterStateHead = sym("PyInterpreterState_Head")
+		s.PyInterpreterStateThreadHead = sym("PyInterpreterState_ThreadHead")
+		s.PyAddPendingCall = sym("Py_AddPendingCall")
+		s.PyThreadStateCurrent = sym("_PyThreadState_Current")
+	}
+	for _, r := range p.py.Text {
+		s.InterpreterText = append(s.InterpreterText, [2]uint64{r.Start, r.End})
+	}
+	return s
+}
+
+// startAgent starts the agent in the target and waits until it has
+// connected, all within deadline. The per-target lock is held only while
+// the agent is being started: two sessions may then run side by side.
+func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress func(string)) (*session, error) {
+	if _, reason := p.execPlanFresh(); reason != "" {
+		return nil, p.planError(reason)
+	}
+	st, err := procfs.New(p.pid).Status()
+	if err != nil {
+		return nil, convertErr(err)
+	}
+	lock, err := channel.Acquire(ctx, p.pid, p.proc.StartTime, time.Until(deadline), func() {
+		if progress != nil {
+			progress(fmt.Sprintf("waiting for another pyglass working on process %d...", p.pid))
+		}
+	})
+	if progress != nil {
+		progress("")
+	}
+	if err != nil {
+		if errors.Is(err, channel.ErrLocked) {
+			return nil, errorf(ErrBusy, "wait for the other pyglass to finish, or raise --timeout", "another pyglass kept process %d busy for longer than the timeout", p.pid)
+		}
+		return nil, err
+	}
+	defer lock.Release()
+
+	ch, err := channel.Create(p.pid, st.Uid[1], st.Gid[1])
+	if err != nil {
+		return nil, p.goneOr(err)
+	}
+	s := &session{ch: ch}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	if err := ch.WriteFile("agent.py", agent.Source); err != nil {
+		return nil, p.goneOr(fmt.Errorf("writing the agent: %w", err))
+	}
+	boot := agent.Bootstrap(ch.Dir)
+	injectTimeout := time.Until(deadline)
+	if injectTimeout > 5*time.Second {
+		injectTimeout = 5 * time.Second
+	}
+	res, err := inject.StartThreadContext(ctx, p.pid, p.symbols(), []byte(boot), inject.Options{
+		Timeout:    injectTimeout,
+		AvoidEINTR: p.py.Version.Major == 2,
+	})
+	if err != nil {
+		return nil, p.injectError(err)
+	}
+	s.method, s.thread, s.held = res.Strategy, res.Thread, res.Held
+
+	waitStart := time.Now()
+	var stopProgress func()
+	if progress != nil {
+		t := time.AfterFunc(time.Second, func() {
+			progress(fmt.Sprintf("waiting for the GIL in process %d...", p.pid))
+		})
+		stopProgress = func() { t.Stop(); progress("") }
+	}
+	uc, err := ch.Accept(ctx, deadline)
+	if stopProgress != nil {
+		stopProgress()
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, p.gilTimeout(time.Since(waitStart))
+		}
+		return nil, err
+	}
+	// The agent is in: nobody else may connect.
+	ch.StopListening()
+	s.uc = uc
+	conn, err := agent.NewConn(uc, time.Until(deadline))
+	if err != nil {
+		return nil, err
+	}
+	s.conn = conn
+	ok = true
+	return s, nil
+}
+
+// execPlanFresh re-reads the process state before deciding.
+func (p *Process) execPlanFresh() (string, string) {
+	p.refresh()
+	return p.execPlan()
+}
+
+func (p *Process) planError(reason string) error {
+	pr := p.proc
+	switch {
+	case pr.TracerPID != 0:
+		return errorf(ErrPermission, "detach the other tracer (debugger, strace) first", "cannot run code in process %d: %s", p.pid, reason)
+	case os.Geteuid() != 0 && os.Geteuid() != pr.EUID:
+		return errorf(ErrPermission, "run pyglass as root (sudo), or as the process's user", "cannot run code in process %d: %s", p.pid, reason)
+	}
+	return errorf(ErrNotPython, "", "cannot run code in process %d: %s", p.pid, reason)
+}
+
+// goneOr reports a vanished target as ErrNoProcess, anything else as is.
+func (p *Process) goneOr(err error) error {
+	if _, serr := os.Stat(fmt.Sprintf("/proc/%d", p.pid)); serr != nil {
+		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
+	}
+	if st, serr := procfs.New(p.pid).Stat(); serr == nil && procfs.IsZombie(st.State) {
+		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
+	}
+	return err
+}
+
+func (p *Process) injectError(err error) error {
+	switch {
+	case errors.Is(err, inject.ErrGone):
+		return &Error{Kind: ErrNoProcess, Msg: fmt.Sprintf("process %d exited", p.pid)}
+	case errors.Is(err, inject.ErrPermission):
+		return &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot trace process %d", p.pid), Err: err,
+			Hint: "run pyglass as root, or give it CAP_SYS_PTRACE; a process can only be traced by one tracer at a time"}
+	case errors.Is(err, inject.ErrStopped):
+		return &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d is stopped (SIGSTOP)", p.pid), Hint: "send it SIGCONT first: kill -CONT " + fmt.Sprint(p.pid)}
+	case errors.Is(err, inject.ErrTimeout):
+		return &Error{Kind: ErrTimeout, Msg: fmt.Sprintf("could not start a thread in process %d in time", p.pid), Err: err}
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	return &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("could not start a thread in process %d", p.pid), Err: err}
+}
+
+// gilTimeout explains why the code could not start: who holds the GIL.
+func (p *Process) gilTimeout(waited time.Duration) error {
+	who := "some thread"
+	if h, ok := p.gilHolder(); ok {
+		who = h
+	}
+	return &Error{Kind: ErrTimeout,
+		Msg:  fmt.Sprintf("timed out after %s: the code could not start because %s holds the GIL and has not released it; nothing was run and nothing will run later", waited.Round(time.Millisecond), who),
+		Hint: "'pyglass stacks " + fmt.Sprint(p.pid) + "' shows what that thread is doing (reads memory, needs no GIL)"}
+}

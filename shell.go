@@ -1,0 +1,58 @@
+package pyglass
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/shell"
+)
+
+// ShellOptions configure Shell.
+type ShellOptions struct {
+	// MainNamespace runs statements in __main__'s globals instead of a
+	// fresh namespace.
+	MainNamespace bool
+	// In, Out and Err are the user's streams. With terminals, the shell
+	// has line editing and history; otherwise it reads statements from In
+	// and runs them in order.
+	In       io.Reader
+	Out, Err io.Writer
+	// HistoryFile overrides the history location ("-": none).
+	HistoryFile string
+	// StartTimeout bounds how long the shell may take to start (30 s
+	// when zero).
+	StartTimeout time.Duration
+	Progress     func(string)
+}
+
+// Shell opens an interactive Python prompt inside the process and serves
+// it until the user ends it (Ctrl-D or exit()). It returns the session's
+// exit status. The in-target side stops and removes its files within two
+// seconds of pyglass going away in any manner.
+func (p *Process) Shell(ctx context.Context, opt ShellOptions) (int, error) {
+	if opt.StartTimeout <= 0 {
+		opt.StartTimeout = 30 * time.Second
+	}
+	s, err := p.startAgent(ctx, time.Now().Add(opt.StartTimeout), opt.Progress)
+	if err != nil {
+		return 0, err
+	}
+	defer s.close()
+	stop := context.AfterFunc(ctx, func() { s.uc.Close() })
+	defer stop()
+	h := s.conn.Hello()
+	status, err := shell.Run(shell.Options{
+		Conn: s.conn, MainNamespace: opt.MainNamespace,
+		In: opt.In, Out: opt.Out, Err: opt.Err,
+		HistoryFile: opt.HistoryFile,
+		PID:         p.pid, Version: h.Version, Executable: h.Executable,
+	})
+	if err != nil && ctx.Err() != nil {
+		return status, ctx.Err()
+	}
+	if err != nil {
+		return status, p.goneOr(err)
+	}
+	return status, nil
+}

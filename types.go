@@ -1,0 +1,128 @@
+package pyglass
+
+import (
+	"io"
+	"time"
+)
+
+// Summary is one Python process found by List.
+type Summary struct {
+	PID     int      `json:"pid"`
+	User    string   `json:"user"`
+	UID     int      `json:"uid"`
+	Version string   `json:"version"`
+	Cmdline []string `json:"cmdline"`
+}
+
+// PythonInfo describes the interpreter in a process.
+type PythonInfo struct {
+	// Version is "X.Y.Z" as read from the target's memory or binary.
+	Version string `json:"version"`
+	// Path is the file holding the interpreter (the executable or
+	// libpython), as the target sees it.
+	Path string `json:"path"`
+	// Shared is true when the interpreter is a shared libpython, false
+	// when it is linked into the executable.
+	Shared bool `json:"shared"`
+}
+
+// ThreadInfo is one OS thread of the target.
+type ThreadInfo struct {
+	TID   int    `json:"tid"`
+	NSTID int    `json:"ns_tid,omitempty"` // the id inside the target's PID namespace, when different
+	Comm  string `json:"comm"`             // the kernel's name for the thread
+	Name  string `json:"name,omitempty"`   // the Python thread name (threading), when readable
+	State string `json:"state"`            // the kernel's state: running, sleeping, stopped, ...
+}
+
+// Info is what pyglass knows about a process without running code in it.
+type Info struct {
+	PID          int          `json:"pid"`
+	NSPID        int          `json:"ns_pid,omitempty"`
+	User         string       `json:"user"`
+	UID          int          `json:"uid"`
+	Cmdline      []string     `json:"cmdline"`
+	State        string       `json:"state"`
+	Python       PythonInfo   `json:"python"`
+	Threads      []ThreadInfo `json:"threads"`
+	OtherMountNS bool         `json:"other_mount_namespace"`
+	OtherPIDNS   bool         `json:"other_pid_namespace"`
+	TracerPID    int          `json:"tracer_pid,omitempty"`
+	// CanExec says whether pyglass can run code in the process, with
+	// ExecMethod how, or ExecReason why not.
+	CanExec    bool   `json:"can_exec"`
+	ExecMethod string `json:"exec_method,omitempty"`
+	ExecReason string `json:"exec_reason,omitempty"`
+}
+
+// ExecOptions configure Exec.
+type ExecOptions struct {
+	// Filename is shown in tracebacks: "<string>" by default.
+	Filename string
+	// Stdout and Stderr receive what the code writes to sys.stdout and
+	// sys.stderr (nil discards).
+	Stdout, Stderr io.Writer
+	// Timeout bounds the whole call (30 s when zero). If the code cannot
+	// start in time (a thread holds the GIL), nothing runs later.
+	Timeout time.Duration
+	// Progress, when set, receives short status lines while pyglass
+	// waits, and "" when the wait is over.
+	Progress func(string)
+}
+
+// ExecResult is the outcome of code run by Exec.
+type ExecResult struct {
+	// Raised is true when the code raised (its traceback went to Stderr).
+	Raised bool `json:"raised"`
+	// Thread is the native id of the target thread that ran the code.
+	Thread int `json:"thread"`
+	// Method says how the code was started in the target.
+	Method string `json:"method"`
+	// Held is how long a thread of the target was held stopped.
+	Held time.Duration `json:"held_ns"`
+}
+
+// StackOptions configure Stacks.
+type StackOptions struct {
+	// Locals adds each frame's local variables (short reprs).
+	Locals bool
+	// NonBlocking reads without pausing the threads: faster and
+	// invisible to the target, but the snapshot may be inconsistent.
+	NonBlocking bool
+}
+
+// StackDump is every Python thread's stack.
+type StackDump struct {
+	PID     int           `json:"pid"`
+	Python  PythonRef     `json:"python"`
+	Threads []ThreadStack `json:"threads"`
+}
+
+// PythonRef names the interpreter in a StackDump.
+type PythonRef struct {
+	Version string `json:"version"`
+	Path    string `json:"path"`
+}
+
+// ThreadStack is one thread of a StackDump.
+type ThreadStack struct {
+	TID         int     `json:"tid"`
+	Name        string  `json:"name"`
+	Main        bool    `json:"main"`
+	HoldsGIL    bool    `json:"holds_gil"`
+	State       string  `json:"state"` // running, waiting for the GIL, idle (in a system call), stopped
+	Interpreter int     `json:"interpreter,omitempty"`
+	Frames      []Frame `json:"frames"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// Frame is one Python frame, outermost first in ThreadStack.Frames.
+type Frame struct {
+	Function string            `json:"function"`
+	File     string            `json:"file"`
+	Line     int               `json:"line"`
+	Locals   map[string]string `json:"locals,omitempty"`
+	// Source is the source line when the file is readable as the target
+	// sees it.
+	Source string `json:"-"`
+}
