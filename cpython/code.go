@@ -1,0 +1,129 @@
+package cpython
+
+import (
+	"fmt"
+
+	"github.com/pyglass/pyglass/cpython/layout"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// maxLineTable bounds a line table (bytes).
+const maxLineTable = 4 << 20
+
+// maxLocals bounds the number of local variable names of a code object.
+const maxLocals = 1 << 16
+
+// Code is what pyglass reads from a code object.
+type Code struct {
+	// Name is co_name; QualName is co_qualname (3.11+, else Name).
+	Name, QualName string
+	// File is co_filename.
+	File string
+	// FirstLine is co_firstlineno.
+	FirstLine int
+	// LineTable is co_lnotab (≤3.9) or co_linetable (3.10+), in Format.
+	LineTable []byte
+	// Format is the encoding of LineTable.
+	Format LineFormat
+	// Bytecode is the address of the first code unit (3.11+: the inline
+	// co_code_adaptive), 0 before 3.11.
+	Bytecode uint64
+}
+
+// Line returns the line of the instruction at byte offset addr.
+func (c *Code) Line(addr int) int {
+	return AddrToLine(c.Format, c.LineTable, c.FirstLine, addr)
+}
+
+// codeInfo caches a decoded code object and, lazily, its local names.
+type codeInfo struct {
+	Code
+	hdr        []byte   // the PyCodeObject header as read
+	localNames []string // nil until read
+	localKinds []byte   // 3.11+
+	nlocals    int      // ≤3.10: co_nlocals
+}
+
+// ReadCode decodes the code object at addr. It fails with ErrWrongType
+// when the object is not a code object.
+func ReadCode(r memory.Reader, l *layout.Layout, addr uint64) (*Code, error) {
+	c, err := newDecoder(r, l).code(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &c.Code, nil
+}
+
+// maxCachedCodes bounds the code cache of one decoder.
+const maxCachedCodes = 4096
+
+// code reads (or returns the cached) code object at addr.
+func (d *decoder) code(addr uint64) (*codeInfo, error) {
+	if c, ok := d.codes[addr]; ok {
+		return c, nil
+	}
+	c, err := d.readCode(addr)
+	if err != nil {
+		return nil, fmt.Errorf("reading code object at %#x: %w", addr, err)
+	}
+	if len(d.codes) < maxCachedCodes {
+		d.codes[addr] = c
+	}
+	return c, nil
+}
+
+func (d *decoder) isCode(t *typeInfo) bool { return t.name == "code" }
+
+func (d *decoder) readCode(addr uint64) (*codeInfo, error) {
+	l := d.l
+	if addr == 0 {
+		return nil, memory.ErrNull
+	}
+	size := l.SizeofPyCodeObject
+	if size <= 0 || size > 4096 {
+		return nil, fmt.Errorf("layout has sizeof(PyCodeObject) = %d", size)
+	}
+	hdr, err := memory.Bytes(d.r, addr, size, size)
+	if err != nil {
+		return nil, err
+	}
+	t, err := d.typeAt(memory.Order.Uint64(hdr[l.ObjectObType:]))
+	if err != nil {
+		return nil, err
+	}
+	if !d.isCode(t) {
+		return nil, fmt.Errorf("object has type %q: %w", t.name, ErrWrongType)
+	}
+	ptr := func(off int) uint64 { return memory.Order.Uint64(hdr[off:]) }
+	c := &codeInfo{hdr: hdr}
+	c.FirstLine = int(int32(memory.Order.Uint32(hdr[l.CodeCoFirstlineno:])))
+	if c.Name, err = d.str(ptr(l.CodeCoName), MaxNameLen); err != nil {
+		return nil, fmt.Errorf("reading co_name: %w", err)
+	}
+	c.QualName = c.Name
+	if l.CodeCoQualname >= 0 {
+		if c.QualName, err = d.str(ptr(l.CodeCoQualname), MaxNameLen); err != nil {
+			return nil, fmt.Errorf("reading co_qualname: %w", err)
+		}
+	}
+	if c.File, err = d.str(ptr(l.CodeCoFilename), MaxSourceLen); err != nil {
+		return nil, fmt.Errorf("reading co_filename: %w", err)
+	}
+	c.Format = LineFormatFor(l.Major, l.Minor)
+	tableOff := l.CodeCoLinetable
+	if l.CodeCoLnotab >= 0 {
+		tableOff = l.CodeCoLnotab
+	}
+	table, trunc, err := d.bytesData(ptr(tableOff), maxLineTable)
+	if err == nil && trunc {
+		err = fmt.Errorf("line table over %d bytes: %w", maxLineTable, memory.ErrTooLarge)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading line table: %w", err)
+	}
+	c.LineTable = []byte(table)
+	if l.CodeCoCodeAdaptive >= 0 {
+		c.Bytecode = addr + uint64(l.CodeCoCodeAdaptive)
+	}
+	return c, nil
+}

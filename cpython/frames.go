@@ -1,0 +1,224 @@
+package cpython
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pyglass/pyglass/cpython/layout"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// DefaultMaxDepth is the number of frames Frames reads when
+// FrameOptions.MaxDepth is 0.
+const DefaultMaxDepth = 4096
+
+// ErrFrameCycle is returned when the chain of frames loops.
+var ErrFrameCycle = errors.New("frame chain has a cycle")
+
+// ErrTooDeep is returned when a stack has more frames than the bound.
+var ErrTooDeep = errors.New("stack deeper than the limit")
+
+// FrameOptions tunes Frames.
+type FrameOptions struct {
+	// Locals asks for the local variables of each frame (Frame.Locals).
+	Locals bool
+	// MaxDepth bounds the number of frames walked (DefaultMaxDepth if 0).
+	MaxDepth int
+}
+
+// Frame is one Python frame of a thread's stack.
+type Frame struct {
+	// Function is the qualified name of the function (co_qualname on
+	// 3.11+, co_name before): "Klass.method", "outer.<locals>.inner",
+	// "<module>", "<lambda>", "<listcomp>".
+	Function string
+	// File is the code object's file name (co_filename), as the target
+	// sees it.
+	File string
+	// Line is the line being executed, decoded from the line table; -1
+	// when the instruction has no line.
+	Line int
+	// Locals maps local variable names to a short repr of their value
+	// (see Repr), only with FrameOptions.Locals. Unbound locals are
+	// absent. Cell and free variables are shown dereferenced.
+	Locals map[string]string
+	// LocalNames lists the names in Locals in the code object's order.
+	LocalNames []string
+	// Code is the address of the code object.
+	Code uint64
+	// Addr is the address of the frame: a PyFrameObject (≤3.10) or a
+	// _PyInterpreterFrame (3.11+).
+	Addr uint64
+}
+
+// Frame owners of _PyInterpreterFrame (Include/internal/pycore_frame.h).
+const (
+	ownedByCStack312     = 3 // 3.12, 3.13: FRAME_OWNED_BY_CSTACK
+	ownedByInterpreter14 = 3 // 3.14: FRAME_OWNED_BY_INTERPRETER
+	ownedByCStack14      = 4 // 3.14: FRAME_OWNED_BY_CSTACK
+)
+
+// Frames walks a thread's stack from its top frame top (tstate->frame
+// on ≤3.10, the current _PyInterpreterFrame on 3.11+) to the outermost
+// frame and returns the frames outermost first, as a traceback prints
+// them (most recent call last). Frames that are C-stack shims (3.12+),
+// owned by the interpreter (3.14) or that do not run a code object
+// (3.13+) are left out. Line numbers come from the line tables, never
+// from f_lineno.
+//
+// The walk is bounded by opt.MaxDepth and stops with ErrFrameCycle on a
+// loop. When a frame cannot be read, Frames returns the frames read so
+// far (the innermost ones, still outermost first) with the error.
+func Frames(r memory.Reader, l *layout.Layout, top uint64, opt FrameOptions) ([]Frame, error) {
+	d := newDecoder(r, l)
+	frames, err := d.frames(top, opt)
+	for i, j := 0, len(frames)-1; i < j; i, j = i+1, j-1 {
+		frames[i], frames[j] = frames[j], frames[i]
+	}
+	return frames, err
+}
+
+// frames returns the frames innermost first.
+func (d *decoder) frames(top uint64, opt FrameOptions) ([]Frame, error) {
+	max := opt.MaxDepth
+	if max <= 0 {
+		max = DefaultMaxDepth
+	}
+	seen := map[uint64]bool{}
+	var out []Frame
+	for addr, n := top, 0; addr != 0; n++ {
+		if n >= max {
+			return out, fmt.Errorf("walking frames: more than %d: %w", max, ErrTooDeep)
+		}
+		if seen[addr] {
+			return out, fmt.Errorf("walking frames at %#x: %w", addr, ErrFrameCycle)
+		}
+		seen[addr] = true
+		f, next, ok, err := d.frame(addr, opt)
+		if err != nil {
+			return out, fmt.Errorf("reading frame %d at %#x: %w", len(out), addr, err)
+		}
+		if ok {
+			out = append(out, f)
+		}
+		addr = next
+	}
+	return out, nil
+}
+
+// frame decodes the frame at addr; ok is false for frames that are not
+// shown. next is the caller's frame.
+func (d *decoder) frame(addr uint64, opt FrameOptions) (f Frame, next uint64, ok bool, err error) {
+	if d.l.Major < 3 || d.l.Minor <= 10 {
+		return d.frameObject(addr, opt)
+	}
+	return d.interpFrame(addr, opt)
+}
+
+// frameHeader reads, in one read, the bytes of a frame up to the end of
+// the last of the fields at offs (each 8 bytes wide at most).
+func (d *decoder) frameHeader(addr uint64, offs ...int) ([]byte, error) {
+	end := 0
+	for _, o := range offs {
+		if o < 0 {
+			return nil, fmt.Errorf("layout lacks a frame field")
+		}
+		end = max(end, o+8)
+	}
+	b := make([]byte, end)
+	if err := memory.Read(d.r, addr, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// frameObject decodes a PyFrameObject (2.7, 3.6–3.10).
+func (d *decoder) frameObject(addr uint64, opt FrameOptions) (f Frame, next uint64, ok bool, err error) {
+	l := d.l
+	hdr, err := d.frameHeader(addr, l.FrameFBack, l.FrameFCode, l.FrameFLasti)
+	if err != nil {
+		return f, 0, false, fmt.Errorf("reading frame object: %w", err)
+	}
+	next = memory.Order.Uint64(hdr[l.FrameFBack:])
+	code := memory.Order.Uint64(hdr[l.FrameFCode:])
+	lasti := int32(memory.Order.Uint32(hdr[l.FrameFLasti:]))
+	if code == 0 {
+		return f, 0, false, fmt.Errorf("reading f_code: %w", memory.ErrNull)
+	}
+	c, err := d.code(code)
+	if err != nil {
+		return f, 0, false, err
+	}
+	off := int(lasti)
+	if l.Major == 3 && l.Minor == 10 && off >= 0 {
+		off *= 2 // 3.10 counts code units
+	}
+	f = Frame{Function: c.QualName, File: c.File, Line: c.Line(off), Code: code, Addr: addr}
+	if opt.Locals {
+		if err := d.frameLocals(&f, c, addr+uint64(l.FrameFLocalsplus)); err != nil {
+			return f, 0, false, err
+		}
+	}
+	return f, next, true, nil
+}
+
+// interpFrame decodes a _PyInterpreterFrame (3.11+).
+func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint64, ok bool, err error) {
+	l := d.l
+	codeOff, ipOff := l.InterpFrameFCode, l.InterpFramePrevInstr
+	if l.Minor >= 13 {
+		codeOff, ipOff = l.InterpFrameFExecutable, l.InterpFrameInstrPtr
+	}
+	hdr, err := d.frameHeader(addr, l.InterpFramePrevious, l.InterpFrameOwner, codeOff, ipOff)
+	if err != nil {
+		return f, 0, false, fmt.Errorf("reading interpreter frame: %w", err)
+	}
+	next = memory.Order.Uint64(hdr[l.InterpFramePrevious:])
+	owner := hdr[l.InterpFrameOwner]
+	switch {
+	case l.Minor >= 14 && (owner == ownedByInterpreter14 || owner == ownedByCStack14):
+		return f, next, false, nil
+	case l.Minor >= 12 && l.Minor <= 13 && owner == ownedByCStack312:
+		return f, next, false, nil
+	}
+	code := memory.Order.Uint64(hdr[codeOff:])
+	if l.Minor >= 14 {
+		code &^= 7 // _PyStackRef tag bits
+	}
+	if code == 0 {
+		if l.Minor >= 13 {
+			return f, next, false, nil
+		}
+		return f, 0, false, fmt.Errorf("reading frame code: %w", memory.ErrNull)
+	}
+	if l.Minor >= 13 {
+		// f_executable may be None or a function for shim frames.
+		t, err := d.typeOf(code)
+		if err != nil {
+			return f, 0, false, fmt.Errorf("reading f_executable: %w", err)
+		}
+		if !d.isCode(t) {
+			return f, next, false, nil
+		}
+	}
+	ip := memory.Order.Uint64(hdr[ipOff:])
+	c, err := d.code(code)
+	if err != nil {
+		return f, 0, false, err
+	}
+	// _PyInterpreterFrame_LASTI: code units from the start of the
+	// bytecode; 3.11/3.12 point at the last instruction run (-1 before
+	// the first), 3.13+ at the current one. CPython takes the line of
+	// LASTI*2 in both cases.
+	off := int((int64(ip) - int64(c.Bytecode)) / 2 * 2)
+	if int64(ip) < int64(c.Bytecode) {
+		off = -1
+	}
+	f = Frame{Function: c.QualName, File: c.File, Line: c.Line(off), Code: code, Addr: addr}
+	if opt.Locals {
+		if err := d.frameLocals(&f, c, addr+uint64(l.InterpFrameLocalsplus)); err != nil {
+			return f, 0, false, err
+		}
+	}
+	return f, next, true, nil
+}

@@ -1,0 +1,286 @@
+package cpython
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+
+	"github.com/pyglass/pyglass/cpython/layout"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// errNoRuntime is returned when the address of _PyRuntime is needed but
+// unknown.
+var errNoRuntime = errors.New("address of _PyRuntime unknown")
+
+// Thread is one Python thread state of an interpreter.
+type Thread struct {
+	// Addr is the address of the PyThreadState.
+	Addr uint64
+	// Interp is the PyInterpreterState it belongs to.
+	Interp uint64
+	// ThreadID is PyThreadState.thread_id: the pthread_t of the thread,
+	// also the key of threading._active and what threading.get_ident()
+	// returns.
+	ThreadID uint64
+	// NativeID is the OS thread id (as the target's PID namespace sees
+	// it), 0 when unknown: native_thread_id on 3.11+; before, found in
+	// glibc's struct pthread among the task ids given in ThreadOptions.
+	NativeID int
+	// Name is the threading.Thread name, "" when unknown.
+	Name string
+	// Main is set for the interpreter's main thread.
+	Main bool
+	// HoldsGIL is set for the thread holding the GIL.
+	HoldsGIL bool
+	// Frame is the address of the thread's top frame, 0 when idle:
+	// a PyFrameObject (≤3.10) or a _PyInterpreterFrame (3.11+).
+	Frame uint64
+	// Err records what could not be read about this thread (the other
+	// fields are then partly zero); the thread is still listed.
+	Err error
+}
+
+// ThreadOptions gives Threads what it cannot read from the interpreter.
+type ThreadOptions struct {
+	// Image locates _PyRuntime and symbols, for the GIL holder and the
+	// main thread. Without it HoldsGIL is never set and Main falls back
+	// to the oldest thread.
+	Image *Image
+	// TIDs are the ids in /proc/PID/task (as the target sees them).
+	// Before 3.11 they are how NativeID is found inside struct pthread.
+	TIDs []int
+	// SkipNames skips reading names from threading._active.
+	SkipNames bool
+}
+
+// Threads lists the thread states of interp, newest first. Problems with
+// one thread are recorded in its Err; the error result is non-nil only
+// when the list itself cannot be read (then the threads read so far are
+// returned with it).
+func Threads(r memory.Reader, l *layout.Layout, interp uint64, opt ThreadOptions) ([]Thread, error) {
+	head, err := memory.Ptr(r, interp+uint64(l.InterpTstateHead))
+	if err != nil {
+		return nil, fmt.Errorf("reading thread list head: %w", err)
+	}
+	addrs, listErr := threadList(r, l, interp, head)
+	if listErr != nil {
+		listErr = fmt.Errorf("reading thread list: %w", listErr)
+	}
+	threads := make([]Thread, len(addrs))
+	for i, a := range addrs {
+		threads[i] = readThread(r, l, interp, a)
+	}
+	if l.TstateNativeThreadID < 0 && len(opt.TIDs) > 0 {
+		fillPthreadTIDs(r, threads, opt.TIDs)
+	}
+	markMain(r, l, interp, opt.Image, threads)
+	if opt.Image != nil {
+		if h, err := GILHolder(r, *opt.Image, l, interp); err == nil {
+			for i := range threads {
+				threads[i].HoldsGIL = h != 0 && threads[i].Addr == h
+			}
+		}
+	}
+	if !opt.SkipNames {
+		if names, err := ThreadNames(r, l, interp); err == nil {
+			for i := range threads {
+				threads[i].Name = names[threads[i].ThreadID]
+			}
+		}
+	}
+	return threads, listErr
+}
+
+// readThread reads the fields of one PyThreadState.
+func readThread(r memory.Reader, l *layout.Layout, interp, a uint64) Thread {
+	t := Thread{Addr: a, Interp: interp}
+	var errs []error
+	var err error
+	if t.ThreadID, err = memory.U64(r, a+uint64(l.TstateThreadID)); err != nil {
+		errs = append(errs, fmt.Errorf("reading thread_id: %w", err))
+	}
+	if l.TstateNativeThreadID >= 0 {
+		v, err := memory.U64(r, a+uint64(l.TstateNativeThreadID))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading native_thread_id: %w", err))
+		} else if v < 1<<31 {
+			t.NativeID = int(v)
+		}
+	}
+	if t.Frame, err = topFrame(r, l, a); err != nil {
+		errs = append(errs, err)
+	}
+	t.Err = errors.Join(errs...)
+	return t
+}
+
+// topFrame returns the address of the thread's current frame.
+func topFrame(r memory.Reader, l *layout.Layout, tstate uint64) (uint64, error) {
+	switch {
+	case l.TstateCurrentFrame >= 0:
+		f, err := memory.Ptr(r, tstate+uint64(l.TstateCurrentFrame))
+		if err != nil {
+			return 0, fmt.Errorf("reading current_frame: %w", err)
+		}
+		return f, nil
+	case l.CFrameCurrentFrame >= 0:
+		cf, err := memory.Ptr(r, tstate+uint64(l.TstateCframe))
+		if err != nil {
+			return 0, fmt.Errorf("reading cframe: %w", err)
+		}
+		if cf == 0 {
+			return 0, nil
+		}
+		f, err := memory.Ptr(r, cf+uint64(l.CFrameCurrentFrame))
+		if err != nil {
+			return 0, fmt.Errorf("reading cframe->current_frame: %w", err)
+		}
+		return f, nil
+	default:
+		f, err := memory.Ptr(r, tstate+uint64(l.TstateFrame))
+		if err != nil {
+			return 0, fmt.Errorf("reading frame: %w", err)
+		}
+		return f, nil
+	}
+}
+
+// markMain sets Main on the interpreter's main thread: threads.main
+// (3.13+); else, in the main interpreter, the thread whose thread_id is
+// _PyRuntime.main_thread (3.8+); else the oldest thread (the list's tail).
+func markMain(r memory.Reader, l *layout.Layout, interp uint64, img *Image, threads []Thread) {
+	if len(threads) == 0 {
+		return
+	}
+	if l.InterpThreadsMain >= 0 {
+		if m, err := memory.Ptr(r, interp+uint64(l.InterpThreadsMain)); err == nil {
+			for i := range threads {
+				threads[i].Main = m != 0 && threads[i].Addr == m
+			}
+			return
+		}
+	}
+	if img != nil && l.RuntimeMainThread >= 0 && l.RuntimeInterpretersMain >= 0 {
+		if rt, ok := img.RuntimeAddr(); ok {
+			mainInterp, err1 := memory.Ptr(r, rt+uint64(l.RuntimeInterpretersMain))
+			id, err2 := memory.U64(r, rt+uint64(l.RuntimeMainThread))
+			if err1 == nil && err2 == nil {
+				if mainInterp != interp {
+					return // a subinterpreter: main thread unknown
+				}
+				for i := range threads {
+					threads[i].Main = threads[i].ThreadID == id
+				}
+				return
+			}
+		}
+	}
+	threads[len(threads)-1].Main = true
+}
+
+// glibcTIDOffset is offsetof(struct pthread, tid) in glibc (nptl/descr.h),
+// used only to break ties in fillPthreadTIDs.
+var glibcTIDOffset = map[string]int{"amd64": 0x2d0, "arm64": 0xd0}
+
+// pthreadScan is how much of struct pthread fillPthreadTIDs scans.
+const pthreadScan = 2048
+
+// fillPthreadTIDs finds NativeID inside glibc's struct pthread (the
+// address in thread_id) for threads before 3.11: the tid field is the
+// 4-byte-aligned offset where the most threads hold a value from tids.
+func fillPthreadTIDs(r memory.Reader, threads []Thread, tids []int) {
+	set := map[uint32]bool{}
+	for _, t := range tids {
+		set[uint32(t)] = true
+	}
+	mems := make([][]byte, len(threads))
+	votes := map[int]int{}
+	for i, t := range threads {
+		if t.ThreadID == 0 {
+			continue
+		}
+		b := make([]byte, pthreadScan)
+		n, _ := r.ReadAt(b, t.ThreadID)
+		mems[i] = b[:n&^3]
+		for off := 0; off+4 <= len(mems[i]); off += 4 {
+			if set[memory.Order.Uint32(mems[i][off:])] {
+				votes[off]++
+			}
+		}
+	}
+	if len(votes) == 0 {
+		return
+	}
+	offs := make([]int, 0, len(votes))
+	for o := range votes {
+		offs = append(offs, o)
+	}
+	known := glibcTIDOffset[runtime.GOARCH]
+	sort.Slice(offs, func(i, j int) bool {
+		a, b := offs[i], offs[j]
+		if votes[a] != votes[b] {
+			return votes[a] > votes[b]
+		}
+		if (a == known) != (b == known) {
+			return a == known
+		}
+		return a < b
+	})
+	best := offs[0]
+	for i := range threads {
+		if best+4 <= len(mems[i]) {
+			if v := memory.Order.Uint32(mems[i][best:]); set[v] {
+				threads[i].NativeID = int(v)
+			}
+		}
+	}
+}
+
+// ThreadNames maps thread idents (Thread.ThreadID) to the names of the
+// threading.Thread objects in threading._active of interp. It fails when
+// the threading module is not imported or cannot be read.
+func ThreadNames(r memory.Reader, l *layout.Layout, interp uint64) (map[uint64]string, error) {
+	modules, err := memory.NonNullPtr(r, interp+uint64(l.InterpModules))
+	if err != nil {
+		return nil, fmt.Errorf("reading sys.modules: %w", err)
+	}
+	mod, err := DictGet(r, l, modules, "threading")
+	if err != nil {
+		return nil, fmt.Errorf("looking up threading in sys.modules: %w", err)
+	}
+	md, err := memory.NonNullPtr(r, mod+uint64(l.ModuleMdDict))
+	if err != nil {
+		return nil, fmt.Errorf("reading threading.__dict__: %w", err)
+	}
+	active, err := DictGet(r, l, md, "_active")
+	if err != nil {
+		return nil, fmt.Errorf("looking up threading._active: %w", err)
+	}
+	items, err := DictItems(r, l, active, MaxThreads)
+	if err != nil {
+		return nil, fmt.Errorf("reading threading._active: %w", err)
+	}
+	attr := "_name"
+	if l.Major == 2 {
+		attr = "_Thread__name" // self.__name, name-mangled
+	}
+	names := map[uint64]string{}
+	for _, it := range items {
+		id, err := Int(r, l, it.Key)
+		if err != nil || !id.IsUint64() {
+			continue
+		}
+		n, err := AttrGet(r, l, it.Value, attr)
+		if err != nil {
+			continue
+		}
+		s, err := String(r, l, n, MaxNameLen)
+		if err != nil {
+			continue
+		}
+		names[id.Uint64()] = s
+	}
+	return names, nil
+}
