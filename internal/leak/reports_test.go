@@ -1,0 +1,234 @@
+package leak
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parseObjects(t *testing.T, out []byte) *ObjectsReport {
+	t.Helper()
+	r, err := ParseObjects(out)
+	if err != nil {
+		t.Fatalf("%v\noutput: %s", err, out)
+	}
+	return r
+}
+
+// TestObjectsGrowth: a census before and after making 10000 Session
+// objects, through DiffOver as `objects --diff` does.
+func TestObjectsGrowth(t *testing.T) {
+	forEach(t, true, func(t *testing.T, py interpreter) {
+		h := startHarness(t, py)
+		h.exec("class Session(object):\n    def __init__(self, i):\n        self.i = i\nsessions = []\n", nil)
+		script := ObjectsScript(ObjectsOptions{})
+		n := 0
+		census := func(ctx context.Context) (*ObjectsReport, error) {
+			if n == 1 {
+				h.exec("sessions.extend(Session(i) for i in range(10000))", nil)
+			}
+			n++
+			return ParseObjects(h.run(script))
+		}
+		var progress bytes.Buffer
+		g, err := DiffOver(context.Background(), 1500*time.Millisecond, census, &progress)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(progress.String(), "second census in") {
+			t.Errorf("no progress line: %q", progress.String())
+		}
+		var session *Growth
+		for i := range g.Types {
+			if g.Types[i].Type == "__main__.Session" {
+				session = &g.Types[i]
+			}
+		}
+		if session == nil {
+			t.Fatalf("Session did not grow: %+v", g.Types)
+		}
+		if d := session.CountDelta; d < 9000 || d > 11000 {
+			t.Errorf("Session grew by %d, want 10000 within 10%%", d)
+		}
+		if session.SizeDelta <= 0 {
+			t.Errorf("Session size grew by %d", session.SizeDelta)
+		}
+		if g.Types[0].Type != "__main__.Session" {
+			t.Errorf("top growth is %s, not Session", g.Types[0].Type)
+		}
+		var buf bytes.Buffer
+		RenderGrowth(&buf, g, 5)
+		t.Logf("\n%s", buf.String())
+	})
+}
+
+// TestObjectsTop: --top keeps the most numerous types.
+func TestObjectsTop(t *testing.T) {
+	forEach(t, true, func(t *testing.T, py interpreter) {
+		h := startHarness(t, py)
+		h.exec("class Many(object):\n    pass\nmany = [Many() for i in range(50000)]\n", nil)
+		r := parseObjects(t, h.run(ObjectsScript(ObjectsOptions{Top: 5})))
+		if len(r.Types) != 5 || r.TypeCount <= 5 {
+			t.Fatalf("got %d rows of %d types", len(r.Types), r.TypeCount)
+		}
+		if r.Types[0].Type != "__main__.Many" || r.Types[0].Count < 50000 {
+			t.Errorf("top row %+v, want __main__.Many >= 50000", r.Types[0])
+		}
+		for i := 1; i < len(r.Types); i++ {
+			if r.Types[i].Count > r.Types[i-1].Count {
+				t.Errorf("rows not sorted: %+v", r.Types)
+			}
+		}
+		var buf bytes.Buffer
+		if err := RenderObjects(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "__main__.Many") {
+			t.Errorf("render: %s", buf.String())
+		}
+	})
+}
+
+// TestNothingLeftBehind runs every report with gc, time and _tracemalloc
+// absent from sys.modules and checks modules, gc state, gc.garbage,
+// tracemalloc, threads and the reference counts of inspected objects.
+func TestNothingLeftBehind(t *testing.T) {
+	forEach(t, true, func(t *testing.T, py interpreter) {
+		h := startHarness(t, py)
+		h.exec(leakyFixture+`
+class Session(object):
+    pass
+sessions = [Session() for i in range(100)]
+gc.disable()
+make_cycles(20)
+gc.collect()
+gc.set_threshold(650, 9, 8)
+for m in ('gc', 'time', '_tracemalloc'):
+    sys.modules.pop(m, None)
+def probe():
+    return snapshot([Session, sessions[0], sessions[-1]] + gc.garbage[:4])
+`, nil)
+		scripts := map[string][]byte{
+			"gc":               GCScript(),
+			"objects":          ObjectsScript(ObjectsOptions{Top: 10}),
+			"garbage":          GarbageScript(GarbageOptions{}),
+			"garbage-collect":  GarbageScript(GarbageOptions{Collect: true}),
+			"garbage-saveall":  GarbageScript(GarbageOptions{SaveAll: true}),
+			"trace-status":     TraceScript(TraceOptions{Action: TraceStatus}),
+			"trace-bad-action": TraceScript(TraceOptions{Action: "bogus"}),
+		}
+		for _, name := range []string{"gc", "objects", "garbage", "trace-status", "trace-bad-action", "garbage-collect", "garbage-saveall"} {
+			var before, after state
+			h.exec("result = probe()", &before)
+			out := h.run(scripts[name])
+			h.exec("result = probe()", &after)
+			if before.String() != after.String() {
+				t.Errorf("%s changed the target:\nbefore %s\nafter  %s", name, before, after)
+			}
+			if !bytes.HasPrefix(out, []byte("{")) {
+				t.Errorf("%s printed %q", name, out)
+			}
+		}
+		h.exec("gc.enable()", nil)
+	})
+}
+
+// TestGCReport checks the gc report against values the fixture sets.
+func TestGCReport(t *testing.T) {
+	forEach(t, true, func(t *testing.T, py interpreter) {
+		h := startHarness(t, py)
+		h.exec("gc.set_threshold(701, 11, 12); gc.set_debug(gc.DEBUG_UNCOLLECTABLE); gc.disable()", nil)
+		r, err := ParseGC(h.run(GCScript()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.exec("gc.set_debug(0); gc.enable()", nil)
+		if r.Enabled {
+			t.Errorf("enabled = true, fixture disabled gc")
+		}
+		if fmt.Sprint(r.Thresholds) != "[701 11 12]" {
+			t.Errorf("thresholds = %v", r.Thresholds)
+		}
+		if fmt.Sprint(r.Flags) != "[DEBUG_UNCOLLECTABLE]" {
+			t.Errorf("flags = %v (%d)", r.Flags, r.FlagBits)
+		}
+		if len(r.Counts) != 3 {
+			t.Errorf("counts = %v", r.Counts)
+		}
+		if py.py2 != (r.Stats == nil) {
+			t.Errorf("stats = %+v", r.Stats)
+		}
+		if !py.py2 && (len(r.Stats) != 3 || r.Stats[2].Collections < 0) {
+			t.Errorf("stats = %+v", r.Stats)
+		}
+		if (py.py2 || py.minor < 7) != (r.Frozen == nil) {
+			t.Errorf("frozen = %v", r.Frozen)
+		}
+		var buf bytes.Buffer
+		if err := RenderGC(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "gc disabled") || !strings.Contains(buf.String(), "DEBUG_UNCOLLECTABLE") {
+			t.Errorf("render:\n%s", buf.String())
+		}
+	})
+}
+
+// TestTrace: start, status, stop; 2.7 reports ErrUnsupported.
+func TestTrace(t *testing.T) {
+	forEach(t, true, func(t *testing.T, py interpreter) {
+		h := startHarness(t, py)
+		if py.py2 {
+			_, err := ParseTrace(h.run(TraceScript(TraceOptions{Action: TraceStart})))
+			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "not available on Python 2.7") {
+				t.Fatalf("2.7 trace error = %v", err)
+			}
+			return
+		}
+		step := func(o TraceOptions) *TraceReport {
+			t.Helper()
+			r, err := ParseTrace(h.run(TraceScript(o)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			RenderTrace(&buf, r)
+			t.Logf("%s: %s", o.Action, buf.String())
+			return r
+		}
+		if r := step(TraceOptions{Action: TraceStatus}); r.Tracing {
+			t.Errorf("tracing before start")
+		}
+		if r := step(TraceOptions{Action: TraceStart, Frames: 5}); !r.Tracing || !r.Changed || r.Frames != 5 {
+			t.Errorf("start: %+v", r)
+		}
+		var tracing bool
+		h.exec("junk = [object() for i in range(1000)]; result = tracemalloc.is_tracing()", &tracing)
+		if !tracing {
+			t.Errorf("fixture sees tracemalloc off after start")
+		}
+		r := step(TraceOptions{Action: TraceStatus})
+		if !r.Tracing || r.Frames != 5 || r.Memory <= 0 || r.TracedCurrent <= 0 {
+			t.Errorf("status: %+v", r)
+		}
+		if r := step(TraceOptions{Action: TraceStart, Frames: 2}); r.Changed || r.Frames != 5 {
+			t.Errorf("second start changed tracing: %+v", r)
+		}
+		if r := step(TraceOptions{Action: TraceStop}); r.Tracing || !r.Changed || r.Memory <= 0 {
+			t.Errorf("stop: %+v", r)
+		}
+		h.exec("result = tracemalloc.is_tracing()", &tracing)
+		if tracing {
+			t.Errorf("fixture sees tracemalloc on after stop")
+		}
+		_, err := ParseTrace(h.run(TraceScript(TraceOptions{Action: TraceStart, Frames: MaxTraceFrames + 1})))
+		var se *ScriptError
+		if !errors.As(err, &se) || se.Kind != "usage" {
+			t.Errorf("bad frames: %v", err)
+		}
+	})
+}
