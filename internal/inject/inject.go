@@ -1,0 +1,769 @@
+// Package inject runs Python source inside a live CPython process by
+// borrowing one of its threads with ptrace just long enough to start a new
+// native thread there, which then takes the GIL and runs the source.
+//
+// The borrowed thread is held for about a millisecond: it executes an mmap
+// and an mprotect (through a syscall instruction that already exists in
+// the target), then a short chain of machine code that calls
+// PyThread_start_new_thread(stub, data) and ends with a marker syscall
+// (getpid) where the tracer restores the thread's registers and detaches.
+// If pyglass dies while the thread runs that chain, the code after the
+// marker restores the registers and flags itself and jumps back, so the
+// target survives. The new thread runs PyGILState_Ensure,
+// PyRun_SimpleString, PyGILState_Release and then tail-calls libc's munmap
+// on the scratch mapping.
+//
+// Python 2.7 and 3.6 programs that never started a thread have no GIL yet;
+// the chain then initialises threads on the main thread (when it is
+// blocked outside the interpreter) or queues a pending call that does it
+// (when it is running Python). See Symbols.
+package inject
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// Symbols are absolute addresses in the target; 0 means absent.
+type Symbols struct {
+	PyGILStateEnsure, PyGILStateRelease, PyRunSimpleString, PyThreadStartNewThread uint64
+
+	// Needed only for Python 2.7 and 3.6 targets that may never have
+	// started a thread. Legacy handling is on when both
+	// PyEvalThreadsInitialized and PyThreadStateCurrent are set.
+	PyEvalThreadsInitialized, PyEvalInitThreads, PyEvalRestoreThread, PyEvalSaveThread uint64
+	PyInterpreterStateHead, PyInterpreterStateThreadHead, PyAddPendingCall             uint64
+	// PyThreadStateCurrent is the address of the _PyThreadState_Current
+	// variable (2.7: a pointer; 3.6: a _Py_atomic_address), not a function.
+	PyThreadStateCurrent uint64
+
+	// Munmap is libc's munmap; when 0 the scratch mapping is left behind.
+	Munmap uint64
+
+	// InterpreterText lists [start,end) of the executable mappings of the
+	// python executable and libpython. A thread not blocked in a syscall
+	// is borrowed only when stopped with its PC in one of them.
+	InterpreterText [][2]uint64
+}
+
+func (s *Symbols) legacy() bool {
+	return s.PyEvalThreadsInitialized != 0 && s.PyThreadStateCurrent != 0
+}
+
+func (s *Symbols) legacyComplete() bool {
+	return s.PyEvalInitThreads != 0 && s.PyEvalRestoreThread != 0 && s.PyEvalSaveThread != 0 &&
+		s.PyInterpreterStateHead != 0 && s.PyInterpreterStateThreadHead != 0 && s.PyAddPendingCall != 0
+}
+
+// Options tune StartThread.
+type Options struct {
+	// Timeout bounds the whole operation (default 5 s). A borrowed thread
+	// is never abandoned in a broken state: past the timeout it is left to
+	// finish the chain and restore itself.
+	Timeout time.Duration
+	// AvoidEINTR refuses to borrow a thread blocked in a syscall that
+	// fails with EINTR when stopped (epoll_wait, sigtimedwait, ...). Set
+	// it for Python 2, which does not retry such calls.
+	AvoidEINTR bool
+	// Log receives progress messages (may be nil).
+	Log func(string)
+}
+
+// Result describes what StartThread did.
+type Result struct {
+	Thread   int           // tid of the borrowed thread
+	Why      string        // why that thread was chosen
+	Strategy string        // new-thread, init-threads+new-thread or pending-call
+	Held     time.Duration // how long the borrowed thread was held
+	Wall     time.Duration // whole StartThread duration
+	Attempts int           // threads tried before one was accepted
+	Scratch  uint64        // start of the scratch mapping
+	Len      uint64        // its length
+	// Leaked is true when the scratch mapping will not be freed (no
+	// munmap symbol, or the thread restored itself).
+	Leaked bool
+}
+
+// Errors returned (wrapped) by StartThread.
+var (
+	ErrPermission = ptrace.ErrPermission // ptrace denied; the message says why
+	ErrGone       = ptrace.ErrGone       // the target exited
+	ErrNoThread   = errors.New("no thread safe to borrow")
+	ErrTimeout    = errors.New("timed out")
+	ErrStopped    = errors.New("target is stopped (SIGSTOP); continue it first")
+	ErrFailed     = errors.New("injected call failed")
+)
+
+const maxSource = 4 << 20
+
+// testHookAbandon, when set by a test and returning true, makes the
+// tracer let go of the thread as soon as it enters the chain, as if
+// pyglass had been killed.
+var testHookAbandon func() bool
+
+// StartThread runs src (Python source, UTF-8, no NUL) on a new thread
+// inside pid. It returns once the thread has been created and the borrowed
+// thread is restored and detached; it does not wait for the Python code.
+func StartThread(pid int, syms Symbols, src []byte, opt Options) (Result, error) {
+	return StartThreadContext(context.Background(), pid, syms, src, opt)
+}
+
+// StartThreadContext is StartThread with cancellation: cancelling ctx
+// (e.g. from a SIGINT handler) ends the attempt early, but a thread that
+// is held is always restored and detached first.
+func StartThreadContext(ctx context.Context, pid int, syms Symbols, src []byte, opt Options) (Result, error) {
+	t0 := time.Now()
+	j := &job{ctx: ctx, pid: pid, syms: syms, src: src, opt: opt}
+	if j.opt.Timeout <= 0 {
+		j.opt.Timeout = 5 * time.Second
+	}
+	j.deadline = t0.Add(j.opt.Timeout)
+	res, err := j.run()
+	res.Wall = time.Since(t0)
+	if err != nil {
+		return res, fmt.Errorf("injecting into %d: %w", pid, err)
+	}
+	return res, nil
+}
+
+type job struct {
+	ctx      context.Context
+	pid      int
+	syms     Symbols
+	src      []byte
+	opt      Options
+	deadline time.Time
+	mem      *ptrace.Mem
+	res      Result
+
+	// the held thread
+	tid      int
+	saved    *ptrace.State
+	heldAt   time.Time
+	touched  bool   // registers changed / thread resumed since the interrupt stop
+	gadget   uint64 // a syscall instruction
+	sigs     []syscall.Signal
+	base     uint64 // scratch mapping, 0 until mapped
+	size     uint64
+	data     uint64
+	ca       codeAddrs
+	inChain  bool // the thread runs the chain (it can restore itself)
+	released bool
+}
+
+func (j *job) logf(format string, args ...any) {
+	if j.opt.Log != nil {
+		j.opt.Log(fmt.Sprintf(format, args...))
+	}
+}
+
+func (j *job) expired() bool {
+	return time.Now().After(j.deadline) || j.ctx.Err() != nil
+}
+
+func (j *job) validate() error {
+	s := &j.syms
+	if s.PyThreadStartNewThread == 0 || s.PyGILStateEnsure == 0 || s.PyGILStateRelease == 0 || s.PyRunSimpleString == 0 {
+		return errors.New("missing symbols: PyThread_start_new_thread, PyGILState_Ensure, PyGILState_Release and PyRun_SimpleString are required")
+	}
+	if strings.IndexByte(string(j.src), 0) >= 0 {
+		return errors.New("source contains a NUL byte")
+	}
+	if len(j.src) > maxSource {
+		return fmt.Errorf("source is %d bytes (limit %d)", len(j.src), maxSource)
+	}
+	st, err := ptrace.TaskState(j.pid, j.pid)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	switch st {
+	case 'T':
+		return ErrStopped
+	case 't':
+		tp, _ := ptrace.TracerPid(j.pid)
+		return fmt.Errorf("%w: process %d is stopped by its tracer (pid %d)", ErrPermission, j.pid, tp)
+	case 'Z', 'X':
+		return fmt.Errorf("%w: process %d is a zombie", ErrGone, j.pid)
+	}
+	if f, _ := ptrace.StatusField(j.pid, 0, "x86_Thread_features"); shadowStackEnabled(f) {
+		return errors.New("target uses shadow stacks (x86_Thread_features: " + f + "), not supported")
+	}
+	return nil
+}
+
+func (j *job) run() (Result, error) {
+	if err := j.validate(); err != nil {
+		return j.res, err
+	}
+	j.mem = ptrace.NewMem(j.pid)
+	defer j.mem.Close()
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	err := tr.Do(func() error {
+		if err := j.pick(); err != nil {
+			return err
+		}
+		err := j.hijack()
+		if rerr := j.release(); rerr != nil && err == nil {
+			err = rerr
+		}
+		return err
+	})
+	return j.res, err
+}
+
+// ---- choosing and holding a thread ----
+
+type candidate struct {
+	tid int
+	why string
+}
+
+func (j *job) candidates() (blocked, other []candidate, err error) {
+	tids, err := ptrace.Tasks(j.pid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	preferMain := j.syms.legacy()
+	for _, tid := range tids {
+		sc, err := ptrace.ReadTaskSyscall(j.pid, tid)
+		if err != nil {
+			continue // thread exited, or not readable
+		}
+		if !sc.Running && sc.Nr >= 0 {
+			if name, bad := forbiddenSyscalls[sc.Nr]; bad {
+				j.logf("thread %d: skipped, in %s", tid, name)
+				continue
+			}
+			if name, bad := eintrSyscalls[sc.Nr]; bad {
+				if j.opt.AvoidEINTR {
+					j.logf("thread %d: skipped, in %s (would see EINTR)", tid, name)
+					continue
+				}
+				other = append(other, candidate{tid, fmt.Sprintf("blocked in syscall %d (%s, retried by Python 3 on EINTR)", sc.Nr, name)})
+				continue
+			}
+			c := candidate{tid, fmt.Sprintf("blocked in syscall %d", sc.Nr)}
+			if preferMain && tid == j.pid {
+				blocked = append([]candidate{c}, blocked...)
+			} else {
+				blocked = append(blocked, c)
+			}
+			continue
+		}
+		c := candidate{tid, "running"}
+		if preferMain && tid == j.pid {
+			other = append([]candidate{c}, other...)
+		} else {
+			other = append(other, c)
+		}
+	}
+	// EINTR-prone blocked threads go after running ones.
+	var run, eintr []candidate
+	for _, c := range other {
+		if c.why == "running" {
+			run = append(run, c)
+		} else {
+			eintr = append(eintr, c)
+		}
+	}
+	return blocked, append(run, eintr...), nil
+}
+
+func (j *job) pick() error {
+	var lastWhy string
+	for attempt := 0; attempt < 200; attempt++ {
+		if j.expired() {
+			return fmt.Errorf("%w choosing a thread (%d attempts; last: %s)", ErrTimeout, attempt, lastWhy)
+		}
+		blocked, other, err := j.candidates()
+		if err != nil {
+			return err
+		}
+		for _, c := range append(blocked, other...) {
+			j.res.Attempts++
+			ok, why, err := j.tryHold(c)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return nil
+			}
+			lastWhy = fmt.Sprintf("thread %d %s", c.tid, why)
+			j.logf("%s", lastWhy)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("%w: tried 200 times; last: %s", ErrNoThread, lastWhy)
+}
+
+// tryHold seizes and interrupts c.tid and keeps it if it stopped at a
+// safe place. It returns (false, reason, nil) when the thread was released
+// again, and an error only for conditions that end the attempt.
+func (j *job) tryHold(c candidate) (bool, string, error) {
+	if err := ptrace.Seize(c.tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+		if errors.Is(err, unix.ESRCH) && c.tid != j.pid {
+			return false, "exited", nil
+		}
+		return false, "", ptrace.ExplainAttachError(j.pid, err)
+	}
+	if err := ptrace.Interrupt(c.tid); err != nil {
+		return false, "", ptrace.ExplainAttachError(j.pid, err)
+	}
+	st, err := ptrace.WaitUntil(c.tid, time.Now().Add(2*time.Second), nil)
+	if err != nil {
+		// Uninterruptible sleep for 2 s: the tracer thread's exit will
+		// detach it; give up on this target.
+		return false, "", fmt.Errorf("stopping thread %d: %w", c.tid, err)
+	}
+	switch st.Kind {
+	case ptrace.StopInterrupt:
+	case ptrace.StopSignal:
+		// A signal was on its way: let the thread have it now.
+		ptrace.Detach(c.tid, st.Sig)
+		return false, "had a signal (" + st.Sig.String() + ") pending", nil
+	case ptrace.StopGroup:
+		ptrace.Detach(c.tid, 0)
+		return false, "", ErrStopped
+	case ptrace.StopExited:
+		if c.tid == j.pid {
+			return false, "", fmt.Errorf("%w: %v", ErrGone, st)
+		}
+		return false, "exited", nil
+	default:
+		ptrace.Detach(c.tid, 0)
+		return false, "stopped unexpectedly (" + st.String() + ")", nil
+	}
+	t0 := time.Now()
+	saved, err := ptrace.GetState(c.tid)
+	if err != nil {
+		ptrace.Detach(c.tid, 0)
+		return false, "", err
+	}
+	regs := &saved.Regs
+	accept, why := false, ""
+	if nr, ok := inSyscall(regs, j.mem); ok {
+		if name, bad := forbiddenSyscalls[nr]; bad {
+			why = "stopped in " + name
+		} else if name, bad := eintrSyscalls[nr]; bad && j.opt.AvoidEINTR {
+			why = "stopped in " + name
+		} else {
+			accept = true
+			why = fmt.Sprintf("%s; stopped at syscall %d boundary", c.why, nr)
+		}
+	} else if j.inInterpreter(regs.PC()) {
+		accept = true
+		why = fmt.Sprintf("%s; stopped in interpreter code at %#x", c.why, regs.PC())
+	} else {
+		why = fmt.Sprintf("stopped at %#x, outside the interpreter", regs.PC())
+	}
+	if !accept {
+		ptrace.Detach(c.tid, 0) // registers untouched: any syscall restarts
+		return false, why, nil
+	}
+	j.tid, j.saved, j.heldAt = c.tid, saved, t0
+	j.res.Thread, j.res.Why = c.tid, why
+	j.logf("borrowing thread %d: %s", c.tid, why)
+	return true, "", nil
+}
+
+func (j *job) inInterpreter(pc uint64) bool {
+	for _, r := range j.syms.InterpreterText {
+		if pc >= r[0] && pc < r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- running code on the held thread ----
+
+// awaitReady resumes the thread in the chain and polls the ready word,
+// holding signals that arrive meanwhile.
+func (j *job) awaitReady() error {
+	j.touched = true
+	if err := ptrace.Cont(j.tid, 0); err != nil {
+		return j.gone(err)
+	}
+	spinUntil := time.Now().Add(2 * time.Millisecond)
+	var word [4]byte
+	for i := 0; ; i++ {
+		st, err := ptrace.Poll(j.tid)
+		if err != nil {
+			return j.gone(err)
+		}
+		switch st.Kind {
+		case ptrace.StopNone:
+		case ptrace.StopExited:
+			j.released = true
+			return fmt.Errorf("%w: thread %d %v", ErrGone, j.tid, st)
+		case ptrace.StopSignal:
+			j.logf("holding %v that arrived for thread %d", st.Sig, j.tid)
+			j.sigs = append(j.sigs, st.Sig)
+			fallthrough
+		default:
+			if err := ptrace.Cont(j.tid, 0); err != nil {
+				return j.gone(err)
+			}
+			continue
+		}
+		if _, err := j.mem.ReadAt(word[:], j.data+dReady); err != nil {
+			return err
+		}
+		if binary.LittleEndian.Uint32(word[:]) != 0 {
+			return nil
+		}
+		now := time.Now()
+		if now.After(j.deadline) || j.ctx.Err() != nil {
+			return ErrTimeout
+		}
+		if now.After(spinUntil) {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// stopInChain interrupts the thread waiting at the end of the chain. If
+// it already left the code page (it restored itself because we were too
+// late), it is detached as it is.
+func (j *job) stopInChain() error {
+	if err := ptrace.Interrupt(j.tid); err != nil {
+		return j.gone(err)
+	}
+	for i := 0; i < 1000; i++ {
+		st, err := ptrace.WaitUntil(j.tid, time.Now().Add(5*time.Second), nil)
+		if err != nil {
+			return err
+		}
+		switch st.Kind {
+		case ptrace.StopExited:
+			j.released = true
+			return fmt.Errorf("%w: thread %d %v", ErrGone, j.tid, st)
+		case ptrace.StopSignal:
+			j.sigs = append(j.sigs, st.Sig)
+			if err := ptrace.Cont(j.tid, 0); err != nil {
+				return j.gone(err)
+			}
+			continue
+		case ptrace.StopInterrupt, ptrace.StopGroup:
+		default:
+			if err := ptrace.Cont(j.tid, 0); err != nil {
+				return j.gone(err)
+			}
+			continue
+		}
+		r, err := ptrace.GetRegs(j.tid)
+		if err != nil {
+			return j.gone(err)
+		}
+		j.inChain = false
+		if pc := r.PC(); pc < j.ca.code || pc >= j.ca.codeEnd {
+			j.logf("thread %d had restored itself (pc %#x)", j.tid, pc)
+			j.res.Leaked = true
+			j.released = true
+			err := ptrace.Detach(j.tid, 0)
+			j.resend()
+			j.res.Held = time.Since(j.heldAt)
+			return err
+		}
+		return nil
+	}
+	return errors.New("too many stops")
+}
+
+// resume continues the held thread to its next syscall stop, holding
+// signals that arrive meanwhile. wait bounds the wait.
+func (j *job) toSyscallStop(deadline time.Time, abort func() bool) error {
+	j.touched = true
+	for i := 0; i < 10000; i++ {
+		if err := ptrace.ContSyscall(j.tid, 0); err != nil {
+			return j.gone(err)
+		}
+		st, err := ptrace.WaitUntil(j.tid, deadline, abort)
+		if err != nil {
+			return err
+		}
+		switch st.Kind {
+		case ptrace.StopSyscall:
+			return nil
+		case ptrace.StopSignal:
+			j.logf("holding %v that arrived for thread %d", st.Sig, j.tid)
+			j.sigs = append(j.sigs, st.Sig)
+		case ptrace.StopExited:
+			j.released = true
+			return fmt.Errorf("%w: thread %d %v", ErrGone, j.tid, st)
+		}
+		// interrupt/group stops: keep going (a group stop is re-entered
+		// by the kernel after detach).
+	}
+	return errors.New("too many stops")
+}
+
+func (j *job) gone(err error) error {
+	if errors.Is(err, unix.ESRCH) {
+		j.released = true
+		return fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	return err
+}
+
+// rsys executes one syscall on the held thread through the gadget.
+func (j *job) rsys(nr uint64, args ...uint64) (uint64, error) {
+	r := syscallRegs(j.saved.Regs, j.gadget, nr, args...)
+	if err := ptrace.SetRegs(j.tid, r); err != nil {
+		return 0, j.gone(err)
+	}
+	hard := time.Now().Add(5 * time.Second) // mmap/mprotect/munmap do not block
+	for stop := 0; stop < 2; stop++ {       // entry, then exit
+		if err := j.toSyscallStop(hard, nil); err != nil {
+			return 0, fmt.Errorf("executing syscall %d: %w", nr, err)
+		}
+		got, err := ptrace.GetRegs(j.tid)
+		if err != nil {
+			return 0, j.gone(err)
+		}
+		if got.PC() != syscallPC(j.gadget) {
+			return 0, fmt.Errorf("executing syscall %d: thread stopped at %#x, not at the gadget", nr, got.PC())
+		}
+		if stop == 1 {
+			return syscallResult(&got), nil
+		}
+	}
+	panic("unreachable")
+}
+
+func (j *job) findGadget() error {
+	if g := syscallGadgetHere(&j.saved.Regs); g != 0 && gadgetAlign == 1 {
+		b := make([]byte, len(ptrace.SyscallInstr))
+		if _, err := j.mem.ReadAt(b, g); err == nil && string(b) == string(ptrace.SyscallInstr) {
+			j.gadget = g
+			return nil
+		}
+	}
+	g, err := findSyscallInstr(j.mem, j.pid, j.syms.InterpreterText, j.saved.Regs.PC())
+	if err != nil {
+		return err
+	}
+	j.gadget = g
+	return nil
+}
+
+func (j *job) hijack() error {
+	if err := j.findGadget(); err != nil {
+		return err
+	}
+	page := uint64(os.Getpagesize())
+	size := page + (dSrcText+uint64(len(j.src))+1+page-1)/page*page
+	addr, err := j.rsys(sysMmap, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return fmt.Errorf("mapping scratch memory: %w", err)
+	}
+	if int64(addr) < 0 && int64(addr) > -4096 {
+		return fmt.Errorf("mapping scratch memory in the target: %v", syscall.Errno(-int64(addr)))
+	}
+	j.base, j.size, j.data = addr, size, addr+page
+	j.res.Scratch, j.res.Len = addr, size
+
+	code, ca, err := genCode(j.base, j.data)
+	if err != nil {
+		return err
+	}
+	if uint64(len(code)) > page {
+		return fmt.Errorf("machine code is %d bytes, more than a page", len(code))
+	}
+	j.ca = ca
+	final := restoredRegs(j.saved.Regs)
+	data := j.dataPage(final)
+	if err := j.mem.WriteAt(code, j.base); err != nil {
+		return err
+	}
+	if err := j.mem.WriteAt(data, j.data); err != nil {
+		return err
+	}
+	if r, err := j.rsys(sysMprotect, j.base, page, unix.PROT_READ|unix.PROT_EXEC); err != nil || r != 0 {
+		if err == nil {
+			err = syscall.Errno(-int64(r))
+		}
+		return fmt.Errorf("making scratch code executable: %w", err)
+	}
+
+	// Run the chain with PTRACE_CONT (no stop at the syscalls of
+	// pthread_create) until it reports ready, then stop it.
+	if err := ptrace.SetRegs(j.tid, callRegs(j.saved.Regs, ca.chain)); err != nil {
+		return j.gone(err)
+	}
+	j.inChain = true
+	if testHookAbandon != nil && testHookAbandon() {
+		// Tests: behave as if pyglass died now (detach without restoring).
+		ptrace.Detach(j.tid, 0)
+		j.released, j.res.Leaked = true, true
+		j.res.Held = time.Since(j.heldAt)
+		return nil
+	}
+	if err := j.awaitReady(); err != nil {
+		return fmt.Errorf("running the call: %w", err)
+	}
+	if err := j.stopInChain(); err != nil {
+		return fmt.Errorf("taking the thread back: %w", err)
+	}
+	if j.released {
+		return nil // it had restored itself already
+	}
+	j.inChain = false
+	var slots [16]byte
+	if _, err := j.mem.ReadAt(slots[:], j.data+dResult); err != nil {
+		return err
+	}
+	result := int64(binary.LittleEndian.Uint64(slots[0:]))
+	path := binary.LittleEndian.Uint64(slots[8:])
+	j.res.Strategy = pathNames[path]
+	switch {
+	case path == pathStarted || path == pathInitStart:
+		if result == -1 {
+			return fmt.Errorf("%w: PyThread_start_new_thread returned -1", ErrFailed)
+		}
+	case path == pathPending:
+		if result != 0 {
+			return fmt.Errorf("%w: Py_AddPendingCall returned %d (queue full or busy)", ErrFailed, result)
+		}
+	case path == pathNoThreads:
+		return fmt.Errorf("%w: the program never started a thread and its main thread could not be borrowed", ErrFailed)
+	default:
+		return fmt.Errorf("%w: chain ended on path %d (%s)", ErrFailed, path, pathNames[path])
+	}
+	j.logf("thread %d: %s done (result %d)", j.tid, j.res.Strategy, result)
+	j.base = 0 // from now on the stub owns the mapping
+	if j.syms.Munmap == 0 {
+		j.res.Leaked = true
+		j.logf("munmap not resolved: scratch mapping at %#x is left in the target", j.res.Scratch)
+	}
+	return nil
+}
+
+func (j *job) dataPage(final ptrace.Regs) []byte {
+	b := make([]byte, dSrcText+len(j.src)+1)
+	put := func(off int, v uint64) { binary.LittleEndian.PutUint64(b[off:], v) }
+	s := &j.syms
+	put(dStart, s.PyThreadStartNewThread)
+	put(dEnsure, s.PyGILStateEnsure)
+	put(dRelease, s.PyGILStateRelease)
+	put(dRun, s.PyRunSimpleString)
+	if s.legacy() {
+		put(dThreadsInit, s.PyEvalThreadsInitialized)
+		if j.tid == j.pid && s.legacyComplete() {
+			put(dIsMain, 1)
+		}
+	}
+	put(dInitThreads, s.PyEvalInitThreads)
+	put(dRestore, s.PyEvalRestoreThread)
+	put(dSave, s.PyEvalSaveThread)
+	put(dInterpHead, s.PyInterpreterStateHead)
+	put(dThreadHead, s.PyInterpreterStateThreadHead)
+	put(dAddPending, s.PyAddPendingCall)
+	put(dCurrentAddr, s.PyThreadStateCurrent)
+	put(dMunmap, s.Munmap)
+	put(dBase, j.base)
+	put(dLen, j.size)
+	put(dStub, j.ca.stub)
+	put(dPending, j.ca.pending)
+	put(dSrc, j.data+dSrcText)
+	put(dTimespec, 0)
+	put(dTimespec+8, uint64(time.Millisecond))
+	copy(b[dSaved:], savedBlock(&final))
+	sp, pc := setSavedSPPC(&final)
+	put(dSavedSP, sp)
+	put(dSavedPC, pc)
+	copy(b[dSrcText:], j.src)
+	return b
+}
+
+// release gives the held thread back: unmaps the scratch memory if the
+// stub will not, restores the registers, marks the mapping free for the
+// stub, detaches, and re-sends held signals. It never leaves the thread
+// stopped or traced.
+func (j *job) release() error {
+	if j.tid == 0 || j.released {
+		return nil
+	}
+	j.released = true
+	defer func() { j.res.Held = time.Since(j.heldAt) }()
+	tid := j.tid
+	if j.inChain {
+		// The thread runs (or is stopped inside) the chain, e.g. after a
+		// timeout or cancellation: it can finish and restore itself.
+		// Stop it, detach it unchanged, and let it go.
+		if err := ptrace.Interrupt(tid); err == nil {
+			for i := 0; i < 100; i++ {
+				st, err := ptrace.WaitUntil(tid, time.Now().Add(10*time.Second), nil)
+				if err != nil || st.Kind == ptrace.StopExited {
+					break
+				}
+				if st.Kind == ptrace.StopSignal {
+					j.sigs = append(j.sigs, st.Sig)
+					ptrace.Cont(tid, 0)
+					continue
+				}
+				break
+			}
+		}
+		err := ptrace.Detach(tid, 0)
+		j.resend()
+		j.res.Leaked = true
+		j.logf("thread %d left to finish the call and restore itself", tid)
+		return err
+	}
+	var first error
+	if j.touched {
+		if j.base != 0 {
+			if r, err := j.rsys(sysMunmap, j.base, j.size); err != nil || r != 0 {
+				j.logf("unmapping scratch memory: %v (result %d)", err, int64(r))
+				j.res.Leaked = true
+			}
+			j.base, j.data = 0, 0
+		}
+		st := *j.saved
+		st.Regs = restoredRegs(j.saved.Regs)
+		if err := ptrace.SetState(tid, &st); err != nil {
+			first = fmt.Errorf("restoring thread %d: %w", tid, err)
+		}
+		if j.data != 0 && !j.res.Leaked {
+			var one [4]byte
+			binary.LittleEndian.PutUint32(one[:], 1)
+			if err := j.mem.WriteAt(one[:], j.data+dDone); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	if err := ptrace.Detach(tid, 0); err != nil && first == nil && !errors.Is(err, unix.ESRCH) {
+		first = err
+	}
+	j.resend()
+	return first
+}
+
+func (j *job) resend() {
+	for _, s := range j.sigs {
+		if err := unix.Tgkill(j.pid, j.tid, s); err != nil {
+			j.logf("re-sending %v to thread %d: %v", s, j.tid, err)
+		}
+	}
+	j.sigs = nil
+}
+
+func containsWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,69 @@
+package inject
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/ptrace"
+)
+
+func checkReleased(t *testing.T, pid int) {
+	t.Helper()
+	tp, err := ptrace.TracerPid(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp != 0 {
+		t.Errorf("TracerPid = %d after StartThread", tp)
+	}
+	tids, _ := ptrace.Tasks(pid)
+	for _, tid := range tids {
+		if st, err := ptrace.TaskState(pid, tid); err == nil && (st == 't' || st == 'T') {
+			t.Errorf("thread %d left in state %c", tid, st)
+		}
+	}
+}
+
+// inject runs a marker script in the target and checks every promise:
+// marker written, thread released, scratch mapping freed.
+func injectMarker(t *testing.T, tg *target, opt Options) Result {
+	t.Helper()
+	syms := resolve(t, tg.pid)
+	path := filepath.Join(t.TempDir(), "marker")
+	res, err := StartThread(tg.pid, syms, []byte(markerSrc(path)), opt)
+	if err != nil {
+		t.Fatalf("StartThread: %v", err)
+	}
+	checkReleased(t, tg.pid)
+	got := waitFile(t, path, 10*time.Second)
+	if !strings.HasPrefix(got, "pid=") {
+		t.Fatalf("marker = %q", got)
+	}
+	end := time.Now().Add(5 * time.Second)
+	for mapped(tg.pid, res.Scratch) && !res.Leaked {
+		if time.Now().After(end) {
+			t.Fatalf("scratch mapping %#x still present", res.Scratch)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("thread %d (%s), strategy %s, held %v, wall %v, marker %q", res.Thread, res.Why, res.Strategy, res.Held, res.Wall, got)
+	return res
+}
+
+func TestStartThreadAllInterpreters(t *testing.T) {
+	for _, v := range sortedKeys(interpreters(t)) {
+		py := interpreters(t)[v]
+		t.Run(v, func(t *testing.T) {
+			for _, mode := range []string{"sleep", "threads"} {
+				tg := startTarget(t, py, mode)
+				injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+				// a second injection takes the normal path everywhere
+				injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+				time.Sleep(20 * time.Millisecond)
+				tg.checkHealthy()
+			}
+		})
+	}
+}

@@ -1,0 +1,227 @@
+package inject
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/ptrace"
+)
+
+func pick(t *testing.T, versions ...string) map[string]string {
+	all := interpreters(t)
+	out := map[string]string{}
+	for _, v := range versions {
+		if p, ok := all[v]; ok {
+			out[v] = p
+		}
+	}
+	if len(out) == 0 {
+		t.Skipf("none of %v installed", versions)
+	}
+	return out
+}
+
+type stats struct{ held, wall []time.Duration }
+
+func (s *stats) add(r Result) { s.held = append(s.held, r.Held); s.wall = append(s.wall, r.Wall) }
+func (s *stats) String() string {
+	q := func(d []time.Duration, p float64) time.Duration {
+		c := append([]time.Duration(nil), d...)
+		sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+		return c[int(float64(len(c)-1)*p)]
+	}
+	return "held p50 " + q(s.held, .5).String() + " p95 " + q(s.held, .95).String() + " max " + q(s.held, 1).String() +
+		"; wall p50 " + q(s.wall, .5).String() + " max " + q(s.wall, 1).String()
+}
+
+// TestBlockedTargetsSurvive: 50 injections into programs blocked in sleep,
+// select, accept and recv; Python 2.7 raises on any EINTR.
+func TestBlockedTargetsSurvive(t *testing.T) {
+	for v, py := range pick(t, "2.7.18", "3.6.15", "3.12.1", "debian-3.11") {
+		for _, mode := range []string{"sleep", "select", "accept", "recv"} {
+			t.Run(v+"/"+mode, func(t *testing.T) {
+				tg := startTarget(t, py, mode)
+				syms := resolve(t, tg.pid)
+				var st stats
+				for i := 0; i < 50; i++ {
+					res, err := StartThread(tg.pid, syms, []byte("x = 1\n"), Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+					if err != nil {
+						t.Fatalf("injection %d: %v", i, err)
+					}
+					st.add(res)
+					if i%10 == 0 {
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+				time.Sleep(700 * time.Millisecond) // at least one more wakeup
+				tg.checkHealthy()
+				checkReleased(t, tg.pid)
+				if mode == "sleep" || mode == "select" {
+					n := 0
+					for _, l := range tg.lines() {
+						if l == "wake" {
+							n++
+						}
+					}
+					if n < 2 {
+						t.Errorf("only %d wakeups", n)
+					}
+				}
+				t.Logf("50 injections: %s", &st)
+			})
+		}
+	}
+}
+
+// TestBusyTarget: a CPU-bound single-threaded program; on 2.7/3.6 it has
+// never started a thread, so the pending-call path is used.
+func TestBusyTarget(t *testing.T) {
+	for v, py := range pick(t, "2.7.18", "3.6.15", "3.7.16", "3.12.1", "3.13.0", "debian-3.11") {
+		t.Run(v, func(t *testing.T) {
+			tg := startTarget(t, py, "busy")
+			res := injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+			if (v == "2.7.18" || v == "3.6.15") && res.Strategy != "pending-call" {
+				t.Errorf("strategy %s, want pending-call", res.Strategy)
+			}
+			syms := resolve(t, tg.pid)
+			var st stats
+			for i := 0; i < 20; i++ {
+				res, err := StartThread(tg.pid, syms, []byte("y = 2\n"), Options{})
+				if err != nil {
+					t.Fatalf("injection %d: %v", i, err)
+				}
+				st.add(res)
+			}
+			before := len(tg.lines())
+			for end := time.Now().Add(5 * time.Second); len(tg.lines()) <= before; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatalf("busy loop made no progress for 5 s")
+				}
+			}
+			tg.checkHealthy()
+			t.Logf("20 injections into a busy loop: %s", &st)
+		})
+	}
+}
+
+func TestStoppedTargetRefused(t *testing.T) {
+	for _, py := range pick(t, "3.12.1", "debian-3.11", "2.7.18") {
+		tg := startTarget(t, py, "sleep")
+		syms := resolve(t, tg.pid)
+		syscall.Kill(tg.pid, syscall.SIGSTOP)
+		waitState(t, tg.pid, 'T')
+		_, err := StartThread(tg.pid, syms, []byte("pass"), Options{})
+		if !errors.Is(err, ErrStopped) {
+			t.Fatalf("err = %v, want ErrStopped", err)
+		}
+		if st, _ := ptrace.TaskState(tg.pid, tg.pid); st != 'T' {
+			t.Errorf("state %c after refusal, want T", st)
+		}
+		syscall.Kill(tg.pid, syscall.SIGCONT)
+		time.Sleep(50 * time.Millisecond)
+		tg.checkHealthy()
+		return
+	}
+}
+
+func TestAlreadyTracedIsPermission(t *testing.T) {
+	for _, py := range pick(t, "3.12.1", "debian-3.11") {
+		tg := startTarget(t, py, "sleep")
+		syms := resolve(t, tg.pid)
+		other := ptrace.NewTracer()
+		defer other.Close()
+		if err := other.Do(func() error { return ptrace.Seize(tg.pid, 0) }); err != nil {
+			t.Fatal(err)
+		}
+		_, err := StartThread(tg.pid, syms, []byte("pass"), Options{})
+		other.Do(func() error {
+			ptrace.Interrupt(tg.pid)
+			ptrace.Wait(tg.pid)
+			return ptrace.Detach(tg.pid, 0)
+		})
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "already traced") {
+			t.Fatalf("err = %v, want ErrPermission naming the tracer", err)
+		}
+		t.Logf("error: %v", err)
+		time.Sleep(50 * time.Millisecond)
+		tg.checkHealthy()
+		return
+	}
+}
+
+func TestGoneTarget(t *testing.T) {
+	for _, py := range pick(t, "3.12.1", "debian-3.11", "2.7.18") {
+		tg := startTarget(t, py, "sleep")
+		syms := resolve(t, tg.pid)
+		tg.cmd.Process.Kill()
+		<-tg.done
+		tg.cmd.Wait()
+		_, err := StartThread(tg.pid, syms, []byte("pass"), Options{})
+		if !errors.Is(err, ErrGone) {
+			t.Fatalf("err = %v, want ErrGone", err)
+		}
+		return
+	}
+}
+
+// TestSelfRestore: the tracer lets go while the borrowed thread is in the
+// chain (as if pyglass were SIGKILLed); the thread must restore itself.
+func TestSelfRestore(t *testing.T) {
+	for v, py := range pick(t, "2.7.18", "3.12.1", "debian-3.11") {
+		for _, mode := range []string{"sleep", "accept", "busy"} {
+			t.Run(v+"/"+mode, func(t *testing.T) {
+				tg := startTarget(t, py, mode)
+				syms := resolve(t, tg.pid)
+				testHookAbandon = func() bool { return true }
+				defer func() { testHookAbandon = nil }()
+				for i := 0; i < 3; i++ {
+					path := filepath.Join(t.TempDir(), "marker")
+					res, err := StartThread(tg.pid, syms, []byte(markerSrc(path)), Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+					if err != nil {
+						t.Fatal(err)
+					}
+					waitFile(t, path, 10*time.Second)
+					checkReleased(t, tg.pid)
+					if i == 0 {
+						t.Logf("strategy %s, held %v", res.Strategy, res.Held)
+					}
+				}
+				time.Sleep(400 * time.Millisecond)
+				tg.checkHealthy()
+			})
+		}
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	for _, py := range pick(t, "3.12.1", "debian-3.11") {
+		tg := startTarget(t, py, "sleep")
+		syms := resolve(t, tg.pid)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := StartThreadContext(ctx, tg.pid, syms, []byte("pass"), Options{})
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+		checkReleased(t, tg.pid)
+		tg.checkHealthy()
+		return
+	}
+}
+
+func waitState(t *testing.T, pid int, want byte) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if st, _ := ptrace.TaskState(pid, pid); st == want {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("process %d never reached state %c", pid, want)
+}

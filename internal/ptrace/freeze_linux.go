@@ -1,0 +1,157 @@
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrPermission is wrapped by errors caused by ptrace being denied.
+var ErrPermission = errors.New("ptrace not permitted")
+
+// ErrGone is wrapped by errors caused by the target (or thread) exiting.
+var ErrGone = errors.New("process or thread gone")
+
+// ExplainAttachError turns an EPERM/ESRCH from seizing pid into an error
+// that says why, wrapping ErrPermission or ErrGone; other errors are returned
+// unchanged.
+func ExplainAttachError(pid int, err error) error {
+	switch {
+	case errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("%w: %v", ErrGone, err)
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("%w: %s (%v)", ErrPermission, whyEPERM(pid), err)
+	}
+	return err
+}
+
+func whyEPERM(pid int) string {
+	if tp, err := TracerPid(pid); err == nil && tp != 0 {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tp))
+		return fmt.Sprintf("process %d is already traced by pid %d (%s)", pid, tp, strings.TrimSpace(string(comm)))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "0" {
+			return "kernel.yama.ptrace_scope=" + s + " forbids it (run as root with CAP_SYS_PTRACE or set it to 0)"
+		}
+	}
+	if v, err := StatusField(os.Getpid(), 0, "CapEff"); err == nil {
+		if caps, err := strconv.ParseUint(v, 16, 64); err == nil && caps&(1<<unix.CAP_SYS_PTRACE) == 0 {
+			if uid, err := StatusField(pid, 0, "Uid"); err == nil && !strings.HasPrefix(uid, strconv.Itoa(os.Getuid())+"\t") {
+				return fmt.Sprintf("process %d belongs to another user (Uid %s) and CAP_SYS_PTRACE is missing", pid, strings.Fields(uid)[0])
+			}
+			return "CAP_SYS_PTRACE is missing (the target may be non-dumpable or setuid)"
+		}
+	}
+	return "denied by the kernel (seccomp, LSM or a non-dumpable target)"
+}
+
+// Frozen is a process whose every thread is held in a ptrace stop.
+type Frozen struct {
+	Pid  int
+	Tids []int // the held threads, sorted
+	t    *Tracer
+	sigs map[int]syscall.Signal // threads held in a signal-delivery stop
+}
+
+// Freeze seizes and interrupts every thread of pid, re-listing
+// /proc/PID/task until no new thread appears, and waits until all are
+// stopped. Threads that were stopped by a signal (SIGSTOP) are held too
+// and stay stopped after Thaw. On error every held thread is released.
+func Freeze(pid int) (*Frozen, error) {
+	f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}}
+	held := map[int]bool{}
+	err := f.t.Do(func() error {
+		for round := 0; round < 100; round++ {
+			tids, err := Tasks(pid)
+			if err != nil {
+				if len(held) == 0 {
+					return fmt.Errorf("%w: %v", ErrGone, err)
+				}
+				return err
+			}
+			var fresh []int
+			for _, tid := range tids {
+				if held[tid] {
+					continue
+				}
+				if err := Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+					if errors.Is(err, unix.ESRCH) {
+						continue // exited meanwhile
+					}
+					return ExplainAttachError(pid, err)
+				}
+				held[tid] = true
+				if err := Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+					return err
+				}
+				fresh = append(fresh, tid)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for _, tid := range fresh {
+				for tries := 0; ; tries++ {
+					st, err := WaitUntil(tid, deadline, nil)
+					if err != nil {
+						if errors.Is(err, unix.ECHILD) {
+							delete(held, tid)
+							break
+						}
+						return fmt.Errorf("stopping thread %d: %w", tid, err)
+					}
+					if st.Kind == StopExited {
+						delete(held, tid)
+						break
+					}
+					if st.Kind == StopSignal {
+						f.sigs[tid] = st.Sig // detach re-delivers it
+					}
+					if st.Kind != StopSyscall && st.Kind != StopEvent || tries > 100 {
+						break
+					}
+					Cont(tid, 0)
+				}
+			}
+			if len(fresh) == 0 {
+				return nil
+			}
+		}
+		return errors.New("freezing threads: thread list never settled")
+	})
+	for tid := range held {
+		f.Tids = append(f.Tids, tid)
+	}
+	sort.Ints(f.Tids)
+	if err != nil {
+		f.Thaw()
+		return nil, fmt.Errorf("freezing %d: %w", pid, err)
+	}
+	return f, nil
+}
+
+// Thaw detaches every held thread, re-delivering signals that arrived
+// while it was held. A thread of a process in group-stop is stopped again
+// by the kernel. Thaw is idempotent.
+func (f *Frozen) Thaw() error {
+	if f.t == nil {
+		return nil
+	}
+	var first error
+	f.t.Do(func() error {
+		for _, tid := range f.Tids {
+			if err := Detach(tid, f.sigs[tid]); err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
+				first = err
+			}
+		}
+		return nil
+	})
+	f.t.Close()
+	f.t = nil
+	return first
+}

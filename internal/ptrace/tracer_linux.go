@@ -1,0 +1,311 @@
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Tracer owns the OS thread that issues every ptrace and wait4 call.
+type Tracer struct {
+	reqs chan func()
+}
+
+// NewTracer starts the tracer goroutine. Call Close once every tracee has
+// been detached.
+func NewTracer() *Tracer {
+	t := &Tracer{reqs: make(chan func())}
+	started := make(chan struct{})
+	go func() {
+		// Never unlocked: the thread exits with the goroutine, and with
+		// it any ptrace relationship that was (wrongly) left behind.
+		runtime.LockOSThread()
+		close(started)
+		for f := range t.reqs {
+			f()
+		}
+	}()
+	<-started
+	return t
+}
+
+// Do runs f on the tracer thread and returns its error.
+func (t *Tracer) Do(f func() error) error {
+	ch := make(chan error, 1)
+	t.reqs <- func() { ch <- f() }
+	return <-ch
+}
+
+// Close stops the tracer goroutine (and its OS thread).
+func (t *Tracer) Close() { close(t.reqs) }
+
+func ptrace(req int, tid int, addr, data uintptr) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Seize attaches to tid with PTRACE_SEIZE (the thread keeps running) and
+// the given PTRACE_O_* options.
+func Seize(tid int, options int) error {
+	if err := ptrace(unix.PTRACE_SEIZE, tid, 0, uintptr(options)); err != nil {
+		return fmt.Errorf("seizing thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// Interrupt asks a seized thread to stop (PTRACE_INTERRUPT); Wait then
+// reports a StopInterrupt (or whatever stop came first).
+func Interrupt(tid int) error {
+	if err := ptrace(unix.PTRACE_INTERRUPT, tid, 0, 0); err != nil {
+		return fmt.Errorf("interrupting thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// Cont resumes a stopped thread, delivering sig (0 for none).
+func Cont(tid int, sig syscall.Signal) error {
+	if err := ptrace(unix.PTRACE_CONT, tid, 0, uintptr(sig)); err != nil {
+		return fmt.Errorf("resuming thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// ContSyscall resumes a stopped thread until its next system-call entry or
+// exit (PTRACE_SYSCALL), delivering sig (0 for none).
+func ContSyscall(tid int, sig syscall.Signal) error {
+	if err := ptrace(unix.PTRACE_SYSCALL, tid, 0, uintptr(sig)); err != nil {
+		return fmt.Errorf("resuming thread %d to a syscall: %w", tid, err)
+	}
+	return nil
+}
+
+// Detach releases a stopped thread. sig is delivered only when the thread
+// is in a signal-delivery stop (the kernel ignores it otherwise; use
+// unix.Tgkill after detaching for held signals).
+func Detach(tid int, sig syscall.Signal) error {
+	if err := ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)); err != nil {
+		return fmt.Errorf("detaching thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// StopKind classifies what Wait observed.
+type StopKind int
+
+// Kinds of stops and exits reported by Wait.
+const (
+	StopNone      StopKind = iota // nothing yet (WNOHANG)
+	StopInterrupt                 // PTRACE_EVENT_STOP after PTRACE_INTERRUPT
+	StopGroup                     // PTRACE_EVENT_STOP for a group-stop (SIGSTOP & co)
+	StopSyscall                   // syscall entry or exit (PTRACE_O_TRACESYSGOOD)
+	StopSignal                    // signal-delivery stop; Sig is the signal
+	StopEvent                     // another PTRACE_EVENT_*; Event says which
+	StopExited                    // the thread exited or was killed
+)
+
+// Stop is one state change reported by Wait.
+type Stop struct {
+	Kind  StopKind
+	Sig   syscall.Signal // signal for StopSignal/StopGroup, killing signal for StopExited
+	Event int
+	Code  int // exit code for StopExited
+}
+
+func (s Stop) String() string {
+	switch s.Kind {
+	case StopNone:
+		return "no stop"
+	case StopInterrupt:
+		return "interrupt stop"
+	case StopGroup:
+		return fmt.Sprintf("group-stop (%v)", s.Sig)
+	case StopSyscall:
+		return "syscall stop"
+	case StopSignal:
+		return fmt.Sprintf("signal-delivery stop (%v)", s.Sig)
+	case StopEvent:
+		return fmt.Sprintf("ptrace event %d", s.Event)
+	case StopExited:
+		if s.Sig != 0 {
+			return fmt.Sprintf("killed by %v", s.Sig)
+		}
+		return fmt.Sprintf("exited with %d", s.Code)
+	}
+	return "unknown stop"
+}
+
+func decode(ws unix.WaitStatus) Stop {
+	raw := uint32(ws)
+	switch {
+	case ws.Exited():
+		return Stop{Kind: StopExited, Code: ws.ExitStatus()}
+	case ws.Signaled():
+		return Stop{Kind: StopExited, Sig: ws.Signal()}
+	case ws.Stopped():
+		sig := syscall.Signal((raw >> 8) & 0xff)
+		event := int(raw >> 16)
+		switch {
+		case event == unix.PTRACE_EVENT_STOP:
+			switch sig {
+			case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+				return Stop{Kind: StopGroup, Sig: sig, Event: event}
+			}
+			return Stop{Kind: StopInterrupt, Event: event}
+		case event != 0:
+			return Stop{Kind: StopEvent, Event: event, Sig: sig}
+		case sig == unix.SIGTRAP|0x80:
+			return Stop{Kind: StopSyscall}
+		default:
+			return Stop{Kind: StopSignal, Sig: sig}
+		}
+	}
+	return Stop{Kind: StopEvent, Event: -1}
+}
+
+// Wait blocks until tid changes state (wait4 with __WALL, retried on EINTR).
+func Wait(tid int) (Stop, error) {
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return Stop{}, fmt.Errorf("waiting for thread %d: %w", tid, err)
+		}
+		return decode(ws), nil
+	}
+}
+
+// Poll is Wait with WNOHANG: it returns Stop{Kind: StopNone} at once when
+// tid has nothing to report.
+func Poll(tid int) (Stop, error) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return Stop{}, fmt.Errorf("waiting for thread %d: %w", tid, err)
+		}
+		if pid == 0 {
+			return Stop{Kind: StopNone}, nil
+		}
+		return decode(ws), nil
+	}
+}
+
+// ErrTimeout is returned by WaitUntil when the deadline passes first.
+var ErrTimeout = errors.New("timed out waiting for thread")
+
+// WaitUntil waits for a state change of tid until deadline (or until
+// abort returns true). It polls with WNOHANG so that it can give up:
+// busily for the first 2 ms (ptrace stops usually arrive within
+// microseconds, and yielding the CPU to a busy target would cost a whole
+// time slice), then every 100µs.
+func WaitUntil(tid int, deadline time.Time, abort func() bool) (Stop, error) {
+	spinUntil := time.Now().Add(2 * time.Millisecond)
+	for i := 0; ; i++ {
+		st, err := Poll(tid)
+		if err != nil || st.Kind != StopNone {
+			return st, err
+		}
+		now := time.Now()
+		if now.After(deadline) || (abort != nil && i%64 == 0 && abort()) {
+			return Stop{}, fmt.Errorf("thread %d: %w", tid, ErrTimeout)
+		}
+		if now.After(spinUntil) {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// Siginfo returns the raw siginfo of a thread in a signal-delivery stop.
+func Siginfo(tid int) (unix.Siginfo, error) {
+	var si unix.Siginfo
+	if err := ptrace(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(&si))); err != nil {
+		return si, fmt.Errorf("reading siginfo of thread %d: %w", tid, err)
+	}
+	return si, nil
+}
+
+func getRegset(tid int, typ int, buf []byte) (int, error) {
+	iov := unix.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	err := ptrace(unix.PTRACE_GETREGSET, tid, uintptr(typ), uintptr(unsafe.Pointer(&iov)))
+	runtime.KeepAlive(buf)
+	if err != nil {
+		return 0, err
+	}
+	return int(iov.Len), nil
+}
+
+func setRegset(tid int, typ int, buf []byte) error {
+	iov := unix.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	err := ptrace(unix.PTRACE_SETREGSET, tid, uintptr(typ), uintptr(unsafe.Pointer(&iov)))
+	runtime.KeepAlive(buf)
+	return err
+}
+
+// State is the complete user register state of a stopped thread.
+type State struct {
+	Regs Regs   // general registers (NT_PRSTATUS)
+	FP   []byte // floating point / vector state, exactly as long as the kernel returned
+}
+
+// GetRegs reads the general registers of a stopped thread.
+func GetRegs(tid int) (Regs, error) {
+	var r Regs
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
+	n, err := getRegset(tid, unix.NT_PRSTATUS, buf)
+	if err != nil {
+		return r, fmt.Errorf("reading registers of thread %d: %w", tid, err)
+	}
+	if n != len(buf) {
+		return r, fmt.Errorf("reading registers of thread %d: got %d bytes, want %d", tid, n, len(buf))
+	}
+	return r, nil
+}
+
+// SetRegs writes the general registers of a stopped thread.
+func SetRegs(tid int, r Regs) error {
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
+	if err := setRegset(tid, unix.NT_PRSTATUS, buf); err != nil {
+		return fmt.Errorf("writing registers of thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// GetState saves the general and floating-point registers of a stopped thread.
+func GetState(tid int) (*State, error) {
+	r, err := GetRegs(tid)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 64<<10)
+	n, err := getRegset(tid, fpRegset, buf)
+	if err != nil {
+		return nil, fmt.Errorf("reading FP registers of thread %d: %w", tid, err)
+	}
+	return &State{Regs: r, FP: buf[:n:n]}, nil
+}
+
+// SetState restores registers saved by GetState.
+func SetState(tid int, s *State) error {
+	if len(s.FP) > 0 {
+		if err := setRegset(tid, fpRegset, s.FP); err != nil {
+			return fmt.Errorf("writing FP registers of thread %d: %w", tid, err)
+		}
+	}
+	return SetRegs(tid, s.Regs)
+}
