@@ -128,7 +128,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		})
 		stopProgress = func() { t.Stop(); progress("") }
 	}
-	uc, err := ch.Accept(ctx, deadline)
+	uc, err := p.acceptWhileAlive(ctx, ch, deadline)
 	if stopProgress != nil {
 		stopProgress()
 	}
@@ -150,9 +150,19 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 	return s, nil
 }
 
-// execPlanFresh re-reads the process state before deciding.
+// execPlanFresh re-reads the process state (cheaply: /proc/PID/stat and
+// status only) before deciding.
 func (p *Process) execPlanFresh() (string, string) {
-	p.refresh()
+	pr := procfs.New(p.pid)
+	if st, err := pr.Stat(); err != nil {
+		p.proc.Zombie = true
+	} else {
+		p.proc.State = st.State
+		p.proc.Zombie = procfs.IsZombie(st.State)
+	}
+	if st, err := pr.Status(); err == nil {
+		p.proc.TracerPID = st.TracerPid
+	}
 	return p.execPlan()
 }
 
@@ -204,4 +214,26 @@ func (p *Process) gilTimeout(waited time.Duration) error {
 	return &Error{Kind: ErrTimeout,
 		Msg:  fmt.Sprintf("timed out after %s: the code could not start because %s holds the GIL and has not released it; nothing was run and nothing will run later", waited.Round(time.Millisecond), who),
 		Hint: "'pyglass stacks " + fmt.Sprint(p.pid) + "' shows what that thread is doing (reads memory, needs no GIL)"}
+}
+
+// acceptWhileAlive waits for the agent to connect, checking every 100 ms
+// that the target still exists, so that a target exiting meanwhile is
+// reported at once rather than at the deadline.
+func (p *Process) acceptWhileAlive(ctx context.Context, ch *channel.Channel, deadline time.Time) (*net.UnixConn, error) {
+	for {
+		step := time.Now().Add(100 * time.Millisecond)
+		if step.After(deadline) {
+			step = deadline
+		}
+		uc, err := ch.Accept(ctx, step)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return uc, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, err
+		}
+		if st, serr := procfs.New(p.pid).Stat(); serr != nil || procfs.IsZombie(st.State) {
+			return nil, errorf(ErrNoProcess, "", "process %d exited before the code could start", p.pid)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -25,6 +26,53 @@ import (
 // SocketName is the name of the Unix socket inside the directory.
 const SocketName = "s"
 
+// LockName is the file a live pyglass keeps flocked in its directory.
+const LockName = "lock"
+
+// namePattern matches the directories this package creates.
+var namePattern = regexp.MustCompile(`^pyglass-[0-9a-f]{24}$`)
+
+// staleAge is how old a directory must be before sweep looks at it (a
+// directory is locked within microseconds of its creation).
+const staleAge = 5 * time.Second
+
+// sweep removes channel directories left by a pyglass that died before
+// it or its agent could remove them (SIGKILL between creating the
+// directory and the agent starting): their lock file is no longer
+// flocked by anyone. Directories of live sessions are locked and kept.
+func sweep(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for i, e := range ents {
+		if i > 100000 {
+			return
+		}
+		if !e.IsDir() || !namePattern.MatchString(e.Name()) {
+			continue
+		}
+		p := dir + "/" + e.Name()
+		st, err := os.Lstat(p)
+		if err != nil || time.Since(st.ModTime()) < staleAge {
+			continue
+		}
+		lf, err := os.OpenFile(p+"/"+LockName, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			// No lock file: the agent already removed what it could, or
+			// the directory never got that far.
+			if errors.Is(err, os.ErrNotExist) {
+				os.RemoveAll(p)
+			}
+			continue
+		}
+		if unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(p)
+		}
+		lf.Close()
+	}
+}
+
 // Channel is one private directory and the socket listening in it.
 type Channel struct {
 	// Dir is the directory's path as the target sees it.
@@ -33,6 +81,7 @@ type Channel struct {
 	// (/proc/PID/root/...).
 	HostDir string
 	ln      *net.UnixListener
+	lock    *os.File // flocked while this pyglass uses the directory
 	uid     int
 	gid     int
 	closed  bool
@@ -65,6 +114,7 @@ func Create(pid, uid, gid int) (*Channel, error) {
 }
 
 func create(root, base string, uid, gid int) (*Channel, error) {
+	sweep(root + base)
 	var name string
 	var err error
 	for i := 0; i < 8; i++ {
@@ -91,6 +141,19 @@ func create(root, base string, uid, gid int) (*Channel, error) {
 		c.Close()
 		return nil, err
 	}
+	// The lock file says "a pyglass is using this directory": it stays
+	// flocked until Close or until pyglass dies, whatever the manner.
+	lf, err := os.OpenFile(c.HostDir+"/"+LockName, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lf.Close()
+		c.Close()
+		return nil, err
+	}
+	c.lock = lf
 	sock := c.HostDir + "/" + SocketName
 	if len(sock) >= len(unix.RawSockaddrUnix{}.Path) {
 		c.Close()
@@ -186,6 +249,9 @@ func (c *Channel) Close() error {
 	c.closed = true
 	c.StopListening()
 	err := os.RemoveAll(c.HostDir)
+	if c.lock != nil {
+		c.lock.Close()
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		err = nil
 	}

@@ -1,3 +1,0 @@
-package pyglass
-
-func (p *Process) gilHolder() (string, bool) { return "", false }

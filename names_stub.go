@@ -1,3 +1,0 @@
-package pyglass
-
-func (p *Process) threadNames() map[int]string { return nil }
