@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// TestExecEveryInterpreter: output byte for byte, tracebacks, exit codes,
+// the fresh namespace and the target's modules, on every interpreter.
+func TestExecEveryInterpreter(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("interval=0.2", "threads=1"))
+		pid := strconv.Itoa(tg.PID)
+
+		// Text, non-ASCII, both streams in order, namespace, target modules.
+		code := `# -*- coding: utf-8 -*-
+import sys
+w = getattr(sys.stdout, 'buffer', sys.stdout)
+w.write(u'h\u00e9llo \u4e16\u754c \U0001F600\n'.encode('utf-8'))
+sys.stdout.flush()
+print(__name__)
+import __main__
+print(sorted(k for k in ('sleeper_sleep', 'worker_wait') if hasattr(__main__, k)))
+sys.stderr.write('to stderr\n')
+`
+		r := run(t, nil, "exec", pid, "-c", code)
+		want(t, r, 0)
+		wantOut := "h\u00e9llo \u4e16\u754c \U0001F600\n__pyglass__\n['sleeper_sleep', 'worker_wait']\n"
+		if r.Stdout != wantOut || r.Stderr != "to stderr\n" {
+			t.Fatalf("got %s\nwant stdout %q", r, wantOut)
+		}
+
+		// Exceptions: traceback on stderr, exit 1.
+		r = run(t, nil, "exec", pid, "-c", "def f():\n    raise ValueError('boom')\nf()\n")
+		want(t, r, 1)
+		if !strings.Contains(r.Stderr, "Traceback (most recent call last):") || !strings.Contains(r.Stderr, "ValueError: boom") || strings.Contains(r.Stderr, "pyglass-agent") {
+			t.Fatalf("traceback: %s", r)
+		}
+		r = run(t, nil, "exec", pid, "-c", "def (:")
+		want(t, r, 1)
+		if !strings.Contains(r.Stderr, "SyntaxError") {
+			t.Fatalf("syntax error: %s", r)
+		}
+		// SystemExit does not end the target.
+		r = run(t, nil, "exec", pid, "-c", "import sys; sys.exit(0)")
+		want(t, r, 0)
+
+		// Megabytes of output, byte for byte.
+		r = run(t, nil, "exec", pid, "-c", "import sys\nfor i in range(50000): sys.stdout.write('%07d ' % i + 'x' * 92 + '\\n')")
+		want(t, r, 0)
+		var b strings.Builder
+		for i := 0; i < 50000; i++ {
+			fmt.Fprintf(&b, "%07d %s\n", i, strings.Repeat("x", 92))
+		}
+		if r.Stdout != b.String() {
+			t.Fatalf("5 MB output differs: got %d bytes, want %d", len(r.Stdout), b.Len())
+		}
+
+		// A script file and stdin.
+		script := filepath.Join(t.TempDir(), "s.py")
+		os.WriteFile(script, []byte("import os\nprint('pid %d' % os.getpid())\nraise KeyError('k')\n"), 0o644)
+		r = run(t, nil, "exec", pid, script)
+		want(t, r, 1)
+		if r.Stdout != fmt.Sprintf("pid %d\n", tg.NSPID) || !strings.Contains(r.Stderr, "s.py\", line 3") {
+			t.Fatalf("script: %s", r)
+		}
+		r = run(t, []byte("print(6*7)\n"), "exec", pid, "-")
+		want(t, r, 0)
+		if r.Stdout != "42\n" {
+			t.Fatalf("stdin: %s", r)
+		}
+
+		// The target is untouched and keeps ticking.
+		healthy(t, tg)
+		tg.WaitLine("TICK", 5*time.Second)
+		tg.WaitLine("TICK", 5*time.Second)
+		noTraces(t, tg)
+		if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
+			t.Fatalf("left behind in the target's /tmp: %v", d)
+		}
+	})
+}
+
+// TestTargetOutputStaysWithTarget: what the target's own threads print
+// while the code runs is neither captured nor lost.
+func TestTargetOutputStaysWithTarget(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("interval=0.05"))
+		first := tg.WaitLine("TICK", 5*time.Second)
+		r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "import time\nfor i in range(5):\n    print('mine %d' % i)\n    time.sleep(0.1)\n")
+		want(t, r, 0)
+		if r.Stdout != "mine 0\nmine 1\nmine 2\nmine 3\nmine 4\n" {
+			t.Fatalf("captured something of the target's: %s", r)
+		}
+		time.Sleep(200 * time.Millisecond)
+		n0, _ := strconv.Atoi(strings.Fields(first)[1])
+		n1 := 0
+		seen := map[int]bool{}
+		for _, l := range tg.Stdout() {
+			if strings.HasPrefix(l, "mine") {
+				t.Fatalf("the code's output went to the target: %q", l)
+			}
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "TICK" {
+				n, _ := strconv.Atoi(f[1])
+				seen[n] = true
+				n1 = max(n1, n)
+			}
+		}
+		if n1-n0 < 5 {
+			t.Fatalf("the target printed only ticks %d..%d while the code ran 0.5 s", n0, n1)
+		}
+		for n := 1; n <= n1; n++ {
+			if !seen[n] {
+				t.Fatalf("tick %d of the target was lost", n)
+			}
+		}
+		healthy(t, tg)
+		noTraces(t, tg)
+	})
+}
+
+// TestBlockedTargetsSeeNothing: a target blocked in sleep, select, accept
+// or recv keeps running normally after 50 execs: no EINTR, no exception,
+// no short sleep, no lost data (Python 2.7 does not retry EINTR).
+func TestBlockedTargetsSeeNothing(t *testing.T) {
+	for _, label := range []string{"2.7", "3.12"} {
+		in, ok := testenv.Lookup(label)
+		if !ok {
+			t.Logf("interpreter %s absent: skipped", label)
+			continue
+		}
+		for _, mode := range []string{"sleep", "select", "accept", "recv"} {
+			t.Run(label+"/"+mode, func(t *testing.T) {
+				tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args(mode, "interval=0.5"))
+				pid := strconv.Itoa(tg.PID)
+				for i := 0; i < 50; i++ {
+					r := run(t, nil, "exec", pid, "-c", fmt.Sprintf("print(%d)", i))
+					want(t, r, 0)
+					if r.Stdout != fmt.Sprintf("%d\n", i) {
+						t.Fatalf("exec %d: %s", i, r)
+					}
+				}
+				tg.WaitLine("TICK", 5*time.Second)
+				healthy(t, tg)
+				noTraces(t, tg)
+			})
+		}
+	}
+}

@@ -1,0 +1,129 @@
+// Package e2e tests the pyglass command as a user runs it: the real binary
+// against real Python processes of every interpreter present, with real
+// ptrace and real files. Nothing of the kernel or of CPython is mocked.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// result is one run of the pyglass binary.
+type result struct {
+	Stdout, Stderr string
+	Code           int
+	Took           time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d after %s\nstdout: %q\nstderr: %q", r.Code, r.Took, clip(r.Stdout), clip(r.Stderr))
+}
+
+func clip(s string) string {
+	if len(s) > 2000 {
+		return s[:1000] + " ... " + s[len(s)-1000:]
+	}
+	return s
+}
+
+// run runs pyglass with args (and stdin), bounded by a minute.
+func run(t testing.TB, stdin []byte, args ...string) result {
+	t.Helper()
+	bin := testenv.BuildPyglass(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	t0 := time.Now()
+	err := cmd.Run()
+	r := result{Stdout: out.String(), Stderr: errb.String(), Took: time.Since(t0)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	default:
+		t.Fatalf("running pyglass %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("pyglass %v hung for a minute: %s", args, r)
+	}
+	return r
+}
+
+// want fails unless r exited with code.
+func want(t testing.TB, r result, code int) {
+	t.Helper()
+	if r.Code != code {
+		t.Fatalf("want exit %d, got %s", code, r)
+	}
+}
+
+// oneLineErr fails unless stderr is one error line (plus at most a hint).
+func oneLineErr(t testing.TB, r result, substr string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(r.Stderr, "\n"), "\n")
+	if len(lines) == 0 || len(lines) > 2 || !strings.HasPrefix(lines[0], "pyglass") ||
+		(len(lines) == 2 && !strings.HasPrefix(lines[1], "hint: ") && !strings.HasPrefix(lines[1], "Usage:") && !strings.HasPrefix(lines[1], "Run ")) {
+		t.Fatalf("want a one-line error, got %q", r.Stderr)
+	}
+	if !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(substr)) {
+		t.Fatalf("want the error to mention %q, got %q", substr, r.Stderr)
+	}
+}
+
+func healthy(t testing.TB, tg *testenv.Target) {
+	t.Helper()
+	if err := tg.Healthy(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noTraces fails if the target printed anything that says one of its
+// system calls was disturbed.
+func noTraces(t testing.TB, tg *testenv.Target) {
+	t.Helper()
+	for _, l := range tg.Stdout() {
+		if strings.HasPrefix(l, "SHORT") || strings.HasPrefix(l, "EXCEPTION") {
+			t.Fatalf("the target noticed pyglass: %q", l)
+		}
+	}
+	if s := tg.Stderr(); strings.TrimSpace(s) != "" {
+		t.Fatalf("the target wrote to its stderr: %q", s)
+	}
+}
+
+// channelDir is the name of a channel directory (internal/channel).
+var channelDir = regexp.MustCompile(`^pyglass-[0-9a-f]{24}$`)
+
+// pyglassDirs lists the channel directories in dir as the target sees it.
+func pyglassDirs(t testing.TB, pid int, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/root%s", pid, dir))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if channelDir.MatchString(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}

@@ -1,0 +1,453 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+func anyInterp(t *testing.T, labels ...string) testenv.Interp {
+	t.Helper()
+	for _, l := range labels {
+		if in, ok := testenv.Lookup(l); ok {
+			return in
+		}
+	}
+	all := testenv.Interpreters()
+	if len(all) == 0 {
+		t.Skip("no Python interpreter on this machine")
+	}
+	return all[len(all)-1]
+}
+
+// TestSignalsToPyglass: SIGINT, SIGTERM or SIGKILL to pyglass at any
+// moment of an exec (during injection, while waiting, while the code runs)
+// leave the target running, untraced, unstopped, and its system calls
+// undisturbed.
+func TestSignalsToPyglass(t *testing.T) {
+	for _, label := range []string{"2.7", "3.12"} {
+		in, ok := testenv.Lookup(label)
+		if !ok {
+			t.Logf("interpreter %s absent: skipped", label)
+			continue
+		}
+		t.Run(label, func(t *testing.T) {
+			tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.3", "threads=2"))
+			bin := testenv.BuildPyglass(t)
+			sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL}
+			for i := 0; i < 36; i++ {
+				sig := sigs[i%3]
+				delay := time.Duration(i/3) * 4 * time.Millisecond // 0..44 ms: every phase
+				cmd := exec.Command(bin, "exec", strconv.Itoa(tg.PID), "-c", "import time; time.sleep(0.3); print('done')")
+				var out bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(delay)
+				cmd.Process.Signal(sig)
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					cmd.Process.Kill()
+					t.Fatalf("pyglass did not stop within 10 s of %v", sig)
+				}
+				// Give an abandoned agent time to notice and clean up.
+				if err := tg.Healthy(); err != nil {
+					t.Fatalf("after %v at %v: %v (pyglass said %q)", sig, delay, err, out.String())
+				}
+			}
+			time.Sleep(2500 * time.Millisecond)
+			healthy(t, tg)
+			tg.WaitLine("TICK", 5*time.Second)
+			noTraces(t, tg)
+			if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
+				t.Fatalf("left behind in the target's /tmp: %v", d)
+			}
+			// And it still works.
+			r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('still fine')")
+			want(t, r, 0)
+		})
+	}
+}
+
+// TestStoppedTargetStaysStopped: a target the user stopped is refused
+// with a clear message and stays stopped.
+func TestStoppedTargetStaysStopped(t *testing.T) {
+	in := anyInterp(t, "3.12")
+	tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"))
+	syscall.Kill(tg.PID, syscall.SIGSTOP)
+	waitState(t, tg.PID, 'T')
+	r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print(1)")
+	want(t, r, 3)
+	oneLineErr(t, r, "stopped")
+	if s := state(tg.PID); s != 'T' {
+		t.Fatalf("target state %c after exec, want T", s)
+	}
+	syscall.Kill(tg.PID, syscall.SIGCONT)
+	waitState(t, tg.PID, 'S')
+	healthy(t, tg)
+}
+
+func state(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+func waitState(t *testing.T, pid int, s byte) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if state(pid) == s {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d never reached state %c (is %c)", pid, s, state(pid))
+}
+
+// TestGILHeldTimesOut: when a thread holds the GIL in a long C call, exec
+// gives up after --timeout with exit 5, names that thread, and the code
+// never runs later.
+func TestGILHeldTimesOut(t *testing.T) {
+	for _, label := range []string{"2.7", "3.12"} {
+		in, ok := testenv.Lookup(label)
+		if !ok {
+			t.Logf("interpreter %s absent: skipped", label)
+			continue
+		}
+		t.Run(label, func(t *testing.T) {
+			marker := fmt.Sprintf("/tmp/pyglass-e2e-marker-%d", time.Now().UnixNano())
+			defer os.Remove(marker)
+			script := `import sys, threading, time
+try:
+    range = xrange
+except NameError:
+    pass
+threading.Thread(target=lambda: None).start()
+t0 = time.time()
+sum(range(3000000))
+per = (time.time() - t0) / 3000000
+print("READY")
+sys.stdout.flush()
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    n = int(float(line) / per)
+    print("HOLDING")
+    sys.stdout.flush()
+    t0 = time.time()
+    sum(range(n))
+    print("DONE %.1f" % (time.time() - t0))
+    sys.stdout.flush()
+`
+			tg := testenv.Start(t, in, script)
+			before := pyglassDirs(t, tg.PID, "/tmp")
+			tg.Send("4") // hold the GIL in one C call for about 4 s
+			tg.WaitLine("HOLDING", 10*time.Second)
+			time.Sleep(100 * time.Millisecond)
+			r := run(t, nil, "exec", strconv.Itoa(tg.PID), "--timeout", "1s", "-c", fmt.Sprintf("open(%q, 'w').write('ran')", marker))
+			want(t, r, 5)
+			oneLineErr(t, r, "GIL")
+			if !strings.Contains(r.Stderr, strconv.Itoa(tg.PID)) || !strings.Contains(r.Stderr, "MainThread") {
+				t.Fatalf("the message does not name the thread holding the GIL (%d, MainThread): %q", tg.PID, r.Stderr)
+			}
+			healthy(t, tg)
+			done := tg.WaitLine("DONE", 60*time.Second)
+			t.Logf("the C call took %s s", strings.Fields(done)[1])
+			time.Sleep(time.Second)
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("the code ran later, after pyglass had given up")
+			}
+			if d := added(before, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 0 {
+				t.Fatalf("left behind in the target's /tmp: %v", d)
+			}
+			healthy(t, tg)
+			r = run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('after')")
+			want(t, r, 0)
+		})
+	}
+}
+
+// TestPrivateChannel: the directory is fresh, 0700, owned by the target's
+// user, in the target's mount namespace, and removed afterwards; works for
+// a target running as nobody with its own private /tmp and for one in its
+// own PID namespace.
+func TestPrivateChannel(t *testing.T) {
+	check := `import os, stat, re
+for base in ('/tmp', '/var/tmp', '/dev/shm'):
+    try:
+        names = os.listdir(base)
+    except OSError:
+        continue
+    for n in names:
+        if re.match(r'^pyglass-[0-9a-f]{24}$', n):
+            st = os.stat(os.path.join(base, n))
+            print('%s %s %o %d %d' % (base, n, stat.S_IMODE(st.st_mode), st.st_uid, os.geteuid()))
+`
+	in := anyInterp(t, "3.12")
+	cases := []struct {
+		name    string
+		private bool
+		opts    []testenv.StartOption
+	}{
+		{"root", false, nil},
+		{"nobody", false, []testenv.StartOption{testenv.AsUser("nobody")}},
+		{"nobody-private-tmp", true, []testenv.StartOption{testenv.AsUser("nobody"), testenv.PrivateTmp()}},
+		{"pid-namespace", true, []testenv.StartOption{testenv.NewPIDNS(), testenv.PrivateTmp()}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), c.opts...)
+			hostBefore := pyglassDirs(t, 1, "/tmp")
+			before := pyglassDirs(t, tg.PID, "/tmp")
+			r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", check)
+			want(t, r, 0)
+			var mine []string
+			ownOK := false
+			for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+				f := strings.Fields(line)
+				if len(f) != 5 || f[0] != "/tmp" || contains(before, f[1]) {
+					continue
+				}
+				mine = append(mine, f[1])
+				if f[2] != "700" {
+					t.Fatalf("channel directory %s has mode %s, want 700: %s", f[1], f[2], r)
+				}
+				if f[3] == f[4] {
+					ownOK = true
+				}
+			}
+			if len(mine) == 0 || !ownOK {
+				t.Fatalf("want a new 0700 directory owned by the target's user in its /tmp: %s", r)
+			}
+			if c.private && len(mine) != 1 {
+				t.Fatalf("want exactly one directory in the private /tmp: %s", r)
+			}
+			for _, d := range pyglassDirs(t, tg.PID, "/tmp") {
+				if contains(mine, d) {
+					t.Fatalf("%s left behind in the target's /tmp", d)
+				}
+			}
+			if c.private {
+				if d := added(hostBefore, pyglassDirs(t, 1, "/tmp")); len(d) != 0 && contains(mine, d[0]) {
+					t.Fatalf("the channel was made in the host's /tmp: %v", d)
+				}
+			}
+			healthy(t, tg)
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// added returns the names in after that are not in before.
+func added(before, after []string) []string {
+	var out []string
+	for _, a := range after {
+		if !contains(before, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TestConcurrentExecs: several pyglass runs on one target at once all
+// succeed with their own output.
+func TestConcurrentExecs(t *testing.T) {
+	in := anyInterp(t, "3.12")
+	tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"))
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", fmt.Sprintf("import time\nfor j in range(3):\n    print('%d-%%d' %% j)\n    time.sleep(0.1)\n", i))
+			if r.Code != 0 || r.Stdout != fmt.Sprintf("%d-0\n%d-1\n%d-2\n", i, i, i) {
+				errs <- r.String()
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	healthy(t, tg)
+	noTraces(t, tg)
+}
+
+// TestBadInput: each bad input gives a one-line error and its exit code,
+// and the target is untouched.
+func TestBadInput(t *testing.T) {
+	in := anyInterp(t, "3.12")
+	tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"))
+	pid := strconv.Itoa(tg.PID)
+
+	t.Run("no-such-pid", func(t *testing.T) {
+		r := run(t, nil, "exec", "999999999", "-c", "pass")
+		want(t, r, 3)
+		oneLineErr(t, r, "no such process")
+	})
+	t.Run("not-a-number", func(t *testing.T) {
+		r := run(t, nil, "exec", "abc", "-c", "pass")
+		want(t, r, 2)
+		oneLineErr(t, r, "not a process ID")
+	})
+	t.Run("zombie", func(t *testing.T) {
+		cmd := exec.Command("sh", "-c", "sleep 0 & exec sleep 30")
+		cmd.Start()
+		defer cmd.Process.Kill()
+		var zpid int
+		for i := 0; i < 200 && zpid == 0; i++ {
+			time.Sleep(10 * time.Millisecond)
+			kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+			for _, k := range strings.Fields(string(kids)) {
+				n, _ := strconv.Atoi(k)
+				if state(n) == 'Z' {
+					zpid = n
+				}
+			}
+		}
+		if zpid == 0 {
+			t.Fatal("could not make a zombie")
+		}
+		r := run(t, nil, "exec", strconv.Itoa(zpid), "-c", "pass")
+		want(t, r, 3)
+		oneLineErr(t, r, "zombie")
+	})
+	t.Run("pyglass-itself", func(t *testing.T) {
+		bin := testenv.BuildPyglass(t)
+		out, err := exec.Command("sh", "-c", `exec "$0" exec $$ -c pass`, bin).CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "itself") {
+			t.Fatalf("want exit 3 saying it is pyglass itself, got %v %q", err, out)
+		}
+	})
+	t.Run("bash", func(t *testing.T) {
+		cmd := exec.Command("bash", "-c", "sleep 30")
+		cmd.Start()
+		defer cmd.Process.Kill()
+		time.Sleep(50 * time.Millisecond)
+		r := run(t, nil, "exec", strconv.Itoa(cmd.Process.Pid), "-c", "pass")
+		want(t, r, 3)
+		oneLineErr(t, r, "not a Python process")
+	})
+	t.Run("go-program", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(dir+"/main.go", []byte("package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(time.Minute) }\n"), 0o644)
+		os.WriteFile(dir+"/go.mod", []byte("module sleeper\n\ngo 1.21\n"), 0o644)
+		build := exec.Command("go", "build", "-o", dir+"/sleeper", ".")
+		build.Dir = dir
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building a Go program: %v\n%s", err, out)
+		}
+		cmd := exec.Command(dir + "/sleeper")
+		cmd.Start()
+		defer cmd.Process.Kill()
+		time.Sleep(50 * time.Millisecond)
+		r := run(t, nil, "exec", strconv.Itoa(cmd.Process.Pid), "-c", "pass")
+		want(t, r, 3)
+		oneLineErr(t, r, "not a Python process")
+	})
+	t.Run("already-traced", func(t *testing.T) {
+		release := traceFromHere(t, tg.PID)
+		defer release()
+		r := run(t, nil, "exec", pid, "-c", "pass")
+		want(t, r, 4)
+		oneLineErr(t, r, "traced by")
+	})
+	t.Run("exits-while-running", func(t *testing.T) {
+		tg2 := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"))
+		r := run(t, nil, "exec", strconv.Itoa(tg2.PID), "-c", "import os, threading, time\nthreading.Timer(0.3, lambda: os._exit(0)).start()\ntime.sleep(5)\n")
+		want(t, r, 3)
+		oneLineErr(t, r, "exited")
+	})
+	t.Run("empty-script", func(t *testing.T) {
+		r := run(t, nil, "exec", pid, "-c", "  \n")
+		want(t, r, 2)
+		oneLineErr(t, r, "empty")
+		f := t.TempDir() + "/empty.py"
+		os.WriteFile(f, nil, 0o644)
+		r = run(t, nil, "exec", pid, f)
+		want(t, r, 2)
+		oneLineErr(t, r, "empty")
+	})
+	t.Run("missing-script", func(t *testing.T) {
+		r := run(t, nil, "exec", pid, "/nonexistent/script.py")
+		want(t, r, 2)
+		oneLineErr(t, r, "no such file")
+	})
+	t.Run("10MB-code", func(t *testing.T) {
+		code := "x = '" + strings.Repeat("a", 10<<20) + "'\nprint(len(x))\n"
+		f := t.TempDir() + "/big.py"
+		os.WriteFile(f, []byte(code), 0o644)
+		r := run(t, nil, "exec", pid, f)
+		want(t, r, 0)
+		if r.Stdout != fmt.Sprintf("%d\n", 10<<20) {
+			t.Fatalf("10 MB script: %s", r)
+		}
+	})
+	healthy(t, tg)
+	noTraces(t, tg)
+}
+
+// traceFromHere makes this test process the tracer of pid (as a debugger
+// would be) until release is called.
+func traceFromHere(t *testing.T, pid int) (release func()) {
+	t.Helper()
+	ready := make(chan error)
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer close(finished)
+		err := unix.PtraceSeize(pid)
+		ready <- err
+		if err != nil {
+			return
+		}
+		<-stop
+		// PTRACE_DETACH needs a stopped tracee.
+		unix.PtraceInterrupt(pid)
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, unix.WALL, nil)
+		unix.PtraceDetach(pid)
+	}()
+	if err := <-ready; err != nil {
+		t.Fatalf("seizing %d: %v", pid, err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(stop); <-finished }) }
+}
+
+var _ = context.Background

@@ -1,0 +1,111 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// RepoRoot returns the directory of the pyglass module (the nearest parent
+// of the working directory holding go.mod), failing the test if none.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	for i := 0; i < 64; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", fmt.Errorf("finding the module root: no go.mod above the working directory")
+}
+
+// Fixture returns the contents of testdata/NAME at the module root (e.g.
+// "sleeper.py"), ready to pass to Start.
+func Fixture(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(RepoRoot(t), "testdata", name))
+	if err != nil {
+		t.Fatalf("reading fixture: %v", err)
+	}
+	return string(b)
+}
+
+var (
+	buildMu   sync.Mutex
+	buildDir  string
+	buildPath string
+	buildErr  error
+	buildDone bool
+)
+
+// BuildPyglass builds ./cmd/pyglass once per test binary (into a temporary
+// directory readable by every user, removed by Main) and returns the
+// binary's path. It skips the test when cmd/pyglass does not exist yet and
+// fails it when the build fails.
+func BuildPyglass(t testing.TB) string {
+	t.Helper()
+	root := RepoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "cmd", "pyglass")); err != nil {
+		Skipf(t, "cmd/pyglass does not exist yet")
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if !buildDone {
+		buildDone = true
+		buildPath, buildErr = build(root)
+	}
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+func build(root string) (string, error) {
+	dir, err := os.MkdirTemp("", "pyglass-bin-")
+	if err != nil {
+		return "", fmt.Errorf("creating build directory: %w", err)
+	}
+	buildDir = dir
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("making build directory readable: %w", err)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, "pyglass")
+	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/pyglass")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building cmd/pyglass: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+func cleanupBuild() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}

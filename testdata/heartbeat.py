@@ -1,0 +1,93 @@
+# heartbeat.py: measures how long pyglass stalls a target (Python 2.7, 3.x).
+#
+# usage: heartbeat.py [period=SECONDS]
+#
+# A thread named "heartbeat" sleeps `period` (default 0.005) in a loop and
+# records its longest stall: the time between two wakeups beyond the
+# period (the gap in progress when asked included). The main thread reads commands from stdin, one a line:
+#   stall  prints "STALL max_ms=M beats=N" (longest stall since the last
+#          reset, and wakeups counted)
+#   reset  clears the record, prints "RESET"
+#   quit   exits
+# It prints "READY pid=P version=X.Y.Z" once the heartbeat runs, and
+# "EXCEPTION Type: msg" for any exception (then goes on), e.g. an EINTR
+# that Python 2.7 does not retry.
+import errno
+import os
+import sys
+import threading
+import time
+
+lock = threading.Lock()
+state = {"max": 0.0, "beats": 0, "last": time.time()}
+
+
+def out(msg):
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
+def heartbeat(period):
+    while True:
+        time.sleep(period)
+        now = time.time()
+        with lock:
+            stall = now - state["last"] - period
+            state["last"] = now
+            state["beats"] += 1
+            if stall > state["max"]:
+                state["max"] = stall
+
+
+def longest_stall(period):
+    # The gap in progress counts too: the heartbeat thread may not have run
+    # yet since the process was resumed.
+    with lock:
+        ongoing = time.time() - state["last"] - period
+        return max(state["max"], ongoing), state["beats"]
+
+
+def readline():
+    while True:
+        try:
+            return sys.stdin.readline()
+        except EnvironmentError:
+            e = sys.exc_info()[1]
+            out("EXCEPTION %s: %s" % (type(e).__name__, e))
+            if e.errno != errno.EINTR:
+                raise
+
+
+def main():
+    period = 0.005
+    for a in sys.argv[1:]:
+        if a.startswith("period="):
+            period = float(a.split("=", 1)[1])
+    t = threading.Thread(target=heartbeat, args=(period,), name="heartbeat")
+    t.daemon = True
+    t.start()
+    time.sleep(period * 3)
+    with lock:
+        state["max"], state["beats"] = 0.0, 0
+    v = sys.version_info
+    out("READY pid=%d version=%d.%d.%d" % (os.getpid(), v[0], v[1], v[2]))
+    while True:
+        line = readline()
+        if not line:
+            return
+        cmd = line.strip()
+        if cmd == "stall":
+            stall, beats = longest_stall(period)
+            out("STALL max_ms=%.3f beats=%d" % (stall * 1000, beats))
+        elif cmd == "reset":
+            with lock:
+                state["max"], state["beats"] = 0.0, 0
+            out("RESET")
+        elif cmd == "quit":
+            return
+        elif cmd:
+            out("EXCEPTION ValueError: unknown command %r" % cmd)
+
+
+if __name__ == "__main__":
+    main()
