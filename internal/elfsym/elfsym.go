@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 )
 
 var (
@@ -21,7 +22,7 @@ var (
 	ErrNoSegment = errors.New("no matching PT_LOAD segment")
 )
 
-// maxSymbols bounds the number of symbols kept from one table.
+// maxSymbols bounds the number of symbols examined in one table.
 const maxSymbols = 4 << 20
 
 // Range is a half-open address range [Start, End).
@@ -54,8 +55,12 @@ type Symbol struct {
 	Type  elf.SymType
 }
 
-// File is a parsed ELF file. Its methods are safe for concurrent use
-// after Open returns, except LoadSymtab.
+// File is a parsed ELF file. Its methods are safe for concurrent use.
+//
+// Symbols are looked up on demand: Open reads only the headers and the
+// dynamic section; a lookup reads what it needs of .gnu.hash, .dynsym and
+// .dynstr (or, for names .dynsym lacks, .symtab once LoadSymtab enabled
+// it), and remembers the answer.
 type File struct {
 	r io.ReaderAt
 	f *elf.File
@@ -73,14 +78,28 @@ type File struct {
 	// Needed lists DT_NEEDED entries.
 	Needed []string
 
-	syms         map[string]Symbol
-	symtabLoaded bool
-	hasSymtab    bool
+	hasSymtab bool
+	dyn       symTable // .dynsym and .dynstr
+	symtab    symTable // .symtab and .strtab
+	gnuHash   *elf.Section
+	versym    *elf.Section
+
+	mu           sync.Mutex
+	symtabLoaded bool // LoadSymtab was called: lookups may use .symtab
+	gh           *gnuHashTable
+	ghErr        error
+	cache        map[string]lookup // answers so far, misses included
 }
 
-// Open parses the ELF headers and the dynamic symbol table of r. The
-// full symbol table (.symtab), when present, is read by LoadSymtab.
-// r must stay readable while File is used for ReadVirtual or LoadSymtab.
+// lookup is a remembered answer of Lookup.
+type lookup struct {
+	sym Symbol
+	ok  bool
+}
+
+// Open parses the ELF headers and the dynamic section of r. Symbols are
+// read on demand, so r must stay readable while File is used for Lookup,
+// Defines, ReadVirtual, SectionData or LoadSymtab.
 func Open(r io.ReaderAt) (*File, error) {
 	f, err := elf.NewFile(r)
 	if err != nil {
@@ -89,83 +108,110 @@ func Open(r io.ReaderAt) (*File, error) {
 	if f.Class != elf.ELFCLASS64 || f.Data != elf.ELFDATA2LSB {
 		return nil, fmt.Errorf("parsing ELF (%v %v): %w", f.Class, f.Data, ErrNotELF)
 	}
-	e := &File{r: r, f: f, Type: f.Type, Machine: f.Machine, Entry: f.Entry, syms: map[string]Symbol{}}
+	e := &File{r: r, f: f, Type: f.Type, Machine: f.Machine, Entry: f.Entry, cache: map[string]lookup{}}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD {
 			e.Loads = append(e.Loads, Segment{Vaddr: p.Vaddr, Memsz: p.Memsz, Off: p.Off, Filesz: p.Filesz, Flags: p.Flags, Align: p.Align})
 		}
 	}
-	e.hasSymtab = f.Section(".symtab") != nil
-	if so, err := f.DynString(elf.DT_SONAME); err == nil && len(so) > 0 {
-		e.Soname = so[0]
+	e.hasSymtab = f.SectionByType(elf.SHT_SYMTAB) != nil
+	e.dyn = e.table(elf.SHT_DYNSYM)
+	e.symtab = e.table(elf.SHT_SYMTAB)
+	e.gnuHash = f.SectionByType(elf.SHT_GNU_HASH)
+	e.versym = f.SectionByType(elf.SHT_GNU_VERSYM)
+	if err := e.readDynamic(); err != nil {
+		return nil, err
 	}
-	if n, err := f.DynString(elf.DT_NEEDED); err == nil {
-		e.Needed = n
-	}
-	dyn, err := f.DynamicSymbols()
-	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("reading .dynsym: %w", err)
-	}
-	e.add(dyn)
 	return e, nil
-}
-
-// add keeps the defined symbols of syms; the first definition of a name wins.
-func (e *File) add(syms []elf.Symbol) {
-	for i, s := range syms {
-		if i >= maxSymbols {
-			break
-		}
-		if s.Section == elf.SHN_UNDEF || s.Name == "" {
-			continue
-		}
-		t := elf.ST_TYPE(s.Info)
-		if t == elf.STT_SECTION || t == elf.STT_FILE {
-			continue
-		}
-		if _, ok := e.syms[s.Name]; ok {
-			continue
-		}
-		e.syms[s.Name] = Symbol{Name: s.Name, Value: s.Value, Size: s.Size, Type: t}
-	}
 }
 
 // HasSymtab reports whether the file has a .symtab section.
 func (e *File) HasSymtab() bool { return e.hasSymtab }
 
-// LoadSymtab adds the symbols of .symtab to those of .dynsym. It does
-// nothing when there is no .symtab or it was already loaded.
+// LoadSymtab lets Lookup and Defines fall back to .symtab for names that
+// .dynsym lacks. The table itself is read on the first such lookup. It
+// does nothing when there is no .symtab.
 func (e *File) LoadSymtab() error {
-	if e.symtabLoaded || !e.hasSymtab {
+	if !e.hasSymtab {
 		return nil
 	}
-	syms, err := e.f.Symbols()
-	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return fmt.Errorf("reading .symtab: %w", err)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.symtabLoaded {
+		e.symtabLoaded = true
+		// Misses remembered before now may be in .symtab.
+		for k, v := range e.cache {
+			if !v.ok {
+				delete(e.cache, k)
+			}
+		}
 	}
-	e.add(syms)
-	e.symtabLoaded = true
 	return nil
 }
 
-// Lookup returns the defined symbol called name.
+// Lookup returns the defined symbol called name: from .dynsym, else, after
+// LoadSymtab, from .symtab. When a table holds several definitions the
+// first one wins (in .dynsym, a default symbol version is preferred over
+// a hidden one).
 func (e *File) Lookup(name string) (Symbol, bool) {
-	s, ok := e.syms[name]
+	if name == "" {
+		return Symbol{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l, ok := e.cache[name]; ok {
+		return l.sym, l.ok
+	}
+	s, ok := e.lookupDynamic(name)
+	if !ok && e.symtabLoaded {
+		s, ok = e.symtab.find(name, nil)
+	}
+	e.cache[name] = lookup{s, ok}
 	return s, ok
+}
+
+// LookupDynamic returns the defined symbol called name from .dynsym only,
+// using the GNU hash table when the file has one.
+func (e *File) LookupDynamic(name string) (Symbol, bool) {
+	if name == "" {
+		return Symbol{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lookupDynamic(name)
 }
 
 // Defines reports whether the file defines any of names.
 func (e *File) Defines(names ...string) bool {
 	for _, n := range names {
-		if _, ok := e.syms[n]; ok {
+		if _, ok := e.Lookup(n); ok {
 			return true
 		}
 	}
 	return false
 }
 
-// NumSymbols returns the number of distinct defined symbol names loaded.
-func (e *File) NumSymbols() int { return len(e.syms) }
+// NumSymbols returns the number of distinct defined symbol names in
+// .dynsym and, after LoadSymtab, .symtab. It reads the whole tables.
+func (e *File) NumSymbols() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seen := map[string]bool{}
+	tabs := []*symTable{&e.dyn}
+	if e.symtabLoaded {
+		tabs = append(tabs, &e.symtab)
+	}
+	for _, t := range tabs {
+		if t.load() != nil {
+			continue
+		}
+		t.each(func(name []byte, _ Symbol) bool {
+			seen[string(name)] = true
+			return true
+		})
+	}
+	return len(seen)
+}
 
 // Section returns the link-time range of a section (".PyRuntime",
 // ".data", ".bss", ".rodata", ".text", ...).
@@ -195,6 +241,19 @@ func (e *File) SectionData(name string, max uint64) ([]byte, error) {
 		return nil, fmt.Errorf("reading section %s: %w", name, err)
 	}
 	return b, nil
+}
+
+// SectionReader returns a reader of the contents of a section, to read
+// it a piece at a time. NOBITS sections (.bss) have no data.
+func (e *File) SectionReader(name string) (*io.SectionReader, error) {
+	s := e.f.Section(name)
+	if s == nil {
+		return nil, fmt.Errorf("reading section %s: not present", name)
+	}
+	if s.Type == elf.SHT_NOBITS {
+		return nil, fmt.Errorf("reading section %s: no data in file", name)
+	}
+	return io.NewSectionReader(e.r, int64(s.Offset), int64(s.Size)), nil
 }
 
 // ReadVirtual reads len(p) bytes of the file image at link-time address

@@ -3,9 +3,11 @@ package pyproc
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/pyglass/pyglass/internal/elfsym"
@@ -50,16 +52,20 @@ func analyze(p procfs.Proc, m procfs.Mapping) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	e, err := elfsym.Open(f)
 	if err != nil {
+		f.Close()
 		return &image{}, nil // not ELF (or not 64-bit): not an interpreter
 	}
 	_, hasRuntime := e.Section(".PyRuntime")
 	img := &image{openedAs: openedAs}
 	if !hasRuntime && !e.Defines(interpSymbols...) {
+		f.Close()
 		return img, nil
 	}
+	// The interpreter's symbols are read on demand (Python.Symbol), so its
+	// file stays open as long as the image is reachable; the os.File's
+	// own cleanup closes it after.
 	img.interp = true
 	if err := e.LoadSymtab(); err != nil {
 		return nil, fmt.Errorf("loading symbols of %s: %w", m.Path, err)
@@ -81,12 +87,17 @@ func fileVersion(e *elfsym.File, filePath string) (Version, string, error) {
 			break
 		}
 	}
-	if s, ok := e.Lookup("Py_Version"); ok {
-		var b [4]byte
-		if err := e.ReadVirtual(b[:], s.Value); err == nil {
-			v, err := DecodeHex(memory.Order.Uint32(b[:]))
-			if err == nil && (hintMajor < 0 || (v.Major == hintMajor && v.Minor == hintMinor)) {
-				return v, "Py_Version", nil
+	// Py_Version exists from 3.11 on: when the name says an older version,
+	// looking for it (in .symtab too) is wasted time.
+	oldByName := hintMajor >= 0 && (hintMajor < 3 || (hintMajor == 3 && hintMinor < 11))
+	if !oldByName {
+		if s, ok := e.Lookup("Py_Version"); ok {
+			var b [4]byte
+			if err := e.ReadVirtual(b[:], s.Value); err == nil {
+				v, err := DecodeHex(memory.Order.Uint32(b[:]))
+				if err == nil && (hintMajor < 0 || (v.Major == hintMajor && v.Minor == hintMinor)) {
+					return v, "Py_Version", nil
+				}
 			}
 		}
 	}
@@ -115,9 +126,23 @@ func fileVersion(e *elfsym.File, filePath string) (Version, string, error) {
 		}
 		return v.Major == 2 || v.Minor >= minMinor
 	}
-	if data, err := e.SectionData(".rodata", 256<<20); err == nil {
+	var cands []string
+	var scanErr error
+	if major >= 0 && hintMinor >= 0 {
+		// Only major.minor.* fits: look for that prefix, a chunk at a time.
+		var sr *io.SectionReader
+		if sr, scanErr = e.SectionReader(".rodata"); scanErr == nil {
+			cands, scanErr = scanVersionStrings(sr, sr.Size(), major, hintMinor, 64)
+		}
+	} else {
+		var data []byte
+		if data, scanErr = e.SectionData(".rodata", 256<<20); scanErr == nil {
+			cands = versionStrings(data, 64)
+		}
+	}
+	if scanErr == nil {
 		var found []Version
-		for _, s := range versionStrings(data, 64) {
+		for _, s := range cands {
 			if v, err := ParseVersion(s); err == nil && fits(v) && !containsVersion(found, v) {
 				found = append(found, v)
 			}
@@ -159,18 +184,131 @@ func versionStrings(data []byte, limit int) []string {
 			break
 		}
 		end := i + j
-		if end > i && (isDigit(data[end-1]) || data[end-1] == '+') {
-			from := max(i, end-24)
-			if loc := versionTailRE.FindIndex(data[from:end]); loc != nil {
-				start := from + loc[0]
-				if start == i || (!isDigit(data[start-1]) && data[start-1] != '.') {
-					out = append(out, string(data[start:end]))
-				}
-			}
+		if v, ok := tailVersion(data, i, end); ok {
+			out = append(out, v)
 		}
 		i = end + 1
 	}
 	return out
+}
+
+// maxVersionTail is the longest tail of a string examined for a version.
+const maxVersionTail = 24
+
+// tailVersion returns the version string ending the string data[i:end]
+// (data[end] is its NUL). i may be -1 when the string starts before
+// end-maxVersionTail (only the tail is examined).
+func tailVersion(data []byte, i, end int) (string, bool) {
+	if end <= i || end == 0 || !(isDigit(data[end-1]) || data[end-1] == '+') {
+		return "", false
+	}
+	from := max(i, end-maxVersionTail, 0)
+	loc := versionTailRE.FindIndex(data[from:end])
+	if loc == nil {
+		return "", false
+	}
+	start := from + loc[0]
+	if start != i && (isDigit(data[start-1]) || data[start-1] == '.') {
+		return "", false
+	}
+	return string(data[start:end]), true
+}
+
+// versionStringsOf returns what versionStrings does, restricted to the
+// versions major.minor.*, at most limit of them, finding them by their
+// prefix rather than examining every string.
+func versionStringsOf(data []byte, major, minor, limit int) []string {
+	var out []string
+	lastEnd := -1
+	versionHits(data, 0, versionNeedle(major, minor), 0, len(data), &lastEnd, func(v string) bool {
+		out = append(out, v)
+		return len(out) < limit
+	})
+	return out
+}
+
+func versionNeedle(major, minor int) []byte {
+	return []byte(strconv.Itoa(major) + "." + strconv.Itoa(minor) + ".")
+}
+
+// versionHits calls emit with the version string that ends each string
+// of data holding needle at an offset in [from, to), until emit returns
+// false; it returns false then. data starts at offset base of a larger
+// buffer; *lastEnd (an offset in it) skips a string already reported.
+// The bytes maxVersionTail+1 before from and after to must be in data
+// unless data starts or ends the buffer there.
+func versionHits(data []byte, base int, needle []byte, from, to int, lastEnd *int, emit func(string) bool) bool {
+	for pos := from; pos < to; {
+		k := bytes.Index(data[pos:], needle)
+		if k < 0 || pos+k >= to {
+			return true
+		}
+		hit := pos + k
+		pos = hit + 1
+		// The version ends its string within a few bytes of its start.
+		win := data[hit:min(len(data), hit+maxVersionTail+1)]
+		j := bytes.IndexByte(win, 0)
+		if j < 0 {
+			continue
+		}
+		end := hit + j
+		pos = end + 1
+		if base+end == *lastEnd {
+			continue
+		}
+		*lastEnd = base + end
+		i := -1
+		lo := max(0, end-maxVersionTail-1)
+		if n := bytes.LastIndexByte(data[lo:end], 0); n >= 0 {
+			i = lo + n + 1
+		} else if lo == 0 && base == 0 {
+			i = 0
+		}
+		if v, ok := tailVersion(data, i, end); ok && strings.HasPrefix(v, string(needle)) && !emit(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanChunk is how much of a section is read at once; scanOverlap is the
+// overlap of successive chunks, enough for the context of a hit.
+const (
+	scanChunk   = 128 << 10
+	scanOverlap = 2 * (maxVersionTail + 8)
+)
+
+// scanVersionStrings is versionStringsOf over the size bytes of r, read a
+// chunk at a time.
+func scanVersionStrings(r io.ReaderAt, size int64, major, minor, limit int) ([]string, error) {
+	needle := versionNeedle(major, minor)
+	buf := make([]byte, min(size, scanChunk))
+	var out []string
+	lastEnd := -1
+	emit := func(v string) bool {
+		out = append(out, v)
+		return len(out) < limit
+	}
+	const half = scanOverlap / 2
+	for start := int64(0); start < size; start += scanChunk - scanOverlap {
+		n := min(int64(len(buf)), size-start)
+		data := buf[:n]
+		if _, err := r.ReadAt(data, start); err != nil {
+			return nil, fmt.Errorf("reading .rodata at %#x: %w", start, err)
+		}
+		from, to := half, int(n)-half
+		if start == 0 {
+			from = 0
+		}
+		last := start+n >= size
+		if last {
+			to = int(n)
+		}
+		if !versionHits(data, int(start), needle, from, to, &lastEnd, emit) || last {
+			break
+		}
+	}
+	return out, nil
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -336,11 +336,13 @@ func findMunmap(p procfs.Proc, py *Python, files []*mappedFile) error {
 			return fmt.Errorf("opening C library: %w", err)
 		}
 		e, err := elfsym.Open(fh)
-		fh.Close()
 		if err != nil {
+			fh.Close()
 			return fmt.Errorf("reading C library %s: %w", f.path, err)
 		}
-		s, ok := e.Lookup("munmap")
+		// Symbols are read on demand: look munmap up before closing.
+		s, ok := e.LookupDynamic("munmap")
+		fh.Close()
 		if !ok {
 			continue
 		}
