@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Millisecond)
+		}
+		return d
+	}
+	for _, c := range []struct {
+		in   []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{ms(5, 1, 3), 0.5, 3 * time.Millisecond},
+		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 0.9, 9 * time.Millisecond},
+		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 0.5, 5 * time.Millisecond},
+		{ms(7), 0.9, 7 * time.Millisecond},
+		{nil, 0.5, 0},
+	} {
+		if got := percentile(c.in, c.p); got != c.want {
+			t.Errorf("percentile(%v, %v) = %v, want %v", c.in, c.p, got, c.want)
+		}
+	}
+}
+
+// TestHarness runs the harness with stand-in commands on a real heartbeat
+// target of every interpreter: one that succeeds, one that stalls the
+// target (SIGSTOP for 150ms), one that fails, and one that kills the target.
+func TestHarness(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	cmds := []Command{
+		{Name: "true", Argv: func(*Env, *Target) ([]string, error) { return []string{"true"}, nil }},
+		{Name: "stop", Baseline: "true", Argv: func(_ *Env, tg *Target) ([]string, error) {
+			return []string{"sh", "-c", "kill -STOP $0; sleep 0.15; kill -CONT $0", itoa(tg.PID)}, nil
+		}},
+		{Name: "fails", Argv: func(*Env, *Target) ([]string, error) { return []string{"sh", "-c", "echo oops; exit 3"}, nil }},
+		{Name: "kills", Argv: func(_ *Env, tg *Target) ([]string, error) { return []string{"kill", "-9", itoa(tg.PID)}, nil }},
+		{Name: "after", Argv: func(*Env, *Target) ([]string, error) { return []string{"true"}, nil }},
+	}
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		rows := benchInterp(root, &Env{GDB: []string{"gdb"}, HostGDB: []string{"gdb"}}, in, cmds, regexp.MustCompile("."), 2, 0, 10*time.Second)
+		if len(rows) != len(cmds) {
+			t.Fatalf("%d rows, want %d", len(rows), len(cmds))
+		}
+		by := map[string]Row{}
+		for _, r := range rows {
+			by[r.Name] = r
+		}
+		if r := by["true"]; len(r.Times) != 2 || r.Err != "" || r.Harm != "" {
+			t.Errorf("true: %+v", r)
+		}
+		if r := by["stop"]; len(r.Stalls) != 2 || percentile(r.Stalls, 0.5) < 100*time.Millisecond {
+			t.Errorf("stop: stalls %v, want >= 100ms", r.Stalls)
+		}
+		if r := by["fails"]; !strings.Contains(r.Err, "oops") {
+			t.Errorf("fails: error %q lacks the command's output", r.Err)
+		}
+		if r := by["kills"]; r.Harm == "" {
+			t.Errorf("kills: harm not reported: %+v", r)
+		}
+		if r := by["after"]; len(r.Times) != 2 {
+			t.Errorf("after a killed target, a fresh one was not started: %+v", r)
+		}
+		var buf bytes.Buffer
+		printTable(&buf, rows)
+		if !strings.Contains(buf.String(), "HARMED TARGET") || !strings.Contains(buf.String(), "error: exit status 3: oops") {
+			t.Errorf("table:\n%s", buf.String())
+		}
+	})
+}
+
+func TestDefaultInterps(t *testing.T) {
+	ins, err := pickInterps("default")
+	if err != nil {
+		t.Skipf("no default target: %v", err)
+	}
+	for _, in := range ins {
+		if in.Major != 3 {
+			t.Errorf("default target %s is not 3.x", in.Label)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

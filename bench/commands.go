@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// Command is one technique the harness times against an idle target. To add
+// one, append it to commands: Argv receives the target and returns the
+// command line to run (or an error saying why it cannot run there).
+type Command struct {
+	// Name is the row's name in the table.
+	Name string
+	// Baseline names the command whose median the ratio column divides
+	// by ("" for a baseline itself).
+	Baseline string
+	// Argv builds the command line for one run against target tg.
+	Argv func(env *Env, tg *Target) ([]string, error)
+	// Applies reports whether the command makes sense on in (nil: always).
+	Applies func(in testenv.Interp) bool
+}
+
+// Env is what commands may use: the tools' paths.
+type Env struct {
+	Pyglass    string // path to the pyglass binary ("" when the build failed)
+	PyglassErr error  // why Pyglass is empty
+	// GDB is the command prefix that runs gdb (a path, or a wrapper that
+	// runs sid's gdb inside the sid root).
+	GDB []string
+	// HostGDB runs the host's gdb, whose auto-load directory holds the
+	// py-bt extension of Debian's python3.11-dbg.
+	HostGDB []string
+}
+
+func gdbCall(env *Env, tg *Target, code string) []string {
+	return append(append([]string(nil), env.GDB...), "-p", fmt.Sprint(tg.PID), "-batch", "-nx",
+		"-ex", "set confirm off",
+		"-ex", "call (int)PyGILState_Ensure()",
+		"-ex", fmt.Sprintf("call (int)PyRun_SimpleString(%q)", code),
+		"-ex", "call (void)PyGILState_Release($1)")
+}
+
+func pyglass(env *Env, args ...string) ([]string, error) {
+	if env.Pyglass == "" {
+		return nil, fmt.Errorf("no pyglass binary: %v", env.PyglassErr)
+	}
+	return append([]string{env.Pyglass}, args...), nil
+}
+
+// tracebackCode prints every thread's stack on the target's stderr: the
+// usual way to get Python stacks with gdb on an interpreter without
+// debug symbols.
+const tracebackCode = "import sys, traceback\n" +
+	"for tid, f in sys._current_frames().items():\n" +
+	"    sys.stderr.write('thread %d\\n' % tid)\n" +
+	"    traceback.print_stack(f)\n"
+
+var commands = []Command{
+	{
+		Name: "gdb exec pass",
+		Argv: func(env *Env, tg *Target) ([]string, error) { return gdbCall(env, tg, "pass"), nil },
+	},
+	{
+		Name:     "pyglass exec -c pass",
+		Baseline: "gdb exec pass",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "exec", fmt.Sprint(tg.PID), "-c", "pass")
+		},
+	},
+	{
+		Name: "gdb traceback",
+		Argv: func(env *Env, tg *Target) ([]string, error) { return gdbCall(env, tg, tracebackCode), nil },
+	},
+	{
+		Name:     "pyglass stacks",
+		Baseline: "gdb traceback",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "stacks", fmt.Sprint(tg.PID))
+		},
+	},
+	{
+		// gdb's own Python-aware backtrace: needs the interpreter's debug
+		// symbols and gdb extension (python3.11-dbg for Debian's build).
+		Name: "gdb py-bt",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return append(append([]string(nil), env.HostGDB...), "-p", fmt.Sprint(tg.PID), "-batch", "-ex", "set confirm off", "-ex", "thread apply all py-bt"), nil
+		},
+		Applies: func(in testenv.Interp) bool { return strings.HasSuffix(in.Label, "-debian") },
+	},
+	{
+		Name:     "pyglass stacks (vs py-bt)",
+		Baseline: "gdb py-bt",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "stacks", fmt.Sprint(tg.PID))
+		},
+		Applies: func(in testenv.Interp) bool { return strings.HasSuffix(in.Label, "-debian") },
+	},
+}
+
+// sidGDB returns the command prefix that runs the gdb installed in the sid
+// root (scripts/sid-root.sh --gdb) against host processes: in a private
+// mount namespace with /proc mounted in the root. gdb reads the target's
+// files through its mount namespace, so no sysroot is needed.
+func sidGDB(root string) []string {
+	return []string{"unshare", "-m", "--propagation", "private", "sh", "-c",
+		`mount -t proc proc "$0/proc" && exec chroot "$0" /usr/bin/gdb "$@"`, root}
+}

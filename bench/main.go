@@ -1,0 +1,368 @@
+// Command bench compares pyglass with the gdb techniques it replaces, on
+// the same idle target: how long each takes and how long it stalls the
+// target's heartbeat thread. See bench/README.md.
+//
+//	go run ./bench [-n 10] [-interp default|all|LABEL,...] [-only REGEXP]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+func main() {
+	n := flag.Int("n", 10, "timed runs per command")
+	warmup := flag.Int("warmup", 1, "untimed runs per command before the timed ones")
+	interps := flag.String("interp", "default", `targets: "default" (newest pyenv 3.x and 3.11-debian), "all", or labels such as "3.12,2.7"`)
+	only := flag.String("only", "", "run only the commands whose name matches this regexp")
+	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
+	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
+	timeout := flag.Duration("timeout", 60*time.Second, "limit for one run of a command")
+	flag.Parse()
+
+	root, err := moduleRoot()
+	if err != nil {
+		fatal(err)
+	}
+	env := &Env{Pyglass: *pyglassPath, HostGDB: []string{"gdb"}}
+	if env.GDB, err = pickGDB(*gdbFlag); err != nil {
+		fatal(err)
+	}
+	if env.Pyglass == "" {
+		dir, err := os.MkdirTemp("", "pyglass-bench-bin-")
+		if err != nil {
+			fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		env.Pyglass, env.PyglassErr = buildPyglass(root, dir)
+	}
+	fmt.Fprintf(os.Stderr, "bench: gdb: %s\n", strings.Join(env.GDB, " "))
+	var re *regexp.Regexp
+	if *only != "" {
+		if re, err = regexp.Compile(*only); err != nil {
+			fatal(fmt.Errorf("parsing -only: %w", err))
+		}
+	}
+	targets, err := pickInterps(*interps)
+	if err != nil {
+		fatal(err)
+	}
+
+	var rows []Row
+	for _, in := range targets {
+		fmt.Fprintf(os.Stderr, "bench: target %s (%s)\n", in.Label, in.HostPath())
+		rows = append(rows, benchInterp(root, env, in, commands, re, *n, *warmup, *timeout)...)
+	}
+	printTable(os.Stdout, rows)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for i := 0; i < 64; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	return "", errors.New("finding the module root: run bench inside the pyglass module")
+}
+
+func buildPyglass(root, dir string) (string, error) {
+	out := filepath.Join(dir, "pyglass")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/pyglass")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		msg := strings.TrimSpace(string(b))
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		fmt.Fprintf(os.Stderr, "bench: building cmd/pyglass failed: %v\n%s\n", err, b)
+		return "", fmt.Errorf("build failed: %s", msg)
+	}
+	return out, nil
+}
+
+// pickGDB resolves the -gdb flag.
+func pickGDB(spec string) ([]string, error) {
+	sid := testenv.SidRoot()
+	hasSid := false
+	if _, err := os.Stat(filepath.Join(sid, "usr/bin/gdb")); err == nil {
+		hasSid = true
+	}
+	switch spec {
+	case "auto":
+		if hasSid {
+			return sidGDB(sid), nil
+		}
+		return []string{"gdb"}, nil
+	case "sid":
+		if !hasSid {
+			return nil, fmt.Errorf("no gdb in %s: run scripts/sid-root.sh --gdb", sid)
+		}
+		return sidGDB(sid), nil
+	case "host":
+		return []string{"gdb"}, nil
+	}
+	return []string{spec}, nil
+}
+
+// pickInterps resolves the -interp flag.
+func pickInterps(spec string) ([]testenv.Interp, error) {
+	all := testenv.Interpreters()
+	switch spec {
+	case "all":
+		return all, nil
+	case "default", "":
+		var out []testenv.Interp
+		var newest *testenv.Interp
+		for i, in := range all {
+			if in.Major == 3 && in.Chroot == "" && !strings.Contains(in.Label, "-") {
+				if newest == nil || in.AtLeast(newest.Major, newest.Minor) {
+					newest = &all[i]
+				}
+			}
+		}
+		if newest != nil {
+			out = append(out, *newest)
+		}
+		if in, ok := testenv.Lookup("3.11-debian"); ok {
+			out = append(out, in)
+		}
+		if len(out) == 0 {
+			return nil, errors.New("no pyenv 3.x interpreter and no /usr/bin/python3.11")
+		}
+		return out, nil
+	}
+	var out []testenv.Interp
+	for _, l := range strings.Split(spec, ",") {
+		in, ok := testenv.Lookup(strings.TrimSpace(l))
+		if !ok {
+			return nil, fmt.Errorf("no interpreter labelled %q (have %s)", l, labels(all))
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+func labels(ins []testenv.Interp) string {
+	var s []string
+	for _, in := range ins {
+		s = append(s, in.Label)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Row is the result of one command on one target.
+type Row struct {
+	Target, Name, Baseline string
+	Times, Stalls          []time.Duration // successful runs only
+	Runs                   int             // attempted timed runs
+	Err                    string          // first failure, if any
+	Harm                   string          // what a run did to the target, if anything
+}
+
+func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *regexp.Regexp, n, warmup int, timeout time.Duration) []Row {
+	var rows []Row
+	var tg *Target
+	defer func() {
+		if tg != nil {
+			tg.Stop()
+		}
+	}()
+	for _, c := range cmds {
+		if c.Applies != nil && !c.Applies(in) || re != nil && !re.MatchString(c.Name) {
+			continue
+		}
+		row := Row{Target: in.Label, Name: c.Name, Baseline: c.Baseline}
+		fmt.Fprintf(os.Stderr, "bench:   %s ", c.Name)
+		for i := 0; i < warmup+n; i++ {
+			if tg == nil {
+				var err error
+				if tg, err = StartTarget(root, in); err != nil {
+					row.Err = "starting target: " + err.Error()
+					break
+				}
+			}
+			d, stall, err, harm := runOnce(env, c, tg, timeout)
+			if harm != "" {
+				row.Harm = harm
+				tg.Stop() // start a fresh target for the next run
+				tg = nil
+			}
+			if i < warmup {
+				if err != nil {
+					row.Err = err.Error()
+					row.Runs = 1
+					break // a failing command fails every time: skip it
+				}
+				continue
+			}
+			row.Runs++
+			if err != nil {
+				if row.Err == "" {
+					row.Err = err.Error()
+				}
+				fmt.Fprint(os.Stderr, "x")
+				if len(row.Times) == 0 && row.Runs >= 2 {
+					break
+				}
+				continue
+			}
+			fmt.Fprint(os.Stderr, ".")
+			row.Times = append(row.Times, d)
+			row.Stalls = append(row.Stalls, stall)
+		}
+		fmt.Fprintln(os.Stderr)
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// runOnce runs c once against tg and returns its wall time, the longest
+// heartbeat stall during it, a failure, and what it did to the target if
+// it harmed it (left it stopped, traced, unresponsive or dead).
+func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, stall time.Duration, err error, harm string) {
+	argv, err := c.Argv(env, tg)
+	if err != nil {
+		return 0, 0, err, ""
+	}
+	if err := tg.Reset(); err != nil {
+		return 0, 0, fmt.Errorf("target unresponsive before the run: %w", err), "unresponsive"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	start := time.Now()
+	out, runErr := cmd.CombinedOutput()
+	d = time.Since(start)
+	if runErr != nil {
+		err = fmt.Errorf("%v: %s", runErr, lastLine(out))
+	}
+	if isGDB(env, argv) && gdbFailed(out) {
+		err = fmt.Errorf("gdb: %s", gdbError(out)) // gdb -batch exits 0 when a call fails
+	}
+	if herr := tg.Healthy(); herr != nil {
+		return d, 0, err, herr.Error()
+	}
+	stall, serr := tg.Stall()
+	if serr != nil {
+		return d, 0, err, "unresponsive after the run: " + serr.Error()
+	}
+	return d, stall, err, ""
+}
+
+func isGDB(env *Env, argv []string) bool {
+	for _, g := range [][]string{env.GDB, env.HostGDB} {
+		if len(g) > 0 && len(argv) >= len(g) && strings.Join(argv[:len(g)], "\x00") == strings.Join(g, "\x00") {
+			return true
+		}
+	}
+	return false
+}
+
+func lastLine(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 120 {
+		s = s[:120] + "..."
+	}
+	return s
+}
+
+// gdbFailed reports whether gdb's batch output shows that a command failed
+// (gdb -batch exits 0 even when a call fails).
+func gdbFailed(out []byte) bool { return gdbError(out) != "" }
+
+func gdbError(out []byte) string {
+	for _, l := range strings.Split(string(out), "\n") {
+		for _, bad := range []string{"No symbol", "not defined", "Cannot access memory", "The program being debugged", "ptrace: ", "Python Exception", "Error occurred", "Undefined command", "Couldn't write", "Couldn't get", "History has not yet reached"} {
+			if strings.Contains(l, bad) {
+				if len(l) > 120 {
+					l = l[:120] + "..."
+				}
+				return strings.TrimSpace(l)
+			}
+		}
+	}
+	return ""
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	// nearest-rank
+	k := int(p*float64(len(s))+0.999999) - 1
+	if k < 0 {
+		k = 0
+	}
+	if k >= len(s) {
+		k = len(s) - 1
+	}
+	return s[k]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+
+func printTable(w io.Writer, rows []Row) {
+	medians := map[string]time.Duration{}
+	for _, r := range rows {
+		if len(r.Times) > 0 {
+			medians[r.Target+"\x00"+r.Name] = percentile(r.Times, 0.5)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tcommand\truns ok\tmedian\tp90\tratio vs gdb\tstall median\tstall max\tnote")
+	for _, r := range rows {
+		ratio := "-"
+		if r.Baseline != "" {
+			ratio = "n/a"
+			if b, ok := medians[r.Target+"\x00"+r.Baseline]; ok && len(r.Times) > 0 && b > 0 {
+				ratio = fmt.Sprintf("%.2fx", float64(percentile(r.Times, 0.5))/float64(b))
+			}
+		}
+		med, p90, smed, smax := "-", "-", "-", "-"
+		if len(r.Times) > 0 {
+			med, p90 = ms(percentile(r.Times, 0.5)), ms(percentile(r.Times, 0.9))
+			smed, smax = ms(percentile(r.Stalls, 0.5)), ms(percentile(r.Stalls, 1))
+		}
+		var note []string
+		if r.Harm != "" {
+			note = append(note, "HARMED TARGET: "+r.Harm)
+		}
+		if r.Err != "" {
+			note = append(note, "error: "+r.Err)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Target, r.Name, len(r.Times), r.Runs, med, p90, ratio, smed, smax, strings.Join(note, "; "))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nratio: median / median of the gdb technique it replaces on the same target; stall: the target's heartbeat thread's longest gap during one run (sleep period 5ms).\n")
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// Target is the idle benchmark target: testdata/heartbeat.py, whose
+// heartbeat thread records its longest stall.
+type Target struct {
+	PID    int
+	Interp testenv.Interp
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	script string // host path, removed by Stop
+	stderr *os.File
+}
+
+// StartTarget runs heartbeat.py (read from the module's testdata) with in
+// and waits for its READY line.
+func StartTarget(root string, in testenv.Interp) (*Target, error) {
+	src, err := os.ReadFile(filepath.Join(root, "testdata", "heartbeat.py"))
+	if err != nil {
+		return nil, fmt.Errorf("reading heartbeat.py: %w", err)
+	}
+	dir, err := os.MkdirTemp(filepath.Join(in.Chroot, "/tmp"), "pyglass-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("creating script directory: %w", err)
+	}
+	os.Chmod(dir, 0o755)
+	host := filepath.Join(dir, "heartbeat.py")
+	if err := os.WriteFile(host, src, 0o644); err != nil {
+		return nil, fmt.Errorf("writing heartbeat.py: %w", err)
+	}
+	inPath := "/" + strings.TrimPrefix(strings.TrimPrefix(host, in.Chroot), "/")
+	errf, err := os.CreateTemp("", "pyglass-bench-stderr-")
+	if err != nil {
+		return nil, fmt.Errorf("creating stderr file: %w", err)
+	}
+	cmd := in.Command("-u", inPath)
+	cmd.Dir = "/"
+	cmd.Stderr = errf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	tg := &Target{Interp: in, cmd: cmd, script: dir, stderr: errf, lines: make(chan string, 1024)}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if tg.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", in.Label, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case tg.lines <- sc.Text():
+			default: // nobody reads: drop
+			}
+		}
+		close(tg.lines)
+	}()
+	l, err := tg.wait("READY", 30*time.Second)
+	if err != nil {
+		tg.Stop()
+		return nil, err
+	}
+	// The interpreter's PID is the command's: every wrapper execs.
+	tg.PID = cmd.Process.Pid
+	_ = l
+	return tg, nil
+}
+
+func (tg *Target) wait(prefix string, timeout time.Duration) (string, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-tg.lines:
+			if !ok {
+				return "", fmt.Errorf("target exited; stderr: %s", tg.stderrTail())
+			}
+			if strings.HasPrefix(l, "EXCEPTION") {
+				fmt.Fprintf(os.Stderr, "bench: target %s printed %q\n", tg.Interp.Label, l)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l, nil
+			}
+		case <-deadline:
+			return "", fmt.Errorf("target did not answer %q within %v", prefix, timeout)
+		}
+	}
+}
+
+func (tg *Target) stderrTail() string {
+	b, _ := os.ReadFile(tg.stderr.Name())
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Reset clears the heartbeat's stall record.
+func (tg *Target) Reset() error {
+	if _, err := io.WriteString(tg.stdin, "reset\n"); err != nil {
+		return fmt.Errorf("sending reset: %w", err)
+	}
+	_, err := tg.wait("RESET", 10*time.Second)
+	return err
+}
+
+// Stall returns the heartbeat's longest stall since the last Reset.
+func (tg *Target) Stall() (time.Duration, error) {
+	if _, err := io.WriteString(tg.stdin, "stall\n"); err != nil {
+		return 0, fmt.Errorf("sending stall: %w", err)
+	}
+	l, err := tg.wait("STALL", 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	var ms float64
+	var beats int
+	if _, err := fmt.Sscanf(l, "STALL max_ms=%g beats=%d", &ms, &beats); err != nil {
+		return 0, fmt.Errorf("parsing %q: %w", l, err)
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// Healthy returns an error when a thread of the target is stopped or
+// traced, or the target is gone.
+func (tg *Target) Healthy() error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", tg.PID))
+	if err != nil {
+		return fmt.Errorf("target gone: %w", err)
+	}
+	for _, e := range tasks {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", tg.PID, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			f := strings.Fields(l)
+			if len(f) < 2 {
+				continue
+			}
+			switch f[0] {
+			case "State:":
+				if f[1] == "T" || f[1] == "t" || f[1] == "Z" {
+					return fmt.Errorf("thread %s left in state %s", e.Name(), f[1])
+				}
+			case "TracerPid:":
+				if n, _ := strconv.Atoi(f[1]); n != 0 {
+					return fmt.Errorf("thread %s left traced by %d", e.Name(), n)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Stop kills the target and removes its files.
+func (tg *Target) Stop() {
+	if tg.cmd.Process != nil {
+		syscall.Kill(-tg.cmd.Process.Pid, syscall.SIGKILL)
+		tg.cmd.Wait()
+	}
+	os.RemoveAll(tg.script)
+	tg.stderr.Close()
+	os.Remove(tg.stderr.Name())
+}

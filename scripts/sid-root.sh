@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# sid-root.sh [--dev] [--gdb] [DIR]
+#
+# Builds a minimal Debian sid root holding /usr/bin/python3.14, used by the
+# tests (testenv labels it "3.14-chroot"). DIR defaults to $PYGLASS_SID_ROOT
+# or /var/cache/pyglass/sid-root.
+#   --dev  also install python3.14-dev (headers, for the layout generator)
+#   --gdb  also install sid's gdb (bench uses it where the host's gdb cannot
+#          restore registers, e.g. gdb 13 on CPUs with AMX)
+#
+# Idempotent: when DIR/usr/bin/python3.14 exists only missing extras are
+# installed. Atomic: a new root is built in DIR.tmp and renamed. The mirror
+# is read from this machine's apt sources; none is written here. ~30 s.
+set -euo pipefail
+
+dev=0
+gdb=0
+dir=""
+for a in "$@"; do
+	case "$a" in
+	--dev) dev=1 ;;
+	--gdb) gdb=1 ;;
+	-h | --help)
+		sed -n '2,14p' "$0"
+		exit 0
+		;;
+	-*)
+		echo "sid-root: unknown flag $a" >&2
+		exit 2
+		;;
+	*) dir="$a" ;;
+	esac
+done
+dir="${dir:-${PYGLASS_SID_ROOT:-/var/cache/pyglass/sid-root}}"
+
+if [[ $(id -u) != 0 ]]; then
+	echo "sid-root: must run as root" >&2
+	exit 1
+fi
+
+# Packages wanted in the root, and the file that shows each is there.
+declare -A marker=([python3.14]=usr/bin/python3.14)
+[[ $dev == 1 ]] && marker[python3.14-dev]=usr/include/python3.14/Python.h
+[[ $gdb == 1 ]] && marker[gdb]=usr/bin/gdb
+
+# The snapshot mirrors serve Release files past their Valid-Until date.
+apt_opts=(-o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0)
+
+if [[ -x "$dir/usr/bin/python3.14" ]]; then
+	missing=()
+	for p in "${!marker[@]}"; do
+		[[ -e "$dir/${marker[$p]}" ]] || missing+=("$p")
+	done
+	if ((${#missing[@]} == 0)); then
+		echo "sid-root: $dir is ready"
+		exit 0
+	fi
+	echo "sid-root: installing ${missing[*]} in $dir"
+	# apt inside the root, with /proc mounted in a private mount namespace.
+	unshare -m --propagation private sh -c '
+		mount -t proc proc "$0/proc" && exec chroot "$0" sh -c "$1"' "$dir" \
+		"apt-get ${apt_opts[*]} update -qq && DEBIAN_FRONTEND=noninteractive apt-get ${apt_opts[*]} install -y -qq --no-install-recommends ${missing[*]} >/dev/null"
+	exit 0
+fi
+
+if ! command -v debootstrap >/dev/null; then
+	echo "sid-root: installing debootstrap"
+	apt-get install -y debootstrap >/dev/null
+fi
+
+# The first Debian archive URI of the machine's apt configuration.
+mirror() {
+	local f u
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -r $f ]] || continue
+		while read -r u; do
+			case "$u" in
+			*security* | "") continue ;;
+			*/debian | */debian/) echo "${u%/}"; return 0 ;;
+			esac
+		done < <(awk 'tolower($1)=="uris:" {for (i=2;i<=NF;i++) print $i}' "$f")
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[[ -r $f ]] || continue
+		while read -r u; do
+			case "$u" in
+			*security* | "") continue ;;
+			*/debian | */debian/) echo "${u%/}"; return 0 ;;
+			esac
+		done < <(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}' "$f")
+	done
+	return 1
+}
+
+m="$(mirror)" || {
+	echo "sid-root: no Debian mirror found in /etc/apt sources" >&2
+	exit 1
+}
+pkgs=$(printf '%s\n' "${!marker[@]}" | sort | paste -sd,)
+
+tmp="$dir.tmp"
+rm -rf "$tmp"
+mkdir -p "$(dirname "$dir")"
+echo "sid-root: debootstrap sid into $tmp (packages: $pkgs)"
+start=$SECONDS
+if ! debootstrap --variant=minbase --include="$pkgs" sid "$tmp" "$m" >"$tmp.log" 2>&1; then
+	echo "sid-root: debootstrap failed; last lines of $tmp.log:" >&2
+	tail -n 30 "$tmp.log" >&2
+	exit 1
+fi
+for p in "${!marker[@]}"; do
+	if [[ ! -e "$tmp/${marker[$p]}" ]]; then
+		echo "sid-root: debootstrap finished but $tmp/${marker[$p]} ($p) is missing" >&2
+		exit 1
+	fi
+done
+rm -f "$tmp.log"
+rm -rf "$dir"
+mv "$tmp" "$dir"
+echo "sid-root: $dir ready in $((SECONDS - start))s: Python $(chroot "$dir" /usr/bin/python3.14 -c 'import sys; print(sys.version.split()[0])')"
