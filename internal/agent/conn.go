@@ -16,8 +16,8 @@ import (
 // SocketName is the name of the Unix socket inside the private directory.
 const SocketName = "s"
 
-// ScriptName is the name the agent's source must have inside the private
-// directory (Bootstrap loads it from there).
+// ScriptName is the name of the agent's loader among Files, the file
+// Bootstrap runs from the private directory.
 const ScriptName = "agent.py"
 
 // Listen creates the Unix stream socket D/s that the agent connects to,

@@ -251,3 +251,26 @@ func TestMissingDir(t *testing.T) {
 		}
 	})
 }
+
+// TestMissingPart checks that an agent without its core removes the
+// directory and runs nothing, and that one without its shell part refuses
+// a shell (status 2) but leaves the target as it was.
+func TestMissingPart(t *testing.T) {
+	forEachInterp(t, func(t *testing.T, py interp) {
+		tg := startTarget(t, py, 2, targetOpts{omit: map[int]string{0: "core.py", 1: "shell.py"}})
+		tg.checkReport(0)
+		c := tg.accept(1)
+		if err := c.StartShell(false); err != nil {
+			t.Fatal(err)
+		}
+		var o, e bytes.Buffer
+		_, done, err := c.ReadOutput(&o, &e)
+		status, _ := c.ExitStatus()
+		if err != nil || !done || status != 2 || !strings.Contains(e.String(), "cannot load the shell") {
+			t.Errorf("shell without shell.py: done %v status %d err %v, stderr %q", done, status, err, e.String())
+		}
+		c.Close()
+		tg.checkReport(1)
+		tg.finish()
+	})
+}

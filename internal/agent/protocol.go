@@ -2,8 +2,8 @@
 // process and the Go side of the protocol spoken with it.
 //
 // Life cycle: pyglass creates a private directory D in the target's mount
-// namespace, writes Source to D/agent.py, calls Listen(D, uid, gid), makes
-// a new thread of the target run Bootstrap(D), and accepts the agent's
+// namespace, writes every file of Files into D, calls Listen(D, uid, gid),
+// makes a new thread of the target run Bootstrap(D), and accepts the agent's
 // connection with Accept. The agent sends a hello, receives one request
 // (Exec or Shell), serves it, removes D and sends its exit status. If D or
 // the socket is missing when the bootstrap runs, the agent does nothing.
@@ -52,7 +52,7 @@
 package agent
 
 import (
-	_ "embed"
+	"embed"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,11 +60,28 @@ import (
 	"strings"
 )
 
-// Source is the agent's Python source (Python 2.7 and 3.6+), to be written
-// to D/agent.py.
-//
-//go:embed agent.py
-var Source []byte
+//go:embed agent.py core.py shell.py
+var files embed.FS
+
+// Files is the agent's Python source (Python 2.7 and 3.6+): file name to
+// content. Every file must be written into D before the bootstrap runs.
+// ScriptName (the loader, which Bootstrap runs) loads core.py, which
+// serves exec sessions, and shell.py only for a shell session; each is
+// compiled in short chunks so that the target's other threads never wait
+// long for the GIL.
+var Files = map[string][]byte{
+	ScriptName: mustRead(ScriptName),
+	"core.py":  mustRead("core.py"),
+	"shell.py": mustRead("shell.py"),
+}
+
+func mustRead(name string) []byte {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
 
 // ProtocolVersion is the protocol version the agent announces in its hello.
 const ProtocolVersion = 1
@@ -152,7 +169,7 @@ func ReadFrame(r io.Reader) (typ byte, payload []byte, err error) {
 }
 
 // Bootstrap returns the Python source that makes a thread of the target
-// load and run D/agent.py, for PyRun_SimpleString (it runs in __main__'s
+// load and run D/agent.py (ScriptName), for PyRun_SimpleString (it runs in __main__'s
 // globals) or as a script file (PEP 768). It binds no name in __main__,
 // prints nothing and lets no exception out: if D is gone it does nothing.
 // It works on Python 2.7 (tuple-form exec statement) and 3.x.

@@ -89,6 +89,7 @@ type targetOpts struct {
 	parallel bool // start all agents at once, else one after the other
 	noDir    []bool
 	noListen []bool
+	omit     map[int]string // agent i's directory lacks this file of Files
 }
 
 // startTarget starts the fixture with n agent sessions.
@@ -116,8 +117,13 @@ func startTarget(t *testing.T, py interp, n int, o targetOpts) *target {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(d, ScriptName), Source, 0o600); err != nil {
-			t.Fatal(err)
+		for name, src := range Files {
+			if o.omit[i] == name {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(d, name), src, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if i < len(o.noListen) && o.noListen[i] {
 			tg.listeners = append(tg.listeners, nil)

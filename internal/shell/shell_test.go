@@ -69,8 +69,10 @@ func startAgent(t *testing.T, py string) (*agent.Conn, string) {
 	if err := os.Mkdir(d, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(d, agent.ScriptName), agent.Source, 0o600); err != nil {
-		t.Fatal(err)
+	for name, src := range agent.Files {
+		if err := os.WriteFile(filepath.Join(d, name), src, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	l, err := agent.Listen(d, -1, -1)
 	if err != nil {
