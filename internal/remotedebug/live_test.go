@@ -1,0 +1,285 @@
+package remotedebug_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython/layout/layouttest"
+	"github.com/pyglass/pyglass/internal/remotedebug"
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// target is a started 3.14 process with what the tests need.
+type target struct {
+	tg      *testenv.Target
+	mem     remotedebug.ProcMem
+	runtime uint64
+	dir     string // the script's directory, as the target sees it
+	hostDir string // the same, as we see it
+}
+
+// start runs script on the 3.14 chroot interpreter, skipping without it.
+func start(t *testing.T, script string, opts ...testenv.StartOption) *target {
+	t.Helper()
+	in, ok := testenv.Lookup("3.14-chroot")
+	if !ok {
+		testenv.Skipf(t, "no Python 3.14 (the sid chroot at %s is absent)", testenv.SidRoot())
+	}
+	tg := testenv.Start(t, in, script, opts...)
+	img, err := layouttest.FindImage(tg.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := img.Sections[".PyRuntime"][0]
+	if rt == 0 {
+		t.Fatal("no .PyRuntime section in the 3.14 image")
+	}
+	return &target{
+		tg: tg, mem: remotedebug.ProcMem{PID: tg.PID}, runtime: rt,
+		dir: filepath.Dir(tg.Script), hostDir: filepath.Dir(tg.ScriptHost),
+	}
+}
+
+// script writes a remote script that writes the native id of the thread
+// running it into a marker file; it returns the script's path in the
+// target and the marker's path on the host.
+func (tt *target) script(t *testing.T, name string) (inPath, hostMarker string) {
+	t.Helper()
+	marker := filepath.Join(tt.dir, name+".marker")
+	src := fmt.Sprintf("import threading\nwith open(%q, 'w') as f:\n    f.write(str(threading.get_native_id()))\n", marker)
+	if err := os.WriteFile(filepath.Join(tt.hostDir, name+".py"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(tt.dir, name+".py"), filepath.Join(tt.hostDir, name+".marker")
+}
+
+// waitMarker waits up to d for the marker and returns its content.
+func waitMarker(path string, d time.Duration) (string, bool) {
+	deadline := time.Now().Add(d)
+	for {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return string(b), true
+		}
+		if time.Now().After(deadline) {
+			return "", false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func healthy(t *testing.T, tt *target) {
+	t.Helper()
+	if err := tt.tg.Healthy(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readyField returns the integer after key= in the READY line.
+func readyField(t *testing.T, tg *testenv.Target, key string) int {
+	t.Helper()
+	for _, line := range tg.Stdout() {
+		if !strings.HasPrefix(line, "READY") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("no %s= in the READY line: %q", key, tg.Stdout())
+	return 0
+}
+
+const busyMain = `
+import threading
+print("READY tid=%d" % threading.get_native_id())
+x = 0
+while True:
+    x += 1
+`
+
+const busyWorker = `
+import threading, time
+ready = threading.Event()
+tid = []
+def work():
+    tid.append(threading.get_native_id())
+    ready.set()
+    x = 0
+    while True:
+        x += 1
+threading.Thread(target=work, daemon=True).start()
+ready.wait()
+print("READY tid=%d" % tid[0])
+while True:
+    time.sleep(3600)
+`
+
+func TestRequestRuns(t *testing.T) {
+	for _, tc := range []struct{ name, src string }{
+		{"busy-main", busyMain},
+		{"busy-worker", busyWorker},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tt := start(t, tc.src)
+			want := readyField(t, tt.tg, "tid")
+			on, err := remotedebug.Enabled(tt.mem, tt.runtime)
+			if err != nil || !on {
+				t.Fatalf("Enabled = %v, %v; want true", on, err)
+			}
+			pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("picked tid %d state %c: %s", pick.TID, pick.State, pick.Reason)
+			if pick.Thread.NativeID != want || !pick.Likely {
+				t.Fatalf("picked native id %d (likely %v), want the busy thread %d", pick.Thread.NativeID, pick.Likely, want)
+			}
+			path, marker := tt.script(t, "run")
+			start := time.Now()
+			if err := remotedebug.Request(tt.mem, tt.runtime, pick.Thread.Addr, path); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := waitMarker(marker, time.Second)
+			if !ok {
+				t.Fatalf("marker absent 1s after the request; stderr:\n%s", tt.tg.Stderr())
+			}
+			t.Logf("script ran after %v", time.Since(start))
+			if got != strconv.Itoa(want) {
+				t.Errorf("script ran in thread %s, want %d", got, want)
+			}
+			if p, err := remotedebug.Pending(tt.mem, tt.runtime, pick.Thread.Addr); err != nil || p {
+				t.Errorf("Pending after the run = %v, %v; want false", p, err)
+			}
+			// A second request on the same thread works too.
+			path2, marker2 := tt.script(t, "again")
+			if err := remotedebug.Request(tt.mem, tt.runtime, pick.Thread.Addr, path2); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := waitMarker(marker2, time.Second); !ok {
+				t.Fatal("second request did not run within 1s")
+			}
+			healthy(t, tt)
+		})
+	}
+}
+
+func TestRequestRefuses(t *testing.T) {
+	tt := start(t, busyMain)
+	main, err := remotedebug.MainThread(tt.mem, tt.runtime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"", "/tmp/a\x00b", "/" + strings.Repeat("x", 511)} {
+		if err := remotedebug.Request(tt.mem, tt.runtime, main, p); !errors.Is(err, remotedebug.ErrBadPath) {
+			t.Errorf("Request(%.20q) = %v, want ErrBadPath", p, err)
+		}
+	}
+	if err := remotedebug.Request(tt.mem, tt.runtime, main+8, "/tmp/x.py"); err == nil {
+		t.Error("Request on a bogus thread state succeeded")
+	}
+	healthy(t, tt)
+}
+
+func TestDisabled(t *testing.T) {
+	reexec := `
+import os, sys
+if "-X" not in sys.orig_argv:
+    os.execv(sys.executable, [sys.executable, "-X", "disable-remote-debug", "-u", __file__])
+` + busyMain
+	for _, tc := range []struct {
+		name string
+		src  string
+		opts []testenv.StartOption
+	}{
+		{"env", busyMain, []testenv.StartOption{testenv.Env("PYTHON_DISABLE_REMOTE_DEBUG=1")}},
+		{"X-option", reexec, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tt := start(t, tc.src, tc.opts...)
+			on, err := remotedebug.Enabled(tt.mem, tt.runtime)
+			if err != nil || on {
+				t.Fatalf("Enabled = %v, %v; want false", on, err)
+			}
+			main, err := remotedebug.MainThread(tt.mem, tt.runtime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path, marker := tt.script(t, "never")
+			if err := remotedebug.Request(tt.mem, tt.runtime, main, path); !errors.Is(err, remotedebug.ErrDisabled) {
+				t.Fatalf("Request = %v, want ErrDisabled", err)
+			}
+			if p, err := remotedebug.Pending(tt.mem, tt.runtime, main); err != nil || p {
+				t.Errorf("Pending = %v, %v after a refused request", p, err)
+			}
+			if _, ok := waitMarker(marker, 300*time.Millisecond); ok {
+				t.Error("script ran in a target with remote debugging off")
+			}
+			healthy(t, tt)
+		})
+	}
+}
+
+func TestCancel(t *testing.T) {
+	// The main thread wakes up every 0.3s and goes round a Python loop,
+	// so a request not cancelled runs within about 0.3s.
+	tt := start(t, `
+import time
+print("READY")
+while True:
+    time.sleep(0.3)
+`)
+	main, err := remotedebug.MainThread(tt.mem, tt.runtime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pick.Thread.Addr != main {
+		t.Errorf("picked %#x, want the only (main) thread %#x", pick.Thread.Addr, main)
+	}
+	path, marker := tt.script(t, "cancelled")
+	if err := remotedebug.Request(tt.mem, tt.runtime, main, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := remotedebug.Request(tt.mem, tt.runtime, main, path); !errors.Is(err, remotedebug.ErrPending) {
+		t.Errorf("second Request while pending = %v, want ErrPending", err)
+	}
+	ok, err := remotedebug.Cancel(tt.mem, tt.runtime, main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Skip("the thread took the request before Cancel (it woke up in between); cannot test cancellation this run")
+	}
+	if _, ran := waitMarker(marker, 1200*time.Millisecond); ran {
+		t.Fatal("cancelled script ran")
+	}
+	if again, err := remotedebug.Cancel(tt.mem, tt.runtime, main); err != nil || again {
+		t.Errorf("Cancel with nothing pending = %v, %v; want false", again, err)
+	}
+	// Control: the same sleeping thread does take a request at wake-up.
+	path2, marker2 := tt.script(t, "control")
+	if err := remotedebug.Request(tt.mem, tt.runtime, main, path2); err != nil {
+		t.Fatal(err)
+	}
+	if _, ran := waitMarker(marker2, 1500*time.Millisecond); !ran {
+		t.Fatalf("request on the sleeping thread did not run after it woke up; stderr:\n%s", tt.tg.Stderr())
+	}
+	healthy(t, tt)
+}

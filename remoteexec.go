@@ -1,0 +1,77 @@
+package pyglass
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/agent"
+	"github.com/pyglass/pyglass/internal/channel"
+	"github.com/pyglass/pyglass/internal/remotedebug"
+)
+
+// pep768Wait is how long a PEP 768 request may wait for its thread to
+// take it before pyglass cancels it and uses ptrace instead.
+const pep768Wait = 250 * time.Millisecond
+
+// tryRemoteExec starts the agent through PEP 768 (Python 3.14+: the
+// mechanism behind sys.remote_exec) when the target allows it and one of
+// its threads is running Python, so that it takes the request at its next
+// bytecode boundary: no ptrace at all, nothing interrupted. It returns a
+// nil connection when it did not apply (the caller then uses ptrace): the
+// target disables remote debugging, every thread is blocked in C (such a
+// thread would only take the request when it wakes), or the request was
+// not taken quickly and could be cancelled.
+func (p *Process) tryRemoteExec(ctx context.Context, ch *channel.Channel) (*net.UnixConn, error) {
+	v := p.py.Version
+	if v.Major != 3 || v.Minor < 14 {
+		return nil, nil
+	}
+	img := cpython.Image{Major: v.Major, Minor: v.Minor, Micro: v.Micro, Symbol: p.py.Symbol}
+	if p.py.Runtime.End != 0 {
+		img.PyRuntime = [2]uint64{p.py.Runtime.Start, p.py.Runtime.End}
+	}
+	rt, ok := img.RuntimeAddr()
+	if !ok {
+		return nil, nil
+	}
+	pm := &remotedebug.ProcMem{PID: p.pid}
+	if on, err := remotedebug.Enabled(pm, rt); err != nil || !on {
+		return nil, nil
+	}
+	pick, err := remotedebug.PickThread(pm, p.pid, rt)
+	if err != nil || !pick.Likely {
+		return nil, nil
+	}
+	// The script runs on the thread that takes it: it only starts a new
+	// Python thread for the agent and returns, so that thread goes on.
+	script := "try:\n    __import__('_thread').start_new_thread(exec, (" +
+		strconv.Quote(agent.Bootstrap(ch.Dir)) + ", {'__builtins__': __builtins__}))\nexcept BaseException:\n    pass\n"
+	if err := ch.WriteFile("remote.py", []byte(script)); err != nil {
+		return nil, err
+	}
+	tstate := pick.Thread.Addr
+	if err := remotedebug.Request(pm, rt, tstate, ch.Path("remote.py")); err != nil {
+		return nil, nil
+	}
+	uc, err := ch.Accept(ctx, time.Now().Add(pep768Wait))
+	if err == nil {
+		return uc, nil
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		remotedebug.Cancel(pm, rt, tstate)
+		return nil, err
+	}
+	if cancelled, cerr := remotedebug.Cancel(pm, rt, tstate); cerr == nil && cancelled {
+		return nil, nil
+	}
+	// The thread took the request: the agent is on its way.
+	return nil, errTaken
+}
+
+// errTaken says a PEP 768 request was taken: wait for the agent as usual.
+var errTaken = errors.New("remote exec request taken")
