@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/cpython/layout"
@@ -121,14 +122,20 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 
 	var frozen *ptrace.Frozen
 	if !opt.NonBlocking {
-		frozen, err = ptrace.Freeze(p.pid)
+		frozen, err = p.freeze()
 		if err != nil {
-			return nil, p.ptraceError(err)
+			return nil, err
 		}
 		defer frozen.Thaw()
 	}
 	dump := &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}
 	interps, err := cpython.FindInterpreters(m.r, m.img, m.l)
+	// Read without pausing, the thread list may be changing under us
+	// (a thread starting or ending): look again.
+	for try := 0; err != nil && opt.NonBlocking && try < 5; try++ {
+		time.Sleep(time.Millisecond)
+		interps, err = cpython.FindInterpreters(m.r, m.img, m.l)
+	}
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
 	}
@@ -142,6 +149,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 			continue
 		}
 		gilRange := gilFutexRange(m, interp)
+		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
 		for _, t := range threads {
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
 			if h, ok := toHost[t.NativeID]; ok {
@@ -162,6 +170,19 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 				}
 			}
 			ts.State = threadState(kernel[ts.TID], ts.HoldsGIL, gilRange)
+			// 2.7 creates a new thread's state in the parent thread, with
+			// the parent's id, until the new thread takes it: a frameless
+			// twin of the parent. Keep one entry per thread, with frames.
+			if j, dup := byTID[ts.TID]; dup && ts.TID != 0 {
+				if len(ts.Frames) == 0 && ts.Error == "" {
+					continue
+				}
+				if old := dump.Threads[j]; len(old.Frames) == 0 && old.Error == "" {
+					dump.Threads[j] = ts
+					continue
+				}
+			}
+			byTID[ts.TID] = len(dump.Threads)
 			dump.Threads = append(dump.Threads, ts)
 		}
 	}
@@ -181,6 +202,40 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	})
 	addSource(p.pid, dump)
 	return dump, nil
+}
+
+// freeze pauses every thread. The kernel refuses to seize a thread that is
+// exiting with EPERM, as it refuses a forbidden one: when the whole process
+// is exiting, that is ErrNoProcess; when one thread was, a new try succeeds.
+func (p *Process) freeze() (*ptrace.Frozen, error) {
+	var err error
+	for try := 0; try < 4; try++ {
+		var f *ptrace.Frozen
+		if f, err = ptrace.Freeze(p.pid); err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, ptrace.ErrPermission) {
+			break
+		}
+		if tp, terr := ptrace.TracerPid(p.pid); terr == nil && tp != 0 && !ownThread(tp) {
+			break // traced by someone else: a real refusal
+		}
+		time.Sleep(time.Duration(try+1) * 2 * time.Millisecond)
+		if gone := p.goneOr(nil); gone != nil {
+			return nil, gone
+		}
+	}
+	if gone := p.goneOr(nil); gone != nil {
+		return nil, gone // exited while being paused
+	}
+	return nil, p.ptraceError(err)
+}
+
+// ownThread reports whether tid is a thread of pyglass itself (the tracer
+// thread of a failed freeze, still exiting).
+func ownThread(tid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
+	return err == nil
 }
 
 func (p *Process) ptraceError(err error) error {

@@ -14,14 +14,18 @@ const stacksHelp = `Reads every thread's Python stack from the target's memory: 
 in the target. By default the threads are paused for the fraction of a
 millisecond the read takes, so the snapshot is consistent, and resumed at
 once; a thread stopped by the user (SIGSTOP) stays stopped. --nonblocking
-reads without pausing them.
+reads without pausing them (no ptrace at all: it also works on a process
+another debugger traces), at the risk of an inconsistent snapshot.
 
 Frames are printed as a Python traceback prints them: outermost first, most
 recent call last. With --json:
   {"pid", "python": {"version", "path"},
    "threads": [{"tid", "name", "main", "holds_gil", "state",
                 "frames": [{"function", "file", "line"[, "locals"]}], "error"}]}
-Exit status 0 when at least one thread was read.`
+Exit status 0 when at least one thread was read (a thread that could not be
+read is shown with its "error"); 3 when the process does not exist, is not
+Python, is a zombie or exits while being read; 4 when pyglass may not read
+it, or may not pause it (traced by another debugger: try --nonblocking).`
 
 func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	fs := newFlags("stacks", stacksHelp, io)
