@@ -103,23 +103,33 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 			s.close()
 		}
 	}()
-	if err := ch.WriteFile("agent.py", agent.Source); err != nil {
-		return nil, p.goneOr(fmt.Errorf("writing the agent: %w", err))
+	for name, src := range agent.Files {
+		if err := ch.WriteFile(name, src); err != nil {
+			return nil, p.goneOr(fmt.Errorf("writing the agent: %w", err))
+		}
 	}
-	boot := agent.Bootstrap(ch.Dir)
-	injectTimeout := time.Until(deadline)
-	if injectTimeout > 5*time.Second {
-		injectTimeout = 5 * time.Second
+	uc, err := p.tryRemoteExec(ctx, ch)
+	taken := errors.Is(err, errTaken)
+	if err != nil && !taken {
+		return nil, err
 	}
-	res, err := inject.StartThreadContext(ctx, p.pid, p.symbols(), []byte(boot), inject.Options{
-		Timeout:    injectTimeout,
-		AvoidEINTR: p.py.Version.Major == 2,
-	})
-	if err != nil {
-		return nil, p.injectError(err)
+	if uc != nil || taken {
+		s.method = "PEP 768 (sys.remote_exec's mechanism): a running thread of the target started the agent; no ptrace"
+	} else {
+		boot := agent.Bootstrap(ch.Dir)
+		injectTimeout := time.Until(deadline)
+		if injectTimeout > 5*time.Second {
+			injectTimeout = 5 * time.Second
+		}
+		res, err := inject.StartThreadContext(ctx, p.pid, p.symbols(), []byte(boot), inject.Options{
+			Timeout:    injectTimeout,
+			AvoidEINTR: p.py.Version.Major == 2,
+		})
+		if err != nil {
+			return nil, p.injectError(err)
+		}
+		s.method, s.thread, s.held = "ptrace: "+res.Strategy, res.Thread, res.Held
 	}
-	s.method, s.thread, s.held = res.Strategy, res.Thread, res.Held
-
 	waitStart := time.Now()
 	var stopProgress func()
 	if progress != nil {
@@ -128,7 +138,9 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		})
 		stopProgress = func() { t.Stop(); progress("") }
 	}
-	uc, err := p.acceptWhileAlive(ctx, ch, deadline)
+	if uc == nil {
+		uc, err = p.acceptWhileAlive(ctx, ch, deadline)
+	}
 	if stopProgress != nil {
 		stopProgress()
 	}

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"context"
+
 	"fmt"
+	"github.com/pyglass/pyglass"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -152,5 +155,45 @@ func TestBlockedTargetsSeeNothing(t *testing.T) {
 				noTraces(t, tg)
 			})
 		}
+	}
+}
+
+// TestRemoteExec314: on Python 3.14 a target with a thread running Python
+// gets the agent through PEP 768 (no ptrace at all); an idle one through
+// ptrace; one started with -X disable-remote-debug through ptrace too.
+func TestRemoteExec314(t *testing.T) {
+	in, ok := testenv.Lookup("3.14-chroot")
+	if !ok {
+		testenv.Skipf(t, "Python 3.14 (the sid root) is absent: build it with scripts/sid-root.sh")
+	}
+	busy := "import sys\nprint('READY')\nsys.stdout.flush()\nx = 0\nwhile True:\n    x += 1\n"
+	idle := "import sys, time\nprint('READY')\nsys.stdout.flush()\nwhile True:\n    time.sleep(1)\n"
+	cases := []struct {
+		name, script, method string
+		opts                 []testenv.StartOption
+	}{
+		{"busy", busy, "PEP 768", nil},
+		{"idle", idle, "ptrace", nil},
+		{"busy-disabled", busy, "ptrace", []testenv.StartOption{testenv.Env("PYTHON_DISABLE_REMOTE_DEBUG=1")}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tg := testenv.Start(t, in, c.script, c.opts...)
+			p, err := pyglass.Attach(tg.PID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				var out strings.Builder
+				res, err := p.Exec(context.Background(), []byte("print(6*7)"), pyglass.ExecOptions{Stdout: &out, Timeout: 10 * time.Second})
+				if err != nil || res.Raised || out.String() != "42\n" {
+					t.Fatalf("exec: %v %+v %q", err, res, out.String())
+				}
+				if !strings.HasPrefix(res.Method, c.method) {
+					t.Fatalf("started by %q, want %s", res.Method, c.method)
+				}
+			}
+			healthy(t, tg)
+		})
 	}
 }
