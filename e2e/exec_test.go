@@ -19,7 +19,7 @@ import (
 // the fresh namespace and the target's modules, on every interpreter.
 func TestExecEveryInterpreter(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("interval=0.2", "threads=1"))
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("interval=0.2", "threads=1"), testenv.PrivateTmp())
 		pid := strconv.Itoa(tg.PID)
 
 		// Text, non-ASCII, both streams in order, namespace, target modules.
@@ -179,6 +179,7 @@ func TestRemoteExec314(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			tg := testenv.Start(t, in, c.script, c.opts...)
+			time.Sleep(300 * time.Millisecond) // past READY: busy, or asleep
 			p, err := pyglass.Attach(tg.PID)
 			if err != nil {
 				t.Fatal(err)
@@ -187,7 +188,8 @@ func TestRemoteExec314(t *testing.T) {
 				var out strings.Builder
 				res, err := p.Exec(context.Background(), []byte("print(6*7)"), pyglass.ExecOptions{Stdout: &out, Timeout: 10 * time.Second})
 				if err != nil || res.Raised || out.String() != "42\n" {
-					t.Fatalf("exec: %v %+v %q", err, res, out.String())
+					exited, werr := tg.Exited()
+					t.Fatalf("exec %d: %v %+v %q (target exited: %v %v; stderr %q)", i, err, res, out.String(), exited, werr, tg.Stderr())
 				}
 				if !strings.HasPrefix(res.Method, c.method) {
 					t.Fatalf("started by %q, want %s", res.Method, c.method)

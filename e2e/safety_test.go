@@ -446,7 +446,9 @@ func traceFromHere(t *testing.T, pid int) (release func()) {
 		unix.PtraceInterrupt(pid)
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, unix.WALL, nil)
-		unix.PtraceDetach(pid)
+		if unix.PtraceDetach(pid) == nil {
+			runtime.UnlockOSThread() // do not end the thread: Pdeathsig is per thread
+		}
 	}()
 	if err := <-ready; err != nil {
 		t.Fatalf("seizing %d: %v", pid, err)

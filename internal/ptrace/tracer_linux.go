@@ -3,7 +3,10 @@ package ptrace
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -22,12 +25,19 @@ func NewTracer() *Tracer {
 	t := &Tracer{reqs: make(chan func())}
 	started := make(chan struct{})
 	go func() {
-		// Never unlocked: the thread exits with the goroutine, and with
-		// it any ptrace relationship that was (wrongly) left behind.
 		runtime.LockOSThread()
 		close(started)
 		for f := range t.reqs {
 			f()
+		}
+		// When every tracee was detached the thread goes back to the
+		// runtime's pool. Ending it instead would send the parent-death
+		// signal to every child the program started from this OS thread
+		// with Pdeathsig set (it is per thread, not per process). If a
+		// tracee is still attached (a bug), the thread ends with the
+		// goroutine and the kernel detaches it.
+		if attachedHere() == 0 {
+			runtime.UnlockOSThread()
 		}
 	}()
 	<-started
@@ -58,7 +68,47 @@ func Seize(tid int, options int) error {
 	if err := ptrace(unix.PTRACE_SEIZE, tid, 0, uintptr(options)); err != nil {
 		return fmt.Errorf("seizing thread %d: %w", tid, err)
 	}
+	track(tid, true)
 	return nil
+}
+
+// attached records, per tracer OS thread, the tracees it has seized and
+// not yet detached.
+var (
+	attachedMu sync.Mutex
+	attached   = map[int]map[int]bool{}
+)
+
+func track(tid int, on bool) {
+	me := unix.Gettid()
+	attachedMu.Lock()
+	defer attachedMu.Unlock()
+	m := attached[me]
+	if m == nil {
+		m = map[int]bool{}
+		attached[me] = m
+	}
+	if on {
+		m[tid] = true
+	} else {
+		delete(m, tid)
+	}
+}
+
+// attachedHere counts the tracees of the calling OS thread that still
+// exist (a tracee that exited is no longer attached).
+func attachedHere() int {
+	me := unix.Gettid()
+	attachedMu.Lock()
+	defer attachedMu.Unlock()
+	n := 0
+	for tid := range attached[me] {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(tid)); err == nil {
+			n++
+		}
+	}
+	delete(attached, me)
+	return n
 }
 
 // Interrupt asks a seized thread to stop (PTRACE_INTERRUPT); Wait then
@@ -94,6 +144,7 @@ func Detach(tid int, sig syscall.Signal) error {
 	if err := ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)); err != nil {
 		return fmt.Errorf("detaching thread %d: %w", tid, err)
 	}
+	track(tid, false)
 	return nil
 }
 
