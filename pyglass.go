@@ -176,7 +176,11 @@ func (p *Process) execPlan() (method, reason string) {
 	if os.Geteuid() != 0 && os.Geteuid() != pr.EUID {
 		return "", "the process belongs to another user; run pyglass as root"
 	}
-	return "ptrace: one thread is held for well under a millisecond to start a new thread that runs the code", ""
+	method = "ptrace: one thread is held for well under a millisecond to start a new thread that runs the code"
+	if v := p.py.Version; v.Major == 3 && v.Minor >= 14 {
+		method = "PEP 768 (no ptrace) when a thread is running Python and remote debugging is enabled; else " + method
+	}
+	return method, ""
 }
 
 func commOf(pid int) string {

@@ -139,6 +139,11 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
 	}
+	// The list starts with the newest interpreter; number them from the
+	// main one (0), as the target does.
+	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
+		interps[a], interps[b] = interps[b], interps[a]
+	}
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -110,10 +110,10 @@ type ThreadStack struct {
 	Name        string  `json:"name"`
 	Main        bool    `json:"main"`
 	HoldsGIL    bool    `json:"holds_gil"`
-	State       string  `json:"state"` // running, waiting for the GIL, idle (in a system call), stopped
-	Interpreter int     `json:"interpreter,omitempty"`
+	State       string  `json:"state"`       // running, waiting for the GIL, idle (in a system call), stopped
+	Interpreter int     `json:"interpreter"` // 0: the main interpreter; others are subinterpreters
 	Frames      []Frame `json:"frames"`
-	Error       string  `json:"error,omitempty"`
+	Error       string  `json:"error"` // "" when the thread was read
 }
 
 // Frame is one Python frame, outermost first in ThreadStack.Frames.

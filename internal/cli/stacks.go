@@ -66,6 +66,9 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 	fmt.Fprintf(w, "Process %d, Python %s (%s)\n", d.PID, d.Python.Version, d.Python.Path)
 	for _, t := range d.Threads {
 		var tags []string
+		if t.Interpreter > 0 {
+			tags = append(tags, fmt.Sprintf("subinterpreter %d", t.Interpreter))
+		}
 		if t.Main {
 			tags = append(tags, "main thread")
 		}
