@@ -140,6 +140,9 @@ func TestRequestRuns(t *testing.T) {
 			if err != nil || !on {
 				t.Fatalf("Enabled = %v, %v; want true", on, err)
 			}
+			// Just after printing READY the main thread may still be running
+			// Python on its way into time.sleep: give it a moment.
+			time.Sleep(200 * time.Millisecond)
 			pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
 			if err != nil {
 				t.Fatal(err)
