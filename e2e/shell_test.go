@@ -576,3 +576,35 @@ func TestShellBlockedAccept(t *testing.T) {
 		})
 	}
 }
+
+// TestShellOtherUserAndNamespaces: a shell works in a target running as
+// nobody with its own private /tmp, and in one in its own PID and mount
+// namespaces; nothing is left in its /tmp afterwards.
+func TestShellOtherUserAndNamespaces(t *testing.T) {
+	in := anyInterp(t, "2.7", "3.12")
+	for _, c := range []struct {
+		name string
+		opts []testenv.StartOption
+	}{
+		{"nobody-private-tmp", []testenv.StartOption{testenv.AsUser("nobody"), testenv.PrivateTmp()}},
+		{"pid-and-mount-namespace", []testenv.StartOption{testenv.NewPIDNS(), testenv.PrivateTmp()}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tg := testenv.Start(t, in, testenv.Fixture(t, "shell_target.py"), c.opts...)
+			r := run(t, []byte("import os\nprint('%d %d' % (os.getpid(), os.geteuid()))\nimport __main__\nprint(__main__.GREETING)\n"), "shell", strconv.Itoa(tg.PID))
+			want(t, r, 0)
+			st, err := os.Stat(fmt.Sprintf("/proc/%d", tg.PID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid := st.Sys().(*syscall.Stat_t).Uid
+			if wantOut := fmt.Sprintf("%d %d\nhello from the target\n", tg.NSPID, uid); r.Stdout != wantOut {
+				t.Fatalf("got %s\nwant stdout %q", r, wantOut)
+			}
+			if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
+				t.Fatalf("left in the target's /tmp: %v", d)
+			}
+			healthy(t, tg)
+		})
+	}
+}
