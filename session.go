@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pyglass/pyglass/internal/agent"
@@ -69,7 +70,10 @@ func (p *Process) symbols() inject.Symbols {
 // connected, all within deadline. The per-target lock is held only while
 // the agent is being started: two sessions may then run side by side.
 func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress func(string)) (*session, error) {
-	if _, reason := p.execPlanFresh(); reason != "" {
+	// Cheap refusals first (zombie, stopped, another user); the tracer
+	// check is repeated under the lock, where another pyglass that was
+	// starting an agent has let go.
+	if _, reason := p.execPlanFresh(); reason != "" && p.proc.TracerPID == 0 {
 		return nil, p.planError(reason)
 	}
 	st, err := procfs.New(p.pid).Status()
@@ -91,6 +95,9 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		return nil, err
 	}
 	defer lock.Release()
+	if err := p.waitUntraced(deadline); err != nil {
+		return nil, err
+	}
 
 	ch, err := channel.Create(p.pid, st.Uid[1], st.Gid[1])
 	if err != nil {
@@ -247,5 +254,26 @@ func (p *Process) acceptWhileAlive(ctx context.Context, ch *channel.Channel, dea
 		if st, serr := procfs.New(p.pid).Stat(); serr != nil || procfs.IsZombie(st.State) {
 			return nil, errorf(ErrNoProcess, "", "process %d exited before the code could start", p.pid)
 		}
+	}
+}
+
+// waitUntraced re-checks the plan under the lock. A tracer that is
+// another pyglass (a 'stacks' pausing the threads for a few milliseconds)
+// is waited for, up to a second; any other tracer is an error.
+func (p *Process) waitUntraced(deadline time.Time) error {
+	limit := time.Now().Add(time.Second)
+	if limit.After(deadline) {
+		limit = deadline
+	}
+	for {
+		_, reason := p.execPlanFresh()
+		if reason == "" {
+			return nil
+		}
+		tracer := p.proc.TracerPID
+		if tracer == 0 || !strings.Contains(commOf(tracer), "pyglass") || time.Now().After(limit) {
+			return p.planError(reason)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
