@@ -35,18 +35,20 @@ const (
 
 // IO is the set of streams a command uses; tests inject buffers.
 type IO struct {
-	In     io.Reader
-	Out    io.Writer
-	Err    io.Writer
-	IsTerm bool // stdout is a terminal
-	InTerm bool // stdin is a terminal
+	In      io.Reader
+	Out     io.Writer
+	Err     io.Writer
+	IsTerm  bool // stdout is a terminal
+	InTerm  bool // stdin is a terminal
+	ErrTerm bool // stderr is a terminal (progress lines go there)
 }
 
 // Stdio returns the process's own streams.
 func Stdio() IO {
 	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
-		IsTerm: term.IsTerminal(int(os.Stdout.Fd())),
-		InTerm: term.IsTerminal(int(os.Stdin.Fd()))}
+		IsTerm:  term.IsTerminal(int(os.Stdout.Fd())),
+		InTerm:  term.IsTerminal(int(os.Stdin.Fd())),
+		ErrTerm: term.IsTerminal(int(os.Stderr.Fd()))}
 }
 
 type command struct {

@@ -131,7 +131,7 @@ func readAllLimit(r io.Reader, n int64) ([]byte, error) {
 // progressTo returns a function printing progress lines on stderr when
 // it is a terminal, or nil.
 func progressTo(io IO) func(string) {
-	if !io.IsTerm {
+	if !io.ErrTerm {
 		return nil
 	}
 	return func(s string) {

@@ -140,8 +140,9 @@ func runObjects(ctx context.Context, args []string, io IO) ExitCode {
 		return leak.ParseObjects(out)
 	}
 	if *diff > 0 {
-		var progress = io.Err
-		g, err := leak.DiffOver(ctx, *diff, func(ctx context.Context) (*leak.ObjectsReport, error) { return census(ctx, 0) }, progress)
+		// The countdown goes to stderr, where it never mixes with the
+		// report; on a terminal it redraws one line.
+		g, err := leak.DiffOver(ctx, *diff, func(ctx context.Context) (*leak.ObjectsReport, error) { return census(ctx, 0) }, io.Err)
 		if err != nil {
 			return reportFail(io, err)
 		}
