@@ -133,14 +133,9 @@ func TestTargetOutputStaysWithTarget(t *testing.T) {
 // or recv keeps running normally after 50 execs: no EINTR, no exception,
 // no short sleep, no lost data (Python 2.7 does not retry EINTR).
 func TestBlockedTargetsSeeNothing(t *testing.T) {
-	for _, label := range []string{"2.7", "3.12"} {
-		in, ok := testenv.Lookup(label)
-		if !ok {
-			t.Logf("interpreter %s absent: skipped", label)
-			continue
-		}
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
 		for _, mode := range []string{"sleep", "select", "accept", "recv"} {
-			t.Run(label+"/"+mode, func(t *testing.T) {
+			t.Run(mode, func(t *testing.T) {
 				tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args(mode, "interval=0.5"))
 				pid := strconv.Itoa(tg.PID)
 				for i := 0; i < 50; i++ {
@@ -155,7 +150,7 @@ func TestBlockedTargetsSeeNothing(t *testing.T) {
 				noTraces(t, tg)
 			})
 		}
-	}
+	})
 }
 
 // TestRemoteExec314: on Python 3.14 a target with a thread running Python

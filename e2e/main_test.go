@@ -127,3 +127,18 @@ func pyglassDirs(t testing.TB, pid int, dir string) []string {
 	}
 	return out
 }
+
+// forLabels runs fn as a subtest for each named interpreter; one that is
+// absent is a skipped subtest with the reason (never a silent pass).
+func forLabels(t *testing.T, labels []string, fn func(t *testing.T, in testenv.Interp)) {
+	t.Helper()
+	for _, label := range labels {
+		t.Run(label, func(t *testing.T) {
+			in, ok := testenv.Lookup(label)
+			if !ok {
+				testenv.Skipf(t, "interpreter %s is absent on this machine", label)
+			}
+			fn(t, in)
+		})
+	}
+}

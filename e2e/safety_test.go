@@ -37,57 +37,50 @@ func anyInterp(t *testing.T, labels ...string) testenv.Interp {
 // leave the target running, untraced, unstopped, and its system calls
 // undisturbed.
 func TestSignalsToPyglass(t *testing.T) {
-	for _, label := range []string{"2.7", "3.12"} {
-		in, ok := testenv.Lookup(label)
-		if !ok {
-			t.Logf("interpreter %s absent: skipped", label)
-			continue
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.3", "threads=2"))
+		before := pyglassDirs(t, tg.PID, "/tmp")
+		bin := testenv.BuildPyglass(t)
+		sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL}
+		for i := 0; i < 36; i++ {
+			sig := sigs[i%3]
+			delay := time.Duration(i/3) * 4 * time.Millisecond // 0..44 ms: every phase
+			cmd := exec.Command(bin, "exec", strconv.Itoa(tg.PID), "-c", "import time; time.sleep(0.3); print('done')")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(delay)
+			cmd.Process.Signal(sig)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("pyglass did not stop within 10 s of %v", sig)
+			}
+			// Give an abandoned agent time to notice and clean up.
+			if err := tg.Healthy(); err != nil {
+				t.Fatalf("after %v at %v: %v (pyglass said %q)", sig, delay, err, out.String())
+			}
 		}
-		t.Run(label, func(t *testing.T) {
-			tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.3", "threads=2"))
-			before := pyglassDirs(t, tg.PID, "/tmp")
-			bin := testenv.BuildPyglass(t)
-			sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL}
-			for i := 0; i < 36; i++ {
-				sig := sigs[i%3]
-				delay := time.Duration(i/3) * 4 * time.Millisecond // 0..44 ms: every phase
-				cmd := exec.Command(bin, "exec", strconv.Itoa(tg.PID), "-c", "import time; time.sleep(0.3); print('done')")
-				var out bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &out, &out
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(delay)
-				cmd.Process.Signal(sig)
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				select {
-				case <-done:
-				case <-time.After(10 * time.Second):
-					cmd.Process.Kill()
-					t.Fatalf("pyglass did not stop within 10 s of %v", sig)
-				}
-				// Give an abandoned agent time to notice and clean up.
-				if err := tg.Healthy(); err != nil {
-					t.Fatalf("after %v at %v: %v (pyglass said %q)", sig, delay, err, out.String())
-				}
-			}
-			// An agent whose pyglass vanished stops and cleans up within 2 s.
-			time.Sleep(2500 * time.Millisecond)
-			healthy(t, tg)
-			tg.WaitLine("TICK", 5*time.Second)
-			noTraces(t, tg)
-			// A pyglass killed before its agent started cannot clean up;
-			// the next run removes what it left (once it is 5 s old and
-			// its lock is free). And the target still works.
-			time.Sleep(3 * time.Second)
-			r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('still fine')")
-			want(t, r, 0)
-			if d := added(before, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 0 {
-				t.Fatalf("left behind in the target's /tmp: %v", d)
-			}
-		})
-	}
+		// An agent whose pyglass vanished stops and cleans up within 2 s.
+		time.Sleep(2500 * time.Millisecond)
+		healthy(t, tg)
+		tg.WaitLine("TICK", 5*time.Second)
+		noTraces(t, tg)
+		// A pyglass killed before its agent started cannot clean up;
+		// the next run removes what it left (once it is 5 s old and
+		// its lock is free). And the target still works.
+		time.Sleep(3 * time.Second)
+		r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('still fine')")
+		want(t, r, 0)
+		if d := added(before, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 0 {
+			t.Fatalf("left behind in the target's /tmp: %v", d)
+		}
+	})
 }
 
 // TestStoppedTargetStaysStopped: a target the user stopped is refused
@@ -135,16 +128,10 @@ func waitState(t *testing.T, pid int, s byte) {
 // gives up after --timeout with exit 5, names that thread, and the code
 // never runs later.
 func TestGILHeldTimesOut(t *testing.T) {
-	for _, label := range []string{"2.7", "3.12"} {
-		in, ok := testenv.Lookup(label)
-		if !ok {
-			t.Logf("interpreter %s absent: skipped", label)
-			continue
-		}
-		t.Run(label, func(t *testing.T) {
-			marker := fmt.Sprintf("/tmp/pyglass-e2e-marker-%d", time.Now().UnixNano())
-			defer os.Remove(marker)
-			script := `import sys, threading, time
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		marker := fmt.Sprintf("/tmp/pyglass-e2e-marker-%d", time.Now().UnixNano())
+		defer os.Remove(marker)
+		script := `import sys, threading, time
 try:
     range = xrange
 except NameError:
@@ -167,32 +154,31 @@ while True:
     print("DONE %.1f" % (time.time() - t0))
     sys.stdout.flush()
 `
-			tg := testenv.Start(t, in, script)
-			before := pyglassDirs(t, tg.PID, "/tmp")
-			tg.Send("4") // hold the GIL in one C call for about 4 s
-			tg.WaitLine("HOLDING", 10*time.Second)
-			time.Sleep(100 * time.Millisecond)
-			r := run(t, nil, "exec", strconv.Itoa(tg.PID), "--timeout", "1s", "-c", fmt.Sprintf("open(%q, 'w').write('ran')", marker))
-			want(t, r, 5)
-			oneLineErr(t, r, "GIL")
-			if !strings.Contains(r.Stderr, strconv.Itoa(tg.PID)) || !strings.Contains(r.Stderr, "MainThread") {
-				t.Fatalf("the message does not name the thread holding the GIL (%d, MainThread): %q", tg.PID, r.Stderr)
-			}
-			healthy(t, tg)
-			done := tg.WaitLine("DONE", 60*time.Second)
-			t.Logf("the C call took %s s", strings.Fields(done)[1])
-			time.Sleep(time.Second)
-			if _, err := os.Stat(marker); err == nil {
-				t.Fatal("the code ran later, after pyglass had given up")
-			}
-			if d := added(before, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 0 {
-				t.Fatalf("left behind in the target's /tmp: %v", d)
-			}
-			healthy(t, tg)
-			r = run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('after')")
-			want(t, r, 0)
-		})
-	}
+		tg := testenv.Start(t, in, script)
+		before := pyglassDirs(t, tg.PID, "/tmp")
+		tg.Send("4") // hold the GIL in one C call for about 4 s
+		tg.WaitLine("HOLDING", 10*time.Second)
+		time.Sleep(100 * time.Millisecond)
+		r := run(t, nil, "exec", strconv.Itoa(tg.PID), "--timeout", "1s", "-c", fmt.Sprintf("open(%q, 'w').write('ran')", marker))
+		want(t, r, 5)
+		oneLineErr(t, r, "GIL")
+		if !strings.Contains(r.Stderr, strconv.Itoa(tg.PID)) || !strings.Contains(r.Stderr, "MainThread") {
+			t.Fatalf("the message does not name the thread holding the GIL (%d, MainThread): %q", tg.PID, r.Stderr)
+		}
+		healthy(t, tg)
+		done := tg.WaitLine("DONE", 60*time.Second)
+		t.Logf("the C call took %s s", strings.Fields(done)[1])
+		time.Sleep(time.Second)
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatal("the code ran later, after pyglass had given up")
+		}
+		if d := added(before, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 0 {
+			t.Fatalf("left behind in the target's /tmp: %v", d)
+		}
+		healthy(t, tg)
+		r = run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('after')")
+		want(t, r, 0)
+	})
 }
 
 // TestPrivateChannel: the directory is fresh, 0700, owned by the target's
