@@ -38,7 +38,7 @@ func anyInterp(t *testing.T, labels ...string) testenv.Interp {
 // undisturbed.
 func TestSignalsToPyglass(t *testing.T) {
 	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
-		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.3", "threads=2"))
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.3", "threads=2"), testenv.PrivateTmp())
 		before := pyglassDirs(t, tg.PID, "/tmp")
 		bin := testenv.BuildPyglass(t)
 		sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL}
@@ -154,7 +154,7 @@ while True:
     print("DONE %.1f" % (time.time() - t0))
     sys.stdout.flush()
 `
-		tg := testenv.Start(t, in, script)
+		tg := testenv.Start(t, in, script, testenv.PrivateTmp()) // only this test makes channels in its /tmp
 		before := pyglassDirs(t, tg.PID, "/tmp")
 		tg.Send("4") // hold the GIL in one C call for about 4 s
 		tg.WaitLine("HOLDING", 10*time.Second)
