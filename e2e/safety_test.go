@@ -129,8 +129,8 @@ func waitState(t *testing.T, pid int, s byte) {
 // never runs later.
 func TestGILHeldTimesOut(t *testing.T) {
 	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		// The marker is made in the target's private /tmp: look for it there.
 		marker := fmt.Sprintf("/tmp/pyglass-e2e-marker-%d", time.Now().UnixNano())
-		defer os.Remove(marker)
 		script := `import sys, threading, time
 try:
     range = xrange
@@ -169,15 +169,19 @@ while True:
 		done := tg.WaitLine("DONE", 60*time.Second)
 		t.Logf("the C call took %s s", strings.Fields(done)[1])
 		time.Sleep(time.Second)
-		if _, err := os.Stat(marker); err == nil {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", tg.PID, marker)); err == nil {
 			t.Fatal("the code ran later, after pyglass had given up")
 		}
 		if d := added(before, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 0 {
 			t.Fatalf("left behind in the target's /tmp: %v", d)
 		}
 		healthy(t, tg)
-		r = run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('after')")
+		// The check above can fail: the same code given now does run.
+		r = run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", fmt.Sprintf("open(%q, 'w').write('ran')", marker))
 		want(t, r, 0)
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", tg.PID, marker)); err != nil {
+			t.Fatalf("the marker check looks in the wrong place: %v", err)
+		}
 	})
 }
 
