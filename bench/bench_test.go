@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -97,3 +99,49 @@ func TestDefaultInterps(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestHeapTarget starts the leak rows' target (heartbeat.py behind a
+// 1-million-object heap) on one 3.x and one 2.7 interpreter and checks
+// that the heap is there and the heartbeat answers.
+func TestHeapTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds a 1-million-object heap")
+	}
+	root := testenv.RepoRoot(t)
+	for _, label := range []string{"2.7", "3.12"} {
+		t.Run(label, func(t *testing.T) {
+			in, ok := testenv.Lookup(label)
+			if !ok {
+				testenv.Skipf(t, "%s is not present", label)
+			}
+			tg, err := StartTarget(root, in, Heap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.Stop()
+			if err := tg.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tg.Stall(); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tg.PID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rss int
+			for _, l := range strings.Split(string(st), "\n") {
+				if strings.HasPrefix(l, "VmRSS:") {
+					fmt.Sscanf(strings.TrimPrefix(l, "VmRSS:"), "%d", &rss)
+				}
+			}
+			// 1M small objects: well over 50 MiB; a bare heartbeat is under 15.
+			if rss < 50*1024 {
+				t.Errorf("heap target's RSS is %d KiB: no heap?", rss)
+			}
+			if err := tg.Healthy(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}

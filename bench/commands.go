@@ -20,6 +20,10 @@ type Command struct {
 	Argv func(env *Env, tg *Target) ([]string, error)
 	// Applies reports whether the command makes sense on in (nil: always).
 	Applies func(in testenv.Interp) bool
+	// Target is the fixture the command runs against (Idle by default).
+	Target Fixture
+	// Group is a second name -only matches, shared by related rows.
+	Group string
 }
 
 // Env is what commands may use: the tools' paths.
@@ -96,6 +100,43 @@ var commands = []Command{
 			return pyglass(env, "stacks", fmt.Sprint(tg.PID))
 		},
 		Applies: func(in testenv.Interp) bool { return strings.HasSuffix(in.Label, "-debian") },
+	},
+	// The leak reports on a 1-million-object heap: the GIL hold that
+	// matters is theirs (gc.get_objects, gc.collect), not the attach.
+	{
+		// The floor of the rows below: attaching and running nothing.
+		Name:   "pyglass exec -c pass (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "exec", fmt.Sprint(tg.PID), "-c", "pass")
+		},
+	},
+	{
+		Name:   "pyglass objects (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "objects", fmt.Sprint(tg.PID), "--top", "10")
+		},
+	},
+	{
+		Name:   "pyglass garbage (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "garbage", fmt.Sprint(tg.PID))
+		},
+	},
+	{
+		// One full collection with DEBUG_SAVEALL: the collector's own
+		// pause, proportional to the heap.
+		Name:   "pyglass garbage --saveall (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "garbage", fmt.Sprint(tg.PID), "--saveall")
+		},
 	},
 }
 

@@ -27,7 +27,7 @@ func main() {
 	n := flag.Int("n", 10, "timed runs per command")
 	warmup := flag.Int("warmup", 1, "untimed runs per command before the timed ones")
 	interps := flag.String("interp", "default", `targets: "default" (newest pyenv 3.x and 3.11-debian), "all", or labels such as "3.12,2.7"`)
-	only := flag.String("only", "", "run only the commands whose name matches this regexp")
+	only := flag.String("only", "", `run only the commands whose name or group ("leak") matches this regexp`)
 	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
 	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
 	timeout := flag.Duration("timeout", 60*time.Second, "limit for one run of a command")
@@ -187,31 +187,33 @@ type Row struct {
 
 func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *regexp.Regexp, n, warmup int, timeout time.Duration) []Row {
 	var rows []Row
-	var tg *Target
+	targets := map[Fixture]*Target{} // one live target per fixture
 	defer func() {
-		if tg != nil {
+		for _, tg := range targets {
 			tg.Stop()
 		}
 	}()
 	for _, c := range cmds {
-		if c.Applies != nil && !c.Applies(in) || re != nil && !re.MatchString(c.Name) {
+		if c.Applies != nil && !c.Applies(in) || re != nil && !re.MatchString(c.Name) && (c.Group == "" || !re.MatchString(c.Group)) {
 			continue
 		}
 		row := Row{Target: in.Label, Name: c.Name, Baseline: c.Baseline}
 		fmt.Fprintf(os.Stderr, "bench:   %s ", c.Name)
 		for i := 0; i < warmup+n; i++ {
+			tg := targets[c.Target]
 			if tg == nil {
 				var err error
-				if tg, err = StartTarget(root, in); err != nil {
+				if tg, err = StartTarget(root, in, c.Target); err != nil {
 					row.Err = "starting target: " + err.Error()
 					break
 				}
+				targets[c.Target] = tg
 			}
 			d, stall, err, harm := runOnce(env, c, tg, timeout)
 			if harm != "" {
 				row.Harm = harm
 				tg.Stop() // start a fresh target for the next run
-				tg = nil
+				delete(targets, c.Target)
 			}
 			if i < warmup {
 				if err != nil {

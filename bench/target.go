@@ -15,44 +15,71 @@ import (
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
-// Target is the idle benchmark target: testdata/heartbeat.py, whose
-// heartbeat thread records its longest stall.
+// Fixture is a kind of benchmark target.
+type Fixture string
+
+// The fixtures.
+const (
+	// Idle is testdata/heartbeat.py: a heartbeat thread and a main thread
+	// blocked reading stdin.
+	Idle Fixture = ""
+	// Heap is testdata/heap_heartbeat.py: the same, in front of a heap of
+	// HeapObjects small objects (instances with a __dict__, lists, dicts,
+	// strings).
+	Heap Fixture = "heap"
+)
+
+// HeapObjects is the size of the Heap fixture's heap.
+const HeapObjects = 1000000
+
+// Target is a benchmark target: testdata/heartbeat.py (alone or behind a
+// heap), whose heartbeat thread records its longest stall.
 type Target struct {
-	PID    int
-	Interp testenv.Interp
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string
-	script string // host path, removed by Stop
-	stderr *os.File
+	PID     int
+	Interp  testenv.Interp
+	Fixture Fixture
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	lines   chan string
+	script  string // host path, removed by Stop
+	stderr  *os.File
 }
 
-// StartTarget runs heartbeat.py (read from the module's testdata) with in
-// and waits for its READY line.
-func StartTarget(root string, in testenv.Interp) (*Target, error) {
-	src, err := os.ReadFile(filepath.Join(root, "testdata", "heartbeat.py"))
-	if err != nil {
-		return nil, fmt.Errorf("reading heartbeat.py: %w", err)
+// StartTarget runs the fixture's script (copied from the module's
+// testdata) with in and waits for its READY line.
+func StartTarget(root string, in testenv.Interp, fix Fixture) (*Target, error) {
+	files := []string{"heartbeat.py"}
+	main, args, ready := "heartbeat.py", []string(nil), 30*time.Second
+	if fix == Heap {
+		files = append(files, "heap_heartbeat.py")
+		main, args, ready = "heap_heartbeat.py", []string{fmt.Sprintf("objects=%d", HeapObjects)}, 3*time.Minute
 	}
 	dir, err := os.MkdirTemp(filepath.Join(in.Chroot, "/tmp"), "pyglass-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("creating script directory: %w", err)
 	}
 	os.Chmod(dir, 0o755)
-	host := filepath.Join(dir, "heartbeat.py")
-	if err := os.WriteFile(host, src, 0o644); err != nil {
-		return nil, fmt.Errorf("writing heartbeat.py: %w", err)
+	for _, f := range files {
+		src, err := os.ReadFile(filepath.Join(root, "testdata", f))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, f), src, 0o644)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("copying %s: %w", f, err)
+		}
 	}
+	host := filepath.Join(dir, main)
 	inPath := "/" + strings.TrimPrefix(strings.TrimPrefix(host, in.Chroot), "/")
 	errf, err := os.CreateTemp("", "pyglass-bench-stderr-")
 	if err != nil {
 		return nil, fmt.Errorf("creating stderr file: %w", err)
 	}
-	cmd := in.Command("-u", inPath)
+	cmd := in.Command(append([]string{"-u", inPath}, args...)...)
 	cmd.Dir = "/"
 	cmd.Stderr = errf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	tg := &Target{Interp: in, cmd: cmd, script: dir, stderr: errf, lines: make(chan string, 1024)}
+	tg := &Target{Interp: in, Fixture: fix, cmd: cmd, script: dir, stderr: errf, lines: make(chan string, 1024)}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -73,7 +100,7 @@ func StartTarget(root string, in testenv.Interp) (*Target, error) {
 		}
 		close(tg.lines)
 	}()
-	l, err := tg.wait("READY", 30*time.Second)
+	l, err := tg.wait("READY", ready)
 	if err != nil {
 		tg.Stop()
 		return nil, err
