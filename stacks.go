@@ -68,15 +68,37 @@ type taskView struct {
 	syscall *procfs.Syscall
 }
 
-func (p *Process) kernelView() map[int]taskView {
+// maxTaskViews bounds how many threads kernelView looks at.
+const maxTaskViews = 4096
+
+// kernelView reads the target's thread list from /proc, with each
+// thread's state and system call (keyed by our thread ids), and maps the
+// ids as the target sees them to ours. It is the cheap part of
+// pyproc.Inspect that Stacks needs fresh: the interpreter found by
+// Attach stays valid as long as the process is the same one (same start
+// time); when it is not, the process is inspected again.
+func (p *Process) kernelView() (views map[int]taskView, toHost map[int]int, nsTIDs []int, err error) {
 	pr := procfs.New(p.pid)
-	out := map[int]taskView{}
-	tids, err := pr.TaskIDs()
-	if err != nil {
-		return out
+	st, err := pr.Stat()
+	if err != nil || procfs.IsZombie(st.State) || st.StartTime != p.proc.StartTime {
+		p.refresh()
+		if p.proc.Zombie {
+			return nil, nil, nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+		}
 	}
+	views, toHost = map[int]taskView{}, map[int]int{}
+	tids, terr := pr.TaskIDs()
+	if terr != nil {
+		// Gone, or /proc unreadable: use what Attach saw.
+		for _, t := range p.proc.Threads {
+			toHost[t.NSTID] = t.TID
+			nsTIDs = append(nsTIDs, t.NSTID)
+		}
+		return views, toHost, nsTIDs, nil
+	}
+	nested := p.proc.NSPID != p.proc.PID
 	for i, tid := range tids {
-		if i >= 4096 {
+		if i >= maxTaskViews {
 			break
 		}
 		var tv taskView
@@ -86,20 +108,17 @@ func (p *Process) kernelView() map[int]taskView {
 		if sc, err := pr.TaskSyscall(tid); err == nil {
 			tv.syscall = sc
 		}
-		out[tid] = tv
+		views[tid] = tv
+		ns := tid
+		if nested {
+			if st, err := pr.TaskStatus(tid); err == nil {
+				ns = st.InnerPID()
+			}
+		}
+		toHost[ns] = tid
+		nsTIDs = append(nsTIDs, ns)
 	}
-	return out
-}
-
-// nsToHost maps thread ids as the target sees them to ours.
-func (p *Process) nsToHost() (map[int]int, []int) {
-	m := map[int]int{}
-	var ns []int
-	for _, t := range p.proc.Threads {
-		m[t.NSTID] = t.TID
-		ns = append(ns, t.NSTID)
-	}
-	return m, ns
+	return views, toHost, nsTIDs, nil
 }
 
 // Stacks reads every Python thread's stack from the target's memory,
@@ -108,17 +127,18 @@ func (p *Process) nsToHost() (map[int]int, []int) {
 // read and resumed at once; a thread the user had stopped stays stopped.
 // A thread that cannot be read is returned with its Error set.
 func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, error) {
-	p.refresh()
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+	}
+	kernel, toHost, nsTIDs, err := p.kernelView()
+	if err != nil {
+		return nil, err
 	}
 	m, err := p.openMemory()
 	if err != nil {
 		return nil, err
 	}
 	defer m.close()
-	kernel := p.kernelView()
-	toHost, nsTIDs := p.nsToHost()
 
 	var frozen *ptrace.Frozen
 	if !opt.NonBlocking {
@@ -129,12 +149,16 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 		defer frozen.Thaw()
 	}
 	dump := &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}
-	interps, err := cpython.FindInterpreters(m.r, m.img, m.l)
+	// Every read goes through a page cache: one system call per page
+	// touched instead of one per field, which keeps the pause short.
+	rd := newPageCache(m.r)
+	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
 	// Read without pausing, the thread list may be changing under us
-	// (a thread starting or ending): look again.
+	// (a thread starting or ending): look again, afresh.
 	for try := 0; err != nil && opt.NonBlocking && try < 5; try++ {
 		time.Sleep(time.Millisecond)
-		interps, err = cpython.FindInterpreters(m.r, m.img, m.l)
+		rd = newPageCache(m.r)
+		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
 	}
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
@@ -148,12 +172,12 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		threads, err := cpython.Threads(m.r, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
+		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
 		if err != nil && len(threads) == 0 {
 			dump.Threads = append(dump.Threads, ThreadStack{Interpreter: i, Error: err.Error(), Frames: []Frame{}})
 			continue
 		}
-		gilRange := gilFutexRange(m, interp)
+		gilRange := gilFutexRange(rd, m, interp)
 		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
 		for _, t := range threads {
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
@@ -166,7 +190,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 				ts.Error = t.Err.Error()
 			}
 			if t.Frame != 0 {
-				frames, ferr := cpython.Frames(m.r, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
+				frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
 				for _, f := range frames {
 					ts.Frames = append(ts.Frames, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals})
 				}
@@ -280,11 +304,11 @@ func threadState(tv taskView, holdsGIL bool, gil [2]uint64) string {
 
 // gilFutexRange is where a thread waiting for the GIL sleeps: the GIL's
 // condition variable and mutex (3.x), or its lock (2.7).
-func gilFutexRange(m *memoryView, interp uint64) [2]uint64 {
+func gilFutexRange(r memory.Reader, m *memoryView, interp uint64) [2]uint64 {
 	l := m.l
 	switch {
 	case l.InterpCevalGil >= 0:
-		gil, err := memory.NonNullPtr(m.r, interp+uint64(l.InterpCevalGil))
+		gil, err := memory.NonNullPtr(r, interp+uint64(l.InterpCevalGil))
 		if err == nil {
 			return [2]uint64{gil, gil + 256}
 		}
@@ -302,7 +326,7 @@ func gilFutexRange(m *memoryView, interp uint64) [2]uint64 {
 			return [2]uint64{lo, lo + 160}
 		}
 		if a, ok := m.img.Symbol("interpreter_lock"); ok { // 2.7: a sem_t*
-			if lock, err := memory.NonNullPtr(m.r, a); err == nil {
+			if lock, err := memory.NonNullPtr(r, a); err == nil {
 				return [2]uint64{lock, lock + 64}
 			}
 		}
@@ -311,26 +335,35 @@ func gilFutexRange(m *memoryView, interp uint64) [2]uint64 {
 }
 
 // addSource fills Frame.Source from the files as the target sees them.
+// Each file is read once, up to the last line a frame needs.
 func addSource(pid int, d *StackDump) {
-	cache := map[string][]string{}
+	need := map[string]int{} // file -> last line needed
+	for _, t := range d.Threads {
+		for _, f := range t.Frames {
+			if f.Line > 0 && strings.HasPrefix(f.File, "/") && f.Line > need[f.File] {
+				need[f.File] = f.Line
+			}
+		}
+	}
+	lines := map[string][]string{}
+	for file, last := range need {
+		lines[file] = readLines(fmt.Sprintf("/proc/%d/root%s", pid, file), min(last, maxSourceLines))
+	}
 	for ti := range d.Threads {
 		for fi := range d.Threads[ti].Frames {
 			f := &d.Threads[ti].Frames[fi]
-			if f.Line <= 0 || !strings.HasPrefix(f.File, "/") {
-				continue
-			}
-			lines, ok := cache[f.File]
-			if !ok {
-				lines = readLines(fmt.Sprintf("/proc/%d/root%s", pid, f.File), 200000)
-				cache[f.File] = lines
-			}
-			if f.Line <= len(lines) {
-				f.Source = strings.TrimSpace(lines[f.Line-1])
+			if ls := lines[f.File]; f.Line > 0 && f.Line <= len(ls) {
+				f.Source = strings.TrimSpace(ls[f.Line-1])
 			}
 		}
 	}
 }
 
+// maxSourceLines bounds the lines read from one source file.
+const maxSourceLines = 200000
+
+// readLines returns the first max lines of the file at path (fewer if
+// it is shorter), nil if it cannot be read.
 func readLines(path string, max int) []string {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -340,7 +373,7 @@ func readLines(path string, max int) []string {
 	var out []string
 	sc := bufio.NewScanner(fh)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() && len(out) < max {
+	for len(out) < max && sc.Scan() {
 		out = append(out, sc.Text())
 	}
 	return out
@@ -382,4 +415,60 @@ func (p *Process) gilHolder() (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// pageSize is the unit of pageCache: no larger than any page size of the
+// supported architectures, so a cached unit is readable as a whole or
+// not at all.
+const pageSize = 4096
+
+// maxCachedPages bounds the memory a pageCache holds (16 MiB).
+const maxCachedPages = 4096
+
+// pageCache reads the target a page at a time and keeps what it read.
+// It is used for one snapshot (the threads paused, or one try of a
+// non-blocking read), during which the target's memory is taken as
+// unchanging. A page that cannot be read is remembered as such, and reads
+// that touch it go to the underlying reader, so errors are classified
+// there (fault, short read, process gone).
+type pageCache struct {
+	r     memory.Reader
+	pages map[uint64]*[pageSize]byte // nil: unreadable
+}
+
+func newPageCache(r memory.Reader) *pageCache {
+	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}}
+}
+
+// ReadAt implements memory.Reader.
+func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
+	if end := addr + uint64(len(p)); end < addr || len(p) > 64*pageSize {
+		return c.r.ReadAt(p, addr) // wrapping or large: not worth caching
+	}
+	n := 0
+	for n < len(p) {
+		a := addr + uint64(n)
+		base := a &^ (pageSize - 1)
+		pg, ok := c.pages[base]
+		if !ok {
+			if len(c.pages) >= maxCachedPages {
+				m, err := c.r.ReadAt(p[n:], a)
+				return n + m, err
+			}
+			pg = new([pageSize]byte)
+			if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
+				pg = nil
+			}
+			c.pages[base] = pg
+		}
+		if pg == nil {
+			m, err := c.r.ReadAt(p[n:], a)
+			if n > 0 && m == 0 && errors.Is(err, memory.ErrFault) {
+				err = fmt.Errorf("reading %#x: %w", a, memory.ErrShortRead)
+			}
+			return n + m, err
+		}
+		n += copy(p[n:], pg[a-base:])
+	}
+	return n, nil
 }

@@ -84,7 +84,11 @@ func Threads(r memory.Reader, l *layout.Layout, interp uint64, opt ThreadOptions
 		}
 	}
 	if !opt.SkipNames {
-		if names, err := ThreadNames(r, l, interp); err == nil {
+		want := make(map[uint64]bool, len(threads))
+		for _, t := range threads {
+			want[t.ThreadID] = true
+		}
+		if names, err := threadNames(r, l, interp, want); err == nil {
 			for i := range threads {
 				threads[i].Name = names[threads[i].ThreadID]
 			}
@@ -242,6 +246,13 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, tids []int) {
 // threading.Thread objects in threading._active of interp. It fails when
 // the threading module is not imported or cannot be read.
 func ThreadNames(r memory.Reader, l *layout.Layout, interp uint64) (map[uint64]string, error) {
+	return threadNames(r, l, interp, nil)
+}
+
+// threadNames is ThreadNames; when want is not nil, only the threads whose
+// idents it holds are looked up (one attribute lookup per thread listed,
+// not per entry of a possibly corrupt threading._active).
+func threadNames(r memory.Reader, l *layout.Layout, interp uint64, want map[uint64]bool) (map[uint64]string, error) {
 	modules, err := memory.NonNullPtr(r, interp+uint64(l.InterpModules))
 	if err != nil {
 		return nil, fmt.Errorf("reading sys.modules: %w", err)
@@ -269,7 +280,7 @@ func ThreadNames(r memory.Reader, l *layout.Layout, interp uint64) (map[uint64]s
 	names := map[uint64]string{}
 	for _, it := range items {
 		id, err := Int(r, l, it.Key)
-		if err != nil || !id.IsUint64() {
+		if err != nil || !id.IsUint64() || want != nil && !want[id.Uint64()] {
 			continue
 		}
 		n, err := AttrGet(r, l, it.Value, attr)

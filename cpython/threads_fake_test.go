@@ -21,6 +21,8 @@ type fakeProc struct {
 	// addresses
 	runtime, interp, dictType, gil uint64
 	dicts, threads                 [3]uint64
+	// used is how many bytes of buf the structures take.
+	used int
 }
 
 func (p *fakeProc) put(addr, v uint64) {
@@ -89,6 +91,7 @@ func newFakeProc(t testing.TB, major, minor int) *fakeProc {
 		p.put32(p.gil+uint64(l.GilLocked), 1)
 		p.put(p.gil+uint64(l.GilLastHolder), p.threads[1])
 	}
+	p.used = int(next - fakeBase)
 	return p
 }
 
@@ -217,33 +220,63 @@ func TestPthreadTIDs(t *testing.T) {
 
 // FuzzThreads feeds random memory to FindInterpreters and Threads: they
 // must neither panic nor loop forever.
+//
+// Inputs are kept small (the seeds hold only the fake interpreter, data
+// is cut at maxFuzzData): the fuzzing engine minimizes every input that
+// finds new coverage by removing bytes, which costs up to n² runs, and the
+// scans of FindInterpreters are bounded by the image's data size, which
+// here is the input's. Minimizing a 4 KiB input still takes up to
+// -fuzzminimizetime (60 s) per new input, shown as 0 execs/s: run it
+// with e.g. -fuzzminimizetime=2000x.
 func FuzzThreads(f *testing.F) {
 	for _, v := range [][2]int{{2, 7}, {3, 9}, {3, 12}} {
 		p := newFakeProc(f, v[0], v[1])
-		f.Add(byte(v[1]), p.buf[:8192])
+		f.Add(byte(v[1]), p.buf[:min(p.used, maxFuzzData)])
 	}
 	f.Add(byte(0), []byte{})
+	layouts := fuzzLayouts(f)
 	f.Fuzz(func(t *testing.T, minor byte, data []byte) {
-		if len(data) > 16<<10 {
-			data = data[:16<<10]
-		}
-		v := [][2]int{{2, 7}, {3, 6}, {3, 9}, {3, 11}, {3, 12}, {3, 13}}[int(minor)%6]
+		runThreadsFuzz(layouts, minor, data)
+	})
+}
+
+// maxFuzzData bounds the memory image of one FuzzThreads input.
+const maxFuzzData = 4 << 10
+
+// fuzzVersions are the layouts FuzzThreads picks from by its minor byte.
+var fuzzVersions = [][2]int{{2, 7}, {3, 6}, {3, 9}, {3, 11}, {3, 12}, {3, 13}}
+
+func fuzzLayouts(t testing.TB) []*layout.Layout {
+	var out []*layout.Layout
+	for _, v := range fuzzVersions {
 		l, err := layout.For(v[0], v[1])
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m memory.Fake
-		m.Map(fakeBase, data)
-		img := cpython.Image{
-			Major: v[0], Minor: v[1],
-			Symbol: func(string) (uint64, bool) { return fakeBase + 0x100, true },
-			Data:   [][2]uint64{{fakeBase, fakeBase + uint64(len(data))}},
-		}
-		interps, _ := cpython.FindInterpreters(&m, img, l)
-		interps = append(interps, fakeBase+0x100, fakeBase+uint64(len(data)/2)&^7)
-		for _, in := range interps {
-			cpython.Threads(&m, l, in, cpython.ThreadOptions{Image: &img, TIDs: []int{1, 2, 3}})
-			cpython.GILHolder(&m, img, l, in)
-		}
-	})
+		out = append(out, l)
+	}
+	return out
+}
+
+// runThreadsFuzz is one input of FuzzThreads (the decoders only read the
+// layouts).
+func runThreadsFuzz(layouts []*layout.Layout, minor byte, data []byte) {
+	if len(data) > maxFuzzData {
+		data = data[:maxFuzzData]
+	}
+	i := int(minor) % len(fuzzVersions)
+	v, l := fuzzVersions[i], layouts[i]
+	var m memory.Fake
+	m.Map(fakeBase, data)
+	img := cpython.Image{
+		Major: v[0], Minor: v[1],
+		Symbol: func(string) (uint64, bool) { return fakeBase + 0x100, true },
+		Data:   [][2]uint64{{fakeBase, fakeBase + uint64(len(data))}},
+	}
+	interps, _ := cpython.FindInterpreters(&m, img, l)
+	interps = append(interps, fakeBase+0x100, fakeBase+uint64(len(data)/2)&^7)
+	for _, in := range interps {
+		cpython.Threads(&m, l, in, cpython.ThreadOptions{Image: &img, TIDs: []int{1, 2, 3}})
+		cpython.GILHolder(&m, img, l, in)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/cpython/layout"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -754,4 +755,144 @@ func TestStacksThreadChurn(t *testing.T) {
 		t.Logf("%s: %d short-lived threads seen", label, short)
 		healthy(t, tg)
 	}
+}
+
+// TestStacksOneThreadUnreadable: a thread whose frame pointer is garbage
+// (the test has the target overwrite it) is listed with its error, the
+// other threads are complete, and the exit status is 0; once the pointer
+// is restored the target goes on unharmed.
+func TestStacksOneThreadUnreadable(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		l, err := layout.For(in.Major, in.Minor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := testenv.Start(t, in, testenv.Fixture(t, "stacks_broken.py"))
+		var tstate uint64
+		for _, line := range tg.Stdout() {
+			if strings.HasPrefix(line, "VICTIM tstate=") {
+				f := strings.Fields(line)
+				tstate, err = strconv.ParseUint(strings.TrimPrefix(f[1], "tstate=0x"), 16, 64)
+				if err != nil {
+					t.Fatalf("%q: %v", line, err)
+				}
+			}
+		}
+		if tstate == 0 {
+			t.Fatalf("no VICTIM line: %q", tg.Stdout())
+		}
+		peek := func(addr uint64) uint64 {
+			t.Helper()
+			tg.Send(fmt.Sprintf("peek %#x", addr))
+			v, err := strconv.ParseUint(strings.TrimPrefix(tg.WaitLine("PEEK ", 10*time.Second), "PEEK 0x"), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		poke := func(addr, v uint64) uint64 {
+			t.Helper()
+			tg.Send(fmt.Sprintf("poke %#x %#x", addr, v))
+			old, err := strconv.ParseUint(strings.TrimPrefix(tg.WaitLine("POKED ", 10*time.Second), "POKED 0x"), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return old
+		}
+		// The field holding the victim's top frame, as cpython.Threads
+		// reads it: current_frame (3.13+), cframe->current_frame
+		// (3.11, 3.12), frame (before).
+		var field uint64
+		switch {
+		case l.TstateCurrentFrame >= 0:
+			field = tstate + uint64(l.TstateCurrentFrame)
+		case l.CFrameCurrentFrame >= 0:
+			field = peek(tstate+uint64(l.TstateCframe)) + uint64(l.CFrameCurrentFrame)
+		default:
+			field = tstate + uint64(l.TstateFrame)
+		}
+		// The victim between recording its state and blocking: wait for
+		// it to be in victim_blocked.
+		inner := func(th *pyglass.ThreadStack) string {
+			if th == nil || len(th.Frames) == 0 {
+				return ""
+			}
+			return th.Frames[len(th.Frames)-1].Function
+		}
+		for try := 0; ; try++ {
+			d := stacksJSON(t, tg.PID)
+			v, _ := threadByName(d, "victim")
+			if inner(v) == "victim_blocked" && v.Error == "" {
+				break
+			}
+			if try == 50 {
+				t.Fatalf("victim never blocked: %+v", v)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if peek(field) == 0 {
+			t.Fatalf("victim's frame field at %#x is 0", field)
+		}
+		old := poke(field, 0x10)
+		restored := false
+		defer func() {
+			if !restored {
+				poke(field, old) // before the target is killed
+			}
+		}()
+		check := func(d *pyglass.StackDump, mode string) {
+			t.Helper()
+			v, _ := threadByName(d, "victim")
+			if v == nil || v.Error == "" || len(v.Frames) != 0 {
+				t.Fatalf("%s: victim %+v: want an error and no frames", mode, v)
+			}
+			for name, fn := range map[string]string{"MainThread": "serve_commands", "sleeper": "sleeper_wait"} {
+				th, _ := threadByName(d, name)
+				if th == nil || th.Error != "" || inner(th) != fn || th.Frames[0].Function != "<module>" && name == "MainThread" {
+					t.Fatalf("%s: thread %q %+v, want complete frames ending in %s", mode, name, th, fn)
+				}
+			}
+			if len(d.Threads) != 3 {
+				t.Fatalf("%s: %d threads, want 3", mode, len(d.Threads))
+			}
+		}
+		d := stacksJSON(t, tg.PID)
+		check(d, "paused")
+		v, _ := threadByName(d, "victim")
+		t.Logf("victim's error: %s", v.Error)
+		check(stacksJSON(t, tg.PID, "--nonblocking"), "nonblocking")
+		// The text shows the error under the thread's heading.
+		r := run(t, nil, "stacks", strconv.Itoa(tg.PID))
+		want(t, r, 0)
+		lines := strings.Split(r.Stdout, "\n")
+		found := false
+		for i, line := range lines {
+			if strings.HasPrefix(line, fmt.Sprintf("Thread %d \"victim\"", v.TID)) {
+				found = i+1 < len(lines) && lines[i+1] == "  <unreadable: "+v.Error+">"
+			}
+		}
+		if !found || !strings.Contains(r.Stdout, "in sleeper_wait") || !strings.Contains(r.Stdout, "in serve_commands") {
+			t.Fatalf("text output without the victim's error line, or incomplete:\n%s", r.Stdout)
+		}
+		// Restored, the victim reads again and runs on.
+		poke(field, old)
+		restored = true
+		d = stacksJSON(t, tg.PID)
+		if v, _ := threadByName(d, "victim"); v == nil || v.Error != "" || inner(v) != "victim_blocked" {
+			t.Fatalf("restored victim: %+v", v)
+		}
+		healthy(t, tg)
+		tg.Send("release")
+		tg.WaitLine("VICTIM DONE", 10*time.Second)
+		healthy(t, tg)
+		noTraces(t, tg)
+		tg.Send("quit")
+		deadline := time.Now().Add(10 * time.Second)
+		for done, err := tg.Exited(); !done || err != nil; done, err = tg.Exited() {
+			if done || time.Now().After(deadline) {
+				t.Fatalf("target after quit: exited %v (%v)", done, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 }
