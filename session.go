@@ -49,6 +49,7 @@ func (p *Process) symbols() inject.Symbols {
 		PyRunSimpleString:      sym("PyRun_SimpleString"),
 		PyThreadStartNewThread: sym("PyThread_start_new_thread"),
 		Munmap:                 p.py.Munmap,
+		ErrnoLocation:          p.py.ErrnoLocation,
 	}
 	if v := p.py.Version; v.Major == 2 || (v.Major == 3 && v.Minor < 7) {
 		s.PyEvalThreadsInitialized = sym("PyEval_ThreadsInitialized")

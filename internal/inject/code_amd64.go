@@ -110,6 +110,16 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	ca.code = base
 	a.emit(0x48, 0x8d, 0x1d) // lea rbx,[rip+rel32]
 	a.rel32To(data, 0)
+	// Save the thread's errno: the C calls below may change it, and the
+	// thread may be between a failing call and its read of errno.
+	a.loadQ(rax, dErrnoLoc) // mov rax,[rbx+dErrnoLoc]
+	a.testRax()
+	a.jcc(jz, "noerrno")
+	a.emit(0xff, 0xd0)       // call rax            __errno_location()
+	a.storeQ(rax, dErrnoPtr) // mov [rbx+dErrnoPtr],rax
+	a.emit(0x8b, 0x00)       // mov eax,[rax]
+	a.storeD(rax, dErrnoVal) // mov [rbx+dErrnoVal],eax
+	a.label("noerrno")
 	a.loadQ(rax, dThreadsInit) // mov rax,[rbx+dThreadsInit]
 	a.testRax()                // test rax,rax
 	a.jcc(jz, "normal")        // no legacy check: start the thread
@@ -158,6 +168,12 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	a.callM(dStart)          // PyThread_start_new_thread(stub, data)
 	a.storeQ(rax, dResult)   // mov [rbx+dResult],rax
 	a.label("marker")
+	a.loadQ(rcx, dErrnoPtr)  // mov rcx,[rbx+dErrnoPtr]
+	a.emit(0x48, 0x85, 0xc9) // test rcx,rcx
+	a.jcc(jz, "errnokept")
+	a.loadD(rax, dErrnoVal) // mov eax,[rbx+dErrnoVal]
+	a.emit(0x89, 0x01)      // mov [rcx],eax       errno restored
+	a.label("errnokept")
 	// Tell the tracer we are done, then wait for it (it interrupts us and
 	// restores the registers) in select(0,0,0,0,&1ms) at most 200 times.
 	// select returns ERESTARTNOHAND when interrupted and, unlike
@@ -377,3 +393,109 @@ func setSavedSPPC(r *ptrace.Regs) (sp, pc uint64) { return r.Rsp, r.Rip }
 func shadowStackEnabled(features string) bool { return containsWord(features, "shstk") }
 
 const gadgetAlign = 1 // a syscall instruction may start at any byte
+
+// ripRef emits a rel32 field addressing label (for instructions that end
+// right after their rel32 field).
+func (a *asm) ripRef(l string) {
+	a.fix = append(a.fix, fixup{at: len(a.b), end: len(a.b) + 4, label: l})
+	a.u32(0)
+}
+
+// genBoot assembles the cave bootstrap at addr for a scratch mapping of
+// size bytes whose first page (of page bytes) is code and whose second is
+// the data page. final is the register set the thread is restored to.
+func genBoot(addr, size, page uint64, final *ptrace.Regs) (bootCode, error) {
+	a := newAsm(addr)
+	var bc bootCode
+	bc.entry = a.pc()
+	// mmap(0, size, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
+	a.emit(0x31, 0xff) // xor edi,edi
+	a.emit(0xbe)       // mov esi,size
+	a.u32(uint32(size))
+	a.emit(0xba, 3, 0, 0, 0)                         // mov edx,3
+	a.emit(0x41, 0xba, 0x22, 0, 0, 0)                // mov r10d,0x22
+	a.emit(0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff) // mov r8,-1
+	a.emit(0x45, 0x31, 0xc9)                         // xor r9d,r9d
+	a.emit(0xb8)                                     // mov eax,9
+	a.u32(sysMmap)
+	a.emit(0x0f, 0x05) // syscall
+	bc.mmapPC = a.pc()
+	a.emit(0x48, 0x3d) // cmp rax,-4095
+	a.u32(uint32(0xfffff001))
+	a.jcc(0x83, "restore")   // jae restore (an error code)
+	a.emit(0x48, 0x89, 0xc3) // mov rbx,rax
+	// mprotect(rbx, page, PROT_READ|PROT_EXEC)
+	a.emit(0x48, 0x89, 0xdf) // mov rdi,rbx
+	a.emit(0xbe)             // mov esi,page
+	a.u32(uint32(page))
+	a.emit(0xba, 5, 0, 0, 0) // mov edx,5
+	a.emit(0xb8)             // mov eax,10
+	a.u32(sysMprotect)
+	a.emit(0x0f, 0x05) // syscall
+	bc.mprotectPC = a.pc()
+	a.testRax()
+	a.jcc(jnz, "unmap")
+	a.emit(0x41, 0xbc) // mov r12d,200
+	a.u32(200)
+	a.label("wait")
+	a.loadD(rax, uint32(page+dGo)) // mov eax,[rbx+page+dGo]
+	a.emit(0x83, 0xf8, 0x01)       // cmp eax,1
+	a.jcc(jz, "go")
+	a.testEax()
+	a.jcc(jnz, "unmap")            // 2: the tracer aborted
+	a.emit(0x48, 0xc7, rbxDisp(0)) // mov qword [rbx+page+dTv],0
+	a.u32(uint32(page + dTv))
+	a.u32(0)
+	a.emit(0x48, 0xc7, rbxDisp(0)) // mov qword [rbx+page+dTv+8],1000
+	a.u32(uint32(page + dTv + 8))
+	a.u32(1000)
+	a.emit(0x31, 0xff)             // xor edi,edi
+	a.emit(0x31, 0xf6)             // xor esi,esi
+	a.emit(0x31, 0xd2)             // xor edx,edx
+	a.emit(0x45, 0x31, 0xd2)       // xor r10d,r10d
+	a.emit(0x4c, 0x8d, rbxDisp(0)) // lea r8,[rbx+page+dTv]
+	a.u32(uint32(page + dTv))
+	a.emit(0xb8) // mov eax,23 (select)
+	a.u32(sysSelect)
+	a.emit(0x0f, 0x05)       // syscall
+	a.emit(0x41, 0xff, 0xcc) // dec r12d
+	a.jcc(jnz, "wait")
+	a.label("unmap")
+	a.emit(0x48, 0x89, 0xdf) // mov rdi,rbx
+	a.emit(0xbe)             // mov esi,size
+	a.u32(uint32(size))
+	a.emit(0xb8) // mov eax,11
+	a.u32(sysMunmap)
+	a.emit(0x0f, 0x05) // syscall
+	a.label("restore")
+	a.emit(0x48, 0x8d, 0x25) // lea rsp,[rip+saved]
+	a.ripRef("saved")
+	a.emit(0x58, 0x5b, 0x59, 0x5a, 0x5e, 0x5f, 0x5d) // pop rax,rbx,rcx,rdx,rsi,rdi,rbp
+	for r := byte(0); r < 8; r++ {
+		a.emit(0x41, 0x58+r) // pop r8..r15
+	}
+	a.emit(0x9d)             // popfq
+	a.emit(0x48, 0x8b, 0x25) // mov rsp,[rip+savedSP]
+	a.ripRef("savedSP")
+	a.emit(0xff, 0x25) // jmp [rip+savedPC]
+	a.ripRef("savedPC")
+	a.label("go")
+	a.emit(0xff, 0xe3) // jmp rbx: the chain, at the start of the code page
+	for len(a.b)%8 != 0 {
+		a.emit(0xcc)
+	}
+	a.label("saved")
+	a.emit(savedBlock(final)...)
+	sp, pc := setSavedSPPC(final)
+	a.label("savedSP")
+	a.b = binary.LittleEndian.AppendUint64(a.b, sp)
+	a.label("savedPC")
+	a.b = binary.LittleEndian.AppendUint64(a.b, pc)
+	a.emit(caveMagic...)
+	if size > 1<<31 || page+dSaved > 1<<31 {
+		return bc, fmt.Errorf("scratch mapping of %d bytes too large", size)
+	}
+	b, err := a.finish()
+	bc.code = b
+	return bc, err
+}

@@ -128,6 +128,14 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	// ---- chain: sp 16-byte aligned, never returns.
 	ca.chain = a.pc()
 	a.adr(x19, data)
+	// Save the thread's errno (the C calls below may change it).
+	a.ldrX(x16, x19, dErrnoLoc)
+	a.cbz(x16, "noerrno")
+	a.blr(x16) // __errno_location()
+	a.strX(x0, x19, dErrnoPtr)
+	a.ldrW(x16, x0, 0)
+	a.strW(x16, x19, dErrnoVal)
+	a.label("noerrno")
 	a.ldrX(x16, x19, dThreadsInit)
 	a.cbz(x16, "normal")
 	a.blr(x16) // PyEval_ThreadsInitialized()
@@ -168,6 +176,11 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	a.call(dStart) // PyThread_start_new_thread(stub, data)
 	a.strX(x0, x19, dResult)
 	a.label("marker")
+	a.ldrX(x16, x19, dErrnoPtr)
+	a.cbz(x16, "errnokept")
+	a.ldrW(x17, x19, dErrnoVal)
+	a.strW(x17, x16, 0) // errno restored
+	a.label("errnokept")
 	// ready = 1, then wait for the tracer: pselect6(0,0,0,0,&1ms,0) at
 	// most 200 times (ERESTARTNOHAND when interrupted; restart_block kept).
 	a.movz(x16, 1)
@@ -337,3 +350,101 @@ func setSavedSPPC(r *ptrace.Regs) (sp, pc uint64) { return r.Sp, r.Pc }
 func shadowStackEnabled(string) bool { return false }
 
 const gadgetAlign = 4
+
+const x21 = 21
+
+// mov32 loads a 32-bit constant into xd (movz + movk).
+func (a *asm) mov32(rd uint32, v uint64) {
+	a.movz(rd, uint32(v&0xffff))
+	a.movk16(rd, uint32(v>>16&0xffff))
+}
+
+// genBoot assembles the cave bootstrap at addr (see bootCode); same
+// structure as the amd64 version. x19 holds the scratch mapping, x21 its
+// data page.
+func genBoot(addr, size, page uint64, final *ptrace.Regs) (bootCode, error) {
+	if size >= 1<<32 || page>>12 >= 1<<12 || page&0xfff != 0 {
+		return bootCode{}, fmt.Errorf("scratch mapping of %d bytes (page %d) not supported", size, page)
+	}
+	build := func(savedAt uint64) (*asm, bootCode) {
+		a := newAsm(addr)
+		var bc bootCode
+		bc.entry = a.pc()
+		a.movz(x0, 0)
+		a.mov32(x1, size)
+		a.movz(x2, 3)         // PROT_READ|PROT_WRITE
+		a.movz(x3, 0x22)      // MAP_PRIVATE|MAP_ANONYMOUS
+		a.op(0x92800000 | x4) // movn x4,#0 (fd -1)
+		a.movz(x5, 0)
+		a.movz(x8, sysMmap)
+		a.svc()
+		bc.mmapPC = a.pc()
+		a.op(0xb13ffc1f)              // cmn x0,#4095
+		a.br19(0x54000002, "restore") // b.hs restore (an error code)
+		a.mov(x19, x0)
+		a.mov32(x1, page)
+		a.movz(x2, 5) // PROT_READ|PROT_EXEC
+		a.movz(x8, sysMprotect)
+		a.svc()
+		bc.mprotectPC = a.pc()
+		a.cbnz(x0, "unmap")
+		a.op(0x91400000 | uint32(page>>12)<<10 | x19<<5 | x21) // add x21,x19,#page
+		a.movz(x20, 200)
+		a.label("wait")
+		a.ldrW(x16, x21, dGo)
+		a.op(0x7100061f)         // cmp w16,#1
+		a.br19(0x54000000, "go") // b.eq go
+		a.cbnzW(x16, "unmap")    // 2: the tracer aborted
+		a.strX(xzr, x21, dTv)
+		a.movz(x16, 1000000&0xffff)
+		a.movk16(x16, 1000000>>16)
+		a.strX(x16, x21, dTv+8)
+		a.movz(x0, 0)
+		a.movz(x1, 0)
+		a.movz(x2, 0)
+		a.movz(x3, 0)
+		a.addImm(x4, x21, dTv)
+		a.movz(x5, 0)
+		a.movz(x8, sysPselect6)
+		a.svc()
+		a.op(0x71000694) // subs w20,w20,#1
+		a.bne("wait")
+		a.label("unmap")
+		a.mov(x0, x19)
+		a.mov32(x1, size)
+		a.movz(x8, sysMunmap)
+		a.svc()
+		a.label("restore")
+		a.adr(x16, savedAt)
+		a.ldrX(x17, x16, 31*8) // sp
+		a.op(0x9100023f)       // mov sp,x17
+		a.ldrX(x17, x16, 33*8) // pstate
+		a.op(0xd51b4200 | x17) // msr nzcv,x17
+		for r := uint32(0); r < 16; r += 2 {
+			a.op(0xa9400000 | (r)<<15 | (r+1)<<10 | x16<<5 | r) // ldp xr,xr+1,[x16,#8r]
+		}
+		a.ldrX(x17, x16, 17*8)
+		for r := uint32(18); r < 30; r += 2 {
+			a.op(0xa9400000 | (r)<<15 | (r+1)<<10 | x16<<5 | r)
+		}
+		a.ldrX(30, x16, 30*8)
+		a.ldrX(x16, x16, 32*8) // pc
+		a.br(x16)
+		a.label("go")
+		a.br(x19) // the chain, at the start of the code page
+		if len(a.w)%2 != 0 {
+			a.op(0xd503201f) // nop: the register block is 8-aligned
+		}
+		return a, bc
+	}
+	a, _ := build(addr)
+	savedAt := a.pc()
+	a, bc := build(savedAt)
+	b, err := a.finish()
+	if err != nil {
+		return bc, err
+	}
+	b = append(b, savedBlock(final)...)
+	bc.code = append(b, caveMagic...)
+	return bc, nil
+}

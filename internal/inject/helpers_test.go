@@ -138,7 +138,7 @@ func resolve(t *testing.T, pid int) Symbols {
 			if i := strings.IndexByte(name, '@'); i >= 0 {
 				name = name[:i]
 			}
-			if isC && name != "munmap" {
+			if isC && name != "munmap" && name != "__errno_location" {
 				continue
 			}
 			if _, dup := syms[name]; !dup {
@@ -161,6 +161,7 @@ func resolve(t *testing.T, pid int) Symbols {
 		PyAddPendingCall:             syms["Py_AddPendingCall"],
 		PyThreadStateCurrent:         syms["_PyThreadState_Current"],
 		Munmap:                       syms["munmap"],
+		ErrnoLocation:                syms["__errno_location"],
 		InterpreterText:              text,
 	}
 	if s.PyThreadStartNewThread == 0 || s.PyRunSimpleString == 0 || s.Munmap == 0 {

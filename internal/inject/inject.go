@@ -2,16 +2,25 @@
 // borrowing one of its threads with ptrace just long enough to start a new
 // native thread there, which then takes the GIL and runs the source.
 //
-// The borrowed thread is held for about a millisecond: it executes an mmap
-// and an mprotect (through a syscall instruction that already exists in
-// the target), then a short chain of machine code that calls
-// PyThread_start_new_thread(stub, data) and ends with a marker syscall
-// (getpid) where the tracer restores the thread's registers and detaches.
-// If pyglass dies while the thread runs that chain, the code after the
-// marker restores the registers and flags itself and jumps back, so the
-// target survives. The new thread runs PyGILState_Ensure,
-// PyRun_SimpleString, PyGILState_Release and then tail-calls libc's munmap
-// on the scratch mapping.
+// The borrowed thread is held for well under a millisecond. While it is
+// stopped with its own registers, a bootstrap is written into a code cave
+// (the unused tail of an executable file mapping past its ELF segment, see
+// cave.go); only then are its registers changed, to run the bootstrap,
+// which maps the scratch memory, makes its code page executable and jumps
+// to a short chain that calls PyThread_start_new_thread(stub, data) and
+// ends with a marker (ready word, then select(1 ms) loops) where the tracer
+// restores the thread's registers and detaches. The tracer writes the code
+// and data pages between the bootstrap's mmap and mprotect. If pyglass
+// dies at any point after the registers were changed, the bootstrap (which
+// gives up and unmaps when the data is not marked complete within 200 ms)
+// or the chain restores the registers and flags itself and jumps back, so
+// the target never runs with borrowed registers. The chain also saves and
+// restores the thread's errno around its C calls. The new thread runs
+// PyGILState_Ensure, PyRun_SimpleString, PyGILState_Release and then
+// tail-calls libc's munmap on the scratch mapping. When no cave is found
+// the older setup is used (mmap/mprotect executed through an existing
+// syscall instruction with borrowed registers, not safe against a SIGKILL
+// of pyglass), and Result.Why says so.
 //
 // Python 2.7 and 3.6 programs that never started a thread have no GIL yet;
 // the chain then initialises threads on the main thread (when it is
@@ -48,6 +57,9 @@ type Symbols struct {
 
 	// Munmap is libc's munmap; when 0 the scratch mapping is left behind.
 	Munmap uint64
+	// ErrnoLocation is libc's __errno_location; when set, the chain saves
+	// the borrowed thread's errno before its C calls and restores it.
+	ErrnoLocation uint64
 
 	// InterpreterText lists [start,end) of the executable mappings of the
 	// python executable and libpython. A thread not blocked in a syscall
@@ -105,10 +117,16 @@ var (
 
 const maxSource = 4 << 20
 
-// testHookAbandon, when set by a test and returning true, makes the
-// tracer let go of the thread as soon as it enters the chain, as if
-// pyglass had been killed.
-var testHookAbandon func() bool
+// testHookAbandon, when set by a test and returning true for a step, makes
+// the tracer let go of the thread at that step (detach without restoring
+// anything), as if pyglass had been killed there. Steps: "boot" (registers
+// just set to the cave bootstrap), "mmap-entry", "mmap-exit",
+// "written" (code and data written, go not yet set), "go",
+// "mprotect-entry", "mprotect-exit", "chain" (about to resume in the chain).
+var testHookAbandon func(pid int, step string) bool
+
+// testHookNoCave makes StartThread behave as if no code cave existed.
+var testHookNoCave bool
 
 // StartThread runs src (Python source, UTF-8, no NUL) on a new thread
 // inside pid. It returns once the thread has been created and the borrowed
@@ -158,6 +176,15 @@ type job struct {
 	ca       codeAddrs
 	inChain  bool // the thread runs the chain (it can restore itself)
 	released bool
+
+	page      uint64
+	cave      *cave       // nil: legacy setup through the gadget
+	inBoot    bool        // the thread runs the cave bootstrap (it can restore itself)
+	caveDirty bool        // the bootstrap is in the cave
+	caveFree  bool        // the thread is known to be out of the cave for good
+	stopped   bool        // the thread is in a ptrace stop
+	goSet     bool        // dGo = 1 written
+	avoid     [][2]uint64 // code of earlier injections (pyglassCode)
 }
 
 func (j *job) logf(format string, args ...any) {
@@ -206,9 +233,29 @@ func (j *job) run() (Result, error) {
 	}
 	j.mem = ptrace.NewMem(j.pid)
 	defer j.mem.Close()
+	j.page = uint64(os.Getpagesize())
+	j.size = j.page + (dSrcText+uint64(len(j.src))+1+j.page-1)/j.page*j.page
+	var err error
+	if !testHookNoCave {
+		// The cave does not depend on the thread: look for it before one
+		// is held.
+		var zero ptrace.Regs
+		var bc bootCode
+		bc, err = genBoot(0, j.size, j.page, &zero)
+		if err != nil {
+			return j.res, err
+		}
+		if j.cave, err = findCave(j.mem, j.pid, uint64(len(bc.code))+8, j.syms.InterpreterText, j.page); err != nil {
+			return j.res, err
+		}
+	}
+	defer j.restoreCave()
+	if j.avoid, err = pyglassCode(j.mem, j.pid, j.page); err != nil {
+		return j.res, err
+	}
 	tr := ptrace.NewTracer()
 	defer tr.Close()
-	err := tr.Do(func() error {
+	err = tr.Do(func() error {
 		if err := j.pick(); err != nil {
 			return err
 		}
@@ -351,7 +398,9 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 	}
 	regs := &saved.Regs
 	accept, why := false, ""
-	if nr, ok := inSyscall(regs, j.mem); ok {
+	if j.inPyglassCode(regs.PC()) {
+		why = fmt.Sprintf("stopped at %#x, in the code of an earlier injection restoring itself", regs.PC())
+	} else if nr, ok := inSyscall(regs, j.mem); ok {
 		if name, bad := forbiddenSyscalls[nr]; bad {
 			why = "stopped in " + name
 		} else if name, bad := eintrSyscalls[nr]; bad && j.opt.AvoidEINTR {
@@ -376,6 +425,15 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 	return true, "", nil
 }
 
+func (j *job) inPyglassCode(pc uint64) bool {
+	for _, r := range j.avoid {
+		if pc >= r[0] && pc < r[1] {
+			return true
+		}
+	}
+	return false
+}
+
 func (j *job) inInterpreter(pc uint64) bool {
 	for _, r := range j.syms.InterpreterText {
 		if pc >= r[0] && pc < r[1] {
@@ -390,7 +448,7 @@ func (j *job) inInterpreter(pc uint64) bool {
 // awaitReady resumes the thread in the chain and polls the ready word,
 // holding signals that arrive meanwhile.
 func (j *job) awaitReady() error {
-	j.touched = true
+	j.touched, j.stopped = true, false
 	if err := ptrace.Cont(j.tid, 0); err != nil {
 		return j.gone(err)
 	}
@@ -461,6 +519,7 @@ func (j *job) stopInChain() error {
 			}
 			continue
 		}
+		j.stopped = true
 		r, err := ptrace.GetRegs(j.tid)
 		if err != nil {
 			return j.gone(err)
@@ -469,6 +528,7 @@ func (j *job) stopInChain() error {
 		if pc := r.PC(); pc < j.ca.code || pc >= j.ca.codeEnd {
 			j.logf("thread %d had restored itself (pc %#x)", j.tid, pc)
 			j.res.Leaked = true
+			j.caveFree = true
 			j.released = true
 			err := ptrace.Detach(j.tid, 0)
 			j.resend()
@@ -485,6 +545,7 @@ func (j *job) stopInChain() error {
 func (j *job) toSyscallStop(deadline time.Time, abort func() bool) error {
 	j.touched = true
 	for i := 0; i < 10000; i++ {
+		j.stopped = false
 		if err := ptrace.ContSyscall(j.tid, 0); err != nil {
 			return j.gone(err)
 		}
@@ -492,6 +553,7 @@ func (j *job) toSyscallStop(deadline time.Time, abort func() bool) error {
 		if err != nil {
 			return err
 		}
+		j.stopped = st.Kind != ptrace.StopExited
 		switch st.Kind {
 		case ptrace.StopSyscall:
 			return nil
@@ -558,11 +620,19 @@ func (j *job) findGadget() error {
 }
 
 func (j *job) hijack() error {
+	if j.cave != nil {
+		j.res.Why += fmt.Sprintf("; set up from a code cave at %#x (%s)", j.cave.addr, j.cave.file)
+		if err := j.hijackCave(); err != nil || j.released {
+			return err
+		}
+		return j.runChain()
+	}
+	j.res.Why += "; no code cave large enough: set up by raw syscalls on the thread (not safe if pyglass is killed meanwhile)"
+	j.logf("no code cave found: setting up through a syscall instruction")
 	if err := j.findGadget(); err != nil {
 		return err
 	}
-	page := uint64(os.Getpagesize())
-	size := page + (dSrcText+uint64(len(j.src))+1+page-1)/page*page
+	page, size := j.page, j.size
 	addr, err := j.rsys(sysMmap, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
 		return fmt.Errorf("mapping scratch memory: %w", err)
@@ -596,22 +666,24 @@ func (j *job) hijack() error {
 		return fmt.Errorf("making scratch code executable: %w", err)
 	}
 
-	// Run the chain with PTRACE_CONT (no stop at the syscalls of
-	// pthread_create) until it reports ready, then stop it.
 	if err := ptrace.SetRegs(j.tid, callRegs(j.saved.Regs, ca.chain)); err != nil {
 		return j.gone(err)
 	}
 	j.inChain = true
-	if testHookAbandon != nil && testHookAbandon() {
-		// Tests: behave as if pyglass died now (detach without restoring).
-		ptrace.Detach(j.tid, 0)
-		j.released, j.res.Leaked = true, true
-		j.res.Held = time.Since(j.heldAt)
+	return j.runChain()
+}
+
+// runChain lets the thread (sent into the chain) run it with PTRACE_CONT
+// (no stop at the syscalls of pthread_create) until it reports ready,
+// then stops it and reads the result.
+func (j *job) runChain() error {
+	if j.abandon("chain") {
 		return nil
 	}
 	if err := j.awaitReady(); err != nil {
 		return fmt.Errorf("running the call: %w", err)
 	}
+	j.caveFree = true // the chain is in the scratch page, the cave is behind
 	if err := j.stopInChain(); err != nil {
 		return fmt.Errorf("taking the thread back: %w", err)
 	}
@@ -671,6 +743,7 @@ func (j *job) dataPage(final ptrace.Regs) []byte {
 	put(dAddPending, s.PyAddPendingCall)
 	put(dCurrentAddr, s.PyThreadStateCurrent)
 	put(dMunmap, s.Munmap)
+	put(dErrnoLoc, s.ErrnoLocation)
 	put(dBase, j.base)
 	put(dLen, j.size)
 	put(dStub, j.ca.stub)
@@ -697,23 +770,21 @@ func (j *job) release() error {
 	j.released = true
 	defer func() { j.res.Held = time.Since(j.heldAt) }()
 	tid := j.tid
-	if j.inChain {
-		// The thread runs (or is stopped inside) the chain, e.g. after a
-		// timeout or cancellation: it can finish and restore itself.
-		// Stop it, detach it unchanged, and let it go.
-		if err := ptrace.Interrupt(tid); err == nil {
-			for i := 0; i < 100; i++ {
-				st, err := ptrace.WaitUntil(tid, time.Now().Add(10*time.Second), nil)
-				if err != nil || st.Kind == ptrace.StopExited {
-					break
-				}
-				if st.Kind == ptrace.StopSignal {
-					j.sigs = append(j.sigs, st.Sig)
-					ptrace.Cont(tid, 0)
-					continue
-				}
-				break
+	if j.inChain || j.inBoot {
+		// The thread runs (or is stopped inside) the chain or the cave
+		// bootstrap, e.g. after a timeout, a cancellation or a failed
+		// write: it can finish and restore itself. Tell a bootstrap not
+		// to wait, stop the thread if it runs, detach it unchanged, and
+		// let it go.
+		if j.inBoot && j.data != 0 && !j.goSet {
+			var two [4]byte
+			binary.LittleEndian.PutUint32(two[:], 2)
+			if err := j.mem.WriteAt(two[:], j.data+dGo); err != nil {
+				j.logf("aborting the bootstrap: %v", err)
 			}
+		}
+		if !j.stopped {
+			j.stopQuietly()
 		}
 		err := ptrace.Detach(tid, 0)
 		j.resend()
@@ -723,6 +794,13 @@ func (j *job) release() error {
 	}
 	var first error
 	if j.touched {
+		if j.base != 0 && j.gadget == 0 {
+			// Cave setup and the chain failed: no raw syscall is run on
+			// the thread with changed registers, so the mapping stays.
+			j.logf("scratch mapping at %#x left in the target", j.base)
+			j.res.Leaked = true
+			j.base, j.data = 0, 0
+		}
 		if j.base != 0 {
 			if r, err := j.rsys(sysMunmap, j.base, j.size); err != nil || r != 0 {
 				j.logf("unmapping scratch memory: %v (result %d)", err, int64(r))
@@ -734,6 +812,8 @@ func (j *job) release() error {
 		st.Regs = restoredRegs(j.saved.Regs)
 		if err := ptrace.SetState(tid, &st); err != nil {
 			first = fmt.Errorf("restoring thread %d: %w", tid, err)
+		} else {
+			j.caveFree = true
 		}
 		if j.data != 0 && !j.res.Leaked {
 			var one [4]byte
@@ -766,4 +846,160 @@ func containsWord(s, w string) bool {
 		}
 	}
 	return false
+}
+
+// hijackCave sets the thread up through the cave bootstrap: it is written
+// while the thread is stopped with its own registers, and from the first
+// instruction the thread runs with changed registers it can restore itself
+// (see bootCode). The tracer watches the bootstrap's mmap and mprotect at
+// their syscall stops, writes the code and data pages in between and sets
+// the go word.
+func (j *job) hijackCave() error {
+	final := restoredRegs(j.saved.Regs)
+	bc, err := genBoot(j.cave.addr, j.size, j.page, &final)
+	if err != nil {
+		return err
+	}
+	bc.code = binary.LittleEndian.AppendUint64(bc.code, bootStamp())
+	if uint64(len(bc.code)) > j.cave.size {
+		return fmt.Errorf("bootstrap is %d bytes, cave %d", len(bc.code), j.cave.size)
+	}
+	j.caveDirty = true
+	if err := j.mem.WriteAt(bc.code, j.cave.addr); err != nil {
+		j.caveFree = true // the thread never went there
+		return fmt.Errorf("writing the bootstrap: %w", err)
+	}
+	if err := ptrace.SetRegs(j.tid, callRegs(j.saved.Regs, bc.entry)); err != nil {
+		j.caveFree = true
+		return j.gone(err)
+	}
+	j.touched, j.inBoot = true, true
+	if j.abandon("boot") {
+		return nil
+	}
+	addr, err := j.bootSyscall(bc.mmapPC, "mmap")
+	if err != nil || j.released {
+		return err
+	}
+	if int64(addr) < 0 && int64(addr) > -4096 {
+		// The bootstrap would restore the thread; we do it (release).
+		j.inBoot = false
+		return fmt.Errorf("mapping scratch memory in the target: %v", syscall.Errno(-int64(addr)))
+	}
+	j.base, j.data = addr, addr+j.page
+	j.res.Scratch, j.res.Len = addr, j.size
+	code, ca, err := genCode(j.base, j.data)
+	if err != nil {
+		return err
+	}
+	if uint64(len(code)) > j.page {
+		return fmt.Errorf("machine code is %d bytes, more than a page", len(code))
+	}
+	j.ca = ca
+	if err := j.mem.WriteAt(code, j.base); err != nil {
+		return err
+	}
+	if err := j.mem.WriteAt(j.dataPage(final), j.data); err != nil {
+		return err
+	}
+	if j.abandon("written") {
+		return nil
+	}
+	var one [4]byte
+	binary.LittleEndian.PutUint32(one[:], 1)
+	if err := j.mem.WriteAt(one[:], j.data+dGo); err != nil {
+		return err
+	}
+	j.goSet = true
+	if j.abandon("go") {
+		return nil
+	}
+	r, err := j.bootSyscall(bc.mprotectPC, "mprotect")
+	if err != nil || j.released {
+		return err
+	}
+	if r != 0 {
+		// The bootstrap unmaps the memory and restores the thread.
+		j.base, j.data = 0, 0
+		return fmt.Errorf("making scratch code executable: %v", syscall.Errno(-int64(r)))
+	}
+	j.inBoot, j.inChain = false, true
+	return nil
+}
+
+// bootSyscall lets the bootstrap run to the entry and exit stops of its
+// next syscall, which must be at pc, and returns its result.
+func (j *job) bootSyscall(pc uint64, name string) (uint64, error) {
+	hard := time.Now().Add(5 * time.Second) // mmap/mprotect do not block
+	for _, step := range []string{"-entry", "-exit"} {
+		if err := j.toSyscallStop(hard, nil); err != nil {
+			return 0, fmt.Errorf("bootstrap %s: %w", name, err)
+		}
+		got, err := ptrace.GetRegs(j.tid)
+		if err != nil {
+			return 0, j.gone(err)
+		}
+		if got.PC() != pc {
+			return 0, fmt.Errorf("bootstrap %s: thread stopped at %#x, not at %#x", name, got.PC(), pc)
+		}
+		if j.abandon(name + step) {
+			return 0, nil
+		}
+		if step == "-exit" {
+			return syscallResult(&got), nil
+		}
+	}
+	panic("unreachable")
+}
+
+// abandon is the test hook: it detaches the (stopped) thread without
+// restoring anything, as if pyglass had been killed at step.
+func (j *job) abandon(step string) bool {
+	if testHookAbandon == nil || !testHookAbandon(j.pid, step) {
+		return false
+	}
+	ptrace.Detach(j.tid, 0)
+	j.released, j.res.Leaked = true, true
+	j.res.Held = time.Since(j.heldAt)
+	j.logf("test: abandoned thread %d at step %s", j.tid, step)
+	return true
+}
+
+// stopQuietly interrupts the running thread and waits for the stop,
+// holding signals that arrive meanwhile.
+func (j *job) stopQuietly() {
+	if err := ptrace.Interrupt(j.tid); err != nil {
+		return
+	}
+	for i := 0; i < 100; i++ {
+		st, err := ptrace.WaitUntil(j.tid, time.Now().Add(10*time.Second), nil)
+		if err != nil || st.Kind == ptrace.StopExited {
+			return
+		}
+		if st.Kind == ptrace.StopSignal {
+			j.sigs = append(j.sigs, st.Sig)
+			ptrace.Cont(j.tid, 0)
+			continue
+		}
+		j.stopped = true
+		return
+	}
+}
+
+// restoreCave puts the original bytes back into the cave once the thread
+// is known to be out of it; otherwise the bootstrap stays (it ends with
+// caveMagic, so that cave is not used again).
+func (j *job) restoreCave() {
+	if j.cave == nil || !j.caveDirty {
+		return
+	}
+	if !j.caveFree {
+		j.logf("code cave at %#x left modified (the thread may still run there)", j.cave.addr)
+		return
+	}
+	if err := j.mem.WriteAt(j.cave.orig, j.cave.addr); err != nil {
+		j.logf("restoring code cave at %#x: %v", j.cave.addr, err)
+		return
+	}
+	j.caveDirty = false
 }

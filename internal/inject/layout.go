@@ -1,6 +1,7 @@
 package inject
 
-// The scratch mapping pyglass creates in the target:
+// The scratch mapping pyglass creates in the target (mapped by the cave
+// bootstrap, or through a syscall gadget when there is no cave):
 //
 //	base            code page (RX after setup): chain, wait loop,
 //	                untraced restore path, thread stub, pending-call stub
@@ -37,6 +38,10 @@ const (
 	dReady       = 196 // u32: 1 once the chain is done and waits for the tracer
 	dTimespec    = 200 // struct timespec {0, 1ms} for the stub's wait
 	dTv          = 216 // struct timeval/timespec for the chain's wait (rewritten each time)
+	dGo          = 232 // u32 read by the cave bootstrap: 1 = code and data written, jump to the chain; 2 = abort
+	dErrnoVal    = 236 // u32: the borrowed thread's errno, saved by the chain
+	dErrnoLoc    = 240 // __errno_location, 0 = errno not saved
+	dErrnoPtr    = 248 // address of the borrowed thread's errno (set by the chain)
 	dSaved       = 256 // registers for the untraced restore path (arch layout)
 	dSavedSP     = 640 // original stack pointer
 	dSavedPC     = 648 // original program counter
@@ -69,4 +74,17 @@ type codeAddrs struct {
 	codeEnd uint64
 	stub    uint64 // new thread entry: stub(data)
 	pending uint64 // pending call: pending(data) int
+}
+
+// bootCode is the bootstrap written to a code cave (see cave.go): it maps
+// the scratch memory (RW), makes its first page RX, waits for the dGo word
+// of the data page and jumps to the chain; on any failure, or when dGo
+// stays 0 for about 200 ms (the tracer vanished), it unmaps the scratch
+// memory and restores the thread from the register block stored in the
+// cave itself.
+type bootCode struct {
+	code       []byte // ends with the saved registers and caveMagic
+	entry      uint64 // where the borrowed thread is sent
+	mmapPC     uint64 // PC reported at the stops of the mmap syscall
+	mprotectPC uint64 // PC reported at the stops of the mprotect syscall
 }

@@ -178,7 +178,7 @@ func TestSelfRestore(t *testing.T) {
 			t.Run(v+"/"+mode, func(t *testing.T) {
 				tg := startTarget(t, py, mode)
 				syms := resolve(t, tg.pid)
-				testHookAbandon = func() bool { return true }
+				testHookAbandon = func(_ int, step string) bool { return step == "chain" }
 				defer func() { testHookAbandon = nil }()
 				for i := 0; i < 3; i++ {
 					path := filepath.Join(t.TempDir(), "marker")

@@ -53,6 +53,8 @@ type Python struct {
 	// Munmap is the address of libc's munmap, or 0 when no libc is mapped
 	// (static programs).
 	Munmap uint64
+	// ErrnoLocation is the address of libc's __errno_location, or 0.
+	ErrnoLocation uint64
 	// Libc is the path of the mapped C library, as the target sees it.
 	Libc string
 
@@ -340,8 +342,9 @@ func findMunmap(p procfs.Proc, py *Python, files []*mappedFile) error {
 			fh.Close()
 			return fmt.Errorf("reading C library %s: %w", f.path, err)
 		}
-		// Symbols are read on demand: look munmap up before closing.
+		// Symbols are read on demand: look them up before closing.
 		s, ok := e.LookupDynamic("munmap")
+		el, elok := e.LookupDynamic("__errno_location")
 		fh.Close()
 		if !ok {
 			continue
@@ -351,6 +354,9 @@ func findMunmap(p procfs.Proc, py *Python, files []*mappedFile) error {
 			return err
 		}
 		py.Munmap = s.Value + bias
+		if elok {
+			py.ErrnoLocation = el.Value + bias
+		}
 		py.Libc = f.path
 		return nil
 	}

@@ -1,0 +1,163 @@
+package inject
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// abandonSteps are the points where a test lets go of the borrowed
+// thread, as if pyglass were SIGKILLed there; from "go" on the chain runs
+// (the marker appears), before it the bootstrap gives up and restores.
+var abandonSteps = []string{"boot", "mmap-entry", "mmap-exit", "written", "go", "mprotect-entry", "mprotect-exit", "chain"}
+
+var abandonModes = []string{"sleep", "select", "accept", "recv", "busy", "threads"}
+
+func stepRunsChain(step string) bool {
+	switch step {
+	case "go", "mprotect-entry", "mprotect-exit", "chain":
+		return true
+	}
+	return false
+}
+
+// TestAbandonAtEveryStep: pyglass "dies" at every step of the setup,
+// including right after the first change of the thread's registers; the
+// thread must finish or undo the setup and restore itself, the target
+// must see nothing (Python 2.7 raises on EINTR, the fixture reports any
+// exception or early return), and the marker runs exactly when the chain
+// was released.
+func TestAbandonAtEveryStep(t *testing.T) {
+	var which sync.Map // pid -> *string (the step to abandon at)
+	testHookAbandon = func(pid int, step string) bool {
+		v, ok := which.Load(pid)
+		return ok && *v.(*string) == step
+	}
+	defer func() { testHookAbandon = nil }()
+	vers := pick(t, "2.7.18", "3.12.1", "debian-3.11")
+	t.Run("group", func(t *testing.T) {
+		for _, v := range sortedKeys(vers) {
+			py := vers[v]
+			for _, mode := range abandonModes {
+				t.Run(v+"/"+mode, func(t *testing.T) {
+					t.Parallel()
+					tg := startTarget(t, py, mode)
+					syms := resolve(t, tg.pid)
+					var step string
+					which.Store(tg.pid, &step)
+					defer which.Delete(tg.pid)
+					opt := Options{AvoidEINTR: strings.HasPrefix(v, "2.")}
+					for i, s := range abandonSteps {
+						step = s
+						path := filepath.Join(t.TempDir(), fmt.Sprintf("marker%d", i))
+						res, err := StartThread(tg.pid, syms, []byte(markerSrc(path)), opt)
+						if err != nil {
+							t.Fatalf("step %s: %v", s, err)
+						}
+						if !strings.Contains(res.Why, "code cave") || strings.Contains(res.Why, "no code cave") {
+							t.Fatalf("step %s: no cave used: %s", s, res.Why)
+						}
+						checkReleased(t, tg.pid)
+						if stepRunsChain(s) {
+							waitFile(t, path, 10*time.Second)
+						} else {
+							// The bootstrap gives up after ~200 ms.
+							t0 := time.Now()
+							for res.Scratch != 0 && mapped(tg.pid, res.Scratch) && time.Since(t0) < 5*time.Second {
+								time.Sleep(10 * time.Millisecond)
+							}
+							if res.Scratch != 0 && mapped(tg.pid, res.Scratch) {
+								t.Errorf("step %s: scratch mapping %#x not unmapped", s, res.Scratch)
+							} else if res.Scratch != 0 {
+								t.Logf("step %s: scratch unmapped after %v", s, time.Since(t0))
+							}
+							time.Sleep(300 * time.Millisecond)
+							if _, err := os.Stat(path); err == nil {
+								t.Errorf("step %s: marker ran", s)
+							}
+						}
+						tg.checkHealthy()
+					}
+					step = ""
+					before := len(tg.lines())
+					// Normal injections afterwards (stale caves are skipped or reused).
+					for i := 0; i < 3; i++ {
+						injectMarker(t, tg, opt)
+					}
+					time.Sleep(700 * time.Millisecond)
+					tg.checkHealthy()
+					if mode == "sleep" || mode == "select" || mode == "threads" {
+						n := 0
+						for _, l := range tg.lines()[before:] {
+							if l == "wake" {
+								n++
+							}
+						}
+						if n < 2 {
+							t.Errorf("only %d wakeups", n)
+						}
+					}
+				})
+			}
+		}
+	})
+}
+
+// TestNoCaveFallback: without a cave the old setup path still works and
+// says so.
+func TestNoCaveFallback(t *testing.T) {
+	testHookNoCave = true
+	defer func() { testHookNoCave = false }()
+	for v, py := range pick(t, "2.7.18", "3.12.1") {
+		t.Run(v, func(t *testing.T) {
+			tg := startTarget(t, py, "select")
+			res := injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+			if !strings.Contains(res.Why, "no code cave") {
+				t.Errorf("Why = %q, want the fallback named", res.Why)
+			}
+			tg.checkHealthy()
+		})
+	}
+}
+
+// TestCaveRestored: after a normal injection the cave holds its original
+// bytes again.
+func TestCaveRestored(t *testing.T) {
+	for _, py := range pick(t, "3.12.1", "debian-3.11") {
+		tg := startTarget(t, py, "sleep")
+		syms := resolve(t, tg.pid)
+		var logs []string
+		res, err := StartThread(tg.pid, syms, []byte("pass\n"), Options{Log: func(s string) { logs = append(logs, s) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range logs {
+			if strings.Contains(l, "left modified") || strings.Contains(l, "restoring code cave") {
+				t.Errorf("log: %s", l)
+			}
+		}
+		var addr uint64
+		if _, err := fmt.Sscanf(res.Why[strings.Index(res.Why, "code cave at ")+len("code cave at "):], "%v", &addr); err != nil {
+			t.Fatalf("no cave address in %q", res.Why)
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mem", tg.pid))
+		_ = b
+		_ = err
+		m := make([]byte, 64)
+		f, err := os.Open(fmt.Sprintf("/proc/%d/mem", tg.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ReadAt(m, int64(addr))
+		f.Close()
+		if strings.Contains(string(m), "pyglass-cave") {
+			t.Errorf("cave at %#x still holds the bootstrap", addr)
+		}
+		tg.checkHealthy()
+		return
+	}
+}
