@@ -357,7 +357,18 @@ func TestLeakCommandsRepeated(t *testing.T) {
 			}
 			settle := func() (rss, threads int64) {
 				want(t, run(t, nil, "gc", pid, "--collect"), 0)
-				return procStatus(t, tg.PID, "VmRSS"), procStatus(t, tg.PID, "Threads")
+				// pyglass returns once the report is in; the agent's thread
+				// ends a moment later. Wait until the count is steady.
+				threads = procStatus(t, tg.PID, "Threads")
+				for i := 0; i < 100; i++ {
+					time.Sleep(20 * time.Millisecond)
+					n := procStatus(t, tg.PID, "Threads")
+					if n == threads && n == 1 {
+						break
+					}
+					threads = n
+				}
+				return procStatus(t, tg.PID, "VmRSS"), threads
 			}
 			for i := 0; i < 5; i++ { // warm up the allocator
 				for _, c := range cmds {

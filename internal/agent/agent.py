@@ -21,8 +21,11 @@
 #   dispatch by thread ident. All are removed when the last session ends, if
 #   they are still the installed objects (a router that someone else saved
 #   and re-installs later only forwards to the original stream).
-# - Modules this agent imports (_socket, traceback, linecache, __future__,
-#   fcntl on 2.7) stay in sys.modules: removing them is unsafe because the
+# - Leave nothing behind: when the session ends, every name of these
+#   globals but __builtins__ is deleted, and no object the agent made may
+#   outlive that, not even as cyclic garbage (core.py says how).
+# - Modules this agent imports (_socket, codecs, traceback, linecache,
+#   __future__, fcntl on 2.7) stay in sys.modules: removing them is unsafe because the
 #   user's code, objects it created, or other threads of the target may hold
 #   or import them concurrently, and 2.7 extension modules cannot be
 #   re-initialised cleanly. They are all standard library modules.
@@ -105,6 +108,26 @@ def _start(d):
     _main(d)  # noqa: F821 (core.py)
 
 
-_start(_PYGLASS_DIR)  # noqa: F821 (set by the bootstrap)
-if sys.version_info[0] < 3:
-    sys.exc_clear()
+def _forget(g):
+    """Deletes every name of the agent's globals but __builtins__, which
+    functions still running in other threads (the routers) need: before
+    3.10 a function finds its builtins in its globals at each call."""
+    for name in list(g):
+        if name != '__builtins__':
+            del g[name]
+
+
+def _finish(g):
+    if sys.version_info[0] < 3:
+        sys.exc_clear()
+    _forget(g)
+
+
+# core.py's _main usually empties the globals itself, just before its last
+# send; whatever path was taken, nothing is left after this.
+try:
+    _start(_PYGLASS_DIR)  # noqa: F821 (set by the bootstrap)
+finally:
+    if '_finish' in globals():
+        _finish(globals())
+# No global name may be used below this line.

@@ -4,8 +4,27 @@
 # then calls _main. Keep every chunk short: compiling it holds the GIL in
 # one C call, stalling the target's other threads. shell.py adds the shell.
 #
+# Leaving nothing behind. When a session ends, agent.py deletes every name
+# of these globals but __builtins__, and no object the agent made may
+# survive that, not even as cyclic garbage awaiting the target's collector
+# (leak reports would show it). Hence:
+# - No class statements: a class always refers to itself (its __mro__), so
+#   every class made per session would be cyclic garbage. A session is a
+#   dict handled by plain functions; the routers are instances of the
+#   standard library's codecs.StreamWriter/StreamReader (whose __getattr__
+#   forwards unknown attributes to .stream) with closures in their
+#   __dict__.
+# - The hub and the routers run in any thread of the target, possibly after
+#   the session that made them ended and its globals were emptied (another
+#   session may still be active, or the target kept a router): they use
+#   closure variables and builtins only, never a global of this file, and
+#   pass through to the original stream when no session is active.
+# - Teardown breaks what cycles remain: the session dict is cleared, the
+#   socket closed, exceptions and tracebacks held in locals are dropped.
+#
 import sys
 import os
+import codecs
 
 PY3 = sys.version_info[0] >= 3
 if PY3:
@@ -24,7 +43,7 @@ _get_ident = _threadmod.get_ident
 
 PROTOCOL = 1
 HUB_NAME = '_pyglass_hub'
-HUB_VERSION = 1
+HUB_VERSION = 2  # 1 was an instance of a class, 2 is a dict
 
 # Frame types (see protocol.go).
 T_HELLO = ord('h')
@@ -47,9 +66,10 @@ SEND_TIMEOUT = 300.0
 
 _timeout_error = getattr(_socket, 'timeout', None) or OSError
 
-
-class _Gone(Exception):
-    """The client went away (EOF, error, or the interpreter is finalizing)."""
+# Raised when the client went away (EOF, error, or the interpreter is
+# finalizing). A built-in class (see above); the user's code never raises
+# into the places that catch it (_run_code catches everything).
+_Gone = EOFError
 
 
 def _finalizing():
@@ -102,462 +122,561 @@ def _frame(t, payload):
 
 
 # ---- chunk ----
-class _Sender(object):
-    """One connection to pyglass: framing and output buffering (the rest is
-    in _Session, split off to keep each compiled chunk short)."""
+# --- a session: one connection to pyglass ---
+#
+# A session is a dict: sock, pending ([type, [chunks]] in order),
+# pending_len, broken, ns (the shell's namespace), underscore,
+# owns_underscore, and write, flush, display: this file's functions, which
+# the routers call as sess['write'](sess, t, s) (the routers may come from
+# another session's copy of this file, whose globals may be gone).
 
-    def __init__(self, sock):
-        self.sock = sock
-        self.pending = []  # [type, [chunks]] in order
-        self.pending_len = 0
-        self.broken = False
-        self.ns = None
-        self.underscore = None
-        self.owns_underscore = False
-        self.bin_out = _BinarySink(self, T_STDOUT)
-        self.bin_err = _BinarySink(self, T_STDERR)
-
-    # --- sending ---
-
-    def _sendall(self, data):
-        if self.broken:
-            return
-        sock = self.sock
-        try:
-            sock.settimeout(SEND_TIMEOUT)
-            view = memoryview(data)
-            sent = 0
-            guard = 0
-            while sent < len(data):
-                try:
-                    n = sock.send(view[sent:])
-                except _timeout_error:
-                    raise
-                except (OSError, IOError, _socket.error) as e:
-                    if e.args and e.args[0] == 4 and guard < 10000:  # EINTR
-                        guard += 1
-                        continue
-                    raise
-                if n <= 0:
-                    raise _Gone()
-                sent += n
-        except BaseException:
-            self.broken = True
-
-    def send(self, t, payload):
-        self.flush()
-        self._sendall(_frame(t, payload))
-
-    def write(self, t, s):
-        """Queues output of type t; returns what a stream write returns."""
-        b = _to_bytes(s)
-        if b and not self.broken:
-            p = self.pending
-            if p and p[-1][0] == t:
-                p[-1][1].append(b)
-            else:
-                p.append([t, [b]])
-            self.pending_len += len(b)
-            if self.pending_len >= FLUSH_AT or b'\n' in b:
-                self.flush()
-        if isinstance(s, memoryview):
-            return s.nbytes if PY3 else len(b)
-        return len(s)
-
-    def flush(self):
-        p = self.pending
-        if not p:
-            return
-        self.pending = []
-        self.pending_len = 0
-        for t, chunks in p:
-            data = b''.join(chunks)
-            for i in range(0, len(data), SEND_CHUNK):
-                self._sendall(_frame(t, data[i:i + SEND_CHUNK]))
+def _new_session(sock):
+    return {
+        'sock': sock, 'pending': [], 'pending_len': 0, 'broken': False,
+        'ns': None, 'underscore': None, 'owns_underscore': False,
+        'write': _write, 'flush': _flush, 'display': _display,
+    }
 
 
-# ---- chunk ----
-class _Session(_Sender):
-    """One connection to pyglass: display, exceptions, receiving."""
-
-    def display(self, value):
-        """sys.displayhook for this session: repr to stdout, bind _ in ns."""
-        if value is None:
-            return
-        ns = self.ns
-        bind = ns is not None and self._may_bind(ns)
-        if bind:
-            ns['_'] = None
-        self.write(T_STDOUT, repr(value))
-        self.write(T_STDOUT, '\n')
-        if bind:
-            ns['_'] = value
-            self.underscore = value
-
-    def _may_bind(self, ns):
-        """In a shared namespace (__main__), _ is bound only if it was free
-        or holds this session's last result, so that the target's own _
-        (often gettext) is never clobbered."""
-        if ns.get('__name__') == '__pyglass__':
-            return True
-        if '_' not in ns:
-            self.owns_underscore = True
-            return True
-        return self.owns_underscore and ns['_'] is self.underscore
-
-    def release_underscore(self):
-        """Removes _ from a shared namespace if this session put it there."""
-        ns = self.ns
-        if ns is not None and self.owns_underscore and ns.get('_', ns) is self.underscore:
-            del ns['_']
-        self.underscore = None
-
-    def write_exception(self, et, ev, tb):
-        """Writes the exception as Python prints it, on stderr."""
-        text = None
-        try:
-            import traceback
-            text = ''.join(traceback.format_exception(et, ev, tb))
-        except BaseException:
+def _sendall(sess, data):
+    if sess['broken']:
+        return
+    sock = sess['sock']
+    try:
+        sock.settimeout(SEND_TIMEOUT)
+        view = memoryview(data)
+        sent = 0
+        guard = 0
+        while sent < len(data):
             try:
-                text = '%s: %s\n' % (getattr(et, '__name__', et), ev)
-            except BaseException:
-                text = 'exception\n'
-        self.write(T_STDERR, text)
-        self.flush()
-
-    # --- receiving ---
-
-    def _recv_exact(self, n):
-        sock = self.sock
-        chunks = []
-        got = 0
-        eintr = 0
-        while got < n:
-            try:
-                sock.settimeout(RECV_TIMEOUT)
-                c = sock.recv(min(n - got, SEND_CHUNK))
+                n = sock.send(view[sent:])
             except _timeout_error:
-                if _finalizing():
-                    raise _Gone()
-                continue
+                raise
             except (OSError, IOError, _socket.error) as e:
-                if e.args and e.args[0] == 4 and eintr < 10000:  # EINTR on 2.7
-                    eintr += 1
+                if e.args and e.args[0] == 4 and guard < 10000:  # EINTR
+                    guard += 1
                     continue
+                raise
+            if n <= 0:
                 raise _Gone()
-            if not c:
-                raise _Gone()
-            chunks.append(c)
-            got += len(c)
-        return b''.join(chunks)
-
-    def recv(self):
-        """Returns (type, payload); raises _Gone when the client vanished."""
-        hdr = bytearray(self._recv_exact(5))
-        n = (hdr[1] << 24) | (hdr[2] << 16) | (hdr[3] << 8) | hdr[4]
-        if n > MAX_FRAME:
-            raise _Gone()
-        payload = self._recv_exact(n) if n else b''
-        return hdr[0], payload
+            sent += n
+    except BaseException:
+        sess['broken'] = True
 
 
-class _BinarySink(object):
-    """sys.stdout.buffer / sys.stderr.buffer as seen by a session thread."""
-
-    def __init__(self, sess, t):
-        self._sess = sess
-        self._t = t
-
-    def write(self, b):
-        if isinstance(b, _text_type):
-            raise TypeError("a bytes-like object is required, not 'str'")
-        return self._sess.write(self._t, b)
-
-    def writelines(self, lines):
-        for b in lines:
-            self.write(b)
-
-    def flush(self):
-        self._sess.flush()
-
-    def isatty(self):
-        return False
-
-    def writable(self):
-        return True
-
-    def readable(self):
-        return False
-
-    def seekable(self):
-        return False
-
-    @property
-    def closed(self):
-        return False
-
-    def fileno(self):
-        raise _unsupported('fileno')
+def _send(sess, t, payload):
+    _flush(sess)
+    _sendall(sess, _frame(t, payload))
 
 
-def _unsupported(what):
-    io = sys.modules.get('io')
-    cls = getattr(io, 'UnsupportedOperation', None) or IOError
-    return cls('%s is not available in a pyglass session' % what)
-
-
-# ---- chunk ----
-class _OutRouter(object):
-    """Replaces sys.stdout or sys.stderr while sessions are active.
-
-    Writes from a session's thread go to that session; all other threads
-    reach the original stream. Unknown attributes are delegated to it.
-    """
-
-    def __init__(self, hub, t, orig):
-        d = self.__dict__
-        d['_pg_hub'] = hub
-        d['_pg_t'] = t
-        d['_pg_orig'] = orig
-        d['_pg_soft'] = {}
-
-    def _pg_sess(self):
-        return self.__dict__['_pg_hub'].sessions.get(_get_ident())
-
-    def write(self, s):
-        sess = self._pg_sess()
-        if sess is not None:
-            return sess.write(self.__dict__['_pg_t'], s)
-        orig = self.__dict__['_pg_orig']
-        if orig is None:  # print() to a None stream is a no-op
-            return len(s)
-        return orig.write(s)
-
-    def writelines(self, lines):
-        sess = self._pg_sess()
-        if sess is None:
-            orig = self.__dict__['_pg_orig']
-            if orig is not None:
-                return orig.writelines(lines)
-            return None
-        for s in lines:
-            sess.write(self.__dict__['_pg_t'], s)
-
-    def flush(self):
-        sess = self._pg_sess()
-        if sess is not None:
-            return sess.flush()
-        orig = self.__dict__['_pg_orig']
-        if orig is not None:
-            return orig.flush()
-
-    def isatty(self):
-        if self._pg_sess() is not None:
-            return False
-        return self.__dict__['_pg_orig'].isatty()
-
-    def fileno(self):
-        if self._pg_sess() is not None:
-            raise _unsupported('fileno')
-        return self.__dict__['_pg_orig'].fileno()
-
-    def close(self):
-        if self._pg_sess() is not None:
-            return None
-        return self.__dict__['_pg_orig'].close()
-
-    @property
-    def buffer(self):
-        sess = self._pg_sess()
-        if sess is not None:
-            if self.__dict__['_pg_t'] == T_STDOUT:
-                return sess.bin_out
-            return sess.bin_err
-        return self.__dict__['_pg_orig'].buffer
-
-    @property
-    def encoding(self):
-        if self._pg_sess() is not None:
-            return 'utf-8'
-        return self.__dict__['_pg_orig'].encoding
-
-    @property
-    def errors(self):
-        if self._pg_sess() is not None:
-            return 'strict'
-        return self.__dict__['_pg_orig'].errors
-
-    @property
-    def closed(self):
-        if self._pg_sess() is not None:
-            return False
-        return self.__dict__['_pg_orig'].closed
-
-    # Python 2 print statement state, kept per thread.
-    def _get_soft(self):
-        return self.__dict__['_pg_soft'].get(_get_ident(), 0)
-
-    def _set_soft(self, v):
-        self.__dict__['_pg_soft'][_get_ident()] = v
-
-    softspace = property(_get_soft, _set_soft)
-
-    def __getattr__(self, name):
-        return getattr(self.__dict__['_pg_orig'], name)
-
-    def __setattr__(self, name, value):
-        if name == 'softspace':
-            object.__setattr__(self, name, value)
+def _write(sess, t, s):
+    """Queues output of type t; returns what a stream write returns."""
+    b = _to_bytes(s)
+    if b and not sess['broken']:
+        p = sess['pending']
+        if p and p[-1][0] == t:
+            p[-1][1].append(b)
         else:
-            setattr(self.__dict__['_pg_orig'], name, value)
+            p.append([t, [b]])
+        sess['pending_len'] += len(b)
+        if sess['pending_len'] >= FLUSH_AT or b'\n' in b:
+            _flush(sess)
+    if isinstance(s, memoryview):
+        return s.nbytes if PY3 else len(b)
+    return len(s)
 
-    def __repr__(self):
-        return '<pyglass router for %r>' % (self.__dict__['_pg_orig'],)
+
+def _flush(sess):
+    p = sess.get('pending')
+    if not p:
+        return
+    sess['pending'] = []
+    sess['pending_len'] = 0
+    for t, chunks in p:
+        data = b''.join(chunks)
+        for i in range(0, len(data), SEND_CHUNK):
+            _sendall(sess, _frame(t, data[i:i + SEND_CHUNK]))
 
 
 # ---- chunk ----
-class _InRouter(object):
-    """Replaces sys.stdin: session threads see an empty stream that cannot
-    be closed (site's exit() closes sys.stdin), other threads the original."""
+def _display(sess, value):
+    """sys.displayhook for this session: repr to stdout, bind _ in ns."""
+    if value is None:
+        return
+    ns = sess['ns']
+    bind = ns is not None and _may_bind(sess, ns)
+    if bind:
+        ns['_'] = None
+    _write(sess, T_STDOUT, repr(value))
+    _write(sess, T_STDOUT, '\n')
+    if bind:
+        ns['_'] = value
+        sess['underscore'] = value
 
-    def __init__(self, hub, orig):
-        self.__dict__['_pg_hub'] = hub
-        self.__dict__['_pg_orig'] = orig
 
-    def _pg_sess(self):
-        return self.__dict__['_pg_hub'].sessions.get(_get_ident())
+def _may_bind(sess, ns):
+    """In a shared namespace (__main__), _ is bound only if it was free or
+    holds this session's last result, so that the target's own _ (often
+    gettext) is never clobbered."""
+    if ns.get('__name__') == '__pyglass__':
+        return True
+    if '_' not in ns:
+        sess['owns_underscore'] = True
+        return True
+    return sess['owns_underscore'] and ns['_'] is sess['underscore']
 
-    def read(self, *args):
-        if self._pg_sess() is not None:
-            return ''
-        return self.__dict__['_pg_orig'].read(*args)
 
-    def readline(self, *args):
-        if self._pg_sess() is not None:
-            return ''
-        return self.__dict__['_pg_orig'].readline(*args)
+def _release_underscore(sess):
+    """Removes _ from a shared namespace if this session put it there."""
+    ns = sess['ns']
+    if ns is not None and sess['owns_underscore'] and ns.get('_', ns) is sess['underscore']:
+        del ns['_']
+    sess['underscore'] = None
 
-    def readlines(self, *args):
-        if self._pg_sess() is not None:
-            return []
-        return self.__dict__['_pg_orig'].readlines(*args)
 
-    def __iter__(self):
-        if self._pg_sess() is not None:
-            return iter(())
-        return iter(self.__dict__['_pg_orig'])
+def _write_exception(sess, et, ev, tb):
+    """Writes the exception as Python prints it, on stderr."""
+    text = None
+    try:
+        import traceback
+        text = ''.join(traceback.format_exception(et, ev, tb))
+    except BaseException:
+        try:
+            text = '%s: %s\n' % (getattr(et, '__name__', et), ev)
+        except BaseException:
+            text = 'exception\n'
+    _write(sess, T_STDERR, text)
+    _flush(sess)
 
-    def close(self):
-        if self._pg_sess() is not None:
+
+def _recv_exact(sess, n):
+    sock = sess['sock']
+    chunks = []
+    got = 0
+    eintr = 0
+    while got < n:
+        try:
+            sock.settimeout(RECV_TIMEOUT)
+            c = sock.recv(min(n - got, SEND_CHUNK))
+        except _timeout_error:
+            if _finalizing():
+                raise _Gone()
+            continue
+        except (OSError, IOError, _socket.error) as e:
+            if e.args and e.args[0] == 4 and eintr < 10000:  # EINTR on 2.7
+                eintr += 1
+                continue
+            raise _Gone()
+        if not c:
+            raise _Gone()
+        chunks.append(c)
+        got += len(c)
+    return b''.join(chunks)
+
+
+def _recv(sess):
+    """Returns (type, payload); raises _Gone when the client vanished."""
+    hdr = bytearray(_recv_exact(sess, 5))
+    n = (hdr[1] << 24) | (hdr[2] << 16) | (hdr[3] << 8) | hdr[4]
+    if n > MAX_FRAME:
+        raise _Gone()
+    payload = _recv_exact(sess, n) if n else b''
+    return hdr[0], payload
+
+
+# ---- chunk ----
+# --- routers: everything below up to _hub_join runs in any thread of the
+# target and must use closure variables and builtins only (see the top) ---
+
+def _instance(cls, stream, attrs):
+    """A codecs.StreamWriter or StreamReader whose __dict__ is attrs plus
+    stream: attrs' functions are called unbound, other names are looked up
+    on stream by the class's __getattr__."""
+    o = cls(stream)
+    d = o.__dict__
+    d.clear()
+    d.update(attrs)
+    d['stream'] = stream
+    return o
+
+
+def _dynamic(orig, sessions, values):
+    """Where attribute lookups end for a router: on 3.7+, a module object
+    whose __getattr__ (PEP 562) gives values[name] in a session's thread
+    and orig's attribute otherwise; earlier, orig itself."""
+    if sys.version_info < (3, 7) or orig is None:
+        return orig
+    get = sessions.get
+    ident = _get_ident
+
+    def lookup(name):
+        if name in values and get(ident()) is not None:
+            return values[name]
+        return getattr(orig, name)
+    m = type(sys)('pyglass_router')
+    m.__getattr__ = lookup
+    return m
+
+
+def _unsupported_class():
+    io = sys.modules.get('io')
+    return getattr(io, 'UnsupportedOperation', None) or IOError
+
+
+def _make_out(sessions, t, orig, busy, seq):
+    """The router that replaces sys.stdout or sys.stderr: writes from a
+    session's thread go to that session, all other threads reach orig.
+    write, writelines and flush count themselves in busy (one item per
+    call in progress) and seq (calls ended), see _linger."""
+    get = sessions.get
+    ident = _get_ident
+    unsupported = _unsupported_class()
+
+    def write(s):
+        busy.append(None)
+        try:
+            sess = get(ident())
+            if sess is not None:
+                return sess['write'](sess, t, s)
+            if orig is None:  # print() to a None stream is a no-op
+                return len(s)
+            return orig.write(s)
+        finally:
+            busy.pop()
+            seq[0] += 1
+
+    def writelines(lines):
+        busy.append(None)
+        try:
+            sess = get(ident())
+            if sess is None:
+                if orig is not None:
+                    return orig.writelines(lines)
+                return None
+            w = sess['write']
+            for s in lines:
+                w(sess, t, s)
+        finally:
+            busy.pop()
+            seq[0] += 1
+
+    def flush():
+        busy.append(None)
+        try:
+            sess = get(ident())
+            if sess is not None:
+                return sess['flush'](sess)
+            if orig is not None:
+                return orig.flush()
+        finally:
+            busy.pop()
+            seq[0] += 1
+
+    def isatty():
+        if get(ident()) is not None:
+            return False
+        return orig.isatty()
+
+    def fileno():
+        if get(ident()) is not None:
+            raise unsupported('fileno is not available in a pyglass session')
+        return orig.fileno()
+
+    def close():
+        if get(ident()) is not None:
             return None
-        return self.__dict__['_pg_orig'].close()
+        return orig.close()
 
-    def isatty(self):
-        if self._pg_sess() is not None:
-            return False
-        return self.__dict__['_pg_orig'].isatty()
-
-    def fileno(self):
-        if self._pg_sess() is not None:
-            raise _unsupported('fileno')
-        return self.__dict__['_pg_orig'].fileno()
-
-    @property
-    def closed(self):
-        if self._pg_sess() is not None:
-            return False
-        return self.__dict__['_pg_orig'].closed
-
-    def __getattr__(self, name):
-        return getattr(self.__dict__['_pg_orig'], name)
-
-    def __setattr__(self, name, value):
-        setattr(self.__dict__['_pg_orig'], name, value)
-
-    def __repr__(self):
-        return '<pyglass router for %r>' % (self.__dict__['_pg_orig'],)
+    attrs = {'write': write, 'writelines': writelines, 'flush': flush,
+             'isatty': isatty, 'fileno': fileno, 'close': close}
+    if not PY3:
+        attrs['softspace'] = 0  # the print statement's state
+    elif getattr(orig, 'buffer', None) is not None:
+        attrs['buffer'] = _make_binary(sessions, t, orig.buffer, busy, seq)
+    values = {'encoding': 'utf-8', 'errors': 'strict', 'closed': False}
+    return _instance(codecs.StreamWriter, _dynamic(orig, sessions, values), attrs)
 
 
 # ---- chunk ----
-class _Hub(object):
-    """State shared by all concurrent agent sessions, found as sys._pyglass_hub.
+def _make_binary(sessions, t, orig, busy, seq):
+    """The router that stands for sys.stdout.buffer (3.x)."""
+    get = sessions.get
+    ident = _get_ident
+    unsupported = _unsupported_class()
+    text_type = _text_type
 
-    Sessions of other copies of this file use it too, so its interface
-    (pg_version, lock, dead, sessions {ident: session}) must stay stable;
-    pg_version changes when it does not.
-    """
+    def write(b):
+        busy.append(None)
+        try:
+            sess = get(ident())
+            if sess is None:
+                return orig.write(b)
+            if isinstance(b, text_type):
+                raise TypeError("a bytes-like object is required, not 'str'")
+            return sess['write'](sess, t, b)
+        finally:
+            busy.pop()
+            seq[0] += 1
 
-    pg_version = HUB_VERSION
+    def writelines(lines):
+        sess = get(ident())
+        if sess is None:
+            return orig.writelines(lines)
+        for b in lines:
+            write(b)
 
-    def __init__(self):
-        self.lock = _threadmod.allocate_lock()
-        self.dead = False
-        self.sessions = {}
-        self.routers = None
+    def flush():
+        busy.append(None)
+        try:
+            sess = get(ident())
+            if sess is not None:
+                return sess['flush'](sess)
+            return orig.flush()
+        finally:
+            busy.pop()
+            seq[0] += 1
 
-    def displayhook(self, value):
-        sess = self.sessions.get(_get_ident())
+    def isatty():
+        if get(ident()) is not None:
+            return False
+        return orig.isatty()
+
+    def fileno():
+        if get(ident()) is not None:
+            raise unsupported('fileno is not available in a pyglass session')
+        return orig.fileno()
+
+    attrs = {'write': write, 'writelines': writelines, 'flush': flush,
+             'isatty': isatty, 'fileno': fileno}
+    return _instance(codecs.StreamWriter, _dynamic(orig, sessions, {'closed': False}), attrs)
+
+
+def _make_in(sessions, orig):
+    """The router that replaces sys.stdin: session threads see an empty
+    stream that cannot be closed (site's exit() closes sys.stdin), other
+    threads the original. Iteration goes through readline (the class's
+    __next__)."""
+    get = sessions.get
+    ident = _get_ident
+    unsupported = _unsupported_class()
+
+    def read(*args):
+        if get(ident()) is not None:
+            return ''
+        return orig.read(*args)
+
+    def readline(*args):
+        if get(ident()) is not None:
+            return ''
+        return orig.readline(*args)
+
+    def readlines(*args):
+        if get(ident()) is not None:
+            return []
+        return orig.readlines(*args)
+
+    def close():
+        if get(ident()) is not None:
+            return None
+        return orig.close()
+
+    def isatty():
+        if get(ident()) is not None:
+            return False
+        return orig.isatty()
+
+    def fileno():
+        if get(ident()) is not None:
+            raise unsupported('fileno is not available in a pyglass session')
+        return orig.fileno()
+
+    attrs = {'read': read, 'readline': readline, 'readlines': readlines,
+             'close': close, 'isatty': isatty, 'fileno': fileno}
+    return _instance(codecs.StreamReader, _dynamic(orig, sessions, {'closed': False}), attrs)
+
+
+def _make_displayhook(sessions, orig):
+    get = sessions.get
+    ident = _get_ident
+
+    def displayhook(value):
+        sess = get(ident())
         if sess is not None:
-            return sess.display(value)
-        return self.orig_displayhook(value)
+            return sess['display'](sess, value)
+        return orig(value)
+    return displayhook
 
-    def install(self):
-        self.out = _OutRouter(self, T_STDOUT, sys.stdout)
-        self.err = _OutRouter(self, T_STDERR, sys.stderr)
-        # A None stdin (daemons, pythonw) stays None: code tests for it.
-        self.inp = _InRouter(self, sys.stdin) if sys.stdin is not None else None
-        self.orig_displayhook = sys.displayhook
-        self.dh = self.displayhook  # one bound method, compared with 'is'
-        sys.stdout = self.out
-        sys.stderr = self.err
-        if self.inp is not None:
-            sys.stdin = self.inp
-        sys.displayhook = self.dh
 
-    def uninstall(self):
-        if sys.stdout is self.out:
-            sys.stdout = self.out.__dict__['_pg_orig']
-        if sys.stderr is self.err:
-            sys.stderr = self.err.__dict__['_pg_orig']
-        if self.inp is not None and sys.stdin is self.inp:
-            sys.stdin = self.inp.__dict__['_pg_orig']
-        if sys.displayhook is self.dh:
-            sys.displayhook = self.orig_displayhook
+# ---- chunk ----
+# --- the hub: state shared by all concurrent sessions, sys._pyglass_hub ---
+#
+# A dict: pg (HUB_VERSION), lock, dead, sessions {ident: session}, busy
+# and seq (router activity, see _make_out), and once installed: out, err,
+# inp, dh (the routers) and orig (the four objects they replaced). A
+# session is a dict whose write, flush and display are called as
+# sess['write'](sess, t, s), sess['flush'](sess), sess['display'](sess,
+# value). Sessions of other copies of this file use it too, so this layout
+# must stay stable; HUB_VERSION changes when it does not.
+
+def _new_hub():
+    return {'pg': HUB_VERSION, 'lock': _threadmod.allocate_lock(),
+            'dead': False, 'sessions': {}, 'busy': [], 'seq': [0]}
+
+
+def _hub_install(hub):
+    sessions = hub['sessions']
+    busy, seq = hub['busy'], hub['seq']
+    hub['orig'] = (sys.stdout, sys.stderr, sys.stdin, sys.displayhook)
+    hub['out'] = _make_out(sessions, T_STDOUT, sys.stdout, busy, seq)
+    hub['err'] = _make_out(sessions, T_STDERR, sys.stderr, busy, seq)
+    # A None stdin (daemons, pythonw) stays None: code tests for it.
+    hub['inp'] = _make_in(sessions, sys.stdin) if sys.stdin is not None else None
+    hub['dh'] = _make_displayhook(sessions, sys.displayhook)
+    sys.stdout = hub['out']
+    sys.stderr = hub['err']
+    if hub['inp'] is not None:
+        sys.stdin = hub['inp']
+    sys.displayhook = hub['dh']
+
+
+def _hub_uninstall(hub):
+    out, err, inp, dh = hub['orig']
+    if sys.stdout is hub['out']:
+        sys.stdout = out
+    if sys.stderr is hub['err']:
+        sys.stderr = err
+    if hub['inp'] is not None and sys.stdin is hub['inp']:
+        sys.stdin = inp
+    if sys.displayhook is hub['dh']:
+        sys.displayhook = dh
 
 
 def _hub_join(sess):
     """Registers sess for the current thread; returns the hub or None."""
     ident = _get_ident()
     for _ in range(1000):
-        hub = sys.__dict__.setdefault(HUB_NAME, _Hub())  # atomic under the GIL
-        if getattr(hub, 'pg_version', None) != HUB_VERSION:
+        hub = sys.__dict__.setdefault(HUB_NAME, _new_hub())  # atomic under the GIL
+        if type(hub) is not dict or hub.get('pg') != HUB_VERSION:
             return None
-        hub.lock.acquire()
+        hub['lock'].acquire()
         try:
-            if hub.dead:
+            if hub['dead']:
                 continue
-            if not hub.sessions:
-                hub.install()
-            hub.sessions[ident] = sess
+            if not hub['sessions']:
+                _hub_install(hub)
+            hub['sessions'][ident] = sess
             return hub
         finally:
-            hub.lock.release()
+            hub['lock'].release()
     return None
 
 
 def _hub_leave(hub):
+    """Unregisters the current thread; returns True if it was the last
+    session, which put the original objects back."""
     ident = _get_ident()
-    hub.lock.acquire()
+    hub['lock'].acquire()
     try:
-        hub.sessions.pop(ident, None)
-        if not hub.sessions:
-            hub.uninstall()
-            hub.dead = True
-            if sys.__dict__.get(HUB_NAME) is hub:
-                del sys.__dict__[HUB_NAME]
+        hub['sessions'].pop(ident, None)
+        if hub['sessions']:
+            return False
+        _hub_uninstall(hub)
+        hub['dead'] = True
+        if sys.__dict__.get(HUB_NAME) is hub:
+            del sys.__dict__[HUB_NAME]
+        return True
     finally:
-        hub.lock.release()
+        hub['lock'].release()
+
+
+# ---- chunk ----
+LINGER_STEP = 0.002
+LINGER_QUIET = 2  # polls
+LINGER_SHORT = 0.02
+LINGER_MAX = 10.0
+KEEP_NAME = '_pyglass_kept'
+
+
+def _router_codes(hub):
+    """The ids of the code objects of the routers' write, writelines and
+    flush (the routers are alive, so the ids stay theirs)."""
+    codes = []
+    for r in (hub['out'], hub['err']):
+        for o in (r, r.__dict__.get('buffer')):
+            if o is None:
+                continue
+            for name in ('write', 'writelines', 'flush'):
+                f = o.__dict__.get(name)
+                if f is not None:
+                    codes.append(id(f.__code__))
+    return codes
+
+
+def _in_router(codes):
+    """Whether another thread is inside a router's write or flush (or
+    about to run its first line)."""
+    frames = sys._current_frames()
+    f = None
+    try:
+        for f in frames.values():
+            if id(f.f_code) in codes:
+                return True
+        return False
+    finally:
+        f = None
+        frames.clear()
+
+
+def _linger(hub, limit):
+    """Keeps the uninstalled routers alive until no thread can still be
+    inside a print to them; returns True when that is so, False after
+    limit seconds.
+
+    print() and the interpreter's own writers hold a borrowed reference to
+    sys.stdout or sys.stderr while they call its write several times,
+    letting other threads run in between. Freeing a router there (it is
+    not cyclic, so it goes as soon as nothing refers to it) would make
+    that print use freed memory: the target could crash. So this thread
+    pauses without the GIL, letting such prints go on, until LINGER_QUIET
+    pauses in a row saw no router call in progress or ended and no thread
+    in a router's code."""
+    if PY3:
+        lock = _threadmod.allocate_lock()
+        lock.acquire()
+
+        def sleep(t):
+            lock.acquire(True, t)
+    else:
+        try:
+            import time
+            sleep = time.sleep
+        except BaseException:
+            return True
+    busy = hub['busy']
+    seq = hub['seq']
+    codes = _router_codes(hub)
+    quiet = 0
+    waited = 0.0
+    while waited < limit:
+        last = seq[0]
+        sleep(LINGER_STEP)
+        waited += LINGER_STEP
+        if _finalizing():
+            return True
+        if busy or seq[0] != last or _in_router(codes):
+            quiet = 0
+            continue
+        quiet += 1
+        if quiet >= LINGER_QUIET:
+            return True
+    return False
+
+
+def _keep(hub):
+    """A write to the routers stays blocked (a full pipe): keep them for
+    good, better a few objects left than a crash."""
+    sys.__dict__.setdefault(KEEP_NAME, []).append(
+        (hub['out'], hub['err'], hub['inp'], hub['dh']))
 
 
 # ---- chunk ----
@@ -575,19 +694,30 @@ def _compile_exec(src, filename):
     return compile(src, filename, 'exec', 0, True)
 
 
+def _report(sess, tb_next):
+    """Writes the exception being handled on stderr, skipping the first
+    traceback entry if tb_next (this file's frame that ran the code), and
+    drops every reference to it before returning: a traceback refers to
+    the frames it went through, and a frame holding it would be a cycle."""
+    et, ev, tb = sys.exc_info()
+    try:
+        if tb_next and tb is not None:
+            tb = tb.tb_next
+        elif not tb_next:
+            tb = None
+        _write_exception(sess, et, ev, tb)
+    finally:
+        et = ev = tb = None
+
+
 def _run_code(sess, co, ns):
     """Runs co in ns; returns (status, exited)."""
     try:
         exec(co, ns)
-    except SystemExit:
-        e = sys.exc_info()[1]
+    except SystemExit as e:
         return _exit_status(sess, e), True
     except BaseException:
-        et, ev, tb = sys.exc_info()
-        try:
-            sess.write_exception(et, ev, tb.tb_next if tb is not None else None)
-        finally:
-            et = ev = tb = None
+        _report(sess, True)
         return 1, False
     finally:
         if not PY3:
@@ -603,7 +733,7 @@ def _exit_status(sess, e):
     if isinstance(code, _int_types):
         return int(code)
     try:
-        sess.write(T_STDERR, '%s\n' % (code,))
+        _write(sess, T_STDERR, '%s\n' % (code,))
     except BaseException:
         pass
     return 1
@@ -613,11 +743,12 @@ def _op_exec(sess, params):
     src = params.get('code', b'')
     filename = _native_str(params.get('filename', b'<string>'))
     ns = {'__name__': '__pyglass__', '__builtins__': _builtins}
+    co = None
     try:
         co = _compile_exec(src, filename)
     except BaseException:
-        et, ev = sys.exc_info()[:2]
-        sess.write_exception(et, ev, None)
+        _report(sess, False)
+    if co is None:
         return 1
     linecache = None
     saved = None
@@ -653,7 +784,7 @@ def _op_shell_loaded(sess, params):
     try:
         _load('shell.py')  # noqa: F821 (agent.py)
     except BaseException:
-        sess.write(T_STDERR, 'pyglass: cannot load the shell part of the agent\n')
+        _write(sess, T_STDERR, 'pyglass: cannot load the shell part of the agent\n')
         return 2
     return _op_shell(sess, params)  # noqa: F821 (shell.py)
 
@@ -686,7 +817,7 @@ def _hello():
 def _read_request(sess):
     params = {}
     for _ in range(MAX_PARAMS):
-        t, payload = sess.recv()
+        t, payload = _recv(sess)
         if t == T_GO:
             return params
         if t == T_CLOSE:
@@ -715,55 +846,109 @@ def _connect(path):
     return sock
 
 
-def _main(d):
-    try:
-        sock = _connect(os.path.join(d, 's'))
-    except BaseException:
-        _remove_dir(d)
-        return
-    sess = _Session(sock)
+# ---- chunk ----
+def _serve(sess, ended):
+    """Serves one request; returns the exit status, None if there is none
+    to send. Leaves the hub before it returns; appends the hub to ended if
+    this session was its last."""
     hub = None
-    status = None
     try:
-        try:
-            sess.send(T_HELLO, _hello())
-            params = _read_request(sess)
-            if params is None:
-                return
-            op = params.get('op', b'')
-            if op in (b'exec', b'shell'):
-                hub = _hub_join(sess)
-                if hub is None:
-                    sess.write(T_STDERR, 'pyglass: another agent version is active in this process\n')
-                    status = 2
-                elif op == b'exec':
-                    status = _op_exec(sess, params)
-                else:
-                    status = _op_shell_loaded(sess, params)
-            else:
-                sess.write(T_STDERR, 'pyglass: unknown operation %r\n' % (op,))
-                status = 2
-        except _Gone:
-            status = None
+        _send(sess, T_HELLO, _hello())
+        params = _read_request(sess)
+        if params is None:
+            return None
+        op = params.get('op', b'')
+        if op not in (b'exec', b'shell'):
+            _write(sess, T_STDERR, 'pyglass: unknown operation %r\n' % (op,))
+            return 2
+        hub = _hub_join(sess)
+        if hub is None:
+            _write(sess, T_STDERR, 'pyglass: another agent version is active in this process\n')
+            return 2
+        if op == b'exec':
+            return _op_exec(sess, params)
+        return _op_shell_loaded(sess, params)
+    except _Gone:
+        return None
     finally:
         try:
-            sess.flush()
+            _flush(sess)
         except BaseException:
             pass
         if hub is not None:
             try:
-                _hub_leave(hub)
+                if _hub_leave(hub):
+                    ended.append(hub)
             except BaseException:
                 pass
-        _remove_dir(d)
-        if status is not None:
-            try:
-                sess.send(T_EXIT, str(status).encode('ascii'))
-            except BaseException:
-                pass
+
+
+def _main(d):
+    try:
+        sock = _connect(os.path.join(d, 's'))
+    except BaseException:
+        _remove_dir(d)  # noqa: F821 (agent.py)
+        return
+    sess = _new_session(sock)
+    status = None
+    ended = []
+    try:
+        status = _serve(sess, ended)
+    except BaseException:
+        pass
+    _remove_dir(d)  # noqa: F821 (agent.py)
+    # The last session lets go of the routers only when no print can be
+    # using them: usually a few milliseconds, before the exit status so
+    # that the thread is gone soon after pyglass returns; if the target
+    # keeps writing to them, the rest of the wait comes after.
+    quiet = True
+    if ended:
         try:
-            sock.close()
+            quiet = _linger(ended[0], LINGER_SHORT)
         except BaseException:
             pass
-        if not PY3:
-            sys.exc_clear()
+    if not quiet:
+        _send_exit(sess, status)
+        try:
+            if not _linger(ended[0], LINGER_MAX):
+                _keep(ended[0])
+        except BaseException:
+            pass
+        del ended[:]
+        sess.clear()
+        return
+    # Everything but the last send happens before it, so that pyglass
+    # returns when the agent is done: the globals go now (agent.py's
+    # _forget), the frame is sent with what is left in locals.
+    data = None
+    if status is not None and not sess['broken']:
+        data = _frame(T_EXIT, str(status).encode('ascii'))
+    del ended[:]
+    sess.clear()
+    exc_clear = getattr(sys, 'exc_clear', None)
+    if exc_clear is not None:
+        exc_clear()
+    _forget(globals())  # noqa: F821 (agent.py)
+    try:
+        if data is not None:
+            sock.sendall(data)
+    except BaseException:
+        pass
+    try:
+        sock.close()
+    except BaseException:
+        pass
+
+
+def _send_exit(sess, status):
+    if status is not None:
+        try:
+            _send(sess, T_EXIT, str(status).encode('ascii'))
+        except BaseException:
+            pass
+    try:
+        sess['sock'].close()
+    except BaseException:
+        pass
+    if not PY3:
+        sys.exc_clear()

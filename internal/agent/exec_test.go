@@ -188,6 +188,16 @@ var execCases = []execCase{
 		},
 	},
 	{
+		// The target uses these after every session ended (target.py).
+		name: "keep-routers",
+		code: "import sys\nsys._pyglass_test_saved = (sys.stdout, sys.stderr, getattr(sys.stdout, 'buffer', None), sys.stdin, sys.displayhook)\nprint('kept')\n",
+		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+			expect(t, "stdout", stdout, "kept\n")
+			expect(t, "stderr", stderr, "")
+			expect(t, "status", fmt.Sprint(status), "0")
+		},
+	},
+	{
 		name: "fresh-namespace",
 		code: "print(sorted(globals().keys()))\nimport json\nprint(json.dumps({'a': [1, 2]}))\n",
 		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {

@@ -46,9 +46,24 @@
 // forwards). In a shell on __main__, "_" is bound only if it was free or
 // is the session's own last result, and removed at the end. Threads that
 // the user's code starts print to the target's own streams. Modules the
-// agent imports (_socket, traceback, linecache, __future__, fcntl on 2.7)
-// stay in sys.modules: removing them is unsafe while other code may hold
-// or import them. Code running in the target cannot be interrupted.
+// agent imports (_socket, codecs, time, traceback, linecache, __future__,
+// fcntl on 2.7) stay in sys.modules: removing them is unsafe while other
+// code may hold or import them. Code running in the target cannot be
+// interrupted.
+//
+// After a session no object the agent made is left in the target, neither
+// reachable nor as cyclic garbage awaiting the collector (leak reports
+// would show it): the agent defines no class (a class refers to itself),
+// the routers are codecs.StreamWriter/StreamReader instances holding
+// closures, which keep working (passing through to the original streams)
+// in any thread after the session ended, and the agent's globals are
+// emptied when it returns. Before sending the exit status, the last
+// session waits (usually 4 ms) until no thread of the target is inside or
+// between the writes of a print to the routers it uninstalled: print holds
+// a borrowed reference to sys.stdout across its writes, and freeing the
+// router under it would crash the target. If the target keeps writing to
+// them, the wait goes on after the exit status, for up to 10 s, after
+// which the routers are kept for good in sys._pyglass_kept.
 package agent
 
 import (

@@ -265,6 +265,33 @@ func (tg *target) finish() {
 	if next != n {
 		tg.t.Errorf("target printed %d ticks on its stdout, want %d", next, n)
 	}
+	// Nothing of the agents' is left, not even as cyclic garbage.
+	garbage := ""
+	saved := map[string]bool{}
+	for _, l := range tg.lines {
+		if strings.HasPrefix(l, "GARBAGE ") {
+			garbage = l
+		}
+		if strings.HasPrefix(l, "SAVED ") {
+			saved[l] = true
+		}
+	}
+	if garbage != "GARBAGE total=0 " {
+		tg.t.Errorf("cyclic garbage in the target after the sessions: %q", garbage)
+	}
+	// Routers a session kept work after every session ended, passing
+	// through to the target's streams.
+	if len(saved) > 0 {
+		ok := saved["SAVED stdout"] && saved["SAVED lines"]
+		for l := range saved {
+			if strings.HasPrefix(l, "SAVED error") {
+				ok = false
+			}
+		}
+		if !ok {
+			tg.t.Errorf("routers used after the sessions ended: %v", saved)
+		}
+	}
 	if s := tg.stderr.String(); s != "" {
 		tg.t.Errorf("target stderr not empty: %q", s)
 	}

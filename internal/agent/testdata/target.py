@@ -1,7 +1,14 @@
 # Test target for the agent: mimics an injected thread running the
 # bootstrap while the main thread keeps printing to its own stdout.
 # Usage: target.py seq|par DIR... ; bootstrap i in $PYGLASS_BOOT_<i>.
+#
+# The collector is off from the start, so that whatever cyclic garbage the
+# agents leave stays until the end, where "GARBAGE total=N ..." reports what
+# a collection with gc.DEBUG_SAVEALL finds (it must be nothing). If an agent
+# session left its routers in sys._pyglass_test_saved, they are used after
+# every session ended and "SAVED ok" (or the error) is printed.
 from __future__ import print_function
+import gc
 import os
 import sys
 import time
@@ -19,7 +26,77 @@ def run_agent(boot, done, i):
         done.append(i)
 
 
+def describe(o):
+    t = type(o)
+    name = getattr(o, '__qualname__', None) or getattr(o, '__name__', None)
+    if isinstance(o, dict):
+        name = ','.join(sorted(str(k) for k in list(o)[:6]))
+    return '%s.%s:%s' % (getattr(t, '__module__', '?'), t.__name__, name)
+
+
+def garbage_report():
+    """Collects with DEBUG_SAVEALL and describes every object found."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        found = list(gc.garbage)
+        del gc.garbage[:]
+    finally:
+        gc.set_debug(0)
+    kinds = {}
+    for o in found:
+        d = describe(o)
+        kinds[d] = kinds.get(d, 0) + 1
+    del found
+    gc.collect()
+    return 'GARBAGE total=%d %s' % (sum(kinds.values()), ' '.join(
+        '%s=%d' % kv for kv in sorted(kinds.items())[:40]))
+
+
+def use_saved():
+    saved = getattr(sys, '_pyglass_test_saved', None)
+    if saved is None:
+        return
+    del sys._pyglass_test_saved
+    try:
+        out, err, buf, inp, hook = saved
+        out.write('SAVED stdout\n')
+        out.writelines(['SAVED ', 'lines\n'])
+        out.flush()
+        if buf is not None:
+            buf.write(b'SAVED buffer\n')
+            buf.flush()
+        hook(None)
+        err.flush()
+        if inp is not None and inp.read() != '':
+            raise ValueError('stdin router read something')
+        attrs = (out.encoding, err.errors, inp.closed, out.isatty())
+        print('SAVED ok %r' % (attrs,))
+    except Exception as e:
+        print('SAVED error %s: %s' % (type(e).__name__, e))
+    sys.stdout.flush()
+
+
+def warm_up():
+    """Imports what the agent and the tests' code import, and formats a
+    traceback and a syntax error once: first imports of some standard
+    modules leave cyclic garbage of their own (pure Python classes that
+    their C versions replace), which is not the agent's."""
+    import codecs, json, linecache, time, traceback  # noqa: F401
+    try:
+        raise ValueError('warm up')
+    except ValueError:
+        traceback.format_exc()
+    try:
+        compile('def f(:', '<warm-up>', 'exec')
+    except SyntaxError:
+        traceback.format_exc()
+
+
 def main():
+    warm_up()
+    gc.collect()
+    gc.disable()
     before = set(__main__.__dict__)
     orig = (sys.stdout, sys.stderr, sys.stdin, sys.displayhook)
     mode = sys.argv[1]
@@ -58,6 +135,8 @@ def main():
             if mode == 'seq' and i + 1 < len(dirs):
                 launch(i + 1)
         time.sleep(0.002)
+    use_saved()
+    print(garbage_report())
     print('END ticks=%d' % tick)
     sys.stdout.flush()
 
