@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/procfs"
 )
 
 // Exec runs code inside the process, on a new thread pyglass starts there,
@@ -52,8 +54,19 @@ func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (ExecR
 			return res, &Error{Kind: ErrTimeout, Msg: fmt.Sprintf("timed out after %s; the code is still running in process %d (thread %d)", opt.Timeout, p.pid, res.Thread),
 				Hint: "give a longer --timeout; 'pyglass stacks " + fmt.Sprint(p.pid) + "' shows where it is"}
 		}
+		// A target that exits closes the connection a moment before it
+		// is gone from /proc: give it that moment before deciding.
+		for i := 0; i < 25 && p.alive(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
 		return res, p.goneOr(fmt.Errorf("lost the connection to the code in process %d: %w", p.pid, err))
 	}
 	res.Raised = status != 0
 	return res, nil
+}
+
+// alive reports whether the process exists and is not a zombie.
+func (p *Process) alive() bool {
+	st, err := procfs.New(p.pid).Stat()
+	return err == nil && !procfs.IsZombie(st.State)
 }

@@ -145,7 +145,21 @@ func (f *Frozen) Thaw() error {
 	var first error
 	f.t.Do(func() error {
 		for _, tid := range f.Tids {
-			if err := Detach(tid, f.sigs[tid]); err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
+			err := Detach(tid, f.sigs[tid])
+			if errors.Is(err, unix.ESRCH) && tid != f.Pid {
+				// The thread exited while held: as its tracer we must
+				// collect it, or the process's leader stays a zombie
+				// nobody can reap until this OS thread ends. Only for
+				// non-leader threads: waiting for the leader would take
+				// the exit status meant for the process's parent.
+				var ws unix.WaitStatus
+				for i := 0; i < 3; i++ {
+					if n, _ := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil); n == tid {
+						track(tid, false)
+						break
+					}
+				}
+			} else if err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
 				first = err
 			}
 		}
