@@ -11,14 +11,54 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if pid := os.Getenv("PYGLASS_E2E_STACKS_LOOP"); pid != "" {
+		os.Exit(stacksLoop(pid))
+	}
+	testenv.Main(m)
+}
+
+// stacksLoop is run in a copy of the test binary: a library user that is
+// not the target's parent reads the target's stacks in a tight loop until
+// it is gone. Exit 0 when every error was "exited"/"not Python", 1
+// otherwise; it prints the outcome counts.
+func stacksLoop(pidText string) int {
+	pid, _ := strconv.Atoi(pidText)
+	p, err := pyglass.Attach(pid)
+	if err != nil {
+		fmt.Println("attach:", err)
+		return 1
+	}
+	ok, gone := 0, 0
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, err := p.Stacks(context.Background(), pyglass.StackOptions{})
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, pyglass.ErrNoProcess) || errors.Is(err, pyglass.ErrNotPython):
+			gone++
+			if _, serr := os.Stat(fmt.Sprintf("/proc/%d/status", pid)); serr != nil || state(pid) == 'Z' {
+				fmt.Printf("dumps %d, then gone\n", ok)
+				return 0
+			}
+		default:
+			fmt.Printf("dump %d: %v (%T)\n", ok, err, err)
+			return 1
+		}
+	}
+	fmt.Printf("dumps %d, errors %d, still there after 10 s\n", ok, gone)
+	return 1
+}
 
 // result is one run of the pyglass binary.
 type result struct {
