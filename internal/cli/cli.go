@@ -162,6 +162,17 @@ func upperFirst(s string) string {
 // parse parses flags that may stand before or after positional arguments
 // ("pyglass stacks --json 123" and "pyglass stacks 123 --json").
 func parse(fs *flag.FlagSet, args []string, io IO) ([]string, ExitCode, bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			// Help goes to stdout, once (flag would print it on stderr).
+			fs.SetOutput(io.Out)
+			fs.Usage()
+			return nil, ExitOK, false
+		}
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {

@@ -54,9 +54,9 @@ func TestUsage(t *testing.T) {
 // exit codes, on stdout, exit 0.
 func TestHelp(t *testing.T) {
 	for _, c := range commands {
-		code, out, _ := runArgs(c.name, "--help")
-		if code != ExitOK || !strings.Contains(out, "Usage: pyglass "+c.name) || !strings.Contains(out, "Exit status:") {
-			t.Errorf("pyglass %s --help: exit %d, %q", c.name, code, out)
+		code, out, errOut := runArgs(c.name, "--help")
+		if code != ExitOK || strings.Count(out, "Usage: pyglass "+c.name) != 1 || !strings.Contains(out, "Exit status:") || errOut != "" {
+			t.Errorf("pyglass %s --help: exit %d, stdout %q, stderr %q", c.name, code, out, errOut)
 		}
 	}
 	code, out, _ := runArgs("help")
