@@ -897,32 +897,23 @@ def _main(d):
     except BaseException:
         pass
     _remove_dir(d)  # noqa: F821 (agent.py)
-    # The last session lets go of the routers only when no print can be
-    # using them: usually a few milliseconds, before the exit status so
-    # that the thread is gone soon after pyglass returns; if the target
-    # keeps writing to them, the rest of the wait comes after.
-    quiet = True
-    if ended:
+    # The exit status goes first, so that pyglass returns as soon as the
+    # code is done; what follows is this thread's own clean-up, which
+    # pyglass need not wait for.
+    if status is not None and not sess['broken']:
         try:
-            quiet = _linger(ended[0], LINGER_SHORT)
+            sock.sendall(_frame(T_EXIT, str(status).encode('ascii')))
         except BaseException:
             pass
-    if not quiet:
-        _send_exit(sess, status)
+    # The last session lets go of the routers only when no print can be
+    # using them: usually a few milliseconds; if the target keeps writing
+    # to them, up to LINGER_MAX, after which they are kept for good.
+    if ended:
         try:
-            if not _linger(ended[0], LINGER_MAX):
+            if not _linger(ended[0], LINGER_SHORT) and not _linger(ended[0], LINGER_MAX):
                 _keep(ended[0])
         except BaseException:
             pass
-        del ended[:]
-        sess.clear()
-        return
-    # Everything but the last send happens before it, so that pyglass
-    # returns when the agent is done: the globals go now (agent.py's
-    # _forget), the frame is sent with what is left in locals.
-    data = None
-    if status is not None and not sess['broken']:
-        data = _frame(T_EXIT, str(status).encode('ascii'))
     del ended[:]
     sess.clear()
     exc_clear = getattr(sys, 'exc_clear', None)
@@ -930,25 +921,6 @@ def _main(d):
         exc_clear()
     _forget(globals())  # noqa: F821 (agent.py)
     try:
-        if data is not None:
-            sock.sendall(data)
-    except BaseException:
-        pass
-    try:
         sock.close()
     except BaseException:
         pass
-
-
-def _send_exit(sess, status):
-    if status is not None:
-        try:
-            _send(sess, T_EXIT, str(status).encode('ascii'))
-        except BaseException:
-            pass
-    try:
-        sess['sock'].close()
-    except BaseException:
-        pass
-    if not PY3:
-        sys.exc_clear()
