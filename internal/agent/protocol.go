@@ -2,9 +2,11 @@
 // process and the Go side of the protocol spoken with it.
 //
 // Life cycle: pyglass creates a private directory D in the target's mount
-// namespace, writes every file of Files into D, calls Listen(D, uid, gid),
-// makes a new thread of the target run Bootstrap(D), and accepts the agent's
-// connection with Accept. The agent sends a hello, receives one request
+// namespace and listens on D/s (package internal/channel does both for
+// pyglass; Listen and Accept here do the same for tests and programs that
+// already have a directory), writes every file of Files into D, makes a
+// new thread of the target run Bootstrap(D), and wraps the agent's
+// connection with NewConn. The agent sends a hello, receives one request
 // (Exec or Shell), serves it, removes D and sends its exit status. If D or
 // the socket is missing when the bootstrap runs, the agent does nothing.
 //
