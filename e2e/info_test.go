@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,4 +134,46 @@ func TestPS(t *testing.T) {
 	if !strings.Contains(r.Stdout, strconv.Itoa(tg.PID)) {
 		t.Fatalf("ps text does not list %d: %s", tg.PID, r.Stdout)
 	}
+}
+
+// runAs runs pyglass with args as the given user.
+func runAs(t *testing.T, uid, gid int, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(testenv.BuildPyglass(t), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestNotRoot: pyglass run by an ordinary user works on that user's own
+// processes (exec, stacks) and says "permission denied" (exit 4) for
+// another user's.
+func TestNotRoot(t *testing.T) {
+	in := anyInterp(t, "3.11-debian", "3.12")
+	const nobody = 65534
+	mine := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.AsUser("nobody"))
+	r := runAs(t, nobody, nobody, "exec", strconv.Itoa(mine.PID), "-c", "import os; print(os.geteuid())")
+	want(t, r, 0)
+	if r.Stdout != "65534\n" {
+		t.Fatalf("exec as nobody: %s", r)
+	}
+	r = runAs(t, nobody, nobody, "stacks", "--json", strconv.Itoa(mine.PID))
+	want(t, r, 0)
+	healthy(t, mine)
+
+	roots := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"))
+	r = runAs(t, nobody, nobody, "exec", strconv.Itoa(roots.PID), "-c", "pass")
+	want(t, r, 4)
+	oneLineErr(t, r, "permission")
+	healthy(t, roots)
+	noTraces(t, roots)
 }
