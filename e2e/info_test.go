@@ -50,6 +50,11 @@ func TestInfoEveryInterpreter(t *testing.T) {
 		if len(info.Threads) != 3 || !names["MainThread"] || !names["worker-1"] || !names["worker-2"] {
 			t.Fatalf("threads: %+v", info.Threads)
 		}
+		// The interpreter's file as the target sees it: inside the chroot,
+		// without the chroot's prefix.
+		if in.Chroot != "" && info.Python.Path != in.Path {
+			t.Fatalf("interpreter path %q, the target sees %q", info.Python.Path, in.Path)
+		}
 		if (in.Chroot != "") != info.OtherMountNS {
 			t.Fatalf("other mount namespace = %v for %s", info.OtherMountNS, in.Label)
 		}

@@ -163,3 +163,16 @@ func (p Proc) OpenMapping(m Mapping) (*os.File, string, error) {
 	}
 	return nil, "", fmt.Errorf("opening %s (inode %d) of process %d: %w", m.Path, m.Inode, p.PID, ErrFileMismatch)
 }
+
+// TargetPath turns a path as pyglass sees it (from /proc/PID/exe or maps)
+// into the path as the process sees it: for a process in a chroot below
+// pyglass's root, the kernel shows paths with the chroot's prefix. Paths
+// outside the process's root, and processes whose root is pyglass's, are
+// returned unchanged.
+func (p Proc) TargetPath(hostPath string) string {
+	root, err := os.Readlink(p.Path("root"))
+	if err != nil || root == "/" || root == "" || !strings.HasPrefix(hostPath, root+"/") {
+		return hostPath
+	}
+	return hostPath[len(root):]
+}

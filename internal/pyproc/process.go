@@ -85,7 +85,9 @@ func Inspect(pid int) (*Process, error) {
 	}
 	// exe is unreadable for zombies and, without privileges, for other
 	// users' processes: leave it empty then.
-	pr.Exe, _ = p.Exe()
+	if exe, err := p.Exe(); err == nil {
+		pr.Exe = p.TargetPath(exe)
+	}
 	if same, err := p.SameNamespace(procfs.NSMount); err == nil {
 		pr.OtherMountNS = !same
 	}
@@ -207,7 +209,7 @@ func summarize(p procfs.Proc, cache *imageCache) (Summary, bool) {
 		Version:      img.version,
 		VersionKnown: img.verErr == nil,
 		Shared:       found.key.inode != exeIno,
-		Path:         found.path,
+		Path:         p.TargetPath(found.path),
 		Cmdline:      cmd,
 	}, true
 }

@@ -234,7 +234,7 @@ func describe(p procfs.Proc, ms []procfs.Mapping, files []*mappedFile, exe, f *m
 	py := &Python{
 		Version:       img.version,
 		VersionSource: img.source,
-		Path:          f.path,
+		Path:          p.TargetPath(f.path),
 		OpenedAs:      img.openedAs,
 		Shared:        f != exe,
 		image:         img.elf,
