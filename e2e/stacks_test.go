@@ -577,20 +577,8 @@ func TestStacksBadInput(t *testing.T) {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"))
-		bin := testenv.BuildPyglass(t)
 		for _, mode := range [][]string{nil, {"--nonblocking"}} {
-			cmd := exec.Command(bin, append(append([]string{"stacks"}, mode...), strconv.Itoa(tg.PID))...)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			r := result{Stdout: stdout.String(), Stderr: stderr.String()}
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				r.Code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			r := runAs(t, uid, gid, append(append([]string{"stacks"}, mode...), strconv.Itoa(tg.PID))...)
 			want(t, r, 4)
 			oneLineErr(t, r, "permission denied")
 			if r.Stdout != "" {
