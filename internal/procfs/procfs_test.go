@@ -66,7 +66,7 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Comm != "a) b (c" || s.State != 'Z' || s.PPid != 1 || s.StartTime != 98765 || !IsZombie(s.State) {
+	if s.Comm != "a) b (c" || s.State != 'Z' || s.PPid != 1 || s.Flags != 6 || s.StartTime != 98765 || !IsZombie(s.State) {
 		t.Errorf("%+v", s)
 	}
 	if _, err := ParseStat([]byte("123 (x) S 1")); !errors.Is(err, ErrParse) {

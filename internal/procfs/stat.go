@@ -12,6 +12,8 @@ type Stat struct {
 	Comm  string
 	State byte
 	PPid  int
+	// Flags are the kernel's PF_* flags of the task.
+	Flags uint64
 	// StartTime is when the process started, in clock ticks after boot.
 	// With the PID it identifies a process across PID reuse.
 	StartTime uint64
@@ -56,11 +58,20 @@ func ParseStat(b []byte) (*Stat, error) {
 	if s.PPid, err = strconv.Atoi(f[1]); err != nil {
 		return nil, fmt.Errorf("ppid %q: %w", f[1], ErrParse)
 	}
+	if s.Flags, err = strconv.ParseUint(f[6], 10, 64); err != nil {
+		return nil, fmt.Errorf("flags %q: %w", f[6], ErrParse)
+	}
 	if s.StartTime, err = strconv.ParseUint(f[19], 10, 64); err != nil {
 		return nil, fmt.Errorf("starttime %q: %w", f[19], ErrParse)
 	}
 	return s, nil
 }
+
+// Kernel task flags (include/linux/sched.h) found in Stat.Flags.
+const (
+	FlagExiting    = 0x00000004 // PF_EXITING: the task is being torn down
+	FlagKernThread = 0x00200000 // PF_KTHREAD: a kernel thread
+)
 
 // IsZombie reports whether a state letter means the process has exited
 // and awaits its parent ('Z') or is being torn down ('X').

@@ -153,7 +153,36 @@ func FindPython(pid int) (*Python, error) {
 	return findPython(p, &imageCache{})
 }
 
+// findPython finds the interpreter; when that fails because the process
+// is exiting (its mappings and files vanish under the reader), it says so
+// rather than reporting whatever partial view it had.
 func findPython(p procfs.Proc, cache *imageCache) (*Python, error) {
+	py, err := findPythonOnce(p, cache)
+	if err == nil || errors.Is(err, ErrPermission) || errors.Is(err, ErrZombie) || errors.Is(err, ErrNoProcess) {
+		return py, err
+	}
+	if gone := exited(p); gone != nil {
+		return nil, gone
+	}
+	return py, err
+}
+
+// exited returns the error for a process that is gone or being torn
+// down, or nil when it is alive.
+func exited(p procfs.Proc) error {
+	st, err := p.Stat()
+	switch {
+	case errors.Is(err, procfs.ErrNoProcess):
+		return &Error{PID: p.PID, Err: ErrNoProcess, Detail: "it exited while pyglass read it"}
+	case err != nil:
+		return nil
+	case procfs.IsZombie(st.State) || st.Flags&procfs.FlagExiting != 0:
+		return &Error{PID: p.PID, Err: ErrZombie, Detail: "it has exited (it exited while pyglass read it)", Hint: "nothing is left to inspect"}
+	}
+	return nil
+}
+
+func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 	pid := p.PID
 	ms, err := p.Maps()
 	if err != nil {
@@ -161,7 +190,10 @@ func findPython(p procfs.Proc, cache *imageCache) (*Python, error) {
 	}
 	if len(ms) == 0 {
 		// Kernel threads and exiting processes have no memory.
-		return nil, &Error{PID: pid, Err: ErrNotPython, Detail: "no memory mappings (kernel thread or exiting process)"}
+		if st, err := p.Stat(); err == nil && st.Flags&procfs.FlagKernThread != 0 {
+			return nil, &Error{PID: pid, Err: ErrNotPython, Detail: "it is a kernel thread"}
+		}
+		return nil, &Error{PID: pid, Err: ErrZombie, Detail: "it has exited (its memory is already released)", Hint: "nothing is left to inspect"}
 	}
 	files := groupFiles(ms)
 	exeIno := exeInode(p)
