@@ -416,7 +416,8 @@ func TestLeakCommandsRepeated(t *testing.T) {
 
 // TestObjectsBigHeap: an objects census of a 5-million-object heap
 // completes, and a heartbeat thread of the target keeps making progress
-// meanwhile; the census time and the longest stall are logged.
+// meanwhile: it beats at least once per 50 ms on average and, unless the
+// machine is overloaded, is never held back 50 ms.
 func TestObjectsBigHeap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: 5-million-object heap")
@@ -445,10 +446,17 @@ func TestObjectsBigHeap(t *testing.T) {
 			// The heartbeat sleeps 5 ms: over the run it must have beaten
 			// at least once per 50 ms.
 			minBeats := int64(r.Took / (50 * time.Millisecond))
-			t.Logf("5M-object census: pyglass ran %s, census %.0f ms in the target, longest gc.get_objects %.1f ms; heartbeat %q",
-				r.Took.Round(time.Millisecond), o.ElapsedMS, o.LongestCallMS, line)
+			t.Logf("5M-object census: pyglass ran %s, census %.0f ms in the target (%s), longest run without yielding %.1f ms; heartbeat %q",
+				r.Took.Round(time.Millisecond), o.ElapsedMS, o.Method, o.LongestHoldMS, line)
 			if st["beats"] < minBeats {
 				t.Fatalf("the heartbeat made %d beats in %s (want %d or more): %s", st["beats"], r.Took, minBeats, line)
+			}
+			if st["max_ms"] > 50 {
+				if l := testenv.LoadPerCPU(); l > 1 {
+					t.Logf("longest stall %d ms, not asserted: load %.1f per CPU", st["max_ms"], l)
+				} else {
+					t.Errorf("the heartbeat was held back %d ms (target 50 ms): %s", st["max_ms"], line)
+				}
 			}
 			healthy(t, tg)
 			noTraces(t, tg)

@@ -5,15 +5,11 @@ import (
 	"bytes"
 	_ "embed"
 	"encoding/json"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 //go:embed testdata/harness.py
@@ -21,90 +17,29 @@ var harnessPy string
 
 // interpreter is one Python the tests run on.
 type interpreter struct {
-	name string   // "2.7.18", "debian-3.11"
-	argv []string // command that starts it
+	name string   // the testenv label: "2.7", "3.11-debian", "3.14-chroot"
+	argv []string // command that starts it (a chroot's included)
 	py2  bool
 	// minor is the minor version (7 for 2.7, 11 for 3.11).
 	minor int
 }
 
-var (
-	interpOnce sync.Once
-	interps    []interpreter
-)
-
-func pyenvRoot() string {
-	if r := os.Getenv("PYENV_ROOT"); r != "" {
-		return r
-	}
-	if out, err := exec.Command("pyenv", "root").Output(); err == nil {
-		return strings.TrimSpace(string(out))
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".pyenv")
-}
-
-func parseMinor(name string) (bool, int) {
-	var maj, min int
-	fmt.Sscanf(strings.TrimPrefix(name, "debian-"), "%d.%d", &maj, &min)
-	return maj == 2, min
-}
-
-// interpreters lists every interpreter present: the pyenv versions,
-// Debian's /usr/bin/python3.11, and the entries of PYGLASS_TEST_PYTHONS
-// ("3.14=chroot /srv/sid /usr/bin/python3.14;..." : name=command).
-func interpreters(t *testing.T) []interpreter {
-	t.Helper()
-	interpOnce.Do(func() {
-		root := filepath.Join(pyenvRoot(), "versions")
-		ents, _ := os.ReadDir(root)
-		for _, e := range ents {
-			py2, minor := parseMinor(e.Name())
-			major := "3"
-			if py2 {
-				major = "2"
-			}
-			bin := filepath.Join(root, e.Name(), "bin", fmt.Sprintf("python%s.%d", major, minor))
-			if _, err := os.Stat(bin); err == nil {
-				interps = append(interps, interpreter{name: e.Name(), argv: []string{bin}, py2: py2, minor: minor})
-			}
-		}
-		sort.Slice(interps, func(i, j int) bool {
-			a, b := interps[i], interps[j]
-			if a.py2 != b.py2 {
-				return a.py2
-			}
-			return a.minor < b.minor
-		})
-		if _, err := os.Stat("/usr/bin/python3.11"); err == nil {
-			interps = append(interps, interpreter{name: "debian-3.11", argv: []string{"/usr/bin/python3.11"}, minor: 11})
-		}
-		for _, ent := range strings.Split(os.Getenv("PYGLASS_TEST_PYTHONS"), ";") {
-			name, cmd, ok := strings.Cut(strings.TrimSpace(ent), "=")
-			if !ok || len(strings.Fields(cmd)) == 0 {
-				continue
-			}
-			py2, minor := parseMinor(name)
-			interps = append(interps, interpreter{name: name, argv: strings.Fields(cmd), py2: py2, minor: minor})
-		}
-	})
-	if len(interps) == 0 {
-		t.Skip("no Python interpreter found (pyenv versions, /usr/bin/python3.11, PYGLASS_TEST_PYTHONS)")
-	}
-	return interps
-}
-
-// forEach runs f as a subtest per interpreter; parallel subtests when par.
+// forEach runs f as a subtest per interpreter testenv finds (pyenv
+// builds, Debian's python3.11, 3.14 in the sid root), in parallel when
+// par; absent interpreters are skipped subtests, and every outcome goes
+// to the coverage summary.
 func forEach(t *testing.T, par bool, f func(t *testing.T, py interpreter)) {
-	for _, py := range interpreters(t) {
-		t.Run(py.name, func(t *testing.T) {
-			if par {
-				t.Parallel()
-			}
-			f(t, py)
-		})
+	run := func(t *testing.T, in testenv.Interp) {
+		f(t, interpreter{name: in.Label, argv: in.Command().Args, py2: in.Major == 2, minor: in.Minor})
+	}
+	if par {
+		testenv.ForEachParallel(t, run)
+	} else {
+		testenv.ForEach(t, run)
 	}
 }
+
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // harness is a running interpreter that executes report scripts like
 // pyglass's exec does (see testdata/harness.py).

@@ -120,8 +120,19 @@ func RenderGarbage(w io.Writer, r *GarbageReport) error {
 // RenderObjects prints a census for people.
 func RenderObjects(w io.Writer, r *ObjectsReport) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d objects, %s in %d types (Python %s; census %.0f ms, longest GIL hold %.0f ms)\n\n",
-		r.Total, HumanSize(r.TotalSize), r.TypeCount, r.Python, r.ElapsedMS, r.LongestCallMS)
+	scope := "reachable from modules, threads and classes"
+	if r.Method == "gc" {
+		scope = "every object the collector tracks"
+	}
+	fmt.Fprintf(&b, "%d objects, %s in %d types, %s (Python %s; census %.0f ms, longest GIL hold %.0f ms)\n",
+		r.Total, HumanSize(r.TotalSize), r.TypeCount, scope, r.Python, r.ElapsedMS, r.LongestHoldMS)
+	if !r.Complete && r.Method == "walk" {
+		b.WriteString("the walk stopped at its bound of visits: counts are lower bounds\n")
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	b.WriteString("\n")
 	tw := table(&b)
 	fmt.Fprintln(tw, "COUNT\tSIZE\t  TYPE\t")
 	for _, t := range r.Types {

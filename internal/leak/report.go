@@ -101,16 +101,24 @@ type CreationLine struct {
 
 // ObjectsReport is a census of the objects the garbage collector tracks.
 type ObjectsReport struct {
-	Python    string `json:"python"`
-	Total     int64  `json:"total"`
-	TotalSize int64  `json:"total_size"`
+	Python string `json:"python"`
+	// Method is "walk" (from the program's roots, in small steps) or "gc"
+	// (gc.get_objects: every tracked object, one long GIL hold).
+	Method string `json:"method"`
+	// Complete is false when the walk stopped at its bound of visits.
+	Complete  bool  `json:"complete"`
+	Total     int64 `json:"total"`
+	TotalSize int64 `json:"total_size"`
 	// TypeCount is the number of types before the Top cut.
 	TypeCount int64       `json:"type_count"`
 	Types     []TypeCount `json:"types"`
 	ElapsedMS float64     `json:"elapsed_ms"`
-	// LongestCallMS is the longest gc.get_objects call, during which the
-	// script held the GIL without a break.
-	LongestCallMS float64 `json:"longest_call_ms"`
+	// LongestHoldMS is the longest stretch the census ran without
+	// stepping aside for the target's threads: an upper bound of how long
+	// it held the GIL at once (for "gc", the longest gc.get_objects call).
+	LongestHoldMS float64 `json:"longest_hold_ms"`
+	// Notes say what the census could not see on this interpreter.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // TypeCount is one type's row of a census.

@@ -46,6 +46,10 @@ type ObjectsOptions struct {
 	// Top keeps the N most numerous types; 0 keeps every type (what Diff
 	// needs to see every type that grew).
 	Top int
+	// All counts every object the collector tracks with gc.get_objects:
+	// exact, but one GIL hold proportional to the heap. Without it the
+	// census walks from the program's roots in small steps.
+	All bool
 }
 
 // TraceAction is what the trace report does to tracemalloc.
@@ -105,7 +109,7 @@ func ObjectsScript(opts ObjectsOptions) []byte {
 	if top < 0 {
 		top = 0
 	}
-	return build(fmt.Sprintf("{'top': %d}", top), objectsPy)
+	return build(fmt.Sprintf("{'top': %d, 'all': %s}", top, pyBool(opts.All)), objectsPy)
 }
 
 // GCScript returns the Python source of the gc report.

@@ -109,3 +109,16 @@ func cleanupBuild() {
 		os.RemoveAll(buildDir)
 	}
 }
+
+// LoadPerCPU is the 1-minute load average divided by the CPU count: above
+// 1, wall-clock stall measurements include CPU contention that is not the
+// code under test's.
+func LoadPerCPU() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	fmt.Sscanf(string(b), "%f", &l)
+	return l / float64(runtime.NumCPU())
+}

@@ -42,8 +42,22 @@ var (
 // after the other.
 func ForEach(t *testing.T, fn func(t *testing.T, in Interp)) {
 	t.Helper()
+	forEach(t, false, fn)
+}
+
+// ForEachParallel is ForEach with the subtests run in parallel.
+func ForEachParallel(t *testing.T, fn func(t *testing.T, in Interp)) {
+	t.Helper()
+	forEach(t, true, fn)
+}
+
+func forEach(t *testing.T, parallel bool, fn func(t *testing.T, in Interp)) {
+	t.Helper()
 	for _, in := range Interpreters() {
 		t.Run(in.Label, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
 			defer func() { // also runs on t.Skip/t.Fatal (runtime.Goexit)
 				st, why := Covered, ""
 				switch {

@@ -1,47 +1,249 @@
-# pyglass objects report: census of the objects the garbage collector
-# tracks (gc.get_objects), by class: count and total sys.getsizeof.
+# pyglass objects report: a census of live objects by class: count and
+# total sys.getsizeof. Only objects the garbage collector tracks are
+# counted (containers and instances; not str, int, float), as
+# gc.get_objects() would list them.
 #
-# GIL: gc.get_objects builds its list in one C call that holds the GIL
-# (about 15-25 ns per object). From 3.8 on the census asks one generation at
-# a time (oldest first, so an object promoted during the census is missed
-# rather than counted twice); the lists are then walked in chunks of
-# _pg_CHUNK objects with time.sleep(0) between chunks, so other threads run.
-_pg_CHUNK = 5000
+# Two methods (_pg_opts['all']):
+#
+# walk (default): a depth-first walk from the program's roots through
+#   gc.get_referents: sys.modules, every other thread's frames, every
+#   class's __dict__ (static types included), gc.garbage and, from 3.8 on,
+#   the two young generations. Each gc.get_referents call returns one
+#   object's references, so the GIL is never held for long: containers
+#   larger than _pg_BIG are entered _pg_BIG items at a time, and every
+#   _pg_SLICE seconds the walk sleeps briefly so the target's threads run.
+#   Visited objects are marked in a bitmap (one bit per 16 bytes of address
+#   space, 8 KiB per MiB of heap), so the walk costs the target little
+#   memory. It misses what only C code references or what nothing
+#   references any more (cycles waiting for the collector), typically a
+#   few hundred objects, and, as the heap changes under it, may miss
+#   objects moved from a part not yet walked to one already walked.
+#
+# all: gc.get_objects(), one C call that lists every tracked object and
+#   holds the GIL while it does (about 15-60 ns per object). From 3.8 on it
+#   is asked one generation at a time, oldest first.
+_pg_BIG = 4096
+_pg_SLICE = 0.002
+_pg_MAX_VISITS = 200000000
 
 
-def _pg_census(objs, counts, sizes, getsizeof):
+def _pg_counter(counts, sizes):
+    """A function that counts one object into counts and sizes (by class)."""
+    getsizeof = _pg_sys.getsizeof
+    old = _pg_InstanceType
+
+    def add(o):
+        t = type(o)
+        if t is old:
+            t = o.__class__
+        try:
+            s = getsizeof(o, 0)
+        except Exception:
+            s = 0
+        c = counts.get(t)
+        if c is None:
+            counts[t] = 1
+            sizes[t] = s
+        else:
+            counts[t] = c + 1
+            sizes[t] += s
+    return add
+
+
+def _pg_classes():
+    """Every class reachable through type.__subclasses__ (bounded)."""
+    sub = type.__dict__['__subclasses__']
+    out = [object]
+    seen = set([id(object)])
+    i = 0
+    while i < len(out) and len(out) < 200000:
+        try:
+            kids = sub(out[i])
+        except Exception:
+            kids = ()
+        i += 1
+        for k in kids:
+            if id(k) not in seen:
+                seen.add(id(k))
+                out.append(k)
+    return out
+
+
+def _pg_thread_refs(gc, own, roots, notes):
+    """Adds to roots what the other threads' running functions reference.
+
+    Running frames are not tracked by the collector and, from 3.11 on,
+    gc.get_referents does not see their variables: before 3.11 the frames'
+    referents are taken, from 3.13 on their f_locals (a view, PEP 667).
+    On 3.11 and 3.12 f_locals would store a snapshot dict in the frame,
+    keeping its objects alive after the function drops them: the
+    variables are not read there."""
+    getframes = getattr(_pg_sys, '_current_frames', None)
+    if getframes is None:
+        return
+    v = _pg_sys.version_info[:2]
+    if (3, 11) <= v < (3, 13):
+        notes.append('Python %d.%d: the local variables of other threads\' running functions'
+                     ' cannot be read without side effects; objects only they reference are'
+                     ' counted while in the young generations (--all counts them)' % v)
+        return
+    getref = gc.get_referents
+    for tid, f in getframes().items():
+        if tid == own:
+            continue
+        depth = 0
+        while f is not None and depth < 10000:
+            try:
+                if v >= (3, 13):
+                    roots.extend(f.f_locals.values())
+                else:
+                    roots.extend(getref(f))
+            except Exception:
+                pass
+            f = f.f_back
+            depth += 1
+    f = None
+
+
+def _pg_roots(gc, own, notes):
+    """The walk's starting points."""
+    roots = [_pg_sys.modules, gc.garbage]
+    _pg_thread_refs(gc, own, roots, notes)
+    tdict = type.__dict__['__dict__']
+    getref = gc.get_referents
+    for c in _pg_classes():
+        roots.append(c)
+        try:
+            roots.extend(getref(tdict.__get__(c, type)))
+        except Exception:
+            pass
+    c = None
+    if _pg_sys.version_info >= (3, 8):
+        gens = (0, 1)
+        if _pg_sys.version_info >= (3, 14):
+            gens = (0,)  # the young generation; 1 and 2 are the old spaces
+        # Left out: roots itself and frames (this thread's own would hold
+        # roots: cycles).
+        ftype = type(_pg_sys._getframe())
+        for g in gens:
+            for o in gc.get_objects(g):
+                if type(o) is not ftype and o is not roots:
+                    roots.append(o)
+        o = None
+    return roots
+
+
+def _pg_walk(gc, add, counts, sizes, own, stats):
+    """Counts with add (into counts and sizes) the objects reachable from
+    _pg_roots."""
+    getref = gc.get_referents
+    tracked = gc.is_tracked
+    islice = _pg_import('itertools').islice
+    sleep = _pg_time.sleep
+    now = _pg_time.time
+    BIG = _pg_BIG
+    seqs = (list, tuple)
+    maps = (dict, set, frozenset)
+    seen = {}
+    stack = []
+    slices = []
+
+    def mark(o):
+        a = id(o) >> 4
+        b = seen.get(a >> 16)
+        if b is None:
+            b = seen[a >> 16] = bytearray(8192)
+        i = (a & 0xffff) >> 3
+        m = 1 << (a & 7)
+        if b[i] & m:
+            return False
+        b[i] |= m
+        return True
+
+    # The walk's own objects are not the program's.
+    for o in (seen, stack, slices, stats, _pg_opts, counts, sizes):
+        mark(o)
+    for fn in (add, mark):
+        mark(fn)
+        mark(fn.__closure__)
+        for o in fn.__closure__:
+            mark(o)
+    roots = _pg_roots(gc, own, stats['notes'])
+    mark(roots)
+    stack.extend(filter(tracked, roots))
+    roots = None
+    t_yield = now() + _pg_SLICE
+    t_run = now()
+    visits = 0
+    while visits < _pg_MAX_VISITS:
+        if not stack:
+            if not slices:
+                break
+            s = slices[-1]
+            o = s[0]
+            if type(o) in seqs:
+                chunk = o[s[1]:min(s[1] + BIG, s[2])]
+                s[1] += BIG
+                if s[1] >= s[2]:
+                    slices.pop()
+            else:
+                try:
+                    chunk = list(islice(s[1], BIG))
+                except RuntimeError:
+                    # changed size while entered: take the rest at once
+                    chunk = getref(o)
+                    slices.pop()
+                else:
+                    if len(chunk) < BIG:
+                        slices.pop()
+                if type(o) is dict:
+                    flat = []
+                    for kv in chunk:
+                        flat.extend(kv)
+                    chunk = flat
+                    flat = None
+            stack.extend(filter(tracked, chunk))
+            s = o = chunk = None
+            continue
+        o = stack.pop()
+        visits += 1
+        if visits & 255 == 0 and now() > t_yield:
+            t = now()
+            stats['longest'] = max(stats['longest'], t - t_run)
+            sleep(0.0001)
+            t_run = now()
+            t_yield = t_run + _pg_SLICE
+        if not mark(o):
+            continue
+        add(o)
+        t = type(o)
+        if t in seqs and len(o) > BIG:
+            slices.append([o, 0, len(o)])
+        elif t in maps and len(o) > BIG:
+            slices.append([o, iter(o.items()) if t is dict else iter(o)])
+        else:
+            stack.extend(filter(tracked, getref(o)))
+    o = None
+    stats['longest'] = max(stats['longest'], now() - t_run)
+    stats['complete'] = not stack and not slices
+    del stack[:]
+    del slices[:]
+    seen.clear()
+
+
+def _pg_census(objs, add):
     n = len(objs)
     i = 0
     while i < n:
-        chunk = objs[i:i + _pg_CHUNK]
-        i += _pg_CHUNK
+        chunk = objs[i:i + _pg_BIG]
+        i += _pg_BIG
         for o in chunk:
-            t = type(o)
-            if t is _pg_InstanceType:
-                t = o.__class__
-            try:
-                s = getsizeof(o, 0)
-            except Exception:
-                s = 0
-            c = counts.get(t)
-            if c is None:
-                counts[t] = 1
-                sizes[t] = s
-            else:
-                counts[t] = c + 1
-                sizes[t] += s
+            add(o)
         o = chunk = None
         _pg_yield()
 
 
-def _pg_main():
-    gc = _pg_import('gc')
-    top = _pg_opts['top']
-    getsizeof = _pg_sys.getsizeof
-    counts = {}
-    sizes = {}
-    longest = 0.0
-    t0 = _pg_now()
+def _pg_gc_census(gc, add, stats):
     gens = [None]
     if _pg_sys.version_info >= (3, 8):
         gens = [2, 1, 0]
@@ -51,12 +253,37 @@ def _pg_main():
             objs = gc.get_objects()
         else:
             objs = gc.get_objects(gen)
-        longest = max(longest, _pg_now() - c0)
+        stats['longest'] = max(stats['longest'], _pg_now() - c0)
         _pg_yield()
         try:
-            _pg_census(objs, counts, sizes, getsizeof)
+            _pg_census(objs, add)
         finally:
             objs = None
+
+
+def _pg_own_thread():
+    for name in ('_thread', 'thread'):
+        m = _pg_sys.modules.get(name)
+        if m is not None:
+            return m.get_ident()
+    return None
+
+
+def _pg_main():
+    gc = _pg_import('gc')
+    top = _pg_opts['top']
+    counts = {}
+    sizes = {}
+    add = _pg_counter(counts, sizes)
+    stats = {'longest': 0.0, 'complete': True, 'notes': []}
+    t0 = _pg_now()
+    if _pg_opts['all'] or _pg_time is None:
+        method = 'gc'
+        _pg_gc_census(gc, add, stats)
+    else:
+        method = 'walk'
+        _pg_walk(gc, add, counts, sizes, _pg_own_thread(), stats)
+    add = None
     merged = {}
     for t in counts:
         name = _pg_tname(t)
@@ -78,10 +305,13 @@ def _pg_main():
         rows = rows[:top]
     return {
         'python': _pg_VERSION,
+        'method': method,
+        'complete': stats['complete'],
         'total': total,
         'total_size': total_size,
         'type_count': ntypes,
         'types': [{'type': name, 'count': cs[0], 'size': cs[1]} for name, cs in rows],
         'elapsed_ms': (_pg_now() - t0) * 1000.0,
-        'longest_call_ms': longest * 1000.0,
+        'longest_hold_ms': stats['longest'] * 1000.0,
+        'notes': stats['notes'],
     }
