@@ -61,6 +61,23 @@ const tracebackCode = "import sys, traceback\n" +
 	"    sys.stderr.write('thread %d\\n' % tid)\n" +
 	"    traceback.print_stack(f)\n"
 
+// gdbGarbageCode and gdbCensusCode are the gdb-era leak reports: the
+// result lands in a file the target writes (Python 2.7 and 3.x).
+const gdbGarbageCode = "import gc\n" +
+	"f = open('/tmp/pyglass-bench-gdb-garbage.txt', 'w')\n" +
+	"f.write(str(gc.garbage))\n" +
+	"f.close()\n"
+
+const gdbCensusCode = "import gc\n" +
+	"c = {}\n" +
+	"for o in gc.get_objects():\n" +
+	"    t = type(o).__name__\n" +
+	"    c[t] = c.get(t, 0) + 1\n" +
+	"f = open('/tmp/pyglass-bench-gdb-census.txt', 'w')\n" +
+	"f.write(repr(sorted(c.items(), key=lambda kv: -kv[1])[:10]))\n" +
+	"f.close()\n" +
+	"del c, o, t, f\n"
+
 var commands = []Command{
 	{
 		Name: "gdb exec pass",
@@ -104,6 +121,24 @@ var commands = []Command{
 	// The leak reports on a 1-million-object heap: the GIL hold that
 	// matters is theirs (gc.get_objects, gc.collect), not the attach.
 	{
+		// What people do today: str(gc.garbage) into a file, read by eye.
+		Name:   "gdb gc.garbage to file (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return gdbCall(env, tg, gdbGarbageCode), nil
+		},
+	},
+	{
+		// An objgraph-style census: counts by type over gc.get_objects().
+		Name:   "gdb census to file (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return gdbCall(env, tg, gdbCensusCode), nil
+		},
+	},
+	{
 		// The floor of the rows below: attaching and running nothing.
 		Name:   "pyglass exec -c pass (1M heap)",
 		Group:  "leak",
@@ -113,17 +148,19 @@ var commands = []Command{
 		},
 	},
 	{
-		Name:   "pyglass objects (1M heap)",
-		Group:  "leak",
-		Target: Heap,
+		Name:     "pyglass objects (1M heap)",
+		Baseline: "gdb census to file (1M heap)",
+		Group:    "leak",
+		Target:   Heap,
 		Argv: func(env *Env, tg *Target) ([]string, error) {
 			return pyglass(env, "objects", fmt.Sprint(tg.PID), "--top", "10")
 		},
 	},
 	{
-		Name:   "pyglass garbage (1M heap)",
-		Group:  "leak",
-		Target: Heap,
+		Name:     "pyglass garbage (1M heap)",
+		Baseline: "gdb gc.garbage to file (1M heap)",
+		Group:    "leak",
+		Target:   Heap,
 		Argv: func(env *Env, tg *Target) ([]string, error) {
 			return pyglass(env, "garbage", fmt.Sprint(tg.PID))
 		},
