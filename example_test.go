@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -17,20 +16,14 @@ import (
 // anything in it, then run code inside it and get its output back.
 func Example() {
 	// A Python process to look at (any interpreter on the machine).
-	py := "python3"
-	if all := testenv.Interpreters(); len(all) > 0 && all[len(all)-1].Chroot == "" {
-		py = all[len(all)-1].Path
-	}
-	cmd := exec.Command(py, "-c", "import sys, time\nprint('up')\nsys.stdout.flush()\ntime.sleep(60)")
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
+	pid, stop, err := testenv.ExampleTarget("import sys, threading, time\nprint('up')\nsys.stdout.flush()\ntime.sleep(60)")
+	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer cmd.Process.Kill()
-	out.Read(make([]byte, 3)) // wait until it runs
+	defer stop()
 
-	p, err := pyglass.Attach(cmd.Process.Pid)
+	p, err := pyglass.Attach(pid)
 	if err != nil {
 		fmt.Println(err)
 		return

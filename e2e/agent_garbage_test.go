@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyglass/pyglass/internal/leak"
 	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/leak"
 )
 
 // garbageWarmUp imports what the agent imports and formats a traceback and

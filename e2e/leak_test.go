@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyglass/pyglass/internal/leak"
 	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/leak"
 )
 
 // fields parses the "key=value" words of a fixture's line.

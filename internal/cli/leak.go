@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,72 +9,53 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass"
-	"github.com/pyglass/pyglass/internal/leak"
+	"github.com/pyglass/pyglass/leak"
 )
 
-// runReport runs a leak script in the target and returns its stdout.
-// On a terminal, a report that takes more than a second shows how long it
-// has been running on stderr.
-func runReport(ctx context.Context, p *pyglass.Process, script []byte, timeout time.Duration, io IO) ([]byte, error) {
-	var out, errb bytes.Buffer
-	progress := progressTo(io)
-	if progress != nil {
-		var mu sync.Mutex
-		waiting := false // the exec's own line (waiting for the GIL) is up
-		show := progress
-		progress = func(s string) {
-			mu.Lock()
-			defer mu.Unlock()
-			waiting = s != ""
-			show(s)
-		}
-		start := time.Now()
-		tick := time.NewTicker(time.Second)
-		done := make(chan struct{})
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			for {
-				select {
-				case <-done:
-					return
-				case <-tick.C:
-					mu.Lock()
-					if !waiting {
-						show(fmt.Sprintf("report running in process %d: %ds", p.PID(), int(time.Since(start).Seconds())))
-					}
-					mu.Unlock()
+// runOptions are the leak.RunOptions of a report command. On a terminal, a
+// report that takes more than a second shows how long it has been running
+// on stderr until done is called.
+func runOptions(p *pyglass.Process, timeout time.Duration, io IO) (opt leak.RunOptions, done func()) {
+	opt = leak.RunOptions{Timeout: timeout}
+	show := progressTo(io)
+	if show == nil {
+		return opt, func() {}
+	}
+	var mu sync.Mutex
+	waiting := false // the exec's own line (waiting for the GIL) is up
+	opt.Progress = func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		waiting = s != ""
+		show(s)
+	}
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				mu.Lock()
+				if !waiting {
+					show(fmt.Sprintf("report running in process %d: %ds", p.PID(), int(time.Since(start).Seconds())))
 				}
+				mu.Unlock()
 			}
-		}()
-		defer func() {
-			tick.Stop()
-			close(done)
-			<-stopped
-			if time.Since(start) >= time.Second {
-				show("")
-			}
-		}()
+		}
+	}()
+	return opt, func() {
+		tick.Stop()
+		close(stop)
+		<-stopped
+		if time.Since(start) >= time.Second {
+			show("")
+		}
 	}
-	res, err := p.Exec(ctx, script, pyglass.ExecOptions{
-		Filename: "<pyglass-report>", Stdout: &out, Stderr: &errb,
-		Timeout: timeout, Progress: progress,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if res.Raised {
-		return nil, fmt.Errorf("the report failed inside the target: %s", oneLine(lastLines(errb.String(), 3)))
-	}
-	return out.Bytes(), nil
-}
-
-func lastLines(s string, n int) string {
-	lines := bytes.Split(bytes.TrimSpace([]byte(s)), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("; ")))
 }
 
 // reportFail prints a report error; a feature the target lacks is a
@@ -132,11 +112,9 @@ func runGarbage(ctx context.Context, args []string, io IO) ExitCode {
 	if l == 0 {
 		l = -1
 	}
-	out, err := runReport(ctx, p, leak.GarbageScript(leak.GarbageOptions{Collect: *collect, SaveAll: *saveall, Limit: l}), *timeout, io)
-	if err != nil {
-		return reportFail(io, err)
-	}
-	r, err := leak.ParseGarbage(out)
+	run, done := runOptions(p, *timeout, io)
+	r, err := leak.Garbage(ctx, p, leak.GarbageOptions{Collect: *collect, SaveAll: *saveall, Limit: l}, run)
+	done()
 	if err != nil {
 		return reportFail(io, err)
 	}
@@ -187,17 +165,11 @@ func runObjects(ctx context.Context, args []string, io IO) ExitCode {
 	if !ok {
 		return code
 	}
-	census := func(ctx context.Context, n int) (*leak.ObjectsReport, error) {
-		out, err := runReport(ctx, p, leak.ObjectsScript(leak.ObjectsOptions{Top: n, All: *all}), *timeout, io)
-		if err != nil {
-			return nil, err
-		}
-		return leak.ParseObjects(out)
-	}
+	opts := leak.ObjectsOptions{Top: *top, All: *all}
 	if *diff > 0 {
 		// The countdown goes to stderr, where it never mixes with the
 		// report; on a terminal it redraws one line.
-		g, err := leak.DiffOver(ctx, *diff, func(ctx context.Context) (*leak.ObjectsReport, error) { return census(ctx, 0) }, io.Err)
+		g, err := leak.ObjectsGrowth(ctx, p, *diff, opts, leak.RunOptions{Timeout: *timeout, Progress: progressTo(io)}, io.Err)
 		if err != nil {
 			return reportFail(io, err)
 		}
@@ -208,7 +180,9 @@ func runObjects(ctx context.Context, args []string, io IO) ExitCode {
 		}
 		return ExitOK
 	}
-	r, err := census(ctx, *top)
+	run, done := runOptions(p, *timeout, io)
+	r, err := leak.Objects(ctx, p, opts, run)
+	done()
 	if err != nil {
 		return reportFail(io, err)
 	}
@@ -239,15 +213,9 @@ func runGC(ctx context.Context, args []string, io IO) ExitCode {
 	if !ok {
 		return code
 	}
-	script := leak.GCScript()
-	if *collect {
-		script = append([]byte("import gc as _pg_gc_mod\n_pg_gc_mod.collect()\ndel _pg_gc_mod\n"), script...)
-	}
-	out, err := runReport(ctx, p, script, *timeout, io)
-	if err != nil {
-		return reportFail(io, err)
-	}
-	r, err := leak.ParseGC(out)
+	run, done := runOptions(p, *timeout, io)
+	r, err := leak.GC(ctx, p, leak.GCOptions{Collect: *collect}, run)
+	done()
 	if err != nil {
 		return reportFail(io, err)
 	}
@@ -290,11 +258,9 @@ func runTrace(ctx context.Context, args []string, io IO) ExitCode {
 	if !ok {
 		return code
 	}
-	out, err := runReport(ctx, p, leak.TraceScript(leak.TraceOptions{Action: action, Frames: *frames}), *timeout, io)
-	if err != nil {
-		return reportFail(io, err)
-	}
-	r, err := leak.ParseTrace(out)
+	run, done := runOptions(p, *timeout, io)
+	r, err := leak.Trace(ctx, p, leak.TraceOptions{Action: action, Frames: *frames}, run)
+	done()
 	if err != nil {
 		return reportFail(io, err)
 	}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,4 +122,31 @@ func LoadPerCPU() float64 {
 	var l float64
 	fmt.Sscanf(string(b), "%f", &l)
 	return l / float64(runtime.NumCPU())
+}
+
+// ExampleTarget starts a Python program for a runnable example: code runs
+// on the newest interpreter found outside a chroot (python3 if none) and
+// must print "up" once it is ready; ExampleTarget returns then. stop kills
+// and reaps it.
+func ExampleTarget(code string) (pid int, stop func(), err error) {
+	py, best := "python3", Interp{}
+	for _, in := range Interpreters() {
+		if in.Chroot == "" && in.AtLeast(best.Major, best.Minor+1) {
+			py, best = in.Path, in
+		}
+	}
+	cmd := exec.Command(py, "-c", code)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	if _, err := io.ReadFull(out, make([]byte, 2)); err != nil {
+		stop()
+		return 0, nil, fmt.Errorf("%s did not start: %w", py, err)
+	}
+	return cmd.Process.Pid, stop, nil
 }

@@ -105,7 +105,7 @@ func TestScriptsAreOneSource(t *testing.T) {
 	for name, src := range map[string][]byte{
 		"garbage": GarbageScript(GarbageOptions{Collect: true, Limit: 7}),
 		"objects": ObjectsScript(ObjectsOptions{Top: 3}),
-		"gc":      GCScript(),
+		"gc":      GCScript(GCOptions{}),
 		"trace":   TraceScript(TraceOptions{Action: TraceStart, Frames: 4}),
 	} {
 		s := string(src)
@@ -127,7 +127,7 @@ func TestScriptsAreOneSource(t *testing.T) {
 // Example shows the life cycle of a report: build the script, run it in
 // the target with pyglass's exec (here: a canned output), parse, render.
 func Example() {
-	script := GCScript()
+	script := GCScript(GCOptions{})
 	_ = script // exec(script) in the target returns its stdout:
 	out := []byte(`{"python": "3.12.1", "enabled": true, "thresholds": [700, 10, 10], "counts": [12, 3, 0], "flags": [], "flag_bits": 0, "garbage_len": 0, "stats": null, "frozen": 0}`)
 	r, err := ParseGC(out)

@@ -1,5 +1,11 @@
-// Package leak builds pyglass's leak-hunting reports: garbage, objects, gc
-// and trace.
+// Package leak runs pyglass's leak-hunting reports in a live Python
+// process: Garbage (what is in gc.garbage, its sizes, cycles and creation
+// lines), Objects (a census by class) and ObjectsGrowth (which classes grow),
+// GC (the collector's state) and Trace (allocation tracing on or off).
+// Each takes a *pyglass.Process from pyglass.Attach:
+//
+//	p, err := pyglass.Attach(pid)
+//	r, err := leak.Objects(ctx, p, leak.ObjectsOptions{Top: 20}, leak.RunOptions{})
 //
 // Each report is a Python source that pyglass's exec runs inside the
 // target on a fresh thread, in a fresh namespace (__name__ ==
@@ -36,9 +42,11 @@
 // functions return it as a *ScriptError (errors.Is(err, ErrUnsupported)
 // for "tracemalloc is not available on Python 2.7").
 //
-// GIL: the objects census calls gc.get_objects once per generation (3.8+;
-// once in all on older versions). That C call holds the GIL while it builds
-// its list: measured about 70-130 ms for a 5-million-object heap on this
-// project's CI machine, which is the longest stall another thread sees;
-// the rest of the work runs in chunks with time.sleep(0) between them.
+// GIL: the objects census walks the object graph from the program's roots
+// with one gc.get_referents call per object and sleeps briefly every 2 ms,
+// so no GIL hold is longer than a few milliseconds whatever the heap's
+// size (see scripts/objects.py for what the walk sees and misses);
+// ObjectsOptions.All takes gc.get_objects instead, one call that holds
+// the GIL while it lists every tracked object. garbage's SaveAll runs full
+// collections, the collector's own pause.
 package leak

@@ -113,7 +113,8 @@ def probe():
     return snapshot([Session, sessions[0], sessions[-1]] + gc.garbage[:4])
 `, nil)
 		scripts := map[string][]byte{
-			"gc":               GCScript(),
+			"gc":               GCScript(GCOptions{}),
+			"gc-collect":       GCScript(GCOptions{Collect: true}),
 			"objects":          ObjectsScript(ObjectsOptions{Top: 10}),
 			"garbage":          GarbageScript(GarbageOptions{}),
 			"garbage-collect":  GarbageScript(GarbageOptions{Collect: true}),
@@ -121,7 +122,7 @@ def probe():
 			"trace-status":     TraceScript(TraceOptions{Action: TraceStatus}),
 			"trace-bad-action": TraceScript(TraceOptions{Action: "bogus"}),
 		}
-		for _, name := range []string{"gc", "objects", "garbage", "trace-status", "trace-bad-action", "garbage-collect", "garbage-saveall"} {
+		for _, name := range []string{"gc", "objects", "garbage", "trace-status", "trace-bad-action", "garbage-collect", "gc-collect", "garbage-saveall"} {
 			var before, after state
 			h.exec("result = probe()", &before)
 			out := h.run(scripts[name])
@@ -142,7 +143,7 @@ func TestGCReport(t *testing.T) {
 	forEach(t, true, func(t *testing.T, py interpreter) {
 		h := startHarness(t, py)
 		h.exec("gc.set_threshold(701, 11, 12); gc.set_debug(gc.DEBUG_UNCOLLECTABLE); gc.disable()", nil)
-		r, err := ParseGC(h.run(GCScript()))
+		r, err := ParseGC(h.run(GCScript(GCOptions{})))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,9 @@
-# pyglass gc report: state of the garbage collector. Changes nothing.
+# pyglass gc report: state of the garbage collector. Changes nothing but
+# runs a full collection first when asked (_pg_opts['collect']).
 def _pg_main():
     gc = _pg_import('gc')
+    if _pg_opts['collect']:
+        gc.collect()
     flags = gc.get_debug()
     names = []
     for name in sorted(dir(gc)):

@@ -112,9 +112,15 @@ func ObjectsScript(opts ObjectsOptions) []byte {
 	return build(fmt.Sprintf("{'top': %d, 'all': %s}", top, pyBool(opts.All)), objectsPy)
 }
 
+// GCOptions select what the gc report does first.
+type GCOptions struct {
+	// Collect runs a full collection before reading the state.
+	Collect bool
+}
+
 // GCScript returns the Python source of the gc report.
-func GCScript() []byte {
-	return build("{}", gcPy)
+func GCScript(opts GCOptions) []byte {
+	return build(fmt.Sprintf("{'collect': %s}", pyBool(opts.Collect)), gcPy)
 }
 
 // TraceScript returns the Python source of the trace report. An unknown

@@ -16,7 +16,7 @@ func TestRepeatedRuns(t *testing.T) {
 	forEach(t, true, func(t *testing.T, py interpreter) {
 		h := startHarness(t, py)
 		h.exec(leakyFixture+"make_cycles(50)\ngc.collect()\nsessions = [object() for i in range(20000)]\n", nil)
-		scripts := [][]byte{GCScript(), ObjectsScript(ObjectsOptions{Top: 20}), GarbageScript(GarbageOptions{})}
+		scripts := [][]byte{GCScript(GCOptions{}), ObjectsScript(ObjectsOptions{Top: 20}), GarbageScript(GarbageOptions{})}
 		for i := 0; i < 10; i++ { // warm up allocator caches
 			h.run(scripts[i%len(scripts)])
 		}
