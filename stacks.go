@@ -168,13 +168,21 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
 		interps[a], interps[b] = interps[b], interps[a]
 	}
+	// Threads read paused without names, to name once the process runs:
+	// their Python idents, by index in dump.Threads, and interpreters.
+	idents := []uint64{}
+	unnamed := map[int]uint64{}
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
+		if frozen != nil && anyUnnamed(threads) {
+			unnamed[i] = interp
+		}
 		if err != nil && len(threads) == 0 {
 			dump.Threads = append(dump.Threads, ThreadStack{Interpreter: i, Error: err.Error(), Frames: []Frame{}})
+			idents = append(idents, 0)
 			continue
 		}
 		gilRange := gilFutexRange(rd, m, interp)
@@ -207,16 +215,18 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 					continue
 				}
 				if old := dump.Threads[j]; len(old.Frames) == 0 && old.Error == "" {
-					dump.Threads[j] = ts
+					dump.Threads[j], idents[j] = ts, t.ThreadID
 					continue
 				}
 			}
 			byTID[ts.TID] = len(dump.Threads)
 			dump.Threads = append(dump.Threads, ts)
+			idents = append(idents, t.ThreadID)
 		}
 	}
 	if frozen != nil {
 		frozen.Thaw()
+		p.nameLater(m, dump, idents, unnamed)
 	}
 	// Main thread first, then in the order the threads were created.
 	sort.SliceStable(dump.Threads, func(i, j int) bool {
@@ -231,6 +241,44 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	})
 	addSource(p.pid, dump)
 	return dump, nil
+}
+
+// anyUnnamed reports whether some thread with a Python thread ident was
+// read without a name: threading._active could not be read whole, or the
+// thread was not in it (yet).
+func anyUnnamed(threads []cpython.Thread) bool {
+	for _, t := range threads {
+		if t.Name == "" && t.ThreadID != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// nameLater reads the names of the threads left unnamed again once the
+// process runs: paused, a thread may have been caught in the middle of
+// changing threading._active (a resize, an insertion), which the paused
+// read cannot get through; a moment later the dictionary is whole again.
+// Threads and frames are still those of the paused snapshot; only the
+// missing names are read afterwards (a thread that has exited meanwhile
+// stays unnamed).
+// idents are the Python thread idents of dump.Threads (same order);
+// unnamed maps the interpreters to name again (index to address).
+func (p *Process) nameLater(m *memoryView, dump *StackDump, idents []uint64, unnamed map[int]uint64) {
+	for i, interp := range unnamed {
+		for try := 0; try < 3; try++ {
+			names, err := cpython.ThreadNames(m.r, m.l, interp)
+			if err == nil {
+				for j := range dump.Threads {
+					if t := &dump.Threads[j]; t.Interpreter == i && t.Name == "" {
+						t.Name = names[idents[j]]
+					}
+				}
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 // freeze pauses every thread. The kernel refuses to seize a thread that is

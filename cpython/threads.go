@@ -273,6 +273,13 @@ func threadNames(r memory.Reader, l *layout.Layout, interp uint64, want map[uint
 	if err != nil {
 		return nil, fmt.Errorf("reading threading._active: %w", err)
 	}
+	// A value must be a threading.Thread: read while the program runs, an
+	// entry may point at a freed Thread whose memory holds another object.
+	thread, err := DictGet(r, l, md, "Thread")
+	if err != nil {
+		return nil, fmt.Errorf("looking up threading.Thread: %w", err)
+	}
+	d := newDecoder(r, l)
 	attr := "_name"
 	if l.Major == 2 {
 		attr = "_Thread__name" // self.__name, name-mangled
@@ -281,6 +288,9 @@ func threadNames(r memory.Reader, l *layout.Layout, interp uint64, want map[uint
 	for _, it := range items {
 		id, err := Int(r, l, it.Key)
 		if err != nil || !id.IsUint64() || want != nil && !want[id.Uint64()] {
+			continue
+		}
+		if !d.instanceOf(it.Value, thread) {
 			continue
 		}
 		n, err := AttrGet(r, l, it.Value, attr)
@@ -294,4 +304,32 @@ func threadNames(r memory.Reader, l *layout.Layout, interp uint64, want map[uint
 		names[id.Uint64()] = s
 	}
 	return names, nil
+}
+
+// maxMRO bounds the classes read from a type's __mro__.
+const maxMRO = 64
+
+// instanceOf reports whether obj's type has class cls in its __mro__.
+func (d *decoder) instanceOf(obj, cls uint64) bool {
+	tp, err := memory.NonNullPtr(d.r, obj+uint64(d.l.ObjectObType))
+	if err != nil {
+		return false
+	}
+	if tp == cls {
+		return true
+	}
+	mro, err := memory.NonNullPtr(d.r, tp+uint64(d.l.TypeTpMro))
+	if err != nil {
+		return false
+	}
+	classes, err := d.tupleItems(mro, maxMRO)
+	if err != nil {
+		return false
+	}
+	for _, c := range classes {
+		if c == cls {
+			return true
+		}
+	}
+	return false
 }

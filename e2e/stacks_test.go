@@ -715,10 +715,10 @@ func TestStacksThreadChurn(t *testing.T) {
 			}
 			// Without pausing, the program may change what is being
 			// read: a dump must only not fail then. Paused, a thread can
-			// still be caught in the middle of updating the thread list
-			// or threading._active (pausing does not make the program's
-			// own half-done updates whole): rarely, one dump then misses
-			// a thread or its names. Most dumps must be exact.
+			// be caught in the middle of changing threading._active; the
+			// names missing then are read again once the program runs
+			// (and checked to be Thread objects'), so paused dumps list
+			// the 4 spawners by name; one miss in 180 is tolerated.
 			if spawners != 4 && !nonblocking {
 				torn++
 				t.Logf("%s dump %d: %d spawners", label, n, spawners)
@@ -727,7 +727,7 @@ func TestStacksThreadChurn(t *testing.T) {
 				}
 			}
 		}
-		if torn > 3 {
+		if torn > 1 {
 			t.Errorf("%s: %d of 180 paused dumps did not list the 4 spawners", label, torn)
 		}
 		t.Logf("%s: %d short-lived threads seen, %d torn dumps", label, short, torn)
