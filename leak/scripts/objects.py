@@ -69,6 +69,20 @@ def _pg_classes():
     return out
 
 
+def _pg_function_frames(frames, own):
+    """Whether another thread than own runs a function (not only module
+    code, whose variables are its module's, nor pyglass's agent)."""
+    for tid, f in frames.items():
+        depth = 0
+        while tid != own and f is not None and depth < 10000:
+            co = f.f_code
+            if co.co_flags & 0x2 and not co.co_filename.startswith('<pyglass'):
+                return True  # CO_NEWLOCALS
+            f = f.f_back
+            depth += 1
+    return False
+
+
 def _pg_thread_refs(gc, own, roots, notes):
     """Adds to roots what the other threads' running functions reference.
 
@@ -83,9 +97,10 @@ def _pg_thread_refs(gc, own, roots, notes):
         return
     v = _pg_sys.version_info[:2]
     if (3, 11) <= v < (3, 13):
-        notes.append('Python %d.%d: the local variables of other threads\' running functions'
-                     ' cannot be read without side effects; objects only they reference are'
-                     ' counted while in the young generations (--all counts them)' % v)
+        if _pg_function_frames(getframes(), own):
+            notes.append('Python %d.%d: the local variables of other threads\' running functions'
+                         ' cannot be read without side effects; objects only they reference are'
+                         ' counted while in the young generations (--all counts them)' % v)
         return
     getref = gc.get_referents
     for tid, f in getframes().items():
