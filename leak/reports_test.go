@@ -236,8 +236,10 @@ func TestTrace(t *testing.T) {
 
 // TestObjectsWalkMatchesGC: the default census (a walk from the roots)
 // finds the program's objects wherever they are held: in module globals,
-// in big containers entered piecewise (list, tuple, dict keys and values,
-// set), in a closure, and only in another thread's local variables; and
+// in big containers entered piecewise (a list subclass whose own methods
+// must not be called, tuple, dict and OrderedDict keys and values, set,
+// frozenset, deque), in a closure, and only in another thread's local
+// variables; and
 // its total is within 2 % of gc.get_objects's (--all).
 func TestObjectsWalkMatchesGC(t *testing.T) {
 	forEach(t, true, func(t *testing.T, py interpreter) {
@@ -251,10 +253,22 @@ class Local(object):
     pass
 class Held(object):
     pass
-big = [Many() for i in range(20000)]
+import collections
+class Trap(list):
+    # the walk must enter big containers without the class's own methods
+    def __len__(self):
+        raise RuntimeError('user __len__ called')
+    def __getitem__(self, i):
+        raise RuntimeError('user __getitem__ called')
+    def __iter__(self):
+        raise RuntimeError('user __iter__ called')
+big = Trap(Many() for i in range(20000))
 tup = tuple(Many() for i in range(10000))
-table = dict((Key(), Many()) for i in range(10000))
-bag = set(Key() for i in range(10000))
+table = collections.OrderedDict((Key(), Many()) for i in range(5000))
+table2 = dict((Key(), Many()) for i in range(5000))
+bag = set(Key() for i in range(5000))
+frozen = frozenset(Key() for i in range(5000))
+queue = collections.deque(Held() for i in range(5000))
 def make():
     kept = [Held() for i in range(5000)]
     def get():
@@ -292,7 +306,7 @@ ready.wait()
 		if blind != (len(walk.Notes) == 1) {
 			t.Errorf("notes %q", walk.Notes)
 		}
-		for name, want := range map[string]int64{"__main__.Many": 40000, "__main__.Key": 20000, "__main__.Held": 5000, "__main__.Local": 3000} {
+		for name, want := range map[string]int64{"__main__.Many": 40000, "__main__.Key": 20000, "__main__.Held": 10000, "__main__.Local": 3000} {
 			if got := count(walk, name); got != want && !(blind && name == "__main__.Local") {
 				t.Errorf("walk: %d %s, want %d", got, name, want)
 			}

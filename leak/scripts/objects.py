@@ -6,12 +6,15 @@
 # Two methods (_pg_opts['all']):
 #
 # walk (default): a depth-first walk from the program's roots through
-#   gc.get_referents: sys.modules, every other thread's frames, every
+#   gc.get_referents: sys.modules, the variables of every other thread's
+#   running functions (see _pg_thread_refs for 3.11 and 3.12), every
 #   class's __dict__ (static types included), gc.garbage and, from 3.8 on,
-#   the two young generations. Each gc.get_referents call returns one
-#   object's references, so the GIL is never held for long: containers
-#   larger than _pg_BIG are entered _pg_BIG items at a time, and every
-#   _pg_SLICE seconds the walk sleeps briefly so the target's threads run.
+#   the young generations. Each gc.get_referents call returns one object's
+#   references, so the GIL is never held for long: lists, tuples, dicts,
+#   sets, frozensets and deques (subclasses too) larger than _pg_BIG are
+#   entered _pg_BIG items at a time through the builtin class's own
+#   methods, and every _pg_SLICE seconds the walk sleeps briefly so the
+#   target's threads run.
 #   Visited objects are marked in a bitmap (one bit per 16 bytes of address
 #   space, 8 KiB per MiB of heap), so the walk costs the target little
 #   memory. It misses what only C code references or what nothing
@@ -148,6 +151,51 @@ def _pg_roots(gc, own, notes):
     return roots
 
 
+def _pg_containers():
+    """The builtin containers a walk enters piecewise: (class, len, how to
+    take items), the methods taken from the class itself so that a
+    subclass's own __len__, __getitem__ or __iter__ is never called."""
+    out = [(list, list.__len__, list.__getitem__), (tuple, tuple.__len__, tuple.__getitem__),
+           (dict, dict.__len__, getattr(dict, 'iteritems', dict.items)),
+           (set, set.__len__, set.__iter__),
+           (frozenset, frozenset.__len__, frozenset.__iter__)]
+    coll = _pg_try_import('_collections')
+    if coll is not None and hasattr(coll, 'deque'):
+        d = coll.deque
+        out.append((d, d.__len__, d.__iter__))
+    return out
+
+
+def _pg_subclass_refs(o, t):
+    """What an instance of a subclass of a builtin container references
+    besides its items: its class, its __dict__ and its __slots__' values,
+    read through the C descriptors (never the class's own code)."""
+    out = [t]
+    tdict = type.__dict__['__dict__']
+    try:
+        mro = _pg_tmro.__get__(t, type)
+    except Exception:
+        return out
+    dict_done = False
+    for c in mro:
+        try:
+            d = tdict.__get__(c, type)
+        except Exception:
+            continue
+        for name in list(d.keys()):
+            desc = d.get(name)
+            dt = type(desc)
+            if dt is _pg_getset and name == '__dict__' and not dict_done:
+                dict_done = True
+            elif dt is not _pg_member:
+                continue
+            try:
+                out.append(desc.__get__(o, t))
+            except Exception:
+                pass
+    return out
+
+
 def _pg_walk(gc, add, counts, sizes, own, stats):
     """Counts with add (into counts and sizes) the objects reachable from
     _pg_roots."""
@@ -157,8 +205,8 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
     sleep = _pg_time.sleep
     now = _pg_time.time
     BIG = _pg_BIG
-    seqs = (list, tuple)
-    maps = (dict, set, frozenset)
+    containers = _pg_containers()
+    kinds = {}  # class -> (index in containers, its len), or None
     seen = {}
     stack = []
     slices = []
@@ -176,7 +224,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
         return True
 
     # The walk's own objects are not the program's.
-    for o in (seen, stack, slices, stats, _pg_opts, counts, sizes):
+    for o in (seen, stack, slices, stats, _pg_opts, counts, sizes, kinds, containers):
         mark(o)
     for fn in (add, mark):
         mark(fn)
@@ -194,24 +242,26 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
         if not stack:
             if not slices:
                 break
+            # s: [container, index or None, iterator or getitem, end, pairs]
             s = slices[-1]
             o = s[0]
-            if type(o) in seqs:
-                chunk = o[s[1]:min(s[1] + BIG, s[2])]
+            if s[1] is not None:
+                chunk = s[2](o, slice(s[1], min(s[1] + BIG, s[3])))
                 s[1] += BIG
-                if s[1] >= s[2]:
+                if s[1] >= s[3]:
                     slices.pop()
             else:
                 try:
-                    chunk = list(islice(s[1], BIG))
+                    chunk = list(islice(s[2], BIG))
                 except RuntimeError:
                     # changed size while entered: take the rest at once
                     chunk = getref(o)
+                    s[4] = False
                     slices.pop()
                 else:
                     if len(chunk) < BIG:
                         slices.pop()
-                if type(o) is dict:
+                if s[4]:
                     flat = []
                     for kv in chunk:
                         flat.extend(kv)
@@ -232,10 +282,24 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
             continue
         add(o)
         t = type(o)
-        if t in seqs and len(o) > BIG:
-            slices.append([o, 0, len(o)])
-        elif t in maps and len(o) > BIG:
-            slices.append([o, iter(o.items()) if t is dict else iter(o)])
+        kk = kinds.get(t, 0)
+        if kk == 0:
+            kk = None
+            for j in range(len(containers)):
+                if issubclass(t, containers[j][0]):
+                    # the builtin len for the class itself, its base's
+                    # for a subclass (whose __len__ may be Python code)
+                    kk = (j, len if t is containers[j][0] else containers[j][1])
+                    break
+            kinds[t] = kk
+        if kk is not None and kk[1](o) > BIG:
+            base, size, items = containers[kk[0]]
+            if t is not base:
+                stack.extend(filter(tracked, _pg_subclass_refs(o, t)))
+            if kk[0] < 2:
+                slices.append([o, 0, items, size(o), False])
+            else:
+                slices.append([o, None, iter(items(o)), 0, base is dict])
         else:
             stack.extend(filter(tracked, getref(o)))
     o = None
