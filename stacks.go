@@ -177,7 +177,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 			return nil, err
 		}
 		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
-		if frozen != nil && anyUnnamed(threads) {
+		if frozen != nil && noNames(threads) {
 			unnamed[i] = interp
 		}
 		if err != nil && len(threads) == 0 {
@@ -243,41 +243,50 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	return dump, nil
 }
 
-// anyUnnamed reports whether some thread with a Python thread ident was
-// read without a name: threading._active could not be read whole, or the
-// thread was not in it (yet).
-func anyUnnamed(threads []cpython.Thread) bool {
+// noNames reports whether threads with Python thread idents were all
+// read without a name: threading._active could not be read.
+func noNames(threads []cpython.Thread) bool {
+	idents := 0
 	for _, t := range threads {
-		if t.Name == "" && t.ThreadID != 0 {
-			return true
+		if t.Name != "" {
+			return false
+		}
+		if t.ThreadID != 0 {
+			idents++
 		}
 	}
-	return false
+	return idents > 0
 }
 
-// nameLater reads the names of the threads left unnamed again once the
-// process runs: paused, a thread may have been caught in the middle of
-// changing threading._active (a resize, an insertion), which the paused
-// read cannot get through; a moment later the dictionary is whole again.
-// Threads and frames are still those of the paused snapshot; only the
-// missing names are read afterwards (a thread that has exited meanwhile
-// stays unnamed).
-// idents are the Python thread idents of dump.Threads (same order);
-// unnamed maps the interpreters to name again (index to address).
+// nameLater reads the thread names again, in a second short pause, for
+// the interpreters whose names could not be read at all: paused, a thread
+// may have been caught in the middle of changing threading._active (a
+// resize), which the paused read cannot get through; a moment later the
+// dictionary is whole again. (Read without pausing, an entry could point
+// at a freed Thread whose memory now holds something else.) Threads and
+// frames are those of the first pause; a thread that has exited meanwhile
+// stays unnamed. idents are the Python thread idents of dump.Threads (same
+// order); unnamed maps interpreter indexes to addresses.
 func (p *Process) nameLater(m *memoryView, dump *StackDump, idents []uint64, unnamed map[int]uint64) {
-	for i, interp := range unnamed {
-		for try := 0; try < 3; try++ {
-			names, err := cpython.ThreadNames(m.r, m.l, interp)
-			if err == nil {
-				for j := range dump.Threads {
-					if t := &dump.Threads[j]; t.Interpreter == i && t.Name == "" {
-						t.Name = names[idents[j]]
-					}
-				}
-				break
-			}
-			time.Sleep(time.Millisecond)
+	for try := 0; try < 2 && len(unnamed) > 0; try++ {
+		time.Sleep(time.Millisecond)
+		frozen, err := p.freeze()
+		if err != nil {
+			return
 		}
+		for i, interp := range unnamed {
+			names, err := cpython.ThreadNames(newPageCache(m.r), m.l, interp)
+			if err != nil {
+				continue
+			}
+			for j := range dump.Threads {
+				if t := &dump.Threads[j]; t.Interpreter == i && t.Name == "" {
+					t.Name = names[idents[j]]
+				}
+			}
+			delete(unnamed, i)
+		}
+		frozen.Thaw()
 	}
 }
 

@@ -715,10 +715,10 @@ func TestStacksThreadChurn(t *testing.T) {
 			}
 			// Without pausing, the program may change what is being
 			// read: a dump must only not fail then. Paused, a thread can
-			// be caught in the middle of changing threading._active; the
-			// names missing then are read again once the program runs
-			// (and checked to be Thread objects'), so paused dumps list
-			// the 4 spawners by name; one miss in 180 is tolerated.
+			// be caught in the middle of resizing threading._active; the
+			// names are then read again in a second short pause, so
+			// paused dumps list the 4 spawners by name; one miss in 180
+			// is tolerated.
 			if spawners != 4 && !nonblocking {
 				torn++
 				t.Logf("%s dump %d: %d spawners", label, n, spawners)

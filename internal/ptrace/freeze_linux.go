@@ -1,6 +1,7 @@
 package ptrace
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -86,6 +87,9 @@ func Freeze(pid int) (*Frozen, error) {
 					if errors.Is(err, unix.ESRCH) {
 						continue // exited meanwhile
 					}
+					if exiting(pid, tid) {
+						continue // being torn down: the kernel refuses it (EPERM)
+					}
 					return ExplainAttachError(pid, err)
 				}
 				held[tid] = true
@@ -127,6 +131,7 @@ func Freeze(pid int) (*Frozen, error) {
 	for tid := range held {
 		f.Tids = append(f.Tids, tid)
 	}
+
 	sort.Ints(f.Tids)
 	if err != nil {
 		f.Thaw()
@@ -145,21 +150,7 @@ func (f *Frozen) Thaw() error {
 	var first error
 	f.t.Do(func() error {
 		for _, tid := range f.Tids {
-			err := Detach(tid, f.sigs[tid])
-			if errors.Is(err, unix.ESRCH) && tid != f.Pid {
-				// The thread exited while held: as its tracer we must
-				// collect it, or the process's leader stays a zombie
-				// nobody can reap until this OS thread ends. Only for
-				// non-leader threads: waiting for the leader would take
-				// the exit status meant for the process's parent.
-				var ws unix.WaitStatus
-				for i := 0; i < 3; i++ {
-					if n, _ := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil); n == tid {
-						track(tid, false)
-						break
-					}
-				}
-			} else if err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
+			if err := release(tid, f.sigs[tid], 200*time.Millisecond); err != nil && first == nil {
 				first = err
 			}
 		}
@@ -168,4 +159,61 @@ func (f *Frozen) Thaw() error {
 	f.t.Close()
 	f.t = nil
 	return first
+}
+
+// release detaches tid, a thread held by Freeze, re-delivering sig.
+// PTRACE_DETACH fails with ESRCH when the thread is not in a ptrace stop:
+// it was interrupted and has not stopped yet (a Freeze that gave up
+// early), or it is exiting. Whichever comes is waited for, at most d: a
+// stop, and it is detached (with the signal that stopped it, if one did);
+// an exit, and it is collected (as its tracer must, or the thread stays a
+// zombie attached to this OS thread).
+func release(tid int, sig syscall.Signal, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := Detach(tid, sig)
+		if err == nil || !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+		st, perr := Poll(tid)
+		switch {
+		case perr != nil: // ECHILD: no longer ours
+			track(tid, false)
+			return nil
+		case st.Kind == StopExited:
+			track(tid, false)
+			return nil
+		case st.Kind == StopSignal:
+			sig = st.Sig
+			continue
+		case st.Kind != StopNone:
+			continue
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+// exiting reports whether thread tid of pid is gone or being torn down
+// (PF_EXITING, or a zombie): the kernel refuses to seize such a thread.
+func exiting(pid, tid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 7 {
+		return false
+	}
+	if f[0] == "Z" || f[0] == "X" || f[0] == "x" {
+		return true
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&0x4 != 0 // PF_EXITING
 }

@@ -44,7 +44,20 @@ while True:
 		t.Fatal(err)
 	}
 	w.Close()
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); r.Close() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		// A thread left traced by a tracer thread that no longer waits
+		// for it keeps the killed process from being reaped: fail, do not
+		// hang.
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("target %d could not be reaped after SIGKILL: a thread is still traced", cmd.Process.Pid)
+		}
+		r.Close()
+	})
 	buf := make([]byte, 6)
 	r.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := r.Read(buf); err != nil || string(buf) != "ready\n" {
@@ -177,5 +190,49 @@ func TestFreezeGone(t *testing.T) {
 	}
 	if _, err := Freeze(cmd.Process.Pid); err == nil {
 		t.Fatal("Freeze of an exited process succeeded")
+	}
+}
+
+// TestThawBeforeStopped: a Freeze that gives up early (a thread refused,
+// say) thaws threads it interrupted that have not reached their stop yet.
+// PTRACE_DETACH refuses a thread that is not in a ptrace stop; Thaw must
+// wait for the stop and detach it then, not leave it traced (and stopped,
+// once its interrupt arrives) by a tracer thread that has moved on.
+func TestThawBeforeStopped(t *testing.T) {
+	cmd, _ := startThreads(t)
+	pid := cmd.Process.Pid
+	for i := 0; i < 50; i++ {
+		tids, err := Tasks(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}}
+		err = f.t.Do(func() error {
+			for _, tid := range tids {
+				if err := Seize(tid, 0); err != nil {
+					return err
+				}
+				f.Tids = append(f.Tids, tid)
+				if err := Interrupt(tid); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if terr := f.Thaw(); terr != nil {
+			t.Fatalf("thaw: %v", terr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		for tid, st := range states(t, pid) {
+			if st == 't' || st == 'T' {
+				t.Fatalf("round %d: thread %d in state %c after thaw", i, tid, st)
+			}
+			if tp, _ := StatusField(pid, tid, "TracerPid"); tp != "0" {
+				t.Fatalf("round %d: thread %d still traced by %s", i, tid, tp)
+			}
+		}
 	}
 }

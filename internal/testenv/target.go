@@ -408,9 +408,13 @@ func (tg *Target) Kill() {
 
 func (tg *Target) cleanup() {
 	failed := tg.t.Failed()
+	ended := "running"
+	if done, err := tg.Exited(); done {
+		ended = fmt.Sprintf("had exited (%v)", err)
+	}
 	tg.Kill()
 	if failed {
-		tg.t.Logf("target %s pid %d stdout:\n%s\nstderr:\n%s", tg.Interp.Label, tg.PID, tg.tail(), tg.Stderr())
+		tg.t.Logf("target %s pid %d %s; stdout:\n%s\nstderr:\n%s", tg.Interp.Label, tg.PID, ended, tg.tail(), tg.Stderr())
 	}
 }
 

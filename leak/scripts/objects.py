@@ -16,8 +16,8 @@
 #   methods, and every _pg_SLICE seconds the walk sleeps briefly so the
 #   target's threads run.
 #   Visited objects are marked in a bitmap (one bit per 16 bytes of address
-#   space, 8 KiB per MiB of heap), so the walk costs the target little
-#   memory. It misses what only C code references or what nothing
+#   space, 8 KiB per MiB of heap, in 512-byte pages), so the walk costs the
+#   target little memory. It misses what only C code references or what nothing
 #   references any more (cycles waiting for the collector), typically a
 #   few hundred objects, and, as the heap changes under it, may miss
 #   objects moved from a part not yet walked to one already walked.
@@ -212,11 +212,13 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
     slices = []
 
     def mark(o):
+        # 512-byte pages (64 KiB of address space each): small enough for
+        # the interpreter's own allocator, whose arenas are reused.
         a = id(o) >> 4
-        b = seen.get(a >> 16)
+        b = seen.get(a >> 12)
         if b is None:
-            b = seen[a >> 16] = bytearray(8192)
-        i = (a & 0xffff) >> 3
+            b = seen[a >> 12] = bytearray(512)
+        i = (a & 0xfff) >> 3
         m = 1 << (a & 7)
         if b[i] & m:
             return False
