@@ -3,6 +3,7 @@ package leak
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/pyglass/pyglass/internal/testenv"
 	"strings"
 	"testing"
 )
@@ -133,7 +134,7 @@ func TestGarbageSaveAll(t *testing.T) {
 	line := allocLine(t)
 	forEach(t, true, func(t *testing.T, py interpreter) {
 		if py.py2 {
-			t.Skip("2.7: cycles with __del__ are uncollectable; covered by TestGarbageLegacyFinalizers")
+			testenv.Skipf(t, "2.7: cycles with __del__ are uncollectable; covered by TestGarbageLegacyFinalizers")
 		}
 		h := startHarness(t, py)
 		h.exec(leakyFixture+`
