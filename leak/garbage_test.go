@@ -3,9 +3,10 @@ package leak
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/pyglass/pyglass/internal/testenv"
 	"strings"
 	"testing"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // leakyFixture defines Leaky (with __del__ and a __repr__ that raises)
