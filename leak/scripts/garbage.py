@@ -2,8 +2,9 @@
 #
 # Options (_pg_opts): collect (run gc.collect() first), saveall (set
 # gc.DEBUG_SAVEALL for one collection, report what it saved, take exactly
-# those objects out of gc.garbage again, restore the flags and collect so
-# they are freed), limit (example reprs per class).
+# those objects out of gc.garbage again, restore the flags and, if it saved
+# anything, collect again so they are freed), limit (example reprs per
+# class).
 #
 # Retained size, the definition implemented:
 #   S is the graph of objects reachable from the reported garbage through
@@ -409,12 +410,15 @@ def _pg_main():
             doc['notes'].append('Python 3.11 gives no creation line for objects with a'
                                 ' managed __dict__ (CPython gh-101430)')
     finally:
-        if opts['saveall']:
+        found = len(objs)
+        if opts['saveall'] and found:
             saved = set(id(o) for o in objs)
             gc.garbage[:] = [o for o in gc.garbage if id(o) not in saved]
             saved = o = None
         objs = None
-        if opts['saveall']:
+        # What the collection saved is garbage again: free it now (a
+        # second full collection), unless it saved nothing.
+        if opts['saveall'] and found:
             gc.collect()
     doc['garbage_len'] = len(gc.garbage)
     doc['elapsed_ms'] = (_pg_now() - t0) * 1000.0
