@@ -135,7 +135,7 @@ By default the census walks the object graph from the program's roots
 (modules, the other threads' stacks, classes, gc.garbage, the young
 generations) a few milliseconds at a time, so the target's threads keep
 running: it never holds the GIL for long, whatever the heap's size (about
-1-2.5 s per million objects). It misses objects that only C code
+1-3 s per million objects). It misses objects that only C code
 references and cycles waiting for the collector; on Python 3.11 and 3.12
 also objects that only other threads' running functions hold, once they
 are out of the young generations (reading those variables there would
