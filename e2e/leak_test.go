@@ -470,3 +470,37 @@ func TestObjectsBigHeap(t *testing.T) {
 		})
 	}
 }
+
+// TestObjectsMethods: `objects` (the walk) and `objects --all`
+// (gc.get_objects) through the binary, JSON and text: both count the
+// fixture's 100,000 lists, say which method they used, and leave the
+// target healthy.
+func TestObjectsMethods(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		const n = 100000
+		tg := testenv.Start(t, in, testenv.Fixture(t, "leak_heap.py")+"\n"+testenv.Fixture(t, "heartbeat.py"),
+			testenv.Args(fmt.Sprintf("objects=%d", n)))
+		pid := strconv.Itoa(tg.PID)
+		for _, m := range []struct {
+			args   []string
+			method string
+			scope  string
+		}{
+			{nil, "walk", "reachable from modules, threads and classes"},
+			{[]string{"--all"}, "gc", "every object the collector tracks"},
+		} {
+			var o leak.ObjectsReport
+			r := decode(t, &o, append([]string{"objects", pid, "--json", "--top", "3"}, m.args...)...)
+			if o.Method != m.method || !o.Complete || len(o.Types) != 3 || o.Types[0].Type != "list" || o.Types[0].Count < n {
+				t.Fatalf("objects %v: %s", m.args, r)
+			}
+			txt := run(t, nil, append([]string{"objects", pid, "--top", "3"}, m.args...)...)
+			want(t, txt, 0)
+			if !strings.Contains(txt.Stdout, m.scope) || !strings.Contains(txt.Stdout, "list") {
+				t.Fatalf("objects %v text: %s", m.args, txt)
+			}
+		}
+		healthy(t, tg)
+		noTraces(t, tg)
+	})
+}
