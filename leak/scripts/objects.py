@@ -26,6 +26,7 @@
 #   holds the GIL while it does (about 15-60 ns per object). From 3.8 on it
 #   is asked one generation at a time, oldest first.
 _pg_BIG = 4096
+_pg_BATCH = 64
 _pg_SLICE = 0.002
 _pg_MAX_VISITS = 200000000
 
@@ -210,6 +211,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
     seen = {}
     stack = []
     slices = []
+    batch = []
 
     def mark(o):
         # 512-byte pages (64 KiB of address space each): small enough for
@@ -226,7 +228,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
         return True
 
     # The walk's own objects are not the program's.
-    for o in (seen, stack, slices, stats, _pg_opts, counts, sizes, kinds, containers):
+    for o in (seen, stack, slices, batch, stats, _pg_opts, counts, sizes, kinds, containers):
         mark(o)
     for fn in (add, mark):
         mark(fn)
@@ -242,6 +244,11 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
     visits = 0
     while visits < _pg_MAX_VISITS:
         if not stack:
+            if batch:
+                # one gc.get_referents call for up to _pg_BATCH objects
+                stack.extend(filter(tracked, getref(*batch)))
+                del batch[:]
+                continue
             if not slices:
                 break
             # s: [container, index or None, iterator or getitem, end, pairs]
@@ -302,11 +309,19 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
                 slices.append([o, 0, items, size(o), False])
             else:
                 slices.append([o, None, iter(items(o)), 0, base is dict])
-        else:
+        elif kk is not None:
             stack.extend(filter(tracked, getref(o)))
+        else:
+            # instances, functions, frames...: few references each, so
+            # up to _pg_BATCH of them share one gc.get_referents call
+            batch.append(o)
+            if len(batch) >= _pg_BATCH:
+                stack.extend(filter(tracked, getref(*batch)))
+                del batch[:]
     o = None
     stats['longest'] = max(stats['longest'], now() - t_run)
-    stats['complete'] = not stack and not slices
+    stats['complete'] = not stack and not slices and not batch
+    del batch[:]
     del stack[:]
     del slices[:]
     seen.clear()
