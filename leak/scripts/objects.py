@@ -9,18 +9,19 @@
 #   gc.get_referents: sys.modules, the variables of every other thread's
 #   running functions (see _pg_thread_refs for 3.11 and 3.12), every
 #   class's __dict__ (static types included), gc.garbage and, from 3.8 on,
-#   the young generations. Each gc.get_referents call returns one object's
-#   references, so the GIL is never held for long: lists, tuples, dicts,
+#   the young generations. Each gc.get_referents call returns the
+#   references of one container or of up to _pg_BATCH other objects, so
+#   the GIL is never held for long: lists, tuples, dicts,
 #   sets, frozensets and deques (subclasses too) larger than _pg_BIG are
 #   entered _pg_BIG items at a time through the builtin class's own
 #   methods, and every _pg_SLICE seconds the walk sleeps briefly so the
 #   target's threads run.
-#   Visited objects are marked in a bitmap (one bit per 16 bytes of address
-#   space, 8 KiB per MiB of heap, in 512-byte pages), so the walk costs the
-#   target little memory. It misses what only C code references or what nothing
-#   references any more (cycles waiting for the collector), typically a
-#   few hundred objects, and, as the heap changes under it, may miss
-#   objects moved from a part not yet walked to one already walked.
+#   Visited objects are marked in a bitmap (one bit per 16 bytes of
+#   address space, 8 KiB per MiB of heap, in 512-byte pages), so the walk
+#   costs the target little memory. It misses what only C code references
+#   or what nothing references any more (cycles waiting for the collector),
+#   typically a few hundred objects, and, as the heap changes under it, may
+#   miss objects moved from a part not yet walked to one already walked.
 #
 # all: gc.get_objects(), one C call that lists every tracked object and
 #   holds the GIL while it does (about 15-60 ns per object). From 3.8 on it
