@@ -440,6 +440,13 @@ func TestObjectsBigHeap(t *testing.T) {
 			t0 := time.Now()
 			tg := testenv.Start(t, in, script, testenv.Args(fmt.Sprintf("objects=%d", n)), testenv.ReadyTimeout(2*time.Minute))
 			t.Logf("heap built in %s", time.Since(t0).Round(time.Millisecond))
+			// The heartbeat's own longest stall over a second without
+			// pyglass: scheduling on this machine, not ours.
+			tg.Send("reset")
+			tg.WaitLine("RESET", 5*time.Second)
+			time.Sleep(time.Second)
+			tg.Send("stall")
+			alone := fields(t, tg.WaitLine("STALL", 5*time.Second))["max_ms"]
 			tg.Send("reset")
 			tg.WaitLine("RESET", 5*time.Second)
 			var o leak.ObjectsReport
@@ -458,11 +465,12 @@ func TestObjectsBigHeap(t *testing.T) {
 			if st["beats"] < minBeats {
 				t.Fatalf("the heartbeat made %d beats in %s (want %d or more): %s", st["beats"], r.Took, minBeats, line)
 			}
-			if st["max_ms"] > 50 {
+			t.Logf("heartbeat's longest stall without pyglass: %d ms", alone)
+			if st["max_ms"] > 50+alone {
 				if l := testenv.LoadPerCPU(); l > 1 {
 					t.Logf("longest stall %d ms, not asserted: load %.1f per CPU", st["max_ms"], l)
 				} else {
-					t.Errorf("the heartbeat was held back %d ms (target 50 ms): %s", st["max_ms"], line)
+					t.Errorf("the heartbeat was held back %d ms (target 50 ms; %d ms without pyglass): %s", st["max_ms"], alone, line)
 				}
 			}
 			healthy(t, tg)
