@@ -17,13 +17,18 @@ func TestRepeatedRuns(t *testing.T) {
 		h := startHarness(t, py)
 		h.exec(leakyFixture+"make_cycles(50)\ngc.collect()\nsessions = [object() for i in range(20000)]\n", nil)
 		scripts := [][]byte{GCScript(GCOptions{}), ObjectsScript(ObjectsOptions{Top: 20}), GarbageScript(GarbageOptions{})}
-		for i := 0; i < 10; i++ { // warm up allocator caches
+		// RSS grows over the first few dozen runs and then stays (the
+		// allocator's arenas and caches: on 3.9 about 900 KiB over the
+		// first 100 runs); warm that up first.
+		for i := 0; i < 100; i++ {
 			h.run(scripts[i%len(scripts)])
 		}
-		// RSS moves in steps of about 256 KiB either way (an arena more or
-		// less, a trim by malloc) but a leak grows it in every window:
-		// sample it every 25 runs and fail when every window grows, or
-		// when it grew by more than 1 MiB in all (10 KiB a run).
+		// Then RSS moves by up to a few MiB either way (an arena more
+		// or less, a trim by malloc, a thread's arena) but a leak raises
+		// it in every window: sample it every 25 runs and fail when
+		// every window grows, or when the lower of the last two samples
+		// is more than 1 MiB above the lower of the first two (10 KiB a
+		// run).
 		var rss [5]int
 		var before, after state
 		h.exec("gc.collect(); result = rss_kib()", &rss[0])
@@ -41,13 +46,14 @@ func TestRepeatedRuns(t *testing.T) {
 				growing++
 			}
 		}
-		t.Logf("RSS every 25 runs: %v KiB (%+d KiB in all); threads %d -> %d, tasks %d -> %d",
-			rss, rss[4]-rss[0], before.Threads, after.Threads, before.Tasks, after.Tasks)
+		floor0, floor1 := min(rss[0], rss[1]), min(rss[3], rss[4])
+		t.Logf("RSS every 25 runs: %v KiB (floor %d -> %d KiB); threads %d -> %d, tasks %d -> %d",
+			rss, floor0, floor1, before.Threads, after.Threads, before.Tasks, after.Tasks)
 		if growing == 4 {
 			t.Errorf("RSS grew in every window of 25 runs: %v KiB", rss)
 		}
-		if rss[4]-rss[0] > 1024 {
-			t.Errorf("RSS grew by %d KiB over 100 runs", rss[4]-rss[0])
+		if floor1-floor0 > 1024 {
+			t.Errorf("RSS floor grew by %d KiB over 100 runs: %v KiB", floor1-floor0, rss)
 		}
 		if before.String() != after.String() {
 			t.Errorf("state changed:\nbefore %s\nafter  %s", before, after)
