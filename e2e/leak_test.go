@@ -371,15 +371,16 @@ func TestLeakCommandsRepeated(t *testing.T) {
 				}
 				return procStatus(t, tg.PID, "VmRSS"), threads
 			}
-			for i := 0; i < 5; i++ { // warm up the allocator
+			// RSS rises by about a megabyte over the first few dozen
+			// runs (allocator caches, interned names, arenas): warm up.
+			for i := 0; i < 25; i++ {
 				for _, c := range cmds {
 					want(t, run(t, nil, c...), 0)
 				}
 			}
-			// RSS rises by about a megabyte over the first few dozen runs
-			// (allocator caches, interned names), then moves up and down
-			// by several hundred KiB (malloc's per-thread arenas: every
-			// run is a new thread). A leak raises the floor: compare the
+			// Then RSS moves up and down by several hundred KiB
+			// (malloc's per-thread arenas: every run is a new thread). A
+			// leak raises the floor: compare the
 			// lowest of the samples taken every 10 rounds in the second
 			// half with the lowest in the first.
 			rss0, th0 := settle()
