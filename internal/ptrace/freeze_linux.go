@@ -1,7 +1,6 @@
 package ptrace
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pyglass/pyglass/internal/procfs"
 )
 
 // ErrPermission is wrapped by errors caused by ptrace being denied.
@@ -199,21 +200,9 @@ func release(tid int, sig syscall.Signal, d time.Duration) error {
 // exiting reports whether thread tid of pid is gone or being torn down
 // (PF_EXITING, or a zombie): the kernel refuses to seize such a thread.
 func exiting(pid, tid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	st, err := procfs.New(pid).TaskStat(tid)
 	if err != nil {
 		return true
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 7 {
-		return false
-	}
-	if f[0] == "Z" || f[0] == "X" || f[0] == "x" {
-		return true
-	}
-	flags, err := strconv.ParseUint(f[6], 10, 64)
-	return err == nil && flags&0x4 != 0 // PF_EXITING
+	return procfs.IsZombie(st.State) || st.Flags&procfs.FlagExiting != 0
 }
