@@ -43,7 +43,8 @@
 // for "tracemalloc is not available on Python 2.7").
 //
 // GIL: the objects census walks the object graph from the program's roots
-// with one gc.get_referents call per object and sleeps briefly every 2 ms,
+// with short gc.get_referents calls (one per container, or per 64 other
+// objects) and sleeps briefly every 2 ms,
 // so no GIL hold is longer than a few milliseconds whatever the heap's
 // size (see scripts/objects.py for what the walk sees and misses);
 // ObjectsOptions.All takes gc.get_objects instead, one call that holds

@@ -303,7 +303,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
                     break
             kinds[t] = kk
         if kk is not None and kk[1](o) > BIG:
-            base, size, items = containers[kk[0]]
+            base, size, items = containers[kk[0]]  # 0, 1: list, tuple
             if t is not base:
                 stack.extend(filter(tracked, _pg_subclass_refs(o, t)))
             if kk[0] < 2:
