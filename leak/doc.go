@@ -44,9 +44,8 @@
 //
 // GIL: the objects census walks the object graph from the program's roots
 // with short gc.get_referents calls (one per container, or per 64 other
-// objects) and sleeps briefly every 2 ms,
-// so no GIL hold is longer than a few milliseconds whatever the heap's
-// size (see scripts/objects.py for what the walk sees and misses);
+// objects) and sleeps briefly every 2 ms, so no GIL hold is longer than a
+// few milliseconds whatever the heap's size (see scripts/objects.py for what the walk sees and misses);
 // ObjectsOptions.All takes gc.get_objects instead, one call that holds
 // the GIL while it lists every tracked object. garbage's SaveAll runs full
 // collections, the collector's own pause.
