@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # sid-root.sh [--dev] [--gdb] [DIR]
 #
-# Builds a minimal Debian sid root holding /usr/bin/python3.14, used by the
-# tests (testenv labels it "3.14-chroot"). DIR defaults to $PYGLASS_SID_ROOT
-# or /var/cache/pyglass/sid-root.
-#   --dev  also install python3.14-dev (headers, for the layout generator)
+# Builds a minimal Debian sid root holding the interpreters the tests run in
+# a chroot (testenv's labels in brackets): python3.14-nopie's non-PIE
+# /usr/bin/python3.14 [3.14-chroot] and the PIE build it diverts to
+# /usr/bin/python3.14-pie [3.14-pie-chroot], /usr/bin/python3.15
+# [3.15-chroot] and python3.15-dbg's /usr/bin/python3.15d [3.15d-chroot].
+# DIR defaults to $PYGLASS_SID_ROOT or /var/cache/pyglass/sid-root.
+#   --dev  also install python3.14-dev and python3.15-dev (headers, for the
+#          layout generator)
 #   --gdb  also install sid's gdb (bench uses it where the host's gdb cannot
 #          restore registers, e.g. gdb 13 on CPUs with AMX)
 #
@@ -39,8 +43,16 @@ if [[ $(id -u) != 0 ]]; then
 fi
 
 # Packages wanted in the root, and the file that shows each is there.
-declare -A marker=([python3.14]=usr/bin/python3.14)
-[[ $dev == 1 ]] && marker[python3.14-dev]=usr/include/python3.14/Python.h
+declare -A marker=(
+	[python3.14]=usr/lib/python3.14/os.py
+	[python3.14-nopie]=usr/bin/python3.14-pie
+	[python3.15]=usr/bin/python3.15
+	[python3.15-dbg]=usr/bin/python3.15d
+)
+if [[ $dev == 1 ]]; then
+	marker[python3.14-dev]=usr/include/python3.14/Python.h
+	marker[python3.15-dev]=usr/include/python3.15/Python.h
+fi
 [[ $gdb == 1 ]] && marker[gdb]=usr/bin/gdb
 
 # The snapshot mirrors serve Release files past their Valid-Until date.
@@ -117,4 +129,4 @@ done
 rm -f "$tmp.log"
 rm -rf "$dir"
 mv "$tmp" "$dir"
-echo "sid-root: $dir ready in $((SECONDS - start))s: Python $(chroot "$dir" /usr/bin/python3.14 -c 'import sys; print(sys.version.split()[0])')"
+echo "sid-root: $dir ready in $((SECONDS - start))s: Python $(chroot "$dir" /usr/bin/python3.14 -c 'import sys; print(sys.version.split()[0])') and $(chroot "$dir" /usr/bin/python3.15 -c 'import sys; print(sys.version.split()[0])')"

@@ -236,7 +236,7 @@ func summary(title string, recs []record) string {
 		for _, ts := range a.skipped {
 			nskip += len(ts)
 		}
-		fmt.Fprintf(&b, "  %-12s covered %d, skipped %d, failed %d\n", l, len(a.covered), nskip, len(a.failed))
+		fmt.Fprintf(&b, "  %-16s covered %d, skipped %d, failed %d\n", l, len(a.covered), nskip, len(a.failed))
 		if len(a.covered) == 0 {
 			notCovered = append(notCovered, l)
 		}

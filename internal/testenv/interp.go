@@ -22,7 +22,7 @@
 // Environment variables:
 //   - PYGLASS_PYTHONS: comma-separated labels (e.g. "2.7,3.12,3.14-chroot")
 //     restricting Interpreters; the others are reported as missing.
-//   - PYGLASS_SID_ROOT: the Debian sid root holding python3.14
+//   - PYGLASS_SID_ROOT: the Debian sid root holding python3.14 and 3.15
 //     (default /var/cache/pyglass/sid-root, built by scripts/sid-root.sh).
 //   - PYGLASS_COVERAGE_FILE: when set, Main appends its coverage records
 //     there (tab-separated) instead of printing a summary; .ci/run uses it
@@ -44,7 +44,8 @@ import (
 // Interp is one Python interpreter present on the machine.
 type Interp struct {
 	// Label names the interpreter in subtest names and summaries:
-	// "2.7", "3.12" (pyenv builds), "3.11-debian", "3.14-chroot".
+	// "2.7", "3.12" (pyenv builds), "3.11-debian", "3.14-chroot",
+	// "3.14-pie-chroot", "3.15-chroot", "3.15d-chroot".
 	Label string
 	// Major and Minor are the language version, e.g. 3 and 12.
 	Major, Minor int
@@ -56,6 +57,8 @@ type Interp struct {
 	// Shared reports whether the binary loads libpython as a shared
 	// library (false: libpython is linked into the executable).
 	Shared bool
+	// Debug reports a Py_DEBUG build (Debian's python3.Xd).
+	Debug bool
 }
 
 // String returns the label.
@@ -100,10 +103,26 @@ type Absent struct {
 // pyenvMinors are the pyenv builds the project expects.
 var pyenvMinors = []string{"2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"}
 
+// sidInterps are the interpreters the tests expect in the Debian sid root
+// (scripts/sid-root.sh installs them): label, path inside the root, minor
+// version, Py_DEBUG build, and the package that provides the file.
+var sidInterps = []struct {
+	label, path string
+	minor       int
+	debug       bool
+	pkg         string
+}{
+	// python3.14-nopie diverts /usr/bin/python3.14 to python3.14-pie and
+	// installs its non-PIE build in its place.
+	{"3.14-chroot", "/usr/bin/python3.14", 14, false, "python3.14"},
+	{"3.14-pie-chroot", "/usr/bin/python3.14-pie", 14, false, "python3.14-nopie"},
+	{"3.15-chroot", "/usr/bin/python3.15", 15, false, "python3.15"},
+	{"3.15d-chroot", "/usr/bin/python3.15d", 15, true, "python3.15-dbg"},
+}
+
 const (
 	debianLabel = "3.11-debian"
 	debianPath  = "/usr/bin/python3.11"
-	chrootLabel = "3.14-chroot"
 	// DefaultSidRoot is where scripts/sid-root.sh builds the Debian sid
 	// root with python3.14 unless PYGLASS_SID_ROOT says otherwise.
 	DefaultSidRoot = "/var/cache/pyglass/sid-root"
@@ -116,7 +135,8 @@ var (
 )
 
 // Interpreters returns every interpreter present, in version order (pyenv
-// builds, then Debian's /usr/bin/python3.11, then 3.14 in the sid chroot),
+// builds, then Debian's /usr/bin/python3.11, then 3.14 (non-PIE and PIE),
+// 3.15 and 3.15's debug build in the sid chroot),
 // restricted to PYGLASS_PYTHONS when that is set. The result is computed
 // once per process.
 func Interpreters() []Interp {
@@ -227,12 +247,15 @@ func discover() {
 		miss = append(miss, Absent{Label: debianLabel, Reason: debianPath + " not installed (apt-get install python3.11)"})
 	}
 
-	// Python 3.14 in the Debian sid root.
+	// Python 3.14 and 3.15 in the Debian sid root.
 	sid := SidRoot()
-	if bin := filepath.Join(sid, "usr/bin/python3.14"); isExec(bin) {
-		all = append(all, Interp{Label: chrootLabel, Major: 3, Minor: 14, Path: "/usr/bin/python3.14", Chroot: sid, Shared: linksLibpython(bin)})
-	} else {
-		miss = append(miss, Absent{Label: chrootLabel, Reason: "no " + bin + " (build it with scripts/sid-root.sh)"})
+	for _, si := range sidInterps {
+		bin := filepath.Join(sid, si.path)
+		if !isExec(bin) {
+			miss = append(miss, Absent{Label: si.label, Reason: "no " + bin + " (package " + si.pkg + "; build the root with scripts/sid-root.sh)"})
+			continue
+		}
+		all = append(all, Interp{Label: si.label, Major: 3, Minor: si.minor, Path: si.path, Chroot: sid, Shared: linksLibpython(bin), Debug: si.debug})
 	}
 
 	if sel := os.Getenv("PYGLASS_PYTHONS"); sel != "" {
