@@ -9,7 +9,7 @@
 // for its own duration and leaves it running, untraced, with its registers
 // and system calls as they were.
 //
-// Supported: CPython 2.7 and 3.6 to 3.14 on Linux amd64 (arm64 builds),
+// Supported: CPython 2.7 and 3.6 to 3.15 on Linux amd64 (arm64 builds),
 // with libpython shared or linked into the executable, including targets
 // running as other users and in other mount and PID namespaces (pyglass
 // must then run as root or with CAP_SYS_PTRACE).

@@ -14,7 +14,7 @@
 // print them for people, and the structs marshal back to JSON with stable
 // snake_case field names for --json.
 //
-// The sources run unchanged on CPython 2.7 and 3.6 to 3.14 and leave
+// The sources run unchanged on CPython 2.7 and 3.6 to 3.15 and leave
 // nothing behind in the target:
 //   - they do not import json or tracemalloc (Python modules that may pull
 //     in others): JSON is written by a small encoder in the script, and

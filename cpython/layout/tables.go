@@ -11,10 +11,10 @@ import (
 )
 
 // Supported CPython versions, checked in one place: 2.7 and 3.6 through
-// 3.14.
+// 3.15.
 const (
 	MinMinor3 = 6  // oldest supported 3.x minor
-	MaxMinor3 = 14 // newest supported 3.x minor
+	MaxMinor3 = 15 // newest supported 3.x minor
 )
 
 // Supported reports whether pyglass knows CPython major.minor.

@@ -87,7 +87,7 @@ const exitCodesHelp = `Exit status:
 `
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "pyglass looks into live Python processes (CPython 2.7, 3.6 to 3.14).\n\nUsage:\n  pyglass COMMAND [ARGS]\n\nCommands:\n")
+	fmt.Fprintf(w, "pyglass looks into live Python processes (CPython 2.7, 3.6 to 3.15).\n\nUsage:\n  pyglass COMMAND [ARGS]\n\nCommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}

@@ -19,7 +19,7 @@ var (
 	// Python interpreter.
 	ErrNotPython = errors.New("not a Python process")
 	// ErrUnsupportedVersion is returned for an interpreter pyglass does not
-	// support (only 2.7 and 3.6 to 3.14 are).
+	// support (only 2.7 and 3.6 to 3.15 are).
 	ErrUnsupportedVersion = errors.New("unsupported Python version")
 	// ErrPermission is returned when the process's files or memory cannot
 	// be read with our privileges.

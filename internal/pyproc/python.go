@@ -255,7 +255,7 @@ func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 		detail := fmt.Sprintf("program %s; none of its %d mapped files is a libpython or exports %s",
 			exePath, len(files), strings.Join(interpSymbols, "/"))
 		return nil, &Error{PID: pid, Err: ErrNotPython, Detail: detail, Cause: lastErr,
-			Hint: "pyglass needs a CPython interpreter (2.7, 3.6-3.14) in the process"}
+			Hint: "pyglass needs a CPython interpreter (2.7, 3.6-3.15) in the process"}
 	}
 	return describe(p, ms, files, exe, found, img)
 }
@@ -301,7 +301,7 @@ func describe(p procfs.Proc, ms []procfs.Mapping, files []*mappedFile, exe, f *m
 	}
 	if !py.Version.Supported() {
 		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "Python " + py.Version.String(),
-			Hint: "pyglass supports CPython 2.7 and 3.6 to 3.14"}
+			Hint: "pyglass supports CPython 2.7 and 3.6 to 3.15"}
 	}
 	return py, nil
 }

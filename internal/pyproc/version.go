@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+
+	"github.com/pyglass/pyglass/cpython/layout"
 )
 
 // Version is a CPython version.
@@ -34,9 +36,10 @@ func (v Version) AtLeast(major, minor int) bool {
 	return v.Major > major || (v.Major == major && v.Minor >= minor)
 }
 
-// Supported reports whether pyglass supports v: 2.7 and 3.6 to 3.14.
+// Supported reports whether pyglass supports v (layout.Supported: 2.7 and
+// 3.6 to 3.15).
 func (v Version) Supported() bool {
-	return (v.Major == 2 && v.Minor == 7) || (v.Major == 3 && v.Minor >= 6 && v.Minor <= 14)
+	return layout.Supported(v.Major, v.Minor)
 }
 
 // DecodeHex decodes a PY_VERSION_HEX value (the Py_Version symbol):

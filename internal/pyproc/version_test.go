@@ -41,7 +41,7 @@ func TestParseAndDecodeVersion(t *testing.T) {
 	if v, _ := ParseVersion("2.7.18"); !v.Supported() {
 		t.Error("2.7 unsupported")
 	}
-	for _, s := range []string{"3.5.10", "2.6.9", "3.15.0"} {
+	for _, s := range []string{"3.5.10", "2.6.9", "3.16.0"} {
 		if v, _ := ParseVersion(s); v.Supported() {
 			t.Errorf("%s supported", s)
 		}
