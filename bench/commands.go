@@ -118,6 +118,24 @@ var commands = []Command{
 		},
 		Applies: func(in testenv.Interp) bool { return strings.HasSuffix(in.Label, "-debian") },
 	},
+	{
+		// CPython 3.15's own one-shot dump (PEP 799's sampling profiler,
+		// "Tachyon"), read-only like pyglass stacks. It must be the
+		// target's own interpreter, so it runs in the target's root.
+		Name: "python -m profiling.sampling dump -a",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return tg.Interp.Command("-m", "profiling.sampling", "dump", "-a", fmt.Sprint(tg.PID)).Args, nil
+		},
+		Applies: func(in testenv.Interp) bool { return in.AtLeast(3, 15) },
+	},
+	{
+		Name:     "pyglass stacks (vs profiling.sampling)",
+		Baseline: "python -m profiling.sampling dump -a",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "stacks", fmt.Sprint(tg.PID))
+		},
+		Applies: func(in testenv.Interp) bool { return in.AtLeast(3, 15) },
+	},
 	// The leak reports on a 1-million-object heap: the GIL hold that
 	// matters is theirs (gc.get_objects, gc.collect), not the attach.
 	{

@@ -26,7 +26,7 @@ import (
 func main() {
 	n := flag.Int("n", 10, "timed runs per command")
 	warmup := flag.Int("warmup", 1, "untimed runs per command before the timed ones")
-	interps := flag.String("interp", "default", `targets: "default" (newest pyenv 3.x and 3.11-debian), "all", or labels such as "3.12,2.7"`)
+	interps := flag.String("interp", "default", `targets: "default" (newest pyenv 3.x, 3.11-debian and 3.15-chroot), "all", or labels such as "3.12,2.7"`)
 	only := flag.String("only", "", `run only the commands whose name or group ("leak") matches this regexp`)
 	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
 	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
@@ -149,8 +149,10 @@ func pickInterps(spec string) ([]testenv.Interp, error) {
 		if newest != nil {
 			out = append(out, *newest)
 		}
-		if in, ok := testenv.Lookup("3.11-debian"); ok {
-			out = append(out, in)
+		for _, l := range []string{"3.11-debian", "3.15-chroot"} {
+			if in, ok := testenv.Lookup(l); ok {
+				out = append(out, in)
+			}
 		}
 		if len(out) == 0 {
 			return nil, errors.New("no pyenv 3.x interpreter and no /usr/bin/python3.11")
