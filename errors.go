@@ -3,10 +3,12 @@ package pyglass
 import (
 	"errors"
 	"fmt"
+
+	"github.com/pyglass/pyglass/internal/pyproc"
 )
 
-// Sentinel errors. Every error pyglass returns matches at most one of them
-// with errors.Is, and carries a one-line explanation (and, where there is
+// Sentinel errors. Every error pyglass returns matches exactly one of them
+// with errors.Is (ErrInternal when pyglass cannot say which), and carries a one-line explanation (and, where there is
 // one, a hint) in its message.
 var (
 	// ErrNoProcess: the PID does not exist, or the process exited.
@@ -21,6 +23,10 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrBusy: another pyglass is working on the same process.
 	ErrBusy = errors.New("target busy")
+	// ErrInternal: pyglass failed for a reason it cannot classify (a bug,
+	// or a condition of this machine it does not know). It says nothing
+	// about the target: it is never reported as ErrNotPython.
+	ErrInternal = errors.New("internal error")
 )
 
 // Error is the detailed form of a pyglass error: Kind is one of the
@@ -60,4 +66,20 @@ func HintOf(err error) string {
 		return e.Hint
 	}
 	return ""
+}
+
+// classify maps an internal package's error to its public sentinel. What
+// it does not recognise is ErrInternal: an unexpected failure is pyglass's
+// to explain, never a verdict that the target is not Python.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, pyproc.ErrNoProcess):
+		return ErrNoProcess
+	case errors.Is(err, pyproc.ErrPermission):
+		return ErrPermission
+	case errors.Is(err, pyproc.ErrNotPython), errors.Is(err, pyproc.ErrZombie),
+		errors.Is(err, pyproc.ErrUnsupportedVersion):
+		return ErrNotPython
+	}
+	return ErrInternal
 }

@@ -68,14 +68,7 @@ func convertErr(err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	kind := ErrNotPython
-	switch {
-	case errors.Is(err, pyproc.ErrNoProcess):
-		kind = ErrNoProcess
-	case errors.Is(err, pyproc.ErrPermission):
-		kind = ErrPermission
-	}
-	return &Error{Kind: kind, Msg: err.Error(), Hint: pyproc.HintOf(err)}
+	return &Error{Kind: classify(err), Msg: err.Error(), Hint: pyproc.HintOf(err)}
 }
 
 // Info returns what pyglass knows about the process, re-reading the
