@@ -30,7 +30,13 @@ const (
 	ExitNotPython  ExitCode = 3 // no such process, not Python, unsupported, zombie
 	ExitPermission ExitCode = 4 // permission denied
 	ExitTimeout    ExitCode = 5 // timed out
+	ExitInternal   ExitCode = 6 // pyglass's own failure: output not written, or an error it cannot classify
 	ExitInterrupt  ExitCode = 130
+	// ExitBrokenPipe is the status of a shell's command killed by SIGPIPE
+	// (128+13): the reader of the output went away ("pyglass ps | head
+	// -1"). Nothing is printed about it. The binary writing to its own
+	// stdout dies of the signal itself, as other commands do.
+	ExitBrokenPipe ExitCode = 141
 )
 
 // IO is the set of streams a command uses; tests inject buffers.
@@ -84,6 +90,9 @@ const exitCodesHelp = `Exit status:
   4  permission denied (not root / another user, missing CAP_SYS_PTRACE,
      Yama ptrace_scope, already traced by another process)
   5  timed out (e.g. a thread holds the GIL and never releases it)
+  6  pyglass failed on its own side, not the target's: its output could not
+     be written (disk full, ...), or an error it cannot classify (the message
+     starts with "pyglass: internal error:"; please report it)
 `
 
 func usage(w io.Writer) {
@@ -97,14 +106,27 @@ func usage(w io.Writer) {
 // Main runs pyglass with args (without the program name) and returns the
 // exit status.
 func Main(args []string, io IO) ExitCode {
+	if len(args) > 0 && args[0] == "shell" {
+		// The shell needs its terminal as an *os.File.
+		return run(args, io)
+	}
+	out := &checkedWriter{w: io.Out}
+	io.Out = out
+	return out.status(run(args, io), io)
+}
+
+func run(args []string, io IO) ExitCode {
 	if len(args) == 0 {
 		usage(io.Err)
 		return ExitUsage
 	}
 	name := args[0]
+	if name == "--version" || name == "-V" {
+		name = "version"
+	}
 	if name == "help" || name == "-h" || name == "--help" {
 		if len(args) > 1 {
-			return Main([]string{args[1], "--help"}, io)
+			return run([]string{args[1], "--help"}, io)
 		}
 		usage(io.Out)
 		return ExitOK
@@ -116,8 +138,45 @@ func Main(args []string, io IO) ExitCode {
 			return c.run(ctx, args[1:], io)
 		}
 	}
+	if strings.HasPrefix(name, "-") {
+		fmt.Fprintf(io.Err, "pyglass: unknown option %s (options go after the command)\nUsage: pyglass COMMAND [ARGS]; 'pyglass help' lists the commands\n", name)
+		return ExitUsage
+	}
 	fmt.Fprintf(io.Err, "pyglass: unknown command %q\nRun 'pyglass help' for the list of commands.\n", name)
 	return ExitUsage
+}
+
+// checkedWriter remembers the first error writing the output, after which
+// it writes nothing more: a report cut short is not a success.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// status is the exit status of a command that returned code, given how
+// writing its output went: a reader that went away (EPIPE) ends it quietly
+// with the SIGPIPE convention, any other write error is reported and is
+// not success.
+func (c *checkedWriter) status(code ExitCode, io IO) ExitCode {
+	if c.err == nil || (code != ExitOK && code != ExitRaised && code != ExitInternal) {
+		return code
+	}
+	if errors.Is(c.err, syscall.EPIPE) {
+		return ExitBrokenPipe
+	}
+	fmt.Fprintf(io.Err, "pyglass: cannot write the output: %s\nhint: check the disk or file the output goes to\n", oneLine(c.err.Error()))
+	return ExitInternal
 }
 
 func lookup(name string) command {
@@ -208,13 +267,28 @@ func parsePID(s string, io IO) (int, bool) {
 }
 
 // fail prints err as one line (plus its hint) and returns its exit code.
+// An error pyglass cannot classify says so ("internal error", exit 6) and
+// does not blame the target.
 func fail(io IO, err error) ExitCode {
-	msg := err.Error()
-	fmt.Fprintf(io.Err, "pyglass: %s\n", oneLine(msg))
-	if h := pyglass.HintOf(err); h != "" {
-		fmt.Fprintf(io.Err, "hint: %s\n", h)
+	if cw, ok := io.Out.(*checkedWriter); ok && cw.err != nil {
+		// The command failed because its output could not be written
+		// (exec's stream): Main reports that, once.
+		return ExitInternal
 	}
-	return codeOf(err)
+	code := codeOf(err)
+	msg := oneLine(err.Error())
+	hint := pyglass.HintOf(err)
+	if code == ExitInternal {
+		msg = "internal error: " + strings.TrimPrefix(msg, pyglass.ErrInternal.Error()+": ")
+		if hint == "" {
+			hint = "pyglass could not classify this failure: it is not a verdict on the target; please report it with 'pyglass info PID'"
+		}
+	}
+	fmt.Fprintf(io.Err, "pyglass: %s\n", msg)
+	if hint != "" {
+		fmt.Fprintf(io.Err, "hint: %s\n", hint)
+	}
+	return code
 }
 
 func codeOf(err error) ExitCode {
@@ -230,7 +304,7 @@ func codeOf(err error) ExitCode {
 	case errors.Is(err, pyglass.ErrNoProcess), errors.Is(err, pyglass.ErrNotPython):
 		return ExitNotPython
 	}
-	return ExitNotPython
+	return ExitInternal
 }
 
 func oneLine(s string) string {
