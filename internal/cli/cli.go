@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,7 +101,7 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nRun 'pyglass COMMAND --help' for a command's options.\n\n%s", exitCodesHelp)
+	fmt.Fprintf(w, "\nRun 'pyglass COMMAND --help' for a command's options, 'pyglass --version' for the version.\n\n%s", exitCodesHelp)
 }
 
 // Main runs pyglass with args (without the program name) and returns the
@@ -189,7 +190,8 @@ func lookup(name string) command {
 }
 
 // newFlags makes a flag set whose --help prints the command's synopsis,
-// its flags and the exit codes.
+// its flags (spelled --flag, as in the synopsis) and the exit codes. The
+// flag package prints nothing itself: parse reports a bad flag in one line.
 func newFlags(name, long string, io IO) *flag.FlagSet {
 	c := lookup(name)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -200,16 +202,75 @@ func newFlags(name, long string, io IO) *flag.FlagSet {
 		if long != "" {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(long))
 		}
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintf(w, "\nOptions:\n")
-			fs.PrintDefaults()
+		if opts := options(fs); opts != "" {
+			fmt.Fprintf(w, "\nOptions:\n%s", opts)
 		}
 		fmt.Fprintf(w, "\n%s", exitCodesHelp)
 	}
 	return fs
 }
+
+// dashed spells a flag as the synopsis does: -c, --json.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// argNames name the value of flags whose type says too little.
+var argNames = map[string]string{"c": "CODE", "namespace": "fresh|main"}
+
+// options lists fs's flags, one a line: "  --top N   what it does (default 20)".
+func options(fs *flag.FlagSet) string {
+	type row struct{ left, right string }
+	var rows []row
+	width := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		left := dashed(f.Name)
+		switch a, ok := argNames[f.Name]; {
+		case ok:
+			left += " " + a
+		case arg == "int":
+			left += " N"
+		case arg != "":
+			left += " " + strings.ToUpper(arg)
+		}
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "0s" {
+			usage += " (default " + d + ")"
+		}
+		rows = append(rows, row{left, usage})
+		width = max(width, len(left))
+	})
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, r.left, r.right)
+	}
+	return b.String()
+}
+
+// flagNameRE finds a flag in the flag package's error messages.
+var flagNameRE = regexp.MustCompile(`(^|[ :])-{1,2}([A-Za-z][A-Za-z0-9_-]*)`)
+
+// flagError rewords the flag package's error in the synopsis's spelling.
+func flagError(err error) string {
+	msg := err.Error()
+	for from, to := range map[string]string{
+		"flag provided but not defined: ": "unknown option ",
+		"flag needs an argument: ":        "missing value for ",
+	} {
+		msg = strings.Replace(msg, from, to, 1)
+	}
+	return flagNameRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := flagNameRE.FindStringSubmatch(m)
+		return sub[1] + dashed(sub[2])
+	})
+}
+
+type ioDiscard struct{}
+
+func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
 func upperFirst(s string) string {
 	if s == "" {
@@ -233,13 +294,19 @@ func parse(fs *flag.FlagSet, args []string, io IO) ([]string, ExitCode, bool) {
 		}
 	}
 	var pos []string
+	usage := fs.Usage
+	fs.Usage = func() {} // parse prints its own one-line error
+	defer func() { fs.Usage = usage }()
+	fs.SetOutput(ioDiscard{})
 	for {
 		if err := fs.Parse(args); err != nil {
+			fs.Usage = usage
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(io.Out)
 				fs.Usage()
 				return nil, ExitOK, false
 			}
+			fmt.Fprintf(io.Err, "pyglass %s: %s\nUsage: pyglass %s %s\n", fs.Name(), flagError(err), fs.Name(), lookup(fs.Name()).args)
 			return nil, ExitUsage, false
 		}
 		args = fs.Args()
