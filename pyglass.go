@@ -33,7 +33,7 @@ func List() ([]Summary, error) {
 		if s.VersionKnown {
 			v = s.Version.String()
 		}
-		out = append(out, Summary{PID: s.PID, User: s.User, UID: s.UID, Version: v, Cmdline: s.Cmdline})
+		out = append(out, Summary{PID: s.PID, PPID: s.PPID, User: s.User, UID: s.UID, Version: v, Cmdline: s.Cmdline})
 	}
 	return out, nil
 }

@@ -48,14 +48,21 @@ type IO struct {
 	IsTerm  bool // stdout is a terminal
 	InTerm  bool // stdin is a terminal
 	ErrTerm bool // stderr is a terminal (progress lines go there)
+	Width   int  // stdout's terminal width in columns; 0 when not a terminal
 }
 
 // Stdio returns the process's own streams.
 func Stdio() IO {
-	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
+	io := IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
 		IsTerm:  term.IsTerminal(int(os.Stdout.Fd())),
 		InTerm:  term.IsTerminal(int(os.Stdin.Fd())),
 		ErrTerm: term.IsTerminal(int(os.Stderr.Fd()))}
+	if io.IsTerm {
+		if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil && w > 0 {
+			io.Width = w
+		}
+	}
+	return io
 }
 
 type command struct {
@@ -69,7 +76,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"ps", "[--json]", "list the Python processes on this machine", runPS},
+		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (NAME: those whose command line contains it)", runPS},
 		{"info", "PID [--json]", "what pyglass knows about a process, and whether it can run code in it", runInfo},
 		{"stacks", "PID [--json] [--locals] [--nonblocking]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
 		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s]", "run Python code inside the process; its output comes back here", runExec},

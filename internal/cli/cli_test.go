@@ -40,7 +40,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"trace", "start", "1", "--frames", "0"}, ExitUsage, "--frames"},
 		{[]string{"objects", "1", "--top", "-1"}, ExitUsage, "negative"},
 		{[]string{"garbage", "1", "--limit", "-1"}, ExitUsage, "--limit"},
-		{[]string{"ps", "1"}, ExitUsage, "no arguments"},
+		{[]string{"ps", "--tree=x"}, ExitUsage, "--tree"},
 	}
 	for _, c := range cases {
 		code, _, errOut := runArgs(c.args...)
