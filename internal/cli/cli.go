@@ -114,8 +114,8 @@ func usage(w io.Writer) {
 // Main runs pyglass with args (without the program name) and returns the
 // exit status.
 func Main(args []string, io IO) ExitCode {
-	if len(args) > 0 && args[0] == "shell" {
-		// The shell needs its terminal as an *os.File.
+	if len(args) > 0 && args[0] == "shell" && io.IsTerm {
+		// The interactive shell needs its terminal as an *os.File.
 		return run(args, io)
 	}
 	out := &checkedWriter{w: io.Out}
