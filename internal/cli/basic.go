@@ -81,7 +81,7 @@ binary, never by running the target's interpreter.`, io)
 		pidStr += fmt.Sprintf(" (%d in its PID namespace)", info.NSPID)
 	}
 	fmt.Fprintf(tw, "pid:\t%s\n", pidStr)
-	fmt.Fprintf(tw, "user:\t%s (uid %d)\n", info.User, info.UID)
+	fmt.Fprintf(tw, "user:\t%s (uid %d)\n", printable(info.User), info.UID)
 	fmt.Fprintf(tw, "command:\t%s\n", printable(strings.Join(info.Cmdline, " ")))
 	fmt.Fprintf(tw, "state:\t%s\n", info.State)
 	fmt.Fprintf(tw, "python:\t%s\n", info.Python.Version)
@@ -89,7 +89,7 @@ binary, never by running the target's interpreter.`, io)
 	if info.Python.Shared {
 		link = "shared library"
 	}
-	fmt.Fprintf(tw, "interpreter:\t%s (%s)\n", info.Python.Path, link)
+	fmt.Fprintf(tw, "interpreter:\t%s (%s)\n", printable(info.Python.Path), link)
 	fmt.Fprintf(tw, "namespaces:\tmount %s, pid %s\n", sameOther(info.OtherMountNS), sameOther(info.OtherPIDNS))
 	if info.TracerPID != 0 {
 		fmt.Fprintf(tw, "traced by:\tPID %d\n", info.TracerPID)
@@ -108,7 +108,7 @@ binary, never by running the target's interpreter.`, io)
 		if name == "" {
 			name = "(" + t.Comm + ")"
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\n", t.TID, name, t.State)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\n", t.TID, printable(name), t.State)
 	}
 	tw.Flush()
 	return ExitOK
