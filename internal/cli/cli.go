@@ -76,7 +76,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (NAME: those whose command line contains it)", runPS},
+		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (or those matching NAME)", runPS},
 		{"info", "PID [--json]", "what pyglass knows about a process, and whether it can run code in it", runInfo},
 		{"stacks", "PID [--json] [--locals] [--nonblocking]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
 		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s]", "run Python code inside the process; its output comes back here", runExec},
@@ -90,17 +90,18 @@ func init() {
 }
 
 const exitCodesHelp = `Exit status:
-  0  success
-  1  the code run in the target raised an exception (its traceback is on stderr)
-  2  usage error
-  3  the target is not a Python process pyglass can work with
-     (no such process, not Python, unsupported version, zombie, exited)
-  4  permission denied (not root / another user, missing CAP_SYS_PTRACE,
-     Yama ptrace_scope, already traced by another process)
-  5  timed out (e.g. a thread holds the GIL and never releases it)
-  6  pyglass failed on its own side, not the target's: its output could not
-     be written (disk full, ...), or an error it cannot classify (the message
-     starts with "pyglass: internal error:"; please report it)
+  0    success
+  1    the code run in the target raised an exception (its traceback is on stderr)
+  2    usage error
+  3    the target is not a Python process pyglass can work with
+       (no such process, not Python, unsupported version, zombie, exited)
+  4    permission denied (not root / another user, missing CAP_SYS_PTRACE,
+       Yama ptrace_scope, already traced by another process)
+  5    timed out (e.g. a thread holds the GIL and never releases it)
+  6    pyglass failed on its own side, not the target's: its output could not
+       be written (disk full, ...), or an error it cannot classify (the message
+       starts with "pyglass: internal error:"; please report it)
+  141  the output's reader went away ("| head -1"): pyglass stops quietly
 `
 
 func usage(w io.Writer) {
