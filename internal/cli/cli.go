@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/pyglass/pyglass"
@@ -157,12 +158,16 @@ func run(args []string, io IO) ExitCode {
 
 // checkedWriter remembers the first error writing the output, after which
 // it writes nothing more: a report cut short is not a success.
+// It may be written from several goroutines (exec streams its output).
 type checkedWriter struct {
+	mu  sync.Mutex
 	w   io.Writer
 	err error
 }
 
 func (c *checkedWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.err != nil {
 		return 0, c.err
 	}
@@ -173,18 +178,26 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// failed returns the first write error, or nil.
+func (c *checkedWriter) failed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
 // status is the exit status of a command that returned code, given how
 // writing its output went: a reader that went away (EPIPE) ends it quietly
 // with the SIGPIPE convention, any other write error is reported and is
 // not success.
 func (c *checkedWriter) status(code ExitCode, io IO) ExitCode {
-	if c.err == nil || (code != ExitOK && code != ExitRaised && code != ExitInternal) {
+	err := c.failed()
+	if err == nil || (code != ExitOK && code != ExitRaised && code != ExitInternal) {
 		return code
 	}
-	if errors.Is(c.err, syscall.EPIPE) {
+	if errors.Is(err, syscall.EPIPE) {
 		return ExitBrokenPipe
 	}
-	fmt.Fprintf(io.Err, "pyglass: cannot write the output: %s\nhint: check the disk or file the output goes to\n", oneLine(c.err.Error()))
+	fmt.Fprintf(io.Err, "pyglass: cannot write the output: %s\nhint: check the disk or file the output goes to\n", oneLine(err.Error()))
 	return ExitInternal
 }
 
@@ -345,7 +358,7 @@ func parsePID(s string, io IO) (int, bool) {
 // An error pyglass cannot classify says so ("internal error", exit 6) and
 // does not blame the target.
 func fail(io IO, err error) ExitCode {
-	if cw, ok := io.Out.(*checkedWriter); ok && cw.err != nil {
+	if cw, ok := io.Out.(*checkedWriter); ok && cw.failed() != nil {
 		// The command failed because its output could not be written
 		// (exec's stream): Main reports that, once.
 		return ExitInternal
