@@ -15,6 +15,7 @@
 // must then run as root or with CAP_SYS_PTRACE).
 //
 // Errors match one of the sentinels (ErrNoProcess, ErrNotPython,
-// ErrPermission, ErrTimeout, ErrBusy) with errors.Is, and HintOf gives a
+// ErrPermission, ErrTimeout, ErrBusy, and ErrInternal for what pyglass
+// cannot classify) with errors.Is, and HintOf gives a
 // suggestion for the user where there is one.
 package pyglass

@@ -3,10 +3,15 @@ package pyglass
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pyglass/pyglass/internal/pyproc"
 )
 
-// Sentinel errors. Every error pyglass returns matches at most one of them
-// with errors.Is, and carries a one-line explanation (and, where there is
+// Sentinel errors. Every error pyglass returns matches exactly one of them
+// with errors.Is (ErrInternal when pyglass cannot say which), and carries a one-line explanation (and, where there is
 // one, a hint) in its message.
 var (
 	// ErrNoProcess: the PID does not exist, or the process exited.
@@ -21,6 +26,10 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrBusy: another pyglass is working on the same process.
 	ErrBusy = errors.New("target busy")
+	// ErrInternal: pyglass failed for a reason it cannot classify (a bug,
+	// or a condition of this machine it does not know). It says nothing
+	// about the target: it is never reported as ErrNotPython.
+	ErrInternal = errors.New("internal error")
 )
 
 // Error is the detailed form of a pyglass error: Kind is one of the
@@ -53,11 +62,84 @@ func errorf(kind error, hint string, format string, a ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, a...), Hint: hint}
 }
 
-// HintOf returns the hint attached to err, or "".
+// HintOf returns the hint attached to err, or "". For a permission error
+// on a machine whose Yama ptrace_scope forbids pyglass to trace, the hint
+// also says how to lift it.
 func HintOf(err error) string {
 	var e *Error
-	if errors.As(err, &e) {
-		return e.Hint
+	if !errors.As(err, &e) {
+		return ""
 	}
-	return ""
+	h := e.Hint
+	if e.Kind != ErrPermission || strings.Contains(h, "sysctl") {
+		return h
+	}
+	if scope, ok := yamaScope(); ok {
+		if a := yamaAdvice(scope, hasCapPtrace()); a != "" {
+			if h != "" {
+				h += "; "
+			}
+			h += a
+		}
+	}
+	return h
+}
+
+// yamaScope reads kernel.yama.ptrace_scope; false when Yama is absent.
+var yamaScope = func() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n, err == nil
+}
+
+// hasCapPtrace reports whether pyglass runs with CAP_SYS_PTRACE effective.
+var hasCapPtrace = func() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<capSysPtrace) != 0
+		}
+	}
+	return false
+}
+
+const capSysPtrace = 19
+
+// yamaAdvice says what to do when Yama's ptrace_scope keeps pyglass from
+// tracing (and so from reading the memory of) a process, or "" when it
+// does not: 0 is classic ptrace, 1 (Ubuntu's default) lets a process trace
+// only its descendants, 2 only CAP_SYS_PTRACE trace, 3 none until reboot.
+func yamaAdvice(scope int, capPtrace bool) string {
+	switch {
+	case scope <= 0, scope < 3 && capPtrace:
+		return ""
+	case scope == 1:
+		return "Yama ptrace_scope is 1 (a process may trace only its own children): run pyglass with sudo (or CAP_SYS_PTRACE: sudo setcap cap_sys_ptrace+ep pyglass), or allow same-user tracing with 'sudo sysctl kernel.yama.ptrace_scope=0' (until reboot)"
+	case scope == 2:
+		return "Yama ptrace_scope is 2 (only CAP_SYS_PTRACE may trace): run pyglass with sudo or give it CAP_SYS_PTRACE (sudo setcap cap_sys_ptrace+ep pyglass), or 'sudo sysctl kernel.yama.ptrace_scope=0'"
+	}
+	return fmt.Sprintf("Yama ptrace_scope is %d: no process may trace another, not even root, and the setting cannot be lowered until the machine reboots (set kernel.yama.ptrace_scope lower in /etc/sysctl.d and reboot)", scope)
+}
+
+// classify maps an internal package's error to its public sentinel. What
+// it does not recognise is ErrInternal: an unexpected failure is pyglass's
+// to explain, never a verdict that the target is not Python.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, pyproc.ErrNoProcess):
+		return ErrNoProcess
+	case errors.Is(err, pyproc.ErrPermission):
+		return ErrPermission
+	case errors.Is(err, pyproc.ErrNotPython), errors.Is(err, pyproc.ErrZombie),
+		errors.Is(err, pyproc.ErrUnsupportedVersion):
+		return ErrNotPython
+	}
+	return ErrInternal
 }

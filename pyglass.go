@@ -33,7 +33,7 @@ func List() ([]Summary, error) {
 		if s.VersionKnown {
 			v = s.Version.String()
 		}
-		out = append(out, Summary{PID: s.PID, User: s.User, UID: s.UID, Version: v, Cmdline: s.Cmdline})
+		out = append(out, Summary{PID: s.PID, PPID: s.PPID, User: s.User, UID: s.UID, Version: v, Cmdline: s.Cmdline})
 	}
 	return out, nil
 }
@@ -68,14 +68,7 @@ func convertErr(err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	kind := ErrNotPython
-	switch {
-	case errors.Is(err, pyproc.ErrNoProcess):
-		kind = ErrNoProcess
-	case errors.Is(err, pyproc.ErrPermission):
-		kind = ErrPermission
-	}
-	return &Error{Kind: kind, Msg: err.Error(), Hint: pyproc.HintOf(err)}
+	return &Error{Kind: classify(err), Msg: err.Error(), Hint: pyproc.HintOf(err)}
 }
 
 // Info returns what pyglass knows about the process, re-reading the

@@ -8,6 +8,7 @@ import (
 // Summary is one Python process found by List.
 type Summary struct {
 	PID     int      `json:"pid"`
+	PPID    int      `json:"ppid"` // the parent's PID; 0 when it is outside pyglass's PID namespace
 	User    string   `json:"user"`
 	UID     int      `json:"uid"`
 	Version string   `json:"version"`

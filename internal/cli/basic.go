@@ -36,47 +36,6 @@ func runVersion(ctx context.Context, args []string, io IO) ExitCode {
 	return ExitOK
 }
 
-func runPS(ctx context.Context, args []string, io IO) ExitCode {
-	fs := newFlags("ps", `Python processes are found by what they have mapped (an interpreter in the
-executable or a libpython), not by their name: renamed binaries and programs
-embedding Python are listed. Processes pyglass may not read are left out.`, io)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, code, ok := parse(fs, args, io)
-	if !ok {
-		return code
-	}
-	if len(pos) != 0 {
-		fmt.Fprintf(io.Err, "pyglass ps: takes no arguments\n")
-		return ExitUsage
-	}
-	list, err := pyglass.List()
-	if err != nil {
-		return fail(io, err)
-	}
-	if *asJSON {
-		if list == nil {
-			list = []pyglass.Summary{}
-		}
-		writeJSON(io.Out, list)
-		return ExitOK
-	}
-	tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PID\tUSER\tPYTHON\tCOMMAND")
-	for _, s := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.PID, s.User, s.Version, truncate(strings.Join(s.Cmdline, " "), 100))
-	}
-	tw.Flush()
-	return ExitOK
-}
-
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
-}
-
 // attach parses the PID argument and attaches.
 func attach(pos []string, io IO, name string) (*pyglass.Process, ExitCode, bool) {
 	if len(pos) < 1 {
@@ -122,15 +81,15 @@ binary, never by running the target's interpreter.`, io)
 		pidStr += fmt.Sprintf(" (%d in its PID namespace)", info.NSPID)
 	}
 	fmt.Fprintf(tw, "pid:\t%s\n", pidStr)
-	fmt.Fprintf(tw, "user:\t%s (uid %d)\n", info.User, info.UID)
-	fmt.Fprintf(tw, "command:\t%s\n", truncate(strings.Join(info.Cmdline, " "), 200))
+	fmt.Fprintf(tw, "user:\t%s (uid %d)\n", printable(info.User), info.UID)
+	fmt.Fprintf(tw, "command:\t%s\n", printable(strings.Join(info.Cmdline, " ")))
 	fmt.Fprintf(tw, "state:\t%s\n", info.State)
 	fmt.Fprintf(tw, "python:\t%s\n", info.Python.Version)
 	link := "linked into the executable"
 	if info.Python.Shared {
 		link = "shared library"
 	}
-	fmt.Fprintf(tw, "interpreter:\t%s (%s)\n", info.Python.Path, link)
+	fmt.Fprintf(tw, "interpreter:\t%s (%s)\n", printable(info.Python.Path), link)
 	fmt.Fprintf(tw, "namespaces:\tmount %s, pid %s\n", sameOther(info.OtherMountNS), sameOther(info.OtherPIDNS))
 	if info.TracerPID != 0 {
 		fmt.Fprintf(tw, "traced by:\tPID %d\n", info.TracerPID)
@@ -149,7 +108,7 @@ binary, never by running the target's interpreter.`, io)
 		if name == "" {
 			name = "(" + t.Comm + ")"
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\n", t.TID, name, t.State)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\n", t.TID, printable(name), t.State)
 	}
 	tw.Flush()
 	return ExitOK

@@ -11,8 +11,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/pyglass/pyglass"
@@ -30,7 +32,13 @@ const (
 	ExitNotPython  ExitCode = 3 // no such process, not Python, unsupported, zombie
 	ExitPermission ExitCode = 4 // permission denied
 	ExitTimeout    ExitCode = 5 // timed out
+	ExitInternal   ExitCode = 6 // pyglass's own failure: output not written, or an error it cannot classify
 	ExitInterrupt  ExitCode = 130
+	// ExitBrokenPipe is the status of a shell's command killed by SIGPIPE
+	// (128+13): the reader of the output went away ("pyglass ps | head
+	// -1"). Nothing is printed about it. The binary writing to its own
+	// stdout dies of the signal itself, as other commands do.
+	ExitBrokenPipe ExitCode = 141
 )
 
 // IO is the set of streams a command uses; tests inject buffers.
@@ -41,14 +49,21 @@ type IO struct {
 	IsTerm  bool // stdout is a terminal
 	InTerm  bool // stdin is a terminal
 	ErrTerm bool // stderr is a terminal (progress lines go there)
+	Width   int  // stdout's terminal width in columns; 0 when not a terminal
 }
 
 // Stdio returns the process's own streams.
 func Stdio() IO {
-	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
+	io := IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
 		IsTerm:  term.IsTerminal(int(os.Stdout.Fd())),
 		InTerm:  term.IsTerminal(int(os.Stdin.Fd())),
 		ErrTerm: term.IsTerminal(int(os.Stderr.Fd()))}
+	if io.IsTerm {
+		if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil && w > 0 {
+			io.Width = w
+		}
+	}
+	return io
 }
 
 type command struct {
@@ -62,7 +77,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"ps", "[--json]", "list the Python processes on this machine", runPS},
+		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (or those matching NAME)", runPS},
 		{"info", "PID [--json]", "what pyglass knows about a process, and whether it can run code in it", runInfo},
 		{"stacks", "PID [--json] [--locals] [--nonblocking]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
 		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s]", "run Python code inside the process; its output comes back here", runExec},
@@ -76,14 +91,18 @@ func init() {
 }
 
 const exitCodesHelp = `Exit status:
-  0  success
-  1  the code run in the target raised an exception (its traceback is on stderr)
-  2  usage error
-  3  the target is not a Python process pyglass can work with
-     (no such process, not Python, unsupported version, zombie, exited)
-  4  permission denied (not root / another user, missing CAP_SYS_PTRACE,
-     Yama ptrace_scope, already traced by another process)
-  5  timed out (e.g. a thread holds the GIL and never releases it)
+  0    success
+  1    the code run in the target raised an exception (its traceback is on stderr)
+  2    usage error
+  3    the target is not a Python process pyglass can work with
+       (no such process, not Python, unsupported version, zombie, exited)
+  4    permission denied (not root / another user, missing CAP_SYS_PTRACE,
+       Yama ptrace_scope, already traced by another process)
+  5    timed out (e.g. a thread holds the GIL and never releases it)
+  6    pyglass failed on its own side, not the target's: its output could not
+       be written (disk full, ...), or an error it cannot classify (the message
+       starts with "pyglass: internal error:"; please report it)
+  141  the output's reader went away ("| head -1"): pyglass stops quietly
 `
 
 func usage(w io.Writer) {
@@ -91,20 +110,33 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nRun 'pyglass COMMAND --help' for a command's options.\n\n%s", exitCodesHelp)
+	fmt.Fprintf(w, "\nRun 'pyglass COMMAND --help' for a command's options, 'pyglass --version' for the version.\n\n%s", exitCodesHelp)
 }
 
 // Main runs pyglass with args (without the program name) and returns the
 // exit status.
 func Main(args []string, io IO) ExitCode {
+	if len(args) > 0 && args[0] == "shell" && io.IsTerm {
+		// The interactive shell needs its terminal as an *os.File.
+		return run(args, io)
+	}
+	out := &checkedWriter{w: io.Out}
+	io.Out = out
+	return out.status(run(args, io), io)
+}
+
+func run(args []string, io IO) ExitCode {
 	if len(args) == 0 {
 		usage(io.Err)
 		return ExitUsage
 	}
 	name := args[0]
+	if name == "--version" || name == "-V" {
+		name = "version"
+	}
 	if name == "help" || name == "-h" || name == "--help" {
 		if len(args) > 1 {
-			return Main([]string{args[1], "--help"}, io)
+			return run([]string{args[1], "--help"}, io)
 		}
 		usage(io.Out)
 		return ExitOK
@@ -116,8 +148,57 @@ func Main(args []string, io IO) ExitCode {
 			return c.run(ctx, args[1:], io)
 		}
 	}
+	if strings.HasPrefix(name, "-") {
+		fmt.Fprintf(io.Err, "pyglass: unknown option %s (options go after the command)\nUsage: pyglass COMMAND [ARGS]; 'pyglass help' lists the commands\n", name)
+		return ExitUsage
+	}
 	fmt.Fprintf(io.Err, "pyglass: unknown command %q\nRun 'pyglass help' for the list of commands.\n", name)
 	return ExitUsage
+}
+
+// checkedWriter remembers the first error writing the output, after which
+// it writes nothing more: a report cut short is not a success.
+// It may be written from several goroutines (exec streams its output).
+type checkedWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// failed returns the first write error, or nil.
+func (c *checkedWriter) failed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// status is the exit status of a command that returned code, given how
+// writing its output went: a reader that went away (EPIPE) ends it quietly
+// with the SIGPIPE convention, any other write error is reported and is
+// not success.
+func (c *checkedWriter) status(code ExitCode, io IO) ExitCode {
+	err := c.failed()
+	if err == nil || (code != ExitOK && code != ExitRaised && code != ExitInternal) {
+		return code
+	}
+	if errors.Is(err, syscall.EPIPE) {
+		return ExitBrokenPipe
+	}
+	fmt.Fprintf(io.Err, "pyglass: cannot write the output: %s\nhint: check the disk or file the output goes to\n", oneLine(err.Error()))
+	return ExitInternal
 }
 
 func lookup(name string) command {
@@ -130,7 +211,8 @@ func lookup(name string) command {
 }
 
 // newFlags makes a flag set whose --help prints the command's synopsis,
-// its flags and the exit codes.
+// its flags (spelled --flag, as in the synopsis) and the exit codes. The
+// flag package prints nothing itself: parse reports a bad flag in one line.
 func newFlags(name, long string, io IO) *flag.FlagSet {
 	c := lookup(name)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -141,16 +223,75 @@ func newFlags(name, long string, io IO) *flag.FlagSet {
 		if long != "" {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(long))
 		}
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintf(w, "\nOptions:\n")
-			fs.PrintDefaults()
+		if opts := options(fs); opts != "" {
+			fmt.Fprintf(w, "\nOptions:\n%s", opts)
 		}
 		fmt.Fprintf(w, "\n%s", exitCodesHelp)
 	}
 	return fs
 }
+
+// dashed spells a flag as the synopsis does: -c, --json.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// argNames name the value of flags whose type says too little.
+var argNames = map[string]string{"c": "CODE", "namespace": "fresh|main"}
+
+// options lists fs's flags, one a line: "  --top N   what it does (default 20)".
+func options(fs *flag.FlagSet) string {
+	type row struct{ left, right string }
+	var rows []row
+	width := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		left := dashed(f.Name)
+		switch a, ok := argNames[f.Name]; {
+		case ok:
+			left += " " + a
+		case arg == "int":
+			left += " N"
+		case arg != "":
+			left += " " + strings.ToUpper(arg)
+		}
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "0s" {
+			usage += " (default " + d + ")"
+		}
+		rows = append(rows, row{left, usage})
+		width = max(width, len(left))
+	})
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, r.left, r.right)
+	}
+	return b.String()
+}
+
+// flagNameRE finds a flag in the flag package's error messages.
+var flagNameRE = regexp.MustCompile(`(^|[ :])-{1,2}([A-Za-z][A-Za-z0-9_-]*)`)
+
+// flagError rewords the flag package's error in the synopsis's spelling.
+func flagError(err error) string {
+	msg := err.Error()
+	for from, to := range map[string]string{
+		"flag provided but not defined: ": "unknown option ",
+		"flag needs an argument: ":        "missing value for ",
+	} {
+		msg = strings.Replace(msg, from, to, 1)
+	}
+	return flagNameRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := flagNameRE.FindStringSubmatch(m)
+		return sub[1] + dashed(sub[2])
+	})
+}
+
+type ioDiscard struct{}
+
+func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
 func upperFirst(s string) string {
 	if s == "" {
@@ -174,13 +315,19 @@ func parse(fs *flag.FlagSet, args []string, io IO) ([]string, ExitCode, bool) {
 		}
 	}
 	var pos []string
+	usage := fs.Usage
+	fs.Usage = func() {} // parse prints its own one-line error
+	defer func() { fs.Usage = usage }()
+	fs.SetOutput(ioDiscard{})
 	for {
 		if err := fs.Parse(args); err != nil {
+			fs.Usage = usage
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(io.Out)
 				fs.Usage()
 				return nil, ExitOK, false
 			}
+			fmt.Fprintf(io.Err, "pyglass %s: %s\nUsage: pyglass %s %s\n", fs.Name(), flagError(err), fs.Name(), lookup(fs.Name()).args)
 			return nil, ExitUsage, false
 		}
 		args = fs.Args()
@@ -208,13 +355,28 @@ func parsePID(s string, io IO) (int, bool) {
 }
 
 // fail prints err as one line (plus its hint) and returns its exit code.
+// An error pyglass cannot classify says so ("internal error", exit 6) and
+// does not blame the target.
 func fail(io IO, err error) ExitCode {
-	msg := err.Error()
-	fmt.Fprintf(io.Err, "pyglass: %s\n", oneLine(msg))
-	if h := pyglass.HintOf(err); h != "" {
-		fmt.Fprintf(io.Err, "hint: %s\n", h)
+	if cw, ok := io.Out.(*checkedWriter); ok && cw.failed() != nil {
+		// The command failed because its output could not be written
+		// (exec's stream): Main reports that, once.
+		return ExitInternal
 	}
-	return codeOf(err)
+	code := codeOf(err)
+	msg := oneLine(err.Error())
+	hint := pyglass.HintOf(err)
+	if code == ExitInternal {
+		msg = "internal error: " + strings.TrimPrefix(msg, pyglass.ErrInternal.Error()+": ")
+		if hint == "" {
+			hint = "pyglass could not classify this failure: it is not a verdict on the target; please report it with 'pyglass info PID'"
+		}
+	}
+	fmt.Fprintf(io.Err, "pyglass: %s\n", msg)
+	if hint != "" {
+		fmt.Fprintf(io.Err, "hint: %s\n", hint)
+	}
+	return code
 }
 
 func codeOf(err error) ExitCode {
@@ -230,7 +392,7 @@ func codeOf(err error) ExitCode {
 	case errors.Is(err, pyglass.ErrNoProcess), errors.Is(err, pyglass.ErrNotPython):
 		return ExitNotPython
 	}
-	return ExitNotPython
+	return ExitInternal
 }
 
 func oneLine(s string) string {

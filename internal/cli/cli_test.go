@@ -40,7 +40,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"trace", "start", "1", "--frames", "0"}, ExitUsage, "--frames"},
 		{[]string{"objects", "1", "--top", "-1"}, ExitUsage, "negative"},
 		{[]string{"garbage", "1", "--limit", "-1"}, ExitUsage, "--limit"},
-		{[]string{"ps", "1"}, ExitUsage, "no arguments"},
+		{[]string{"ps", "--tree=x"}, ExitUsage, "--tree"},
 	}
 	for _, c := range cases {
 		code, _, errOut := runArgs(c.args...)
@@ -78,4 +78,59 @@ func TestParseInterleaved(t *testing.T) {
 		t.Fatalf("got %v %v %v", pos, *j, ok)
 	}
 	_ = context.Background
+}
+
+// TestHelpSpellsFlags: --help lists the options as the synopsis spells them
+// (--json, -c CODE), each on one line with its value's name.
+func TestHelpSpellsFlags(t *testing.T) {
+	for _, c := range commands {
+		_, out, _ := runArgs(c.name, "--help")
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "  -") && !strings.HasPrefix(l, "  --") && !strings.HasPrefix(l, "  -c CODE ") {
+				t.Errorf("pyglass %s --help: option line %q is not spelled --flag", c.name, l)
+			}
+			if strings.HasPrefix(l, "    \t") {
+				t.Errorf("pyglass %s --help: an option's description on its own line: %q", c.name, l)
+			}
+		}
+	}
+	_, out, _ := runArgs("objects", "--help")
+	for _, want := range []string{"\n  --top N ", "\n  --diff DURATION ", "\n  --json ", "(default 20)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pyglass objects --help lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestFlagErrors: a mistyped or malformed flag is one line naming it as
+// the user spells flags, then the command's usage line; nothing more.
+func TestFlagErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"stacks", "--jsn", "1"}, "pyglass stacks: unknown option --jsn\n"},
+		{[]string{"stacks", "1", "-jsn"}, "pyglass stacks: unknown option --jsn\n"},
+		{[]string{"exec", "1", "-c"}, "pyglass exec: missing value for -c\n"},
+		{[]string{"objects", "1", "--top", "x"}, "pyglass objects: invalid value \"x\" for flag --top"},
+		{[]string{"stacks", "--json=maybe", "1"}, "pyglass stacks: invalid boolean value \"maybe\" for --json"},
+	}
+	for _, c := range cases {
+		code, out, errOut := runArgs(c.args...)
+		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+		if code != ExitUsage || out != "" || len(lines) != 2 || !strings.HasPrefix(errOut, c.msg) ||
+			!strings.HasPrefix(lines[1], "Usage: pyglass "+c.args[0]+" ") {
+			t.Errorf("pyglass %q: exit %d, stdout %q, stderr %q; want exit 2, %q and the usage line", c.args, code, out, errOut, c.msg)
+		}
+	}
+}
+
+// TestVersion: --version and the version command print the version.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-V"}, {"version"}} {
+		code, out, errOut := runArgs(args...)
+		if code != ExitOK || !strings.HasPrefix(out, "pyglass ") || strings.Count(out, "\n") != 1 || errOut != "" {
+			t.Errorf("pyglass %s: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
 }

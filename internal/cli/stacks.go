@@ -63,7 +63,9 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 }
 
 func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
-	fmt.Fprintf(w, "Process %d, Python %s (%s)\n", d.PID, d.Python.Version, d.Python.Path)
+	// Names, paths and source lines come from the target's memory: shown
+	// escaped, they can neither break a line nor drive the terminal.
+	fmt.Fprintf(w, "Process %d, Python %s (%s)\n", d.PID, printable(d.Python.Version), printable(d.Python.Path))
 	for _, t := range d.Threads {
 		var tags []string
 		if t.Interpreter > 0 {
@@ -84,15 +86,15 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 		}
 		fmt.Fprintf(w, "\nThread %d %q (%s)\n", t.TID, name, strings.Join(tags, ", "))
 		if t.Error != "" {
-			fmt.Fprintf(w, "  <unreadable: %s>\n", t.Error)
+			fmt.Fprintf(w, "  <unreadable: %s>\n", printable(t.Error))
 		}
 		if len(t.Frames) == 0 && t.Error == "" {
 			fmt.Fprintf(w, "  <no Python frames>\n")
 		}
 		for _, f := range t.Frames {
-			fmt.Fprintf(w, "  File \"%s\", line %d, in %s\n", f.File, f.Line, f.Function)
+			fmt.Fprintf(w, "  File \"%s\", line %d, in %s\n", printable(f.File), f.Line, printable(f.Function))
 			if f.Source != "" {
-				fmt.Fprintf(w, "    %s\n", f.Source)
+				fmt.Fprintf(w, "    %s\n", printable(f.Source))
 			}
 			if locals && len(f.Locals) > 0 {
 				keys := make([]string, 0, len(f.Locals))
@@ -101,7 +103,7 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 				}
 				sort.Strings(keys)
 				for _, k := range keys {
-					fmt.Fprintf(w, "        %s = %s\n", k, f.Locals[k])
+					fmt.Fprintf(w, "        %s = %s\n", printable(k), printable(f.Locals[k]))
 				}
 			}
 		}

@@ -85,13 +85,8 @@ func classify(pid int, what string, err error) error {
 // permissionHint says why reading another process may be refused.
 func permissionHint() string {
 	if os.Geteuid() != 0 {
-		h := "run pyglass as the target's user, or as root (CAP_SYS_PTRACE)"
-		if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
-			if s := strings.TrimSpace(string(b)); s != "0" {
-				h += "; Yama ptrace_scope is " + s + " (0 allows same-user access)"
-			}
-		}
-		return h
+		// pyglass.HintOf adds what to do about Yama's ptrace_scope.
+		return "run pyglass as the target's user, or as root (CAP_SYS_PTRACE)"
 	}
 	return "even root was refused: a security module (SELinux, AppArmor) or a missing CAP_SYS_PTRACE in this container"
 }

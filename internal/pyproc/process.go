@@ -128,6 +128,7 @@ func threads(p procfs.Proc, nested bool) ([]Thread, error) {
 // Summary is one line of `pyglass ps`.
 type Summary struct {
 	PID     int
+	PPID    int // the parent's PID (in pyglass's PID namespace; 0 when outside it)
 	UID     int
 	User    string
 	Version Version
@@ -204,6 +205,7 @@ func summarize(p procfs.Proc, cache *imageCache) (Summary, bool) {
 	}
 	return Summary{
 		PID:          p.PID,
+		PPID:         st.PPid,
 		UID:          st.RealUID(),
 		User:         p.UserName(st.RealUID()),
 		Version:      img.version,
