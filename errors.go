@@ -21,6 +21,9 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrBusy: another pyglass is working on the same process.
 	ErrBusy = errors.New("target busy")
+	// ErrInternal: pyglass failed in an unforeseen way (a bug); the
+	// operation was abandoned and the target left running.
+	ErrInternal = errors.New("internal error")
 )
 
 // Error is the detailed form of a pyglass error: Kind is one of the
