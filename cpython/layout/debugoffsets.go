@@ -212,8 +212,20 @@ func DebugOffsetsSize(minor int) int {
 
 // ReadDebugOffsets decodes the _Py_DebugOffsets at addr (the start of
 // _PyRuntime). It returns ErrNoDebugOffsets without the cookie and
-// ErrUnsupported for a version whose struct it does not know.
+// ErrUnsupported for a version whose struct it does not know, a newer
+// one included (only ForTarget reads those, to read the target, never to
+// write into it).
 func ReadDebugOffsets(r memory.Reader, addr uint64) (*DebugOffsets, error) {
+	d, err := readDebugOffsets(r, addr)
+	if err == nil && d.Newer {
+		return nil, fmt.Errorf("debug offsets of version %#x, newer than 3.%d: %w", d.Version, newestDebugMinor(), ErrUnsupported)
+	}
+	return d, err
+}
+
+// readDebugOffsets is ReadDebugOffsets, newer versions decoded as
+// DecodeDebugOffsets does.
+func readDebugOffsets(r memory.Reader, addr uint64) (*DebugOffsets, error) {
 	var hdr [debugHeader]byte
 	if err := memory.Read(r, addr, hdr[:]); err != nil {
 		return nil, fmt.Errorf("reading debug offsets header: %w", err)
@@ -500,7 +512,7 @@ func ForTarget(r memory.Reader, runtime uint64, major, minor int) (*Layout, []st
 // they describe, if it passes every check and agrees with the version's
 // generated table (a build variant's when one agrees).
 func debugLayout(r memory.Reader, runtime uint64, major, minor int) (*Layout, error) {
-	d, err := ReadDebugOffsets(r, runtime)
+	d, err := readDebugOffsets(r, runtime)
 	if err != nil {
 		return nil, err
 	}

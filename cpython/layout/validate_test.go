@@ -206,6 +206,11 @@ func TestNewerVersion(t *testing.T) {
 	if !errors.Is(err, layout.ErrUnsupported) || !strings.Contains(err.Error(), "newer than pyglass knows") {
 		t.Errorf("bad 3.16 offsets: %v, want ErrUnsupported", err)
 	}
+	// ReadDebugOffsets, which PEP 768 requests use to write into the
+	// target, does not guess a newer version's members.
+	if _, err := layout.ReadDebugOffsets(fakeRuntime(block), runtimeAddr); !errors.Is(err, layout.ErrUnsupported) {
+		t.Errorf("ReadDebugOffsets of 3.16: %v, want ErrUnsupported", err)
+	}
 	// No _PyRuntime address: refused.
 	if _, _, err := layout.ForTarget(fakeRuntime(block), 0, 3, 16); !errors.Is(err, layout.ErrUnsupported) {
 		t.Errorf("3.16 without _PyRuntime: %v", err)
