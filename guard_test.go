@@ -186,3 +186,43 @@ func TestFreeThreadedRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestNewerVersionWarns: a fake 3.16 image (the newest known version's
+// debug offsets, version bumped) gets a layout and one warning, given
+// once however often its layout is chosen; with offsets that fail the
+// checks it is ErrNotPython, saying it is newer than pyglass knows.
+func TestNewerVersionWarns(t *testing.T) {
+	newest := layout.NewestDebugMinor()
+	l, err := layout.For(3, newest)
+	if err != nil {
+		t.Skipf("no table for 3.%d: %v", newest, err)
+	}
+	block, err := layouttest.DebugBlock(l, 0, 0x031000f0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rt = 0x7f0000100000
+	img := cpython.Image{Major: 3, Minor: 16, Symbol: func(name string) (uint64, bool) { return rt, name == "_PyRuntime" }}
+	p := &Process{pid: 4242, py: &pyproc.Python{Version: pyproc.Version{Major: 3, Minor: 16, Level: "final"}}}
+	var got []string
+	p.SetWarningHandler(func(msg string) { got = append(got, msg) })
+	var m memory.Fake
+	m.Map(rt, block)
+	for i := 0; i < 2; i++ {
+		nl, err := p.layoutFor(&m, img)
+		if err != nil || nl.Minor != 16 || nl.CodeCoFirstlineno != l.CodeCoFirstlineno {
+			t.Fatalf("3.16: %v", err)
+		}
+	}
+	if len(got) != 1 || !strings.Contains(got[0], "3.16 is newer than pyglass was tested on") {
+		t.Errorf("warnings %q", got)
+	}
+	if err := layouttest.SetMember(block, newest, "code_object.firstlineno", 4000); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.layoutFor(&m, img)
+	t.Logf("refused: %v", err)
+	if !errors.Is(err, ErrNotPython) || !strings.Contains(err.Error(), "newer than pyglass knows") {
+		t.Errorf("3.16 with bad offsets: %v", err)
+	}
+}

@@ -76,6 +76,8 @@ func (p *Process) layoutFor(r memory.Reader, img cpython.Image) (*layout.Layout,
 	case errors.Is(err, layout.ErrFreeThreaded):
 		return nil, errorf(ErrNotPython, "run the program with a build of Python with the GIL (python3.N, not python3.Nt)",
 			"process %d: Python %s is a free-threaded build (no GIL), which pyglass does not support yet", p.pid, v)
+	case errors.Is(err, layout.ErrUnsupported):
+		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d", p.pid), Err: err}
 	case err != nil:
 		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: Python %s: cannot decode its structures", p.pid, v), Err: err}
 	}

@@ -2,6 +2,7 @@ package cpython
 
 import (
 	"errors"
+	"sort"
 	"testing"
 
 	"github.com/pyglass/pyglass/cpython/layout"
@@ -113,4 +114,59 @@ func (h *fakeHeap) dictObj(items map[string]uint64) uint64 {
 	}
 	put64(b, l.DictMaKeys, ka)
 	return a
+}
+
+// editLayout applies edits to a copy of l: each 3 bytes set field
+// edits[0] (an index into the layout's fields, sorted) to the
+// little-endian uint16 edits[1:3], as -1 when it is 0xffff.
+func editLayout(l *layout.Layout, edits []byte) *layout.Layout {
+	f := l.Fields()
+	names := make([]string, 0, len(f))
+	for n := range f {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i := 0; i+3 <= len(edits); i += 3 {
+		v := int(edits[i+1]) | int(edits[i+2])<<8
+		if v == 0xffff {
+			v = -1
+		}
+		f[names[int(edits[i])%len(names)]] = v
+	}
+	out := *l
+	if err := out.Set(f); err != nil {
+		panic(err)
+	}
+	return &out
+}
+
+// FuzzLayoutFrames walks a fake stack (or a corruption of it) with a
+// layout of which some fields were changed, kept when it passes
+// Validate: a layout that validates must never make a decoder panic,
+// whatever the memory holds.
+func FuzzLayoutFrames(f *testing.F) {
+	for i, v := range fakeVersions {
+		h := newFakeHeap(f, v[0], v[1])
+		top := h.fakeStack()
+		f.Add(h.image(), uint8(i), uint32(top-fakeBase), []byte{})
+		f.Add(h.image(), uint8(i), uint32(top-fakeBase), []byte{7, 200, 0, 30, 16, 0})
+	}
+	f.Fuzz(func(t *testing.T, img []byte, ver uint8, top uint32, edits []byte) {
+		if len(img) > 1<<20 || len(edits) > 60 {
+			return
+		}
+		h := fuzzHeap(t, ver, img)
+		l := editLayout(h.l, edits)
+		if l.Validate() != nil {
+			return
+		}
+		addr := fakeBase + uint64(top)
+		Frames(h.m, l, addr, FrameOptions{Locals: true, MaxDepth: 64})
+		Repr(h.m, l, addr)
+		String(h.m, l, addr, MaxNameLen)
+		DictItems(h.m, l, addr, 64)
+		AttrGet(h.m, l, addr, "x")
+		ReadCode(h.m, l, addr)
+		Int(h.m, l, addr)
+	})
 }

@@ -35,6 +35,13 @@ func FuzzWalk(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(forged, uint8(v[1]), p.buf[:min(p.used, maxFuzzData)], uint32(p.threads[0]-fakeBase))
+		// The same offsets as a newer version's (3.16): used as they
+		// are when they pass the checks, so mutations reach the walk.
+		if v[1] == layout.NewestDebugMinor() {
+			newer := append([]byte(nil), block...)
+			newer[10] = 16
+			f.Add(newer, uint8(16), p.buf[:min(p.used, maxFuzzData)], uint32(p.interp-fakeBase))
+		}
 	}
 	f.Add([]byte{}, uint8(16), []byte{}, uint32(0))
 	f.Fuzz(func(t *testing.T, block []byte, minor uint8, mem []byte, at uint32) {
