@@ -150,6 +150,15 @@ func TestCorruptDebugOffsetsFallback(t *testing.T) {
 			if err != nil || !hasFunction(d, "worker_wait") {
 				t.Fatalf("%s: Stacks: %v", c.name, err)
 			}
+			// Read with the table, not the corrupted offsets: file names
+			// and lines are right.
+			for _, th := range d.Threads {
+				for _, f := range th.Frames {
+					if f.Function == "worker_wait" && (!strings.HasSuffix(f.File, "/x.py") || f.Line <= 0) {
+						t.Errorf("%s: worker_wait at %s:%d", c.name, f.File, f.Line)
+					}
+				}
+			}
 			// Read again: the warning is given once.
 			if _, err := p.Stacks(context.Background(), StackOptions{NonBlocking: true}); err != nil {
 				t.Fatal(err)
