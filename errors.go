@@ -27,8 +27,10 @@ var (
 	// ErrBusy: another pyglass is working on the same process.
 	ErrBusy = errors.New("target busy")
 	// ErrInternal: pyglass failed for a reason it cannot classify (a bug,
-	// or a condition of this machine it does not know). It says nothing
-	// about the target: it is never reported as ErrNotPython.
+	// a condition of this machine it does not know, or a target's memory
+	// no check foresaw); the operation was abandoned and the target left
+	// running. It says nothing about the target: it is never reported as
+	// ErrNotPython.
 	ErrInternal = errors.New("internal error")
 )
 

@@ -21,7 +21,8 @@ import (
 // ErrPermission, ErrTimeout (the code could not start because a thread
 // holds the GIL, or it did not finish in time), ErrBusy. Cancelling ctx
 // stops waiting; the target is left running either way.
-func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (ExecResult, error) {
+func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (_ ExecResult, err error) {
+	defer guard(&err, "exec", p.pid)
 	if opt.Timeout <= 0 {
 		opt.Timeout = 30 * time.Second
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pyglass/pyglass/internal/pyproc"
+	"github.com/pyglass/pyglass/memory"
 )
 
 // Process is a Python process pyglass has attached to. Attaching only
@@ -17,12 +18,19 @@ type Process struct {
 	pid  int
 	proc *pyproc.Process
 	py   *pyproc.Python
+
+	onWarn   func(string) // see SetWarningHandler
+	warnings []string
+	// memHook, when set (tests), wraps the reader of the target's
+	// memory that Stacks uses.
+	memHook func(memory.Reader) memory.Reader
 }
 
 // List returns the Python processes on the machine that pyglass may read,
 // found by what is mapped in them (renamed binaries and programs that
 // embed libpython included).
-func List() ([]Summary, error) {
+func List() (_ []Summary, err error) {
+	defer guard(&err, "list", 0)
 	list, err := pyproc.List()
 	if err != nil {
 		return nil, convertErr(err)
@@ -41,7 +49,8 @@ func List() ([]Summary, error) {
 // Attach finds the Python interpreter in process pid. It fails with
 // ErrNoProcess, ErrNotPython (not Python, zombie, unsupported version) or
 // ErrPermission.
-func Attach(pid int) (*Process, error) {
+func Attach(pid int) (_ *Process, err error) {
+	defer guard(&err, "attach", pid)
 	if pid == os.Getpid() {
 		return nil, errorf(ErrNotPython, "give the PID of a Python process", "process %d is pyglass itself", pid)
 	}
@@ -73,10 +82,18 @@ func convertErr(err error) error {
 
 // Info returns what pyglass knows about the process, re-reading the
 // thread list and state from /proc.
-func (p *Process) Info() *Info {
+func (p *Process) Info() (info *Info) {
+	defer func() {
+		if r := recover(); r != nil { // see guard; Info has no error to return
+			p.warn(fmt.Sprintf("internal error reading the information of process %d: %v", p.pid, r))
+			if info == nil {
+				info = &Info{PID: p.pid, Cmdline: []string{}}
+			}
+		}
+	}()
 	p.refresh()
 	pr := p.proc
-	info := &Info{
+	info = &Info{
 		PID: pr.PID, User: pr.User, UID: pr.EUID, Cmdline: pr.Cmdline,
 		State:        pr.StateName,
 		Python:       PythonInfo{Version: p.py.Version.String(), Path: p.py.Path, Shared: p.py.Shared},

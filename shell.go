@@ -30,7 +30,8 @@ type ShellOptions struct {
 // it until the user ends it (Ctrl-D or exit()). It returns the session's
 // exit status. The in-target side stops and removes its files within two
 // seconds of pyglass going away in any manner.
-func (p *Process) Shell(ctx context.Context, opt ShellOptions) (int, error) {
+func (p *Process) Shell(ctx context.Context, opt ShellOptions) (_ int, err error) {
+	defer guard(&err, "shell", p.pid)
 	if opt.StartTimeout <= 0 {
 		opt.StartTimeout = 30 * time.Second
 	}

@@ -18,11 +18,16 @@ import (
 	"github.com/pyglass/pyglass/target/live"
 )
 
+// testHookWalk, when set (tests), is called while the threads are
+// paused, before each interpreter's threads are read.
+var testHookWalk func()
+
 // memoryView is what the CPython decoders need to read the target.
 type memoryView struct {
-	r   *live.Process
-	l   *layout.Layout
-	img cpython.Image
+	proc *live.Process
+	r    memory.Reader // proc, or what Process.memHook made of it
+	l    *layout.Layout
+	img  cpython.Image
 }
 
 // openMemory opens the target's memory and picks the layout for its
@@ -44,23 +49,42 @@ func (p *Process) openMemory() (*memoryView, error) {
 	for _, d := range p.py.Data {
 		img.Data = append(img.Data, [2]uint64{d.Start, d.End})
 	}
-	var l *layout.Layout
-	if v.Major == 3 && v.Minor >= 13 {
-		if rt, ok := img.RuntimeAddr(); ok {
-			l, _ = layout.FromDebugOffsets(r, rt)
-		}
+	var mem memory.Reader = r
+	if p.memHook != nil {
+		mem = p.memHook(r)
 	}
-	if l == nil {
-		l, err = layout.For(v.Major, v.Minor)
-		if err != nil {
-			r.Close()
-			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: Python %s: no structure layout", p.pid, v), Err: err}
-		}
+	l, err := p.layoutFor(mem, img)
+	if err != nil {
+		r.Close()
+		return nil, err
 	}
-	return &memoryView{r: r, l: l, img: img}, nil
+	return &memoryView{proc: r, r: mem, l: l, img: img}, nil
 }
 
-func (m *memoryView) close() { m.r.Close() }
+// layoutFor picks the structure layout of the target's interpreter
+// (layout.ForTarget): 3.13+ from its own _Py_DebugOffsets, checked, or
+// pyglass's table with a warning. A free-threaded build and a version
+// pyglass cannot decode are ErrNotPython, said in one line.
+func (p *Process) layoutFor(r memory.Reader, img cpython.Image) (*layout.Layout, error) {
+	v := p.py.Version
+	rt, _ := img.RuntimeAddr()
+	l, warnings, err := layout.ForTarget(r, rt, v.Major, v.Minor)
+	for _, w := range warnings {
+		p.warn(w)
+	}
+	switch {
+	case errors.Is(err, layout.ErrFreeThreaded):
+		return nil, errorf(ErrNotPython, "run the program with a build of Python with the GIL (python3.N, not python3.Nt)",
+			"process %d: Python %s is a free-threaded build (no GIL), which pyglass does not support yet", p.pid, v)
+	case errors.Is(err, layout.ErrUnsupported):
+		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d", p.pid), Err: err}
+	case err != nil:
+		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: Python %s: cannot decode its structures", p.pid, v), Err: err}
+	}
+	return l, nil
+}
+
+func (m *memoryView) close() { m.proc.Close() }
 
 // taskView is the kernel's view of one thread, read before any freeze.
 type taskView struct {
@@ -126,7 +150,8 @@ func (p *Process) kernelView() (views map[int]taskView, toHost map[int]int, nsTI
 // paused (PTRACE_SEIZE + PTRACE_INTERRUPT, no signal) while they are
 // read and resumed at once; a thread the user had stopped stays stopped.
 // A thread that cannot be read is returned with its Error set.
-func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, error) {
+func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err error) {
+	defer guard(&err, "stacks", p.pid)
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
@@ -175,6 +200,9 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if testHookWalk != nil {
+			testHookWalk()
 		}
 		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
 		if frozen != nil && noNames(threads) {
@@ -274,6 +302,7 @@ func (p *Process) nameLater(m *memoryView, dump *StackDump, idents []uint64, unn
 		if err != nil {
 			return
 		}
+		defer frozen.Thaw() // on a panic too; a second Thaw does nothing
 		for i, interp := range unnamed {
 			names, err := cpython.ThreadNames(newPageCache(m.r), m.l, interp)
 			if err != nil {

@@ -87,34 +87,43 @@ func (d *decoder) readCode(addr uint64) (*codeInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := d.typeAt(memory.Order.Uint64(hdr[l.ObjectObType:]))
+	f := &fields{b: hdr, what: "PyCodeObject"}
+	typ := f.u64(l.ObjectObType)
+	c := &codeInfo{hdr: hdr}
+	c.FirstLine = int(f.i32(l.CodeCoFirstlineno))
+	namePtr, filePtr, qualPtr := f.u64(l.CodeCoName), f.u64(l.CodeCoFilename), uint64(0)
+	if l.CodeCoQualname >= 0 {
+		qualPtr = f.u64(l.CodeCoQualname)
+	}
+	tableOff := l.CodeCoLinetable
+	if l.CodeCoLnotab >= 0 {
+		tableOff = l.CodeCoLnotab
+	}
+	tablePtr := f.u64(tableOff)
+	if f.err != nil {
+		return nil, f.err
+	}
+	t, err := d.typeAt(typ)
 	if err != nil {
 		return nil, err
 	}
 	if !d.isCode(t) {
 		return nil, fmt.Errorf("object has type %q: %w", t.name, ErrWrongType)
 	}
-	ptr := func(off int) uint64 { return memory.Order.Uint64(hdr[off:]) }
-	c := &codeInfo{hdr: hdr}
-	c.FirstLine = int(int32(memory.Order.Uint32(hdr[l.CodeCoFirstlineno:])))
-	if c.Name, err = d.str(ptr(l.CodeCoName), MaxNameLen); err != nil {
+	if c.Name, err = d.str(namePtr, MaxNameLen); err != nil {
 		return nil, fmt.Errorf("reading co_name: %w", err)
 	}
 	c.QualName = c.Name
 	if l.CodeCoQualname >= 0 {
-		if c.QualName, err = d.str(ptr(l.CodeCoQualname), MaxNameLen); err != nil {
+		if c.QualName, err = d.str(qualPtr, MaxNameLen); err != nil {
 			return nil, fmt.Errorf("reading co_qualname: %w", err)
 		}
 	}
-	if c.File, err = d.str(ptr(l.CodeCoFilename), MaxSourceLen); err != nil {
+	if c.File, err = d.str(filePtr, MaxSourceLen); err != nil {
 		return nil, fmt.Errorf("reading co_filename: %w", err)
 	}
 	c.Format = LineFormatFor(l.Major, l.Minor)
-	tableOff := l.CodeCoLinetable
-	if l.CodeCoLnotab >= 0 {
-		tableOff = l.CodeCoLnotab
-	}
-	table, trunc, err := d.bytesData(ptr(tableOff), maxLineTable)
+	table, trunc, err := d.bytesData(tablePtr, maxLineTable)
 	if err == nil && trunc {
 		err = fmt.Errorf("line table over %d bytes: %w", maxLineTable, memory.ErrTooLarge)
 	}
@@ -122,7 +131,7 @@ func (d *decoder) readCode(addr uint64) (*codeInfo, error) {
 		return nil, fmt.Errorf("reading line table: %w", err)
 	}
 	c.LineTable = []byte(table)
-	if l.CodeCoCodeAdaptive >= 0 {
+	if l.CodeCoCodeAdaptive >= 0 && l.CodeCoCodeAdaptive <= size {
 		c.Bytecode = addr + uint64(l.CodeCoCodeAdaptive)
 	}
 	return c, nil

@@ -238,11 +238,15 @@ func (d *decoder) localNames(c *codeInfo) error {
 		return nil
 	}
 	l := d.l
-	ptr := func(off int) uint64 { return memory.Order.Uint64(c.hdr[off:]) }
+	f := &fields{b: c.hdr, what: "PyCodeObject"}
 	var tuples []uint64
 	if l.CodeCoLocalsplusnames >= 0 {
-		tuples = []uint64{ptr(l.CodeCoLocalsplusnames)}
-		kinds, trunc, err := d.bytesData(ptr(l.CodeCoLocalspluskinds), maxLocals)
+		tuples = []uint64{f.u64(l.CodeCoLocalsplusnames)}
+		kindsPtr := f.u64(l.CodeCoLocalspluskinds)
+		if f.err != nil {
+			return f.err
+		}
+		kinds, trunc, err := d.bytesData(kindsPtr, maxLocals)
 		if err == nil && trunc {
 			err = memory.ErrTooLarge
 		}
@@ -251,8 +255,11 @@ func (d *decoder) localNames(c *codeInfo) error {
 		}
 		c.localKinds = []byte(kinds)
 	} else {
-		tuples = []uint64{ptr(l.CodeCoVarnames), ptr(l.CodeCoCellvars), ptr(l.CodeCoFreevars)}
-		c.nlocals = int(int32(memory.Order.Uint32(c.hdr[l.CodeCoNlocals:])))
+		tuples = []uint64{f.u64(l.CodeCoVarnames), f.u64(l.CodeCoCellvars), f.u64(l.CodeCoFreevars)}
+		c.nlocals = int(f.i32(l.CodeCoNlocals))
+		if f.err != nil {
+			return f.err
+		}
 	}
 	names := []string{}
 	ncells := 0

@@ -139,6 +139,9 @@ func (d *decoder) dictItems27(dict uint64, max int) ([]DictItem, error) {
 		return nil, fmt.Errorf("reading ma_table: %w", err)
 	}
 	es := l.SizeofPyDictEntry
+	if es < 24 || es > 64 {
+		return nil, fmt.Errorf("dict layout: sizeof(PyDictEntry) = %d: %w", es, layout.ErrBadLayout)
+	}
 	b, err := d.readBytes(table, int(mask+1)*es)
 	if err != nil {
 		return nil, fmt.Errorf("reading dict table: %w", err)
@@ -204,6 +207,9 @@ func (d *decoder) keysItems(keys, values uint64, max int) ([]DictItem, error) {
 			w = 4
 		}
 		indexBytes = size * w
+	}
+	if entrySize < valOff+8 || entrySize > 64 {
+		return nil, fmt.Errorf("dict layout: entries of %d bytes: %w", entrySize, layout.ErrBadLayout)
 	}
 	n, err := memory.I64(d.r, keys+uint64(l.DictKeysDkNentries))
 	if err != nil {

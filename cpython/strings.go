@@ -134,6 +134,9 @@ const (
 func (d *decoder) unicode3(obj uint64, max int) (string, bool, error) {
 	l := d.l
 	// One read covers length, hash and state of every version.
+	if l.ASCIIObjectLength < 0 || l.ASCIIObjectState < l.ASCIIObjectLength+8 || l.ASCIIObjectState > l.ASCIIObjectLength+64 {
+		return "", false, fmt.Errorf("str layout: state at %d, length at %d: %w", l.ASCIIObjectState, l.ASCIIObjectLength, layout.ErrBadLayout)
+	}
 	hdr := make([]byte, l.ASCIIObjectState+4-l.ASCIIObjectLength)
 	if err := memory.Read(d.r, obj+uint64(l.ASCIIObjectLength), hdr); err != nil {
 		return "", false, fmt.Errorf("reading str header: %w", err)

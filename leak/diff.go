@@ -109,7 +109,8 @@ type Census func(ctx context.Context) (*ObjectsReport, error)
 // DiffOver takes a census, waits d while writing a progress line to
 // progress (nil: none), takes another and returns their Diff. It returns
 // the first census error, or ctx.Err() when cancelled while waiting.
-func DiffOver(ctx context.Context, d time.Duration, census Census, progress io.Writer) (GrowthReport, error) {
+func DiffOver(ctx context.Context, d time.Duration, census Census, progress io.Writer) (_ GrowthReport, err error) {
+	defer recoverReport(&err, "objects growth")
 	before, err := census(ctx)
 	if err != nil {
 		return GrowthReport{}, fmt.Errorf("taking first census: %w", err)

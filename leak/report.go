@@ -183,7 +183,11 @@ func lastDocument(out []byte) ([]byte, error) {
 	return nil, ErrNoReport
 }
 
-func parse(out []byte, what string, v any) error {
+func parse(out []byte, what string, v any) (err error) {
+	defer recoverReport(&err, what)
+	if testHookParse != nil {
+		testHookParse()
+	}
 	doc, err := lastDocument(out)
 	if err != nil {
 		return fmt.Errorf("parsing %s report: %w", what, err)

@@ -29,7 +29,8 @@ const DefaultTimeout = 5 * time.Minute
 // returns what it printed. A script that raises is an error carrying the
 // end of its traceback; a report that failed in a way it could describe
 // prints a JSON error, which the Parse functions turn into a *ScriptError.
-func Run(ctx context.Context, p *pyglass.Process, script []byte, opt RunOptions) ([]byte, error) {
+func Run(ctx context.Context, p *pyglass.Process, script []byte, opt RunOptions) (_ []byte, err error) {
+	defer recoverReport(&err, "leak")
 	if opt.Timeout <= 0 {
 		opt.Timeout = DefaultTimeout
 	}

@@ -3,6 +3,8 @@ package layout
 import (
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/pyglass/pyglass/memory"
 )
@@ -194,6 +196,10 @@ type DebugOffsets struct {
 	Version uint64
 	// FreeThreaded is set for Py_GIL_DISABLED builds.
 	FreeThreaded bool
+	// Newer is set when the version is newer than every one whose
+	// _Py_DebugOffsets pyglass knows: the members were decoded in the
+	// order of the newest known version (see DecodeDebugOffsets).
+	Newer bool
 	// Values holds every member by "group.member" name.
 	Values map[string]uint64
 }
@@ -207,10 +213,61 @@ func (d *DebugOffsets) Minor() int { return int(d.Version >> 16 & 0xff) }
 // Micro returns the micro version from Version.
 func (d *DebugOffsets) Micro() int { return int(d.Version >> 8 & 0xff) }
 
+// newestDebugMinor is the newest 3.x minor whose _Py_DebugOffsets
+// members pyglass knows.
+func newestDebugMinor() int {
+	n := 0
+	for m := range debugFields {
+		n = max(n, m)
+	}
+	return n
+}
+
+// DebugMembers returns the members of _Py_DebugOffsets of 3.minor
+// after its header, in declaration order (nil for an unknown minor), and
+// the Layout field each one sets ("" for none).
+func DebugMembers(minor int) (members, fields []string) {
+	for _, n := range debugFields[minor] {
+		members = append(members, n)
+		fields = append(fields, debugToLayout[n])
+	}
+	return members, fields
+}
+
+// NewestDebugMinor is the newest 3.x minor whose _Py_DebugOffsets
+// pyglass knows member by member.
+func NewestDebugMinor() int { return newestDebugMinor() }
+
+// DebugOffsetsSize returns how many bytes of _Py_DebugOffsets
+// DecodeDebugOffsets needs for 3.minor (a newer minor is read as the
+// newest known one); 0 for a minor before 3.13.
+func DebugOffsetsSize(minor int) int {
+	names, ok := debugFields[minor]
+	if !ok && minor > newestDebugMinor() {
+		names = debugFields[newestDebugMinor()]
+	}
+	if len(names) == 0 {
+		return 0
+	}
+	return debugHeader + 8*len(names)
+}
+
 // ReadDebugOffsets decodes the _Py_DebugOffsets at addr (the start of
 // _PyRuntime). It returns ErrNoDebugOffsets without the cookie and
-// ErrUnsupported for a version whose struct it does not know.
+// ErrUnsupported for a version whose struct it does not know, a newer
+// one included (only ForTarget reads those, to read the target, never to
+// write into it).
 func ReadDebugOffsets(r memory.Reader, addr uint64) (*DebugOffsets, error) {
+	d, err := readDebugOffsets(r, addr)
+	if err == nil && d.Newer {
+		return nil, fmt.Errorf("debug offsets of version %#x, newer than 3.%d: %w", d.Version, newestDebugMinor(), ErrUnsupported)
+	}
+	return d, err
+}
+
+// readDebugOffsets is ReadDebugOffsets, newer versions decoded as
+// DecodeDebugOffsets does.
+func readDebugOffsets(r memory.Reader, addr uint64) (*DebugOffsets, error) {
 	var hdr [debugHeader]byte
 	if err := memory.Read(r, addr, hdr[:]); err != nil {
 		return nil, fmt.Errorf("reading debug offsets header: %w", err)
@@ -218,40 +275,109 @@ func ReadDebugOffsets(r memory.Reader, addr uint64) (*DebugOffsets, error) {
 	if string(hdr[:8]) != DebugCookie {
 		return nil, fmt.Errorf("at %#x: %w", addr, ErrNoDebugOffsets)
 	}
+	n := DebugOffsetsSize(int(memory.Order.Uint64(hdr[8:]) >> 16 & 0xff))
+	if n == 0 {
+		return DecodeDebugOffsets(hdr[:])
+	}
+	buf := make([]byte, n)
+	if err := memory.Read(r, addr, buf); err != nil {
+		return nil, fmt.Errorf("reading debug offsets: %w", err)
+	}
+	return DecodeDebugOffsets(buf)
+}
+
+// DecodeDebugOffsets decodes a copy of _Py_DebugOffsets (its first
+// DebugOffsetsSize bytes). A 3.x version newer than every known one is
+// decoded with the members of the newest known version and marked Newer:
+// whether that reading holds is for Layout's checks to tell. It returns
+// ErrNoDebugOffsets without the cookie and ErrUnsupported for another
+// major version or a minor before 3.13.
+func DecodeDebugOffsets(b []byte) (*DebugOffsets, error) {
+	if len(b) < debugHeader || string(b[:8]) != DebugCookie {
+		return nil, ErrNoDebugOffsets
+	}
 	d := &DebugOffsets{
-		Version:      memory.Order.Uint64(hdr[8:]),
-		FreeThreaded: memory.Order.Uint64(hdr[16:]) != 0,
+		Version:      memory.Order.Uint64(b[8:]),
+		FreeThreaded: memory.Order.Uint64(b[16:]) != 0,
 		Values:       map[string]uint64{},
 	}
 	names, ok := debugFields[d.Minor()]
+	if !ok && d.Major() == 3 && d.Minor() > newestDebugMinor() && d.Version>>32 == 0 {
+		names, ok, d.Newer = debugFields[newestDebugMinor()], true, true
+	}
 	if d.Major() != 3 || !ok {
 		return nil, fmt.Errorf("debug offsets of version %#x: %w", d.Version, ErrUnsupported)
 	}
-	buf := make([]byte, 8*len(names))
-	if err := memory.Read(r, addr+debugHeader, buf); err != nil {
-		return nil, fmt.Errorf("reading debug offsets: %w", err)
+	if len(b) < debugHeader+8*len(names) {
+		return nil, fmt.Errorf("debug offsets of %d.%d: %d bytes, want %d: %w", d.Major(), d.Minor(),
+			len(b), debugHeader+8*len(names), memory.ErrShortRead)
 	}
 	for i, n := range names {
-		d.Values[n] = memory.Order.Uint64(buf[8*i:])
+		d.Values[n] = memory.Order.Uint64(b[debugHeader+8*i:])
 	}
 	return d, nil
 }
 
 // maxStructSize bounds every size and offset read from the target:
-// CPython's largest structure (PyInterpreterState) is well below it.
+// CPython's largest structure (_PyRuntimeState, about 300 KiB on 3.14)
+// is well below it.
 const maxStructSize = 1 << 20
 
-// check rejects values that cannot come from a real CPython.
+// debugWidth is the width of the members narrower than 8 bytes, or,
+// for 0, members that are sizes (at most their group's size).
+var debugWidth = map[string]uint64{
+	"interpreter_frame.owner": 1, "gen_object.gi_frame_state": 1,
+	"code_object.firstlineno": 4, "code_object.argcount": 4, "unicode_object.state": 4,
+	"gc.collecting": 4, "thread_state.status": 4, "interpreter_frame.tlbc_index": 4,
+	"interpreter_state.gil_runtime_state_enabled": 4, "interpreter_state.gil_runtime_state_locked": 4,
+	"unicode_object.asciiobject_size": 0,
+}
+
+// check rejects values that cannot come from a real CPython: a member
+// that does not fit in its group's structure (a group with a "size"
+// member), a size that is implausible, a GIL member outside the GIL.
 func (d *DebugOffsets) check() error {
-	for n, v := range d.Values {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), ErrBadDebugOffsets)
+	}
+	names := make([]string, 0, len(d.Values))
+	for n := range d.Values {
+		names = append(names, n)
+	}
+	sort.Strings(names) // report the same member first every time
+	for _, n := range names {
+		v := d.Values[n]
 		if v > maxStructSize {
-			return fmt.Errorf("%s = %d: %w", n, v, ErrBadDebugOffsets)
+			return bad("%s = %d", n, v)
+		}
+		group, member, _ := strings.Cut(n, ".")
+		size, sized := d.Values[group+".size"]
+		switch {
+		case member == "size":
+			if v < 8 {
+				return bad("%s = %d", n, v)
+			}
+		case sized:
+			w, ok := debugWidth[n]
+			if !ok {
+				w = 8
+			}
+			if v+w > size {
+				return bad("%s = %d (%d bytes) outside %s.size = %d", n, v, w, group, size)
+			}
 		}
 	}
 	want := map[string]uint64{"pyobject.ob_type": 8, "pyobject.size": 16, "tuple_object.ob_size": 16}
-	for n, w := range want {
-		if d.Values[n] != w {
-			return fmt.Errorf("%s = %d, want %d: %w", n, d.Values[n], w, ErrBadDebugOffsets)
+	for _, n := range []string{"pyobject.ob_type", "pyobject.size", "tuple_object.ob_size"} {
+		if d.Values[n] != want[n] {
+			return bad("%s = %d, want %d", n, d.Values[n], want[n])
+		}
+	}
+	if base, ok := d.Values["interpreter_state.gil_runtime_state"]; ok {
+		for _, n := range []string{"interpreter_state.gil_runtime_state_locked", "interpreter_state.gil_runtime_state_holder"} {
+			if v := d.Values[n]; v < base || v-base >= 256 {
+				return bad("%s = %d, outside the GIL at %d", n, v, base)
+			}
 		}
 	}
 	return nil
@@ -260,19 +386,17 @@ func (d *DebugOffsets) check() error {
 // Layout builds a Layout from the debug offsets. Fields the debug
 // offsets lack come from the generated table of the same version when
 // there is one, else from the hand-checked table (hand.go); fields known
-// by neither are -1.
+// by neither are -1. The result is checked (Validate); a layout that
+// fails is an error matching ErrBadDebugOffsets.
 func (d *DebugOffsets) Layout() (*Layout, error) {
 	if d.FreeThreaded {
-		return nil, ErrFreeThreaded
+		return nil, fmt.Errorf("Python %d.%d: %w", d.Major(), d.Minor(), ErrFreeThreaded)
 	}
 	if err := d.check(); err != nil {
 		return nil, err
 	}
 	major, minor := d.Major(), d.Minor()
-	l, err := For(major, minor)
-	if errors.Is(err, ErrNoTable) {
-		l, err = handLayout(d)
-	}
+	l, err := d.base()
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +404,62 @@ func (d *DebugOffsets) Layout() (*Layout, error) {
 		return nil, err
 	}
 	l.Major, l.Minor = major, minor
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadDebugOffsets, err)
+	}
 	return l, nil
+}
+
+// base returns the layout the debug offsets are laid over: the generated
+// table of the version (the build variant whose carried fields agree,
+// when there are several), else the hand-checked groups whose anchors
+// agree; for a version newer than every table, the newest table when
+// every field the debug offsets carry agrees with it.
+func (d *DebugOffsets) base() (*Layout, error) {
+	if d.Newer {
+		newest, err := For(3, MaxMinor3)
+		if err == nil && len(d.Disagree(newest)) == 0 {
+			return newest, nil
+		}
+		return d.handGroups()
+	}
+	l, err := d.matchingTable()
+	if errors.Is(err, ErrNoTable) {
+		l, err = handLayout(d)
+	}
+	return l, err
+}
+
+// matchingTable returns the generated table of d's version, preferring
+// a build variant ("3.13-debian") whose fields agree with d.
+func (d *DebugOffsets) matchingTable() (*Layout, error) {
+	l, err := For(d.Major(), d.Minor())
+	if err != nil || len(d.Disagree(l)) == 0 {
+		return l, err
+	}
+	prefix := fmt.Sprintf("%d.%d-", d.Major(), d.Minor())
+	for _, k := range Keys() {
+		if strings.HasPrefix(k, prefix) {
+			if v, err := ForKey(k); err == nil && len(d.Disagree(v)) == 0 {
+				return v, nil
+			}
+		}
+	}
+	return l, nil
+}
+
+// Disagree lists, sorted, the fields the debug offsets carry whose value
+// in l differs ("Field: debug offsets N, table M").
+func (d *DebugOffsets) Disagree(l *Layout) []string {
+	have := l.Fields()
+	var out []string
+	for name, v := range d.fields() {
+		if have[name] != v {
+			out = append(out, fmt.Sprintf("%s: debug offsets %d, table %d", name, v, have[name]))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // FromDebugOffsets reads _Py_DebugOffsets at runtime (the address of
@@ -326,4 +505,85 @@ func (d *DebugOffsets) fields() map[string]int {
 		m["GilLastHolder"] = int(v["interpreter_state.gil_runtime_state_holder"] - base)
 	}
 	return m
+}
+
+// ForTarget returns the layout to read a CPython major.minor target
+// with, and the warnings (one line each) its user should see about that
+// choice. runtime is the address of _PyRuntime, 0 when unknown.
+//
+// Before 3.13 (or without runtime) it is the generated table. From 3.13
+// on it is the layout the target's _Py_DebugOffsets describe, checked
+// (Layout) and compared with the generated table of the version: when
+// they are unusable, describe another version or disagree with the
+// table, the table is used and a warning says so. A version newer than
+// every table is read with its own debug offsets when they pass the
+// checks, with a warning that it is newer than pyglass was tested on;
+// else it is refused (ErrUnsupported). A free-threaded build is refused
+// with ErrFreeThreaded.
+func ForTarget(r memory.Reader, runtime uint64, major, minor int) (*Layout, []string, error) {
+	newer := major == 3 && minor > MaxMinor3
+	if major != 3 || minor < 13 || runtime == 0 {
+		l, err := For(major, minor)
+		if err != nil && newer {
+			err = fmt.Errorf("%w (pyglass knows up to 3.%d; the address of _PyRuntime, where newer versions describe themselves, is unknown)", err, MaxMinor3)
+		}
+		return l, nil, err
+	}
+	l, derr := debugLayout(r, runtime, major, minor)
+	if errors.Is(derr, ErrFreeThreaded) {
+		return nil, nil, derr
+	}
+	if derr == nil {
+		var warn []string
+		if newer {
+			warn = append(warn, fmt.Sprintf("Python %d.%d is newer than pyglass was tested on (up to 3.%d): reading it with the structure offsets it publishes", major, minor, MaxMinor3))
+		}
+		return l, warn, nil
+	}
+	table, err := For(major, minor)
+	if err != nil {
+		if newer {
+			return nil, nil, fmt.Errorf("Python %d.%d is newer than pyglass knows (up to 3.%d) and its _Py_DebugOffsets cannot be used: %v: %w", major, minor, MaxMinor3, derr, ErrUnsupported)
+		}
+		return nil, nil, fmt.Errorf("%w; and: %w", derr, err)
+	}
+	return table, []string{fmt.Sprintf("Python %d.%d: the target's _Py_DebugOffsets are unusable (%s): reading it with pyglass's own table for %d.%d", major, minor, oneLine(derr), major, minor)}, nil
+}
+
+// debugLayout reads the target's debug offsets and returns the layout
+// they describe, if it passes every check and agrees with the version's
+// generated table (a build variant's when one agrees).
+func debugLayout(r memory.Reader, runtime uint64, major, minor int) (*Layout, error) {
+	d, err := readDebugOffsets(r, runtime)
+	if err != nil {
+		return nil, err
+	}
+	if d.FreeThreaded {
+		return nil, fmt.Errorf("Python %d.%d: %w", major, minor, ErrFreeThreaded)
+	}
+	if d.Major() != major || d.Minor() != minor {
+		return nil, fmt.Errorf("they describe version %#x, the image is %d.%d: %w", d.Version, major, minor, ErrBadDebugOffsets)
+	}
+	l, err := d.Layout()
+	if err != nil {
+		return nil, err
+	}
+	if t, err := d.matchingTable(); err == nil {
+		if diff := d.Disagree(t); len(diff) > 0 {
+			return nil, fmt.Errorf("%d fields disagree with the table (%s): %w", len(diff), diff[0], ErrBadDebugOffsets)
+		}
+	}
+	return l, nil
+}
+
+// maxWarning bounds the detail a warning quotes from an error.
+const maxWarning = 160
+
+// oneLine returns err's text on one line, cut to maxWarning bytes.
+func oneLine(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > maxWarning {
+		s = s[:maxWarning] + "..."
+	}
+	return s
 }

@@ -75,6 +75,12 @@ func handLayout(d *DebugOffsets) (*Layout, error) {
 	if d.Major() != 3 || d.Minor() != 14 {
 		return nil, fmt.Errorf("%d.%d: %w", d.Major(), d.Minor(), ErrNoTable)
 	}
+	return d.handGroups()
+}
+
+// handGroups returns a layout holding the hand-checked groups whose
+// anchors agree with d (and nothing else).
+func (d *DebugOffsets) handGroups() (*Layout, error) {
 	l := New()
 	m := map[string]int{}
 	for _, g := range hand314 {

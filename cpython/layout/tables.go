@@ -114,6 +114,10 @@ func New() *Layout {
 	return l
 }
 
+// Set assigns fields by name (the names of Fields), for tests and tools
+// that build a layout by hand; it fails on an unknown name.
+func (l *Layout) Set(m map[string]int) error { return l.set(m) }
+
 // set assigns fields by name.
 func (l *Layout) set(m map[string]int) error {
 	v := reflect.ValueOf(l).Elem()

@@ -50,6 +50,7 @@ func attach(pos []string, io IO, name string) (*pyglass.Process, ExitCode, bool)
 	if err != nil {
 		return nil, fail(io, err), false
 	}
+	p.SetWarningHandler(func(msg string) { fmt.Fprintf(io.Err, "pyglass: warning: %s\n", msg) })
 	return p, 0, true
 }
 

@@ -299,7 +299,7 @@ func describe(p procfs.Proc, ms []procfs.Mapping, files []*mappedFile, exe, f *m
 		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "version unknown", Cause: img.verErr,
 			Hint: "the interpreter's version could not be read from " + f.path}
 	}
-	if !py.Version.Supported() {
+	if !py.Version.Supported() && !py.Version.Newer() {
 		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "Python " + py.Version.String(),
 			Hint: "pyglass supports CPython 2.7 and 3.6 to 3.15"}
 	}

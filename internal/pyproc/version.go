@@ -42,6 +42,12 @@ func (v Version) Supported() bool {
 	return layout.Supported(v.Major, v.Minor)
 }
 
+// Newer reports whether v is a 3.x newer than every supported version.
+// Such an interpreter is not refused on sight: pyglass attaches to it and
+// reads it with the structure offsets it publishes (_Py_DebugOffsets, see
+// layout.ForTarget) when they pass its checks.
+func (v Version) Newer() bool { return v.Major == 3 && v.Minor >= 13 && !v.Supported() }
+
 // DecodeHex decodes a PY_VERSION_HEX value (the Py_Version symbol):
 // major<<24 | minor<<16 | micro<<8 | level<<4 | serial.
 func DecodeHex(h uint32) (Version, error) {

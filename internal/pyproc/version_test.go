@@ -46,6 +46,11 @@ func TestParseAndDecodeVersion(t *testing.T) {
 			t.Errorf("%s supported", s)
 		}
 	}
+	for s, newer := range map[string]bool{"3.16.0": true, "3.20.1": true, "3.14.2": false, "3.5.10": false, "2.7.18": false} {
+		if v, _ := ParseVersion(s); v.Newer() != newer {
+			t.Errorf("%s newer: %v, want %v", s, v.Newer(), newer)
+		}
+	}
 	for _, bad := range []string{"3.11", "x3.1.1", "3.1.1-dev"} {
 		if _, err := ParseVersion(bad); err == nil {
 			t.Errorf("ParseVersion(%q) succeeded", bad)
