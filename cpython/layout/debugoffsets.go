@@ -330,8 +330,14 @@ var debugWidth = map[string]uint64{
 	"code_object.firstlineno": 4, "code_object.argcount": 4, "unicode_object.state": 4,
 	"gc.collecting": 4, "thread_state.status": 4, "interpreter_frame.tlbc_index": 4,
 	"interpreter_state.gil_runtime_state_enabled": 4, "interpreter_state.gil_runtime_state_locked": 4,
-	"unicode_object.asciiobject_size": 0,
+	"unicode_object.asciiobject_size": 0, "unicode_object.compactunicodeobject_size": 0,
 }
+
+// debugOtherSize are members that are the size of another structure than
+// their group's (3.15: gc.generation_stats_size is sizeof(struct
+// gc_stats), which the runtime state points to): only bounded by
+// maxStructSize.
+var debugOtherSize = map[string]bool{"gc.generation_stats_size": true}
 
 // check rejects values that cannot come from a real CPython: a member
 // that does not fit in its group's structure (a group with a "size"
@@ -357,6 +363,7 @@ func (d *DebugOffsets) check() error {
 			if v < 8 {
 				return bad("%s = %d", n, v)
 			}
+		case debugOtherSize[n]:
 		case sized:
 			w, ok := debugWidth[n]
 			if !ok {
