@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
@@ -112,7 +113,11 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	}
 	defer m.close()
 
-	s := &sampler{p: p, m: m, opt: opt, depth: depth, pc: newReusablePageCache(m.r)}
+	behind := 0
+	if v := p.py.Version; v.Major == 3 && v.Minor >= 11 {
+		behind = 1 // frames are contiguous in the data stack
+	}
+	s := &sampler{p: p, m: m, opt: opt, depth: depth, pc: newReusablePageCache(m.r, behind), unreadable: map[uint64]bool{}}
 	s.cs = cpython.NewSampler(s.pc, m.l)
 	stats := &SampleStats{Lost: map[string]int64{}}
 	s.stats = stats
@@ -167,6 +172,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 
 		if now.Sub(lastForget) >= time.Second {
 			s.cs.Forget()
+			clear(s.unreadable)
 			lastForget = now
 		}
 		if now.Sub(lastThreads) >= 100*time.Millisecond {
@@ -212,6 +218,15 @@ type sampledThread struct {
 	idle     bool
 	frames   []cpython.SampleFrame
 	resolved []SampledFrame
+
+	// One sample's state.
+	holds      bool
+	ptr        uint64 // readTops' current hop
+	word       [8]byte
+	top, again uint64
+	topErr     error
+	lost       string
+	hint       []uint64 // pages the last walk read beyond its first
 }
 
 type sampler struct {
@@ -225,6 +240,15 @@ type sampler struct {
 	threads []*sampledThread
 	interps []uint64
 	names   map[uint64]string // thread_id -> name, from the last full refresh
+
+	sel      []*sampledThread // the threads of one sample
+	segs     []memory.Segment
+	segOwner []*sampledThread
+	segPages []*[pageSize]byte
+	pending  []*sampledThread
+	// unreadable are pages a read failed on, not asked for again ahead
+	// of need (forgotten every second).
+	unreadable map[uint64]bool
 }
 
 // refreshThreads reads the interpreters' thread lists again; names are
@@ -297,6 +321,14 @@ func (s *sampler) refreshKernel() {
 
 // take reads one sample into smp. ok is false when nothing could be read
 // (every thread lost).
+//
+// Without a pause it reads in four steps, so that ten threads cost a
+// handful of system calls, not dozens: every selected thread's current
+// frame pointer (one vectored read per pointer hop), the memory around
+// each current frame (one vectored read), each thread's walk from there
+// (frames outside that memory are read as needed), and the current frame
+// pointers again (one vectored read): a thread whose pointer changed ran
+// on during the walk, and is read again alone.
 func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	var frozen *ptrace.Frozen
 	if s.opt.Blocking {
@@ -312,22 +344,39 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	s.pc.reset()
 	var gil uint64
 	if len(s.interps) > 0 {
-		gil, _ = cpython.GILHolder(s.pc, s.m.img, s.m.l, s.interps[0])
+		gil, _ = cpython.GILHolder(s.m.r, s.m.img, s.m.l, s.interps[0])
+	}
+	s.sel = s.sel[:0]
+	for _, t := range s.threads {
+		t.holds = gil != 0 && t.tstate == gil
+		if s.opt.GIL && !t.holds {
+			continue
+		}
+		if !s.opt.Idle && !t.holds && t.idle {
+			continue
+		}
+		s.sel = append(s.sel, t)
+	}
+	s.readTops(s.sel, false)
+	s.walkAll(s.sel)
+	if !s.opt.Blocking {
+		s.readTops(s.sel, true)
+		for _, t := range s.sel {
+			if t.lost == "" && t.topErr == nil && t.again != t.top {
+				t.lost = "torn"
+			}
+			if t.lost == "torn" {
+				t.lost = s.readThread(t)
+			}
+		}
 	}
 	smp.Threads = smp.Threads[:0]
 	read := 0
-	for _, t := range s.threads {
-		holds := gil != 0 && t.tstate == gil
-		if s.opt.GIL && !holds {
-			continue
-		}
-		if !s.opt.Idle && !holds && t.idle {
-			continue
-		}
-		ts := ThreadSample{TID: t.tid, Name: t.name, HoldsGIL: holds, Idle: t.idle && !holds}
-		if lost := s.readThread(t); lost != "" {
-			s.stats.Lost[lost]++
-			ts.Lost = lost
+	for _, t := range s.sel {
+		ts := ThreadSample{TID: t.tid, Name: t.name, HoldsGIL: t.holds, Idle: t.idle && !t.holds}
+		if t.lost != "" {
+			s.stats.Lost[t.lost]++
+			ts.Lost = t.lost
 		} else {
 			ts.Frames = t.resolved
 			read++
@@ -340,13 +389,153 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	return read > 0 || len(smp.Threads) > 0 || len(s.threads) > 0, nil
 }
 
-// readThread reads t's stack into t.resolved; it returns why it could not
-// ("" when it could).
+// maxHintPages bounds the pages remembered per thread for the next sample.
+const maxHintPages = 8
+
+// maxWalkRounds bounds the rounds of walkAll.
+const maxWalkRounds = 6
+
+// walkAll walks every thread's stack from t.top, in rounds: each round
+// walks every unfinished thread over the pages read so far, noting the
+// pages it lacks, then reads all of those in one vectored read. A stack
+// that needs more rounds than maxWalkRounds is finished with plain reads.
+func (s *sampler) walkAll(ts []*sampledThread) {
+	s.pending = s.pending[:0]
+	for _, t := range ts {
+		t.lost = ""
+		switch {
+		case t.topErr != nil:
+			t.lost = "vanished"
+		case t.top == 0:
+			t.resolved = t.resolved[:0]
+		default:
+			s.pending = append(s.pending, t)
+			s.pc.misses = append(s.pc.misses, t.top&^(pageSize-1))
+			// The pages the thread's last walk needed: a stack that
+			// did not move much needs them again.
+			s.pc.misses = append(s.pc.misses, t.hint...)
+			t.hint = t.hint[:0]
+		}
+	}
+	for round := 0; len(s.pending) > 0; round++ {
+		s.fetch(s.pc.misses)
+		s.pc.misses = s.pc.misses[:0]
+		last := round == maxWalkRounds
+		s.pc.record = !last
+		next := s.pending[:0]
+		for _, t := range s.pending {
+			var err error
+			before := len(s.pc.misses)
+			t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
+			for _, m := range s.pc.misses[before:] {
+				if len(t.hint) < maxHintPages {
+					t.hint = append(t.hint, m)
+				}
+			}
+			if err == nil || errors.Is(err, cpython.ErrTooDeep) {
+				if err = s.resolveErr(t); err == nil {
+					continue
+				}
+			}
+			if !last && errors.Is(err, errMiss) {
+				next = append(next, t)
+				continue
+			}
+			t.lost = "torn"
+		}
+		s.pending = next
+	}
+	s.pc.record = false
+	s.pc.misses = s.pc.misses[:0]
+}
+
+// readTops reads the current frame pointer of every thread in ts, hop by
+// hop, one vectored read per hop: into t.top, or into t.again when again
+// (t.topErr says when it could not be read).
+func (s *sampler) readTops(ts []*sampledThread, again bool) {
+	path := s.cs.TopPath()
+	for _, t := range ts {
+		t.ptr, t.topErr = t.tstate, nil
+	}
+	for _, off := range path {
+		s.segs = s.segs[:0]
+		s.segOwner = s.segOwner[:0]
+		for _, t := range ts {
+			if t.topErr != nil || t.ptr == 0 {
+				continue
+			}
+			s.segs = append(s.segs, memory.Segment{Addr: t.ptr + uint64(off), Buf: t.word[:]})
+			s.segOwner = append(s.segOwner, t)
+		}
+		memory.ReadV(s.m.r, s.segs)
+		for i, seg := range s.segs {
+			t := s.segOwner[i]
+			if seg.Err != nil {
+				t.topErr = seg.Err
+				continue
+			}
+			t.ptr = memory.Order.Uint64(t.word[:])
+		}
+	}
+	for _, t := range ts {
+		if again {
+			t.again = t.ptr
+		} else {
+			t.top = t.ptr
+		}
+	}
+}
+
+// fetch reads the pages at bases (and the ones below them, see
+// reusablePageCache.behind) into the page cache, in one vectored read.
+func (s *sampler) fetch(bases []uint64) {
+	s.segs = s.segs[:0]
+	s.segPages = s.segPages[:0]
+	for _, base := range bases {
+		lo := base
+		if b := uint64(s.pc.behind) * pageSize; base >= b {
+			lo = base - b
+		}
+		for a := lo; a <= base; a += pageSize {
+			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segs) >= maxReusedPages {
+				continue
+			}
+			if a != base && s.unreadable[a] {
+				continue // read ahead of need, and known to fail
+			}
+			pg := s.pc.newPage()
+			s.pc.pages[a] = pg // claimed; set for real below
+			s.segs = append(s.segs, memory.Segment{Addr: a, Buf: pg[:]})
+			s.segPages = append(s.segPages, pg)
+		}
+	}
+	memory.ReadV(s.m.r, s.segs)
+	for i, seg := range s.segs {
+		pg := s.segPages[i]
+		if seg.Err != nil {
+			// Not readable whole: a read of it fails (nil page).
+			s.pc.pages[seg.Addr] = nil
+			s.pc.free = append(s.pc.free, pg)
+			if len(s.unreadable) < 4096 {
+				s.unreadable[seg.Addr] = true
+			}
+			continue
+		}
+		s.pc.used = append(s.pc.used, pg)
+	}
+}
+
+// readThread reads t's stack alone into t.resolved; it returns why it
+// could not ("" when it could).
 func (s *sampler) readThread(t *sampledThread) string {
-	const tries = 3
+	const tries = 2
 	for try := 0; try < tries; try++ {
 		s.pc.reset()
+		// The thread state is read directly: its page is no use for
+		// the frames.
+		s.cs.SetReader(s.m.r)
 		top, err := s.cs.TopFrame(t.tstate)
+		s.cs.SetReader(s.pc)
 		if err != nil {
 			return "vanished"
 		}
@@ -361,8 +550,9 @@ func (s *sampler) readThread(t *sampledThread) string {
 		// The thread's current frame is the same after the walk: the
 		// stack did not change under it (without a pause, it may have).
 		if !s.opt.Blocking {
-			s.pc.reset()
+			s.cs.SetReader(s.m.r)
 			again, err := s.cs.TopFrame(t.tstate)
+			s.cs.SetReader(s.pc)
 			if err != nil {
 				return "vanished"
 			}
@@ -379,17 +569,19 @@ func (s *sampler) readThread(t *sampledThread) string {
 
 // resolve names t.frames (innermost first) into t.resolved (outermost
 // first).
-func (s *sampler) resolve(t *sampledThread) bool {
+func (s *sampler) resolve(t *sampledThread) bool { return s.resolveErr(t) == nil }
+
+func (s *sampler) resolveErr(t *sampledThread) error {
 	t.resolved = t.resolved[:0]
 	for i := len(t.frames) - 1; i >= 0; i-- {
 		f := t.frames[i]
 		c, err := s.cs.Code(f.Code)
 		if err != nil {
-			return false
+			return err
 		}
 		t.resolved = append(t.resolved, SampledFrame{Function: c.Function, File: c.File, Line: f.Line})
 	}
-	return true
+	return nil
 }
 
 func (s *sampler) gone() bool {
@@ -398,25 +590,82 @@ func (s *sampler) gone() bool {
 
 // reusablePageCache is a page cache for one read of one thread, emptied by
 // reset without freeing its pages, so that sampling allocates nothing in
-// its steady state.
+// its steady state. On a miss it also reads up to behind pages below the
+// one asked for, in the same system call: from 3.11 a thread's frames are
+// contiguous in its data stack, the callers below the current frame, so a
+// whole stack usually costs one read.
 type reusablePageCache struct {
-	r     memory.Reader
-	pages map[uint64]*[pageSize]byte
-	free  []*[pageSize]byte
-	used  []*[pageSize]byte
+	r      memory.Reader
+	behind int
+	// With record set, a read of a page not in the cache reads nothing:
+	// it fails with errMiss and the page is added to misses, for the
+	// caller to read in one vectored read with the other threads' misses.
+	record bool
+	misses []uint64
+	pages  map[uint64]*[pageSize]byte
+	free   []*[pageSize]byte
+	used   []*[pageSize]byte
+	block  []byte
 }
+
+// errMiss is what a recording page cache returns for a page it does not
+// have.
+var errMiss = errors.New("page not read yet")
 
 // maxReusedPages bounds the pages one read keeps.
 const maxReusedPages = 256
 
-func newReusablePageCache(r memory.Reader) *reusablePageCache {
-	return &reusablePageCache{r: r, pages: map[uint64]*[pageSize]byte{}}
+func newReusablePageCache(r memory.Reader, behind int) *reusablePageCache {
+	return &reusablePageCache{r: r, behind: behind, pages: map[uint64]*[pageSize]byte{}, block: make([]byte, (behind+1)*pageSize)}
 }
 
 func (c *reusablePageCache) reset() {
 	clear(c.pages)
 	c.free = append(c.free, c.used...)
 	c.used = c.used[:0]
+}
+
+func (c *reusablePageCache) newPage() *[pageSize]byte {
+	if k := len(c.free); k > 0 {
+		pg := c.free[k-1]
+		c.free = c.free[:k-1]
+		return pg
+	}
+	return new([pageSize]byte)
+}
+
+// fill reads the page at base (and the ones below it, see behind) into
+// the cache; it returns nil when the page cannot be read whole.
+func (c *reusablePageCache) fill(base uint64) *[pageSize]byte {
+	if n := c.behind; n > 0 && base >= uint64(n)*pageSize && len(c.used)+n+1 <= maxReusedPages {
+		lo := base - uint64(n)*pageSize
+		fresh := true
+		for a := lo; a < base; a += pageSize {
+			if _, ok := c.pages[a]; ok {
+				fresh = false
+				break
+			}
+		}
+		if fresh {
+			if k, err := c.r.ReadAt(c.block, lo); err == nil && k == len(c.block) {
+				var pg *[pageSize]byte
+				for i := 0; i <= n; i++ {
+					pg = c.newPage()
+					copy(pg[:], c.block[i*pageSize:])
+					c.used = append(c.used, pg)
+					c.pages[lo+uint64(i)*pageSize] = pg
+				}
+				return pg
+			}
+		}
+	}
+	pg := c.newPage()
+	if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
+		c.free = append(c.free, pg)
+		return nil
+	}
+	c.used = append(c.used, pg)
+	return pg
 }
 
 // ReadAt implements memory.Reader.
@@ -429,22 +678,18 @@ func (c *reusablePageCache) ReadAt(p []byte, addr uint64) (int, error) {
 		a := addr + uint64(n)
 		base := a &^ (pageSize - 1)
 		pg, ok := c.pages[base]
+		if !ok && c.record {
+			if !slices.Contains(c.misses, base) {
+				c.misses = append(c.misses, base)
+			}
+			return n, errMiss
+		}
 		if !ok {
 			if len(c.used) >= maxReusedPages {
 				m, err := c.r.ReadAt(p[n:], a)
 				return n + m, err
 			}
-			if k := len(c.free); k > 0 {
-				pg, c.free = c.free[k-1], c.free[:k-1]
-			} else {
-				pg = new([pageSize]byte)
-			}
-			if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
-				c.free = append(c.free, pg)
-				pg = nil
-			} else {
-				c.used = append(c.used, pg)
-			}
+			pg = c.fill(base)
 			c.pages[base] = pg
 		}
 		if pg == nil {

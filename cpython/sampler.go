@@ -63,6 +63,23 @@ func (s *Sampler) TopFrame(tstate uint64) (uint64, error) {
 	return topFrame(s.d.r, s.d.l, tstate)
 }
 
+// TopPath returns how to find a thread's current frame from its thread
+// state with pointer reads alone: read the pointer at tstate+path[0], then
+// at that value+path[1], and so on (a zero pointer on the way means no
+// frame). TopFrame does the same with separate reads; a sampler uses the
+// path to read every thread's at once.
+func (s *Sampler) TopPath() []int {
+	l := s.d.l
+	switch {
+	case l.TstateCurrentFrame >= 0:
+		return []int{l.TstateCurrentFrame}
+	case l.CFrameCurrentFrame >= 0:
+		return []int{l.TstateCframe, l.CFrameCurrentFrame}
+	default:
+		return []int{l.TstateFrame}
+	}
+}
+
 // Code returns the names of the code object at addr, which a Stack of this
 // Sampler returned (it is cached).
 func (s *Sampler) Code(addr uint64) (CodeRef, error) {
@@ -95,7 +112,7 @@ func (s *Sampler) Stack(top uint64, maxDepth int, dst []SampleFrame) ([]SampleFr
 		}
 		f, next, ok, err := s.d.frame(addr, FrameOptions{})
 		if err != nil {
-			return dst, fmt.Errorf("%w: %v", ErrTorn, err)
+			return dst, fmt.Errorf("%w: %w", ErrTorn, err)
 		}
 		if ok {
 			dst = append(dst, SampleFrame{Code: f.Code, Line: f.Line})
