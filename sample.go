@@ -124,8 +124,9 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	if err := s.refreshThreads(true); err != nil {
 		return nil, err
 	}
+	defer s.close()
 	if !opt.Idle {
-		s.refreshKernel()
+		s.refreshKernel(false)
 	}
 
 	cpu0 := procfs.SelfCPU()
@@ -175,7 +176,9 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 			clear(s.unreadable)
 			lastForget = now
 		}
-		if now.Sub(lastThreads) >= 100*time.Millisecond {
+		// Every 100 ms, or every 10 ms while some thread's task is not
+		// known (a thread just created has no native id yet).
+		if since := now.Sub(lastThreads); since >= 100*time.Millisecond || (s.unmapped > 0 && since >= 10*time.Millisecond) {
 			if err := s.refreshThreads(now.Sub(lastForget) < interval); err != nil {
 				if s.gone() {
 					stats.Exited = true
@@ -185,20 +188,27 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 			}
 			lastThreads = now
 		}
-		if !opt.Idle && now.Sub(lastKernel) >= 10*time.Millisecond {
-			s.refreshKernel()
-			lastKernel = now
+		if !opt.Idle {
+			all := now.Sub(lastKernel) >= 10*time.Millisecond
+			s.refreshKernel(!all)
+			if all {
+				lastKernel = now
+			}
 		}
 		sample.Time = now
 		ok, err := s.take(sample)
 		if err != nil {
 			return stats, err
 		}
-		if !ok {
+		if !ok || s.vanished > 0 {
+			// Threads that vanished: the thread ended, or the whole
+			// process did (then this sample is not one).
 			if s.gone() {
 				stats.Exited = true
 				return stats, nil
 			}
+		}
+		if !ok {
 			continue
 		}
 		stats.Samples++
@@ -227,6 +237,8 @@ type sampledThread struct {
 	topErr     error
 	lost       string
 	hint       []uint64 // pages the last walk read beyond its first
+	state      *procfs.StateFile
+	stateTID   int
 }
 
 type sampler struct {
@@ -246,6 +258,8 @@ type sampler struct {
 	segOwner []*sampledThread
 	segPages []*[pageSize]byte
 	pending  []*sampledThread
+	vanished int // threads of the last sample that could not be found
+	unmapped int // threads whose task is not known
 	// unreadable are pages a read failed on, not asked for again ahead
 	// of need (forgotten every second).
 	unreadable map[uint64]bool
@@ -298,24 +312,69 @@ func (s *sampler) refreshThreads(withNames bool) error {
 			threads = append(threads, st)
 		}
 	}
+	kept := map[*sampledThread]bool{}
+	for _, t := range threads {
+		kept[t] = true
+	}
+	for _, t := range s.threads {
+		if !kept[t] && t.state != nil {
+			t.state.Close()
+			t.state = nil
+		}
+	}
+	s.unmapped = 0
+	for _, t := range threads {
+		if t.tid == 0 {
+			s.unmapped++
+		}
+	}
 	s.threads, s.interps = threads, interps
 	return nil
 }
 
 // refreshKernel reads each thread's scheduler state: a thread blocked in
-// the kernel is idle.
-func (s *sampler) refreshKernel() {
+// the kernel is idle. With running set, only the threads thought running
+// are read again (every sample does so, so that a thread that has just
+// gone to sleep is not sampled as running; the idle ones are looked at
+// less often, to see them wake).
+func (s *sampler) refreshKernel(running bool) {
 	pr := procfs.New(s.p.pid)
 	for _, t := range s.threads {
 		if t.tid == 0 {
 			t.idle = false
 			continue
 		}
-		st, err := pr.TaskStat(t.tid)
-		if err != nil {
+		if running && t.idle {
 			continue
 		}
-		t.idle = st.State != 'R'
+		if t.state == nil || t.stateTID != t.tid {
+			if t.state != nil {
+				t.state.Close()
+			}
+			st, err := pr.OpenTaskState(t.tid)
+			if err != nil {
+				t.state = nil
+				continue
+			}
+			t.state, t.stateTID = st, t.tid
+		}
+		state, err := t.state.State()
+		if err != nil {
+			t.state.Close()
+			t.state = nil
+			continue
+		}
+		t.idle = state != 'R'
+	}
+}
+
+// close releases what the sampler keeps open.
+func (s *sampler) close() {
+	for _, t := range s.threads {
+		if t.state != nil {
+			t.state.Close()
+			t.state = nil
+		}
 	}
 }
 
@@ -372,7 +431,11 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	}
 	smp.Threads = smp.Threads[:0]
 	read := 0
+	s.vanished = 0
 	for _, t := range s.sel {
+		if t.lost == "vanished" {
+			s.vanished++
+		}
 		ts := ThreadSample{TID: t.tid, Name: t.name, HoldsGIL: t.holds, Idle: t.idle && !t.holds}
 		if t.lost != "" {
 			s.stats.Lost[t.lost]++

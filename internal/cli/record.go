@@ -143,10 +143,10 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, t := range s.Threads {
-					frames = frames[:0]
 					if t.Lost != "" {
-						frames = append(frames, profile.Frame{Function: "<unreadable: " + t.Lost + ">"})
+						continue // counted in the summary's losses
 					}
+					frames = frames[:0]
 					for _, fr := range t.Frames {
 						frames = append(frames, profile.Frame{Function: fr.Function, File: fr.File, Line: fr.Line})
 					}
