@@ -35,13 +35,34 @@ func (c *Code) Line(addr int) int {
 	return AddrToLine(c.Format, c.LineTable, c.FirstLine, addr)
 }
 
-// codeInfo caches a decoded code object and, lazily, its local names.
+// codeInfo caches a decoded code object and, lazily, its local names
+// and the lines of the offsets asked for.
 type codeInfo struct {
 	Code
+	lines      map[int]int
 	hdr        []byte   // the PyCodeObject header as read
 	localNames []string // nil until read
 	localKinds []byte   // 3.11+
 	nlocals    int      // ≤3.10: co_nlocals
+}
+
+// maxCachedLines bounds the lines cached per code object.
+const maxCachedLines = 256
+
+// line returns the line of the instruction at byte offset off, decoding
+// the line table once per offset.
+func (c *codeInfo) line(off int) int {
+	if l, ok := c.lines[off]; ok {
+		return l
+	}
+	l := c.Line(off)
+	if c.lines == nil {
+		c.lines = map[int]int{}
+	}
+	if len(c.lines) < maxCachedLines {
+		c.lines[off] = l
+	}
+	return l
 }
 
 // ReadCode decodes the code object at addr. It fails with ErrWrongType

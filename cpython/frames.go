@@ -153,7 +153,7 @@ func (d *decoder) frameObject(addr uint64, opt FrameOptions) (f Frame, next uint
 	if l.Major == 3 && l.Minor == 10 && off >= 0 {
 		off *= 2 // 3.10 counts code units
 	}
-	f = Frame{Function: c.QualName, File: c.File, Line: c.Line(off), Code: code, Addr: addr}
+	f = Frame{Function: c.QualName, File: c.File, Line: c.line(off), Code: code, Addr: addr}
 	if opt.Locals {
 		if err := d.frameLocals(&f, c, addr+uint64(l.FrameFLocalsplus)); err != nil {
 			return f, 0, false, err
@@ -191,8 +191,9 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 		}
 		return f, 0, false, fmt.Errorf("reading frame code: %w", memory.ErrNull)
 	}
-	if l.Minor >= 13 {
-		// f_executable may be None or a function for shim frames.
+	if _, known := d.codes[code]; !known && l.Minor >= 13 {
+		// f_executable may be None or a function for shim frames (a
+		// code object already decoded is known to be one).
 		t, err := d.typeOf(code)
 		if err != nil {
 			return f, 0, false, fmt.Errorf("reading f_executable: %w", err)
@@ -214,7 +215,7 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 	if int64(ip) < int64(c.Bytecode) {
 		off = -1
 	}
-	f = Frame{Function: c.QualName, File: c.File, Line: c.Line(off), Code: code, Addr: addr}
+	f = Frame{Function: c.QualName, File: c.File, Line: c.line(off), Code: code, Addr: addr}
 	if opt.Locals {
 		if err := d.frameLocals(&f, c, addr+uint64(l.InterpFrameLocalsplus)); err != nil {
 			return f, 0, false, err

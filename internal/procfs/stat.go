@@ -3,6 +3,7 @@ package procfs
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -80,3 +81,38 @@ func IsZombie(state byte) bool { return state == 'Z' || state == 'X' || state ==
 // IsStopped reports whether a state letter means stopped by a signal
 // ('T') or by a tracer ('t').
 func IsStopped(state byte) bool { return state == 'T' || state == 't' }
+
+// StateFile is a thread's /proc/PID/task/TID/stat kept open, to read its
+// scheduler state again with one system call (a sampler does so for
+// every running thread at every sample).
+type StateFile struct {
+	f   *os.File
+	buf [512]byte
+}
+
+// OpenTaskState opens /proc/PID/task/TID/stat for State.
+func (p Proc) OpenTaskState(tid int) (*StateFile, error) {
+	name := "task/" + strconv.Itoa(tid) + "/stat"
+	f, err := os.Open(p.Path(name))
+	if err != nil {
+		return nil, p.wrap(name, err)
+	}
+	return &StateFile{f: f}, nil
+}
+
+// State reads the thread's state letter ('R', 'S', 'D', ...) now.
+func (s *StateFile) State() (byte, error) {
+	n, err := s.f.ReadAt(s.buf[:], 0)
+	if n == 0 && err != nil {
+		return 0, err
+	}
+	b := s.buf[:n]
+	j := bytes.LastIndexByte(b, ')')
+	if j < 0 || j+2 >= len(b) {
+		return 0, fmt.Errorf("no state in %s: %w", s.f.Name(), ErrParse)
+	}
+	return b[j+2], nil
+}
+
+// Close closes the file.
+func (s *StateFile) Close() error { return s.f.Close() }

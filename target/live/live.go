@@ -33,9 +33,12 @@ type Process struct {
 	local  [1]unix.Iovec
 	remote [1]unix.RemoteIovec
 	mem    *os.File // set when process_vm_readv is unavailable
+
+	vlocal  []unix.Iovec // ReadV's, kept between calls
+	vremote []unix.RemoteIovec
 }
 
-var _ memory.Reader = (*Process)(nil)
+var _ memory.VectorReader = (*Process)(nil)
 
 // Open returns a reader of pid's memory. It fails with ErrProcessGone
 // when there is no such process. Permission is checked by the first read:
@@ -127,6 +130,73 @@ func (p *Process) ReadAt(b []byte, addr uint64) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// maxIovecs is the kernel's IOV_MAX: the most ranges one
+// process_vm_readv takes.
+const maxIovecs = 1024
+
+// ReadV implements memory.VectorReader: one process_vm_readv for up to
+// 1024 segments. The kernel stops at the first range it cannot read; that
+// one is read again alone (for its error) and the rest in a new call.
+func (p *Process) ReadV(segs []memory.Segment) {
+	p.mu.Lock()
+	if p.mem != nil {
+		p.mu.Unlock()
+		memory.ReadEach(p, segs)
+		return
+	}
+	for len(segs) > 0 {
+		batch := segs[:min(len(segs), maxIovecs)]
+		p.vlocal, p.vremote = p.vlocal[:0], p.vremote[:0]
+		want := 0
+		for i := range batch {
+			s := &batch[i]
+			s.Err = nil
+			if len(s.Buf) == 0 {
+				continue
+			}
+			var l unix.Iovec
+			l.Base = &s.Buf[0]
+			l.SetLen(len(s.Buf))
+			p.vlocal = append(p.vlocal, l)
+			p.vremote = append(p.vremote, unix.RemoteIovec{Base: uintptr(s.Addr), Len: len(s.Buf)})
+			want += len(s.Buf)
+		}
+		n := 0
+		if want > 0 {
+			var err error
+			n, err = unix.ProcessVMReadv(p.pid, p.vlocal, p.vremote, 0)
+			if n < 0 || err != nil {
+				n = 0
+			}
+		}
+		for i := range p.vlocal {
+			p.vlocal[i].Base = nil
+		}
+		// Segments wholly within the n bytes read are done; the first
+		// one that is not is read alone, and the rest go again.
+		done := len(batch)
+		for i := range batch {
+			s := &batch[i]
+			if n >= len(s.Buf) {
+				n -= len(s.Buf)
+				continue
+			}
+			done = i
+			break
+		}
+		if done == len(batch) {
+			segs = segs[len(batch):]
+			continue
+		}
+		p.mu.Unlock()
+		// Readable alone (mapped meanwhile), s.Err is nil.
+		memory.ReadEach(p, segs[done:done+1])
+		p.mu.Lock()
+		segs = segs[done+1:]
+	}
+	p.mu.Unlock()
 }
 
 func (p *Process) read(b []byte, addr uint64) (int, error) {

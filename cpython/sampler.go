@@ -1,0 +1,123 @@
+package cpython
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pyglass/pyglass/cpython/layout"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// ErrTorn is returned by Sampler.Stack when a thread's stack changed while
+// it was being read (the thread ran on): the sample must be read again or
+// counted as lost, never recorded.
+var ErrTorn = errors.New("stack changed while it was read")
+
+// SampleFrame is one frame of a sampled stack: the code object and the
+// line being run. Its function and file come from Sampler.Code.
+type SampleFrame struct {
+	Code uint64
+	Line int
+}
+
+// CodeRef names a code object: what a profile shows for a frame.
+type CodeRef struct {
+	Function string
+	File     string
+	// FirstLine is co_firstlineno.
+	FirstLine int
+}
+
+// Sampler reads the stacks of a running interpreter again and again, as a
+// sampling profiler does: code objects (names, files, line tables) are
+// decoded once and kept, so a stack costs the reads of its frames only.
+// It never writes to the target and needs no pause: a stack that changed
+// while it was read is detected (ErrTorn).
+//
+// Code objects are immutable, but an address can be freed and reused by
+// another code object: Forget drops every cached object, and a caller
+// that samples for long calls it regularly (pyglass does every second).
+// A Sampler is not safe for concurrent use.
+type Sampler struct {
+	d *decoder
+}
+
+// NewSampler returns a Sampler over r with layout l.
+func NewSampler(r memory.Reader, l *layout.Layout) *Sampler {
+	return &Sampler{d: newDecoder(r, l)}
+}
+
+// SetReader makes later reads go through r (e.g. a fresh page cache for
+// each sample); the decoded code objects are kept.
+func (s *Sampler) SetReader(r memory.Reader) { s.d.r = r }
+
+// Forget drops the decoded code and type objects.
+func (s *Sampler) Forget() {
+	clear(s.d.codes)
+	clear(s.d.types)
+}
+
+// TopFrame returns the address of the current frame of the thread state at
+// tstate (0 when the thread runs no Python code).
+func (s *Sampler) TopFrame(tstate uint64) (uint64, error) {
+	return topFrame(s.d.r, s.d.l, tstate)
+}
+
+// TopPath returns how to find a thread's current frame from its thread
+// state with pointer reads alone: read the pointer at tstate+path[0], then
+// at that value+path[1], and so on (a zero pointer on the way means no
+// frame). TopFrame does the same with separate reads; a sampler uses the
+// path to read every thread's at once.
+func (s *Sampler) TopPath() []int {
+	l := s.d.l
+	switch {
+	case l.TstateCurrentFrame >= 0:
+		return []int{l.TstateCurrentFrame}
+	case l.CFrameCurrentFrame >= 0:
+		return []int{l.TstateCframe, l.CFrameCurrentFrame}
+	default:
+		return []int{l.TstateFrame}
+	}
+}
+
+// Code returns the names of the code object at addr, which a Stack of this
+// Sampler returned (it is cached).
+func (s *Sampler) Code(addr uint64) (CodeRef, error) {
+	c, err := s.d.code(addr)
+	if err != nil {
+		return CodeRef{}, err
+	}
+	return CodeRef{Function: c.QualName, File: c.File, FirstLine: c.FirstLine}, nil
+}
+
+// Stack reads the thread's stack from its top frame top, innermost frame
+// first, appending to dst[:0]. At most maxDepth frames are read (a deeper
+// stack keeps its innermost frames and returns ErrTooDeep); a chain that
+// loops or a frame that cannot be decoded means the thread moved under the
+// read and returns ErrTorn with the frames read so far.
+func (s *Sampler) Stack(top uint64, maxDepth int, dst []SampleFrame) ([]SampleFrame, error) {
+	dst = dst[:0]
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxDepth
+	}
+	prev := uint64(0)
+	for addr, n := top, 0; addr != 0; n++ {
+		if n >= maxDepth {
+			return dst, fmt.Errorf("more than %d frames: %w", maxDepth, ErrTooDeep)
+		}
+		// Frames of one thread do not repeat; a chain that comes back
+		// to the previous frame is being rewritten.
+		if addr == prev {
+			return dst, ErrTorn
+		}
+		f, next, ok, err := s.d.frame(addr, FrameOptions{})
+		if err != nil {
+			return dst, fmt.Errorf("%w: %w", ErrTorn, err)
+		}
+		if ok {
+			dst = append(dst, SampleFrame{Code: f.Code, Line: f.Line})
+		}
+		prev, addr = addr, next
+	}
+	return dst, nil
+}

@@ -1,0 +1,340 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	pprof "github.com/google/pprof/profile"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// TestRecordFormats records the profiler target through the binary in each
+// format, on every interpreter, and reads each file back as its consumers
+// do: pprof with google/pprof's parser, speedscope's JSON against its file
+// format, collapsed lines as flamegraph.pl splits them.
+func TestRecordFormats(t *testing.T) {
+	var once sync.Once
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		dir := t.TempDir()
+		pid := strconv.Itoa(tg.PID)
+
+		pb := filepath.Join(dir, "p.pb.gz")
+		r := run(t, nil, "record", pid, "--duration", "1s", "--rate", "200", "--threads", "-o", pb)
+		want(t, r, 0)
+		checkSummary(t, r)
+		checkPprof(t, pb)
+		once.Do(func() { checkGoToolPprof(t, pb) })
+
+		ss := filepath.Join(dir, "p.json")
+		want(t, run(t, nil, "record", pid, "--duration", "1s", "--rate", "200", "-o", ss), 0)
+		checkSpeedscope(t, ss, false)
+		want(t, run(t, nil, "record", pid, "--duration", "1s", "--rate", "200", "--threads", "--format", "speedscope", "-o", filepath.Join(dir, "q")), 0)
+		checkSpeedscope(t, filepath.Join(dir, "q"), true)
+
+		txt := filepath.Join(dir, "p.txt")
+		want(t, run(t, nil, "record", pid, "--duration", "1s", "--rate", "200", "--idle", "-o", txt), 0)
+		checkCollapsed(t, txt, true)
+		healthy(t, tg)
+	})
+}
+
+// checkSummary: the summary on stderr names the samples, the losses, the
+// rate and the top functions.
+func checkSummary(t *testing.T, r result) {
+	t.Helper()
+	for _, w := range []string{"samples (", "lost:", "OWN", "TOTAL", "spin (", "profile written to"} {
+		if !strings.Contains(r.Stderr, w) {
+			t.Errorf("summary lacks %q:\n%s", w, r.Stderr)
+		}
+	}
+}
+
+func checkPprof(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := pprof.Parse(f)
+	if err != nil {
+		t.Fatalf("google/pprof cannot parse %s: %v", path, err)
+	}
+	if err := p.CheckValid(); err != nil {
+		t.Fatalf("invalid pprof profile: %v", err)
+	}
+	if len(p.SampleType) != 2 || p.SampleType[0].Type != "samples" || p.SampleType[1].Unit != "nanoseconds" {
+		t.Errorf("sample types %v", p.SampleType)
+	}
+	var total int64
+	funcs := map[string]bool{}
+	for _, s := range p.Sample {
+		total += s.Value[0]
+		if len(s.NumLabel["thread_id"]) != 1 || len(s.NumLabel["pid"]) != 1 {
+			t.Fatalf("sample without thread_id and pid labels: %v %v", s.NumLabel, s.Label)
+		}
+		for _, loc := range s.Location {
+			for _, l := range loc.Line {
+				funcs[l.Function.Name] = true
+				if l.Function.Filename == "" || l.Line <= 0 {
+					t.Errorf("frame %s without file or line: %q:%d", l.Function.Name, l.Function.Filename, l.Line)
+				}
+			}
+		}
+	}
+	if total < 50 {
+		t.Errorf("only %d samples in 1 s at 200/s", total)
+	}
+	for _, fn := range []string{"a", "b", "spin", "deep", "<module>"} {
+		if !funcs[fn] {
+			t.Errorf("pprof profile lacks function %q (has %v)", fn, funcs)
+		}
+	}
+}
+
+// checkGoToolPprof: `go tool pprof -top` reads the file.
+func checkGoToolPprof(t *testing.T, path string) {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		testenv.Skipf(t, "no go command on PATH to run go tool pprof")
+	}
+	out, err := exec.Command(goBin, "tool", "pprof", "-top", "-sample_index=samples", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool pprof -top: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`(?m)\s(spin|a|b)$`).Match(out) {
+		t.Fatalf("go tool pprof -top does not list the hot functions:\n%s", out)
+	}
+}
+
+// checkSpeedscope validates the file against speedscope's file format
+// (the required members of its JSON schema and their types) and its
+// internal consistency.
+func checkSpeedscope(t *testing.T, path string, perThread bool) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Schema string `json:"$schema"`
+		Shared *struct {
+			Frames []struct {
+				Name *string `json:"name"`
+				File string  `json:"file"`
+				Line int     `json:"line"`
+			} `json:"frames"`
+		} `json:"shared"`
+		Profiles []struct {
+			Type       string    `json:"type"`
+			Name       *string   `json:"name"`
+			Unit       string    `json:"unit"`
+			StartValue *float64  `json:"startValue"`
+			EndValue   *float64  `json:"endValue"`
+			Samples    [][]int   `json:"samples"`
+			Weights    []float64 `json:"weights"`
+		} `json:"profiles"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	if err := dec.Decode(&f); err != nil {
+		t.Fatalf("speedscope file is not JSON of the format: %v", err)
+	}
+	if f.Schema != "https://www.speedscope.app/file-format-schema.json" || f.Shared == nil || len(f.Profiles) == 0 {
+		t.Fatalf("not a speedscope file: schema %q, shared %v, %d profiles", f.Schema, f.Shared != nil, len(f.Profiles))
+	}
+	units := map[string]bool{"none": true, "nanoseconds": true, "microseconds": true, "milliseconds": true, "seconds": true, "bytes": true}
+	names := map[string]bool{}
+	for i, fr := range f.Shared.Frames {
+		if fr.Name == nil {
+			t.Fatalf("frame %d has no name", i)
+		}
+		names[*fr.Name] = true
+	}
+	for _, p := range f.Profiles {
+		if p.Type != "sampled" || p.Name == nil || !units[p.Unit] || p.StartValue == nil || p.EndValue == nil {
+			t.Fatalf("profile %v lacks a required member or has a wrong type/unit", p.Name)
+		}
+		if len(p.Samples) != len(p.Weights) || len(p.Samples) == 0 {
+			t.Fatalf("profile %q: %d samples, %d weights", *p.Name, len(p.Samples), len(p.Weights))
+		}
+		sum := 0.0
+		for i, s := range p.Samples {
+			for _, fi := range s {
+				if fi < 0 || fi >= len(f.Shared.Frames) {
+					t.Fatalf("sample %d refers to frame %d of %d", i, fi, len(f.Shared.Frames))
+				}
+			}
+			sum += p.Weights[i]
+		}
+		if d := sum - (*p.EndValue - *p.StartValue); d > 1e-6 || d < -1e-6 {
+			t.Errorf("profile %q: weights add up to %f, endValue-startValue is %f", *p.Name, sum, *p.EndValue-*p.StartValue)
+		}
+	}
+	if perThread != (len(f.Profiles) > 1 || strings.HasPrefix(*f.Profiles[0].Name, "thread ")) {
+		t.Errorf("--threads %v but profiles %d named %q", perThread, len(f.Profiles), *f.Profiles[0].Name)
+	}
+	if !names["a"] || !names["b"] {
+		t.Errorf("speedscope frames lack a and b: %v", names)
+	}
+}
+
+var collapsedLine = regexp.MustCompile(`^(.+) ([0-9]+)$`)
+
+func checkCollapsed(t *testing.T, path string, wantIdle bool) (idle, total int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	stacks := 0
+	var inA int64
+	for sc.Scan() {
+		m := collapsedLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			t.Fatalf("not a collapsed line: %q", sc.Text())
+		}
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		frames := strings.Split(m[1], ";")
+		total += n
+		for _, fr := range frames {
+			if strings.HasPrefix(fr, "a (") {
+				inA += n
+			}
+			if strings.HasPrefix(fr, "idle (") {
+				idle += n
+			}
+		}
+		stacks++
+	}
+	if stacks == 0 || inA == 0 {
+		t.Fatalf("collapsed file: %d stacks, %d in a", stacks, inA)
+	}
+	if wantIdle && idle == 0 {
+		t.Errorf("--idle: no stack of the idle threads")
+	}
+	return idle, total
+}
+
+// TestRecordCommand: "pyglass record -- python script" starts the program,
+// profiles it until it exits and writes the profile.
+func TestRecordCommand(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if in.Chroot != "" {
+			testenv.Skipf(t, "%s runs in a chroot: pyglass record -- starts commands on the host", in.Label)
+		}
+		dir := t.TempDir()
+		script := filepath.Join(dir, "target.py")
+		if err := os.WriteFile(script, []byte(testenv.Fixture(t, "profile_target.py")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "p.txt")
+		r := run(t, nil, "record", "--rate", "200", "-o", out, "--", in.Path, script, "1.5")
+		want(t, r, 0)
+		if !strings.Contains(r.Stdout, "READY") {
+			t.Errorf("the program's output did not come through: %q", r.Stdout)
+		}
+		if !strings.Contains(r.Stderr, "the target exited") {
+			t.Errorf("summary does not say the target exited:\n%s", r.Stderr)
+		}
+		// Sampling starts with the program: its idle threads run before
+		// they first sleep, and may be seen then, rarely.
+		if idle, total := checkCollapsed(t, out, false); idle*50 > total {
+			t.Errorf("without --idle: %d of %d stacks are of the idle threads", idle, total)
+		}
+	})
+}
+
+// TestRecordTargetExits: a target that exits during `record PID` leaves
+// the profile of what ran.
+func TestRecordTargetExits(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"), testenv.Args("1.5"))
+		out := filepath.Join(t.TempDir(), "p.pb.gz")
+		r := run(t, nil, "record", strconv.Itoa(tg.PID), "--rate", "200", "-o", out)
+		want(t, r, 0)
+		if !strings.Contains(r.Stderr, "the target exited") {
+			t.Errorf("summary does not say the target exited:\n%s", r.Stderr)
+		}
+		checkPprof(t, out)
+	})
+}
+
+// TestRecordCtrlC: Ctrl-C on a terminal stops the recording and writes the
+// profile, as py-spy and Austin do.
+func TestRecordCtrlC(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		out := filepath.Join(t.TempDir(), "p.json")
+		cmd := exec.Command(testenv.BuildPyglass(t), "record", strconv.Itoa(tg.PID), "-o", out)
+		cmd.Env = append(os.Environ(), "TERM=xterm")
+		f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 200})
+		if err != nil {
+			t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		var buf strings.Builder
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			b := make([]byte, 4096)
+			for {
+				n, err := f.Read(b)
+				mu.Lock()
+				buf.Write(b[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(output(), "Ctrl-C to stop") {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("no progress line on the terminal: %q", output())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := f.Write([]byte{3}); err != nil { // Ctrl-C, as typed
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("pyglass record after Ctrl-C: %v\n%s", err, output())
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("pyglass record did not stop on Ctrl-C:\n%s", output())
+		}
+		select { // what pyglass printed last, up to the terminal's end
+		case <-readDone:
+		case <-time.After(5 * time.Second):
+		}
+		if !strings.Contains(output(), "profile written to") {
+			t.Errorf("no summary after Ctrl-C:\n%s", output())
+		}
+		checkSpeedscope(t, out, false)
+		healthy(t, tg)
+	})
+}

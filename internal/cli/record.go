@@ -1,0 +1,337 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/profile"
+)
+
+const recordHelp = `Samples every thread's Python stack from the target's memory, --rate times a
+second, and writes a profile: where the time goes. The target is never
+paused, traced or written to (unless --blocking): a stack that changes while
+it is read is read again, or counted as lost, never recorded wrong.
+
+Sampling runs until --duration, the target's exit or Ctrl-C; the profile is
+written in every case. With "-- COMMAND ARGS" pyglass starts the command and
+profiles it until it exits. Durations are written like 4s, 2m, 1m30s.
+
+Formats (--format, else from -o's extension):
+  speedscope  speedscope's JSON (.json): open it at speedscope.app or with
+              the speedscope command line viewer (the default)
+  pprof       gzipped protobuf (.pb.gz): go tool pprof, Grafana Pyroscope,
+              Parca; labels thread, thread_id and pid on every sample
+  collapsed   "frame;frame;frame count" lines (.txt): flamegraph.pl, inferno
+Idle threads (blocked in the kernel) are left out unless --idle.
+
+At the end a summary goes to stderr: samples, samples lost and why, the
+rate achieved, and the functions with the most own and total time.`
+
+func runRecord(ctx context.Context, args []string, io IO) ExitCode {
+	fs := newFlags("record", recordHelp, io)
+	out := fs.String("o", "", "output file (default: pyglass-PID-TIME.json in the current directory)")
+	format := fs.String("format", "", "output format: speedscope, pprof or collapsed (default: from -o, else speedscope)")
+	rateFlag := fs.String("rate", "100", `samples per second, or "max" for as fast as pyglass can`)
+	duration := fs.Duration("duration", 0, "stop after this long (default: until Ctrl-C or the target exits)")
+	idle := fs.Bool("idle", false, "keep threads that are blocked in the kernel")
+	gil := fs.Bool("gil", false, "keep only the thread holding the GIL")
+	threads := fs.Bool("threads", false, "one tree per thread")
+	blocking := fs.Bool("blocking", false, "pause the threads for each sample (consistent stacks; stops the target briefly)")
+	top := fs.Int("top", 10, "functions listed in the summary")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	var cmdArgs []string
+	for i, a := range args {
+		if a == "--" {
+			cmdArgs = args[i+1:]
+			break
+		}
+	}
+	if len(cmdArgs) > 0 {
+		pos = pos[:len(pos)-len(cmdArgs)]
+	}
+	if len(pos) == 0 && len(cmdArgs) == 0 {
+		fmt.Fprintf(io.Err, "pyglass record: missing PID or -- COMMAND\nUsage: pyglass record %s\n", lookup("record").args)
+		return ExitUsage
+	}
+	if len(pos) > 0 && len(cmdArgs) > 0 {
+		fmt.Fprintf(io.Err, "pyglass record: give PIDs or -- COMMAND, not both\n")
+		return ExitUsage
+	}
+	rate, ok := parseRate(*rateFlag)
+	if !ok {
+		fmt.Fprintf(io.Err, "pyglass record: --rate takes a number of samples per second from 1 to 1000000, or max\n")
+		return ExitUsage
+	}
+	var f profile.Format
+	switch {
+	case *format != "":
+		var err error
+		if f, err = profile.ParseFormat(*format); err != nil {
+			fmt.Fprintf(io.Err, "pyglass record: %v\n", err)
+			return ExitUsage
+		}
+	case *out != "":
+		var ok bool
+		if f, ok = profile.FormatFromPath(*out); !ok {
+			f = profile.Speedscope
+		}
+	default:
+		f = profile.Speedscope
+	}
+
+	var pids []int
+	for _, s := range pos {
+		pid, ok := parsePID(s, io)
+		if !ok {
+			return ExitUsage
+		}
+		pids = append(pids, pid)
+	}
+	var child *exec.Cmd
+	if len(cmdArgs) > 0 {
+		child = exec.Command(cmdArgs[0], cmdArgs[1:]...)
+		child.Stdin, child.Stdout, child.Stderr = os.Stdin, io.Out, io.Err
+		// Ctrl-C at the terminal reaches the child too (same process
+		// group): it ends, and so does the recording.
+		if err := child.Start(); err != nil {
+			fmt.Fprintf(io.Err, "pyglass record: starting %s: %v\n", cmdArgs[0], err)
+			return ExitUsage
+		}
+		pids = []int{child.Process.Pid}
+	}
+	procs := make([]*pyglass.Process, len(pids))
+	for i, pid := range pids {
+		p, err := attachWhenPython(ctx, pid, child != nil)
+		if err != nil {
+			if child != nil {
+				child.Process.Kill()
+				child.Wait()
+			}
+			return fail(io, err)
+		}
+		procs[i] = p
+	}
+	if *out == "" {
+		*out = fmt.Sprintf("pyglass-%d-%s%s", pids[0], time.Now().Format("20060102-150405"), f.Ext())
+	}
+
+	start := time.Now()
+	prof := profile.New(start, rate)
+	prof.PerThread = *threads
+	opt := pyglass.SampleOptions{Rate: rate, Duration: *duration, Idle: *idle, GIL: *gil, Blocking: *blocking}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	stats := make([]*pyglass.SampleStats, len(procs))
+	errs := make([]error, len(procs))
+	var frames []profile.Frame
+	for i, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stats[i], errs[i] = p.Sample(ctx, opt, func(s *pyglass.Sample) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, t := range s.Threads {
+					if t.Lost != "" {
+						continue // counted in the summary's losses
+					}
+					frames = frames[:0]
+					for _, fr := range t.Frames {
+						frames = append(frames, profile.Frame{Function: fr.Function, File: fr.File, Line: fr.Line})
+					}
+					prof.Add(profile.Thread{PID: s.PID, TID: t.TID, Name: t.Name}, frames, s.Time)
+				}
+				return nil
+			})
+		}()
+	}
+	stopProgress := recordProgress(io, pids, &mu, prof)
+	wg.Wait()
+	stopProgress()
+	prof.Duration = time.Since(start)
+	asked := prof.Rate
+	var taken int64
+	for _, s := range stats {
+		if s != nil {
+			taken = max(taken, s.Samples)
+		}
+	}
+	if taken > 0 {
+		// Weights in the profile (seconds) follow the rate achieved.
+		prof.Rate = float64(taken) / prof.Duration.Seconds()
+	}
+	if child != nil {
+		child.Wait()
+	}
+
+	code = ExitOK
+	for _, err := range errs {
+		if err != nil {
+			code = fail(io, err)
+		}
+	}
+	if err := writeProfile(*out, prof, f); err != nil {
+		fmt.Fprintf(io.Err, "pyglass record: writing %s: %v\n", *out, err)
+		return ExitUsage
+	}
+	printRecordSummary(io.Err, pids, prof, asked, stats, *top)
+	fmt.Fprintf(io.Err, "profile written to %s (%s)\n", *out, f)
+	if prof.Total() == 0 {
+		fmt.Fprintf(io.Err, "pyglass record: no Python stack was sampled (every thread idle? try --idle)\n")
+	}
+	return code
+}
+
+// parseRate parses --rate: a positive number, or "max" (returned as
+// pyglass.MaxRate).
+func parseRate(s string) (float64, bool) {
+	if s == "max" {
+		return pyglass.MaxRate, true
+	}
+	r, err := strconv.ParseFloat(s, 64)
+	if err != nil || r < 1 || r > 1e6 {
+		return 0, false
+	}
+	return r, true
+}
+
+// attachWhenPython attaches to pid; a process just started may not have
+// loaded its interpreter yet: then it tries again for up to 5 s.
+func attachWhenPython(ctx context.Context, pid int, fresh bool) (*pyglass.Process, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, err := pyglass.Attach(pid)
+		if err == nil || !fresh || time.Now().After(deadline) {
+			return p, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// writeProfile writes prof to path, in full or not at all.
+func writeProfile(path string, prof *profile.Profile, f profile.Format) error {
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	werr := prof.Write(fh, f)
+	if err := fh.Close(); werr == nil {
+		werr = err
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+	}
+	return werr
+}
+
+// recordProgress shows, on a terminal, how many samples were taken.
+func recordProgress(io IO, pids []int, mu *sync.Mutex, prof *profile.Profile) (stop func()) {
+	pr := progressTo(io)
+	if pr == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				pr("")
+				return
+			case <-t.C:
+				mu.Lock()
+				n := prof.Total()
+				mu.Unlock()
+				pr(fmt.Sprintf("recording %s: %d stacks in %s (Ctrl-C to stop and write the profile)", pidList(pids), n, time.Since(start).Round(time.Second)))
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func pidList(pids []int) string {
+	s := make([]string, len(pids))
+	for i, p := range pids {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+func printRecordSummary(w io.Writer, pids []int, prof *profile.Profile, asked float64, stats []*pyglass.SampleStats, top int) {
+	var samples, late int64
+	lost := map[string]int64{}
+	var cpu time.Duration
+	exited := 0
+	for _, s := range stats {
+		if s == nil {
+			continue
+		}
+		samples += s.Samples
+		late += s.Late
+		cpu += s.CPU
+		for k, v := range s.Lost {
+			lost[k] += v
+		}
+		if s.Exited {
+			exited++
+		}
+	}
+	secs := prof.Duration.Seconds()
+	askedS := fmt.Sprintf("%.0f/s asked", asked)
+	if asked >= pyglass.MaxRate {
+		askedS = "as fast as possible"
+	}
+	fmt.Fprintf(w, "recorded %s for %s: %d samples (%.0f/s, %s), %d thread stacks\n",
+		pidList(pids), prof.Duration.Round(time.Millisecond), samples, float64(samples)/max(secs, 1e-9), askedS, prof.Total())
+	var lostParts []string
+	var nlost int64
+	for k, v := range lost {
+		lostParts = append(lostParts, fmt.Sprintf("%d %s", v, k))
+		nlost += v
+	}
+	if late > 0 {
+		lostParts = append(lostParts, fmt.Sprintf("%d samples skipped (sampling fell behind)", late))
+	}
+	if len(lostParts) > 0 {
+		fmt.Fprintf(w, "lost: %s (%.2f%% of thread stacks)\n", strings.Join(lostParts, ", "), 100*float64(nlost)/float64(max(prof.Total()+nlost, 1)))
+	} else {
+		fmt.Fprintf(w, "lost: none\n")
+	}
+	fmt.Fprintf(w, "pyglass's CPU: %s (%.1f%% of a core)\n", cpu.Round(time.Millisecond), 100*cpu.Seconds()/max(secs, 1e-9))
+	if exited > 0 {
+		fmt.Fprintf(w, "the target exited\n")
+	}
+	total := prof.Total()
+	if total == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%7s %7s  %s\n", "OWN", "TOTAL", "FUNCTION")
+	for _, st := range prof.Top(top) {
+		fmt.Fprintf(w, "%6.1f%% %6.1f%%  %s (%s)\n", 100*float64(st.Own)/float64(total), 100*float64(st.Total)/float64(total), st.Function, st.File)
+	}
+}

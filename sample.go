@@ -1,0 +1,768 @@
+package pyglass
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// MaxRate as SampleOptions.Rate samples as fast as pyglass can, one
+// sample right after the other.
+const MaxRate = 1e9
+
+// SampleOptions configure Sample.
+type SampleOptions struct {
+	// Rate is the number of samples per second (100 when zero; MaxRate:
+	// as fast as possible).
+	Rate float64
+	// Duration bounds the sampling (0: until ctx ends or the process
+	// exits).
+	Duration time.Duration
+	// Idle keeps threads that are blocked in the kernel (left out by
+	// default).
+	Idle bool
+	// GIL keeps only the thread holding the GIL.
+	GIL bool
+	// Blocking pauses the threads for each sample (consistent stacks, at
+	// the cost of stopping the target for the read). By default the
+	// target is never paused and never written to.
+	Blocking bool
+	// MaxDepth bounds the frames read per thread (512 when zero).
+	MaxDepth int
+}
+
+// SampledFrame is one frame of a sampled stack.
+type SampledFrame struct {
+	Function string
+	File     string
+	Line     int
+}
+
+// ThreadSample is one thread's stack in a Sample.
+type ThreadSample struct {
+	TID      int
+	Name     string
+	HoldsGIL bool
+	Idle     bool
+	// Frames are outermost first. When the stack could not be read the
+	// slice is empty and Lost says why.
+	Frames []SampledFrame
+	Lost   string
+}
+
+// Sample is every selected thread's stack at one instant. Sample passes
+// the same Sample, reused, to each call of its callback: copy what must
+// outlive the call.
+type Sample struct {
+	Time    time.Time
+	PID     int
+	Threads []ThreadSample
+}
+
+// SampleStats says how a sampling run went.
+type SampleStats struct {
+	// Samples is the number of process samples taken.
+	Samples int64
+	// Lost counts thread stacks that could not be recorded, by reason
+	// ("torn": the stack changed under every read; "vanished": the
+	// thread ended; "unreadable").
+	Lost map[string]int64
+	// Late counts samples skipped because sampling fell behind the rate.
+	Late int64
+	// Elapsed is the wall time of the run.
+	Elapsed time.Duration
+	// CPU is the sampler's own CPU time (user+system of this process
+	// during the run).
+	CPU time.Duration
+	// Exited is set when the run ended because the target exited.
+	Exited bool
+}
+
+// Sample reads every Python thread's stack rate times a second and calls
+// fn with each sample, until opt.Duration, ctx's end, the target's exit
+// or an error from fn (returned as is). Without opt.Blocking the target
+// is never paused, traced or written to: a stack that changes while it is
+// read is read again, and counted as lost if it changes every time, never
+// recorded wrong.
+func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample) error) (*SampleStats, error) {
+	if p.proc.Zombie {
+		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+	}
+	rate := opt.Rate
+	if rate <= 0 {
+		rate = 100
+	}
+	interval := time.Duration(0)
+	if rate < MaxRate {
+		interval = time.Duration(float64(time.Second) / rate)
+	}
+	depth := opt.MaxDepth
+	if depth <= 0 {
+		depth = 512
+	}
+	m, err := p.openMemory()
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+
+	behind := 0
+	if v := p.py.Version; v.Major == 3 && v.Minor >= 11 {
+		behind = 1 // frames are contiguous in the data stack
+	}
+	s := &sampler{p: p, m: m, opt: opt, depth: depth, pc: newReusablePageCache(m.r, behind), unreadable: map[uint64]bool{}}
+	s.cs = cpython.NewSampler(s.pc, m.l)
+	stats := &SampleStats{Lost: map[string]int64{}}
+	s.stats = stats
+	if err := s.refreshThreads(true); err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if !opt.Idle {
+		s.refreshKernel(false)
+	}
+
+	cpu0 := procfs.SelfCPU()
+	start := time.Now()
+	next := start
+	var end time.Time
+	if opt.Duration > 0 {
+		end = start.Add(opt.Duration)
+	}
+	lastThreads, lastForget, lastKernel := start, start, start
+	sample := &Sample{PID: p.pid}
+	defer func() {
+		stats.Elapsed = time.Since(start)
+		stats.CPU = procfs.SelfCPU() - cpu0
+	}()
+	for {
+		now := time.Now()
+		if !end.IsZero() && !now.Before(end) {
+			return stats, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return stats, nil
+		}
+		if d := next.Sub(now); d > 0 {
+			if !end.IsZero() && next.After(end) {
+				d = end.Sub(now)
+			}
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return stats, nil
+			case <-t.C:
+			}
+			now = time.Now()
+		}
+		// Fell behind by more than an interval: skip the missed ticks.
+		if behind := now.Sub(next); interval > 0 && behind > interval {
+			missed := int64(behind / interval)
+			stats.Late += missed
+			next = next.Add(time.Duration(missed) * interval)
+		}
+		next = next.Add(interval)
+
+		if now.Sub(lastForget) >= time.Second {
+			s.cs.Forget()
+			clear(s.unreadable)
+			lastForget = now
+		}
+		// Every 100 ms, or every 10 ms while some thread's task is not
+		// known (a thread just created has no native id yet).
+		if since := now.Sub(lastThreads); since >= 100*time.Millisecond || (s.unmapped > 0 && since >= 10*time.Millisecond) {
+			if err := s.refreshThreads(now.Sub(lastForget) < interval); err != nil {
+				if s.gone() {
+					stats.Exited = true
+					return stats, nil
+				}
+				return stats, err
+			}
+			lastThreads = now
+		}
+		if !opt.Idle {
+			all := now.Sub(lastKernel) >= 10*time.Millisecond
+			s.refreshKernel(!all)
+			if all {
+				lastKernel = now
+			}
+		}
+		sample.Time = now
+		ok, err := s.take(sample)
+		if err != nil {
+			return stats, err
+		}
+		if !ok || s.vanished > 0 {
+			// Threads that vanished: the thread ended, or the whole
+			// process did (then this sample is not one).
+			if s.gone() {
+				stats.Exited = true
+				return stats, nil
+			}
+		}
+		if !ok {
+			continue
+		}
+		stats.Samples++
+		if err := fn(sample); err != nil {
+			return stats, err
+		}
+	}
+}
+
+// sampledThread is what the sampler keeps about one thread between
+// refreshes of the thread list.
+type sampledThread struct {
+	tstate   uint64
+	tid      int // host TID, 0 when unknown
+	name     string
+	interp   uint64
+	idle     bool
+	frames   []cpython.SampleFrame
+	resolved []SampledFrame
+
+	// One sample's state.
+	holds      bool
+	ptr        uint64 // readTops' current hop
+	word       [8]byte
+	top, again uint64
+	topErr     error
+	lost       string
+	hint       []uint64 // pages the last walk read beyond its first
+	state      *procfs.StateFile
+	stateTID   int
+}
+
+type sampler struct {
+	p       *Process
+	m       *memoryView
+	opt     SampleOptions
+	depth   int
+	pc      *reusablePageCache
+	cs      *cpython.Sampler
+	stats   *SampleStats
+	threads []*sampledThread
+	interps []uint64
+	names   map[uint64]string // thread_id -> name, from the last full refresh
+
+	sel      []*sampledThread // the threads of one sample
+	segs     []memory.Segment
+	segOwner []*sampledThread
+	segPages []*[pageSize]byte
+	pending  []*sampledThread
+	vanished int // threads of the last sample that could not be found
+	unmapped int // threads whose task is not known
+	// unreadable are pages a read failed on, not asked for again ahead
+	// of need (forgotten every second).
+	unreadable map[uint64]bool
+}
+
+// refreshThreads reads the interpreters' thread lists again; names are
+// read again when withNames.
+func (s *sampler) refreshThreads(withNames bool) error {
+	_, toHost, nsTIDs, err := s.p.kernelView()
+	if err != nil {
+		return err
+	}
+	rd := newPageCache(s.m.r)
+	interps, err := cpython.FindInterpreters(rd, s.m.img, s.m.l)
+	for try := 0; err != nil && try < 5; try++ {
+		time.Sleep(time.Millisecond)
+		rd = newPageCache(s.m.r)
+		interps, err = cpython.FindInterpreters(rd, s.m.img, s.m.l)
+	}
+	if err != nil {
+		return s.p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", s.p.pid), Err: err})
+	}
+	old := map[uint64]*sampledThread{}
+	for _, t := range s.threads {
+		old[t.tstate] = t
+	}
+	var threads []*sampledThread
+	for _, interp := range interps {
+		ts, _ := cpython.Threads(rd, s.m.l, interp, cpython.ThreadOptions{Image: &s.m.img, TIDs: nsTIDs, SkipNames: !withNames && s.names != nil})
+		for _, t := range ts {
+			st := old[t.Addr]
+			if st == nil {
+				st = &sampledThread{tstate: t.Addr}
+			}
+			st.interp = interp
+			if h, ok := toHost[t.NativeID]; ok {
+				st.tid = h
+			} else {
+				st.tid = 0
+			}
+			if withNames || s.names == nil {
+				if s.names == nil {
+					s.names = map[uint64]string{}
+				}
+				if t.Name != "" {
+					s.names[t.ThreadID] = t.Name
+				}
+			}
+			st.name = s.names[t.ThreadID]
+			threads = append(threads, st)
+		}
+	}
+	kept := map[*sampledThread]bool{}
+	for _, t := range threads {
+		kept[t] = true
+	}
+	for _, t := range s.threads {
+		if !kept[t] && t.state != nil {
+			t.state.Close()
+			t.state = nil
+		}
+	}
+	s.unmapped = 0
+	for _, t := range threads {
+		if t.tid == 0 {
+			s.unmapped++
+		}
+	}
+	s.threads, s.interps = threads, interps
+	return nil
+}
+
+// refreshKernel reads each thread's scheduler state: a thread blocked in
+// the kernel is idle. With running set, only the threads thought running
+// are read again (every sample does so, so that a thread that has just
+// gone to sleep is not sampled as running; the idle ones are looked at
+// less often, to see them wake).
+func (s *sampler) refreshKernel(running bool) {
+	pr := procfs.New(s.p.pid)
+	for _, t := range s.threads {
+		if t.tid == 0 {
+			t.idle = false
+			continue
+		}
+		if running && t.idle {
+			continue
+		}
+		if t.state == nil || t.stateTID != t.tid {
+			if t.state != nil {
+				t.state.Close()
+			}
+			st, err := pr.OpenTaskState(t.tid)
+			if err != nil {
+				t.state = nil
+				continue
+			}
+			t.state, t.stateTID = st, t.tid
+		}
+		state, err := t.state.State()
+		if err != nil {
+			t.state.Close()
+			t.state = nil
+			continue
+		}
+		t.idle = state != 'R'
+	}
+}
+
+// close releases what the sampler keeps open.
+func (s *sampler) close() {
+	for _, t := range s.threads {
+		if t.state != nil {
+			t.state.Close()
+			t.state = nil
+		}
+	}
+}
+
+// take reads one sample into smp. ok is false when nothing could be read
+// (every thread lost).
+//
+// Without a pause it reads in four steps, so that ten threads cost a
+// handful of system calls, not dozens: every selected thread's current
+// frame pointer (one vectored read per pointer hop), the memory around
+// each current frame (one vectored read), each thread's walk from there
+// (frames outside that memory are read as needed), and the current frame
+// pointers again (one vectored read): a thread whose pointer changed ran
+// on during the walk, and is read again alone.
+func (s *sampler) take(smp *Sample) (ok bool, err error) {
+	var frozen *ptrace.Frozen
+	if s.opt.Blocking {
+		frozen, err = s.p.freeze()
+		if err != nil {
+			if s.gone() {
+				return false, nil
+			}
+			return false, err
+		}
+		defer frozen.Thaw()
+	}
+	s.pc.reset()
+	var gil uint64
+	if len(s.interps) > 0 {
+		gil, _ = cpython.GILHolder(s.m.r, s.m.img, s.m.l, s.interps[0])
+	}
+	s.sel = s.sel[:0]
+	for _, t := range s.threads {
+		t.holds = gil != 0 && t.tstate == gil
+		if s.opt.GIL && !t.holds {
+			continue
+		}
+		if !s.opt.Idle && !t.holds && t.idle {
+			continue
+		}
+		s.sel = append(s.sel, t)
+	}
+	s.readTops(s.sel, false)
+	s.walkAll(s.sel)
+	if !s.opt.Blocking {
+		s.readTops(s.sel, true)
+		for _, t := range s.sel {
+			if t.lost == "" && t.topErr == nil && t.again != t.top {
+				t.lost = "torn"
+			}
+			if t.lost == "torn" {
+				t.lost = s.readThread(t)
+			}
+		}
+	}
+	smp.Threads = smp.Threads[:0]
+	read := 0
+	s.vanished = 0
+	for _, t := range s.sel {
+		if t.lost == "vanished" {
+			s.vanished++
+		}
+		ts := ThreadSample{TID: t.tid, Name: t.name, HoldsGIL: t.holds, Idle: t.idle && !t.holds}
+		if t.lost != "" {
+			s.stats.Lost[t.lost]++
+			ts.Lost = t.lost
+		} else {
+			ts.Frames = t.resolved
+			read++
+		}
+		if ts.Lost == "" && len(ts.Frames) == 0 {
+			continue // no Python code running: nothing to record
+		}
+		smp.Threads = append(smp.Threads, ts)
+	}
+	return read > 0 || len(smp.Threads) > 0 || len(s.threads) > 0, nil
+}
+
+// maxHintPages bounds the pages remembered per thread for the next sample.
+const maxHintPages = 8
+
+// maxWalkRounds bounds the rounds of walkAll.
+const maxWalkRounds = 6
+
+// walkAll walks every thread's stack from t.top, in rounds: each round
+// walks every unfinished thread over the pages read so far, noting the
+// pages it lacks, then reads all of those in one vectored read. A stack
+// that needs more rounds than maxWalkRounds is finished with plain reads.
+func (s *sampler) walkAll(ts []*sampledThread) {
+	s.pending = s.pending[:0]
+	for _, t := range ts {
+		t.lost = ""
+		switch {
+		case t.topErr != nil:
+			t.lost = "vanished"
+		case t.top == 0:
+			t.resolved = t.resolved[:0]
+		default:
+			s.pending = append(s.pending, t)
+			s.pc.misses = append(s.pc.misses, t.top&^(pageSize-1))
+			// The pages the thread's last walk needed: a stack that
+			// did not move much needs them again.
+			s.pc.misses = append(s.pc.misses, t.hint...)
+			t.hint = t.hint[:0]
+		}
+	}
+	for round := 0; len(s.pending) > 0; round++ {
+		s.fetch(s.pc.misses)
+		s.pc.misses = s.pc.misses[:0]
+		last := round == maxWalkRounds
+		s.pc.record = !last
+		next := s.pending[:0]
+		for _, t := range s.pending {
+			var err error
+			before := len(s.pc.misses)
+			t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
+			for _, m := range s.pc.misses[before:] {
+				if len(t.hint) < maxHintPages {
+					t.hint = append(t.hint, m)
+				}
+			}
+			if err == nil || errors.Is(err, cpython.ErrTooDeep) {
+				if err = s.resolveErr(t); err == nil {
+					continue
+				}
+			}
+			if !last && errors.Is(err, errMiss) {
+				next = append(next, t)
+				continue
+			}
+			t.lost = "torn"
+		}
+		s.pending = next
+	}
+	s.pc.record = false
+	s.pc.misses = s.pc.misses[:0]
+}
+
+// readTops reads the current frame pointer of every thread in ts, hop by
+// hop, one vectored read per hop: into t.top, or into t.again when again
+// (t.topErr says when it could not be read).
+func (s *sampler) readTops(ts []*sampledThread, again bool) {
+	path := s.cs.TopPath()
+	for _, t := range ts {
+		t.ptr, t.topErr = t.tstate, nil
+	}
+	for _, off := range path {
+		s.segs = s.segs[:0]
+		s.segOwner = s.segOwner[:0]
+		for _, t := range ts {
+			if t.topErr != nil || t.ptr == 0 {
+				continue
+			}
+			s.segs = append(s.segs, memory.Segment{Addr: t.ptr + uint64(off), Buf: t.word[:]})
+			s.segOwner = append(s.segOwner, t)
+		}
+		memory.ReadV(s.m.r, s.segs)
+		for i, seg := range s.segs {
+			t := s.segOwner[i]
+			if seg.Err != nil {
+				t.topErr = seg.Err
+				continue
+			}
+			t.ptr = memory.Order.Uint64(t.word[:])
+		}
+	}
+	for _, t := range ts {
+		if again {
+			t.again = t.ptr
+		} else {
+			t.top = t.ptr
+		}
+	}
+}
+
+// fetch reads the pages at bases (and the ones below them, see
+// reusablePageCache.behind) into the page cache, in one vectored read.
+func (s *sampler) fetch(bases []uint64) {
+	s.segs = s.segs[:0]
+	s.segPages = s.segPages[:0]
+	for _, base := range bases {
+		lo := base
+		if b := uint64(s.pc.behind) * pageSize; base >= b {
+			lo = base - b
+		}
+		for a := lo; a <= base; a += pageSize {
+			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segs) >= maxReusedPages {
+				continue
+			}
+			if a != base && s.unreadable[a] {
+				continue // read ahead of need, and known to fail
+			}
+			pg := s.pc.newPage()
+			s.pc.pages[a] = pg // claimed; set for real below
+			s.segs = append(s.segs, memory.Segment{Addr: a, Buf: pg[:]})
+			s.segPages = append(s.segPages, pg)
+		}
+	}
+	memory.ReadV(s.m.r, s.segs)
+	for i, seg := range s.segs {
+		pg := s.segPages[i]
+		if seg.Err != nil {
+			// Not readable whole: a read of it fails (nil page).
+			s.pc.pages[seg.Addr] = nil
+			s.pc.free = append(s.pc.free, pg)
+			if len(s.unreadable) < 4096 {
+				s.unreadable[seg.Addr] = true
+			}
+			continue
+		}
+		s.pc.used = append(s.pc.used, pg)
+	}
+}
+
+// readThread reads t's stack alone into t.resolved; it returns why it
+// could not ("" when it could).
+func (s *sampler) readThread(t *sampledThread) string {
+	const tries = 2
+	for try := 0; try < tries; try++ {
+		s.pc.reset()
+		// The thread state is read directly: its page is no use for
+		// the frames.
+		s.cs.SetReader(s.m.r)
+		top, err := s.cs.TopFrame(t.tstate)
+		s.cs.SetReader(s.pc)
+		if err != nil {
+			return "vanished"
+		}
+		if top == 0 {
+			t.resolved = t.resolved[:0]
+			return ""
+		}
+		t.frames, err = s.cs.Stack(top, s.depth, t.frames)
+		if err != nil && !errors.Is(err, cpython.ErrTooDeep) {
+			continue
+		}
+		// The thread's current frame is the same after the walk: the
+		// stack did not change under it (without a pause, it may have).
+		if !s.opt.Blocking {
+			s.cs.SetReader(s.m.r)
+			again, err := s.cs.TopFrame(t.tstate)
+			s.cs.SetReader(s.pc)
+			if err != nil {
+				return "vanished"
+			}
+			if again != top {
+				continue
+			}
+		}
+		if s.resolve(t) {
+			return ""
+		}
+	}
+	return "torn"
+}
+
+// resolve names t.frames (innermost first) into t.resolved (outermost
+// first).
+func (s *sampler) resolve(t *sampledThread) bool { return s.resolveErr(t) == nil }
+
+func (s *sampler) resolveErr(t *sampledThread) error {
+	t.resolved = t.resolved[:0]
+	for i := len(t.frames) - 1; i >= 0; i-- {
+		f := t.frames[i]
+		c, err := s.cs.Code(f.Code)
+		if err != nil {
+			return err
+		}
+		t.resolved = append(t.resolved, SampledFrame{Function: c.Function, File: c.File, Line: f.Line})
+	}
+	return nil
+}
+
+func (s *sampler) gone() bool {
+	return s.p.goneOr(nil) != nil
+}
+
+// reusablePageCache is a page cache for one read of one thread, emptied by
+// reset without freeing its pages, so that sampling allocates nothing in
+// its steady state. On a miss it also reads up to behind pages below the
+// one asked for, in the same system call: from 3.11 a thread's frames are
+// contiguous in its data stack, the callers below the current frame, so a
+// whole stack usually costs one read.
+type reusablePageCache struct {
+	r      memory.Reader
+	behind int
+	// With record set, a read of a page not in the cache reads nothing:
+	// it fails with errMiss and the page is added to misses, for the
+	// caller to read in one vectored read with the other threads' misses.
+	record bool
+	misses []uint64
+	pages  map[uint64]*[pageSize]byte
+	free   []*[pageSize]byte
+	used   []*[pageSize]byte
+	block  []byte
+}
+
+// errMiss is what a recording page cache returns for a page it does not
+// have.
+var errMiss = errors.New("page not read yet")
+
+// maxReusedPages bounds the pages one read keeps.
+const maxReusedPages = 256
+
+func newReusablePageCache(r memory.Reader, behind int) *reusablePageCache {
+	return &reusablePageCache{r: r, behind: behind, pages: map[uint64]*[pageSize]byte{}, block: make([]byte, (behind+1)*pageSize)}
+}
+
+func (c *reusablePageCache) reset() {
+	clear(c.pages)
+	c.free = append(c.free, c.used...)
+	c.used = c.used[:0]
+}
+
+func (c *reusablePageCache) newPage() *[pageSize]byte {
+	if k := len(c.free); k > 0 {
+		pg := c.free[k-1]
+		c.free = c.free[:k-1]
+		return pg
+	}
+	return new([pageSize]byte)
+}
+
+// fill reads the page at base (and the ones below it, see behind) into
+// the cache; it returns nil when the page cannot be read whole.
+func (c *reusablePageCache) fill(base uint64) *[pageSize]byte {
+	if n := c.behind; n > 0 && base >= uint64(n)*pageSize && len(c.used)+n+1 <= maxReusedPages {
+		lo := base - uint64(n)*pageSize
+		fresh := true
+		for a := lo; a < base; a += pageSize {
+			if _, ok := c.pages[a]; ok {
+				fresh = false
+				break
+			}
+		}
+		if fresh {
+			if k, err := c.r.ReadAt(c.block, lo); err == nil && k == len(c.block) {
+				var pg *[pageSize]byte
+				for i := 0; i <= n; i++ {
+					pg = c.newPage()
+					copy(pg[:], c.block[i*pageSize:])
+					c.used = append(c.used, pg)
+					c.pages[lo+uint64(i)*pageSize] = pg
+				}
+				return pg
+			}
+		}
+	}
+	pg := c.newPage()
+	if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
+		c.free = append(c.free, pg)
+		return nil
+	}
+	c.used = append(c.used, pg)
+	return pg
+}
+
+// ReadAt implements memory.Reader.
+func (c *reusablePageCache) ReadAt(p []byte, addr uint64) (int, error) {
+	if end := addr + uint64(len(p)); end < addr || len(p) > 4*pageSize {
+		return c.r.ReadAt(p, addr)
+	}
+	n := 0
+	for n < len(p) {
+		a := addr + uint64(n)
+		base := a &^ (pageSize - 1)
+		pg, ok := c.pages[base]
+		if !ok && c.record {
+			if !slices.Contains(c.misses, base) {
+				c.misses = append(c.misses, base)
+			}
+			return n, errMiss
+		}
+		if !ok {
+			if len(c.used) >= maxReusedPages {
+				m, err := c.r.ReadAt(p[n:], a)
+				return n + m, err
+			}
+			pg = c.fill(base)
+			c.pages[base] = pg
+		}
+		if pg == nil {
+			m, err := c.r.ReadAt(p[n:], a)
+			if n > 0 && m == 0 && errors.Is(err, memory.ErrFault) {
+				err = fmt.Errorf("reading %#x: %w", a, memory.ErrShortRead)
+			}
+			return n + m, err
+		}
+		n += copy(p[n:], pg[a-base:])
+	}
+	return n, nil
+}
