@@ -125,9 +125,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 		return nil, err
 	}
 	defer s.close()
-	if !opt.Idle {
-		s.refreshKernel(false)
-	}
+	s.refreshKernel(false)
 
 	cpu0 := procfs.SelfCPU()
 	start := time.Now()
@@ -188,12 +186,13 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 			}
 			lastThreads = now
 		}
-		if !opt.Idle {
-			all := now.Sub(lastKernel) >= 10*time.Millisecond
-			s.refreshKernel(!all)
-			if all {
-				lastKernel = now
-			}
+		// Every thread's state every 10 ms; the running ones' at every
+		// sample too when idle ones are left out.
+		if now.Sub(lastKernel) >= 10*time.Millisecond {
+			s.refreshKernel(false)
+			lastKernel = now
+		} else if !opt.Idle {
+			s.refreshKernel(true)
 		}
 		sample.Time = now
 		ok, err := s.take(sample)

@@ -338,3 +338,88 @@ func TestRecordCtrlC(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestTopPiped: piped, top prints a table per interval naming the hot
+// functions, and exits 0 at --duration.
+func TestTopPiped(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		r := run(t, nil, "top", strconv.Itoa(tg.PID), "--duration", "1500ms", "--interval", "500ms", "--rows", "8")
+		want(t, r, 0)
+		if n := strings.Count(r.Stdout, "pyglass top - process"); n < 2 {
+			t.Errorf("%d tables in 1.5 s at 500 ms intervals:\n%s", n, r.Stdout)
+		}
+		for _, w := range []string{"OWN", "TOTAL", "spin (", "GIL held in"} {
+			if !strings.Contains(r.Stdout, w) {
+				t.Errorf("top's output lacks %q:\n%s", w, r.Stdout)
+			}
+		}
+		if strings.Contains(r.Stdout, "idle (") {
+			t.Errorf("idle threads shown without --idle:\n%s", r.Stdout)
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestTopTerminal drives the live view through a pseudo-terminal: it
+// draws the hot functions, takes the keys, and q quits with exit 0.
+func TestTopTerminal(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12", "3.15-chroot"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		cmd := exec.Command(testenv.BuildPyglass(t), "top", strconv.Itoa(tg.PID), "--interval", "200ms")
+		cmd.Env = append(os.Environ(), "TERM=xterm")
+		f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 160})
+		if err != nil {
+			t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		var buf strings.Builder
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			b := make([]byte, 4096)
+			for {
+				n, err := f.Read(b)
+				mu.Lock()
+				buf.Write(b[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+		waitFor := func(s string) {
+			t.Helper()
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(output(), s) {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatalf("top never showed %q:\n%q", s, output())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		waitFor("spin (")
+		f.Write([]byte("s"))
+		waitFor("sorted by total")
+		f.Write([]byte("i"))
+		waitFor("idle threads shown")
+		f.Write([]byte("p"))
+		waitFor("PAUSED")
+		f.Write([]byte("q"))
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("pyglass top after q: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("pyglass top did not quit on q")
+		}
+		healthy(t, tg)
+	})
+}

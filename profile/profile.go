@@ -10,7 +10,6 @@ package profile
 
 import (
 	"encoding/binary"
-	"sort"
 	"time"
 )
 
@@ -153,16 +152,7 @@ func (p *Profile) Top(n int) []FuncStat {
 	for _, st := range stats {
 		out = append(out, *st)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Own != b.Own {
-			return a.Own > b.Own
-		}
-		if a.Total != b.Total {
-			return a.Total > b.Total
-		}
-		return a.Function < b.Function
-	})
+	sortStats(out, ByOwn)
 	if n > 0 && len(out) > n {
 		out = out[:n]
 	}

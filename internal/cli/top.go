@@ -1,0 +1,356 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/profile"
+)
+
+const topHelp = `A live view of where the process spends its time, like top: the functions
+with the most samples over the last second and since the start, sampled from
+memory as record does (the target is never paused or written to).
+
+On a terminal, keys: s sorts by own time, total time or name; t shows one
+thread, then the next, then all again; i keeps or drops idle threads; p
+pauses the display (sampling goes on); r resets the counts; q or Ctrl-C
+quits. Piped, it prints a table every --interval until --duration or Ctrl-C.
+
+OWN is the share of samples in which the function itself was running (the
+innermost frame), TOTAL the share in which it was on the stack. The header
+says how often some thread held the GIL, and which.`
+
+// topState is what the sampler and the view share.
+type topState struct {
+	mu       sync.Mutex
+	interval *profile.Tally // the current interval
+	last     *profile.Tally // the last complete interval
+	total    *profile.Tally // since the start (or the last reset)
+	threads  map[int]string // tid -> name, seen so far
+	holders  map[int]int64  // tid -> stacks holding the GIL, since start
+	filter   int            // only this thread when non-zero
+	idle     bool
+	samples  int64
+	lastN    int64 // samples in the last interval
+	lost     int64
+	started  time.Time
+	version  string
+	err      error
+	done     bool
+	frames   []profile.Frame
+}
+
+func newTopState(idle bool) *topState {
+	return &topState{interval: profile.NewTally(), last: profile.NewTally(), total: profile.NewTally(),
+		threads: map[int]string{}, holders: map[int]int64{}, idle: idle, started: time.Now()}
+}
+
+func (st *topState) add(s *pyglass.Sample) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.samples++
+	for _, t := range s.Threads {
+		if t.Lost != "" {
+			st.lost++
+			continue
+		}
+		st.threads[t.TID] = t.Name
+		if t.HoldsGIL {
+			st.holders[t.TID]++
+		}
+		if st.filter != 0 && t.TID != st.filter {
+			continue
+		}
+		if !st.idle && t.Idle {
+			continue
+		}
+		st.frames = st.frames[:0]
+		for _, f := range t.Frames {
+			st.frames = append(st.frames, profile.Frame{Function: f.Function, File: f.File, Line: f.Line})
+		}
+		st.interval.Add(st.frames, t.HoldsGIL)
+		st.total.Add(st.frames, t.HoldsGIL)
+	}
+}
+
+// tick closes the current interval.
+func (st *topState) tick() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.last, st.interval = st.interval, st.last
+	st.interval.Reset()
+	st.lastN, st.samples = st.samples, 0
+}
+
+func (st *topState) reset() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.interval.Reset()
+	st.last.Reset()
+	st.total.Reset()
+	clear(st.holders)
+	st.started = time.Now()
+}
+
+// nextThread moves the filter to the next thread seen (then back to all).
+func (st *topState) nextThread() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	tids := make([]int, 0, len(st.threads))
+	for tid := range st.threads {
+		tids = append(tids, tid)
+	}
+	sort.Ints(tids)
+	next := 0
+	for _, tid := range tids {
+		if tid > st.filter {
+			next = tid
+			break
+		}
+	}
+	st.filter = next
+	st.interval.Reset()
+	st.last.Reset()
+	st.total.Reset()
+}
+
+// render draws the view: header and the table of the top functions.
+func (st *topState) render(w io.Writer, p *pyglass.Process, by profile.SortBy, rows, width int, paused bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	fmt.Fprintf(w, "pyglass top - process %d, Python %s - %d samples/s, %d threads seen", p.PID(), st.version, st.lastN, len(st.threads))
+	if st.lost > 0 {
+		fmt.Fprintf(w, ", %d stacks lost", st.lost)
+	}
+	fmt.Fprintln(w)
+	if n := st.total.Stacks(); n > 0 {
+		fmt.Fprintf(w, "GIL held in %.0f%% of the stacks", 100*float64(st.total.GIL())/float64(n))
+		type h struct {
+			tid int
+			n   int64
+		}
+		var hs []h
+		for tid, n := range st.holders {
+			hs = append(hs, h{tid, n})
+		}
+		sort.Slice(hs, func(i, j int) bool { return hs[i].n > hs[j].n })
+		for i, x := range hs {
+			if i == 2 {
+				break
+			}
+			fmt.Fprintf(w, "; thread %d %q holds it in %.0f%%", x.tid, st.threads[x.tid], 100*float64(x.n)/float64(n))
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "no Python stack sampled yet")
+	}
+	filter := "all threads"
+	if st.filter != 0 {
+		filter = fmt.Sprintf("thread %d %q", st.filter, st.threads[st.filter])
+	}
+	sortName := map[profile.SortBy]string{profile.ByOwn: "own", profile.ByTotal: "total", profile.ByName: "name"}[by]
+	state := ""
+	if paused {
+		state = " - PAUSED"
+	}
+	idle := "idle threads hidden"
+	if st.idle {
+		idle = "idle threads shown"
+	}
+	fmt.Fprintf(w, "%s, %s, sorted by %s, since %s%s\n\n", filter, idle, sortName, time.Since(st.started).Round(time.Second), state)
+	fmt.Fprintf(w, "%6s %6s %9s %9s  %s\n", "OWN", "TOTAL", "OWN(all)", "TOT(all)", "FUNCTION")
+	cur, all := st.last, st.total
+	curN, allN := float64(max(cur.Stacks(), 1)), float64(max(all.Stacks(), 1))
+	byFn := map[[2]string]profile.FuncStat{}
+	for _, f := range cur.Top(0, by) {
+		byFn[[2]string{f.Function, f.File}] = f
+	}
+	for _, f := range all.Top(rows, by) {
+		c := byFn[[2]string{f.Function, f.File}]
+		line := fmt.Sprintf("%5.1f%% %5.1f%% %8.1f%% %8.1f%%  %s (%s)", 100*float64(c.Own)/curN, 100*float64(c.Total)/curN,
+			100*float64(f.Own)/allN, 100*float64(f.Total)/allN, f.Function, f.File)
+		if width > 0 && len(line) > width {
+			line = line[:width]
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func runTop(ctx context.Context, args []string, io IO) ExitCode {
+	fs := newFlags("top", topHelp, io)
+	rateFlag := fs.String("rate", "100", "samples per second")
+	idle := fs.Bool("idle", false, "count idle threads too")
+	gil := fs.Bool("gil", false, "sample only the thread holding the GIL")
+	interval := fs.Duration("interval", time.Second, "refresh (and, piped, table) interval")
+	duration := fs.Duration("duration", 0, "stop after this long (default: until q or Ctrl-C)")
+	rows := fs.Int("rows", 20, "functions shown when piped (on a terminal: as many as fit)")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass top: one PID expected\n")
+		return ExitUsage
+	}
+	rate, ok := parseRate(*rateFlag)
+	if !ok {
+		fmt.Fprintf(io.Err, "pyglass top: --rate takes a number of samples per second from 1 to 1000000, or max\n")
+		return ExitUsage
+	}
+	if *interval < 100*time.Millisecond {
+		fmt.Fprintf(io.Err, "pyglass top: --interval must be at least 100ms\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "top")
+	if !ok {
+		return code
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st := newTopState(*idle)
+	st.version = p.Info().Python.Version
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		// Idle threads are always sampled, so that i can show them.
+		stats, err := p.Sample(ctx, pyglass.SampleOptions{Rate: rate, Duration: *duration, Idle: true, GIL: *gil}, func(s *pyglass.Sample) error {
+			st.add(s)
+			return nil
+		})
+		st.mu.Lock()
+		st.err, st.done = err, true
+		if err == nil && stats != nil && stats.Exited {
+			st.err = fmt.Errorf("process %d exited", p.PID())
+		}
+		st.mu.Unlock()
+	}()
+	if io.IsTerm && io.InTerm {
+		return topTerminal(ctx, cancel, p, st, *interval, sampled, io)
+	}
+	return topPiped(ctx, p, st, *interval, *rows, sampled, io)
+}
+
+func topPiped(ctx context.Context, p *pyglass.Process, st *topState, interval time.Duration, rows int, sampled chan struct{}, io IO) ExitCode {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-sampled:
+			st.tick()
+			st.render(io.Out, p, profile.ByOwn, rows, 0, false)
+			return topExit(st, io)
+		case <-t.C:
+			st.tick()
+			st.render(io.Out, p, profile.ByOwn, rows, 0, false)
+			fmt.Fprintln(io.Out)
+		}
+	}
+}
+
+func topExit(st *topState, io IO) ExitCode {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.err != nil {
+		return fail(io, st.err)
+	}
+	return ExitOK
+}
+
+// The terminal view, with bubbletea.
+
+type topTick struct{}
+type topDone struct{}
+
+type topModel struct {
+	p        *pyglass.Process
+	st       *topState
+	interval time.Duration
+	by       profile.SortBy
+	paused   bool
+	frozen   string // the view while paused
+	width    int
+	height   int
+	cancel   func()
+}
+
+func (m *topModel) Init() tea.Cmd { return m.tickCmd() }
+
+func (m *topModel) tickCmd() tea.Cmd {
+	return tea.Tick(m.interval, func(time.Time) tea.Msg { return topTick{} })
+}
+
+func (m *topModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+	case topTick:
+		m.st.tick()
+		return m, m.tickCmd()
+	case topDone:
+		return m, tea.Quit
+	case tea.KeyMsg:
+		switch msg.String() {
+		case "q", "ctrl+c", "esc":
+			m.cancel()
+			return m, tea.Quit
+		case "s":
+			m.by = (m.by + 1) % 3
+		case "t":
+			m.st.nextThread()
+		case "i":
+			m.st.mu.Lock()
+			m.st.idle = !m.st.idle
+			m.st.mu.Unlock()
+		case "p":
+			m.paused = !m.paused
+			if m.paused {
+				m.frozen = m.render()
+			}
+		case "r":
+			m.st.reset()
+		}
+	}
+	return m, nil
+}
+
+func (m *topModel) render() string {
+	var b strings.Builder
+	rows := 20
+	if m.height > 8 {
+		rows = m.height - 7
+	}
+	m.st.render(&b, m.p, m.by, rows, m.width, m.paused)
+	b.WriteString("\n[s] sort  [t] thread  [i] idle  [p] pause  [r] reset  [q] quit\n")
+	return b.String()
+}
+
+func (m *topModel) View() string {
+	if m.paused {
+		return m.frozen
+	}
+	return m.render()
+}
+
+func topTerminal(ctx context.Context, cancel func(), p *pyglass.Process, st *topState, interval time.Duration, sampled chan struct{}, io IO) ExitCode {
+	m := &topModel{p: p, st: st, interval: interval, cancel: cancel}
+	prog := tea.NewProgram(m, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithInput(io.In), tea.WithOutput(io.Out))
+	go func() {
+		<-sampled
+		prog.Send(topDone{})
+	}()
+	if _, err := prog.Run(); err != nil && ctx.Err() == nil {
+		fmt.Fprintf(io.Err, "pyglass top: %v\n", err)
+		return ExitInternal
+	}
+	cancel()
+	<-sampled
+	return topExit(st, io)
+}
