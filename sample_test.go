@@ -16,7 +16,6 @@ import (
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
-
 var errEnough = errors.New("enough samples")
 
 // watchHealth checks the target from /proc every few milliseconds until
