@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/memory"
 )
@@ -199,4 +200,14 @@ func commOf(pid int) string {
 		return ""
 	}
 	return " (" + strings.TrimSpace(string(b)) + ")"
+}
+
+// Descendants returns the PIDs of pid's child processes, theirs, and so
+// on (whether they run Python or not), as /proc shows them now.
+func Descendants(pid int) ([]int, error) {
+	kids, err := procfs.Descendants(pid)
+	if err != nil {
+		return nil, &Error{Kind: ErrInternal, Msg: "listing processes", Err: err}
+	}
+	return kids, nil
 }

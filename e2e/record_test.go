@@ -423,3 +423,49 @@ func TestTopTerminal(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestRecordSubprocesses: --subprocesses follows the children a
+// multiprocessing pool starts after the recording has begun, and labels
+// their samples with their PIDs.
+func TestRecordSubprocesses(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_pool.py"))
+		out := filepath.Join(t.TempDir(), "p.pb.gz")
+		cmd := exec.Command(testenv.BuildPyglass(t), "record", strconv.Itoa(tg.PID), "--subprocesses", "--duration", "3s", "--rate", "100", "-o", out)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // the recording is under way
+		tg.Send("go")
+		tg.WaitLine("POOL", 20*time.Second)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("pyglass record --subprocesses: %v\n%s", err, stderr.String())
+		}
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		p, err := pprof.Parse(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		workers := map[int64]bool{}
+		for _, s := range p.Sample {
+			pid := s.NumLabel["pid"][0]
+			for _, loc := range s.Location {
+				if loc.Line[0].Function.Name == "work" && pid != int64(tg.PID) {
+					workers[pid] = true
+				}
+			}
+		}
+		if len(workers) < 2 {
+			t.Fatalf("samples of work() in %d worker processes, want 2 (stderr %s)", len(workers), stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "recorded "+strconv.Itoa(tg.PID)) {
+			t.Errorf("summary does not list the processes: %s", stderr.String())
+		}
+	})
+}

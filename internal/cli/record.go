@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +45,7 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	idle := fs.Bool("idle", false, "keep threads that are blocked in the kernel")
 	gil := fs.Bool("gil", false, "keep only the thread holding the GIL")
 	threads := fs.Bool("threads", false, "one tree per thread")
+	subprocs := fs.Bool("subprocesses", false, "also profile the target's child processes (new ones within 100 ms), each labelled by its PID")
 	blocking := fs.Bool("blocking", false, "pause the threads for each sample (consistent stacks; stops the target briefly)")
 	top := fs.Int("top", 10, "functions listed in the summary")
 	pos, code, ok := parse(fs, args, io)
@@ -130,35 +132,19 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	prof := profile.New(start, rate)
 	prof.PerThread = *threads
 	opt := pyglass.SampleOptions{Rate: rate, Duration: *duration, Idle: *idle, GIL: *gil, Blocking: *blocking}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	stats := make([]*pyglass.SampleStats, len(procs))
-	errs := make([]error, len(procs))
-	var frames []profile.Frame
-	for i, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stats[i], errs[i] = p.Sample(ctx, opt, func(s *pyglass.Sample) error {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, t := range s.Threads {
-					if t.Lost != "" {
-						continue // counted in the summary's losses
-					}
-					frames = frames[:0]
-					for _, fr := range t.Frames {
-						frames = append(frames, profile.Frame{Function: fr.Function, File: fr.File, Line: fr.Line})
-					}
-					prof.Add(profile.Thread{PID: s.PID, TID: t.TID, Name: t.Name}, frames, s.Time)
-				}
-				return nil
-			})
-		}()
+	rec := &recorder{ctx: ctx, opt: opt, prof: prof, start: start, seen: map[int]bool{}}
+	for _, p := range procs {
+		rec.add(p)
 	}
-	stopProgress := recordProgress(io, pids, &mu, prof)
-	wg.Wait()
+	if *subprocs {
+		rec.follow(pids)
+	}
+	mu := &rec.mu
+	stopProgress := recordProgress(io, pids, mu, prof)
+	rec.wait()
 	stopProgress()
+	stats, errs := rec.stats, rec.errs
+	pids = rec.pids
 	prof.Duration = time.Since(start)
 	asked := prof.Rate
 	var taken int64
@@ -192,6 +178,121 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	}
 	return code
 }
+
+// recorder samples a set of processes, which --subprocesses grows, into
+// one profile.
+type recorder struct {
+	ctx   context.Context
+	opt   pyglass.SampleOptions
+	prof  *profile.Profile
+	start time.Time
+
+	mu     sync.Mutex // guards prof and the fields below
+	wg     sync.WaitGroup
+	seen   map[int]bool
+	pids   []int
+	stats  []*pyglass.SampleStats
+	errs   []error
+	frames []profile.Frame
+	live   int // processes being sampled
+}
+
+// add starts sampling p.
+func (r *recorder) add(p *pyglass.Process) {
+	r.mu.Lock()
+	i := len(r.pids)
+	r.seen[p.PID()] = true
+	r.pids = append(r.pids, p.PID())
+	r.stats = append(r.stats, nil)
+	r.errs = append(r.errs, nil)
+	r.live++
+	r.mu.Unlock()
+	opt := r.opt
+	if opt.Duration > 0 {
+		// A process found later samples until the same end.
+		opt.Duration -= time.Since(r.start)
+		if opt.Duration <= 0 {
+			r.mu.Lock()
+			r.live--
+			r.mu.Unlock()
+			return
+		}
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		st, err := p.Sample(r.ctx, opt, func(s *pyglass.Sample) error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			for _, t := range s.Threads {
+				if t.Lost != "" {
+					continue // counted in the summary's losses
+				}
+				r.frames = r.frames[:0]
+				for _, fr := range t.Frames {
+					r.frames = append(r.frames, profile.Frame{Function: fr.Function, File: fr.File, Line: fr.Line})
+				}
+				r.prof.Add(profile.Thread{PID: s.PID, TID: t.TID, Name: t.Name}, r.frames, s.Time)
+			}
+			return nil
+		})
+		if errors.Is(err, pyglass.ErrNoProcess) {
+			// A child that ended as it was found.
+			err = nil
+		}
+		r.mu.Lock()
+		r.stats[i], r.errs[i] = st, err
+		r.live--
+		r.mu.Unlock()
+	}()
+}
+
+// follow looks for new descendants of roots every 50 ms, until the
+// sampling of every process has ended, and samples those that run Python.
+func (r *recorder) follow(roots []int) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		tries := map[int]int{}
+		for {
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			r.mu.Lock()
+			live := r.live
+			r.mu.Unlock()
+			if live == 0 {
+				return
+			}
+			if r.opt.Duration > 0 && time.Since(r.start) >= r.opt.Duration {
+				return
+			}
+			for _, root := range roots {
+				kids, _ := pyglass.Descendants(root)
+				for _, pid := range kids {
+					r.mu.Lock()
+					seen := r.seen[pid]
+					r.mu.Unlock()
+					// A child that is not Python yet (exec pending)
+					// is tried again for a second.
+					if seen || tries[pid] > 20 {
+						continue
+					}
+					tries[pid]++
+					p, err := pyglass.Attach(pid)
+					if err != nil {
+						continue
+					}
+					r.add(p)
+				}
+			}
+		}
+	}()
+}
+
+func (r *recorder) wait() { r.wg.Wait() }
 
 // parseRate parses --rate: a positive number, or "max" (returned as
 // pyglass.MaxRate).
