@@ -1,0 +1,137 @@
+package pyglass
+
+import (
+	"go/build"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The import rules of ARCHITECTURE.md, checked on every package of the
+// module (its non-test files, for this machine's GOOS and GOARCH), so
+// that the layering cannot drift. Paths are relative to the module.
+var (
+	// kernelFacing may import golang.org/x/sys/unix.
+	kernelFacing = []string{"internal/channel", "internal/inject", "internal/ptrace", "internal/remotedebug",
+		"internal/procfs", "internal/rootfs", "internal/shell", "target/live"}
+	// syscallUsers may import the standard syscall package as well
+	// (signals, rusage, credentials): the kernel-facing ones and these.
+	syscallUsers = []string{"internal/cli", "internal/pyproc", "internal/testenv", "bench"}
+	// pure packages read memory only through memory.Reader: they import
+	// no other package of the module but these.
+	pure = map[string][]string{
+		"memory":                    {},
+		"profile":                   {},
+		"cpython/layout":            {"memory"},
+		"cpython/layout/gen":        {},
+		"cpython/layout/layouttest": {"cpython/layout"},
+		"cpython":                   {"cpython/layout", "memory"},
+	}
+	// facadeUsers see the target only through the public API.
+	facadeUsers = map[string][]string{
+		"cmd/pyglass":  {"internal/cli"},
+		"internal/cli": {"", "leak", "profile", "internal/shell"},
+		"leak":         {""},
+	}
+)
+
+const modulePath = "github.com/pyglass/pyglass"
+
+func TestArchitecture(t *testing.T) {
+	pkgs := map[string][]string{} // package dir -> imports
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if name := d.Name(); path != "." && (strings.HasPrefix(name, ".") || name == "testdata") {
+			return filepath.SkipDir
+		}
+		bp, err := build.ImportDir(path, 0)
+		if err != nil {
+			if _, ok := err.(*build.NoGoError); ok {
+				return nil
+			}
+			return err
+		}
+		rel := filepath.ToSlash(path)
+		if rel == "." {
+			rel = ""
+		}
+		pkgs[rel] = bp.Imports
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) < 15 {
+		t.Fatalf("found only %d packages: is the test run from the module root?", len(pkgs))
+	}
+	for dir, imps := range pkgs {
+		var own []string
+		for _, imp := range imps {
+			switch {
+			case imp == "golang.org/x/sys/unix" && !slices.Contains(kernelFacing, dir):
+				t.Errorf("%s imports golang.org/x/sys/unix: only %v talk to the kernel", name(dir), kernelFacing)
+			case imp == "syscall" && !slices.Contains(kernelFacing, dir) && !slices.Contains(syscallUsers, dir):
+				t.Errorf("%s imports syscall: only %v and %v may", name(dir), kernelFacing, syscallUsers)
+			case imp == modulePath:
+				own = append(own, "")
+			case strings.HasPrefix(imp, modulePath+"/"):
+				own = append(own, strings.TrimPrefix(imp, modulePath+"/"))
+			}
+		}
+		for _, o := range own {
+			if o == "internal/testenv" && dir != "bench" && dir != "internal/testenv/cmd/coverage-summary" {
+				t.Errorf("%s imports internal/testenv, which is for tests", name(dir))
+			}
+		}
+		if allowed, ok := pure[dir]; ok {
+			for _, o := range own {
+				if !slices.Contains(allowed, o) {
+					t.Errorf("%s imports %s: it may import only %v of this module (it must read memory through memory.Reader only)", name(dir), name(o), allowed)
+				}
+			}
+		}
+		if allowed, ok := facadeUsers[dir]; ok {
+			for _, o := range own {
+				if !slices.Contains(allowed, o) {
+					t.Errorf("%s imports %s: it may import only %v of this module", name(dir), name(o), names(allowed))
+				}
+			}
+		}
+	}
+	// The document names the packages it gives rules for.
+	doc, err := os.ReadFile("ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := range pkgs {
+		if dir == "" || strings.HasPrefix(dir, "e2e") || strings.Contains(dir, "testdata") || strings.HasSuffix(dir, "test") || strings.HasPrefix(dir, "bench") || strings.HasPrefix(dir, "internal/testenv/") || strings.HasPrefix(dir, "cpython/layout/") {
+			continue
+		}
+		if !strings.Contains(string(doc), dir+" ") {
+			t.Errorf("ARCHITECTURE.md does not describe package %s", dir)
+		}
+	}
+}
+
+func name(dir string) string {
+	if dir == "" {
+		return "pyglass (the module root)"
+	}
+	return dir
+}
+
+func names(dirs []string) []string {
+	out := make([]string, len(dirs))
+	for i, d := range dirs {
+		out[i] = name(d)
+	}
+	return out
+}
