@@ -39,7 +39,7 @@ else:
     _int_types = (int, long)  # noqa: F821 (2.7 only)
 import _socket
 
-_get_ident = _threadmod.get_ident
+_get_ident = _original(_threadmod.__name__, 'get_ident')  # noqa: F821 (agent.py)
 
 PROTOCOL = 1
 HUB_NAME = '_pyglass_hub'
@@ -519,7 +519,7 @@ def _make_displayhook(sessions, orig):
 # must stay stable; HUB_VERSION changes when it does not.
 
 def _new_hub():
-    return {'pg': HUB_VERSION, 'lock': _threadmod.allocate_lock(),
+    return {'pg': HUB_VERSION, 'lock': _allocate_lock(),  # noqa: F821 (agent.py)
             'dead': False, 'sessions': {}, 'busy': [], 'seq': [0]}
 
 
@@ -641,15 +641,15 @@ def _linger(hub, limit):
     pauses in a row saw no router call in progress or ended and no thread
     in a router's code."""
     if PY3:
-        lock = _threadmod.allocate_lock()
+        lock = _allocate_lock()  # noqa: F821 (agent.py)
         lock.acquire()
 
         def sleep(t):
             lock.acquire(True, t)
     else:
         try:
-            import time
-            sleep = time.sleep
+            import time  # noqa: F401 (for _original)
+            sleep = _original('time', 'sleep')  # noqa: F821 (agent.py)
         except BaseException:
             return True
     busy = hub['busy']
@@ -792,7 +792,9 @@ def _op_shell_loaded(sess, params):
 def _hello():
     tid = 0
     try:
-        f = getattr(_threadmod, 'get_native_id', None)
+        f = None
+        if hasattr(_threadmod, 'get_native_id'):
+            f = _original(_threadmod.__name__, 'get_native_id')  # noqa: F821 (agent.py)
         if f is not None:
             tid = f()
         else:
