@@ -520,10 +520,12 @@ def _make_displayhook(sessions, orig):
 
 def _new_hub():
     return {'pg': HUB_VERSION, 'lock': _allocate_lock(),  # noqa: F821 (agent.py)
-            'dead': False, 'sessions': {}, 'busy': [], 'seq': [0]}
+            'dead': False, 'sessions': {}, 'busy': [], 'seq': [0],
+            'child': _make_in_child(sys.__dict__, HUB_NAME)}
 
 
 def _hub_install(hub):
+    _register_at_fork()
     sessions = hub['sessions']
     busy, seq = hub['busy'], hub['seq']
     hub['orig'] = (sys.stdout, sys.stderr, sys.stdin, sys.displayhook)
@@ -587,6 +589,71 @@ def _hub_leave(hub):
         return True
     finally:
         hub['lock'].release()
+
+
+# ---- chunk ----
+# --- a fork while a session is active ---
+#
+# A child forked meanwhile (gunicorn's master spawning a worker) would keep
+# the sessions' sockets and the routers for its whole life. The first
+# session of a process registers, with os.register_at_fork (3.7+), one
+# handler for good (a registration cannot be undone), kept in
+# sys._pyglass_atfork so that no later session registers another: in the
+# child it calls the active hub's 'child' function, which closes the
+# child's copies of the sessions' sockets, puts back the original streams
+# and removes the hub. Both use closure variables only (they run after
+# this file's globals are emptied). Before 3.7 a child keeps them.
+
+FORK_NAME = '_pyglass_atfork'
+
+
+def _register_at_fork():
+    register = getattr(os, 'register_at_fork', None)
+    d = sys.__dict__
+    if register is None or FORK_NAME in d:
+        return
+    handler = _make_fork_handler(d, HUB_NAME)
+    if d.setdefault(FORK_NAME, handler) is not handler:
+        return  # another session registered one meanwhile
+    try:
+        register(after_in_child=handler)
+    except BaseException:
+        d.pop(FORK_NAME, None)
+
+
+def _make_fork_handler(d, hub_name):
+    def after_in_child():
+        hub = d.get(hub_name)
+        f = hub.get('child') if type(hub) is dict else None
+        if f is not None:
+            f(hub)
+    return after_in_child
+
+
+def _make_in_child(d, hub_name):
+    """The hub's clean-up in a forked child, where no session's thread
+    exists (the hub's lock may be held by a thread that is not there: it
+    is not taken)."""
+    def in_child(hub):
+        if d.get(hub_name) is hub:
+            del d[hub_name]
+        hub['dead'] = True
+        sessions = hub['sessions']
+        for sess in list(sessions.values()):
+            sess['broken'] = True
+            try:
+                sess['sock'].close()
+            except BaseException:
+                pass
+        sessions.clear()
+        orig = hub.get('orig')
+        if orig is None:
+            return
+        for i, name in enumerate(('stdout', 'stderr', 'stdin', 'displayhook')):
+            router = hub.get(('out', 'err', 'inp', 'dh')[i])
+            if router is not None and d.get(name) is router:
+                d[name] = orig[i]
+    return in_child
 
 
 # ---- chunk ----
@@ -742,7 +809,7 @@ def _exit_status(sess, e):
 def _op_exec(sess, params):
     src = params.get('code', b'')
     filename = _native_str(params.get('filename', b'<string>'))
-    ns = {'__name__': '__pyglass__', '__builtins__': _builtins}
+    ns = _namespace(params)
     co = None
     try:
         co = _compile_exec(src, filename)
@@ -773,8 +840,107 @@ def _op_exec(sess, params):
                     linecache.cache[filename] = saved
             except BaseException:
                 pass
-        ns.clear()
+        box = [ns]
+        ns = co = None
+        _let_go(box)
     return status
+
+
+# ---- chunk ----
+# --- the namespace the user's code runs in ---
+
+NS_NODES = 20000
+
+
+def _namespace(params):
+    """The globals for the user's code: __main__'s (namespace=main) or a
+    fresh dict whose __name__ is __pyglass__."""
+    if params.get('namespace', b'fresh') == b'main':
+        return sys.modules['__main__'].__dict__
+    return {'__name__': '__pyglass__', '__builtins__': _builtins}
+
+
+def _let_go(box):
+    """Drops pyglass's reference to the namespace box[0] when the user's
+    code is done with it (box is emptied). __main__'s is left alone. A
+    fresh one is emptied only if nothing outside it refers to it or to
+    what it holds: then it and its contents are unreachable anyway (often
+    cyclic: a function defined there has it as its globals), and emptying
+    it frees them now instead of leaving them to the target's collector.
+    Anything else (a function the code installed as a hook, a thread it
+    started, a class it defined) keeps it intact: emptying it would break
+    that code (NameError on its globals)."""
+    ns = box.pop()
+    if ns.get('__name__') != '__pyglass__' or ns is sys.modules['__main__'].__dict__:
+        return
+    nodes = [ns]
+    ns = None
+    try:
+        if _unreachable(nodes):
+            nodes[0].clear()
+    except BaseException:
+        pass
+    del nodes[:]
+
+
+def _unreachable(nodes):
+    """Whether nodes[0] (held only by nodes) is unreachable from outside
+    the objects it reaches. nodes grows to those objects (gc.get_referents,
+    not entering modules, module dicts and classes, at most NS_NODES); an
+    object is referenced from outside when its reference count exceeds
+    the references from nodes and from the others; from such objects what
+    they reach is alive. Whatever is not entered counts as outside, so
+    every doubt keeps the namespace. The reference counts are read in one
+    C call and the graph is read again after them: if it changed
+    meanwhile (another thread), the answer is no."""
+    import gc
+    getref = gc.get_referents
+    skip = set([id(_builtins), id(_builtins.__dict__)])
+    for m in list(sys.modules.values()):
+        skip.add(id(m))
+        skip.add(id(getattr(m, '__dict__', None)))
+    m = None
+    tracked = gc.is_tracked
+    index = {id(nodes[0]): 0}
+    edges = []
+    seen = []
+    j = 0
+    while j < len(nodes):
+        kids = []
+        for c in getref(nodes[j]):
+            seen.append(id(c))
+            k = index.get(id(c))
+            if k is None:
+                # untracked objects hold no container, so cannot lead back
+                if id(c) in skip or not tracked(c) or isinstance(c, (type, type(sys))):
+                    continue
+                if len(nodes) >= NS_NODES:
+                    return False
+                k = index[id(c)] = len(nodes)
+                nodes.append(c)
+            kids.append(k)
+        c = None
+        edges.append(kids)
+        j += 1
+    getrc = sys.getrefcount
+    # what reading a count through map adds: nodes' own reference, map's
+    base = list(map(getrc, [[]]))[0]
+    before = list(map(id, getref(*nodes)))
+    counts = list(map(getrc, nodes))
+    if before != seen or list(map(id, getref(*nodes))) != seen:
+        return False
+    inner = [0] * len(nodes)
+    for kids in edges:
+        for k in kids:
+            inner[k] += 1
+    alive = [counts[k] - base - inner[k] > 0 for k in range(len(nodes))]
+    stack = [k for k in range(len(nodes)) if alive[k]]
+    while stack:
+        for k in edges[stack.pop()]:
+            if not alive[k]:
+                alive[k] = True
+                stack.append(k)
+    return not alive[0]
 
 
 # ---- chunk ----
