@@ -122,7 +122,7 @@ const (
 	ParamOp        = "op"        // OpExec or OpShell
 	ParamCode      = "code"      // exec: the program's source bytes
 	ParamFilename  = "filename"  // exec: "<string>" for -c, else the script path
-	ParamNamespace = "namespace" // shell: NamespaceFresh (default) or NamespaceMain
+	ParamNamespace = "namespace" // exec, shell: NamespaceFresh (default) or NamespaceMain
 	OpExec         = "exec"
 	OpShell        = "shell"
 	NamespaceFresh = "fresh"

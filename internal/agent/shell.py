@@ -137,5 +137,6 @@ def _op_shell(sess, params):
         except BaseException:
             pass
         sess['ns'] = None
-        if ns.get('__name__') == '__pyglass__':
-            ns.clear()
+        box = [ns]
+        ns = None
+        _let_go(box)

@@ -65,7 +65,7 @@ func init() {
 		{"ps", "[--json]", "list the Python processes on this machine", runPS},
 		{"info", "PID [--json]", "what pyglass knows about a process, and whether it can run code in it", runInfo},
 		{"stacks", "PID [--json] [--locals] [--nonblocking]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
-		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s]", "run Python code inside the process; its output comes back here", runExec},
+		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s] [--namespace fresh|main]", "run Python code inside the process; its output comes back here", runExec},
 		{"shell", "PID [--namespace fresh|main]", "an interactive Python prompt inside the process", runShell},
 		{"garbage", "PID [--json] [--collect] [--saveall] [--limit N]", "unreclaimable objects (gc.garbage): counts, sizes, cycles, creation lines", runGarbage},
 		{"objects", "PID [--json] [--top N] [--diff DURATION] [--all]", "live objects by type, or their growth over DURATION", runObjects},
