@@ -525,7 +525,6 @@ def _new_hub():
 
 
 def _hub_install(hub):
-    _register_at_fork()
     sessions = hub['sessions']
     busy, seq = hub['busy'], hub['seq']
     hub['orig'] = (sys.stdout, sys.stderr, sys.stdin, sys.displayhook)
@@ -599,10 +598,12 @@ def _hub_leave(hub):
 # session of a process registers, with os.register_at_fork (3.7+), one
 # handler for good (a registration cannot be undone), kept in
 # sys._pyglass_atfork so that no later session registers another: in the
-# child it calls the active hub's 'child' function, which closes the
-# child's copies of the sessions' sockets, puts back the original streams
-# and removes the hub. Both use closure variables only (they run after
-# this file's globals are emptied). Before 3.7 a child keeps them.
+# child it closes the sockets in its list 'socks' (every session's, from
+# its connection until it is closed, so also while the session ends after
+# leaving the hub) and calls the active hub's 'child' function, which puts
+# back the original streams and removes the hub. They use closure
+# variables only (they run after this file's globals are emptied). Before
+# 3.7 a child keeps them.
 
 FORK_NAME = '_pyglass_atfork'
 
@@ -622,12 +623,51 @@ def _register_at_fork():
 
 
 def _make_fork_handler(d, hub_name):
+    socks = []
+
     def after_in_child():
+        for s in list(socks):
+            try:
+                s.close()
+            except BaseException:
+                pass
+        del socks[:]
         hub = d.get(hub_name)
         f = hub.get('child') if type(hub) is dict else None
         if f is not None:
             f(hub)
+    after_in_child.socks = socks
     return after_in_child
+
+
+def _fork_track(sock):
+    """Puts sock in the fork handler's list (registering the handler)."""
+    try:
+        _register_at_fork()
+        socks = getattr(sys.__dict__.get(FORK_NAME), 'socks', None)
+        if type(socks) is list:
+            socks.append(sock)
+    except BaseException:
+        pass
+
+
+def _fork_closer(sock):
+    """A function (closure variables only) that closes sock and then takes
+    it out of the fork handler's list: a child forked in between closes
+    it again, which does nothing."""
+    socks = getattr(sys.__dict__.get(FORK_NAME), 'socks', None)
+
+    def close():
+        try:
+            sock.close()
+        except BaseException:
+            pass
+        if type(socks) is list:
+            try:
+                socks.remove(sock)
+            except BaseException:
+                pass
+    return close
 
 
 def _make_in_child(d, hub_name):
@@ -1011,6 +1051,7 @@ def _connect(path):
     except BaseException:
         sock.close()
         raise
+    _fork_track(sock)
     return sock
 
 
@@ -1087,8 +1128,6 @@ def _main(d):
     exc_clear = getattr(sys, 'exc_clear', None)
     if exc_clear is not None:
         exc_clear()
+    close = _fork_closer(sock)
     _forget(globals())  # noqa: F821 (agent.py)
-    try:
-        sock.close()
-    except BaseException:
-        pass
+    close()
