@@ -24,7 +24,7 @@
 # - Leave nothing behind: when the session ends, every name of these
 #   globals but __builtins__ is deleted, and no object the agent made may
 #   outlive that, not even as cyclic garbage (core.py says how).
-# - Modules this agent imports (_socket, codecs, traceback, linecache,
+# - Modules this agent imports (_socket, codecs, gc, traceback, linecache,
 #   __future__, fcntl on 2.7) stay in sys.modules: removing them is unsafe because the
 #   user's code, objects it created, or other threads of the target may hold
 #   or import them concurrently, and 2.7 extension modules cannot be
