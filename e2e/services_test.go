@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -194,6 +197,28 @@ sys.stdout.flush()
 Service().run()
 `
 
+// untilNewChild is exec'd in a master after code that makes it start a
+// worker: it waits, with the session active, until a child other than
+// the pids in %s (a Python set literal) exists, and a moment more.
+const untilNewChild = `
+def kids():
+    out = set()
+    for t in os.listdir('/proc/self/task'):
+        try:
+            out.update(int(c) for c in open('/proc/self/task/%%s/children' %% t).read().split())
+        except (IOError, OSError):
+            pass
+    return out
+new = set()
+for i in range(3000):
+    new = kids() - %s
+    if new:
+        break
+    time.sleep(0.01)
+time.sleep(0.3)
+print('new child' if new else 'no new child')
+`
+
 // children returns the child processes of pid.
 func children(t testing.TB, pid int) []int {
 	t.Helper()
@@ -277,16 +302,17 @@ func TestGunicorn(t *testing.T) {
 	// TTIN during an exec in the master: the new worker is forked while
 	// the session is active.
 	r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", `import os, signal, time
-os.kill(os.getpid(), signal.SIGTTIN)
-time.sleep(2)
-print('done')`)
+os.kill(os.getpid(), signal.SIGTTIN)`+fmt.Sprintf(untilNewChild, fmt.Sprintf("set([%d])", w1)))
 	want(t, r, 0)
+	if r.Stdout != "new child\n" {
+		t.Fatalf("exec: %s", r)
+	}
 	kids := waitChildren(t, tg.PID, 2)
 	w2 := kids[0]
 	if w2 == w1 {
 		w2 = kids[1]
 	}
-	_, s1 := fdCount(t, w1)
+	s1 := settled(func() int { _, s := fdCount(t, w1); return s })
 	_, s2 := fdCount(t, w2)
 	if s2 != s1 {
 		t.Fatalf("the worker forked during the exec has %d sockets, the one before it %d", s2, s1)
@@ -322,4 +348,105 @@ print('wrapped')`)
 		}
 	}
 	healthy(t, tg)
+}
+
+// startUWSGI runs a uwsgi master with one worker (Debian's uwsgi-core and
+// its python3 plugin, which embeds libpython3.11) serving a WSGI app on
+// port, with extra options; it is killed when the test ends.
+func startUWSGI(t *testing.T, port int64, extra ...string) int {
+	t.Helper()
+	dir := t.TempDir()
+	app := "def application(env, start):\n    start('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok\\n']\n"
+	if err := os.WriteFile(dir+"/app.py", []byte(app), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--plugin", "python3", "--master", "--workers", "1", "--enable-threads",
+		"--http-socket", fmt.Sprintf("127.0.0.1:%d", port), "--chdir", dir, "--wsgi-file", "app.py", "--disable-logging"}, extra...)
+	cmd := exec.Command("uwsgi-core", args...)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &errb, &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting uwsgi: %v", err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("uwsgi output:\n%s", errb.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c := &http.Client{Timeout: 5 * time.Second}
+		if resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+			resp.Body.Close()
+			return cmd.Process.Pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("uwsgi does not answer on port %d", port)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestUWSGI: a uwsgi worker respawned (its predecessor killed) while an
+// exec runs in the master keeps nothing of the session: at once when
+// uwsgi runs Python's fork handlers (py-call-osafterfork), else from the
+// first pyglass session in the worker on (uwsgi forks in C).
+func TestUWSGI(t *testing.T) {
+	debianWith(t, "uwsgi-core uwsgi-plugin-python3", "sys")
+	if _, err := exec.LookPath("uwsgi-core"); err != nil {
+		testenv.Skipf(t, "uwsgi-core is not installed (apt-get install uwsgi-core uwsgi-plugin-python3)")
+	}
+	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
+		testenv.Skipf(t, "uwsgi's python3 plugin is not installed (apt-get install uwsgi-plugin-python3)")
+	}
+	for _, handlers := range []bool{true, false} {
+		t.Run(fmt.Sprintf("py-call-osafterfork=%v", handlers), func(t *testing.T) {
+			var extra []string
+			if handlers {
+				extra = append(extra, "--py-call-osafterfork")
+			}
+			port := freePort(t)
+			master := startUWSGI(t, port, extra...)
+			w1 := waitChildren(t, master, 1)[0]
+			// (settled: the worker closes the connection of the readiness check)
+			s1 := settled(func() int { _, s := fdCount(t, w1); return s })
+			r := run(t, nil, "exec", strconv.Itoa(master), "-c", fmt.Sprintf(`import os, signal, time
+os.kill(%d, signal.SIGKILL)`, w1)+fmt.Sprintf(untilNewChild, fmt.Sprintf("set([%d])", w1)))
+			want(t, r, 0)
+			if r.Stdout != "new child\n" {
+				t.Fatalf("exec: %s", r)
+			}
+			var w2 int
+			deadline := time.Now().Add(30 * time.Second)
+			for w2 == 0 || w2 == w1 {
+				if c := children(t, master); len(c) == 1 {
+					w2 = c[0]
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("uwsgi did not respawn its worker")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if handlers {
+				if _, s2 := fdCount(t, w2); s2 != s1 {
+					t.Fatalf("the worker forked during the exec has %d sockets, the one before it %d", s2, s1)
+				}
+			}
+			r = run(t, nil, "exec", strconv.Itoa(w2), "-c", "import sys; print(len(sys._pyglass_hub['sessions']))")
+			want(t, r, 0)
+			if r.Stdout != "1\n" {
+				t.Fatalf("the new worker's session shares a hub with another: %s", r)
+			}
+			n := settled(func() int { _, s := fdCount(t, w2); return s })
+			if n != s1 {
+				t.Fatalf("after an exec in it, the worker forked during the exec has %d sockets, the one before it %d", n, s1)
+			}
+			if code, body := httpGet(t, port); code != 200 || body != "ok\n" {
+				t.Fatalf("uwsgi answered %d %q", code, body)
+			}
+		})
+	}
 }

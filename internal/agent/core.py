@@ -521,7 +521,7 @@ def _make_displayhook(sessions, orig):
 def _new_hub():
     return {'pg': HUB_VERSION, 'lock': _allocate_lock(),  # noqa: F821 (agent.py)
             'dead': False, 'sessions': {}, 'busy': [], 'seq': [0],
-            'child': _make_in_child(sys.__dict__, HUB_NAME)}
+            'pid': os.getpid(), 'child': _make_in_child(sys.__dict__, HUB_NAME, FORK_NAME)}
 
 
 def _hub_install(hub):
@@ -555,10 +555,16 @@ def _hub_uninstall(hub):
 def _hub_join(sess):
     """Registers sess for the current thread; returns the hub or None."""
     ident = _get_ident()
+    pid = os.getpid()
     for _ in range(1000):
         hub = sys.__dict__.setdefault(HUB_NAME, _new_hub())  # atomic under the GIL
         if type(hub) is not dict or hub.get('pg') != HUB_VERSION:
             return None
+        if hub.get('pid', pid) != pid:
+            # Inherited through a fork that ran no fork handler (before
+            # 3.7, or a C fork such as uwsgi's): clean up now.
+            hub['child'](hub)
+            continue
         hub['lock'].acquire()
         try:
             if hub['dead']:
@@ -603,7 +609,10 @@ def _hub_leave(hub):
 # leaving the hub) and calls the active hub's 'child' function, which puts
 # back the original streams and removes the hub. They use closure
 # variables only (they run after this file's globals are emptied). Before
-# 3.7 a child keeps them.
+# 3.7, or when the fork ran no handler (uwsgi forks its workers in C and
+# runs them only with py-call-osafterfork), the child keeps them until a
+# session starts in it: the hub records its pid, and a session that finds
+# a hub of another process runs its 'child' function first.
 
 FORK_NAME = '_pyglass_atfork'
 
@@ -670,19 +679,23 @@ def _fork_closer(sock):
     return close
 
 
-def _make_in_child(d, hub_name):
+def _make_in_child(d, hub_name, fork_name):
     """The hub's clean-up in a forked child, where no session's thread
     exists (the hub's lock may be held by a thread that is not there: it
-    is not taken)."""
+    is not taken). Run by the fork handler, or by the next session in
+    that child if no handler ran."""
     def in_child(hub):
         if d.get(hub_name) is hub:
             del d[hub_name]
         hub['dead'] = True
         sessions = hub['sessions']
+        socks = getattr(d.get(fork_name), 'socks', None)
         for sess in list(sessions.values()):
             sess['broken'] = True
             try:
                 sess['sock'].close()
+                if type(socks) is list and sess['sock'] in socks:
+                    socks.remove(sess['sock'])
             except BaseException:
                 pass
         sessions.clear()
