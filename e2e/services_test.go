@@ -114,7 +114,7 @@ print('%d %d %d %d' % (len(threading._active), len(threading._limbo), len(getatt
 `
 
 // TestMonkeyPatchedServers: on gevent and eventlet servers (monkey-patched
-// _thread, time, socket...), 100 execs and the leak reports leave the
+// _thread, time, socket...), 100 execs, the leak reports and a shell leave the
 // target's file descriptors, thread states and threading bookkeeping as
 // they were, and the server still answers: the agent and the leak scripts
 // use the interpreter's own primitives, so no hub is created.
@@ -152,13 +152,16 @@ func TestMonkeyPatchedServers(t *testing.T) {
 			for _, args := range [][]string{{"objects"}, {"objects", "--all"}, {"garbage"}, {"gc"}, {"trace", "status"}} {
 				want(t, run(t, nil, append(append([]string{}, args...), pid)...), 0)
 			}
+			if r := run(t, []byte("import time\ntime.time() > 0\n"), "shell", pid); r.Code != 0 || r.Stdout != "True\n" {
+				t.Fatalf("shell: %s", r)
+			}
 			took := time.Since(t0)
 
 			fds1, threads1 := settled(fds), settled(threads)
 			r = run(t, nil, "exec", pid, "-c", threadingState)
 			want(t, r, 0)
 			if fds1 != fds0 || threads1 != threads0 || r.Stdout != threading0 {
-				t.Fatalf("after %d execs and 5 leak reports: %d fds (was %d), %d thread states (was %d), threading _active/_limbo/_dangling/active_count %q (was %q)",
+				t.Fatalf("after %d execs, 5 leak reports and a shell: %d fds (was %d), %d thread states (was %d), threading _active/_limbo/_dangling/active_count %q (was %q)",
 					n, fds1, fds0, threads1, threads0, strings.TrimSpace(r.Stdout), strings.TrimSpace(threading0))
 			}
 			if code, body := httpGet(t, port); code != 200 || body != "ok\n" {

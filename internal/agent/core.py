@@ -906,10 +906,13 @@ NS_NODES = 20000
 
 
 def _namespace(params):
-    """The globals for the user's code: __main__'s (namespace=main) or a
-    fresh dict whose __name__ is __pyglass__."""
+    """The globals for the user's code: __main__'s (namespace=main; a
+    process without a __main__ module gets a fresh one) or a fresh dict
+    whose __name__ is __pyglass__."""
     if params.get('namespace', b'fresh') == b'main':
-        return sys.modules['__main__'].__dict__
+        ns = getattr(sys.modules.get('__main__'), '__dict__', None)
+        if type(ns) is dict:
+            return ns
     return {'__name__': '__pyglass__', '__builtins__': _builtins}
 
 
@@ -924,7 +927,7 @@ def _let_go(box):
     started, a class it defined) keeps it intact: emptying it would break
     that code (NameError on its globals)."""
     ns = box.pop()
-    if ns.get('__name__') != '__pyglass__' or ns is sys.modules['__main__'].__dict__:
+    if ns.get('__name__') != '__pyglass__' or ns is getattr(sys.modules.get('__main__'), '__dict__', None):
         return
     nodes = [ns]
     ns = None

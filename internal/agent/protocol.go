@@ -64,7 +64,9 @@
 // it (so hooks and threads the code left keep working). A child forked
 // during a session (3.7+) closes its copy of the agent's socket and gets
 // the original streams back, through one os.register_at_fork handler per
-// process (sys._pyglass_atfork). The agent's locks, get_ident and sleep
+// process (sys._pyglass_atfork); after a fork that ran no handler (2.7,
+// 3.6, uwsgi's C fork) the next session in the child cleans up first. The
+// agent's locks, get_ident and sleep
 // are the interpreter's own even under gevent or eventlet. Before sending the exit status, the last
 // session waits (usually 4 ms) until no thread of the target is inside or
 // between the writes of a print to the routers it uninstalled: print holds
