@@ -112,7 +112,8 @@ func TestExecLeftoversKeepWorking(t *testing.T) {
 
 // forkTarget forks a child when an exec sets fork_now; the child reports
 // whether it kept anything of the pyglass session that was active at the
-// fork: the hub, the routers on sys.stdout, the session's socket.
+// fork: the hub, the routers on sys.stdout, the session's socket. Before
+// 3.7 the child then lives on.
 const forkTarget = `import os, sys, time, warnings
 warnings.simplefilter('ignore')
 orig = sys.stdout
@@ -126,6 +127,7 @@ def sockets():
             pass
     return n
 base = sockets()
+STAY = sys.version_info < (3, 7)  # the child lives on: no fork handlers
 fork_now = False
 fork_done = False
 sys.stdout.write('READY\n')
@@ -135,11 +137,15 @@ while True:
         fork_now = False
         pid = os.fork()
         if pid == 0:
-            orig.write('CHILD hub=%s routed=%s sockets=%d base=%d\n' % (
-                hasattr(sys, '_pyglass_hub'), sys.stdout is not orig, sockets(), base))
+            orig.write('CHILD hub=%s routed=%s sockets=%d base=%d pid=%d\n' % (
+                hasattr(sys, '_pyglass_hub'), sys.stdout is not orig, sockets(), base, os.getpid()))
             orig.flush()
+            if STAY:
+                while True:
+                    time.sleep(0.05)
             os._exit(0)
-        os.waitpid(pid, 0)
+        if not STAY:
+            os.waitpid(pid, 0)
         fork_done = True
     time.sleep(0.005)
 `
@@ -157,15 +163,34 @@ print('forked' if __main__.fork_done else 'no fork')
 `
 
 // TestForkDuringExec: a child forked while an exec runs keeps neither the
-// agent's socket nor the stream routers (3.7+: os.register_at_fork; before
-// that the child keeps them, as documented).
+// agent's socket nor the stream routers (3.7+: os.register_at_fork); before
+// 3.7 it keeps them until the first pyglass session in it, which cleans
+// them up.
 func TestForkDuringExec(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		if !in.AtLeast(3, 7) {
-			testenv.Skipf(t, "Python %s has no os.register_at_fork: a child forked during an exec keeps the session (documented)", in.Version())
-		}
 		tg := testenv.Start(t, in, forkTarget)
 		pid := strconv.Itoa(tg.PID)
+		if !in.AtLeast(3, 7) {
+			r := run(t, nil, "exec", pid, "-c", forkDuringExec)
+			want(t, r, 0)
+			line := tg.WaitLine("CHILD ", 10*time.Second)
+			f := fields(t, line)
+			if !strings.Contains(line, "hub=True routed=True") || f["sockets"] != f["base"]+1 {
+				t.Fatalf("without fork handlers the child should keep the session until pyglass runs in it: %q", line)
+			}
+			child := int(f["pid"])
+			r = run(t, nil, "exec", strconv.Itoa(child), "-c", "import sys; print(len(sys._pyglass_hub['sessions']))")
+			want(t, r, 0)
+			if r.Stdout != "1\n" {
+				t.Fatalf("the child's session shares a hub with the parent's: %s", r)
+			}
+			if n := settled(func() int { _, s := fdCount(t, child); return s }); int64(n) != f["base"] {
+				t.Fatalf("after an exec in it, the child has %d sockets, %d before the fork", n, f["base"])
+			}
+			healthy(t, tg)
+			noTraces(t, tg)
+			return
+		}
 		for i := 0; i < 2; i++ { // the second fork: the handler is registered once
 			r := run(t, nil, "exec", pid, "-c", forkDuringExec)
 			want(t, r, 0)
