@@ -8,11 +8,15 @@ import (
 	"os"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/agent"
 	"github.com/pyglass/pyglass/internal/procfs"
 )
 
 // Exec runs code inside the process, on a new thread pyglass starts there,
-// in a fresh namespace whose __name__ is "__pyglass__". What the code
+// in a fresh namespace whose __name__ is "__pyglass__" (or __main__'s
+// globals with opt.MainNamespace). What the code left behind that refers
+// to the namespace (a function installed as a hook, a thread it started)
+// keeps working after Exec returns. What the code
 // writes to sys.stdout and sys.stderr is copied to opt.Stdout and
 // opt.Stderr in order; what the target's own threads print is left alone.
 //
@@ -46,7 +50,11 @@ func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (_ Exe
 	s.uc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { s.uc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	status, err := s.conn.Exec(code, opt.Filename, opt.Stdout, opt.Stderr)
+	ns := agent.NamespaceFresh
+	if opt.MainNamespace {
+		ns = agent.NamespaceMain
+	}
+	status, err := s.conn.ExecIn(ns, code, opt.Filename, opt.Stdout, opt.Stderr)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:

@@ -60,6 +60,10 @@ type Info struct {
 type ExecOptions struct {
 	// Filename is shown in tracebacks: "<string>" by default.
 	Filename string
+	// MainNamespace runs the code in __main__'s globals instead of a
+	// fresh namespace (__name__ "__pyglass__"). A fresh namespace stays
+	// valid as long as anything the code left behind refers to it.
+	MainNamespace bool
 	// Stdout and Stderr receive what the code writes to sys.stdout and
 	// sys.stderr (nil discards).
 	Stdout, Stderr io.Writer

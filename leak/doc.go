@@ -19,8 +19,13 @@
 //   - they do not import json or tracemalloc (Python modules that may pull
 //     in others): JSON is written by a small encoder in the script, and
 //     tracemalloc is driven through its C module _tracemalloc. The only
-//     imports are the C modules gc, time and _tracemalloc, and any of them
-//     that was not in sys.modules before the run is removed from it after;
+//     imports are the C modules gc, time, itertools, _collections and
+//     _tracemalloc, which stay imported: removed from sys.modules again,
+//     each module, its spec and its functions were cyclic garbage that the
+//     next garbage --saveall reported as the target's;
+//   - sleep and get_ident are the interpreter's own C functions even after
+//     gevent or eventlet monkey-patched them (taken from what the patcher
+//     saved), so no hub and no file descriptor is created in the target;
 //   - every name the script defines starts with _pg_ and is deleted from the
 //     namespace at the end, so no function/globals cycle survives, and no
 //     reference to an inspected object is kept (locals are dropped, caught

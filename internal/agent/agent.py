@@ -24,7 +24,7 @@
 # - Leave nothing behind: when the session ends, every name of these
 #   globals but __builtins__ is deleted, and no object the agent made may
 #   outlive that, not even as cyclic garbage (core.py says how).
-# - Modules this agent imports (_socket, codecs, traceback, linecache,
+# - Modules this agent imports (_socket, codecs, gc, traceback, linecache,
 #   __future__, fcntl on 2.7) stay in sys.modules: removing them is unsafe because the
 #   user's code, objects it created, or other threads of the target may hold
 #   or import them concurrently, and 2.7 extension modules cannot be
@@ -42,6 +42,37 @@ if sys.version_info[0] >= 3:
 else:
     import thread as _threadmod
 
+
+def _original(modname, name):
+    """The interpreter's own modname.name (a C function), even after
+    gevent's or eventlet's monkey-patching replaced it: their locks, sleep
+    and get_ident create a hub (an event loop with its file descriptors)
+    on the thread that first uses them, which is never destroyed. Read
+    from the C module if it is still the original (a builtin function of
+    that module; its __self__ is None on 2.7), else from what the
+    patcher saved (gevent.monkey.saved, eventlet's
+    sys.modules['__original_module_<name>']), looked up as data: no code
+    of the patcher runs. The patched object if none is found."""
+    mods = sys.modules
+    mod = mods.get(modname)
+    if mod is None:
+        mod = __import__(modname)
+    f = getattr(mod, name, None)
+    if type(f) is type(len) and getattr(f, '__self__', None) in (mod, None):
+        return f
+    found = []
+    saved = getattr(mods.get('gevent.monkey'), 'saved', None)
+    if type(saved) is dict and type(saved.get(modname)) is dict:
+        found.append(saved[modname].get(name))
+    found.append(getattr(mods.get('__original_module_' + modname), name, None))
+    for g in found:
+        if type(g) is type(len):
+            return g
+    return f
+
+
+_allocate_lock = _original(_threadmod.__name__, 'allocate_lock')
+
 CHUNK_MARK = b'\n# ---- chunk ----\n'
 MAX_CHUNKS = 64
 PAUSE = 0.0002  # seconds without the GIL between two chunks
@@ -51,16 +82,15 @@ def _pauser():
     """Returns a function that blocks PAUSE seconds with the GIL released,
     or does nothing if that needs an import (2.7 without time loaded)."""
     if sys.version_info[0] >= 3:
-        lock = _threadmod.allocate_lock()
+        lock = _allocate_lock()
         lock.acquire()
 
         def pause():
             lock.acquire(True, PAUSE)
         return pause
-    t = sys.modules.get('time')
-    sleep = getattr(t, 'sleep', None)
-    if sleep is None:
+    if 'time' not in sys.modules:
         return lambda: None
+    sleep = _original('time', 'sleep')
     return lambda: sleep(PAUSE)
 
 

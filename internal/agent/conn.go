@@ -173,19 +173,29 @@ func (c *Conn) sendRequest(params [][2][]byte) error {
 }
 
 // Exec runs code in the target, in a fresh namespace whose __name__ is
-// "__pyglass__". filename is "<string>" for code given on the command line
+// "__pyglass__" (ExecIn with NamespaceFresh). filename is "<string>" for code given on the command line
 // or the script's path. What the code writes to sys.stdout and sys.stderr
 // is copied to stdout and stderr as it arrives (nil discards). Returns the
 // exit status (see the package doc); err is non-nil only when the
 // conversation failed (ErrGone if the agent vanished before reporting a
 // status).
 func (c *Conn) Exec(code []byte, filename string, stdout, stderr io.Writer) (status int, err error) {
+	return c.ExecIn(NamespaceFresh, code, filename, stdout, stderr)
+}
+
+// ExecIn is Exec in the namespace named by namespace: NamespaceFresh, or
+// NamespaceMain for __main__.__dict__. A fresh namespace stays intact as
+// long as something the code left behind refers to it (a function
+// installed as a hook, a thread); the agent empties it only when nothing
+// does.
+func (c *Conn) ExecIn(namespace string, code []byte, filename string, stdout, stderr io.Writer) (status int, err error) {
 	if len(code) > MaxFrame-len(ParamCode)-1 {
 		return 0, fmt.Errorf("sending %d bytes of code: %w", len(code), ErrProtocol)
 	}
 	err = c.sendRequest([][2][]byte{
 		{[]byte(ParamOp), []byte(OpExec)},
 		{[]byte(ParamFilename), []byte(filename)},
+		{[]byte(ParamNamespace), []byte(namespace)},
 		{[]byte(ParamCode), code},
 	})
 	if err != nil {

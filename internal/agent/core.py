@@ -39,7 +39,7 @@ else:
     _int_types = (int, long)  # noqa: F821 (2.7 only)
 import _socket
 
-_get_ident = _threadmod.get_ident
+_get_ident = _original(_threadmod.__name__, 'get_ident')  # noqa: F821 (agent.py)
 
 PROTOCOL = 1
 HUB_NAME = '_pyglass_hub'
@@ -519,8 +519,9 @@ def _make_displayhook(sessions, orig):
 # must stay stable; HUB_VERSION changes when it does not.
 
 def _new_hub():
-    return {'pg': HUB_VERSION, 'lock': _threadmod.allocate_lock(),
-            'dead': False, 'sessions': {}, 'busy': [], 'seq': [0]}
+    return {'pg': HUB_VERSION, 'lock': _allocate_lock(),  # noqa: F821 (agent.py)
+            'dead': False, 'sessions': {}, 'busy': [], 'seq': [0],
+            'pid': os.getpid(), 'child': _make_in_child(sys.__dict__, HUB_NAME, FORK_NAME)}
 
 
 def _hub_install(hub):
@@ -554,10 +555,16 @@ def _hub_uninstall(hub):
 def _hub_join(sess):
     """Registers sess for the current thread; returns the hub or None."""
     ident = _get_ident()
+    pid = os.getpid()
     for _ in range(1000):
         hub = sys.__dict__.setdefault(HUB_NAME, _new_hub())  # atomic under the GIL
         if type(hub) is not dict or hub.get('pg') != HUB_VERSION:
             return None
+        if hub.get('pid', pid) != pid:
+            # Inherited through a fork that ran no fork handler (before
+            # 3.7, or a C fork such as uwsgi's): clean up now.
+            hub['child'](hub)
+            continue
         hub['lock'].acquire()
         try:
             if hub['dead']:
@@ -587,6 +594,119 @@ def _hub_leave(hub):
         return True
     finally:
         hub['lock'].release()
+
+
+# ---- chunk ----
+# --- a fork while a session is active ---
+#
+# A child forked meanwhile (gunicorn's master spawning a worker) would keep
+# the sessions' sockets and the routers for its whole life. The first
+# session of a process registers, with os.register_at_fork (3.7+), one
+# handler for good (a registration cannot be undone), kept in
+# sys._pyglass_atfork so that no later session registers another: in the
+# child it closes the sockets in its list 'socks' (every session's, from
+# its connection until it is closed, so also while the session ends after
+# leaving the hub) and calls the active hub's 'child' function, which puts
+# back the original streams and removes the hub. They use closure
+# variables only (they run after this file's globals are emptied). Before
+# 3.7, or when the fork ran no handler (uwsgi forks its workers in C and
+# runs them only with py-call-osafterfork), the child keeps them until a
+# session starts in it: the hub records its pid, and a session that finds
+# a hub of another process runs its 'child' function first.
+
+FORK_NAME = '_pyglass_atfork'
+
+
+def _register_at_fork():
+    register = getattr(os, 'register_at_fork', None)
+    d = sys.__dict__
+    if register is None or FORK_NAME in d:
+        return
+    handler = _make_fork_handler(d, HUB_NAME)
+    if d.setdefault(FORK_NAME, handler) is not handler:
+        return  # another session registered one meanwhile
+    try:
+        register(after_in_child=handler)
+    except BaseException:
+        d.pop(FORK_NAME, None)
+
+
+def _make_fork_handler(d, hub_name):
+    socks = []
+
+    def after_in_child():
+        for s in list(socks):
+            try:
+                s.close()
+            except BaseException:
+                pass
+        del socks[:]
+        hub = d.get(hub_name)
+        f = hub.get('child') if type(hub) is dict else None
+        if f is not None:
+            f(hub)
+    after_in_child.socks = socks
+    return after_in_child
+
+
+def _fork_track(sock):
+    """Puts sock in the fork handler's list (registering the handler)."""
+    try:
+        _register_at_fork()
+        socks = getattr(sys.__dict__.get(FORK_NAME), 'socks', None)
+        if type(socks) is list:
+            socks.append(sock)
+    except BaseException:
+        pass
+
+
+def _fork_closer(sock):
+    """A function (closure variables only) that closes sock and then takes
+    it out of the fork handler's list: a child forked in between closes
+    it again, which does nothing."""
+    socks = getattr(sys.__dict__.get(FORK_NAME), 'socks', None)
+
+    def close():
+        try:
+            sock.close()
+        except BaseException:
+            pass
+        if type(socks) is list:
+            try:
+                socks.remove(sock)
+            except BaseException:
+                pass
+    return close
+
+
+def _make_in_child(d, hub_name, fork_name):
+    """The hub's clean-up in a forked child, where no session's thread
+    exists (the hub's lock may be held by a thread that is not there: it
+    is not taken). Run by the fork handler, or by the next session in
+    that child if no handler ran."""
+    def in_child(hub):
+        if d.get(hub_name) is hub:
+            del d[hub_name]
+        hub['dead'] = True
+        sessions = hub['sessions']
+        socks = getattr(d.get(fork_name), 'socks', None)
+        for sess in list(sessions.values()):
+            sess['broken'] = True
+            try:
+                sess['sock'].close()
+                if type(socks) is list and sess['sock'] in socks:
+                    socks.remove(sess['sock'])
+            except BaseException:
+                pass
+        sessions.clear()
+        orig = hub.get('orig')
+        if orig is None:
+            return
+        for i, name in enumerate(('stdout', 'stderr', 'stdin', 'displayhook')):
+            router = hub.get(('out', 'err', 'inp', 'dh')[i])
+            if router is not None and d.get(name) is router:
+                d[name] = orig[i]
+    return in_child
 
 
 # ---- chunk ----
@@ -641,15 +761,15 @@ def _linger(hub, limit):
     pauses in a row saw no router call in progress or ended and no thread
     in a router's code."""
     if PY3:
-        lock = _threadmod.allocate_lock()
+        lock = _allocate_lock()  # noqa: F821 (agent.py)
         lock.acquire()
 
         def sleep(t):
             lock.acquire(True, t)
     else:
         try:
-            import time
-            sleep = time.sleep
+            import time  # noqa: F401 (for _original)
+            sleep = _original('time', 'sleep')  # noqa: F821 (agent.py)
         except BaseException:
             return True
     busy = hub['busy']
@@ -742,7 +862,7 @@ def _exit_status(sess, e):
 def _op_exec(sess, params):
     src = params.get('code', b'')
     filename = _native_str(params.get('filename', b'<string>'))
-    ns = {'__name__': '__pyglass__', '__builtins__': _builtins}
+    ns = _namespace(params)
     co = None
     try:
         co = _compile_exec(src, filename)
@@ -773,8 +893,110 @@ def _op_exec(sess, params):
                     linecache.cache[filename] = saved
             except BaseException:
                 pass
-        ns.clear()
+        box = [ns]
+        ns = co = None
+        _let_go(box)
     return status
+
+
+# ---- chunk ----
+# --- the namespace the user's code runs in ---
+
+NS_NODES = 20000
+
+
+def _namespace(params):
+    """The globals for the user's code: __main__'s (namespace=main; a
+    process without a __main__ module gets a fresh one) or a fresh dict
+    whose __name__ is __pyglass__."""
+    if params.get('namespace', b'fresh') == b'main':
+        ns = getattr(sys.modules.get('__main__'), '__dict__', None)
+        if type(ns) is dict:
+            return ns
+    return {'__name__': '__pyglass__', '__builtins__': _builtins}
+
+
+def _let_go(box):
+    """Drops pyglass's reference to the namespace box[0] when the user's
+    code is done with it (box is emptied). __main__'s is left alone. A
+    fresh one is emptied only if nothing outside it refers to it or to
+    what it holds: then it and its contents are unreachable anyway (often
+    cyclic: a function defined there has it as its globals), and emptying
+    it frees them now instead of leaving them to the target's collector.
+    Anything else (a function the code installed as a hook, a thread it
+    started, a class it defined) keeps it intact: emptying it would break
+    that code (NameError on its globals)."""
+    ns = box.pop()
+    if ns.get('__name__') != '__pyglass__' or ns is getattr(sys.modules.get('__main__'), '__dict__', None):
+        return
+    nodes = [ns]
+    ns = None
+    try:
+        if _unreachable(nodes):
+            nodes[0].clear()
+    except BaseException:
+        pass
+    del nodes[:]
+
+
+def _unreachable(nodes):
+    """Whether nodes[0] (held only by nodes) is unreachable from outside
+    the objects it reaches. nodes grows to those objects (gc.get_referents,
+    not entering modules, module dicts and classes, at most NS_NODES); an
+    object is referenced from outside when its reference count exceeds
+    the references from nodes and from the others; from such objects what
+    they reach is alive. Whatever is not entered counts as outside, so
+    every doubt keeps the namespace. The reference counts are read in one
+    C call and the graph is read again after them: if it changed
+    meanwhile (another thread), the answer is no."""
+    import gc
+    getref = gc.get_referents
+    skip = set([id(_builtins), id(_builtins.__dict__)])
+    for m in list(sys.modules.values()):
+        skip.add(id(m))
+        skip.add(id(getattr(m, '__dict__', None)))
+    m = None
+    tracked = gc.is_tracked
+    index = {id(nodes[0]): 0}
+    edges = []
+    seen = []
+    j = 0
+    while j < len(nodes):
+        kids = []
+        for c in getref(nodes[j]):
+            seen.append(id(c))
+            k = index.get(id(c))
+            if k is None:
+                # untracked objects hold no container, so cannot lead back
+                if id(c) in skip or not tracked(c) or isinstance(c, (type, type(sys))):
+                    continue
+                if len(nodes) >= NS_NODES:
+                    return False
+                k = index[id(c)] = len(nodes)
+                nodes.append(c)
+            kids.append(k)
+        c = None
+        edges.append(kids)
+        j += 1
+    getrc = sys.getrefcount
+    # what reading a count through map adds: nodes' own reference, map's
+    base = list(map(getrc, [[]]))[0]
+    before = list(map(id, getref(*nodes)))
+    counts = list(map(getrc, nodes))
+    if before != seen or list(map(id, getref(*nodes))) != seen:
+        return False
+    inner = [0] * len(nodes)
+    for kids in edges:
+        for k in kids:
+            inner[k] += 1
+    alive = [counts[k] - base - inner[k] > 0 for k in range(len(nodes))]
+    stack = [k for k in range(len(nodes)) if alive[k]]
+    while stack:
+        for k in edges[stack.pop()]:
+            if not alive[k]:
+                alive[k] = True
+                stack.append(k)
+    return not alive[0]
 
 
 # ---- chunk ----
@@ -792,7 +1014,9 @@ def _op_shell_loaded(sess, params):
 def _hello():
     tid = 0
     try:
-        f = getattr(_threadmod, 'get_native_id', None)
+        f = None
+        if hasattr(_threadmod, 'get_native_id'):
+            f = _original(_threadmod.__name__, 'get_native_id')  # noqa: F821 (agent.py)
         if f is not None:
             tid = f()
         else:
@@ -843,6 +1067,7 @@ def _connect(path):
     except BaseException:
         sock.close()
         raise
+    _fork_track(sock)
     return sock
 
 
@@ -919,8 +1144,6 @@ def _main(d):
     exc_clear = getattr(sys, 'exc_clear', None)
     if exc_clear is not None:
         exc_clear()
+    close = _fork_closer(sock)
     _forget(globals())  # noqa: F821 (agent.py)
-    try:
-        sock.close()
-    except BaseException:
-        pass
+    close()

@@ -48,7 +48,7 @@
 // forwards). In a shell on __main__, "_" is bound only if it was free or
 // is the session's own last result, and removed at the end. Threads that
 // the user's code starts print to the target's own streams. Modules the
-// agent imports (_socket, codecs, time, traceback, linecache, __future__,
+// agent imports (_socket, codecs, gc, time, traceback, linecache, __future__,
 // fcntl on 2.7) stay in sys.modules: removing them is unsafe while other
 // code may hold or import them. Code running in the target cannot be
 // interrupted.
@@ -59,7 +59,15 @@
 // the routers are codecs.StreamWriter/StreamReader instances holding
 // closures, which keep working (passing through to the original streams)
 // in any thread after the session ended, and the agent's globals are
-// emptied when it returns. Before sending the exit status, the last
+// emptied when it returns. The namespace the user's code ran in is the
+// user's: a fresh one is emptied only when nothing outside it refers to
+// it (so hooks and threads the code left keep working). A child forked
+// during a session (3.7+) closes its copy of the agent's socket and gets
+// the original streams back, through one os.register_at_fork handler per
+// process (sys._pyglass_atfork); after a fork that ran no handler (2.7,
+// 3.6, uwsgi's C fork) the next session in the child cleans up first. The
+// agent's locks, get_ident and sleep
+// are the interpreter's own even under gevent or eventlet. Before sending the exit status, the last
 // session waits (usually 4 ms) until no thread of the target is inside or
 // between the writes of a print to the routers it uninstalled: print holds
 // a borrowed reference to sys.stdout across its writes, and freeing the
@@ -122,7 +130,7 @@ const (
 	ParamOp        = "op"        // OpExec or OpShell
 	ParamCode      = "code"      // exec: the program's source bytes
 	ParamFilename  = "filename"  // exec: "<string>" for -c, else the script path
-	ParamNamespace = "namespace" // shell: NamespaceFresh (default) or NamespaceMain
+	ParamNamespace = "namespace" // exec, shell: NamespaceFresh (default) or NamespaceMain
 	OpExec         = "exec"
 	OpShell        = "shell"
 	NamespaceFresh = "fresh"

@@ -91,10 +91,7 @@ def _compile_old(st, source, filename):
 
 
 def _op_shell(sess, params):
-    if params.get('namespace', b'fresh') == b'main':
-        ns = sys.modules['__main__'].__dict__
-    else:
-        ns = {'__name__': '__pyglass__', '__builtins__': _builtins}
+    ns = _namespace(params)
     sess['ns'] = ns
     comp = _new_compiler()
     buf = []
@@ -137,5 +134,6 @@ def _op_shell(sess, params):
         except BaseException:
             pass
         sess['ns'] = None
-        if ns.get('__name__') == '__pyglass__':
-            ns.clear()
+        box = [ns]
+        ns = None
+        _let_go(box)

@@ -82,7 +82,7 @@ func init() {
 		{"stacks", "PID [--json] [--locals] [--nonblocking]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
 		{"record", "PID [PID...] | -- COMMAND [ARGS]  [-o FILE] [--format F] [--rate HZ] [--duration D] [--idle] [--gil] [--threads] [--blocking]", "sample the stacks into a profile: where the time goes (never stops the target)", runRecord},
 		{"top", "PID [--rate HZ] [--idle] [--gil] [--interval D] [--duration D]", "a live, top-like view of the functions using the time (never stops the target)", runTop},
-		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s]", "run Python code inside the process; its output comes back here", runExec},
+		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s] [--namespace fresh|main]", "run Python code inside the process; its output comes back here", runExec},
 		{"shell", "PID [--namespace fresh|main]", "an interactive Python prompt inside the process", runShell},
 		{"garbage", "PID [--json] [--collect] [--saveall] [--limit N]", "unreclaimable objects (gc.garbage): counts, sizes, cycles, creation lines", runGarbage},
 		{"objects", "PID [--json] [--top N] [--diff DURATION] [--all]", "live objects by type, or their growth over DURATION", runObjects},

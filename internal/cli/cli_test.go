@@ -31,6 +31,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"exec", "1", "-c", "pass", "x.py"}, ExitUsage, "not both"},
 		{[]string{"exec", "1", "/nonexistent/x.py"}, ExitUsage, "no such file"},
 		{[]string{"exec", "1", "-c", "pass", "--timeout", "-1s"}, ExitUsage, "positive"},
+		{[]string{"exec", "1", "-c", "pass", "--namespace", "global"}, ExitUsage, "fresh or main"},
 		{[]string{"stacks"}, ExitUsage, "missing PID"},
 		{[]string{"stacks", "1", "2"}, ExitUsage, "one PID"},
 		{[]string{"stacks", "--bogus", "1"}, ExitUsage, "bogus"},

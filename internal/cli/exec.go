@@ -17,7 +17,10 @@ const maxCode = 64 << 20
 
 const execHelp = `The code runs inside the target on a new thread pyglass starts there, in a
 fresh namespace (__name__ == "__pyglass__") where the target's modules can be
-imported. What it writes to sys.stdout and sys.stderr comes back here, in
+imported, or in __main__'s globals with --namespace main. What the code leaves
+behind keeps working: a function it installs as a hook or a thread it starts
+still sees the names it defined and imported (the fresh namespace is emptied
+only when nothing refers to it any more). What it writes to sys.stdout and sys.stderr comes back here, in
 order; what the target's own threads print stays on the target's streams.
 If the code raises, its traceback is printed here on stderr and pyglass
 exits 1. The target is never left stopped or traced.
@@ -31,9 +34,14 @@ func runExec(ctx context.Context, args []string, io IO) ExitCode {
 	fs := newFlags("exec", execHelp, io)
 	code := fs.String("c", "", "the code to run")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (exit 5) if the code cannot start or does not finish")
+	ns := fs.String("namespace", "fresh", "fresh: a new namespace where __main__'s modules are importable; main: __main__'s globals")
 	pos, ec, ok := parse(fs, args, io)
 	if !ok {
 		return ec
+	}
+	if *ns != "fresh" && *ns != "main" {
+		fmt.Fprintf(io.Err, "pyglass exec: --namespace is fresh or main, not %q\n", *ns)
+		return ExitUsage
 	}
 	codeSet := false
 	fs.Visit(func(f *flag.Flag) {
@@ -91,11 +99,12 @@ func runExec(ctx context.Context, args []string, io IO) ExitCode {
 		return ec
 	}
 	res, err := p.Exec(ctx, src, pyglass.ExecOptions{
-		Filename: filename,
-		Stdout:   io.Out,
-		Stderr:   io.Err,
-		Timeout:  *timeout,
-		Progress: progressTo(io),
+		Filename:      filename,
+		MainNamespace: *ns == "main",
+		Stdout:        io.Out,
+		Stderr:        io.Err,
+		Timeout:       *timeout,
+		Progress:      progressTo(io),
 	})
 	if err != nil {
 		return fail(io, err)

@@ -9,14 +9,19 @@
 #  * every global name starts with _pg_; footer.py deletes them all, so no
 #    function/globals reference cycle survives the run;
 #  * modules are imported through _pg_import only, and only C modules
-#    without Python dependencies (gc, time, _tracemalloc); those that were
-#    not in sys.modules before are removed from it at the end;
+#    without Python dependencies (gc, time, itertools, _collections,
+#    _tracemalloc). They stay imported: a module taken out of sys.modules
+#    again is cyclic garbage (the module, its functions, its spec and, for
+#    multi-phase modules, its types), which the next garbage report would
+#    show as the target's; imported once, they cost nothing more;
+#  * the thread primitives (sleep, get_ident) are the interpreter's own,
+#    even after gevent's or eventlet's monkey-patching (_pg_original):
+#    theirs would create a hub, with its file descriptors, on this thread;
 #  * no user-defined Python code is called on purpose: reprs, names and
 #    attribute lookups go through C descriptors of the builtin types;
 #  * every loop over target data is bounded.
 import sys as _pg_sys
 
-_pg_fresh = []
 _pg_PY2 = _pg_sys.version_info[0] == 2
 _pg_VERSION = '%d.%d.%d' % tuple(_pg_sys.version_info[:3])
 
@@ -49,12 +54,8 @@ _pg_CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
 def _pg_import(name):
-    """Imports a C module; remembers it if this run brought it in."""
-    had = name in _pg_sys.modules
-    mod = __import__(name)
-    if not had and name not in _pg_fresh:
-        _pg_fresh.append(name)
-    return mod
+    """Imports a C module (it stays imported, see the top)."""
+    return __import__(name)
 
 
 def _pg_try_import(name):
@@ -64,13 +65,39 @@ def _pg_try_import(name):
         return None
 
 
+def _pg_original(modname, name):
+    """The interpreter's own modname.name (a C function), even after
+    gevent's or eventlet's monkey-patching replaced it: from the C module
+    if it is still the original, else from what the patcher saved
+    (gevent.monkey.saved, eventlet's sys.modules['__original_module_<name>']),
+    read as data: no code of the patcher runs. The agent does the same."""
+    mods = _pg_sys.modules
+    mod = _pg_import(modname)
+    f = getattr(mod, name, None)
+    if type(f) is type(len) and getattr(f, '__self__', None) in (mod, None):
+        return f
+    found = []
+    saved = getattr(mods.get('gevent.monkey'), 'saved', None)
+    if type(saved) is dict and type(saved.get(modname)) is dict:
+        found.append(saved[modname].get(name))
+    found.append(getattr(mods.get('__original_module_' + modname), name, None))
+    for g in found:
+        if type(g) is type(len):
+            return g
+    return f
+
+
 _pg_time = _pg_try_import('time')
+_pg_sleep = None
+if _pg_time is not None:
+    _pg_sleep = _pg_original('time', 'sleep')
+_pg_get_ident = _pg_original(_pg_PY2 and 'thread' or '_thread', 'get_ident')
 
 
 def _pg_yield():
     """Lets other threads of the target take the GIL."""
-    if _pg_time is not None:
-        _pg_time.sleep(0)
+    if _pg_sleep is not None:
+        _pg_sleep(0)
 
 
 def _pg_now():

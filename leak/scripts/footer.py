@@ -11,9 +11,6 @@ _pg_out = None
 
 
 def _pg_finish(g):
-    mods = g['_pg_sys'].modules
-    for name in g['_pg_fresh']:
-        mods.pop(name, None)
     for k in [k for k in g if k.startswith('_pg_')]:
         del g[k]
 

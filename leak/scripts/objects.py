@@ -204,7 +204,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
     getref = gc.get_referents
     tracked = gc.is_tracked
     islice = _pg_import('itertools').islice
-    sleep = _pg_time.sleep
+    sleep = _pg_sleep
     now = _pg_time.time
     BIG = _pg_BIG
     containers = _pg_containers()
@@ -358,14 +358,6 @@ def _pg_gc_census(gc, add, stats):
             objs = None
 
 
-def _pg_own_thread():
-    for name in ('_thread', 'thread'):
-        m = _pg_sys.modules.get(name)
-        if m is not None:
-            return m.get_ident()
-    return None
-
-
 def _pg_main():
     gc = _pg_import('gc')
     top = _pg_opts['top']
@@ -379,7 +371,7 @@ def _pg_main():
         _pg_gc_census(gc, add, stats)
     else:
         method = 'walk'
-        _pg_walk(gc, add, counts, sizes, _pg_own_thread(), stats)
+        _pg_walk(gc, add, counts, sizes, _pg_get_ident(), stats)
     add = None
     merged = {}
     for t in counts:
