@@ -294,6 +294,24 @@ func (d *Dir) RemoveAll(name string) error {
 	return err
 }
 
+// RemoveContents removes everything in d (as RemoveAll does), leaving d
+// itself, empty.
+func (d *Dir) RemoveContents() error {
+	budget := removeMaxEntries
+	return d.clear(0, &budget)
+}
+
+// Rmdir removes the empty directory name.
+func (d *Dir) Rmdir(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(d.Fd(), name, unix.AT_REMOVEDIR); err != nil {
+		return d.pathErr("rmdir", name, err)
+	}
+	return nil
+}
+
 func (d *Dir) removeAll(name string, depth int, budget *int) error {
 	if err := checkName(name); err != nil {
 		return err
@@ -303,10 +321,10 @@ func (d *Dir) removeAll(name string, depth int, budget *int) error {
 		return d.pathErr("remove", name, errors.New("too many entries"))
 	}
 	err := unix.Unlinkat(d.Fd(), name, 0)
-	if err == nil || err == unix.ENOENT {
-		if err != nil {
-			return d.pathErr("remove", name, os.ErrNotExist)
-		}
+	if err == unix.ENOENT {
+		return d.pathErr("remove", name, os.ErrNotExist)
+	}
+	if err == nil {
 		return nil
 	}
 	if err != unix.EISDIR && err != unix.EPERM {
@@ -319,34 +337,36 @@ func (d *Dir) removeAll(name string, depth int, budget *int) error {
 	if err != nil {
 		return err
 	}
-	names, err := sub.Names(removeMaxEntries)
-	if err == nil {
-		for _, n := range names {
-			if e := sub.removeAll(n, depth+1, budget); e != nil && !errors.Is(e, os.ErrNotExist) {
-				err = e
-				break
-			}
-		}
-	}
+	err = sub.clear(depth+1, budget)
 	sub.Close()
 	if err != nil {
 		return err
 	}
-	if err := unix.Unlinkat(d.Fd(), name, unix.AT_REMOVEDIR); err != nil {
-		return d.pathErr("rmdir", name, err)
+	return d.Rmdir(name)
+}
+
+func (d *Dir) clear(depth int, budget *int) error {
+	names, err := d.Names(removeMaxEntries)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := d.removeAll(n, depth, budget); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
 
-// Same reports whether the entry name in d is, right now, the directory
-// sub (same device and inode; a symlink never is).
-func (d *Dir) Same(name string, sub *Dir) bool {
+// Same reports whether the entry name in d is, right now, the file open
+// as fd (same device and inode; a symlink to it never is).
+func (d *Dir) Same(name string, fd int) bool {
 	a, err := d.Lstat(name)
 	if err != nil {
 		return false
 	}
-	b, err := sub.Stat()
-	return err == nil && a.Dev == b.Dev && a.Ino == b.Ino
+	var b unix.Stat_t
+	return unix.Fstat(fd, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 // SocketPath is a path naming name inside d for bind(2) and connect(2),

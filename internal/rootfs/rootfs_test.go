@@ -180,17 +180,17 @@ func TestSame(t *testing.T) {
 	d, err := base.OpenDir("d")
 	must(t, err)
 	defer d.Close()
-	if !base.Same("d", d) {
+	if !base.Same("d", d.Fd()) {
 		t.Fatal("a directory is not the same as itself")
 	}
 	must(t, os.Rename(filepath.Join(root, "d"), filepath.Join(root, "moved")))
 	must(t, os.Symlink("moved", filepath.Join(root, "d")))
-	if base.Same("d", d) {
+	if base.Same("d", d.Fd()) {
 		t.Fatal("a symlink to the directory counts as the directory")
 	}
 	must(t, os.Remove(filepath.Join(root, "d")))
 	must(t, os.Mkdir(filepath.Join(root, "d"), 0o700))
-	if base.Same("d", d) {
+	if base.Same("d", d.Fd()) {
 		t.Fatal("another directory counts as the directory")
 	}
 }
