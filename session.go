@@ -13,6 +13,7 @@ import (
 	"github.com/pyglass/pyglass/internal/channel"
 	"github.com/pyglass/pyglass/internal/inject"
 	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/rootfs"
 )
 
 // session is one agent running inside the target, connected to pyglass
@@ -93,7 +94,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		if errors.Is(err, channel.ErrLocked) {
 			return nil, errorf(ErrBusy, "wait for the other pyglass to finish, or raise --timeout", "another pyglass kept process %d busy for longer than the timeout", p.pid)
 		}
-		return nil, err
+		return nil, unsafeError(err)
 	}
 	defer lock.Release()
 	if err := p.waitUntraced(deadline); err != nil {
@@ -102,7 +103,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 
 	ch, err := channel.Create(p.pid, st.Uid[1], st.Gid[1])
 	if err != nil {
-		return nil, p.goneOr(err)
+		return nil, unsafeError(p.goneOr(err))
 	}
 	s := &session{ch: ch}
 	ok := false
@@ -255,7 +256,27 @@ func (p *Process) acceptWhileAlive(ctx context.Context, ch *channel.Channel, dea
 		if st, serr := procfs.New(p.pid).Stat(); serr != nil || procfs.IsZombie(st.State) {
 			return nil, errorf(ErrNoProcess, "", "process %d exited before the code could start", p.pid)
 		}
+		// The agent would not find its directory: say so now, not at the
+		// deadline.
+		if err := ch.Check(); err != nil {
+			return nil, unsafeError(err)
+		}
 	}
+}
+
+// unsafeError reports pyglass refusing to work in a target's filesystem
+// that is not what it made or expects (exit 4); other errors are
+// returned as they are.
+func unsafeError(err error) error {
+	switch {
+	case errors.Is(err, rootfs.ErrUnsupported):
+		return &Error{Kind: ErrPermission, Msg: "refusing to touch the target's files", Err: err,
+			Hint: "pyglass exec needs Linux 5.6 or later ('pyglass stacks' works on older kernels)"}
+	case errors.Is(err, channel.ErrUnsafe):
+		return &Error{Kind: ErrPermission, Msg: "refusing to go on", Err: err,
+			Hint: "another user (maybe the target's) made or changed the file named; nothing was run"}
+	}
+	return err
 }
 
 // waitUntraced re-checks the plan under the lock. A tracer that is
