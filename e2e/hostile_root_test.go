@@ -309,3 +309,61 @@ func TestHostileRootRace(t *testing.T) {
 	h.untouched(t, before)
 	healthy(t, tg)
 }
+
+// TestLockDirOfAnotherUser: for a user, the lock directory is
+// $XDG_RUNTIME_DIR/pyglass; one that is a symlink, belongs to another
+// user or is open to others makes exec fail at once with exit 4, and
+// nothing is made through it.
+func TestLockDirOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Skipf(t, "needs root to run pyglass as another user")
+	}
+	in := anyInterp(t, "3.12", "3.11-debian")
+	const nobody = 65534
+	tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.AsUser("nobody"))
+	victim, err := os.MkdirTemp("/var/tmp", "pyglass-victim-")
+	mustDo(t, err)
+	t.Cleanup(func() { os.RemoveAll(victim) })
+	mustDo(t, os.Chown(victim, nobody, nobody))
+	before := snapshot(t, victim)
+	cases := []struct {
+		name string
+		make func(p string)
+	}{
+		{"symlink", func(p string) { mustDo(t, os.Symlink(victim, p)) }},
+		{"root's", func(p string) { mustDo(t, os.Mkdir(p, 0o700)) }},
+		{"open to others", func(p string) {
+			mustDo(t, os.Mkdir(p, 0o700))
+			mustDo(t, os.Chmod(p, 0o777))
+			mustDo(t, os.Chown(p, nobody, nobody))
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			xdg, err := os.MkdirTemp("/var/tmp", "pyglass-xdg-")
+			mustDo(t, err)
+			t.Cleanup(func() { os.RemoveAll(xdg) })
+			mustDo(t, os.Chown(xdg, nobody, nobody))
+			c.make(filepath.Join(xdg, "pyglass"))
+			t.Setenv("XDG_RUNTIME_DIR", xdg)
+			r := runAs(t, nobody, nobody, "exec", strconv.Itoa(tg.PID), "--timeout", "20s", "-c", "print('ran')")
+			want(t, r, 4)
+			oneLineErr(t, r, "lock directory")
+			if after := snapshot(t, victim); after != before {
+				t.Fatalf("the symlink's target changed:\n%s", after)
+			}
+		})
+	}
+	// A proper one is used.
+	xdg, err := os.MkdirTemp("/var/tmp", "pyglass-xdg-")
+	mustDo(t, err)
+	t.Cleanup(func() { os.RemoveAll(xdg) })
+	mustDo(t, os.Chown(xdg, nobody, nobody))
+	t.Setenv("XDG_RUNTIME_DIR", xdg)
+	r := runAs(t, nobody, nobody, "exec", strconv.Itoa(tg.PID), "-c", "print('ran')")
+	want(t, r, 0)
+	if st, err := os.Stat(filepath.Join(xdg, "pyglass")); err != nil || !st.IsDir() {
+		t.Fatalf("the lock directory was not made in $XDG_RUNTIME_DIR: %v", err)
+	}
+	healthy(t, tg)
+}

@@ -80,7 +80,7 @@ func openLockDir(parent, name string) (*rootfs.Dir, error) {
 	}
 	d, err := pd.OpenDir(name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the lock directory %s is not a directory (a symlink?): %v; remove it", ErrUnsafe, p, err)
+		return nil, fmt.Errorf("%w: the lock directory %s cannot be opened as a directory of ours (a symlink, another user's?): %v; remove it", ErrUnsafe, p, err)
 	}
 	if err := private(d, os.Geteuid()); err != nil {
 		d.Close()
