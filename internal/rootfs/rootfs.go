@@ -66,7 +66,11 @@ func (r *Root) Close() error { return r.f.Close() }
 // Name is the root's path, for messages.
 func (r *Root) Name() string { return r.name }
 
-// openat2 tries attempts at most; the kernel returns EAGAIN when a rename
+// openat2 is the system call (a variable so that a test can play a kernel
+// without it).
+var openat2 = unix.Openat2
+
+// openat2Attempts bounds the tries; the kernel returns EAGAIN when a rename
 // or mount raced with a RESOLVE_IN_ROOT lookup.
 const openat2Attempts = 64
 
@@ -83,7 +87,7 @@ func (r *Root) open(path string, flags int, mode uint32) (int, error) {
 	var err error
 	for i := 0; i < openat2Attempts; i++ {
 		var fd int
-		fd, err = unix.Openat2(int(r.f.Fd()), path, &how)
+		fd, err = openat2(int(r.f.Fd()), path, &how)
 		if err == nil {
 			return fd, nil
 		}

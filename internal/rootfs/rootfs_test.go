@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // hostileRoot builds a root directory whose symlinks lead, read as plain
@@ -221,5 +223,24 @@ func TestSocketPath(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
 		t.Fatalf("socket created outside: %v", ents)
+	}
+}
+
+// TestNoOpenat2FailsClosed: on a kernel without openat2 (played by
+// making the call fail with ENOSYS: this machine has it), every open
+// fails with ErrUnsupported; nothing falls back to a plain path.
+func TestNoOpenat2FailsClosed(t *testing.T) {
+	root, _ := hostileRoot(t)
+	r, err := OpenDir(root)
+	must(t, err)
+	defer r.Close()
+	saved := openat2
+	openat2 = func(int, string, *unix.OpenHow) (int, error) { return -1, unix.ENOSYS }
+	defer func() { openat2 = saved }()
+	if _, err := r.OpenFile("/abs/f"); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("OpenFile: %v, want ErrUnsupported", err)
+	}
+	if _, err := r.OpenDir("/"); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("OpenDir: %v, want ErrUnsupported", err)
 	}
 }
