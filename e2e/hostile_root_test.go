@@ -367,3 +367,25 @@ func TestLockDirOfAnotherUser(t *testing.T) {
 	}
 	healthy(t, tg)
 }
+
+// TestHostileRootSourceFIFO: a frame whose file is a FIFO in the target's
+// root (the target compiled code under that name) does not make stacks
+// block opening it; the frame is shown without a source line.
+func TestHostileRootSourceFIFO(t *testing.T) {
+	in := anyInterp(t, "3.12")
+	h := newHostileRoot(t, in)
+	h.realTmp(t)
+	mustDo(t, unix.Mkfifo(filepath.Join(h.dir, "fifo"), 0o644))
+	script := `import time
+exec(compile("def wait():\n    while True:\n        time.sleep(0.05)\n", "/fifo", "exec"))
+print('READY')
+wait()
+`
+	tg := testenv.Start(t, in, script, h.opts...)
+	r := run(t, nil, "stacks", strconv.Itoa(tg.PID))
+	want(t, r, 0)
+	if !strings.Contains(r.Stdout, "/fifo") {
+		t.Fatalf("want the frame in /fifo: %s", r)
+	}
+	healthy(t, tg)
+}
