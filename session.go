@@ -13,7 +13,6 @@ import (
 	"github.com/pyglass/pyglass/internal/channel"
 	"github.com/pyglass/pyglass/internal/inject"
 	"github.com/pyglass/pyglass/internal/procfs"
-	"github.com/pyglass/pyglass/internal/rootfs"
 )
 
 // session is one agent running inside the target, connected to pyglass
@@ -268,11 +267,7 @@ func (p *Process) acceptWhileAlive(ctx context.Context, ch *channel.Channel, dea
 // that is not what it made or expects (exit 4); other errors are
 // returned as they are.
 func unsafeError(err error) error {
-	switch {
-	case errors.Is(err, rootfs.ErrUnsupported):
-		return &Error{Kind: ErrPermission, Msg: "refusing to touch the target's files", Err: err,
-			Hint: "pyglass exec needs Linux 5.6 or later ('pyglass stacks' works on older kernels)"}
-	case errors.Is(err, channel.ErrUnsafe):
+	if errors.Is(err, channel.ErrUnsafe) {
 		return &Error{Kind: ErrPermission, Msg: "refusing to go on", Err: err,
 			Hint: "another user (maybe the target's) made or changed the file named; nothing was run"}
 	}

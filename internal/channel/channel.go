@@ -153,9 +153,6 @@ func create(root *rootfs.Root, uid, gid int) (*Channel, error) {
 	var errs []error
 	for _, base := range bases {
 		bd, err := root.OpenDir(base)
-		if errors.Is(err, rootfs.ErrUnsupported) {
-			return nil, err
-		}
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
 				errs = append(errs, err)

@@ -12,8 +12,8 @@
 // openat with O_NOFOLLOW, unlinkat, fchown on the fd), so that a directory
 // once opened cannot be swapped for a symlink under pyglass's feet.
 //
-// Kernels without openat2 (before Linux 5.6) fail closed with
-// ErrUnsupported.
+// Kernels without openat2 (before Linux 5.6) get the same resolution
+// done component by component with O_PATH|O_NOFOLLOW (walk.go).
 package rootfs
 
 import (
@@ -28,9 +28,6 @@ import (
 )
 
 var (
-	// ErrUnsupported is returned when the kernel lacks openat2 (Linux
-	// 5.6+): pyglass then refuses to touch the target's files.
-	ErrUnsupported = errors.New("the kernel has no openat2 (Linux 5.6 or later is needed to open files safely inside a target's root)")
 	// ErrNotRegular is returned by OpenFile for anything but a regular file
 	// (a FIFO or a device named by the target must not block or feed
 	// pyglass forever).
@@ -67,7 +64,7 @@ func (r *Root) Close() error { return r.f.Close() }
 func (r *Root) Name() string { return r.name }
 
 // openat2 is the system call (a variable so that a test can play a kernel
-// without it).
+// without it, which then walks).
 var openat2 = unix.Openat2
 
 // openat2Attempts bounds the tries; the kernel returns EAGAIN when a rename
@@ -85,18 +82,24 @@ func (r *Root) open(path string, flags int, mode uint32) (int, error) {
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	var err error
-	for i := 0; i < openat2Attempts; i++ {
+	for i := 0; i < openat2Attempts && !noOpenat2.Load(); i++ {
 		var fd int
 		fd, err = openat2(int(r.f.Fd()), path, &how)
 		if err == nil {
 			return fd, nil
 		}
+		if err == unix.ENOSYS {
+			noOpenat2.Store(true)
+		}
 		if err != unix.EAGAIN && err != unix.EINTR {
 			break
 		}
 	}
-	if err == unix.ENOSYS {
-		err = ErrUnsupported
+	if noOpenat2.Load() {
+		var fd int
+		if fd, err = walk(int(r.f.Fd()), path, flags); err == nil {
+			return fd, nil
+		}
 	}
 	return -1, &os.PathError{Op: "open", Path: r.name + path, Err: err}
 }

@@ -46,41 +46,43 @@ func must(t *testing.T, err error) {
 // TestSymlinksStayInRoot: absolute and climbing symlinks resolve inside
 // the root (as the process in it sees them), never to the host's files.
 func TestSymlinksStayInRoot(t *testing.T) {
-	root, host := hostileRoot(t)
-	r, err := OpenDir(root)
-	must(t, err)
-	defer r.Close()
-	for _, p := range []string{"/abs/f", "/a/b/up/f", "/a/b/../b/up/f", "/../../abs/f"} {
-		// The plain path, as pyglass used to open it, reaches the host.
-		if b, err := os.ReadFile(root + p); err == nil && string(b) != "HOST" && !strings.Contains(p, "/../../") {
-			t.Fatalf("the test's root is not hostile: %s reads %q", p, b)
+	bothWays(t, func(t *testing.T) {
+		root, host := hostileRoot(t)
+		r, err := OpenDir(root)
+		must(t, err)
+		defer r.Close()
+		for _, p := range []string{"/abs/f", "/a/b/up/f", "/a/b/../b/up/f", "/../../abs/f"} {
+			// The plain path, as pyglass used to open it, reaches the host.
+			if b, err := os.ReadFile(root + p); err == nil && string(b) != "HOST" && !strings.Contains(p, "/../../") {
+				t.Fatalf("the test's root is not hostile: %s reads %q", p, b)
+			}
+			b, err := r.ReadFile(p, 100)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if string(b) != "ROOT" {
+				t.Fatalf("%s read %q, want the root's own file", p, b)
+			}
 		}
-		b, err := r.ReadFile(p, 100)
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
+		if _, err := r.OpenFile("/dangling"); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a symlink to a path missing in the root: got %v, want not-exist", err)
 		}
-		if string(b) != "ROOT" {
-			t.Fatalf("%s read %q, want the root's own file", p, b)
+		if _, err := r.OpenFile("relative"); err == nil {
+			t.Fatal("a relative path was accepted")
 		}
-	}
-	if _, err := r.OpenFile("/dangling"); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("a symlink to a path missing in the root: got %v, want not-exist", err)
-	}
-	if _, err := r.OpenFile("relative"); err == nil {
-		t.Fatal("a relative path was accepted")
-	}
-	d, err := r.OpenDir("/abs")
-	must(t, err)
-	defer d.Close()
-	f, err := d.Create("new", os.O_WRONLY, 0o600)
-	must(t, err)
-	f.Close()
-	if _, err := os.Lstat(filepath.Join(root, host, "new")); err != nil {
-		t.Fatalf("file not created inside the root: %v", err)
-	}
-	if _, err := os.Lstat(filepath.Join(host, "new")); err == nil {
-		t.Fatal("file created in the host's directory")
-	}
+		d, err := r.OpenDir("/abs")
+		must(t, err)
+		defer d.Close()
+		f, err := d.Create("new", os.O_WRONLY, 0o600)
+		must(t, err)
+		f.Close()
+		if _, err := os.Lstat(filepath.Join(root, host, "new")); err != nil {
+			t.Fatalf("file not created inside the root: %v", err)
+		}
+		if _, err := os.Lstat(filepath.Join(host, "new")); err == nil {
+			t.Fatal("file created in the host's directory")
+		}
+	})
 }
 
 // TestNoMagicLinks: /proc's magic links (another process's root, an fd)
@@ -103,24 +105,26 @@ func TestNoMagicLinks(t *testing.T) {
 // TestNotRegular: a FIFO or a directory named as a file is refused at
 // once, without blocking on the FIFO.
 func TestNotRegular(t *testing.T) {
-	root := t.TempDir()
-	must(t, syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644))
-	r, err := OpenDir(root)
-	must(t, err)
-	defer r.Close()
-	done := make(chan error, 1)
-	go func() { _, err := r.OpenFile("/fifo"); done <- err }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrNotRegular) {
-			t.Fatalf("FIFO: got %v, want ErrNotRegular", err)
+	bothWays(t, func(t *testing.T) {
+		root := t.TempDir()
+		must(t, syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644))
+		r, err := OpenDir(root)
+		must(t, err)
+		defer r.Close()
+		done := make(chan error, 1)
+		go func() { _, err := r.OpenFile("/fifo"); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrNotRegular) {
+				t.Fatalf("FIFO: got %v, want ErrNotRegular", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("opening a FIFO blocked")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("opening a FIFO blocked")
-	}
-	if _, err := r.OpenFile("/"); !errors.Is(err, ErrNotRegular) {
-		t.Fatalf("directory: got %v, want ErrNotRegular", err)
-	}
+		if _, err := r.OpenFile("/"); !errors.Is(err, ErrNotRegular) {
+			t.Fatalf("directory: got %v, want ErrNotRegular", err)
+		}
+	})
 }
 
 // TestDirNeverFollows: the single-name operations refuse or remove
@@ -201,46 +205,83 @@ func TestSame(t *testing.T) {
 // directory held open, even after that directory was renamed and its
 // old name made a symlink elsewhere.
 func TestSocketPath(t *testing.T) {
-	root := t.TempDir()
-	outside := t.TempDir()
-	must(t, os.Mkdir(filepath.Join(root, "d"), 0o700))
-	r, err := OpenDir(root)
-	must(t, err)
-	defer r.Close()
-	d, err := r.OpenDir("/d")
-	must(t, err)
-	defer d.Close()
-	must(t, os.Rename(filepath.Join(root, "d"), filepath.Join(root, "moved")))
-	must(t, os.Symlink(outside, filepath.Join(root, "d")))
-	p, err := d.SocketPath("s")
-	must(t, err)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
-	must(t, err)
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
-	if _, err := os.Lstat(filepath.Join(root, "moved", "s")); err != nil {
-		t.Fatalf("socket not in the directory held open: %v", err)
-	}
-	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
-		t.Fatalf("socket created outside: %v", ents)
-	}
+	bothWays(t, func(t *testing.T) {
+		root := t.TempDir()
+		outside := t.TempDir()
+		must(t, os.Mkdir(filepath.Join(root, "d"), 0o700))
+		r, err := OpenDir(root)
+		must(t, err)
+		defer r.Close()
+		d, err := r.OpenDir("/d")
+		must(t, err)
+		defer d.Close()
+		must(t, os.Rename(filepath.Join(root, "d"), filepath.Join(root, "moved")))
+		must(t, os.Symlink(outside, filepath.Join(root, "d")))
+		p, err := d.SocketPath("s")
+		must(t, err)
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+		must(t, err)
+		ln.SetUnlinkOnClose(false)
+		ln.Close()
+		if _, err := os.Lstat(filepath.Join(root, "moved", "s")); err != nil {
+			t.Fatalf("socket not in the directory held open: %v", err)
+		}
+		if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+			t.Fatalf("socket created outside: %v", ents)
+		}
+	})
 }
 
-// TestNoOpenat2FailsClosed: on a kernel without openat2 (played by
-// making the call fail with ENOSYS: this machine has it), every open
-// fails with ErrUnsupported; nothing falls back to a plain path.
-func TestNoOpenat2FailsClosed(t *testing.T) {
+// bothWays runs fn with openat2, and again as on a kernel without it
+// (played by making the call fail with ENOSYS: this machine has it), where
+// paths are walked component by component.
+func bothWays(t *testing.T, fn func(t *testing.T)) {
+	t.Run("openat2", func(t *testing.T) {
+		if noOpenat2.Load() {
+			t.Skip("this kernel has no openat2")
+		}
+		fn(t)
+	})
+	t.Run("walk", func(t *testing.T) {
+		saved, was := openat2, noOpenat2.Load()
+		called := false
+		openat2 = func(int, string, *unix.OpenHow) (int, error) { called = true; return -1, unix.ENOSYS }
+		noOpenat2.Store(false)
+		defer func() { openat2 = saved; noOpenat2.Store(was) }()
+		fn(t)
+		if !called || !noOpenat2.Load() {
+			t.Fatal("the walk was not used")
+		}
+	})
+}
+
+// TestWalkDetails: what only the walk does by itself: "..", trailing
+// slashes, symlink loops, a file used as a directory.
+func TestWalkDetails(t *testing.T) {
 	root, _ := hostileRoot(t)
-	r, err := OpenDir(root)
-	must(t, err)
-	defer r.Close()
-	saved := openat2
-	openat2 = func(int, string, *unix.OpenHow) (int, error) { return -1, unix.ENOSYS }
-	defer func() { openat2 = saved }()
-	if _, err := r.OpenFile("/abs/f"); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("OpenFile: %v, want ErrUnsupported", err)
-	}
-	if _, err := r.OpenDir("/"); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("OpenDir: %v, want ErrUnsupported", err)
-	}
+	must(t, os.Symlink("loop2", filepath.Join(root, "loop1")))
+	must(t, os.Symlink("loop1", filepath.Join(root, "loop2")))
+	bothWays(t, func(t *testing.T) {
+		r, err := OpenDir(root)
+		must(t, err)
+		defer r.Close()
+		for _, p := range []string{"/a/../abs/f", "/a/b/../../abs/f", "/abs/./f", "//abs//f"} {
+			if b, err := r.ReadFile(p, 100); err != nil || string(b) != "ROOT" {
+				t.Fatalf("%s: %q %v", p, b, err)
+			}
+		}
+		for _, p := range []string{"/abs/", "/a/b/..", "/..", "/abs/."} {
+			d, err := r.OpenDir(p)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			d.Close()
+		}
+		if _, err := r.OpenFile("/loop1"); !errors.Is(err, syscall.ELOOP) {
+			t.Fatalf("symlink loop: %v, want ELOOP", err)
+		}
+		if _, err := r.OpenFile("/abs/f/x"); !errors.Is(err, syscall.ENOTDIR) {
+			t.Fatalf("file as a directory: %v, want ENOTDIR", err)
+		}
+	})
 }
