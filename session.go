@@ -116,6 +116,11 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 			return nil, p.goneOr(fmt.Errorf("writing the agent: %w", err))
 		}
 	}
+	// Nothing is started in the target when its user has already moved
+	// the directory away: the agent would not find its files.
+	if err := ch.Check(); err != nil {
+		return nil, unsafeError(err)
+	}
 	uc, err := p.tryRemoteExec(ctx, ch)
 	taken := errors.Is(err, errTaken)
 	if err != nil && !taken {
