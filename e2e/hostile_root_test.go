@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A hostile root is a container's root built for the test: the host's
-// /usr (or the sid root's) and the interpreter's prefix bind-mounted
-// read-only, and symlinks that, read as plain paths from the host, lead
+// A hostile root is a container's root built for the test
+// (testenv.MinimalRoot: the host's /usr or the sid root's, and the
+// interpreter's prefix, bind-mounted read-only), with symlinks that, read as plain paths from the host, lead
 // to victim, a host directory. Inside the root the same path exists: there
 // the target really keeps its /tmp, its /src and its /etc/passwd. In every
 // test the victim must stay exactly as it was: nothing created, changed,
@@ -50,7 +50,10 @@ func newHostileRoot(t *testing.T, in testenv.Interp) *hostileRoot {
 	if os.Geteuid() != 0 {
 		testenv.Skipf(t, "building a chroot root needs root")
 	}
-	h := &hostileRoot{dir: t.TempDir()}
+	h := &hostileRoot{}
+	var opt testenv.StartOption
+	h.dir, opt = testenv.MinimalRoot(t, in)
+	h.opts = []testenv.StartOption{opt}
 	var err error
 	if h.victim, err = os.MkdirTemp("/var/tmp", "pyglass-victim-"); err != nil {
 		t.Fatal(err)
@@ -68,19 +71,6 @@ func newHostileRoot(t *testing.T, in testenv.Interp) *hostileRoot {
 	mustDo(t, os.MkdirAll(filepath.Join(h.dir, "etc"), 0o755))
 	mustDo(t, os.Symlink(filepath.Join(h.victim, "passwd"), filepath.Join(h.dir, "etc/passwd")))
 	mustDo(t, os.Symlink(filepath.Join(h.victim, "src"), filepath.Join(h.dir, "src")))
-	for _, l := range []string{"bin", "lib", "lib64", "sbin"} {
-		mustDo(t, os.Symlink("usr/"+l, filepath.Join(h.dir, l)))
-	}
-	usr := "/usr"
-	if in.Chroot != "" {
-		usr = filepath.Join(in.Chroot, "usr")
-	}
-	binds := [][2]string{{usr, "/usr"}}
-	if in.Chroot == "" && !strings.HasPrefix(in.Path, "/usr/") {
-		prefix := filepath.Dir(filepath.Dir(in.Path))
-		binds = append(binds, [2]string{prefix, prefix})
-	}
-	h.opts = []testenv.StartOption{testenv.InRoot(h.dir, binds...)}
 	return h
 }
 

@@ -77,9 +77,35 @@ func NewPIDNS() StartOption { return func(c *startConfig) { c.newPIDNS = true } 
 // (e.g. with a hostile /tmp), in a new mount namespace where each bind
 // {host directory, path inside dir} is bind-mounted read-only, and /proc is
 // mounted. The interpreter's Path must be valid inside dir (bind what it
-// needs); the script is placed under dir/var/tmp.
+// needs); the script is placed under dir/var/tmp. Target.Interp stays the
+// interpreter given to Start.
 func InRoot(dir string, binds ...[2]string) StartOption {
 	return func(c *startConfig) { c.root, c.binds = dir, binds }
+}
+
+// MinimalRoot builds, in a fresh directory, a root in which in can run
+// under the returned InRoot option: merged-/usr symlinks (bin, lib, lib64,
+// sbin), the host's /usr (the sid root's for a chroot interpreter) and the
+// interpreter's own prefix bound read-only. The test adds what else the
+// root holds (its /tmp, /etc...).
+func MinimalRoot(t testing.TB, in Interp) (string, StartOption) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, l := range []string{"bin", "lib", "lib64", "sbin"} {
+		if err := os.Symlink("usr/"+l, filepath.Join(dir, l)); err != nil {
+			t.Fatalf("preparing the root: %v", err)
+		}
+	}
+	usr := "/usr"
+	if in.Chroot != "" {
+		usr = filepath.Join(in.Chroot, "usr")
+	}
+	binds := [][2]string{{usr, "/usr"}}
+	if in.Chroot == "" && !strings.HasPrefix(in.Path, "/usr/") {
+		prefix := filepath.Dir(filepath.Dir(in.Path))
+		binds = append(binds, [2]string{prefix, prefix})
+	}
+	return dir, InRoot(dir, binds...)
 }
 
 // Env adds "KEY=value" entries to the interpreter's environment.
@@ -108,6 +134,7 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 	for _, o := range opts {
 		o(&cfg)
 	}
+	orig := in // the interpreter as the test knows it, for Target.Interp
 	if cfg.root != "" {
 		in.Chroot = cfg.root
 		cfg.privateTmp = false
@@ -210,7 +237,7 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 	if uid >= 0 && argv[0] == in.Path {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	}
-	tg := &Target{Interp: in, Script: inScript, ScriptHost: hostScript, t: t, cmd: cmd, changed: make(chan struct{})}
+	tg := &Target{Interp: orig, Script: inScript, ScriptHost: hostScript, t: t, cmd: cmd, changed: make(chan struct{})}
 	cmd.Stderr = &tg.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
