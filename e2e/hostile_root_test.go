@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -386,5 +387,33 @@ wait()
 	if !strings.Contains(r.Stdout, "/fifo") {
 		t.Fatalf("want the frame in /fifo: %s", r)
 	}
+	healthy(t, tg)
+}
+
+// TestHostileRootRemoteExec: on 3.14 the agent of a busy target is
+// started through PEP 768, whose script the target reads by its path:
+// with /tmp an absolute symlink, that path too is the one inside the
+// target's root.
+func TestHostileRootRemoteExec(t *testing.T) {
+	in, ok := testenv.Lookup("3.14-chroot")
+	if !ok {
+		testenv.Skipf(t, "Python 3.14 (the sid root) is absent: build it with scripts/sid-root.sh")
+	}
+	h := newHostileRoot(t, in)
+	h.tmpLink(t, false)
+	before := snapshot(t, h.victim)
+	tg := testenv.Start(t, in, "import sys\nprint('READY')\nsys.stdout.flush()\nx = 0\nwhile True:\n    x += 1\n", h.opts...)
+	time.Sleep(300 * time.Millisecond) // past READY: busy
+	p, err := pyglass.Attach(tg.PID)
+	mustDo(t, err)
+	var out strings.Builder
+	res, err := p.Exec(context.Background(), []byte("print(6*7)"), pyglass.ExecOptions{Stdout: &out, Timeout: 10 * time.Second})
+	if err != nil || res.Raised || out.String() != "42\n" {
+		t.Fatalf("exec: %v %+v %q", err, res, out.String())
+	}
+	if !strings.HasPrefix(res.Method, "PEP 768") {
+		t.Fatalf("started by %q, want PEP 768", res.Method)
+	}
+	h.untouched(t, before)
 	healthy(t, tg)
 }
