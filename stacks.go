@@ -14,6 +14,7 @@ import (
 	"github.com/pyglass/pyglass/cpython/layout"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/rootfs"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target/live"
 )
@@ -420,8 +421,10 @@ func gilFutexRange(r memory.Reader, m *memoryView, interp uint64) [2]uint64 {
 	return [2]uint64{}
 }
 
-// addSource fills Frame.Source from the files as the target sees them.
-// Each file is read once, up to the last line a frame needs.
+// addSource fills Frame.Source from the files as the target sees them:
+// resolved inside its root (internal/rootfs), so a container's file named
+// in a frame never makes pyglass read a host file. Each file is read
+// once, up to the last line a frame needs.
 func addSource(pid int, d *StackDump) {
 	need := map[string]int{} // file -> last line needed
 	for _, t := range d.Threads {
@@ -431,9 +434,17 @@ func addSource(pid int, d *StackDump) {
 			}
 		}
 	}
+	if len(need) == 0 {
+		return
+	}
+	root, err := rootfs.Open(pid)
+	if err != nil {
+		return
+	}
+	defer root.Close()
 	lines := map[string][]string{}
 	for file, last := range need {
-		lines[file] = readLines(fmt.Sprintf("/proc/%d/root%s", pid, file), min(last, maxSourceLines))
+		lines[file] = readLines(root, file, min(last, maxSourceLines))
 	}
 	for ti := range d.Threads {
 		for fi := range d.Threads[ti].Frames {
@@ -448,10 +459,10 @@ func addSource(pid int, d *StackDump) {
 // maxSourceLines bounds the lines read from one source file.
 const maxSourceLines = 200000
 
-// readLines returns the first max lines of the file at path (fewer if
-// it is shorter), nil if it cannot be read.
-func readLines(path string, max int) []string {
-	fh, err := os.Open(path)
+// readLines returns the first max lines of the regular file at path
+// inside root (fewer if it is shorter), nil if it cannot be read.
+func readLines(root *rootfs.Root, path string, max int) []string {
+	fh, err := root.OpenFile(path)
 	if err != nil {
 		return nil
 	}
