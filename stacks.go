@@ -62,22 +62,26 @@ func (p *Process) openMemory() (*memoryView, error) {
 
 func (m *memoryView) close() { m.r.Close() }
 
-// taskView is the kernel's view of one thread, read before any freeze.
+// taskView is the kernel's view of one thread: its state and name from
+// /proc, and (read without pausing) its system call; paused, held says
+// what its registers say.
 type taskView struct {
 	state   byte
+	comm    string
 	syscall *procfs.Syscall
+	held    *ptrace.Held
 }
 
 // maxTaskViews bounds how many threads kernelView looks at.
 const maxTaskViews = 4096
 
 // kernelView reads the target's thread list from /proc, with each
-// thread's state and system call (keyed by our thread ids), and maps the
-// ids as the target sees them to ours. It is the cheap part of
-// pyproc.Inspect that Stacks needs fresh: the interpreter found by
-// Attach stays valid as long as the process is the same one (same start
-// time); when it is not, the process is inspected again.
-func (p *Process) kernelView() (views map[int]taskView, toHost map[int]int, nsTIDs []int, err error) {
+// thread's state, name and (when withSyscall) system call, keyed by our
+// thread ids, and maps the ids as the target sees them to ours. It is the
+// cheap part of pyproc.Inspect that Stacks needs fresh: the interpreter
+// found by Attach stays valid as long as the process is the same one
+// (same start time); when it is not, the process is inspected again.
+func (p *Process) kernelView(withSyscall bool) (views map[int]taskView, toHost map[int]int, nsTIDs []int, err error) {
 	pr := procfs.New(p.pid)
 	st, err := pr.Stat()
 	if err != nil || procfs.IsZombie(st.State) || st.StartTime != p.proc.StartTime {
@@ -93,32 +97,85 @@ func (p *Process) kernelView() (views map[int]taskView, toHost map[int]int, nsTI
 		for _, t := range p.proc.Threads {
 			toHost[t.NSTID] = t.TID
 			nsTIDs = append(nsTIDs, t.NSTID)
+			views[t.TID] = taskView{comm: t.Comm}
 		}
 		return views, toHost, nsTIDs, nil
 	}
-	nested := p.proc.NSPID != p.proc.PID
 	for i, tid := range tids {
 		if i >= maxTaskViews {
 			break
 		}
-		var tv taskView
-		if st, err := pr.TaskStat(tid); err == nil {
-			tv.state = st.State
-		}
-		if sc, err := pr.TaskSyscall(tid); err == nil {
-			tv.syscall = sc
-		}
-		views[tid] = tv
-		ns := tid
-		if nested {
-			if st, err := pr.TaskStatus(tid); err == nil {
-				ns = st.InnerPID()
-			}
-		}
+		ns := p.addTask(pr, tid, views, withSyscall)
 		toHost[ns] = tid
 		nsTIDs = append(nsTIDs, ns)
 	}
 	return views, toHost, nsTIDs, nil
+}
+
+// addTask reads the kernel's view of thread tid into views and returns
+// its id as the target sees it.
+func (p *Process) addTask(pr procfs.Proc, tid int, views map[int]taskView, withSyscall bool) (nsTID int) {
+	var tv taskView
+	if st, err := pr.TaskStat(tid); err == nil {
+		tv.state, tv.comm = st.State, st.Comm
+	}
+	if withSyscall {
+		if sc, err := pr.TaskSyscall(tid); err == nil {
+			tv.syscall = sc
+		}
+	}
+	views[tid] = tv
+	if p.proc.NSPID != p.proc.PID {
+		if st, err := pr.TaskStatus(tid); err == nil {
+			return st.InnerPID()
+		}
+	}
+	return tid
+}
+
+// heldView completes the kernel's view with what a freeze saw: the
+// threads are exactly the held ones (one that started after /proc was
+// read is added, one that ended is dropped) and each gets its registers'
+// view, so the state shown is the one the frames were read in. taskOf
+// maps a thread_id (pthread_t) to the task whose thread pointer it is.
+func (p *Process) heldView(f *ptrace.Frozen, views map[int]taskView, toHost map[int]int) (nsTIDs []int, taskOf func(uint64) (int, bool)) {
+	held := f.Inspect()
+	toNS := make(map[int]int, len(toHost))
+	for ns, h := range toHost {
+		toNS[h] = ns
+	}
+	pr := procfs.New(p.pid)
+	type tp struct {
+		addr uint64
+		ns   int
+	}
+	var tps []tp
+	for _, tid := range f.Tids {
+		ns, ok := toNS[tid]
+		if !ok {
+			ns = p.addTask(pr, tid, views, false)
+			toHost[ns] = tid
+		}
+		nsTIDs = append(nsTIDs, ns)
+		if h, ok := held[tid]; ok {
+			tv := views[tid]
+			tv.held = &h
+			views[tid] = tv
+			if h.TP != 0 {
+				tps = append(tps, tp{h.TP, ns})
+			}
+		}
+	}
+	taskOf = func(id uint64) (int, bool) {
+		best, bestDist := 0, ^uint64(0)
+		for _, t := range tps {
+			if d, ok := ptrace.PthreadDistance(t.addr, id); ok && d < bestDist {
+				best, bestDist = t.ns, d
+			}
+		}
+		return best, best != 0
+	}
+	return nsTIDs, taskOf
 }
 
 // Stacks reads every Python thread's stack from the target's memory,
@@ -130,7 +187,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
-	kernel, toHost, nsTIDs, err := p.kernelView()
+	kernel, toHost, nsTIDs, err := p.kernelView(opt.NonBlocking)
 	if err != nil {
 		return nil, err
 	}
@@ -141,12 +198,14 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	defer m.close()
 
 	var frozen *ptrace.Frozen
+	var taskOf func(uint64) (int, bool)
 	if !opt.NonBlocking {
 		frozen, err = p.freeze()
 		if err != nil {
 			return nil, err
 		}
 		defer frozen.Thaw()
+		nsTIDs, taskOf = p.heldView(frozen, kernel, toHost)
 	}
 	dump := &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}
 	// Every read goes through a page cache: one system call per page
@@ -176,7 +235,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
+		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
 		if frozen != nil && noNames(threads) {
 			unnamed[i] = interp
 		}
@@ -189,10 +248,8 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
 		for _, t := range threads {
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
-			if h, ok := toHost[t.NativeID]; ok {
-				ts.TID = h
-			} else {
-				ts.TID = t.NativeID
+			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
+				ts.TID = h // else 0: unknown, never an id that is not a task
 			}
 			if t.Err != nil {
 				ts.Error = t.Err.Error()
@@ -228,6 +285,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 		frozen.Thaw()
 		p.nameLater(m, dump, idents, unnamed)
 	}
+	nameUnnamed(dump, kernel)
 	// Main thread first, then in the order the threads were created.
 	sort.SliceStable(dump.Threads, func(i, j int) bool {
 		a, b := dump.Threads[i], dump.Threads[j]
@@ -241,6 +299,31 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	})
 	addSource(p.pid, dump)
 	return dump, nil
+}
+
+// agentFile is the file name of the code of pyglass's agent, and
+// AgentThreadName the name its thread is shown with.
+const (
+	agentFile       = "<pyglass-agent>"
+	AgentThreadName = "pyglass agent"
+)
+
+// nameUnnamed names the threads threading does not name (a program that
+// never imported it, gevent's main thread, a thread started by C code):
+// pyglass's own agent thread as such, the others by the kernel's name for
+// the thread (its comm), when the thread is known.
+func nameUnnamed(dump *StackDump, kernel map[int]taskView) {
+	for i := range dump.Threads {
+		t := &dump.Threads[i]
+		for _, f := range t.Frames {
+			if f.File == agentFile {
+				t.Name = AgentThreadName
+			}
+		}
+		if t.Name == "" && t.TID != 0 {
+			t.Name = kernel[t.TID].comm
+		}
+	}
 }
 
 // noNames reports whether threads with Python thread idents were all
@@ -335,8 +418,18 @@ func (p *Process) ptraceError(err error) error {
 	return err
 }
 
-// threadState describes a thread from the kernel's view.
+// threadState describes a thread from the kernel's view: paused, from
+// its registers (the state the frames were read in); else from /proc.
 func threadState(tv taskView, holdsGIL bool, gil [2]uint64) string {
+	if h := tv.held; h != nil {
+		switch {
+		case h.Stopped:
+			return "stopped"
+		case h.Syscall < 0:
+			return "running"
+		}
+		return syscallState(h.Syscall, h.Args[0], holdsGIL, gil)
+	}
 	switch tv.state {
 	case 'R':
 		return "running"
@@ -349,12 +442,18 @@ func threadState(tv taskView, holdsGIL bool, gil [2]uint64) string {
 	if sc == nil || !sc.InSyscall {
 		return "sleeping"
 	}
-	if sc.Nr == sysFutex && gil[1] != 0 && sc.Args[0] >= gil[0] && sc.Args[0] < gil[1] && !holdsGIL {
+	return syscallState(sc.Nr, sc.Args[0], holdsGIL, gil)
+}
+
+// syscallState describes a thread blocked in system call nr whose first
+// argument is arg0.
+func syscallState(nr int64, arg0 uint64, holdsGIL bool, gil [2]uint64) string {
+	if nr == sysFutex && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !holdsGIL {
 		return "waiting for the GIL"
 	}
-	name := syscallNames[sc.Nr]
+	name := syscallNames[nr]
 	if name == "" {
-		name = fmt.Sprintf("syscall %d", sc.Nr)
+		name = fmt.Sprintf("syscall %d", nr)
 	}
 	return "idle in " + name
 }
