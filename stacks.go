@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +36,7 @@ func (p *Process) openMemory() (*memoryView, error) {
 			return nil, errorf(ErrNoProcess, "", "process %d exited", p.pid)
 		}
 		return nil, &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the memory of process %d", p.pid), Err: err,
-			Hint: "run pyglass as root or as the process's user"}
+			Hint: rootHint("run pyglass as the process's user")}
 	}
 	v := p.py.Version
 	img := cpython.Image{Major: v.Major, Minor: v.Minor, Micro: v.Micro, Symbol: p.py.Symbol}
@@ -373,23 +375,42 @@ func (p *Process) nameLater(m *memoryView, dump *StackDump, idents []uint64, unn
 	}
 }
 
+// maxTracerWait bounds how long freeze waits for another pyglass that
+// holds the target paused (its pause lasts about a millisecond).
+const maxTracerWait = time.Second
+
 // freeze pauses every thread. The kernel refuses to seize a thread that is
 // exiting with EPERM, as it refuses a forbidden one: when the whole process
-// is exiting, that is ErrNoProcess; when one thread was, a new try succeeds.
+// is exiting, that is ErrNoProcess; when one thread was, a new try
+// succeeds. A thread traced by another pyglass (a concurrent stacks or
+// exec) is released within milliseconds: freeze waits for it, with
+// backoff, up to maxTracerWait. Another tracer is a real refusal.
 func (p *Process) freeze() (*ptrace.Frozen, error) {
 	var err error
-	for try := 0; try < 4; try++ {
+	deadline := time.Now().Add(maxTracerWait)
+	for try, quiet := 0, 0; ; try++ {
 		var f *ptrace.Frozen
 		if f, err = ptrace.Freeze(p.pid); err == nil {
 			return f, nil
 		}
-		if !errors.Is(err, ptrace.ErrPermission) {
+		if !errors.Is(err, ptrace.ErrPermission) || time.Now().After(deadline) {
 			break
 		}
-		if tp, terr := ptrace.TracerPid(p.pid); terr == nil && tp != 0 && !ownThread(tp) {
-			break // traced by someone else: a real refusal
+		tracer := p.otherTracer()
+		if tracer != 0 && !isPyglass(tracer) {
+			break // traced by someone else
 		}
-		time.Sleep(time.Duration(try+1) * 2 * time.Millisecond)
+		if tracer == 0 {
+			// No tracer (it let go meanwhile), a thread exiting, or a
+			// real refusal: a few tries only.
+			if quiet++; quiet >= 4 {
+				break
+			}
+		}
+		// Backoff with jitter, so that two pyglasses that each hold
+		// some of the threads do not retry in step.
+		d := time.Millisecond << min(try, 6)
+		time.Sleep(d/2 + time.Duration(rand.Int64N(int64(d))))
 		if gone := p.goneOr(nil); gone != nil {
 			return nil, gone
 		}
@@ -400,11 +421,52 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 	return nil, p.ptraceError(err)
 }
 
+// otherTracer returns the tracer of one of the target's threads that is
+// not a thread of pyglass itself (the tracer thread of a failed freeze,
+// still exiting), 0 when there is none.
+func (p *Process) otherTracer() int {
+	tids, err := ptrace.Tasks(p.pid)
+	if err != nil {
+		return 0
+	}
+	for _, tid := range tids {
+		if v, err := ptrace.StatusField(p.pid, tid, "TracerPid"); err == nil {
+			if tp, err := strconv.Atoi(v); err == nil && tp != 0 && !ownThread(tp) {
+				return tp
+			}
+		}
+	}
+	return 0
+}
+
+// isPyglass reports whether thread tid belongs to another pyglass: the
+// same executable as this one, or a program named pyglass.
+func isPyglass(tid int) bool {
+	if self, err := os.Readlink("/proc/self/exe"); err == nil {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", tid)); err == nil && exe == self {
+			return true
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tid))
+	return err == nil && strings.HasPrefix(string(b), "pyglass")
+}
+
 // ownThread reports whether tid is a thread of pyglass itself (the tracer
 // thread of a failed freeze, still exiting).
 func ownThread(tid int) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
 	return err == nil
+}
+
+// rootHint is hint, with "or run pyglass as root" unless pyglass is root.
+func rootHint(hint string) string {
+	if os.Geteuid() == 0 {
+		return hint
+	}
+	if hint == "" {
+		return "run pyglass as root"
+	}
+	return hint + ", or run pyglass as root"
 }
 
 func (p *Process) ptraceError(err error) error {
@@ -413,7 +475,7 @@ func (p *Process) ptraceError(err error) error {
 		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
 	case errors.Is(err, ptrace.ErrPermission):
 		return &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot pause the threads of process %d", p.pid), Err: err,
-			Hint: "use --nonblocking to read without pausing, or run pyglass as root"}
+			Hint: rootHint("use --nonblocking to read without pausing")}
 	}
 	return err
 }

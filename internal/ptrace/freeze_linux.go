@@ -41,6 +41,9 @@ func whyEPERM(pid int) string {
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
 		if s := strings.TrimSpace(string(b)); s != "0" {
+			if os.Geteuid() == 0 {
+				return "kernel.yama.ptrace_scope=" + s + " forbids it (CAP_SYS_PTRACE is needed; 3 forbids every attach)"
+			}
 			return "kernel.yama.ptrace_scope=" + s + " forbids it (run as root with CAP_SYS_PTRACE or set it to 0)"
 		}
 	}

@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// TestStacksConcurrent: six `pyglass stacks` on one target at once, five
+// times: another pyglass's pause lasts a millisecond, so each waits for
+// it and succeeds (exit 0, every thread). Traced by something else, stacks
+// refuses at once (exit 4) and never tells root to run as root.
+func TestStacksConcurrent(t *testing.T) {
+	lockThread(t) // traceFromHere
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("threads=20", "interval=0.05"))
+		pid := strconv.Itoa(tg.PID)
+		for round := 0; round < 5; round++ {
+			var wg sync.WaitGroup
+			results := make([]result, 6)
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = run(t, nil, "stacks", pid)
+				}()
+			}
+			wg.Wait()
+			for i, r := range results {
+				if r.Code != 0 || strings.Count(r.Stdout, "\nThread ") != 21 {
+					t.Errorf("round %d, run %d: %s", round, i, r)
+				}
+			}
+		}
+		healthy(t, tg)
+		noTraces(t, tg)
+
+		release := traceFromHere(t, tg.PID)
+		r := run(t, nil, "stacks", pid)
+		release()
+		want(t, r, 4)
+		oneLineErr(t, r, "trace")
+		if os.Geteuid() == 0 && strings.Contains(r.Stderr, "as root") {
+			t.Errorf("root is told to run as root: %q", r.Stderr)
+		}
+		if r.Took > 500*time.Millisecond+baseline(t, pid) {
+			t.Errorf("traced by another program, stacks took %v to refuse", r.Took)
+		}
+		time.Sleep(100 * time.Millisecond)
+		healthy(t, tg)
+		noTraces(t, tg)
+	})
+}
+
+// baseline is how long a plain `pyglass stacks` of pid takes now.
+func baseline(t *testing.T, pid string) time.Duration {
+	r := run(t, nil, "stacks", pid)
+	want(t, r, 0)
+	return r.Took
+}
