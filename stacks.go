@@ -238,6 +238,12 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 			return nil, err
 		}
 		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
+		// Without pausing, the list may be changing under the read.
+		for try := 0; opt.NonBlocking && err != nil && len(threads) == 0 && try < tornRetries; try++ {
+			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
+			rd = newPageCache(m.r)
+			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
+		}
 		if frozen != nil && noNames(threads) {
 			unnamed[i] = interp
 		}
@@ -253,17 +259,13 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
 				ts.TID = h // else 0: unknown, never an id that is not a task
 			}
-			if t.Err != nil {
-				ts.Error = t.Err.Error()
-			}
-			if t.Frame != 0 {
-				frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
-				for _, f := range frames {
-					ts.Frames = append(ts.Frames, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals})
-				}
-				if ferr != nil && ts.Error == "" {
-					ts.Error = "reading frames: " + ferr.Error()
-				}
+			ts.Frames, ts.Error = readStack(rd, m, t, opt)
+			// Without pausing, a thread that may run Python (it holds
+			// the GIL or is on a CPU) may have changed its frames under
+			// the read: read it again until two reads agree. The others
+			// cannot change them (they wait for the GIL or sleep).
+			if opt.NonBlocking && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || kernel[ts.TID].state == 'R') {
+				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
 			}
 			ts.State = threadState(kernel[ts.TID], ts.HoldsGIL, gilRange)
 			// 2.7 creates a new thread's state in the parent thread, with
@@ -326,6 +328,69 @@ func nameUnnamed(dump *StackDump, kernel map[int]taskView) {
 			t.Name = kernel[t.TID].comm
 		}
 	}
+}
+
+// readStack reads the frames of thread t.
+func readStack(rd memory.Reader, m *memoryView, t cpython.Thread, opt StackOptions) ([]Frame, string) {
+	out := []Frame{}
+	errText := ""
+	if t.Err != nil {
+		errText = t.Err.Error()
+	}
+	if t.Frame == 0 {
+		return out, errText
+	}
+	frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
+	for _, f := range frames {
+		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals})
+	}
+	if ferr != nil && errText == "" {
+		errText = "reading frames: " + ferr.Error()
+	}
+	return out, errText
+}
+
+// tornRetries bounds how many times the stack of a thread read without
+// pausing is read again.
+const tornRetries = 30
+
+// stableStack reads again, afresh, the stack of the thread whose state is
+// at tstate, after a read without pausing gave (frames, errText), until
+// two reads in a row give the same frames without error. A thread that
+// calls and returns all the time changes its frame chain under the read:
+// such a torn read fails (a cycle, a null code object) or, worse, follows
+// a caller pointer into a freed frame and ends early, looking whole; two
+// reads that agree were not torn (the chain stayed the same across both).
+// It gives up after tornRetries tries and then returns the last read
+// without error, if any.
+func stableStack(m *memoryView, interp, tstate uint64, opt StackOptions, frames []Frame, errText string) ([]Frame, string) {
+	for try := 0; try < tornRetries; try++ {
+		if try >= 3 {
+			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
+		}
+		rd := newPageCache(m.r)
+		f, e := readStack(rd, m, cpython.ReadThread(rd, m.l, interp, tstate), opt)
+		if e == "" && errText == "" && sameFrames(f, frames) {
+			return f, e
+		}
+		if e == "" || errText != "" {
+			frames, errText = f, e
+		}
+	}
+	return frames, errText
+}
+
+// sameFrames reports whether two reads of a stack give the same frames.
+func sameFrames(a, b []Frame) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Function != b[i].Function || a[i].File != b[i].File || a[i].Line != b[i].Line {
+			return false
+		}
+	}
+	return true
 }
 
 // noNames reports whether threads with Python thread idents were all

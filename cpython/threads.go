@@ -106,6 +106,12 @@ func Threads(r memory.Reader, l *layout.Layout, interp uint64, opt ThreadOptions
 	return threads, listErr
 }
 
+// ReadThread reads one thread state of interp again (its ids and top
+// frame; not its name, main or GIL flags).
+func ReadThread(r memory.Reader, l *layout.Layout, interp, tstate uint64) Thread {
+	return readThread(r, l, interp, tstate)
+}
+
 // readThread reads the fields of one PyThreadState.
 func readThread(r memory.Reader, l *layout.Layout, interp, a uint64) Thread {
 	t := Thread{Addr: a, Interp: interp}
