@@ -128,3 +128,28 @@ func TestStacksRawForkChild(t *testing.T) {
 		}
 	})
 }
+
+// TestStacksTIDsInPIDNamespace: a target in its own PID namespace (a
+// container) is shown with our ids for its threads, in both modes, every
+// one a task of the process and each named.
+func TestStacksTIDsInPIDNamespace(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.NewPIDNS(), testenv.Args("threads=2"))
+		if tg.NSPID == tg.PID {
+			t.Fatalf("target %d is not in another PID namespace", tg.PID)
+		}
+		for _, m := range [][]string{nil, {"--nonblocking"}} {
+			d := stacksJSON(t, tg.PID, m...)
+			checkTIDs(t, tg.PID, d, m)
+			if len(d.Threads) != 3 || d.Threads[0].TID != tg.PID || d.Threads[0].Name != "MainThread" {
+				t.Errorf("%v: threads %+v, want MainThread with tid %d and 2 workers", m, d.Threads, tg.PID)
+			}
+			for _, th := range d.Threads {
+				if th.TID == 0 || th.State == "unknown" {
+					t.Errorf("%v: thread %+v, want its tid and state", m, th)
+				}
+			}
+		}
+		healthy(t, tg)
+	})
+}
