@@ -461,7 +461,7 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 		if !errors.Is(err, ptrace.ErrPermission) || time.Now().After(deadline) {
 			break
 		}
-		tracer := p.otherTracer()
+		tracer := p.tracer()
 		if tracer != 0 && !isPyglass(tracer) {
 			break // traced by someone else
 		}
@@ -486,17 +486,16 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 	return nil, p.ptraceError(err)
 }
 
-// otherTracer returns the tracer of one of the target's threads that is
-// not a thread of pyglass itself (the tracer thread of a failed freeze,
-// still exiting), 0 when there is none.
-func (p *Process) otherTracer() int {
+// tracer returns the tracer of one of the target's threads, 0 when there
+// is none.
+func (p *Process) tracer() int {
 	tids, err := ptrace.Tasks(p.pid)
 	if err != nil {
 		return 0
 	}
 	for _, tid := range tids {
 		if v, err := ptrace.StatusField(p.pid, tid, "TracerPid"); err == nil {
-			if tp, err := strconv.Atoi(v); err == nil && tp != 0 && !ownThread(tp) {
+			if tp, err := strconv.Atoi(v); err == nil && tp != 0 {
 				return tp
 			}
 		}
@@ -504,9 +503,13 @@ func (p *Process) otherTracer() int {
 	return 0
 }
 
-// isPyglass reports whether thread tid belongs to another pyglass: the
-// same executable as this one, or a program named pyglass.
+// isPyglass reports whether thread tid belongs to a pyglass: this
+// process (another goroutine's freeze, or the tracer thread of a failed
+// one, still exiting), the same executable, or a program named pyglass.
 func isPyglass(tid int) bool {
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err == nil {
+		return true
+	}
 	if self, err := os.Readlink("/proc/self/exe"); err == nil {
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", tid)); err == nil && exe == self {
 			return true
@@ -514,13 +517,6 @@ func isPyglass(tid int) bool {
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tid))
 	return err == nil && strings.HasPrefix(string(b), "pyglass")
-}
-
-// ownThread reports whether tid is a thread of pyglass itself (the tracer
-// thread of a failed freeze, still exiting).
-func ownThread(tid int) bool {
-	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
-	return err == nil
 }
 
 // rootHint is hint, with "or run pyglass as root" unless pyglass is root.

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -8,13 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // TestStacksConcurrent: six `pyglass stacks` on one target at once, five
 // times: another pyglass's pause lasts a millisecond, so each waits for
 // it and succeeds (exit 0, every thread). Traced by something else, stacks
-// refuses at once (exit 4) and never tells root to run as root.
+// refuses at once (exit 4) and never tells root to run as root. Four
+// goroutines of one program calling Stacks at once all succeed too.
 func TestStacksConcurrent(t *testing.T) {
 	lockThread(t) // traceFromHere
 	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
@@ -36,6 +40,35 @@ func TestStacksConcurrent(t *testing.T) {
 					t.Errorf("round %d, run %d: %s", round, i, r)
 				}
 			}
+		}
+		// The same through the library, four goroutines of this process
+		// at once (another goroutine's pause is waited for too).
+		errs := make(chan error, 4*10)
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p, err := pyglass.Attach(tg.PID)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for n := 0; n < 10; n++ {
+					d, err := p.Stacks(context.Background(), pyglass.StackOptions{})
+					if err == nil && len(d.Threads) != 21 {
+						err = fmt.Errorf("%d threads", len(d.Threads))
+					}
+					if err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("concurrent Stacks in one process: %v", err)
 		}
 		healthy(t, tg)
 		noTraces(t, tg)

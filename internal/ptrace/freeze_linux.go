@@ -34,6 +34,18 @@ func ExplainAttachError(pid int, err error) error {
 	return err
 }
 
+// explainSeize is ExplainAttachError for thread tid of pid: the thread
+// refused may be traced when the main thread is not.
+func explainSeize(pid, tid int, err error) error {
+	if tid != pid && errors.Is(err, unix.EPERM) {
+		if v, serr := StatusField(pid, tid, "TracerPid"); serr == nil && v != "" && v != "0" {
+			comm, _ := os.ReadFile("/proc/" + v + "/comm")
+			return fmt.Errorf("%w: thread %d of process %d is already traced by pid %s (%s) (%v)", ErrPermission, tid, pid, v, strings.TrimSpace(string(comm)), err)
+		}
+	}
+	return ExplainAttachError(pid, err)
+}
+
 func whyEPERM(pid int) string {
 	if tp, err := TracerPid(pid); err == nil && tp != 0 {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tp))
@@ -95,7 +107,7 @@ func Freeze(pid int) (*Frozen, error) {
 					if exiting(pid, tid) {
 						continue // being torn down: the kernel refuses it (EPERM)
 					}
-					return ExplainAttachError(pid, err)
+					return explainSeize(pid, tid, err)
 				}
 				held[tid] = true
 				if err := Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
