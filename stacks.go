@@ -216,7 +216,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (*StackDump, err
 	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
 	// Read without pausing, the thread list may be changing under us
 	// (a thread starting or ending): look again, afresh.
-	for try := 0; err != nil && opt.NonBlocking && try < 5; try++ {
+	for try := 0; err != nil && opt.NonBlocking && try < tornRetries; try++ {
 		time.Sleep(time.Millisecond)
 		rd = newPageCache(m.r)
 		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
