@@ -50,6 +50,8 @@ func (p *Process) symbols() inject.Symbols {
 		PyThreadStartNewThread: sym("PyThread_start_new_thread"),
 		Munmap:                 p.py.Munmap,
 		ErrnoLocation:          p.py.ErrnoLocation,
+		// Every version: the gate for threads busy in C code needs it.
+		PyEvalRestoreThread: sym("PyEval_RestoreThread"),
 	}
 	if v := p.py.Version; v.Major == 2 || (v.Major == 3 && v.Minor < 7) {
 		s.PyEvalThreadsInitialized = sym("PyEval_ThreadsInitialized")
@@ -125,12 +127,9 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		s.method = "PEP 768 (sys.remote_exec's mechanism): a running thread of the target started the agent; no ptrace"
 	} else {
 		boot := agent.Bootstrap(ch.Dir)
-		injectTimeout := time.Until(deadline)
-		if injectTimeout > 5*time.Second {
-			injectTimeout = 5 * time.Second
-		}
+		// The whole timeout: a thread busy in C code may be awaited that long.
 		res, err := inject.StartThreadContext(ctx, p.pid, p.symbols(), []byte(boot), inject.Options{
-			Timeout:    injectTimeout,
+			Timeout:    time.Until(deadline),
 			AvoidEINTR: p.py.Version.Major == 2,
 		})
 		if err != nil {
