@@ -67,3 +67,86 @@ func TestExecBusyInC(t *testing.T) {
 		}
 	})
 }
+
+// longCScript runs C calls that each last about 6 s (calibrated at start)
+// with the GIL released, checking that every result is the same: OpenSSL's
+// PBKDF2 (hashlib), or else libcrypt's SHA-512 crypt through ctypes. It
+// prints "READY NOLONGCALL" when it has neither.
+const longCScript = `import sys, time
+call = None
+try:
+    from _hashlib import pbkdf2_hmac
+    call = lambda n: pbkdf2_hmac("sha256", b"pw", b"salt", n)
+except ImportError:
+    try:
+        import ctypes, ctypes.util
+        lib = ctypes.CDLL(ctypes.util.find_library("crypt"))
+        lib.crypt.restype = ctypes.c_char_p
+        lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        call = lambda n: lib.crypt(b"pw", ("$6$rounds=%d$salt" % n).encode("ascii"))
+    except Exception:
+        pass
+if call is None:
+    sys.stdout.write("READY NOLONGCALL\n"); sys.stdout.flush()
+    time.sleep(600)
+t0 = time.time()
+call(50000)
+n = int(6.0 * 50000 / max(time.time() - t0, 1e-6))
+first = None
+sys.stdout.write("READY %d\n" % n); sys.stdout.flush()
+while True:
+    t0 = time.time()
+    r = call(n)
+    if first is None:
+        first = r
+    elif r != first:
+        sys.stdout.write("BAD\n")
+    sys.stdout.write("CALL %.3f\n" % (time.time() - t0)); sys.stdout.flush()
+`
+
+// TestExecLongCCall: while the only thread is inside one long C call
+// (in libcrypto or libcrypt, GIL released) that outlasts --timeout, exec gives
+// up at its timeout with exit 5 (never 3), naming the thread and the
+// library it runs in; with a timeout longer than the call it succeeds as
+// soon as the call returns. The target's results stay right.
+func TestExecLongCCall(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, longCScript, testenv.ReadyTimeout(60*time.Second))
+		for _, l := range tg.Stdout() {
+			if strings.Contains(l, "NOLONGCALL") {
+				testenv.Skipf(t, "neither OpenSSL's PBKDF2 (hashlib) nor libcrypt (ctypes): no long C call that releases the GIL")
+			}
+		}
+		pid := strconv.Itoa(tg.PID)
+		// The first call starts right after READY and lasts about 6 s.
+		time.Sleep(200 * time.Millisecond)
+		r := run(t, nil, "exec", pid, "--timeout", "1s", "-c", "print(1)")
+		want(t, r, 5)
+		oneLineErr(t, r, "runs C code in")
+		if !strings.Contains(r.Stderr, "libcrypt") || !strings.Contains(r.Stderr, "thread "+strconv.Itoa(tg.NSPID)) {
+			t.Fatalf("the error does not name the thread and libcrypto or libcrypt: %q", r.Stderr)
+		}
+		call := tg.WaitLine("CALL", 60*time.Second)
+		secs, _ := strconv.ParseFloat(strings.Fields(call)[1], 64)
+		if r.Took >= time.Duration(secs*float64(time.Second)) {
+			t.Fatalf("exec took %v to give up, as long as the C call (%.1f s)", r.Took, secs)
+		}
+		t.Logf("gave up after %v (call %.1f s): %s", r.Took.Round(time.Millisecond), secs, strings.TrimSpace(r.Stderr))
+
+		// A timeout longer than a call: the thread is borrowed when the
+		// running call returns.
+		r = run(t, nil, "exec", pid, "--timeout", "40s", "-c", "print(2)")
+		want(t, r, 0)
+		if r.Stdout != "2\n" {
+			t.Fatalf("output %q", r.Stdout)
+		}
+		t.Logf("exec with a long timeout took %v", r.Took.Round(time.Millisecond))
+		tg.WaitLine("CALL", 60*time.Second)
+		healthy(t, tg)
+		for _, l := range tg.Stdout() {
+			if strings.HasPrefix(l, "BAD") {
+				t.Fatalf("target: %s", l)
+			}
+		}
+	})
+}

@@ -3,10 +3,9 @@ package inject
 import (
 	"debug/elf"
 	"encoding/binary"
-	"fmt"
-	"os"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -58,6 +57,10 @@ const maxGateObjects = 512
 
 func (j *job) openGate() {
 	if j.gate != nil || j.syms.PyEvalRestoreThread == 0 || len(j.outside) == 0 {
+		return
+	}
+	if tid := j.eintrBlocked(); tid != 0 {
+		j.logf("gate: not opened, thread %d would see EINTR if stopped", tid)
 		return
 	}
 	slots := jumpSlots(j.mem, j.pid, "PyEval_RestoreThread", j.syms.PyEvalRestoreThread, j.page)
@@ -137,6 +140,13 @@ func (j *job) closeGate() {
 	}
 	j.gate = nil
 	var zero [4]byte
+	if tid := j.eintrBlocked(); tid != 0 {
+		// Stopping every thread would make that call fail: close the
+		// gate only (the slots forward through it).
+		j.mem.WriteAt(zero[:], g.gc.state)
+		j.logf("gate: thread %d would see EINTR if stopped; left in its cave, closed", tid)
+		return
+	}
 	for try := 0; try < 20; try++ {
 		if try > 0 {
 			time.Sleep(2 * time.Millisecond)
@@ -175,26 +185,45 @@ func (j *job) closeGate() {
 	j.logf("gate: a thread is still in it; left in its cave, closed")
 }
 
+// eintrBlocked returns a thread blocked in a system call that fails with
+// EINTR when the thread is stopped, when that matters (AvoidEINTR), or 0.
+func (j *job) eintrBlocked() int {
+	if !j.opt.AvoidEINTR {
+		return 0
+	}
+	tids, _ := ptrace.Tasks(j.pid)
+	for _, tid := range tids {
+		if sc, err := ptrace.ReadTaskSyscall(j.pid, tid); err == nil && !sc.Running && sc.Nr >= 0 {
+			if _, bad := eintrSyscalls[sc.Nr]; bad {
+				return tid
+			}
+		}
+	}
+	return 0
+}
+
 // jumpSlots returns the addresses of the GOT slots, in every object mapped
 // in pid, that JUMP_SLOT relocations of symbol fill and that hold value
-// now. Objects are read from their files as the target sees them; a slot
-// is returned only inside a writable mapping of the same file.
+// now. Objects are read from their files as the target sees them
+// (procfs.OpenMapping); a slot is returned only inside a private data
+// mapping of the same file.
 func jumpSlots(mem *ptrace.Mem, pid int, symbol string, value, page uint64) []uint64 {
-	maps, err := readMapLines(pid)
+	pr := procfs.New(pid)
+	maps, err := pr.Maps()
 	if err != nil {
 		return nil
 	}
 	var out []uint64
-	seen := map[string]bool{}
+	seen := map[uint64]bool{} // inodes
 	for _, m := range maps {
-		if m.off != 0 || seen[m.path] || len(seen) >= maxGateObjects {
+		if m.Offset != 0 || !m.IsFile() || seen[m.Inode] || len(seen) >= maxGateObjects {
 			continue
 		}
-		seen[m.path] = true
-		for _, s := range fileJumpSlots(pid, m, symbol, page) {
+		seen[m.Inode] = true
+		for _, s := range fileJumpSlots(pr, m, symbol, page) {
 			inData := false // the GOT: rw-p, or r--p after RELRO
 			for _, w := range maps {
-				if w.path == m.path && (w.perms == "rw-p" || w.perms == "r--p") && s >= w.lo && s+8 <= w.hi {
+				if w.Inode == m.Inode && w.Path == m.Path && !w.Perms.Exec && !w.Perms.Shared && s >= w.Start && s+8 <= w.End {
 					inData = true
 				}
 			}
@@ -211,13 +240,13 @@ func jumpSlots(mem *ptrace.Mem, pid int, symbol string, value, page uint64) []ui
 
 // fileJumpSlots reads the JUMP_SLOT relocations of symbol in the ELF file
 // mapped at m (its offset-0 mapping) and returns their run-time addresses.
-func fileJumpSlots(pid int, m mapLine, symbol string, page uint64) (out []uint64) {
+func fileJumpSlots(pr procfs.Proc, m procfs.Mapping, symbol string, page uint64) (out []uint64) {
 	defer func() {
 		if recover() != nil { // a malformed file: no slot
 			out = nil
 		}
 	}()
-	fh, err := os.Open(fmt.Sprintf("/proc/%d/root%s", pid, m.path))
+	fh, _, err := pr.OpenMapping(m)
 	if err != nil {
 		return nil
 	}
@@ -230,7 +259,7 @@ func fileJumpSlots(pid int, m mapLine, symbol string, page uint64) (out []uint64
 	found := false
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD && p.Off == 0 {
-			bias, found = m.lo-p.Vaddr&^(page-1), true
+			bias, found = m.Start-p.Vaddr&^(page-1), true
 			break
 		}
 	}

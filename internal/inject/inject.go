@@ -393,12 +393,12 @@ func (j *job) noThreadError(rounds int, lastWhy string) error {
 	}
 	if len(busy) > 0 {
 		return fmt.Errorf("%w after %s (%d rounds), %w: %s: pyglass waits for it to call into Python; try again, or raise --timeout",
-			ErrTimeout, j.opt.Timeout, rounds, ErrNoThread, strings.Join(busy, "; "))
+			ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, strings.Join(busy, "; "))
 	}
 	if lastWhy == "" {
 		lastWhy = "no thread found"
 	}
-	return fmt.Errorf("%w after %s (%d rounds), %w; last: %s", ErrTimeout, j.opt.Timeout, rounds, ErrNoThread, lastWhy)
+	return fmt.Errorf("%w after %s (%d rounds), %w; last: %s", ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, lastWhy)
 }
 
 func sortedTids(m map[int]uint64) []int {
