@@ -23,7 +23,7 @@ import (
 // thread calling through one enters the gate, which, while the gate is
 // open and pyglass's deadline has not passed, sleeps in nanosleep(1 ms)
 // loops: blocked in a system call at the entry of an interpreter
-// function, holding no lock and not the GIL, which is a thread pyglass
+// function, holding no lock of libc and not the GIL: a thread pyglass
 // borrows. Then it jumps to the real PyEval_RestoreThread with its
 // argument registers unchanged. A slot is used only through "jmp [slot]",
 // which reads it in one load, and it is written (both ways) while every
