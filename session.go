@@ -217,7 +217,13 @@ func (p *Process) injectError(err error) error {
 	case errors.Is(err, inject.ErrStopped):
 		return &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d is stopped (SIGSTOP)", p.pid), Hint: "send it SIGCONT first: kill -CONT " + fmt.Sprint(p.pid)}
 	case errors.Is(err, inject.ErrTimeout):
-		return &Error{Kind: ErrTimeout, Msg: fmt.Sprintf("could not start a thread in process %d in time", p.pid), Err: err}
+		e := &Error{Kind: ErrTimeout, Msg: fmt.Sprintf("could not start a thread in process %d in time", p.pid), Err: err,
+			Hint: "'pyglass stacks " + fmt.Sprint(p.pid) + "' shows what each thread is doing (reads memory, needs no GIL)"}
+		if h, ok := p.gilHolder(); ok {
+			// A C call that holds the GIL cannot run Python before it returns.
+			e.Hint = h + " holds the GIL; " + e.Hint
+		}
+		return e
 	case errors.Is(err, context.Canceled):
 		return err
 	}

@@ -200,3 +200,45 @@ func TestExecNumpyLoop(t *testing.T) {
 		}
 	}
 }
+
+// TestExecCCallHoldingGIL: the only thread is in a long C call that holds
+// the GIL (a ctypes.PyDLL function: libcrypt's SHA-512 crypt). It cannot
+// run Python before the call returns: exec exits 5 at its timeout (never
+// 3), naming the thread as the GIL holder.
+func TestExecCCallHoldingGIL(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		script := `import sys, time, ctypes, ctypes.util
+name = ctypes.util.find_library("crypt")
+if not name:
+    sys.stdout.write("READY NOLIBCRYPT\n"); sys.stdout.flush()
+    time.sleep(600)
+lib = ctypes.PyDLL(name)
+lib.crypt.restype = ctypes.c_char_p
+lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+call = lambda n: lib.crypt(b"pw", ("$6$rounds=%d$salt" % n).encode("ascii"))
+t0 = time.time()
+call(50000)
+n = int(6.0 * 50000 / max(time.time() - t0, 1e-6))
+sys.stdout.write("READY %d\n" % n); sys.stdout.flush()
+while True:
+    call(n)
+    sys.stdout.write("CALL\n"); sys.stdout.flush()
+`
+		tg := testenv.Start(t, in, script, testenv.ReadyTimeout(60*time.Second))
+		for _, l := range tg.Stdout() {
+			if strings.Contains(l, "NOLIBCRYPT") {
+				testenv.Skipf(t, "libcrypt not found by ctypes.util.find_library")
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		r := run(t, nil, "exec", strconv.Itoa(tg.PID), "--timeout", "1s", "-c", "print(1)")
+		want(t, r, 5)
+		oneLineErr(t, r, "GIL")
+		if !strings.Contains(r.Stderr, "thread "+strconv.Itoa(tg.NSPID)) {
+			t.Fatalf("the error does not name the thread: %q", r.Stderr)
+		}
+		t.Logf("%s", strings.TrimSpace(r.Stderr))
+		tg.WaitLine("CALL", 60*time.Second)
+		healthy(t, tg)
+	})
+}

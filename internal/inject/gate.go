@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"time"
@@ -106,8 +107,8 @@ func (j *job) openGate() {
 		return // closeGate puts the cave back: no slot points to it
 	}
 	for _, s := range slots {
-		if swapWord(j.mem, s, g.real, g.gc.entry) {
-			g.slots = append(g.slots, s)
+		if swapWord(j.mem, s.addr, s.holds, g.gc.entry) {
+			g.slots = append(g.slots, s.addr)
 		}
 	}
 	f.Thaw()
@@ -202,18 +203,40 @@ func (j *job) eintrBlocked() int {
 	return 0
 }
 
-// jumpSlots returns the addresses of the GOT slots, in every object mapped
-// in pid, that JUMP_SLOT relocations of symbol fill and that hold value
-// now. Objects are read from their files as the target sees them
+// gotSlot is a GOT slot and what it holds.
+type gotSlot struct{ addr, holds uint64 }
+
+// isGate reports whether addr is the entry of a gate left by an earlier
+// pyglass (killed while it was open) that forwards to real. Its slots are
+// taken over, and put back to real at the end.
+func isGate(mem *ptrace.Mem, addr, real uint64) bool {
+	probe, err := genGate(0, 0, 0, 0)
+	if err != nil || len(probe.code) == 0 {
+		return false
+	}
+	b := make([]byte, len(probe.code))
+	if _, err := mem.ReadAt(b, addr); err != nil {
+		return false
+	}
+	st := probe.state - probe.entry
+	tag := binary.LittleEndian.AppendUint64(append([]byte(nil), caveMagic...), gateStamp)
+	return bytes.Equal(b[:8], probe.code[:8]) && bytes.HasSuffix(b, tag) &&
+		binary.LittleEndian.Uint64(b[st+16:]) == real
+}
+
+// jumpSlots returns the GOT slots, in every object mapped in pid, that
+// JUMP_SLOT relocations of symbol fill and that hold value (or a gate
+// forwarding to value) now. Objects are read from their files as the target sees them
 // (procfs.OpenMapping); a slot is returned only inside a private data
 // mapping of the same file.
-func jumpSlots(mem *ptrace.Mem, pid int, symbol string, value, page uint64) []uint64 {
+func jumpSlots(mem *ptrace.Mem, pid int, symbol string, value, page uint64) []gotSlot {
 	pr := procfs.New(pid)
 	maps, err := pr.Maps()
 	if err != nil {
 		return nil
 	}
-	var out []uint64
+	var out []gotSlot
+	gates := map[uint64]bool{}
 	seen := map[uint64]bool{} // inodes
 	for _, m := range maps {
 		if m.Offset != 0 || !m.IsFile() || seen[m.Inode] || len(seen) >= maxGateObjects {
@@ -229,8 +252,15 @@ func jumpSlots(mem *ptrace.Mem, pid int, symbol string, value, page uint64) []ui
 			}
 			var b [8]byte
 			if inData && s%8 == 0 {
-				if _, err := mem.ReadAt(b[:], s); err == nil && binary.LittleEndian.Uint64(b[:]) == value {
-					out = append(out, s)
+				if _, err := mem.ReadAt(b[:], s); err != nil {
+					continue
+				}
+				v := binary.LittleEndian.Uint64(b[:])
+				if _, known := gates[v]; !known && v != value {
+					gates[v] = isGate(mem, v, value)
+				}
+				if v == value || gates[v] {
+					out = append(out, gotSlot{s, v})
 				}
 			}
 		}

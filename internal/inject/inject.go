@@ -123,7 +123,9 @@ const maxSource = 4 << 20
 // anything), as if pyglass had been killed there. Steps: "boot" (registers
 // just set to the cave bootstrap), "mmap-entry", "mmap-exit",
 // "written" (code and data written, go not yet set), "go",
-// "mprotect-entry", "mprotect-exit", "chain" (about to resume in the chain).
+// "mprotect-entry", "mprotect-exit", "chain" (about to resume in the chain),
+// and "gate" (the gate just opened, no thread held: StartThread returns
+// with it open).
 var testHookAbandon func(pid int, step string) bool
 
 // testHookNoCave makes StartThread behave as if no code cave existed.
@@ -362,6 +364,10 @@ func (j *job) pick() error {
 		}
 		if round == gateAfterRounds {
 			j.openGate()
+			if j.gate != nil && testHookAbandon != nil && testHookAbandon(j.pid, "gate") {
+				j.gate = nil // as if pyglass had been killed with the gate open
+				return errors.New("test: abandoned with the gate open")
+			}
 		}
 		d := min(sleep, time.Until(j.deadline))
 		if d > 0 {
