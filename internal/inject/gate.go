@@ -64,6 +64,7 @@ func (j *job) openGate() {
 		j.logf("gate: not opened, thread %d would see EINTR if stopped", tid)
 		return
 	}
+	t0 := time.Now()
 	slots := jumpSlots(j.mem, j.pid, "PyEval_RestoreThread", j.syms.PyEvalRestoreThread, j.page)
 	if len(slots) == 0 {
 		j.logf("gate: no GOT slot of PyEval_RestoreThread found")
@@ -112,7 +113,7 @@ func (j *job) openGate() {
 		}
 	}
 	f.Thaw()
-	j.logf("gate open at %#x (%s), %d GOT slots", gc.entry, cv.file, len(g.slots))
+	j.logf("gate open at %#x (%s), %d GOT slots, in %v", gc.entry, cv.file, len(g.slots), time.Since(t0))
 }
 
 // swapWord writes new at addr if it holds old.
