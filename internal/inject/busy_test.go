@@ -84,11 +84,19 @@ func checkSlots(t *testing.T, mem *ptrace.Mem, pid int, real uint64, want int) {
 func TestGateLeftOpen(t *testing.T) {
 	forEachBusy(t, func(t *testing.T, v string, tg *target, syms Symbols, mem *ptrace.Mem, slots []gotSlot) {
 		testHookAbandon = func(pid int, step string) bool { return pid == tg.pid && step == "gate" }
-		_, err := StartThread(tg.pid, syms, []byte("pass"), Options{Timeout: 500 * time.Millisecond, AvoidEINTR: strings.HasPrefix(v, "2.")})
-		testHookAbandon = nil
-		if err == nil || !strings.Contains(err.Error(), "abandoned") {
-			t.Fatalf("StartThread: %v", err)
+		defer func() { testHookAbandon = nil }()
+		// A thread found in interpreter code in the first rounds is
+		// borrowed before any gate: try again.
+		for i := 0; ; i++ {
+			_, err := StartThread(tg.pid, syms, []byte("pass"), Options{Timeout: 500 * time.Millisecond, AvoidEINTR: strings.HasPrefix(v, "2.")})
+			if err != nil && strings.Contains(err.Error(), "abandoned") {
+				break
+			}
+			if err != nil || i == 10 {
+				t.Fatalf("StartThread (try %d): %v", i, err)
+			}
 		}
+		testHookAbandon = nil
 		checkReleased(t, tg.pid)
 		left := jumpSlots(mem, tg.pid, "PyEval_RestoreThread", syms.PyEvalRestoreThread, 4096)
 		gated := 0
