@@ -242,3 +242,61 @@ while True:
 		healthy(t, tg)
 	})
 }
+
+// TestExecSeveralThreadsBusyInC: four threads copy with ctypes in a loop
+// (GIL released); while the gate is open any of them may enter it, and
+// several at once. Every exec succeeds and every thread goes on copying
+// right.
+func TestExecSeveralThreadsBusyInC(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		script := `import ctypes, sys, threading
+def work(idx):
+    size = 16 << 20
+    src = ctypes.create_string_buffer(size)
+    dst = ctypes.create_string_buffer(size)
+    n = 0
+    while True:
+        k = (n * 7919 + idx) % size
+        src[k] = bytes(bytearray([n % 251]))
+        ctypes.memmove(dst, src, size)
+        if dst[k] != src[k]:
+            sys.stdout.write("BAD %d %d\n" % (idx, n)); sys.stdout.flush()
+        n += 1
+        counts[idx] = n
+counts = [0] * 4
+for i in range(3):
+    t = threading.Thread(target=work, args=(i,))
+    t.daemon = True
+    t.start()
+sys.stdout.write("READY\n"); sys.stdout.flush()
+work(3)
+`
+		tg := testenv.Start(t, in, script)
+		pid := strconv.Itoa(tg.PID)
+		var first []string
+		for i := 0; i < 4; i++ {
+			r := run(t, nil, "exec", pid, "--timeout", "30s", "-c", "import __main__; print(' '.join(str(c) for c in __main__.counts))")
+			want(t, r, 0)
+			t.Logf("exec %d took %v: %s", i, r.Took.Round(time.Millisecond), strings.TrimSpace(r.Stdout))
+			if i == 0 {
+				first = strings.Fields(r.Stdout)
+			}
+			if i == 3 {
+				last := strings.Fields(r.Stdout)
+				for k := range last {
+					a, _ := strconv.Atoi(first[k])
+					b, _ := strconv.Atoi(last[k])
+					if len(first) != 4 || b <= a {
+						t.Fatalf("thread %d stopped copying: %v, then %v", k, first, last)
+					}
+				}
+			}
+		}
+		healthy(t, tg)
+		for _, l := range tg.Stdout() {
+			if strings.HasPrefix(l, "BAD") {
+				t.Fatalf("target: %s", l)
+			}
+		}
+	})
+}
