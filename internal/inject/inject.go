@@ -403,8 +403,12 @@ func (j *job) noThreadError(rounds int, lastWhy string) error {
 		busy = append(busy, fmt.Sprintf("thread %d runs C code in %s (pc %#x)", tid, where, pc))
 	}
 	if len(busy) > 0 {
-		return fmt.Errorf("%w after %s (%d rounds), %w: %s: pyglass waits for it to call into Python; try again, or raise --timeout",
-			ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, strings.Join(busy, "; "))
+		who := "it"
+		if len(busy) > 1 {
+			who = "one of them"
+		}
+		return fmt.Errorf("%w after %s (%d rounds), %w: %s: pyglass waits for %s to call into Python; try again, or raise --timeout",
+			ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, strings.Join(busy, "; "), who)
 	}
 	if lastWhy == "" {
 		lastWhy = "no thread found"
