@@ -50,6 +50,8 @@ func (p *Process) symbols() inject.Symbols {
 		PyThreadStartNewThread: sym("PyThread_start_new_thread"),
 		Munmap:                 p.py.Munmap,
 		ErrnoLocation:          p.py.ErrnoLocation,
+		// Every version: the gate for threads busy in C code needs it.
+		PyEvalRestoreThread: sym("PyEval_RestoreThread"),
 	}
 	if v := p.py.Version; v.Major == 2 || (v.Major == 3 && v.Minor < 7) {
 		s.PyEvalThreadsInitialized = sym("PyEval_ThreadsInitialized")
@@ -130,12 +132,9 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		s.method = "PEP 768 (sys.remote_exec's mechanism): a running thread of the target started the agent; no ptrace"
 	} else {
 		boot := agent.Bootstrap(ch.Dir)
-		injectTimeout := time.Until(deadline)
-		if injectTimeout > 5*time.Second {
-			injectTimeout = 5 * time.Second
-		}
+		// The whole timeout: a thread busy in C code may be awaited that long.
 		res, err := inject.StartThreadContext(ctx, p.pid, p.symbols(), []byte(boot), inject.Options{
-			Timeout:    injectTimeout,
+			Timeout:    time.Until(deadline),
 			AvoidEINTR: p.py.Version.Major == 2,
 		})
 		if err != nil {
@@ -223,7 +222,13 @@ func (p *Process) injectError(err error) error {
 	case errors.Is(err, inject.ErrStopped):
 		return &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d is stopped (SIGSTOP)", p.pid), Hint: "send it SIGCONT first: kill -CONT " + fmt.Sprint(p.pid)}
 	case errors.Is(err, inject.ErrTimeout):
-		return &Error{Kind: ErrTimeout, Msg: fmt.Sprintf("could not start a thread in process %d in time", p.pid), Err: err}
+		e := &Error{Kind: ErrTimeout, Msg: fmt.Sprintf("could not start a thread in process %d in time", p.pid), Err: err,
+			Hint: "'pyglass stacks " + fmt.Sprint(p.pid) + "' shows what each thread is doing (reads memory, needs no GIL)"}
+		if h, ok := p.gilHolder(); ok {
+			// A C call that holds the GIL cannot run Python before it returns.
+			e.Hint = h + " holds the GIL; " + e.Hint
+		}
+		return e
 	case errors.Is(err, context.Canceled):
 		return err
 	}

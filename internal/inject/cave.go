@@ -73,14 +73,15 @@ func readMapLines(pid int) ([]mapLine, error) {
 }
 
 // findCave returns a cave of at least need bytes (16-byte aligned start),
-// preferring the interpreter's own mappings. It returns nil when there is
-// none; the original bytes are read into the result.
-func findCave(mem *ptrace.Mem, pid int, need uint64, prefer [][2]uint64, page uint64) (*cave, error) {
+// preferring the interpreter's own mappings and never overlapping a range
+// of taken. It returns nil when there is none; the original bytes are read
+// into the result.
+func findCave(mem *ptrace.Mem, pid int, need uint64, prefer, taken [][2]uint64, page uint64) (*cave, error) {
 	maps, err := readMapLines(pid)
 	if err != nil {
 		return nil, err
 	}
-	return pickCave(mem, pid, maps, need, prefer, page), nil
+	return pickCave(mem, pid, maps, need, prefer, taken, page), nil
 }
 
 // pyglassCode lists where a thread may be running code of an earlier
@@ -128,7 +129,7 @@ func pyglassCode(mem *ptrace.Mem, pid int, page uint64) ([][2]uint64, error) {
 	return out, sc.Err()
 }
 
-func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer [][2]uint64, page uint64) *cave {
+func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
 	var order []mapLine
 	isPreferred := func(m mapLine) bool {
 		for _, r := range prefer {
@@ -160,7 +161,7 @@ func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer [][2
 		// Bootstraps left by a pyglass that died before putting the bytes
 		// back: the bytes before a recent one (up to maxBoot) are taken.
 		const maxBoot = 2048
-		var busy [][2]uint64
+		busy := append([][2]uint64(nil), taken...)
 		dirty := false
 		for off := 0; off < len(tail); {
 			i := bytes.Index(tail[off:], caveMagic)

@@ -213,6 +213,24 @@ try:
                 out("ERR mismatch %d %d" % (a, b))
             if a % 200000 == 0:
                 out("wake %d" % a)
+    elif mode == "cbusy":
+        # Busy in C code with the GIL released nearly all the time: ctypes
+        # calls into libc's memmove over 64 MB, checking each copy.
+        import ctypes
+        size = 64 << 20
+        src = ctypes.create_string_buffer(size)
+        dst = ctypes.create_string_buffer(size)
+        out("ready")
+        n = 0
+        while True:
+            k = (n * 7919) % size
+            src[k] = bytes(bytearray([n % 251]))
+            ctypes.memmove(dst, src, size)
+            if dst[k] != src[k]:
+                out("ERR copy %d" % n)
+            n += 1
+            if n % 50 == 0:
+                out("wake %d" % n)
     elif mode == "threads":
         import threading
         t = threading.Thread(target=time.sleep, args=(1e6,))

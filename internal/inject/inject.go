@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -122,7 +123,9 @@ const maxSource = 4 << 20
 // anything), as if pyglass had been killed there. Steps: "boot" (registers
 // just set to the cave bootstrap), "mmap-entry", "mmap-exit",
 // "written" (code and data written, go not yet set), "go",
-// "mprotect-entry", "mprotect-exit", "chain" (about to resume in the chain).
+// "mprotect-entry", "mprotect-exit", "chain" (about to resume in the chain),
+// and "gate" (the gate just opened, no thread held: StartThread returns
+// with it open).
 var testHookAbandon func(pid int, step string) bool
 
 // testHookNoCave makes StartThread behave as if no code cave existed.
@@ -185,6 +188,9 @@ type job struct {
 	stopped   bool        // the thread is in a ptrace stop
 	goSet     bool        // dGo = 1 written
 	avoid     [][2]uint64 // code of earlier injections (pyglassCode)
+
+	outside map[int]uint64 // threads last seen running outside the interpreter: their pc
+	gate    *gate          // open while a busy thread is awaited (gate.go)
 }
 
 func (j *job) logf(format string, args ...any) {
@@ -245,7 +251,7 @@ func (j *job) run() (Result, error) {
 		if err != nil {
 			return j.res, err
 		}
-		if j.cave, err = findCave(j.mem, j.pid, uint64(len(bc.code))+8, j.syms.InterpreterText, j.page); err != nil {
+		if j.cave, err = findCave(j.mem, j.pid, uint64(len(bc.code))+8, j.syms.InterpreterText, nil, j.page); err != nil {
 			return j.res, err
 		}
 	}
@@ -253,6 +259,7 @@ func (j *job) run() (Result, error) {
 	if j.avoid, err = pyglassCode(j.mem, j.pid, j.page); err != nil {
 		return j.res, err
 	}
+	defer j.closeGate()
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	err = tr.Do(func() error {
@@ -326,17 +333,29 @@ func (j *job) candidates() (blocked, other []candidate, err error) {
 	return blocked, append(run, eintr...), nil
 }
 
+// pick holds the first thread found at a safe place. Until the deadline
+// it keeps looking, releasing every thread between rounds and sleeping a
+// little longer each time (1 ms up to 10 ms). A thread busy in C code
+// outside the interpreter is never borrowed there; when no thread is safe
+// after the first rounds, the gate (gate.go) is opened so that a thread
+// leaving its C code parks in a system call where it can be borrowed.
 func (j *job) pick() error {
 	var lastWhy string
-	for attempt := 0; attempt < 200; attempt++ {
+	sleep := time.Millisecond
+	for round := 0; ; round++ {
 		if j.expired() {
-			return fmt.Errorf("%w choosing a thread (%d attempts; last: %s)", ErrTimeout, attempt, lastWhy)
+			return j.noThreadError(round, lastWhy)
 		}
 		blocked, other, err := j.candidates()
 		if err != nil {
 			return err
 		}
 		for _, c := range append(blocked, other...) {
+			if c.why == "running" && j.gate != nil && round%10 != 0 {
+				// The gate is open: a thread leaving its C code shows up
+				// blocked in it; running threads are sampled less often.
+				continue
+			}
 			j.res.Attempts++
 			ok, why, err := j.tryHold(c)
 			if err != nil {
@@ -348,9 +367,62 @@ func (j *job) pick() error {
 			lastWhy = fmt.Sprintf("thread %d %s", c.tid, why)
 			j.logf("%s", lastWhy)
 		}
-		time.Sleep(time.Millisecond)
+		if round == gateAfterRounds {
+			j.openGate()
+			if j.gate != nil && testHookAbandon != nil && testHookAbandon(j.pid, "gate") {
+				j.gate = nil // as if pyglass had been killed with the gate open
+				return errors.New("test: abandoned with the gate open")
+			}
+		}
+		d := min(sleep, time.Until(j.deadline))
+		if d > 0 {
+			time.Sleep(d)
+		}
+		sleep = min(sleep*3/2, 10*time.Millisecond)
 	}
-	return fmt.Errorf("%w: tried 200 times; last: %s", ErrNoThread, lastWhy)
+}
+
+// noThreadError explains, at the deadline, why no thread could be
+// borrowed: it names the threads last seen busy outside the interpreter
+// and the file their code is in.
+func (j *job) noThreadError(rounds int, lastWhy string) error {
+	var busy []string
+	var maps []mapLine
+	for _, tid := range sortedTids(j.outside) {
+		if maps == nil {
+			maps, _ = readMapLines(j.pid)
+		}
+		pc := j.outside[tid]
+		where := "anonymous memory"
+		for _, m := range maps {
+			if pc >= m.lo && pc < m.hi {
+				where = m.path
+				break
+			}
+		}
+		busy = append(busy, fmt.Sprintf("thread %d runs C code in %s (pc %#x)", tid, where, pc))
+	}
+	if len(busy) > 0 {
+		who := "it"
+		if len(busy) > 1 {
+			who = "one of them"
+		}
+		return fmt.Errorf("%w after %s (%d rounds), %w: %s: pyglass waits for %s to call into Python; try again, or raise --timeout",
+			ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, strings.Join(busy, "; "), who)
+	}
+	if lastWhy == "" {
+		lastWhy = "no thread found"
+	}
+	return fmt.Errorf("%w after %s (%d rounds), %w; last: %s", ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, lastWhy)
+}
+
+func sortedTids(m map[int]uint64) []int {
+	var out []int
+	for tid := range m {
+		out = append(out, tid)
+	}
+	sort.Ints(out)
+	return out
 }
 
 // tryHold seizes and interrupts c.tid and keeps it if it stopped at a
@@ -398,7 +470,11 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 	}
 	regs := &saved.Regs
 	accept, why := false, ""
-	if j.inPyglassCode(regs.PC()) {
+	delete(j.outside, c.tid)
+	if j.inGate(regs.PC()) {
+		accept = true
+		why = fmt.Sprintf("left its C code: waiting in pyglass's gate at the entry of PyEval_RestoreThread (pc %#x)", regs.PC())
+	} else if j.inPyglassCode(regs.PC()) {
 		why = fmt.Sprintf("stopped at %#x, in the code of an earlier injection restoring itself", regs.PC())
 	} else if nr, ok := inSyscall(regs, j.mem); ok {
 		if name, bad := forbiddenSyscalls[nr]; bad {
@@ -414,6 +490,10 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 		why = fmt.Sprintf("%s; stopped in interpreter code at %#x", c.why, regs.PC())
 	} else {
 		why = fmt.Sprintf("stopped at %#x, outside the interpreter", regs.PC())
+		if j.outside == nil {
+			j.outside = map[int]uint64{}
+		}
+		j.outside[c.tid] = regs.PC()
 	}
 	if !accept {
 		ptrace.Detach(c.tid, 0) // registers untouched: any syscall restarts
