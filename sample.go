@@ -267,7 +267,7 @@ type sampler struct {
 // refreshThreads reads the interpreters' thread lists again; names are
 // read again when withNames.
 func (s *sampler) refreshThreads(withNames bool) error {
-	_, toHost, nsTIDs, err := s.p.kernelView()
+	_, toHost, nsTIDs, err := s.p.kernelView(false)
 	if err != nil {
 		return err
 	}

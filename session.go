@@ -93,7 +93,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		if errors.Is(err, channel.ErrLocked) {
 			return nil, errorf(ErrBusy, "wait for the other pyglass to finish, or raise --timeout", "another pyglass kept process %d busy for longer than the timeout", p.pid)
 		}
-		return nil, err
+		return nil, unsafeError(err)
 	}
 	defer lock.Release()
 	if err := p.waitUntraced(deadline); err != nil {
@@ -102,7 +102,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 
 	ch, err := channel.Create(p.pid, st.Uid[1], st.Gid[1])
 	if err != nil {
-		return nil, p.goneOr(err)
+		return nil, unsafeError(p.goneOr(err))
 	}
 	s := &session{ch: ch}
 	ok := false
@@ -115,6 +115,11 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		if err := ch.WriteFile(name, src); err != nil {
 			return nil, p.goneOr(fmt.Errorf("writing the agent: %w", err))
 		}
+	}
+	// Nothing is started in the target when its user has already moved
+	// the directory away: the agent would not find its files.
+	if err := ch.Check(); err != nil {
+		return nil, unsafeError(err)
 	}
 	uc, err := p.tryRemoteExec(ctx, ch)
 	taken := errors.Is(err, errTaken)
@@ -255,7 +260,23 @@ func (p *Process) acceptWhileAlive(ctx context.Context, ch *channel.Channel, dea
 		if st, serr := procfs.New(p.pid).Stat(); serr != nil || procfs.IsZombie(st.State) {
 			return nil, errorf(ErrNoProcess, "", "process %d exited before the code could start", p.pid)
 		}
+		// The agent would not find its directory: say so now, not at the
+		// deadline.
+		if err := ch.Check(); err != nil {
+			return nil, unsafeError(err)
+		}
 	}
+}
+
+// unsafeError reports pyglass refusing to work in a target's filesystem
+// that is not what it made or expects (exit 4); other errors are
+// returned as they are.
+func unsafeError(err error) error {
+	if errors.Is(err, channel.ErrUnsafe) {
+		return &Error{Kind: ErrPermission, Msg: "refusing to go on", Err: err,
+			Hint: "another user (maybe the target's) made or changed the file named; nothing was run"}
+	}
+	return err
 }
 
 // waitUntraced re-checks the plan under the lock. A tracer that is

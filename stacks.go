@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/pyglass/pyglass/cpython/layout"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/rootfs"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target/live"
 )
@@ -39,7 +42,7 @@ func (p *Process) openMemory() (*memoryView, error) {
 			return nil, errorf(ErrNoProcess, "", "process %d exited", p.pid)
 		}
 		return nil, &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the memory of process %d", p.pid), Err: err,
-			Hint: "run pyglass as root or as the process's user"}
+			Hint: rootHint("run pyglass as the process's user")}
 	}
 	v := p.py.Version
 	img := cpython.Image{Major: v.Major, Minor: v.Minor, Micro: v.Micro, Symbol: p.py.Symbol}
@@ -86,22 +89,26 @@ func (p *Process) layoutFor(r memory.Reader, img cpython.Image) (*layout.Layout,
 
 func (m *memoryView) close() { m.proc.Close() }
 
-// taskView is the kernel's view of one thread, read before any freeze.
+// taskView is the kernel's view of one thread: its state and name from
+// /proc, and (read without pausing) its system call; paused, held says
+// what its registers say.
 type taskView struct {
 	state   byte
+	comm    string
 	syscall *procfs.Syscall
+	held    *ptrace.Held
 }
 
 // maxTaskViews bounds how many threads kernelView looks at.
 const maxTaskViews = 4096
 
 // kernelView reads the target's thread list from /proc, with each
-// thread's state and system call (keyed by our thread ids), and maps the
-// ids as the target sees them to ours. It is the cheap part of
-// pyproc.Inspect that Stacks needs fresh: the interpreter found by
-// Attach stays valid as long as the process is the same one (same start
-// time); when it is not, the process is inspected again.
-func (p *Process) kernelView() (views map[int]taskView, toHost map[int]int, nsTIDs []int, err error) {
+// thread's state, name and (when withSyscall) system call, keyed by our
+// thread ids, and maps the ids as the target sees them to ours. It is the
+// cheap part of pyproc.Inspect that Stacks needs fresh: the interpreter
+// found by Attach stays valid as long as the process is the same one
+// (same start time); when it is not, the process is inspected again.
+func (p *Process) kernelView(withSyscall bool) (views map[int]taskView, toHost map[int]int, nsTIDs []int, err error) {
 	pr := procfs.New(p.pid)
 	st, err := pr.Stat()
 	if err != nil || procfs.IsZombie(st.State) || st.StartTime != p.proc.StartTime {
@@ -117,32 +124,85 @@ func (p *Process) kernelView() (views map[int]taskView, toHost map[int]int, nsTI
 		for _, t := range p.proc.Threads {
 			toHost[t.NSTID] = t.TID
 			nsTIDs = append(nsTIDs, t.NSTID)
+			views[t.TID] = taskView{comm: t.Comm}
 		}
 		return views, toHost, nsTIDs, nil
 	}
-	nested := p.proc.NSPID != p.proc.PID
 	for i, tid := range tids {
 		if i >= maxTaskViews {
 			break
 		}
-		var tv taskView
-		if st, err := pr.TaskStat(tid); err == nil {
-			tv.state = st.State
-		}
-		if sc, err := pr.TaskSyscall(tid); err == nil {
-			tv.syscall = sc
-		}
-		views[tid] = tv
-		ns := tid
-		if nested {
-			if st, err := pr.TaskStatus(tid); err == nil {
-				ns = st.InnerPID()
-			}
-		}
+		ns := p.addTask(pr, tid, views, withSyscall)
 		toHost[ns] = tid
 		nsTIDs = append(nsTIDs, ns)
 	}
 	return views, toHost, nsTIDs, nil
+}
+
+// addTask reads the kernel's view of thread tid into views and returns
+// its id as the target sees it.
+func (p *Process) addTask(pr procfs.Proc, tid int, views map[int]taskView, withSyscall bool) (nsTID int) {
+	var tv taskView
+	if st, err := pr.TaskStat(tid); err == nil {
+		tv.state, tv.comm = st.State, st.Comm
+	}
+	if withSyscall {
+		if sc, err := pr.TaskSyscall(tid); err == nil {
+			tv.syscall = sc
+		}
+	}
+	views[tid] = tv
+	if p.proc.NSPID != p.proc.PID {
+		if st, err := pr.TaskStatus(tid); err == nil {
+			return st.InnerPID()
+		}
+	}
+	return tid
+}
+
+// heldView completes the kernel's view with what a freeze saw: the
+// threads are exactly the held ones (one that started after /proc was
+// read is added, one that ended is dropped) and each gets its registers'
+// view, so the state shown is the one the frames were read in. taskOf
+// maps a thread_id (pthread_t) to the task whose thread pointer it is.
+func (p *Process) heldView(f *ptrace.Frozen, views map[int]taskView, toHost map[int]int) (nsTIDs []int, taskOf func(uint64) (int, bool)) {
+	held := f.Inspect()
+	toNS := make(map[int]int, len(toHost))
+	for ns, h := range toHost {
+		toNS[h] = ns
+	}
+	pr := procfs.New(p.pid)
+	type tp struct {
+		addr uint64
+		ns   int
+	}
+	var tps []tp
+	for _, tid := range f.Tids {
+		ns, ok := toNS[tid]
+		if !ok {
+			ns = p.addTask(pr, tid, views, false)
+			toHost[ns] = tid
+		}
+		nsTIDs = append(nsTIDs, ns)
+		if h, ok := held[tid]; ok {
+			tv := views[tid]
+			tv.held = &h
+			views[tid] = tv
+			if h.TP != 0 {
+				tps = append(tps, tp{h.TP, ns})
+			}
+		}
+	}
+	taskOf = func(id uint64) (int, bool) {
+		best, bestDist := 0, ^uint64(0)
+		for _, t := range tps {
+			if d, ok := ptrace.PthreadDistance(t.addr, id); ok && d < bestDist {
+				best, bestDist = t.ns, d
+			}
+		}
+		return best, best != 0
+	}
+	return nsTIDs, taskOf
 }
 
 // Stacks reads every Python thread's stack from the target's memory,
@@ -155,7 +215,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
-	kernel, toHost, nsTIDs, err := p.kernelView()
+	kernel, toHost, nsTIDs, err := p.kernelView(opt.NonBlocking)
 	if err != nil {
 		return nil, err
 	}
@@ -166,12 +226,14 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	defer m.close()
 
 	var frozen *ptrace.Frozen
+	var taskOf func(uint64) (int, bool)
 	if !opt.NonBlocking {
 		frozen, err = p.freeze()
 		if err != nil {
 			return nil, err
 		}
 		defer frozen.Thaw()
+		nsTIDs, taskOf = p.heldView(frozen, kernel, toHost)
 	}
 	dump := &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}
 	// Every read goes through a page cache: one system call per page
@@ -180,7 +242,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
 	// Read without pausing, the thread list may be changing under us
 	// (a thread starting or ending): look again, afresh.
-	for try := 0; err != nil && opt.NonBlocking && try < 5; try++ {
+	for try := 0; err != nil && opt.NonBlocking && try < tornRetries; try++ {
 		time.Sleep(time.Millisecond)
 		rd = newPageCache(m.r)
 		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
@@ -204,7 +266,13 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		if testHookWalk != nil {
 			testHookWalk()
 		}
-		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
+		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
+		// Without pausing, the list may be changing under the read.
+		for try := 0; opt.NonBlocking && err != nil && len(threads) == 0 && try < tornRetries; try++ {
+			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
+			rd = newPageCache(m.r)
+			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
+		}
 		if frozen != nil && noNames(threads) {
 			unnamed[i] = interp
 		}
@@ -217,22 +285,16 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
 		for _, t := range threads {
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
-			if h, ok := toHost[t.NativeID]; ok {
-				ts.TID = h
-			} else {
-				ts.TID = t.NativeID
+			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
+				ts.TID = h // else 0: unknown, never an id that is not a task
 			}
-			if t.Err != nil {
-				ts.Error = t.Err.Error()
-			}
-			if t.Frame != 0 {
-				frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
-				for _, f := range frames {
-					ts.Frames = append(ts.Frames, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals})
-				}
-				if ferr != nil && ts.Error == "" {
-					ts.Error = "reading frames: " + ferr.Error()
-				}
+			ts.Frames, ts.Error = readStack(rd, m, t, opt)
+			// Without pausing, a thread that may run Python (it holds
+			// the GIL or is on a CPU) may have changed its frames under
+			// the read: read it again until two reads agree. The others
+			// cannot change them (they wait for the GIL or sleep).
+			if opt.NonBlocking && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || kernel[ts.TID].state == 'R') {
+				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
 			}
 			ts.State = threadState(kernel[ts.TID], ts.HoldsGIL, gilRange)
 			// 2.7 creates a new thread's state in the parent thread, with
@@ -256,6 +318,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		frozen.Thaw()
 		p.nameLater(m, dump, idents, unnamed)
 	}
+	nameUnnamed(dump, kernel)
 	// Main thread first, then in the order the threads were created.
 	sort.SliceStable(dump.Threads, func(i, j int) bool {
 		a, b := dump.Threads[i], dump.Threads[j]
@@ -269,6 +332,94 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	})
 	addSource(p.pid, dump)
 	return dump, nil
+}
+
+// agentFile is the file name of the code of pyglass's agent, and
+// AgentThreadName the name its thread is shown with.
+const (
+	agentFile       = "<pyglass-agent>"
+	AgentThreadName = "pyglass agent"
+)
+
+// nameUnnamed names the threads threading does not name (a program that
+// never imported it, gevent's main thread, a thread started by C code):
+// pyglass's own agent thread as such, the others by the kernel's name for
+// the thread (its comm), when the thread is known.
+func nameUnnamed(dump *StackDump, kernel map[int]taskView) {
+	for i := range dump.Threads {
+		t := &dump.Threads[i]
+		for _, f := range t.Frames {
+			if f.File == agentFile {
+				t.Name = AgentThreadName
+			}
+		}
+		if t.Name == "" && t.TID != 0 {
+			t.Name = kernel[t.TID].comm
+		}
+	}
+}
+
+// readStack reads the frames of thread t.
+func readStack(rd memory.Reader, m *memoryView, t cpython.Thread, opt StackOptions) ([]Frame, string) {
+	out := []Frame{}
+	errText := ""
+	if t.Err != nil {
+		errText = t.Err.Error()
+	}
+	if t.Frame == 0 {
+		return out, errText
+	}
+	frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
+	for _, f := range frames {
+		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals})
+	}
+	if ferr != nil && errText == "" {
+		errText = "reading frames: " + ferr.Error()
+	}
+	return out, errText
+}
+
+// tornRetries bounds how many times the stack of a thread read without
+// pausing is read again.
+const tornRetries = 30
+
+// stableStack reads again, afresh, the stack of the thread whose state is
+// at tstate, after a read without pausing gave (frames, errText), until
+// two reads in a row give the same frames without error. A thread that
+// calls and returns all the time changes its frame chain under the read:
+// such a torn read fails (a cycle, a null code object) or, worse, follows
+// a caller pointer into a freed frame and ends early, looking whole; two
+// reads that agree were not torn (the chain stayed the same across both).
+// It gives up after tornRetries tries and then returns the last read
+// without error, if any.
+func stableStack(m *memoryView, interp, tstate uint64, opt StackOptions, frames []Frame, errText string) ([]Frame, string) {
+	for try := 0; try < tornRetries; try++ {
+		if try >= 3 {
+			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
+		}
+		rd := newPageCache(m.r)
+		f, e := readStack(rd, m, cpython.ReadThread(rd, m.l, interp, tstate), opt)
+		if e == "" && errText == "" && sameFrames(f, frames) {
+			return f, e
+		}
+		if e == "" || errText != "" {
+			frames, errText = f, e
+		}
+	}
+	return frames, errText
+}
+
+// sameFrames reports whether two reads of a stack give the same frames.
+func sameFrames(a, b []Frame) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Function != b[i].Function || a[i].File != b[i].File || a[i].Line != b[i].Line {
+			return false
+		}
+	}
+	return true
 }
 
 // noNames reports whether threads with Python thread idents were all
@@ -319,23 +470,42 @@ func (p *Process) nameLater(m *memoryView, dump *StackDump, idents []uint64, unn
 	}
 }
 
+// maxTracerWait bounds how long freeze waits for another pyglass that
+// holds the target paused (its pause lasts about a millisecond).
+const maxTracerWait = time.Second
+
 // freeze pauses every thread. The kernel refuses to seize a thread that is
 // exiting with EPERM, as it refuses a forbidden one: when the whole process
-// is exiting, that is ErrNoProcess; when one thread was, a new try succeeds.
+// is exiting, that is ErrNoProcess; when one thread was, a new try
+// succeeds. A thread traced by another pyglass (a concurrent stacks or
+// exec) is released within milliseconds: freeze waits for it, with
+// backoff, up to maxTracerWait. Another tracer is a real refusal.
 func (p *Process) freeze() (*ptrace.Frozen, error) {
 	var err error
-	for try := 0; try < 4; try++ {
+	deadline := time.Now().Add(maxTracerWait)
+	for try, quiet := 0, 0; ; try++ {
 		var f *ptrace.Frozen
 		if f, err = ptrace.Freeze(p.pid); err == nil {
 			return f, nil
 		}
-		if !errors.Is(err, ptrace.ErrPermission) {
+		if !errors.Is(err, ptrace.ErrPermission) || time.Now().After(deadline) {
 			break
 		}
-		if tp, terr := ptrace.TracerPid(p.pid); terr == nil && tp != 0 && !ownThread(tp) {
-			break // traced by someone else: a real refusal
+		tracer := p.tracer()
+		if tracer != 0 && !isPyglass(tracer) {
+			break // traced by someone else
 		}
-		time.Sleep(time.Duration(try+1) * 2 * time.Millisecond)
+		if tracer == 0 {
+			// No tracer (it let go meanwhile), a thread exiting, or a
+			// real refusal: a few tries only.
+			if quiet++; quiet >= 4 {
+				break
+			}
+		}
+		// Backoff with jitter, so that two pyglasses that each hold
+		// some of the threads do not retry in step.
+		d := time.Millisecond << min(try, 6)
+		time.Sleep(d/2 + time.Duration(rand.Int64N(int64(d))))
 		if gone := p.goneOr(nil); gone != nil {
 			return nil, gone
 		}
@@ -346,11 +516,48 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 	return nil, p.ptraceError(err)
 }
 
-// ownThread reports whether tid is a thread of pyglass itself (the tracer
-// thread of a failed freeze, still exiting).
-func ownThread(tid int) bool {
-	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
-	return err == nil
+// tracer returns the tracer of one of the target's threads, 0 when there
+// is none.
+func (p *Process) tracer() int {
+	tids, err := ptrace.Tasks(p.pid)
+	if err != nil {
+		return 0
+	}
+	for _, tid := range tids {
+		if v, err := ptrace.StatusField(p.pid, tid, "TracerPid"); err == nil {
+			if tp, err := strconv.Atoi(v); err == nil && tp != 0 {
+				return tp
+			}
+		}
+	}
+	return 0
+}
+
+// isPyglass reports whether thread tid belongs to a pyglass: this
+// process (another goroutine's freeze, or the tracer thread of a failed
+// one, still exiting), the same executable, or a program named pyglass.
+func isPyglass(tid int) bool {
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err == nil {
+		return true
+	}
+	if self, err := os.Readlink("/proc/self/exe"); err == nil {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", tid)); err == nil && exe == self {
+			return true
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tid))
+	return err == nil && strings.HasPrefix(string(b), "pyglass")
+}
+
+// rootHint is hint, with "or run pyglass as root" unless pyglass is root.
+func rootHint(hint string) string {
+	if os.Geteuid() == 0 {
+		return hint
+	}
+	if hint == "" {
+		return "run pyglass as root"
+	}
+	return hint + ", or run pyglass as root"
 }
 
 func (p *Process) ptraceError(err error) error {
@@ -359,13 +566,23 @@ func (p *Process) ptraceError(err error) error {
 		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
 	case errors.Is(err, ptrace.ErrPermission):
 		return &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot pause the threads of process %d", p.pid), Err: err,
-			Hint: "use --nonblocking to read without pausing, or run pyglass as root"}
+			Hint: rootHint("use --nonblocking to read without pausing")}
 	}
 	return err
 }
 
-// threadState describes a thread from the kernel's view.
+// threadState describes a thread from the kernel's view: paused, from
+// its registers (the state the frames were read in); else from /proc.
 func threadState(tv taskView, holdsGIL bool, gil [2]uint64) string {
+	if h := tv.held; h != nil {
+		switch {
+		case h.Stopped:
+			return "stopped"
+		case h.Syscall < 0:
+			return "running"
+		}
+		return syscallState(h.Syscall, h.Args[0], holdsGIL, gil)
+	}
 	switch tv.state {
 	case 'R':
 		return "running"
@@ -378,12 +595,18 @@ func threadState(tv taskView, holdsGIL bool, gil [2]uint64) string {
 	if sc == nil || !sc.InSyscall {
 		return "sleeping"
 	}
-	if sc.Nr == sysFutex && gil[1] != 0 && sc.Args[0] >= gil[0] && sc.Args[0] < gil[1] && !holdsGIL {
+	return syscallState(sc.Nr, sc.Args[0], holdsGIL, gil)
+}
+
+// syscallState describes a thread blocked in system call nr whose first
+// argument is arg0.
+func syscallState(nr int64, arg0 uint64, holdsGIL bool, gil [2]uint64) string {
+	if nr == sysFutex && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !holdsGIL {
 		return "waiting for the GIL"
 	}
-	name := syscallNames[sc.Nr]
+	name := syscallNames[nr]
 	if name == "" {
-		name = fmt.Sprintf("syscall %d", sc.Nr)
+		name = fmt.Sprintf("syscall %d", nr)
 	}
 	return "idle in " + name
 }
@@ -420,8 +643,10 @@ func gilFutexRange(r memory.Reader, m *memoryView, interp uint64) [2]uint64 {
 	return [2]uint64{}
 }
 
-// addSource fills Frame.Source from the files as the target sees them.
-// Each file is read once, up to the last line a frame needs.
+// addSource fills Frame.Source from the files as the target sees them:
+// resolved inside its root (internal/rootfs), so a container's file named
+// in a frame never makes pyglass read a host file. Each file is read
+// once, up to the last line a frame needs.
 func addSource(pid int, d *StackDump) {
 	need := map[string]int{} // file -> last line needed
 	for _, t := range d.Threads {
@@ -431,9 +656,17 @@ func addSource(pid int, d *StackDump) {
 			}
 		}
 	}
+	if len(need) == 0 {
+		return
+	}
+	root, err := rootfs.Open(pid)
+	if err != nil {
+		return
+	}
+	defer root.Close()
 	lines := map[string][]string{}
 	for file, last := range need {
-		lines[file] = readLines(fmt.Sprintf("/proc/%d/root%s", pid, file), min(last, maxSourceLines))
+		lines[file] = readLines(root, file, min(last, maxSourceLines))
 	}
 	for ti := range d.Threads {
 		for fi := range d.Threads[ti].Frames {
@@ -448,10 +681,10 @@ func addSource(pid int, d *StackDump) {
 // maxSourceLines bounds the lines read from one source file.
 const maxSourceLines = 200000
 
-// readLines returns the first max lines of the file at path (fewer if
-// it is shorter), nil if it cannot be read.
-func readLines(path string, max int) []string {
-	fh, err := os.Open(path)
+// readLines returns the first max lines of the regular file at path
+// inside root (fewer if it is shorter), nil if it cannot be read.
+func readLines(root *rootfs.Root, path string, max int) []string {
+	fh, err := root.OpenFile(path)
 	if err != nil {
 		return nil
 	}

@@ -111,8 +111,8 @@ type PythonRef struct {
 
 // ThreadStack is one thread of a StackDump.
 type ThreadStack struct {
-	TID         int     `json:"tid"`
-	Name        string  `json:"name"`
+	TID         int     `json:"tid"`  // a task of the process, 0 when unknown (a thread state of no task)
+	Name        string  `json:"name"` // threading's name, else the kernel's (comm); AgentThreadName for pyglass's agent
 	Main        bool    `json:"main"`
 	HoldsGIL    bool    `json:"holds_gil"`
 	State       string  `json:"state"`       // running, waiting for the GIL, idle (in a system call), stopped

@@ -15,6 +15,10 @@ const DefaultMaxDepth = 4096
 // ErrFrameCycle is returned when the chain of frames loops.
 var ErrFrameCycle = errors.New("frame chain has a cycle")
 
+// ErrFreedFrame is returned when a frame object on the chain has no
+// reference: it was freed while the chain was read.
+var ErrFreedFrame = errors.New("frame freed (no reference)")
+
 // ErrTooDeep is returned when a stack has more frames than the bound.
 var ErrTooDeep = errors.New("stack deeper than the limit")
 
@@ -135,9 +139,19 @@ func (d *decoder) frameHeader(addr uint64, offs ...int) ([]byte, error) {
 // frameObject decodes a PyFrameObject (2.7, 3.6–3.10).
 func (d *decoder) frameObject(addr uint64, opt FrameOptions) (f Frame, next uint64, ok bool, err error) {
 	l := d.l
-	hdr, err := d.frameHeader(addr, l.FrameFBack, l.FrameFCode, l.FrameFLasti)
+	offs := []int{l.FrameFBack, l.FrameFCode, l.FrameFLasti}
+	if l.ObjectObRefcnt >= 0 {
+		offs = append(offs, l.ObjectObRefcnt)
+	}
+	hdr, err := d.frameHeader(addr, offs...)
 	if err != nil {
 		return f, 0, false, fmt.Errorf("reading frame object: %w", err)
+	}
+	// A frame on a thread's chain is referenced by its callee or the
+	// thread: one with no reference is a freed frame (in a free list),
+	// reached by a read that raced with the thread (not paused).
+	if l.ObjectObRefcnt >= 0 && int64(memory.Order.Uint64(hdr[l.ObjectObRefcnt:])) <= 0 {
+		return f, 0, false, fmt.Errorf("frame object: %w", ErrFreedFrame)
 	}
 	next = memory.Order.Uint64(hdr[l.FrameFBack:])
 	code := memory.Order.Uint64(hdr[l.FrameFCode:])

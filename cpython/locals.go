@@ -30,6 +30,9 @@ const (
 //     MaxReprLen characters followed by "..." when longer;
 //   - tuple, list, dict, set, frozenset (and their subclasses): the type
 //     __name__ and the length, e.g. "list(len=3)", "OrderedDict(len=2)";
+//     empty builtin ones as Python prints them: "[]", "()", "{}", "set()",
+//     "frozenset()" ("set([])" on 2.7);
+//   - a class: "<class 'MODULE.NAME'>" as Python prints it (see classRepr);
 //   - anything else: "<NAME object at 0xADDR>", NAME being the type's
 //     __name__ (tp_name without a module prefix), like the default repr.
 //
@@ -103,13 +106,73 @@ func (d *decoder) repr(obj uint64) (string, error) {
 		}
 		return q, nil
 	}
+	if t.flags&tpflagsTypeSubclass != 0 {
+		return d.classRepr(obj)
+	}
 	if n, ok, err := d.length(obj, t); ok && t.flags&(tpflagsBytesSubclass|tpflagsUnicodeSubclass) == 0 {
 		if err != nil {
 			return "", err
 		}
+		if e, ok := emptyRepr[t.name]; ok && n == 0 {
+			if d.l.Major < 3 && strings.HasSuffix(e, "set()") {
+				e = strings.TrimSuffix(e, ")") + "[])" // 2.7: set([])
+			}
+			return e, nil
+		}
 		return fmt.Sprintf("%s(len=%d)", shortTypeName(t.name), n), nil
 	}
 	return fmt.Sprintf("<%s object at %#x>", shortTypeName(t.name), obj), nil
+}
+
+// Type flags Repr needs (Include/object.h, the same from 2.7 to 3.14).
+const (
+	tpflagsHeapType     = 1 << 9
+	tpflagsTypeSubclass = 1 << 31
+)
+
+// emptyRepr is Python's repr of the empty builtin containers.
+var emptyRepr = map[string]string{"list": "[]", "tuple": "()", "dict": "{}", "set": "set()", "frozenset": "frozenset()"}
+
+// classRepr describes the class cls as type.__repr__ does: "<class
+// 'MODULE.NAME'>" ("<type 'NAME'>" for 2.7's builtin types), MODULE left
+// out for builtins. The name is tp_name: a class defined inside another
+// class or a function is shown by its own name, not its __qualname__.
+func (d *decoder) classRepr(cls uint64) (string, error) {
+	ct, err := d.typeAt(cls)
+	if err != nil {
+		return "", err
+	}
+	kind := "class"
+	if d.l.Major < 3 && ct.flags&tpflagsHeapType == 0 {
+		kind = "type"
+	}
+	name := ct.name
+	if ct.flags&tpflagsHeapType != 0 {
+		if mod, ok := d.classModule(cls); ok && mod != "builtins" && mod != "__builtin__" {
+			name = mod + "." + name
+		}
+	}
+	return fmt.Sprintf("<%s '%s'>", kind, name), nil
+}
+
+// classModule reads __module__ from the dict of the heap type cls.
+// tp_dict is three pointers before tp_dictoffset in PyTypeObject (2.7 to
+// 3.14: tp_dict, tp_descr_get, tp_descr_set, tp_dictoffset).
+func (d *decoder) classModule(cls uint64) (string, bool) {
+	off := d.l.TypeTpDictoffset - 24
+	if off <= 0 {
+		return "", false
+	}
+	dict, err := memory.NonNullPtr(d.r, cls+uint64(off))
+	if err != nil {
+		return "", false
+	}
+	mod, err := DictGet(d.r, d.l, dict, "__module__")
+	if err != nil {
+		return "", false
+	}
+	s, err := String(d.r, d.l, mod, MaxNameLen)
+	return s, err == nil
 }
 
 func shortTypeName(n string) string {

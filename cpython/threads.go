@@ -25,8 +25,12 @@ type Thread struct {
 	// returns.
 	ThreadID uint64
 	// NativeID is the OS thread id (as the target's PID namespace sees
-	// it), 0 when unknown: native_thread_id on 3.11+; before, found in
-	// glibc's struct pthread among the task ids given in ThreadOptions.
+	// it), 0 when unknown. With ThreadOptions.TIDs it is always one of
+	// them: the kernel's answer (ThreadOptions.TaskOf) when there is one,
+	// else native_thread_id (3.11+) when it is a task of the process (a
+	// child forked without PyOS_AfterFork_Child keeps its parent's), else
+	// the tid field of glibc's struct pthread (at the address in
+	// ThreadID) when it holds one.
 	NativeID int
 	// Name is the threading.Thread name, "" when unknown.
 	Name string
@@ -48,9 +52,14 @@ type ThreadOptions struct {
 	// main thread. Without it HoldsGIL is never set and Main falls back
 	// to the oldest thread.
 	Image *Image
-	// TIDs are the ids in /proc/PID/task (as the target sees them).
-	// Before 3.11 they are how NativeID is found inside struct pthread.
+	// TIDs are the ids in /proc/PID/task (as the target sees them):
+	// NativeID is always one of them (or 0), and they are how it is
+	// found inside struct pthread.
 	TIDs []int
+	// TaskOf, when set, maps a thread_id (the pthread_t) to the id of
+	// the task whose thread pointer it is, as the kernel gives it while
+	// the process is paused; ok is false when no task matches.
+	TaskOf func(threadID uint64) (tid int, ok bool)
 	// SkipNames skips reading names from threading._active.
 	SkipNames bool
 }
@@ -72,8 +81,8 @@ func Threads(r memory.Reader, l *layout.Layout, interp uint64, opt ThreadOptions
 	for i, a := range addrs {
 		threads[i] = readThread(r, l, interp, a)
 	}
-	if l.TstateNativeThreadID < 0 && len(opt.TIDs) > 0 {
-		fillPthreadTIDs(r, threads, opt.TIDs)
+	if len(opt.TIDs) > 0 {
+		resolveTIDs(r, threads, opt)
 	}
 	markMain(r, l, interp, opt.Image, threads)
 	if opt.Image != nil {
@@ -95,6 +104,12 @@ func Threads(r memory.Reader, l *layout.Layout, interp uint64, opt ThreadOptions
 		}
 	}
 	return threads, listErr
+}
+
+// ReadThread reads one thread state of interp again (its ids and top
+// frame; not its name, main or GIL flags).
+func ReadThread(r memory.Reader, l *layout.Layout, interp, tstate uint64) Thread {
+	return readThread(r, l, interp, tstate)
 }
 
 // readThread reads the fields of one PyThreadState.
@@ -184,6 +199,31 @@ func markMain(r memory.Reader, l *layout.Layout, interp uint64, img *Image, thre
 	threads[len(threads)-1].Main = true
 }
 
+// resolveTIDs sets every thread's NativeID to one of opt.TIDs, or 0.
+func resolveTIDs(r memory.Reader, threads []Thread, opt ThreadOptions) {
+	tids := make(map[int]bool, len(opt.TIDs))
+	for _, t := range opt.TIDs {
+		tids[t] = true
+	}
+	var need []int
+	for i := range threads {
+		t := &threads[i]
+		if opt.TaskOf != nil && t.ThreadID != 0 {
+			if tid, ok := opt.TaskOf(t.ThreadID); ok && tids[tid] {
+				t.NativeID = tid
+				continue
+			}
+		}
+		if !tids[t.NativeID] {
+			t.NativeID = 0 // stale (a raw fork's child) or garbage
+			need = append(need, i)
+		}
+	}
+	if len(need) > 0 {
+		fillPthreadTIDs(r, threads, need, tids)
+	}
+}
+
 // glibcTIDOffset is offsetof(struct pthread, tid) in glibc (nptl/descr.h),
 // used only to break ties in fillPthreadTIDs.
 var glibcTIDOffset = map[string]int{"amd64": 0x2d0, "arm64": 0xd0}
@@ -192,12 +232,15 @@ var glibcTIDOffset = map[string]int{"amd64": 0x2d0, "arm64": 0xd0}
 const pthreadScan = 2048
 
 // fillPthreadTIDs finds NativeID inside glibc's struct pthread (the
-// address in thread_id) for threads before 3.11: the tid field is the
-// 4-byte-aligned offset where the most threads hold a value from tids.
-func fillPthreadTIDs(r memory.Reader, threads []Thread, tids []int) {
+// address in thread_id) for the threads of index need: the tid field is
+// the 4-byte-aligned offset where the most threads hold a value from tids.
+// A thread that has exited has 0 there (glibc clears it).
+func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int]bool) {
 	set := map[uint32]bool{}
-	for _, t := range tids {
-		set[uint32(t)] = true
+	for t := range tids {
+		if t > 0 {
+			set[uint32(t)] = true
+		}
 	}
 	mems := make([][]byte, len(threads))
 	votes := map[int]int{}
@@ -233,7 +276,7 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, tids []int) {
 		return a < b
 	})
 	best := offs[0]
-	for i := range threads {
+	for _, i := range need {
 		if best+4 <= len(mems[i]) {
 			if v := memory.Order.Uint32(mems[i][best:]); set[v] {
 				threads[i].NativeID = int(v)

@@ -14,6 +14,7 @@
 # traceback.extract_stack(sys._current_frames()[ident]) plus each frame's
 # co_qualname (3.11+), prints it as one line "STACKS <json>", then prints
 # "READY pid=P" and exits.
+import collections
 import json
 import os
 import sys
@@ -153,6 +154,14 @@ def with_locals(a_int, a_float):
     a_list = [1, 2, 3]
     a_dict = {"k": 1, "l": 2}
     a_tuple = (1, 2)
+    an_empty_set = set()
+    an_empty_frozenset = frozenset()
+    an_empty_list = []
+    an_empty_dict = {}
+    an_empty_tuple = ()
+    a_class = Worker
+    a_builtin_class = int
+    a_library_class = collections.OrderedDict
     arrive()
     FOREVER.wait()
 
@@ -270,6 +279,10 @@ def reporter():
             "a_int": repr(42), "a_float": repr(1.5),
             "a_str": repr("h\xc3\xa9llo" if not PY3 else u"h\u00e9llo"),
             "a_bytes": repr(b"by\x00"), "a_true": repr(True), "a_none": repr(None),
+            "an_empty_set": repr(set()), "an_empty_frozenset": repr(frozenset()),
+            "an_empty_list": repr([]), "an_empty_dict": repr({}), "an_empty_tuple": repr(()),
+            "a_class": repr(Worker), "a_builtin_class": repr(int),
+            "a_library_class": repr(collections.OrderedDict),
         },
     }
     out("STACKS " + json.dumps(info, sort_keys=True))

@@ -60,6 +60,14 @@ def expect_repr(v):
         if len(r) > 200:
             r = r[:200] + '...'
         return r
+    if type(v) in (list, tuple, dict, set, frozenset) and len(v) == 0:
+        return repr(v)
+    if isinstance(v, type):
+        # type.__repr__, with __name__ for __qualname__.
+        kind = 'class' if PY3 or v.__flags__ & (1 << 9) else 'type'
+        if v.__module__ in ('builtins', '__builtin__'):
+            return "<%s '%s'>" % (kind, v.__name__)
+        return "<%s '%s.%s'>" % (kind, v.__module__, v.__name__)
     if isinstance(v, CONTAINERS):
         return '%s(len=%d)' % (type(v).__name__, len(v))
     return '<%s object at %#x>' % (type(v).__name__, id(v))

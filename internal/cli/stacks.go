@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pyglass/pyglass"
@@ -20,7 +21,7 @@ another debugger traces), at the risk of an inconsistent snapshot.
 Frames are printed as a Python traceback prints them: outermost first, most
 recent call last. With --json:
   {"pid", "python": {"version", "path"},
-   "threads": [{"tid", "name", "main", "holds_gil", "state",
+   "threads": [{"tid" (0: unknown), "name", "main", "holds_gil", "state",
                 "frames": [{"function", "file", "line"[, "locals"]}], "error"}]}
 Exit status 0 when at least one thread was read (a thread that could not be
 read is shown with its "error"); 3 when the process does not exist, is not
@@ -80,11 +81,15 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 		if t.State != "" {
 			tags = append(tags, t.State)
 		}
-		name := t.Name
+		// Only a thread state of no known task (tid 0) has no name.
+		tid, name := strconv.Itoa(t.TID), t.Name
+		if t.TID == 0 {
+			tid = "?"
+		}
 		if name == "" {
 			name = "?"
 		}
-		fmt.Fprintf(w, "\nThread %d %q (%s)\n", t.TID, name, strings.Join(tags, ", "))
+		fmt.Fprintf(w, "\nThread %s %q (%s)\n", tid, name, strings.Join(tags, ", "))
 		if t.Error != "" {
 			fmt.Fprintf(w, "  <unreadable: %s>\n", printable(t.Error))
 		}

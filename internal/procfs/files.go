@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/pyglass/pyglass/internal/rootfs"
 )
 
 // ErrFileMismatch is returned when a path the target names leads, from
@@ -100,22 +103,38 @@ func (p Proc) OpenExe() (*os.File, error) {
 	return f, nil
 }
 
-// OpenFile opens path as the target sees it: through /proc/PID/root, so
-// in the target's mount namespace and chroot. path must be absolute.
+// OpenFile opens the regular file path as the target sees it: resolved
+// inside the target's root (/proc/PID/root) as the target would resolve
+// it, so in its mount namespace and chroot, never following a symlink out
+// of that root (internal/rootfs). path must be absolute.
 func (p Proc) OpenFile(path string) (*os.File, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("opening %q in process %d: path is not absolute", path, p.PID)
 	}
-	f, err := os.Open(p.Path("root") + path)
+	root, err := rootfs.OpenDir(p.Path("root"))
 	if err != nil {
-		return nil, p.wrap("root"+path, err)
+		return nil, p.rootErr(err)
+	}
+	defer root.Close()
+	f, err := root.OpenFile(path)
+	if err != nil {
+		return nil, p.rootErr(err)
 	}
 	return f, nil
 }
 
+// rootErr is err (which names its path) as ErrNoProcess when the process
+// is gone.
+func (p Proc) rootErr(err error) error {
+	if errors.Is(err, syscall.ESRCH) || (errors.Is(err, fs.ErrNotExist) && !p.Exists()) {
+		return p.wrap("root", err)
+	}
+	return err
+}
+
 // OpenMapping opens the file behind a file mapping, as the target sees it:
-// the main program through /proc/PID/exe, any other file through
-// /proc/PID/root, and, when that path leads elsewhere (the file was
+// the main program through /proc/PID/exe, any other file inside the
+// target's root (OpenFile), and, when that path leads elsewhere (the file was
 // deleted or replaced), through /proc/PID/map_files. The opened file's
 // inode is checked against the mapping's. It returns the file and the
 // path it was opened by.
@@ -125,10 +144,16 @@ func (p Proc) OpenMapping(m Mapping) (*os.File, string, error) {
 	}
 	var firstErr error
 	try := func(path string) *os.File {
-		f, err := os.Open(path)
+		var f *os.File
+		var err error
+		if in, ok := strings.CutPrefix(path, p.Path("root")); ok {
+			f, err = p.OpenFile(in)
+		} else if f, err = os.Open(path); err != nil {
+			err = p.wrap(strings.TrimPrefix(path, p.Path("")), err)
+		}
 		if err != nil {
 			if firstErr == nil {
-				firstErr = p.wrap(strings.TrimPrefix(path, p.Path("")), err)
+				firstErr = err
 			}
 			return nil
 		}
@@ -147,8 +172,8 @@ func (p Proc) OpenMapping(m Mapping) (*os.File, string, error) {
 		return f, p.Path("exe"), nil
 	}
 	if !m.Deleted {
-		if f := try(p.Path("root") + m.Path); f != nil {
-			return f, p.Path("root") + m.Path, nil
+		if f := try(p.Path("root") + p.TargetPath(m.Path)); f != nil {
+			return f, p.Path("root") + p.TargetPath(m.Path), nil
 		}
 	}
 	mf := p.Path(fmt.Sprintf("map_files/%x-%x", m.Start, m.End))

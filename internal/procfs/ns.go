@@ -39,11 +39,14 @@ func (p Proc) SameNamespace(kind string) (bool, error) {
 }
 
 // UserName returns the name of uid as the target knows it: from the
-// target's /etc/passwd (through /proc/PID/root), else from ours, else the
-// number itself.
+// target's /etc/passwd (resolved inside its root), else from ours, else
+// the number itself.
 func (p Proc) UserName(uid int) string {
-	for _, path := range []string{p.Path("root") + "/etc/passwd", "/etc/passwd"} {
-		if b, err := readSmall(path); err == nil {
+	for _, open := range []func() (*os.File, error){
+		func() (*os.File, error) { return p.OpenFile("/etc/passwd") },
+		func() (*os.File, error) { return os.Open("/etc/passwd") },
+	} {
+		if b, err := readSmall(open); err == nil {
 			if name, ok := LookupPasswd(b, uid); ok {
 				return name
 			}
@@ -52,8 +55,8 @@ func (p Proc) UserName(uid int) string {
 	return strconv.Itoa(uid)
 }
 
-func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
+func readSmall(open func() (*os.File, error)) ([]byte, error) {
+	f, err := open()
 	if err != nil {
 		return nil, err
 	}

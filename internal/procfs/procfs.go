@@ -2,9 +2,11 @@
 // /proc/PID, every value typed and every error wrapped.
 //
 // Nothing here stops, traces or otherwise touches the target: it only reads
-// files. Paths the target names (mapped files, its executable) are opened
-// as the target sees them, through /proc/PID/exe and /proc/PID/root, never
-// through the host's file system.
+// files. Paths the target names (mapped files, its executable, its
+// /etc/passwd) are opened as the target sees them, through /proc/PID/exe
+// or resolved inside the target's root by internal/rootfs (a symlink in
+// the target's filesystem never leads out of it), never through the host's
+// file system.
 package procfs
 
 import (

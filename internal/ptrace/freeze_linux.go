@@ -34,6 +34,18 @@ func ExplainAttachError(pid int, err error) error {
 	return err
 }
 
+// explainSeize is ExplainAttachError for thread tid of pid: the thread
+// refused may be traced when the main thread is not.
+func explainSeize(pid, tid int, err error) error {
+	if tid != pid && errors.Is(err, unix.EPERM) {
+		if v, serr := StatusField(pid, tid, "TracerPid"); serr == nil && v != "" && v != "0" {
+			comm, _ := os.ReadFile("/proc/" + v + "/comm")
+			return fmt.Errorf("%w: thread %d of process %d is already traced by pid %s (%s) (%v)", ErrPermission, tid, pid, v, strings.TrimSpace(string(comm)), err)
+		}
+	}
+	return ExplainAttachError(pid, err)
+}
+
 func whyEPERM(pid int) string {
 	if tp, err := TracerPid(pid); err == nil && tp != 0 {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tp))
@@ -41,6 +53,9 @@ func whyEPERM(pid int) string {
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
 		if s := strings.TrimSpace(string(b)); s != "0" {
+			if os.Geteuid() == 0 {
+				return "kernel.yama.ptrace_scope=" + s + " forbids it (CAP_SYS_PTRACE is needed; 3 forbids every attach)"
+			}
 			return "kernel.yama.ptrace_scope=" + s + " forbids it (run as root with CAP_SYS_PTRACE or set it to 0)"
 		}
 	}
@@ -57,10 +72,11 @@ func whyEPERM(pid int) string {
 
 // Frozen is a process whose every thread is held in a ptrace stop.
 type Frozen struct {
-	Pid  int
-	Tids []int // the held threads, sorted
-	t    *Tracer
-	sigs map[int]syscall.Signal // threads held in a signal-delivery stop
+	Pid   int
+	Tids  []int // the held threads, sorted
+	t     *Tracer
+	sigs  map[int]syscall.Signal // threads held in a signal-delivery stop
+	kinds map[int]StopKind       // how each held thread stopped
 }
 
 // Freeze seizes and interrupts every thread of pid, re-listing
@@ -68,7 +84,7 @@ type Frozen struct {
 // stopped. Threads that were stopped by a signal (SIGSTOP) are held too
 // and stay stopped after Thaw. On error every held thread is released.
 func Freeze(pid int) (*Frozen, error) {
-	f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}}
+	f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}, kinds: map[int]StopKind{}}
 	held := map[int]bool{}
 	err := f.t.Do(func() error {
 		for round := 0; round < 100; round++ {
@@ -91,7 +107,7 @@ func Freeze(pid int) (*Frozen, error) {
 					if exiting(pid, tid) {
 						continue // being torn down: the kernel refuses it (EPERM)
 					}
-					return ExplainAttachError(pid, err)
+					return explainSeize(pid, tid, err)
 				}
 				held[tid] = true
 				if err := Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -117,6 +133,7 @@ func Freeze(pid int) (*Frozen, error) {
 					if st.Kind == StopSignal {
 						f.sigs[tid] = st.Sig // detach re-delivers it
 					}
+					f.kinds[tid] = st.Kind
 					if st.Kind != StopSyscall && st.Kind != StopEvent || tries > 100 {
 						break
 					}
@@ -139,6 +156,56 @@ func Freeze(pid int) (*Frozen, error) {
 		return nil, fmt.Errorf("freezing %d: %w", pid, err)
 	}
 	return f, nil
+}
+
+// Held is what the kernel says of one held thread, read while it is held.
+type Held struct {
+	// Stopped is set for a thread that was in a group stop (SIGSTOP and
+	// the like) before it was seized: it stays stopped after Thaw.
+	Stopped bool
+	// TP is the thread pointer (fs_base on amd64, tpidr_el0 on arm64),
+	// 0 when it could not be read.
+	TP uint64
+	// Syscall is the system call the thread was blocked in when it was
+	// interrupted (the kernel restarts it on Thaw), -1 when it was
+	// running or runnable outside any system call.
+	Syscall int64
+	// Args are the system call's arguments (when Syscall >= 0).
+	Args [6]uint64
+}
+
+// Inspect reads, for every held thread, its thread pointer and the
+// system call it was interrupted in. A thread whose registers cannot be
+// read is left out.
+func (f *Frozen) Inspect() map[int]Held {
+	out := make(map[int]Held, len(f.Tids))
+	if f.t == nil {
+		return out
+	}
+	f.t.Do(func() error {
+		for _, tid := range f.Tids {
+			h, err := inspect(tid)
+			if err != nil {
+				continue
+			}
+			h.Stopped = f.kinds[tid] == StopGroup
+			out[tid] = h
+		}
+		return nil
+	})
+	return out
+}
+
+// restartErrnos are the values a system call interrupted by a ptrace
+// stop returns into the return-value register before the kernel restarts
+// it (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK),
+// and EINTR.
+func interruptedReturn(v int64) bool {
+	switch v {
+	case -512, -513, -514, -516, -int64(unix.EINTR):
+		return true
+	}
+	return false
 }
 
 // Thaw detaches every held thread, re-delivering signals that arrived

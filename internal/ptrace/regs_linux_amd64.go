@@ -16,3 +16,27 @@ func (r *Regs) SP() uint64 { return r.Rsp }
 
 // SyscallInstr is the machine code of the syscall instruction ("syscall", 0f 05).
 var SyscallInstr = []byte{0x0f, 0x05}
+
+// inspect reads what Held reports of a held thread: on amd64 the thread
+// pointer is fs_base, and a thread interrupted in a system call has its
+// number in orig_rax (>= 0; an interrupt entry stores -1) and a restart
+// code in rax (the stop happens before the kernel rewinds the call).
+func inspect(tid int) (Held, error) {
+	r, err := GetRegs(tid)
+	if err != nil {
+		return Held{}, err
+	}
+	h := Held{TP: r.Fs_base, Syscall: -1}
+	if nr := int64(r.Orig_rax); nr >= 0 && interruptedReturn(int64(r.Rax)) {
+		h.Syscall = nr
+		h.Args = [6]uint64{r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9}
+	}
+	return h, nil
+}
+
+// PthreadDistance says whether tp, a thread pointer from Held, is the
+// thread whose pthread_t is pthread: on amd64 (glibc and musl) fs_base is
+// the address of the thread's struct pthread itself.
+func PthreadDistance(tp, pthread uint64) (uint64, bool) {
+	return 0, tp == pthread
+}

@@ -1,6 +1,10 @@
 package ptrace
 
-import "golang.org/x/sys/unix"
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+)
 
 // Regs are the general registers of an arm64 thread (struct user_pt_regs).
 type Regs unix.PtraceRegs
@@ -18,3 +22,44 @@ func (r *Regs) SP() uint64 { return r.Sp }
 
 // SyscallInstr is the machine code of the syscall instruction ("svc #0", d4000001).
 var SyscallInstr = []byte{0x01, 0x00, 0x00, 0xd4}
+
+// svc0 is "svc #0" as it is in memory.
+const svc0 = 0xd4000001
+
+// inspect reads what Held reports of a held thread: on arm64 the thread
+// pointer is tpidr_el0 (regset NT_ARM_TLS). The kernel rewinds an
+// interrupted system call before the stop (pc on its "svc #0", x0 the
+// first argument again, x8 the number), so a thread whose pc is on an
+// "svc #0" was in that system call.
+func inspect(tid int) (Held, error) {
+	r, err := GetRegs(tid)
+	if err != nil {
+		return Held{}, err
+	}
+	h := Held{Syscall: -1}
+	var tls [8]byte
+	if n, err := getRegset(tid, unix.NT_ARM_TLS, tls[:]); err == nil && n >= 8 {
+		h.TP = binary.LittleEndian.Uint64(tls[:])
+	}
+	var ins [4]byte
+	if n, err := NewMem(tid).ReadAt(ins[:], r.Pc); err == nil && n == 4 && binary.LittleEndian.Uint32(ins[:]) == svc0 {
+		h.Syscall = int64(r.Regs[8])
+		copy(h.Args[:], r.Regs[:6])
+	}
+	return h, nil
+}
+
+// maxPthreadSize bounds the size of the C library's struct pthread.
+const maxPthreadSize = 8192
+
+// PthreadDistance says whether tp, a thread pointer from Held, may be the
+// thread whose pthread_t is pthread, and how far apart they are: on arm64
+// tpidr_el0 points just past the thread's struct pthread (glibc:
+// THREAD_SELF is the thread pointer minus sizeof(struct pthread); musl
+// keeps a small gap), so the nearest thread pointer above pthread is it.
+func PthreadDistance(tp, pthread uint64) (uint64, bool) {
+	if tp <= pthread || tp-pthread > maxPthreadSize {
+		return 0, false
+	}
+	return tp - pthread, true
+}

@@ -49,6 +49,8 @@ type startConfig struct {
 	user         string
 	privateTmp   bool
 	newPIDNS     bool
+	root         string
+	binds        [][2]string
 	env, args    []string
 	readyTimeout time.Duration
 }
@@ -70,6 +72,41 @@ func PrivateTmp() StartOption { return func(c *startConfig) { c.privateTmp = tru
 // (`unshare -p -f --mount-proc`), where it is PID 1; Target.PID is still
 // its host PID.
 func NewPIDNS() StartOption { return func(c *startConfig) { c.newPIDNS = true } }
+
+// InRoot runs the interpreter chrooted in dir, a root the test built
+// (e.g. with a hostile /tmp), in a new mount namespace where each bind
+// {host directory, path inside dir} is bind-mounted read-only, and /proc is
+// mounted. The interpreter's Path must be valid inside dir (bind what it
+// needs); the script is placed under dir/var/tmp. Target.Interp stays the
+// interpreter given to Start.
+func InRoot(dir string, binds ...[2]string) StartOption {
+	return func(c *startConfig) { c.root, c.binds = dir, binds }
+}
+
+// MinimalRoot builds, in a fresh directory, a root in which in can run
+// under the returned InRoot option: merged-/usr symlinks (bin, lib, lib64,
+// sbin), the host's /usr (the sid root's for a chroot interpreter) and the
+// interpreter's own prefix bound read-only. The test adds what else the
+// root holds (its /tmp, /etc...).
+func MinimalRoot(t testing.TB, in Interp) (string, StartOption) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, l := range []string{"bin", "lib", "lib64", "sbin"} {
+		if err := os.Symlink("usr/"+l, filepath.Join(dir, l)); err != nil {
+			t.Fatalf("preparing the root: %v", err)
+		}
+	}
+	usr := "/usr"
+	if in.Chroot != "" {
+		usr = filepath.Join(in.Chroot, "usr")
+	}
+	binds := [][2]string{{usr, "/usr"}}
+	if in.Chroot == "" && !strings.HasPrefix(in.Path, "/usr/") {
+		prefix := filepath.Dir(filepath.Dir(in.Path))
+		binds = append(binds, [2]string{prefix, prefix})
+	}
+	return dir, InRoot(dir, binds...)
+}
 
 // Env adds "KEY=value" entries to the interpreter's environment.
 func Env(kv ...string) StartOption { return func(c *startConfig) { c.env = append(c.env, kv...) } }
@@ -97,6 +134,16 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 	for _, o := range opts {
 		o(&cfg)
 	}
+	orig := in // the interpreter as the test knows it, for Target.Interp
+	if cfg.root != "" {
+		in.Chroot = cfg.root
+		cfg.privateTmp = false
+		for _, d := range append([]string{"/proc", "/var/tmp"}, bindTargets(cfg.binds)...) {
+			if err := os.MkdirAll(filepath.Join(cfg.root, d), 0o755); err != nil {
+				t.Fatalf("preparing the root: %v", err)
+			}
+		}
+	}
 	if (cfg.user != "" || cfg.privateTmp || cfg.newPIDNS || in.Chroot != "") && os.Geteuid() != 0 {
 		Skipf(t, "starting %s with these options needs root", in.Label)
 	}
@@ -105,7 +152,7 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 	// sees under the same path (inside the chroot; /var/tmp when /tmp is
 	// private to the target).
 	base := os.TempDir()
-	if cfg.privateTmp {
+	if cfg.privateTmp || cfg.root != "" {
 		base = "/var/tmp"
 	}
 	if in.Chroot != "" {
@@ -158,6 +205,10 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 	// Mounts made in the target's own mount namespace: /proc inside the
 	// chroot (as a container has), a tmpfs on the private /tmp.
 	var mounts []string
+	for _, b := range cfg.binds {
+		in := shellQuote(filepath.Join(cfg.root, b[1]))
+		mounts = append(mounts, "mount --bind "+shellQuote(b[0])+" "+in+" && mount -o remount,bind,ro "+in)
+	}
 	if in.Chroot != "" {
 		mounts = append(mounts, "mount -t proc proc "+shellQuote(filepath.Join(in.Chroot, "proc")))
 	}
@@ -186,7 +237,7 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 	if uid >= 0 && argv[0] == in.Path {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	}
-	tg := &Target{Interp: in, Script: inScript, ScriptHost: hostScript, t: t, cmd: cmd, changed: make(chan struct{})}
+	tg := &Target{Interp: orig, Script: inScript, ScriptHost: hostScript, t: t, cmd: cmd, changed: make(chan struct{})}
 	cmd.Stderr = &tg.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -218,6 +269,14 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 		tg.NSPID = ns
 	}
 	return tg
+}
+
+func bindTargets(binds [][2]string) []string {
+	var out []string
+	for _, b := range binds {
+		out = append(out, b[1])
+	}
+	return out
 }
 
 // cleanEnv is the test's environment without variables that would change

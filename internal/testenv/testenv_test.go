@@ -196,6 +196,24 @@ func TestStartOptions(t *testing.T) {
 			}
 			noTrouble(t, tg)
 		})
+		t.Run("InRoot", func(t *testing.T) {
+			dir, opt := MinimalRoot(t, in)
+			tg := Start(t, in, Fixture(t, "sleeper.py"), opt)
+			if exe := exeOf(t, tg.PID); exe != filepath.Join(dir, in.Path) {
+				t.Errorf("PID %d runs %s, want %s in the root", tg.PID, exe, in.Path)
+			}
+			if root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", tg.PID)); root != dir {
+				t.Errorf("target's root is %q, want %q", root, dir)
+			}
+			if !strings.HasPrefix(tg.ScriptHost, dir+"/") {
+				t.Errorf("script %s is not in the root %s", tg.ScriptHost, dir)
+			}
+			if err := os.WriteFile(fmt.Sprintf("/proc/%d/root/usr/pyglass-test-write", tg.PID), nil, 0o644); err == nil {
+				os.Remove(fmt.Sprintf("/proc/%d/root/usr/pyglass-test-write", tg.PID))
+				t.Errorf("the bound /usr is writable")
+			}
+			noTrouble(t, tg)
+		})
 		t.Run("All", func(t *testing.T) {
 			tg := Start(t, in, Fixture(t, "sleeper.py"), AsUser("nobody"), PrivateTmp(), NewPIDNS(),
 				Env("PYGLASS_TEST_VAR=42"), Args("select", "interval=0.1"))

@@ -1,0 +1,102 @@
+package ptrace
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestInspect: a held thread blocked in read(fd) is reported in that
+// system call with fd as its first argument, a thread spinning in Python
+// in none; each thread pointer is the thread's pthread_t (what
+// threading.get_ident returns); a process the user stopped is reported
+// stopped.
+func TestInspect(t *testing.T) {
+	cmd := exec.Command(python(t), "-c", `
+import os, sys, threading
+r, w = os.pipe()
+ready = threading.Event()
+info = []
+def spin():
+    info.append((threading.get_ident(), threading.get_native_id()))
+    ready.set()
+    while True:
+        pass
+t = threading.Thread(target=spin)
+t.daemon = True
+t.start()
+ready.wait()
+sys.stdout.write("%d %d %d %d\n" % (r, threading.get_ident(), info[0][0], info[0][1]))
+sys.stdout.flush()
+os.read(r, 1)
+`)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var fd, mainIdent, spinIdent uint64
+	var spinTID int
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if _, serr := fmt.Sscan(line, &fd, &mainIdent, &spinIdent, &spinTID); err != nil || serr != nil {
+		t.Fatalf("target's line %q: %v %v", line, err, serr)
+	}
+	pid := cmd.Process.Pid
+	time.Sleep(50 * time.Millisecond) // into read()
+	for round := 0; round < 5; round++ {
+		f, err := Freeze(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := f.Inspect()
+		f.Thaw()
+		m, s := held[pid], held[spinTID]
+		if m.Syscall != unix.SYS_READ || m.Args[0] != fd || m.Stopped {
+			t.Errorf("main thread %+v, want blocked in read(%d)", m, fd)
+		}
+		if s.Syscall != -1 || s.Stopped {
+			t.Errorf("spinning thread %+v, want running", s)
+		}
+		if _, ok := PthreadDistance(m.TP, mainIdent); !ok {
+			t.Errorf("main thread's pointer %#x is not its pthread_t %#x", m.TP, mainIdent)
+		}
+		if _, ok := PthreadDistance(s.TP, spinIdent); !ok {
+			t.Errorf("spinning thread's pointer %#x is not its pthread_t %#x", s.TP, spinIdent)
+		}
+	}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	for i := 0; ; i++ {
+		st, _ := TaskState(pid, spinTID)
+		if st == 'T' {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("target never stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f, err := Freeze(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := f.Inspect()
+	f.Thaw()
+	for _, tid := range []int{pid, spinTID} {
+		if !held[tid].Stopped {
+			t.Errorf("thread %d of a stopped process: %+v, want stopped", tid, held[tid])
+		}
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		t.Fatal(err)
+	}
+}
