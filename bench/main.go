@@ -3,6 +3,7 @@
 // target's heartbeat thread. See bench/README.md.
 //
 //	go run ./bench [-n 10] [-interp default|all|LABEL,...] [-only REGEXP]
+//	go run ./bench -profilers [-n 3] [-secs 5]
 package main
 
 import (
@@ -31,6 +32,8 @@ func main() {
 	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
 	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
 	timeout := flag.Duration("timeout", 60*time.Second, "limit for one run of a command")
+	profilers := flag.Bool("profilers", false, "run the profiler bench instead: pyglass record against Austin and python3.15 -m profiling.sampling (needs scripts/sid-root.sh --bench)")
+	secs := flag.Int("secs", 5, "with -profilers: seconds each profiler runs")
 	flag.Parse()
 
 	root, err := moduleRoot()
@@ -48,6 +51,10 @@ func main() {
 		}
 		defer os.RemoveAll(dir)
 		env.Pyglass, env.PyglassErr = buildPyglass(root, dir)
+	}
+	if *profilers {
+		runProfilers(root, env, *n, *secs)
+		return
 	}
 	fmt.Fprintf(os.Stderr, "bench: gdb: %s\n", strings.Join(env.GDB, " "))
 	var re *regexp.Regexp

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# sid-root.sh [--dev] [--gdb] [DIR]
+# sid-root.sh [--dev] [--gdb] [--bench] [DIR]
 #
 # Builds a minimal Debian sid root holding the interpreters the tests run in
 # a chroot (testenv's labels in brackets): python3.14-nopie's non-PIE
@@ -9,6 +9,9 @@
 # DIR defaults to $PYGLASS_SID_ROOT or /var/cache/pyglass/sid-root.
 #   --dev  also install python3.14-dev and python3.15-dev (headers, for the
 #          layout generator)
+#   --bench also install python3.13 and Austin 3.7 (the profiler bench's
+#          anchors; Austin's package wants python3 < 3.14, so its files are
+#          unpacked with dpkg -x, leaving apt's state clean) and sid's gdb
 #   --gdb  also install sid's gdb (bench uses it where the host's gdb cannot
 #          restore registers, e.g. gdb 13 on CPUs with AMX)
 #
@@ -19,13 +22,18 @@ set -euo pipefail
 
 dev=0
 gdb=0
+bench=0
 dir=""
 for a in "$@"; do
 	case "$a" in
 	--dev) dev=1 ;;
 	--gdb) gdb=1 ;;
+	--bench)
+		bench=1
+		gdb=1
+		;;
 	-h | --help)
-		sed -n '2,14p' "$0"
+		sed -n '2,20p' "$0"
 		exit 0
 		;;
 	-*)
@@ -54,9 +62,19 @@ if [[ $dev == 1 ]]; then
 	marker[python3.15-dev]=usr/include/python3.15/Python.h
 fi
 [[ $gdb == 1 ]] && marker[gdb]=usr/bin/gdb
+[[ $bench == 1 ]] && marker[python3.13]=usr/bin/python3.13
 
 # The snapshot mirrors serve Release files past their Valid-Until date.
 apt_opts=(-o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0)
+
+# Austin's files, unpacked from its package (see --bench).
+austin() {
+	[[ $bench == 1 && ! -x "$1/usr/bin/austin" ]] || return 0
+	echo "sid-root: unpacking austin in $1"
+	unshare -m --propagation private sh -c '
+		mount -t proc proc "$0/proc" && exec chroot "$0" sh -c "$1"' "$1" \
+		"cd /tmp && apt-get ${apt_opts[*]} update -qq && apt-get ${apt_opts[*]} download austin >/dev/null && dpkg -x austin_*.deb / && rm -f austin_*.deb"
+}
 
 if [[ -x "$dir/usr/bin/python3.14" ]]; then
 	missing=()
@@ -64,6 +82,7 @@ if [[ -x "$dir/usr/bin/python3.14" ]]; then
 		[[ -e "$dir/${marker[$p]}" ]] || missing+=("$p")
 	done
 	if ((${#missing[@]} == 0)); then
+		austin "$dir"
 		echo "sid-root: $dir is ready"
 		exit 0
 	fi
@@ -72,6 +91,7 @@ if [[ -x "$dir/usr/bin/python3.14" ]]; then
 	unshare -m --propagation private sh -c '
 		mount -t proc proc "$0/proc" && exec chroot "$0" sh -c "$1"' "$dir" \
 		"apt-get ${apt_opts[*]} update -qq && DEBIAN_FRONTEND=noninteractive apt-get ${apt_opts[*]} install -y -qq --no-install-recommends ${missing[*]} >/dev/null"
+	austin "$dir"
 	exit 0
 fi
 
@@ -127,6 +147,7 @@ for p in "${!marker[@]}"; do
 	fi
 done
 rm -f "$tmp.log"
+austin "$tmp"
 rm -rf "$dir"
 mv "$tmp" "$dir"
 echo "sid-root: $dir ready in $((SECONDS - start))s: Python $(chroot "$dir" /usr/bin/python3.14 -c 'import sys; print(sys.version.split()[0])') and $(chroot "$dir" /usr/bin/python3.15 -c 'import sys; print(sys.version.split()[0])')"

@@ -2,14 +2,16 @@
 # 70 % of its time in a() and 30 % in b(), and 9 idle threads. The split is
 # by work (the same loop, 7 and 3 times as long). The target also measures
 # the wall time it spends in a() and b(): a line on stdin makes it print
-# "SPLIT <seconds in a> <seconds in b>", the ground truth a test compares a
-# profile with (on a loaded machine the split by work drifts a little).
+# "SPLIT <seconds in a> <seconds in b> <rounds of a and b done>", the ground
+# truth a test compares a profile with (on a loaded machine the split by
+# work drifts a little), and the work rate a benchmark compares with and
+# without a profiler.
 # Runs on Python 2.7 and 3.x. With an argument N it exits after N seconds.
 import sys
 import threading
 import time
 
-spent = [0.0, 0.0]
+spent = [0.0, 0.0, 0]
 
 
 def idle():
@@ -19,7 +21,7 @@ def idle():
 
 def report():
     while sys.stdin.readline():
-        sys.stdout.write("SPLIT %.6f %.6f\n" % (spent[0], spent[1]))
+        sys.stdout.write("SPLIT %.6f %.6f %d\n" % (spent[0], spent[1], spent[2]))
         sys.stdout.flush()
 
 
@@ -57,6 +59,7 @@ def deep(n):
             t2 = clock()
             spent[0] += t1 - t0
             spent[1] += t2 - t1
+            spent[2] += 1
         return
     deep(n - 1)
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -414,13 +415,14 @@ func printRecordSummary(w io.Writer, pids []int, prof *profile.Profile, asked fl
 		lostParts = append(lostParts, fmt.Sprintf("%d %s", v, k))
 		nlost += v
 	}
-	if late > 0 {
-		lostParts = append(lostParts, fmt.Sprintf("%d samples skipped (sampling fell behind)", late))
-	}
+	sort.Strings(lostParts)
 	if len(lostParts) > 0 {
-		fmt.Fprintf(w, "lost: %s (%.2f%% of thread stacks)\n", strings.Join(lostParts, ", "), 100*float64(nlost)/float64(max(prof.Total()+nlost, 1)))
+		fmt.Fprintf(w, "lost: %d thread stacks (%.2f%%): %s\n", nlost, 100*float64(nlost)/float64(max(prof.Total()+nlost, 1)), strings.Join(lostParts, ", "))
 	} else {
 		fmt.Fprintf(w, "lost: none\n")
+	}
+	if late > 0 {
+		fmt.Fprintf(w, "late: %d ticks skipped: sampling fell behind the rate asked (the machine is busy, or the rate is more than pyglass reaches)\n", late)
 	}
 	fmt.Fprintf(w, "pyglass's CPU: %s (%.1f%% of a core)\n", cpu.Round(time.Millisecond), 100*cpu.Seconds()/max(secs, 1e-9))
 	if exited > 0 {

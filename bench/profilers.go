@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// The profiler bench (-profilers): pyglass record against the sampling
+// profilers people use, each on the same CPU-bound target
+// (testdata/profile_target.py: one hot thread 25 frames deep, 70 % of its
+// time in a() and 30 % in b(), 9 idle threads) in the same run:
+//   - Austin 3.7 (sid's package, scripts/sid-root.sh --bench), which
+//     reads 3.8–3.13: on sid's python3.13, run in the target's mount
+//     namespace and root (it attaches to nothing else);
+//   - CPython 3.15's own sampling profiler (python3.15 -m
+//     profiling.sampling attach -a), on sid's python3.15.
+// pyglass runs on both targets. For each tool and rate (1 kHz, 10 kHz, as
+// fast as it goes) it reports the samples per second achieved (a sample is
+// every thread at one instant), the tool's CPU time per second and per
+// sample, the target's work rate against the same target's without a
+// profiler (wall, and per CPU-second of the target), the share found for
+// a, and the samples the tool says it lost.
+
+// profTool is one profiler.
+type profTool struct {
+	name string
+	// argv returns the command line; rate is samples per second (0: as
+	// fast as possible), out a file path as the tool sees it.
+	argv func(env *Env, tg *Target, rate int, secs int, out string) []string
+	// parse reads the tool's output: samples taken, lost, and the
+	// collapsed stacks file for the share of a.
+	parse func(out, stdout, stderr string) (samples, lost int64, err error)
+}
+
+func inRoot(tg *Target, argv ...string) []string {
+	if tg.Interp.Chroot == "" {
+		return argv
+	}
+	return append([]string{"nsenter", "-t", strconv.Itoa(tg.PID), "-m", "--", "chroot", tg.Interp.Chroot}, argv...)
+}
+
+var profTools = []profTool{
+	{
+		name: "pyglass record",
+		argv: func(env *Env, tg *Target, rate, secs int, out string) []string {
+			r := "max"
+			if rate > 0 {
+				r = strconv.Itoa(rate)
+			}
+			return []string{env.Pyglass, "record", strconv.Itoa(tg.PID), "--idle", "--rate", r, "--duration", fmt.Sprintf("%ds", secs), "-o", out}
+		},
+		parse: func(out, stdout, stderr string) (int64, int64, error) {
+			m := regexp.MustCompile(`: (\d+) samples \(`).FindStringSubmatch(stderr)
+			if m == nil {
+				return 0, 0, fmt.Errorf("no sample count in %q", stderr)
+			}
+			n, _ := strconv.ParseInt(m[1], 10, 64)
+			var lost int64
+			if m := regexp.MustCompile(`lost: (\d+) thread stacks`).FindStringSubmatch(stderr); m != nil {
+				lost, _ = strconv.ParseInt(m[1], 10, 64)
+			}
+			return n, lost, nil
+		},
+	},
+	{
+		name: "austin 3.7",
+		argv: func(env *Env, tg *Target, rate, secs int, out string) []string {
+			iv := "0"
+			if rate > 0 {
+				iv = strconv.Itoa(1000000 / rate)
+			}
+			return inRoot(tg, "austin", "-i", iv, "-x", strconv.Itoa(secs), "-p", strconv.Itoa(tg.PID), "-o", out)
+		},
+		parse: func(out, stdout, stderr string) (int64, int64, error) {
+			// "Error rate : 0/8073 (0.00 %) invalid samples"
+			m := regexp.MustCompile(`Error rate : \D*(\d+)/(\d+)`).FindStringSubmatch(stripANSI(stderr + stdout))
+			if m == nil {
+				return 0, 0, fmt.Errorf("no statistics in austin's output")
+			}
+			// Austin counts thread stacks: the target has 10 threads.
+			lost, _ := strconv.ParseInt(m[1], 10, 64)
+			n, _ := strconv.ParseInt(m[2], 10, 64)
+			return n / profThreads, lost / profThreads, nil
+		},
+	},
+	{
+		name: "python3.15 -m profiling.sampling",
+		argv: func(env *Env, tg *Target, rate, secs int, out string) []string {
+			r := "1000khz"
+			if rate > 0 {
+				r = strconv.Itoa(rate)
+			}
+			return inRoot(tg, "/usr/bin/python3.15", "-m", "profiling.sampling", "attach", "-a", "-r", r, "-d", strconv.Itoa(secs), "--collapsed", "-o", out, strconv.Itoa(tg.PID))
+		},
+		parse: func(out, stdout, stderr string) (int64, int64, error) {
+			s := stripANSI(stdout + stderr)
+			m := regexp.MustCompile(`Captured (\d+) samples`).FindStringSubmatch(s)
+			if m == nil {
+				return 0, 0, fmt.Errorf("no sample count in %q", lastLines(s, 5))
+			}
+			n, _ := strconv.ParseInt(m[1], 10, 64)
+			var lost int64
+			if m := regexp.MustCompile(`(?i)error rate[^0-9]*([0-9.]+)%`).FindStringSubmatch(s); m != nil {
+				pct, _ := strconv.ParseFloat(m[1], 64)
+				lost = int64(pct * float64(n) / 100)
+			}
+			return n, lost, nil
+		},
+	},
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+
+func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
+}
+
+// work is what the target reports of its progress.
+type work struct {
+	rounds int64
+	cpu    time.Duration // the target's CPU time
+	at     time.Time
+}
+
+func (tg *Target) work() (work, error) {
+	if _, err := io.WriteString(tg.stdin, "split\n"); err != nil {
+		return work{}, err
+	}
+	l, err := tg.wait("SPLIT", 10*time.Second)
+	if err != nil {
+		return work{}, err
+	}
+	var a, b float64
+	var w work
+	if _, err := fmt.Sscanf(l, "SPLIT %f %f %d", &a, &b, &w.rounds); err != nil {
+		return work{}, fmt.Errorf("parsing %q: %w", l, err)
+	}
+	w.at = time.Now()
+	w.cpu = processCPU(tg.PID)
+	return w, nil
+}
+
+// processCPU reads a process's user+system time from /proc/PID/stat.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100
+}
+
+// profThreads is the number of threads of testdata/profile_target.py.
+const profThreads = 10
+
+type profRow struct {
+	target, tool, rate string
+	samplesPerSec      float64
+	cpuPerSec          float64 // fraction of a core
+	cpuPerSample       time.Duration
+	slowWall, slowCPU  float64 // target work rate lost, in %
+	shareA             float64
+	lostPct            float64
+	note               string
+}
+
+// runProfilers runs the profiler bench on targets (labels); n runs each.
+func runProfilers(root string, env *Env, n, secs int) {
+	sid := testenv.SidRoot()
+	targets := []testenv.Interp{
+		{Label: "3.13-sid", Major: 3, Minor: 13, Path: "/usr/bin/python3.13", Chroot: sid},
+		{Label: "3.15-sid", Major: 3, Minor: 15, Path: "/usr/bin/python3.15", Chroot: sid},
+	}
+	var rows []profRow
+	for _, in := range targets {
+		if _, err := os.Stat(in.HostPath()); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: no %s (scripts/sid-root.sh --bench): skipped\n", in.HostPath())
+			continue
+		}
+		tg, err := StartTarget(root, in, Profile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: starting %s: %v\n", in.Label, err)
+			continue
+		}
+		for _, tool := range profTools {
+			if tool.name == "austin 3.7" && in.Minor > 13 || strings.HasPrefix(tool.name, "python3.15") && in.Minor != 15 {
+				continue
+			}
+			if tool.name == "austin 3.7" {
+				if _, err := os.Stat(filepath.Join(sid, "usr/bin/austin")); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: no austin in %s (scripts/sid-root.sh --bench): skipped\n", sid)
+					continue
+				}
+			}
+			for _, rate := range []int{1000, 10000, 0} {
+				var rs []profRow
+				for i := 0; i < n; i++ {
+					fmt.Fprintf(os.Stderr, "bench: %s on %s at %s, run %d/%d\n", tool.name, in.Label, rateName(rate), i+1, n)
+					r := profileOnce(env, tg, tool, rate, secs)
+					r.target, r.tool, r.rate = in.Label, tool.name, rateName(rate)
+					rs = append(rs, r)
+				}
+				rows = append(rows, medianRow(rs))
+			}
+		}
+		tg.Stop()
+	}
+	printProfRows(os.Stdout, rows)
+}
+
+func rateName(rate int) string {
+	if rate == 0 {
+		return "max"
+	}
+	if rate >= 1000 {
+		return fmt.Sprintf("%d kHz", rate/1000)
+	}
+	return fmt.Sprintf("%d Hz", rate)
+}
+
+// profileOnce measures the target alone for secs, then with the tool for
+// secs, and reads what the tool found.
+func profileOnce(env *Env, tg *Target, tool profTool, rate, secs int) profRow {
+	var r profRow
+	w0, err := tg.work()
+	if err != nil {
+		r.note = err.Error()
+		return r
+	}
+	time.Sleep(time.Duration(secs) * time.Second)
+	w1, err := tg.work()
+	if err != nil {
+		r.note = err.Error()
+		return r
+	}
+	dir, err := os.MkdirTemp(filepath.Join(tg.Interp.Chroot, "/tmp"), "pyglass-bench-prof-")
+	if err != nil {
+		r.note = err.Error()
+		return r
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	host := filepath.Join(dir, "out.txt")
+	inPath := "/" + strings.TrimPrefix(strings.TrimPrefix(host, tg.Interp.Chroot), "/")
+	out := host
+	if !strings.HasPrefix(tool.name, "pyglass") {
+		out = inPath
+	}
+	argv := tool.argv(env, tg, rate, secs, out)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	t0 := time.Now()
+	err = cmd.Run()
+	el := time.Since(t0)
+	w2, werr := tg.work()
+	if err != nil {
+		r.note = fmt.Sprintf("%v: %s", err, lastLines(stripANSI(stderr.String()), 2))
+		return r
+	}
+	if werr != nil {
+		r.note = werr.Error()
+		return r
+	}
+	var cpu time.Duration
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	samples, lost, err := tool.parse(host, stdout.String(), stderr.String())
+	if err != nil {
+		r.note = err.Error()
+		return r
+	}
+	r.samplesPerSec = float64(samples) / el.Seconds()
+	r.cpuPerSec = cpu.Seconds() / el.Seconds()
+	if samples > 0 {
+		r.cpuPerSample = cpu / time.Duration(samples)
+		r.lostPct = 100 * float64(lost) / float64(samples+lost)
+	}
+	base := float64(w1.rounds-w0.rounds) / w1.at.Sub(w0.at).Seconds()
+	with := float64(w2.rounds-w1.rounds) / w2.at.Sub(w1.at).Seconds()
+	r.slowWall = 100 * (1 - with/base)
+	if c0, c1 := (w1.cpu - w0.cpu).Seconds(), (w2.cpu - w1.cpu).Seconds(); c0 > 0 && c1 > 0 {
+		r.slowCPU = 100 * (1 - (float64(w2.rounds-w1.rounds)/c1)/(float64(w1.rounds-w0.rounds)/c0))
+	}
+	r.shareA = shareOfA(host)
+	return r
+}
+
+// shareOfA reads a collapsed-stack file (pyglass's and profiling.sampling's
+// "a;b;c N", Austin's "P..;T..;file:func:line;... N") and returns the
+// share of the hot thread's samples that have a() on the stack.
+func shareOfA(path string) float64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var inA, inB float64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 4<<20)
+	isA := regexp.MustCompile(`(^|;)(a \(|[^;]*:a:\d+|a\b[^;]*profile_target)`)
+	isB := regexp.MustCompile(`(^|;)(b \(|[^;]*:b:\d+|b\b[^;]*profile_target)`)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		n, err := strconv.ParseFloat(l[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case isA.MatchString(l[:i]):
+			inA += n
+		case isB.MatchString(l[:i]):
+			inB += n
+		}
+	}
+	if inA+inB == 0 {
+		return 0
+	}
+	return 100 * inA / (inA + inB)
+}
+
+func medianRow(rs []profRow) profRow {
+	out := rs[0]
+	med := func(get func(profRow) float64) float64 {
+		var v []float64
+		for _, r := range rs {
+			if r.note == "" {
+				v = append(v, get(r))
+			}
+		}
+		if len(v) == 0 {
+			return 0
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	out.note = ""
+	for _, r := range rs {
+		if r.note != "" {
+			out.note = r.note
+		}
+	}
+	out.samplesPerSec = med(func(r profRow) float64 { return r.samplesPerSec })
+	out.cpuPerSec = med(func(r profRow) float64 { return r.cpuPerSec })
+	out.cpuPerSample = time.Duration(med(func(r profRow) float64 { return float64(r.cpuPerSample) }))
+	out.slowWall = med(func(r profRow) float64 { return r.slowWall })
+	out.slowCPU = med(func(r profRow) float64 { return r.slowCPU })
+	out.shareA = med(func(r profRow) float64 { return r.shareA })
+	out.lostPct = med(func(r profRow) float64 { return r.lostPct })
+	return out
+}
+
+func printProfRows(w io.Writer, rows []profRow) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "| target\t| tool\t| rate asked\t| samples/s (10 threads)\t| CPU (of a core)\t| CPU per sample\t| target slowdown wall / per CPU-s\t| share of a (70 %)\t| lost\t| note\t|")
+	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %.0f\t| %.1f %%\t| %.1f µs\t| %.1f %% / %.1f %%\t| %.1f %%\t| %.2f %%\t| %s\t|\n",
+			r.target, r.tool, r.rate, r.samplesPerSec, 100*r.cpuPerSec, float64(r.cpuPerSample)/1e3, r.slowWall, r.slowCPU, r.shareA, r.lostPct, r.note)
+	}
+	tw.Flush()
+}
