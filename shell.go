@@ -2,6 +2,8 @@ package pyglass
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -27,8 +29,12 @@ type ShellOptions struct {
 }
 
 // Shell opens an interactive Python prompt inside the process and serves
-// it until the user ends it (Ctrl-D or exit()). It returns the session's
-// exit status. The in-target side stops and removes its files within two
+// it until the user ends it (Ctrl-D or exit()); with In not a terminal it
+// runs all of In as one program. It returns the session's exit status (a
+// SystemExit's code; 1 when the piped program raised). Ctrl-C interrupts
+// the running statement (KeyboardInterrupt in the agent's thread only); a
+// second one after pyglass says the statement does not stop leaves the
+// session: the error wraps context.Canceled. The in-target side stops and removes its files within two
 // seconds of pyglass going away in any manner.
 func (p *Process) Shell(ctx context.Context, opt ShellOptions) (int, error) {
 	if opt.StartTimeout <= 0 {
@@ -46,8 +52,11 @@ func (p *Process) Shell(ctx context.Context, opt ShellOptions) (int, error) {
 		Conn: s.conn, MainNamespace: opt.MainNamespace,
 		In: opt.In, Out: opt.Out, Err: opt.Err,
 		HistoryFile: opt.HistoryFile,
-		PID:         p.pid, Version: h.Version, Executable: h.Executable,
+		PID:         p.pid, Thread: h.TID, Version: h.Version, Executable: h.Executable,
 	})
+	if errors.Is(err, shell.ErrLeft) {
+		return status, fmt.Errorf("%w: %w", err, context.Canceled)
+	}
 	if err != nil && ctx.Err() != nil {
 		return status, ctx.Err()
 	}

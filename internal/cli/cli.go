@@ -111,7 +111,13 @@ func Main(args []string, io IO) ExitCode {
 	}
 	for _, c := range commands {
 		if c.name == name {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			sigs := []os.Signal{syscall.SIGTERM, syscall.SIGHUP}
+			if name != "exec" && name != "shell" {
+				// exec and shell turn Ctrl-C into KeyboardInterrupt
+				// in the code they run.
+				sigs = append(sigs, os.Interrupt)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 			defer stop()
 			return c.run(ctx, args[1:], io)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/internal/shell"
 )
 
 // maxCode bounds the size of the code pyglass sends.
@@ -19,8 +20,14 @@ const execHelp = `The code runs inside the target on a new thread pyglass starts
 fresh namespace (__name__ == "__pyglass__") where the target's modules can be
 imported. What it writes to sys.stdout and sys.stderr comes back here, in
 order; what the target's own threads print stays on the target's streams.
-If the code raises, its traceback is printed here on stderr and pyglass
-exits 1. The target is never left stopped or traced.
+__file__ is the script's name (or <stdin>). If the code raises, its
+traceback is printed here on stderr and pyglass exits 1; SystemExit(N)
+exits N, as python does. Ctrl-C raises KeyboardInterrupt in the code's own
+thread (never in the target's threads); code in a call that does not check
+for interrupts (a sleep, a lock, I/O) stops when that call returns, and a
+second Ctrl-C after pyglass says so leaves it running. After --timeout the
+code is interrupted the same way and pyglass exits 5. The target is never
+left stopped or traced.
 
 Examples:
   pyglass exec 1234 -c 'import gc; print(len(gc.garbage))'
@@ -90,20 +97,26 @@ func runExec(ctx context.Context, args []string, io IO) ExitCode {
 	if !ok {
 		return ec
 	}
+	intr, stop := shell.Interrupts()
+	defer stop()
 	res, err := p.Exec(ctx, src, pyglass.ExecOptions{
-		Filename: filename,
-		Stdout:   io.Out,
-		Stderr:   io.Err,
-		Timeout:  *timeout,
-		Progress: progressTo(io),
+		Filename:  filename,
+		Stdout:    io.Out,
+		Stderr:    io.Err,
+		Timeout:   *timeout,
+		Progress:  progressTo(io),
+		Interrupt: intr,
+		Notice:    noticeTo(io),
 	})
 	if err != nil {
 		return fail(io, err)
 	}
-	if res.Raised {
-		return ExitRaised
-	}
-	return ExitOK
+	return ExitCode(res.Status & 255)
+}
+
+// noticeTo prints a line for the user on stderr.
+func noticeTo(io IO) func(string) {
+	return func(s string) { fmt.Fprintf(io.Err, "\npyglass: %s\n", s) }
 }
 
 func trimSpace(b []byte) []byte {
