@@ -798,10 +798,12 @@ def _next_frame(sess):
 
 # ---- chunk ----
 def _setexc_func():
-    """PyThreadState_SetAsyncExc(ident, exc), exc None cancelling."""
+    """PyThreadState_SetAsyncExc(ident, exc), exc None cancelling. The
+    function pointer is the one ctypes.pythonapi caches (it refers to
+    itself: a fresh one per session would be cyclic garbage); its restype
+    (int) and argtypes (none) are left as they are."""
     import ctypes
-    f = ctypes.pythonapi['PyThreadState_SetAsyncExc']  # [] caches nothing
-    f.restype = ctypes.c_int
+    f = ctypes.pythonapi.PyThreadState_SetAsyncExc
     idtype = ctypes.c_ulong if sys.version_info >= (3, 7) else ctypes.c_long
     obj = ctypes.py_object
 
