@@ -62,7 +62,7 @@ func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (ExecR
 		if cause == nil {
 			cause = context.Canceled
 		}
-		return res, fmt.Errorf("left the code running in %s; it ends by itself: %w", where, cause)
+		return res, &Error{Kind: cause, Msg: fmt.Sprintf("left the code running in %s; it ends by itself", where)}
 	case agent.StillRunning:
 		return res, &Error{Kind: ErrTimeout, Hint: hint,
 			Msg: fmt.Sprintf("timed out after %s and the code did not stop within %s of KeyboardInterrupt: it is in a call that does not check for interrupts (C code, a sleep, a lock, I/O); it is still running in %s and stops when that call returns", opt.Timeout, agent.StopWait, where)}
@@ -109,7 +109,7 @@ func (p *Process) startInterruptible(ctx context.Context, deadline time.Time, op
 		if s != nil {
 			s.close()
 		}
-		return nil, fmt.Errorf("interrupted before the code started in process %d; nothing was run: %w", p.pid, context.Canceled)
+		return nil, &Error{Kind: context.Canceled, Msg: fmt.Sprintf("interrupted before the code started in process %d; nothing was run", p.pid)}
 	}
 	return s, err
 }

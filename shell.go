@@ -3,7 +3,6 @@ package pyglass
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -55,7 +54,7 @@ func (p *Process) Shell(ctx context.Context, opt ShellOptions) (int, error) {
 		PID:         p.pid, Thread: h.TID, Version: h.Version, Executable: h.Executable,
 	})
 	if errors.Is(err, shell.ErrLeft) {
-		return status, fmt.Errorf("%w: %w", err, context.Canceled)
+		return status, &Error{Kind: context.Canceled, Msg: err.Error()}
 	}
 	if err != nil && ctx.Err() != nil {
 		return status, ctx.Err()

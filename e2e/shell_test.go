@@ -72,7 +72,15 @@ func newSession(t testing.TB, cmd *exec.Cmd, in io.WriteCloser, out io.Reader) *
 // env added to the test's environment.
 func startTerminal(t testing.TB, env []string, args ...string) *session {
 	t.Helper()
-	cmd := exec.Command(testenv.BuildPyglass(t), append([]string{"shell"}, args...)...)
+	return startPty(t, env, append([]string{"shell"}, args...)...)
+}
+
+// startPty runs `pyglass args...` on a new pseudo-terminal (its
+// controlling terminal: Ctrl-C typed there is SIGINT) with env added to
+// the test's environment.
+func startPty(t testing.TB, env []string, args ...string) *session {
+	t.Helper()
+	cmd := exec.Command(testenv.BuildPyglass(t), args...)
 	cmd.Env = append(append(os.Environ(), "TERM=xterm"), env...)
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 200})
 	if err != nil {

@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// busyLoop prints "running" and then spins in Python code. (Not "while
+// True: pass": 3.11 and 3.12 raise an asynchronous exception in that
+// loop outside any try block around it.)
+const busyLoop = "import sys\nsys.stdout.write('running\\n')\nsys.stdout.flush()\nn = 0\nwhile True:\n    n += 1\n"
+
+// waitThreads waits until the target has at most want threads (the agent's
+// are gone, so the code no longer runs) and fails after limit.
+func waitThreads(t *testing.T, pid, want int, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for threads(pid) > want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the target still has %d threads (want %d) %s later: the code is still running", threads(pid), want, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestExecInterrupt: Ctrl-C (typed on pyglass's terminal) raises
+// KeyboardInterrupt in the code's thread only: exec exits 1 with the
+// traceback and the code is gone from the target; --timeout does the same
+// and exits 5 saying the code was stopped; code in a sleep is reported
+// after 2 s and a second Ctrl-C leaves it running (exit 130), after which
+// it ends by itself. The target's main thread never sees an interrupt.
+func TestExecInterrupt(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "shell_target.py"), testenv.Args("interval=0.05"), testenv.PrivateTmp())
+		pid := strconv.Itoa(tg.PID)
+		base := threads(tg.PID)
+
+		s := startPty(t, nil, "exec", pid, "-c", busyLoop)
+		s.Expect("running", 30*time.Second)
+		time.Sleep(100 * time.Millisecond)
+		s.Send("\x03")
+		s.Expect("KeyboardInterrupt", 10*time.Second)
+		if code := s.Wait(10 * time.Second); code != 1 {
+			t.Fatalf("Ctrl-C: exit %d, output %q", code, s.Output())
+		}
+		if !strings.Contains(s.Output(), "Traceback (most recent call last):") {
+			t.Fatalf("Ctrl-C: no traceback in %q", s.Output())
+		}
+		waitThreads(t, tg.PID, base, 5*time.Second)
+
+		r := run(t, nil, "exec", pid, "--timeout", "2s", "-c", busyLoop)
+		want(t, r, 5)
+		if !strings.Contains(r.Stderr, "KeyboardInterrupt") || !strings.Contains(r.Stderr, "timed out after 2s: the code was stopped") {
+			t.Fatalf("--timeout: %s", r)
+		}
+		waitThreads(t, tg.PID, base, 5*time.Second)
+
+		// A call that does not check for interrupts: reported, then left.
+		s = startPty(t, nil, "exec", pid, "-c", "import sys, time\nsys.stdout.write('running\\n')\nsys.stdout.flush()\ntime.sleep(5)\nsys.stdout.write('AFTER-SLEEP\\n')\n")
+		s.Expect("running", 30*time.Second)
+		s.Send("\x03")
+		s.Expect("has not stopped", 10*time.Second)
+		s.Expect("Ctrl-C again leaves it running", 5*time.Second)
+		s.Send("\x03")
+		s.Expect("left the code running in process", 5*time.Second)
+		if code := s.Wait(10 * time.Second); code != 130 {
+			t.Fatalf("second Ctrl-C: exit %d, output %q", code, s.Output())
+		}
+		if strings.Contains(s.Output(), "AFTER-SLEEP") {
+			t.Fatalf("pyglass waited for the code: %q", s.Output())
+		}
+		// The sleep ends, the pending KeyboardInterrupt stops the code.
+		waitThreads(t, tg.PID, base, 15*time.Second)
+
+		healthy(t, tg)
+		tg.WaitLine("TICK", 5*time.Second)
+		noTraces(t, tg)
+		if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
+			t.Fatalf("left behind in the target's /tmp: %v", d)
+		}
+	})
+}
+
+// TestShellInterrupt: on a terminal, Ctrl-C while a statement runs raises
+// KeyboardInterrupt in it; the traceback and the prompt come back and the
+// session and its namespace go on. A statement in a sleep is reported
+// after 2 s, stops when the sleep returns, and the session goes on. The
+// target's main thread never sees an interrupt.
+func TestShellInterrupt(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "shell_target.py"), testenv.Args("interval=0.05"), testenv.PrivateTmp())
+		base := threads(tg.PID)
+		s := startTerminal(t, []string{"XDG_STATE_HOME=" + t.TempDir()}, strconv.Itoa(tg.PID))
+		s.Expect(">>> ", 30*time.Second)
+		s.Stmt("x = 41", ">>> ")
+		s.Stmt("n = 0", ">>> ")
+		s.Stmt("while True:", "... ")
+		s.Stmt("    n += 1", "... ")
+		s.Send("\r")
+		time.Sleep(300 * time.Millisecond)
+		s.Send("\x03")
+		got := s.Expect(">>> ", 10*time.Second)
+		if !strings.Contains(got, "Traceback (most recent call last):") || !strings.Contains(got, "KeyboardInterrupt") {
+			t.Fatalf("Ctrl-C in a loop printed %q", got)
+		}
+		if got := s.Stmt("x + 1, n > 0", ">>> "); !strings.Contains(got, "(42, True)") {
+			t.Fatalf("after Ctrl-C: %q", got)
+		}
+
+		// A sleep: reported after 2 s, interrupted when it returns.
+		// (the sum would take minutes: the interrupt must come through;
+		// 2.7 checks for it only every 100 bytecodes)
+		s.Send("import time; time.sleep(4); y = sum(1 for i in range(10 ** 10))\r")
+		s.Expect("\n", 5*time.Second)
+		time.Sleep(200 * time.Millisecond)
+		s.Send("\x03")
+		s.Expect("has not stopped", 10*time.Second)
+		got = s.Expect(">>> ", 15*time.Second)
+		if !strings.Contains(got, "KeyboardInterrupt") {
+			t.Fatalf("Ctrl-C in a sleep printed %q", got)
+		}
+		if got := s.Stmt("'y' in globals(), x", ">>> "); !strings.Contains(got, "(False, 41)") {
+			t.Fatalf("after the sleep: %q", got)
+		}
+
+		s.Send("\x04")
+		if code := s.Wait(10 * time.Second); code != 0 {
+			t.Fatalf("Ctrl-D: exit %d; output %q", code, s.Output())
+		}
+		waitThreads(t, tg.PID, base, 5*time.Second)
+		healthy(t, tg)
+		tg.WaitLine("TICK", 5*time.Second)
+		noTraces(t, tg)
+		if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
+			t.Fatalf("left behind in the target's /tmp: %v", d)
+		}
+	})
+}
