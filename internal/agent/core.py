@@ -745,7 +745,10 @@ def _reader_main(box):
         while not box['halt']:
             t, payload = _recv(box)
             if t == T_BREAK:
-                _reader_break(box)
+                try:
+                    _reader_break(box)
+                except Exception:
+                    pass
             else:
                 _post(box, (t, payload))
     except BaseException:
@@ -819,9 +822,15 @@ def _reader_break(box):
     before running is read: _run_end waits for it, so no raise comes after
     it cancelled the pending one."""
     if box['setexc'] is None:
-        import time
-        box['clock'] = time.time
-        box['setexc'] = _setexc_func()
+        box['setexc'] = False
+        try:
+            import time
+            box['clock'] = time.time
+            box['setexc'] = _setexc_func()
+        except Exception:
+            pass  # no ctypes: the code cannot be interrupted
+    if not box['setexc']:
+        return
     now = box['clock']()
     last = box['last']
     if last is not None and 0 <= now - last < BREAK_AGAIN:

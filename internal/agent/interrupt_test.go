@@ -198,3 +198,34 @@ func TestBreak(t *testing.T) {
 		tg.finish()
 	})
 }
+
+// TestBreakWithoutCtypes: where ctypes cannot be imported, a break does
+// nothing (the statement runs to its end) and the session goes on.
+func TestBreakWithoutCtypes(t *testing.T) {
+	forEachInterp(t, func(t *testing.T, py interp) {
+		tg := startTarget(t, py, 1, targetOpts{})
+		s := shellSession{t, tg.accept(0), &last{}}
+		s.start(false)
+		s.do("import sys; saved = sys.modules.get('ctypes'); sys.modules['ctypes'] = None", "", "", PromptPrimary)
+		if err := s.c.SendLine("import time; time.sleep(1); print('slept')"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if err := s.c.Break(); err != nil {
+			t.Fatal(err)
+		}
+		if out, errs, prompt := s.read(); out != "slept\n" || errs != "" || prompt != PromptPrimary {
+			t.Errorf("sleep: out %q err %q prompt %q", out, errs, prompt)
+		}
+		s.do("sys.modules['ctypes'] = saved; del sys.modules['ctypes']", "", "", PromptPrimary)
+		s.do("6 * 7", "42\n", "", PromptPrimary)
+		if err := s.c.EndShell(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, prompt := s.read(); prompt != "<exit>" {
+			t.Errorf("after Ctrl-D: %q", prompt)
+		}
+		tg.checkReport(0)
+		tg.finish()
+	})
+}
