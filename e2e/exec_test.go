@@ -83,15 +83,21 @@ sys.stderr.write('to stderr\n')
 			t.Fatalf("stdin: %s", r)
 		}
 
-		// The target is untouched and keeps ticking.
-		healthy(t, tg)
-		tg.WaitLine("TICK", 5*time.Second)
-		tg.WaitLine("TICK", 5*time.Second)
-		noTraces(t, tg)
-		if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
-			t.Fatalf("left behind in the target's /tmp: %v", d)
-		}
+		intact(t, tg)
 	})
+}
+
+// intact fails unless the target is untouched: alive, still ticking,
+// never disturbed, and no channel directory left in its /tmp.
+func intact(t testing.TB, tg *testenv.Target) {
+	t.Helper()
+	healthy(t, tg)
+	tg.WaitLine("TICK", 5*time.Second)
+	tg.WaitLine("TICK", 5*time.Second)
+	noTraces(t, tg)
+	if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
+		t.Fatalf("left behind in the target's /tmp: %v", d)
+	}
 }
 
 // TestTargetOutputStaysWithTarget: what the target's own threads print

@@ -76,12 +76,7 @@ func TestExecInterrupt(t *testing.T) {
 		// The sleep ends, the pending KeyboardInterrupt stops the code.
 		waitThreads(t, tg.PID, base, 15*time.Second)
 
-		healthy(t, tg)
-		tg.WaitLine("TICK", 5*time.Second)
-		noTraces(t, tg)
-		if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
-			t.Fatalf("left behind in the target's /tmp: %v", d)
-		}
+		intact(t, tg)
 	})
 }
 
@@ -132,11 +127,6 @@ func TestShellInterrupt(t *testing.T) {
 			t.Fatalf("Ctrl-D: exit %d; output %q", code, s.Output())
 		}
 		waitThreads(t, tg.PID, base, 5*time.Second)
-		healthy(t, tg)
-		tg.WaitLine("TICK", 5*time.Second)
-		noTraces(t, tg)
-		if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
-			t.Fatalf("left behind in the target's /tmp: %v", d)
-		}
+		intact(t, tg)
 	})
 }

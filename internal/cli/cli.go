@@ -77,7 +77,8 @@ func init() {
 
 const exitCodesHelp = `Exit status:
   0  success
-  1  the code run in the target raised an exception (its traceback is on stderr)
+  1  the code run in the target raised an exception (its traceback is on stderr);
+     exec and shell exit N for SystemExit(N), as python does
   2  usage error
   3  the target is not a Python process pyglass can work with
      (no such process, not Python, unsupported version, zombie, exited)
