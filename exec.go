@@ -37,7 +37,7 @@ func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (ExecR
 		opt.Stderr = io.Discard
 	}
 	deadline := time.Now().Add(opt.Timeout)
-	s, err := p.startInterruptible(ctx, deadline, opt)
+	s, err := p.startInterruptible(ctx, deadline, opt.Interrupt, opt.Progress)
 	if err != nil {
 		return ExecResult{}, err
 	}
@@ -86,9 +86,9 @@ func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (ExecR
 
 // startInterruptible starts the agent; an interrupt request meanwhile
 // gives up, and nothing runs.
-func (p *Process) startInterruptible(ctx context.Context, deadline time.Time, opt ExecOptions) (*session, error) {
-	if opt.Interrupt == nil {
-		return p.startAgent(ctx, deadline, opt.Progress)
+func (p *Process) startInterruptible(ctx context.Context, deadline time.Time, interrupt <-chan struct{}, progress func(string)) (*session, error) {
+	if interrupt == nil {
+		return p.startAgent(ctx, deadline, progress)
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -96,14 +96,14 @@ func (p *Process) startInterruptible(ctx context.Context, deadline time.Time, op
 	asked := make(chan bool, 1)
 	go func() {
 		select {
-		case <-opt.Interrupt:
+		case <-interrupt:
 			cancel()
 			asked <- true
 		case <-stop:
 			asked <- false
 		}
 	}()
-	s, err := p.startAgent(sctx, deadline, opt.Progress)
+	s, err := p.startAgent(sctx, deadline, progress)
 	close(stop)
 	if <-asked {
 		if s != nil {

@@ -25,6 +25,11 @@ type ShellOptions struct {
 	// when zero).
 	StartTimeout time.Duration
 	Progress     func(string)
+	// Interrupt, if set, receives the user's interrupt requests (Ctrl-C
+	// outside line editing, i.e. SIGINT): one while the shell starts
+	// gives up; while a statement runs, see Shell. Without it the shell
+	// catches SIGINT itself once it has started.
+	Interrupt <-chan struct{}
 }
 
 // Shell opens an interactive Python prompt inside the process and serves
@@ -39,7 +44,7 @@ func (p *Process) Shell(ctx context.Context, opt ShellOptions) (int, error) {
 	if opt.StartTimeout <= 0 {
 		opt.StartTimeout = 30 * time.Second
 	}
-	s, err := p.startAgent(ctx, time.Now().Add(opt.StartTimeout), opt.Progress)
+	s, err := p.startInterruptible(ctx, time.Now().Add(opt.StartTimeout), opt.Interrupt, opt.Progress)
 	if err != nil {
 		return 0, err
 	}
@@ -50,8 +55,8 @@ func (p *Process) Shell(ctx context.Context, opt ShellOptions) (int, error) {
 	status, err := shell.Run(shell.Options{
 		Conn: s.conn, MainNamespace: opt.MainNamespace,
 		In: opt.In, Out: opt.Out, Err: opt.Err,
-		HistoryFile: opt.HistoryFile,
-		PID:         p.pid, Thread: h.TID, Version: h.Version, Executable: h.Executable,
+		HistoryFile: opt.HistoryFile, Interrupt: opt.Interrupt,
+		PID: p.pid, Thread: h.TID, Version: h.Version, Executable: h.Executable,
 	})
 	if errors.Is(err, shell.ErrLeft) {
 		return status, &Error{Kind: context.Canceled, Msg: err.Error()}

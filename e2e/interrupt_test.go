@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,5 +130,44 @@ func TestShellInterrupt(t *testing.T) {
 		}
 		waitThreads(t, tg.PID, base, 5*time.Second)
 		intact(t, tg)
+	})
+}
+
+// TestInterruptWhileStarting: Ctrl-C while exec or shell waits for the GIL
+// (a thread holds it in a long C call) gives up at once (exit 130) and the
+// code never runs later.
+func TestInterruptWhileStarting(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		marker := fmt.Sprintf("/tmp/pyglass-e2e-marker-%d", time.Now().UnixNano())
+		tg := testenv.Start(t, in, gilHolder, testenv.PrivateTmp())
+		pid := strconv.Itoa(tg.PID)
+		for _, args := range [][]string{
+			{"exec", pid, "-c", fmt.Sprintf("open(%q, 'w').write('ran')", marker)},
+			{"shell", pid},
+		} {
+			tg.Send("3")
+			tg.WaitLine("HOLDING", 10*time.Second)
+			s := startPty(t, []string{"XDG_STATE_HOME=" + t.TempDir()}, args...)
+			time.Sleep(500 * time.Millisecond)
+			sent := time.Now()
+			s.Send("\x03")
+			code := s.Wait(10 * time.Second)
+			select {
+			case <-s.done: // all the output is in
+			case <-time.After(2 * time.Second):
+			}
+			if code != 130 || !strings.Contains(s.Output(), "nothing was run") {
+				t.Fatalf("%s: exit %d, output %q", args[0], code, s.Output())
+			}
+			if took := time.Since(sent); took > 2*time.Second {
+				t.Errorf("%s: pyglass took %s to give up", args[0], took)
+			}
+			tg.WaitLine("DONE", 30*time.Second)
+		}
+		time.Sleep(time.Second)
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", tg.PID, marker)); err == nil {
+			t.Fatal("the code ran later, after pyglass had given up")
+		}
+		healthy(t, tg)
 	})
 }

@@ -461,8 +461,8 @@ func TestShellKilled(t *testing.T) {
 			s := startScript(t, strconv.Itoa(tg.PID))
 			s.Send("print(6 * 7)\n")
 			s.Expect("42\n", 30*time.Second)
-			if n := threads(tg.PID); n != n0+1 {
-				t.Fatalf("want one more thread during the session: %d (before %d)", n, n0)
+			if n := threads(tg.PID); n != n0+2 {
+				t.Fatalf("want two more threads during the session, the agent's and its reader: %d (before %d)", n, n0)
 			}
 			if d := added(dirs0, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 1 {
 				t.Fatalf("want one channel directory during the session, got %v", d)

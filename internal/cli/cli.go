@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/internal/shell"
 	"golang.org/x/term"
 )
 
@@ -113,18 +114,32 @@ func Main(args []string, io IO) ExitCode {
 	for _, c := range commands {
 		if c.name == name {
 			sigs := []os.Signal{syscall.SIGTERM, syscall.SIGHUP}
-			if name != "exec" && name != "shell" {
-				// exec and shell turn Ctrl-C into KeyboardInterrupt
-				// in the code they run.
+			ctx := context.Background()
+			if name == "exec" || name == "shell" {
+				// Ctrl-C becomes KeyboardInterrupt in the code they
+				// run (or gives up while they start).
+				intr, stopIntr := shell.Interrupts()
+				defer stopIntr()
+				ctx = context.WithValue(ctx, interruptsKey{}, intr)
+			} else {
 				sigs = append(sigs, os.Interrupt)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+			ctx, stop := signal.NotifyContext(ctx, sigs...)
 			defer stop()
 			return c.run(ctx, args[1:], io)
 		}
 	}
 	fmt.Fprintf(io.Err, "pyglass: unknown command %q\nRun 'pyglass help' for the list of commands.\n", name)
 	return ExitUsage
+}
+
+type interruptsKey struct{}
+
+// interrupts returns the user's interrupt requests (SIGINT) that Main
+// set aside for exec and shell, or nil.
+func interrupts(ctx context.Context) <-chan struct{} {
+	c, _ := ctx.Value(interruptsKey{}).(<-chan struct{})
+	return c
 }
 
 func lookup(name string) command {

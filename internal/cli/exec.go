@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass"
-	"github.com/pyglass/pyglass/internal/shell"
 )
 
 // maxCode bounds the size of the code pyglass sends.
@@ -97,15 +96,13 @@ func runExec(ctx context.Context, args []string, io IO) ExitCode {
 	if !ok {
 		return ec
 	}
-	intr, stop := shell.Interrupts()
-	defer stop()
 	res, err := p.Exec(ctx, src, pyglass.ExecOptions{
 		Filename:  filename,
 		Stdout:    io.Out,
 		Stderr:    io.Err,
 		Timeout:   *timeout,
 		Progress:  progressTo(io),
-		Interrupt: intr,
+		Interrupt: interrupts(ctx),
 		Notice:    noticeTo(io),
 	})
 	if err != nil {

@@ -47,7 +47,8 @@ func runShell(ctx context.Context, args []string, io IO) ExitCode {
 	status, err := p.Shell(ctx, pyglass.ShellOptions{
 		MainNamespace: *ns == "main",
 		In:            io.In, Out: io.Out, Err: io.Err,
-		Progress: progressTo(io),
+		Progress:  progressTo(io),
+		Interrupt: interrupts(ctx),
 	})
 	if err != nil {
 		return fail(io, err)

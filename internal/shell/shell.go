@@ -42,6 +42,10 @@ type Options struct {
 	Out, Err   io.Writer
 	NoTerminal bool
 
+	// Interrupt receives the user's interrupt requests (see
+	// agent.AwaitOptions); nil: Run catches SIGINT itself (Interrupts).
+	Interrupt <-chan struct{}
+
 	// HistoryFile is where terminal mode keeps its history; empty means
 	// DefaultHistoryFile(); "-" disables the history file.
 	HistoryFile string
@@ -104,6 +108,13 @@ func Run(o Options) (int, error) {
 	return runScript(o)
 }
 
+func (o Options) interrupts() (<-chan struct{}, func()) {
+	if o.Interrupt != nil {
+		return o.Interrupt, func() {}
+	}
+	return Interrupts()
+}
+
 // await runs one exchange (read) while Ctrl-C interrupts the code.
 func await(o Options, intr <-chan struct{}, read func() error) error {
 	out, err := o.Conn.Await(context.Background(), read, agent.AwaitOptions{
@@ -125,7 +136,7 @@ func runScript(o Options) (int, error) {
 	if err := c.StartScript(o.MainNamespace); err != nil {
 		return 0, err
 	}
-	intr, stop := Interrupts()
+	intr, stop := o.interrupts()
 	defer stop()
 	var done bool
 	read := func() error {
@@ -217,7 +228,7 @@ func runTerminal(o Options, in, out *os.File) (int, error) {
 
 	// Ctrl-C while a statement runs reaches pyglass as SIGINT (the
 	// terminal is not in raw mode then): it interrupts the statement.
-	intr, stop := Interrupts()
+	intr, stop := o.interrupts()
 	defer stop()
 
 	fmt.Fprint(out, Banner(o.PID, o.Version, o.Executable))
