@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,5 +170,32 @@ func TestInterruptWhileStarting(t *testing.T) {
 			t.Fatal("the code ran later, after pyglass had given up")
 		}
 		healthy(t, tg)
+	})
+}
+
+// TestShellScriptInterrupt: SIGINT to a shell reading a script from a pipe
+// stops the running statement; the script ends there with status 1 and
+// the traceback.
+func TestShellScriptInterrupt(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12", "3.14-chroot"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "shell_target.py"), testenv.Args("interval=0.05"), testenv.PrivateTmp())
+		base := threads(tg.PID)
+		s := startScript(t, strconv.Itoa(tg.PID))
+		// The loop is compound: it starts when the next statement comes.
+		s.Send("import sys\nsys.stdout.write('running\\n')\nsys.stdout.flush()\nn = 0\nwhile True:\n    n += 1\nprint('AFTER-LOOP')\n")
+		s.Expect("running", 30*time.Second)
+		time.Sleep(200 * time.Millisecond)
+		if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		s.Expect("KeyboardInterrupt", 10*time.Second)
+		if code := s.Wait(10 * time.Second); code != 1 {
+			t.Fatalf("exit %d, output %q", code, s.Output())
+		}
+		if strings.Contains(s.Output(), "AFTER-LOOP") {
+			t.Fatalf("the script went on after the interrupt: %q", s.Output())
+		}
+		waitThreads(t, tg.PID, base, 5*time.Second)
+		intact(t, tg)
 	})
 }
