@@ -116,7 +116,15 @@ func (o Options) interrupts() (<-chan struct{}, func()) {
 }
 
 // await runs one exchange (read) while Ctrl-C interrupts the code.
+// Requests from before it (no code ran then) are dropped.
 func await(o Options, intr <-chan struct{}, read func() error) error {
+	for drained := false; !drained; {
+		select {
+		case <-intr:
+		default:
+			drained = true
+		}
+	}
 	out, err := o.Conn.Await(context.Background(), read, agent.AwaitOptions{
 		Interrupt: intr,
 		OnStuck: func() {
