@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -198,4 +203,81 @@ func TestShellScriptInterrupt(t *testing.T) {
 		waitThreads(t, tg.PID, base, 5*time.Second)
 		intact(t, tg)
 	})
+}
+
+// TestExecInterruptLibrary: the Go API: a request on ExecOptions.Interrupt
+// stops the code (Raised, Status 1, the traceback on Stderr); code in a
+// sleep gets Notice after 2 s and a second request returns an error
+// matching context.Canceled; Timeout stops the code and returns
+// ErrTimeout.
+func TestExecInterruptLibrary(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.13"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "shell_target.py"), testenv.Args("interval=0.05"), testenv.PrivateTmp())
+		p, err := pyglass.Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// exec runs code; when intr is not nil, a request is sent on it
+		// once the code printed "running".
+		exec := func(code string, intr chan struct{}, timeout time.Duration, notice func(string)) (pyglass.ExecResult, string, error) {
+			out := &lockedBuffer{}
+			var errb lockedBuffer
+			if intr != nil {
+				go func() {
+					for !strings.Contains(out.String(), "running") {
+						time.Sleep(10 * time.Millisecond)
+					}
+					time.Sleep(100 * time.Millisecond)
+					intr <- struct{}{}
+				}()
+			}
+			res, err := p.Exec(context.Background(), []byte(code), pyglass.ExecOptions{
+				Stdout: out, Stderr: &errb, Interrupt: intr, Timeout: timeout, Notice: notice,
+			})
+			return res, errb.String(), err
+		}
+		intr := make(chan struct{}, 2)
+		res, stderr, err := exec(busyLoop, intr, time.Minute, nil)
+		if err != nil || !res.Raised || res.Status != 1 || !strings.HasSuffix(stderr, "KeyboardInterrupt\n") {
+			t.Fatalf("interrupt: %+v, %v, stderr %q", res, err, stderr)
+		}
+
+		var notices lockedBuffer
+		intr = make(chan struct{}, 2)
+		go func() {
+			for !strings.Contains(notices.String(), "has not stopped") {
+				time.Sleep(10 * time.Millisecond)
+			}
+			intr <- struct{}{}
+		}()
+		_, _, err = exec("import sys, time\nsys.stdout.write('running\\n')\ntime.sleep(4)\n", intr, time.Minute, func(s string) { notices.Write([]byte(s)) })
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "left the code running") {
+			t.Fatalf("second request: %v; notices %q", err, notices.String())
+		}
+
+		_, stderr, err = exec(busyLoop, nil, 2*time.Second, nil)
+		if !errors.Is(err, pyglass.ErrTimeout) || !strings.Contains(err.Error(), "the code was stopped") || !strings.Contains(stderr, "KeyboardInterrupt") {
+			t.Fatalf("timeout: %v, stderr %q", err, stderr)
+		}
+		waitThreads(t, tg.PID, 1, 10*time.Second)
+		intact(t, tg)
+	})
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
