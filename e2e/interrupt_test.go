@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -220,8 +218,8 @@ func TestExecInterruptLibrary(t *testing.T) {
 		// exec runs code; when intr is not nil, a request is sent on it
 		// once the code printed "running".
 		exec := func(code string, intr chan struct{}, timeout time.Duration, notice func(string)) (pyglass.ExecResult, string, error) {
-			out := &lockedBuffer{}
-			var errb lockedBuffer
+			out := &testenv.SyncBuffer{}
+			var errb testenv.SyncBuffer
 			if intr != nil {
 				go func() {
 					for !strings.Contains(out.String(), "running") {
@@ -242,7 +240,7 @@ func TestExecInterruptLibrary(t *testing.T) {
 			t.Fatalf("interrupt: %+v, %v, stderr %q", res, err, stderr)
 		}
 
-		var notices lockedBuffer
+		var notices testenv.SyncBuffer
 		intr = make(chan struct{}, 2)
 		go func() {
 			for !strings.Contains(notices.String(), "has not stopped") {
@@ -262,22 +260,4 @@ func TestExecInterruptLibrary(t *testing.T) {
 		waitThreads(t, tg.PID, 1, 10*time.Second)
 		intact(t, tg)
 	})
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // signalWriter is a writer that closes seen when what it got contains
@@ -44,7 +46,7 @@ func (w *signalWriter) String() string {
 func execBreak(t *testing.T, c *Conn, code string) (int, string, time.Duration) {
 	t.Helper()
 	out := newSignalWriter("running")
-	var errb syncBuf
+	var errb testenv.SyncBuffer
 	type result struct {
 		status int
 		err    error
@@ -57,7 +59,7 @@ func execBreak(t *testing.T, c *Conn, code string) (int, string, time.Duration) 
 	select {
 	case <-out.seen:
 	case r := <-done:
-		t.Fatalf("the code ended before the break: %+v, stderr %q", r, errb.b.String())
+		t.Fatalf("the code ended before the break: %+v, stderr %q", r, errb.String())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the code did not start; stdout %q", out.String())
 	}
@@ -71,9 +73,9 @@ func execBreak(t *testing.T, c *Conn, code string) (int, string, time.Duration) 
 		if r.err != nil {
 			t.Fatalf("exec: %v", r.err)
 		}
-		return r.status, errb.b.String(), time.Since(sent)
+		return r.status, errb.String(), time.Since(sent)
 	case <-time.After(20 * time.Second):
-		t.Fatalf("the code did not stop within 20 s of the break; stderr %q", errb.b.String())
+		t.Fatalf("the code did not stop within 20 s of the break; stderr %q", errb.String())
 	}
 	return 0, "", 0
 }
