@@ -239,7 +239,7 @@ func (tg *target) checkReport(i int) {
 	if tg.parallel {
 		threads = "-"
 	}
-	want := fmt.Sprintf("REPORT %d added=- stdout=True stderr=True stdin=True displayhook=True hub=False dir=False stdinclosed=False threads=%s", i, threads)
+	want := fmt.Sprintf("REPORT %d added=- stdout=True stderr=True stdin=True displayhook=True hub=False dir=False stdinclosed=False threads=%s kept=False", i, threads)
 	if line != want {
 		tg.t.Errorf("target state after agent %d:\n got %s\nwant %s", i, line, want)
 	}
