@@ -261,3 +261,28 @@ func TestExecInterruptLibrary(t *testing.T) {
 		intact(t, tg)
 	})
 }
+
+// TestShellLeaveStuck: Ctrl-C on a statement in a sleep, then Ctrl-C again
+// after pyglass said it does not stop, leaves the session (exit 130, the
+// message says the code still runs); when the sleep returns the agent
+// ends and leaves nothing behind.
+func TestShellLeaveStuck(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12", "3.14-chroot"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "shell_target.py"), testenv.Args("interval=0.05"), testenv.PrivateTmp())
+		base := threads(tg.PID)
+		s := startTerminal(t, []string{"XDG_STATE_HOME=" + t.TempDir()}, strconv.Itoa(tg.PID))
+		s.Expect(">>> ", 30*time.Second)
+		s.Send("import time; time.sleep(5)\r")
+		s.Expect("\n", 5*time.Second)
+		time.Sleep(200 * time.Millisecond)
+		s.Send("\x03")
+		s.Expect("Ctrl-C again leaves the session", 10*time.Second)
+		s.Send("\x03")
+		s.Expect("left the session; the code is still running in process", 5*time.Second)
+		if code := s.Wait(10 * time.Second); code != 130 {
+			t.Fatalf("exit %d, output %q", code, s.Output())
+		}
+		waitThreads(t, tg.PID, base, 15*time.Second)
+		intact(t, tg)
+	})
+}
