@@ -68,8 +68,22 @@ type ExecOptions struct {
 	// sys.stderr (nil discards).
 	Stdout, Stderr io.Writer
 	// Timeout bounds the whole call (30 s when zero). If the code cannot
-	// start in time (a thread holds the GIL), nothing runs later.
+	// start in time (a thread holds the GIL), nothing runs later. If it
+	// runs too long, KeyboardInterrupt is raised in its thread (only
+	// there); Exec returns ErrTimeout saying whether it stopped within 2
+	// s (a call that does not check for interrupts, such as a sleep, a
+	// lock or I/O, delays it until it returns).
 	Timeout time.Duration
+	// Interrupt, if set, receives the user's interrupt requests (Ctrl-C)
+	// while the code runs: the first raises KeyboardInterrupt in the
+	// code's thread, never in the target's own threads, as Ctrl-C does in
+	// python (the traceback goes to Stderr, Raised is set). If the code
+	// has not stopped 2 s later, Notice is told, and the next request
+	// leaves it running: Exec returns an error wrapping
+	// context.Canceled.
+	Interrupt <-chan struct{}
+	// Notice, if set, receives a line for the user (without newline).
+	Notice func(string)
 	// Progress, when set, receives short status lines while pyglass
 	// waits, and "" when the wait is over.
 	Progress func(string)
@@ -77,8 +91,12 @@ type ExecOptions struct {
 
 // ExecResult is the outcome of code run by Exec.
 type ExecResult struct {
-	// Raised is true when the code raised (its traceback went to Stderr).
+	// Raised is true when the code raised (its traceback went to Stderr)
+	// or ended with a non-zero SystemExit.
 	Raised bool `json:"raised"`
+	// Status is the exit status python would give: 0, 1 when the code
+	// raised, a SystemExit's code modulo 256 (a message is 1).
+	Status int `json:"status"`
 	// Thread is the native id of the target thread that ran the code.
 	Thread int `json:"thread"`
 	// Method says how the code was started in the target.

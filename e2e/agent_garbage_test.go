@@ -121,14 +121,14 @@ func TestAgentLeavesNoGarbage(t *testing.T) {
 			r := run(t, nil, append([]string{"exec", pid}, e.args...)...)
 			want(t, r, e.code)
 		}
-		r := run(t, []byte("x = 6 * 7\nx\ndef g(): return x\n\ng()\n1/0\nclass_ = type\n"), "shell", pid)
-		want(t, r, 0)
+		r := run(t, []byte("x = 6 * 7\nprint(x)\ndef g(): return x\nprint(g())\nclass_ = type\n1/0\n"), "shell", pid)
+		want(t, r, 1)
 		if r.Stdout != "42\n42\n" {
 			t.Fatalf("shell: %s", r)
 		}
-		r = run(t, []byte("__name__\n"), "shell", pid, "--namespace", "main")
+		r = run(t, []byte("print(__name__)\n"), "shell", pid, "--namespace", "main")
 		want(t, r, 0)
-		if r.Stdout != "'__main__'\n" {
+		if r.Stdout != "__main__\n" {
 			t.Fatalf("shell in __main__: %s", r)
 		}
 

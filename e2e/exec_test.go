@@ -51,9 +51,12 @@ sys.stderr.write('to stderr\n')
 		if !strings.Contains(r.Stderr, "SyntaxError") {
 			t.Fatalf("syntax error: %s", r)
 		}
-		// SystemExit does not end the target.
+		// SystemExit does not end the target; its code is pyglass's exit
+		// status, as python's.
 		r = run(t, nil, "exec", pid, "-c", "import sys; sys.exit(0)")
 		want(t, r, 0)
+		r = run(t, nil, "exec", pid, "-c", "raise SystemExit(3)")
+		want(t, r, 3)
 
 		// Megabytes of output, byte for byte.
 		r = run(t, nil, "exec", pid, "-c", "import sys\nfor i in range(50000): sys.stdout.write('%07d ' % i + 'x' * 92 + '\\n')")
@@ -68,27 +71,33 @@ sys.stderr.write('to stderr\n')
 
 		// A script file and stdin.
 		script := filepath.Join(t.TempDir(), "s.py")
-		os.WriteFile(script, []byte("import os\nprint('pid %d' % os.getpid())\nraise KeyError('k')\n"), 0o644)
+		os.WriteFile(script, []byte("import os\nprint('pid %d %s' % (os.getpid(), __file__))\nraise KeyError('k')\n"), 0o644)
 		r = run(t, nil, "exec", pid, script)
 		want(t, r, 1)
-		if r.Stdout != fmt.Sprintf("pid %d\n", tg.NSPID) || !strings.Contains(r.Stderr, "s.py\", line 3") {
+		if r.Stdout != fmt.Sprintf("pid %d %s\n", tg.NSPID, script) || !strings.Contains(r.Stderr, "s.py\", line 3") {
 			t.Fatalf("script: %s", r)
 		}
-		r = run(t, []byte("print(6*7)\n"), "exec", pid, "-")
+		r = run(t, []byte("print(6*7, __file__)\n"), "exec", pid, "-")
 		want(t, r, 0)
-		if r.Stdout != "42\n" {
+		if r.Stdout != "42 <stdin>\n" && r.Stdout != "(42, '<stdin>')\n" {
 			t.Fatalf("stdin: %s", r)
 		}
 
-		// The target is untouched and keeps ticking.
-		healthy(t, tg)
-		tg.WaitLine("TICK", 5*time.Second)
-		tg.WaitLine("TICK", 5*time.Second)
-		noTraces(t, tg)
-		if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
-			t.Fatalf("left behind in the target's /tmp: %v", d)
-		}
+		intact(t, tg)
 	})
+}
+
+// intact fails unless the target is untouched: alive, still ticking,
+// never disturbed, and no channel directory left in its /tmp.
+func intact(t testing.TB, tg *testenv.Target) {
+	t.Helper()
+	healthy(t, tg)
+	tg.WaitLine("TICK", 5*time.Second)
+	tg.WaitLine("TICK", 5*time.Second)
+	noTraces(t, tg)
+	if d := pyglassDirs(t, tg.PID, "/tmp"); len(d) != 0 {
+		t.Fatalf("left behind in the target's /tmp: %v", d)
+	}
 }
 
 // TestTargetOutputStaysWithTarget: what the target's own threads print

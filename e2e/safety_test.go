@@ -124,14 +124,9 @@ func waitState(t *testing.T, pid int, s byte) {
 	t.Fatalf("process %d never reached state %c (is %c)", pid, s, state(pid))
 }
 
-// TestGILHeldTimesOut: when a thread holds the GIL in a long C call, exec
-// gives up after --timeout with exit 5, names that thread, and the code
-// never runs later.
-func TestGILHeldTimesOut(t *testing.T) {
-	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
-		// The marker is made in the target's private /tmp: look for it there.
-		marker := fmt.Sprintf("/tmp/pyglass-e2e-marker-%d", time.Now().UnixNano())
-		script := `import sys, threading, time
+// gilHolder is a target that, for each line "S" on its stdin, holds the
+// GIL in one C call for about S seconds ("HOLDING", then "DONE s").
+const gilHolder = `import sys, threading, time
 try:
     range = xrange
 except NameError:
@@ -154,7 +149,15 @@ while True:
     print("DONE %.1f" % (time.time() - t0))
     sys.stdout.flush()
 `
-		tg := testenv.Start(t, in, script, testenv.PrivateTmp()) // only this test makes channels in its /tmp
+
+// TestGILHeldTimesOut: when a thread holds the GIL in a long C call, exec
+// gives up after --timeout with exit 5, names that thread, and the code
+// never runs later.
+func TestGILHeldTimesOut(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		// The marker is made in the target's private /tmp: look for it there.
+		marker := fmt.Sprintf("/tmp/pyglass-e2e-marker-%d", time.Now().UnixNano())
+		tg := testenv.Start(t, in, gilHolder, testenv.PrivateTmp()) // only this test makes channels in its /tmp
 		before := pyglassDirs(t, tg.PID, "/tmp")
 		tg.Send("4") // hold the GIL in one C call for about 4 s
 		tg.WaitLine("HOLDING", 10*time.Second)

@@ -72,7 +72,15 @@ func newSession(t testing.TB, cmd *exec.Cmd, in io.WriteCloser, out io.Reader) *
 // env added to the test's environment.
 func startTerminal(t testing.TB, env []string, args ...string) *session {
 	t.Helper()
-	cmd := exec.Command(testenv.BuildPyglass(t), append([]string{"shell"}, args...)...)
+	return startPty(t, env, append([]string{"shell"}, args...)...)
+}
+
+// startPty runs `pyglass args...` on a new pseudo-terminal (its
+// controlling terminal: Ctrl-C typed there is SIGINT) with env added to
+// the test's environment.
+func startPty(t testing.TB, env []string, args ...string) *session {
+	t.Helper()
+	cmd := exec.Command(testenv.BuildPyglass(t), args...)
 	cmd.Env = append(append(os.Environ(), "TERM=xterm"), env...)
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 200})
 	if err != nil {
@@ -376,52 +384,59 @@ func TestShellMainNamespace(t *testing.T) {
 	noTraces(t, tg)
 }
 
-// TestShellScript: statements piped on stdin run in order and print only
-// their output, on every interpreter.
+// TestShellScript: piped input runs as one program, as python runs a
+// script piped to it (no blank line needed after a block, expressions do
+// not echo, __file__ is <stdin>, the first exception ends it and exits 1,
+// SystemExit(N) exits N), on every interpreter.
 func TestShellScript(t *testing.T) {
 	script := `x = 6 * 7
 x
+print(x)
 import __main__
 print(__main__.GREETING)
 def f(a):
     if a:
         return a + 1
     return 0
-
-f(x)
+print(f(x))
+for i in range(2):
+    print(i)
+print(__file__)
 [i * i for i in range(4)]
 1/0
 print('after')
-for i in range(2):
-    print(i)
 `
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "shell_target.py"))
 		pid := strconv.Itoa(tg.PID)
 		r := run(t, []byte(script), "shell", pid)
-		want(t, r, 0)
-		if wantOut := "42\nhello from the target\n43\n[0, 1, 4, 9]\nafter\n0\n1\n"; r.Stdout != wantOut {
+		want(t, r, 1)
+		if wantOut := "42\nhello from the target\n43\n0\n1\n<stdin>\n"; r.Stdout != wantOut {
 			t.Fatalf("got %s\nwant stdout %q", r, wantOut)
 		}
-		if !strings.Contains(r.Stderr, "Traceback (most recent call last):") || !strings.Contains(r.Stderr, "ZeroDivisionError") {
+		if !strings.Contains(r.Stderr, "Traceback (most recent call last):") || !strings.Contains(r.Stderr, `File "<stdin>", line 15`) || !strings.Contains(r.Stderr, "ZeroDivisionError") {
 			t.Fatalf("no traceback: %s", r)
 		}
 		// __main__'s globals with --namespace main; the fresh namespace
 		// does not see them.
-		r = run(t, []byte("GREETING\n"), "shell", pid, "--namespace", "main")
+		r = run(t, []byte("print(GREETING)\n"), "shell", pid, "--namespace", "main")
 		want(t, r, 0)
-		if r.Stdout != "'hello from the target'\n" {
+		if r.Stdout != "hello from the target\n" {
 			t.Fatalf("--namespace main: %s", r)
 		}
-		r = run(t, []byte("GREETING\n"), "shell", pid)
+		r = run(t, []byte("print(GREETING)\n"), "shell", pid)
+		want(t, r, 1)
 		if r.Stdout != "" || !strings.Contains(r.Stderr, "NameError") {
 			t.Fatalf("the fresh namespace sees __main__'s globals: %s", r)
 		}
-		// exit(N) ends the session with a failure status.
+		// exit(N) and SystemExit(N) end it with status N.
 		r = run(t, []byte("print(1)\nexit(3)\nprint(2)\n"), "shell", pid)
-		if r.Stdout != "1\n" || r.Code == 0 {
+		want(t, r, 3)
+		if r.Stdout != "1\n" {
 			t.Fatalf("exit(3): %s", r)
 		}
+		r = run(t, []byte("if True:\n    raise SystemExit(7)\n"), "shell", pid)
+		want(t, r, 7)
 		healthy(t, tg)
 		noTraces(t, tg)
 	})
@@ -446,8 +461,8 @@ func TestShellKilled(t *testing.T) {
 			s := startScript(t, strconv.Itoa(tg.PID))
 			s.Send("print(6 * 7)\n")
 			s.Expect("42\n", 30*time.Second)
-			if n := threads(tg.PID); n != n0+1 {
-				t.Fatalf("want one more thread during the session: %d (before %d)", n, n0)
+			if n := threads(tg.PID); n != n0+2 {
+				t.Fatalf("want two more threads during the session, the agent's and its reader: %d (before %d)", n, n0)
 			}
 			if d := added(dirs0, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 1 {
 				t.Fatalf("want one channel directory during the session, got %v", d)

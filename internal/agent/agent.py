@@ -14,8 +14,10 @@
 # Rules this file follows (it runs inside someone else's program):
 # - Python 2.7 and 3.6+ from the same source; ASCII only.
 # - Never print to the target's streams, never let an exception out (the
-#   bootstrap also swallows everything), never start threads, never import
-#   threading (on 2.7 importing it from a non-main thread breaks shutdown).
+#   bootstrap also swallows everything), never import threading (on 2.7
+#   importing it from a non-main thread breaks shutdown). The one thread
+#   the agent starts (_thread.start_new_thread), the session's reader in
+#   core.py, ends before the session does.
 # - Shared state while at least one session is active: sys._pyglass_hub and
 #   routers on sys.stdout, sys.stderr, sys.stdin and sys.displayhook that
 #   dispatch by thread ident. All are removed when the last session ends, if
@@ -25,7 +27,8 @@
 #   globals but __builtins__ is deleted, and no object the agent made may
 #   outlive that, not even as cyclic garbage (core.py says how).
 # - Modules this agent imports (_socket, codecs, gc, traceback, linecache,
-#   __future__, fcntl on 2.7) stay in sys.modules: removing them is unsafe because the
+#   __future__, fcntl and time on 2.7, ctypes and time at the first
+#   interrupt) stay in sys.modules: removing them is unsafe because the
 #   user's code, objects it created, or other threads of the target may hold
 #   or import them concurrently, and 2.7 extension modules cannot be
 #   re-initialised cleanly. They are all standard library modules.

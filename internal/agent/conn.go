@@ -78,8 +78,8 @@ type Hello struct {
 }
 
 // Conn is a connection to one agent. It serves one request: Exec, or a
-// shell started with StartShell. Its methods are not safe for concurrent
-// use, except Close.
+// shell started with StartShell or StartScript. Its methods are not safe
+// for concurrent use, except Close and Break.
 type Conn struct {
 	c      net.Conn
 	r      *bufio.Reader
@@ -215,14 +215,17 @@ func (c *Conn) ExecIn(namespace string, code []byte, filename string, stdout, st
 // a fresh one (__name__ "__pyglass__") unless mainNamespace, then it is
 // __main__.__dict__. Follow with ReadOutput to get the first prompt.
 func (c *Conn) StartShell(mainNamespace bool) error {
-	ns := NamespaceFresh
-	if mainNamespace {
-		ns = NamespaceMain
-	}
 	return c.sendRequest([][2][]byte{
 		{[]byte(ParamOp), []byte(OpShell)},
-		{[]byte(ParamNamespace), []byte(ns)},
+		{[]byte(ParamNamespace), []byte(namespaceParam(mainNamespace))},
 	})
+}
+
+func namespaceParam(mainNamespace bool) string {
+	if mainNamespace {
+		return NamespaceMain
+	}
+	return NamespaceFresh
 }
 
 // ReadOutput copies the agent's output to stdout and stderr (nil
@@ -279,13 +282,40 @@ func (c *Conn) SendLine(line string) error {
 }
 
 // Interrupt discards the shell's pending multi-line block, as Ctrl-C does
-// in the standard console; the agent answers with a new prompt. It never
-// interrupts code running in the target.
+// at the standard console's prompt; the agent answers with a new prompt.
+// Code running in the target is interrupted with Break.
 func (c *Conn) Interrupt() error {
 	if err := WriteFrame(c.c, FrameInterrupt, nil); err != nil {
 		return fmt.Errorf("sending shell interrupt: %w", err)
 	}
 	return nil
+}
+
+// Break asks the agent to raise KeyboardInterrupt in the code it is
+// running, in the agent's thread only, as Ctrl-C does in python; the agent
+// drops it when no code runs. Unlike the other methods it may be called
+// while another goroutine is in Exec or ReadOutput.
+func (c *Conn) Break() error {
+	if err := WriteFrame(c.c, FrameBreak, nil); err != nil {
+		return fmt.Errorf("sending the interrupt: %w", err)
+	}
+	return nil
+}
+
+// StartScript starts a shell session for piped input: it runs the lines
+// sent with SendLine as python runs a script piped to it (no blank line
+// needed after a block, expressions do not echo, the first exception ends
+// it with status 1), each statement as soon as it is complete, in a fresh
+// namespace whose __file__ is "<stdin>", or __main__'s if mainNamespace.
+// The agent answers each line with a prompt (not meant to be shown), or
+// with its exit status when the script ended; EndShell marks the end of
+// the input.
+func (c *Conn) StartScript(mainNamespace bool) error {
+	return c.sendRequest([][2][]byte{
+		{[]byte(ParamOp), []byte(OpShell)},
+		{[]byte(ParamNamespace), []byte(namespaceParam(mainNamespace))},
+		{[]byte(ParamMode), []byte(ModeScript)},
+	})
 }
 
 // EndShell asks the agent to end the shell session, as Ctrl-D does; the

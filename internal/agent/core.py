@@ -56,6 +56,7 @@ T_GO = ord('g')
 T_INPUT = ord('i')
 T_INTERRUPT = ord('k')
 T_CLOSE = ord('c')
+T_BREAK = ord('b')
 
 MAX_FRAME = 64 << 20
 SEND_CHUNK = 1 << 20
@@ -139,27 +140,17 @@ def _new_session(sock):
 
 
 def _sendall(sess, data):
+    """Sends data in one C call, so that a KeyboardInterrupt raised in this
+    thread by an interrupt (see _reader_start) comes before or after whole
+    frames, never inside one; it goes on to the code that printed."""
     if sess['broken']:
         return
     sock = sess['sock']
     try:
         sock.settimeout(SEND_TIMEOUT)
-        view = memoryview(data)
-        sent = 0
-        guard = 0
-        while sent < len(data):
-            try:
-                n = sock.send(view[sent:])
-            except _timeout_error:
-                raise
-            except (OSError, IOError, _socket.error) as e:
-                if e.args and e.args[0] == 4 and guard < 10000:  # EINTR
-                    guard += 1
-                    continue
-                raise
-            if n <= 0:
-                raise _Gone()
-            sent += n
+        sock.sendall(data)
+    except KeyboardInterrupt:
+        raise
     except BaseException:
         sess['broken'] = True
 
@@ -192,10 +183,12 @@ def _flush(sess):
         return
     sess['pending'] = []
     sess['pending_len'] = 0
+    frames = []
     for t, chunks in p:
         data = b''.join(chunks)
         for i in range(0, len(data), SEND_CHUNK):
-            _sendall(sess, _frame(t, data[i:i + SEND_CHUNK]))
+            frames.append(_frame(t, data[i:i + SEND_CHUNK]))
+    _sendall(sess, b''.join(frames))
 
 
 # ---- chunk ----
@@ -259,7 +252,7 @@ def _recv_exact(sess, n):
             sock.settimeout(RECV_TIMEOUT)
             c = sock.recv(min(n - got, SEND_CHUNK))
         except _timeout_error:
-            if _finalizing():
+            if _finalizing() or sess.get('halt'):
                 raise _Gone()
             continue
         except (OSError, IOError, _socket.error) as e:
@@ -326,29 +319,36 @@ def _unsupported_class():
 def _make_out(sessions, t, orig, busy, seq):
     """The router that replaces sys.stdout or sys.stderr: writes from a
     session's thread go to that session, all other threads reach orig.
-    write, writelines and flush count themselves in busy (one item per
-    call in progress) and seq (calls ended), see _linger."""
+    write, writelines and flush count themselves in busy (the calling
+    thread's ident, one item per call in progress; an interrupted session
+    thread removes what it left there, see _run_end) and seq (calls
+    ended), see _linger."""
     get = sessions.get
     ident = _get_ident
     unsupported = _unsupported_class()
 
     def write(s):
-        busy.append(None)
+        me = ident()
+        busy.append(me)
         try:
-            sess = get(ident())
+            sess = get(me)
             if sess is not None:
                 return sess['write'](sess, t, s)
             if orig is None:  # print() to a None stream is a no-op
                 return len(s)
             return orig.write(s)
         finally:
-            busy.pop()
+            try:
+                busy.remove(me)
+            except ValueError:
+                pass
             seq[0] += 1
 
     def writelines(lines):
-        busy.append(None)
+        me = ident()
+        busy.append(me)
         try:
-            sess = get(ident())
+            sess = get(me)
             if sess is None:
                 if orig is not None:
                     return orig.writelines(lines)
@@ -357,19 +357,26 @@ def _make_out(sessions, t, orig, busy, seq):
             for s in lines:
                 w(sess, t, s)
         finally:
-            busy.pop()
+            try:
+                busy.remove(me)
+            except ValueError:
+                pass
             seq[0] += 1
 
     def flush():
-        busy.append(None)
+        me = ident()
+        busy.append(me)
         try:
-            sess = get(ident())
+            sess = get(me)
             if sess is not None:
                 return sess['flush'](sess)
             if orig is not None:
                 return orig.flush()
         finally:
-            busy.pop()
+            try:
+                busy.remove(me)
+            except ValueError:
+                pass
             seq[0] += 1
 
     def isatty():
@@ -406,16 +413,20 @@ def _make_binary(sessions, t, orig, busy, seq):
     text_type = _text_type
 
     def write(b):
-        busy.append(None)
+        me = ident()
+        busy.append(me)
         try:
-            sess = get(ident())
+            sess = get(me)
             if sess is None:
                 return orig.write(b)
             if isinstance(b, text_type):
                 raise TypeError("a bytes-like object is required, not 'str'")
             return sess['write'](sess, t, b)
         finally:
-            busy.pop()
+            try:
+                busy.remove(me)
+            except ValueError:
+                pass
             seq[0] += 1
 
     def writelines(lines):
@@ -426,14 +437,18 @@ def _make_binary(sessions, t, orig, busy, seq):
             write(b)
 
     def flush():
-        busy.append(None)
+        me = ident()
+        busy.append(me)
         try:
-            sess = get(ident())
+            sess = get(me)
             if sess is not None:
                 return sess['flush'](sess)
             return orig.flush()
         finally:
-            busy.pop()
+            try:
+                busy.remove(me)
+            except ValueError:
+                pass
             seq[0] += 1
 
     def isatty():
@@ -800,6 +815,212 @@ def _keep(hub):
 
 
 # ---- chunk ----
+# --- stopping the code: the session's reader thread ---
+#
+# While the session's thread runs code it cannot read the socket, so once
+# the request is in, a second thread, the reader, reads what pyglass sends
+# (on a duplicate of the socket, with its own timeout) and queues it for
+# the session's thread (_next_frame). A break frame that comes while code
+# runs raises KeyboardInterrupt in the session's thread, and only there
+# (PyThreadState_SetAsyncExc through ctypes, imported at the first break);
+# at other times it is dropped. _run_start and _run_end bracket the code:
+# _run_end stops the breaks and cancels one still pending before the
+# agent's own code goes on. The reader ends when the connection ends or
+# when _reader_stop shuts the socket's reading side down, and the session
+# waits for it: no thread is left behind. The reader's box is a dict of
+# plain objects (no cycle).
+BREAK_AGAIN = 0.5  # seconds: a break sooner after the last raise is dropped
+
+
+def _reader_start(sess):
+    """Starts the reader. Without one (no thread could start) the session
+    reads the socket itself and its code cannot be interrupted."""
+    sock = sess['sock']
+    rsock = None
+    try:
+        if PY3:
+            rsock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0,
+                                   _socket.dup(sock.fileno()))
+        else:
+            rsock = sock.dup()
+            _cloexec(rsock)
+        box = {'sock': rsock, 'halt': False, 'q': [], 'running': False,
+               'busy': False, 'ident': _get_ident(), 'raised': 0,
+               'last': None, 'setexc': None, 'clock': None,
+               'mutex': _threadmod.allocate_lock(),
+               'avail': _threadmod.allocate_lock(),
+               'done': _threadmod.allocate_lock()}
+        box['avail'].acquire()
+        box['done'].acquire()
+        _threadmod.start_new_thread(_reader_main, (box,))
+    except BaseException:
+        if rsock is not None:
+            rsock.close()
+        return
+    sess['reader'] = box
+
+
+def _reader_main(box):
+    try:
+        while not box['halt']:
+            t, payload = _recv(box)
+            if t == T_BREAK:
+                try:
+                    _reader_break(box)
+                except Exception:
+                    pass
+            else:
+                _post(box, (t, payload))
+    except BaseException:
+        pass
+    try:
+        box['sock'].close()
+    except BaseException:
+        pass
+    try:
+        _post(box, (None, b''))
+    finally:
+        box['done'].release()
+
+
+def _post(box, item):
+    m = box['mutex']
+    m.acquire()
+    try:
+        box['q'].append(item)
+        if box['avail'].locked():
+            box['avail'].release()
+    finally:
+        m.release()
+
+
+def _next_frame(sess):
+    """The next frame from pyglass, through the reader if there is one;
+    raises _Gone when the connection ended."""
+    box = sess.get('reader')
+    while box is None:
+        t, payload = _recv(sess)
+        if t != T_BREAK:
+            return t, payload
+    while True:
+        m = box['mutex']
+        m.acquire()
+        try:
+            q = box['q']
+            item = q[0] if q else None
+            if item is not None and item[0] is not None:
+                del q[0]
+        finally:
+            m.release()
+        if item is not None:
+            if item[0] is None:
+                raise _Gone()
+            return item
+        box['avail'].acquire()
+
+
+# ---- chunk ----
+def _setexc_func():
+    """PyThreadState_SetAsyncExc(ident, exc), exc None cancelling. The
+    function pointer is the one ctypes.pythonapi caches (it refers to
+    itself: a fresh one per session would be cyclic garbage); its restype
+    (int) and argtypes (none) are left as they are."""
+    import ctypes
+    f = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    idtype = ctypes.c_ulong if sys.version_info >= (3, 7) else ctypes.c_long
+    obj = ctypes.py_object
+
+    def setexc(ident, exc):
+        return f(idtype(ident), None if exc is None else obj(exc))
+    return setexc
+
+
+def _reader_break(box):
+    """A break frame: raise KeyboardInterrupt in the session's thread if it
+    runs code and did not get one in the last BREAK_AGAIN seconds (so at
+    most one can come after the code ended, see _run_code). busy is set
+    before running is read: _run_end waits for it, so no raise comes after
+    it cancelled the pending one."""
+    if box['setexc'] is None:
+        box['setexc'] = False
+        try:
+            import time
+            box['clock'] = time.time
+            box['setexc'] = _setexc_func()
+        except Exception:
+            pass  # no ctypes: the code cannot be interrupted
+    if not box['setexc']:
+        return
+    now = box['clock']()
+    last = box['last']
+    if last is not None and 0 <= now - last < BREAK_AGAIN:
+        return
+    box['busy'] = True
+    try:
+        if box['running']:
+            box['setexc'](box['ident'], KeyboardInterrupt)
+            box['raised'] += 1
+            box['last'] = now
+    finally:
+        box['busy'] = False
+
+
+def _run_start(sess):
+    box = sess.get('reader')
+    if box is not None:
+        box['last'] = None
+        box['running'] = True
+
+
+def _run_end(sess):
+    """Ends the code's run: no break raises any more, one pending is
+    cancelled, and what an interrupted router call of this thread left in
+    the hub's busy list is removed. Idempotent."""
+    box = sess.get('reader')
+    if box is None:
+        return
+    box['running'] = False
+    n = 0
+    while box['busy'] and n < 100000:
+        n += 1
+        _pause()  # noqa: F821 (agent.py)
+    if box['raised']:
+        try:
+            box['setexc'](box['ident'], None)
+        except Exception:
+            pass
+    hub = sess.get('hub')
+    if hub is not None:
+        busy = hub['busy']
+        me = box['ident']
+        while me in busy:
+            busy.remove(me)
+
+
+def _reader_stop(sess):
+    """Ends the reader and waits for it (up to 2 s; it is woken at once)."""
+    box = sess.get('reader')
+    if box is None:
+        return
+    sess['reader'] = None
+    box['halt'] = True
+    try:
+        sess['sock'].shutdown(_socket.SHUT_RD)
+    except BaseException:
+        pass
+    done = box['done']
+    if PY3:
+        done.acquire(True, 2.0)
+    else:
+        import time
+        for _ in range(2000):
+            if done.acquire(False):
+                break
+            time.sleep(0.001)
+    box.clear()
+
+
+# ---- chunk ----
 # --- compiling and running ---
 
 def _compile_exec(src, filename):
@@ -831,12 +1052,21 @@ def _report(sess, tb_next):
 
 
 def _run_code(sess, co, ns):
-    """Runs co in ns; returns (status, exited)."""
+    """Runs co in ns; returns (status, exited). A break raises
+    KeyboardInterrupt in the code. One may also come just after the code
+    ended (never more than one, see _reader_break), cutting the first
+    _run_end short: the handlers run it again, now undisturbed."""
     try:
-        exec(co, ns)
+        try:
+            _run_start(sess)
+            exec(co, ns)
+        finally:
+            _run_end(sess)
     except SystemExit as e:
+        _run_end(sess)
         return _exit_status(sess, e), True
     except BaseException:
+        _run_end(sess)
         _report(sess, True)
         return 1, False
     finally:
@@ -851,7 +1081,8 @@ def _exit_status(sess, e):
     if code is None:
         return 0
     if isinstance(code, _int_types):
-        return int(code)
+        # What the process's exit status would be (sys.exit(256) is 0).
+        return int(code) & 255 if -(1 << 31) <= code < (1 << 31) else 255
     try:
         _write(sess, T_STDERR, '%s\n' % (code,))
     except BaseException:
@@ -863,6 +1094,9 @@ def _op_exec(sess, params):
     src = params.get('code', b'')
     filename = _native_str(params.get('filename', b'<string>'))
     ns = _namespace(params)
+    if filename != '<string>' and ns.get('__name__') == '__pyglass__':
+        # As python sets it for a script or stdin; never in __main__'s.
+        ns['__file__'] = filename
     co = None
     try:
         co = _compile_exec(src, filename)
@@ -1052,16 +1286,21 @@ def _read_request(sess):
     return None
 
 
+def _cloexec(sock):
+    """2.7 sockets are inheritable: not across an exec of the code's."""
+    try:
+        import fcntl
+        fd = sock.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
+    except BaseException:
+        pass
+
+
 def _connect(path):
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         if not PY3:
-            try:
-                import fcntl
-                fcntl.fcntl(sock.fileno(), fcntl.F_SETFD,
-                            fcntl.fcntl(sock.fileno(), fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
-            except BaseException:
-                pass
+            _cloexec(sock)
         sock.settimeout(10.0)
         sock.connect(path)
     except BaseException:
@@ -1090,6 +1329,8 @@ def _serve(sess, ended):
         if hub is None:
             _write(sess, T_STDERR, 'pyglass: another agent version is active in this process\n')
             return 2
+        sess['hub'] = hub
+        _reader_start(sess)
         if op == b'exec':
             return _op_exec(sess, params)
         return _op_shell_loaded(sess, params)
@@ -1130,6 +1371,10 @@ def _main(d):
             sock.sendall(_frame(T_EXIT, str(status).encode('ascii')))
         except BaseException:
             pass
+    try:
+        _reader_stop(sess)
+    except BaseException:
+        pass
     # The last session lets go of the routers only when no print can be
     # using them: usually a few milliseconds; if the target keeps writing
     # to them, up to LINGER_MAX, after which they are kept for good.

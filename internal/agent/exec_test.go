@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 type execCase struct {
@@ -15,18 +16,6 @@ type execCase struct {
 	code     string
 	filename string
 	check    func(t *testing.T, py interp, stdout, stderr, both string, status int)
-}
-
-// syncBuf is a writer shared by stdout and stderr to check their order.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }
 
 type teeWriter struct {
@@ -219,7 +208,7 @@ func TestExec(t *testing.T) {
 				t.Errorf("hello: %+v", h)
 			}
 			var out, errb bytes.Buffer
-			var both syncBuf
+			var both testenv.SyncBuffer // stdout and stderr, to check their order
 			filename := ec.filename
 			if filename == "" {
 				filename = "<string>"
@@ -230,7 +219,7 @@ func TestExec(t *testing.T) {
 				t.Fatalf("%s: %v", ec.name, err)
 			}
 			t.Run(ec.name, func(t *testing.T) {
-				ec.check(t, py, out.String(), errb.String(), both.b.String(), status)
+				ec.check(t, py, out.String(), errb.String(), both.String(), status)
 				if strings.Contains(out.String()+errb.String(), "tick ") {
 					t.Errorf("the target's own output was captured")
 				}

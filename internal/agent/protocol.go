@@ -26,14 +26,28 @@
 // ("key=value", the value is raw bytes up to the end of the payload: op,
 // code, filename, namespace) ended by FrameGo. In a shell: FrameInput (one
 // line), FrameInterrupt (discard the pending block, like Ctrl-C in the
-// standard console) and FrameClose (end the session, like Ctrl-D).
+// standard console) and FrameClose (end the session, like Ctrl-D). A shell
+// request with "mode=script" (piped input) runs the lines as a script, each
+// statement once complete (see Conn.StartScript); FrameClose ends the input.
+//
+// While code runs (exec, a shell statement or script), pyglass may send
+// FrameBreak: the agent raises KeyboardInterrupt in the code, in its own
+// thread only (PyThreadState_SetAsyncExc; the target's threads are never
+// interrupted), as Ctrl-C does in python; a break at any other time, or
+// less than half a second after the last one raised, is dropped. The
+// agent reads these frames on a second thread of its own, the reader,
+// which lives as long as the session: the session waits for it to end
+// before it ends. Code blocked in a C call that does not check for
+// interrupts (a sleep, a lock, I/O) gets the exception when that call
+// returns.
 //
 // # Exit status
 //
 // 0 when the code ran to completion; 1 when it raised (the traceback is on
 // the stderr stream) or did not compile; for SystemExit the interpreter's
-// own rule: no code or None is 0, an integer is that integer, anything else
-// is printed on stderr and gives 1. SystemExit and KeyboardInterrupt never
+// own rule: no code or None is 0, an integer is that integer modulo 256
+// (as a process exit status), anything else is printed on stderr and
+// gives 1. SystemExit and KeyboardInterrupt never
 // leave the agent's thread: the target keeps running. Status 2 means the
 // agent refused the request.
 //
@@ -49,9 +63,8 @@
 // is the session's own last result, and removed at the end. Threads that
 // the user's code starts print to the target's own streams. Modules the
 // agent imports (_socket, codecs, gc, time, traceback, linecache, __future__,
-// fcntl on 2.7) stay in sys.modules: removing them is unsafe while other
-// code may hold or import them. Code running in the target cannot be
-// interrupted.
+// fcntl on 2.7, ctypes after the first break) stay in sys.modules:
+// removing them is unsafe while other code may hold or import them.
 //
 // After a session no object the agent made is left in the target, neither
 // reachable nor as cyclic garbage awaiting the collector (leak reports
@@ -123,6 +136,7 @@ const (
 	FrameInput     byte = 'i' // pyglass: one shell input line
 	FrameInterrupt byte = 'k' // pyglass: discard the shell's pending block
 	FrameClose     byte = 'c' // pyglass: end the session
+	FrameBreak     byte = 'b' // pyglass: raise KeyboardInterrupt in the code running now
 )
 
 // Request parameter keys and values.
@@ -131,10 +145,12 @@ const (
 	ParamCode      = "code"      // exec: the program's source bytes
 	ParamFilename  = "filename"  // exec: "<string>" for -c, else the script path
 	ParamNamespace = "namespace" // exec, shell: NamespaceFresh (default) or NamespaceMain
+	ParamMode      = "mode"      // shell: ModeScript for piped input
 	OpExec         = "exec"
 	OpShell        = "shell"
 	NamespaceFresh = "fresh"
 	NamespaceMain  = "main"
+	ModeScript     = "script"
 )
 
 // MaxFrame is the largest payload either side accepts.

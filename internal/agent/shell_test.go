@@ -147,7 +147,7 @@ func TestShellConcurrent(t *testing.T) {
 		}
 		// a ended while b was active: the routers stayed for b.
 		line := tg.waitLine("REPORT 0 ", 20*time.Second)
-		if want := "REPORT 0 added=- stdout=False stderr=False stdin=False displayhook=False hub=True dir=False stdinclosed=False"; line != want {
+		if want := "REPORT 0 added=- stdout=False stderr=False stdin=False displayhook=False hub=True dir=False stdinclosed=False threads=- kept=False"; line != want {
 			t.Errorf("after the first session:\n got %s\nwant %s", line, want)
 		}
 		// b still works after a left.

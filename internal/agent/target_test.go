@@ -78,6 +78,7 @@ type target struct {
 	cmd       *exec.Cmd
 	dirs      []string
 	listeners []*net.UnixListener
+	parallel  bool
 
 	mu     sync.Mutex
 	lines  []string
@@ -95,7 +96,7 @@ type targetOpts struct {
 // startTarget starts the fixture with n agent sessions.
 func startTarget(t *testing.T, py interp, n int, o targetOpts) *target {
 	t.Helper()
-	tg := &target{t: t, exited: make(chan struct{})}
+	tg := &target{t: t, exited: make(chan struct{}), parallel: o.parallel}
 	base := t.TempDir()
 	mode := "seq"
 	if o.parallel {
@@ -234,7 +235,11 @@ func (tg *target) waitLine(prefix string, timeout time.Duration) string {
 func (tg *target) checkReport(i int) {
 	tg.t.Helper()
 	line := tg.waitLine(fmt.Sprintf("REPORT %d ", i), 20*time.Second)
-	want := fmt.Sprintf("REPORT %d added=- stdout=True stderr=True stdin=True displayhook=True hub=False dir=False stdinclosed=False", i)
+	threads := "ok"
+	if tg.parallel {
+		threads = "-"
+	}
+	want := fmt.Sprintf("REPORT %d added=- stdout=True stderr=True stdin=True displayhook=True hub=False dir=False stdinclosed=False threads=%s kept=False", i, threads)
 	if line != want {
 		tg.t.Errorf("target state after agent %d:\n got %s\nwant %s", i, line, want)
 	}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/internal/shell"
 	"golang.org/x/term"
 )
 
@@ -94,7 +95,8 @@ func init() {
 
 const exitCodesHelp = `Exit status:
   0    success
-  1    the code run in the target raised an exception (its traceback is on stderr)
+  1    the code run in the target raised an exception (its traceback is on stderr);
+       exec and shell exit N for SystemExit(N), as python does
   2    usage error
   3    the target is not a Python process pyglass can work with
        (no such process, not Python, unsupported version, zombie, exited)
@@ -145,7 +147,18 @@ func run(args []string, io IO) ExitCode {
 	}
 	for _, c := range commands {
 		if c.name == name {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			sigs := []os.Signal{syscall.SIGTERM, syscall.SIGHUP}
+			ctx := context.Background()
+			if name == "exec" || name == "shell" {
+				// Ctrl-C becomes KeyboardInterrupt in the code they
+				// run (or gives up while they start).
+				intr, stopIntr := shell.Interrupts()
+				defer stopIntr()
+				ctx = context.WithValue(ctx, interruptsKey{}, intr)
+			} else {
+				sigs = append(sigs, os.Interrupt)
+			}
+			ctx, stop := signal.NotifyContext(ctx, sigs...)
 			defer stop()
 			return c.run(ctx, args[1:], io)
 		}
@@ -201,6 +214,15 @@ func (c *checkedWriter) status(code ExitCode, io IO) ExitCode {
 	}
 	fmt.Fprintf(io.Err, "pyglass: cannot write the output: %s\nhint: check the disk or file the output goes to\n", oneLine(err.Error()))
 	return ExitInternal
+}
+
+type interruptsKey struct{}
+
+// interrupts returns the user's interrupt requests (SIGINT) that Main
+// set aside for exec and shell, or nil.
+func interrupts(ctx context.Context) <-chan struct{} {
+	c, _ := ctx.Value(interruptsKey{}).(<-chan struct{})
+	return c
 }
 
 func lookup(name string) command {

@@ -22,8 +22,14 @@ behind keeps working: a function it installs as a hook or a thread it starts
 still sees the names it defined and imported (the fresh namespace is emptied
 only when nothing refers to it any more). What it writes to sys.stdout and sys.stderr comes back here, in
 order; what the target's own threads print stays on the target's streams.
-If the code raises, its traceback is printed here on stderr and pyglass
-exits 1. The target is never left stopped or traced.
+__file__ is the script's name (or <stdin>). If the code raises, its
+traceback is printed here on stderr and pyglass exits 1; SystemExit(N)
+exits N, as python does. Ctrl-C raises KeyboardInterrupt in the code's own
+thread (never in the target's threads); code in a call that does not check
+for interrupts (a sleep, a lock, I/O) stops when that call returns, and a
+second Ctrl-C after pyglass says so leaves it running. After --timeout the
+code is interrupted the same way and pyglass exits 5. The target is never
+left stopped or traced.
 
 Examples:
   pyglass exec 1234 -c 'import gc; print(len(gc.garbage))'
@@ -105,14 +111,18 @@ func runExec(ctx context.Context, args []string, io IO) ExitCode {
 		Stderr:        io.Err,
 		Timeout:       *timeout,
 		Progress:      progressTo(io),
+		Interrupt:     interrupts(ctx),
+		Notice:        noticeTo(io),
 	})
 	if err != nil {
 		return fail(io, err)
 	}
-	if res.Raised {
-		return ExitRaised
-	}
-	return ExitOK
+	return ExitCode(res.Status & 255)
+}
+
+// noticeTo prints a line for the user on stderr.
+func noticeTo(io IO) func(string) {
+	return func(s string) { fmt.Fprintf(io.Err, "\npyglass: %s\n", s) }
 }
 
 func trimSpace(b []byte) []byte {

@@ -11,10 +11,15 @@ const shellHelp = `Opens a Python prompt whose code runs inside the target, like
 interactive console: expressions echo their repr, blocks span several lines,
 tracebacks are shown and the session goes on. Line editing and history
 (arrow keys, Ctrl-R) happen on your side; the history is kept in
-$XDG_STATE_HOME/pyglass/history. Ctrl-C cancels the line being typed (it does
-not interrupt the target); Ctrl-D or exit() ends the session, and the target
-keeps running. When stdin is not a terminal, statements are read from it and
-run in order, so a session can be scripted.
+$XDG_STATE_HOME/pyglass/history. Ctrl-C cancels the line being typed; while
+a statement runs it raises KeyboardInterrupt in it (in the shell's own thread
+in the target, never in the target's threads), the traceback and the prompt
+come back and the session goes on. A statement in a call that does not check
+for interrupts (a sleep, a lock, I/O) stops when that call returns; a second
+Ctrl-C after pyglass says so leaves the session. Ctrl-D or exit() ends the
+session (exit(N) exits N), and the target keeps running. When stdin is not a
+terminal, all of it runs as one program, as python runs a script piped to it
+(pyglass exits 1 if it raised).
 
 The channel is a Unix socket in a private directory of the target's
 filesystem that only the target's user and root can reach; nothing listens
@@ -42,13 +47,11 @@ func runShell(ctx context.Context, args []string, io IO) ExitCode {
 	status, err := p.Shell(ctx, pyglass.ShellOptions{
 		MainNamespace: *ns == "main",
 		In:            io.In, Out: io.Out, Err: io.Err,
-		Progress: progressTo(io),
+		Progress:  progressTo(io),
+		Interrupt: interrupts(ctx),
 	})
 	if err != nil {
 		return fail(io, err)
 	}
-	if status != 0 {
-		return ExitRaised
-	}
-	return ExitOK
+	return ExitCode(status & 255)
 }

@@ -4,21 +4,22 @@
 //
 // On a terminal it edits lines with github.com/chzyer/readline, keeps a
 // history file and shows the agent's prompts; Ctrl-C discards the current
-// input (it never interrupts the target: code already running in the
-// target cannot be interrupted), Ctrl-D or exit() ends the session.
-// Without a terminal it reads statements from its input line by line, so
-// it can be scripted, and prints no banner and no prompts.
+// input, and while a statement runs raises KeyboardInterrupt in it (in the
+// agent's thread only, never in the target's threads): the traceback and
+// the prompt come back and the session goes on. Ctrl-D or exit() ends the
+// session. Without a terminal it runs its input as python runs a script
+// piped to it, each statement as soon as it is complete (so it can be
+// driven through pipes), and prints no banner and no prompts.
 package shell
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"sync/atomic"
 
 	"github.com/chzyer/readline"
 	"golang.org/x/sys/unix"
@@ -41,12 +42,17 @@ type Options struct {
 	Out, Err   io.Writer
 	NoTerminal bool
 
+	// Interrupt receives the user's interrupt requests (see
+	// agent.AwaitOptions); nil: Run catches SIGINT itself (Interrupts).
+	Interrupt <-chan struct{}
+
 	// HistoryFile is where terminal mode keeps its history; empty means
 	// DefaultHistoryFile(); "-" disables the history file.
 	HistoryFile string
 
-	// For the banner (terminal mode only).
+	// For the banner (terminal mode only) and messages.
 	PID        int
+	Thread     int // the agent's thread
 	Version    string
 	Executable string
 }
@@ -72,10 +78,15 @@ func Banner(pid int, version, executable string) string {
 		pid, version, executable)
 }
 
+// ErrLeft is returned (wrapped) when the user left a session whose
+// statement did not stop after Ctrl-C: it is still running.
+var ErrLeft = errors.New("left the session")
+
 // Run starts the shell on o.Conn and serves it until the user or the code
-// ends it. Returns the session's exit status (0, or the exit() code), or an
-// error if the connection failed (agent.ErrGone if the agent vanished).
-// Run does not close o.Conn.
+// ends it. Returns the session's exit status (0, or the exit() code; for
+// piped input 1 if it raised), or an error if the connection failed
+// (agent.ErrGone if the agent vanished) or the user left (ErrLeft). Run
+// closes o.Conn only when the user leaves.
 func Run(o Options) (int, error) {
 	if o.Conn == nil {
 		return 0, errors.New("starting the shell: no agent connection")
@@ -86,22 +97,62 @@ func Run(o Options) (int, error) {
 	if o.Err == nil {
 		o.Err = o.Out
 	}
-	if err := o.Conn.StartShell(o.MainNamespace); err != nil {
-		return 0, err
-	}
 	in, inTTY := o.In.(*os.File)
 	out, outTTY := o.Out.(*os.File)
 	if !o.NoTerminal && inTTY && outTTY && readline.IsTerminal(int(in.Fd())) && readline.IsTerminal(int(out.Fd())) {
+		if err := o.Conn.StartShell(o.MainNamespace); err != nil {
+			return 0, err
+		}
 		return runTerminal(o, in, out)
 	}
 	return runScript(o)
 }
 
-// runScript feeds the input line by line and prints only outputs.
+func (o Options) interrupts() (<-chan struct{}, func()) {
+	if o.Interrupt != nil {
+		return o.Interrupt, func() {}
+	}
+	return Interrupts()
+}
+
+// await runs one exchange (read) while Ctrl-C interrupts the code.
+// Requests from before it (no code ran then) are dropped.
+func await(o Options, intr <-chan struct{}, read func() error) error {
+	for drained := false; !drained; {
+		select {
+		case <-intr:
+		default:
+			drained = true
+		}
+	}
+	out, err := o.Conn.Await(context.Background(), read, agent.AwaitOptions{
+		Interrupt: intr,
+		OnStuck: func() {
+			fmt.Fprintf(o.Err, "\npyglass: the code has not stopped %s after KeyboardInterrupt: thread %d is in a call that does not check for interrupts (C code, a sleep, a lock, I/O) and stops when it returns; Ctrl-C again leaves the session, the code still running\n", agent.StopWait, o.Thread)
+		},
+	})
+	if out == agent.Left {
+		return fmt.Errorf("%w; the code is still running in process %d (thread %d)", ErrLeft, o.PID, o.Thread)
+	}
+	return err
+}
+
+// runScript feeds the input line by line, as a script, and prints only
+// outputs.
 func runScript(o Options) (int, error) {
 	c := o.Conn
-	prompt, done, err := c.ReadOutput(o.Out, o.Err)
-	if err != nil {
+	if err := c.StartScript(o.MainNamespace); err != nil {
+		return 0, err
+	}
+	intr, stop := o.interrupts()
+	defer stop()
+	var done bool
+	read := func() error {
+		var err error
+		_, done, err = c.ReadOutput(o.Out, o.Err)
+		return err
+	}
+	if err := await(o, intr, read); err != nil {
 		return 0, err
 	}
 	var sc *bufio.Scanner
@@ -116,31 +167,15 @@ func runScript(o Options) (int, error) {
 					fmt.Fprintf(o.Err, "pyglass: reading input: %v\n", err)
 				}
 			}
-			if prompt == agent.PromptSecondary {
-				// Complete a pending block, as at the end of a script.
-				if err := c.SendLine(""); err != nil {
-					return 0, err
-				}
-				if prompt, done, err = c.ReadOutput(o.Out, o.Err); err != nil || done {
-					break
-				}
-			}
 			if err := c.EndShell(); err != nil {
 				return 0, err
 			}
-			_, done, err = c.ReadOutput(o.Out, o.Err)
-			break
-		}
-		if err := c.SendLine(sc.Text()); err != nil {
+		} else if err := c.SendLine(sc.Text()); err != nil {
 			return 0, err
 		}
-		prompt, done, err = c.ReadOutput(o.Out, o.Err)
-		if err != nil {
+		if err := await(o, intr, read); err != nil {
 			return 0, err
 		}
-	}
-	if err != nil {
-		return 0, err
 	}
 	st, _ := c.ExitStatus()
 	return st, nil
@@ -199,28 +234,10 @@ func runTerminal(o Options, in, out *os.File) (int, error) {
 	}
 	defer rl.Close()
 
-	// Ctrl-C while a statement runs reaches pyglass as SIGINT: the code in
-	// the target cannot be interrupted, so say so instead of dying.
-	var running atomic.Bool
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt)
-	stop := make(chan struct{})
-	defer func() {
-		signal.Stop(sigs)
-		close(stop)
-	}()
-	go func() {
-		for {
-			select {
-			case <-sigs:
-				if running.Load() {
-					fmt.Fprint(o.Err, "\npyglass: the statement keeps running in the target (it cannot be interrupted)\n")
-				}
-			case <-stop:
-				return
-			}
-		}
-	}()
+	// Ctrl-C while a statement runs reaches pyglass as SIGINT (the
+	// terminal is not in raw mode then): it interrupts the statement.
+	intr, stop := o.interrupts()
+	defer stop()
 
 	fmt.Fprint(out, Banner(o.PID, o.Version, o.Executable))
 	prompt, done, err := c.ReadOutput(out, o.Err)
@@ -244,9 +261,11 @@ func runTerminal(o Options, in, out *os.File) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		running.Store(true)
-		prompt, done, err = c.ReadOutput(out, o.Err)
-		running.Store(false)
+		err = await(o, intr, func() error {
+			var err error
+			prompt, done, err = c.ReadOutput(out, o.Err)
+			return err
+		})
 		if err != nil {
 			return 0, err
 		}

@@ -104,16 +104,18 @@ func TestScript(t *testing.T) {
 		t.Run(filepath.Base(py), func(t *testing.T) {
 			t.Parallel()
 			c, d := startAgent(t, py)
-			in := strings.NewReader("def f(x):\n    return x + 1\n\nf(1)\nprint('hi')\n{}['k']\n'after'\nfor i in range(2):\n    print(i)\n")
+			// A script: no blank line after a block, no echo, the first
+			// exception ends it with status 1.
+			in := strings.NewReader("def f(x):\n    return x + 1\nprint(f(1))\nf(1)\nprint('hi')\nfor i in range(2):\n    print(i)\n{}['k']\nprint('after')\n")
 			var out, errb bytes.Buffer
 			st, err := Run(Options{Conn: c, In: in, Out: &out, Err: &errb})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st != 0 {
-				t.Errorf("status %d", st)
+			if st != 1 {
+				t.Errorf("status %d, want 1", st)
 			}
-			if got, want := out.String(), "2\nhi\n'after'\n0\n1\n"; got != want {
+			if got, want := out.String(), "2\nhi\n0\n1\n"; got != want {
 				t.Errorf("stdout %q, want %q", got, want)
 			}
 			if !strings.HasSuffix(errb.String(), "KeyError: 'k'\n") {

@@ -93,6 +93,20 @@ def warm_up():
         traceback.format_exc()
 
 
+def threads_left(mode):
+    """'ok' once at most this thread and the ending agent's are left (the
+    agent's reader thread too is gone) within 2 s, else the count; '-' when
+    agents run in parallel."""
+    if mode != 'seq':
+        return '-'
+    for _ in range(200):
+        n = len(os.listdir('/proc/self/task'))
+        if n <= 2:
+            return 'ok'
+        time.sleep(0.01)
+    return str(n)
+
+
 def main():
     warm_up()
     gc.collect()
@@ -126,11 +140,12 @@ def main():
                 continue
             reported.append(i)
             added = sorted(set(__main__.__dict__) - before)
-            print('REPORT %d added=%s stdout=%s stderr=%s stdin=%s displayhook=%s hub=%s dir=%s stdinclosed=%s' % (
+            print('REPORT %d added=%s stdout=%s stderr=%s stdin=%s displayhook=%s hub=%s dir=%s stdinclosed=%s threads=%s kept=%s' % (
                 i, ','.join(added) or '-',
                 sys.stdout is orig[0], sys.stderr is orig[1], sys.stdin is orig[2],
                 sys.displayhook is orig[3], hasattr(sys, '_pyglass_hub'),
-                os.path.exists(dirs[i]), sys.stdin.closed))
+                os.path.exists(dirs[i]), sys.stdin.closed, threads_left(mode),
+                hasattr(sys, '_pyglass_kept')))
             sys.stdout.flush()
             if mode == 'seq' and i + 1 < len(dirs):
                 launch(i + 1)

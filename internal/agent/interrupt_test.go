@@ -1,0 +1,233 @@
+package agent
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// signalWriter is a writer that closes seen when what it got contains
+// want.
+type signalWriter struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	want string
+	seen chan struct{}
+}
+
+func newSignalWriter(want string) *signalWriter {
+	return &signalWriter{want: want, seen: make(chan struct{})}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.b.String(), w.want)
+	w.b.Write(p)
+	if !had && strings.Contains(w.b.String(), w.want) {
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// execBreak runs code on c, sends a break once its stdout shows "running",
+// and returns the status, stderr and how long the code took to end after
+// the break.
+func execBreak(t *testing.T, c *Conn, code string) (int, string, time.Duration) {
+	t.Helper()
+	out := newSignalWriter("running")
+	var errb testenv.SyncBuffer
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := c.Exec([]byte(code), "<string>", out, &errb)
+		done <- result{st, err}
+	}()
+	select {
+	case <-out.seen:
+	case r := <-done:
+		t.Fatalf("the code ended before the break: %+v, stderr %q", r, errb.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the code did not start; stdout %q", out.String())
+	}
+	time.Sleep(50 * time.Millisecond)
+	sent := time.Now()
+	if err := c.Break(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("exec: %v", r.err)
+		}
+		return r.status, errb.String(), time.Since(sent)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the code did not stop within 20 s of the break; stderr %q", errb.String())
+	}
+	return 0, "", 0
+}
+
+// readBreaking reads up to the next prompt, sending a break every 600 ms
+// (a break that comes before the statement runs is dropped, one that comes
+// within 0.5 s of the last raise too).
+func (s shellSession) readBreaking() (stdout, stderr, prompt string) {
+	s.t.Helper()
+	type result struct{ o, e, p string }
+	done := make(chan result, 1)
+	go func() {
+		var o, e bytes.Buffer
+		p, end, err := s.c.ReadOutput(&o, &e)
+		if err != nil {
+			p = "<error " + err.Error() + ">"
+		} else if end {
+			p = "<exit>"
+		}
+		done <- result{o.String(), e.String(), p}
+	}()
+	tick := time.NewTicker(600 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.After(20 * time.Second)
+	for {
+		if err := s.c.Break(); err != nil {
+			s.t.Fatal(err)
+		}
+		select {
+		case r := <-done:
+			return r.o, r.e, r.p
+		case <-tick.C:
+		case <-limit:
+			s.t.Fatalf("the statement did not stop within 20 s of breaks")
+		}
+	}
+}
+
+// TestBreak: a break raises KeyboardInterrupt in the code the agent runs
+// (a busy loop, a loop that prints, one that catches it, a sleep that ends
+// first), only in the agent's thread: the target's main thread goes on
+// ticking, its stderr stays empty, the shell session and its namespace go
+// on, the protocol stays in step, a break when nothing runs is dropped,
+// and no thread or garbage is left.
+func TestBreak(t *testing.T) {
+	forEachInterp(t, func(t *testing.T, py interp) {
+		tg := startTarget(t, py, 3, targetOpts{})
+
+		// exec: a busy loop.
+		c := tg.accept(0)
+		status, stderr, _ := execBreak(t, c, "import sys\nsys.stdout.write('running\\n')\nsys.stdout.flush()\nwhile True:\n    pass\n")
+		if status != 1 || !strings.HasSuffix(stderr, "KeyboardInterrupt\n") || !strings.Contains(stderr, "Traceback (most recent call last):") {
+			t.Errorf("busy loop: status %d, stderr %q", status, stderr)
+		}
+		tg.checkReport(0)
+
+		// shell: the statement stops, the session goes on.
+		s := shellSession{t, tg.accept(1), &last{}}
+		s.start(false)
+		s.do("x = 5", "", "", PromptPrimary)
+		for i, stmt := range []string{
+			"while True: pass",
+			"while True: print('y' * 200)",
+			"while True: sys.stdout.write('z' * 70000)",
+		} {
+			if i == 0 {
+				s.do("import sys", "", "", PromptPrimary)
+			}
+			for round := 0; round < 3; round++ {
+				s.do(stmt, "", "", PromptSecondary)
+				if err := s.c.SendLine(""); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Duration(round*40) * time.Millisecond)
+				out, errs, prompt := s.readBreaking()
+				if prompt != PromptPrimary || !strings.HasSuffix(errs, "KeyboardInterrupt\n") {
+					t.Fatalf("%q round %d: prompt %q, stderr %.300q, stdout %d bytes", stmt, round, prompt, errs, len(out))
+				}
+				// (the console echoes write()'s return value, 70000)
+				if rest := strings.Trim(out, "yz70 \n"); rest != "" {
+					t.Fatalf("%q round %d: stdout holds more than the loop's output: %.200q", stmt, round, rest)
+				}
+				s.do("x + 1", "6\n", "", PromptPrimary)
+			}
+		}
+		// Code that catches it goes on.
+		s.do("try:", "", "", PromptSecondary)
+		// (not "while True: pass": 3.11 and 3.12 raise an asynchronous
+		// exception in that loop outside its try block)
+		s.do("    while True:", "", "", PromptSecondary)
+		s.do("        n = 1", "", "", PromptSecondary)
+		s.do("except KeyboardInterrupt:", "", "", PromptSecondary)
+		s.do("    print('caught')", "", "", PromptSecondary)
+		if err := s.c.SendLine(""); err != nil {
+			t.Fatal(err)
+		}
+		// (2.7: a print statement cut short leaves softspace set)
+		if out, errs, prompt := s.readBreaking(); strings.TrimLeft(out, " ") != "caught\n" || errs != "" || prompt != PromptPrimary {
+			t.Errorf("caught: out %q err %q prompt %q", out, errs, prompt)
+		}
+		// A break at the prompt is dropped.
+		if err := s.c.Break(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		s.do("x", "5\n", "", PromptPrimary)
+		if err := s.c.EndShell(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, prompt := s.read(); prompt != "<exit>" {
+			t.Errorf("after Ctrl-D: %q", prompt)
+		}
+		tg.checkReport(1)
+
+		// exec: a sleep gets KeyboardInterrupt when it returns.
+		c = tg.accept(2)
+		status, stderr, took := execBreak(t, c, "import sys, time\nsys.stdout.write('running\\n')\nsys.stdout.flush()\ntime.sleep(1.5)\nwhile True:\n    pass\n")
+		if status != 1 || !strings.HasSuffix(stderr, "KeyboardInterrupt\n") || took < time.Second {
+			t.Errorf("sleep: status %d after %s, stderr %q", status, took, stderr)
+		}
+		tg.checkReport(2)
+		tg.finish()
+	})
+}
+
+// TestBreakWithoutCtypes: where ctypes cannot be imported, a break does
+// nothing (the statement runs to its end) and the session goes on.
+func TestBreakWithoutCtypes(t *testing.T) {
+	forEachInterp(t, func(t *testing.T, py interp) {
+		tg := startTarget(t, py, 1, targetOpts{})
+		s := shellSession{t, tg.accept(0), &last{}}
+		s.start(false)
+		s.do("import sys; saved = sys.modules.get('ctypes'); sys.modules['ctypes'] = None", "", "", PromptPrimary)
+		if err := s.c.SendLine("import time; time.sleep(1); print('slept')"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if err := s.c.Break(); err != nil {
+			t.Fatal(err)
+		}
+		if out, errs, prompt := s.read(); out != "slept\n" || errs != "" || prompt != PromptPrimary {
+			t.Errorf("sleep: out %q err %q prompt %q", out, errs, prompt)
+		}
+		s.do("sys.modules['ctypes'] = saved; del sys.modules['ctypes']", "", "", PromptPrimary)
+		s.do("6 * 7", "42\n", "", PromptPrimary)
+		if err := s.c.EndShell(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, prompt := s.read(); prompt != "<exit>" {
+			t.Errorf("after Ctrl-D: %q", prompt)
+		}
+		tg.checkReport(0)
+		tg.finish()
+	})
+}
