@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
@@ -117,7 +116,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	if v := p.py.Version; v.Major == 3 && v.Minor >= 11 {
 		behind = 1 // frames are contiguous in the data stack
 	}
-	s := &sampler{p: p, m: m, opt: opt, depth: depth, pc: newReusablePageCache(m.r, behind), unreadable: map[uint64]bool{}}
+	s := &sampler{p: p, m: m, opt: opt, depth: depth, pc: newSampleCache(m.r, behind), unreadable: map[uint64]bool{}}
 	s.cs = cpython.NewSampler(s.pc, m.l)
 	stats := &SampleStats{Lost: map[string]int64{}}
 	s.stats = stats
@@ -245,7 +244,7 @@ type sampler struct {
 	m       *memoryView
 	opt     SampleOptions
 	depth   int
-	pc      *reusablePageCache
+	pc      *pageCache
 	cs      *cpython.Sampler
 	stats   *SampleStats
 	threads []*sampledThread
@@ -340,7 +339,10 @@ func (s *sampler) refreshKernel(running bool) {
 	pr := procfs.New(s.p.pid)
 	for _, t := range s.threads {
 		if t.tid == 0 {
-			t.idle = false
+			// No task known yet (a thread just created, looked up again
+			// within 10 ms): taken as idle unless it holds the GIL, as
+			// a thread that does not cannot be running Python code.
+			t.idle = true
 			continue
 		}
 		if running && t.idle {
@@ -549,7 +551,7 @@ func (s *sampler) readTops(ts []*sampledThread, again bool) {
 }
 
 // fetch reads the pages at bases (and the ones below them, see
-// reusablePageCache.behind) into the page cache, in one vectored read.
+// pageCache.behind) into the page cache, in one vectored read.
 func (s *sampler) fetch(bases []uint64) {
 	s.segs = s.segs[:0]
 	s.segPages = s.segPages[:0]
@@ -559,7 +561,7 @@ func (s *sampler) fetch(bases []uint64) {
 			lo = base - b
 		}
 		for a := lo; a <= base; a += pageSize {
-			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segs) >= maxReusedPages {
+			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segs) >= s.pc.maxPages {
 				continue
 			}
 			if a != base && s.unreadable[a] {
@@ -650,118 +652,3 @@ func (s *sampler) gone() bool {
 	return s.p.goneOr(nil) != nil
 }
 
-// reusablePageCache is a page cache for one read of one thread, emptied by
-// reset without freeing its pages, so that sampling allocates nothing in
-// its steady state. On a miss it also reads up to behind pages below the
-// one asked for, in the same system call: from 3.11 a thread's frames are
-// contiguous in its data stack, the callers below the current frame, so a
-// whole stack usually costs one read.
-type reusablePageCache struct {
-	r      memory.Reader
-	behind int
-	// With record set, a read of a page not in the cache reads nothing:
-	// it fails with errMiss and the page is added to misses, for the
-	// caller to read in one vectored read with the other threads' misses.
-	record bool
-	misses []uint64
-	pages  map[uint64]*[pageSize]byte
-	free   []*[pageSize]byte
-	used   []*[pageSize]byte
-	block  []byte
-}
-
-// errMiss is what a recording page cache returns for a page it does not
-// have.
-var errMiss = errors.New("page not read yet")
-
-// maxReusedPages bounds the pages one read keeps.
-const maxReusedPages = 256
-
-func newReusablePageCache(r memory.Reader, behind int) *reusablePageCache {
-	return &reusablePageCache{r: r, behind: behind, pages: map[uint64]*[pageSize]byte{}, block: make([]byte, (behind+1)*pageSize)}
-}
-
-func (c *reusablePageCache) reset() {
-	clear(c.pages)
-	c.free = append(c.free, c.used...)
-	c.used = c.used[:0]
-}
-
-func (c *reusablePageCache) newPage() *[pageSize]byte {
-	if k := len(c.free); k > 0 {
-		pg := c.free[k-1]
-		c.free = c.free[:k-1]
-		return pg
-	}
-	return new([pageSize]byte)
-}
-
-// fill reads the page at base (and the ones below it, see behind) into
-// the cache; it returns nil when the page cannot be read whole.
-func (c *reusablePageCache) fill(base uint64) *[pageSize]byte {
-	if n := c.behind; n > 0 && base >= uint64(n)*pageSize && len(c.used)+n+1 <= maxReusedPages {
-		lo := base - uint64(n)*pageSize
-		fresh := true
-		for a := lo; a < base; a += pageSize {
-			if _, ok := c.pages[a]; ok {
-				fresh = false
-				break
-			}
-		}
-		if fresh {
-			if k, err := c.r.ReadAt(c.block, lo); err == nil && k == len(c.block) {
-				var pg *[pageSize]byte
-				for i := 0; i <= n; i++ {
-					pg = c.newPage()
-					copy(pg[:], c.block[i*pageSize:])
-					c.used = append(c.used, pg)
-					c.pages[lo+uint64(i)*pageSize] = pg
-				}
-				return pg
-			}
-		}
-	}
-	pg := c.newPage()
-	if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
-		c.free = append(c.free, pg)
-		return nil
-	}
-	c.used = append(c.used, pg)
-	return pg
-}
-
-// ReadAt implements memory.Reader.
-func (c *reusablePageCache) ReadAt(p []byte, addr uint64) (int, error) {
-	if end := addr + uint64(len(p)); end < addr || len(p) > 4*pageSize {
-		return c.r.ReadAt(p, addr)
-	}
-	n := 0
-	for n < len(p) {
-		a := addr + uint64(n)
-		base := a &^ (pageSize - 1)
-		pg, ok := c.pages[base]
-		if !ok && c.record {
-			if !slices.Contains(c.misses, base) {
-				c.misses = append(c.misses, base)
-			}
-			return n, errMiss
-		}
-		if !ok {
-			if len(c.used) >= maxReusedPages {
-				m, err := c.r.ReadAt(p[n:], a)
-				return n + m, err
-			}
-			pg = c.fill(base)
-			c.pages[base] = pg
-		}
-		if pg == nil {
-			m, err := c.r.ReadAt(p[n:], a)
-			if n > 0 && m == 0 && errors.Is(err, memory.ErrFault) {
-				err = fmt.Errorf("reading %#x: %w", a, memory.ErrShortRead)
-			}
-			return n + m, err
-		}
-		n += copy(p[n:], pg[a-base:])
-	}
-	return n, nil
-}

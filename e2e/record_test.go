@@ -281,38 +281,9 @@ func TestRecordCtrlC(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
 		out := filepath.Join(t.TempDir(), "p.json")
-		cmd := exec.Command(testenv.BuildPyglass(t), "record", strconv.Itoa(tg.PID), "-o", out)
-		cmd.Env = append(os.Environ(), "TERM=xterm")
-		f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 200})
-		if err != nil {
-			t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
-		}
-		defer f.Close()
-		var mu sync.Mutex
-		var buf strings.Builder
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			b := make([]byte, 4096)
-			for {
-				n, err := f.Read(b)
-				mu.Lock()
-				buf.Write(b[:n])
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		}()
-		output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(output(), "Ctrl-C to stop") {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("no progress line on the terminal: %q", output())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		term := startPTY(t, "record", strconv.Itoa(tg.PID), "-o", out)
+		cmd, f, output, readDone := term.cmd, term.f, term.output, term.readDone
+		term.waitFor("Ctrl-C to stop")
 		if _, err := f.Write([]byte{3}); err != nil { // Ctrl-C, as typed
 			t.Fatal(err)
 		}
@@ -366,41 +337,8 @@ func TestTopPiped(t *testing.T) {
 func TestTopTerminal(t *testing.T) {
 	forLabels(t, []string{"2.7", "3.12", "3.15-chroot"}, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
-		cmd := exec.Command(testenv.BuildPyglass(t), "top", strconv.Itoa(tg.PID), "--interval", "200ms")
-		cmd.Env = append(os.Environ(), "TERM=xterm")
-		f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 160})
-		if err != nil {
-			t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
-		}
-		defer f.Close()
-		var mu sync.Mutex
-		var buf strings.Builder
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			b := make([]byte, 4096)
-			for {
-				n, err := f.Read(b)
-				mu.Lock()
-				buf.Write(b[:n])
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		}()
-		output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
-		waitFor := func(s string) {
-			t.Helper()
-			deadline := time.Now().Add(20 * time.Second)
-			for !strings.Contains(output(), s) {
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					t.Fatalf("top never showed %q:\n%q", s, output())
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
+		term := startPTY(t, "top", strconv.Itoa(tg.PID), "--interval", "200ms")
+		cmd, f, waitFor := term.cmd, term.f, term.waitFor
 		waitFor("spin (")
 		f.Write([]byte("s"))
 		waitFor("sorted by total")
@@ -468,4 +406,61 @@ func TestRecordSubprocesses(t *testing.T) {
 			t.Errorf("summary does not list the processes: %s", stderr.String())
 		}
 	})
+}
+
+// ptyRun is pyglass running on a pseudo-terminal, its output collected.
+type ptyRun struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	f        *os.File
+	mu       sync.Mutex
+	buf      strings.Builder
+	readDone chan struct{}
+}
+
+// startPTY runs pyglass args on a new 160x30 pseudo-terminal.
+func startPTY(t *testing.T, args ...string) *ptyRun {
+	t.Helper()
+	r := &ptyRun{t: t, readDone: make(chan struct{})}
+	r.cmd = exec.Command(testenv.BuildPyglass(t), args...)
+	r.cmd.Env = append(os.Environ(), "TERM=xterm")
+	f, err := pty.StartWithSize(r.cmd, &pty.Winsize{Rows: 30, Cols: 160})
+	if err != nil {
+		t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
+	}
+	r.f = f
+	t.Cleanup(func() { f.Close() })
+	go func() {
+		defer close(r.readDone)
+		b := make([]byte, 4096)
+		for {
+			n, err := f.Read(b)
+			r.mu.Lock()
+			r.buf.Write(b[:n])
+			r.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *ptyRun) output() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.buf.String()
+}
+
+// waitFor waits up to 20 s until pyglass has printed s.
+func (r *ptyRun) waitFor(s string) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(r.output(), s) {
+		if time.Now().After(deadline) {
+			r.cmd.Process.Kill()
+			r.t.Fatalf("pyglass never showed %q:\n%q", s, r.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

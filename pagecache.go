@@ -1,0 +1,141 @@
+package pyglass
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/pyglass/pyglass/memory"
+)
+
+// pageSize is the unit of pageCache: no larger than any page size of the
+// supported architectures, so a cached unit is readable as a whole or
+// not at all.
+const pageSize = 4096
+
+// pageCache reads the target a page at a time and keeps what it read: the
+// one memory reader of a snapshot (the threads paused, one try of a
+// non-blocking read, one sample), during which the target's memory is
+// taken as unchanging. A page that cannot be read is remembered as such,
+// and reads that touch it go to the underlying reader, so errors are
+// classified there (fault, short read, process gone).
+//
+// For the sampler it is emptied by reset without freeing its pages (no
+// allocation in steady state), it reads behind pages below a page it
+// misses in the same system call (from 3.11 a thread's frames are
+// contiguous in its data stack, callers below), and in record mode a page
+// it lacks is not read but noted in misses (read later with the other
+// threads' in one vectored read).
+type pageCache struct {
+	r        memory.Reader
+	pages    map[uint64]*[pageSize]byte // nil: unreadable
+	maxPages int                        // pages kept at most
+	maxRead  int                        // larger reads bypass the cache
+	behind   int
+	block    []byte
+	free     []*[pageSize]byte
+	used     []*[pageSize]byte
+	record   bool
+	misses   []uint64
+}
+
+// errMiss is what a recording page cache returns for a page it does not
+// have.
+var errMiss = errors.New("page not read yet")
+
+// newPageCache returns the cache of one snapshot: up to 16 MiB.
+func newPageCache(r memory.Reader) *pageCache {
+	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}, maxPages: 4096, maxRead: 64 * pageSize}
+}
+
+// newSampleCache returns the sampler's cache: up to 1 MiB, reused.
+func newSampleCache(r memory.Reader, behind int) *pageCache {
+	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}, maxPages: 256, maxRead: 4 * pageSize,
+		behind: behind, block: make([]byte, (behind+1)*pageSize)}
+}
+
+// reset empties the cache, keeping its pages for reuse.
+func (c *pageCache) reset() {
+	clear(c.pages)
+	c.free = append(c.free, c.used...)
+	c.used = c.used[:0]
+}
+
+func (c *pageCache) newPage() *[pageSize]byte {
+	if k := len(c.free); k > 0 {
+		pg := c.free[k-1]
+		c.free = c.free[:k-1]
+		return pg
+	}
+	return new([pageSize]byte)
+}
+
+// fill reads the page at base (and the ones below it, see behind) into
+// the cache; it returns nil when the page cannot be read whole.
+func (c *pageCache) fill(base uint64) *[pageSize]byte {
+	if n := c.behind; n > 0 && base >= uint64(n)*pageSize && len(c.used)+n+1 <= c.maxPages {
+		lo := base - uint64(n)*pageSize
+		fresh := true
+		for a := lo; a < base; a += pageSize {
+			if _, ok := c.pages[a]; ok {
+				fresh = false
+				break
+			}
+		}
+		if fresh {
+			if k, err := c.r.ReadAt(c.block, lo); err == nil && k == len(c.block) {
+				var pg *[pageSize]byte
+				for i := 0; i <= n; i++ {
+					pg = c.newPage()
+					copy(pg[:], c.block[i*pageSize:])
+					c.used = append(c.used, pg)
+					c.pages[lo+uint64(i)*pageSize] = pg
+				}
+				return pg
+			}
+		}
+	}
+	pg := c.newPage()
+	if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
+		c.free = append(c.free, pg)
+		return nil
+	}
+	c.used = append(c.used, pg)
+	return pg
+}
+
+// ReadAt implements memory.Reader.
+func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
+	if end := addr + uint64(len(p)); end < addr || len(p) > c.maxRead {
+		return c.r.ReadAt(p, addr) // wrapping or large: not worth caching
+	}
+	n := 0
+	for n < len(p) {
+		a := addr + uint64(n)
+		base := a &^ (pageSize - 1)
+		pg, ok := c.pages[base]
+		if !ok && c.record {
+			if !slices.Contains(c.misses, base) {
+				c.misses = append(c.misses, base)
+			}
+			return n, errMiss
+		}
+		if !ok {
+			if len(c.used) >= c.maxPages {
+				m, err := c.r.ReadAt(p[n:], a)
+				return n + m, err
+			}
+			pg = c.fill(base)
+			c.pages[base] = pg
+		}
+		if pg == nil {
+			m, err := c.r.ReadAt(p[n:], a)
+			if n > 0 && m == 0 && errors.Is(err, memory.ErrFault) {
+				err = fmt.Errorf("reading %#x: %w", a, memory.ErrShortRead)
+			}
+			return n + m, err
+		}
+		n += copy(p[n:], pg[a-base:])
+	}
+	return n, nil
+}
