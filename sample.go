@@ -651,4 +651,3 @@ func (s *sampler) resolveErr(t *sampledThread) error {
 func (s *sampler) gone() bool {
 	return s.p.goneOr(nil) != nil
 }
-

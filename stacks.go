@@ -735,4 +735,3 @@ func (p *Process) gilHolder() (string, bool) {
 	}
 	return "", false
 }
-
