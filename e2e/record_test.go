@@ -464,3 +464,64 @@ func (r *ptyRun) waitFor(s string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRecordChrome: Chrome's trace events, one track per thread with its
+// name, every call that begins ends, in time order.
+func TestRecordChrome(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12", "3.15-chroot"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		out := filepath.Join(t.TempDir(), "p.trace.json")
+		want(t, run(t, nil, "record", strconv.Itoa(tg.PID), "--duration", "1s", "--rate", "200", "-o", out), 0)
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			TraceEvents []struct {
+				Name string         `json:"name"`
+				Ph   string         `json:"ph"`
+				TS   float64        `json:"ts"`
+				PID  int            `json:"pid"`
+				TID  int            `json:"tid"`
+				Args map[string]any `json:"args"`
+			} `json:"traceEvents"`
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("not JSON: %v", err)
+		}
+		depth := map[int]int{}
+		lastTS := map[int]float64{}
+		names := map[string]bool{}
+		threadNamed := false
+		for _, e := range f.TraceEvents {
+			switch e.Ph {
+			case "M":
+				threadNamed = threadNamed || (e.Name == "thread_name" && e.Args["name"] == "MainThread")
+			case "B":
+				depth[e.TID]++
+				names[e.Name] = true
+			case "E":
+				depth[e.TID]--
+				if depth[e.TID] < 0 {
+					t.Fatalf("thread %d: an end without a begin", e.TID)
+				}
+			default:
+				t.Fatalf("unexpected phase %q", e.Ph)
+			}
+			if e.Ph != "M" {
+				if e.TS < lastTS[e.TID] {
+					t.Fatalf("thread %d: events out of order (%f after %f)", e.TID, e.TS, lastTS[e.TID])
+				}
+				lastTS[e.TID] = e.TS
+			}
+		}
+		for tid, d := range depth {
+			if d != 0 {
+				t.Errorf("thread %d: %d calls never end", tid, d)
+			}
+		}
+		if !names["a"] || !names["b"] || !names["spin"] || !threadNamed {
+			t.Errorf("trace lacks a, b, spin or the main thread's name: %v", names)
+		}
+	})
+}

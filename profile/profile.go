@@ -38,6 +38,12 @@ type Profile struct {
 	// PerThread keeps one tree per thread in the outputs (else threads
 	// are merged).
 	PerThread bool
+	// Timeline keeps every stack in time order, for the formats that show
+	// time (Chrome's trace events), up to MaxTimeline; TimelineCut says the
+	// bound was reached.
+	Timeline    bool
+	TimelineCut bool
+	timeline    []event
 
 	frames   []Frame
 	frameIdx map[Frame]int32
@@ -91,15 +97,33 @@ func (p *Profile) Add(th Thread, frames []Frame, at time.Time) {
 	}
 	off := at.Sub(p.Start)
 	p.total++
-	if si, ok := p.stackIdx[string(p.key)]; ok {
+	si, ok := p.stackIdx[string(p.key)]
+	if ok {
 		s := p.stacks[si]
 		s.Count++
 		s.Last = off
-		return
+	} else {
+		si = int32(len(p.stacks))
+		p.stackIdx[string(p.key)] = si
+		p.stacks = append(p.stacks, &Stack{Thread: ti, Frames: append([]int32(nil), p.ids...), Count: 1, First: off, Last: off})
 	}
-	s := &Stack{Thread: ti, Frames: append([]int32(nil), p.ids...), Count: 1, First: off, Last: off}
-	p.stackIdx[string(p.key)] = int32(len(p.stacks))
-	p.stacks = append(p.stacks, s)
+	if p.Timeline {
+		if len(p.timeline) < MaxTimeline {
+			p.timeline = append(p.timeline, event{at: off, stack: si})
+		} else {
+			p.TimelineCut = true
+		}
+	}
+}
+
+// MaxTimeline bounds the samples a Profile keeps in time order (12 bytes
+// each): 10 million, 15 minutes of 10 threads at 1 kHz.
+const MaxTimeline = 10_000_000
+
+// event is one thread stack in time order.
+type event struct {
+	at    time.Duration
+	stack int32
 }
 
 // Frames returns the distinct frames, indexed by Stack.Frames.

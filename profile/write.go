@@ -22,10 +22,11 @@ const (
 	Pprof      Format = "pprof"      // gzipped protobuf, .pb.gz
 	Speedscope Format = "speedscope" // speedscope's JSON file format, .json
 	Collapsed  Format = "collapsed"  // one "a;b;c count" line per stack, .txt
+	Chrome     Format = "chrome"     // Chrome's trace event JSON, .trace.json
 )
 
 // Formats lists the formats, the default first.
-var Formats = []Format{Speedscope, Pprof, Collapsed}
+var Formats = []Format{Speedscope, Pprof, Collapsed, Chrome}
 
 // Ext returns the file name extension of f.
 func (f Format) Ext() string {
@@ -34,6 +35,8 @@ func (f Format) Ext() string {
 		return ".pb.gz"
 	case Collapsed:
 		return ".txt"
+	case Chrome:
+		return ".trace.json"
 	default:
 		return ".json"
 	}
@@ -60,6 +63,8 @@ func FormatFromPath(path string) (Format, bool) {
 		return Pprof, true
 	case strings.HasSuffix(path, ".txt"), strings.HasSuffix(path, ".collapsed"), strings.HasSuffix(path, ".folded"):
 		return Collapsed, true
+	case strings.HasSuffix(path, ".trace.json"), strings.HasSuffix(path, ".trace"):
+		return Chrome, true
 	case filepath.Ext(path) == ".json", strings.HasSuffix(path, ".speedscope.json"):
 		return Speedscope, true
 	}
@@ -75,6 +80,8 @@ func (p *Profile) Write(w io.Writer, f Format) error {
 		return p.WriteCollapsed(w)
 	case Speedscope:
 		return p.WriteSpeedscope(w)
+	case Chrome:
+		return p.WriteChrome(w)
 	}
 	return fmt.Errorf("unknown format %q", f)
 }

@@ -32,6 +32,8 @@ Formats (--format, else from -o's extension):
   pprof       gzipped protobuf (.pb.gz): go tool pprof, Grafana Pyroscope,
               Parca; labels thread, thread_id and pid on every sample
   collapsed   "frame;frame;frame count" lines (.txt): flamegraph.pl, inferno
+  chrome      Chrome's trace event JSON (.trace.json): chrome://tracing,
+              Perfetto, speedscope; a track per thread, calls in time order
 Idle threads (blocked in the kernel) are left out unless --idle.
 
 At the end a summary goes to stderr: samples, samples lost and why, the
@@ -40,7 +42,7 @@ rate achieved, and the functions with the most own and total time.`
 func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	fs := newFlags("record", recordHelp, io)
 	out := fs.String("o", "", "output file (default: pyglass-PID-TIME.json in the current directory)")
-	format := fs.String("format", "", "output format: speedscope, pprof or collapsed (default: from -o, else speedscope)")
+	format := fs.String("format", "", "output format: speedscope, pprof, collapsed or chrome (default: from -o, else speedscope)")
 	rateFlag := fs.String("rate", "100", `samples per second, or "max" for as fast as pyglass can`)
 	duration := fs.Duration("duration", 0, "stop after this long (default: until Ctrl-C or the target exits)")
 	idle := fs.Bool("idle", false, "keep threads that are blocked in the kernel")
@@ -132,6 +134,7 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	start := time.Now()
 	prof := profile.New(start, rate)
 	prof.PerThread = *threads
+	prof.Timeline = f == profile.Chrome
 	opt := pyglass.SampleOptions{Rate: rate, Duration: *duration, Idle: *idle, GIL: *gil, Blocking: *blocking}
 	rec := &recorder{ctx: ctx, opt: opt, prof: prof, start: start, seen: map[int]bool{}}
 	for _, p := range procs {

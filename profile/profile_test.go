@@ -1,0 +1,133 @@
+package profile
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+)
+
+// sample builds a profile of two threads: main in a (3 times) then b (1),
+// worker in c (2), with a recursive frame to check totals count it once.
+func sample(timeline bool) *Profile {
+	t0 := time.Unix(1000, 0)
+	p := New(t0, 100)
+	p.Timeline = timeline
+	m := Thread{PID: 1, TID: 1, Name: "MainThread"}
+	w := Thread{PID: 1, TID: 2, Name: "worker"}
+	mod := Frame{"<module>", "m.py", 1}
+	a := Frame{"a", "m.py", 5}
+	b := Frame{"b", "m.py", 9}
+	c := Frame{"c", "w.py", 3}
+	for i := 0; i < 3; i++ {
+		p.Add(m, []Frame{mod, a, a}, t0.Add(time.Duration(i)*10*time.Millisecond))
+	}
+	p.Add(m, []Frame{mod, b}, t0.Add(30*time.Millisecond))
+	p.Add(w, []Frame{c}, t0.Add(0))
+	p.Add(w, []Frame{c}, t0.Add(10*time.Millisecond))
+	p.Duration = 40 * time.Millisecond
+	return p
+}
+
+func TestTopAndTally(t *testing.T) {
+	p := sample(false)
+	top := p.Top(0)
+	got := map[string][2]int64{}
+	for _, f := range top {
+		got[f.Function] = [2]int64{f.Own, f.Total}
+	}
+	want := map[string][2]int64{"a": {3, 3}, "c": {2, 2}, "b": {1, 1}, "<module>": {0, 4}}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: own/total %v, want %v", k, got[k], v)
+		}
+	}
+	if top[0].Function != "a" || p.Total() != 6 {
+		t.Errorf("top %v, total %d", top, p.Total())
+	}
+	tl := NewTally()
+	tl.Add([]Frame{{"x", "f", 1}, {"x", "f", 2}}, true)
+	tl.Add([]Frame{{"y", "f", 1}}, false)
+	if s := tl.Top(0, ByTotal); len(s) != 2 || s[0].Own != 1 || s[0].Total != 1 || tl.GIL() != 1 || tl.Stacks() != 2 {
+		t.Errorf("tally %+v gil %d stacks %d", s, tl.GIL(), tl.Stacks())
+	}
+	tl.Reset()
+	if tl.Stacks() != 0 || len(tl.Top(0, ByOwn)) != 0 {
+		t.Errorf("reset left %d stacks", tl.Stacks())
+	}
+}
+
+func TestWriters(t *testing.T) {
+	p := sample(true)
+	var b bytes.Buffer
+	if err := p.Write(&b, Collapsed); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "<module> (m.py:1);a (m.py:5);a (m.py:5) 3\n") || !strings.Contains(b.String(), "c (w.py:3) 2\n") {
+		t.Errorf("collapsed:\n%s", b.String())
+	}
+	b.Reset()
+	if err := p.Write(&b, Pprof); err != nil {
+		t.Fatal(err)
+	}
+	pp, err := profile.Parse(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, s := range pp.Sample {
+		n += s.Value[0]
+		if s.Value[1] != s.Value[0]*int64(10*time.Millisecond) {
+			t.Errorf("wall %d for %d samples at 100/s", s.Value[1], s.Value[0])
+		}
+	}
+	if n != 6 {
+		t.Errorf("pprof has %d samples, want 6", n)
+	}
+	b.Reset()
+	if err := p.Write(&b, Speedscope); err != nil {
+		t.Fatal(err)
+	}
+	var ss ssFile
+	if err := json.Unmarshal(b.Bytes(), &ss); err != nil || len(ss.Profiles) != 1 || len(ss.Shared.Frames) != 4 {
+		t.Errorf("speedscope: %v %+v", err, ss)
+	}
+	for _, timeline := range []bool{true, false} {
+		b.Reset()
+		if err := sample(timeline).Write(&b, Chrome); err != nil {
+			t.Fatal(err)
+		}
+		var tr struct {
+			TraceEvents []map[string]any `json:"traceEvents"`
+		}
+		if err := json.Unmarshal(b.Bytes(), &tr); err != nil {
+			t.Fatalf("chrome (timeline %v): %v\n%s", timeline, err, b.String())
+		}
+		begins, ends := 0, 0
+		for _, e := range tr.TraceEvents {
+			switch e["ph"] {
+			case "B":
+				begins++
+			case "E":
+				ends++
+			}
+		}
+		if begins != ends || (timeline && begins == 0) {
+			t.Errorf("chrome (timeline %v): %d begins, %d ends", timeline, begins, ends)
+		}
+	}
+}
+
+func TestFormatFromPath(t *testing.T) {
+	for path, want := range map[string]Format{"x.pb.gz": Pprof, "x.txt": Collapsed, "x.json": Speedscope, "x.trace.json": Chrome} {
+		if f, ok := FormatFromPath(path); !ok || f != want {
+			t.Errorf("%s: %v %v, want %v", path, f, ok, want)
+		}
+	}
+	if _, err := ParseFormat("svg"); err == nil {
+		t.Errorf("svg accepted")
+	}
+}
