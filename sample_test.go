@@ -69,65 +69,87 @@ func TestSampleProportions(t *testing.T) {
 			}
 			return a, b
 		}
-		a0, b0 := split()
-		stopWatch := watchHealth(tg)
-		var hot, inA, inB, idle int
-		deepest := 0
-		// 3,000 samples of the hot thread put 3 points at 3.6 standard
-		// deviations of the share; on a loaded machine they take longer.
-		const want = 3000
-		stats, err := p.Sample(context.Background(), pyglass.SampleOptions{Rate: 2000, Duration: 60 * time.Second}, func(s *pyglass.Sample) error {
-			if hot >= want {
-				return errEnough
+		// One measurement: the hot thread's shares and the target's own.
+		type result struct {
+			shareA, shareB, truthA float64
+			hot, idle, deepest     int
+			stats                  *pyglass.SampleStats
+		}
+		measure := func() result {
+			a0, b0 := split()
+			stopWatch := watchHealth(tg)
+			var r result
+			var inA, inB int
+			// 3,000 samples of the hot thread put 3 points at 3.6
+			// standard deviations of the share; on a loaded machine
+			// they take longer.
+			const want = 3000
+			stats, err := p.Sample(context.Background(), pyglass.SampleOptions{Rate: 2000, Duration: 60 * time.Second}, func(s *pyglass.Sample) error {
+				if r.hot >= want {
+					return errEnough
+				}
+				for _, th := range s.Threads {
+					if strings.HasPrefix(th.Name, "idle-") {
+						r.idle++
+						continue
+					}
+					if th.Lost != "" {
+						continue
+					}
+					fa, fb := false, false
+					for _, f := range th.Frames {
+						fa = fa || f.Function == "a"
+						fb = fb || f.Function == "b"
+					}
+					if fa || fb {
+						r.hot++
+						r.deepest = max(r.deepest, len(th.Frames))
+					}
+					if fa {
+						inA++
+					}
+					if fb {
+						inB++
+					}
+				}
+				return nil
+			})
+			if herr := stopWatch(); herr != nil {
+				t.Fatalf("the target was stopped or traced while sampled: %v", herr)
 			}
-			for _, th := range s.Threads {
-				if strings.HasPrefix(th.Name, "idle-") {
-					idle++
-					continue
-				}
-				if th.Lost != "" {
-					continue
-				}
-				fa, fb := false, false
-				for _, f := range th.Frames {
-					fa = fa || f.Function == "a"
-					fb = fb || f.Function == "b"
-				}
-				if fa || fb {
-					hot++
-					deepest = max(deepest, len(th.Frames))
-				}
-				if fa {
-					inA++
-				}
-				if fb {
-					inB++
-				}
+			if err != nil && err != errEnough {
+				t.Fatal(err)
 			}
-			return nil
-		})
-		if herr := stopWatch(); herr != nil {
-			t.Fatalf("the target was stopped or traced while sampled: %v", herr)
+			a1, b1 := split()
+			if r.hot < want {
+				t.Fatalf("only %d samples of the hot thread (stats %+v)", r.hot, stats)
+			}
+			r.truthA = 100 * (a1 - a0) / (a1 - a0 + b1 - b0)
+			r.shareA = 100 * float64(inA) / float64(r.hot)
+			r.shareB = 100 * float64(inB) / float64(r.hot)
+			r.stats = stats
+			t.Logf("%s: %d samples, hot thread %d (a %.1f%%, b %.1f%%; the target measured a %.1f%%), %d frames deep, lost %v, late %d, CPU %s",
+				in.Label, stats.Samples, r.hot, r.shareA, r.shareB, r.truthA, r.deepest, stats.Lost, stats.Late, stats.CPU)
+			return r
 		}
-		if err != nil && err != errEnough {
-			t.Fatal(err)
-		}
-		a1, b1 := split()
-		truthA := 100 * (a1 - a0) / (a1 - a0 + b1 - b0)
-		if hot < want {
-			t.Fatalf("only %d samples of the hot thread (stats %+v)", hot, stats)
-		}
-		shareA := 100 * float64(inA) / float64(hot)
-		shareB := 100 * float64(inB) / float64(hot)
-		t.Logf("%s: %d samples, hot thread %d (a %.1f%%, b %.1f%%; the target measured a %.1f%%), %d frames deep, lost %v, late %d, CPU %s",
-			in.Label, stats.Samples, hot, shareA, shareB, truthA, deepest, stats.Lost, stats.Late, stats.CPU)
 		// Two truths: the split by work (70 %), which is what preemption
 		// follows on a loaded machine, and the wall time the target
 		// measured; they agree on a quiet machine. The profile must be
-		// within 3 points of one of them.
-		if (math.Abs(shareA-70) > 3 && math.Abs(shareA-truthA) > 3) || math.Abs(shareA+shareB-100) > 0.5 {
-			t.Errorf("shares a %.1f%%, b %.1f%%; want within 3 points of 70 %% (the split by work) or of the %.1f %% the target measured", shareA, shareB, truthA)
+		// within 3 points of one of them. A burst of load on the 2-core
+		// machine can skew one measurement: a second one is taken then,
+		// and must pass (a bias of the profiler fails both).
+		off := func(r result) bool {
+			return (math.Abs(r.shareA-70) > 3 && math.Abs(r.shareA-r.truthA) > 3) || math.Abs(r.shareA+r.shareB-100) > 0.5
 		}
+		r := measure()
+		if off(r) {
+			t.Logf("shares a %.1f%%, b %.1f%% (the target measured %.1f%%): measuring again", r.shareA, r.shareB, r.truthA)
+			r = measure()
+			if off(r) {
+				t.Errorf("shares a %.1f%%, b %.1f%%; want within 3 points of 70 %% (the split by work) or of the %.1f %% the target measured", r.shareA, r.shareB, r.truthA)
+			}
+		}
+		hot, idle, deepest, stats := r.hot, r.idle, r.deepest, r.stats
 		if deepest < 25 {
 			t.Errorf("the hot thread's stack has %d frames, want at least 25", deepest)
 		}

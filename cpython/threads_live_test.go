@@ -141,9 +141,12 @@ func TestThreadsLive(t *testing.T) {
 			t.Errorf("native ids %v, /proc/PID/task %v", native, x.tids)
 		}
 
-		// The spinner holds the GIL almost always; nobody else may.
+		// The spinner holds the GIL almost always. The main thread takes
+		// it once more after READY (go.set(), then its sleep): on a loaded
+		// machine a read can land there, so two reads of it are allowed;
+		// any other holder, or more, is wrong.
 		spinner := x.names["spinner"][0]
-		seen := 0
+		seen, others := 0, 0
 		for i := 0; i < 50 && seen < 5; i++ {
 			threads, err := cpython.Threads(x.mem, x.l, interps[0], cpython.ThreadOptions{Image: &x.img, SkipNames: true})
 			if err != nil {
@@ -151,7 +154,10 @@ func TestThreadsLive(t *testing.T) {
 			}
 			for _, th := range threads {
 				if th.HoldsGIL && th.ThreadID != spinner {
-					t.Errorf("thread %#x holds the GIL, the spinner is %#x", th.ThreadID, spinner)
+					others++
+					if th.ThreadID != x.main || others > 2 {
+						t.Errorf("thread %#x holds the GIL, the spinner is %#x", th.ThreadID, spinner)
+					}
 				}
 				if th.HoldsGIL && th.ThreadID == spinner {
 					seen++
