@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,4 +87,74 @@ func (tg *Target) Wait(timeout time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// CloseStdin closes the process's stdin: its reads return end of file
+// from then on (Send no longer works).
+func (tg *Target) CloseStdin() error { return tg.stdin.Close() }
+
+// Tasks returns the thread ids of process pid in increasing order (none
+// when it is gone).
+func Tasks(pid int) []int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// BlockedIn returns the number of the system call thread tid of process
+// pid is blocked in, or -1 when it is running (or gone).
+func BlockedIn(pid, tid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tid))
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	nr, err := strconv.Atoi(f[0])
+	if err != nil {
+		return -1 // "running"
+	}
+	return nr
+}
+
+// CPUTime returns how long thread tid of process pid has run on a CPU
+// (/proc's schedstat), or -1 when it is unknown.
+func CPUTime(pid, tid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return time.Duration(ns)
+}
+
+// AllAsleep reports whether process pid has n threads, each blocked in a
+// system call other than a futex wait: sleeping, selecting, reading,
+// accepting, not starting up nor waiting for a lock (or the GIL).
+func AllAsleep(pid, n int) bool {
+	tids := Tasks(pid)
+	if len(tids) != n {
+		return false
+	}
+	for _, tid := range tids {
+		if nr := BlockedIn(pid, tid); nr < 0 || nr == syscall.SYS_FUTEX {
+			return false
+		}
+	}
+	return true
 }
