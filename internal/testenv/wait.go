@@ -152,9 +152,16 @@ func AllAsleep(pid, n int) bool {
 		return false
 	}
 	for _, tid := range tids {
-		if nr := BlockedIn(pid, tid); nr < 0 || nr == syscall.SYS_FUTEX {
+		if !Asleep(pid, tid) {
 			return false
 		}
 	}
 	return true
+}
+
+// Asleep reports whether thread tid of process pid is blocked in a
+// system call other than a futex wait (see AllAsleep).
+func Asleep(pid, tid int) bool {
+	nr := BlockedIn(pid, tid)
+	return nr >= 0 && nr != syscall.SYS_FUTEX
 }
