@@ -171,7 +171,9 @@ func TestRemoteExec314(t *testing.T) {
 		testenv.Skipf(t, "Python 3.14 (the sid root) is absent: build it with scripts/sid-root.sh")
 	}
 	busy := "import sys\nprint('READY')\nsys.stdout.flush()\nx = 0\nwhile True:\n    x += 1\n"
-	idle := "import sys, time\nprint('READY')\nsys.stdout.flush()\nwhile True:\n    time.sleep(1)\n"
+	// Idle: it never runs Python during the test (a thread waking from
+	// a short sleep could take the PEP 768 request within its 250 ms).
+	idle := "import sys, time\nprint('READY')\nsys.stdout.flush()\nwhile True:\n    time.sleep(600)\n"
 	cases := []struct {
 		name, script, method string
 		opts                 []testenv.StartOption
@@ -183,12 +185,25 @@ func TestRemoteExec314(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			tg := testenv.Start(t, in, c.script, c.opts...)
-			time.Sleep(300 * time.Millisecond) // past READY: busy, or asleep
+			// Past READY: asleep, or busy (it has run 50 ms since). For
+			// the idle target, also before each exec: the previous exec's
+			// agent thread, while it winds down, is a thread running
+			// Python that could take a PEP 768 request.
+			since := testenv.CPUTime(tg.PID, tg.PID)
+			settled := func() {
+				testenv.WaitUntil(t, 10*time.Second, "the target sleeps or runs its loop", func() bool {
+					if c.script == idle {
+						return testenv.AllAsleep(tg.PID, 1)
+					}
+					return testenv.BlockedIn(tg.PID, tg.PID) < 0 && testenv.CPUTime(tg.PID, tg.PID)-since > 50*time.Millisecond
+				})
+			}
 			p, err := pyglass.Attach(tg.PID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := 0; i < 3; i++ {
+				settled()
 				var out strings.Builder
 				res, err := p.Exec(context.Background(), []byte("print(6*7)"), pyglass.ExecOptions{Stdout: &out, Timeout: 10 * time.Second})
 				if err != nil || res.Raised || out.String() != "42\n" {
@@ -196,7 +211,7 @@ func TestRemoteExec314(t *testing.T) {
 					t.Fatalf("exec %d: %v %+v %q (target exited: %v %v; stderr %q)", i, err, res, out.String(), exited, werr, tg.Stderr())
 				}
 				if !strings.HasPrefix(res.Method, c.method) {
-					t.Fatalf("started by %q, want %s", res.Method, c.method)
+					t.Fatalf("exec %d: started by %q, want %s", i, res.Method, c.method)
 				}
 			}
 			healthy(t, tg)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -100,16 +100,29 @@ func TestPS(t *testing.T) {
 	var other *exec.Cmd
 	if err == nil {
 		os.WriteFile(renamed, data, 0o755)
-		other = exec.Command(renamed, "-c", "import time; time.sleep(60)")
-		other.Start()
+		other = exec.Command(renamed, "-c", "import sys, time; sys.stdout.write('up\\n'); sys.stdout.flush(); time.sleep(60)")
+		up, err := other.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer other.Wait()
 		defer other.Process.Kill()
+		// The renamed interpreter is up once it has printed its line.
+		if _, err := io.ReadFull(up, make([]byte, 3)); err != nil {
+			t.Fatalf("the renamed interpreter did not start: %v", err)
+		}
 	}
 	fake := filepath.Join(dir, "python3-config")
 	os.WriteFile(fake, []byte("#!/bin/sh\nsleep 60\n"), 0o755)
 	cfg := exec.Command(fake)
-	cfg.Start()
+	if err := cfg.Start(); err != nil { // returns once the script runs
+		t.Fatal(err)
+	}
+	defer cfg.Wait()
 	defer cfg.Process.Kill()
-	time.Sleep(300 * time.Millisecond)
 
 	r := run(t, nil, "ps", "--json")
 	want(t, r, 0)

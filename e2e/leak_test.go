@@ -36,7 +36,13 @@ func fields(t testing.TB, line string) map[string]int64 {
 // decodes its stdout into v.
 func decode(t testing.TB, v any, args ...string) result {
 	t.Helper()
-	r := run(t, nil, args...)
+	return decodeWithin(t, time.Minute, v, args...)
+}
+
+// decodeWithin is decode with pyglass bounded by limit.
+func decodeWithin(t testing.TB, limit time.Duration, v any, args ...string) result {
+	t.Helper()
+	r := runWithin(t, limit, nil, args...)
 	want(t, r, 0)
 	if err := json.Unmarshal([]byte(r.Stdout), v); err != nil {
 		t.Fatalf("decoding the JSON of %v: %v\n%s", args, err, r)
@@ -424,8 +430,10 @@ func TestLeakCommandsRepeated(t *testing.T) {
 
 // TestObjectsBigHeap: an objects census of a 5-million-object heap
 // completes, and a heartbeat thread of the target keeps making progress
-// meanwhile: it beats at least once per 50 ms on average and, unless the
-// machine is overloaded, is never held back 50 ms.
+// meanwhile: it beats at least once per 50 ms on average, and its longest
+// stall stays under testenv.StallBound of the longest stall that the
+// heartbeat of another process has meanwhile, while a thread of that
+// process shares the GIL the way the census promises to.
 func TestObjectsBigHeap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: 5-million-object heap")
@@ -439,40 +447,48 @@ func TestObjectsBigHeap(t *testing.T) {
 			const n = 5000000
 			script := testenv.Fixture(t, "leak_heap.py") + "\n" + testenv.Fixture(t, "heartbeat.py")
 			t0 := time.Now()
-			tg := testenv.Start(t, in, script, testenv.Args(fmt.Sprintf("objects=%d", n)), testenv.ReadyTimeout(2*time.Minute))
-			t.Logf("heap built in %s", time.Since(t0).Round(time.Millisecond))
-			// The heartbeat's own longest stall over a second without
-			// pyglass: scheduling on this machine, not ours.
+			tg := testenv.Start(t, in, script, testenv.Args(fmt.Sprintf("objects=%d", n)), testenv.ReadyTimeout(5*time.Minute))
+			built := time.Since(t0)
+			t.Logf("heap built in %s", built.Round(time.Millisecond))
+			// The baseline, without pyglass and at the same time, so under
+			// the same load: the heartbeat of another process while a
+			// thread of it shares the GIL the way the census promises to.
+			ref := testenv.Start(t, in, testenv.Fixture(t, "heartbeat.py"))
+			ref.Send("busy")
+			ref.WaitLine("BUSY", 10*time.Second)
+			ref.Send("reset")
+			ref.WaitLine("RESET", 10*time.Second)
+			threads := len(testenv.Tasks(tg.PID))
 			tg.Send("reset")
-			tg.WaitLine("RESET", 5*time.Second)
-			time.Sleep(time.Second)
-			tg.Send("stall")
-			alone := fields(t, tg.WaitLine("STALL", 5*time.Second))["max_ms"]
-			tg.Send("reset")
-			tg.WaitLine("RESET", 5*time.Second)
+			tg.WaitLine("RESET", 10*time.Second)
+			// The census takes about as long as building the heap (2-3
+			// times on a loaded machine): bound it relative to that.
 			var o leak.ObjectsReport
-			r := decode(t, &o, "objects", strconv.Itoa(tg.PID), "--json", "--top", "5")
+			r := decodeWithin(t, max(time.Minute, 5*built), &o, "objects", strconv.Itoa(tg.PID), "--json", "--top", "5")
+			// The agent's thread may still be winding down: what it does
+			// then is pyglass's too.
+			testenv.WaitUntil(t, time.Minute, "the agent's thread has ended", func() bool { return len(testenv.Tasks(tg.PID)) == threads })
 			tg.Send("stall")
 			st := fields(t, tg.WaitLine("STALL", 10*time.Second))
 			line := tg.Stdout()[len(tg.Stdout())-1]
+			ref.Send("idle")
+			ref.WaitLine("IDLE", 10*time.Second)
+			ref.Send("stall")
+			base := fields(t, ref.WaitLine("STALL", 10*time.Second))["max_ms"]
 			if o.Total < n || len(o.Types) == 0 || o.Types[0].Type != "list" || o.Types[0].Count < n {
 				t.Fatalf("census of the 5M heap: %s", r)
 			}
 			// The heartbeat sleeps 5 ms: over the run it must have beaten
 			// at least once per 50 ms.
 			minBeats := int64(r.Took / (50 * time.Millisecond))
-			t.Logf("5M-object census: pyglass ran %s, census %.0f ms in the target (%s), longest run without yielding %.1f ms; heartbeat %q",
-				r.Took.Round(time.Millisecond), o.ElapsedMS, o.Method, o.LongestHoldMS, line)
+			bound := testenv.StallBound(time.Duration(base) * time.Millisecond).Milliseconds()
+			t.Logf("5M-object census: pyglass ran %s, census %.0f ms in the target (%s), longest run without yielding %.1f ms; heartbeat %q; %d ms in another process with a thread sharing the GIL (load %.1f per CPU): bound %d ms",
+				r.Took.Round(time.Millisecond), o.ElapsedMS, o.Method, o.LongestHoldMS, line, base, testenv.LoadPerCPU(), bound)
 			if st["beats"] < minBeats {
 				t.Fatalf("the heartbeat made %d beats in %s (want %d or more): %s", st["beats"], r.Took, minBeats, line)
 			}
-			t.Logf("heartbeat's longest stall without pyglass: %d ms", alone)
-			if st["max_ms"] > 50+alone {
-				if l := testenv.LoadPerCPU(); l > 1 {
-					t.Logf("longest stall %d ms, not asserted: load %.1f per CPU", st["max_ms"], l)
-				} else {
-					t.Errorf("the heartbeat was held back %d ms (target 50 ms; %d ms without pyglass): %s", st["max_ms"], alone, line)
-				}
+			if st["max_ms"] > bound {
+				t.Errorf("the heartbeat was held back %d ms, more than %d ms (the bound for %d ms in another process with a thread sharing the GIL): %s", st["max_ms"], bound, base, line)
 			}
 			healthy(t, tg)
 			noTraces(t, tg)

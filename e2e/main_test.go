@@ -81,8 +81,14 @@ func clip(s string) string {
 // run runs pyglass with args (and stdin), bounded by a minute.
 func run(t testing.TB, stdin []byte, args ...string) result {
 	t.Helper()
+	return runWithin(t, time.Minute, stdin, args...)
+}
+
+// runWithin is run bounded by limit.
+func runWithin(t testing.TB, limit time.Duration, stdin []byte, args ...string) result {
+	t.Helper()
 	bin := testenv.BuildPyglass(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out, errb bytes.Buffer
@@ -102,7 +108,7 @@ func run(t testing.TB, stdin []byte, args ...string) result {
 		t.Fatalf("running pyglass %v: %v", args, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("pyglass %v hung for a minute: %s", args, r)
+		t.Fatalf("pyglass %v hung for %v: %s", args, limit, r)
 	}
 	return r
 }

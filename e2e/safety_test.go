@@ -66,15 +66,24 @@ func TestSignalsToPyglass(t *testing.T) {
 				t.Fatalf("after %v at %v: %v (pyglass said %q)", sig, delay, err, out.String())
 			}
 		}
-		// An agent whose pyglass vanished stops and cleans up within 2 s.
-		time.Sleep(2500 * time.Millisecond)
+		// An agent whose pyglass vanished stops and cleans up within 2 s:
+		// the target is back to its own 3 threads.
+		testenv.WaitUntil(t, 10*time.Second, "every abandoned agent has ended", func() bool { return len(testenv.Tasks(tg.PID)) == 3 })
 		healthy(t, tg)
 		tg.WaitLine("TICK", 5*time.Second)
 		noTraces(t, tg)
 		// A pyglass killed before its agent started cannot clean up;
 		// the next run removes what it left (once it is 5 s old and
-		// its lock is free). And the target still works.
-		time.Sleep(3 * time.Second)
+		// its lock is free). And the target still works. Let what was
+		// left age past that.
+		var newest time.Time
+		for _, d := range added(before, pyglassDirs(t, tg.PID, "/tmp")) {
+			if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/%s", tg.PID, d)); err == nil && fi.ModTime().After(newest) {
+				newest = fi.ModTime()
+			}
+		}
+		time.Sleep(time.Until(newest.Add(5*time.Second + 500*time.Millisecond)))
+
 		r := run(t, nil, "exec", strconv.Itoa(tg.PID), "-c", "print('still fine')")
 		want(t, r, 0)
 		if d := added(before, pyglassDirs(t, tg.PID, "/tmp")); len(d) != 0 {
@@ -161,7 +170,11 @@ func TestGILHeldTimesOut(t *testing.T) {
 		before := pyglassDirs(t, tg.PID, "/tmp")
 		tg.Send("4") // hold the GIL in one C call for about 4 s
 		tg.WaitLine("HOLDING", 10*time.Second)
-		time.Sleep(100 * time.Millisecond)
+		// In the C call once the main thread has run 50 ms since.
+		since := testenv.CPUTime(tg.PID, tg.PID)
+		testenv.WaitUntil(t, 10*time.Second, "the main thread runs its C call", func() bool {
+			return testenv.BlockedIn(tg.PID, tg.PID) < 0 && testenv.CPUTime(tg.PID, tg.PID)-since > 50*time.Millisecond
+		})
 		r := run(t, nil, "exec", strconv.Itoa(tg.PID), "--timeout", "1s", "-c", fmt.Sprintf("open(%q, 'w').write('ran')", marker))
 		want(t, r, 5)
 		oneLineErr(t, r, "GIL")
@@ -355,7 +368,7 @@ func TestBadInput(t *testing.T) {
 		cmd := exec.Command("bash", "-c", "sleep 30")
 		cmd.Start()
 		defer cmd.Process.Kill()
-		time.Sleep(50 * time.Millisecond)
+		// Start returns once bash runs (exec done): nothing to wait for.
 		r := run(t, nil, "exec", strconv.Itoa(cmd.Process.Pid), "-c", "pass")
 		want(t, r, 3)
 		oneLineErr(t, r, "not a Python process")
@@ -370,9 +383,8 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("building a Go program: %v\n%s", err, out)
 		}
 		cmd := exec.Command(dir + "/sleeper")
-		cmd.Start()
+		cmd.Start() // returns once the program runs (exec done)
 		defer cmd.Process.Kill()
-		time.Sleep(50 * time.Millisecond)
 		r := run(t, nil, "exec", strconv.Itoa(cmd.Process.Pid), "-c", "pass")
 		want(t, r, 3)
 		oneLineErr(t, r, "not a Python process")

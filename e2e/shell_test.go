@@ -300,13 +300,13 @@ func TestShellTerminal(t *testing.T) {
 		// the block. Neither reaches the target.
 		ticks := len(tg.Stdout())
 		s.Send("undefined_name_half_typed")
-		time.Sleep(100 * time.Millisecond)
+		s.Expect("half_typed", 5*time.Second) // the line editor has it
 		s.Send("\x03")
 		s.Expect("^C", 5*time.Second)
 		s.Expect(">>> ", 5*time.Second)
 		s.Stmt("def g():", "... ")
 		s.Send("    return 1")
-		time.Sleep(100 * time.Millisecond)
+		s.Expect("return 1", 5*time.Second)
 		s.Send("\x03")
 		s.Expect("^C", 5*time.Second)
 		s.Expect(">>> ", 5*time.Second)
@@ -323,9 +323,14 @@ func TestShellTerminal(t *testing.T) {
 		if got := s.Stmt("print('shell-' + 'output')", ">>> "); !strings.Contains(got, "shell-output") {
 			t.Fatalf("print printed %q", got)
 		}
-		tg.WaitLine("TICK", 5*time.Second)
-		tg.WaitLine("TICK", 5*time.Second)
-		if len(tg.Stdout()) <= ticks {
+		if err := testenv.TryWaitUntil(10*time.Second, func() bool {
+			for _, l := range tg.Stdout()[ticks:] {
+				if strings.HasPrefix(l, "TICK") {
+					return true
+				}
+			}
+			return false
+		}); err != nil {
 			t.Fatalf("the target stopped printing while the shell was open")
 		}
 		for _, l := range tg.Stdout() {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/user"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -285,7 +284,19 @@ func TestStacksGILSpinner(t *testing.T) {
 		if len(gt.Frames) == 0 {
 			t.Fatalf("no SPIN line from the fixture: %q", l)
 		}
-		time.Sleep(100 * time.Millisecond) // into the C loop
+		// The spinner prints SPIN just before its C call: it is in the
+		// call once it has run 50 ms on a CPU since, out of any system
+		// call.
+		spinner := 0
+		for _, tid := range testenv.Tasks(tg.PID) {
+			if tid != tg.PID {
+				spinner = tid
+			}
+		}
+		since := testenv.CPUTime(tg.PID, spinner)
+		testenv.WaitUntil(t, 30*time.Second, "the spinner runs its C call", func() bool {
+			return testenv.BlockedIn(tg.PID, spinner) < 0 && testenv.CPUTime(tg.PID, spinner)-since > 50*time.Millisecond
+		})
 		for _, mode := range [][]string{nil, {"--nonblocking"}} {
 			d := stacksJSON(t, tg.PID, mode...)
 			got, n := threadByName(d, "spinner")
@@ -311,8 +322,9 @@ func TestStacksGILSpinner(t *testing.T) {
 func TestStacksManyThreads(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("threads=200", "interval=0.2"))
-		// Let every worker reach its sleep.
-		time.Sleep(200 * time.Millisecond)
+		// Wait until every worker sleeps (in a system call, not waiting
+		// for the GIL as it starts).
+		testenv.WaitUntil(t, 30*time.Second, "the 200 workers all sleep", func() bool { return testenv.AllAsleep(tg.PID, 201) })
 		d := stacksJSON(t, tg.PID)
 		if len(d.Threads) != 201 {
 			t.Fatalf("%d threads listed, want 201", len(d.Threads))
@@ -392,12 +404,11 @@ func TestStacksThousandDumps(t *testing.T) {
 			}
 			took := time.Since(t0)
 			t.Logf("1000 dumps in %v", took)
-			// A few through the binary, with locals, then let the
-			// targets tick.
+			// A few through the binary, with locals; then the targets
+			// must be released and tick on.
 			for _, tg := range tgs {
 				stacksJSON(t, tg.PID, "--locals")
 			}
-			time.Sleep(300 * time.Millisecond)
 			for _, tg := range tgs {
 				healthy(t, tg)
 				noTraces(t, tg)
@@ -448,23 +459,13 @@ func TestStacksStoppedTarget(t *testing.T) {
 			t.Errorf("--nonblocking while traced: %d threads", len(d.Threads))
 		}
 		release()
-		time.Sleep(200 * time.Millisecond)
+		testenv.WaitUntil(t, 10*time.Second, "the other tracer has let go", func() bool { return tg.Healthy() == nil })
 		healthy(t, tg)
 		noTraces(t, tg)
 	})
 }
 
-func tasks(pid int) []int {
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	var out []int
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
-			out = append(out, n)
-		}
-	}
-	sort.Ints(out)
-	return out
-}
+func tasks(pid int) []int { return testenv.Tasks(pid) }
 
 func taskState(pid, tid int) byte {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
@@ -533,7 +534,7 @@ func TestStacksBadInput(t *testing.T) {
 		}
 		defer cmd.Wait()
 		defer cmd.Process.Kill()
-		time.Sleep(50 * time.Millisecond)
+		// Start returns once bash runs (exec done): nothing to wait for.
 		r := run(t, nil, "stacks", strconv.Itoa(cmd.Process.Pid))
 		want(t, r, 3)
 		oneLineErr(t, r, "not a Python process")

@@ -8,6 +8,11 @@
 #   stall  prints "STALL max_ms=M beats=N" (longest stall since the last
 #          reset, and wakeups counted)
 #   reset  clears the record, prints "RESET"
+#   busy   starts a thread that shares the GIL the way pyglass's long
+#          reports promise to (computes 2 ms, sleeps 0.1 ms), prints
+#          "BUSY"; the stall the heartbeat records meanwhile is the
+#          machine's and the GIL's, a baseline for pyglass's
+#   idle   stops that thread, prints "IDLE"
 #   quit   exits
 # It prints "READY pid=P version=X.Y.Z" once the heartbeat runs, and
 # "EXCEPTION Type: msg" for any exception (then goes on), e.g. an EINTR
@@ -47,6 +52,14 @@ def longest_stall(period):
         return max(state["max"], ongoing), state["beats"]
 
 
+def share_gil(stop):
+    while not stop:
+        end = time.time() + 0.002
+        while time.time() < end:
+            pass
+        time.sleep(0.0001)
+
+
 def readline():
     while True:
         try:
@@ -71,6 +84,7 @@ def main():
         state["max"], state["beats"] = 0.0, 0
     v = sys.version_info
     out("READY pid=%d version=%d.%d.%d" % (os.getpid(), v[0], v[1], v[2]))
+    sharer = None
     while True:
         line = readline()
         if not line:
@@ -83,6 +97,16 @@ def main():
             with lock:
                 state["max"], state["beats"] = 0.0, 0
             out("RESET")
+        elif cmd == "busy" and sharer is None:
+            stop = []
+            sharer = (threading.Thread(target=share_gil, args=(stop,), name="busy"), stop)
+            sharer[0].start()
+            out("BUSY")
+        elif cmd == "idle" and sharer is not None:
+            sharer[1].append(True)
+            sharer[0].join()
+            sharer = None
+            out("IDLE")
         elif cmd == "quit":
             return
         elif cmd:

@@ -925,7 +925,15 @@ def _setexc_func():
     function pointer is the one ctypes.pythonapi caches (it refers to
     itself: a fresh one per session would be cyclic garbage); its restype
     (int) and argtypes (none) are left as they are."""
+    fresh = 'ctypes' not in sys.modules
     import ctypes
+    if fresh:
+        # Importing ctypes leaves a few unreachable objects (temporary
+        # classes of its module code, 3.13+): pyglass made them, so it
+        # frees them, with a collection of the youngest generation only
+        # (they are young), a pause like the ones allocations cause.
+        import gc
+        gc.collect(0)
     f = ctypes.pythonapi.PyThreadState_SetAsyncExc
     idtype = ctypes.c_ulong if sys.version_info >= (3, 7) else ctypes.c_long
     obj = ctypes.py_object

@@ -15,7 +15,7 @@ type execCase struct {
 	name     string
 	code     string
 	filename string
-	check    func(t *testing.T, py interp, stdout, stderr, both string, status int)
+	check    func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int)
 }
 
 type teeWriter struct {
@@ -71,7 +71,7 @@ var execCases = []execCase{
 			"print('enc=%s tty=%s' % (sys.stdout.encoding, sys.stdout.isatty()))\n" +
 			"sys.stdout.flush()\n" +
 			"sys.stderr.write('last')\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, "h\u00e9llo \u4e16\u754c\ns\u00e9\nw\u00e9\n__pyglass__\nraw \xff\nenc=utf-8 tty=False\n")
 			expect(t, "stderr", stderr, "err line\nlast")
 			expect(t, "order", both, "h\u00e9llo \u4e16\u754c\ns\u00e9\nw\u00e9\nerr line\n__pyglass__\nraw \xff\nenc=utf-8 tty=False\nlast")
@@ -81,7 +81,7 @@ var execCases = []execCase{
 	{
 		name: "utf8-without-cookie",
 		code: "print(u'\u00e9\u4e16')\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, "\u00e9\u4e16\n")
 			expect(t, "stderr", stderr, "")
 		},
@@ -89,7 +89,7 @@ var execCases = []execCase{
 	{
 		name: "5MB-one-write",
 		code: "import sys\ns = u'0123456789abcdef \\xe9\\u4e16\\n'\nn = (5 << 20) // len(s.encode('utf-8')) + 1\nsys.stdout.write(s * n)\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, bigText())
 			expect(t, "status", fmt.Sprint(status), "0")
 		},
@@ -97,7 +97,7 @@ var execCases = []execCase{
 	{
 		name: "100k-prints",
 		code: "for i in range(100000):\n    print('line %d' % i)\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			var b strings.Builder
 			for i := 0; i < 100000; i++ {
 				fmt.Fprintf(&b, "line %d\n", i)
@@ -108,7 +108,7 @@ var execCases = []execCase{
 	{
 		name: "exception",
 		code: "def f():\n    raise ValueError('boom')\nprint('before')\nf()\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, "before\n")
 			want := "Traceback (most recent call last):\n  File \"<string>\", line 4, in <module>\n  File \"<string>\", line 2, in f\nValueError: boom\n"
 			expect(t, "stderr", stderr, want)
@@ -119,12 +119,12 @@ var execCases = []execCase{
 		name:     "exception-in-script",
 		filename: "/nonexistent/dir/script.py",
 		code:     "x = 1\nraise KeyError('k')\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			if !strings.HasPrefix(stderr, "Traceback (most recent call last):\n  File \"/nonexistent/dir/script.py\", line 2, in <module>\n") ||
 				!strings.HasSuffix(stderr, "KeyError: 'k'\n") {
 				t.Errorf("stderr: %q", stderr)
 			}
-			if py.major == 3 && !strings.Contains(stderr, "    raise KeyError('k')\n") {
+			if py.Major == 3 && !strings.Contains(stderr, "    raise KeyError('k')\n") {
 				t.Errorf("stderr lacks the source line: %q", stderr)
 			}
 			expect(t, "status", fmt.Sprint(status), "1")
@@ -133,7 +133,7 @@ var execCases = []execCase{
 	{
 		name: "syntax-error",
 		code: "print('ok')\ndef f(:\n    pass\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, "")
 			if !strings.HasPrefix(stderr, "  File \"<string>\", line 2\n") || !strings.Contains(stderr, "SyntaxError: ") {
 				t.Errorf("stderr: %q", stderr)
@@ -144,7 +144,7 @@ var execCases = []execCase{
 	{
 		name: "sys-exit-3",
 		code: "import sys\nprint('a')\nsys.exit(3)\nprint('b')\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, "a\n")
 			expect(t, "stderr", stderr, "")
 			expect(t, "status", fmt.Sprint(status), "3")
@@ -153,7 +153,7 @@ var execCases = []execCase{
 	{
 		name: "sys-exit-message",
 		code: "import sys\nsys.exit('bye')\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stderr", stderr, "bye\n")
 			expect(t, "status", fmt.Sprint(status), "1")
 		},
@@ -161,7 +161,7 @@ var execCases = []execCase{
 	{
 		name: "site-exit",
 		code: "exit()\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stderr", stderr, "")
 			expect(t, "status", fmt.Sprint(status), "0")
 		},
@@ -169,7 +169,7 @@ var execCases = []execCase{
 	{
 		name: "keyboard-interrupt",
 		code: "raise KeyboardInterrupt\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			if !strings.HasSuffix(stderr, "KeyboardInterrupt\n") {
 				t.Errorf("stderr: %q", stderr)
 			}
@@ -180,7 +180,7 @@ var execCases = []execCase{
 		// The target uses these after every session ended (target.py).
 		name: "keep-routers",
 		code: "import sys\nsys._pyglass_test_saved = (sys.stdout, sys.stderr, getattr(sys.stdout, 'buffer', None), sys.stdin, sys.displayhook)\nprint('kept')\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, "kept\n")
 			expect(t, "stderr", stderr, "")
 			expect(t, "status", fmt.Sprint(status), "0")
@@ -189,7 +189,7 @@ var execCases = []execCase{
 	{
 		name: "fresh-namespace",
 		code: "print(sorted(globals().keys()))\nimport json\nprint(json.dumps({'a': [1, 2]}))\n",
-		check: func(t *testing.T, py interp, stdout, stderr, both string, status int) {
+		check: func(t *testing.T, py testenv.Interp, stdout, stderr, both string, status int) {
 			expect(t, "stdout", stdout, "['__builtins__', '__name__']\n{\"a\": [1, 2]}\n")
 			expect(t, "stderr", stderr, "")
 		},
@@ -199,12 +199,12 @@ var execCases = []execCase{
 // TestExec runs every exec case, one agent session after the other, in
 // one target per interpreter whose main thread keeps printing.
 func TestExec(t *testing.T) {
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		tg := startTarget(t, py, len(execCases), targetOpts{})
 		for i, ec := range execCases {
 			c := tg.accept(i)
 			h := c.Hello()
-			if h.PID != tg.cmd.Process.Pid || h.TID == 0 || h.TID == h.PID || !strings.HasPrefix(h.Version, fmt.Sprintf("%d.%d.", py.major, py.minor)) || h.Executable == "" {
+			if h.PID != tg.PID || h.TID == 0 || h.TID == h.PID || !strings.HasPrefix(h.Version, py.Version()+".") || h.Executable == "" {
 				t.Errorf("hello: %+v", h)
 			}
 			var out, errb bytes.Buffer
@@ -240,7 +240,7 @@ func TestExec(t *testing.T) {
 // the directory is gone, and that an agent whose socket is gone removes
 // the directory and runs nothing.
 func TestMissingDir(t *testing.T) {
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		tg := startTarget(t, py, 2, targetOpts{noDir: []bool{true, false}, noListen: []bool{true, true}})
 		tg.checkReport(0)
 		tg.checkReport(1)
@@ -255,7 +255,7 @@ func TestMissingDir(t *testing.T) {
 // directory and runs nothing, and that one without its shell part refuses
 // a shell (status 2) but leaves the target as it was.
 func TestMissingPart(t *testing.T) {
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		tg := startTarget(t, py, 2, targetOpts{omit: map[int]string{0: "core.py", 1: "shell.py"}})
 		tg.checkReport(0)
 		c := tg.accept(1)

@@ -121,7 +121,7 @@ func (s shellSession) readBreaking() (stdout, stderr, prompt string) {
 // on, the protocol stays in step, a break when nothing runs is dropped,
 // and no thread or garbage is left.
 func TestBreak(t *testing.T) {
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		tg := startTarget(t, py, 3, targetOpts{})
 
 		// exec: a busy loop.
@@ -204,7 +204,7 @@ func TestBreak(t *testing.T) {
 // TestBreakWithoutCtypes: where ctypes cannot be imported, a break does
 // nothing (the statement runs to its end) and the session goes on.
 func TestBreakWithoutCtypes(t *testing.T) {
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		tg := startTarget(t, py, 1, targetOpts{})
 		s := shellSession{t, tg.accept(0), &last{}}
 		s.start(false)

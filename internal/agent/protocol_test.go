@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -59,11 +60,11 @@ func TestParseHello(t *testing.T) {
 // TestPathLiteral evaluates the quoted path with every interpreter.
 func TestPathLiteral(t *testing.T) {
 	path := "/tmp/a 'b' \\c \"d\" \u00e9 \xff\x01"
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		code := "import sys\np = " + pyPathLiteral(path) + "\n" +
 			"b = p if isinstance(p, bytes) else p.encode('utf-8', 'surrogateescape')\n" +
 			"getattr(sys.stdout, 'buffer', sys.stdout).write(b)\n"
-		out, err := exec.Command(py.path, "-c", code).CombinedOutput()
+		out, err := py.Command("-c", code).CombinedOutput()
 		if err != nil || string(out) != path {
 			t.Errorf("got %q (%v), want %q", out, err, path)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // shellStep sends line (unless first) and returns what came back up to
@@ -60,7 +62,7 @@ func (s shellSession) do(line, wantOut, wantErrSuffix, wantPrompt string) {
 }
 
 func TestShell(t *testing.T) {
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		tg := startTarget(t, py, 3, targetOpts{})
 
 		// Session 0: fresh namespace, the console's behaviour.
@@ -127,7 +129,7 @@ func TestShell(t *testing.T) {
 // TestShellConcurrent runs two shell sessions at once in one target: each
 // has its own namespace and output, the target's output stays its own.
 func TestShellConcurrent(t *testing.T) {
-	forEachInterp(t, func(t *testing.T, py interp) {
+	forEachInterp(t, func(t *testing.T, py testenv.Interp) {
 		tg := startTarget(t, py, 2, targetOpts{parallel: true})
 		a := shellSession{t, tg.accept(0), &last{}}
 		b := shellSession{t, tg.accept(1), &last{}}

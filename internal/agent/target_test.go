@@ -1,89 +1,34 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
-// interp is one Python interpreter present on this machine.
-type interp struct {
-	name         string // "3.11.7", "debian-3.11"
-	path         string
-	major, minor int
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-// interpreters lists the interpreters the tests run against: every pyenv
-// version and Debian's /usr/bin/python3.11. Skips the test if none exists.
-func interpreters(t *testing.T) []interp {
-	t.Helper()
-	root := os.Getenv("PYENV_ROOT")
-	if root == "" {
-		if out, err := exec.Command("pyenv", "root").Output(); err == nil {
-			root = strings.TrimSpace(string(out))
-		} else if home, err := os.UserHomeDir(); err == nil {
-			root = filepath.Join(home, ".pyenv")
-		}
-	}
-	var list []interp
-	vre := regexp.MustCompile(`/python(\d)\.(\d+)$`)
-	if root != "" {
-		matches, _ := filepath.Glob(filepath.Join(root, "versions", "*", "bin", "python[23].*"))
-		sort.Strings(matches)
-		for _, m := range matches {
-			sm := vre.FindStringSubmatch(m)
-			if sm == nil {
-				continue
-			}
-			maj, _ := strconv.Atoi(sm[1])
-			min, _ := strconv.Atoi(sm[2])
-			list = append(list, interp{name: filepath.Base(filepath.Dir(filepath.Dir(m))), path: m, major: maj, minor: min})
-		}
-	}
-	if _, err := os.Stat("/usr/bin/python3.11"); err == nil {
-		list = append(list, interp{name: "debian-3.11", path: "/usr/bin/python3.11", major: 3, minor: 11})
-	}
-	if len(list) == 0 {
-		t.Skip("no Python interpreter found (pyenv versions or /usr/bin/python3.11)")
-	}
-	return list
-}
-
-// forEachInterp runs f as a parallel subtest for every interpreter.
-func forEachInterp(t *testing.T, f func(t *testing.T, py interp)) {
-	for _, py := range interpreters(t) {
-		py := py
-		t.Run(py.name, func(t *testing.T) {
-			t.Parallel()
-			f(t, py)
-		})
-	}
+// forEachInterp runs f as a parallel subtest for every interpreter
+// testenv finds.
+func forEachInterp(t *testing.T, f func(t *testing.T, py testenv.Interp)) {
+	testenv.ForEachParallel(t, f)
 }
 
 // target is a running testdata/target.py process with its agent
 // directories and listeners.
 type target struct {
+	*testenv.Target
 	t         *testing.T
-	cmd       *exec.Cmd
-	dirs      []string
+	dirs      []string // as the host sees them
 	listeners []*net.UnixListener
 	parallel  bool
-
-	mu     sync.Mutex
-	lines  []string
-	stderr bytes.Buffer
-	exited chan struct{}
 }
 
 type targetOpts struct {
@@ -94,23 +39,28 @@ type targetOpts struct {
 }
 
 // startTarget starts the fixture with n agent sessions.
-func startTarget(t *testing.T, py interp, n int, o targetOpts) *target {
+func startTarget(t *testing.T, py testenv.Interp, n int, o targetOpts) *target {
 	t.Helper()
-	tg := &target{t: t, exited: make(chan struct{}), parallel: o.parallel}
-	base := t.TempDir()
+	tg := &target{t: t, parallel: o.parallel}
+	base, baseIn := testenv.TempDir(t, py)
 	mode := "seq"
 	if o.parallel {
 		mode = "par"
 	}
-	args := []string{"testdata/target.py", mode}
-	env := os.Environ()
+	script, err := os.ReadFile(filepath.Join("testdata", "target.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{mode}
+	env := []string{"PYTHONIOENCODING=utf-8"}
 	for i := 0; i < n; i++ {
 		// Quotes, a backslash, non-ASCII and invalid UTF-8 exercise
 		// Bootstrap's quoting on every interpreter.
-		d := filepath.Join(base, fmt.Sprintf("d%d '\\\" \u00e9\xff", i))
+		name := fmt.Sprintf("d%d '\\\" \u00e9\xff", i)
+		d, dIn := filepath.Join(base, name), baseIn+"/"+name
 		tg.dirs = append(tg.dirs, d)
-		args = append(args, d)
-		env = append(env, fmt.Sprintf("PYGLASS_BOOT_%d=%s", i, Bootstrap(d)))
+		args = append(args, dIn)
+		env = append(env, fmt.Sprintf("PYGLASS_BOOT_%d=%s", i, Bootstrap(dIn)))
 		if i < len(o.noDir) && o.noDir[i] {
 			tg.listeners = append(tg.listeners, nil)
 			continue
@@ -137,44 +87,13 @@ func startTarget(t *testing.T, py interp, n int, o targetOpts) *target {
 		t.Cleanup(func() { l.Close() })
 		tg.listeners = append(tg.listeners, l)
 	}
-	cmd := exec.Command(py.path, args...)
-	cmd.Env = append(env, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	tg.Target = testenv.Start(t, py, string(script), testenv.Args(args...), testenv.Env(env...))
+	// The target reads its stdin to its end through a router a session
+	// kept (use_saved in target.py).
+	if err := tg.CloseStdin(); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = &lockedWriter{mu: &tg.mu, w: &tg.stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tg.cmd = cmd
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			tg.mu.Lock()
-			tg.lines = append(tg.lines, sc.Text())
-			tg.mu.Unlock()
-		}
-		cmd.Wait()
-		close(tg.exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-tg.exited
-	})
 	return tg
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // accept waits for agent i's connection and hello.
@@ -188,45 +107,12 @@ func (tg *target) accept(i int) *Conn {
 	return c
 }
 
-func (tg *target) stderrText() string {
-	tg.mu.Lock()
-	defer tg.mu.Unlock()
-	return tg.stderr.String()
-}
+func (tg *target) stderrText() string { return tg.Stderr() }
 
 // waitLine waits for a stdout line with the given prefix and returns it.
 func (tg *target) waitLine(prefix string, timeout time.Duration) string {
 	tg.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		tg.mu.Lock()
-		for _, l := range tg.lines {
-			if strings.HasPrefix(l, prefix) {
-				tg.mu.Unlock()
-				return l
-			}
-		}
-		tg.mu.Unlock()
-		select {
-		case <-tg.exited:
-			// One last look happens on the next iteration only if lines
-			// were added before exit; check once more then fail.
-			tg.mu.Lock()
-			for _, l := range tg.lines {
-				if strings.HasPrefix(l, prefix) {
-					tg.mu.Unlock()
-					return l
-				}
-			}
-			tg.mu.Unlock()
-			tg.t.Fatalf("target exited without printing %q; stderr: %s", prefix, tg.stderrText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			tg.t.Fatalf("no line %q from the target within %v; stderr: %s", prefix, timeout, tg.stderrText())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return tg.WaitLine(prefix, timeout)
 }
 
 // checkReport checks that after agent i ended, the target's state is as
@@ -254,11 +140,12 @@ func (tg *target) finish() {
 	if err != nil {
 		tg.t.Fatal(err)
 	}
-	<-tg.exited
-	tg.mu.Lock()
-	defer tg.mu.Unlock()
+	if !tg.Wait(20 * time.Second) {
+		tg.t.Fatalf("the target did not exit after %q", end)
+	}
+	lines := tg.Stdout()
 	next := 0
-	for _, l := range tg.lines {
+	for _, l := range lines {
 		if strings.HasPrefix(l, "tick ") {
 			if l != fmt.Sprintf("tick %d", next) {
 				tg.t.Errorf("target stdout: got %q, want tick %d", l, next)
@@ -273,7 +160,7 @@ func (tg *target) finish() {
 	// Nothing of the agents' is left, not even as cyclic garbage.
 	garbage := ""
 	saved := map[string]bool{}
-	for _, l := range tg.lines {
+	for _, l := range lines {
 		if strings.HasPrefix(l, "GARBAGE ") {
 			garbage = l
 		}
@@ -297,7 +184,7 @@ func (tg *target) finish() {
 			tg.t.Errorf("routers used after the sessions ended: %v", saved)
 		}
 	}
-	if s := tg.stderr.String(); s != "" {
+	if s := tg.Stderr(); s != "" {
 		tg.t.Errorf("target stderr not empty: %q", s)
 	}
 }

@@ -3,11 +3,12 @@ package inject
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // abandonSteps are the points where a test lets go of the borrowed
@@ -37,72 +38,58 @@ func TestAbandonAtEveryStep(t *testing.T) {
 		v, ok := which.Load(pid)
 		return ok && *v.(*string) == step
 	}
-	defer func() { testHookAbandon = nil }()
-	vers := pick(t, "2.7.18", "3.12.1", "debian-3.11")
-	t.Run("group", func(t *testing.T) {
-		for _, v := range sortedKeys(vers) {
-			py := vers[v]
-			for _, mode := range abandonModes {
-				t.Run(v+"/"+mode, func(t *testing.T) {
-					t.Parallel()
-					tg := startTarget(t, py, mode)
-					syms := resolve(t, tg.pid)
-					var step string
-					which.Store(tg.pid, &step)
-					defer which.Delete(tg.pid)
-					opt := Options{AvoidEINTR: strings.HasPrefix(v, "2.")}
-					for i, s := range abandonSteps {
-						step = s
-						path := filepath.Join(t.TempDir(), fmt.Sprintf("marker%d", i))
-						res, err := StartThread(tg.pid, syms, []byte(markerSrc(path)), opt)
-						if err != nil {
-							t.Fatalf("step %s: %v", s, err)
-						}
-						if !strings.Contains(res.Why, "code cave") || strings.Contains(res.Why, "no code cave") {
-							t.Fatalf("step %s: no cave used: %s", s, res.Why)
-						}
-						checkReleased(t, tg.pid)
-						if stepRunsChain(s) {
-							waitFile(t, path, 10*time.Second)
-						} else {
-							// The bootstrap gives up after ~200 ms.
-							t0 := time.Now()
-							for res.Scratch != 0 && mapped(tg.pid, res.Scratch) && time.Since(t0) < 5*time.Second {
-								time.Sleep(10 * time.Millisecond)
-							}
-							if res.Scratch != 0 && mapped(tg.pid, res.Scratch) {
-								t.Errorf("step %s: scratch mapping %#x not unmapped", s, res.Scratch)
-							} else if res.Scratch != 0 {
-								t.Logf("step %s: scratch unmapped after %v", s, time.Since(t0))
-							}
-							time.Sleep(300 * time.Millisecond)
-							if _, err := os.Stat(path); err == nil {
-								t.Errorf("step %s: marker ran", s)
-							}
-						}
-						tg.checkHealthy()
+	t.Cleanup(func() { testHookAbandon = nil }) // after the parallel subtests
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		for _, mode := range abandonModes {
+			t.Run(mode, func(t *testing.T) {
+				t.Parallel()
+				tg := startTarget(t, in, mode)
+				syms := resolve(t, tg.pid)
+				var step string
+				which.Store(tg.pid, &step)
+				defer which.Delete(tg.pid)
+				opt := Options{AvoidEINTR: in.Major == 2}
+				for _, s := range abandonSteps {
+					step = s
+					path, inside := tg.marker()
+					res, err := StartThread(tg.pid, syms, []byte(markerSrc(inside)), opt)
+					if err != nil {
+						t.Fatalf("step %s: %v", s, err)
 					}
-					step = ""
-					before := len(tg.lines())
-					// Normal injections afterwards (stale caves are skipped or reused).
-					for i := 0; i < 3; i++ {
-						injectMarker(t, tg, opt)
+					if !strings.Contains(res.Why, "code cave") || strings.Contains(res.Why, "no code cave") {
+						t.Fatalf("step %s: no cave used: %s", s, res.Why)
 					}
-					time.Sleep(700 * time.Millisecond)
+					checkReleased(t, tg.pid)
+					if stepRunsChain(s) {
+						waitFile(t, path, 10*time.Second)
+					} else {
+						// The bootstrap gives up after ~200 ms.
+						t0 := time.Now()
+						for res.Scratch != 0 && mapped(tg.pid, res.Scratch) && time.Since(t0) < 5*time.Second {
+							time.Sleep(10 * time.Millisecond)
+						}
+						if res.Scratch != 0 && mapped(tg.pid, res.Scratch) {
+							t.Errorf("step %s: scratch mapping %#x not unmapped", s, res.Scratch)
+						} else if res.Scratch != 0 {
+							t.Logf("step %s: scratch unmapped after %v", s, time.Since(t0))
+						}
+						// A marker must not appear: give a wrongly
+						// started thread time to write it (this
+						// waits for something not to happen).
+						time.Sleep(300 * time.Millisecond)
+						if _, err := os.Stat(path); err == nil {
+							t.Errorf("step %s: marker ran", s)
+						}
+					}
 					tg.checkHealthy()
-					if mode == "sleep" || mode == "select" || mode == "threads" {
-						n := 0
-						for _, l := range tg.lines()[before:] {
-							if l == "wake" {
-								n++
-							}
-						}
-						if n < 2 {
-							t.Errorf("only %d wakeups", n)
-						}
-					}
-				})
-			}
+				}
+				step = ""
+				// Normal injections afterwards (stale caves are skipped or reused).
+				for i := 0; i < 3; i++ {
+					injectMarker(t, tg, opt)
+				}
+				tg.progresses()
+			})
 		}
 	})
 }
@@ -111,24 +98,22 @@ func TestAbandonAtEveryStep(t *testing.T) {
 // says so.
 func TestNoCaveFallback(t *testing.T) {
 	testHookNoCave = true
-	defer func() { testHookNoCave = false }()
-	for v, py := range pick(t, "2.7.18", "3.12.1") {
-		t.Run(v, func(t *testing.T) {
-			tg := startTarget(t, py, "select")
-			res := injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
-			if !strings.Contains(res.Why, "no code cave") {
-				t.Errorf("Why = %q, want the fallback named", res.Why)
-			}
-			tg.checkHealthy()
-		})
-	}
+	t.Cleanup(func() { testHookNoCave = false })
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "select")
+		res := injectMarker(t, tg, Options{AvoidEINTR: in.Major == 2})
+		if !strings.Contains(res.Why, "no code cave") {
+			t.Errorf("Why = %q, want the fallback named", res.Why)
+		}
+		tg.progresses()
+	})
 }
 
 // TestCaveRestored: after a normal injection the cave holds its original
 // bytes again.
 func TestCaveRestored(t *testing.T) {
-	for _, py := range pick(t, "3.12.1", "debian-3.11") {
-		tg := startTarget(t, py, "sleep")
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "sleep")
 		syms := resolve(t, tg.pid)
 		var logs []string
 		res, err := StartThread(tg.pid, syms, []byte("pass\n"), Options{Log: func(s string) { logs = append(logs, s) }})
@@ -140,24 +125,27 @@ func TestCaveRestored(t *testing.T) {
 				t.Errorf("log: %s", l)
 			}
 		}
+		i := strings.Index(res.Why, "code cave at ")
 		var addr uint64
-		if _, err := fmt.Sscanf(res.Why[strings.Index(res.Why, "code cave at ")+len("code cave at "):], "%v", &addr); err != nil {
+		if i < 0 {
 			t.Fatalf("no cave address in %q", res.Why)
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mem", tg.pid))
-		_ = b
-		_ = err
+		if _, err := fmt.Sscanf(res.Why[i+len("code cave at "):], "%v", &addr); err != nil {
+			t.Fatalf("no cave address in %q", res.Why)
+		}
 		m := make([]byte, 64)
 		f, err := os.Open(fmt.Sprintf("/proc/%d/mem", tg.pid))
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.ReadAt(m, int64(addr))
+		_, err = f.ReadAt(m, int64(addr))
 		f.Close()
+		if err != nil {
+			t.Fatalf("reading the cave at %#x: %v", addr, err)
+		}
 		if strings.Contains(string(m), "pyglass-cave") {
 			t.Errorf("cave at %#x still holds the bootstrap", addr)
 		}
 		tg.checkHealthy()
-		return
-	}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // TestStartThreadBusyInC: the only thread of the target runs C code with
@@ -44,20 +45,18 @@ func TestStartThreadBusyInC(t *testing.T) {
 // code ("cbusy"), with its symbols, its memory and the GOT slots of
 // PyEval_RestoreThread.
 func forEachBusy(t *testing.T, fn func(t *testing.T, v string, tg *target, syms Symbols, mem *ptrace.Mem, slots []gotSlot)) {
-	for _, v := range sortedKeys(interpreters(t)) {
-		py := interpreters(t)[v]
-		t.Run(v, func(t *testing.T) {
-			tg := startTarget(t, py, "cbusy")
-			syms := resolve(t, tg.pid)
-			mem := ptrace.NewMem(tg.pid)
-			defer mem.Close()
-			slots := jumpSlots(mem, tg.pid, "PyEval_RestoreThread", syms.PyEvalRestoreThread, 4096)
-			if len(slots) == 0 {
-				t.Fatalf("no GOT slot of PyEval_RestoreThread holds %#x", syms.PyEvalRestoreThread)
-			}
-			fn(t, v, tg, syms, mem, slots)
-		})
-	}
+	testenv.ForEach(t, func(t *testing.T, py testenv.Interp) {
+		v := py.Label
+		tg := startTarget(t, py, "cbusy")
+		syms := resolve(t, tg.pid)
+		mem := ptrace.NewMem(tg.pid)
+		defer mem.Close()
+		slots := jumpSlots(mem, tg.pid, "PyEval_RestoreThread", syms.PyEvalRestoreThread, 4096)
+		if len(slots) == 0 {
+			t.Fatalf("no GOT slot of PyEval_RestoreThread holds %#x", syms.PyEvalRestoreThread)
+		}
+		fn(t, v, tg, syms, mem, slots)
+	})
 }
 
 // checkSlots fails unless want GOT slots of PyEval_RestoreThread hold its

@@ -4,52 +4,19 @@ import (
 	"bufio"
 	"debug/elf"
 	"fmt"
+	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
-// interpreters returns the Python interpreters present on this machine.
-func interpreters(t *testing.T) map[string]string {
-	t.Helper()
-	root := os.Getenv("PYENV_ROOT")
-	if root == "" {
-		root = filepath.Join(os.Getenv("HOME"), ".pyenv")
-	}
-	out := map[string]string{}
-	for _, v := range []string{"2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"} {
-		name := "python3"
-		if strings.HasPrefix(v, "2.") {
-			name = "python2"
-		}
-		p := filepath.Join(root, "versions", v, "bin", name)
-		if _, err := os.Stat(p); err == nil {
-			out[v] = p
-		}
-	}
-	if _, err := os.Stat("/usr/bin/python3.11"); err == nil {
-		out["debian-3.11"] = "/usr/bin/python3.11"
-	}
-	if len(out) == 0 {
-		t.Skip("no Python interpreter found (pyenv versions or /usr/bin/python3.11)")
-	}
-	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	var k []string
-	for s := range m {
-		k = append(k, s)
-	}
-	sort.Strings(k)
-	return k
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 type mapping struct {
 	lo, hi, off uint64
@@ -108,7 +75,9 @@ func resolve(t *testing.T, pid int) Symbols {
 		if seen[m.path] {
 			continue
 		}
-		f, err := elf.Open(fmt.Sprintf("/proc/%d/root%s", pid, m.path))
+		// map_files opens the very file mapped, whatever the target's
+		// root and mounts (maps shows the path relative to our root).
+		f, err := elf.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.lo, m.hi))
 		if err != nil {
 			t.Fatalf("opening %s: %v", m.path, err)
 		}
@@ -178,13 +147,13 @@ def out(s):
     sys.stdout.flush()
 try:
     if mode == "sleep":
-        out("ready")
+        out("READY")
         while True:
             time.sleep(0.3)
             out("wake")
     elif mode == "select":
         r, w = os.pipe()
-        out("ready")
+        out("READY")
         while True:
             select.select([r], [], [], 0.3)
             out("wake")
@@ -192,18 +161,19 @@ try:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         s.listen(1)
-        out("ready")
+        out("READY port=%d" % s.getsockname()[1])
         while True:
-            s.accept()
-            out("ERR accepted")
+            c, _ = s.accept()
+            c.close()
+            out("accepted")
     elif mode == "recv":
-        a, b = socket.socketpair()
-        out("ready")
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        out("READY port=%d" % s.getsockname()[1])
         while True:
-            a.recv(10)
-            out("ERR received")
+            out("received %r" % (s.recv(10),))
     elif mode == "busy":
-        out("ready")
+        out("READY")
         a = 0
         b = 0
         while True:
@@ -220,7 +190,7 @@ try:
         size = 64 << 20
         src = ctypes.create_string_buffer(size)
         dst = ctypes.create_string_buffer(size)
-        out("ready")
+        out("READY")
         n = 0
         while True:
             k = (n * 7919) % size
@@ -236,7 +206,7 @@ try:
         t = threading.Thread(target=time.sleep, args=(1e6,))
         t.daemon = True
         t.start()
-        out("ready")
+        out("READY")
         while True:
             time.sleep(0.3)
             out("wake")
@@ -245,70 +215,53 @@ except BaseException as e:
     raise
 `
 
+// target is the fixture running in one mode on one interpreter.
 type target struct {
+	*testenv.Target
 	t    *testing.T
-	cmd  *exec.Cmd
 	pid  int
-	mu   sync.Mutex
-	out  []string
-	done chan struct{}
+	mode string
+	port int // accept and recv: where the fixture listens
+	// dir is a directory the target can write to (markers), as the host
+	// and as the target see it.
+	dirHost, dirIn string
+	markers        int
 }
 
-// startTarget runs the fixture in the given mode and waits for "ready".
-func startTarget(t *testing.T, python, mode string) *target {
+// startTarget runs the fixture in the given mode on in and, for the modes
+// that block in a system call, waits until its main thread is blocked.
+func startTarget(t *testing.T, in testenv.Interp, mode string) *target {
 	t.Helper()
-	script := filepath.Join(t.TempDir(), "fixture.py")
-	if err := os.WriteFile(script, []byte(fixture), 0o644); err != nil {
-		t.Fatal(err)
+	tt := testenv.Start(t, in, fixture, testenv.Args(mode))
+	tg := &target{Target: tt, t: t, pid: tt.PID, mode: mode}
+	tg.dirHost, tg.dirIn = testenv.TempDir(t, in)
+	for _, l := range tt.Stdout() {
+		fmt.Sscanf(l, "READY port=%d", &tg.port)
 	}
-	cmd := exec.Command(python, "-u", script, mode)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	if (mode == "accept" || mode == "recv") && tg.port == 0 {
+		t.Fatalf("fixture %s printed no port: %q", mode, tt.Stdout())
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if mode != "busy" && mode != "cbusy" {
+		testenv.WaitUntil(t, 10*time.Second, "the fixture blocks in a system call", func() bool {
+			st, err := ptrace.TaskState(tg.pid, tg.pid)
+			return err != nil || st == 'S'
+		})
 	}
-	tg := &target{t: t, cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		defer close(tg.done)
-		sc := bufio.NewScanner(stdout)
-		first := true
-		for sc.Scan() {
-			tg.mu.Lock()
-			tg.out = append(tg.out, sc.Text())
-			tg.mu.Unlock()
-			if first {
-				first = false
-				close(ready)
-			}
-		}
-	}()
-	// Do not call cmd.Wait before the end: a concurrent wait on our child
-	// could consume its ptrace stops.
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-tg.done
-		cmd.Wait()
-	})
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s %s: fixture not ready", python, mode)
-	}
-	time.Sleep(50 * time.Millisecond) // let it block
 	return tg
 }
 
-func (tg *target) lines() []string {
-	tg.mu.Lock()
-	defer tg.mu.Unlock()
-	return append([]string(nil), tg.out...)
+// marker returns a new file path for markerSrc, as the host and as the
+// target see it.
+func (tg *target) marker() (host, inside string) {
+	tg.markers++
+	name := fmt.Sprintf("marker%d", tg.markers)
+	return filepath.Join(tg.dirHost, name), tg.dirIn + "/" + name
 }
 
-// checkHealthy fails when the fixture reported an error or exited.
+func (tg *target) lines() []string { return tg.Stdout() }
+
+// checkHealthy fails when the fixture reported an error, exited, or has a
+// thread stopped or traced.
 func (tg *target) checkHealthy() {
 	tg.t.Helper()
 	for _, l := range tg.lines() {
@@ -316,10 +269,69 @@ func (tg *target) checkHealthy() {
 			tg.t.Fatalf("target %d reported: %s", tg.pid, l)
 		}
 	}
-	select {
-	case <-tg.done:
-		tg.t.Fatalf("target %d exited; output: %q", tg.pid, tg.lines())
+	if err := tg.Healthy(); err != nil {
+		tg.t.Fatal(err)
+	}
+}
+
+// waitNew waits for n lines starting with prefix printed after the
+// first from lines, failing the test if the fixture ends or reports an
+// error first.
+func (tg *target) waitNew(from int, prefix string, n int) {
+	tg.t.Helper()
+	testenv.WaitUntil(tg.t, 15*time.Second, fmt.Sprintf("the %s fixture prints %d more %q lines", tg.mode, n, prefix), func() bool {
+		got := 0
+		for _, l := range tg.lines()[from:] {
+			if strings.HasPrefix(l, "ERR") {
+				return true // checkHealthy says which
+			}
+			if strings.HasPrefix(l, prefix) {
+				got++
+			}
+		}
+		done, _ := tg.Exited()
+		return done || got >= n
+	})
+	tg.checkHealthy()
+}
+
+// progresses checks that the fixture still does its work after what the
+// test did to it: two more wakeups of a sleeping loop, a connection
+// accepted, a datagram received, the busy loop counting on. A blocking
+// call that failed with EINTR (Python 2.7 does not retry) makes the
+// fixture print ERR and exit.
+func (tg *target) progresses() {
+	tg.t.Helper()
+	from := len(tg.lines())
+	switch tg.mode {
+	case "accept":
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", tg.port))
+		if err != nil {
+			tg.t.Fatalf("connecting to the fixture: %v", err)
+		}
+		c.Close()
+		tg.waitNew(from, "accepted", 1)
+	case "recv":
+		c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", tg.port))
+		if err != nil {
+			tg.t.Fatalf("sending to the fixture: %v", err)
+		}
+		defer c.Close()
+		testenv.WaitUntil(tg.t, 15*time.Second, "the recv fixture receives a datagram", func() bool {
+			c.Write([]byte("x")) // UDP: send again until it is seen
+			for _, l := range tg.lines()[from:] {
+				if strings.HasPrefix(l, "received") || strings.HasPrefix(l, "ERR") {
+					return true
+				}
+			}
+			done, _ := tg.Exited()
+			return done
+		})
+		tg.checkHealthy()
+	case "busy":
+		tg.waitNew(from, "wake", 1)
 	default:
+		tg.waitNew(from, "wake", 2)
 	}
 }
 

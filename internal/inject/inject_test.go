@@ -1,12 +1,12 @@
 package inject
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 func checkReleased(t *testing.T, pid int) {
@@ -31,8 +31,8 @@ func checkReleased(t *testing.T, pid int) {
 func injectMarker(t *testing.T, tg *target, opt Options) Result {
 	t.Helper()
 	syms := resolve(t, tg.pid)
-	path := filepath.Join(t.TempDir(), "marker")
-	res, err := StartThread(tg.pid, syms, []byte(markerSrc(path)), opt)
+	path, inside := tg.marker()
+	res, err := StartThread(tg.pid, syms, []byte(markerSrc(inside)), opt)
 	if err != nil {
 		t.Fatalf("StartThread: %v", err)
 	}
@@ -53,17 +53,15 @@ func injectMarker(t *testing.T, tg *target, opt Options) Result {
 }
 
 func TestStartThreadAllInterpreters(t *testing.T) {
-	for _, v := range sortedKeys(interpreters(t)) {
-		py := interpreters(t)[v]
-		t.Run(v, func(t *testing.T) {
-			for _, mode := range []string{"sleep", "threads"} {
-				tg := startTarget(t, py, mode)
-				injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		for _, mode := range []string{"sleep", "threads"} {
+			t.Run(mode, func(t *testing.T) {
+				tg := startTarget(t, in, mode)
+				injectMarker(t, tg, Options{AvoidEINTR: in.Major == 2})
 				// a second injection takes the normal path everywhere
-				injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
-				time.Sleep(20 * time.Millisecond)
-				tg.checkHealthy()
-			}
-		})
-	}
+				injectMarker(t, tg, Options{AvoidEINTR: in.Major == 2})
+				tg.progresses()
+			})
+		}
+	})
 }

@@ -3,7 +3,6 @@ package inject
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -11,21 +10,8 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/testenv"
 )
-
-func pick(t *testing.T, versions ...string) map[string]string {
-	all := interpreters(t)
-	out := map[string]string{}
-	for _, v := range versions {
-		if p, ok := all[v]; ok {
-			out[v] = p
-		}
-	}
-	if len(out) == 0 {
-		t.Skipf("none of %v installed", versions)
-	}
-	return out
-}
 
 type stats struct{ held, wall []time.Duration }
 
@@ -43,76 +29,56 @@ func (s *stats) String() string {
 // TestBlockedTargetsSurvive: 50 injections into programs blocked in sleep,
 // select, accept and recv; Python 2.7 raises on any EINTR.
 func TestBlockedTargetsSurvive(t *testing.T) {
-	for v, py := range pick(t, "2.7.18", "3.6.15", "3.12.1", "debian-3.11") {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		for _, mode := range []string{"sleep", "select", "accept", "recv"} {
-			t.Run(v+"/"+mode, func(t *testing.T) {
-				tg := startTarget(t, py, mode)
+			t.Run(mode, func(t *testing.T) {
+				tg := startTarget(t, in, mode)
 				syms := resolve(t, tg.pid)
 				var st stats
 				for i := 0; i < 50; i++ {
-					res, err := StartThread(tg.pid, syms, []byte("x = 1\n"), Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+					res, err := StartThread(tg.pid, syms, []byte("x = 1\n"), Options{AvoidEINTR: in.Major == 2})
 					if err != nil {
 						t.Fatalf("injection %d: %v", i, err)
 					}
 					st.add(res)
 					if i%10 == 0 {
-						time.Sleep(5 * time.Millisecond)
+						time.Sleep(5 * time.Millisecond) // let the target run between bursts
 					}
 				}
-				time.Sleep(700 * time.Millisecond) // at least one more wakeup
-				tg.checkHealthy()
 				checkReleased(t, tg.pid)
-				if mode == "sleep" || mode == "select" {
-					n := 0
-					for _, l := range tg.lines() {
-						if l == "wake" {
-							n++
-						}
-					}
-					if n < 2 {
-						t.Errorf("only %d wakeups", n)
-					}
-				}
+				tg.progresses()
 				t.Logf("50 injections: %s", &st)
 			})
 		}
-	}
+	})
 }
 
 // TestBusyTarget: a CPU-bound single-threaded program; on 2.7/3.6 it has
 // never started a thread, so the pending-call path is used.
 func TestBusyTarget(t *testing.T) {
-	for v, py := range pick(t, "2.7.18", "3.6.15", "3.7.16", "3.12.1", "3.13.0", "debian-3.11") {
-		t.Run(v, func(t *testing.T) {
-			tg := startTarget(t, py, "busy")
-			res := injectMarker(t, tg, Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
-			if (v == "2.7.18" || v == "3.6.15") && res.Strategy != "pending-call" {
-				t.Errorf("strategy %s, want pending-call", res.Strategy)
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "busy")
+		res := injectMarker(t, tg, Options{AvoidEINTR: in.Major == 2})
+		if !in.AtLeast(3, 7) && res.Strategy != "pending-call" {
+			t.Errorf("strategy %s, want pending-call", res.Strategy)
+		}
+		syms := resolve(t, tg.pid)
+		var st stats
+		for i := 0; i < 20; i++ {
+			res, err := StartThread(tg.pid, syms, []byte("y = 2\n"), Options{})
+			if err != nil {
+				t.Fatalf("injection %d: %v", i, err)
 			}
-			syms := resolve(t, tg.pid)
-			var st stats
-			for i := 0; i < 20; i++ {
-				res, err := StartThread(tg.pid, syms, []byte("y = 2\n"), Options{})
-				if err != nil {
-					t.Fatalf("injection %d: %v", i, err)
-				}
-				st.add(res)
-			}
-			before := len(tg.lines())
-			for end := time.Now().Add(5 * time.Second); len(tg.lines()) <= before; time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(end) {
-					t.Fatalf("busy loop made no progress for 5 s")
-				}
-			}
-			tg.checkHealthy()
-			t.Logf("20 injections into a busy loop: %s", &st)
-		})
-	}
+			st.add(res)
+		}
+		tg.progresses()
+		t.Logf("20 injections into a busy loop: %s", &st)
+	})
 }
 
 func TestStoppedTargetRefused(t *testing.T) {
-	for _, py := range pick(t, "3.12.1", "debian-3.11", "2.7.18") {
-		tg := startTarget(t, py, "sleep")
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "sleep")
 		syms := resolve(t, tg.pid)
 		syscall.Kill(tg.pid, syscall.SIGSTOP)
 		waitState(t, tg.pid, 'T')
@@ -124,15 +90,14 @@ func TestStoppedTargetRefused(t *testing.T) {
 			t.Errorf("state %c after refusal, want T", st)
 		}
 		syscall.Kill(tg.pid, syscall.SIGCONT)
-		time.Sleep(50 * time.Millisecond)
-		tg.checkHealthy()
-		return
-	}
+		testenv.WaitUntil(t, 10*time.Second, "the target runs again after SIGCONT", func() bool { return tg.Healthy() == nil })
+		tg.progresses()
+	})
 }
 
 func TestAlreadyTracedIsPermission(t *testing.T) {
-	for _, py := range pick(t, "3.12.1", "debian-3.11") {
-		tg := startTarget(t, py, "sleep")
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "sleep")
 		syms := resolve(t, tg.pid)
 		other := ptrace.NewTracer()
 		defer other.Close()
@@ -149,40 +114,39 @@ func TestAlreadyTracedIsPermission(t *testing.T) {
 			t.Fatalf("err = %v, want ErrPermission naming the tracer", err)
 		}
 		t.Logf("error: %v", err)
-		time.Sleep(50 * time.Millisecond)
-		tg.checkHealthy()
-		return
-	}
+		testenv.WaitUntil(t, 10*time.Second, "the other tracer's detach takes effect", func() bool { return tg.Healthy() == nil })
+		tg.progresses()
+	})
 }
 
 func TestGoneTarget(t *testing.T) {
-	for _, py := range pick(t, "3.12.1", "debian-3.11", "2.7.18") {
-		tg := startTarget(t, py, "sleep")
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "sleep")
 		syms := resolve(t, tg.pid)
-		tg.cmd.Process.Kill()
-		<-tg.done
-		tg.cmd.Wait()
+		tg.Kill()
+		if done, _ := tg.Exited(); !done {
+			t.Fatalf("target %d not reaped after SIGKILL", tg.pid)
+		}
 		_, err := StartThread(tg.pid, syms, []byte("pass"), Options{})
 		if !errors.Is(err, ErrGone) {
 			t.Fatalf("err = %v, want ErrGone", err)
 		}
-		return
-	}
+	})
 }
 
 // TestSelfRestore: the tracer lets go while the borrowed thread is in the
 // chain (as if pyglass were SIGKILLed); the thread must restore itself.
 func TestSelfRestore(t *testing.T) {
-	for v, py := range pick(t, "2.7.18", "3.12.1", "debian-3.11") {
+	testHookAbandon = func(_ int, step string) bool { return step == "chain" }
+	t.Cleanup(func() { testHookAbandon = nil })
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		for _, mode := range []string{"sleep", "accept", "busy"} {
-			t.Run(v+"/"+mode, func(t *testing.T) {
-				tg := startTarget(t, py, mode)
+			t.Run(mode, func(t *testing.T) {
+				tg := startTarget(t, in, mode)
 				syms := resolve(t, tg.pid)
-				testHookAbandon = func(_ int, step string) bool { return step == "chain" }
-				defer func() { testHookAbandon = nil }()
 				for i := 0; i < 3; i++ {
-					path := filepath.Join(t.TempDir(), "marker")
-					res, err := StartThread(tg.pid, syms, []byte(markerSrc(path)), Options{AvoidEINTR: strings.HasPrefix(v, "2.")})
+					path, inside := tg.marker()
+					res, err := StartThread(tg.pid, syms, []byte(markerSrc(inside)), Options{AvoidEINTR: in.Major == 2})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -192,16 +156,15 @@ func TestSelfRestore(t *testing.T) {
 						t.Logf("strategy %s, held %v", res.Strategy, res.Held)
 					}
 				}
-				time.Sleep(400 * time.Millisecond)
-				tg.checkHealthy()
+				tg.progresses()
 			})
 		}
-	}
+	})
 }
 
 func TestCancelledContext(t *testing.T) {
-	for _, py := range pick(t, "3.12.1", "debian-3.11") {
-		tg := startTarget(t, py, "sleep")
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "sleep")
 		syms := resolve(t, tg.pid)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -211,8 +174,7 @@ func TestCancelledContext(t *testing.T) {
 		}
 		checkReleased(t, tg.pid)
 		tg.checkHealthy()
-		return
-	}
+	})
 }
 
 func waitState(t *testing.T, pid int, want byte) {

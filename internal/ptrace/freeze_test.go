@@ -1,69 +1,64 @@
 package ptrace
 
 import (
-	"os"
+	"fmt"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
-func python(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/python3.11", filepath.Join(os.Getenv("HOME"), ".pyenv/versions/3.12.1/bin/python3")} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("no python3 found for a multi-threaded target")
-	return ""
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-// startThreads runs a Python process with 4 threads sleeping in a loop
-// and a SIGUSR1 handler that prints a line.
-func startThreads(t *testing.T) (*exec.Cmd, *os.File) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(python(t), "-c", `
+// threadsScript runs 4 threads sleeping in a loop and has a SIGUSR1
+// handler that prints a line.
+const threadsScript = `
 import threading, time, signal, sys
 signal.signal(signal.SIGUSR1, lambda *a: (sys.stdout.write("usr1\n"), sys.stdout.flush()))
+def loop():
+    while True:
+        time.sleep(0.01)
 for _ in range(3):
-    t = threading.Thread(target=lambda: [time.sleep(0.01) for _ in iter(int, 1)])
+    t = threading.Thread(target=loop)
     t.daemon = True
     t.start()
-sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdout.write("READY\n"); sys.stdout.flush()
 while True:
     time.sleep(0.01)
-`)
-	cmd.Stdout = w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+`
+
+// startThreads runs threadsScript on in; the process is killed when the
+// test ends, and the test fails if it cannot be reaped then (a thread
+// left traced by a tracer thread that no longer waits for it).
+func startThreads(t *testing.T, in testenv.Interp) *testenv.Target {
+	t.Helper()
+	tg := testenv.Start(t, in, threadsScript)
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		// A thread left traced by a tracer thread that no longer waits
-		// for it keeps the killed process from being reaped: fail, do not
-		// hang.
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("target %d could not be reaped after SIGKILL: a thread is still traced", cmd.Process.Pid)
+		tg.Kill()
+		if done, _ := tg.Exited(); !done {
+			t.Errorf("target %d could not be reaped after SIGKILL: a thread is still traced", tg.PID)
 		}
-		r.Close()
 	})
-	buf := make([]byte, 6)
-	r.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := r.Read(buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("target not ready: %q %v", buf, err)
+	testenv.WaitUntil(t, 10*time.Second, "the target runs 4 threads", func() bool {
+		tids, _ := Tasks(tg.PID)
+		return len(tids) == 4
+	})
+	return tg
+}
+
+// released fails the test if a thread of pid is stopped or traced.
+func released(t *testing.T, pid int, when string) {
+	t.Helper()
+	for tid, st := range states(t, pid) {
+		if st == 't' || st == 'T' {
+			t.Errorf("thread %d in state %c %s", tid, st, when)
+		}
+		if tp, _ := StatusField(pid, tid, "TracerPid"); tp != "0" {
+			t.Errorf("thread %d traced by %s %s", tid, tp, when)
+		}
 	}
-	return cmd, r
 }
 
 func states(t *testing.T, pid int) map[int]byte {
@@ -83,104 +78,97 @@ func states(t *testing.T, pid int) map[int]byte {
 }
 
 func TestFreezeThaw(t *testing.T) {
-	cmd, _ := startThreads(t)
-	pid := cmd.Process.Pid
-	for i := 0; i < 20; i++ {
-		t0 := time.Now()
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		pid := startThreads(t, in).PID
+		for i := 0; i < 20; i++ {
+			t0 := time.Now()
+			f, err := Freeze(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(t0)
+			if len(f.Tids) != 4 {
+				t.Errorf("froze %d threads, want 4", len(f.Tids))
+			}
+			for tid, st := range states(t, pid) {
+				if st != 't' {
+					t.Errorf("thread %d in state %c while frozen", tid, st)
+				}
+			}
+			// Memory reads work while frozen.
+			var b [4]byte
+			if _, err := NewMem(pid).ReadAt(b[:], 0x400000); err != nil && i == 0 {
+				t.Logf("read at 0x400000: %v (fine for a PIE)", err)
+			}
+			if err := f.Thaw(); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				t.Logf("froze %d threads in %v", len(f.Tids), took)
+			}
+			released(t, pid, "after thaw")
+		}
+	})
+}
+
+func TestFreezeKeepsGroupStop(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		pid := startThreads(t, in).PID
+		allStopped := func() bool {
+			for _, st := range states(t, pid) {
+				if st != 'T' {
+					return false
+				}
+			}
+			return true
+		}
+		syscall.Kill(pid, syscall.SIGSTOP)
+		testenv.WaitUntil(t, 5*time.Second, "every thread is stopped by SIGSTOP", allStopped)
 		f, err := Freeze(pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		took := time.Since(t0)
-		if len(f.Tids) != 4 {
-			t.Errorf("froze %d threads, want 4", len(f.Tids))
-		}
-		for tid, st := range states(t, pid) {
-			if st != 't' {
-				t.Errorf("thread %d in state %c while frozen", tid, st)
-			}
-		}
-		// Memory reads work while frozen.
-		var b [4]byte
-		if _, err := NewMem(pid).ReadAt(b[:], 0x400000); err != nil && i == 0 {
-			t.Logf("read at 0x400000: %v (fine for a PIE)", err)
-		}
 		if err := f.Thaw(); err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 {
-			t.Logf("froze %d threads in %v", len(f.Tids), took)
+		// Thaw detached every thread: each re-enters the group stop (T)
+		// after a moment of running; a thread that was let go runs on.
+		if err := testenv.TryWaitUntil(5*time.Second, allStopped); err != nil {
+			t.Errorf("after Freeze/Thaw of a stopped process, threads in states %v, want all T", states(t, pid))
 		}
-		for tid, st := range states(t, pid) {
-			if st == 't' || st == 'T' {
-				t.Errorf("thread %d in state %c after thaw", tid, st)
+		syscall.Kill(pid, syscall.SIGCONT)
+		testenv.WaitUntil(t, 5*time.Second, "every thread runs again after SIGCONT", func() bool {
+			for _, st := range states(t, pid) {
+				if st == 'T' || st == 't' {
+					return false
+				}
 			}
-		}
-		if tp, _ := TracerPid(pid); tp != 0 {
-			t.Errorf("TracerPid %d after thaw", tp)
-		}
-	}
-}
-
-func TestFreezeKeepsGroupStop(t *testing.T) {
-	cmd, _ := startThreads(t)
-	pid := cmd.Process.Pid
-	syscall.Kill(pid, syscall.SIGSTOP)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		all := true
-		for _, st := range states(t, pid) {
-			all = all && st == 'T'
-		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("target never stopped")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	f, err := Freeze(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Thaw(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(50 * time.Millisecond)
-	for tid, st := range states(t, pid) {
-		if st != 'T' {
-			t.Errorf("thread %d in state %c after Freeze/Thaw of a stopped process, want T", tid, st)
-		}
-	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	time.Sleep(50 * time.Millisecond)
-	for tid, st := range states(t, pid) {
-		if st == 'T' || st == 't' {
-			t.Errorf("thread %d still stopped after SIGCONT", tid)
-		}
-	}
+			return true
+		})
+	})
 }
 
 // TestSignalWhileFrozen: a signal sent while the process is frozen is
 // delivered after Thaw.
 func TestSignalWhileFrozen(t *testing.T) {
-	cmd, r := startThreads(t)
-	pid := cmd.Process.Pid
-	f, err := Freeze(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.Kill(pid, syscall.SIGUSR1)
-	time.Sleep(20 * time.Millisecond)
-	if err := f.Thaw(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	r.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := r.Read(buf); err != nil || string(buf) != "usr1\n" {
-		t.Fatalf("SIGUSR1 not delivered after thaw: %q %v", buf, err)
-	}
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startThreads(t, in)
+		f, err := Freeze(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(tg.PID, syscall.SIGUSR1)
+		time.Sleep(20 * time.Millisecond) // the signal stays pending while frozen
+		if len(tg.Stdout()) != 1 {
+			t.Errorf("the target printed while frozen: %q", tg.Stdout())
+		}
+		if err := f.Thaw(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tg.TryWaitLine("usr1", 5*time.Second); err != nil {
+			t.Fatalf("SIGUSR1 not delivered after thaw: %v", err)
+		}
+	})
 }
 
 func TestFreezeGone(t *testing.T) {
@@ -199,40 +187,36 @@ func TestFreezeGone(t *testing.T) {
 // wait for the stop and detach it then, not leave it traced (and stopped,
 // once its interrupt arrives) by a tracer thread that has moved on.
 func TestThawBeforeStopped(t *testing.T) {
-	cmd, _ := startThreads(t)
-	pid := cmd.Process.Pid
-	for i := 0; i < 50; i++ {
-		tids, err := Tasks(pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}}
-		err = f.t.Do(func() error {
-			for _, tid := range tids {
-				if err := Seize(tid, 0); err != nil {
-					return err
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		pid := startThreads(t, in).PID
+		for i := 0; i < 50; i++ {
+			tids, err := Tasks(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}}
+			err = f.t.Do(func() error {
+				for _, tid := range tids {
+					if err := Seize(tid, 0); err != nil {
+						return err
+					}
+					f.Tids = append(f.Tids, tid)
+					if err := Interrupt(tid); err != nil {
+						return err
+					}
 				}
-				f.Tids = append(f.Tids, tid)
-				if err := Interrupt(tid); err != nil {
-					return err
-				}
+				return nil
+			})
+			if terr := f.Thaw(); terr != nil {
+				t.Fatalf("thaw: %v", terr)
 			}
-			return nil
-		})
-		if terr := f.Thaw(); terr != nil {
-			t.Fatalf("thaw: %v", terr)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(2 * time.Millisecond)
-		for tid, st := range states(t, pid) {
-			if st == 't' || st == 'T' {
-				t.Fatalf("round %d: thread %d in state %c after thaw", i, tid, st)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if tp, _ := StatusField(pid, tid, "TracerPid"); tp != "0" {
-				t.Fatalf("round %d: thread %d still traced by %s", i, tid, tp)
+			released(t, pid, fmt.Sprintf("after thaw, round %d", i))
+			if t.Failed() {
+				return
 			}
 		}
-	}
+	})
 }

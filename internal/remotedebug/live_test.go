@@ -141,8 +141,17 @@ func TestRequestRuns(t *testing.T) {
 				t.Fatalf("Enabled = %v, %v; want true", on, err)
 			}
 			// Just after printing READY the main thread may still be running
-			// Python on its way into time.sleep: give it a moment.
-			time.Sleep(200 * time.Millisecond)
+			// Python on its way into time.sleep: wait until the busy
+			// thread is the only one not asleep.
+			testenv.WaitUntil(t, 10*time.Second, "only the busy thread runs", func() bool {
+				tids := testenv.Tasks(tt.tg.PID)
+				for _, tid := range tids {
+					if tid != want && !testenv.Asleep(tt.tg.PID, tid) {
+						return false
+					}
+				}
+				return len(tids) > 0
+			})
 			pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
 			if err != nil {
 				t.Fatal(err)

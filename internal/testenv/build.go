@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // RepoRoot returns the directory of the pyglass module (the nearest parent
@@ -149,4 +150,19 @@ func ExampleTarget(code string) (pid int, stop func(), err error) {
 		return 0, nil, fmt.Errorf("%s did not start: %w", py, err)
 	}
 	return cmd.Process.Pid, stop, nil
+}
+
+// StallBound is the longest stall of a target's heartbeat thread that a
+// test accepts from pyglass's work in the target, given base: the longest
+// stall, over the same time, of the heartbeat of another process where a
+// thread shares the GIL the way pyglass promises to (computes 2 ms, sleeps
+// 0.1 ms). base measures what is not pyglass's, under the same load: the
+// CPU contention on the machine and the GIL's handoff under it. The bound
+// is the 50 ms pyglass promises plus three times base, so it grows with the
+// machine's load and still catches a GIL held too long. The factor is
+// measured: at a load of 8 to 9 runnable threads per CPU, Python 2.7's
+// census (whose heap walk also waits on memory) stalled its heartbeat up
+// to 2.07 times as long as the reference process's sharing thread did.
+func StallBound(base time.Duration) time.Duration {
+	return 50*time.Millisecond + 3*base
 }

@@ -58,7 +58,9 @@ func forEach(t *testing.T, parallel bool, fn func(t *testing.T, in Interp)) {
 			if parallel {
 				t.Parallel()
 			}
-			defer func() { // also runs on t.Skip/t.Fatal (runtime.Goexit)
+			// A cleanup, not a defer: it runs after fn's parallel
+			// subtests have ended too, whose failures then count.
+			t.Cleanup(func() {
 				st, why := Covered, ""
 				switch {
 				case t.Failed():
@@ -85,7 +87,7 @@ func forEach(t *testing.T, parallel bool, fn func(t *testing.T, in Interp)) {
 				for _, r := range nested {
 					addRecord(r)
 				}
-			}()
+			})
 			fn(t, in)
 		})
 	}

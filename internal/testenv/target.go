@@ -170,10 +170,7 @@ func Start(t testing.TB, in Interp, script string, opts ...StartOption) *Target 
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("making script directory readable: %v", err)
 	}
-	inScript := hostScript
-	if in.Chroot != "" {
-		inScript = "/" + strings.TrimPrefix(strings.TrimPrefix(hostScript, in.Chroot), "/")
-	}
+	inScript := in.Inside(hostScript)
 
 	var uid, gid int = -1, -1
 	if cfg.user != "" {
@@ -448,21 +445,7 @@ func (tg *Target) Kill() {
 	syscall.Kill(-tg.cmd.Process.Pid, syscall.SIGKILL)
 	tg.cmd.Process.Kill()
 	tg.stdin.Close()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		tg.mu.Lock()
-		done, ch := tg.done, tg.changed
-		tg.mu.Unlock()
-		if done {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return
-		}
-	}
+	tg.Wait(10 * time.Second)
 }
 
 func (tg *Target) cleanup() {

@@ -1,6 +1,7 @@
 # Test target for the agent: mimics an injected thread running the
 # bootstrap while the main thread keeps printing to its own stdout.
 # Usage: target.py seq|par DIR... ; bootstrap i in $PYGLASS_BOOT_<i>.
+# It prints READY, then starts the first agent (all of them with par).
 #
 # The collector is off from the start, so that whatever cyclic garbage the
 # agents leave stays until the end, where "GARBAGE total=N ..." reports what
@@ -111,6 +112,8 @@ def main():
     warm_up()
     gc.collect()
     gc.disable()
+    print('READY')
+    sys.stdout.flush()
     before = set(__main__.__dict__)
     orig = (sys.stdout, sys.stderr, sys.stdin, sys.displayhook)
     mode = sys.argv[1]
