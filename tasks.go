@@ -1,0 +1,164 @@
+package pyglass
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/ptrace"
+)
+
+// TaskOptions tunes Process.Tasks.
+type TaskOptions struct {
+	// All includes the tasks that are done or cancelled (still
+	// referenced); by default only pending tasks are listed.
+	All bool
+	// NonBlocking reads without pausing the threads.
+	NonBlocking bool
+}
+
+// TaskDump is every asyncio task of a process.
+type TaskDump struct {
+	PID    int         `json:"pid"`
+	Python PythonRef   `json:"python"`
+	Tasks  []AsyncTask `json:"tasks"`
+	// Cycles lists the await cycles (task A awaits B awaits A), each by
+	// its members' ids in await order.
+	Cycles [][]string `json:"cycles"`
+	// Paused is how long the target's threads were paused.
+	Paused time.Duration `json:"-"`
+}
+
+// AsyncTask is one asyncio task. IDs are the task objects' addresses
+// (id(task) in the target) in hexadecimal, "0x7f…".
+type AsyncTask struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	// Interpreter is the index of the task's interpreter (0 for the
+	// main one).
+	Interpreter int `json:"interpreter"`
+	// Loop is the id of the task's event loop.
+	Loop string `json:"loop"`
+	// Running is true for the task its loop is running right now.
+	Running bool `json:"running"`
+	// Stack is the chain of coroutines, the task's own first, each at
+	// the line where it awaits the next.
+	Stack []Frame `json:"stack"`
+	// Awaits is what the task waits for.
+	Awaits TaskAwaits `json:"awaits"`
+	// AwaitedBy lists the ids of the tasks waiting for this one.
+	AwaitedBy []string `json:"awaited_by"`
+	// Exception is the type of the exception a done task ended with.
+	Exception string `json:"exception,omitempty"`
+	// Error says what of the task could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// TaskAwaits is what a task waits for: Kind is "task", "gather",
+// "taskgroup", "sleep", "lock", "event", "condition", "semaphore",
+// "queue", "socket", "wait_for", "future", or "" for nothing.
+type TaskAwaits struct {
+	Kind string `json:"kind"`
+	// Object is the id of the future waited on, Type its type.
+	Object string `json:"object,omitempty"`
+	Type   string `json:"type,omitempty"`
+	// Tasks are the ids of the tasks waited for.
+	Tasks []string `json:"tasks,omitempty"`
+}
+
+func hexID(a uint64) string { return fmt.Sprintf("%#x", a) }
+
+func hexIDs(a []uint64) []string {
+	out := make([]string, len(a))
+	for i, v := range a {
+		out[i] = hexID(v)
+	}
+	return out
+}
+
+// Tasks reads every asyncio task of the process from memory (3.7 to
+// 3.13), running nothing in it: the threads are paused only while the
+// registries and the tasks are read, like Stacks. A process that has
+// not imported asyncio has no task.
+func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err error) {
+	defer guard(&err, "tasks", p.pid)
+	if p.proc.Zombie {
+		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+	}
+	v := p.py.Version
+	if v.Major != 3 || v.Minor < 7 || v.Minor > 13 {
+		return nil, errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.13",
+			"process %d: Python %s: reading its asyncio tasks is not supported", p.pid, v)
+	}
+	m, err := p.openMemory()
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+	var frozen *ptrace.Frozen
+	if !opt.NonBlocking {
+		f, err := p.freeze()
+		if err != nil {
+			return nil, err
+		}
+		frozen = f
+		defer f.Thaw()
+	}
+	start := time.Now()
+	rd := newPageCache(m.r)
+	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
+	if err != nil {
+		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
+	}
+	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
+		interps[a], interps[b] = interps[b], interps[a]
+	}
+	dump := &TaskDump{PID: p.pid, Python: PythonRef{Version: v.String(), Path: p.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
+	var all []cpython.AsyncTask
+	var which []int
+	for i, interp := range interps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ts, err := cpython.AsyncTasks(rd, m.l, interp)
+		if errors.Is(err, cpython.ErrNoAsyncio) {
+			continue
+		}
+		if err != nil {
+			return nil, p.goneOr(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", p.pid, i), Err: err})
+		}
+		all = append(all, ts...)
+		for range ts {
+			which = append(which, i)
+		}
+	}
+	if frozen != nil {
+		frozen.Thaw()
+		dump.Paused = time.Since(start)
+	}
+	for _, c := range cpython.AsyncCycles(all) {
+		dump.Cycles = append(dump.Cycles, hexIDs(c))
+	}
+	for i, t := range all {
+		if !opt.All && t.State != cpython.TaskPending {
+			continue
+		}
+		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop),
+			Running: t.Running, Stack: []Frame{}, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
+			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
+		if t.Awaits.Object != 0 {
+			at.Awaits.Object = hexID(t.Awaits.Object)
+		}
+		if len(at.Awaits.Tasks) == 0 {
+			at.Awaits.Tasks = nil
+		}
+		for _, f := range t.Stack {
+			at.Stack = append(at.Stack, Frame{Function: f.Function, File: f.File, Line: f.Line})
+		}
+		dump.Tasks = append(dump.Tasks, at)
+	}
+	return dump, nil
+}

@@ -1,0 +1,226 @@
+# asyncio_tasks.py: asyncio tasks for `pyglass tasks` tests (3.7+).
+#
+# usage: asyncio_tasks.py [many=N]
+#
+# Sets up, on the main thread's loop: nested gather, shield, wait_for, a
+# task waiting on an asyncio.Lock another task holds, an await cycle of two
+# tasks, a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
+# task finished with an exception; and a second loop in a thread named
+# "loop-2" with its own tasks. Then it prints its ground truth, computed
+# with asyncio's own introspection, as one line "TRUTH <json>":
+#   {"tasks": [{"id", "name", "state", "exception", "loop", "stack":
+#     [{"function", "file", "line"}], "awaits": [id...]}]}
+# where stack follows the task's coroutine through cr_await, and awaits are
+# the tasks behind the task's _fut_waiter (itself a task, or the children of
+# a gather). Then "READY pid=P version=X.Y.Z"; the loops then block.
+import asyncio
+import json
+import os
+import sys
+import threading
+
+MANY = 0
+for a in sys.argv[1:]:
+    if a.startswith("many="):
+        MANY = int(a[5:])
+
+HAS_NAME = sys.version_info >= (3, 8)
+
+
+def fname(code):
+    return getattr(code, "co_qualname", code.co_name)
+
+
+def coro_stack(coro):
+    out = []
+    seen = 0
+    while coro is not None and seen < 256:
+        seen += 1
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        out.append({"function": fname(frame.f_code), "file": frame.f_code.co_filename, "line": frame.f_lineno})
+        nxt = getattr(coro, "cr_await", None)
+        if nxt is None:
+            nxt = getattr(coro, "gi_yieldfrom", None)
+        if nxt is None or type(nxt).__name__ not in ("coroutine", "generator"):
+            break
+        if type(coro).__name__ != "coroutine":
+            break
+        coro = nxt
+    return out
+
+
+def awaited_tasks(task):
+    w = getattr(task, "_fut_waiter", None)
+    if w is None:
+        return []
+    if isinstance(w, asyncio.Task):
+        return [w]
+    if type(w).__name__ == "_GatheringFuture":
+        return [c for c in w._children if isinstance(c, asyncio.Task)]
+    return []
+
+
+def truth(tasks):
+    out = []
+    for t in tasks:
+        state = "pending"
+        exc = ""
+        if t.cancelled():
+            state = "cancelled"
+        elif t.done():
+            state = "done"
+            if t.exception() is not None:
+                exc = type(t.exception()).__name__
+        out.append({
+            "id": "%#x" % id(t),
+            "name": t.get_name() if HAS_NAME else "",
+            "state": state,
+            "exception": exc,
+            "loop": "%#x" % id(t._loop),
+            "stack": coro_stack(t._coro) if state == "pending" else [],
+            "awaits": ["%#x" % id(c) for c in awaited_tasks(t)],
+        })
+    return out
+
+
+def create(loop, coro, name):
+    t = loop.create_task(coro)
+    if HAS_NAME:
+        t.set_name(name)
+    return t
+
+
+async def leaf_sleep():
+    await asyncio.sleep(3600)
+
+
+async def middle():
+    await asyncio.gather(create(asyncio.get_event_loop(), leaf_sleep(), "gather-inner-1"),
+                         create(asyncio.get_event_loop(), leaf_sleep(), "gather-inner-2"))
+
+
+async def outer_gather():
+    loop = asyncio.get_event_loop()
+    await asyncio.gather(create(loop, middle(), "gather-middle"), create(loop, leaf_sleep(), "gather-leaf"))
+
+
+async def shielded():
+    await asyncio.shield(create(asyncio.get_event_loop(), leaf_sleep(), "shield-inner"))
+
+
+async def waits_for():
+    await asyncio.wait_for(create(asyncio.get_event_loop(), leaf_sleep(), "wait-for-inner"), 3600)
+
+
+async def holder(lock, held):
+    async with lock:
+        held.set()
+        await asyncio.sleep(3600)
+
+
+async def lock_waiter(lock, held):
+    await held.wait()
+    async with lock:
+        pass
+
+
+async def event_waiter(ev):
+    await ev.wait()
+
+
+async def queue_getter(q):
+    await q.get()
+
+
+cycle_tasks = {}
+
+
+async def cycle_member(me, other):
+    while other not in cycle_tasks:
+        await asyncio.sleep(0)
+    await cycle_tasks[other]
+
+
+async def group():
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(leaf_sleep(), name="group-child-1")
+        tg.create_task(leaf_sleep(), name="group-child-2")
+
+
+async def fails():
+    raise ValueError("finished with an exception")
+
+
+keep = []
+
+
+async def setup(loop, main_loop):
+    if main_loop:
+        create(loop, outer_gather(), "gather-outer")
+        create(loop, shielded(), "shield-outer")
+        create(loop, waits_for(), "wait-for-outer")
+        lock, held = asyncio.Lock(), asyncio.Event()
+        create(loop, holder(lock, held), "lock-holder")
+        create(loop, lock_waiter(lock, held), "lock-waiter")
+        create(loop, event_waiter(asyncio.Event()), "event-waiter")
+        create(loop, queue_getter(asyncio.Queue()), "queue-getter")
+        cycle_tasks["a"] = create(loop, cycle_member("a", "b"), "cycle-a")
+        cycle_tasks["b"] = create(loop, cycle_member("b", "a"), "cycle-b")
+        if sys.version_info >= (3, 11):
+            create(loop, group(), "taskgroup")
+        for i in range(MANY):
+            create(loop, leaf_sleep(), "many-%d" % i)
+        f = create(loop, fails(), "failed")
+        keep.append(f)
+    else:
+        create(loop, leaf_sleep(), "loop2-sleeper")
+        create(loop, outer_gather(), "loop2-gather")
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def all_tasks(loop):
+    if hasattr(asyncio, "all_tasks"):
+        return asyncio.all_tasks(loop)
+    return asyncio.Task.all_tasks(loop)
+
+
+def main():
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(setup(loop, True))
+    ready = threading.Event()
+    loop2 = asyncio.new_event_loop()
+
+    def second():
+        asyncio.set_event_loop(loop2)
+        loop2.run_until_complete(setup(loop2, False))
+        ready.set()
+        loop2.run_forever()
+
+    th = threading.Thread(target=second, name="loop-2")
+    th.daemon = True
+    th.start()
+    ready.wait()
+    ts = list(all_tasks(loop)) + keep
+    ts2 = loop2.call_soon_threadsafe  # the second loop is idle in select now
+    out = truth(ts)
+    # The second loop's tasks, read while it sits in select.
+    done = threading.Event()
+    holder2 = []
+
+    def snap():
+        holder2.extend(truth(all_tasks(loop2)))
+        done.set()
+
+    ts2(snap)
+    done.wait()
+    sys.stdout.write("TRUTH " + json.dumps({"tasks": out + holder2}) + "\n")
+    sys.stdout.write("READY pid=%d version=%s\n" % (os.getpid(), sys.version.split()[0]))
+    sys.stdout.flush()
+    loop.run_forever()
+
+
+main()
