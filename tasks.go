@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 )
 
@@ -40,6 +45,9 @@ type AsyncTask struct {
 	// Interpreter is the index of the task's interpreter (0 for the
 	// main one).
 	Interpreter int `json:"interpreter"`
+	// Thread is the thread id (as the target's PID namespace sees it)
+	// of the thread running the task's loop: 3.14+, 0 when unknown.
+	Thread int `json:"thread"`
 	// Loop is the id of the task's event loop.
 	Loop string `json:"loop"`
 	// Running is true for the task its loop is running right now.
@@ -80,7 +88,7 @@ func hexIDs(a []uint64) []string {
 }
 
 // Tasks reads every asyncio task of the process from memory (3.7 to
-// 3.13), running nothing in it: the threads are paused only while the
+// 3.15), running nothing in it: the threads are paused only while the
 // registries and the tasks are read, like Stacks. A process that has
 // not imported asyncio has no task.
 func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err error) {
@@ -89,9 +97,17 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
 	v := p.py.Version
-	if v.Major != 3 || v.Minor < 7 || v.Minor > 13 {
-		return nil, errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.13",
+	if v.Major != 3 || v.Minor < 7 || v.Minor > 15 {
+		return nil, errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.15",
 			"process %d: Python %s: reading its asyncio tasks is not supported", p.pid, v)
+	}
+	var dbg *cpython.AsyncioDebug
+	if v.Minor >= 14 {
+		// Read from the file, before any pause: the section is data
+		// the module was built with.
+		if dbg, err = p.asyncioDebug(); err != nil {
+			return nil, err
+		}
 	}
 	m, err := p.openMemory()
 	if err != nil {
@@ -118,12 +134,24 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 	}
 	dump := &TaskDump{PID: p.pid, Python: PythonRef{Version: v.String(), Path: p.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
 	var all []cpython.AsyncTask
-	var which []int
+	var which, tids []int
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ts, err := cpython.AsyncTasks(rd, m.l, interp)
+		opt := cpython.AsyncOptions{Debug: dbg}
+		threads := map[uint64]int{}
+		if dbg != nil {
+			th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
+			for _, t := range th {
+				opt.Threads = append(opt.Threads, t.Addr)
+				threads[t.Addr] = t.NativeID
+			}
+		}
+		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
+		for i := range ts {
+			tids = append(tids, threads[ts[i].Thread])
+		}
 		if errors.Is(err, cpython.ErrNoAsyncio) {
 			continue
 		}
@@ -146,7 +174,7 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		if !opt.All && t.State != cpython.TaskPending {
 			continue
 		}
-		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop),
+		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tids[i],
 			Running: t.Running, Stack: []Frame{}, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
 			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
 		if t.Awaits.Object != 0 {
@@ -161,4 +189,55 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		dump.Tasks = append(dump.Tasks, at)
 	}
 	return dump, nil
+}
+
+// maxAsyncioDebug bounds the .AsyncioDebug section read.
+const maxAsyncioDebug = 4096
+
+// asyncioDebug reads the _asyncio module's .AsyncioDebug section (3.14+)
+// from the file that holds the module as the target maps it: the
+// interpreter's image when the module is built in, else the
+// _asyncio*.so it loaded. A target that has not loaded the module has
+// no C task: ErrNoAsyncio's case, reported as no task.
+func (p *Process) asyncioDebug() (*cpython.AsyncioDebug, error) {
+	pr := procfs.New(p.pid)
+	maps, err := pr.Maps()
+	if err != nil {
+		return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.pid), Err: err})
+	}
+	tried := map[string]bool{}
+	for _, m := range maps {
+		base := path.Base(m.Path)
+		if !m.IsFile() || tried[m.Path] || !(pr.TargetPath(m.Path) == p.py.Path || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")) {
+			continue
+		}
+		tried[m.Path] = true
+		f, _, err := pr.OpenMapping(m)
+		if err != nil {
+			continue
+		}
+		b, err := sectionData(f, ".AsyncioDebug")
+		f.Close()
+		if err != nil || b == nil {
+			continue
+		}
+		d, err := cpython.ParseAsyncioDebug(b)
+		if err != nil {
+			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", p.pid, m.Path), Err: err}
+		}
+		return d, nil
+	}
+	return nil, nil
+}
+
+// sectionData returns the named section of an ELF file, nil if absent.
+func sectionData(f *os.File, name string) ([]byte, error) {
+	e, err := elfsym.Open(f)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := e.Section(name); !ok {
+		return nil, nil
+	}
+	return e.SectionData(name, maxAsyncioDebug)
 }

@@ -47,6 +47,9 @@ type AsyncTask struct {
 	Loop uint64
 	// Running is true for the task its loop is running now.
 	Running bool
+	// Thread is the thread state of the thread running the task's loop
+	// (3.14+; 0 when unknown).
+	Thread uint64
 	// Stack is the chain of coroutines from the task's own coroutine
 	// (first) to the innermost one, each at the line it is suspended on.
 	Stack []Frame
@@ -78,27 +81,46 @@ type Awaited struct {
 	Tasks []uint64
 }
 
+// AsyncOptions gives AsyncTasks what it cannot find in the interpreter.
+type AsyncOptions struct {
+	// Debug is the _asyncio module's .AsyncioDebug section (3.14+,
+	// where the tasks are in per-thread lists it locates). Required there.
+	Debug *AsyncioDebug
+	// Threads are the addresses of interp's thread states (3.14+: their
+	// task lists, running loops and running tasks).
+	Threads []uint64
+}
+
 // asyncState is what AsyncTasks finds once per interpreter.
 type asyncState struct {
-	d        *decoder
-	al       asyncioLayout
-	cTask    uint64 // _asyncio.Task
-	pyTask   uint64 // asyncio.tasks._PyTask
-	current  map[uint64]uint64
-	children map[uint64]bool
+	d       *decoder
+	al      asyncioLayout
+	cTask   uint64            // _asyncio.Task
+	pyTask  uint64            // asyncio.tasks._PyTask
+	current map[uint64]uint64 // loop → its running task
+	thread  map[uint64]uint64 // loop → the thread state running it (3.14+)
+	dbg     *AsyncioDebug     // 3.14+
 }
 
 // AsyncTasks reads every asyncio task of interp from its registries
 // (asyncio.tasks._all_tasks up to 3.11, _scheduled_tasks and
-// _eager_tasks on 3.12 and 3.13), with each task's coroutine chain, what
-// it awaits and who awaits it. Nothing runs in the target. Tasks come
-// sorted by address; a task that cannot be read entirely has Err set.
-func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64) ([]AsyncTask, error) {
+// _eager_tasks on 3.12 and 3.13; 3.14+: the lists of the interpreter and
+// of each thread, and _scheduled_tasks for tasks of other classes), with
+// each task's coroutine chain, what it awaits and who awaits it. Nothing
+// runs in the target. Tasks come sorted by address; a task that cannot
+// be read entirely has Err set.
+func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptions) ([]AsyncTask, error) {
 	al, ok := asyncioLayouts[l.Minor]
 	if l.Major != 3 || !ok {
 		return nil, fmt.Errorf("Python %d.%d: %w", l.Major, l.Minor, ErrAsyncioVersion)
 	}
-	s := &asyncState{d: newDecoder(r, l), al: al}
+	if l.Minor >= 14 && opt.Debug == nil {
+		return nil, ErrNoAsyncio // the _asyncio module is not loaded
+	}
+	if opt.Debug != nil {
+		al = opt.Debug.apply(al)
+	}
+	s := &asyncState{d: newDecoder(r, l), al: al, current: map[uint64]uint64{}, thread: map[uint64]uint64{}, dbg: opt.Debug}
 	modules, err := memory.NonNullPtr(r, interp+uint64(l.InterpModules))
 	if err != nil {
 		return nil, fmt.Errorf("reading sys.modules: %w", err)
@@ -117,18 +139,23 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64) ([]AsyncTask, 
 	if s.cTask == 0 && s.pyTask == 0 {
 		return nil, fmt.Errorf("finding the Task classes: %w", ErrKeyNotFound)
 	}
-	addrs, err := s.registered(tasksMod)
+	var addrs []uint64
+	if l.Minor >= 14 {
+		addrs, err = s.linked(interp, opt)
+	} else {
+		addrs, err = s.registered(tasksMod)
+	}
 	if err != nil {
 		return nil, err
 	}
-	s.current = map[uint64]uint64{}
-	if cur, err := s.d.dictGet(tasksMod, "_current_tasks"); err == nil {
+	if cur, err := s.d.dictGet(tasksMod, "_current_tasks"); err == nil && l.Minor <= 13 {
 		items, _ := s.d.dictItems(cur, 4096)
 		for _, it := range items {
 			s.current[it.Key] = it.Value
 		}
 	}
 	tasks := make([]AsyncTask, 0, len(addrs))
+
 	index := map[uint64]int{}
 	for _, a := range addrs {
 		t, ok := s.task(a)
@@ -137,6 +164,9 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64) ([]AsyncTask, 
 		}
 		index[a] = len(tasks)
 		tasks = append(tasks, t)
+	}
+	if opt.Debug != nil {
+		s.awaitedByEdges(tasks, index)
 	}
 	for _, t := range tasks {
 		for _, w := range t.Awaits.Tasks {
@@ -211,6 +241,98 @@ func (s *asyncState) registered(tasksMod uint64) ([]uint64, error) {
 	}
 	sortAddrs(out)
 	return out, nil
+}
+
+// maxListNodes bounds the nodes walked in one task list.
+const maxListNodes = MaxAsyncTasks
+
+// linked returns the tasks in the lists of interp and of its threads
+// (3.14+: struct llist_node, the task's task_node linked into
+// asyncio_tasks_head), and the running task and loop of each thread.
+func (s *asyncState) linked(interp uint64, opt AsyncOptions) ([]uint64, error) {
+	dbg := opt.Debug
+	seen := map[uint64]bool{}
+	heads := []uint64{interp + dbg.InterpTasksHead}
+	for _, ts := range opt.Threads {
+		heads = append(heads, ts+dbg.ThreadTasksHead)
+		loop, err1 := memory.Ptr(s.d.r, ts+dbg.ThreadRunningLoop)
+		task, err2 := memory.Ptr(s.d.r, ts+dbg.ThreadRunningTask)
+		if err1 == nil && err2 == nil && loop != 0 {
+			s.thread[loop] = ts
+			if task != 0 {
+				s.current[loop] = task
+			}
+		}
+	}
+	total := 0
+	for _, head := range heads {
+		node, err := memory.Ptr(s.d.r, head)
+		if err != nil {
+			return nil, fmt.Errorf("reading a task list: %w", err)
+		}
+		for n := 0; node != head && node != 0; n++ {
+			if n >= maxListNodes || total >= MaxAsyncTasks {
+				return nil, fmt.Errorf("task list at %#x: more than %d tasks: %w", head, MaxAsyncTasks, memory.ErrTooLarge)
+			}
+			if node < dbg.TaskNode {
+				return nil, fmt.Errorf("task list at %#x: node %#x: %w", head, node, memory.ErrNull)
+			}
+			task := node - dbg.TaskNode
+			if seen[task] {
+				break
+			}
+			seen[task] = true
+			total++
+			if node, err = memory.Ptr(s.d.r, node); err != nil {
+				return nil, fmt.Errorf("walking a task list: %w", err)
+			}
+		}
+	}
+	out := make([]uint64, 0, len(seen))
+	for a := range seen {
+		out = append(out, a)
+	}
+	sortAddrs(out)
+	return out, nil
+}
+
+// awaitedByEdges adds, on 3.14+, the edges asyncio records itself in
+// each task's fut_awaited_by (a future, or a set of them when
+// fut_awaited_by_is_set): the parent tasks of gather, TaskGroup and
+// plain awaits. A parent task awaits the child.
+func (s *asyncState) awaitedByEdges(tasks []AsyncTask, index map[uint64]int) {
+	for i := range tasks {
+		child := tasks[i].Addr
+		if tasks[i].State != TaskPending {
+			continue
+		}
+		var parents []uint64
+		by, err := memory.Ptr(s.d.r, child+s.dbg.TaskAwaitedBy)
+		if err != nil || by == 0 {
+			continue
+		}
+		isSet, err := memory.U8(s.d.r, child+s.dbg.TaskAwaitedByIsSet)
+		if err != nil {
+			continue
+		}
+		if isSet != 0 {
+			if parents, err = s.setKeys(by); err != nil {
+				continue
+			}
+		} else {
+			parents = []uint64{by}
+		}
+		for _, p := range parents {
+			j, ok := index[p]
+			if !ok || contains(tasks[j].Awaits.Tasks, child) {
+				continue
+			}
+			tasks[j].Awaits.Tasks = append(tasks[j].Awaits.Tasks, child)
+			if tasks[j].Awaits.Kind == "" || tasks[j].Awaits.Kind == "future" {
+				tasks[j].Awaits.Kind = "task"
+			}
+		}
+	}
 }
 
 // setKeys returns the keys of a set object (dummy entries of deleted keys
@@ -310,6 +432,7 @@ func (s *asyncState) fill(a, loop uint64, state int, waiter, coro, exc, name uin
 		t.State = TaskDone
 	}
 	t.Running = loop != 0 && s.current[loop] == a
+	t.Thread = s.thread[loop]
 	if name != 0 {
 		if n, _, err := d.strTrunc(name, MaxNameLen); err == nil {
 			t.Name = n
@@ -524,7 +647,7 @@ func (s *asyncState) coroFrame(coro uint64, follow bool) (f Frame, next uint64, 
 		return f, 0, err
 	}
 	state := int8(st)
-	if state >= frameCompleted311 {
+	if int(state) >= al.StateDone {
 		return f, 0, nil
 	}
 	iframe := coro + uint64(al.GenIframe)
@@ -532,8 +655,18 @@ func (s *asyncState) coroFrame(coro uint64, follow bool) (f Frame, next uint64, 
 	if err != nil || !follow {
 		return f, 0, err
 	}
-	if state != frameSuspended311 { // == frameSuspendedYieldFrom13 on 3.13
+	if int(state) != al.StateYieldFrom {
 		return f, 0, nil
+	}
+	if l.Minor >= 14 {
+		// stackpointer: one past the top _PyStackRef (tag bits low).
+		sp, err := memory.Ptr(d.r, iframe+uint64(l.InterpFrameStackpointer))
+		slot := uint64(al.YieldFromSlot) * 8
+		if err != nil || sp < iframe+uint64(l.InterpFrameLocalsplus)+slot || sp-iframe > 1<<20 {
+			return f, 0, err
+		}
+		next, err = memory.Ptr(d.r, sp-slot)
+		return f, next &^ 7, err
 	}
 	sp, err := memory.I32(d.r, iframe+uint64(l.InterpFrameStacktop))
 	if err != nil || sp <= 0 || sp > 1<<16 {

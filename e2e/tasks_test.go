@@ -42,13 +42,6 @@ func TestTasksMatchTruth(t *testing.T) {
 		}
 		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many="+strconv.Itoa(manyTasks)))
 		pid := strconv.Itoa(tg.PID)
-		if in.AtLeast(3, 14) {
-			r := run(t, nil, "tasks", pid)
-			want(t, r, 3)
-			oneLineErr(t, r, "3.7 to 3.13")
-			healthy(t, tg)
-			return
-		}
 		line := ""
 		for _, l := range tg.Stdout() {
 			if strings.HasPrefix(l, "TRUTH ") {
@@ -83,6 +76,9 @@ func TestTasksMatchTruth(t *testing.T) {
 		}
 		for _, w := range truth.Tasks {
 			g, ok := got[w.ID]
+			if !ok && w.State != "pending" && in.AtLeast(3, 14) {
+				continue // 3.14+ unlinks a task from its thread's list when it finishes
+			}
 			if !ok {
 				t.Errorf("task %s %q (%s) missing", w.ID, w.Name, w.State)
 				continue
@@ -174,8 +170,8 @@ func TestTasksMatchTruth(t *testing.T) {
 // TestTasksNoAsyncio: a program that never imported asyncio has no task.
 func TestTasksNoAsyncio(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		if !in.AtLeast(3, 7) || in.AtLeast(3, 14) {
-			testenv.Skipf(t, "pyglass reads tasks of 3.7 to 3.13, not %s", in.Version())
+		if !in.AtLeast(3, 7) {
+			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
 		}
 		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"))
 		r := run(t, nil, "tasks", "--json", strconv.Itoa(tg.PID))

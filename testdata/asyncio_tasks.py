@@ -12,7 +12,7 @@
 #     [{"function", "file", "line"}], "awaits": [id...]}]}
 # where stack follows the task's coroutine through cr_await, and awaits are
 # the tasks behind the task's _fut_waiter (itself a task, or the children of
-# a gather). Then "READY pid=P version=X.Y.Z"; the loops then block.
+# a gather) and, on 3.14+, the tasks whose _asyncio_awaited_by names it. Then "READY pid=P version=X.Y.Z"; the loops then block.
 import asyncio
 import json
 import os
@@ -63,6 +63,13 @@ def awaited_tasks(task):
 
 
 def truth(tasks):
+    # 3.14+: asyncio records who awaits a task (gather, TaskGroup,
+    # awaits of a task) in _asyncio_awaited_by; those are edges too.
+    extra = {}
+    for t in tasks:
+        for parent in getattr(t, "_asyncio_awaited_by", None) or ():
+            if isinstance(parent, asyncio.Task) and not t.done():
+                extra.setdefault(id(parent), []).append(t)
     out = []
     for t in tasks:
         state = "pending"
@@ -80,7 +87,7 @@ def truth(tasks):
             "exception": exc,
             "loop": "%#x" % id(t._loop),
             "stack": coro_stack(t._coro) if state == "pending" else [],
-            "awaits": ["%#x" % id(c) for c in awaited_tasks(t)],
+            "awaits": sorted(set("%#x" % id(c) for c in awaited_tasks(t) + extra.get(id(t), []))),
         })
     return out
 

@@ -12,23 +12,24 @@ import (
 )
 
 const tasksHelp = `Lists the target's asyncio tasks, read from its memory (Python 3.7 to
-3.13): nothing is run in the target, and its threads are paused only while
+3.15): nothing is run in the target, and its threads are paused only while
 the tasks are read (--nonblocking: not at all). For each task: its id (the
 task object's address), name, state, event loop, whether its loop is
 running it right now, its coroutine stack (the task's coroutine first, each
-at the line where it awaits the next), what it awaits (another task, a
+at the line where it awaits the next), the thread running its loop (3.14+), what it awaits (another task, a
 gather, a task group, sleep, a lock, an event, a condition, a semaphore, a
 queue, a socket, wait_for, another future) and the tasks awaiting it.
 
 --all also lists done and cancelled tasks still referenced (with the
-exception a task ended with). --tree prints the await tree: the roots are
+exception a task ended with); 3.7 to 3.13 only: 3.14 and newer unlink a
+task from their lists when it finishes. --tree prints the await tree: the roots are
 the tasks nobody awaits, each followed by the tasks it awaits; a task
 awaiting many tasks shows the first ones and a count. Await cycles (task A
 awaits B awaits A) are listed in their own section with every member.
 
 --json:
   {"pid", "python": {"version", "path"},
-   "tasks": [{"id", "name", "state", "interpreter", "loop", "running",
+   "tasks": [{"id", "name", "state", "interpreter", "thread", "loop", "running",
               "stack": [{"function", "file", "line"}],
               "awaits": {"kind", "object", "type", "tasks": [id...]},
               "awaited_by": [id...], "exception", "error"}],
