@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -179,6 +180,105 @@ func TestTasksNoAsyncio(t *testing.T) {
 		var d pyglass.TaskDump
 		if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil || len(d.Tasks) != 0 || d.PID != tg.PID {
 			t.Fatalf("want no task: %v %s", err, clip(r.Stdout))
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestTasksAgreesWithAsyncioPS compares, on 3.14+, pyglass tasks with
+// what the interpreter's own `python -m asyncio ps PID` and `pstree PID`
+// report on the same target: the same tasks by id and name, the same
+// coroutine stacks, every awaiter edge, and the await cycle.
+func TestTasksAgreesWithAsyncioPS(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 14) {
+			testenv.Skipf(t, "python -m asyncio ps exists from 3.14, not in %s", in.Version())
+		}
+		if _, err := exec.LookPath("nsenter"); err != nil {
+			testenv.Skipf(t, "nsenter (to run python -m asyncio ps where the target runs) is missing: %v", err)
+		}
+		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"))
+		pid := strconv.Itoa(tg.PID)
+		asyncio := func(cmd string) string {
+			args := []string{"--target", pid, "--mount", "--root", in.Path, "-m", "asyncio", cmd, strconv.Itoa(tg.NSPID)}
+			if in.Chroot == "" {
+				args = []string{"-m", "asyncio", cmd, pid}
+				out, _ := exec.Command(in.Path, args...).CombinedOutput()
+				return string(out)
+			}
+			out, _ := exec.Command("nsenter", args...).CombinedOutput()
+			return string(out)
+		}
+		ps, pstree := asyncio("ps"), asyncio("pstree")
+		r := run(t, nil, "tasks", "--json", pid)
+		want(t, r, 0)
+		var d pyglass.TaskDump
+		if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]pyglass.AsyncTask{}
+		for _, task := range d.Tasks {
+			got[task.ID] = task
+		}
+		// ps: "tid  task-id  name  stack (innermost first, ' -> ')
+		// [awaiter chain  awaiter-name]  awaiter-id", one line per
+		// task and awaiter.
+		seen := map[string]bool{}
+		rows := 0
+		for _, line := range strings.Split(ps, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 4 || !strings.HasPrefix(f[1], "0x") {
+				continue
+			}
+			rows++
+			id, name, awaiter := f[1], f[2], f[len(f)-1]
+			g, ok := got[id]
+			if !ok {
+				t.Errorf("asyncio ps lists task %s %q, pyglass does not", id, name)
+				continue
+			}
+			seen[id] = true
+			if g.Name != name || strconv.Itoa(g.Thread) != f[0] {
+				t.Errorf("task %s: pyglass says %q on thread %d, asyncio ps %q on %s", id, g.Name, g.Thread, name, f[0])
+			}
+			var stack []string
+			for i := len(g.Stack) - 1; i >= 0; i-- {
+				stack = append(stack, g.Stack[i].Function)
+			}
+			middle := strings.Join(f[3:len(f)-1], " ")
+			if !strings.HasPrefix(middle, strings.Join(stack, " -> ")) {
+				t.Errorf("task %s %q: pyglass's stack %v is not the one asyncio ps shows: %q", id, name, stack, middle)
+			}
+			if awaiter != "0x0" && !contains(got[awaiter].Awaits.Tasks, id) {
+				t.Errorf("asyncio ps: %s %q is awaited by %s; pyglass: %s awaits %v", id, name, awaiter, awaiter, got[awaiter].Awaits.Tasks)
+			}
+		}
+		// 3.14's ps misses the tasks of threads other than the
+		// first one it reads (3.15's lists them all): pyglass's other
+		// tasks must all be on threads ps shows no task of.
+		psThreads := map[int]bool{}
+		for id := range seen {
+			psThreads[got[id].Thread] = true
+		}
+		for _, g := range d.Tasks {
+			if !seen[g.ID] && (psThreads[g.Thread] || in.AtLeast(3, 15)) {
+				t.Errorf("pyglass lists task %s %q on thread %d, asyncio ps does not", g.ID, g.Name, g.Thread)
+			}
+		}
+		if rows == 0 || len(psThreads) == 0 {
+			t.Errorf("asyncio ps lists no task:\n%s", clip(ps))
+		}
+		// pstree refuses a graph with cycles and names the cycle.
+		if len(d.Cycles) != 1 {
+			t.Fatalf("pyglass cycles %v", d.Cycles)
+		}
+		var names []string
+		for _, id := range d.Cycles[0] {
+			names = append(names, got[id].Name)
+		}
+		sort.Strings(names)
+		if !strings.Contains(pstree, "cycle: ") || !strings.Contains(pstree, names[0]) || !strings.Contains(pstree, names[1]) {
+			t.Errorf("pyglass's cycle %v is not asyncio pstree's:\n%s", names, clip(pstree))
 		}
 		healthy(t, tg)
 	})
