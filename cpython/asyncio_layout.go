@@ -88,7 +88,7 @@ func ParseAsyncioDebug(b []byte) (*AsyncioDebug, error) {
 			return false
 		}
 		for _, o := range offs {
-			if o+16 > size || o%8 != 0 && o != d.TaskIsTask && o != d.TaskAwaitedByIsSet {
+			if o >= size || size-o < 16 || o%8 != 0 && o != d.TaskIsTask && o != d.TaskAwaitedByIsSet {
 				return false
 			}
 		}
