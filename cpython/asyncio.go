@@ -466,8 +466,46 @@ func (s *asyncState) fill(a, loop uint64, state int, waiter, coro, exc, name uin
 	if t.Awaits.Kind == "" && waiter != 0 {
 		t.Awaits.Kind = "future"
 	}
+	if t.Awaits.Kind == "taskgroup" && len(t.Stack) > 0 && s.d.l.Minor >= 11 && s.d.l.Minor <= 13 {
+		// 3.11–3.13 record no edge from a TaskGroup's task to its
+		// children: they are the group's _tasks, the group the `self`
+		// of the innermost coroutine (TaskGroup.__aexit__).
+		children, err := s.groupTasks(t.Stack[len(t.Stack)-1])
+		if err != nil {
+			errs = append(errs, "reading its TaskGroup: "+err.Error())
+		}
+		t.Awaits.Tasks = children
+	}
 	t.Err = strings.Join(errs, "; ")
 	return t
+}
+
+// groupTasks returns the tasks of the TaskGroup whose method runs in the
+// suspended frame f: its first local, self, holds them in _tasks.
+func (s *asyncState) groupTasks(f Frame) ([]uint64, error) {
+	if !strings.HasPrefix(f.Function, "TaskGroup.") {
+		return nil, nil
+	}
+	self, err := memory.NonNullPtr(s.d.r, f.Addr+uint64(s.d.l.InterpFrameLocalsplus))
+	if err != nil {
+		return nil, err
+	}
+	set, err := AttrGet(s.d.r, s.d.l, self, "_tasks")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.setKeys(set)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for _, k := range keys {
+		if s.isTask(k) {
+			out = append(out, k)
+		}
+	}
+	sortAddrs(out)
+	return out, nil
 }
 
 // awaited describes the future a task waits on.

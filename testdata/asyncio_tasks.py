@@ -51,7 +51,20 @@ def coro_stack(coro):
     return out
 
 
+def group_children(task):
+    # A task in TaskGroup.__aexit__ awaits the group's tasks (3.11+).
+    coro = task._coro
+    while getattr(coro, "cr_await", None) is not None and type(coro.cr_await).__name__ == "coroutine":
+        coro = coro.cr_await
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None or not fname(frame.f_code).startswith("TaskGroup."):
+        return []
+    return list(frame.f_locals["self"]._tasks)
+
+
 def awaited_tasks(task):
+    if sys.version_info >= (3, 11) and not task.done() and group_children(task):
+        return group_children(task)
     w = getattr(task, "_fut_waiter", None)
     if w is None:
         return []
