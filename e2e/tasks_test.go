@@ -283,3 +283,54 @@ func TestTasksAgreesWithAsyncioPS(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestStacksAsync: `stacks --async` adds the tasks to the stacks, each
+// (3.14+) under a thread of the dump that runs its loop.
+func TestStacksAsync(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 7) {
+			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
+		}
+		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"))
+		pid := strconv.Itoa(tg.PID)
+		r := run(t, nil, "stacks", "--async", "--json", pid)
+		want(t, r, 0)
+		var d struct {
+			pyglass.StackDump
+			Tasks  []pyglass.AsyncTask `json:"tasks"`
+			Cycles [][]string          `json:"cycles"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil {
+			t.Fatal(err)
+		}
+		plain := run(t, nil, "tasks", "--json", pid)
+		want(t, plain, 0)
+		var alone pyglass.TaskDump
+		if err := json.Unmarshal([]byte(plain.Stdout), &alone); err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Threads) != 2 || len(d.Tasks) != len(alone.Tasks) || len(d.Tasks) < 18 || len(d.Cycles) != 1 {
+			t.Fatalf("%d threads, %d tasks (pyglass tasks: %d), cycles %v: %s", len(d.Threads), len(d.Tasks), len(alone.Tasks), d.Cycles, clip(r.Stdout))
+		}
+		tids := map[int]bool{}
+		for _, th := range d.Threads {
+			tids[th.TID] = true
+		}
+		loops := map[string]int{}
+		for _, task := range d.Tasks {
+			if in.AtLeast(3, 14) && !tids[task.Thread] {
+				t.Errorf("task %q on thread %d, not one of the dump's", task.Name, task.Thread)
+			}
+			if prev, ok := loops[task.Loop]; ok && prev != task.Thread {
+				t.Errorf("loop %s on threads %d and %d", task.Loop, prev, task.Thread)
+			}
+			loops[task.Loop] = task.Thread
+		}
+		text := run(t, nil, "stacks", "--async", pid)
+		want(t, text, 0)
+		if !strings.Contains(text.Stdout, "asyncio tasks of loop") || !strings.Contains(text.Stdout, "loop2-gather") && in.AtLeast(3, 8) {
+			t.Errorf("no task section:\n%s", clip(text.Stdout))
+		}
+		healthy(t, tg)
+	})
+}

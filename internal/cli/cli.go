@@ -79,7 +79,7 @@ func init() {
 	commands = []command{
 		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (or those matching NAME)", runPS},
 		{"info", "PID [--json]", "what pyglass knows about a process, and whether it can run code in it", runInfo},
-		{"stacks", "PID [--json] [--locals] [--nonblocking]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
+		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
 		{"tasks", "PID [--tree] [--all] [--json | --csv] [--nonblocking]", "every asyncio task: its coroutine stack, what it awaits, who awaits it (read from memory)", runTasks},
 		{"record", "PID [PID...] | -- COMMAND [ARGS]  [-o FILE] [--format F] [--rate HZ] [--duration D] [--idle] [--gil] [--threads] [--blocking]", "sample the stacks into a profile: where the time goes (never stops the target)", runRecord},
 		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s]", "run Python code inside the process; its output comes back here", runExec},

@@ -223,3 +223,54 @@ func renderTasksCSV(w io.Writer, d *pyglass.TaskDump) {
 	}
 	cw.Flush()
 }
+
+// stacksAsync ends `pyglass stacks --async`: the stacks, then the tasks
+// of each thread's loop (read in a second snapshot).
+func stacksAsync(ctx context.Context, io IO, p *pyglass.Process, dump *pyglass.StackDump, asJSON, locals, nonblocking bool) ExitCode {
+	tasks, err := p.Tasks(ctx, pyglass.TaskOptions{NonBlocking: nonblocking})
+	if err != nil {
+		return fail(io, err)
+	}
+	if asJSON {
+		writeJSON(io.Out, struct {
+			*pyglass.StackDump
+			Tasks  []pyglass.AsyncTask `json:"tasks"`
+			Cycles [][]string          `json:"cycles"`
+		}{dump, tasks.Tasks, tasks.Cycles})
+		return ExitOK
+	}
+	renderStacks(io.Out, dump, locals)
+	byID := tasksByID(tasks)
+	groups := map[string][]*pyglass.AsyncTask{}
+	var order []string
+	for i := range tasks.Tasks {
+		t := &tasks.Tasks[i]
+		key := fmt.Sprintf("Thread %d: asyncio tasks of loop %s", t.Thread, t.Loop)
+		if t.Thread == 0 {
+			key = fmt.Sprintf("asyncio tasks of loop %s (its thread is known from Python 3.14)", t.Loop)
+		}
+		if groups[key] == nil {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], t)
+	}
+	for _, key := range order {
+		fmt.Fprintf(io.Out, "\n%s (%d)\n", key, len(groups[key]))
+		for _, t := range groups[key] {
+			line := "  " + taskLabel(byID, t.ID)
+			if t.Running {
+				line += " [running]"
+			}
+			if n := len(t.Stack); n > 0 {
+				f := t.Stack[n-1]
+				line += fmt.Sprintf(" in %s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
+			}
+			if t.Awaits.Kind != "" {
+				line += " awaiting " + awaitsText(byID, t.Awaits)
+			}
+			fmt.Fprintln(io.Out, line)
+		}
+	}
+	renderCycles(io.Out, tasks, byID)
+	return ExitOK
+}
