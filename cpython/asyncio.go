@@ -114,9 +114,6 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 	if l.Major != 3 || !ok {
 		return nil, fmt.Errorf("Python %d.%d: %w", l.Major, l.Minor, ErrAsyncioVersion)
 	}
-	if l.Minor >= 14 && opt.Debug == nil {
-		return nil, ErrNoAsyncio // the _asyncio module is not loaded
-	}
 	if opt.Debug != nil {
 		al = opt.Debug.apply(al)
 	}
@@ -140,13 +137,21 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 		return nil, fmt.Errorf("finding the Task classes: %w", ErrKeyNotFound)
 	}
 	var addrs []uint64
-	if l.Minor >= 14 {
-		addrs, err = s.linked(interp, opt)
-	} else {
+	switch {
+	case l.Minor <= 13:
 		addrs, err = s.registered(tasksMod)
+	case opt.Debug != nil:
+		addrs, err = s.linked(interp, opt)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if l.Minor >= 14 {
+		// Tasks of other classes (pure-Python ones, without the C
+		// module) stay in the registries of asyncio.tasks.
+		if more, err := s.registered(tasksMod); err == nil {
+			addrs = mergeAddrs(addrs, more)
+		}
 	}
 	if cur, err := s.d.dictGet(tasksMod, "_current_tasks"); err == nil && l.Minor <= 13 {
 		items, _ := s.d.dictItems(cur, 4096)
@@ -165,7 +170,7 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 		index[a] = len(tasks)
 		tasks = append(tasks, t)
 	}
-	if opt.Debug != nil {
+	if l.Minor >= 14 {
 		s.awaitedByEdges(tasks, index)
 	}
 	for _, t := range tasks {
@@ -179,6 +184,20 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 		sortAddrs(tasks[i].AwaitedBy)
 	}
 	return tasks, nil
+}
+
+// mergeAddrs returns the union of two sorted address lists, sorted.
+func mergeAddrs(a, b []uint64) []uint64 {
+	seen := map[uint64]bool{}
+	var out []uint64
+	for _, x := range append(a, b...) {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	sortAddrs(out)
+	return out
 }
 
 func sortAddrs(a []uint64) { sort.Slice(a, func(i, j int) bool { return a[i] < a[j] }) }
@@ -306,23 +325,7 @@ func (s *asyncState) awaitedByEdges(tasks []AsyncTask, index map[uint64]int) {
 		if tasks[i].State != TaskPending {
 			continue
 		}
-		var parents []uint64
-		by, err := memory.Ptr(s.d.r, child+s.dbg.TaskAwaitedBy)
-		if err != nil || by == 0 {
-			continue
-		}
-		isSet, err := memory.U8(s.d.r, child+s.dbg.TaskAwaitedByIsSet)
-		if err != nil {
-			continue
-		}
-		if isSet != 0 {
-			if parents, err = s.setKeys(by); err != nil {
-				continue
-			}
-		} else {
-			parents = []uint64{by}
-		}
-		for _, p := range parents {
+		for _, p := range s.parents(child) {
 			j, ok := index[p]
 			if !ok || contains(tasks[j].Awaits.Tasks, child) {
 				continue
@@ -333,6 +336,35 @@ func (s *asyncState) awaitedByEdges(tasks []AsyncTask, index map[uint64]int) {
 			}
 		}
 	}
+}
+
+// parents returns the futures a 3.14+ task's fut_awaited_by holds (a
+// pure-Python task: its __asyncio_awaited_by set).
+func (s *asyncState) parents(task uint64) []uint64 {
+	if s.pyTask != 0 && s.d.instanceOf(task, s.pyTask) {
+		set, err := AttrGet(s.d.r, s.d.l, task, "_Future__asyncio_awaited_by") // self.__asyncio_awaited_by
+		if err != nil {
+			return nil
+		}
+		keys, _ := s.setKeys(set)
+		return keys
+	}
+	if s.dbg == nil {
+		return nil
+	}
+	by, err := memory.Ptr(s.d.r, task+s.dbg.TaskAwaitedBy)
+	if err != nil || by == 0 {
+		return nil
+	}
+	isSet, err := memory.U8(s.d.r, task+s.dbg.TaskAwaitedByIsSet)
+	if err != nil {
+		return nil
+	}
+	if isSet == 0 {
+		return []uint64{by}
+	}
+	keys, _ := s.setKeys(by)
+	return keys
 }
 
 // setKeys returns the keys of a set object (dummy entries of deleted keys
@@ -470,7 +502,8 @@ func (s *asyncState) fill(a, loop uint64, state int, waiter, coro, exc, name uin
 		// 3.11–3.13 record no edge from a TaskGroup's task to its
 		// children: they are the group's _tasks, the group the `self`
 		// of the innermost coroutine (TaskGroup.__aexit__).
-		children, err := s.groupTasks(t.Stack[len(t.Stack)-1])
+		inner, _ := innermostAsync(t.Stack)
+		children, err := s.groupTasks(inner)
 		if err != nil {
 			errs = append(errs, "reading its TaskGroup: "+err.Error())
 		}
@@ -572,10 +605,10 @@ func (d *decoder) listItems(list uint64, max int) ([]uint64, error) {
 // kindFromStack names what the innermost coroutine of a task waits for
 // when it is one of asyncio's own primitives.
 func kindFromStack(stack []Frame) string {
-	if len(stack) == 0 {
+	f, ok := innermostAsync(stack)
+	if !ok {
 		return ""
 	}
-	f := stack[len(stack)-1]
 	if !strings.Contains(f.File, "asyncio") {
 		return ""
 	}
@@ -613,6 +646,20 @@ func kindFromStack(stack []Frame) string {
 		return "socket"
 	}
 	return ""
+}
+
+// innermostAsync returns the innermost frame of a task's stack that is
+// not a future's own __await__ (the generator a pure-Python Future
+// awaits through).
+func innermostAsync(stack []Frame) (Frame, bool) {
+	for i := len(stack) - 1; i >= 0; i-- {
+		f := stack[i]
+		if strings.HasSuffix(f.File, "futures.py") && strings.HasSuffix(f.Function, "__await__") {
+			continue
+		}
+		return f, true
+	}
+	return Frame{}, false
 }
 
 // coroChain follows a task's coroutine through what each coroutine

@@ -43,109 +43,7 @@ func TestTasksMatchTruth(t *testing.T) {
 		}
 		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many="+strconv.Itoa(manyTasks)))
 		pid := strconv.Itoa(tg.PID)
-		line := ""
-		for _, l := range tg.Stdout() {
-			if strings.HasPrefix(l, "TRUTH ") {
-				line = strings.TrimPrefix(l, "TRUTH ")
-			}
-		}
-		var truth struct {
-			Tasks []taskTruth `json:"tasks"`
-		}
-		if err := json.Unmarshal([]byte(line), &truth); err != nil {
-			t.Fatalf("decoding the fixture's truth: %v", err)
-		}
-		r := run(t, nil, "tasks", "--json", "--all", pid)
-		want(t, r, 0)
-		var d pyglass.TaskDump
-		dec := json.NewDecoder(strings.NewReader(r.Stdout))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&d); err != nil {
-			t.Fatalf("decoding tasks JSON: %v\n%s", err, clip(r.Stdout))
-		}
-		got := map[string]pyglass.AsyncTask{}
-		for _, task := range d.Tasks {
-			got[task.ID] = task
-		}
-		pendingTruth := 0
-		names := map[string]string{}
-		for _, w := range truth.Tasks {
-			names[w.ID] = w.Name
-			if w.State == "pending" {
-				pendingTruth++
-			}
-		}
-		for _, w := range truth.Tasks {
-			g, ok := got[w.ID]
-			if !ok && w.State != "pending" && in.AtLeast(3, 14) {
-				continue // 3.14+ unlinks a task from its thread's list when it finishes
-			}
-			if !ok {
-				t.Errorf("task %s %q (%s) missing", w.ID, w.Name, w.State)
-				continue
-			}
-			if g.Error != "" {
-				t.Errorf("task %s %q: error %q", w.ID, w.Name, g.Error)
-			}
-			if g.Name != w.Name || g.State != w.State || g.Loop != w.Loop || g.Exception != w.Exception {
-				t.Errorf("task %s: got name %q state %s loop %s exception %q, want %q %s %s %q", w.ID, g.Name, g.State, g.Loop, g.Exception, w.Name, w.State, w.Loop, w.Exception)
-			}
-			if len(g.Stack) != len(w.Stack) {
-				t.Errorf("task %s %q: %d coroutines, want %d\n got: %s\nwant: %s", w.ID, w.Name, len(g.Stack), len(w.Stack), fmtFrames(g.Stack), fmtFrames(w.Stack))
-			} else {
-				for i, wf := range w.Stack {
-					if gf := g.Stack[i]; gf.File != wf.File || gf.Line != wf.Line || gf.Function != wf.Function {
-						t.Errorf("task %s %q coroutine %d: got %s:%d %s, want %s:%d %s", w.ID, w.Name, i, gf.File, gf.Line, gf.Function, wf.File, wf.Line, wf.Function)
-					}
-				}
-			}
-			gotAwaits := append([]string(nil), g.Awaits.Tasks...)
-			wantAwaits := append([]string(nil), w.Awaits...)
-			sort.Strings(gotAwaits)
-			sort.Strings(wantAwaits)
-			if strings.Join(gotAwaits, ",") != strings.Join(wantAwaits, ",") {
-				t.Errorf("task %s %q awaits %v, want %v", w.ID, w.Name, gotAwaits, wantAwaits)
-			}
-			for _, a := range w.Awaits {
-				if !contains(got[a].AwaitedBy, w.ID) {
-					t.Errorf("task %s %q: not in the awaited_by %v of %s %q", w.ID, w.Name, got[a].AwaitedBy, a, names[a])
-				}
-			}
-		}
-		// Every pending task pyglass lists is one the target knows.
-		pending := 0
-		for _, g := range d.Tasks {
-			if g.State == "pending" {
-				pending++
-				if _, ok := names[g.ID]; !ok {
-					t.Errorf("pending task %s %q is not one of the target's", g.ID, g.Name)
-				}
-			}
-		}
-		if pending != pendingTruth || pending < manyTasks {
-			t.Errorf("%d pending tasks, want %d", pending, pendingTruth)
-		}
-		// The await cycle, with both its members.
-		if len(d.Cycles) != 1 || len(d.Cycles[0]) != 2 {
-			t.Fatalf("cycles %v, want one of two tasks", d.Cycles)
-		}
-		c := d.Cycles[0]
-		if !(got[c[0]].Awaits.Kind == "task" && got[c[0]].Awaits.Tasks[0] == c[1] && got[c[1]].Awaits.Tasks[0] == c[0]) {
-			t.Errorf("cycle %v: its members do not await each other", c)
-		}
-		// Kinds of what the primitives' waiters await.
-		kinds := map[string]string{"lock-waiter": "lock", "gather-outer": "gather", "gather-leaf": "sleep", "queue-getter": "queue"}
-		if in.AtLeast(3, 11) {
-			kinds["taskgroup"] = "taskgroup"
-		}
-		if in.AtLeast(3, 8) {
-			for _, g := range d.Tasks {
-				if k, ok := kinds[g.Name]; ok && g.Awaits.Kind != k {
-					t.Errorf("task %q awaits %q, want %q", g.Name, g.Awaits.Kind, k)
-				}
-			}
-		}
-
+		pending, c := checkTruth(t, in, tg, manyTasks)
 		// The table and the tree show the same tasks, and the cycle.
 		text := run(t, nil, "tasks", pid)
 		want(t, text, 0)
@@ -164,6 +62,132 @@ func TestTasksMatchTruth(t *testing.T) {
 		if n := strings.Count(csv.Stdout, "\n"); n != pending+1 {
 			t.Errorf("csv has %d lines, want %d", n, pending+1)
 		}
+		healthy(t, tg)
+	})
+}
+
+// checkTruth runs `pyglass tasks --json --all` on tg, a target of
+// testdata/asyncio_tasks.py, and fails unless every task matches the
+// truth the target printed. It returns the number of pending tasks and
+// the await cycle.
+func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int) (pending int, cycle []string) {
+	t.Helper()
+	pid := strconv.Itoa(tg.PID)
+	line := ""
+	for _, l := range tg.Stdout() {
+		if strings.HasPrefix(l, "TRUTH ") {
+			line = strings.TrimPrefix(l, "TRUTH ")
+		}
+	}
+	var truth struct {
+		Tasks []taskTruth `json:"tasks"`
+	}
+	if err := json.Unmarshal([]byte(line), &truth); err != nil {
+		t.Fatalf("decoding the fixture's truth: %v", err)
+	}
+	r := run(t, nil, "tasks", "--json", "--all", pid)
+	want(t, r, 0)
+	var d pyglass.TaskDump
+	dec := json.NewDecoder(strings.NewReader(r.Stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("decoding tasks JSON: %v\n%s", err, clip(r.Stdout))
+	}
+	got := map[string]pyglass.AsyncTask{}
+	for _, task := range d.Tasks {
+		got[task.ID] = task
+	}
+	pendingTruth := 0
+	names := map[string]string{}
+	for _, w := range truth.Tasks {
+		names[w.ID] = w.Name
+		if w.State == "pending" {
+			pendingTruth++
+		}
+	}
+	for _, w := range truth.Tasks {
+		g, ok := got[w.ID]
+		if !ok && w.State != "pending" && in.AtLeast(3, 14) {
+			continue // 3.14+ unlinks a task from its thread's list when it finishes
+		}
+		if !ok {
+			t.Errorf("task %s %q (%s) missing", w.ID, w.Name, w.State)
+			continue
+		}
+		if g.Error != "" {
+			t.Errorf("task %s %q: error %q", w.ID, w.Name, g.Error)
+		}
+		if g.Name != w.Name || g.State != w.State || g.Loop != w.Loop || g.Exception != w.Exception {
+			t.Errorf("task %s: got name %q state %s loop %s exception %q, want %q %s %s %q", w.ID, g.Name, g.State, g.Loop, g.Exception, w.Name, w.State, w.Loop, w.Exception)
+		}
+		if len(g.Stack) != len(w.Stack) {
+			t.Errorf("task %s %q: %d coroutines, want %d\n got: %s\nwant: %s", w.ID, w.Name, len(g.Stack), len(w.Stack), fmtFrames(g.Stack), fmtFrames(w.Stack))
+		} else {
+			for i, wf := range w.Stack {
+				if gf := g.Stack[i]; gf.File != wf.File || gf.Line != wf.Line || gf.Function != wf.Function {
+					t.Errorf("task %s %q coroutine %d: got %s:%d %s, want %s:%d %s", w.ID, w.Name, i, gf.File, gf.Line, gf.Function, wf.File, wf.Line, wf.Function)
+				}
+			}
+		}
+		gotAwaits := append([]string(nil), g.Awaits.Tasks...)
+		wantAwaits := append([]string(nil), w.Awaits...)
+		sort.Strings(gotAwaits)
+		sort.Strings(wantAwaits)
+		if strings.Join(gotAwaits, ",") != strings.Join(wantAwaits, ",") {
+			t.Errorf("task %s %q awaits %v, want %v", w.ID, w.Name, gotAwaits, wantAwaits)
+		}
+		for _, a := range w.Awaits {
+			if !contains(got[a].AwaitedBy, w.ID) {
+				t.Errorf("task %s %q: not in the awaited_by %v of %s %q", w.ID, w.Name, got[a].AwaitedBy, a, names[a])
+			}
+		}
+	}
+	// Every pending task pyglass lists is one the target knows.
+	pending = 0
+	for _, g := range d.Tasks {
+		if g.State == "pending" {
+			pending++
+			if _, ok := names[g.ID]; !ok {
+				t.Errorf("pending task %s %q is not one of the target's", g.ID, g.Name)
+			}
+		}
+	}
+	if pending != pendingTruth || pending < many {
+		t.Errorf("%d pending tasks, want %d", pending, pendingTruth)
+	}
+	// The await cycle, with both its members.
+	if len(d.Cycles) != 1 || len(d.Cycles[0]) != 2 {
+		t.Fatalf("cycles %v, want one of two tasks", d.Cycles)
+	}
+	c := d.Cycles[0]
+	if !(got[c[0]].Awaits.Kind == "task" && got[c[0]].Awaits.Tasks[0] == c[1] && got[c[1]].Awaits.Tasks[0] == c[0]) {
+		t.Errorf("cycle %v: its members do not await each other", c)
+	}
+	// Kinds of what the primitives' waiters await.
+	kinds := map[string]string{"lock-waiter": "lock", "gather-outer": "gather", "gather-leaf": "sleep", "queue-getter": "queue"}
+	if in.AtLeast(3, 11) {
+		kinds["taskgroup"] = "taskgroup"
+	}
+	if in.AtLeast(3, 8) {
+		for _, g := range d.Tasks {
+			if k, ok := kinds[g.Name]; ok && g.Awaits.Kind != k {
+				t.Errorf("task %q awaits %q, want %q", g.Name, g.Awaits.Kind, k)
+			}
+		}
+	}
+
+	return pending, c
+}
+
+// TestTasksPurePython: the same target without asyncio's C module, whose
+// tasks and futures are Python objects read through their dicts.
+func TestTasksPurePython(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 7) {
+			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
+		}
+		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=10", "pure"))
+		checkTruth(t, in, tg, 10)
 		healthy(t, tg)
 	})
 }

@@ -1,7 +1,8 @@
 # asyncio_tasks.py: asyncio tasks for `pyglass tasks` tests (3.7+).
 #
-# usage: asyncio_tasks.py [many=N]
+# usage: asyncio_tasks.py [many=N] [pure]
 #
+# pure runs asyncio without its C module: pure-Python Task and Future.
 # Sets up, on the main thread's loop: nested gather, shield, wait_for, a
 # task waiting on an asyncio.Lock another task holds, an await cycle of two
 # tasks, a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
@@ -13,16 +14,19 @@
 # where stack follows the task's coroutine through cr_await, and awaits are
 # the tasks behind the task's _fut_waiter (itself a task, or the children of
 # a gather) and, on 3.14+, the tasks whose _asyncio_awaited_by names it. Then "READY pid=P version=X.Y.Z"; the loops then block.
-import asyncio
-import json
-import os
 import sys
-import threading
 
 MANY = 0
 for a in sys.argv[1:]:
     if a.startswith("many="):
         MANY = int(a[5:])
+    elif a == "pure":
+        sys.modules["_asyncio"] = None  # pure-Python tasks and futures
+
+import asyncio
+import json
+import os
+import threading
 
 HAS_NAME = sys.version_info >= (3, 8)
 
