@@ -153,10 +153,14 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 			addrs = mergeAddrs(addrs, more)
 		}
 	}
-	if cur, err := s.d.dictGet(tasksMod, "_current_tasks"); err == nil && l.Minor <= 13 {
+	// The running task of each loop: _current_tasks (up to 3.13, and
+	// pure-Python tasks after), unless a thread state said (3.14+).
+	if cur, err := s.d.dictGet(tasksMod, "_current_tasks"); err == nil {
 		items, _ := s.d.dictItems(cur, 4096)
 		for _, it := range items {
-			s.current[it.Key] = it.Value
+			if _, known := s.current[it.Key]; !known {
+				s.current[it.Key] = it.Value
+			}
 		}
 	}
 	tasks := make([]AsyncTask, 0, len(addrs))

@@ -18,6 +18,7 @@ type taskTruth struct {
 	ID        string          `json:"id"`
 	Name      string          `json:"name"`
 	State     string          `json:"state"`
+	Running   bool            `json:"running"`
 	Exception string          `json:"exception"`
 	Loop      string          `json:"loop"`
 	Stack     []pyglass.Frame `json:"stack"`
@@ -117,8 +118,8 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int) (
 		if g.Error != "" {
 			t.Errorf("task %s %q: error %q", w.ID, w.Name, g.Error)
 		}
-		if g.Name != w.Name || g.State != w.State || g.Loop != w.Loop || g.Exception != w.Exception {
-			t.Errorf("task %s: got name %q state %s loop %s exception %q, want %q %s %s %q", w.ID, g.Name, g.State, g.Loop, g.Exception, w.Name, w.State, w.Loop, w.Exception)
+		if g.Name != w.Name || g.State != w.State || g.Loop != w.Loop || g.Exception != w.Exception || g.Running != w.Running {
+			t.Errorf("task %s: got name %q state %s loop %s exception %q running %v, want %q %s %s %q %v", w.ID, g.Name, g.State, g.Loop, g.Exception, g.Running, w.Name, w.State, w.Loop, w.Exception, w.Running)
 		}
 		if len(g.Stack) != len(w.Stack) {
 			t.Errorf("task %s %q: %d coroutines, want %d\n got: %s\nwant: %s", w.ID, w.Name, len(g.Stack), len(w.Stack), fmtFrames(g.Stack), fmtFrames(w.Stack))
@@ -333,7 +334,7 @@ func TestStacksAsync(t *testing.T) {
 		if err := json.Unmarshal([]byte(plain.Stdout), &alone); err != nil {
 			t.Fatal(err)
 		}
-		if len(d.Threads) != 2 || len(d.Tasks) != len(alone.Tasks) || len(d.Tasks) < 18 || len(d.Cycles) != 1 {
+		if len(d.Threads) != 3 || len(d.Tasks) != len(alone.Tasks) || len(d.Tasks) < 18 || len(d.Cycles) != 1 {
 			t.Fatalf("%d threads, %d tasks (pyglass tasks: %d), cycles %v: %s", len(d.Threads), len(d.Tasks), len(alone.Tasks), d.Cycles, clip(r.Stdout))
 		}
 		tids := map[int]bool{}

@@ -6,10 +6,11 @@
 # Sets up, on the main thread's loop: nested gather, shield, wait_for, a
 # task waiting on an asyncio.Lock another task holds, an await cycle of two
 # tasks, a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
-# task finished with an exception; and a second loop in a thread named
-# "loop-2" with its own tasks. Then it prints its ground truth, computed
+# task finished with an exception; a second loop in a thread named
+# "loop-2" with its own tasks; and a third loop, in "loop-3", blocked by
+# its only task ("blocker", in time.sleep: the task running right now). Then it prints its ground truth, computed
 # with asyncio's own introspection, as one line "TRUTH <json>":
-#   {"tasks": [{"id", "name", "state", "exception", "loop", "stack":
+#   {"tasks": [{"id", "name", "state", "running", "exception", "loop", "stack":
 #     [{"function", "file", "line"}], "awaits": [id...]}]}
 # where stack follows the task's coroutine through cr_await, and awaits are
 # the tasks behind the task's _fut_waiter (itself a task, or the children of
@@ -27,6 +28,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 
 HAS_NAME = sys.version_info >= (3, 8)
 
@@ -79,7 +81,7 @@ def awaited_tasks(task):
     return []
 
 
-def truth(tasks):
+def truth(tasks, running=False):
     # 3.14+: asyncio records who awaits a task (gather, TaskGroup,
     # awaits of a task) in _asyncio_awaited_by; those are edges too.
     extra = {}
@@ -101,6 +103,7 @@ def truth(tasks):
             "id": "%#x" % id(t),
             "name": t.get_name() if HAS_NAME else "",
             "state": state,
+            "running": running,
             "exception": exc,
             "loop": "%#x" % id(t._loop),
             "stack": coro_stack(t._coro) if state == "pending" else [],
@@ -241,7 +244,29 @@ def main():
 
     ts2(snap)
     done.wait()
-    sys.stdout.write("TRUTH " + json.dumps({"tasks": out + holder2}) + "\n")
+    # A third loop whose only task blocks it (time.sleep inside a
+    # coroutine): the task its loop is running right now.
+    loop3 = asyncio.new_event_loop()
+    blocking = threading.Event()
+    holder3 = []
+
+    async def blocker():
+        entry = truth([asyncio.current_task()], running=True)[0]
+        entry["stack"][-1]["line"] = sys._getframe().f_lineno + 3  # time.sleep's line
+        holder3.append(entry)
+        blocking.set()
+        time.sleep(3600)
+
+    def third():
+        asyncio.set_event_loop(loop3)
+        create(loop3, blocker(), "blocker")
+        loop3.run_forever()
+
+    th3 = threading.Thread(target=third, name="loop-3")
+    th3.daemon = True
+    th3.start()
+    blocking.wait()
+    sys.stdout.write("TRUTH " + json.dumps({"tasks": out + holder2 + holder3}) + "\n")
     sys.stdout.write("READY pid=%d version=%s\n" % (os.getpid(), sys.version.split()[0]))
     sys.stdout.flush()
     loop.run_forever()
