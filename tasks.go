@@ -45,8 +45,8 @@ type AsyncTask struct {
 	// Interpreter is the index of the task's interpreter (0 for the
 	// main one).
 	Interpreter int `json:"interpreter"`
-	// Thread is the thread id (as the target's PID namespace sees it)
-	// of the thread running the task's loop: 3.14+, 0 when unknown.
+	// Thread is the thread id of the thread running the task's loop (as
+	// in StackDump), 0 when none does.
 	Thread int `json:"thread"`
 	// Loop is the id of the task's event loop.
 	Loop string `json:"loop"`
@@ -109,6 +109,10 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 			return nil, err
 		}
 	}
+	_, toHost, nsTIDs, err := p.kernelView()
+	if err != nil {
+		return nil, err
+	}
 	m, err := p.openMemory()
 	if err != nil {
 		return nil, err
@@ -141,11 +145,14 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		}
 		opt := cpython.AsyncOptions{Debug: dbg}
 		threads := map[uint64]int{}
-		if dbg != nil {
-			th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
+		{
+			th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, SkipNames: true})
 			for _, t := range th {
 				opt.Threads = append(opt.Threads, t.Addr)
 				threads[t.Addr] = t.NativeID
+				if h, ok := toHost[t.NativeID]; ok {
+					threads[t.Addr] = h
+				}
 			}
 		}
 		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)

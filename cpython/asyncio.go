@@ -48,7 +48,7 @@ type AsyncTask struct {
 	// Running is true for the task its loop is running now.
 	Running bool
 	// Thread is the thread state of the thread running the task's loop
-	// (3.14+; 0 when unknown).
+	// (0 when no thread runs it).
 	Thread uint64
 	// Stack is the chain of coroutines from the task's own coroutine
 	// (first) to the innermost one, each at the line it is suspended on.
@@ -86,8 +86,9 @@ type AsyncOptions struct {
 	// Debug is the _asyncio module's .AsyncioDebug section (3.14+,
 	// where the tasks are in per-thread lists it locates). Required there.
 	Debug *AsyncioDebug
-	// Threads are the addresses of interp's thread states (3.14+: their
-	// task lists, running loops and running tasks).
+	// Threads are the addresses of interp's thread states: their running
+	// loops (which thread runs each task), and on 3.14+ their task lists
+	// and running tasks.
 	Threads []uint64
 }
 
@@ -145,6 +146,9 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 	}
 	if err != nil {
 		return nil, err
+	}
+	if l.Minor <= 13 {
+		s.runningLoops(opt.Threads)
 	}
 	if l.Minor >= 14 {
 		// Tasks of other classes (pure-Python ones, without the C
@@ -264,6 +268,35 @@ func (s *asyncState) registered(tasksMod uint64) ([]uint64, error) {
 	}
 	sortAddrs(out)
 	return out, nil
+}
+
+// runningLoops maps each thread's running loop to its thread state
+// (3.7–3.13: the thread state's dict, or asyncio_running_loop on 3.13).
+func (s *asyncState) runningLoops(threads []uint64) {
+	al, r := s.al, s.d.r
+	for _, ts := range threads {
+		var loop uint64
+		switch {
+		case al.TstateRunningLoop >= 0:
+			loop, _ = memory.Ptr(r, ts+uint64(al.TstateRunningLoop))
+		case al.TstateDict >= 0:
+			dict, err := memory.Ptr(r, ts+uint64(al.TstateDict))
+			if err != nil || dict == 0 {
+				continue
+			}
+			v, err := s.d.dictGet(dict, "__asyncio_running_event_loop__")
+			if err != nil {
+				continue
+			}
+			loop = v
+			if s.d.l.Minor <= 11 { // a _RunningLoopHolder
+				loop, _ = memory.Ptr(r, v+uint64(s.d.l.SizeofPyObject))
+			}
+		}
+		if loop != 0 {
+			s.thread[loop] = ts
+		}
+	}
 }
 
 // maxListNodes bounds the nodes walked in one task list.

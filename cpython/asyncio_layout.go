@@ -38,22 +38,28 @@ type asyncioLayout struct {
 	// coroutine's value stack (1: the top), the object it awaits is:
 	// 2 on 3.15, whose frames keep one more slot above it.
 	YieldFromSlot int
+	// TstateDict is offsetof(PyThreadState, dict), where 3.7–3.12 keep
+	// the running loop under "__asyncio_running_event_loop__" (3.7–3.11
+	// in a _RunningLoopHolder: PyObject_HEAD, rl_loop);
+	// TstateRunningLoop is offsetof(PyThreadState, asyncio_running_loop),
+	// 3.13 (3.14+ publishes it in .AsyncioDebug).
+	TstateDict, TstateRunningLoop int
 }
 
 // asyncioLayouts by minor version of 3.x.
 var asyncioLayouts = map[int]asyncioLayout{
-	7:  {16, 48, 56, 72, 104, 112, -1, 16, -1, -1, 72, -1, -1, 0, 0, 1},
-	8:  {16, 48, 56, 72, 104, 112, 120, 16, -1, -1, 72, -1, -1, 0, 0, 1},
-	9:  {16, 48, 56, 80, 144, 152, 160, 16, -1, -1, 72, -1, -1, 0, 0, 1},
-	10: {16, 48, 64, 88, 152, 160, 168, 16, -1, -1, -1, 64, 80, 0, 0, 1},
-	11: {16, 48, 64, 88, 128, 136, 144, -1, 80, 75, -1, -1, -1, -1, 1, 1},
-	12: {16, 48, 64, 88, 128, 136, 144, -1, 72, 67, -1, -1, -1, -1, 1, 1},
-	13: {16, 48, 64, 96, 112, 120, 128, -1, 72, 67, -1, -1, -1, -1, 1, 1},
+	7:  {16, 48, 56, 72, 104, 112, -1, 16, -1, -1, 72, -1, -1, 0, 0, 1, 152, -1},
+	8:  {16, 48, 56, 72, 104, 112, 120, 16, -1, -1, 72, -1, -1, 0, 0, 1, 152, -1},
+	9:  {16, 48, 56, 80, 144, 152, 160, 16, -1, -1, 72, -1, -1, 0, 0, 1, 152, -1},
+	10: {16, 48, 64, 88, 152, 160, 168, 16, -1, -1, -1, 64, 80, 0, 0, 1, 152, -1},
+	11: {16, 48, 64, 88, 128, 136, 144, -1, 80, 75, -1, -1, -1, -1, 1, 1, 128, -1},
+	12: {16, 48, 64, 88, 128, 136, 144, -1, 72, 67, -1, -1, -1, -1, 1, 1, 112, -1},
+	13: {16, 48, 64, 96, 112, 120, 128, -1, 72, 67, -1, -1, -1, -1, 1, 1, -1, 304},
 	// 3.14+: the task members the target publishes in its .AsyncioDebug
 	// section replace these (see AsyncioDebug.apply); the future's and
 	// the coroutine's are the table's.
-	14: {16, 48, 64, 104, 120, 128, 136, -1, 72, 67, -1, -1, -1, -1, 1, 1},
-	15: {16, 48, 64, 104, 120, 128, 136, -1, 72, 67, -1, -1, -1, 2, 5, 2},
+	14: {16, 48, 64, 104, 120, 128, 136, -1, 72, 67, -1, -1, -1, -1, 1, 1, -1, -1},
+	15: {16, 48, 64, 104, 120, 128, 136, -1, 72, 67, -1, -1, -1, 2, 5, 2, -1, -1},
 }
 
 // AsyncioDebug is the _asyncio module's _Py_AsyncioModuleDebugOffsets

@@ -10,7 +10,7 @@
 # "loop-2" with its own tasks; and a third loop, in "loop-3", blocked by
 # its only task ("blocker", in time.sleep: the task running right now). Then it prints its ground truth, computed
 # with asyncio's own introspection, as one line "TRUTH <json>":
-#   {"tasks": [{"id", "name", "state", "running", "exception", "loop", "stack":
+#   {"tasks": [{"id", "name", "state", "running", "thread", "exception", "loop", "stack":
 #     [{"function", "file", "line"}], "awaits": [id...]}]}
 # where stack follows the task's coroutine through cr_await, and awaits are
 # the tasks behind the task's _fut_waiter (itself a task, or the children of
@@ -81,6 +81,13 @@ def awaited_tasks(task):
     return []
 
 
+def native_id():
+    return threading.get_native_id() if hasattr(threading, "get_native_id") else 0
+
+
+LOOP_THREADS = {}  # id(loop) -> native id of the thread running it
+
+
 def truth(tasks, running=False):
     # 3.14+: asyncio records who awaits a task (gather, TaskGroup,
     # awaits of a task) in _asyncio_awaited_by; those are edges too.
@@ -104,6 +111,7 @@ def truth(tasks, running=False):
             "name": t.get_name() if HAS_NAME else "",
             "state": state,
             "running": running,
+            "thread": LOOP_THREADS.get(id(t._loop), 0) if state == "pending" else 0,
             "exception": exc,
             "loop": "%#x" % id(t._loop),
             "stack": coro_stack(t._coro) if state == "pending" else [],
@@ -217,11 +225,13 @@ def all_tasks(loop):
 def main():
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    LOOP_THREADS[id(loop)] = native_id()
     loop.run_until_complete(setup(loop, True))
     ready = threading.Event()
     loop2 = asyncio.new_event_loop()
 
     def second():
+        LOOP_THREADS[id(loop2)] = native_id()
         asyncio.set_event_loop(loop2)
         loop2.run_until_complete(setup(loop2, False))
         ready.set()
@@ -258,6 +268,7 @@ def main():
         time.sleep(3600)
 
     def third():
+        LOOP_THREADS[id(loop3)] = native_id()
         asyncio.set_event_loop(loop3)
         create(loop3, blocker(), "blocker")
         loop3.run_forever()

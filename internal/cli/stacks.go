@@ -23,8 +23,8 @@ recent call last. With --json:
    "threads": [{"tid", "name", "main", "holds_gil", "state",
                 "frames": [{"function", "file", "line"[, "locals"]}], "error"}]}
 --async adds the asyncio tasks (as pyglass tasks reads them, in a second
-snapshot) under the thread running their loop (3.14+; before, under their
-loop); with --json they are the dump's "tasks" key, as in pyglass tasks.
+snapshot) under the thread running their loop (a loop of a pure-Python
+asyncio, without its C module, before 3.14: under the loop); with --json they are the dump's "tasks" key, as in pyglass tasks.
 Exit status 0 when at least one thread was read (a thread that could not be
 read is shown with its "error"); 3 when the process does not exist, is not
 Python, is a zombie or exits while being read; 4 when pyglass may not read

@@ -16,7 +16,7 @@ const tasksHelp = `Lists the target's asyncio tasks, read from its memory (Pytho
 the tasks are read (--nonblocking: not at all). For each task: its id (the
 task object's address), name, state, event loop, whether its loop is
 running it right now, its coroutine stack (the task's coroutine first, each
-at the line where it awaits the next), the thread running its loop (3.14+), what it awaits (another task, a
+at the line where it awaits the next), the thread running its loop, what it awaits (another task, a
 gather, a task group, sleep, a lock, an event, a condition, a semaphore, a
 queue, a socket, wait_for, another future) and the tasks awaiting it.
 
@@ -247,7 +247,7 @@ func stacksAsync(ctx context.Context, io IO, p *pyglass.Process, dump *pyglass.S
 		t := &tasks.Tasks[i]
 		key := fmt.Sprintf("Thread %d: asyncio tasks of loop %s", t.Thread, t.Loop)
 		if t.Thread == 0 {
-			key = fmt.Sprintf("asyncio tasks of loop %s (its thread is known from Python 3.14)", t.Loop)
+			key = fmt.Sprintf("asyncio tasks of loop %s (thread unknown)", t.Loop)
 		}
 		if groups[key] == nil {
 			order = append(order, key)
