@@ -56,6 +56,10 @@ func TestTasksMatchTruth(t *testing.T) {
 				t.Errorf("output without the cycle:\n%s", clip(out))
 			}
 		}
+		// A gather of 12 tasks shows 8 and folds the other 4.
+		if !strings.Contains(tree.Stdout, "  ... and 4 more tasks\n") {
+			t.Errorf("tree without the folded gather:\n%s", clip(tree.Stdout))
+		}
 		if in.AtLeast(3, 8) && !strings.Contains(tree.Stdout, `"gather-outer" in outer_gather`) {
 			t.Errorf("tree without the gather's root:\n%s", clip(tree.Stdout))
 		}

@@ -3,7 +3,8 @@
 # usage: asyncio_tasks.py [many=N] [pure]
 #
 # pure runs asyncio without its C module: pure-Python Task and Future.
-# Sets up, on the main thread's loop: nested gather, shield, wait_for, a
+# Sets up, on the main thread's loop: nested gather, a gather of 12 tasks,
+# shield, wait_for, a
 # task waiting on an asyncio.Lock another task holds, an await cycle of two
 # tasks, a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
 # task finished with an exception; a second loop in a thread named
@@ -141,6 +142,11 @@ async def outer_gather():
     await asyncio.gather(create(loop, middle(), "gather-middle"), create(loop, leaf_sleep(), "gather-leaf"))
 
 
+async def wide_gather():
+    loop = asyncio.get_event_loop()
+    await asyncio.gather(*[create(loop, leaf_sleep(), "wide-%d" % i) for i in range(12)])
+
+
 async def shielded():
     await asyncio.shield(create(asyncio.get_event_loop(), leaf_sleep(), "shield-inner"))
 
@@ -195,6 +201,7 @@ async def setup(loop, main_loop):
     if main_loop:
         create(loop, outer_gather(), "gather-outer")
         create(loop, shielded(), "shield-outer")
+        create(loop, wide_gather(), "wide-gather")
         create(loop, waits_for(), "wait-for-outer")
         lock, held = asyncio.Lock(), asyncio.Event()
         create(loop, holder(lock, held), "lock-holder")
