@@ -138,27 +138,19 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 	}
 	dump := &TaskDump{PID: p.pid, Python: PythonRef{Version: v.String(), Path: p.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
 	var all []cpython.AsyncTask
-	var which, tids []int
+	var which []int
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		opt := cpython.AsyncOptions{Debug: dbg}
-		threads := map[uint64]int{}
-		{
-			th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, SkipNames: true})
-			for _, t := range th {
-				opt.Threads = append(opt.Threads, t.Addr)
-				threads[t.Addr] = t.NativeID
-				if h, ok := toHost[t.NativeID]; ok {
-					threads[t.Addr] = h
-				}
-			}
+		// Only the thread states' addresses while paused; their thread
+		// ids are read after the thaw (a thread state does not move).
+		th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
+		for _, t := range th {
+			opt.Threads = append(opt.Threads, t.Addr)
 		}
 		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
-		for i := range ts {
-			tids = append(tids, threads[ts[i].Thread])
-		}
 		if errors.Is(err, cpython.ErrNoAsyncio) {
 			continue
 		}
@@ -174,6 +166,16 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		frozen.Thaw()
 		dump.Paused = time.Since(start)
 	}
+	tidOf := map[uint64]int{} // thread state → thread id, as in StackDump
+	for _, interp := range interps {
+		th, _ := cpython.Threads(m.r, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, SkipNames: true})
+		for _, t := range th {
+			tidOf[t.Addr] = t.NativeID
+			if h, ok := toHost[t.NativeID]; ok {
+				tidOf[t.Addr] = h
+			}
+		}
+	}
 	for _, c := range cpython.AsyncCycles(all) {
 		dump.Cycles = append(dump.Cycles, hexIDs(c))
 	}
@@ -181,7 +183,7 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		if !opt.All && t.State != cpython.TaskPending {
 			continue
 		}
-		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tids[i],
+		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tidOf[t.Thread],
 			Running: t.Running, Stack: []Frame{}, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
 			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
 		if t.Awaits.Object != 0 {
