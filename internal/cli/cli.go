@@ -80,7 +80,8 @@ func init() {
 	commands = []command{
 		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (or those matching NAME)", runPS},
 		{"info", "PID [--json]", "what pyglass knows about a process, and whether it can run code in it", runInfo},
-		{"stacks", "PID [--json] [--locals] [--nonblocking]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
+		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
+		{"tasks", "PID [--tree] [--all] [--json | --csv] [--nonblocking]", "every asyncio task: its coroutine stack, what it awaits, who awaits it (read from memory)", runTasks},
 		{"record", "PID [PID...] | -- COMMAND [ARGS]  [-o FILE] [--format F] [--rate HZ] [--duration D] [--idle] [--gil] [--threads] [--blocking]", "sample the stacks into a profile: where the time goes (never stops the target)", runRecord},
 		{"top", "PID [--rate HZ] [--idle] [--gil] [--interval D] [--duration D]", "a live, top-like view of the functions using the time (never stops the target)", runTop},
 		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s] [--namespace fresh|main]", "run Python code inside the process; its output comes back here", runExec},
@@ -264,7 +265,7 @@ func dashed(name string) string {
 }
 
 // argNames name the value of flags whose type says too little.
-var argNames = map[string]string{"c": "CODE", "namespace": "fresh|main"}
+var argNames = map[string]string{"c": "CODE", "o": "FILE", "namespace": "fresh|main"}
 
 // options lists fs's flags, one a line: "  --top N   what it does (default 20)".
 func options(fs *flag.FlagSet) string {

@@ -23,6 +23,9 @@ recent call last. With --json:
   {"pid", "python": {"version", "path"},
    "threads": [{"tid" (0: unknown), "name", "main", "holds_gil", "state",
                 "frames": [{"function", "file", "line"[, "locals"]}], "error"}]}
+--async adds the asyncio tasks (as pyglass tasks reads them, in a second
+snapshot) under the thread running their loop (a loop of a pure-Python
+asyncio, without its C module, before 3.14: under the loop); with --json they are the dump's "tasks" key, as in pyglass tasks.
 Exit status 0 when at least one thread was read (a thread that could not be
 read is shown with its "error"); 3 when the process does not exist, is not
 Python, is a zombie or exits while being read; 4 when pyglass may not read
@@ -33,6 +36,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	asJSON := fs.Bool("json", false, "print JSON")
 	locals := fs.Bool("locals", false, "show each frame's local variables (short reprs)")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
+	async := fs.Bool("async", false, "also list the asyncio tasks of each thread's event loop (see pyglass help tasks)")
 	pos, code, ok := parse(fs, args, io)
 	if !ok {
 		return code
@@ -48,6 +52,9 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking})
 	if err != nil {
 		return fail(io, err)
+	}
+	if *async {
+		return stacksAsync(ctx, io, p, dump, *asJSON, *locals, *nonblocking)
 	}
 	if *asJSON {
 		writeJSON(io.Out, dump)

@@ -1,0 +1,276 @@
+package cli
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/pyglass/pyglass"
+)
+
+const tasksHelp = `Lists the target's asyncio tasks, read from its memory (Python 3.7 to
+3.15): nothing is run in the target, and its threads are paused only while
+the tasks are read (--nonblocking: not at all). For each task: its id (the
+task object's address), name, state, event loop, whether its loop is
+running it right now, its coroutine stack (the task's coroutine first, each
+at the line where it awaits the next), the thread running its loop, what it awaits (another task, a
+gather, a task group, sleep, a lock, an event, a condition, a semaphore, a
+queue, a socket, wait_for, another future) and the tasks awaiting it.
+
+--all also lists done and cancelled tasks still referenced (with the
+exception a task ended with); 3.7 to 3.13 only: 3.14 and newer unlink a
+task from their lists when it finishes. --tree prints the await tree: the roots are
+the tasks nobody awaits, each followed by the tasks it awaits; a task
+awaiting many tasks shows the first ones and a count. Await cycles (task A
+awaits B awaits A) are listed in their own section with every member.
+
+--json:
+  {"pid", "python": {"version", "path"},
+   "tasks": [{"id", "name", "state", "interpreter", "thread", "loop", "running",
+              "stack": [{"function", "file", "line"}],
+              "awaits": {"kind", "object", "type", "tasks": [id...]},
+              "awaited_by": [id...], "exception", "error"}],
+   "cycles": [[id...]]}
+--csv: one line per task: id, name, state, loop, running, awaits kind,
+awaited task ids, awaited-by ids (ids separated by spaces), innermost frame.
+Exit status 0 (also when there is no task); 3 when the process does not
+exist, is not Python or its version's tasks cannot be read; 4 when pyglass
+may not read or pause it.`
+
+func runTasks(ctx context.Context, args []string, io IO) ExitCode {
+	fs := newFlags("tasks", tasksHelp, io)
+	asJSON := fs.Bool("json", false, "print JSON")
+	asCSV := fs.Bool("csv", false, "print CSV")
+	tree := fs.Bool("tree", false, "print the await tree and its cycles")
+	all := fs.Bool("all", false, "also list done and cancelled tasks")
+	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 || *asJSON && *asCSV {
+		fmt.Fprintf(io.Err, "pyglass tasks: one PID expected, and at most one of --json and --csv\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "tasks")
+	if !ok {
+		return code
+	}
+	dump, err := p.Tasks(ctx, pyglass.TaskOptions{All: *all, NonBlocking: *nonblocking})
+	if err != nil {
+		return fail(io, err)
+	}
+	switch {
+	case *asJSON:
+		writeJSON(io.Out, dump)
+	case *asCSV:
+		renderTasksCSV(io.Out, dump)
+	case *tree:
+		renderTaskTree(io.Out, dump)
+	default:
+		renderTasks(io.Out, dump)
+	}
+	return ExitOK
+}
+
+// taskLabel is a task's id and name, escaped for the terminal.
+func taskLabel(byID map[string]*pyglass.AsyncTask, id string) string {
+	if t, ok := byID[id]; ok && t.Name != "" {
+		return fmt.Sprintf("%s %q", id, printable(t.Name))
+	}
+	return id
+}
+
+func tasksByID(d *pyglass.TaskDump) map[string]*pyglass.AsyncTask {
+	m := make(map[string]*pyglass.AsyncTask, len(d.Tasks))
+	for i := range d.Tasks {
+		m[d.Tasks[i].ID] = &d.Tasks[i]
+	}
+	return m
+}
+
+// awaitsText describes what a task awaits, in one line.
+func awaitsText(byID map[string]*pyglass.AsyncTask, a pyglass.TaskAwaits) string {
+	var b strings.Builder
+	b.WriteString(a.Kind)
+	switch {
+	case a.Kind == "task" && len(a.Tasks) == 1:
+		b.WriteString(" " + taskLabel(byID, a.Tasks[0]))
+	case len(a.Tasks) > 0:
+		fmt.Fprintf(&b, " of %d tasks:", len(a.Tasks))
+		for i, id := range a.Tasks {
+			if i == 8 {
+				fmt.Fprintf(&b, " ... and %d more", len(a.Tasks)-i)
+				break
+			}
+			b.WriteString(" " + id)
+		}
+	case a.Type != "":
+		fmt.Fprintf(&b, " (%s %s)", printable(a.Type), a.Object)
+	}
+	return b.String()
+}
+
+func renderTasks(w io.Writer, d *pyglass.TaskDump) {
+	fmt.Fprintf(w, "Process %d, Python %s (%s): %d tasks\n", d.PID, printable(d.Python.Version), printable(d.Python.Path), len(d.Tasks))
+	byID := tasksByID(d)
+	for _, t := range d.Tasks {
+		state := t.State
+		if t.Running {
+			state += ", running now"
+		}
+		if t.Exception != "" {
+			state += ", raised " + printable(t.Exception)
+		}
+		fmt.Fprintf(w, "\nTask %s (%s) loop %s\n", taskLabel(byID, t.ID), state, t.Loop)
+		if t.Awaits.Kind != "" {
+			fmt.Fprintf(w, "  awaits: %s\n", awaitsText(byID, t.Awaits))
+		}
+		if len(t.AwaitedBy) > 0 {
+			var by []string
+			for _, id := range t.AwaitedBy {
+				by = append(by, taskLabel(byID, id))
+			}
+			fmt.Fprintf(w, "  awaited by: %s\n", strings.Join(by, ", "))
+		}
+		for _, f := range t.Stack {
+			fmt.Fprintf(w, "    %s (%s:%d)\n", printable(f.Function), printable(f.File), f.Line)
+		}
+		if t.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", printable(t.Error))
+		}
+	}
+	renderCycles(w, d, byID)
+}
+
+func renderCycles(w io.Writer, d *pyglass.TaskDump, byID map[string]*pyglass.AsyncTask) {
+	if len(d.Cycles) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nAwait cycles (%d):\n", len(d.Cycles))
+	for _, c := range d.Cycles {
+		var parts []string
+		for _, id := range c {
+			parts = append(parts, taskLabel(byID, id))
+		}
+		fmt.Fprintf(w, "  %s awaits %s\n", strings.Join(parts, " awaits "), taskLabel(byID, c[0]))
+	}
+}
+
+// maxTreeChildren is how many of a task's awaited tasks the tree shows
+// before folding the rest into a count.
+const maxTreeChildren = 8
+
+func renderTaskTree(w io.Writer, d *pyglass.TaskDump) {
+	fmt.Fprintf(w, "Process %d, Python %s (%s): %d tasks\n", d.PID, printable(d.Python.Version), printable(d.Python.Path), len(d.Tasks))
+	byID := tasksByID(d)
+	shown := map[string]bool{}
+	var walk func(id, indent string)
+	walk = func(id, indent string) {
+		t := byID[id]
+		line := indent + taskLabel(byID, id)
+		if t == nil {
+			fmt.Fprintln(w, line)
+			return
+		}
+		if t.Running {
+			line += " [running]"
+		}
+		if n := len(t.Stack); n > 0 {
+			f := t.Stack[n-1]
+			line += fmt.Sprintf(" in %s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
+		}
+		if t.Awaits.Kind != "" && t.Awaits.Kind != "task" {
+			line += " awaiting " + t.Awaits.Kind
+		}
+		if shown[id] {
+			fmt.Fprintln(w, line+" (see above)")
+			return
+		}
+		shown[id] = true
+		fmt.Fprintln(w, line)
+		for i, c := range t.Awaits.Tasks {
+			if i == maxTreeChildren && len(t.Awaits.Tasks) > maxTreeChildren+1 {
+				fmt.Fprintf(w, "%s  ... and %d more tasks\n", indent, len(t.Awaits.Tasks)-i)
+				break
+			}
+			walk(c, indent+"  ")
+		}
+	}
+	for _, t := range d.Tasks {
+		if len(t.AwaitedBy) == 0 {
+			fmt.Fprintln(w)
+			walk(t.ID, "")
+		}
+	}
+	renderCycles(w, d, byID)
+}
+
+func renderTasksCSV(w io.Writer, d *pyglass.TaskDump) {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"id", "name", "state", "loop", "running", "awaits", "awaits_tasks", "awaited_by", "innermost"})
+	for _, t := range d.Tasks {
+		inner := ""
+		if n := len(t.Stack); n > 0 {
+			f := t.Stack[n-1]
+			inner = fmt.Sprintf("%s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
+		}
+		cw.Write([]string{t.ID, printable(t.Name), t.State, t.Loop, strconv.FormatBool(t.Running), t.Awaits.Kind,
+			strings.Join(t.Awaits.Tasks, " "), strings.Join(t.AwaitedBy, " "), inner})
+	}
+	cw.Flush()
+}
+
+// stacksAsync ends `pyglass stacks --async`: the stacks, then the tasks
+// of each thread's loop (read in a second snapshot).
+func stacksAsync(ctx context.Context, io IO, p *pyglass.Process, dump *pyglass.StackDump, asJSON, locals, nonblocking bool) ExitCode {
+	tasks, err := p.Tasks(ctx, pyglass.TaskOptions{NonBlocking: nonblocking})
+	if err != nil {
+		return fail(io, err)
+	}
+	if asJSON {
+		writeJSON(io.Out, struct {
+			*pyglass.StackDump
+			Tasks  []pyglass.AsyncTask `json:"tasks"`
+			Cycles [][]string          `json:"cycles"`
+		}{dump, tasks.Tasks, tasks.Cycles})
+		return ExitOK
+	}
+	renderStacks(io.Out, dump, locals)
+	byID := tasksByID(tasks)
+	groups := map[string][]*pyglass.AsyncTask{}
+	var order []string
+	for i := range tasks.Tasks {
+		t := &tasks.Tasks[i]
+		key := fmt.Sprintf("Thread %d: asyncio tasks of loop %s", t.Thread, t.Loop)
+		if t.Thread == 0 {
+			key = fmt.Sprintf("asyncio tasks of loop %s (thread unknown)", t.Loop)
+		}
+		if groups[key] == nil {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], t)
+	}
+	for _, key := range order {
+		fmt.Fprintf(io.Out, "\n%s (%d)\n", key, len(groups[key]))
+		for _, t := range groups[key] {
+			line := "  " + taskLabel(byID, t.ID)
+			if t.Running {
+				line += " [running]"
+			}
+			if n := len(t.Stack); n > 0 {
+				f := t.Stack[n-1]
+				line += fmt.Sprintf(" in %s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
+			}
+			if t.Awaits.Kind != "" {
+				line += " awaiting " + awaitsText(byID, t.Awaits)
+			}
+			fmt.Fprintln(io.Out, line)
+		}
+	}
+	renderCycles(io.Out, tasks, byID)
+	return ExitOK
+}

@@ -1,0 +1,252 @@
+package pyglass
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/ptrace"
+)
+
+// TaskOptions tunes Process.Tasks.
+type TaskOptions struct {
+	// All includes the tasks that are done or cancelled (still
+	// referenced); by default only pending tasks are listed.
+	All bool
+	// NonBlocking reads without pausing the threads.
+	NonBlocking bool
+}
+
+// TaskDump is every asyncio task of a process.
+type TaskDump struct {
+	PID    int         `json:"pid"`
+	Python PythonRef   `json:"python"`
+	Tasks  []AsyncTask `json:"tasks"`
+	// Cycles lists the await cycles (task A awaits B awaits A), each by
+	// its members' ids in await order.
+	Cycles [][]string `json:"cycles"`
+	// Paused is how long the target's threads were paused.
+	Paused time.Duration `json:"-"`
+}
+
+// AsyncTask is one asyncio task. IDs are the task objects' addresses
+// (id(task) in the target) in hexadecimal, "0x7f…".
+type AsyncTask struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	// Interpreter is the index of the task's interpreter (0 for the
+	// main one).
+	Interpreter int `json:"interpreter"`
+	// Thread is the thread id of the thread running the task's loop (as
+	// in StackDump), 0 when none does.
+	Thread int `json:"thread"`
+	// Loop is the id of the task's event loop.
+	Loop string `json:"loop"`
+	// Running is true for the task its loop is running right now.
+	Running bool `json:"running"`
+	// Stack is the chain of coroutines, the task's own first, each at
+	// the line where it awaits the next.
+	Stack []Frame `json:"stack"`
+	// Awaits is what the task waits for.
+	Awaits TaskAwaits `json:"awaits"`
+	// AwaitedBy lists the ids of the tasks waiting for this one.
+	AwaitedBy []string `json:"awaited_by"`
+	// Exception is the type of the exception a done task ended with.
+	Exception string `json:"exception,omitempty"`
+	// Error says what of the task could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// TaskAwaits is what a task waits for: Kind is "task", "gather",
+// "taskgroup", "sleep", "lock", "event", "condition", "semaphore",
+// "queue", "socket", "wait_for", "future", or "" for nothing.
+type TaskAwaits struct {
+	Kind string `json:"kind"`
+	// Object is the id of the future waited on, Type its type.
+	Object string `json:"object,omitempty"`
+	Type   string `json:"type,omitempty"`
+	// Tasks are the ids of the tasks waited for.
+	Tasks []string `json:"tasks,omitempty"`
+}
+
+func hexID(a uint64) string { return fmt.Sprintf("%#x", a) }
+
+func hexIDs(a []uint64) []string {
+	out := make([]string, len(a))
+	for i, v := range a {
+		out[i] = hexID(v)
+	}
+	return out
+}
+
+// Tasks reads every asyncio task of the process from memory (3.7 to
+// 3.15), running nothing in it: the threads are paused only while the
+// registries and the tasks are read, like Stacks. A process that has
+// not imported asyncio has no task.
+func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err error) {
+	defer guard(&err, "tasks", p.pid)
+	if p.proc.Zombie {
+		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+	}
+	v := p.py.Version
+	if v.Major != 3 || v.Minor < 7 || v.Minor > 15 {
+		return nil, errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.15",
+			"process %d: Python %s: reading its asyncio tasks is not supported", p.pid, v)
+	}
+	var dbg *cpython.AsyncioDebug
+	if v.Minor >= 14 {
+		// Read from the file, before any pause: the section is data
+		// the module was built with.
+		if dbg, err = p.asyncioDebug(); err != nil {
+			return nil, err
+		}
+	}
+	_, toHost, nsTIDs, err := p.kernelView(false)
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.openMemory()
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+	var frozen *ptrace.Frozen
+	if !opt.NonBlocking {
+		f, err := p.freeze()
+		if err != nil {
+			return nil, err
+		}
+		frozen = f
+		defer f.Thaw()
+	}
+	start := time.Now()
+	rd := newPageCache(m.r)
+	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
+	if err != nil {
+		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
+	}
+	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
+		interps[a], interps[b] = interps[b], interps[a]
+	}
+	dump := &TaskDump{PID: p.pid, Python: PythonRef{Version: v.String(), Path: p.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
+	var all []cpython.AsyncTask
+	var which []int
+	for i, interp := range interps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		opt := cpython.AsyncOptions{Debug: dbg}
+		// Only the thread states' addresses while paused; their thread
+		// ids are read after the thaw (a thread state does not move).
+		th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
+		for _, t := range th {
+			opt.Threads = append(opt.Threads, t.Addr)
+		}
+		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
+		if errors.Is(err, cpython.ErrNoAsyncio) {
+			continue
+		}
+		if err != nil {
+			return nil, p.goneOr(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", p.pid, i), Err: err})
+		}
+		all = append(all, ts...)
+		for range ts {
+			which = append(which, i)
+		}
+	}
+	if frozen != nil {
+		frozen.Thaw()
+		dump.Paused = time.Since(start)
+	}
+	tidOf := map[uint64]int{} // thread state → thread id, as in StackDump
+	for _, interp := range interps {
+		th, _ := cpython.Threads(m.r, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, SkipNames: true})
+		for _, t := range th {
+			tidOf[t.Addr] = t.NativeID
+			if h, ok := toHost[t.NativeID]; ok {
+				tidOf[t.Addr] = h
+			}
+		}
+	}
+	for _, c := range cpython.AsyncCycles(all) {
+		dump.Cycles = append(dump.Cycles, hexIDs(c))
+	}
+	for i, t := range all {
+		if !opt.All && t.State != cpython.TaskPending {
+			continue
+		}
+		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tidOf[t.Thread],
+			Running: t.Running, Stack: []Frame{}, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
+			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
+		if t.Awaits.Object != 0 {
+			at.Awaits.Object = hexID(t.Awaits.Object)
+		}
+		if len(at.Awaits.Tasks) == 0 {
+			at.Awaits.Tasks = nil
+		}
+		for _, f := range t.Stack {
+			at.Stack = append(at.Stack, Frame{Function: f.Function, File: f.File, Line: f.Line})
+		}
+		dump.Tasks = append(dump.Tasks, at)
+	}
+	return dump, nil
+}
+
+// maxAsyncioDebug bounds the .AsyncioDebug section read.
+const maxAsyncioDebug = 4096
+
+// asyncioDebug reads the _asyncio module's .AsyncioDebug section (3.14+)
+// from the file that holds the module as the target maps it: the
+// interpreter's image when the module is built in, else the
+// _asyncio*.so it loaded. A target that has not loaded the module has
+// no C task: ErrNoAsyncio's case, reported as no task.
+func (p *Process) asyncioDebug() (*cpython.AsyncioDebug, error) {
+	pr := procfs.New(p.pid)
+	maps, err := pr.Maps()
+	if err != nil {
+		return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.pid), Err: err})
+	}
+	tried := map[string]bool{}
+	for _, m := range maps {
+		base := path.Base(m.Path)
+		if !m.IsFile() || tried[m.Path] || !(pr.TargetPath(m.Path) == p.py.Path || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")) {
+			continue
+		}
+		tried[m.Path] = true
+		f, _, err := pr.OpenMapping(m)
+		if err != nil {
+			continue
+		}
+		b, err := sectionData(f, ".AsyncioDebug")
+		f.Close()
+		if err != nil || b == nil {
+			continue
+		}
+		d, err := cpython.ParseAsyncioDebug(b)
+		if err != nil {
+			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", p.pid, m.Path), Err: err}
+		}
+		return d, nil
+	}
+	return nil, nil
+}
+
+// sectionData returns the named section of an ELF file, nil if absent.
+func sectionData(f *os.File, name string) ([]byte, error) {
+	e, err := elfsym.Open(f)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := e.Section(name); !ok {
+		return nil, nil
+	}
+	return e.SectionData(name, maxAsyncioDebug)
+}
