@@ -160,7 +160,8 @@ func TestMonkeyPatchedServers(t *testing.T) {
 			fds1, threads1 := settled(fds), settled(threads)
 			r = run(t, nil, "exec", pid, "-c", threadingState)
 			want(t, r, 0)
-			if fds1 != fds0 || threads1 != threads0 || r.Stdout != threading0 {
+			// A leak grows: fewer is a thread of the server that ended.
+			if fds1 > fds0 || threads1 > threads0 || r.Stdout != threading0 {
 				t.Fatalf("after %d execs, 5 leak reports and a shell: %d fds (was %d), %d thread states (was %d), threading _active/_limbo/_dangling/active_count %q (was %q)",
 					n, fds1, fds0, threads1, threads0, strings.TrimSpace(r.Stdout), strings.TrimSpace(threading0))
 			}

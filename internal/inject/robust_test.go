@@ -59,8 +59,12 @@ func TestBusyTarget(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := startTarget(t, in, "busy")
 		res := injectMarker(t, tg, Options{AvoidEINTR: in.Major == 2})
-		if !in.AtLeast(3, 7) && res.Strategy != "pending-call" {
-			t.Errorf("strategy %s, want pending-call", res.Strategy)
+		// The fixture prints its progress: caught in that write, the
+		// thread is in a system call, where initialising threads on it
+		// is the right strategy; running Python, it is the pending call.
+		inSyscall := strings.Contains(res.Why, "syscall")
+		if !in.AtLeast(3, 7) && res.Strategy != "pending-call" && !(inSyscall && res.Strategy == "init-threads+new-thread") {
+			t.Errorf("strategy %s (thread %s), want pending-call", res.Strategy, res.Why)
 		}
 		syms := resolve(t, tg.pid)
 		var st stats

@@ -31,7 +31,9 @@ func TestInterpreters(t *testing.T) {
 		// The interpreter says its own version and whether libpython is
 		// a separate mapping.
 		code := `import sys
-maps = open("/proc/self/maps").read()
+f = open("/proc/self/maps")
+maps = f.read()
+f.close()
 print("%d.%d %s" % (sys.version_info[0], sys.version_info[1], "libpython" in maps))`
 		out, err := in.Command("-c", code).CombinedOutput()
 		if err != nil {
@@ -297,7 +299,7 @@ func TestSummary(t *testing.T) {
 	}
 	s := summary("x", recs)
 	for _, want := range []string{
-		"2.7          covered 0, skipped 2, failed 0",
+		"2.7              covered 0, skipped 2, failed 0",
 		"skipped: no py2 support [TestA TestB]",
 		"FAILED: TestA",
 		"NOT COVERED by any test: 2.7 3.9 3.14-chroot",
