@@ -82,6 +82,9 @@ type SampleStats struct {
 	CPU time.Duration
 	// Exited is set when the run ended because the target exited.
 	Exited bool
+	// Paused is how long the target's threads were paused in all (only
+	// with SampleOptions.Blocking), MaxPause the longest pause.
+	Paused, MaxPause time.Duration
 }
 
 // Sample reads every Python thread's stack rate times a second and calls
@@ -392,6 +395,7 @@ func (s *sampler) close() {
 func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	var frozen *ptrace.Frozen
 	if s.opt.Blocking {
+		t0 := time.Now()
 		frozen, err = s.p.freeze()
 		if err != nil {
 			if s.gone() {
@@ -399,7 +403,12 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 			}
 			return false, err
 		}
-		defer frozen.Thaw()
+		defer func() {
+			frozen.Thaw()
+			d := time.Since(t0)
+			s.stats.Paused += d
+			s.stats.MaxPause = max(s.stats.MaxPause, d)
+		}()
 	}
 	s.pc.reset()
 	var gil uint64

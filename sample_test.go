@@ -280,3 +280,37 @@ func BenchmarkSample(b *testing.B) {
 	b.ReportMetric(float64(stats.CPU.Nanoseconds())/float64(max(stats.Samples, 1)), "cpu-ns/sample")
 	b.Logf("%s: %+v", in.Label, stats)
 }
+
+// TestSampleBlocking: with Blocking the threads are paused for each
+// sample, the pauses are measured, and the target is left running,
+// untraced.
+func TestSampleBlocking(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		p, err := pyglass.Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hot := 0
+		stats, err := p.Sample(context.Background(), pyglass.SampleOptions{Rate: 100, Duration: time.Second, Blocking: true}, func(s *pyglass.Sample) error {
+			for _, th := range s.Threads {
+				for _, f := range th.Frames {
+					if f.Function == "spin" {
+						hot++
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hot == 0 || stats.Samples == 0 || stats.Paused <= 0 || stats.MaxPause <= 0 || stats.MaxPause > stats.Paused {
+			t.Fatalf("blocking: %d hot stacks, stats %+v", hot, stats)
+		}
+		t.Logf("%s: %d samples, paused %s in all, %s at most", in.Label, stats.Samples, stats.Paused, stats.MaxPause)
+		if err := tg.Healthy(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

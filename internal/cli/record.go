@@ -428,6 +428,17 @@ func printRecordSummary(w io.Writer, pids []int, prof *profile.Profile, asked fl
 		fmt.Fprintf(w, "late: %d ticks skipped: sampling fell behind the rate asked (the machine is busy, or the rate is more than pyglass reaches)\n", late)
 	}
 	fmt.Fprintf(w, "pyglass's CPU: %s (%.1f%% of a core)\n", cpu.Round(time.Millisecond), 100*cpu.Seconds()/max(secs, 1e-9))
+	var paused, maxPause time.Duration
+	for _, s := range stats {
+		if s != nil {
+			paused += s.Paused
+			maxPause = max(maxPause, s.MaxPause)
+		}
+	}
+	if paused > 0 && samples > 0 {
+		fmt.Fprintf(w, "--blocking: the target was paused %s in all (%.1f%% of the time), %s per sample, %s at most\n",
+			paused.Round(time.Millisecond), 100*paused.Seconds()/max(secs, 1e-9), (paused / time.Duration(samples)).Round(time.Microsecond), maxPause.Round(time.Microsecond))
+	}
 	if exited > 0 {
 		fmt.Fprintf(w, "the target exited\n")
 	}
