@@ -124,7 +124,10 @@ var commands = []Command{
 		// target's own interpreter, so it runs in the target's root.
 		Name: "python -m profiling.sampling dump -a",
 		Argv: func(env *Env, tg *Target) ([]string, error) {
-			return tg.Interp.Command("-m", "profiling.sampling", "dump", "-a", fmt.Sprint(tg.PID)).Args, nil
+			// In the target's own mount namespace and root: it finds
+			// the interpreter's sections through the paths the target
+			// maps.
+			return inRoot(tg, tg.Interp.Path, "-m", "profiling.sampling", "dump", "-a", fmt.Sprint(tg.PID)), nil
 		},
 		Applies: func(in testenv.Interp) bool { return in.AtLeast(3, 15) },
 	},
