@@ -154,12 +154,18 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 			if !end.IsZero() && next.After(end) {
 				d = end.Sub(now)
 			}
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return stats, nil
-			case <-t.C:
+			if d < 2*time.Millisecond {
+				// Go's timers are about a millisecond late: at
+				// kHz rates sleep with the kernel's.
+				procfs.Nanosleep(d)
+			} else {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return stats, nil
+				case <-t.C:
+				}
 			}
 			now = time.Now()
 		}

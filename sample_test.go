@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,7 +268,11 @@ func BenchmarkSample(b *testing.B) {
 	}
 	b.ResetTimer()
 	n := 0
-	stats, err := p.Sample(context.Background(), pyglass.SampleOptions{Rate: pyglass.MaxRate, Idle: true}, func(s *pyglass.Sample) error {
+	rate := pyglass.MaxRate
+	if r, err := strconv.ParseFloat(os.Getenv("PYGLASS_BENCH_RATE"), 64); err == nil {
+		rate = r
+	}
+	stats, err := p.Sample(context.Background(), pyglass.SampleOptions{Rate: rate, Idle: true}, func(s *pyglass.Sample) error {
 		n++
 		if n >= b.N {
 			return errEnough

@@ -14,3 +14,15 @@ func SelfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// Nanosleep sleeps d with the kernel's high-resolution timers, blocking
+// the calling OS thread: Go's own timers wake up to a millisecond late,
+// too late for a sampler at several kHz. Meant for short waits (the
+// caller checks for cancellation between them).
+func Nanosleep(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	ts := syscall.NsecToTimespec(int64(d))
+	syscall.Nanosleep(&ts, nil)
+}
