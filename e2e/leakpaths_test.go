@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/leak"
+)
+
+// leakKinds are the leaks of testdata/leak_paths.py.
+var leakKinds = []string{"cache", "class", "closure", "local", "gen", "cycle"}
+
+// leakPathLines maps each leak of leak_paths.py to its LEAK-<kind> line.
+func leakPathLines(t testing.TB) map[string]int {
+	t.Helper()
+	m := map[string]int{}
+	for i, l := range strings.Split(testenv.Fixture(t, "leak_paths.py"), "\n") {
+		if _, kind, ok := strings.Cut(l, "# LEAK-"); ok {
+			m[kind] = i + 1
+		}
+	}
+	if len(m) != len(leakKinds) {
+		t.Fatalf("leak_paths.py marks %v, want %v", m, leakKinds)
+	}
+	return m
+}
+
+// TestTraceTop: on a target whose six leaks grow at a known rate (and that
+// never started tracemalloc), `trace top --diff 2s` starts tracing, says
+// so on stderr, and names the six allocating lines as the top growth, each
+// with rate x interval objects of PAYLOAD bytes (within 10 %, and no more
+// than the target made); then `trace top` (tracing on) lists the same
+// lines by line and by traceback; a bad --by is a usage error. 2.7 has no
+// tracemalloc: exit 3 and one line.
+func TestTraceTop(t *testing.T) {
+	lines := leakPathLines(t)
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		const rate, payload = 200, 4096
+		tg := testenv.Start(t, in, testenv.Fixture(t, "leak_paths.py"), testenv.Args(fmt.Sprintf("rate=%d", rate)))
+		pid := strconv.Itoa(tg.PID)
+		if in.Major == 2 {
+			r := run(t, nil, "trace", "top", pid)
+			want(t, r, 3)
+			oneLineErr(t, r, "not available on Python 2.7")
+			healthy(t, tg)
+			return
+		}
+		r := run(t, nil, "trace", "top", pid, "--by", "bogus")
+		want(t, r, 2)
+		oneLineErr(t, r, "--by is line, file or traceback")
+
+		tg.Send("count")
+		c0 := fields(t, tg.WaitLine("COUNT", 5*time.Second))
+		var g leak.TraceGrowthReport
+		r = decode(t, &g, "trace", "top", pid, "--diff", "2s", "--json")
+		tg.Send("count")
+		c1 := fields(t, tg.WaitLine("COUNT", 5*time.Second))
+		made := c1["n"] - c0["n"]
+		if !g.Started || !strings.Contains(r.Stderr, "tracemalloc was not tracing: started it (1 frames)") ||
+			!strings.Contains(r.Stderr, "pyglass trace stop "+pid) || g.Interval < 2 {
+			t.Fatalf("the first report must start tracing and say how to stop it: %s", r)
+		}
+		expect := float64(rate) * g.Interval
+		t.Logf("growth over %.3f s (rate x interval %.0f; the target made %d while pyglass ran %s; GIL held %.1f ms)",
+			g.Interval, expect, made, r.Took.Round(time.Millisecond), g.LongestHoldMS)
+		if len(g.Groups) < len(leakKinds) {
+			t.Fatalf("fewer than %d groups grew: %s", len(leakKinds), r)
+		}
+		top := map[int]leak.TraceGrowth{}
+		for _, row := range g.Groups[:len(leakKinds)] {
+			if f := row.Frames; len(f) == 1 && strings.HasSuffix(f[0].File, "/x.py") {
+				top[f[0].Line] = row
+			}
+		}
+		for _, kind := range leakKinds {
+			row, ok := top[lines[kind]]
+			if !ok {
+				t.Fatalf("line %d (%s) is not among the top %d growths: %+v", lines[kind], kind, len(leakKinds), g.Groups[:len(leakKinds)])
+			}
+			lo, hi := 0.9*expect*payload, float64(made)*(payload+400)
+			if s := float64(row.SizeDelta); s < lo || s > hi {
+				t.Errorf("%s: line %d grew %d bytes, want between %.0f (0.9 x rate x interval x payload) and %.0f (what the target made)", kind, lines[kind], row.SizeDelta, lo, hi)
+			}
+			if c := float64(row.CountDelta); c < 0.9*expect || c > float64(made)*4 {
+				t.Errorf("%s: line %d grew by %d blocks, want at least %.0f", kind, lines[kind], row.CountDelta, 0.9*expect)
+			}
+		}
+
+		var tr leak.TraceTopReport
+		r = decode(t, &tr, "trace", "top", pid, "--json")
+		if tr.Started || strings.Contains(r.Stderr, "started it") || tr.Frames != 1 || tr.By != leak.ByLine {
+			t.Fatalf("second top: %s", r)
+		}
+		seen := 0
+		for _, row := range tr.Groups[:min(len(leakKinds), len(tr.Groups))] {
+			if f := row.Frames; strings.HasSuffix(f[0].File, "/x.py") {
+				for _, kind := range leakKinds {
+					if f[0].Line == lines[kind] {
+						seen++
+					}
+				}
+			}
+		}
+		if seen != len(leakKinds) {
+			t.Fatalf("the top %d lines are not the six leaks: %s", len(leakKinds), r)
+		}
+		r = run(t, nil, "trace", "top", pid, "--by", "traceback", "--limit", "3")
+		want(t, r, 0)
+		if !strings.Contains(r.Stdout, "by traceback") || strings.Count(r.Stdout, "x.py:") < 3 || strings.Contains(r.Stdout, "#4") {
+			t.Fatalf("trace top --by traceback: %s", r)
+		}
+		r = run(t, nil, "trace", "top", pid)
+		want(t, r, 0)
+		if n := strings.Count(r.Stdout, "\n"); n > 16 || !strings.Contains(r.Stdout, fmt.Sprintf("x.py:%d", lines["cache"])) {
+			t.Fatalf("trace top's text must fit a screen and name the lines: %s", r)
+		}
+		t.Logf("\n%s", r.Stdout)
+		r = run(t, nil, "trace", "stop", pid)
+		want(t, r, 0)
+		healthy(t, tg)
+		noTraces(t, tg)
+	})
+}
