@@ -125,3 +125,67 @@ func TestTraceTop(t *testing.T) {
 		noTraces(t, tg)
 	})
 }
+
+// TestObjectsPaths: on the same target, `objects --paths CLASS` names, for
+// each of the six leaks' classes, the root that holds them (a module-level
+// dict, a list on a class, a function's closure, a threading.local, a
+// suspended generator, a ring kept by a global), a path from it ending at
+// an instance, and how many instances it reaches: between what the target
+// had made before and after the command.
+func TestObjectsPaths(t *testing.T) {
+	holders := map[string]string{
+		"CacheEntry": "__main__.CACHE", "ClassItem": "__main__.Registry.items", "ClosureItem": "__main__.ADD",
+		"LocalItem": "__main__.LOCAL", "GenItem": "__main__.GEN", "CycleNode": "__main__.RING",
+	}
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "leak_paths.py"), testenv.Args("rate=200"))
+		pid := strconv.Itoa(tg.PID)
+		for class, root := range holders {
+			tg.Send("count")
+			c0 := fields(t, tg.WaitLine("COUNT", 5*time.Second))["n"]
+			var pr leak.PathsReport
+			r := decode(t, &pr, "objects", pid, "--paths", class, "--json")
+			tg.Send("count")
+			c1 := fields(t, tg.WaitLine("COUNT", 5*time.Second))["n"]
+			extra := int64(0)
+			if class == "CycleNode" {
+				extra = 1 // RING itself
+			}
+			if len(pr.Holders) != 1 || pr.Holders[0].Root != root {
+				t.Fatalf("%s: want one holder %s: %s", class, root, r)
+			}
+			h := pr.Holders[0]
+			if h.Count < c0+extra || h.Count > c1+extra || pr.Total < c0+extra || pr.Total > c1+extra || pr.Unexplained > 2 {
+				t.Errorf("%s: %d instances, %s reaches %d (%d unexplained); the target had made %d before and %d after", class, pr.Total, root, h.Count, pr.Unexplained, c0, c1)
+			}
+			if last := h.Path[len(h.Path)-1]; last.Type != "__main__."+class || last.Edge != "" {
+				t.Errorf("%s: the path does not end at an instance: %+v", class, h.Path)
+			}
+			text := leak.PathText(h.Root, h.Path)
+			t.Logf("%s: %d instances; %s reaches %d: %s", class, pr.Total, root, h.Count, text)
+			switch class {
+			case "CacheEntry":
+				if !strings.HasPrefix(text, "__main__.CACHE (dict, ") || !strings.Contains(text, "] -> __main__.CacheEntry") {
+					t.Errorf("path %q", text)
+				}
+			case "ClassItem":
+				if !strings.HasPrefix(text, "__main__.Registry.items (list, ") {
+					t.Errorf("path %q", text)
+				}
+			case "ClosureItem":
+				if !strings.Contains(text, ".cell_contents (list, ") {
+					t.Errorf("path %q", text)
+				}
+			}
+		}
+		r := run(t, nil, "objects", pid, "--paths", "CacheEntry")
+		want(t, r, 0)
+		if !strings.Contains(r.Stdout, "__main__.CACHE reaches") {
+			t.Errorf("text report: %s", r)
+		}
+		r = run(t, nil, "objects", pid, "--paths", "x;y")
+		want(t, r, 2)
+		healthy(t, tg)
+		noTraces(t, tg)
+	})
+}

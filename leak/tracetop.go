@@ -36,7 +36,7 @@ type TraceTopOptions struct {
 	// has to start it (0: 1; ByTraceback wants more).
 	Frames int
 	// Exact reads every traced block with one _tracemalloc._get_traces()
-	// call: exact, but the target's threads wait for the whole call (2-4
+	// call: exact, but the target's threads wait for the whole call (2-5
 	// us per traced block). Without it the objects reachable from the
 	// program's roots are walked in small steps and asked for their
 	// tracebacks: an estimate (see scripts/tracetop.py).

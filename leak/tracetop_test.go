@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // traceFixture grows KEEP by n bytearrays of 10,000 bytes at the line
@@ -177,4 +180,107 @@ func TestTraceTopUsage(t *testing.T) {
 			t.Errorf("%+v: %.40s", o, s)
 		}
 	}
+}
+
+// TestTraceTopHeap: trace top's walk on a heap of a million traced objects
+// holds the GIL no longer than the objects census does on the same heap
+// (the baseline, measured in the same run by the target's heartbeat
+// thread: at most twice its stall plus 5 ms, asserted when the machine is
+// not overloaded; its own longest run at most three times the census's
+// plus 10 ms), and finds the Node objects by their line; the
+// exact method's one call is measured and reported. Representative
+// interpreters as TestBigHeap (PYGLASS_BIGHEAP_ALL=1: all), one at a time.
+func TestTraceTopHeap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: million-object heaps")
+	}
+	all := os.Getenv("PYGLASS_BIGHEAP_ALL") == "1"
+	forEach(t, false, func(t *testing.T, py interpreter) {
+		if py.py2 {
+			testenv.Skipf(t, "Python 2.7 has no tracemalloc")
+		}
+		if !all && !bigHeapPythons[py.name] {
+			testenv.Skipf(t, "covered by the representative interpreters; PYGLASS_BIGHEAP_ALL=1 runs all")
+		}
+		h := startHarness(t, py)
+		src := `
+tracemalloc.start()
+class Node(object):
+    pass
+def build(n):
+    heap = []
+    for i in range(n // 4):
+        node = Node()  # NODE
+        node.items = [i]
+        node.meta = {'i': i}
+        node.name = 'node-%d' % i
+        heap.append(node)
+    return heap
+HEAP = build(1000000)
+gc.collect()
+`
+		h.exec(src, nil)
+		line := fixtureLine(t, src, "NODE")
+		stall := func(script []byte) (float64, []byte) {
+			h.exec("hb = Heartbeat()\ntime.sleep(0.3)\nhb.gap = 0.0\n", nil)
+			out := h.run(script)
+			var gap float64
+			h.exec("result = hb.finish()", &gap)
+			return gap * 1000, out
+		}
+		census, out := stall(ObjectsScript(ObjectsOptions{Top: 5}))
+		o := parseObjects(t, out)
+		walk, out := stall(TraceTopScript(TraceTopOptions{}))
+		r, err := ParseTraceTop(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exact, out := stall(TraceTopScript(TraceTopOptions{Exact: true}))
+		x, err := ParseTraceTop(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.exec("tracemalloc.stop()", nil)
+		t.Logf("1M traced objects: heartbeat's longest stall: objects census %.1f ms (%.0f ms in all, longest run %.1f ms), trace top %.1f ms (%.0f ms in all, longest run %.1f ms), --exact %.1f ms (%d blocks, one call %.1f ms, %.0f ms in all); load %.1f per CPU",
+			census, o.ElapsedMS, o.LongestHoldMS, walk, r.ElapsedMS, r.LongestHoldMS, exact, x.Traces, x.LongestHoldMS, x.ElapsedMS, testenv.LoadPerCPU())
+		if r.Method != "walk" || !r.Complete || len(r.Groups) == 0 {
+			t.Fatalf("walk: method %q complete %v, %d groups", r.Method, r.Complete, len(r.Groups))
+		}
+		// The node line made 250,000 Nodes (and before 3.11 their
+		// __dict__s there too). 3.11's _get_object_traceback cannot see
+		// instances (a CPython bug): the report says so, and the exact
+		// method must count them.
+		nodeRows := r.Groups
+		if py.minor == 11 {
+			if !strings.Contains(strings.Join(r.Notes, "\n"), "tracemalloc cannot tell where instances") {
+				t.Errorf("3.11: notes %q", r.Notes)
+			}
+			nodeRows = x.Groups
+		}
+		var nodes int64
+		for _, g := range nodeRows {
+			if g.Frames[0].File == "fixture.py" && g.Frames[0].Line == line {
+				nodes = g.Count
+			}
+		}
+		if nodes < 250000 || nodes > 500000 {
+			t.Errorf("the walk found %d objects from the Node line, want 250,000 to 500,000: %+v", nodes, r.Groups[:min(4, len(r.Groups))])
+		}
+		// The walk's own longest run between pauses, against the
+		// census's; the heartbeat's stall (which also measures CPU
+		// contention) only when the machine is not overloaded.
+		if bound := 3*o.LongestHoldMS + 10; r.LongestHoldMS > bound {
+			t.Errorf("trace top ran %.1f ms without pausing, more than three times the census's %.1f ms plus 10 ms", r.LongestHoldMS, o.LongestHoldMS)
+		}
+		switch load := testenv.LoadPerCPU(); {
+		case walk <= 2*census+5:
+		case load > 1:
+			t.Logf("stall %.1f ms above twice the census's %.1f ms plus 5 ms, not asserted: the machine is overloaded (load %.1f per CPU)", walk, census, load)
+		default:
+			t.Errorf("trace top stalled the target %.1f ms, more than twice the census's %.1f ms plus 5 ms", walk, census)
+		}
+		if x.Method != "exact" || x.Traces < 1000000 {
+			t.Errorf("exact: method %q, %d blocks", x.Method, x.Traces)
+		}
+	})
 }
