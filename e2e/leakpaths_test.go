@@ -158,11 +158,17 @@ func TestObjectsPaths(t *testing.T) {
 			if h.Count < c0+extra || h.Count > c1+extra || pr.Total < c0+extra || pr.Total > c1+extra || pr.Unexplained > 2 {
 				t.Errorf("%s: %d instances, %s reaches %d (%d unexplained); the target had made %d before and %d after", class, pr.Total, root, h.Count, pr.Unexplained, c0, c1)
 			}
+			// Retained: each instance's payload (4096 bytes + the bytes
+			// header) and the instance, its dict, key; the leak keeps
+			// growing while the report runs.
+			if lo, hi := float64(c0)*4096, float64(c1+extra)*(4096+700)+64<<10; float64(h.RetainedSize) < lo || float64(h.RetainedSize) > hi {
+				t.Errorf("%s: %s retains %d bytes, want between %.0f and %.0f", class, root, h.RetainedSize, lo, hi)
+			}
 			if last := h.Path[len(h.Path)-1]; last.Type != "__main__."+class || last.Edge != "" {
 				t.Errorf("%s: the path does not end at an instance: %+v", class, h.Path)
 			}
 			text := leak.PathText(h.Root, h.Path)
-			t.Logf("%s: %d instances; %s reaches %d: %s", class, pr.Total, root, h.Count, text)
+			t.Logf("%s: %d instances; %s reaches %d, retains %d bytes (%.0f per instance): %s", class, pr.Total, root, h.Count, h.RetainedSize, float64(h.RetainedSize)/float64(h.Count), text)
 			switch class {
 			case "CacheEntry":
 				if !strings.HasPrefix(text, "__main__.CACHE (dict, ") || !strings.Contains(text, "] -> __main__.CacheEntry") {

@@ -146,10 +146,13 @@ a million objects).
 
 With --paths CLASS, reports who keeps the instances of CLASS alive: for up to
 --limit holders (a module global, a class attribute, gc.garbage), how many of
-the instances each reaches and a shortest reference path from it to one, e.g.
-"app.CACHE (dict, 41210 items) ['k1'] -> app.Session". Searched in small
-steps like the census; paths through other threads' running functions are
-not searched yet, and retained sizes are not computed yet.`
+the instances each reaches, a shortest reference path from it to one, e.g.
+"app.CACHE (dict, 41210 items) ['k1'] -> app.Session", and what it retains:
+the sizes of the objects no other module global, class attribute or
+gc.garbage reaches without passing through it (other threads' variables and
+C code are not seen, so it is an upper bound). Searched in small steps like
+the census (two walks of the heap per holder for the retained size); paths
+through other threads' running functions are not searched yet.`
 
 func runObjects(ctx context.Context, args []string, io IO) ExitCode {
 	fs, asJSON, timeout := reportFlags("objects", objectsHelp, io)

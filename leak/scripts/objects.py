@@ -198,6 +198,25 @@ def _pg_subclass_refs(o, t):
     return out
 
 
+def _pg_marker(seen):
+    """A function that marks an object visited in the bitmap pages of seen
+    and tells whether it was not marked before."""
+    def mark(o):
+        # 512-byte pages (64 KiB of address space each): small enough for
+        # the interpreter's own allocator, whose arenas are reused.
+        a = id(o) >> 4
+        b = seen.get(a >> 12)
+        if b is None:
+            b = seen[a >> 12] = bytearray(512)
+        i = (a & 0xfff) >> 3
+        m = 1 << (a & 7)
+        if b[i] & m:
+            return False
+        b[i] |= m
+        return True
+    return mark
+
+
 def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
     """Counts with add (into counts and sizes) the objects reachable from
     _pg_roots: those the collector tracks, and with every also the
@@ -223,19 +242,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
         def push(objs):
             stack.extend(filter(tracked, objs))
 
-    def mark(o):
-        # 512-byte pages (64 KiB of address space each): small enough for
-        # the interpreter's own allocator, whose arenas are reused.
-        a = id(o) >> 4
-        b = seen.get(a >> 12)
-        if b is None:
-            b = seen[a >> 12] = bytearray(512)
-        i = (a & 0xfff) >> 3
-        m = 1 << (a & 7)
-        if b[i] & m:
-            return False
-        b[i] |= m
-        return True
+    mark = _pg_marker(seen)
 
     # The walk's own objects are not the program's.
     for o in (seen, stack, slices, batch, stats, _pg_opts, counts, sizes, kinds, containers):

@@ -64,26 +64,72 @@ def _pg_pause(state):
 
 
 def _pg_reaches(gc, root, match, state):
-    """The ids of the instances reachable from root (bounded DFS)."""
-    getref = gc.get_referents
-    seen = set([id(root)])
-    stack = [root]
+    """The ids of the instances reachable from root (bounded), and whether
+    the walk finished."""
     found = set()
+    seen = {}
+    mark = _pg_marker(seen)
+    mark(root)
+
+    def add(c):
+        if match(c):
+            found.add(id(c))
+    add(root)
+    done = _pg_dfs(gc, [root], mark, state, add)
+    seen.clear()
+    return found, done
+
+
+def _pg_dfs(gc, stack, mark, state, add):
+    """Walks depth-first from the objects on stack into every referent
+    mark lets through, calling add (when not None) on each; bounded.
+    Returns whether it finished."""
+    getref = gc.get_referents
     n = 0
     while stack and n < _pg_PATH_BUDGET:
         o = stack.pop()
         n += 1
         if n & 255 == 0:
             _pg_pause(state)
-        if match(o):
-            found.add(id(o))
         for c in getref(o):
-            if id(c) not in seen:
-                seen.add(id(c))
+            if mark(c):
+                if add is not None:
+                    add(c)
                 stack.append(c)
+    done = not stack
     o = c = None
     del stack[:]
-    return found, n < _pg_PATH_BUDGET
+    return done
+
+
+def _pg_retained(gc, roots, holder, own, state):
+    """What only holder keeps alive: the objects reachable from it that no
+    other named root reaches without passing through it, with their
+    sys.getsizeof sizes; and whether both walks finished."""
+    getsizeof = _pg_sys.getsizeof
+    seen = {}
+    mark = _pg_marker(seen)
+    for o in own:
+        mark(o)
+    mark(holder)
+    stack = []
+    for name, o in roots:
+        if mark(o):
+            stack.append(o)
+    o = None
+    done = _pg_dfs(gc, stack, mark, state, None)
+    size = [getsizeof(holder, 0)]
+
+    def add(c):
+        try:
+            size[0] += getsizeof(c, 0)
+        except Exception:
+            pass
+    stack = [holder]
+    done = _pg_dfs(gc, stack, mark, state, add) and done
+    total = size[0]
+    seen.clear()
+    return total, done
 
 
 def _pg_path_to(gc, roots, want, state):
@@ -237,7 +283,9 @@ def _pg_main():
         reached, ok = _pg_reaches(gc, chain[0], match, state)
         complete = complete and ok
         covered |= reached
-        holders.append({'root': name, 'count': len(reached), 'path': _pg_steps(name, chain)})
+        size, ok = _pg_retained(gc, roots, chain[0], (found, roots, holders, ids, covered, chain, reached, state, stats), state)
+        complete = complete and ok
+        holders.append({'root': name, 'count': len(reached), 'path': _pg_steps(name, chain), 'retained_size': size})
         chain = None
     uncovered = None
     unheld = total - len([1 for x in found if id(x) in covered])
