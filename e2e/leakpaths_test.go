@@ -195,3 +195,38 @@ func TestObjectsPaths(t *testing.T) {
 		noTraces(t, tg)
 	})
 }
+
+// TestObjectsDiffPaths: `objects --diff 2s --paths` reports the growth
+// and, for the classes that grew most, who holds them: each is one of the
+// six leaks' classes, held by its own root.
+func TestObjectsDiffPaths(t *testing.T) {
+	holders := map[string]string{
+		"__main__.CacheEntry": "__main__.CACHE", "__main__.ClassItem": "__main__.Registry.items", "__main__.ClosureItem": "__main__.ADD",
+		"__main__.LocalItem": "__main__.LOCAL", "__main__.GenItem": "__main__.GEN", "__main__.CycleNode": "__main__.RING",
+	}
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if testing.Short() && in.Label != "2.7" && in.Label != "3.13" {
+			testenv.Skipf(t, "-short: objects --diff --paths on 2.7 and 3.13 only")
+		}
+		tg := testenv.Start(t, in, testenv.Fixture(t, "leak_paths.py"), testenv.Args("rate=200"))
+		pid := strconv.Itoa(tg.PID)
+		var gp leak.GrowthPathsReport
+		r := decode(t, &gp, "objects", pid, "--diff", "2s", "--paths", "--json")
+		if len(gp.Paths) != leak.GrowthPathTypes {
+			t.Fatalf("want paths for %d growing classes: %s", leak.GrowthPathTypes, r)
+		}
+		for _, p := range gp.Paths {
+			root, ok := holders[p.Type]
+			if !ok || len(p.Holders) != 1 || p.Holders[0].Root != root || p.Holders[0].Count < 200 {
+				t.Errorf("paths of %s: %+v", p.Type, p.Holders)
+			}
+		}
+		r = run(t, nil, "objects", pid, "--diff", "1s", "--paths", "--limit", "1")
+		want(t, r, 0)
+		if !strings.Contains(r.Stdout, "GROWTH") || !strings.Contains(r.Stdout, " reaches ") {
+			t.Errorf("text report: %s", r)
+		}
+		healthy(t, tg)
+		noTraces(t, tg)
+	})
+}

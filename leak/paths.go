@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/pyglass/pyglass"
 )
@@ -163,4 +164,56 @@ func RenderPaths(w io.Writer, r *PathsReport) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// GrowthPathTypes is the number of growing classes GrowthWithPaths looks
+// for holders of.
+const GrowthPathTypes = 5
+
+// GrowthPathsReport is a growth report with the holders of the classes
+// that grew most.
+type GrowthPathsReport struct {
+	Growth GrowthReport   `json:"growth"`
+	Paths  []*PathsReport `json:"paths"`
+}
+
+// GrowthWithPaths takes ObjectsGrowth over d, then a Paths report (limit
+// holders each) for each of the first GrowthPathTypes classes that grew
+// and are not builtins.
+func GrowthWithPaths(ctx context.Context, p *pyglass.Process, d time.Duration, opts ObjectsOptions, limit int, run RunOptions, progress io.Writer) (*GrowthPathsReport, error) {
+	g, err := ObjectsGrowth(ctx, p, d, opts, run, progress)
+	if err != nil {
+		return nil, err
+	}
+	r := &GrowthPathsReport{Growth: g, Paths: []*PathsReport{}}
+	for _, t := range g.Types {
+		if len(r.Paths) >= GrowthPathTypes {
+			break
+		}
+		if !strings.Contains(t.Type, ".") || !ValidTypeName(t.Type) {
+			continue // a builtin, or a class defined in a function
+		}
+		pr, err := Paths(ctx, p, PathsOptions{Type: t.Type, Limit: limit}, run)
+		if err != nil {
+			return nil, fmt.Errorf("paths of %s: %w", t.Type, err)
+		}
+		r.Paths = append(r.Paths, pr)
+	}
+	return r, nil
+}
+
+// RenderGrowthPaths prints the growth, then who holds each class.
+func RenderGrowthPaths(w io.Writer, r *GrowthPathsReport, top int) error {
+	if err := RenderGrowth(w, r.Growth, top); err != nil {
+		return err
+	}
+	for _, p := range r.Paths {
+		if _, err := io.WriteString(w, "\n"); err != nil {
+			return err
+		}
+		if err := RenderPaths(w, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }

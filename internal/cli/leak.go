@@ -152,38 +152,51 @@ the sizes of the objects no other module global, class attribute or
 gc.garbage reaches without passing through it (other threads' variables and
 C code are not seen, so it is an upper bound). Searched in small steps like
 the census (two walks of the heap per holder for the retained size); paths
-through other threads' running functions are not searched yet.`
+through other threads' running functions are not searched yet. With --diff
+DURATION --paths, the growth report is followed by the holders of the (up to
+5) classes that grew most.`
 
 func runObjects(ctx context.Context, args []string, io IO) ExitCode {
 	fs, asJSON, timeout := reportFlags("objects", objectsHelp, io)
 	top := fs.Int("top", 20, "show the N most numerous types (0: all)")
 	diff := fs.Duration("diff", 0, "report growth over this duration (e.g. 30s)")
 	all := fs.Bool("all", false, "count every tracked object with gc.get_objects (exact; holds the GIL for the whole call)")
-	paths := fs.String("paths", "", "report who keeps the instances of this class alive (module.Class, or Class)")
+	var paths pathsFlag
+	fs.Var(&paths, "paths", "report who keeps the instances of a class alive: --paths CLASS (module.Class, or Class); with --diff, of the classes that grew")
 	limit := fs.Int("limit", leak.DefaultHolders, "--paths: the number of holders to find")
 	pos, code, ok := parse(fs, args, io)
 	if !ok {
 		return code
 	}
-	if len(pos) > 1 {
-		fmt.Fprintf(io.Err, "pyglass objects: one PID expected\n")
-		return ExitUsage
-	}
 	if *top < 0 || *diff < 0 {
 		fmt.Fprintf(io.Err, "pyglass objects: --top and --diff must not be negative\n")
 		return ExitUsage
 	}
-	if *paths != "" && (!leak.ValidTypeName(*paths) || *limit < 1 || *diff > 0 || *all) {
-		fmt.Fprintf(io.Err, "pyglass objects: --paths takes a class name (module.Class or Class) and --limit of 1 or more, without --diff or --all\n")
+	if paths.set && paths.typ == "" && len(pos) == 2 {
+		paths.typ, pos = pos[1], pos[:1] // --paths CLASS
+	}
+	if paths.set && (*limit < 1 || *all || (*diff > 0) == (paths.typ != "") || (paths.typ != "" && !leak.ValidTypeName(paths.typ))) {
+		fmt.Fprintf(io.Err, "pyglass objects: --paths takes a class name (module.Class or Class), or none with --diff; --limit 1 or more; not with --all\n")
+		return ExitUsage
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass objects: one PID expected\n")
 		return ExitUsage
 	}
 	p, code, ok := attach(pos, io, "objects")
 	if !ok {
 		return code
 	}
-	if *paths != "" {
+	if paths.set && *diff > 0 {
+		r, err := leak.GrowthWithPaths(ctx, p, *diff, leak.ObjectsOptions{All: *all}, *limit, leak.RunOptions{Timeout: *timeout, Progress: progressTo(io)}, io.Err)
+		if err != nil {
+			return reportFail(io, err)
+		}
+		return output(io, *asJSON, r, func() { leak.RenderGrowthPaths(io.Out, r, *top) })
+	}
+	if paths.set {
 		run, done := runOptions(p, *timeout, io)
-		r, err := leak.Paths(ctx, p, leak.PathsOptions{Type: *paths, Limit: *limit}, run)
+		r, err := leak.Paths(ctx, p, leak.PathsOptions{Type: paths.typ, Limit: *limit}, run)
 		done()
 		if err != nil {
 			return reportFail(io, err)
@@ -383,3 +396,22 @@ func output(io IO, asJSON bool, v any, render func()) ExitCode {
 	}
 	return ExitOK
 }
+
+// pathsFlag is objects' --paths: alone (with --diff), --paths CLASS (the
+// class as the next argument) or --paths=CLASS.
+type pathsFlag struct {
+	set bool
+	typ string
+}
+
+func (p *pathsFlag) String() string { return p.typ }
+
+func (p *pathsFlag) Set(s string) error {
+	p.set = true
+	if s != "true" {
+		p.typ = s
+	}
+	return nil
+}
+
+func (p *pathsFlag) IsBoolFlag() bool { return true }
