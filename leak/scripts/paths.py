@@ -91,7 +91,11 @@ def _pg_dfs(gc, stack, mark, state, add):
         n += 1
         if n & 255 == 0:
             _pg_pause(state)
+        k = 0
         for c in getref(o):
+            k += 1
+            if k & 1023 == 0:
+                _pg_pause(state)
             if mark(c):
                 if add is not None:
                     add(c)
@@ -164,7 +168,11 @@ def _pg_path_to(gc, roots, want, state):
                 keep.clear()
                 parent.clear()
                 return name, chain
+            k = 0
             for c in getref(o):
+                k += 1
+                if k & 1023 == 0:
+                    _pg_pause(state)
                 if id(c) not in parent:
                     parent[id(c)] = id(o)
                     nxt.append(c)
