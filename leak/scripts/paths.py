@@ -24,7 +24,7 @@ def _pg_type_match(want):
     return match
 
 
-def _pg_named_roots(gc):
+def _pg_named_roots(gc, state):
     """(name, object) for every module global and class attribute, and
     gc.garbage."""
     mdict = _pg_ModuleType.__dict__['__dict__']
@@ -37,6 +37,7 @@ def _pg_named_roots(gc):
             d = mdict.__get__(mod, _pg_ModuleType)
         except Exception:
             continue
+        _pg_pause(state)
         for k, v in list(dict.items(d)):
             if type(k) not in _pg_strs or k.startswith('__') or type(v) is _pg_ModuleType:
                 continue
@@ -275,12 +276,15 @@ def _pg_main():
     collect = None
     total = len(found)
     state = [_pg_now() + _pg_SLICE, stats['longest'], _pg_now()]
-    roots = _pg_named_roots(gc)
+    roots = _pg_named_roots(gc, state)
     holders = []
     covered = set()
     complete = True
     i = 0
-    ids = set(id(x) for x in found)
+    ids = set()
+    for j in range(0, total, 4096):
+        ids.update([id(x) for x in found[j:j + 4096]])
+        _pg_pause(state)
 
     def uncovered(o):
         return id(o) in ids and id(o) not in covered
@@ -296,7 +300,10 @@ def _pg_main():
         holders.append({'root': name, 'count': len(reached), 'path': _pg_steps(name, chain), 'retained_size': size})
         chain = None
     uncovered = None
-    unheld = total - len([1 for x in found if id(x) in covered])
+    unheld = 0
+    for j in range(0, total, 4096):
+        unheld += len([1 for x in found[j:j + 4096] if id(x) not in covered])
+        _pg_pause(state)
     del found[:]
     roots = None
     return {
