@@ -116,7 +116,23 @@ func DiffOver(ctx context.Context, d time.Duration, census Census, progress io.W
 		return GrowthReport{}, fmt.Errorf("taking first census: %w", err)
 	}
 	start := time.Now()
-	end := start.Add(d)
+	if err := countdown(ctx, d, progress, fmt.Sprintf("first census: %d objects", before.Total), "second census"); err != nil {
+		return GrowthReport{}, err
+	}
+	after, err := census(ctx)
+	if err != nil {
+		return GrowthReport{}, fmt.Errorf("taking second census: %w", err)
+	}
+	g := Diff(before, after)
+	g.Interval = time.Since(start).Seconds()
+	return g, nil
+}
+
+// countdown waits d, redrawing "FIRST; NEXT in 12s" on progress (nil:
+// nothing) every second, then "taking NEXT...". It returns ctx.Err() when
+// cancelled first.
+func countdown(ctx context.Context, d time.Duration, progress io.Writer, first, next string) error {
+	end := time.Now().Add(d)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	timer := time.NewTimer(d)
@@ -127,32 +143,24 @@ func DiffOver(ctx context.Context, d time.Duration, census Census, progress io.W
 			if left < 0 {
 				left = 0
 			}
-			fmt.Fprintf(progress, "\rfirst census: %d objects; second census in %s   ", before.Total, left)
+			fmt.Fprintf(progress, "\r%s; %s in %s   ", first, next, left)
 		}
 	}
 	show()
-wait:
 	for {
 		select {
 		case <-ctx.Done():
 			if progress != nil {
 				fmt.Fprintln(progress)
 			}
-			return GrowthReport{}, ctx.Err()
+			return ctx.Err()
 		case <-tick.C:
 			show()
 		case <-timer.C:
-			break wait
+			if progress != nil {
+				fmt.Fprintf(progress, "\rtaking %s...%30s\n", next, "")
+			}
+			return nil
 		}
 	}
-	if progress != nil {
-		fmt.Fprintf(progress, "\rtaking second census...%30s\n", "")
-	}
-	after, err := census(ctx)
-	if err != nil {
-		return GrowthReport{}, fmt.Errorf("taking second census: %w", err)
-	}
-	g := Diff(before, after)
-	g.Interval = time.Since(start).Seconds()
-	return g, nil
 }

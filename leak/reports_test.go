@@ -126,8 +126,9 @@ def probe():
 			"garbage-saveall":  GarbageScript(GarbageOptions{SaveAll: true}),
 			"trace-status":     TraceScript(TraceOptions{Action: TraceStatus}),
 			"trace-bad-action": TraceScript(TraceOptions{Action: "bogus"}),
+			"paths":            PathsScript(PathsOptions{Type: "Session"}),
 		}
-		for _, name := range []string{"gc", "objects", "garbage", "trace-status", "trace-bad-action", "garbage-collect", "gc-collect", "garbage-saveall"} {
+		for _, name := range []string{"gc", "objects", "garbage", "trace-status", "trace-bad-action", "paths", "garbage-collect", "gc-collect", "garbage-saveall"} {
 			var before, after state
 			h.exec("result = probe()", &before)
 			out := h.run(scripts[name])

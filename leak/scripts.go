@@ -133,13 +133,21 @@ func TraceScript(opts TraceOptions) []byte {
 	default:
 		action = "invalid"
 	}
-	frames := opts.Frames
-	if frames == 0 {
-		frames = 1
-	}
-	if frames < 0 || frames > MaxTraceFrames {
+	frames, ok := traceFrames(opts.Frames)
+	if !ok {
 		action = "invalid"
-		frames = 1
 	}
 	return build(fmt.Sprintf("{'action': '%s', 'frames': %d}", action, frames), tracePy)
+}
+
+// traceFrames is the traceback depth a script asks for: 1 for 0, and
+// false (with 1) outside 0..MaxTraceFrames.
+func traceFrames(frames int) (int, bool) {
+	if frames == 0 {
+		return 1, true
+	}
+	if frames < 0 || frames > MaxTraceFrames {
+		return 1, false
+	}
+	return frames, true
 }

@@ -87,9 +87,9 @@ func init() {
 		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s] [--namespace fresh|main]", "run Python code inside the process; its output comes back here", runExec},
 		{"shell", "PID [--namespace fresh|main]", "an interactive Python prompt inside the process", runShell},
 		{"garbage", "PID [--json] [--collect] [--saveall] [--limit N]", "unreclaimable objects (gc.garbage): counts, sizes, cycles, creation lines", runGarbage},
-		{"objects", "PID [--json] [--top N] [--diff DURATION] [--all]", "live objects by type, or their growth over DURATION", runObjects},
+		{"objects", "PID [--json] [--top N] [--diff DURATION] [--all] [--paths [CLASS]] [--limit N]", "live objects by type, or their growth over DURATION", runObjects},
 		{"gc", "PID [--json] [--collect]", "the garbage collector's state and statistics", runGC},
-		{"trace", "start|stop|status PID [--frames N]", "turn tracemalloc on or off in the process (allocation sites for garbage)", runTrace},
+		{"trace", "start|stop|status|top PID [--frames N] [--by line|file|traceback] [--diff D] [--limit N] [--exact] [--json]", "tracemalloc on or off, and its top allocating lines and their growth", runTrace},
 		{"version", "", "print pyglass's version", runVersion},
 	}
 }

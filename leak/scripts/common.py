@@ -277,6 +277,19 @@ def _pg_srepr(o, depth=0):
         return '<%s object at %s>' % (_pg_tname(t), _pg_addr(o))
 
 
+def _pg_seq_edge(p, c, bound):
+    """'[i]' for the first item of the list or tuple p that is c (among
+    its first bound items), else '?'."""
+    i = 0
+    for v in p:
+        if v is c:
+            return '[%d]' % i
+        i += 1
+        if i > bound:
+            break
+    return '?'
+
+
 def _pg_errstr(e):
     try:
         return _pg_cut('%s: %s' % (type(e).__name__, e))

@@ -212,14 +212,7 @@ def _pg_edge(p, c):
                 return '[' + _pg_srepr(k, 2) + ']'
         return '?'
     if t is list or t is tuple:
-        i = 0
-        for v in p:
-            if v is c:
-                return '[%d]' % i
-            i += 1
-            if i > 100000:
-                break
-        return '?'
+        return _pg_seq_edge(p, c, 100000)
     if t is set or t is frozenset:
         return '<member>'
     d = _pg_dict_of(p)

@@ -198,22 +198,9 @@ def _pg_subclass_refs(o, t):
     return out
 
 
-def _pg_walk(gc, add, counts, sizes, own, stats):
-    """Counts with add (into counts and sizes) the objects reachable from
-    _pg_roots."""
-    getref = gc.get_referents
-    tracked = gc.is_tracked
-    islice = _pg_import('itertools').islice
-    sleep = _pg_sleep
-    now = _pg_time.time
-    BIG = _pg_BIG
-    containers = _pg_containers()
-    kinds = {}  # class -> (index in containers, its len), or None
-    seen = {}
-    stack = []
-    slices = []
-    batch = []
-
+def _pg_marker(seen):
+    """A function that marks an object visited in the bitmap pages of seen
+    and tells whether it was not marked before."""
     def mark(o):
         # 512-byte pages (64 KiB of address space each): small enough for
         # the interpreter's own allocator, whose arenas are reused.
@@ -227,18 +214,47 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
             return False
         b[i] |= m
         return True
+    return mark
+
+
+def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
+    """Counts with add (into counts and sizes) the objects reachable from
+    _pg_roots: those the collector tracks, and with every also the
+    untracked objects they reference (str, bytes, int...), each once."""
+    getref = gc.get_referents
+    tracked = gc.is_tracked
+    islice = _pg_import('itertools').islice
+    sleep = _pg_sleep
+    now = _pg_time.time
+    BIG = _pg_BIG
+    containers = _pg_containers()
+    kinds = {}  # class -> (index in containers, its len), or None
+    seen = {}
+    stack = []
+    slices = []
+    batch = []
+
+    if every:
+        # untracked objects are counted in the loop (so its pauses
+        # apply); only dicts and tuples among them are entered
+        push = stack.extend
+    else:
+        def push(objs):
+            stack.extend(filter(tracked, objs))
+
+    mark = _pg_marker(seen)
 
     # The walk's own objects are not the program's.
     for o in (seen, stack, slices, batch, stats, _pg_opts, counts, sizes, kinds, containers):
         mark(o)
-    for fn in (add, mark):
+    for fn in (add, mark) + ((push,) if not every else ()):
         mark(fn)
         mark(fn.__closure__)
         for o in fn.__closure__:
             mark(o)
     roots = _pg_roots(gc, own, stats['notes'])
     mark(roots)
-    stack.extend(filter(tracked, roots))
+    push(roots)
     roots = None
     t_yield = now() + _pg_SLICE
     t_run = now()
@@ -247,7 +263,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
         if not stack:
             if batch:
                 # one gc.get_referents call for up to _pg_BATCH objects
-                stack.extend(filter(tracked, getref(*batch)))
+                push(getref(*batch))
                 del batch[:]
                 continue
             if not slices:
@@ -277,7 +293,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
                         flat.extend(kv)
                     chunk = flat
                     flat = None
-            stack.extend(filter(tracked, chunk))
+            push(chunk)
             s = o = chunk = None
             continue
         o = stack.pop()
@@ -292,6 +308,10 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
             continue
         add(o)
         t = type(o)
+        if every and t is not dict and t is not tuple and not tracked(o):
+            # (a dict or tuple the collector stopped tracking because it
+            # holds only untracked objects is entered: they are counted)
+            continue
         kk = kinds.get(t, 0)
         if kk == 0:
             kk = None
@@ -305,19 +325,19 @@ def _pg_walk(gc, add, counts, sizes, own, stats):
         if kk is not None and kk[1](o) > BIG:
             base, size, items = containers[kk[0]]  # 0, 1: list, tuple
             if t is not base:
-                stack.extend(filter(tracked, _pg_subclass_refs(o, t)))
+                push(_pg_subclass_refs(o, t))
             if kk[0] < 2:
                 slices.append([o, 0, items, size(o), False])
             else:
                 slices.append([o, None, iter(items(o)), 0, base is dict])
         elif kk is not None:
-            stack.extend(filter(tracked, getref(o)))
+            push(getref(o))
         else:
             # instances, functions, frames...: few references each, so
             # up to _pg_BATCH of them share one gc.get_referents call
             batch.append(o)
             if len(batch) >= _pg_BATCH:
-                stack.extend(filter(tracked, getref(*batch)))
+                push(getref(*batch))
                 del batch[:]
     o = None
     stats['longest'] = max(stats['longest'], now() - t_run)
@@ -358,6 +378,12 @@ def _pg_gc_census(gc, add, stats):
             objs = None
 
 
+def _pg_own_thread():
+    """The report's own thread (the interpreter's get_ident, not a
+    monkey-patcher's)."""
+    return _pg_get_ident()
+
+
 def _pg_main():
     gc = _pg_import('gc')
     top = _pg_opts['top']
@@ -371,7 +397,7 @@ def _pg_main():
         _pg_gc_census(gc, add, stats)
     else:
         method = 'walk'
-        _pg_walk(gc, add, counts, sizes, _pg_get_ident(), stats)
+        _pg_walk(gc, add, counts, sizes, _pg_own_thread(), stats)
     add = None
     merged = {}
     for t in counts:
