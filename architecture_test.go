@@ -29,6 +29,7 @@ var (
 		"cpython/layout/gen":        {},
 		"cpython/layout/layouttest": {"cpython/layout"},
 		"cpython":                   {"cpython/layout", "memory"},
+		"target/core":               {"memory"},
 	}
 	// facadeUsers see the target only through the public API.
 	facadeUsers = map[string][]string{

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pyglass/pyglass"
+)
+
+// coreFlags are the flags that make stacks and info read a core file.
+type coreFlags struct {
+	file, exe, sysroot *string
+}
+
+func addCoreFlags(fs *flag.FlagSet) coreFlags {
+	return coreFlags{
+		file:    fs.String("core", "", "read a core `FILE` (ELF, or gzip-compressed) instead of a live process"),
+		exe:     fs.String("exe", "", "with --core: the main program's `PATH`, when not where the core says"),
+		sysroot: fs.String("sysroot", "", "with --core: find the files the core names under `DIR` (a container's or chroot's root)"),
+	}
+}
+
+// openCore opens the core named by --core; warnings go to stderr.
+func (cf coreFlags) open(io IO, name string, pos []string) (*pyglass.Core, ExitCode, bool) {
+	if len(pos) > 0 {
+		fmt.Fprintf(io.Err, "pyglass %s: no PID with --core\n", name)
+		return nil, ExitUsage, false
+	}
+	c, err := pyglass.OpenCore(*cf.file, pyglass.CoreOptions{Exe: *cf.exe, Sysroot: *cf.sysroot,
+		Warn: func(s string) { fmt.Fprintf(io.Err, "pyglass: warning: %s\n", printable(s)) }})
+	if err != nil {
+		return nil, fail(io, err), false
+	}
+	return c, ExitOK, true
+}
+
+func runStacksCore(ctx context.Context, cf coreFlags, pos []string, asJSON, locals bool, io IO) ExitCode {
+	c, code, ok := cf.open(io, "stacks", pos)
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	dump, err := c.Stacks(ctx, pyglass.StackOptions{Locals: locals})
+	if err != nil {
+		return fail(io, err)
+	}
+	if asJSON {
+		writeJSON(io.Out, dump)
+	} else {
+		renderCore(io.Out, dump.Core)
+		renderStacks(io.Out, dump, locals)
+	}
+	for _, t := range dump.Threads {
+		if t.Error == "" {
+			return ExitOK
+		}
+	}
+	fmt.Fprintf(io.Err, "pyglass: no thread could be read\n")
+	return ExitNotPython
+}
+
+// renderCore says why the core exists and what it is of.
+func renderCore(w io.Writer, ci *pyglass.CoreInfo) {
+	fmt.Fprintf(w, "Core %s: %s\n", printable(ci.File), printable(ci.Reason))
+	if ci.Thread != 0 {
+		fmt.Fprintf(w, "Signal delivered to thread %d\n", ci.Thread)
+	}
+	fmt.Fprintf(w, "Executable %s, command %s\n", printable(ci.Executable), printable(ci.Command))
+}
+
+func runInfoCore(cf coreFlags, pos []string, asJSON bool, io IO) ExitCode {
+	c, code, ok := cf.open(io, "info", pos)
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	ci := c.Info()
+	py := c.Python()
+	if asJSON {
+		writeJSON(io.Out, struct {
+			*pyglass.CoreInfo
+			Python pyglass.PythonInfo `json:"python"`
+		}{ci, py})
+		return ExitOK
+	}
+	fmt.Fprintf(io.Out, "core:\t%s\nreason:\t%s\npid:\t%d\ncommand:\t%s\nexecutable:\t%s\npython:\t%s (%s)\nthreads:\t%d\n",
+		printable(ci.File), printable(ci.Reason), ci.PID, printable(ci.Command), printable(ci.Executable),
+		py.Version, printable(py.Path), ci.Threads)
+	if len(ci.Warnings) > 0 {
+		fmt.Fprintf(io.Out, "warnings:\t%s\n", printable(strings.Join(ci.Warnings, "; ")))
+	}
+	return ExitOK
+}
