@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,13 +127,20 @@ func needKernelCores(t *testing.T) {
 	}
 }
 
+// sysroot is the --sysroot flag a kernel core of a target of in needs:
+// the kernel names the files as the process saw them (inside its chroot),
+// where gcore names them as the host sees them.
+func sysroot(in testenv.Interp) []string {
+	if in.Chroot != "" {
+		return []string{"--sysroot", in.Chroot}
+	}
+	return nil
+}
+
 // coreStacks runs `pyglass stacks --core FILE --json` (plus extra flags)
 // and decodes it; it also checks that the text form starts with reason.
 func coreStacks(t *testing.T, in testenv.Interp, path string, reason string, extra ...string) (*pyglass.StackDump, result) {
 	t.Helper()
-	if in.Chroot != "" {
-		extra = append(extra, "--sysroot", in.Chroot)
-	}
 	args := append([]string{"stacks", "--core", path, "--json"}, extra...)
 	r := run(t, nil, args...)
 	want(t, r, 0)
@@ -166,7 +174,7 @@ func TestCoreKernel(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := kernelCore(t, tg)
-			d, _ := coreStacks(t, in, path, fmt.Sprintf("SIGABRT sent by process %d", os.Getpid()))
+			d, _ := coreStacks(t, in, path, fmt.Sprintf("SIGABRT sent by process %d", os.Getpid()), sysroot(in)...)
 			sameAsTruth(t, d, gt)
 			if d.PID != tg.NSPID || d.Core.Signal != 6 || d.Core.SenderPID != os.Getpid() {
 				t.Errorf("pid %d, core %+v: want pid %d, signal 6 from %d", d.PID, d.Core, tg.NSPID, os.Getpid())
@@ -175,7 +183,7 @@ func TestCoreKernel(t *testing.T) {
 				t.Errorf("python %+v, want %s", d.Python, in.Version())
 			}
 			gz := gzipFile(t, path)
-			dz, _ := coreStacks(t, in, gz, "SIGABRT")
+			dz, _ := coreStacks(t, in, gz, "SIGABRT", sysroot(in)...)
 			sameAsTruth(t, dz, gt)
 		})
 		t.Run("segv", func(t *testing.T) {
@@ -183,7 +191,7 @@ func TestCoreKernel(t *testing.T) {
 			gt := groundTruth(t, tg, "GTSEGV")
 			tg.Send("segv")
 			path := kernelCore(t, tg)
-			d, _ := coreStacks(t, in, path, "SIGSEGV (address not mapped) at 0x1")
+			d, _ := coreStacks(t, in, path, "SIGSEGV (address not mapped) at 0x1", sysroot(in)...)
 			sameAsTruth(t, d, map[string][]string{"MainThread": gt["MainThread"]}, "string_at")
 			if d.Core.FaultAddr != 1 || d.Core.Thread != tg.NSPID {
 				t.Errorf("core %+v: want the fault at 0x1 in thread %d", d.Core, tg.NSPID)
@@ -352,4 +360,83 @@ func gzipFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// tracerOf returns the TracerPid of pid.
+func tracerOf(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+// TestCoreDump: pyglass dump writes a core of a live target that reads as
+// the ground truth (made on request), that gdb reads too (every thread),
+// and leaves the target running, untraced.
+func TestCoreDump(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "core_target.py"))
+		gt := groundTruth(t, tg, "GT")
+		waitRead(t, tg.PID)
+		path := filepath.Join(t.TempDir(), "core")
+		r := run(t, nil, "dump", strconv.Itoa(tg.PID), "-o", path, "--json")
+		want(t, r, 0)
+		var res pyglass.DumpResult
+		if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+			t.Fatalf("%v: %s", err, r)
+		}
+		if res.Threads != 2 || res.Path != path {
+			t.Errorf("dump result %+v, want 2 threads in %s", res, path)
+		}
+		if tr := tracerOf(t, tg.PID); tr != "0" {
+			t.Errorf("the target is still traced by %s after dump", tr)
+		}
+		if err := tg.Healthy(); err != nil {
+			t.Errorf("target after dump: %v", err)
+		}
+		d, _ := coreStacks(t, in, path, "made on request")
+		sameAsTruth(t, d, gt)
+		if in.Label != "3.12" {
+			return
+		}
+		gdb, err := exec.LookPath("gdb")
+		if err != nil {
+			return
+		}
+		out, err := exec.Command(gdb, "-batch", "-nx", "-ex", "info threads", in.HostPath(), path).CombinedOutput()
+		if rows := regexp.MustCompile(`(?m)^\*?\s+\d+\s+(Thread|LWP) `).FindAllString(string(out), -1); err != nil || len(rows) != 2 {
+			t.Errorf("gdb does not see the 2 threads of the dumped core (%v): %s", err, out)
+		}
+	})
+}
+
+// TestCoreDumpNoSpace: dump refuses to fill the file system: on a 16 MiB
+// tmpfs it writes nothing and says why (exit 6).
+func TestCoreDumpNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Skipf(t, "mounting a small tmpfs needs root")
+	}
+	forLabels(t, []string{"3.12"}, func(t *testing.T, in testenv.Interp) {
+		dir := t.TempDir()
+		if b, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "pyglass-test", dir).CombinedOutput(); err != nil {
+			testenv.Skipf(t, "cannot mount a tmpfs: %v: %s", err, b)
+		}
+		defer exec.Command("umount", dir).Run()
+		tg := testenv.Start(t, in, testenv.Fixture(t, "core_target.py"))
+		r := run(t, nil, "dump", strconv.Itoa(tg.PID), "-o", filepath.Join(dir, "core"))
+		want(t, r, 6)
+		oneLineErr(t, r, "not enough free disk space")
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("dump left %v on the full file system", ents)
+		}
+		if tr := tracerOf(t, tg.PID); tr != "0" {
+			t.Errorf("the target is traced by %s", tr)
+		}
+	})
 }

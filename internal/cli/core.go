@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/pyglass/pyglass"
 )
@@ -91,6 +92,45 @@ func runInfoCore(cf coreFlags, pos []string, asJSON bool, io IO) ExitCode {
 		py.Version, printable(py.Path), ci.Threads)
 	if len(ci.Warnings) > 0 {
 		fmt.Fprintf(io.Out, "warnings:\t%s\n", printable(strings.Join(ci.Warnings, "; ")))
+	}
+	return ExitOK
+}
+
+const dumpHelp = `Writes a standard ELF core file of the process, as gdb's gcore does, that
+pyglass (stacks --core, info --core), gdb and other tools read. The threads
+are paused while their registers and memory are copied (the pause is
+printed), then released: the process runs on, untraced. The core names the
+files as this machine sees them. pyglass refuses to write a core that would
+leave less than 64 MiB free on the file system (exit 6).`
+
+func runDump(ctx context.Context, args []string, io IO) ExitCode {
+	fs := newFlags("dump", dumpHelp, io)
+	out := fs.String("o", "", "write the core to `FILE` (default core.PID in the current directory); it must not exist")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass dump: one PID expected\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "dump")
+	if !ok {
+		return code
+	}
+	path := *out
+	if path == "" {
+		path = fmt.Sprintf("core.%d", p.PID())
+	}
+	res, err := p.Dump(path)
+	if err != nil {
+		return fail(io, err)
+	}
+	if *asJSON {
+		writeJSON(io.Out, res)
+	} else {
+		fmt.Fprintf(io.Out, "wrote %s: %d threads, %d MiB; the threads were paused for %s\n", printable(res.Path), res.Threads, res.Bytes>>20, res.Paused.Round(time.Microsecond))
 	}
 	return ExitOK
 }
