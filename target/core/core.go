@@ -224,7 +224,10 @@ func (c *Core) parse() error {
 	for _, p := range e.Progs {
 		switch p.Type {
 		case elf.PT_LOAD:
-			if p.Off > c.size || p.Filesz > c.size-p.Off || p.Vaddr+p.Memsz < p.Vaddr {
+			if p.Vaddr+p.Memsz < p.Vaddr || p.Filesz > p.Memsz && p.Memsz == 0 {
+				continue // wraps around: no memory of a process
+			}
+			if p.Off > c.size || p.Filesz > c.size-p.Off {
 				c.warn("core segment at %#x is truncated (the core is cut short)", p.Vaddr)
 				fs := uint64(0)
 				if p.Off < c.size {
@@ -251,6 +254,9 @@ func (c *Core) parse() error {
 	}
 	if len(c.Threads) == 0 {
 		return errors.New("it has no thread (no NT_PRSTATUS note)")
+	}
+	if c.PID <= 0 { // no NT_PRPSINFO: the kernel writes the main thread first
+		c.PID = c.Threads[0].TID
 	}
 	for i := range c.Files {
 		f := &c.Files[i]
