@@ -59,7 +59,7 @@ type Core struct {
 	py *pyproc.Python
 }
 
-// OpenCore opens the core file at path (gzip-compressed or not) and
+// OpenCore opens the core file at path (plain, or compressed with gzip, xz, zstd or lz4) and
 // finds its interpreter. ErrNotPython when it holds none pyglass can read.
 func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 	defer guard(&err, "core", 0)

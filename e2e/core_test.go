@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/target/core"
@@ -182,7 +186,7 @@ func TestCoreKernel(t *testing.T) {
 			if d.Python.Version == "" || !strings.HasPrefix(d.Python.Version, in.Version()) {
 				t.Errorf("python %+v, want %s", d.Python, in.Version())
 			}
-			gz := gzipFile(t, path)
+			gz := compressFile(t, path, "gz")
 			dz, _ := coreStacks(t, in, gz, "SIGABRT", sysroot(in)...)
 			sameAsTruth(t, dz, gt)
 		})
@@ -240,7 +244,8 @@ func TestCoreGcore(t *testing.T) {
 	})
 }
 
-// TestCoreWrongFiles: a core whose executable was replaced (--exe names
+// TestCoreWrongFiles: a kernel core compressed with xz, zstd and lz4 reads
+// as the plain one; a core whose executable was replaced (--exe names
 // another program: its build-id differs) is refused with a warning naming
 // both build-ids; a core whose library is missing (--sysroot holding all
 // but one of the files) warns about it and still shows the stacks.
@@ -252,6 +257,12 @@ func TestCoreWrongFiles(t *testing.T) {
 		waitRead(t, tg.PID)
 		syscall.Kill(tg.PID, syscall.SIGABRT)
 		path := kernelCore(t, tg)
+
+		// The formats systemd-coredump writes.
+		for _, format := range []string{"xz", "zst", "lz4"} {
+			d, _ := coreStacks(t, in, compressFile(t, path, format), "SIGABRT")
+			sameAsTruth(t, d, gt)
+		}
 
 		other := "/bin/true"
 		r := run(t, nil, "stacks", "--core", path, "--exe", other)
@@ -349,26 +360,38 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-// gzipFile writes path.gz and returns its name.
-func gzipFile(t *testing.T, path string) string {
+// compressFile writes path compressed in format (gz, xz, zst, lz4) to a
+// temporary file and returns its name.
+func compressFile(t *testing.T, path, format string) string {
 	in, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	dst := filepath.Join(t.TempDir(), "core.gz")
+	dst := filepath.Join(t.TempDir(), "core."+format)
 	out, err := os.Create(dst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	zw, _ := gzip.NewWriterLevel(out, gzip.BestSpeed)
-	if _, err := io.Copy(zw, in); err != nil {
+	defer out.Close()
+	var w io.WriteCloser
+	switch format {
+	case "gz":
+		w, err = gzip.NewWriterLevel(out, gzip.BestSpeed)
+	case "xz":
+		w, err = xz.NewWriter(out)
+	case "zst":
+		w, err = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	case "lz4":
+		w = lz4.NewWriter(out)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := zw.Close(); err != nil {
+	if _, err := io.Copy(w, in); err != nil {
 		t.Fatal(err)
 	}
-	if err := out.Close(); err != nil {
+	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return dst

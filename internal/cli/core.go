@@ -18,7 +18,7 @@ type coreFlags struct {
 
 func addCoreFlags(fs *flag.FlagSet) coreFlags {
 	return coreFlags{
-		file:    fs.String("core", "", "read a core `FILE` (ELF, or gzip-compressed) instead of a live process"),
+		file:    fs.String("core", "", "read a core `FILE` (ELF, or compressed: gzip, xz, zstd, lz4) instead of a live process"),
 		exe:     fs.String("exe", "", "with --core: the main program's `PATH`, when not where the core says"),
 		sysroot: fs.String("sysroot", "", "with --core: find the files the core names under `DIR` (a container's or chroot's root)"),
 	}

@@ -29,7 +29,7 @@ Python, is a zombie or exits while being read; 4 when pyglass may not read
 it, or may not pause it (traced by another debugger: try --nonblocking).
 
 --core FILE reads a core file instead (ELF, as the kernel, gcore or pyglass
-dump write it, or gzip-compressed): the report starts with why the core
+dump write it, or compressed with gzip, xz, zstd or lz4): the report starts with why the core
 exists (signal, sender, fault address); JSON adds a "core" object. Files the
 core did not dump are read from the files it names (under --sysroot DIR,
 --exe PATH for the program); one whose build-id differs is refused.`

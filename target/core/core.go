@@ -18,6 +18,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+
 	"github.com/pyglass/pyglass/memory"
 )
 
@@ -126,8 +130,8 @@ type mapped struct {
 	reason string
 }
 
-// Open opens the core at path; a .gz, compressed file is decompressed
-// into a temporary file first (Close removes it).
+// Open opens the core at path; a compressed one (gzip, xz, zstd, lz4) is
+// decompressed into a temporary file first (Close removes it).
 func Open(path string, opt Options) (*Core, error) {
 	c := &Core{Path: path, opts: opt, opened: map[string]*mapped{}, Auxv: map[uint64]uint64{}}
 	f, err := os.Open(path)
@@ -146,19 +150,43 @@ func Open(path string, opt Options) (*Core, error) {
 	return c, nil
 }
 
-// decompress replaces c.f by a decompressed copy when the file starts
-// with a gzip header.
+// decompressor returns a reader of the decompressed core when the file
+// starts with the magic of gzip, xz, zstd or lz4 (systemd-coredump's
+// formats), nil when it is not compressed.
+func decompressor(r io.Reader, magic []byte) (io.Reader, error) {
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		return gzip.NewReader(r)
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return xz.NewReader(r)
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	case bytes.HasPrefix(magic, []byte{0x04, 0x22, 0x4d, 0x18}):
+		return lz4.NewReader(r), nil
+	}
+	return nil, nil
+}
+
+// decompress replaces c.f by a decompressed copy, in a temporary file,
+// when the core is compressed. At most maxDecompress bytes are written.
 func (c *Core) decompress() error {
-	var magic [4]byte
+	var magic [6]byte
 	if _, err := c.f.ReadAt(magic[:], 0); err != nil {
 		return fmt.Errorf("%s: too short for a core: %w", c.Path, err)
 	}
-	if !bytes.HasPrefix(magic[:], []byte{0x1f, 0x8b}) {
-		return nil
-	}
-	zr, err := gzip.NewReader(c.f)
+	zr, err := decompressor(c.f, magic[:])
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Path, err)
+	}
+	if zr == nil {
+		return nil
+	}
+	if cl, ok := zr.(io.Closer); ok {
+		defer cl.Close()
 	}
 	tmp, err := os.CreateTemp("", "pyglass-core-*")
 	if err != nil {

@@ -2,12 +2,18 @@ package core
 
 import (
 	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
 
 	"github.com/pyglass/pyglass/memory"
 )
@@ -124,4 +130,59 @@ func FuzzOpen(f *testing.F) {
 		}
 		c.ExePath()
 	})
+}
+
+// compress returns data compressed in format (gz, xz, zst, lz4).
+func compress(t testing.TB, format string, data []byte) []byte {
+	var b bytes.Buffer
+	var w io.WriteCloser
+	var err error
+	switch format {
+	case "gz":
+		w = gzip.NewWriter(&b)
+	case "xz":
+		w, err = xz.NewWriter(&b)
+	case "zst":
+		w, err = zstd.NewWriter(&b)
+	case "lz4":
+		w = lz4.NewWriter(&b)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestCompressed: a core compressed with gzip, xz, zstd or lz4 reads as
+// the plain one; a cut-short compressed core is an error, and leaves no
+// temporary file.
+func TestCompressed(t *testing.T) {
+	plain := synth("/nonexistent")
+	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "pyglass-core-*"))
+	for _, format := range []string{"gz", "xz", "zst", "lz4"} {
+		z := compress(t, format, plain)
+		c, err := Open(writeTemp(t, "core."+format, z), Options{})
+		if err != nil {
+			t.Errorf("%s: %v", format, err)
+			continue
+		}
+		got := make([]byte, 5)
+		if err := memory.Read(c, 0x10000, got); err != nil || string(got) != "hello" || c.PID != 42 {
+			t.Errorf("%s: %q, %v, pid %d", format, got, err, c.PID)
+		}
+		c.Close()
+		if _, err := Open(writeTemp(t, "cut."+format, z[:len(z)/2]), Options{}); err == nil {
+			t.Errorf("%s: a core cut in half opened", format)
+		}
+	}
+	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "pyglass-core-*"))
+	if len(tmpAfter) > len(tmpBefore) {
+		t.Errorf("temporary files left: %v", tmpAfter)
+	}
 }
