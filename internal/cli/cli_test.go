@@ -82,12 +82,12 @@ func TestParseInterleaved(t *testing.T) {
 }
 
 // TestHelpSpellsFlags: --help lists the options as the synopsis spells them
-// (--json, -c CODE), each on one line with its value's name.
+// (--json, -c CODE, -o FILE), each on one line with its value's name.
 func TestHelpSpellsFlags(t *testing.T) {
 	for _, c := range commands {
 		_, out, _ := runArgs(c.name, "--help")
 		for _, l := range strings.Split(out, "\n") {
-			if strings.HasPrefix(l, "  -") && !strings.HasPrefix(l, "  --") && !strings.HasPrefix(l, "  -c CODE ") {
+			if strings.HasPrefix(l, "  -") && !strings.HasPrefix(l, "  --") && !strings.HasPrefix(l, "  -c CODE ") && !strings.HasPrefix(l, "  -o FILE ") {
 				t.Errorf("pyglass %s --help: option line %q is not spelled --flag", c.name, l)
 			}
 			if strings.HasPrefix(l, "    \t") {
