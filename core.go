@@ -64,15 +64,19 @@ type Core struct {
 func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 	defer guard(&err, "core", 0)
 	copt := core.Options{Exe: opt.Exe, Sysroot: opt.Sysroot, Warn: opt.Warn}
-	if opt.Sysroot != "" {
-		// Files are resolved inside the sysroot, symbolic links included.
-		root, err := rootfs.OpenDir(opt.Sysroot)
-		if err != nil {
-			return nil, &Error{Kind: ErrNotPython, Msg: "cannot open the sysroot", Err: err}
-		}
-		defer root.Close()
-		copt.Open = root.OpenFile
+	// Files are resolved inside the sysroot (or /), symbolic links
+	// included, and only regular files are opened: a core is hostile
+	// input, and a FIFO it names must not block pyglass.
+	sysroot := opt.Sysroot
+	if sysroot == "" {
+		sysroot = "/"
 	}
+	root, err := rootfs.OpenDir(sysroot)
+	if err != nil {
+		return nil, &Error{Kind: ErrNotPython, Msg: "cannot open the sysroot", Err: err}
+	}
+	defer root.Close()
+	copt.Open = root.OpenFile
 	c, err := core.Open(path, copt)
 	if err != nil {
 		return nil, &Error{Kind: ErrNotPython, Msg: "cannot read core", Err: err, Hint: "give an ELF core file (as written by the kernel, gcore or pyglass dump)"}

@@ -541,10 +541,11 @@ func (c *Core) open(path string) *mapped {
 	real := c.Resolve(path)
 	var f *os.File
 	var err error
-	if c.opts.Open != nil && real != c.opts.Exe {
+	switch {
+	case c.opts.Open != nil && real != c.opts.Exe:
 		f, err = c.opts.Open(path)
-	} else {
-		f, err = os.Open(real)
+	default:
+		f, err = openRegular(real)
 	}
 	if err != nil {
 		m.reason = err.Error() // names the file
@@ -561,6 +562,17 @@ func (c *Core) open(path string) *mapped {
 	}
 	m.f = f
 	return m
+}
+
+// openRegular opens path when it is a regular file (never a FIFO or a
+// device a hostile core names, which could block or never end).
+func openRegular(path string) (*os.File, error) {
+	if st, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return os.Open(path)
 }
 
 func orNone(s string) string {

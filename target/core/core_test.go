@@ -9,7 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
@@ -184,5 +187,34 @@ func TestCompressed(t *testing.T) {
 	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "pyglass-core-*"))
 	if len(tmpAfter) > len(tmpBefore) {
 		t.Errorf("temporary files left: %v", tmpAfter)
+	}
+}
+
+// TestFIFORefused: a core naming a FIFO as a mapped file (a hostile core)
+// does not make pyglass block opening it: it is refused with a warning.
+func TestFIFORefused(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("cannot make a FIFO: %v", err)
+	}
+	var warnings []string
+	c, err := Open(writeTemp(t, "core", synth(fifo)), Options{Warn: func(s string) { warnings = append(warnings, s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		c.CheckFiles()
+		_, err := memory.U8(c, 0x20000)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, memory.ErrFault) || len(warnings) != 1 || !strings.Contains(warnings[0], "not a regular file") {
+			t.Errorf("read %v, warnings %q", err, warnings)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("opening a FIFO named by the core blocked")
 	}
 }
