@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/elfsym"
@@ -231,4 +235,49 @@ func faultCode(sig, code int) string {
 // Python describes the core's interpreter.
 func (c *Core) Python() PythonInfo {
 	return PythonInfo{Version: c.py.Version.String(), Path: c.py.Path, Shared: c.py.Shared}
+}
+
+// CoredumpDir is where systemd-coredump stores cores.
+const CoredumpDir = "/var/lib/systemd/coredump"
+
+// FindCoredump returns the newest core in systemd-coredump's store dir
+// (CoredumpDir when "") of process pid, or of any process when pid is 0.
+// Its files are named core.COMM.UID.BOOTID.PID.USEC[.zst|.xz|.lz4]; the
+// newest is the one with the largest USEC (the time of the crash).
+func FindCoredump(dir string, pid int) (string, error) {
+	if dir == "" {
+		dir = CoredumpDir
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", &Error{Kind: ErrNoProcess, Msg: "no systemd-coredump store", Err: err, Hint: "give the core with --core FILE"}
+	}
+	best, bestTime := "", uint64(0)
+	for _, e := range ents {
+		f := strings.Split(e.Name(), ".")
+		// A command name may hold dots: PID and USEC are counted from
+		// the end, after the compression suffix.
+		if n := len(f); n > 0 && (f[n-1] == "zst" || f[n-1] == "xz" || f[n-1] == "lz4" || f[n-1] == "gz") {
+			f = f[:n-1]
+		}
+		if len(f) < 6 || f[0] != "core" || !e.Type().IsRegular() {
+			continue
+		}
+		p, err1 := strconv.Atoi(f[len(f)-2])
+		usec, err2 := strconv.ParseUint(f[len(f)-1], 10, 64)
+		if err1 != nil || err2 != nil || (pid != 0 && p != pid) {
+			continue
+		}
+		if best == "" || usec > bestTime {
+			best, bestTime = filepath.Join(dir, e.Name()), usec
+		}
+	}
+	if best == "" {
+		what := "any process"
+		if pid != 0 {
+			what = fmt.Sprintf("process %d", pid)
+		}
+		return "", errorf(ErrNoProcess, "give the core with --core FILE", "no core of %s in %s", what, dir)
+	}
+	return best, nil
 }

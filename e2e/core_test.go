@@ -245,7 +245,8 @@ func TestCoreGcore(t *testing.T) {
 }
 
 // TestCoreWrongFiles: a kernel core compressed with xz, zstd and lz4 reads
-// as the plain one; a core whose executable was replaced (--exe names
+// as the plain one; --coredump finds cores in a systemd-coredump store; a
+// core whose executable was replaced (--exe names
 // another program: its build-id differs) is refused with a warning naming
 // both build-ids; a core whose library is missing (--sysroot holding all
 // but one of the files) warns about it and still shows the stacks.
@@ -262,6 +263,42 @@ func TestCoreWrongFiles(t *testing.T) {
 		for _, format := range []string{"xz", "zst", "lz4"} {
 			d, _ := coreStacks(t, in, compressFile(t, path, format), "SIGABRT")
 			sameAsTruth(t, d, gt)
+		}
+
+		// systemd-coredump's store: --coredump PID takes that process's
+		// newest core, --coredump latest the newest of all.
+		store := t.TempDir()
+		zst := compressFile(t, path, "zst")
+		names := map[string]string{}
+		for _, n := range []struct{ key, pid, usec, ext string }{
+			{"old", strconv.Itoa(tg.PID), "1000", ".zst"},
+			{"mine", strconv.Itoa(tg.PID), "2000", ".zst"},
+			{"other", "1", "3000", ""},
+		} {
+			name := fmt.Sprintf("core.python3.12.0.0123abcd.%s.%s%s", n.pid, n.usec, n.ext)
+			src := zst
+			if n.ext == "" {
+				src = path
+			}
+			if err := os.Link(src, filepath.Join(store, name)); err != nil {
+				copyFile(t, src, filepath.Join(store, name))
+			}
+			names[n.key] = filepath.Join(store, name)
+		}
+		for arg, want := range map[string]string{strconv.Itoa(tg.PID): names["mine"], "latest": names["other"]} {
+			cmd := exec.Command(testenv.BuildPyglass(t), "stacks", "--coredump", arg, "--json")
+			cmd.Env = append(os.Environ(), "PYGLASS_COREDUMP_DIR="+store)
+			out, err := cmd.Output()
+			var d pyglass.StackDump
+			if err != nil || json.Unmarshal(out, &d) != nil || d.Core == nil || d.Core.File != want {
+				t.Errorf("--coredump %s: %v, core %+v, want %s", arg, err, d.Core, want)
+			}
+		}
+		cmd := exec.Command(testenv.BuildPyglass(t), "stacks", "--coredump", "999999999")
+		cmd.Env = append(os.Environ(), "PYGLASS_COREDUMP_DIR="+store)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "no core of process 999999999") {
+			t.Errorf("--coredump of a process with no core: %v: %s", err, out)
 		}
 
 		other := "/bin/true"
@@ -437,6 +474,14 @@ func TestCoreDump(t *testing.T) {
 		}
 		d, _ := coreStacks(t, in, path, "made on request")
 		sameAsTruth(t, d, gt)
+		// --locals: main_wait's local "here" is the line 5 above the one
+		// it waits on.
+		dl, _ := coreStacks(t, in, path, "made on request", "--locals")
+		_, waitLine, _ := strings.Cut(gt["MainThread"][len(gt["MainThread"])-1], ":")
+		n, _ := strconv.Atoi(waitLine)
+		if main, _ := threadByName(dl, "MainThread"); main == nil || len(main.Frames) == 0 || main.Frames[len(main.Frames)-1].Locals["here"] != strconv.Itoa(n-5) {
+			t.Errorf("--locals: main thread %+v, want here = %d in main_wait", main, n-5)
+		}
 		if in.Label != "3.12" {
 			return
 		}

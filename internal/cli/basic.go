@@ -64,7 +64,7 @@ binary, never by running the target's interpreter.`, io)
 	if !ok {
 		return code
 	}
-	if *cf.file != "" {
+	if *cf.file != "" || *cf.coredump != "" {
 		return runInfoCore(cf, pos, *asJSON, io)
 	}
 	if len(pos) > 1 {

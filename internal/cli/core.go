@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -13,14 +14,15 @@ import (
 
 // coreFlags are the flags that make stacks and info read a core file.
 type coreFlags struct {
-	file, exe, sysroot *string
+	file, exe, sysroot, coredump *string
 }
 
 func addCoreFlags(fs *flag.FlagSet) coreFlags {
 	return coreFlags{
-		file:    fs.String("core", "", "read a core `FILE` (ELF, or compressed: gzip, xz, zstd, lz4) instead of a live process"),
-		exe:     fs.String("exe", "", "with --core: the main program's `PATH`, when not where the core says"),
-		sysroot: fs.String("sysroot", "", "with --core: find the files the core names under `DIR` (a container's or chroot's root)"),
+		file:     fs.String("core", "", "read a core `FILE` (ELF, or compressed: gzip, xz, zstd, lz4) instead of a live process"),
+		exe:      fs.String("exe", "", "with --core: the main program's `PATH`, when not where the core says"),
+		coredump: fs.String("coredump", "", "read the newest core of `PID` (or 'latest': of any process) in systemd-coredump's store ($PYGLASS_COREDUMP_DIR, default /var/lib/systemd/coredump)"),
+		sysroot:  fs.String("sysroot", "", "with --core: find the files the core names under `DIR` (a container's or chroot's root)"),
 	}
 }
 
@@ -30,7 +32,23 @@ func (cf coreFlags) open(io IO, name string, pos []string) (*pyglass.Core, ExitC
 		fmt.Fprintf(io.Err, "pyglass %s: no PID with --core\n", name)
 		return nil, ExitUsage, false
 	}
-	c, err := pyglass.OpenCore(*cf.file, pyglass.CoreOptions{Exe: *cf.exe, Sysroot: *cf.sysroot,
+	file := *cf.file
+	if *cf.coredump != "" {
+		pid := 0
+		if *cf.coredump != "latest" {
+			n, ok := parsePID(*cf.coredump, io)
+			if !ok {
+				return nil, ExitUsage, false
+			}
+			pid = n
+		}
+		found, err := pyglass.FindCoredump(os.Getenv("PYGLASS_COREDUMP_DIR"), pid)
+		if err != nil {
+			return nil, fail(io, err), false
+		}
+		file = found
+	}
+	c, err := pyglass.OpenCore(file, pyglass.CoreOptions{Exe: *cf.exe, Sysroot: *cf.sysroot,
 		Warn: func(s string) { fmt.Fprintf(io.Err, "pyglass: warning: %s\n", printable(s)) }})
 	if err != nil {
 		return nil, fail(io, err), false

@@ -44,7 +44,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	if !ok {
 		return code
 	}
-	if *cf.file != "" {
+	if *cf.file != "" || *cf.coredump != "" {
 		return runStacksCore(ctx, cf, pos, *asJSON, *locals, io)
 	}
 	if len(pos) > 1 {
