@@ -2,10 +2,12 @@ package pyglass
 
 import (
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -187,9 +189,13 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}, State: "unknown"}
 			if ct, ok := byTID[t.NativeID]; ok && t.NativeID != 0 {
 				ts.TID = ct.TID
-				ts.State = "running"
-				if ct.Syscall >= 0 {
-					ts.State = syscallState(ct.Syscall, ct.Args[0], ts.HoldsGIL, gil)
+				// The saved system call is known on x86-64 (orig_rax),
+				// and named by this machine's table.
+				if c.c.Machine == elf.EM_X86_64 && runtime.GOARCH == "amd64" {
+					ts.State = "running"
+					if ct.Syscall >= 0 {
+						ts.State = syscallState(ct.Syscall, ct.Args[0], ts.HoldsGIL, gil)
+					}
 				}
 			}
 			ts.Frames, ts.Error = readStack(rd, m, t, opt)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -185,6 +186,15 @@ func TestCoreKernel(t *testing.T) {
 			}
 			if d.Python.Version == "" || !strings.HasPrefix(d.Python.Version, in.Version()) {
 				t.Errorf("python %+v, want %s", d.Python, in.Version())
+			}
+			// States from the saved registers: the main thread was in
+			// read(2) on its stdin, the worker asleep.
+			if runtime.GOARCH == "amd64" {
+				main, _ := threadByName(d, "MainThread")
+				worker, _ := threadByName(d, "worker-1")
+				if main == nil || worker == nil || main.State != "idle in read" || !strings.HasPrefix(worker.State, "idle in ") {
+					t.Errorf("states: main %+v, worker %+v", main, worker)
+				}
 			}
 			gz := compressFile(t, path, "gz")
 			dz, _ := coreStacks(t, in, gz, "SIGABRT", sysroot(in)...)
