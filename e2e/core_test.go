@@ -492,6 +492,17 @@ func TestCoreDump(t *testing.T) {
 		if main, _ := threadByName(dl, "MainThread"); main == nil || len(main.Frames) == 0 || main.Frames[len(main.Frames)-1].Locals["here"] != strconv.Itoa(n-5) {
 			t.Errorf("--locals: main thread %+v, want here = %d in main_wait", main, n-5)
 		}
+		// info --core: why, whose, which Python.
+		ri := run(t, nil, "info", "--core", path, "--json")
+		want(t, ri, 0)
+		var info struct {
+			pyglass.CoreInfo
+			Python pyglass.PythonInfo `json:"python"`
+		}
+		if err := json.Unmarshal([]byte(ri.Stdout), &info); err != nil || info.PID != tg.NSPID || info.Reason != "made on request (no fatal signal)" ||
+			info.Threads != 2 || !strings.HasPrefix(info.Python.Version, in.Version()) || info.Python.Shared != in.Shared {
+			t.Errorf("info --core: %v %+v", err, info)
+		}
 		if in.Label != "3.12" {
 			return
 		}
