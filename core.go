@@ -175,6 +175,7 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 		}
 	}
 	taskOf := func(tp uint64) (int, bool) { tid, ok := byTP[tp]; return tid, ok }
+	var idents []uint64 // the Python thread idents of dump.Threads (unused: a core is named at once)
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -182,9 +183,11 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: tids, TaskOf: taskOf})
 		if err != nil && len(threads) == 0 {
 			dump.Threads = append(dump.Threads, ThreadStack{Interpreter: i, Error: err.Error(), Frames: []Frame{}})
+			idents = append(idents, 0)
 			continue
 		}
 		gil := gilFutexRange(rd, m, interp)
+		seen := map[int]int{} // this interpreter's threads by task
 		for _, t := range threads {
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}, State: "unknown"}
 			if ct, ok := byTID[t.NativeID]; ok && t.NativeID != 0 {
@@ -199,7 +202,7 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 				}
 			}
 			ts.Frames, ts.Error = readStack(rd, m, t, opt)
-			dump.Threads = append(dump.Threads, ts)
+			idents = addThread(dump, seen, idents, ts, t.ThreadID)
 		}
 	}
 	sortThreads(dump)

@@ -305,21 +305,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
 			}
 			ts.State = threadState(kernel[ts.TID], ts.HoldsGIL, gilRange)
-			// 2.7 creates a new thread's state in the parent thread, with
-			// the parent's id, until the new thread takes it: a frameless
-			// twin of the parent. Keep one entry per thread, with frames.
-			if j, dup := byTID[ts.TID]; dup && ts.TID != 0 {
-				if len(ts.Frames) == 0 && ts.Error == "" {
-					continue
-				}
-				if old := dump.Threads[j]; len(old.Frames) == 0 && old.Error == "" {
-					dump.Threads[j], idents[j] = ts, t.ThreadID
-					continue
-				}
-			}
-			byTID[ts.TID] = len(dump.Threads)
-			dump.Threads = append(dump.Threads, ts)
-			idents = append(idents, t.ThreadID)
+			idents = addThread(dump, byTID, idents, ts, t.ThreadID)
 		}
 	}
 	if frozen != nil {
@@ -330,6 +316,26 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	sortThreads(dump)
 	addSource(p.pid, dump)
 	return dump, nil
+}
+
+// addThread appends ts (whose Python thread ident is ident) to dump and
+// idents, keeping one entry per task: 2.7 creates a new thread's state in
+// the parent thread, with the parent's id, until the new thread takes it:
+// a frameless twin of the parent. byTID maps the tasks of the current
+// interpreter to their index in dump.Threads.
+func addThread(dump *StackDump, byTID map[int]int, idents []uint64, ts ThreadStack, ident uint64) []uint64 {
+	if j, dup := byTID[ts.TID]; dup && ts.TID != 0 {
+		if len(ts.Frames) == 0 && ts.Error == "" {
+			return idents
+		}
+		if old := dump.Threads[j]; len(old.Frames) == 0 && old.Error == "" {
+			dump.Threads[j], idents[j] = ts, ident
+			return idents
+		}
+	}
+	byTID[ts.TID] = len(dump.Threads)
+	dump.Threads = append(dump.Threads, ts)
+	return append(idents, ident)
 }
 
 // sortThreads puts the main thread first, then the threads in the order
