@@ -15,7 +15,7 @@ import (
 // that the layering cannot drift. Paths are relative to the module.
 var (
 	// kernelFacing may import golang.org/x/sys/unix.
-	kernelFacing = []string{"internal/channel", "internal/inject", "internal/ptrace", "internal/remotedebug",
+	kernelFacing = []string{"internal/channel", "internal/coredump", "internal/inject", "internal/ptrace", "internal/remotedebug",
 		"internal/procfs", "internal/rootfs", "internal/shell", "target/live"}
 	// syscallUsers may import the standard syscall package as well
 	// (signals, rusage, credentials): the kernel-facing ones and these.
@@ -29,6 +29,7 @@ var (
 		"cpython/layout/gen":        {},
 		"cpython/layout/layouttest": {"cpython/layout"},
 		"cpython":                   {"cpython/layout", "memory"},
+		"target/core":               {"memory"},
 	}
 	// facadeUsers see the target only through the public API.
 	facadeUsers = map[string][]string{

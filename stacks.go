@@ -16,6 +16,7 @@ import (
 	"github.com/pyglass/pyglass/cpython/layout"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/rootfs"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target/live"
@@ -44,14 +45,7 @@ func (p *Process) openMemory() (*memoryView, error) {
 		return nil, &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the memory of process %d", p.pid), Err: err,
 			Hint: rootHint("run pyglass as the process's user")}
 	}
-	v := p.py.Version
-	img := cpython.Image{Major: v.Major, Minor: v.Minor, Micro: v.Micro, Symbol: p.py.Symbol}
-	if p.py.Runtime.End != 0 {
-		img.PyRuntime = [2]uint64{p.py.Runtime.Start, p.py.Runtime.End}
-	}
-	for _, d := range p.py.Data {
-		img.Data = append(img.Data, [2]uint64{d.Start, d.End})
-	}
+	img := imageOf(p.py)
 	var mem memory.Reader = r
 	if p.memHook != nil {
 		mem = p.memHook(r)
@@ -62,6 +56,20 @@ func (p *Process) openMemory() (*memoryView, error) {
 		return nil, err
 	}
 	return &memoryView{proc: r, r: mem, l: l, img: img}, nil
+}
+
+// imageOf is what the CPython decoders need to know of the interpreter
+// image found by pyproc.
+func imageOf(py *pyproc.Python) cpython.Image {
+	v := py.Version
+	img := cpython.Image{Major: v.Major, Minor: v.Minor, Micro: v.Micro, Symbol: py.Symbol}
+	if py.Runtime.End != 0 {
+		img.PyRuntime = [2]uint64{py.Runtime.Start, py.Runtime.End}
+	}
+	for _, d := range py.Data {
+		img.Data = append(img.Data, [2]uint64{d.Start, d.End})
+	}
+	return img
 }
 
 // layoutFor picks the structure layout of the target's interpreter
@@ -297,21 +305,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
 			}
 			ts.State = threadState(kernel[ts.TID], ts.HoldsGIL, gilRange)
-			// 2.7 creates a new thread's state in the parent thread, with
-			// the parent's id, until the new thread takes it: a frameless
-			// twin of the parent. Keep one entry per thread, with frames.
-			if j, dup := byTID[ts.TID]; dup && ts.TID != 0 {
-				if len(ts.Frames) == 0 && ts.Error == "" {
-					continue
-				}
-				if old := dump.Threads[j]; len(old.Frames) == 0 && old.Error == "" {
-					dump.Threads[j], idents[j] = ts, t.ThreadID
-					continue
-				}
-			}
-			byTID[ts.TID] = len(dump.Threads)
-			dump.Threads = append(dump.Threads, ts)
-			idents = append(idents, t.ThreadID)
+			idents = addThread(dump, byTID, idents, ts, t.ThreadID)
 		}
 	}
 	if frozen != nil {
@@ -319,7 +313,34 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		p.nameLater(m, dump, idents, unnamed)
 	}
 	nameUnnamed(dump, kernel)
-	// Main thread first, then in the order the threads were created.
+	sortThreads(dump)
+	addSource(p.pid, dump)
+	return dump, nil
+}
+
+// addThread appends ts (whose Python thread ident is ident) to dump and
+// idents, keeping one entry per task: 2.7 creates a new thread's state in
+// the parent thread, with the parent's id, until the new thread takes it:
+// a frameless twin of the parent. byTID maps the tasks of the current
+// interpreter to their index in dump.Threads.
+func addThread(dump *StackDump, byTID map[int]int, idents []uint64, ts ThreadStack, ident uint64) []uint64 {
+	if j, dup := byTID[ts.TID]; dup && ts.TID != 0 {
+		if len(ts.Frames) == 0 && ts.Error == "" {
+			return idents
+		}
+		if old := dump.Threads[j]; len(old.Frames) == 0 && old.Error == "" {
+			dump.Threads[j], idents[j] = ts, ident
+			return idents
+		}
+	}
+	byTID[ts.TID] = len(dump.Threads)
+	dump.Threads = append(dump.Threads, ts)
+	return append(idents, ident)
+}
+
+// sortThreads puts the main thread first, then the threads in the order
+// they were created.
+func sortThreads(dump *StackDump) {
 	sort.SliceStable(dump.Threads, func(i, j int) bool {
 		a, b := dump.Threads[i], dump.Threads[j]
 		if a.Interpreter != b.Interpreter {
@@ -330,8 +351,6 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		}
 		return a.TID < b.TID
 	})
-	addSource(p.pid, dump)
-	return dump, nil
 }
 
 // agentFile is the file name of the code of pyglass's agent, and

@@ -119,6 +119,9 @@ type StackDump struct {
 	PID     int           `json:"pid"`
 	Python  PythonRef     `json:"python"`
 	Threads []ThreadStack `json:"threads"`
+	// Core describes the core file the stacks were read from (nil for a
+	// live process).
+	Core *CoreInfo `json:"core,omitempty"`
 }
 
 // PythonRef names the interpreter in a StackDump.

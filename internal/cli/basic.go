@@ -59,9 +59,13 @@ func runInfo(ctx context.Context, args []string, io IO) ExitCode {
 does not stop it. The Python version is read from the target's memory or
 binary, never by running the target's interpreter.`, io)
 	asJSON := fs.Bool("json", false, "print JSON")
+	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
 	if !ok {
 		return code
+	}
+	if *cf.file != "" || *cf.coredump != "" {
+		return runInfoCore(cf, pos, *asJSON, io)
 	}
 	if len(pos) > 1 {
 		fmt.Fprintf(io.Err, "pyglass info: one PID expected\n")

@@ -79,8 +79,8 @@ var commands []command
 func init() {
 	commands = []command{
 		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (or those matching NAME)", runPS},
-		{"info", "PID [--json]", "what pyglass knows about a process, and whether it can run code in it", runInfo},
-		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
+		{"info", "PID [--json] | --core FILE", "what pyglass knows about a process, and whether it can run code in it", runInfo},
+		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
 		{"tasks", "PID [--tree] [--all] [--json | --csv] [--nonblocking]", "every asyncio task: its coroutine stack, what it awaits, who awaits it (read from memory)", runTasks},
 		{"record", "PID [PID...] | -- COMMAND [ARGS]  [-o FILE] [--format F] [--rate HZ] [--duration D] [--idle] [--gil] [--threads] [--blocking]", "sample the stacks into a profile: where the time goes (never stops the target)", runRecord},
 		{"top", "PID [--rate HZ] [--idle] [--gil] [--interval D] [--duration D]", "a live, top-like view of the functions using the time (never stops the target)", runTop},
@@ -90,6 +90,7 @@ func init() {
 		{"objects", "PID [--json] [--top N] [--diff DURATION] [--all] [--paths [CLASS]] [--limit N]", "live objects by type, or their growth over DURATION", runObjects},
 		{"gc", "PID [--json] [--collect]", "the garbage collector's state and statistics", runGC},
 		{"trace", "start|stop|status|top PID [--frames N] [--by line|file|traceback] [--diff D] [--limit N] [--exact] [--json]", "tracemalloc on or off, and its top allocating lines and their growth", runTrace},
+		{"dump", "PID [-o FILE] [--json]", "write an ELF core of the process (like gcore), which keeps running untraced", runDump},
 		{"version", "", "print pyglass's version", runVersion},
 	}
 }
@@ -105,7 +106,7 @@ const exitCodesHelp = `Exit status:
        Yama ptrace_scope, already traced by another process)
   5    timed out (e.g. a thread holds the GIL and never releases it)
   6    pyglass failed on its own side, not the target's: its output could not
-       be written (disk full, ...), or an error it cannot classify (the message
+       be written (disk full, ...), a core would not fit (dump), or an error it cannot classify (the message
        starts with "pyglass: internal error:"; please report it)
   141  the output's reader went away ("| head -1"): pyglass stops quietly
 `
@@ -391,7 +392,7 @@ func fail(io IO, err error) ExitCode {
 	code := codeOf(err)
 	msg := oneLine(err.Error())
 	hint := pyglass.HintOf(err)
-	if code == ExitInternal {
+	if code == ExitInternal && !errors.Is(err, pyglass.ErrNoSpace) {
 		msg = "internal error: " + strings.TrimPrefix(msg, pyglass.ErrInternal.Error()+": ")
 		if hint == "" {
 			hint = "pyglass could not classify this failure: it is not a verdict on the target; please report it with 'pyglass info PID'"

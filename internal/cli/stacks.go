@@ -29,7 +29,13 @@ asyncio, without its C module, before 3.14: under the loop); with --json they ar
 Exit status 0 when at least one thread was read (a thread that could not be
 read is shown with its "error"); 3 when the process does not exist, is not
 Python, is a zombie or exits while being read; 4 when pyglass may not read
-it, or may not pause it (traced by another debugger: try --nonblocking).`
+it, or may not pause it (traced by another debugger: try --nonblocking).
+
+--core FILE reads a core file instead (ELF, as the kernel, gcore or pyglass
+dump write it, or compressed with gzip, xz, zstd or lz4): the report starts with why the core
+exists (signal, sender, fault address); JSON adds a "core" object. Files the
+core did not dump are read from the files it names (under --sysroot DIR,
+--exe PATH for the program); one whose build-id differs is refused.`
 
 func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	fs := newFlags("stacks", stacksHelp, io)
@@ -37,9 +43,13 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	locals := fs.Bool("locals", false, "show each frame's local variables (short reprs)")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
 	async := fs.Bool("async", false, "also list the asyncio tasks of each thread's event loop (see pyglass help tasks)")
+	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
 	if !ok {
 		return code
+	}
+	if *cf.file != "" || *cf.coredump != "" {
+		return runStacksCore(ctx, cf, pos, *asJSON, *locals, io)
 	}
 	if len(pos) > 1 {
 		fmt.Fprintf(io.Err, "pyglass stacks: one PID expected\n")

@@ -1,0 +1,292 @@
+package pyglass
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/pyproc"
+	"github.com/pyglass/pyglass/internal/rootfs"
+	"github.com/pyglass/pyglass/target/core"
+)
+
+// CoreOptions configure OpenCore.
+type CoreOptions struct {
+	// Exe is the main program's file, when it is not where the core says
+	// (the core's path is used otherwise).
+	Exe string
+	// Sysroot resolves every file the core names under this directory
+	// (the core of a container or a chroot).
+	Sysroot string
+	// Warn receives one line per problem that does not stop the read (a
+	// missing library, a file whose build-id differs from the core's).
+	Warn func(string)
+}
+
+// CoreInfo describes a core file: why it exists and what process it is
+// of. It is StackDump.Core.
+type CoreInfo struct {
+	File    string `json:"file"`
+	PID     int    `json:"pid"`
+	Command string `json:"command"` // the command line, cut to 80 bytes by the kernel
+	// Executable is the main program's path as the process saw it.
+	Executable string `json:"executable"`
+	// Reason says why the core exists, in words: "SIGSEGV (address not
+	// mapped) at 0x10", "SIGABRT sent by process 42 (uid 1000)", "made on
+	// request (no signal)".
+	Reason    string `json:"reason"`
+	Signal    int    `json:"signal"` // 0 when the core was made on request
+	SigCode   int    `json:"si_code"`
+	SenderPID int    `json:"sender_pid,omitempty"`
+	SenderUID int    `json:"sender_uid,omitempty"`
+	FaultAddr uint64 `json:"fault_address,omitempty"`
+	// Thread is the thread the signal was delivered to (0 when none).
+	Thread   int      `json:"thread,omitempty"`
+	Threads  int      `json:"threads"` // OS threads in the core
+	Warnings []string `json:"warnings"`
+}
+
+// Core is a core file opened for reading its Python stacks. It runs no
+// code and needs no process: the memory is the core's, the code and
+// read-only data the mapped files' (checked against the core's
+// build-ids).
+type Core struct {
+	c  *core.Core
+	p  *Process // the pid, the interpreter and the warnings, as for a live process
+	m  *memoryView
+	py *pyproc.Python
+}
+
+// OpenCore opens the core file at path (plain, or compressed with gzip, xz, zstd or lz4) and
+// finds its interpreter. ErrNotPython when it holds none pyglass can read.
+func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
+	defer guard(&err, "core", 0)
+	copt := core.Options{Exe: opt.Exe, Sysroot: opt.Sysroot, Warn: opt.Warn}
+	// Files are resolved inside the sysroot (or /), symbolic links
+	// included, and only regular files are opened: a core is hostile
+	// input, and a FIFO it names must not block pyglass.
+	sysroot := opt.Sysroot
+	if sysroot == "" {
+		sysroot = "/"
+	}
+	root, err := rootfs.OpenDir(sysroot)
+	if err != nil {
+		return nil, &Error{Kind: ErrNotPython, Msg: "cannot open the sysroot", Err: err}
+	}
+	defer root.Close()
+	copt.Open = root.OpenFile
+	c, err := core.Open(path, copt)
+	if err != nil {
+		return nil, &Error{Kind: ErrNotPython, Msg: "cannot read core", Err: err, Hint: "give an ELF core file (as written by the kernel, gcore or pyglass dump)"}
+	}
+	c.CheckFiles()
+	var files []pyproc.MappedFile
+	idx := map[string]int{}
+	for _, f := range c.Files {
+		i, ok := idx[f.Path]
+		if !ok {
+			i = len(files)
+			idx[f.Path] = i
+			files = append(files, pyproc.MappedFile{Path: f.Path})
+		}
+		files[i].Maps = append(files[i].Maps, elfsym.Mapping{Start: f.Start, End: f.End, Offset: f.Offset, Read: f.Read, Write: f.Write, Exec: f.Exec})
+	}
+	const atEntry = 9
+	py, err := pyproc.FindPythonIn(c.PID, files, c.ExePath(), c.Auxv[atEntry], func(p string) (io.ReaderAt, error) { return c.OpenFile(p) })
+	if err != nil {
+		c.Close()
+		return nil, convertErr(err)
+	}
+	p := &Process{pid: c.PID, py: py, onWarn: opt.Warn}
+	img := imageOf(py)
+	l, err := p.layoutFor(c, img)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Core{c: c, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
+}
+
+// Close releases the core and the files it maps.
+func (c *Core) Close() error { return c.c.Close() }
+
+// Info describes the core: why it exists, its process and interpreter.
+func (c *Core) Info() *CoreInfo {
+	cc := c.c
+	ci := &CoreInfo{File: cc.Path, PID: cc.PID, Command: cc.Command, Executable: cc.ExePath(), Threads: len(cc.Threads),
+		Warnings: append(append([]string{}, cc.Warnings...), c.p.warnings...)}
+	si := cc.Siginfo
+	const sigstop = 19 // a core signal never is: gcore's and pyglass dump's pause
+	if si == nil || si.Signo == 0 || si.Signo == sigstop {
+		ci.Reason = "made on request (no fatal signal)"
+		return ci
+	}
+	ci.Signal, ci.SigCode = si.Signo, si.Code
+	ci.Thread = cc.Threads[0].TID // the kernel writes the dumping thread first
+	name := signalName(si.Signo)
+	switch {
+	case si.Code <= 0 || si.Code == 0x80: // SI_USER, SI_TKILL, SI_QUEUE...; SI_KERNEL
+		if si.Code == 0x80 {
+			ci.Reason = name + " sent by the kernel"
+			break
+		}
+		ci.SenderPID, ci.SenderUID = si.PID, si.UID
+		ci.Reason = fmt.Sprintf("%s sent by process %d (uid %d)", name, si.PID, si.UID)
+	case isFault(si.Signo):
+		ci.FaultAddr = si.Addr
+		ci.Reason = fmt.Sprintf("%s (%s) at %#x", name, faultCode(si.Signo, si.Code), si.Addr)
+	default:
+		ci.Reason = fmt.Sprintf("%s (code %d)", name, si.Code)
+	}
+	return ci
+}
+
+// Stacks reads every Python thread's stack from the core, as
+// Process.Stacks does from a live process. The state of each thread comes
+// from its saved registers (the system call it was in).
+func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err error) {
+	defer guard(&err, "stacks", c.c.PID)
+	m := c.m
+	dump := &StackDump{PID: c.c.PID, Python: PythonRef{Version: c.py.Version.String(), Path: c.py.Path}}
+	rd := newPageCache(m.r)
+	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
+	if err != nil {
+		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("core of process %d: cannot find the Python interpreter in memory", c.c.PID), Err: err}
+	}
+	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
+		interps[a], interps[b] = interps[b], interps[a]
+	}
+	byTID := map[int]core.Thread{}
+	byTP := map[uint64]int{}
+	var tids []int
+	for _, t := range c.c.Threads {
+		byTID[t.TID] = t
+		tids = append(tids, t.TID)
+		if t.TP != 0 {
+			byTP[t.TP] = t.TID
+		}
+	}
+	taskOf := func(tp uint64) (int, bool) { tid, ok := byTP[tp]; return tid, ok }
+	var idents []uint64 // the Python thread idents of dump.Threads (unused: a core is named at once)
+	for i, interp := range interps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: tids, TaskOf: taskOf})
+		if err != nil && len(threads) == 0 {
+			dump.Threads = append(dump.Threads, ThreadStack{Interpreter: i, Error: err.Error(), Frames: []Frame{}})
+			idents = append(idents, 0)
+			continue
+		}
+		gil := gilFutexRange(rd, m, interp)
+		seen := map[int]int{} // this interpreter's threads by task
+		for _, t := range threads {
+			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}, State: "unknown"}
+			if ct, ok := byTID[t.NativeID]; ok && t.NativeID != 0 {
+				ts.TID = ct.TID
+				// The saved system call is known on x86-64 (orig_rax),
+				// and named by this machine's table.
+				if c.c.Machine == elf.EM_X86_64 && runtime.GOARCH == "amd64" {
+					ts.State = "running"
+					if ct.Syscall >= 0 {
+						ts.State = syscallState(ct.Syscall, ct.Args[0], ts.HoldsGIL, gil)
+					}
+				}
+			}
+			ts.Frames, ts.Error = readStack(rd, m, t, opt)
+			idents = addThread(dump, seen, idents, ts, t.ThreadID)
+		}
+	}
+	sortThreads(dump)
+	dump.Core = c.Info()
+	return dump, nil
+}
+
+// signalNames are Linux's signal names (x86-64 and arm64 agree).
+var signalNames = [...]string{1: "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+	"SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT",
+	"SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
+	"SIGIO", "SIGPWR", "SIGSYS"}
+
+func signalName(n int) string {
+	if n > 0 && n < len(signalNames) {
+		return signalNames[n]
+	}
+	return fmt.Sprintf("signal %d", n)
+}
+
+func isFault(sig int) bool { return sig == 4 || sig == 7 || sig == 8 || sig == 11 }
+
+// faultCode names the si_code of a fault signal.
+func faultCode(sig, code int) string {
+	if sig == 11 {
+		switch code {
+		case 1:
+			return "address not mapped"
+		case 2:
+			return "invalid permissions"
+		}
+	}
+	if sig == 7 && code == 2 {
+		return "nonexistent physical address"
+	}
+	return fmt.Sprintf("code %d", code)
+}
+
+// Python describes the core's interpreter.
+func (c *Core) Python() PythonInfo {
+	return PythonInfo{Version: c.py.Version.String(), Path: c.py.Path, Shared: c.py.Shared}
+}
+
+// CoredumpDir is where systemd-coredump stores cores.
+const CoredumpDir = "/var/lib/systemd/coredump"
+
+// FindCoredump returns the newest core in systemd-coredump's store dir
+// (CoredumpDir when "") of process pid, or of any process when pid is 0.
+// Its files are named core.COMM.UID.BOOTID.PID.USEC[.zst|.xz|.lz4]; the
+// newest is the one with the largest USEC (the time of the crash).
+func FindCoredump(dir string, pid int) (string, error) {
+	if dir == "" {
+		dir = CoredumpDir
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", &Error{Kind: ErrNoProcess, Msg: "no systemd-coredump store", Err: err, Hint: "give the core with --core FILE"}
+	}
+	best, bestTime := "", uint64(0)
+	for _, e := range ents {
+		f := strings.Split(e.Name(), ".")
+		// A command name may hold dots: PID and USEC are counted from
+		// the end, after the compression suffix.
+		if n := len(f); n > 0 && (f[n-1] == "zst" || f[n-1] == "xz" || f[n-1] == "lz4" || f[n-1] == "gz") {
+			f = f[:n-1]
+		}
+		if len(f) < 6 || f[0] != "core" || !e.Type().IsRegular() {
+			continue
+		}
+		p, err1 := strconv.Atoi(f[len(f)-2])
+		usec, err2 := strconv.ParseUint(f[len(f)-1], 10, 64)
+		if err1 != nil || err2 != nil || (pid != 0 && p != pid) {
+			continue
+		}
+		if best == "" || usec > bestTime {
+			best, bestTime = filepath.Join(dir, e.Name()), usec
+		}
+	}
+	if best == "" {
+		what := "any process"
+		if pid != 0 {
+			what = fmt.Sprintf("process %d", pid)
+		}
+		return "", errorf(ErrNoProcess, "give the core with --core FILE", "no core of %s in %s", what, dir)
+	}
+	return best, nil
+}
