@@ -142,6 +142,9 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		}
 		lw := &lockWalk{r: rd, m: m, threads: ts}
 		for _, lt := range ts {
+			lw.qualify(lt)
+		}
+		for _, lt := range ts {
 			if tv := kernel[lt.out.TID]; tv.held != nil {
 				lw.waitFor(lt, tv.held.Syscall, tv.held.Args[0], gil)
 			} else {
@@ -183,6 +186,22 @@ func where(f cpython.Frame) string {
 	return fmt.Sprintf("%s, %s:%d", f.Function, path.Base(f.File), f.Line)
 }
 
+// qualify gives the frames of methods their class's name before 3.11
+// (co_name has none): the type of their local self, "Cache.put".
+func (w *lockWalk) qualify(lt *lockThread) {
+	for i := range lt.frames {
+		f := &lt.frames[i]
+		if strings.Contains(f.Function, ".") {
+			continue
+		}
+		if self := selfOf(lt, i); self != 0 {
+			if t, err := cpython.ClassName(w.r, w.m.l, self); err == nil {
+				f.Function = t[strings.LastIndexByte(t, '.')+1:] + "." + f.Function
+			}
+		}
+	}
+}
+
 // frameIs reports whether f runs function fn (a qualified name on 3.11+,
 // its last part before) of a file named file (without .py).
 func frameIs(f cpython.Frame, file string, fns ...string) bool {
@@ -190,8 +209,7 @@ func frameIs(f cpython.Frame, file string, fns ...string) bool {
 		return false
 	}
 	for _, fn := range fns {
-		short := fn[strings.LastIndexByte(fn, '.')+1:]
-		if f.Function == fn || f.Function == short {
+		if f.Function == fn {
 			return true
 		}
 	}
@@ -227,7 +245,9 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 		*wf = WaitFor{Kind: WaitGIL, Evidence: "futex on the GIL"}
 		return
 	}
-	// threading's and queue's own frames say what the thread waits for.
+	// threading's and queue's own frames say what the thread waits for:
+	// the highest-level call first (Thread.join, Queue.get and
+	// Event.wait call Condition.wait).
 	for i := 0; i < len(lt.frames) && i < maxLibFrames; i++ {
 		f := lt.frames[i]
 		switch {
@@ -235,32 +255,33 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 			w.join(lt, i)
 			return
 		case frameIs(f, "queue", "Queue.get", "Queue.put") || frameIs(f, "Queue", "Queue.get", "Queue.put"):
-			self := selfOf(lt, i)
-			*wf = WaitFor{Kind: WaitQueue, Where: where(f), Evidence: f.Function + " waits for the queue"}
-			w.object(wf, self)
-			if strings.HasSuffix(f.Function, "get") {
-				wf.Evidence = "queue.Queue.get on an empty queue"
-			} else {
+			*wf = WaitFor{Kind: WaitQueue, Where: where(f), Evidence: "queue.Queue.get on an empty queue"}
+			if strings.HasSuffix(f.Function, "put") {
 				wf.Evidence = "queue.Queue.put on a full queue"
 			}
+			if i+1 < len(lt.frames) {
+				wf.Where = where(lt.frames[i+1])
+			}
+			w.object(wf, selfOf(lt, i))
 			return
 		case frameIs(f, "threading", "Event.wait", "_Event.wait"):
 			*wf = WaitFor{Kind: WaitEvent, Where: where(f), Evidence: "Event.wait: waits for another thread to set it"}
-			w.object(wf, selfOf(lt, i))
-			return
-		case frameIs(f, "threading", "Semaphore.acquire", "_Semaphore.acquire"):
-			*wf = WaitFor{Kind: WaitSemaphore, Where: where(f), Evidence: "Semaphore.acquire: waits for a release"}
-			w.object(wf, selfOf(lt, i))
-			return
-		case frameIs(f, "threading", "Condition.wait", "_Condition.wait", "Condition.wait_for", "_Condition.wait_for"):
-			// Event.wait and Queue.get call Condition.wait: look on.
-			if i+1 < len(lt.frames) && i+1 < maxLibFrames {
-				n := lt.frames[i+1]
-				if frameIs(n, "threading", "Event.wait", "_Event.wait", "Semaphore.acquire", "_Semaphore.acquire", "Condition.wait_for", "_Condition.wait_for") ||
-					frameIs(n, "queue", "Queue.get", "Queue.put") || frameIs(n, "Queue", "Queue.get", "Queue.put") {
-					continue
-				}
+			if i+1 < len(lt.frames) {
+				wf.Where = where(lt.frames[i+1])
 			}
+			w.object(wf, selfOf(lt, i))
+			return
+		case frameIs(f, "threading", "Semaphore.acquire", "_Semaphore.acquire", "BoundedSemaphore.acquire", "_BoundedSemaphore.acquire"):
+			*wf = WaitFor{Kind: WaitSemaphore, Where: where(f), Evidence: "Semaphore.acquire: waits for a release"}
+			if i+1 < len(lt.frames) {
+				wf.Where = where(lt.frames[i+1])
+			}
+			w.object(wf, selfOf(lt, i))
+			return
+		}
+	}
+	for i := 0; i < len(lt.frames) && i < maxLibFrames; i++ {
+		if f := lt.frames[i]; frameIs(f, "threading", "Condition.wait", "_Condition.wait", "Condition.wait_for", "_Condition.wait_for") {
 			*wf = WaitFor{Kind: WaitCondition, Where: where(f), Evidence: "Condition.wait: waits for a notify"}
 			if i+1 < len(lt.frames) {
 				wf.Where = where(lt.frames[i+1])
@@ -289,7 +310,7 @@ func (w *lockWalk) object(wf *WaitFor, obj uint64) {
 		return
 	}
 	wf.Object = fmt.Sprintf("%#x", obj)
-	if t, err := cpython.TypeName(w.r, w.m.l, obj); err == nil {
+	if t, err := cpython.ClassName(w.r, w.m.l, obj); err == nil {
 		wf.Type = t
 	}
 }
@@ -360,7 +381,11 @@ func (w *lockWalk) lock(lt *lockThread, futex uint64) {
 			continue
 		}
 		lt.waitOn = s.Addr
-		*wf = WaitFor{Kind: WaitLock, Object: fmt.Sprintf("%#x", s.Addr), Type: s.Type, Where: w.name(lt, ref) + " in " + where(lt.frames[0])}
+		fi := 0 // the frame that names the lock: the caller of threading's
+		if frameIs(lt.frames[0], "threading", "_RLock.acquire", "_RLock.__enter__") && len(lt.frames) > 1 {
+			fi = 1
+		}
+		*wf = WaitFor{Kind: WaitLock, Object: fmt.Sprintf("%#x", s.Addr), Type: s.Type, Where: w.name(lt, fi, ref) + " in " + where(lt.frames[fi])}
 		if isParked {
 			wf.Evidence = "parked on the lock's mutex"
 		} else {
@@ -386,18 +411,18 @@ func (w *lockWalk) lock(lt *lockThread, futex uint64) {
 	}
 }
 
-// name says how frame 0 of lt names the object of ref: its local's
+// name says how frame fi of lt names the object of ref: its local's
 // name, or an attribute of self ("self._a"), else "value stack".
-func (w *lockWalk) name(lt *lockThread, ref cpython.FrameRef) string {
-	if ref.Via == cpython.ViaLocal {
+func (w *lockWalk) name(lt *lockThread, fi int, ref cpython.FrameRef) string {
+	if ref.Via == cpython.ViaLocal && fi == 0 {
 		return ref.Name
 	}
-	for _, r := range lt.refs[0] {
+	for _, r := range lt.refs[fi] {
 		if r.Via == cpython.ViaLocal && r.Obj == ref.Obj {
 			return r.Name
 		}
 	}
-	if self := selfOf(lt, 0); self != 0 {
+	if self := selfOf(lt, fi); self != 0 {
 		if a := cpython.AttrNameOf(w.r, w.m.l, self, ref.Obj); a != "" {
 			return "self." + a
 		}

@@ -383,3 +383,27 @@ func (d *decoder) unboundName(obj uint64, typeName string) string {
 	s, _ := d.str(name, MaxNameLen)
 	return s
 }
+
+// ClassName returns the name of obj's class: its type's name, or for an
+// instance of a 2.7 old-style class (type "instance") the class's name
+// (PyInstanceObject.in_class -> PyClassObject.cl_name).
+func ClassName(r memory.Reader, l *layout.Layout, obj uint64) (string, error) {
+	d := newDecoder(r, l)
+	t, err := d.typeOf(obj)
+	if err != nil {
+		return "", err
+	}
+	if l.Major >= 3 || t.name != "instance" {
+		return t.name, nil
+	}
+	head := uint64(l.SizeofPyObject)
+	cls, err := memory.NonNullPtr(r, obj+head)
+	if err != nil {
+		return "", fmt.Errorf("reading in_class: %w", err)
+	}
+	name, err := memory.NonNullPtr(r, cls+head+16) // after cl_bases, cl_dict
+	if err != nil {
+		return "", fmt.Errorf("reading cl_name: %w", err)
+	}
+	return d.str(name, MaxNameLen)
+}

@@ -1,5 +1,5 @@
 # Scenarios for pyglass locks tests. Usage: python deadlock.py SCENARIO
-# Writes "ready <json>" on stdout once every thread is in place: the ground
+# Writes "READY <json>" on stdout once every thread is in place: the ground
 # truth (thread ids and what each should wait for).
 import sys, threading, time, json
 try:
@@ -119,7 +119,7 @@ while len(truth) < 1:
     time.sleep(0.01)
 time.sleep(0.3)
 truth["main"] = _nid()
-sys.stdout.write("ready " + json.dumps(truth) + "\n")
+sys.stdout.write("READY " + json.dumps(truth) + "\n")
 sys.stdout.flush()
 while True:
     time.sleep(100)
