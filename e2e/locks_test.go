@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,7 +75,7 @@ func checkCycle(t *testing.T, rep *pyglass.LockReport, truth map[string]int, typ
 		}
 	}
 	cyc = append(cyc[lo:], cyc[:lo]...)
-	if len(rep.Cycles) != 1 || !equalInts(rep.Cycles[0], cyc) {
+	if len(rep.Cycles) != 1 || !slices.Equal(rep.Cycles[0], cyc) {
 		t.Errorf("cycles %v, want [%v]", rep.Cycles, cyc)
 	}
 	for i, k := range keys {
@@ -89,18 +90,6 @@ func checkCycle(t *testing.T, rep *pyglass.LockReport, truth map[string]int, typ
 	if main.WaitsFor.HolderTID != 0 {
 		t.Errorf("main thread %+v waits for no thread", main)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestLocksDeadlocks: two RLocks taken in opposite orders, two Locks in
