@@ -113,6 +113,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
 	}
 	var ts []*lockThread
+	refReader := cpython.NewRefReader(rd, m.l)
 	for _, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -131,7 +132,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 				fr, _ := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
 				for i := len(fr) - 1; i >= 0; i-- { // innermost first
 					lt.frames = append(lt.frames, fr[i])
-					refs, _ := cpython.FrameRefs(rd, m.l, fr[i])
+					refs, _ := refReader.Refs(fr[i])
 					lt.refs = append(lt.refs, refs)
 				}
 			}
@@ -412,7 +413,8 @@ func (w *lockWalk) lock(lt *lockThread, futex uint64) {
 }
 
 // name says how frame fi of lt names the object of ref: its local's
-// name, or an attribute of self ("self._a"), else "value stack".
+// name, or an attribute of self ("self._a"), else "a value on the stack"
+// (an expression's value, such as locks[i]).
 func (w *lockWalk) name(lt *lockThread, fi int, ref cpython.FrameRef) string {
 	if ref.Via == cpython.ViaLocal && fi == 0 {
 		return ref.Name
@@ -427,7 +429,7 @@ func (w *lockWalk) name(lt *lockThread, fi int, ref cpython.FrameRef) string {
 			return "self." + a
 		}
 	}
-	return fmt.Sprintf("%#x", ref.Obj)
+	return "a value on the stack"
 }
 
 // refStrength ranks how strongly a reference says its thread holds a

@@ -243,7 +243,21 @@ const maxStackSlots = 512
 // stale pointers (popped values), so a reference from the value stack is
 // evidence, not proof.
 func FrameRefs(r memory.Reader, l *layout.Layout, f Frame) ([]FrameRef, error) {
-	d := newDecoder(r, l)
+	return NewRefReader(r, l).Refs(f)
+}
+
+// RefReader reads the references of many frames of one snapshot,
+// decoding each code object and type once.
+type RefReader struct{ d *decoder }
+
+// NewRefReader returns a RefReader over r.
+func NewRefReader(r memory.Reader, l *layout.Layout) *RefReader {
+	return &RefReader{d: newDecoder(r, l)}
+}
+
+// Refs is FrameRefs.
+func (rr *RefReader) Refs(f Frame) ([]FrameRef, error) {
+	d, l := rr.d, rr.d.l
 	c, err := d.code(f.Code)
 	if err != nil {
 		return nil, err
