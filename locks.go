@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/memory"
 )
 
@@ -20,7 +21,8 @@ const (
 	WaitQueue     = "queue"     // queue.Queue.get / put
 	WaitSemaphore = "semaphore"
 	WaitGIL       = "gil"     // the GIL
-	WaitSyscall   = "syscall" // a system call (sleep, I/O, a child process)
+	WaitSyscall   = "syscall" // a system call (sleep, I/O)
+	WaitChild     = "child"   // a child process to end (wait4: Popen.wait, os.waitpid)
 	WaitNone      = "running" // not blocked
 	WaitUnknown   = "unknown" // blocked, on something pyglass cannot name
 )
@@ -59,8 +61,9 @@ type LockThread struct {
 // WaitFor is what a thread waits for.
 type WaitFor struct {
 	Kind string `json:"kind"`
-	// Object is the address of the object waited on ("0x7f..."), "" when
-	// unknown; Type its Python type.
+	// Object is the address of the object waited on ("0x7f..."; for a
+	// child process its pid), "" when unknown; Type its Python type
+	// ("process" for a child process).
 	Object string `json:"object,omitempty"`
 	Type   string `json:"type,omitempty"`
 	// Where names the object in the waiting frame: "self._a in
@@ -81,6 +84,7 @@ type lockThread struct {
 	frames []cpython.Frame
 	refs   [][]cpython.FrameRef // per frame, innermost first
 	waitOn uint64               // the lock object waited on
+	sysArg uint64               // the first argument of the system call it waits in
 	gil    bool
 }
 
@@ -157,6 +161,11 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	}
 	frozen.Thaw()
 	nameUnnamedLocks(ts, kernel)
+	for _, lt := range ts {
+		if lt.out.WaitsFor.Kind == WaitChild {
+			p.describeChild(&lt.out.WaitsFor, lt.sysArg)
+		}
+	}
 	rep := &LockReport{PID: p.pid, Threads: []LockThread{}, Cycles: [][]int{}}
 	for _, lt := range ts {
 		rep.Threads = append(rep.Threads, lt.out)
@@ -299,7 +308,21 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 	if name == "" {
 		name = fmt.Sprintf("syscall %d", nr)
 	}
+	lt.sysArg = arg0
 	*wf = WaitFor{Kind: WaitSyscall, Evidence: "in " + name}
+	switch {
+	case name == "clock_nanosleep" || name == "nanosleep" || (name == "select" || name == "pselect6") && arg0 == 0:
+		wf.Evidence = "sleeping (time.sleep), in " + name
+	case name == "wait4" || name == "waitid":
+		wf.Kind = WaitChild
+		wf.Evidence = "waiting for a child process, in " + name
+		for _, f := range lt.frames { // the caller of subprocess's frames
+			if path.Base(f.File) != "subprocess.py" {
+				wf.Where = where(f)
+				break
+			}
+		}
+	}
 	if len(lt.frames) > 0 {
 		wf.Where = where(lt.frames[0])
 	}
@@ -595,4 +618,33 @@ func waitObject(w WaitFor) string {
 		s += " (" + w.Where + ")"
 	}
 	return s
+}
+
+// describeChild names the child process a thread waits for in wait4
+// (pid as the target sees it: arg0 > 0): its pid, command line and state.
+func (p *Process) describeChild(wf *WaitFor, arg0 uint64) {
+	nsPID := int(int32(uint32(arg0)))
+	if nsPID <= 0 {
+		wf.Evidence = "waiting for any child process"
+		return
+	}
+	host := 0
+	if p.proc.NSPID == p.proc.PID {
+		host = nsPID
+	}
+	if host != 0 {
+		pr := procfs.New(host)
+		st, err := pr.Stat()
+		if err == nil && st.PPid == p.pid {
+			cmd, _ := pr.Cmdline()
+			wf.HolderTID = 0
+			wf.Object = fmt.Sprint(host)
+			wf.Type = "process"
+			wf.Evidence = fmt.Sprintf("waiting on child process %d (%s, state %c)", host, strings.Join(cmd, " "), st.State)
+			return
+		}
+	}
+	wf.Object = fmt.Sprint(nsPID)
+	wf.Type = "process"
+	wf.Evidence = fmt.Sprintf("waiting on child process %d (as the target numbers it)", nsPID)
 }

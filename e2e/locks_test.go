@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,6 +139,7 @@ func TestLocksNoDeadlock(t *testing.T) {
 			{"condition", pyglass.WaitCondition, pyglass.VerdictIdle, ""},
 			{"queue", pyglass.WaitQueue, pyglass.VerdictIdle, ""},
 			{"idle", pyglass.WaitSyscall, pyglass.VerdictIdle, ""},
+			{"child", pyglass.WaitChild, pyglass.VerdictIdle, ""},
 		} {
 			t.Run(c.scenario, func(t *testing.T) {
 				tg, truth := startLocks(t, in, c.scenario)
@@ -152,6 +154,14 @@ func TestLocksNoDeadlock(t *testing.T) {
 				}
 				if w.Kind != c.kind || w.HolderTID != holder {
 					t.Errorf("t1 waits for %+v, want %s, holder %d", w, c.kind, holder)
+				}
+				if c.scenario == "child" {
+					if obj := fmt.Sprint(truth["child"]); w.Object != obj || !strings.Contains(w.Evidence, "sleep 1000") {
+						t.Errorf("t1 waits for %+v, want process %s (sleep 1000)", w, obj)
+					}
+				}
+				if c.scenario == "idle" && !strings.Contains(w.Evidence, "time.sleep") {
+					t.Errorf("t1 waits for %+v, want time.sleep", w)
 				}
 				if c.scenario == "join" {
 					if w2 := lockedThread(t, rep, truth["t2"]).WaitsFor; w2.Kind != pyglass.WaitEvent {

@@ -111,10 +111,23 @@ def idle():
     t.daemon = True
     t.start()
 
+def child():
+    import subprocess
+    def runner():
+        mark("t1")
+        p = subprocess.Popen(["sleep", "1000"])
+        truth["child"] = p.pid
+        p.wait()
+    t = threading.Thread(target=runner, name="runner")
+    t.daemon = True
+    t.start()
+    while "child" not in truth:
+        time.sleep(0.01)
+
 scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
- "idle": idle}[scenario]()
+ "idle": idle, "child": child}[scenario]()
 while len(truth) < 1:
     time.sleep(0.01)
 time.sleep(0.3)
