@@ -30,6 +30,7 @@ const (
 // Kinds of verdicts (LockVerdict.Kind).
 const (
 	VerdictDeadlock = "deadlock"
+	VerdictGIL      = "gil"     // threads wait for the GIL a thread keeps
 	VerdictBlocked  = "blocked" // threads wait for locks others hold, no cycle
 	VerdictIdle     = "idle"    // nothing waits for another thread
 	VerdictRunning  = "running"
@@ -157,6 +158,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 			}
 		}
 		lw.holders()
+		lw.gilHolder()
 		break // the main interpreter only
 	}
 	frozen.Thaw()
@@ -467,6 +469,23 @@ func refStrength(via string) int {
 	return 0
 }
 
+// gilHolder makes the thread holding the GIL the holder of what the
+// threads waiting for it wait for.
+func (w *lockWalk) gilHolder() {
+	for _, h := range w.threads {
+		if !h.gil {
+			continue
+		}
+		h.out.WaitsFor.Evidence += "; holds the GIL"
+		for _, lt := range w.threads {
+			if lt != h && lt.out.WaitsFor.Kind == WaitGIL {
+				lt.out.WaitsFor.HolderTID = h.out.TID
+				lt.out.WaitsFor.Evidence = fmt.Sprintf("futex on the GIL, held by thread %d", h.out.TID)
+			}
+		}
+	}
+}
+
 // holders infers who holds the plain Locks waited for: the other thread
 // whose frames refer to the lock most strongly (a with block over it,
 // else a local), when exactly one does, and never a thread that waits
@@ -587,8 +606,12 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		s := fmt.Sprintf("deadlock: %d threads: %s", n, strings.Join(parts, "; "))
 		return LockVerdict{Kind: VerdictDeadlock, Summary: s}
 	}
-	blocked, running := 0, 0
+	blocked, running, gilWaiters, gilHolder := 0, 0, 0, 0
 	for _, t := range rep.Threads {
+		if t.WaitsFor.Kind == WaitGIL && t.WaitsFor.HolderTID != 0 {
+			gilWaiters++
+			gilHolder = t.WaitsFor.HolderTID
+		}
 		if t.WaitsFor.HolderTID != 0 {
 			blocked++
 		}
@@ -597,6 +620,13 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		}
 	}
 	switch {
+	case gilWaiters > 0:
+		h := byTID[gilHolder]
+		s := fmt.Sprintf("GIL held by thread %d %q (%s), %d threads wait for it", h.TID, h.Name, h.State, gilWaiters)
+		if h.WaitsFor.Kind != WaitNone {
+			s = fmt.Sprintf("GIL held by thread %d %q in C code (%s), %d threads wait for it", h.TID, h.Name, h.State, gilWaiters)
+		}
+		return LockVerdict{Kind: VerdictGIL, Summary: s}
 	case blocked > 0:
 		return LockVerdict{Kind: VerdictBlocked, Summary: fmt.Sprintf("no deadlock: %d threads wait for other threads", blocked)}
 	case running > 0:

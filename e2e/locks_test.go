@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -171,5 +172,31 @@ func TestLocksNoDeadlock(t *testing.T) {
 				healthy(t, tg)
 			})
 		}
+	})
+}
+
+// TestLocksGIL: a thread keeps the GIL in a C call (libc's sleep through
+// ctypes.PyDLL) while another wants to run Python: the verdict names the
+// holder, the waiter waits for the GIL held by it, and it is no deadlock.
+func TestLocksGIL(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "gil")
+		var rep *pyglass.LockReport
+		// The hog takes the GIL a moment after READY (the busy thread
+		// may hold it until then, with the hog waiting for it).
+		held := fmt.Sprintf("GIL held by thread %d ", truth["t1"])
+		for try := 0; try < 50; try++ {
+			if rep = locksJSON(t, tg.PID); strings.HasPrefix(rep.Verdict.Summary, held) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if rep.Verdict.Kind != pyglass.VerdictGIL || !strings.HasPrefix(rep.Verdict.Summary, held) || len(rep.Cycles) != 0 {
+			t.Fatalf("verdict %+v, cycles %v; want the GIL held by %d", rep.Verdict, rep.Cycles, truth["t1"])
+		}
+		if w := lockedThread(t, rep, truth["t2"]).WaitsFor; w.Kind != pyglass.WaitGIL || w.HolderTID != truth["t1"] {
+			t.Errorf("busy thread waits for %+v, want the GIL held by %d", w, truth["t1"])
+		}
+		healthy(t, tg)
 	})
 }

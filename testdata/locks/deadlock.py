@@ -124,10 +124,35 @@ def child():
     while "child" not in truth:
         time.sleep(0.01)
 
+def gil():
+    import ctypes
+    libc = ctypes.PyDLL(None)  # PyDLL: calls keep the GIL
+    go = threading.Event()
+    def hog():
+        mark("t1")
+        go.wait()
+        libc.sleep(1000)
+    def busy():
+        mark("t2")
+        while True:
+            pass
+    for f, n in ((busy, "busy"), (hog, "hog")):
+        t = threading.Thread(target=f, name=n)
+        t.daemon = True
+        t.start()
+    while len(truth) < 2:
+        time.sleep(0.01)
+    truth["main"] = _nid()
+    sys.stdout.write("READY " + json.dumps(truth) + "\n")
+    sys.stdout.flush()
+    go.set()
+    while True:
+        time.sleep(100)
+
 scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
- "idle": idle, "child": child}[scenario]()
+ "idle": idle, "child": child, "gil": gil}[scenario]()
 while len(truth) < 1:
     time.sleep(0.01)
 time.sleep(0.3)
