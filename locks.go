@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pyglass/pyglass/cpython"
@@ -23,6 +24,7 @@ const (
 	WaitGIL       = "gil"     // the GIL
 	WaitSyscall   = "syscall" // a system call (sleep, I/O)
 	WaitChild     = "child"   // a child process to end (wait4: Popen.wait, os.waitpid)
+	WaitIO        = "io"      // reading from or accepting on a file descriptor
 	WaitNone      = "running" // not blocked
 	WaitUnknown   = "unknown" // blocked, on something pyglass cannot name
 )
@@ -164,8 +166,11 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	frozen.Thaw()
 	nameUnnamedLocks(ts, kernel)
 	for _, lt := range ts {
-		if lt.out.WaitsFor.Kind == WaitChild {
+		switch lt.out.WaitsFor.Kind {
+		case WaitChild:
 			p.describeChild(&lt.out.WaitsFor, lt.sysArg)
+		case WaitIO:
+			p.describeFD(&lt.out.WaitsFor, lt.sysArg)
 		}
 	}
 	rep := &LockReport{PID: p.pid, Threads: []LockThread{}, Cycles: [][]int{}}
@@ -312,9 +317,15 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 	}
 	lt.sysArg = arg0
 	*wf = WaitFor{Kind: WaitSyscall, Evidence: "in " + name}
+	if len(lt.frames) > 0 {
+		wf.Where = where(lt.frames[0])
+	}
 	switch {
 	case name == "clock_nanosleep" || name == "nanosleep" || (name == "select" || name == "pselect6") && arg0 == 0:
 		wf.Evidence = "sleeping (time.sleep), in " + name
+	case name == "read" || name == "readv" || name == "recvfrom" || name == "recvmsg" || name == "accept" || name == "accept4":
+		wf.Kind = WaitIO
+		wf.Object = fmt.Sprintf("fd %d", int32(uint32(arg0)))
 	case name == "wait4" || name == "waitid":
 		wf.Kind = WaitChild
 		wf.Evidence = "waiting for a child process, in " + name
@@ -324,9 +335,6 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 				break
 			}
 		}
-	}
-	if len(lt.frames) > 0 {
-		wf.Where = where(lt.frames[0])
 	}
 }
 
@@ -677,4 +685,30 @@ func (p *Process) describeChild(wf *WaitFor, arg0 uint64) {
 	wf.Object = fmt.Sprint(nsPID)
 	wf.Type = "process"
 	wf.Evidence = fmt.Sprintf("waiting on child process %d (as the target numbers it)", nsPID)
+}
+
+// describeFD names the file a thread reads from (or accepts on): a
+// socket by its addresses, else what /proc/PID/fd says it is.
+func (p *Process) describeFD(wf *WaitFor, arg0 uint64) {
+	fd := int(int32(uint32(arg0)))
+	if fd < 0 {
+		return
+	}
+	pr := procfs.New(p.pid)
+	what, err := pr.FD(fd)
+	if err != nil {
+		return
+	}
+	wf.Type = "file"
+	if ino, ok := strings.CutPrefix(what, "socket:["); ok {
+		wf.Type = "socket"
+		if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
+			if s, ok := pr.Socket(n); ok {
+				what = s
+			}
+		}
+	} else if strings.HasPrefix(what, "pipe:[") {
+		wf.Type = "pipe"
+	}
+	wf.Evidence = fmt.Sprintf("waiting on I/O: %s (fd %d), %s", what, fd, strings.TrimPrefix(wf.Evidence, "in "))
 }

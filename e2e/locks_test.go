@@ -141,6 +141,7 @@ func TestLocksNoDeadlock(t *testing.T) {
 			{"queue", pyglass.WaitQueue, pyglass.VerdictIdle, ""},
 			{"idle", pyglass.WaitSyscall, pyglass.VerdictIdle, ""},
 			{"child", pyglass.WaitChild, pyglass.VerdictIdle, ""},
+			{"socket", pyglass.WaitIO, pyglass.VerdictIdle, ""},
 		} {
 			t.Run(c.scenario, func(t *testing.T) {
 				tg, truth := startLocks(t, in, c.scenario)
@@ -160,6 +161,9 @@ func TestLocksNoDeadlock(t *testing.T) {
 					if obj := fmt.Sprint(truth["child"]); w.Object != obj || !strings.Contains(w.Evidence, "sleep 1000") {
 						t.Errorf("t1 waits for %+v, want process %s (sleep 1000)", w, obj)
 					}
+				}
+				if c.scenario == "socket" && (w.Type != "socket" || !strings.Contains(w.Evidence, fmt.Sprintf("-> 127.0.0.1:%d ESTABLISHED", truth["port"]))) {
+					t.Errorf("t1 waits for %+v, want a socket connected to 127.0.0.1:%d", w, truth["port"])
 				}
 				if c.scenario == "idle" && !strings.Contains(w.Evidence, "time.sleep") {
 					t.Errorf("t1 waits for %+v, want time.sleep", w)

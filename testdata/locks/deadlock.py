@@ -149,11 +149,30 @@ def gil():
     while True:
         time.sleep(100)
 
+def sock():
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    truth["port"] = srv.getsockname()[1]
+    conns = []
+    def server():  # accepts and never answers
+        conns.append(srv.accept())
+        threading.Event().wait()
+    def client():
+        c = socket.create_connection(("127.0.0.1", truth["port"]))
+        mark("t1")
+        c.recv(1)
+    for f, n in ((server, "server"), (client, "client")):
+        t = threading.Thread(target=f, name=n)
+        t.daemon = True
+        t.start()
+
 scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
- "idle": idle, "child": child, "gil": gil}[scenario]()
-while len(truth) < 1:
+ "idle": idle, "child": child, "gil": gil, "socket": sock}[scenario]()
+while "t1" not in truth:
     time.sleep(0.01)
 time.sleep(0.3)
 truth["main"] = _nid()
