@@ -276,6 +276,9 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 			if strings.HasSuffix(f.Function, "put") {
 				wf.Evidence = "queue.Queue.put on a full queue"
 			}
+			if n, ok := w.queueLen(selfOf(lt, i)); ok {
+				wf.Evidence += fmt.Sprintf(" (%d items)", n)
+			}
 			if i+1 < len(lt.frames) {
 				wf.Where = where(lt.frames[i+1])
 			}
@@ -711,4 +714,18 @@ func (p *Process) describeFD(wf *WaitFor, arg0 uint64) {
 		wf.Type = "pipe"
 	}
 	wf.Evidence = fmt.Sprintf("waiting on I/O: %s (fd %d), %s", what, fd, strings.TrimPrefix(wf.Evidence, "in "))
+}
+
+// queueLen reads the number of items of a queue.Queue (its deque
+// "queue"), when it is one.
+func (w *lockWalk) queueLen(q uint64) (int, bool) {
+	if q == 0 {
+		return 0, false
+	}
+	dq, err := cpython.InstanceAttr(w.r, w.m.l, q, "queue")
+	if err != nil {
+		return 0, false
+	}
+	n, err := cpython.DequeLen(w.r, w.m.l, dq)
+	return n, err == nil
 }

@@ -421,3 +421,46 @@ func ClassName(r memory.Reader, l *layout.Layout, obj uint64) (string, error) {
 	}
 	return d.str(name, MaxNameLen)
 }
+
+// DequeLen returns len() of a collections.deque: Py_SIZE on 3.x (a
+// PyVarObject), the len field after the block pointers and indexes on
+// 2.7 (Modules/_collectionsmodule.c).
+func DequeLen(r memory.Reader, l *layout.Layout, obj uint64) (int, error) {
+	d := newDecoder(r, l)
+	t, err := d.typeOf(obj)
+	if err != nil {
+		return 0, err
+	}
+	if shortTypeName(t.name) != "deque" {
+		return 0, fmt.Errorf("object at %#x has type %q, not deque: %w", obj, t.name, ErrWrongType)
+	}
+	off := uint64(l.VarObjectObSize)
+	if l.Major < 3 {
+		off = uint64(l.SizeofPyObject) + 4*8
+	}
+	n, err := memory.I64(r, obj+off)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 || n > 1<<40 {
+		return 0, fmt.Errorf("deque length %d: %w", n, memory.ErrTooLarge)
+	}
+	return int(n), nil
+}
+
+// InstanceAttr is AttrGet that also reads the attributes of a 2.7
+// old-style instance (type "instance": PyInstanceObject {in_class,
+// in_dict}).
+func InstanceAttr(r memory.Reader, l *layout.Layout, obj uint64, name string) (uint64, error) {
+	if l.Major < 3 {
+		d := newDecoder(r, l)
+		if t, err := d.typeOf(obj); err == nil && t.name == "instance" {
+			dict, err := memory.NonNullPtr(r, obj+uint64(l.SizeofPyObject)+8)
+			if err != nil {
+				return 0, fmt.Errorf("reading in_dict: %w", err)
+			}
+			return d.dictGet(dict, name)
+		}
+	}
+	return AttrGet(r, l, obj, name)
+}

@@ -36,6 +36,8 @@ func TestLocksRandomMemory(t *testing.T) {
 			AttrNameOf(f, l, obj, base)
 			ClassName(f, l, obj)
 			ParkedAt(f, l, obj)
+			DequeLen(f, l, obj)
+			InstanceAttr(f, l, obj, "queue")
 			FrameRefs(f, l, Frame{Code: base + uint64(rng.IntN(len(b))), Addr: obj})
 		}
 	}

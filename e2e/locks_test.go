@@ -165,6 +165,9 @@ func TestLocksNoDeadlock(t *testing.T) {
 				if c.scenario == "socket" && (w.Type != "socket" || !strings.Contains(w.Evidence, fmt.Sprintf("-> 127.0.0.1:%d ESTABLISHED", truth["port"]))) {
 					t.Errorf("t1 waits for %+v, want a socket connected to 127.0.0.1:%d", w, truth["port"])
 				}
+				if c.scenario == "queue" && !strings.Contains(w.Evidence, "empty queue (0 items)") {
+					t.Errorf("t1 waits for %+v, want an empty queue (0 items)", w)
+				}
 				if c.scenario == "idle" && !strings.Contains(w.Evidence, "time.sleep") {
 					t.Errorf("t1 waits for %+v, want time.sleep", w)
 				}
