@@ -36,6 +36,7 @@ const (
 	VerdictBlocked  = "blocked" // threads wait for locks others hold, no cycle
 	VerdictIdle     = "idle"    // nothing waits for another thread
 	VerdictRunning  = "running"
+	VerdictUnknown  = "unknown" // threads wait for locks whose holder pyglass cannot tell
 )
 
 // LockReport is what Locks finds: who waits for what, who holds it.
@@ -617,7 +618,7 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		s := fmt.Sprintf("deadlock: %d threads: %s", n, strings.Join(parts, "; "))
 		return LockVerdict{Kind: VerdictDeadlock, Summary: s}
 	}
-	blocked, running, gilWaiters, gilHolder := 0, 0, 0, 0
+	blocked, running, unknown, gilWaiters, gilHolder := 0, 0, 0, 0, 0
 	for _, t := range rep.Threads {
 		if t.WaitsFor.Kind == WaitGIL && t.WaitsFor.HolderTID != 0 {
 			gilWaiters++
@@ -628,6 +629,9 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		}
 		if t.WaitsFor.Kind == WaitNone {
 			running++
+		}
+		if (t.WaitsFor.Kind == WaitLock || t.WaitsFor.Kind == WaitUnknown) && t.WaitsFor.HolderTID == 0 {
+			unknown++
 		}
 	}
 	switch {
@@ -640,6 +644,8 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		return LockVerdict{Kind: VerdictGIL, Summary: s}
 	case blocked > 0:
 		return LockVerdict{Kind: VerdictBlocked, Summary: fmt.Sprintf("no deadlock: %d threads wait for other threads", blocked)}
+	case unknown > 0:
+		return LockVerdict{Kind: VerdictUnknown, Summary: fmt.Sprintf("unknown: %d threads wait for a lock whose holder pyglass cannot tell", unknown)}
 	case running > 0:
 		return LockVerdict{Kind: VerdictRunning, Summary: fmt.Sprintf("no deadlock: %d threads running, none waits for another thread", running)}
 	}

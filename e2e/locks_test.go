@@ -207,3 +207,21 @@ func TestLocksGIL(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestLocksInferredHolder: of two threads that refer to a Lock, the one
+// in a with block over it is the inferred holder, not the one that only
+// has it in a local; no deadlock.
+func TestLocksInferredHolder(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "ranked")
+		rep := locksJSON(t, tg.PID)
+		w := lockedThread(t, rep, truth["t1"]).WaitsFor
+		if w.Kind != pyglass.WaitLock || w.HolderTID != truth["t2"] || !w.HolderInferred || !strings.Contains(w.Evidence, "with block") {
+			t.Errorf("waiter waits for %+v, want a Lock held (inferred) by %d in a with block", w, truth["t2"])
+		}
+		if rep.Verdict.Kind != pyglass.VerdictBlocked || len(rep.Cycles) != 0 {
+			t.Errorf("verdict %+v, cycles %v; want blocked, no cycle", rep.Verdict, rep.Cycles)
+		}
+		healthy(t, tg)
+	})
+}

@@ -168,10 +168,32 @@ def sock():
         t.daemon = True
         t.start()
 
+def ranked():
+    # t2 holds the lock in a with block, t3 only has it in a local, t1
+    # waits for it.
+    lock = threading.Lock()
+    def holder():
+        with lock:
+            mark("t2")
+            threading.Event().wait()
+    def bystander(l):
+        mark("t3")
+        while True:
+            time.sleep(100)
+    def waiter():
+        while len(truth) < 2:
+            time.sleep(0.01)
+        mark("t1")
+        lock.acquire()
+    for f, n, a in ((holder, "holder", ()), (bystander, "bystander", (lock,)), (waiter, "waiter", ())):
+        t = threading.Thread(target=f, name=n, args=a)
+        t.daemon = True
+        t.start()
+
 scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
- "idle": idle, "child": child, "gil": gil, "socket": sock}[scenario]()
+ "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked}[scenario]()
 while "t1" not in truth:
     time.sleep(0.01)
 time.sleep(0.3)
