@@ -81,6 +81,10 @@ type WaitFor struct {
 	Evidence       string `json:"evidence,omitempty"`
 }
 
+// testHookLocks, when set (tests), is called while the threads are
+// paused, before the analysis.
+var testHookLocks func()
+
 // lockThread is the analysis state of one thread.
 type lockThread struct {
 	out    LockThread
@@ -148,6 +152,9 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 				continue
 			}
 			ts = append(ts, lt)
+		}
+		if testHookLocks != nil {
+			testHookLocks()
 		}
 		lw := &lockWalk{r: rd, m: m, threads: ts}
 		for _, lt := range ts {

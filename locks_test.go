@@ -1,9 +1,13 @@
 package pyglass
 
 import (
+	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 func waiting(tid, holder int, inferred bool) LockThread {
@@ -38,4 +42,36 @@ func TestWaitCycles(t *testing.T) {
 			t.Errorf("%s: verdict %+v, want %s", c.name, v, c.verdict)
 		}
 	}
+}
+
+// TestLocksPanicThaws: a panic while the target's threads are paused for
+// Locks comes back as an ErrInternal error and leaves the target running,
+// no thread stopped or traced; the next Locks works.
+func TestLocksPanicThaws(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, p := startSleeper(t, in)
+		calls := 0
+		testHookLocks = func() {
+			calls++
+			panic("injected by the test")
+		}
+		_, err := p.Locks(context.Background())
+		testHookLocks = nil
+		if calls == 0 {
+			t.Fatalf("the hook was not reached (Locks: %v)", err)
+		}
+		if !errors.Is(err, ErrInternal) || !strings.Contains(err.Error(), "injected by the test") {
+			t.Fatalf("Locks after a panic: %v, want ErrInternal", err)
+		}
+		if err := tg.Healthy(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := p.Locks(context.Background())
+		if err != nil || len(rep.Threads) < 3 || rep.Verdict.Kind == VerdictDeadlock {
+			t.Fatalf("Locks after the panic: %+v, %v", rep, err)
+		}
+		if err := tg.Healthy(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
