@@ -121,12 +121,16 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	nsTIDs, taskOf := p.heldView(frozen, kernel, toHost)
 	rd := newPageCache(m.r)
 	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
+	if err == nil && len(interps) == 0 {
+		err = cpython.ErrNoInterpreter
+	}
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
 	}
 	var ts []*lockThread
 	refReader := cpython.NewRefReader(rd, m.l)
-	for _, interp := range interps {
+	// The list starts with the newest interpreter: the main one is last.
+	for _, interp := range interps[len(interps)-1:] {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -169,7 +173,6 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		}
 		lw.holders()
 		lw.gilHolder()
-		break // the main interpreter only
 	}
 	frozen.Thaw()
 	nameUnnamedLocks(ts, kernel)
