@@ -1,0 +1,227 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// startLocks starts testdata/locks/deadlock.py's scenario and returns the
+// target and its ground truth: the thread ids it wrote (t1, t2, ..., main).
+func startLocks(t *testing.T, in testenv.Interp, scenario string) (*testenv.Target, map[string]int) {
+	t.Helper()
+	tg := testenv.Start(t, in, testenv.Fixture(t, "locks/deadlock.py"), testenv.Args(scenario))
+	truth := map[string]int{}
+	for _, l := range tg.Stdout() {
+		if rest, ok := strings.CutPrefix(l, "READY "); ok {
+			if err := json.Unmarshal([]byte(rest), &truth); err != nil {
+				t.Fatalf("ground truth %q: %v", rest, err)
+			}
+		}
+	}
+	if len(truth) == 0 {
+		t.Fatalf("no ground truth in %q", tg.Stdout())
+	}
+	return tg, truth
+}
+
+// locksJSON runs `pyglass locks --json PID`; the text form must run too
+// and start with the same verdict.
+func locksJSON(t *testing.T, pid int) *pyglass.LockReport {
+	t.Helper()
+	r := run(t, nil, "locks", "--json", strconv.Itoa(pid))
+	want(t, r, 0)
+	var rep pyglass.LockReport
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("locks --json: %v\n%s", err, r.Stdout)
+	}
+	txt := run(t, nil, "locks", strconv.Itoa(pid))
+	want(t, txt, 0)
+	if first, _, _ := strings.Cut(txt.Stdout, "\n"); rep.Verdict.Kind != pyglass.VerdictDeadlock && strings.HasPrefix(first, "deadlock:") {
+		t.Errorf("text verdict %q, JSON %+v", first, rep.Verdict)
+	}
+	return &rep
+}
+
+func lockedThread(t *testing.T, rep *pyglass.LockReport, tid int) pyglass.LockThread {
+	t.Helper()
+	for _, th := range rep.Threads {
+		if th.TID == tid {
+			return th
+		}
+	}
+	t.Fatalf("no thread %d in %+v", tid, rep.Threads)
+	return pyglass.LockThread{}
+}
+
+// checkCycle checks a deadlock verdict whose one cycle is the threads
+// named by keys, each waiting for a lock of type typ held by the next.
+func checkCycle(t *testing.T, rep *pyglass.LockReport, truth map[string]int, typ string, inferred bool, keys ...string) {
+	t.Helper()
+	if rep.Verdict.Kind != pyglass.VerdictDeadlock || !strings.HasPrefix(rep.Verdict.Summary, "deadlock: "+strconv.Itoa(len(keys))+" threads") {
+		t.Errorf("verdict %+v, want a deadlock of %d threads", rep.Verdict, len(keys))
+	}
+	var cyc []int
+	lo := 0
+	for i, k := range keys {
+		cyc = append(cyc, truth[k])
+		if truth[k] < truth[keys[lo]] {
+			lo = i
+		}
+	}
+	cyc = append(cyc[lo:], cyc[:lo]...)
+	if len(rep.Cycles) != 1 || !slices.Equal(rep.Cycles[0], cyc) {
+		t.Errorf("cycles %v, want [%v]", rep.Cycles, cyc)
+	}
+	for i, k := range keys {
+		th := lockedThread(t, rep, truth[k])
+		w := th.WaitsFor
+		next := truth[keys[(i+1)%len(keys)]]
+		if w.Kind != pyglass.WaitLock || w.Type != typ || w.HolderTID != next || w.HolderInferred != inferred || w.Object == "" {
+			t.Errorf("thread %s (%d) waits for %+v, want a %s held by %d (inferred %v)", k, truth[k], w, typ, next, inferred)
+		}
+	}
+	main := lockedThread(t, rep, truth["main"])
+	if main.WaitsFor.HolderTID != 0 {
+		t.Errorf("main thread %+v waits for no thread", main)
+	}
+}
+
+// TestLocksDeadlocks: two RLocks taken in opposite orders, two Locks in
+// with blocks, and three Locks in a ring: the verdict is deadlock, the
+// cycle is the threads the target wrote, the RLock holders are read from
+// the objects and the Lock holders inferred, and the target runs on.
+func TestLocksDeadlocks(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		t.Run("rlocks", func(t *testing.T) {
+			tg, truth := startLocks(t, in, "rlocks")
+			rep := locksJSON(t, tg.PID)
+			checkCycle(t, rep, truth, "RLock", false, "t1", "t2")
+			if w := lockedThread(t, rep, truth["t1"]).WaitsFor; !strings.Contains(w.Where, "self._b in Cache.first") {
+				t.Errorf("t1 waits at %q, want self._b in Cache.first", w.Where)
+			}
+			healthy(t, tg)
+		})
+		t.Run("locks", func(t *testing.T) {
+			tg, truth := startLocks(t, in, "locks")
+			rep := locksJSON(t, tg.PID)
+			checkCycle(t, rep, truth, "Lock", true, "t1", "t2")
+			if w := lockedThread(t, rep, truth["t2"]).WaitsFor; !strings.Contains(w.Where, "self._a in Cache.second") || !strings.Contains(w.Evidence, "with block") {
+				t.Errorf("t2 waits for %+v, want self._a in Cache.second, held in a with block", w)
+			}
+			healthy(t, tg)
+		})
+		t.Run("three", func(t *testing.T) {
+			tg, truth := startLocks(t, in, "three")
+			checkCycle(t, locksJSON(t, tg.PID), truth, "Lock", true, "t1", "t2", "t3")
+			healthy(t, tg)
+		})
+	})
+}
+
+// TestLocksNoDeadlock: a thread joining a thread that waits forever, a
+// Condition wait, a Queue.get on an empty queue and a sleeping process:
+// what each thread waits for is named, and the verdict never says
+// deadlock.
+func TestLocksNoDeadlock(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		for _, c := range []struct {
+			scenario, kind, verdict string
+			holder                  string // the key of the thread t1 waits for
+		}{
+			{"join", pyglass.WaitJoin, pyglass.VerdictBlocked, "t2"},
+			{"condition", pyglass.WaitCondition, pyglass.VerdictIdle, ""},
+			{"queue", pyglass.WaitQueue, pyglass.VerdictIdle, ""},
+			{"idle", pyglass.WaitSyscall, pyglass.VerdictIdle, ""},
+			{"child", pyglass.WaitChild, pyglass.VerdictIdle, ""},
+			{"socket", pyglass.WaitIO, pyglass.VerdictIdle, ""},
+		} {
+			t.Run(c.scenario, func(t *testing.T) {
+				tg, truth := startLocks(t, in, c.scenario)
+				rep := locksJSON(t, tg.PID)
+				if rep.Verdict.Kind != c.verdict || len(rep.Cycles) != 0 || strings.HasPrefix(rep.Verdict.Summary, "deadlock:") {
+					t.Errorf("verdict %+v, cycles %v; want %s and no cycle", rep.Verdict, rep.Cycles, c.verdict)
+				}
+				w := lockedThread(t, rep, truth["t1"]).WaitsFor
+				holder := 0
+				if c.holder != "" {
+					holder = truth[c.holder]
+				}
+				if w.Kind != c.kind || w.HolderTID != holder {
+					t.Errorf("t1 waits for %+v, want %s, holder %d", w, c.kind, holder)
+				}
+				if c.scenario == "child" {
+					if obj := fmt.Sprint(truth["child"]); w.Object != obj || !strings.Contains(w.Evidence, "sleep 1000") {
+						t.Errorf("t1 waits for %+v, want process %s (sleep 1000)", w, obj)
+					}
+				}
+				if c.scenario == "socket" && (w.Type != "socket" || !strings.Contains(w.Evidence, fmt.Sprintf("-> 127.0.0.1:%d ESTABLISHED", truth["port"]))) {
+					t.Errorf("t1 waits for %+v, want a socket connected to 127.0.0.1:%d", w, truth["port"])
+				}
+				if c.scenario == "queue" && !strings.Contains(w.Evidence, "empty queue (0 items)") {
+					t.Errorf("t1 waits for %+v, want an empty queue (0 items)", w)
+				}
+				if c.scenario == "idle" && !strings.Contains(w.Evidence, "time.sleep") {
+					t.Errorf("t1 waits for %+v, want time.sleep", w)
+				}
+				if c.scenario == "join" {
+					if w2 := lockedThread(t, rep, truth["t2"]).WaitsFor; w2.Kind != pyglass.WaitEvent {
+						t.Errorf("t2 waits for %+v, want an Event", w2)
+					}
+				}
+				healthy(t, tg)
+			})
+		}
+	})
+}
+
+// TestLocksGIL: a thread keeps the GIL in a C call (libc's sleep through
+// ctypes.PyDLL) while another wants to run Python: the verdict names the
+// holder, the waiter waits for the GIL held by it, and it is no deadlock.
+func TestLocksGIL(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "gil")
+		var rep *pyglass.LockReport
+		// The hog takes the GIL a moment after READY (the busy thread
+		// may hold it until then, with the hog waiting for it).
+		held := fmt.Sprintf("GIL held by thread %d ", truth["t1"])
+		for try := 0; try < 50; try++ {
+			if rep = locksJSON(t, tg.PID); strings.HasPrefix(rep.Verdict.Summary, held) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if rep.Verdict.Kind != pyglass.VerdictGIL || !strings.HasPrefix(rep.Verdict.Summary, held) || len(rep.Cycles) != 0 {
+			t.Fatalf("verdict %+v, cycles %v; want the GIL held by %d", rep.Verdict, rep.Cycles, truth["t1"])
+		}
+		if w := lockedThread(t, rep, truth["t2"]).WaitsFor; w.Kind != pyglass.WaitGIL || w.HolderTID != truth["t1"] {
+			t.Errorf("busy thread waits for %+v, want the GIL held by %d", w, truth["t1"])
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestLocksInferredHolder: of two threads that refer to a Lock, the one
+// in a with block over it is the inferred holder, not the one that only
+// has it in a local; no deadlock.
+func TestLocksInferredHolder(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "ranked")
+		rep := locksJSON(t, tg.PID)
+		w := lockedThread(t, rep, truth["t1"]).WaitsFor
+		if w.Kind != pyglass.WaitLock || w.HolderTID != truth["t2"] || !w.HolderInferred || !strings.Contains(w.Evidence, "with block") {
+			t.Errorf("waiter waits for %+v, want a Lock held (inferred) by %d in a with block", w, truth["t2"])
+		}
+		if rep.Verdict.Kind != pyglass.VerdictBlocked || len(rep.Cycles) != 0 {
+			t.Errorf("verdict %+v, cycles %v; want blocked, no cycle", rep.Verdict, rep.Cycles)
+		}
+		healthy(t, tg)
+	})
+}

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/pyglass/pyglass"
+)
+
+const locksHelp = `Says why a process is stuck: for each thread, what it waits for (a Lock,
+an RLock, a Condition, an Event, a queue, a thread it joins, a system call),
+where (the frame and the name the waiting code gives the object) and which
+thread holds it, then the cycles of the wait-for graph. Nothing is run in
+the target: its threads are paused for the snapshot, as for stacks.
+
+An RLock records its owner, a joined thread its id: those holders are read
+from the objects. A plain Lock has no owner: its holder is inferred from
+the other threads' frames (a with block over it, or the lock in their
+locals) and marked "inferred"; when the frames do not say, it is unknown.
+The first line is the verdict; it says deadlock only for a cycle.
+With --json:
+  {"pid", "verdict": {"kind", "summary"},
+   "threads": [{"tid", "name", "state", "waits_for": {"kind", "object", "type",
+                "where", "holder_tid", "holder_inferred", "evidence"}}],
+   "cycles": [[tid...]]}
+Exit status as for stacks.`
+
+func runLocks(ctx context.Context, args []string, io IO) ExitCode {
+	fs := newFlags("locks", locksHelp, io)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, code, ok := parse(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(io.Err, "pyglass locks: one PID expected\n")
+		return ExitUsage
+	}
+	p, code, ok := attach(pos, io, "locks")
+	if !ok {
+		return code
+	}
+	rep, err := p.Locks(ctx)
+	if err != nil {
+		return fail(io, err)
+	}
+	if *asJSON {
+		writeJSON(io.Out, rep)
+	} else {
+		renderLocks(io.Out, rep)
+	}
+	return ExitOK
+}
+
+func renderLocks(w io.Writer, r *pyglass.LockReport) {
+	fmt.Fprintf(w, "%s\n", printable(r.Verdict.Summary))
+	for _, c := range r.Cycles {
+		fmt.Fprintf(w, "cycle: %v\n", c)
+	}
+	for _, t := range r.Threads {
+		wf := t.WaitsFor
+		fmt.Fprintf(w, "\nThread %d %q (%s)\n", t.TID, printable(t.Name), printable(t.State))
+		line := "  " + wf.Kind
+		if wf.Type != "" || wf.Object != "" {
+			line += ": " + printable(wf.Type)
+			if wf.Object != "" {
+				line += " " + wf.Object
+			}
+		}
+		if wf.Where != "" {
+			line += " (" + printable(wf.Where) + ")"
+		}
+		if wf.HolderTID != 0 {
+			by := "held by"
+			if wf.Kind == pyglass.WaitJoin {
+				by = "thread"
+			}
+			if wf.HolderInferred {
+				by += " (inferred)"
+			}
+			line += fmt.Sprintf(", %s %d", by, wf.HolderTID)
+		}
+		fmt.Fprintln(w, line)
+		if wf.Evidence != "" {
+			fmt.Fprintf(w, "    %s\n", printable(wf.Evidence))
+		}
+	}
+}

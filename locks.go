@@ -1,0 +1,747 @@
+package pyglass
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// Kinds of what a thread waits for (Wait.Kind).
+const (
+	WaitLock      = "lock"      // a Lock or RLock (WaitFor.Type says which)
+	WaitJoin      = "join"      // Thread.join: another thread to end
+	WaitCondition = "condition" // Condition.wait
+	WaitEvent     = "event"     // Event.wait
+	WaitQueue     = "queue"     // queue.Queue.get / put
+	WaitSemaphore = "semaphore"
+	WaitGIL       = "gil"     // the GIL
+	WaitSyscall   = "syscall" // a system call (sleep, I/O)
+	WaitChild     = "child"   // a child process to end (wait4: Popen.wait, os.waitpid)
+	WaitIO        = "io"      // reading from or accepting on a file descriptor
+	WaitNone      = "running" // not blocked
+	WaitUnknown   = "unknown" // blocked, on something pyglass cannot name
+)
+
+// Kinds of verdicts (LockVerdict.Kind).
+const (
+	VerdictDeadlock = "deadlock"
+	VerdictGIL      = "gil"     // threads wait for the GIL a thread keeps
+	VerdictBlocked  = "blocked" // threads wait for locks others hold, no cycle
+	VerdictIdle     = "idle"    // nothing waits for another thread
+	VerdictRunning  = "running"
+	VerdictUnknown  = "unknown" // threads wait for locks whose holder pyglass cannot tell
+)
+
+// LockReport is what Locks finds: who waits for what, who holds it.
+type LockReport struct {
+	PID     int          `json:"pid"`
+	Verdict LockVerdict  `json:"verdict"`
+	Threads []LockThread `json:"threads"`
+	// Cycles lists every cycle of the wait-for graph (thread ids).
+	Cycles [][]int `json:"cycles"`
+}
+
+// LockVerdict is the one-line answer.
+type LockVerdict struct {
+	Kind    string `json:"kind"`
+	Summary string `json:"summary"`
+}
+
+// LockThread is one thread of a LockReport.
+type LockThread struct {
+	TID      int     `json:"tid"`
+	Name     string  `json:"name"`
+	State    string  `json:"state"`
+	WaitsFor WaitFor `json:"waits_for"`
+}
+
+// WaitFor is what a thread waits for.
+type WaitFor struct {
+	Kind string `json:"kind"`
+	// Object is the address of the object waited on ("0x7f..."; for a
+	// child process its pid), "" when unknown; Type its Python type
+	// ("process" for a child process).
+	Object string `json:"object,omitempty"`
+	Type   string `json:"type,omitempty"`
+	// Where names the object in the waiting frame: "self._a in
+	// Cache.put, cache.py:41".
+	Where string `json:"where,omitempty"`
+	// HolderTID is the thread holding it (for a join: the thread being
+	// joined), 0 when none or unknown; HolderInferred when read from
+	// other threads' frames rather than from the object.
+	HolderTID      int    `json:"holder_tid,omitempty"`
+	HolderInferred bool   `json:"holder_inferred,omitempty"`
+	Evidence       string `json:"evidence,omitempty"`
+}
+
+// testHookLocks, when set (tests), is called while the threads are
+// paused, before the analysis.
+var testHookLocks func()
+
+// lockThread is the analysis state of one thread.
+type lockThread struct {
+	out    LockThread
+	ident  uint64 // threading.get_ident()
+	frames []cpython.Frame
+	refs   [][]cpython.FrameRef // per frame, innermost first
+	waitOn uint64               // the lock object waited on
+	sysArg uint64               // the first argument of the system call it waits in
+	gil    bool
+}
+
+// Locks finds, without running code in the target (its threads paused
+// for the snapshot, as for Stacks), what each thread waits for and who
+// holds it, and the cycles of the wait-for graph.
+func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
+	defer guard(&err, "locks", p.pid)
+	if p.proc.Zombie {
+		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+	}
+	kernel, toHost, _, err := p.kernelView(false)
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.openMemory()
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+	frozen, err := p.freeze()
+	if err != nil {
+		return nil, err
+	}
+	defer frozen.Thaw()
+	nsTIDs, taskOf := p.heldView(frozen, kernel, toHost)
+	rd := newPageCache(m.r)
+	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
+	if err == nil && len(interps) == 0 {
+		err = cpython.ErrNoInterpreter
+	}
+	if err != nil {
+		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
+	}
+	var ts []*lockThread
+	refReader := cpython.NewRefReader(rd, m.l)
+	// The list starts with the newest interpreter: the main one is last.
+	for _, interp := range interps[len(interps)-1:] {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		threads, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
+		gil := gilFutexRange(rd, m, interp)
+		for _, t := range threads {
+			lt := &lockThread{ident: t.ThreadID, gil: t.HoldsGIL}
+			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
+				lt.out.TID = h
+			}
+			lt.out.Name = t.Name
+			tv := kernel[lt.out.TID]
+			lt.out.State = threadState(tv, t.HoldsGIL, gil)
+			if t.Frame != 0 {
+				fr, _ := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
+				for i := len(fr) - 1; i >= 0; i-- { // innermost first
+					lt.frames = append(lt.frames, fr[i])
+					refs, _ := refReader.Refs(fr[i])
+					lt.refs = append(lt.refs, refs)
+				}
+			}
+			if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
+				continue
+			}
+			ts = append(ts, lt)
+		}
+		if testHookLocks != nil {
+			testHookLocks()
+		}
+		lw := &lockWalk{r: rd, m: m, threads: ts}
+		for _, lt := range ts {
+			lw.qualify(lt)
+		}
+		for _, lt := range ts {
+			if tv := kernel[lt.out.TID]; tv.held != nil {
+				lw.waitFor(lt, tv.held.Syscall, tv.held.Args[0], gil)
+			} else {
+				lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
+			}
+		}
+		lw.holders()
+		lw.gilHolder()
+	}
+	frozen.Thaw()
+	nameUnnamedLocks(ts, kernel)
+	for _, lt := range ts {
+		switch lt.out.WaitsFor.Kind {
+		case WaitChild:
+			p.describeChild(&lt.out.WaitsFor, lt.sysArg)
+		case WaitIO:
+			p.describeFD(&lt.out.WaitsFor, lt.sysArg)
+		}
+	}
+	rep := &LockReport{PID: p.pid, Threads: []LockThread{}, Cycles: [][]int{}}
+	for _, lt := range ts {
+		rep.Threads = append(rep.Threads, lt.out)
+	}
+	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
+	rep.Cycles = waitCycles(rep.Threads)
+	rep.Verdict = lockVerdict(rep)
+	return rep, nil
+}
+
+func nameUnnamedLocks(ts []*lockThread, kernel map[int]taskView) {
+	for _, lt := range ts {
+		if lt.out.Name == "" && lt.out.TID != 0 {
+			lt.out.Name = kernel[lt.out.TID].comm
+		}
+	}
+}
+
+// lockWalk holds what the analysis of one interpreter needs.
+type lockWalk struct {
+	r       memory.Reader
+	m       *memoryView
+	threads []*lockThread
+}
+
+// where names frame f's position: "Function, file.py:41".
+func where(f cpython.Frame) string {
+	return fmt.Sprintf("%s, %s:%d", f.Function, path.Base(f.File), f.Line)
+}
+
+// qualify gives the frames of methods their class's name before 3.11
+// (co_name has none): the type of their local self, "Cache.put".
+func (w *lockWalk) qualify(lt *lockThread) {
+	for i := range lt.frames {
+		f := &lt.frames[i]
+		if strings.Contains(f.Function, ".") {
+			continue
+		}
+		if self := selfOf(lt, i); self != 0 {
+			if t, err := cpython.ClassName(w.r, w.m.l, self); err == nil {
+				f.Function = t[strings.LastIndexByte(t, '.')+1:] + "." + f.Function
+			}
+		}
+	}
+}
+
+// frameIs reports whether f runs function fn (a qualified name on 3.11+,
+// its last part before) of a file named file (without .py).
+func frameIs(f cpython.Frame, file string, fns ...string) bool {
+	if strings.TrimSuffix(path.Base(f.File), ".py") != file {
+		return false
+	}
+	for _, fn := range fns {
+		if f.Function == fn {
+			return true
+		}
+	}
+	return false
+}
+
+// selfOf returns the local "self" of frame i of lt, 0 when absent.
+func selfOf(lt *lockThread, i int) uint64 {
+	for _, r := range lt.refs[i] {
+		if r.Via == cpython.ViaLocal && r.Name == "self" {
+			return r.Obj
+		}
+	}
+	return 0
+}
+
+// maxLibFrames bounds how far below the innermost frame threading's and
+// queue's own frames are looked for.
+const maxLibFrames = 4
+
+// waitFor fills lt.out.WaitsFor from its frames and the system call it
+// was paused in (nr < 0: not in a system call).
+func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64) {
+	wf := &lt.out.WaitsFor
+	if nr < 0 {
+		*wf = WaitFor{Kind: WaitNone, Evidence: "running"}
+		if lt.gil {
+			wf.Evidence = "running, holds the GIL"
+		}
+		return
+	}
+	if nr == sysFutex && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !lt.gil {
+		*wf = WaitFor{Kind: WaitGIL, Evidence: "futex on the GIL"}
+		return
+	}
+	// threading's and queue's own frames say what the thread waits for:
+	// the highest-level call first (Thread.join, Queue.get and
+	// Event.wait call Condition.wait).
+	for i := 0; i < len(lt.frames) && i < maxLibFrames; i++ {
+		f := lt.frames[i]
+		switch {
+		case frameIs(f, "threading", "Thread.join", "Thread._wait_for_tstate_lock"):
+			w.join(lt, i)
+			return
+		case frameIs(f, "queue", "Queue.get", "Queue.put") || frameIs(f, "Queue", "Queue.get", "Queue.put"):
+			*wf = WaitFor{Kind: WaitQueue, Where: where(f), Evidence: "queue.Queue.get on an empty queue"}
+			if strings.HasSuffix(f.Function, "put") {
+				wf.Evidence = "queue.Queue.put on a full queue"
+			}
+			if n, ok := w.queueLen(selfOf(lt, i)); ok {
+				wf.Evidence += fmt.Sprintf(" (%d items)", n)
+			}
+			if i+1 < len(lt.frames) {
+				wf.Where = where(lt.frames[i+1])
+			}
+			w.object(wf, selfOf(lt, i))
+			return
+		case frameIs(f, "threading", "Event.wait", "_Event.wait"):
+			*wf = WaitFor{Kind: WaitEvent, Where: where(f), Evidence: "Event.wait: waits for another thread to set it"}
+			if i+1 < len(lt.frames) {
+				wf.Where = where(lt.frames[i+1])
+			}
+			w.object(wf, selfOf(lt, i))
+			return
+		case frameIs(f, "threading", "Semaphore.acquire", "_Semaphore.acquire", "BoundedSemaphore.acquire", "_BoundedSemaphore.acquire"):
+			*wf = WaitFor{Kind: WaitSemaphore, Where: where(f), Evidence: "Semaphore.acquire: waits for a release"}
+			if i+1 < len(lt.frames) {
+				wf.Where = where(lt.frames[i+1])
+			}
+			w.object(wf, selfOf(lt, i))
+			return
+		}
+	}
+	for i := 0; i < len(lt.frames) && i < maxLibFrames; i++ {
+		if f := lt.frames[i]; frameIs(f, "threading", "Condition.wait", "_Condition.wait", "Condition.wait_for", "_Condition.wait_for") {
+			*wf = WaitFor{Kind: WaitCondition, Where: where(f), Evidence: "Condition.wait: waits for a notify"}
+			if i+1 < len(lt.frames) {
+				wf.Where = where(lt.frames[i+1])
+			}
+			w.object(wf, selfOf(lt, i))
+			return
+		}
+	}
+	if nr == sysFutex {
+		w.lock(lt, arg0)
+		return
+	}
+	name := syscallNames[nr]
+	if name == "" {
+		name = fmt.Sprintf("syscall %d", nr)
+	}
+	lt.sysArg = arg0
+	*wf = WaitFor{Kind: WaitSyscall, Evidence: "in " + name}
+	if len(lt.frames) > 0 {
+		wf.Where = where(lt.frames[0])
+	}
+	switch {
+	case name == "clock_nanosleep" || name == "nanosleep" || (name == "select" || name == "pselect6") && arg0 == 0:
+		wf.Evidence = "sleeping (time.sleep), in " + name
+	case name == "read" || name == "readv" || name == "recvfrom" || name == "recvmsg" || name == "accept" || name == "accept4":
+		wf.Kind = WaitIO
+		wf.Object = fmt.Sprintf("fd %d", int32(uint32(arg0)))
+	case name == "wait4" || name == "waitid":
+		wf.Kind = WaitChild
+		wf.Evidence = "waiting for a child process, in " + name
+		for _, f := range lt.frames { // the caller of subprocess's frames
+			if path.Base(f.File) != "subprocess.py" {
+				wf.Where = where(f)
+				break
+			}
+		}
+	}
+}
+
+// object fills Object and Type of wf from the object at obj.
+func (w *lockWalk) object(wf *WaitFor, obj uint64) {
+	if obj == 0 {
+		return
+	}
+	wf.Object = fmt.Sprintf("%#x", obj)
+	if t, err := cpython.ClassName(w.r, w.m.l, obj); err == nil {
+		wf.Type = t
+	}
+}
+
+// join fills the wait of a thread in Thread.join (frame i): the thread
+// joined is its self, whose ident names it.
+func (w *lockWalk) join(lt *lockThread, i int) {
+	wf := &lt.out.WaitsFor
+	f := lt.frames[i]
+	// The outermost of join/_wait_for_tstate_lock is where the user called.
+	for j := i + 1; j < len(lt.frames) && j < maxLibFrames; j++ {
+		if frameIs(lt.frames[j], "threading", "Thread.join") {
+			i, f = j, lt.frames[j]
+		}
+	}
+	*wf = WaitFor{Kind: WaitJoin, Evidence: "Thread.join: waits for the thread to end"}
+	if i+1 < len(lt.frames) {
+		wf.Where = where(lt.frames[i+1])
+	} else {
+		wf.Where = where(f)
+	}
+	self := selfOf(lt, i)
+	w.object(wf, self)
+	if self == 0 {
+		return
+	}
+	prefix := "_"
+	if w.m.l.Major < 3 {
+		prefix = "_Thread__"
+	}
+	idObj, err := cpython.AttrGet(w.r, w.m.l, self, prefix+"ident")
+	if err != nil {
+		return
+	}
+	id, err := cpython.Int(w.r, w.m.l, idObj)
+	if err != nil || !id.IsUint64() {
+		return
+	}
+	for _, o := range w.threads {
+		if o.ident == id.Uint64() && o != lt {
+			wf.HolderTID = o.out.TID
+			wf.Evidence = fmt.Sprintf("Thread.join on thread %d %q, still running", o.out.TID, o.out.Name)
+		}
+	}
+}
+
+// lock fills the wait of a thread asleep in a futex outside threading's
+// frames: the lock it acquires is the one whose semaphore the futex is
+// in (2.7–3.13), or whose PyMutex it parked on (3.14+), among the
+// objects its innermost frame refers to.
+func (w *lockWalk) lock(lt *lockThread, futex uint64) {
+	wf := &lt.out.WaitsFor
+	*wf = WaitFor{Kind: WaitUnknown, Evidence: fmt.Sprintf("futex %#x, on no lock its innermost frame refers to", futex)}
+	if len(lt.frames) == 0 {
+		wf.Evidence = "futex, no Python frame"
+		return
+	}
+	wf.Where = where(lt.frames[0])
+	parked, isParked := cpython.ParkedAt(w.r, w.m.l, futex)
+	for _, ref := range lt.refs[0] {
+		s, err := cpython.ReadSync(w.r, w.m.l, ref.Obj)
+		if err != nil || (s.Kind != cpython.SyncLock && s.Kind != cpython.SyncRLock) {
+			continue
+		}
+		hit := s.Futex[1] != 0 && futex >= s.Futex[0] && futex < s.Futex[1] ||
+			isParked && s.ParkAddr != 0 && parked == s.ParkAddr
+		if !hit {
+			continue
+		}
+		lt.waitOn = s.Addr
+		fi := 0 // the frame that names the lock: the caller of threading's
+		if frameIs(lt.frames[0], "threading", "_RLock.acquire", "_RLock.__enter__") && len(lt.frames) > 1 {
+			fi = 1
+		}
+		*wf = WaitFor{Kind: WaitLock, Object: fmt.Sprintf("%#x", s.Addr), Type: s.Type, Where: w.name(lt, fi, ref) + " in " + where(lt.frames[fi])}
+		if isParked {
+			wf.Evidence = "parked on the lock's mutex"
+		} else {
+			wf.Evidence = "futex in the lock's semaphore"
+		}
+		if s.Kind == cpython.SyncRLock {
+			wf.Type = "RLock"
+			if s.Owner != 0 {
+				for _, o := range w.threads {
+					if o.ident == s.Owner {
+						wf.HolderTID = o.out.TID
+						wf.Evidence += fmt.Sprintf("; its owner is thread %d", o.out.TID)
+					}
+				}
+				if wf.HolderTID == 0 {
+					wf.Evidence += fmt.Sprintf("; its owner %#x is no thread of the process", s.Owner)
+				}
+			}
+		} else {
+			wf.Type = "Lock"
+		}
+		return
+	}
+}
+
+// name says how frame fi of lt names the object of ref: its local's
+// name, or an attribute of self ("self._a"), else "a value on the stack"
+// (an expression's value, such as locks[i]).
+func (w *lockWalk) name(lt *lockThread, fi int, ref cpython.FrameRef) string {
+	if ref.Via == cpython.ViaLocal && fi == 0 {
+		return ref.Name
+	}
+	for _, r := range lt.refs[fi] {
+		if r.Via == cpython.ViaLocal && r.Obj == ref.Obj {
+			return r.Name
+		}
+	}
+	if self := selfOf(lt, fi); self != 0 {
+		if a := cpython.AttrNameOf(w.r, w.m.l, self, ref.Obj); a != "" {
+			return "self." + a
+		}
+	}
+	return "a value on the stack"
+}
+
+// refStrength ranks how strongly a reference says its thread holds a
+// lock: a with block on it, else a local or a bound method.
+func refStrength(via string) int {
+	switch via {
+	case cpython.ViaExit:
+		return 2
+	case cpython.ViaLocal, cpython.ViaMethod:
+		return 1
+	}
+	return 0
+}
+
+// gilHolder makes the thread holding the GIL the holder of what the
+// threads waiting for it wait for.
+func (w *lockWalk) gilHolder() {
+	for _, h := range w.threads {
+		if !h.gil {
+			continue
+		}
+		h.out.WaitsFor.Evidence += "; holds the GIL"
+		for _, lt := range w.threads {
+			if lt != h && lt.out.WaitsFor.Kind == WaitGIL {
+				lt.out.WaitsFor.HolderTID = h.out.TID
+				lt.out.WaitsFor.Evidence = fmt.Sprintf("futex on the GIL, held by thread %d", h.out.TID)
+			}
+		}
+	}
+}
+
+// holders infers who holds the plain Locks waited for: the other thread
+// whose frames refer to the lock most strongly (a with block over it,
+// else a local), when exactly one does, and never a thread that waits
+// for that lock itself.
+func (w *lockWalk) holders() {
+	for _, lt := range w.threads {
+		wf := &lt.out.WaitsFor
+		if wf.Kind != WaitLock || wf.Type != "Lock" || lt.waitOn == 0 {
+			continue
+		}
+		if s, err := cpython.ReadSync(w.r, w.m.l, lt.waitOn); err == nil && s.Locked == 0 {
+			wf.Evidence += "; the lock is free (being released)"
+			continue
+		}
+		best, bestN := 0, 0
+		var who *lockThread
+		var what string
+		for _, o := range w.threads {
+			if o == lt || o.waitOn == lt.waitOn {
+				continue
+			}
+			st, ev := 0, ""
+			for fi, refs := range o.refs {
+				for _, r := range refs {
+					if r.Obj != lt.waitOn || refStrength(r.Via) <= st {
+						continue
+					}
+					st = refStrength(r.Via)
+					switch r.Via {
+					case cpython.ViaExit:
+						ev = "a with block on it in " + where(o.frames[fi])
+					case cpython.ViaLocal:
+						ev = fmt.Sprintf("local %s in %s", r.Name, where(o.frames[fi]))
+					default:
+						ev = "a bound method of it in " + where(o.frames[fi])
+					}
+				}
+			}
+			switch {
+			case st > best:
+				best, bestN, who, what = st, 1, o, ev
+			case st == best && st > 0:
+				bestN++
+			}
+		}
+		switch {
+		case best == 0:
+			wf.Evidence += "; no other thread refers to it: holder unknown"
+		case bestN > 1:
+			wf.Evidence += fmt.Sprintf("; %d threads refer to it alike: holder unknown", bestN)
+		default:
+			wf.HolderTID, wf.HolderInferred = who.out.TID, true
+			wf.Evidence += fmt.Sprintf("; held (inferred) by thread %d: %s", who.out.TID, what)
+		}
+	}
+}
+
+// waitCycles returns the cycles of the wait-for graph (each thread waits
+// for at most one other), each starting at its smallest thread id.
+func waitCycles(threads []LockThread) [][]int {
+	next := map[int]int{}
+	for _, t := range threads {
+		if t.TID != 0 && t.WaitsFor.HolderTID != 0 {
+			next[t.TID] = t.WaitsFor.HolderTID
+		}
+	}
+	out := [][]int{}
+	done := map[int]bool{}
+	for _, t := range threads {
+		seen := map[int]int{}
+		var path []int
+		for cur := t.TID; cur != 0 && !done[cur]; {
+			if i, ok := seen[cur]; ok {
+				cyc := append([]int(nil), path[i:]...)
+				lo := 0
+				for k := range cyc {
+					if cyc[k] < cyc[lo] {
+						lo = k
+					}
+				}
+				out = append(out, append(cyc[lo:], cyc[:lo]...))
+				break
+			}
+			seen[cur] = len(path)
+			path = append(path, cur)
+			n, ok := next[cur]
+			if !ok {
+				break
+			}
+			cur = n
+		}
+		for _, p := range path {
+			done[p] = true
+		}
+	}
+	return out
+}
+
+// lockVerdict writes the one-line answer; it says deadlock only for a
+// cycle of the wait-for graph.
+func lockVerdict(rep *LockReport) LockVerdict {
+	byTID := map[int]LockThread{}
+	for _, t := range rep.Threads {
+		byTID[t.TID] = t
+	}
+	if len(rep.Cycles) > 0 {
+		var parts []string
+		n, inferred := 0, false
+		for _, c := range rep.Cycles {
+			n += len(c)
+			for _, tid := range c {
+				t := byTID[tid]
+				inferred = inferred || t.WaitsFor.HolderInferred
+				parts = append(parts, fmt.Sprintf("thread %d %q waits for %s held%s by thread %d",
+					tid, t.Name, waitObject(t.WaitsFor), map[bool]string{true: " (inferred)"}[t.WaitsFor.HolderInferred], t.WaitsFor.HolderTID))
+			}
+		}
+		s := fmt.Sprintf("deadlock: %d threads: %s", n, strings.Join(parts, "; "))
+		return LockVerdict{Kind: VerdictDeadlock, Summary: s}
+	}
+	blocked, running, unknown, gilWaiters, gilHolder := 0, 0, 0, 0, 0
+	for _, t := range rep.Threads {
+		if t.WaitsFor.Kind == WaitGIL && t.WaitsFor.HolderTID != 0 {
+			gilWaiters++
+			gilHolder = t.WaitsFor.HolderTID
+		}
+		if t.WaitsFor.HolderTID != 0 {
+			blocked++
+		}
+		if t.WaitsFor.Kind == WaitNone {
+			running++
+		}
+		if (t.WaitsFor.Kind == WaitLock || t.WaitsFor.Kind == WaitUnknown) && t.WaitsFor.HolderTID == 0 {
+			unknown++
+		}
+	}
+	switch {
+	case gilWaiters > 0:
+		h := byTID[gilHolder]
+		s := fmt.Sprintf("GIL held by thread %d %q (%s), %d threads wait for it", h.TID, h.Name, h.State, gilWaiters)
+		if h.WaitsFor.Kind != WaitNone {
+			s = fmt.Sprintf("GIL held by thread %d %q in C code (%s), %d threads wait for it", h.TID, h.Name, h.State, gilWaiters)
+		}
+		return LockVerdict{Kind: VerdictGIL, Summary: s}
+	case blocked > 0:
+		return LockVerdict{Kind: VerdictBlocked, Summary: fmt.Sprintf("no deadlock: %d threads wait for other threads", blocked)}
+	case unknown > 0:
+		return LockVerdict{Kind: VerdictUnknown, Summary: fmt.Sprintf("unknown: %d threads wait for a lock whose holder pyglass cannot tell", unknown)}
+	case running > 0:
+		return LockVerdict{Kind: VerdictRunning, Summary: fmt.Sprintf("no deadlock: %d threads running, none waits for another thread", running)}
+	}
+	return LockVerdict{Kind: VerdictIdle, Summary: "all threads idle: none waits for another thread"}
+}
+
+// waitObject describes what w waits for, in a few words.
+func waitObject(w WaitFor) string {
+	s := w.Type
+	if s == "" {
+		s = w.Kind
+	}
+	if w.Object != "" {
+		s += " " + w.Object
+	}
+	if w.Where != "" {
+		s += " (" + w.Where + ")"
+	}
+	return s
+}
+
+// describeChild names the child process a thread waits for in wait4
+// (pid as the target sees it: arg0 > 0): its pid, command line and state.
+func (p *Process) describeChild(wf *WaitFor, arg0 uint64) {
+	nsPID := int(int32(uint32(arg0)))
+	if nsPID <= 0 {
+		wf.Evidence = "waiting for any child process"
+		return
+	}
+	host := 0
+	if p.proc.NSPID == p.proc.PID {
+		host = nsPID
+	}
+	if host != 0 {
+		pr := procfs.New(host)
+		st, err := pr.Stat()
+		if err == nil && st.PPid == p.pid {
+			cmd, _ := pr.Cmdline()
+			wf.HolderTID = 0
+			wf.Object = fmt.Sprint(host)
+			wf.Type = "process"
+			wf.Evidence = fmt.Sprintf("waiting on child process %d (%s, state %c)", host, strings.Join(cmd, " "), st.State)
+			return
+		}
+	}
+	wf.Object = fmt.Sprint(nsPID)
+	wf.Type = "process"
+	wf.Evidence = fmt.Sprintf("waiting on child process %d (as the target numbers it)", nsPID)
+}
+
+// describeFD names the file a thread reads from (or accepts on): a
+// socket by its addresses, else what /proc/PID/fd says it is.
+func (p *Process) describeFD(wf *WaitFor, arg0 uint64) {
+	fd := int(int32(uint32(arg0)))
+	if fd < 0 {
+		return
+	}
+	pr := procfs.New(p.pid)
+	what, err := pr.FD(fd)
+	if err != nil {
+		return
+	}
+	wf.Type = "file"
+	if ino, ok := strings.CutPrefix(what, "socket:["); ok {
+		wf.Type = "socket"
+		if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
+			if s, ok := pr.Socket(n); ok {
+				what = s
+			}
+		}
+	} else if strings.HasPrefix(what, "pipe:[") {
+		wf.Type = "pipe"
+	}
+	wf.Evidence = fmt.Sprintf("waiting on I/O: %s (fd %d), %s", what, fd, strings.TrimPrefix(wf.Evidence, "in "))
+}
+
+// queueLen reads the number of items of a queue.Queue (its deque
+// "queue"), when it is one.
+func (w *lockWalk) queueLen(q uint64) (int, bool) {
+	if q == 0 {
+		return 0, false
+	}
+	dq, err := cpython.InstanceAttr(w.r, w.m.l, q, "queue")
+	if err != nil {
+		return 0, false
+	}
+	n, err := cpython.DequeLen(w.r, w.m.l, dq)
+	return n, err == nil
+}

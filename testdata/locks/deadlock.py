@@ -1,0 +1,204 @@
+# Scenarios for pyglass locks tests. Usage: python deadlock.py SCENARIO
+# Writes "READY <json>" on stdout once every thread is in place: the ground
+# truth (thread ids and what each should wait for).
+import sys, threading, time, json
+try:
+    import queue
+except ImportError:
+    import Queue as queue
+try:
+    from threading import get_native_id as _nid
+except ImportError:
+    import ctypes
+    _libc = ctypes.CDLL(None)
+    def _nid():
+        return _libc.syscall(186)  # gettid, amd64
+
+truth = {}
+ready = threading.Semaphore(0)
+
+def mark(key):
+    truth[key] = _nid()
+
+class Cache(object):
+    def __init__(self, kind):
+        self._a = kind()
+        self._b = kind()
+
+    def first(self, step):
+        with self._a:
+            mark("t1")
+            step.wait()
+            with self._b:
+                pass
+
+    def second(self, step):
+        with self._b:
+            mark("t2")
+            step.wait()
+            with self._a:
+                pass
+
+def two(kind):
+    c = Cache(kind)
+    step = threading.Event()
+    ts = [threading.Thread(target=c.first, args=(step,), name="worker-1"),
+          threading.Thread(target=c.second, args=(step,), name="worker-2")]
+    for t in ts:
+        t.daemon = True
+        t.start()
+    while len(truth) < 2:
+        time.sleep(0.01)
+    step.set()
+
+def three():
+    locks = [threading.Lock() for _ in range(3)]
+    step = threading.Event()
+    def run(i):
+        mine, other = locks[i], locks[(i + 1) % 3]
+        with mine:
+            mark("t%d" % (i + 1))
+            step.wait()
+            other.acquire()
+    for i in range(3):
+        t = threading.Thread(target=run, args=(i,), name="ring-%d" % (i + 1))
+        t.daemon = True
+        t.start()
+    while len(truth) < 3:
+        time.sleep(0.01)
+    step.set()
+
+def join():
+    forever = threading.Event()
+    def sleeper():
+        mark("t2")
+        forever.wait()
+    t = threading.Thread(target=sleeper, name="sleeper")
+    t.daemon = True
+    t.start()
+    def joiner():
+        mark("t1")
+        t.join()
+    j = threading.Thread(target=joiner, name="joiner")
+    j.daemon = True
+    j.start()
+
+def condition():
+    cond = threading.Condition()
+    def waiter():
+        mark("t1")
+        with cond:
+            cond.wait()
+    t = threading.Thread(target=waiter, name="waiter")
+    t.daemon = True
+    t.start()
+
+def getter():
+    q = queue.Queue()
+    def consumer():
+        mark("t1")
+        q.get()
+    t = threading.Thread(target=consumer, name="consumer")
+    t.daemon = True
+    t.start()
+
+def idle():
+    def sleeper():
+        mark("t1")
+        while True:
+            time.sleep(100)
+    t = threading.Thread(target=sleeper, name="sleeper")
+    t.daemon = True
+    t.start()
+
+def child():
+    import subprocess
+    def runner():
+        mark("t1")
+        p = subprocess.Popen(["sleep", "1000"])
+        truth["child"] = p.pid
+        p.wait()
+    t = threading.Thread(target=runner, name="runner")
+    t.daemon = True
+    t.start()
+    while "child" not in truth:
+        time.sleep(0.01)
+
+def gil():
+    import ctypes
+    libc = ctypes.PyDLL(None)  # PyDLL: calls keep the GIL
+    go = threading.Event()
+    def hog():
+        mark("t1")
+        go.wait()
+        libc.sleep(1000)
+    def busy():
+        mark("t2")
+        while True:
+            pass
+    for f, n in ((busy, "busy"), (hog, "hog")):
+        t = threading.Thread(target=f, name=n)
+        t.daemon = True
+        t.start()
+    while len(truth) < 2:
+        time.sleep(0.01)
+    truth["main"] = _nid()
+    sys.stdout.write("READY " + json.dumps(truth) + "\n")
+    sys.stdout.flush()
+    go.set()
+    while True:
+        time.sleep(100)
+
+def sock():
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    truth["port"] = srv.getsockname()[1]
+    conns = []
+    def server():  # accepts and never answers
+        conns.append(srv.accept())
+        threading.Event().wait()
+    def client():
+        c = socket.create_connection(("127.0.0.1", truth["port"]))
+        mark("t1")
+        c.recv(1)
+    for f, n in ((server, "server"), (client, "client")):
+        t = threading.Thread(target=f, name=n)
+        t.daemon = True
+        t.start()
+
+def ranked():
+    # t2 holds the lock in a with block, t3 only has it in a local, t1
+    # waits for it.
+    lock = threading.Lock()
+    def holder():
+        with lock:
+            mark("t2")
+            threading.Event().wait()
+    def bystander(l):
+        mark("t3")
+        while True:
+            time.sleep(100)
+    def waiter():
+        while len(truth) < 2:
+            time.sleep(0.01)
+        mark("t1")
+        lock.acquire()
+    for f, n, a in ((holder, "holder", ()), (bystander, "bystander", (lock,)), (waiter, "waiter", ())):
+        t = threading.Thread(target=f, name=n, args=a)
+        t.daemon = True
+        t.start()
+
+scenario = sys.argv[1]
+{"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
+ "three": three, "join": join, "condition": condition, "queue": getter,
+ "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked}[scenario]()
+while "t1" not in truth:
+    time.sleep(0.01)
+time.sleep(0.3)
+truth["main"] = _nid()
+sys.stdout.write("READY " + json.dumps(truth) + "\n")
+sys.stdout.flush()
+while True:
+    time.sleep(100)
