@@ -152,7 +152,7 @@ func TestMonkeyPatchedServers(t *testing.T) {
 			for _, args := range [][]string{{"objects"}, {"objects", "--all"}, {"garbage"}, {"gc"}, {"trace", "status"}} {
 				want(t, run(t, nil, append(append([]string{}, args...), pid)...), 0)
 			}
-			if r := run(t, []byte("import time\ntime.time() > 0\n"), "shell", pid); r.Code != 0 || r.Stdout != "True\n" {
+			if r := run(t, []byte("import time\nprint(time.time() > 0)\n"), "shell", pid); r.Code != 0 || r.Stdout != "True\n" {
 				t.Fatalf("shell: %s", r)
 			}
 			took := time.Since(t0)

@@ -63,12 +63,15 @@ func TestStacksAgentThreadNamed(t *testing.T) {
 		for _, th := range d.Threads {
 			names[th.Name]++
 		}
-		if names["MainThread"] != 1 || names["worker-1"] != 1 || names[pyglass.AgentThreadName] != 1 || len(d.Threads) != 3 {
-			t.Errorf("threads %v, want MainThread, worker-1 and the agent", names)
+		// While code runs the agent has two threads: the one running it
+		// and its reader (Ctrl-C), both pyglass's.
+		agents := names[pyglass.AgentThreadName]
+		if names["MainThread"] != 1 || names["worker-1"] != 1 || agents < 1 || agents > 2 || len(d.Threads) != 2+agents {
+			t.Errorf("threads %v, want MainThread, worker-1 and the agent's", names)
 		}
 		textAgrees(t, tg.PID, d)
 		nb := stacksJSON(t, tg.PID, "--nonblocking")
-		if _, n := threadByName(nb, pyglass.AgentThreadName); n != 1 {
+		if _, n := threadByName(nb, pyglass.AgentThreadName); n < 1 || n > 2 {
 			t.Errorf("--nonblocking: %d threads named %q", n, pyglass.AgentThreadName)
 		}
 		if err := cmd.Wait(); err != nil {

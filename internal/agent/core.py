@@ -707,12 +707,17 @@ def _make_in_child(d, hub_name, fork_name):
         socks = getattr(d.get(fork_name), 'socks', None)
         for sess in list(sessions.values()):
             sess['broken'] = True
-            try:
-                sess['sock'].close()
-                if type(socks) is list and sess['sock'] in socks:
-                    socks.remove(sess['sock'])
-            except BaseException:
-                pass
+            box = sess.get('reader')
+            # The session's socket, and its reader's (a dup).
+            for sk in (sess.get('sock'), type(box) is dict and box.get('sock') or None):
+                if sk is None:
+                    continue
+                try:
+                    sk.close()
+                    if type(socks) is list and sk in socks:
+                        socks.remove(sk)
+                except BaseException:
+                    pass
         sessions.clear()
         orig = hub.get('orig')
         if orig is None:
@@ -844,18 +849,26 @@ def _reader_start(sess):
         else:
             rsock = sock.dup()
             _cloexec(rsock)
+        _fork_track(rsock)
         box = {'sock': rsock, 'halt': False, 'q': [], 'running': False,
                'busy': False, 'ident': _get_ident(), 'raised': 0,
                'last': None, 'setexc': None, 'clock': None,
-               'mutex': _threadmod.allocate_lock(),
-               'avail': _threadmod.allocate_lock(),
-               'done': _threadmod.allocate_lock()}
+               'mutex': _allocate_lock(),  # noqa: F821 (agent.py)
+               'avail': _allocate_lock(),  # noqa: F821
+               'done': _allocate_lock(),  # noqa: F821
+               # Closes the socket and takes it out of the fork
+               # handler's list: a child forked while the reader runs
+               # must not keep it.
+               'close': _fork_closer(rsock)}
         box['avail'].acquire()
         box['done'].acquire()
-        _threadmod.start_new_thread(_reader_main, (box,))
+        # The interpreter's own start_new_thread: a monkey-patched one
+        # (gevent) would make the reader a greenlet of a hub that never
+        # runs on this thread.
+        _original(_threadmod.__name__, 'start_new_thread')(_reader_main, (box,))  # noqa: F821
     except BaseException:
         if rsock is not None:
-            rsock.close()
+            _fork_closer(rsock)()
         return
     sess['reader'] = box
 
@@ -874,7 +887,7 @@ def _reader_main(box):
     except BaseException:
         pass
     try:
-        box['sock'].close()
+        box['close']()
     except BaseException:
         pass
     try:
