@@ -378,12 +378,6 @@ def _pg_gc_census(gc, add, stats):
             objs = None
 
 
-def _pg_own_thread():
-    """The report's own thread (the interpreter's get_ident, not a
-    monkey-patcher's)."""
-    return _pg_get_ident()
-
-
 def _pg_main():
     gc = _pg_import('gc')
     top = _pg_opts['top']
@@ -397,7 +391,7 @@ def _pg_main():
         _pg_gc_census(gc, add, stats)
     else:
         method = 'walk'
-        _pg_walk(gc, add, counts, sizes, _pg_own_thread(), stats)
+        _pg_walk(gc, add, counts, sizes, _pg_get_ident(), stats)
     add = None
     merged = {}
     for t in counts:

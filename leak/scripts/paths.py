@@ -272,7 +272,7 @@ def _pg_main():
             found.append(o)
     stats = {'longest': 0.0, 'complete': True, 'notes': []}
     t0 = _pg_now()
-    _pg_walk(gc, collect, {}, {}, _pg_own_thread(), stats)
+    _pg_walk(gc, collect, {}, {}, _pg_get_ident(), stats)
     collect = None
     total = len(found)
     state = [_pg_now() + _pg_SLICE, stats['longest'], _pg_now()]

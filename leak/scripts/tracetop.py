@@ -101,7 +101,7 @@ def _pg_walked(tm, add, stats):
         if tb:
             n[0] += 1
         add(tb, s)
-    _pg_walk(gc, count, {}, {}, _pg_own_thread(), stats, True)
+    _pg_walk(gc, count, {}, {}, _pg_get_ident(), stats, True)
     count = None
     if _pg_sys.version_info[:2] == (3, 11):
         stats['notes'].append('Python 3.11: tracemalloc cannot tell where instances of Python classes'
