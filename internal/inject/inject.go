@@ -430,7 +430,9 @@ func sortedTids(m map[int]uint64) []int {
 // again, and an error only for conditions that end the attempt.
 func (j *job) tryHold(c candidate) (bool, string, error) {
 	if err := ptrace.Seize(c.tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
-		if errors.Is(err, unix.ESRCH) && c.tid != j.pid {
+		// A thread being torn down (an injected thread that just ended,
+		// say) is refused with EPERM, not ESRCH.
+		if c.tid != j.pid && (errors.Is(err, unix.ESRCH) || errors.Is(err, unix.EPERM) && ptrace.Exiting(j.pid, c.tid)) {
 			return false, "exited", nil
 		}
 		return false, "", ptrace.ExplainAttachError(j.pid, err)

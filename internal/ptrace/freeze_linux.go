@@ -104,7 +104,7 @@ func Freeze(pid int) (*Frozen, error) {
 					if errors.Is(err, unix.ESRCH) {
 						continue // exited meanwhile
 					}
-					if exiting(pid, tid) {
+					if Exiting(pid, tid) {
 						continue // being torn down: the kernel refuses it (EPERM)
 					}
 					return explainSeize(pid, tid, err)
@@ -264,9 +264,9 @@ func release(tid int, sig syscall.Signal, d time.Duration) error {
 	}
 }
 
-// exiting reports whether thread tid of pid is gone or being torn down
+// Exiting reports whether thread tid of pid is gone or being torn down
 // (PF_EXITING, or a zombie): the kernel refuses to seize such a thread.
-func exiting(pid, tid int) bool {
+func Exiting(pid, tid int) bool {
 	st, err := procfs.New(pid).TaskStat(tid)
 	if err != nil {
 		return true
