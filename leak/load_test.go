@@ -92,24 +92,34 @@ func TestBigHeap(t *testing.T) {
 		// the same load: the heartbeat of another process while a thread
 		// of it shares the GIL the way the census promises to.
 		ref := startHarness(t, py)
-		ref.exec(gilSharer, nil)
-		h.exec("hb = Heartbeat()\nresult = None\n", nil)
-		out := h.run(ObjectsScript(ObjectsOptions{Top: 5}))
-		var gap, base float64
-		h.exec("result = hb.finish()", &gap)
-		ref.exec("stop.append(True)\nsharer.join()\nresult = hb.finish()", &base)
-		r := parseObjects(t, out)
-		if r.Total < 5000000 || r.Types[0].Type != "list" || r.Types[0].Count < 5000000 {
-			t.Fatalf("census: total %d, top %+v", r.Total, r.Types[0])
-		}
-		bound := testenv.StallBound(time.Duration(base * float64(time.Second))).Seconds()
-		t.Logf("5M heap: census %.0f ms (%s), longest run without yielding %.1f ms, heartbeat longest stall %.1f ms (%.1f ms in another process with a thread sharing the GIL; load %.1f per CPU): bound %.1f ms",
-			r.ElapsedMS, r.Method, r.LongestHoldMS, gap*1000, base*1000, testenv.LoadPerCPU(), bound*1000)
-		if r.Method != "walk" || !r.Complete {
-			t.Errorf("method %q, complete %v: want a complete walk", r.Method, r.Complete)
-		}
-		if gap > bound {
-			t.Errorf("heartbeat stalled %.0f ms, more than %.0f ms (the bound for %.0f ms in another process with a thread sharing the GIL)", gap*1000, bound*1000, base*1000)
+		// A stall is measured twice at most: one GIL handoff missed under
+		// load (2.7's GIL has no fairness; seen once in CI at a load of
+		// 1.1 per CPU) must not fail the run, a census that holds the GIL
+		// too long misses the bound both times.
+		for attempt := 1; ; attempt++ {
+			ref.exec(gilSharer, nil)
+			h.exec("hb = Heartbeat()\nresult = None\n", nil)
+			out := h.run(ObjectsScript(ObjectsOptions{Top: 5}))
+			var gap, base float64
+			h.exec("result = hb.finish()", &gap)
+			ref.exec("stop.append(True)\nsharer.join()\nresult = hb.finish()", &base)
+			r := parseObjects(t, out)
+			if r.Total < 5000000 || r.Types[0].Type != "list" || r.Types[0].Count < 5000000 {
+				t.Fatalf("census: total %d, top %+v", r.Total, r.Types[0])
+			}
+			bound := testenv.StallBound(time.Duration(base * float64(time.Second))).Seconds()
+			t.Logf("5M heap, measurement %d: census %.0f ms (%s), longest run without yielding %.1f ms, heartbeat longest stall %.1f ms (%.1f ms in another process with a thread sharing the GIL; load %.1f per CPU): bound %.1f ms",
+				attempt, r.ElapsedMS, r.Method, r.LongestHoldMS, gap*1000, base*1000, testenv.LoadPerCPU(), bound*1000)
+			if r.Method != "walk" || !r.Complete {
+				t.Errorf("method %q, complete %v: want a complete walk", r.Method, r.Complete)
+			}
+			if gap <= bound {
+				break
+			}
+			if attempt == 2 {
+				t.Errorf("heartbeat stalled %.0f ms, more than %.0f ms (the bound for %.0f ms in another process with a thread sharing the GIL), in both measurements", gap*1000, bound*1000, base*1000)
+				break
+			}
 		}
 	})
 }
