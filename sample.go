@@ -297,6 +297,9 @@ func (s *sampler) refreshThreads(withNames bool) error {
 	for _, interp := range interps {
 		ts, _ := cpython.Threads(rd, s.m.l, interp, cpython.ThreadOptions{Image: &s.m.img, TIDs: nsTIDs, SkipNames: !withNames && s.names != nil})
 		for _, t := range ts {
+			if t.Gone {
+				continue // a state of no thread (see cpython.Thread.Gone)
+			}
 			st := old[t.Addr]
 			if st == nil {
 				st = &sampledThread{tstate: t.Addr}

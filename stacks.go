@@ -296,6 +296,14 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
 				ts.TID = h // else 0: unknown, never an id that is not a task
 			}
+			if t.Gone {
+				// Its frames point into a stack that may now be another
+				// thread's: not read.
+				ts.State = "gone"
+				ts.Error = "no such thread in this process: a state left by a fork without Python's after-fork code (uwsgi without py-call-osafterfork)"
+				idents = addThread(dump, byTID, idents, ts, t.ThreadID)
+				continue
+			}
 			ts.Frames, ts.Error = readStack(rd, m, t, opt)
 			// Without pausing, a thread that may run Python (it holds
 			// the GIL or is on a CPU) may have changed its frames under

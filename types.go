@@ -136,7 +136,7 @@ type ThreadStack struct {
 	Name        string  `json:"name"` // threading's name, else the kernel's (comm); AgentThreadName for pyglass's agent
 	Main        bool    `json:"main"`
 	HoldsGIL    bool    `json:"holds_gil"`
-	State       string  `json:"state"`       // running, waiting for the GIL, idle (in a system call), stopped
+	State       string  `json:"state"`       // running, waiting for the GIL, idle (in a system call), stopped, gone (a state of no thread)
 	Interpreter int     `json:"interpreter"` // 0: the main interpreter; others are subinterpreters
 	Frames      []Frame `json:"frames"`
 	Error       string  `json:"error"` // "" when the thread was read

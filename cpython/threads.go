@@ -32,6 +32,12 @@ type Thread struct {
 	// the tid field of glibc's struct pthread (at the address in
 	// ThreadID) when it holds one.
 	NativeID int
+	// Gone is set when the state names, in native_thread_id (3.11+), an
+	// OS thread the process does not have, and nothing else ties it to
+	// one of ThreadOptions.TIDs: a state a fork without Python's
+	// after-fork code left (a uwsgi worker without py-call-osafterfork).
+	// Its frames point into a stack the process may have reused.
+	Gone bool
 	// Name is the threading.Thread name, "" when unknown.
 	Name string
 	// Main is set for the interpreter's main thread.
@@ -215,12 +221,18 @@ func resolveTIDs(r memory.Reader, threads []Thread, opt ThreadOptions) {
 			}
 		}
 		if !tids[t.NativeID] {
+			t.Gone = t.NativeID > 0 && len(tids) > 0
 			t.NativeID = 0 // stale (a raw fork's child) or garbage
 			need = append(need, i)
 		}
 	}
 	if len(need) > 0 {
 		fillPthreadTIDs(r, threads, need, tids)
+	}
+	for _, i := range need {
+		if threads[i].NativeID != 0 {
+			threads[i].Gone = false
+		}
 	}
 }
 

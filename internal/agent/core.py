@@ -578,6 +578,8 @@ def _hub_join(sess):
         if hub.get('pid', pid) != pid:
             # Inherited through a fork that ran no fork handler (before
             # 3.7, or a C fork such as uwsgi's): clean up now.
+            if hasattr(os, 'register_at_fork'):
+                _mark_stale_threads()
             hub['child'](hub)
             continue
         hub['lock'].acquire()
@@ -591,6 +593,45 @@ def _hub_join(sess):
         finally:
             hub['lock'].release()
     return None
+
+
+# A process forked in C without Python's after-fork code (a uwsgi worker
+# without py-call-osafterfork) still lists the parent's other threads in
+# its interpreter. From 3.11 on their states point into C stacks that
+# this process reuses for new threads, so sys._current_frames() reads
+# garbage and crashes it. Once such a fork is seen (a hub of another
+# process with no fork handler run, from 3.7 on where one would have run
+# after a Python fork; or a thread object whose OS thread is not there),
+# sys records it for good and no pyglass code calls _current_frames().
+STALE_NAME = '_pyglass_stale_threads'
+
+
+def _mark_stale_threads():
+    sys.__dict__[STALE_NAME] = True
+
+
+def _frames_safe():
+    """Whether sys._current_frames() can be called in this process."""
+    d = sys.__dict__
+    if d.get(STALE_NAME):
+        return False
+    th = sys.modules.get('threading')
+    active = getattr(th, '_active', None)
+    dummy = getattr(th, '_DummyThread', None)
+    if type(active) is not dict:
+        return True
+    try:
+        live = set(int(x) for x in os.listdir('/proc/self/task'))
+    except BaseException:
+        return True  # no /proc of this process's namespace: cannot tell
+    for t in list(active.values()):
+        if dummy is not None and isinstance(t, dummy):
+            continue  # a foreign thread's stays after it ends
+        nid = getattr(t, '_native_id', None)  # 3.8+
+        if type(nid) is int and nid > 0 and nid not in live:
+            _mark_stale_threads()
+            return False
+    return True
 
 
 def _hub_leave(hub):
@@ -754,7 +795,9 @@ def _router_codes(hub):
 
 def _in_router(codes):
     """Whether another thread is inside a router's write or flush (or
-    about to run its first line)."""
+    about to run its first line); None when frames cannot be read."""
+    if not _frames_safe():
+        return None
     frames = sys._current_frames()
     f = None
     try:
@@ -803,11 +846,13 @@ def _linger(hub, limit):
         waited += LINGER_STEP
         if _finalizing():
             return True
-        if busy or seq[0] != last or _in_router(codes):
+        inside = _in_router(codes)
+        if busy or seq[0] != last or inside:
             quiet = 0
             continue
         quiet += 1
-        if quiet >= LINGER_QUIET:
+        # Without the frames, a longer quiet stands in for them.
+        if quiet >= (LINGER_QUIET if inside is not None else 5 * LINGER_QUIET):
             return True
     return False
 
@@ -1351,6 +1396,7 @@ def _serve(sess, ended):
             _write(sess, T_STDERR, 'pyglass: another agent version is active in this process\n')
             return 2
         sess['hub'] = hub
+        _frames_safe()  # records a fork without after-fork code for the code run
         _reader_start(sess)
         if op == b'exec':
             return _op_exec(sess, params)

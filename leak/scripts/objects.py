@@ -100,6 +100,12 @@ def _pg_thread_refs(gc, own, roots, notes):
     getframes = getattr(_pg_sys, '_current_frames', None)
     if getframes is None:
         return
+    if getattr(_pg_sys, '_pyglass_stale_threads', False):
+        # (set by pyglass's agent: see STALE_NAME there)
+        notes.append('this process was forked without Python\'s after-fork code (a uwsgi worker without'
+                     ' py-call-osafterfork): other threads\' running functions are not read, as'
+                     ' sys._current_frames() would crash it')
+        return
     v = _pg_sys.version_info[:2]
     if (3, 11) <= v < (3, 13):
         if _pg_function_frames(getframes(), own):
