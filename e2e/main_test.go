@@ -87,10 +87,16 @@ func run(t testing.TB, stdin []byte, args ...string) result {
 // runWithin is run bounded by limit.
 func runWithin(t testing.TB, limit time.Duration, stdin []byte, args ...string) result {
 	t.Helper()
-	bin := testenv.BuildPyglass(t)
+	return runBin(t, testenv.BuildPyglass(t), "", limit, stdin, args...)
+}
+
+// runBin runs the pyglass binary bin in dir (the test's when "").
+func runBin(t testing.TB, bin, dir string, limit time.Duration, stdin []byte, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {

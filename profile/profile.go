@@ -1,7 +1,9 @@
 // Package profile builds a sampling profile of Python stacks and writes it
 // in the formats profilers and their viewers read: pprof (Grafana
 // Pyroscope, Parca, `go tool pprof`), speedscope JSON, collapsed stacks
-// (flamegraph.pl, inferno) and Chrome's trace event JSON.
+// (flamegraph.pl, inferno), Chrome's trace event JSON and a self-contained
+// HTML page with an interactive flame graph (speedscope's viewer, when the
+// build has it: see Viewer).
 //
 // A Profile is filled with Add, one call per thread stack sampled; it
 // keeps each distinct stack once with its count, so its size depends on

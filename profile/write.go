@@ -23,10 +23,20 @@ const (
 	Speedscope Format = "speedscope" // speedscope's JSON file format, .json
 	Collapsed  Format = "collapsed"  // one "a;b;c count" line per stack, .txt
 	Chrome     Format = "chrome"     // Chrome's trace event JSON, .trace.json
+	HTML       Format = "html"       // a self-contained page with speedscope's flame graph, .html
 )
 
-// Formats lists the formats, the default first.
-var Formats = []Format{Speedscope, Pprof, Collapsed, Chrome}
+// Formats lists the formats.
+var Formats = []Format{Speedscope, Pprof, Collapsed, Chrome, HTML}
+
+// DefaultFormat is HTML when the viewer is built in (see Viewer), else
+// Speedscope.
+func DefaultFormat() Format {
+	if Viewer() != "" {
+		return HTML
+	}
+	return Speedscope
+}
 
 // Ext returns the file name extension of f.
 func (f Format) Ext() string {
@@ -37,6 +47,8 @@ func (f Format) Ext() string {
 		return ".txt"
 	case Chrome:
 		return ".trace.json"
+	case HTML:
+		return ".html"
 	default:
 		return ".json"
 	}
@@ -65,6 +77,8 @@ func FormatFromPath(path string) (Format, bool) {
 		return Collapsed, true
 	case strings.HasSuffix(path, ".trace.json"), strings.HasSuffix(path, ".trace"):
 		return Chrome, true
+	case strings.HasSuffix(path, ".html"), strings.HasSuffix(path, ".htm"):
+		return HTML, true
 	case filepath.Ext(path) == ".json", strings.HasSuffix(path, ".speedscope.json"):
 		return Speedscope, true
 	}
@@ -82,6 +96,8 @@ func (p *Profile) Write(w io.Writer, f Format) error {
 		return p.WriteSpeedscope(w)
 	case Chrome:
 		return p.WriteChrome(w)
+	case HTML:
+		return p.WriteHTML(w)
 	}
 	return fmt.Errorf("unknown format %q", f)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,7 +18,24 @@ import (
 	"github.com/pyglass/pyglass/profile"
 )
 
-const recordHelp = `Samples every thread's Python stack from the target's memory, --rate times a
+// recordHelp is record's help; the default format depends on whether the
+// build has the HTML viewer.
+func recordHelp() string {
+	html := "html        one self-contained page (.html) with speedscope's interactive\n" +
+		"              flame graph, that works offline: open it in a browser"
+	def := profile.DefaultFormat()
+	if def == profile.HTML {
+		html += " (the\n              default: pyglass-PID-TIME.html)"
+	} else {
+		html += ". This\n              pyglass was built without the viewer, so the default is\n" +
+			"              speedscope: " + profile.ViewerHint
+	}
+	ss := "speedscope  speedscope's JSON (.json): open it at speedscope.app or with\n" +
+		"              the speedscope command line viewer"
+	if def == profile.Speedscope {
+		ss += " (the default:\n              pyglass-PID-TIME.json)"
+	}
+	return `Samples every thread's Python stack from the target's memory, --rate times a
 second, and writes a profile: where the time goes. The target is never
 paused, traced or written to (unless --blocking): a stack that changes while
 it is read is read again, or counted as lost, never recorded wrong.
@@ -27,8 +45,8 @@ written in every case. With "-- COMMAND ARGS" pyglass starts the command and
 profiles it until it exits. Durations are written like 4s, 2m, 1m30s.
 
 Formats (--format, else from -o's extension):
-  speedscope  speedscope's JSON (.json): open it at speedscope.app or with
-              the speedscope command line viewer (the default)
+  ` + html + `
+  ` + ss + `
   pprof       gzipped protobuf (.pb.gz): go tool pprof, Grafana Pyroscope,
               Parca; labels thread, thread_id and pid on every sample
   collapsed   "frame;frame;frame count" lines (.txt): flamegraph.pl, inferno
@@ -38,11 +56,13 @@ Idle threads (blocked in the kernel) are left out unless --idle.
 
 At the end a summary goes to stderr: samples, samples lost and why, the
 rate achieved, and the functions with the most own and total time.`
+}
 
 func runRecord(ctx context.Context, args []string, io IO) ExitCode {
-	fs := newFlags("record", recordHelp, io)
-	out := fs.String("o", "", "output file (default: pyglass-PID-TIME.json in the current directory)")
-	format := fs.String("format", "", "output format: speedscope, pprof, collapsed or chrome (default: from -o, else speedscope)")
+	def := profile.DefaultFormat()
+	fs := newFlags("record", recordHelp(), io)
+	out := fs.String("o", "", "output file (default: pyglass-PID-TIME"+def.Ext()+" in the current directory)")
+	format := fs.String("format", "", "output format: html, speedscope, pprof, collapsed or chrome (default: from -o, else "+string(def)+")")
 	rateFlag := fs.String("rate", "100", `samples per second, or "max" for as fast as pyglass can`)
 	duration := fs.Duration("duration", 0, "stop after this long (default: until Ctrl-C or the target exits)")
 	idle := fs.Bool("idle", false, "keep threads that are blocked in the kernel")
@@ -89,10 +109,15 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	case *out != "":
 		var ok bool
 		if f, ok = profile.FormatFromPath(*out); !ok {
-			f = profile.Speedscope
+			f = def
 		}
 	default:
-		f = profile.Speedscope
+		f = def
+	}
+	if f == profile.HTML && profile.Viewer() == "" {
+		// Said before sampling, not after.
+		fmt.Fprintf(io.Err, "pyglass record: %v\nhint: %s, or write another format (--format speedscope)\n", profile.ErrNoViewer, profile.ViewerHint)
+		return ExitUsage
 	}
 
 	var pids []int
@@ -176,7 +201,14 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 		return ExitUsage
 	}
 	printRecordSummary(io.Err, pids, prof, asked, stats, *top)
-	fmt.Fprintf(io.Err, "profile written to %s (%s)\n", *out, f)
+	if f == profile.HTML {
+		if abs, err := filepath.Abs(*out); err == nil {
+			*out = abs
+		}
+		fmt.Fprintf(io.Err, "profile written to %s (%s: open it in a browser)\n", *out, f)
+	} else {
+		fmt.Fprintf(io.Err, "profile written to %s (%s)\n", *out, f)
+	}
 	if prof.Total() == 0 {
 		fmt.Fprintf(io.Err, "pyglass record: no Python stack was sampled (every thread idle? try --idle)\n")
 	}
