@@ -45,7 +45,7 @@ func TestRecordHTML(t *testing.T) {
 			t.Fatalf("default output %s, want %s/pyglass-%s-TIME.html", page, dir, pid)
 		}
 		checkHTMLPage(t, page)
-		openInBrowser(t, browser, page)
+		openInBrowser(t, browser, page, "pyglass record "+pid+" at ")
 		healthy(t, tg)
 	})
 }
@@ -103,10 +103,11 @@ func checkHTMLPage(t *testing.T, path string) {
 
 // openInBrowser opens the page in headless chromium twice, with no
 // network: the DOM of its sandwich view (a table of the functions) and a
-// screenshot of its flame graph. Every console message is read: none may
+// screenshot of its flame graph. speedscope titles the page after the
+// profile: title. Every console message is read: none may
 // be a script error or a failed load, and speedscope must say it imported
 // the profile.
-func openInBrowser(t *testing.T, browser, page string) {
+func openInBrowser(t *testing.T, browser, page, title string) {
 	t.Helper()
 	url := "file://" + page
 
@@ -117,6 +118,9 @@ func openInBrowser(t *testing.T, browser, page string) {
 		if strings.Contains(strings.Join(text, " "), bad) {
 			t.Fatalf("the page shows %q, not the profile:\n%q", bad, text)
 		}
+	}
+	if !regexp.MustCompile(`<title>` + regexp.QuoteMeta(title)).MatchString(dom) {
+		t.Errorf("the page is not titled %q...: %q", title, regexp.MustCompile(`<title>[^<]*`).FindString(dom))
 	}
 	// The sandwich table: a row is total, self, function name. a (70 %
 	// of the work) must come out above b (30 %).

@@ -37,6 +37,9 @@ type Profile struct {
 	Duration time.Duration
 	// Rate is the requested sampling rate, in samples per second.
 	Rate float64
+	// Name titles the profile in the formats that show one (speedscope,
+	// HTML); "pyglass profile" when empty.
+	Name string
 	// PerThread keeps one tree per thread in the outputs (else threads
 	// are merged).
 	PerThread bool

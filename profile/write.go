@@ -272,9 +272,12 @@ type ssProfile struct {
 func (p *Profile) WriteSpeedscope(w io.Writer) error {
 	f := ssFile{
 		Schema:   "https://www.speedscope.app/file-format-schema.json",
-		Name:     "pyglass profile",
+		Name:     p.Name,
 		Exporter: "pyglass",
 		Shared:   ssShared{Frames: make([]ssFrame, len(p.frames))},
+	}
+	if f.Name == "" {
+		f.Name = "pyglass profile"
 	}
 	for i, fr := range p.frames {
 		f.Shared.Frames[i] = ssFrame{Name: fr.Function, File: fr.File, Line: fr.Line}

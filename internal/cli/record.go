@@ -159,6 +159,7 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	start := time.Now()
 	prof := profile.New(start, rate)
 	prof.PerThread = *threads
+	prof.Name = "pyglass record " + pidList(pids) + " at " + start.Format("2006-01-02 15:04:05")
 	prof.Timeline = f == profile.Chrome
 	opt := pyglass.SampleOptions{Rate: rate, Duration: *duration, Idle: *idle, GIL: *gil, Blocking: *blocking}
 	rec := &recorder{ctx: ctx, opt: opt, prof: prof, start: start, seen: map[int]bool{}}
