@@ -200,7 +200,7 @@ func (p *Profile) WriteHTML(w io.Writer) error {
 		return err
 	}
 	var z bytes.Buffer
-	gz, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	gz, _ := gzip.NewWriterLevel(&z, gzip.DefaultCompression)
 	if err := p.WriteSpeedscope(gz); err != nil {
 		return err
 	}
