@@ -30,13 +30,21 @@ var ErrNoViewer = errors.New("this pyglass was built without the HTML flame grap
 const ViewerHint = "run scripts/fetch-viewer.sh in pyglass's source tree, then rebuild pyglass"
 
 // Viewer names the viewer built in, like "speedscope 1.25.0", or returns
-// "" when there is none (then the HTML format fails with ErrNoViewer).
+// "" when there is none (then the HTML format fails with ViewerErr).
 func Viewer() string {
 	v, err := loadViewer()
 	if err != nil {
 		return ""
 	}
 	return v.version
+}
+
+// ViewerErr says why the HTML format cannot be written: ErrNoViewer when
+// pyglass was built without the viewer, another error when the files built
+// in cannot make a page; nil when it can.
+func ViewerErr() error {
+	_, err := loadViewer()
+	return err
 }
 
 // viewer is the static part of the HTML page, built once.

@@ -114,9 +114,9 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	default:
 		f = def
 	}
-	if f == profile.HTML && profile.Viewer() == "" {
+	if err := profile.ViewerErr(); f == profile.HTML && err != nil {
 		// Said before sampling, not after.
-		fmt.Fprintf(io.Err, "pyglass record: %v\nhint: %s, or write another format (--format speedscope)\n", profile.ErrNoViewer, profile.ViewerHint)
+		fmt.Fprintf(io.Err, "pyglass record: %s\nhint: %s, or write another format (--format speedscope)\n", oneLine(err.Error()), profile.ViewerHint)
 		return ExitUsage
 	}
 
