@@ -49,7 +49,7 @@ func TestRecordHTML(t *testing.T) {
 		if filepath.Dir(page) != dir || !regexp.MustCompile(`^pyglass-`+pid+`-[0-9]{8}-[0-9]{6}\.html$`).MatchString(filepath.Base(page)) {
 			t.Fatalf("default output %s, want %s/pyglass-%s-TIME.html", page, dir, pid)
 		}
-		checkHTMLPage(t, page)
+		checkSpeedscope(t, checkHTMLPage(t, page), false)
 		healthy(t, tg)
 		if inBrowser[in.Label] {
 			t.Run("chromium", func(t *testing.T) {
@@ -85,7 +85,8 @@ var (
 // checkHTMLPage: one file that names nothing else to load (every
 // reference is a data: URL), is not much bigger than the viewer, and
 // holds the profile: speedscope's JSON, gzipped, in base64.
-func checkHTMLPage(t *testing.T, path string) {
+// It returns the inlined profile, written to a file.
+func checkHTMLPage(t *testing.T, path string) (inlined string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -125,11 +126,11 @@ func checkHTMLPage(t *testing.T, path string) {
 	if err := os.WriteFile(ss, js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	checkSpeedscope(t, ss, false)
 	if len(b) > 1<<20 {
 		t.Errorf("the page of a 1 s profile is %d bytes", len(b))
 	}
 	t.Logf("%s: %d bytes", filepath.Base(path), len(b))
+	return ss
 }
 
 // openInBrowser opens the page in headless chromium twice, with no
@@ -359,4 +360,53 @@ func TestRecordHTMLWithoutViewer(t *testing.T) {
 	}
 	checkSpeedscope(t, filepath.Join(dir, m[1]), false)
 	healthy(t, tg)
+}
+
+// hostileNamesTarget runs its time in a function whose name and file name
+// are markup: a target controls them.
+const hostileNamesTarget = `import sys
+evil = "</script><img src=x onerror=\"document.title='PWNED'\"><b>bold</b>"
+
+
+def hot():
+    while True:
+        for i in range(10000):
+            pass
+
+
+c = hot.__code__
+hot.__code__ = c.replace(co_name=evil, co_qualname=evil, co_filename="<!--" + evil + ".py")
+print("READY")
+sys.stdout.flush()
+hot()
+`
+
+// TestRecordHTMLHostileNames: names read from a target reach the page only
+// as data: chromium shows the markup of a function's name as text, in the
+// sandwich view's table, and runs none of it (no element is made of it;
+// the page keeps its title).
+func TestRecordHTMLHostileNames(t *testing.T) {
+	if profile.Viewer() == "" {
+		testenv.Skipf(t, "the HTML viewer is not built in: run scripts/fetch-viewer.sh, then the tests")
+	}
+	forLabels(t, []string{"3.12"}, func(t *testing.T, in testenv.Interp) {
+		browser := findChromium(t)
+		tg := testenv.Start(t, in, hostileNamesTarget)
+		page := filepath.Join(t.TempDir(), "p.html")
+		want(t, run(t, nil, "record", strconv.Itoa(tg.PID), "--duration", "1s", "--rate", "200", "-o", page), 0)
+		checkHTMLPage(t, page)
+		dom, log := chromium(t, browser, "--dump-dom", "file://"+page+"#view=sandwich")
+		checkConsole(t, log)
+		dom = scriptElem.ReplaceAllString(dom, "")
+		if regexp.MustCompile(`(?i)<img|<b>bold`).MatchString(dom) {
+			t.Fatalf("the function's name became markup in the page:\n%s", dom)
+		}
+		if !strings.Contains(dom, "<title>pyglass record ") {
+			t.Errorf("the page's title changed: %q", regexp.MustCompile(`<title>[^<]*`).FindString(dom))
+		}
+		if !strings.Contains(dom, "&lt;/script&gt;&lt;img src=x onerror=") {
+			t.Fatalf("the sandwich view does not show the function's name as text:\n%q", domText(dom))
+		}
+		healthy(t, tg)
+	})
 }
