@@ -9,6 +9,8 @@
 #   scripts/fetch-viewer.sh            download the pinned tarball
 #   scripts/fetch-viewer.sh FILE.tgz   use a tarball already here (offline);
 #                                      it must match the pin all the same
+#
+# PYGLASS_VIEWER_DIR names another directory to fill (tests).
 set -euo pipefail
 
 # The pin: https://registry.npmjs.org/speedscope, versions["1.25.0"].dist.
@@ -17,7 +19,7 @@ integrity=sha512-cpf9HWTZf1ijLXBJrk87Ve/54tnYx6rlf0gUThvn3ook6h63hLXVOQiMf44PT+X
 url=https://registry.npmjs.org/speedscope/-/speedscope-$version.tgz
 
 cd "$(dirname "$0")/.."
-dest=profile/viewer
+dest=${PYGLASS_VIEWER_DIR:-profile/viewer}
 die() { echo "fetch-viewer: $*" >&2; exit 1; }
 
 if [[ -f $dest/VERSION && $(<"$dest/VERSION") == "speedscope $version" && -f $dest/speedscope.js ]]; then
