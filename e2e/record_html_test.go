@@ -292,13 +292,14 @@ func TestRecordHTMLWithoutViewer(t *testing.T) {
 	}
 	root := testenv.RepoRoot(t)
 	src := filepath.Join(t.TempDir(), "src")
-	// The tree as it is, minus .git and the fetched viewer.
+	// The tree as it is, minus .git (and other hidden directories) and
+	// the fetched viewer.
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if rel == ".git" || (filepath.Dir(rel) == filepath.Join("profile", "viewer") && d.Name() != "README.md") {
+		if (d.IsDir() && rel != "." && strings.HasPrefix(d.Name(), ".")) || (filepath.Dir(rel) == filepath.Join("profile", "viewer") && d.Name() != "README.md") {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
