@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/procfs"
-	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/memory"
 )
 
 // TaskOptions tunes Process.Tasks.
@@ -118,53 +119,66 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		return nil, err
 	}
 	defer m.close()
-	var frozen *ptrace.Frozen
-	if !opt.NonBlocking {
-		f, err := p.freeze()
-		if err != nil {
-			return nil, err
-		}
-		frozen = f
-		defer f.Thaw()
-	}
-	start := time.Now()
-	rd := newPageCache(m.r)
-	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
-	if err != nil {
-		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
-	}
-	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
-		interps[a], interps[b] = interps[b], interps[a]
-	}
 	dump := &TaskDump{PID: p.pid, Python: PythonRef{Version: v.String(), Path: p.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
 	var all []cpython.AsyncTask
 	var which []int
-	for i, interp := range interps {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		opt := cpython.AsyncOptions{Debug: dbg}
-		// Only the thread states' addresses while paused; their thread
-		// ids are read after the thaw (a thread state does not move).
-		th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
-		for _, t := range th {
-			opt.Threads = append(opt.Threads, t.Addr)
-		}
-		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
-		if errors.Is(err, cpython.ErrNoAsyncio) {
-			continue
-		}
+	var interps []uint64
+	read := func(rd memory.Reader) error {
+		all, which, interps = nil, nil, nil
+		var err error
+		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
 		if err != nil {
-			return nil, p.goneOr(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", p.pid, i), Err: err})
+			return p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
 		}
-		all = append(all, ts...)
-		for range ts {
-			which = append(which, i)
+		slices.Reverse(interps)
+		for i, interp := range interps {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			opt := cpython.AsyncOptions{Debug: dbg}
+			// Only the thread states' addresses in the snapshot; their
+			// thread ids are read after it (a thread state does not
+			// move).
+			th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
+			for _, t := range th {
+				opt.Threads = append(opt.Threads, t.Addr)
+			}
+			ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
+			if errors.Is(err, cpython.ErrNoAsyncio) {
+				continue
+			}
+			if err != nil {
+				return p.goneOr(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", p.pid, i), Err: err})
+			}
+			all = append(all, ts...)
+			for range ts {
+				which = append(which, i)
+			}
 		}
+		return nil
 	}
-	if frozen != nil {
-		frozen.Thaw()
-		dump.Paused = time.Since(start)
+	if opt.NonBlocking {
+		err = read(newPageCache(m.r))
+	} else {
+		freeze := func() (func(), error) {
+			f, err := p.freeze()
+			if err != nil {
+				return nil, err
+			}
+			if testHookPause != nil {
+				testHookPause(true)
+			}
+			return func() {
+				if testHookPause != nil {
+					testHookPause(false)
+				}
+				f.Thaw()
+			}, nil
+		}
+		dump.Paused, err = pausedRead(m.r, freeze, read)
+	}
+	if err != nil {
+		return nil, err
 	}
 	tidOf := map[uint64]int{} // thread state → thread id, as in StackDump
 	for _, interp := range interps {
@@ -199,6 +213,10 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 	}
 	return dump, nil
 }
+
+// testHookPause, when set (tests), is told when Tasks has paused the
+// target's threads (true) and is about to let them go (false).
+var testHookPause func(paused bool)
 
 // maxAsyncioDebug bounds the .AsyncioDebug section read.
 const maxAsyncioDebug = 4096

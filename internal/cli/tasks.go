@@ -13,7 +13,8 @@ import (
 
 const tasksHelp = `Lists the target's asyncio tasks, read from its memory (Python 3.7 to
 3.15): nothing is run in the target, and its threads are paused only while
-the tasks are read (--nonblocking: not at all). For each task: its id (the
+the memory the tasks occupy is copied (about a millisecond for 1,000
+tasks; they are decoded after), --nonblocking: not at all. For each task: its id (the
 task object's address), name, state, event loop, whether its loop is
 running it right now, its coroutine stack (the task's coroutine first, each
 at the line where it awaits the next), the thread running its loop, what it awaits (another task, a
