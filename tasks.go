@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -76,6 +77,12 @@ type TaskAwaits struct {
 	Type   string `json:"type,omitempty"`
 	// Tasks are the ids of the tasks waited for.
 	Tasks []string `json:"tasks,omitempty"`
+	// Deadline is, for "sleep", when the sleep ends, in seconds of the
+	// loop's clock (loop.time(): time.monotonic() for asyncio's loops),
+	// and DueIn how many seconds after the snapshot that is (negative:
+	// overdue, the loop is late).
+	Deadline float64  `json:"deadline,omitempty"`
+	DueIn    *float64 `json:"due_in,omitempty"`
 }
 
 func hexID(a uint64) string { return fmt.Sprintf("%#x", a) }
@@ -157,6 +164,11 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		}
 		return nil
 	}
+	// The target's monotonic clock (its loops' time) when the snapshot
+	// is taken: read once, moved on by ours.
+	mono, monoErr := procfs.New(p.pid).Monotonic()
+	monoAt := time.Now()
+	snapAt := monoAt
 	if opt.NonBlocking {
 		err = read(newPageCache(m.r))
 	} else {
@@ -165,6 +177,7 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 			if err != nil {
 				return nil, err
 			}
+			snapAt = time.Now()
 			if testHookPause != nil {
 				testHookPause(true)
 			}
@@ -202,6 +215,14 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
 		if t.Awaits.Object != 0 {
 			at.Awaits.Object = hexID(t.Awaits.Object)
+		}
+		if t.Awaits.HasDeadline {
+			at.Awaits.Deadline = t.Awaits.Deadline
+			if monoErr == nil {
+				now := (mono + snapAt.Sub(monoAt)).Seconds()
+				due := math.Round((t.Awaits.Deadline-now)*1e3) / 1e3
+				at.Awaits.DueIn = &due
+			}
 		}
 		if len(at.Awaits.Tasks) == 0 {
 			at.Awaits.Tasks = nil

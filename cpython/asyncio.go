@@ -79,6 +79,11 @@ type Awaited struct {
 	// Tasks are the tasks it waits for (one for "task", the children of
 	// a gather or a task group).
 	Tasks []uint64
+	// Deadline is, for "sleep" when HasDeadline, the time of the loop's
+	// clock (time.monotonic() for asyncio's loops) at which the sleep
+	// ends: its TimerHandle's _when.
+	Deadline    float64
+	HasDeadline bool
 }
 
 // AsyncOptions gives AsyncTasks what it cannot find in the interpreter.
@@ -534,6 +539,13 @@ func (s *asyncState) fill(a, loop uint64, state int, waiter, coro, exc, name uin
 	}
 	if t.Awaits.Kind == "" && waiter != 0 {
 		t.Awaits.Kind = "future"
+	}
+	if t.Awaits.Kind == "sleep" {
+		when, err := s.sleepDeadline(t.Stack)
+		if err != nil {
+			errs = append(errs, "reading its sleep's deadline: "+err.Error())
+		}
+		t.Awaits.Deadline, t.Awaits.HasDeadline = when, err == nil
 	}
 	if t.Awaits.Kind == "taskgroup" && len(t.Stack) > 0 && s.d.l.Minor >= 11 && s.d.l.Minor <= 13 {
 		// 3.11–3.13 record no edge from a TaskGroup's task to its

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -24,6 +25,7 @@ type taskTruth struct {
 	Loop      string          `json:"loop"`
 	Stack     []pyglass.Frame `json:"stack"`
 	Awaits    []string        `json:"awaits"`
+	SleepWhen *float64        `json:"sleep_when"`
 }
 
 // manyTasks is how many extra sleeping tasks the fixture starts.
@@ -43,9 +45,10 @@ func TestTasksMatchTruth(t *testing.T) {
 		if !in.AtLeast(3, 7) {
 			testenv.Skipf(t, "Python %s has no task names and no _asyncio registries pyglass reads (3.7+)", in.Version())
 		}
+		started := time.Now()
 		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many="+strconv.Itoa(manyTasks)))
 		pid := strconv.Itoa(tg.PID)
-		pending, c := checkTruth(t, in, tg, manyTasks, false)
+		pending, c := checkTruth(t, in, tg, started, manyTasks, false)
 		// The table and the tree show the same tasks, and the cycle.
 		text := run(t, nil, "tasks", pid)
 		want(t, text, 0)
@@ -55,6 +58,10 @@ func TestTasksMatchTruth(t *testing.T) {
 			if !strings.Contains(out, "Await cycles (1):") || !strings.Contains(out, c[0]+" ") {
 				t.Errorf("output without the cycle:\n%s", clip(out))
 			}
+		}
+		// The sleeps of an hour, with the time left.
+		if !strings.Contains(text.Stdout, ", due in 59m") || !strings.Contains(tree.Stdout, " awaiting sleep, due in 59m") {
+			t.Errorf("no sleep with its time left:\n%s", clip(text.Stdout))
 		}
 		// A gather of 12 tasks shows 8 and folds the other 4.
 		if !strings.Contains(tree.Stdout, "  ... and 4 more tasks\n") {
@@ -73,10 +80,10 @@ func TestTasksMatchTruth(t *testing.T) {
 }
 
 // checkTruth runs `pyglass tasks --json --all` on tg, a target of
-// testdata/asyncio_tasks.py, and fails unless every task matches the
-// truth the target printed. It returns the number of pending tasks and
+// testdata/asyncio_tasks.py started at started, and fails unless every
+// task matches the truth the target printed (a sleep's deadline too). It returns the number of pending tasks and
 // the await cycle.
-func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int, pure bool) (pending int, cycle []string) {
+func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, started time.Time, many int, pure bool) (pending int, cycle []string) {
 	t.Helper()
 	pid := strconv.Itoa(tg.PID)
 	line := ""
@@ -86,13 +93,16 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int, p
 		}
 	}
 	var truth struct {
-		Tasks []taskTruth `json:"tasks"`
+		Tasks     []taskTruth `json:"tasks"`
+		Monotonic float64     `json:"monotonic"`
 	}
 	if err := json.Unmarshal([]byte(line), &truth); err != nil {
 		t.Fatalf("decoding the fixture's truth: %v", err)
 	}
 	r := run(t, nil, "tasks", "--json", "--all", pid)
 	want(t, r, 0)
+	// An upper bound of the time from the truth to pyglass's snapshot.
+	since := time.Since(started).Seconds()
 	var d pyglass.TaskDump
 	dec := json.NewDecoder(strings.NewReader(r.Stdout))
 	dec.DisallowUnknownFields()
@@ -148,6 +158,20 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int, p
 		if strings.Join(gotAwaits, ",") != strings.Join(wantAwaits, ",") {
 			t.Errorf("task %s %q awaits %v, want %v", w.ID, w.Name, gotAwaits, wantAwaits)
 		}
+		// A sleep's deadline is its TimerHandle's, and due_in the time
+		// left from the snapshot, which came after the truth.
+		switch {
+		case w.SleepWhen == nil && g.Awaits.Deadline != 0:
+			t.Errorf("task %s %q: pyglass says it sleeps until %v, the target says it does not sleep", w.ID, w.Name, g.Awaits.Deadline)
+		case w.SleepWhen == nil:
+		case g.Awaits.Kind != "sleep" || g.Awaits.Deadline != *w.SleepWhen || g.Awaits.DueIn == nil:
+			t.Errorf("task %s %q: awaits %q until %v (due in %v), want sleep until %v", w.ID, w.Name, g.Awaits.Kind, g.Awaits.Deadline, g.Awaits.DueIn, *w.SleepWhen)
+		default:
+			left := *w.SleepWhen - truth.Monotonic // at the truth
+			if due := *g.Awaits.DueIn; due > left+0.001 || due < left-since-0.001 {
+				t.Errorf("task %s %q: due in %.3fs; %.3fs were left at the truth, at most %.3fs before", w.ID, w.Name, due, left, since)
+			}
+		}
 		for _, a := range w.Awaits {
 			if !contains(got[a].AwaitedBy, w.ID) {
 				t.Errorf("task %s %q: not in the awaited_by %v of %s %q", w.ID, w.Name, got[a].AwaitedBy, a, names[a])
@@ -198,8 +222,9 @@ func TestTasksPurePython(t *testing.T) {
 		if !in.AtLeast(3, 7) {
 			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
 		}
+		started := time.Now()
 		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=10", "pure"))
-		checkTruth(t, in, tg, 10, true)
+		checkTruth(t, in, tg, started, 10, true)
 		healthy(t, tg)
 	})
 }

@@ -12,10 +12,13 @@
 # its only task ("blocker", in time.sleep: the task running right now). Then it prints its ground truth, computed
 # with asyncio's own introspection, as one line "TRUTH <json>":
 #   {"tasks": [{"id", "name", "state", "running", "thread", "exception", "loop", "stack":
-#     [{"function", "file", "line"}], "awaits": [id...]}]}
+#     [{"function", "file", "line"}], "awaits": [id...], "sleep_when"}],
+#    "monotonic"}
 # where stack follows the task's coroutine through cr_await, and awaits are
 # the tasks behind the task's _fut_waiter (itself a task, or the children of
-# a gather) and, on 3.14+, the tasks whose _asyncio_awaited_by names it. Then "READY pid=P version=X.Y.Z"; the loops then block.
+# a gather) and, on 3.14+, the tasks whose _asyncio_awaited_by names it;
+# sleep_when is, for a task in asyncio.sleep, its TimerHandle's _when, and
+# monotonic is time.monotonic() when the line is written. Then "READY pid=P version=X.Y.Z"; the loops then block.
 import sys
 
 MANY = 0
@@ -56,6 +59,17 @@ def coro_stack(coro):
             break
         coro = nxt
     return out
+
+
+def sleep_when(coro):
+    # The deadline of a task suspended in asyncio.sleep: its TimerHandle's
+    # _when (loop.time(), time.monotonic()), None otherwise.
+    while getattr(coro, "cr_await", None) is not None and type(coro.cr_await).__name__ == "coroutine":
+        coro = coro.cr_await
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None or frame.f_code.co_name != "sleep" or not frame.f_code.co_filename.endswith("tasks.py"):
+        return None
+    return frame.f_locals["h"]._when
 
 
 def group_children(task):
@@ -117,6 +131,7 @@ def truth(tasks, running=False):
             "loop": "%#x" % id(t._loop),
             "stack": coro_stack(t._coro) if state == "pending" else [],
             "awaits": sorted(set("%#x" % id(c) for c in awaited_tasks(t) + extra.get(id(t), []))),
+            "sleep_when": sleep_when(t._coro) if state == "pending" else None,
         })
     return out
 
@@ -284,7 +299,7 @@ def main():
     th3.daemon = True
     th3.start()
     blocking.wait()
-    sys.stdout.write("TRUTH " + json.dumps({"tasks": out + holder2 + holder3}) + "\n")
+    sys.stdout.write("TRUTH " + json.dumps({"tasks": out + holder2 + holder3, "monotonic": time.monotonic()}) + "\n")
     sys.stdout.write("READY pid=%d version=%s\n" % (os.getpid(), sys.version.split()[0]))
     sys.stdout.flush()
     loop.run_forever()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pyglass/pyglass"
 )
@@ -32,11 +33,17 @@ awaits B awaits A) are listed in their own section with every member.
   {"pid", "python": {"version", "path"},
    "tasks": [{"id", "name", "state", "interpreter", "thread", "loop", "running",
               "stack": [{"function", "file", "line"}],
-              "awaits": {"kind", "object", "type", "tasks": [id...]},
+              "awaits": {"kind", "object", "type", "tasks": [id...],
+                         "deadline", "due_in"},
               "awaited_by": [id...], "exception", "error"}],
    "cycles": [[id...]]}
+"deadline" (for a sleep) is when it ends, in seconds of the loop's clock
+(loop.time(), time.monotonic() for asyncio's loops), and "due_in" the
+seconds from the snapshot to then (negative: overdue, the loop is late);
+the table says "sleep, due in 1.2s".
 --csv: one line per task: id, name, state, loop, running, awaits kind,
-awaited task ids, awaited-by ids (ids separated by spaces), innermost frame.
+awaited task ids, awaited-by ids (ids separated by spaces), innermost
+frame, due_in.
 Exit status 0 (also when there is no task); 3 when the process does not
 exist, is not Python or its version's tasks cannot be read; 4 when pyglass
 may not read or pause it.`
@@ -112,7 +119,27 @@ func awaitsText(byID map[string]*pyglass.AsyncTask, a pyglass.TaskAwaits) string
 	case a.Type != "":
 		fmt.Fprintf(&b, " (%s %s)", printable(a.Type), a.Object)
 	}
+	b.WriteString(dueText(a))
 	return b.String()
+}
+
+// dueText is ", due in 1.2s" for a sleep whose deadline is known
+// (", overdue by 0.3s" when its loop is late), "" otherwise.
+func dueText(a pyglass.TaskAwaits) string {
+	if a.DueIn == nil {
+		return ""
+	}
+	d := time.Duration(*a.DueIn * float64(time.Second))
+	word := "due in"
+	if d < 0 {
+		d, word = -d, "overdue by"
+	}
+	if d >= time.Second {
+		d = d.Round(100 * time.Millisecond)
+	} else {
+		d = d.Round(time.Millisecond)
+	}
+	return fmt.Sprintf(", %s %s", word, d)
 }
 
 func renderTasks(w io.Writer, d *pyglass.TaskDump) {
@@ -185,7 +212,7 @@ func renderTaskTree(w io.Writer, d *pyglass.TaskDump) {
 			line += fmt.Sprintf(" in %s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
 		}
 		if t.Awaits.Kind != "" && t.Awaits.Kind != "task" {
-			line += " awaiting " + t.Awaits.Kind
+			line += " awaiting " + t.Awaits.Kind + dueText(t.Awaits)
 		}
 		if shown[id] {
 			fmt.Fprintln(w, line+" (see above)")
@@ -212,15 +239,19 @@ func renderTaskTree(w io.Writer, d *pyglass.TaskDump) {
 
 func renderTasksCSV(w io.Writer, d *pyglass.TaskDump) {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"id", "name", "state", "loop", "running", "awaits", "awaits_tasks", "awaited_by", "innermost"})
+	cw.Write([]string{"id", "name", "state", "loop", "running", "awaits", "awaits_tasks", "awaited_by", "innermost", "due_in"})
 	for _, t := range d.Tasks {
 		inner := ""
 		if n := len(t.Stack); n > 0 {
 			f := t.Stack[n-1]
 			inner = fmt.Sprintf("%s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
 		}
+		due := ""
+		if t.Awaits.DueIn != nil {
+			due = strconv.FormatFloat(*t.Awaits.DueIn, 'f', 3, 64)
+		}
 		cw.Write([]string{t.ID, printable(t.Name), t.State, t.Loop, strconv.FormatBool(t.Running), t.Awaits.Kind,
-			strings.Join(t.Awaits.Tasks, " "), strings.Join(t.AwaitedBy, " "), inner})
+			strings.Join(t.Awaits.Tasks, " "), strings.Join(t.AwaitedBy, " "), inner, due})
 	}
 	cw.Flush()
 }
