@@ -106,6 +106,8 @@ type asyncState struct {
 	current map[uint64]uint64 // loop → its running task
 	thread  map[uint64]uint64 // loop → the thread state running it (3.14+)
 	dbg     *AsyncioDebug     // 3.14+
+	// whenSlot caches the offset of _when in each TimerHandle class.
+	whenSlot map[uint64]uint64
 }
 
 // AsyncTasks reads every asyncio task of interp from its registries
@@ -123,7 +125,7 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 	if opt.Debug != nil {
 		al = opt.Debug.apply(al)
 	}
-	s := &asyncState{d: newDecoder(r, l), al: al, current: map[uint64]uint64{}, thread: map[uint64]uint64{}, dbg: opt.Debug}
+	s := &asyncState{d: newDecoder(r, l), al: al, current: map[uint64]uint64{}, thread: map[uint64]uint64{}, dbg: opt.Debug, whenSlot: map[uint64]uint64{}}
 	modules, err := memory.NonNullPtr(r, interp+uint64(l.InterpModules))
 	if err != nil {
 		return nil, fmt.Errorf("reading sys.modules: %w", err)

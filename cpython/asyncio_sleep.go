@@ -29,7 +29,14 @@ func (s *asyncState) sleepDeadline(stack []Frame) (when float64, err error) {
 	if t.name != "TimerHandle" {
 		return 0, fmt.Errorf("sleep's h is a %q, not a TimerHandle: %w", t.name, ErrWrongType)
 	}
-	v, err := s.d.slot(h, t, "_when")
+	at, ok := s.whenSlot[t.addr]
+	if !ok {
+		if at, err = s.d.slotOffset(t, "_when"); err != nil {
+			return 0, fmt.Errorf("finding TimerHandle._when: %w", err)
+		}
+		s.whenSlot[t.addr] = at
+	}
+	v, err := memory.NonNullPtr(s.d.r, h+at)
 	if err != nil {
 		return 0, fmt.Errorf("reading TimerHandle._when: %w", err)
 	}
@@ -90,11 +97,11 @@ func (d *decoder) frameLocal(f Frame, name string) (uint64, error) {
 // maxSlotOffset bounds the offset of a __slots__ member in its object.
 const maxSlotOffset = 1 << 16
 
-// slot returns the value of the __slots__ member name of obj, whose type
-// is t, declared by t itself: the member descriptor in t's dict
+// slotOffset returns the offset, in objects of type t, of the __slots__
+// member name declared by t itself: the member descriptor in t's dict
 // (PyMemberDescrObject: PyDescr_COMMON, then d_member, a PyMemberDef
-// {name, type, offset, ...}) gives its offset in the object.
-func (d *decoder) slot(obj uint64, t *typeInfo, name string) (uint64, error) {
+// {name, type, offset, ...}) gives it.
+func (d *decoder) slotOffset(t *typeInfo, name string) (uint64, error) {
 	off := d.l.TypeTpDictoffset - 24 // tp_dict (see classModule)
 	if off <= 0 || t.flags&tpflagsHeapType == 0 {
 		return 0, fmt.Errorf("type %q: %w", t.name, ErrWrongType)
@@ -125,5 +132,5 @@ func (d *decoder) slot(obj uint64, t *typeInfo, name string) (uint64, error) {
 	if at < int64(d.l.SizeofPyObject) || at > maxSlotOffset || at%8 != 0 {
 		return 0, fmt.Errorf("slot %s.%s at offset %d: %w", t.name, name, at, ErrWrongType)
 	}
-	return memory.NonNullPtr(d.r, obj+uint64(at))
+	return uint64(at), nil
 }
