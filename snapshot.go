@@ -14,8 +14,11 @@ import (
 // chains) while pausing the target's threads for as little as it can: the
 // walk first runs on the running target, only to learn which pages it
 // touches; then the threads are paused while exactly those pages are
-// copied, in one vectored read, and thawed; then the walk runs again on
-// that copy alone, a page it lacks noted instead of read. A walk that
+// copied, in one vectored read, and thawed. When the copy is the pages
+// the first walk read, byte for byte (the target did not change them
+// meanwhile: an idle or hung program), that walk decoded the snapshot
+// and its result stands; otherwise the walk runs again on the copy
+// alone, a page it lacks noted instead of read. A walk that
 // needed a page the first pass did not (the target changed meanwhile)
 // gets another pause with those pages added, up to snapshotRounds times;
 // after that, or when the walk touches more than the cache holds, it
@@ -38,7 +41,7 @@ const snapshotPages = 16384
 // as is.
 func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read func(memory.Reader) error) (paused time.Duration, err error) {
 	warm := newSnapshotCache(r)
-	read(warm) // on the running target: which pages, nothing else
+	warmErr := read(warm) // on the running target: which pages
 	pages := warm.pageList()
 	overflow := len(warm.used) >= warm.maxPages
 	for round := 0; round < snapshotRounds && !overflow; round++ {
@@ -51,6 +54,11 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 			return paused, err
 		}
 		snap.keepAll(segs, retry)
+		if round == 0 && snap.sameAs(warm) {
+			// Every page the first walk decoded is what the pause
+			// copied: that walk's result is the snapshot's.
+			return paused, warmErr
+		}
 		snap.record = true
 		err = read(snap)
 		if len(snap.misses) == 0 {
@@ -66,6 +74,21 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 	}
 	defer func() { thaw(); paused += time.Since(t0) }()
 	return paused, read(newPageCache(r))
+}
+
+// sameAs reports whether c holds the same pages as o, byte for byte (an
+// unreadable page in both).
+func (c *pageCache) sameAs(o *pageCache) bool {
+	if len(c.pages) != len(o.pages) {
+		return false
+	}
+	for a, pg := range c.pages {
+		opg, ok := o.pages[a]
+		if !ok || (pg == nil) != (opg == nil) || pg != nil && *pg != *opg {
+			return false
+		}
+	}
+	return true
 }
 
 // copyFrozen copies segs into snap while the threads are paused.

@@ -57,29 +57,40 @@ func walk(r memory.Reader, out *[]uint64) error {
 }
 
 // TestPausedRead: what pausedRead returns is the list as it was while
-// "paused", never a mix: the target grows its list between the first
-// pass and the pause (a page the first pass did not touch: another
-// round), and rewrites it as soon as it is thawed (the final walk must
-// not see that). A target that changes before every pause ends in the
-// walk while paused.
+// "paused", never a mix: the target rewrites its list between the first
+// pass and the pause (in place: the copy differs, the walk runs on it
+// again; or grown onto a page the first pass did not touch: another
+// round), and as soon as it is thawed (the final walk must not see that).
+// A target that changes before every pause ends in the walk while
+// paused; one that does not change is walked once.
 func TestPausedRead(t *testing.T) {
 	for _, c := range []struct {
 		name    string
-		changes int // pauses before which the target changes its list
+		change  func(l *listMemory, freezes int, atPause []uint64) // before each pause
 		freezes int
+		reads   int
 	}{
-		{"steady", 0, 1},
-		{"grows once", 1, 2},
-		{"always grows", 100, snapshotRounds + 1},
+		{"steady", func(*listMemory, int, []uint64) {}, 1, 1},
+		{"in place", func(l *listMemory, n int, _ []uint64) {
+			if n == 0 {
+				l.set(5, 6)
+			}
+		}, 1, 2},
+		{"grows once", func(l *listMemory, n int, _ []uint64) {
+			if n == 0 {
+				l.set(1, 2, 10)
+			}
+		}, 2, 3},
+		{"always grows", func(l *listMemory, n int, atPause []uint64) {
+			l.set(append(atPause, 1, 2, uint64(10+n))...)
+		}, snapshotRounds + 1, snapshotRounds + 2},
 	} {
 		l := newListMemory()
 		l.set(1, 2)
-		freezes, frozen := 0, false
+		freezes, frozen, reads := 0, false, 0
 		var atPause []uint64
 		freeze := func() (func(), error) {
-			if freezes < c.changes {
-				l.set(append(atPause, 1, 2, uint64(10+freezes))...)
-			}
+			c.change(l, freezes, atPause)
 			freezes++
 			frozen = true
 			walk(&l.mem, &atPause)
@@ -90,10 +101,11 @@ func TestPausedRead(t *testing.T) {
 		}
 		var got []uint64
 		paused, err := pausedRead(&l.mem, freeze, func(r memory.Reader) error {
+			reads++
 			return walk(r, &got)
 		})
-		if err != nil || frozen || freezes != c.freezes || paused <= 0 {
-			t.Errorf("%s: err %v, frozen after %v, %d freezes (want %d), paused %v", c.name, err, frozen, freezes, c.freezes, paused)
+		if err != nil || frozen || freezes != c.freezes || reads != c.reads || paused <= 0 {
+			t.Errorf("%s: err %v, frozen after %v, %d freezes (want %d), %d walks (want %d), paused %v", c.name, err, frozen, freezes, c.freezes, reads, c.reads, paused)
 		}
 		if !slices.Equal(got, atPause) {
 			t.Errorf("%s: read %v, the list while paused was %v", c.name, got, atPause)
