@@ -677,6 +677,8 @@ func kindFromStack(stack []Frame) string {
 		return "taskgroup"
 	case file == "queues.py":
 		return "queue"
+	case file == "streams.py":
+		return "socket" // StreamReader/StreamWriter (3.10 and older name no class)
 	case file == "locks.py" && fn == "acquire" && !strings.Contains(f.Function, "Semaphore."):
 		return "lock"
 	case file == "locks.py" && f.Function == "wait":

@@ -200,7 +200,8 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, started tim
 		t.Errorf("cycle %v: its members do not await each other", c)
 	}
 	// Kinds of what the primitives' waiters await.
-	kinds := map[string]string{"lock-waiter": "lock", "gather-outer": "gather", "gather-leaf": "sleep", "queue-getter": "queue"}
+	kinds := map[string]string{"lock-waiter": "lock", "gather-outer": "gather", "gather-leaf": "sleep", "queue-getter": "queue",
+		"socket-reader": "socket", "stream-reader": "socket"}
 	if in.AtLeast(3, 11) {
 		kinds["taskgroup"] = "taskgroup"
 	}

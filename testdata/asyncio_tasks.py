@@ -6,7 +6,8 @@
 # Sets up, on the main thread's loop: nested gather, a gather of 12 tasks,
 # shield, wait_for, a
 # task waiting on an asyncio.Lock another task holds, an await cycle of two
-# tasks, a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
+# tasks, a task in loop.sock_recv and one reading a StreamReader (each on a
+# socketpair nobody writes to), a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
 # task finished with an exception; a second loop in a thread named
 # "loop-2" with its own tasks; and a third loop, in "loop-3", blocked by
 # its only task ("blocker", in time.sleep: the task running right now). Then it prints its ground truth, computed
@@ -31,6 +32,7 @@ for a in sys.argv[1:]:
 import asyncio
 import json
 import os
+import socket
 import threading
 import time
 
@@ -190,6 +192,16 @@ async def queue_getter(q):
     await q.get()
 
 
+async def socket_reader(loop, sock):
+    await loop.sock_recv(sock, 1)
+
+
+async def stream_reader(sock):
+    reader, writer = await asyncio.open_connection(sock=sock)
+    kept_objects.append(writer)
+    await reader.read(1)
+
+
 cycle_tasks = {}
 
 
@@ -209,7 +221,8 @@ async def fails():
     raise ValueError("finished with an exception")
 
 
-keep = []
+keep = []  # tasks kept for the truth
+kept_objects = []  # other objects kept alive
 
 
 async def setup(loop, main_loop):
@@ -223,6 +236,12 @@ async def setup(loop, main_loop):
         create(loop, lock_waiter(lock, held), "lock-waiter")
         create(loop, event_waiter(asyncio.Event()), "event-waiter")
         create(loop, queue_getter(asyncio.Queue()), "queue-getter")
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        kept_objects.extend([b, d])
+        a.setblocking(False)
+        create(loop, socket_reader(loop, a), "socket-reader")
+        create(loop, stream_reader(c), "stream-reader")
         cycle_tasks["a"] = create(loop, cycle_member("a", "b"), "cycle-a")
         cycle_tasks["b"] = create(loop, cycle_member("b", "a"), "cycle-b")
         if sys.version_info >= (3, 11):
