@@ -130,39 +130,9 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 	var all []cpython.AsyncTask
 	var which []int
 	var interps []uint64
-	read := func(rd memory.Reader) error {
-		all, which, interps = nil, nil, nil
-		var err error
-		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
-		if err != nil {
-			return p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
-		}
-		slices.Reverse(interps)
-		for i, interp := range interps {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			opt := cpython.AsyncOptions{Debug: dbg}
-			// Only the thread states' addresses in the snapshot; their
-			// thread ids are read after it (a thread state does not
-			// move).
-			th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
-			for _, t := range th {
-				opt.Threads = append(opt.Threads, t.Addr)
-			}
-			ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
-			if errors.Is(err, cpython.ErrNoAsyncio) {
-				continue
-			}
-			if err != nil {
-				return p.goneOr(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", p.pid, i), Err: err})
-			}
-			all = append(all, ts...)
-			for range ts {
-				which = append(which, i)
-			}
-		}
-		return nil
+	read := func(rd memory.Reader) (err error) {
+		all, which, interps, err = readAsyncTasks(ctx, rd, m, dbg, p.pid, p.goneOr)
+		return err
 	}
 	// The target's monotonic clock (its loops' time) when the snapshot
 	// is taken: read once, moved on by ours.
@@ -203,11 +173,60 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 			}
 		}
 	}
+	var now func() float64
+	if monoErr == nil {
+		now = func() float64 { return (mono + snapAt.Sub(monoAt)).Seconds() }
+	}
+	fillTaskDump(dump, all, which, tidOf, opt.All, now)
+	return dump, nil
+}
+
+// readAsyncTasks reads the tasks of every interpreter of a snapshot rd,
+// with the interpreters' addresses (the main one first) and, for each
+// task, the index of its interpreter. gone turns an error into the
+// process's exit when it is gone.
+func readAsyncTasks(ctx context.Context, rd memory.Reader, m *memoryView, dbg *cpython.AsyncioDebug, pid int, gone func(error) error) (all []cpython.AsyncTask, which []int, interps []uint64, err error) {
+	interps, err = cpython.FindInterpreters(rd, m.img, m.l)
+	if err != nil {
+		return nil, nil, nil, gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", pid), Err: err})
+	}
+	slices.Reverse(interps)
+	for i, interp := range interps {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
+		opt := cpython.AsyncOptions{Debug: dbg}
+		// Only the thread states' addresses in the snapshot; their
+		// thread ids are read after it (a thread state does not move).
+		th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
+		for _, t := range th {
+			opt.Threads = append(opt.Threads, t.Addr)
+		}
+		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
+		if errors.Is(err, cpython.ErrNoAsyncio) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, nil, gone(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", pid, i), Err: err})
+		}
+		all = append(all, ts...)
+		for range ts {
+			which = append(which, i)
+		}
+	}
+	return all, which, interps, nil
+}
+
+// fillTaskDump adds the tasks (only the pending ones unless withDone)
+// and the await cycles to dump. tidOf maps a thread state to its thread
+// id; now, when known, is the loops' clock at the snapshot (for the
+// time left of a sleep).
+func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf map[uint64]int, withDone bool, now func() float64) {
 	for _, c := range cpython.AsyncCycles(all) {
 		dump.Cycles = append(dump.Cycles, hexIDs(c))
 	}
 	for i, t := range all {
-		if !opt.All && t.State != cpython.TaskPending {
+		if !withDone && t.State != cpython.TaskPending {
 			continue
 		}
 		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tidOf[t.Thread],
@@ -218,9 +237,8 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		}
 		if t.Awaits.HasDeadline {
 			at.Awaits.Deadline = t.Awaits.Deadline
-			if monoErr == nil {
-				now := (mono + snapAt.Sub(monoAt)).Seconds()
-				due := math.Round((t.Awaits.Deadline-now)*1e3) / 1e3
+			if now != nil {
+				due := math.Round((t.Awaits.Deadline-now())*1e3) / 1e3
 				at.Awaits.DueIn = &due
 			}
 		}
@@ -232,7 +250,6 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		}
 		dump.Tasks = append(dump.Tasks, at)
 	}
-	return dump, nil
 }
 
 // testHookPause, when set (tests), is told when Tasks has paused the
@@ -253,25 +270,46 @@ func (p *Process) asyncioDebug() (*cpython.AsyncioDebug, error) {
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.pid), Err: err})
 	}
-	tried := map[string]bool{}
+	byPath := map[string]procfs.Mapping{}
+	var paths []string
 	for _, m := range maps {
-		base := path.Base(m.Path)
-		if !m.IsFile() || tried[m.Path] || !(pr.TargetPath(m.Path) == p.py.Path || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")) {
-			continue
+		if _, ok := byPath[m.Path]; m.IsFile() && !ok && isAsyncioFile(pr.TargetPath(m.Path), m.Path, p.py.Path) {
+			byPath[m.Path] = m
+			paths = append(paths, m.Path)
 		}
-		tried[m.Path] = true
-		f, _, err := pr.OpenMapping(m)
+	}
+	return findAsyncioDebug(p.pid, paths, func(path string) (*os.File, error) {
+		f, _, err := pr.OpenMapping(byPath[path])
+		return f, err
+	}, true)
+}
+
+// isAsyncioFile reports whether a mapped file may hold the _asyncio
+// module: the interpreter's image, or an _asyncio*.so.
+func isAsyncioFile(targetPath, mapPath, image string) bool {
+	base := path.Base(mapPath)
+	return targetPath == image || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")
+}
+
+// findAsyncioDebug returns the .AsyncioDebug section of the first of the
+// files that has one (nil when none has: no C task); it closes what open
+// returns when owned is true.
+func findAsyncioDebug(pid int, paths []string, open func(string) (*os.File, error), owned bool) (*cpython.AsyncioDebug, error) {
+	for _, path := range paths {
+		f, err := open(path)
 		if err != nil {
 			continue
 		}
 		b, err := sectionData(f, ".AsyncioDebug")
-		f.Close()
+		if owned {
+			f.Close()
+		}
 		if err != nil || b == nil {
 			continue
 		}
 		d, err := cpython.ParseAsyncioDebug(b)
 		if err != nil {
-			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", p.pid, m.Path), Err: err}
+			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", pid, path), Err: err}
 		}
 		return d, nil
 	}

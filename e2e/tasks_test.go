@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -392,6 +393,51 @@ func TestStacksAsync(t *testing.T) {
 		want(t, text, 0)
 		if !strings.Contains(text.Stdout, "asyncio tasks of loop") || !strings.Contains(text.Stdout, "loop2-gather") && in.AtLeast(3, 8) {
 			t.Errorf("no task section:\n%s", clip(text.Stdout))
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestTasksCore: `pyglass tasks --core` on a core that `pyglass dump`
+// wrote of the fixture gives exactly what `pyglass tasks` gives on the
+// live target (which TestTasksMatchTruth checks against the target's own
+// view), but for the time left of each sleep, which a core cannot tell.
+func TestTasksCore(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 7) {
+			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
+		}
+		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=50"))
+		pid := strconv.Itoa(tg.PID)
+		path := filepath.Join(t.TempDir(), "core")
+		want(t, run(t, nil, "dump", pid, "-o", path), 0)
+		live := run(t, nil, "tasks", "--json", "--all", pid)
+		want(t, live, 0)
+		fromCore := run(t, nil, "tasks", "--json", "--all", "--core", path)
+		want(t, fromCore, 0)
+		var l, c pyglass.TaskDump
+		if err := json.Unmarshal([]byte(live.Stdout), &l); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(fromCore.Stdout), &c); err != nil {
+			t.Fatal(err)
+		}
+		// A core names the files as this machine sees them (a chroot's
+		// interpreter by its host path).
+		if strings.HasSuffix(c.Python.Path, l.Python.Path) {
+			c.Python.Path = l.Python.Path
+		}
+		sleeps := 0
+		for i := range l.Tasks {
+			if l.Tasks[i].Awaits.DueIn != nil {
+				sleeps++
+			}
+			l.Tasks[i].Awaits.DueIn = nil
+		}
+		lb, _ := json.Marshal(l)
+		cb, _ := json.Marshal(c)
+		if string(lb) != string(cb) || len(c.Tasks) < 50 || sleeps < 50 {
+			t.Errorf("tasks --core differs from the live tasks (or %d tasks, %d sleeps):\n core: %s\n live: %s", len(c.Tasks), sleeps, clip(string(cb)), clip(string(lb)))
 		}
 		healthy(t, tg)
 	})

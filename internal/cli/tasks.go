@@ -22,6 +22,10 @@ at the line where it awaits the next), the thread running its loop, what it awai
 gather, a task group, sleep, a lock, an event, a condition, a semaphore, a
 queue, a socket, wait_for, another future) and the tasks awaiting it.
 
+--core FILE (or --coredump PID|latest, --exe, --sysroot: as for stacks)
+reads the tasks from a core file instead; a sleep's time left is not known
+there (its deadline is).
+
 --all also lists done and cancelled tasks still referenced (with the
 exception a task ended with); 3.7 to 3.13 only: 3.14 and newer unlink a
 task from their lists when it finishes. --tree prints the await tree: the roots are
@@ -55,6 +59,7 @@ func runTasks(ctx context.Context, args []string, io IO) ExitCode {
 	tree := fs.Bool("tree", false, "print the await tree and its cycles")
 	all := fs.Bool("all", false, "also list done and cancelled tasks")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
+	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
 	if !ok {
 		return code
@@ -63,11 +68,22 @@ func runTasks(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass tasks: one PID expected, and at most one of --json and --csv\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "tasks")
-	if !ok {
-		return code
+	var dump *pyglass.TaskDump
+	var err error
+	if *cf.file != "" || *cf.coredump != "" {
+		c, code, ok := cf.open(io, "tasks", pos)
+		if !ok {
+			return code
+		}
+		defer c.Close()
+		dump, err = c.Tasks(ctx, pyglass.TaskOptions{All: *all})
+	} else {
+		p, code, ok := attach(pos, io, "tasks")
+		if !ok {
+			return code
+		}
+		dump, err = p.Tasks(ctx, pyglass.TaskOptions{All: *all, NonBlocking: *nonblocking})
 	}
-	dump, err := p.Tasks(ctx, pyglass.TaskOptions{All: *all, NonBlocking: *nonblocking})
 	if err != nil {
 		return fail(io, err)
 	}
