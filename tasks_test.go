@@ -90,16 +90,18 @@ func TestTasksPause(t *testing.T) {
 		slices.Sort(base)
 		slices.Sort(paused)
 		t.Logf("%s: pauses of an empty snapshot %v; of Tasks %v (%d pauses, %d reads while paused)", in.Label, base, paused, c.pauses, c.reads)
-		// One pause per call on a target that does not change, and in
-		// it one vectored read (and one more when a range of pages
-		// could not be read whole).
-		if c.pauses != runs || c.reads > 2*runs {
-			t.Errorf("%d calls of Tasks paused the target %d times and read its memory %d times while paused, want %d pauses and at most %d reads", runs, c.pauses, c.reads, runs, 2*runs)
+		// One pause per call on a target that does not change (another
+		// when a walk met pages the first one did not), and in each one
+		// vectored read (and one more when a range of pages could not
+		// be read whole).
+		if c.pauses < runs || c.pauses > 2*runs || c.reads > 2*c.pauses {
+			t.Errorf("%d calls of Tasks paused the target %d times and read its memory %d times while paused, want %d to %d pauses and at most 2 reads in each", runs, c.pauses, c.reads, runs, 2*runs)
 		}
 		// The shortest pauses: the freeze, and a copy of the ~2-3 MiB
-		// the walk touches (1-3 times the empty snapshot's here).
-		if paused[0] > 8*base[0] {
-			t.Errorf("Tasks paused the target at least %v, more than 8 times an empty snapshot's %v", paused[0], base[0])
+		// the walk touches (2-6 times the empty snapshot's here, under
+		// load; decoding while paused made it 18-23 times).
+		if paused[0] > 12*base[0] {
+			t.Errorf("Tasks paused the target at least %v, more than 12 times an empty snapshot's %v", paused[0], base[0])
 		}
 	})
 }
