@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/procfs"
-	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/memory"
 )
 
 // TaskOptions tunes Process.Tasks.
@@ -75,6 +77,12 @@ type TaskAwaits struct {
 	Type   string `json:"type,omitempty"`
 	// Tasks are the ids of the tasks waited for.
 	Tasks []string `json:"tasks,omitempty"`
+	// Deadline is, for "sleep", when the sleep ends, in seconds of the
+	// loop's clock (loop.time(): time.monotonic() for asyncio's loops),
+	// and DueIn how many seconds after the snapshot that is (negative:
+	// overdue, the loop is late).
+	Deadline float64  `json:"deadline,omitempty"`
+	DueIn    *float64 `json:"due_in,omitempty"`
 }
 
 func hexID(a uint64) string { return fmt.Sprintf("%#x", a) }
@@ -118,53 +126,42 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		return nil, err
 	}
 	defer m.close()
-	var frozen *ptrace.Frozen
-	if !opt.NonBlocking {
-		f, err := p.freeze()
-		if err != nil {
-			return nil, err
-		}
-		frozen = f
-		defer f.Thaw()
-	}
-	start := time.Now()
-	rd := newPageCache(m.r)
-	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
-	if err != nil {
-		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
-	}
-	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
-		interps[a], interps[b] = interps[b], interps[a]
-	}
 	dump := &TaskDump{PID: p.pid, Python: PythonRef{Version: v.String(), Path: p.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
 	var all []cpython.AsyncTask
 	var which []int
-	for i, interp := range interps {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		opt := cpython.AsyncOptions{Debug: dbg}
-		// Only the thread states' addresses while paused; their thread
-		// ids are read after the thaw (a thread state does not move).
-		th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
-		for _, t := range th {
-			opt.Threads = append(opt.Threads, t.Addr)
-		}
-		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
-		if errors.Is(err, cpython.ErrNoAsyncio) {
-			continue
-		}
-		if err != nil {
-			return nil, p.goneOr(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", p.pid, i), Err: err})
-		}
-		all = append(all, ts...)
-		for range ts {
-			which = append(which, i)
-		}
+	var interps []uint64
+	read := func(rd memory.Reader) (err error) {
+		all, which, interps, err = readAsyncTasks(ctx, rd, m, dbg, p.pid, p.goneOr)
+		return err
 	}
-	if frozen != nil {
-		frozen.Thaw()
-		dump.Paused = time.Since(start)
+	// The target's monotonic clock (its loops' time) when the snapshot
+	// is taken: read once, moved on by ours.
+	mono, monoErr := procfs.New(p.pid).Monotonic()
+	monoAt := time.Now()
+	snapAt := monoAt
+	if opt.NonBlocking {
+		err = read(newPageCache(m.r))
+	} else {
+		freeze := func() (func(), error) {
+			f, err := p.freeze()
+			if err != nil {
+				return nil, err
+			}
+			snapAt = time.Now()
+			if testHookPause != nil {
+				testHookPause(true)
+			}
+			return func() {
+				if testHookPause != nil {
+					testHookPause(false)
+				}
+				f.Thaw()
+			}, nil
+		}
+		dump.Paused, err = pausedRead(m.r, freeze, read)
+	}
+	if err != nil {
+		return nil, err
 	}
 	tidOf := map[uint64]int{} // thread state → thread id, as in StackDump
 	for _, interp := range interps {
@@ -176,11 +173,60 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 			}
 		}
 	}
+	var now func() float64
+	if monoErr == nil {
+		now = func() float64 { return (mono + snapAt.Sub(monoAt)).Seconds() }
+	}
+	fillTaskDump(dump, all, which, tidOf, opt.All, now)
+	return dump, nil
+}
+
+// readAsyncTasks reads the tasks of every interpreter of a snapshot rd,
+// with the interpreters' addresses (the main one first) and, for each
+// task, the index of its interpreter. gone turns an error into the
+// process's exit when it is gone.
+func readAsyncTasks(ctx context.Context, rd memory.Reader, m *memoryView, dbg *cpython.AsyncioDebug, pid int, gone func(error) error) (all []cpython.AsyncTask, which []int, interps []uint64, err error) {
+	interps, err = cpython.FindInterpreters(rd, m.img, m.l)
+	if err != nil {
+		return nil, nil, nil, gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", pid), Err: err})
+	}
+	slices.Reverse(interps)
+	for i, interp := range interps {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
+		opt := cpython.AsyncOptions{Debug: dbg}
+		// Only the thread states' addresses in the snapshot; their
+		// thread ids are read after it (a thread state does not move).
+		th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{SkipNames: true})
+		for _, t := range th {
+			opt.Threads = append(opt.Threads, t.Addr)
+		}
+		ts, err := cpython.AsyncTasks(rd, m.l, interp, opt)
+		if errors.Is(err, cpython.ErrNoAsyncio) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, nil, gone(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", pid, i), Err: err})
+		}
+		all = append(all, ts...)
+		for range ts {
+			which = append(which, i)
+		}
+	}
+	return all, which, interps, nil
+}
+
+// fillTaskDump adds the tasks (only the pending ones unless withDone)
+// and the await cycles to dump. tidOf maps a thread state to its thread
+// id; now, when known, is the loops' clock at the snapshot (for the
+// time left of a sleep).
+func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf map[uint64]int, withDone bool, now func() float64) {
 	for _, c := range cpython.AsyncCycles(all) {
 		dump.Cycles = append(dump.Cycles, hexIDs(c))
 	}
 	for i, t := range all {
-		if !opt.All && t.State != cpython.TaskPending {
+		if !withDone && t.State != cpython.TaskPending {
 			continue
 		}
 		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tidOf[t.Thread],
@@ -188,6 +234,13 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
 		if t.Awaits.Object != 0 {
 			at.Awaits.Object = hexID(t.Awaits.Object)
+		}
+		if t.Awaits.HasDeadline {
+			at.Awaits.Deadline = t.Awaits.Deadline
+			if now != nil {
+				due := math.Round((t.Awaits.Deadline-now())*1e3) / 1e3
+				at.Awaits.DueIn = &due
+			}
 		}
 		if len(at.Awaits.Tasks) == 0 {
 			at.Awaits.Tasks = nil
@@ -197,8 +250,11 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		}
 		dump.Tasks = append(dump.Tasks, at)
 	}
-	return dump, nil
 }
+
+// testHookPause, when set (tests), is told when Tasks has paused the
+// target's threads (true) and is about to let them go (false).
+var testHookPause func(paused bool)
 
 // maxAsyncioDebug bounds the .AsyncioDebug section read.
 const maxAsyncioDebug = 4096
@@ -214,25 +270,46 @@ func (p *Process) asyncioDebug() (*cpython.AsyncioDebug, error) {
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.pid), Err: err})
 	}
-	tried := map[string]bool{}
+	byPath := map[string]procfs.Mapping{}
+	var paths []string
 	for _, m := range maps {
-		base := path.Base(m.Path)
-		if !m.IsFile() || tried[m.Path] || !(pr.TargetPath(m.Path) == p.py.Path || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")) {
-			continue
+		if _, ok := byPath[m.Path]; m.IsFile() && !ok && isAsyncioFile(pr.TargetPath(m.Path), m.Path, p.py.Path) {
+			byPath[m.Path] = m
+			paths = append(paths, m.Path)
 		}
-		tried[m.Path] = true
-		f, _, err := pr.OpenMapping(m)
+	}
+	return findAsyncioDebug(p.pid, paths, func(path string) (*os.File, error) {
+		f, _, err := pr.OpenMapping(byPath[path])
+		return f, err
+	}, true)
+}
+
+// isAsyncioFile reports whether a mapped file may hold the _asyncio
+// module: the interpreter's image, or an _asyncio*.so.
+func isAsyncioFile(targetPath, mapPath, image string) bool {
+	base := path.Base(mapPath)
+	return targetPath == image || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")
+}
+
+// findAsyncioDebug returns the .AsyncioDebug section of the first of the
+// files that has one (nil when none has: no C task); it closes what open
+// returns when owned is true.
+func findAsyncioDebug(pid int, paths []string, open func(string) (*os.File, error), owned bool) (*cpython.AsyncioDebug, error) {
+	for _, path := range paths {
+		f, err := open(path)
 		if err != nil {
 			continue
 		}
 		b, err := sectionData(f, ".AsyncioDebug")
-		f.Close()
+		if owned {
+			f.Close()
+		}
 		if err != nil || b == nil {
 			continue
 		}
 		d, err := cpython.ParseAsyncioDebug(b)
 		if err != nil {
-			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", p.pid, m.Path), Err: err}
+			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", pid, path), Err: err}
 		}
 		return d, nil
 	}

@@ -139,6 +139,37 @@ var commands = []Command{
 		},
 		Applies: func(in testenv.Interp) bool { return in.AtLeast(3, 15) },
 	},
+	// asyncio tasks: 1,000 of them on a loop in a thread. pyglass stacks
+	// on the same target is the pause of a plain snapshot.
+	{
+		Name:   "pyglass stacks (1,000 tasks)",
+		Group:  "tasks",
+		Target: Tasks,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "stacks", fmt.Sprint(tg.PID))
+		},
+		Applies: func(in testenv.Interp) bool { return in.AtLeast(3, 7) },
+	},
+	{
+		// CPython 3.14's own (read-only, same version as the target).
+		Name:   "python -m asyncio ps (1,000 tasks)",
+		Group:  "tasks",
+		Target: Tasks,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return inRoot(tg, tg.Interp.Path, "-m", "asyncio", "ps", fmt.Sprint(tg.PID)), nil
+		},
+		Applies: func(in testenv.Interp) bool { return in.AtLeast(3, 14) },
+	},
+	{
+		Name:     "pyglass tasks (1,000 tasks)",
+		Baseline: "python -m asyncio ps (1,000 tasks)",
+		Group:    "tasks",
+		Target:   Tasks,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "tasks", fmt.Sprint(tg.PID))
+		},
+		Applies: func(in testenv.Interp) bool { return in.AtLeast(3, 7) },
+	},
 	// The leak reports on a 1-million-object heap: the GIL hold that
 	// matters is theirs (gc.get_objects, gc.collect), not the attach.
 	{

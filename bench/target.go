@@ -31,7 +31,14 @@ const (
 	// of its time in a() and 30 % in b(), 25 frames deep, and 9 idle
 	// threads; a line on stdin makes it print its work done so far.
 	Profile Fixture = "profile"
+	// Tasks is testdata/tasks_heartbeat.py: the heartbeat, and a thread
+	// running an asyncio loop with AsyncTasks tasks (gathers of ten
+	// tasks sleeping two coroutines deep).
+	Tasks Fixture = "tasks"
 )
+
+// AsyncTasks is how many tasks the Tasks fixture runs.
+const AsyncTasks = 1000
 
 // HeapObjects is the size of the Heap fixture's heap.
 const HeapObjects = 1000000
@@ -56,6 +63,10 @@ func StartTarget(root string, in testenv.Interp, fix Fixture) (*Target, error) {
 	main, args, ready := "heartbeat.py", []string(nil), 30*time.Second
 	if fix == Profile {
 		files, main = []string{"profile_target.py"}, "profile_target.py"
+	}
+	if fix == Tasks {
+		files = append(files, "tasks_heartbeat.py")
+		main, args = "tasks_heartbeat.py", []string{fmt.Sprintf("tasks=%d", AsyncTasks)}
 	}
 	if fix == Heap {
 		files = append(files, "heap_heartbeat.py")

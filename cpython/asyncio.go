@@ -79,6 +79,11 @@ type Awaited struct {
 	// Tasks are the tasks it waits for (one for "task", the children of
 	// a gather or a task group).
 	Tasks []uint64
+	// Deadline is, for "sleep" when HasDeadline, the time of the loop's
+	// clock (time.monotonic() for asyncio's loops) at which the sleep
+	// ends: its TimerHandle's _when.
+	Deadline    float64
+	HasDeadline bool
 }
 
 // AsyncOptions gives AsyncTasks what it cannot find in the interpreter.
@@ -101,6 +106,8 @@ type asyncState struct {
 	current map[uint64]uint64 // loop → its running task
 	thread  map[uint64]uint64 // loop → the thread state running it (3.14+)
 	dbg     *AsyncioDebug     // 3.14+
+	// whenSlot caches the offset of _when in each TimerHandle class.
+	whenSlot map[uint64]uint64
 }
 
 // AsyncTasks reads every asyncio task of interp from its registries
@@ -118,7 +125,7 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 	if opt.Debug != nil {
 		al = opt.Debug.apply(al)
 	}
-	s := &asyncState{d: newDecoder(r, l), al: al, current: map[uint64]uint64{}, thread: map[uint64]uint64{}, dbg: opt.Debug}
+	s := &asyncState{d: newDecoder(r, l), al: al, current: map[uint64]uint64{}, thread: map[uint64]uint64{}, dbg: opt.Debug, whenSlot: map[uint64]uint64{}}
 	modules, err := memory.NonNullPtr(r, interp+uint64(l.InterpModules))
 	if err != nil {
 		return nil, fmt.Errorf("reading sys.modules: %w", err)
@@ -535,6 +542,13 @@ func (s *asyncState) fill(a, loop uint64, state int, waiter, coro, exc, name uin
 	if t.Awaits.Kind == "" && waiter != 0 {
 		t.Awaits.Kind = "future"
 	}
+	if t.Awaits.Kind == "sleep" {
+		when, err := s.sleepDeadline(t.Stack)
+		if err != nil {
+			errs = append(errs, "reading its sleep's deadline: "+err.Error())
+		}
+		t.Awaits.Deadline, t.Awaits.HasDeadline = when, err == nil
+	}
 	if t.Awaits.Kind == "taskgroup" && len(t.Stack) > 0 && s.d.l.Minor >= 11 && s.d.l.Minor <= 13 {
 		// 3.11–3.13 record no edge from a TaskGroup's task to its
 		// children: they are the group's _tasks, the group the `self`
@@ -663,6 +677,8 @@ func kindFromStack(stack []Frame) string {
 		return "taskgroup"
 	case file == "queues.py":
 		return "queue"
+	case file == "streams.py":
+		return "socket" // StreamReader/StreamWriter (3.10 and older name no class)
 	case file == "locks.py" && fn == "acquire" && !strings.Contains(f.Function, "Semaphore."):
 		return "lock"
 	case file == "locks.py" && f.Function == "wait":

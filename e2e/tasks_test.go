@@ -3,10 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -24,6 +26,7 @@ type taskTruth struct {
 	Loop      string          `json:"loop"`
 	Stack     []pyglass.Frame `json:"stack"`
 	Awaits    []string        `json:"awaits"`
+	SleepWhen *float64        `json:"sleep_when"`
 }
 
 // manyTasks is how many extra sleeping tasks the fixture starts.
@@ -43,9 +46,10 @@ func TestTasksMatchTruth(t *testing.T) {
 		if !in.AtLeast(3, 7) {
 			testenv.Skipf(t, "Python %s has no task names and no _asyncio registries pyglass reads (3.7+)", in.Version())
 		}
+		started := time.Now()
 		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many="+strconv.Itoa(manyTasks)))
 		pid := strconv.Itoa(tg.PID)
-		pending, c := checkTruth(t, in, tg, manyTasks, false)
+		pending, c := checkTruth(t, in, tg, started, manyTasks, false)
 		// The table and the tree show the same tasks, and the cycle.
 		text := run(t, nil, "tasks", pid)
 		want(t, text, 0)
@@ -55,6 +59,10 @@ func TestTasksMatchTruth(t *testing.T) {
 			if !strings.Contains(out, "Await cycles (1):") || !strings.Contains(out, c[0]+" ") {
 				t.Errorf("output without the cycle:\n%s", clip(out))
 			}
+		}
+		// The sleeps of an hour, with the time left.
+		if !strings.Contains(text.Stdout, ", due in 59m") || !strings.Contains(tree.Stdout, " awaiting sleep, due in 59m") {
+			t.Errorf("no sleep with its time left:\n%s", clip(text.Stdout))
 		}
 		// A gather of 12 tasks shows 8 and folds the other 4.
 		if !strings.Contains(tree.Stdout, "  ... and 4 more tasks\n") {
@@ -73,10 +81,10 @@ func TestTasksMatchTruth(t *testing.T) {
 }
 
 // checkTruth runs `pyglass tasks --json --all` on tg, a target of
-// testdata/asyncio_tasks.py, and fails unless every task matches the
-// truth the target printed. It returns the number of pending tasks and
+// testdata/asyncio_tasks.py started at started, and fails unless every
+// task matches the truth the target printed (a sleep's deadline too). It returns the number of pending tasks and
 // the await cycle.
-func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int, pure bool) (pending int, cycle []string) {
+func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, started time.Time, many int, pure bool) (pending int, cycle []string) {
 	t.Helper()
 	pid := strconv.Itoa(tg.PID)
 	line := ""
@@ -86,13 +94,16 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int, p
 		}
 	}
 	var truth struct {
-		Tasks []taskTruth `json:"tasks"`
+		Tasks     []taskTruth `json:"tasks"`
+		Monotonic float64     `json:"monotonic"`
 	}
 	if err := json.Unmarshal([]byte(line), &truth); err != nil {
 		t.Fatalf("decoding the fixture's truth: %v", err)
 	}
 	r := run(t, nil, "tasks", "--json", "--all", pid)
 	want(t, r, 0)
+	// An upper bound of the time from the truth to pyglass's snapshot.
+	since := time.Since(started).Seconds()
 	var d pyglass.TaskDump
 	dec := json.NewDecoder(strings.NewReader(r.Stdout))
 	dec.DisallowUnknownFields()
@@ -148,6 +159,20 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int, p
 		if strings.Join(gotAwaits, ",") != strings.Join(wantAwaits, ",") {
 			t.Errorf("task %s %q awaits %v, want %v", w.ID, w.Name, gotAwaits, wantAwaits)
 		}
+		// A sleep's deadline is its TimerHandle's, and due_in the time
+		// left from the snapshot, which came after the truth.
+		switch {
+		case w.SleepWhen == nil && g.Awaits.Deadline != 0:
+			t.Errorf("task %s %q: pyglass says it sleeps until %v, the target says it does not sleep", w.ID, w.Name, g.Awaits.Deadline)
+		case w.SleepWhen == nil:
+		case g.Awaits.Kind != "sleep" || g.Awaits.Deadline != *w.SleepWhen || g.Awaits.DueIn == nil:
+			t.Errorf("task %s %q: awaits %q until %v (due in %v), want sleep until %v", w.ID, w.Name, g.Awaits.Kind, g.Awaits.Deadline, g.Awaits.DueIn, *w.SleepWhen)
+		default:
+			left := *w.SleepWhen - truth.Monotonic // at the truth
+			if due := *g.Awaits.DueIn; due > left+0.001 || due < left-since-0.001 {
+				t.Errorf("task %s %q: due in %.3fs; %.3fs were left at the truth, at most %.3fs before", w.ID, w.Name, due, left, since)
+			}
+		}
 		for _, a := range w.Awaits {
 			if !contains(got[a].AwaitedBy, w.ID) {
 				t.Errorf("task %s %q: not in the awaited_by %v of %s %q", w.ID, w.Name, got[a].AwaitedBy, a, names[a])
@@ -176,7 +201,8 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, many int, p
 		t.Errorf("cycle %v: its members do not await each other", c)
 	}
 	// Kinds of what the primitives' waiters await.
-	kinds := map[string]string{"lock-waiter": "lock", "gather-outer": "gather", "gather-leaf": "sleep", "queue-getter": "queue"}
+	kinds := map[string]string{"lock-waiter": "lock", "gather-outer": "gather", "gather-leaf": "sleep", "queue-getter": "queue",
+		"socket-reader": "socket", "stream-reader": "socket"}
 	if in.AtLeast(3, 11) {
 		kinds["taskgroup"] = "taskgroup"
 	}
@@ -198,8 +224,9 @@ func TestTasksPurePython(t *testing.T) {
 		if !in.AtLeast(3, 7) {
 			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
 		}
+		started := time.Now()
 		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=10", "pure"))
-		checkTruth(t, in, tg, 10, true)
+		checkTruth(t, in, tg, started, 10, true)
 		healthy(t, tg)
 	})
 }
@@ -366,6 +393,51 @@ func TestStacksAsync(t *testing.T) {
 		want(t, text, 0)
 		if !strings.Contains(text.Stdout, "asyncio tasks of loop") || !strings.Contains(text.Stdout, "loop2-gather") && in.AtLeast(3, 8) {
 			t.Errorf("no task section:\n%s", clip(text.Stdout))
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestTasksCore: `pyglass tasks --core` on a core that `pyglass dump`
+// wrote of the fixture gives exactly what `pyglass tasks` gives on the
+// live target (which TestTasksMatchTruth checks against the target's own
+// view), but for the time left of each sleep, which a core cannot tell.
+func TestTasksCore(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 7) {
+			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
+		}
+		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=50"))
+		pid := strconv.Itoa(tg.PID)
+		path := filepath.Join(t.TempDir(), "core")
+		want(t, run(t, nil, "dump", pid, "-o", path), 0)
+		live := run(t, nil, "tasks", "--json", "--all", pid)
+		want(t, live, 0)
+		fromCore := run(t, nil, "tasks", "--json", "--all", "--core", path)
+		want(t, fromCore, 0)
+		var l, c pyglass.TaskDump
+		if err := json.Unmarshal([]byte(live.Stdout), &l); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(fromCore.Stdout), &c); err != nil {
+			t.Fatal(err)
+		}
+		// A core names the files as this machine sees them (a chroot's
+		// interpreter by its host path).
+		if strings.HasSuffix(c.Python.Path, l.Python.Path) {
+			c.Python.Path = l.Python.Path
+		}
+		sleeps := 0
+		for i := range l.Tasks {
+			if l.Tasks[i].Awaits.DueIn != nil {
+				sleeps++
+			}
+			l.Tasks[i].Awaits.DueIn = nil
+		}
+		lb, _ := json.Marshal(l)
+		cb, _ := json.Marshal(c)
+		if string(lb) != string(cb) || len(c.Tasks) < 50 || sleeps < 50 {
+			t.Errorf("tasks --core differs from the live tasks (or %d tasks, %d sleeps):\n core: %s\n live: %s", len(c.Tasks), sleeps, clip(string(cb)), clip(string(lb)))
 		}
 		healthy(t, tg)
 	})

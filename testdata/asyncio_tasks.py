@@ -6,16 +6,20 @@
 # Sets up, on the main thread's loop: nested gather, a gather of 12 tasks,
 # shield, wait_for, a
 # task waiting on an asyncio.Lock another task holds, an await cycle of two
-# tasks, a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
+# tasks, a task in loop.sock_recv and one reading a StreamReader (each on a
+# socketpair nobody writes to), a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
 # task finished with an exception; a second loop in a thread named
 # "loop-2" with its own tasks; and a third loop, in "loop-3", blocked by
 # its only task ("blocker", in time.sleep: the task running right now). Then it prints its ground truth, computed
 # with asyncio's own introspection, as one line "TRUTH <json>":
 #   {"tasks": [{"id", "name", "state", "running", "thread", "exception", "loop", "stack":
-#     [{"function", "file", "line"}], "awaits": [id...]}]}
+#     [{"function", "file", "line"}], "awaits": [id...], "sleep_when"}],
+#    "monotonic"}
 # where stack follows the task's coroutine through cr_await, and awaits are
 # the tasks behind the task's _fut_waiter (itself a task, or the children of
-# a gather) and, on 3.14+, the tasks whose _asyncio_awaited_by names it. Then "READY pid=P version=X.Y.Z"; the loops then block.
+# a gather) and, on 3.14+, the tasks whose _asyncio_awaited_by names it;
+# sleep_when is, for a task in asyncio.sleep, its TimerHandle's _when, and
+# monotonic is time.monotonic() when the line is written. Then "READY pid=P version=X.Y.Z"; the loops then block.
 import sys
 
 MANY = 0
@@ -28,6 +32,7 @@ for a in sys.argv[1:]:
 import asyncio
 import json
 import os
+import socket
 import threading
 import time
 
@@ -56,6 +61,17 @@ def coro_stack(coro):
             break
         coro = nxt
     return out
+
+
+def sleep_when(coro):
+    # The deadline of a task suspended in asyncio.sleep: its TimerHandle's
+    # _when (loop.time(), time.monotonic()), None otherwise.
+    while getattr(coro, "cr_await", None) is not None and type(coro.cr_await).__name__ == "coroutine":
+        coro = coro.cr_await
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None or frame.f_code.co_name != "sleep" or not frame.f_code.co_filename.endswith("tasks.py"):
+        return None
+    return frame.f_locals["h"]._when
 
 
 def group_children(task):
@@ -117,6 +133,7 @@ def truth(tasks, running=False):
             "loop": "%#x" % id(t._loop),
             "stack": coro_stack(t._coro) if state == "pending" else [],
             "awaits": sorted(set("%#x" % id(c) for c in awaited_tasks(t) + extra.get(id(t), []))),
+            "sleep_when": sleep_when(t._coro) if state == "pending" else None,
         })
     return out
 
@@ -175,6 +192,16 @@ async def queue_getter(q):
     await q.get()
 
 
+async def socket_reader(loop, sock):
+    await loop.sock_recv(sock, 1)
+
+
+async def stream_reader(sock):
+    reader, writer = await asyncio.open_connection(sock=sock)
+    kept_objects.append(writer)
+    await reader.read(1)
+
+
 cycle_tasks = {}
 
 
@@ -194,7 +221,8 @@ async def fails():
     raise ValueError("finished with an exception")
 
 
-keep = []
+keep = []  # tasks kept for the truth
+kept_objects = []  # other objects kept alive
 
 
 async def setup(loop, main_loop):
@@ -208,6 +236,12 @@ async def setup(loop, main_loop):
         create(loop, lock_waiter(lock, held), "lock-waiter")
         create(loop, event_waiter(asyncio.Event()), "event-waiter")
         create(loop, queue_getter(asyncio.Queue()), "queue-getter")
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        kept_objects.extend([b, d])
+        a.setblocking(False)
+        create(loop, socket_reader(loop, a), "socket-reader")
+        create(loop, stream_reader(c), "stream-reader")
         cycle_tasks["a"] = create(loop, cycle_member("a", "b"), "cycle-a")
         cycle_tasks["b"] = create(loop, cycle_member("b", "a"), "cycle-b")
         if sys.version_info >= (3, 11):
@@ -284,7 +318,7 @@ def main():
     th3.daemon = True
     th3.start()
     blocking.wait()
-    sys.stdout.write("TRUTH " + json.dumps({"tasks": out + holder2 + holder3}) + "\n")
+    sys.stdout.write("TRUTH " + json.dumps({"tasks": out + holder2 + holder3, "monotonic": time.monotonic()}) + "\n")
     sys.stdout.write("READY pid=%d version=%s\n" % (os.getpid(), sys.version.split()[0]))
     sys.stdout.flush()
     loop.run_forever()

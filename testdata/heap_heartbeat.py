@@ -10,7 +10,6 @@
 # strings are not tracked. A full collection then settles the heap, and
 # heartbeat.py (next to this file) takes over: same commands, same output.
 import gc
-import sys
 
 import heartbeat
 
@@ -31,15 +30,7 @@ def build(n):
     return heap
 
 
-def objects_arg():
-    n = 1000000
-    for a in sys.argv[1:]:
-        if a.startswith("objects="):
-            n = int(a.split("=", 1)[1])
-    return n
-
-
-HEAP = build(objects_arg())
+HEAP = build(heartbeat.int_arg("objects", 1000000))
 
 if __name__ == "__main__":
     heartbeat.main()

@@ -44,6 +44,14 @@ def heartbeat(period):
                 state["max"] = stall
 
 
+def int_arg(name, default):
+    # The value of the command-line argument name=N, default if absent.
+    for a in sys.argv[1:]:
+        if a.startswith(name + "="):
+            return int(a.split("=", 1)[1])
+    return default
+
+
 def longest_stall(period):
     # The gap in progress counts too: the heartbeat thread may not have run
     # yet since the process was resumed.

@@ -7,18 +7,24 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pyglass/pyglass"
 )
 
 const tasksHelp = `Lists the target's asyncio tasks, read from its memory (Python 3.7 to
 3.15): nothing is run in the target, and its threads are paused only while
-the tasks are read (--nonblocking: not at all). For each task: its id (the
+the memory the tasks occupy is copied (about a millisecond for 1,000
+tasks; they are decoded after), --nonblocking: not at all. For each task: its id (the
 task object's address), name, state, event loop, whether its loop is
 running it right now, its coroutine stack (the task's coroutine first, each
 at the line where it awaits the next), the thread running its loop, what it awaits (another task, a
 gather, a task group, sleep, a lock, an event, a condition, a semaphore, a
 queue, a socket, wait_for, another future) and the tasks awaiting it.
+
+--core FILE (or --coredump PID|latest, --exe, --sysroot: as for stacks)
+reads the tasks from a core file instead; a sleep's time left is not known
+there (its deadline is).
 
 --all also lists done and cancelled tasks still referenced (with the
 exception a task ended with); 3.7 to 3.13 only: 3.14 and newer unlink a
@@ -31,11 +37,17 @@ awaits B awaits A) are listed in their own section with every member.
   {"pid", "python": {"version", "path"},
    "tasks": [{"id", "name", "state", "interpreter", "thread", "loop", "running",
               "stack": [{"function", "file", "line"}],
-              "awaits": {"kind", "object", "type", "tasks": [id...]},
+              "awaits": {"kind", "object", "type", "tasks": [id...],
+                         "deadline", "due_in"},
               "awaited_by": [id...], "exception", "error"}],
    "cycles": [[id...]]}
+"deadline" (for a sleep) is when it ends, in seconds of the loop's clock
+(loop.time(), time.monotonic() for asyncio's loops), and "due_in" the
+seconds from the snapshot to then (negative: overdue, the loop is late);
+the table says "sleep, due in 1.2s".
 --csv: one line per task: id, name, state, loop, running, awaits kind,
-awaited task ids, awaited-by ids (ids separated by spaces), innermost frame.
+awaited task ids, awaited-by ids (ids separated by spaces), innermost
+frame, due_in.
 Exit status 0 (also when there is no task); 3 when the process does not
 exist, is not Python or its version's tasks cannot be read; 4 when pyglass
 may not read or pause it.`
@@ -47,6 +59,7 @@ func runTasks(ctx context.Context, args []string, io IO) ExitCode {
 	tree := fs.Bool("tree", false, "print the await tree and its cycles")
 	all := fs.Bool("all", false, "also list done and cancelled tasks")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
+	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
 	if !ok {
 		return code
@@ -55,11 +68,22 @@ func runTasks(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass tasks: one PID expected, and at most one of --json and --csv\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "tasks")
-	if !ok {
-		return code
+	var dump *pyglass.TaskDump
+	var err error
+	if *cf.file != "" || *cf.coredump != "" {
+		c, code, ok := cf.open(io, "tasks", pos)
+		if !ok {
+			return code
+		}
+		defer c.Close()
+		dump, err = c.Tasks(ctx, pyglass.TaskOptions{All: *all})
+	} else {
+		p, code, ok := attach(pos, io, "tasks")
+		if !ok {
+			return code
+		}
+		dump, err = p.Tasks(ctx, pyglass.TaskOptions{All: *all, NonBlocking: *nonblocking})
 	}
-	dump, err := p.Tasks(ctx, pyglass.TaskOptions{All: *all, NonBlocking: *nonblocking})
 	if err != nil {
 		return fail(io, err)
 	}
@@ -111,7 +135,27 @@ func awaitsText(byID map[string]*pyglass.AsyncTask, a pyglass.TaskAwaits) string
 	case a.Type != "":
 		fmt.Fprintf(&b, " (%s %s)", printable(a.Type), a.Object)
 	}
+	b.WriteString(dueText(a))
 	return b.String()
+}
+
+// dueText is ", due in 1.2s" for a sleep whose deadline is known
+// (", overdue by 0.3s" when its loop is late), "" otherwise.
+func dueText(a pyglass.TaskAwaits) string {
+	if a.DueIn == nil {
+		return ""
+	}
+	d := time.Duration(*a.DueIn * float64(time.Second))
+	word := "due in"
+	if d < 0 {
+		d, word = -d, "overdue by"
+	}
+	if d >= time.Second {
+		d = d.Round(100 * time.Millisecond)
+	} else {
+		d = d.Round(time.Millisecond)
+	}
+	return fmt.Sprintf(", %s %s", word, d)
 }
 
 func renderTasks(w io.Writer, d *pyglass.TaskDump) {
@@ -184,7 +228,7 @@ func renderTaskTree(w io.Writer, d *pyglass.TaskDump) {
 			line += fmt.Sprintf(" in %s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
 		}
 		if t.Awaits.Kind != "" && t.Awaits.Kind != "task" {
-			line += " awaiting " + t.Awaits.Kind
+			line += " awaiting " + t.Awaits.Kind + dueText(t.Awaits)
 		}
 		if shown[id] {
 			fmt.Fprintln(w, line+" (see above)")
@@ -211,15 +255,19 @@ func renderTaskTree(w io.Writer, d *pyglass.TaskDump) {
 
 func renderTasksCSV(w io.Writer, d *pyglass.TaskDump) {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"id", "name", "state", "loop", "running", "awaits", "awaits_tasks", "awaited_by", "innermost"})
+	cw.Write([]string{"id", "name", "state", "loop", "running", "awaits", "awaits_tasks", "awaited_by", "innermost", "due_in"})
 	for _, t := range d.Tasks {
 		inner := ""
 		if n := len(t.Stack); n > 0 {
 			f := t.Stack[n-1]
 			inner = fmt.Sprintf("%s (%s:%d)", printable(f.Function), printable(f.File), f.Line)
 		}
+		due := ""
+		if t.Awaits.DueIn != nil {
+			due = strconv.FormatFloat(*t.Awaits.DueIn, 'f', 3, 64)
+		}
 		cw.Write([]string{t.ID, printable(t.Name), t.State, t.Loop, strconv.FormatBool(t.Running), t.Awaits.Kind,
-			strings.Join(t.Awaits.Tasks, " "), strings.Join(t.AwaitedBy, " "), inner})
+			strings.Join(t.Awaits.Tasks, " "), strings.Join(t.AwaitedBy, " "), inner, due})
 	}
 	cw.Flush()
 }
