@@ -233,6 +233,14 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	}
 	defer m.close()
 
+	var nv *nativeView
+	if opt.Native && !opt.NonBlocking {
+		// The modules are listed before the pause, to keep it short.
+		if nv, err = p.liveNativeView(m.r); err != nil {
+			return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the mappings of process %d", p.pid), Err: err})
+		}
+		defer nv.close()
+	}
 	var frozen *ptrace.Frozen
 	var taskOf func(uint64) (int, bool)
 	if !opt.NonBlocking {
@@ -316,9 +324,16 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 			idents = addThread(dump, byTID, idents, ts, t.ThreadID)
 		}
 	}
+	var native map[int]nativeStack
+	if nv != nil {
+		native = nv.unwindHeld(rd, frozen.RawRegs(), dump)
+	}
 	if frozen != nil {
 		frozen.Thaw()
 		p.nameLater(m, dump, idents, unnamed)
+	}
+	if opt.Native {
+		addNative(dump, nv, native, p.py.Version.Major)
 	}
 	nameUnnamed(dump, kernel)
 	sortThreads(dump)
@@ -398,7 +413,7 @@ func readStack(rd memory.Reader, m *memoryView, t cpython.Thread, opt StackOptio
 	}
 	frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
 	for _, f := range frames {
-		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals})
+		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals, entry: f.Entry})
 	}
 	if ferr != nil && errText == "" {
 		errText = "reading frames: " + ferr.Error()

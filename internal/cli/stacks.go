@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	asJSON := fs.Bool("json", false, "print JSON")
 	locals := fs.Bool("locals", false, "show each frame's local variables (short reprs)")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
+	native := fs.Bool("native", false, "add each thread's C frames, merged with its Python frames")
 	async := fs.Bool("async", false, "also list the asyncio tasks of each thread's event loop (see pyglass help tasks)")
 	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
@@ -55,11 +57,15 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass stacks: one PID expected\n")
 		return ExitUsage
 	}
+	if *native && *nonblocking {
+		fmt.Fprintf(io.Err, "pyglass stacks: --native reads registers, which needs the threads paused: drop --nonblocking\n")
+		return ExitUsage
+	}
 	p, code, ok := attach(pos, io, "stacks")
 	if !ok {
 		return code
 	}
-	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking})
+	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking, Native: *native})
 	if err != nil {
 		return fail(io, err)
 	}
@@ -78,6 +84,19 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	}
 	fmt.Fprintf(io.Err, "pyglass: no thread could be read\n")
 	return ExitNotPython
+}
+
+// nativeLine renders a C frame: its function and library, or the
+// library and offset when no symbol names it.
+func nativeLine(f pyglass.Frame) string {
+	lib := "?"
+	if f.File != "" {
+		lib = printable(path.Base(f.File))
+	}
+	if f.Function == "" {
+		return fmt.Sprintf("(C) %#x %s+%#x", f.Address, lib, f.Offset)
+	}
+	return fmt.Sprintf("(C) %#x %s+%#x (%s)", f.Address, printable(f.Function), f.Offset, lib)
 }
 
 func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
@@ -113,7 +132,14 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 		if len(t.Frames) == 0 && t.Error == "" {
 			fmt.Fprintf(w, "  <no Python frames>\n")
 		}
+		if t.NativeNote != "" {
+			fmt.Fprintf(w, "  <%s>\n", printable(t.NativeNote))
+		}
 		for _, f := range t.Frames {
+			if f.Native {
+				fmt.Fprintf(w, "  %s\n", nativeLine(f))
+				continue
+			}
 			fmt.Fprintf(w, "  File \"%s\", line %d, in %s\n", printable(f.File), f.Line, printable(f.Function))
 			if f.Source != "" {
 				fmt.Fprintf(w, "    %s\n", printable(f.Source))
@@ -127,6 +153,12 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 				for _, k := range keys {
 					fmt.Fprintf(w, "        %s = %s\n", printable(k), printable(f.Locals[k]))
 				}
+			}
+		}
+		if len(t.NativeApart) > 0 {
+			fmt.Fprintf(w, "  Native frames:\n")
+			for _, f := range t.NativeApart {
+				fmt.Fprintf(w, "  %s\n", nativeLine(f))
 			}
 		}
 	}
