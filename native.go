@@ -206,7 +206,10 @@ func (v *nativeView) name(s nativeStack) []Frame {
 	out := make([]Frame, 0, len(s.frames))
 	for i := len(s.frames) - 1; i >= 0; i-- {
 		f := s.frames[i]
-		fr := Frame{Native: true, Address: f.PC, Function: "", Line: 0}
+		fr := Frame{Native: true, Address: f.PC, spLo: f.SP, spHi: ^uint64(0)}
+		if i+1 < len(s.frames) {
+			fr.spHi = s.frames[i+1].SP
+		}
 		if f.Module >= 0 && f.Module < len(s.mods) {
 			m := s.mods[f.Module]
 			fr.File = m.Path
@@ -261,6 +264,9 @@ func mergeNative(py []Frame, nat []Frame, major int) (merged, apart []Frame, not
 			groups = append(groups, nil)
 		}
 		groups[len(groups)-1] = append(groups[len(groups)-1], f)
+	}
+	if m, ok := mergeByShims(groups, nat, major); ok {
+		return m, nil, ""
 	}
 	evals := 0
 	for _, f := range nat {
@@ -334,4 +340,41 @@ func nonEmpty(s ...string) []string {
 		}
 	}
 	return out
+}
+
+// mergeByShims merges by where each Python call's entry frame lives
+// (3.12+): in the C stack frame of the evaluation loop call that runs it,
+// whatever that function is named (a stripped interpreter names none).
+// False unless every call has one, each in its own native frame, in
+// order.
+func mergeByShims(groups [][]Frame, nat []Frame, major int) ([]Frame, bool) {
+	at := make(map[int]int, len(groups)) // native frame -> group
+	next := 0
+	for g, grp := range groups {
+		shim := grp[0].shim
+		if shim == 0 {
+			return nil, false
+		}
+		k := next
+		for k < len(nat) && !(nat[k].spLo <= shim && shim < nat[k].spHi) {
+			k++
+		}
+		if k == len(nat) {
+			return nil, false
+		}
+		at[k] = g
+		next = k + 1
+	}
+	merged := make([]Frame, 0, len(nat))
+	for i, f := range nat {
+		if g, ok := at[i]; ok {
+			merged = append(merged, groups[g]...)
+			continue
+		}
+		if isTailCall(f.Function) && i > 0 {
+			continue
+		}
+		merged = append(merged, f)
+	}
+	return merged, true
 }

@@ -413,7 +413,7 @@ func readStack(rd memory.Reader, m *memoryView, t cpython.Thread, opt StackOptio
 	}
 	frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
 	for _, f := range frames {
-		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals, entry: f.Entry})
+		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals, entry: f.Entry, shim: f.Shim})
 	}
 	if ferr != nil && errText == "" {
 		errText = "reading frames: " + ferr.Error()

@@ -171,5 +171,7 @@ type Frame struct {
 	Address uint64 `json:"address,omitempty"`
 	Offset  uint64 `json:"offset,omitempty"`
 
-	entry bool // the first frame its evaluation loop call ran (cpython.Frame.Entry)
+	entry      bool   // the first frame its evaluation loop call ran (cpython.Frame.Entry)
+	shim       uint64 // the entry frame below it (cpython.Frame.Shim)
+	spLo, spHi uint64 // a native frame's stack: from its stack pointer to its caller's
 }

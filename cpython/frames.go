@@ -59,6 +59,10 @@ type Frame struct {
 	// entry frame (a shim owned by the C stack). Native stacks are
 	// merged with Python ones on these boundaries.
 	Entry bool
+	// Shim is, on an Entry frame from 3.12, the address of the entry frame
+	// below it, which lives in the C stack frame of its evaluation loop
+	// call: it tells which native frame runs this frame.
+	Shim uint64
 }
 
 // Frame owners of _PyInterpreterFrame (Include/internal/pycore_frame.h).
@@ -112,7 +116,9 @@ func (d *decoder) frames(top uint64, opt FrameOptions) ([]Frame, error) {
 		if ok {
 			out = append(out, f)
 		} else if d.shim && len(out) > 0 {
-			out[len(out)-1].Entry = true
+			if f := &out[len(out)-1]; !f.Entry {
+				f.Entry, f.Shim = true, addr
+			}
 		}
 		addr = next
 	}
@@ -200,7 +206,9 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 	owner := hdr[l.InterpFrameOwner]
 	switch {
 	case l.Minor >= 14 && (owner == ownedByInterpreter14 || owner == ownedByCStack14):
-		d.shim = owner == ownedByCStack14
+		// 3.14's evaluation loop marks its entry frame as owned by the
+		// interpreter, the thread's base frame as owned by the C stack.
+		d.shim = true
 		return f, next, false, nil
 	case l.Minor >= 12 && l.Minor <= 13 && owner == ownedByCStack312:
 		d.shim = true

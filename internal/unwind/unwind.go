@@ -24,6 +24,9 @@ type Frame struct {
 	// PC is the address of the instruction running (frame 0) or the
 	// return address (the others: the call is just before it).
 	PC uint64
+	// SP is the stack pointer in the frame: its locals are between SP and
+	// its caller's SP.
+	SP uint64
 	// Module is the index of the module holding PC, -1 when none does.
 	Module int
 	// FP says the frame was found by following frame pointers (its
@@ -112,10 +115,10 @@ func (u *Unwinder) Unwind(regs Regs, max int) ([]Frame, error) {
 	if !ok {
 		return nil, errors.New("no instruction pointer")
 	}
-	frames := []Frame{{PC: pc, Module: u.module(pc)}}
+	frames := []Frame{{PC: pc, SP: regs.SP(a), Module: u.module(pc)}}
 	for len(frames) < max {
 		i := len(frames) - 1
-		next, signal, done, err := u.step(&regs, frames[i], i)
+		next, signal, fp, done, err := u.step(&regs, frames[i], i)
 		if err != nil || done {
 			return frames, err
 		}
@@ -133,44 +136,44 @@ func (u *Unwinder) Unwind(regs Regs, max int) ([]Frame, error) {
 		}
 		next.set(a.pc(), npc)
 		regs = next
-		frames = append(frames, Frame{PC: npc, Module: u.module(npc), FP: false, Signal: signal})
+		frames = append(frames, Frame{PC: npc, SP: next.SP(a), Module: u.module(npc), FP: fp, Signal: signal})
 	}
 	return frames, fmt.Errorf("stopped after %d frames", max)
 }
 
 // step computes the caller's registers of frame f (index i).
-func (u *Unwinder) step(regs *Regs, f Frame, i int) (next Regs, signal, done bool, err error) {
+func (u *Unwinder) step(regs *Regs, f Frame, i int) (next Regs, signal, fp, done bool, err error) {
 	a := u.arch
 	fd, err := u.findFDE(f.LookupPC(i), f.Module)
 	if err != nil {
 		if errors.Is(err, ErrNoCFI) {
 			next, err = u.stepFP(regs)
-			return next, false, false, err
+			return next, false, true, false, err
 		}
-		return next, false, false, err
+		return next, false, false, false, err
 	}
 	r, err := rowAt(fd, f.LookupPC(i))
 	if err != nil {
-		return next, false, false, err
+		return next, false, false, false, err
 	}
 	var cfa uint64
 	if r.cfaExpr != nil {
 		if cfa, err = eval(r.cfaExpr, regs, u.read8, nil); err != nil {
-			return next, false, false, fmt.Errorf("CFA: %w", err)
+			return next, false, false, false, fmt.Errorf("CFA: %w", err)
 		}
 	} else {
 		v, ok := regs.get(r.cfaReg)
 		if !ok {
-			return next, false, false, fmt.Errorf("CFA register %d unknown", r.cfaReg)
+			return next, false, false, false, fmt.Errorf("CFA register %d unknown", r.cfaReg)
 		}
 		cfa = v + uint64(r.cfaOff)
 	}
 	ra := fd.cie.ra
 	if ra < 0 || ra >= nregs {
-		return next, false, false, fmt.Errorf("return address register %d", ra)
+		return next, false, false, false, fmt.Errorf("return address register %d", ra)
 	}
 	if r.regs[ra].kind == ruleUndef {
-		return next, false, true, nil // the outermost frame
+		return next, false, false, true, nil // the outermost frame
 	}
 	next = Regs{}
 	for reg := 0; reg < nregs; reg++ {
@@ -190,7 +193,7 @@ func (u *Unwinder) step(regs *Regs, f Frame, i int) (next Regs, signal, done boo
 		case ruleOffset:
 			if v, err = u.read8(cfa + uint64(ru.off)); err != nil {
 				if reg == ra {
-					return next, false, false, fmt.Errorf("reading the return address: %w", err)
+					return next, false, false, false, fmt.Errorf("reading the return address: %w", err)
 				}
 				continue
 			}
@@ -204,14 +207,14 @@ func (u *Unwinder) step(regs *Regs, f Frame, i int) (next Regs, signal, done boo
 		case ruleExpr, ruleValExpr:
 			if v, err = eval(ru.expr, regs, u.read8, []uint64{cfa}); err != nil {
 				if reg == ra {
-					return next, false, false, fmt.Errorf("return address: %w", err)
+					return next, false, false, false, fmt.Errorf("return address: %w", err)
 				}
 				continue
 			}
 			if ru.kind == ruleExpr {
 				if v, err = u.read8(v); err != nil {
 					if reg == ra {
-						return next, false, false, fmt.Errorf("reading the return address: %w", err)
+						return next, false, false, false, fmt.Errorf("reading the return address: %w", err)
 					}
 					continue
 				}
@@ -229,10 +232,10 @@ func (u *Unwinder) step(regs *Regs, f Frame, i int) (next Regs, signal, done boo
 		rav, ok = u.raAMD64(r, regs, cfa)
 	}
 	if !ok {
-		return next, false, false, errors.New("return address unknown")
+		return next, false, false, false, errors.New("return address unknown")
 	}
 	next.set(a.pc(), rav)
-	return next, fd.cie.signal, false, nil
+	return next, fd.cie.signal, false, false, nil
 }
 
 // raAMD64 computes the return address column (16) of an amd64 row.

@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"encoding/json"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass"
+	"github.com/pyglass/pyglass/internal/testenv"
+)
+
+// sleepRE matches the C functions a thread sleeping in time.sleep is
+// blocked in (select up to 3.10, clock_nanosleep after).
+var sleepRE = regexp.MustCompile(`(clock_nanosleep|nanosleep|select)`)
+
+// evalRE matches the evaluation loop's native frames, which a merged
+// stack replaces by the Python frames they run.
+var evalRE = regexp.MustCompile(`^(_PyEval_EvalFrameDefault|PyEval_EvalFrameEx)`)
+
+// dumpJSON runs pyglass with args (which print a StackDump with --json).
+func dumpJSON(t *testing.T, args ...string) *pyglass.StackDump {
+	t.Helper()
+	r := run(t, nil, args...)
+	want(t, r, 0)
+	var d pyglass.StackDump
+	if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil {
+		t.Fatalf("%v: %s", err, r)
+	}
+	return &d
+}
+
+// innermostSleeps reports whether thread th's innermost named frame is
+// the C sleep of time.sleep, in libc, and the frames after it libc's
+// (its hidden functions have no name in a stripped libc).
+func innermostSleeps(th *pyglass.ThreadStack) bool {
+	if th == nil {
+		return false
+	}
+	for i := len(th.Frames) - 1; i >= 0; i-- {
+		f := th.Frames[i]
+		if !f.Native || !strings.HasPrefix(path.Base(f.File), "libc") {
+			return false
+		}
+		if f.Function != "" {
+			return sleepRE.MatchString(f.Function)
+		}
+	}
+	return false
+}
+
+// nativeDump reads the stacks with args until both threads of
+// native_target.py sleep in C (READY comes just before they get there).
+func nativeDump(t *testing.T, args ...string) *pyglass.StackDump {
+	t.Helper()
+	var d *pyglass.StackDump
+	for try := 0; try < 50; try++ {
+		d = dumpJSON(t, args...)
+		s, _ := threadByName(d, "sorter")
+		m, _ := threadByName(d, "MainThread")
+		if s != nil && m != nil && innermostSleeps(s) && innermostSleeps(m) {
+			return d
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return d
+}
+
+// pyFunctions lists the functions of the Python frames of th.
+func pyFunctions(th *pyglass.ThreadStack) []string {
+	var out []string
+	for _, f := range th.Frames {
+		if !f.Native {
+			out = append(out, f.Function)
+		}
+	}
+	return out
+}
+
+// checkNativeThread checks a merged stack: no note, no evaluation-loop
+// frame left, the same Python frames as the plain read, and the frames
+// named by order in that order (a name "py:F" is the Python frame of
+// function F, "c:RE" the first native frame after the previous one whose
+// function matches RE, "lib:S" one whose file name holds S).
+func checkNativeThread(t *testing.T, d *pyglass.StackDump, plain *pyglass.StackDump, name string, order ...string) {
+	t.Helper()
+	th, _ := threadByName(d, name)
+	pth, _ := threadByName(plain, name)
+	if th == nil || pth == nil {
+		t.Fatalf("no thread %q in %+v or %+v", name, d, plain)
+	}
+	show := func() string {
+		var b strings.Builder
+		for _, f := range th.Frames {
+			if f.Native {
+				b.WriteString("\n  (C) " + f.Function + " " + path.Base(f.File))
+			} else {
+				b.WriteString("\n  " + f.Function + " " + f.File + ":" + strconv.Itoa(f.Line))
+			}
+		}
+		for _, f := range th.NativeApart {
+			b.WriteString("\n  apart: " + f.Function + " " + path.Base(f.File))
+		}
+		return b.String()
+	}
+	if th.NativeNote != "" || len(th.NativeApart) > 0 {
+		t.Errorf("thread %s: note %q, want none:%s", name, th.NativeNote, show())
+	}
+	if got, want := strings.Join(pyFunctions(th), " "), strings.Join(pyFunctions(pth), " "); got != want {
+		t.Errorf("thread %s: Python frames %q, want %q as without --native:%s", name, got, want, show())
+	}
+	for _, f := range th.Frames {
+		if f.Native && evalRE.MatchString(f.Function) {
+			t.Errorf("thread %s: the evaluation loop's frame %s was not replaced:%s", name, f.Function, show())
+		}
+	}
+	if !innermostSleeps(th) {
+		t.Errorf("thread %s: the innermost frame is not libc's sleep:%s", name, show())
+	}
+	at := 0
+	for _, o := range order {
+		kind, what, _ := strings.Cut(o, ":")
+		found := false
+		for ; at < len(th.Frames) && !found; at++ {
+			f := th.Frames[at]
+			switch kind {
+			case "py":
+				found = !f.Native && f.Function == what
+			case "c":
+				found = f.Native && regexp.MustCompile(what).MatchString(f.Function)
+			case "lib":
+				found = f.Native && strings.Contains(path.Base(f.File), what)
+			}
+		}
+		if !found {
+			t.Errorf("thread %s: no %s after the frames before it (order %v):%s", name, o, order, show())
+			return
+		}
+	}
+}
+
+// TestStacksNative: a thread blocked in a Python callback of libc's qsort
+// (called through ctypes) and a main thread in time.sleep show, merged,
+// the Python frames, the interpreter's C functions, ctypes, qsort and
+// the C sleep, in order, on every interpreter; --native stays a read
+// (the target runs on, untraced).
+func TestStacksNative(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "native_target.py"))
+		pid := strconv.Itoa(tg.PID)
+		d := nativeDump(t, "stacks", "--native", "--json", pid)
+		plain := dumpJSON(t, "stacks", "--json", pid)
+		checkNative(t, d, plain)
+		if tr := tracerOf(t, tg.PID); tr != "0" {
+			t.Errorf("the target is still traced by %s", tr)
+		}
+		if err := tg.Healthy(); err != nil {
+			t.Errorf("target after stacks --native: %v", err)
+		}
+		// The text form shows the C frames too.
+		txt := run(t, nil, "stacks", "--native", pid)
+		want(t, txt, 0)
+		if !regexp.MustCompile(`\(C\) 0x[0-9a-f]+ \S*qsort\S*\+0x[0-9a-f]+ \(libc`).MatchString(txt.Stdout) {
+			t.Errorf("the text form shows no qsort frame:\n%s", txt.Stdout)
+		}
+		// --native needs the threads paused.
+		want(t, run(t, nil, "stacks", "--native", "--nonblocking", pid), 2)
+	})
+}
+
+// checkNative checks both threads of native_target.py.
+func checkNative(t *testing.T, d, plain *pyglass.StackDump) {
+	t.Helper()
+	interp := path.Base(d.Python.Path)
+	checkNativeThread(t, d, plain, "sorter",
+		"py:sorter", "lib:ctypes", "c:qsort", "py:compare", "lib:"+interp)
+	checkNativeThread(t, d, plain, "MainThread", "lib:"+interp, "py:<module>", "py:main_sleep", "lib:"+interp)
+}

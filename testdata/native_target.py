@@ -1,0 +1,42 @@
+# native_target.py: a target blocked in C with native and Python frames
+# interleaved (Python 2.7 and 3.x), for stacks --native.
+#
+# The thread "sorter" calls libc's qsort through ctypes with a Python
+# comparison function, compare, which sleeps: its stack is, outermost
+# first, sorter (Python) -> ctypes -> qsort (libc) -> ctypes' callback ->
+# compare (Python) -> time.sleep -> the C sleep. The main thread sleeps
+# in main_sleep. "READY" is printed once compare runs.
+import ctypes
+import ctypes.util
+import sys
+import threading
+import time
+
+entered = threading.Event()
+
+
+def compare(a, b):
+    entered.set()
+    while True:
+        time.sleep(100)
+
+
+def sorter():
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    cmp_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+    arr = (ctypes.c_int * 4)(4, 3, 2, 1)
+    libc.qsort(arr, 4, ctypes.sizeof(ctypes.c_int), cmp_type(compare))
+
+
+def main_sleep():
+    t = threading.Thread(target=sorter, name="sorter")
+    t.daemon = True
+    t.start()
+    entered.wait(30)
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    while True:
+        time.sleep(100)
+
+
+main_sleep()
