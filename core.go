@@ -15,6 +15,7 @@ import (
 	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/rootfs"
+	"github.com/pyglass/pyglass/internal/unwind"
 	"github.com/pyglass/pyglass/target/core"
 )
 
@@ -175,6 +176,11 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 		}
 	}
 	taskOf := func(tp uint64) (int, bool) { tid, ok := byTP[tp]; return tid, ok }
+	var nv *nativeView
+	if opt.Native {
+		nv = c.nativeView()
+		defer nv.close()
+	}
 	var idents []uint64 // the Python thread idents of dump.Threads (unused: a core is named at once)
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
@@ -205,9 +211,45 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 			idents = addThread(dump, seen, idents, ts, t.ThreadID)
 		}
 	}
+	if nv != nil {
+		stacks := map[int]nativeStack{}
+		for _, t := range dump.Threads {
+			if ct, ok := byTID[t.TID]; ok && t.TID != 0 {
+				regs, err := unwind.FromPrstatus(nv.arch, ct.Regs)
+				if err != nil {
+					stacks[t.TID] = nativeStack{err: err}
+					continue
+				}
+				stacks[t.TID] = nv.unwindThread(rd, regs)
+			}
+		}
+		addNative(dump, nv, stacks, c.py.Version.Major)
+	}
 	sortThreads(dump)
 	dump.Core = c.Info()
 	return dump, nil
+}
+
+// nativeView lists the core's modules (its NT_FILE mappings), their
+// files opened through the core (under the sysroot, build-ids checked).
+func (c *Core) nativeView() *nativeView {
+	arch := unwind.AMD64
+	if c.c.Machine == elf.EM_AARCH64 {
+		arch = unwind.ARM64
+	}
+	var maps []nativeMapping
+	for _, f := range c.c.Files {
+		maps = append(maps, nativeMapping{Start: f.Start, End: f.End, Offset: f.Offset, Exec: f.Exec, Path: f.Path})
+	}
+	open := func(path string) (io.ReaderAt, error) {
+		f, err := c.c.OpenFile(path)
+		if err != nil {
+			return nil, err
+		}
+		// The core owns the file (and closes it): no Closer here.
+		return io.NewSectionReader(f, 0, 1<<62), nil
+	}
+	return newNativeView(c.c, arch, maps, open)
 }
 
 // signalNames are Linux's signal names (x86-64 and arm64 agree).

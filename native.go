@@ -60,10 +60,17 @@ func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open
 		}
 		v.maps[m.Path] = append(v.maps[m.Path], elfsym.Mapping{Start: m.Start, End: m.End, Offset: m.Offset, Read: true, Exec: m.Exec})
 	}
+	// A core written by gcore does not say which mappings are
+	// executable (its NT_FILE has no permissions): then every mapping of
+	// the file is a module.
+	hasExec := map[string]bool{}
+	for _, m := range maps {
+		hasExec[m.Path] = hasExec[m.Path] || m.Exec
+	}
 	hdrs := map[string]uint64{}
 	for _, m := range maps {
 		base, ok := v.bases[m.Path]
-		if !m.Exec || !ok || len(v.mods) >= maxNativeModules {
+		if (!m.Exec && hasExec[m.Path]) || !ok || len(v.mods) >= maxNativeModules {
 			continue
 		}
 		hdr, seen := hdrs[m.Path]

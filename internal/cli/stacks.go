@@ -51,7 +51,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 		return code
 	}
 	if *cf.file != "" || *cf.coredump != "" {
-		return runStacksCore(ctx, cf, pos, *asJSON, *locals, io)
+		return runStacksCore(ctx, cf, pos, pyglass.StackOptions{Locals: *locals, Native: *native}, *asJSON, io)
 	}
 	if len(pos) > 1 {
 		fmt.Fprintf(io.Err, "pyglass stacks: one PID expected\n")
