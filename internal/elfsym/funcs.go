@@ -68,9 +68,15 @@ func (e *File) buildFuncs() []funcSym {
 			out = append(out, funcSym{start: s.value, end: s.value + s.size, name: s.name, tab: t})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].start < out[j].start })
-	// A symbol without a size ends where the next one starts; of two at
-	// one address, the first (the .symtab one) is kept.
+	// Of several symbols at one address, one with a size (a .cold part
+	// has often a sizeless alias), then the first (.symtab's) is kept; a
+	// symbol without a size ends where the next one starts.
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].start != out[j].start {
+			return out[i].start < out[j].start
+		}
+		return out[i].end-out[i].start > out[j].end-out[j].start
+	})
 	w := 0
 	for i, f := range out {
 		if w > 0 && out[w-1].start == f.start {
