@@ -1,8 +1,13 @@
 package pyglass
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 func funcNames(fs []Frame) string {
@@ -42,4 +47,41 @@ func TestMergeNative(t *testing.T) {
 			t.Errorf("%s: merged %q apart %q note %q; want %q apart %q", tc.name, funcNames(m), funcNames(apart), note, tc.want, tc.wantApart)
 		}
 	}
+}
+
+// TestNativePause: unwinding the native stacks adds little to the time
+// the threads are held paused: over 20 reads each of a target with 10
+// threads, the median pause with --native stays within 4 times the
+// median pause without it, measured in the same run.
+func TestNativePause(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("interval=0.05", "threads=9"))
+		p, err := Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Alternated, so that both see the same load.
+		var pauses [2][]time.Duration
+		for i := 0; i < 40; i++ {
+			native := i%2 == 1
+			testHookPaused = func(d time.Duration) { pauses[i%2] = append(pauses[i%2], d) }
+			d, err := p.Stacks(context.Background(), StackOptions{Native: native})
+			testHookPaused = nil
+			if err != nil {
+				t.Fatal(err)
+			}
+			if native && (len(d.Threads) != 10 || len(d.Threads[0].Frames) == 0 || !d.Threads[0].Frames[0].Native) {
+				t.Fatalf("not 10 threads with native frames: %+v", d.Threads)
+			}
+		}
+		median := func(ds []time.Duration) time.Duration {
+			slices.Sort(ds)
+			return ds[len(ds)/2]
+		}
+		plain, native := median(pauses[0]), median(pauses[1])
+		t.Logf("%s: median pause %v plain, %v with --native (10 threads)", in.Label, plain, native)
+		if native > 4*plain {
+			t.Errorf("--native holds the threads %v (median), more than 4 times the %v without it", native, plain)
+		}
+	})
 }

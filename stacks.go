@@ -26,6 +26,10 @@ import (
 // paused, before each interpreter's threads are read.
 var testHookWalk func()
 
+// testHookPaused, when set (tests), receives how long Stacks held the
+// threads paused.
+var testHookPaused func(time.Duration)
+
 // memoryView is what the CPython decoders need to read the target.
 type memoryView struct {
 	proc *live.Process
@@ -243,12 +247,14 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	}
 	var frozen *ptrace.Frozen
 	var taskOf func(uint64) (int, bool)
+	var pausedAt time.Time
 	if !opt.NonBlocking {
 		frozen, err = p.freeze()
 		if err != nil {
 			return nil, err
 		}
 		defer frozen.Thaw()
+		pausedAt = time.Now()
 		nsTIDs, taskOf = p.heldView(frozen, kernel, toHost)
 	}
 	dump := &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}
@@ -330,6 +336,9 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	}
 	if frozen != nil {
 		frozen.Thaw()
+		if testHookPaused != nil {
+			testHookPaused(time.Since(pausedAt))
+		}
 		p.nameLater(m, dump, idents, unnamed)
 	}
 	if opt.Native {
