@@ -24,6 +24,13 @@ recent call last. With --json:
   {"pid", "python": {"version", "path"},
    "threads": [{"tid" (0: unknown), "name", "main", "holds_gil", "state",
                 "frames": [{"function", "file", "line"[, "locals"]}], "error"}]}
+--native adds each thread's C frames (unwound from its registers while it
+is paused; not with --nonblocking, and from a core too), merged with its
+Python frames: each call of the evaluation loop is replaced by the Python
+frames it runs. Printed as "(C) ADDRESS FUNCTION+OFFSET (LIBRARY)"; in JSON
+with "native": true, "address", "offset"; frames that could not be lined
+up with the Python ones are in the thread's "native_apart", with
+"native_note" saying why.
 --async adds the asyncio tasks (as pyglass tasks reads them, in a second
 snapshot) under the thread running their loop (a loop of a pure-Python
 asyncio, without its C module, before 3.14: under the loop); with --json they are the dump's "tasks" key, as in pyglass tasks.
