@@ -94,20 +94,7 @@ func checkNativeThread(t *testing.T, d *pyglass.StackDump, plain *pyglass.StackD
 	if th == nil || pth == nil {
 		t.Fatalf("no thread %q in %+v or %+v", name, d, plain)
 	}
-	show := func() string {
-		var b strings.Builder
-		for _, f := range th.Frames {
-			if f.Native {
-				b.WriteString("\n  (C) " + f.Function + " " + path.Base(f.File))
-			} else {
-				b.WriteString("\n  " + f.Function + " " + f.File + ":" + strconv.Itoa(f.Line))
-			}
-		}
-		for _, f := range th.NativeApart {
-			b.WriteString("\n  apart: " + f.Function + " " + path.Base(f.File))
-		}
-		return b.String()
-	}
+	show := func() string { return showFrames(th) }
 	if th.NativeNote != "" || len(th.NativeApart) > 0 {
 		t.Errorf("thread %s: note %q, want none:%s", name, th.NativeNote, show())
 	}
@@ -122,26 +109,7 @@ func checkNativeThread(t *testing.T, d *pyglass.StackDump, plain *pyglass.StackD
 	if !innermostSleeps(th) {
 		t.Errorf("thread %s: the innermost frame is not libc's sleep:%s", name, show())
 	}
-	at := 0
-	for _, o := range order {
-		kind, what, _ := strings.Cut(o, ":")
-		found := false
-		for ; at < len(th.Frames) && !found; at++ {
-			f := th.Frames[at]
-			switch kind {
-			case "py":
-				found = !f.Native && f.Function == what
-			case "c":
-				found = f.Native && regexp.MustCompile(what).MatchString(f.Function)
-			case "lib":
-				found = f.Native && strings.Contains(path.Base(f.File), what)
-			}
-		}
-		if !found {
-			t.Errorf("thread %s: no %s after the frames before it (order %v):%s", name, o, order, show())
-			return
-		}
-	}
+	checkOrder(t, th, order...)
 }
 
 // startNative starts native_target.py and checks its live merged
@@ -249,4 +217,73 @@ func frameCount(th *pyglass.ThreadStack) int {
 		return -1
 	}
 	return len(th.Frames)
+}
+
+// showFrames renders th's frames for a failure message.
+func showFrames(th *pyglass.ThreadStack) string {
+	var b strings.Builder
+	for _, f := range th.Frames {
+		if f.Native {
+			b.WriteString("\n  (C) " + f.Function + " " + path.Base(f.File))
+		} else {
+			b.WriteString("\n  " + f.Function + " " + f.File + ":" + strconv.Itoa(f.Line))
+		}
+	}
+	for _, f := range th.NativeApart {
+		b.WriteString("\n  apart: " + f.Function + " " + path.Base(f.File))
+	}
+	return b.String()
+}
+
+// checkOrder checks that th has the frames named by order, in that order
+// (a name "py:F" is the Python frame of function F, "c:RE" a native frame
+// whose function matches RE, "lib:S" one whose file name holds S).
+func checkOrder(t *testing.T, th *pyglass.ThreadStack, order ...string) {
+	t.Helper()
+	at := 0
+	for _, o := range order {
+		kind, what, _ := strings.Cut(o, ":")
+		found := false
+		for ; at < len(th.Frames) && !found; at++ {
+			f := th.Frames[at]
+			switch kind {
+			case "py":
+				found = !f.Native && f.Function == what
+			case "c":
+				found = f.Native && regexp.MustCompile(what).MatchString(f.Function)
+			case "lib":
+				found = f.Native && strings.Contains(path.Base(f.File), what)
+			}
+		}
+		if !found {
+			t.Errorf("thread %s: no %s after the frames before it (order %v):%s", th.Name, o, order, showFrames(th))
+			return
+		}
+	}
+}
+
+// TestStacksNativeSegv: the kernel's core of a target that faulted in C
+// (ctypes.string_at(1): libc's strlen at address 1) shows, merged, the
+// Python frames down to crash_here, then ctypes, then the faulting libc
+// function, innermost.
+func TestStacksNativeSegv(t *testing.T) {
+	needKernelCores(t)
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "core_target.py"))
+		tg.Send("segv")
+		core := kernelCore(t, tg)
+		d, _ := coreStacks(t, in, core, "SIGSEGV (address not mapped) at 0x1", append(sysroot(in), "--native")...)
+		main, _ := threadByName(d, "MainThread")
+		if main == nil || len(main.Frames) == 0 {
+			t.Fatalf("no main thread: %+v", d.Threads)
+		}
+		if main.NativeNote != "" {
+			t.Errorf("note %q:%s", main.NativeNote, showFrames(main))
+		}
+		checkOrder(t, main, "py:<module>", "py:crash_here", "lib:ctypes")
+		last := main.Frames[len(main.Frames)-1]
+		if !last.Native || !strings.HasPrefix(path.Base(last.File), "libc") {
+			t.Errorf("the innermost frame is not in libc:%s", showFrames(main))
+		}
+	})
 }
