@@ -60,10 +60,11 @@ type CoreInfo struct {
 // read-only data the mapped files' (checked against the core's
 // build-ids).
 type Core struct {
-	c  *core.Core
-	p  *Process // the pid, the interpreter and the warnings, as for a live process
-	m  *memoryView
-	py *pyproc.Python
+	c       *core.Core
+	sysroot string   // "/" when none was given
+	p       *Process // the pid, the interpreter and the warnings, as for a live process
+	m       *memoryView
+	py      *pyproc.Python
 }
 
 // OpenCore opens the core file at path (plain, or compressed with gzip, xz, zstd or lz4) and
@@ -113,7 +114,7 @@ func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 		c.Close()
 		return nil, err
 	}
-	return &Core{c: c, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
+	return &Core{c: c, sysroot: sysroot, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
 }
 
 // Close releases the core and the files it maps.
@@ -249,7 +250,13 @@ func (c *Core) nativeView() *nativeView {
 		// The core owns the file (and closes it): no Closer here.
 		return io.NewSectionReader(f, 0, 1<<62), nil
 	}
-	return newNativeView(c.c, arch, maps, open)
+	v := newNativeView(c.c, arch, maps, open)
+	// Separate debug files: under the sysroot, resolved inside it.
+	if root, err := rootfs.OpenDir(c.sysroot); err == nil {
+		v.closers = append(v.closers, root)
+		v.openDebug = func(path string) (io.ReaderAt, error) { return root.OpenFile(path) }
+	}
+	return v
 }
 
 // signalNames are Linux's signal names (x86-64 and arm64 agree).

@@ -29,15 +29,20 @@ type nativeView struct {
 	mods  []unwind.Module
 	files map[string]*symFile
 	open  func(path string) (io.ReaderAt, error)
-	r     memory.Reader
-	maps  map[string][]elfsym.Mapping
-	bases map[string]uint64
+	// openDebug opens a file of the target's filesystem (inside its root
+	// or the core's sysroot) for separate debug files; nil: none.
+	openDebug func(path string) (io.ReaderAt, error)
+	closers   []io.Closer
+	r         memory.Reader
+	maps      map[string][]elfsym.Mapping
+	bases     map[string]uint64
 }
 
 // symFile is an opened ELF file and its load bias.
 type symFile struct {
-	c    io.Closer // the opened file, nil for the vDSO
-	e    *elfsym.File
+	c    io.Closer    // the opened file, nil for the vDSO
+	e    *elfsym.File // the file
+	dbg  *elfsym.File // its separate debug file (found by build-id), or nil
 	bias uint64
 	err  error
 }
@@ -112,7 +117,9 @@ func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
 		}
 		return f, nil
 	}
-	return newNativeView(r, hostArch(), nm, open), nil
+	v := newNativeView(r, hostArch(), nm, open)
+	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
+	return v, nil
 }
 
 // hostArch is the architecture of a live target (that of pyglass).
@@ -129,6 +136,9 @@ func (v *nativeView) close() {
 		if f.c != nil {
 			f.c.Close()
 		}
+	}
+	for _, c := range v.closers {
+		c.Close()
 	}
 }
 
@@ -185,7 +195,35 @@ func (v *nativeView) symbols(path string) *symFile {
 		return f
 	}
 	f.bias, f.err = f.e.Bias(v.maps[path])
+	if !f.e.HasSymtab() {
+		f.dbg = v.debugFile(f.e.BuildID())
+	}
 	return f
+}
+
+// debugDir is where separate debug files are found by build-id.
+const debugDir = "/usr/lib/debug/.build-id/"
+
+// debugFile opens the separate debug file of build-id id (as Debian's
+// -dbg and -dbgsym packages install them), when it is there and is that
+// build's: its .symtab names the static functions a stripped file does
+// not.
+func (v *nativeView) debugFile(id string) *elfsym.File {
+	if v.openDebug == nil || len(id) < 4 {
+		return nil
+	}
+	ra, err := v.openDebug(debugDir + id[:2] + "/" + id[2:] + ".debug")
+	if err != nil {
+		return nil
+	}
+	if c, ok := ra.(io.Closer); ok {
+		v.closers = append(v.closers, c)
+	}
+	d, err := elfsym.Open(ra)
+	if err != nil || !d.HasSymtab() || d.BuildID() != id {
+		return nil
+	}
+	return d
 }
 
 // memReaderAt reads a module mapped whole (the vDSO) as its file.
@@ -224,7 +262,14 @@ func (v *nativeView) name(s nativeStack) []Frame {
 			sf := v.symbols(m.Path)
 			if sf.err == nil {
 				pc := f.LookupPC(i)
-				if name, off, ok := sf.e.FuncAt(pc - sf.bias); ok {
+				name, off, ok := "", uint64(0), false
+				if sf.dbg != nil {
+					name, off, ok = sf.dbg.FuncAt(pc - sf.bias)
+				}
+				if !ok {
+					name, off, ok = sf.e.FuncAt(pc - sf.bias)
+				}
+				if ok {
 					fr.Function, fr.Offset = name, off+(f.PC-pc)
 				}
 			}

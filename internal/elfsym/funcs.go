@@ -2,6 +2,7 @@ package elfsym
 
 import (
 	"debug/elf"
+	"encoding/hex"
 	"sort"
 )
 
@@ -11,6 +12,7 @@ type funcSym struct {
 	start, end uint64
 	name       uint32
 	tab        *symTable
+	local      bool
 }
 
 // maxFuncs bounds the address index (a hostile file's table is cut).
@@ -65,17 +67,22 @@ func (e *File) buildFuncs() []funcSym {
 			if !s.defined() || (typ != elf.STT_FUNC && typ != elf.STT_GNU_IFUNC) || s.value == 0 || s.name == 0 {
 				continue
 			}
-			out = append(out, funcSym{start: s.value, end: s.value + s.size, name: s.name, tab: t})
+			out = append(out, funcSym{start: s.value, end: s.value + s.size, name: s.name, tab: t, local: elf.ST_BIND(s.info) == elf.STB_LOCAL})
 		}
 	}
 	// Of several symbols at one address, one with a size (a .cold part
-	// has often a sizeless alias), then the first (.symtab's) is kept; a
+	// has often a sizeless alias), then a global one (the name callers
+	// use, not a local alias), then the first (.symtab's) is kept; a
 	// symbol without a size ends where the next one starts.
 	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].start != out[j].start {
-			return out[i].start < out[j].start
+		a, b := out[i], out[j]
+		switch {
+		case a.start != b.start:
+			return a.start < b.start
+		case a.end-a.start != b.end-b.start:
+			return a.end-a.start > b.end-b.start
 		}
-		return out[i].end-out[i].start > out[j].end-out[j].start
+		return !a.local && b.local
 	})
 	w := 0
 	for i, f := range out {
@@ -92,4 +99,20 @@ func (e *File) buildFuncs() []funcSym {
 		w++
 	}
 	return out[:w]
+}
+
+// BuildID returns the file's GNU build-id in hex (its
+// .note.gnu.build-id section), "" when it has none.
+func (e *File) BuildID() string {
+	b, err := e.SectionData(".note.gnu.build-id", 256)
+	if err != nil || len(b) < 16 {
+		return ""
+	}
+	namesz, descsz, typ := le.Uint32(b), le.Uint32(b[4:]), le.Uint32(b[8:])
+	const ntGNUBuildID = 3
+	start := 12 + (uint64(namesz)+3)&^3
+	if typ != ntGNUBuildID || namesz != 4 || string(b[12:16]) != "GNU\x00" || descsz == 0 || start+uint64(descsz) > uint64(len(b)) {
+		return ""
+	}
+	return hex.EncodeToString(b[start : start+uint64(descsz)])
 }
