@@ -213,6 +213,15 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 		}
 	}
 	if nv != nil {
+		if opt.NativeAll {
+			addOtherThreads(dump, tids, func(tid int) (string, string) {
+				st := "unknown"
+				if ct := byTID[tid]; ct.Syscall >= 0 && c.c.Machine == elf.EM_X86_64 && runtime.GOARCH == "amd64" {
+					st = syscallState(ct.Syscall, ct.Args[0], false, [2]uint64{})
+				}
+				return "", st
+			})
+		}
 		stacks := map[int]nativeStack{}
 		for _, t := range dump.Threads {
 			if ct, ok := byTID[t.TID]; ok && t.TID != 0 {

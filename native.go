@@ -430,3 +430,20 @@ func mergeByShims(groups [][]Frame, nat []Frame, major int) ([]Frame, bool) {
 	}
 	return merged, true
 }
+
+// addOtherThreads adds to dump the tasks of tids that no Python thread
+// runs on, named and described by about (NativeAll).
+func addOtherThreads(dump *StackDump, tids []int, about func(tid int) (name, state string)) {
+	known := map[int]bool{}
+	for _, t := range dump.Threads {
+		known[t.TID] = true
+	}
+	for _, tid := range tids {
+		if known[tid] || tid == 0 {
+			continue
+		}
+		known[tid] = true
+		name, state := about(tid)
+		dump.Threads = append(dump.Threads, ThreadStack{TID: tid, Name: name, State: state, Frames: []Frame{}, NotPython: true})
+	}
+}

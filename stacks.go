@@ -332,6 +332,11 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	}
 	var native map[int]nativeStack
 	if nv != nil {
+		if opt.NativeAll {
+			addOtherThreads(dump, frozen.Tids, func(tid int) (string, string) {
+				return kernel[tid].comm, threadState(kernel[tid], false, [2]uint64{})
+			})
+		}
 		native = nv.unwindHeld(rd, frozen.RawRegs(), dump)
 	}
 	if frozen != nil {

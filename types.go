@@ -117,6 +117,9 @@ type StackOptions struct {
 	// frames: each call of the evaluation loop is replaced by the Python
 	// frames it runs.
 	Native bool
+	// NativeAll, with Native, adds the threads Python does not know
+	// (threads a C library started), with their C frames only.
+	NativeAll bool
 }
 
 // StackDump is every Python thread's stack.
@@ -151,6 +154,9 @@ type ThreadStack struct {
 	NativeApart []Frame `json:"native_apart,omitempty"`
 	// NativeNote says what went wrong with the native frames, if anything.
 	NativeNote string `json:"native_note,omitempty"`
+	// NotPython marks a thread Python does not know (StackOptions.NativeAll):
+	// its frames are all native.
+	NotPython bool `json:"not_python,omitempty"`
 }
 
 // Frame is one Python frame, outermost first in ThreadStack.Frames.

@@ -134,7 +134,7 @@ func startNative(t *testing.T, in testenv.Interp) (*testenv.Target, string, *pyg
 // (the target runs on, untraced).
 func TestStacksNative(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		tg, pid, _ := startNative(t, in)
+		tg, pid, d := startNative(t, in)
 		if tr := tracerOf(t, tg.PID); tr != "0" {
 			t.Errorf("the target is still traced by %s", tr)
 		}
@@ -147,6 +147,7 @@ func TestStacksNative(t *testing.T) {
 		if !regexp.MustCompile(`\(C\) 0x[0-9a-f]+ \S*qsort\S*\+0x[0-9a-f]+ \(libc`).MatchString(txt.Stdout) {
 			t.Errorf("the text form shows no qsort frame:\n%s", txt.Stdout)
 		}
+		checkCThread(t, tg, d, dumpJSON(t, "stacks", "--native-all", "--json", pid))
 		// --native needs the threads paused.
 		want(t, run(t, nil, "stacks", "--native", "--nonblocking", pid), 2)
 	})
@@ -233,6 +234,9 @@ func TestStacksNativeCore(t *testing.T) {
 					t.Logf("gcore of %s: the main thread only", in.Label)
 				}
 				checkNative(t, in, "/", d, plain, threads...)
+				if how == "dump" {
+					checkCThread(t, tg, d, dumpJSON(t, "stacks", "--core", core, "--native-all", "--json"))
+				}
 				// The core's merged stacks are the live ones.
 				for _, name := range threads {
 					a, _ := threadByName(d, name)
@@ -328,4 +332,46 @@ func TestStacksNativeSegv(t *testing.T) {
 			t.Errorf("the innermost frame is not in libc:%s", showFrames(main))
 		}
 	})
+}
+
+// checkCThread checks the thread native_target.py started in C (its id
+// on the CTHREAD line): absent from the --native dump d, shown by
+// --native-all (all) as a thread Python does not know, blocked in libc's
+// pause.
+func checkCThread(t *testing.T, tg *testenv.Target, d, all *pyglass.StackDump) {
+	t.Helper()
+	tid := 0
+	for _, l := range tg.Stdout() {
+		if rest, ok := strings.CutPrefix(l, "CTHREAD "); ok {
+			tid, _ = strconv.Atoi(rest)
+		}
+	}
+	if tid == 0 {
+		t.Fatalf("no CTHREAD line in %q", tg.Stdout())
+	}
+	find := func(d *pyglass.StackDump) *pyglass.ThreadStack {
+		for i := range d.Threads {
+			if d.Threads[i].TID == tid {
+				return &d.Threads[i]
+			}
+		}
+		return nil
+	}
+	if th := find(d); th != nil {
+		t.Errorf("--native shows the C thread %d: %+v", tid, th)
+	}
+	th := find(all)
+	if th == nil || !th.NotPython || len(th.Frames) == 0 {
+		t.Fatalf("--native-all: no C thread %d in %+v", tid, all.Threads)
+	}
+	named := false
+	for _, f := range th.Frames {
+		if !f.Native || !strings.HasPrefix(path.Base(f.File), "libc") {
+			t.Errorf("C thread: frame %+v, want only libc's:%s", f, showFrames(th))
+		}
+		named = named || f.Function == "pause" || f.Function == "__libc_pause"
+	}
+	if !named {
+		t.Errorf("C thread: no pause frame:%s", showFrames(th))
+	}
 }

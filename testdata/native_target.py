@@ -5,9 +5,12 @@
 # comparison function, compare, which sleeps: its stack is, outermost
 # first, sorter (Python) -> ctypes -> qsort (libc) -> ctypes' callback ->
 # compare (Python) -> time.sleep -> the C sleep. The main thread sleeps
-# in main_sleep. "READY" is printed once compare runs.
+# in main_sleep. A third thread, started by C (pthread_create of libc's
+# pause), is one Python does not know: "CTHREAD <tid>" gives its id.
+# "READY" is printed once compare runs.
 import ctypes
 import ctypes.util
+import os
 import sys
 import threading
 import time
@@ -28,7 +31,23 @@ def sorter():
     libc.qsort(arr, 4, ctypes.sizeof(ctypes.c_int), cmp_type(compare))
 
 
+def c_thread():
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    before = set(os.listdir("/proc/self/task"))
+    th = ctypes.c_ulong()
+    pause = ctypes.cast(libc.pause, ctypes.c_void_p)
+    if libc.pthread_create(ctypes.byref(th), None, pause, None) != 0:
+        raise OSError("pthread_create failed")
+    for _ in range(3000):
+        new = set(os.listdir("/proc/self/task")) - before
+        if new:
+            sys.stdout.write("CTHREAD %s\n" % new.pop())
+            return
+        time.sleep(0.01)
+
+
 def main_sleep():
+    c_thread()
     t = threading.Thread(target=sorter, name="sorter")
     t.daemon = True
     t.start()

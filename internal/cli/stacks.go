@@ -30,7 +30,8 @@ Python frames: each call of the evaluation loop is replaced by the Python
 frames it runs. Printed as "(C) ADDRESS FUNCTION+OFFSET (LIBRARY)"; in JSON
 with "native": true, "address", "offset"; frames that could not be lined
 up with the Python ones are in the thread's "native_apart", with
-"native_note" saying why.
+"native_note" saying why. --native-all also shows the threads Python does
+not know (started by C code), with "not_python": true.
 --async adds the asyncio tasks (as pyglass tasks reads them, in a second
 snapshot) under the thread running their loop (a loop of a pure-Python
 asyncio, without its C module, before 3.14: under the loop); with --json they are the dump's "tasks" key, as in pyglass tasks.
@@ -51,6 +52,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	locals := fs.Bool("locals", false, "show each frame's local variables (short reprs)")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
 	native := fs.Bool("native", false, "add each thread's C frames, merged with its Python frames")
+	nativeAll := fs.Bool("native-all", false, "--native, and the threads Python does not know (started by C code)")
 	async := fs.Bool("async", false, "also list the asyncio tasks of each thread's event loop (see pyglass help tasks)")
 	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
@@ -58,13 +60,13 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 		return code
 	}
 	if *cf.file != "" || *cf.coredump != "" {
-		return runStacksCore(ctx, cf, pos, pyglass.StackOptions{Locals: *locals, Native: *native}, *asJSON, io)
+		return runStacksCore(ctx, cf, pos, pyglass.StackOptions{Locals: *locals, Native: *native || *nativeAll, NativeAll: *nativeAll}, *asJSON, io)
 	}
 	if len(pos) > 1 {
 		fmt.Fprintf(io.Err, "pyglass stacks: one PID expected\n")
 		return ExitUsage
 	}
-	if *native && *nonblocking {
+	if (*native || *nativeAll) && *nonblocking {
 		fmt.Fprintf(io.Err, "pyglass stacks: --native reads registers, which needs the threads paused: drop --nonblocking\n")
 		return ExitUsage
 	}
@@ -72,7 +74,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	if !ok {
 		return code
 	}
-	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking, Native: *native})
+	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking, Native: *native || *nativeAll, NativeAll: *nativeAll})
 	if err != nil {
 		return fail(io, err)
 	}
@@ -136,7 +138,9 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 		if t.Error != "" {
 			fmt.Fprintf(w, "  <unreadable: %s>\n", printable(t.Error))
 		}
-		if len(t.Frames) == 0 && t.Error == "" {
+		if t.NotPython {
+			fmt.Fprintf(w, "  <a thread Python does not know>\n")
+		} else if len(t.Frames) == 0 && t.Error == "" {
 			fmt.Fprintf(w, "  <no Python frames>\n")
 		}
 		if t.NativeNote != "" {
