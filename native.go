@@ -271,6 +271,8 @@ func (v *nativeView) name(s nativeStack) []Frame {
 				}
 				if ok {
 					fr.Function, fr.Offset = name, off+(f.PC-pc)
+				} else {
+					fr.Offset = f.PC - sf.bias // the file's own address (addr2line's)
 				}
 			}
 		}

@@ -172,7 +172,8 @@ type Frame struct {
 	// symbol ("" when the file names none), File the program or library
 	// it is in, Line 0, Address the instruction (a return address but for
 	// the innermost frame), Offset the distance from the function's start
-	// (from the file's start when Function is "").
+	// (when Function is "", the address in the file's own terms, as
+	// addr2line takes it: less the load bias).
 	Native  bool   `json:"native,omitempty"`
 	Address uint64 `json:"address,omitempty"`
 	Offset  uint64 `json:"offset,omitempty"`
