@@ -90,7 +90,7 @@ func pyFunctions(th *pyglass.ThreadStack) []string {
 // named by order in that order (a name "py:F" is the Python frame of
 // function F, "c:RE" the first native frame after the previous one whose
 // function matches RE, "lib:S" one whose file name holds S).
-func checkNativeThread(t *testing.T, d *pyglass.StackDump, plain *pyglass.StackDump, name string, order ...string) {
+func checkNativeThread(t *testing.T, root string, d *pyglass.StackDump, plain *pyglass.StackDump, name string, order ...string) {
 	t.Helper()
 	th, _ := threadByName(d, name)
 	pth, _ := threadByName(plain, name)
@@ -113,6 +113,35 @@ func checkNativeThread(t *testing.T, d *pyglass.StackDump, plain *pyglass.StackD
 		t.Errorf("thread %s: the innermost frame is not libc's sleep:%s", name, show())
 	}
 	checkOrder(t, th, order...)
+	checkOffsets(t, th, root)
+}
+
+// checkOffsets checks that each native frame no symbol names has, as its
+// offset, an address of an executable segment of its file (the file's
+// own address, as addr2line takes it); files are read under root.
+func checkOffsets(t *testing.T, th *pyglass.ThreadStack, root string) {
+	t.Helper()
+	for _, f := range th.Frames {
+		if !f.Native || f.Function != "" || f.File == "" {
+			continue
+		}
+		p := f.File
+		if root != "" && !strings.HasPrefix(p, root+"/") {
+			p = filepath.Join(root, p)
+		}
+		ef, err := elf.Open(p)
+		if err != nil {
+			continue
+		}
+		in := false
+		for _, pr := range ef.Progs {
+			in = in || (pr.Type == elf.PT_LOAD && pr.Flags&elf.PF_X != 0 && f.Offset >= pr.Vaddr && f.Offset < pr.Vaddr+pr.Memsz)
+		}
+		ef.Close()
+		if !in {
+			t.Errorf("thread %s: frame %#x: offset %#x is no code address of %s", th.Name, f.Address, f.Offset, f.File)
+		}
+	}
 }
 
 // startNative starts native_target.py and checks its live merged
@@ -199,7 +228,7 @@ func checkNative(t *testing.T, in testenv.Interp, root string, d, plain *pyglass
 		order["MainThread"] = append(order["MainThread"], "c:^time_sleep")
 	}
 	for _, name := range threads {
-		checkNativeThread(t, d, plain, name, order[name]...)
+		checkNativeThread(t, root, d, plain, name, order[name]...)
 	}
 }
 
