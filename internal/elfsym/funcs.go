@@ -18,7 +18,8 @@ type funcSym struct {
 // maxFuncs bounds the address index (a hostile file's table is cut).
 const maxFuncs = 1 << 21
 
-// FuncAt returns the function whose link-time range holds addr, from
+// FuncAt returns the function whose link-time range holds addr (its
+// name without a symbol version), from
 // .symtab when the file has one, else from .dynsym, and how far into it
 // addr is. A symbol without a size holds the addresses up to the next
 // symbol. False when no function holds addr (a stripped static function:
@@ -45,7 +46,9 @@ func (e *File) FuncAt(addr uint64) (name string, off uint64, ok bool) {
 	}
 	b := strs[f.name:]
 	for j, c := range b {
-		if c == 0 {
+		// The name ends at its NUL, or at a symbol version a .symtab
+		// may keep in it ("__libc_start_main@@GLIBC_2.34").
+		if c == 0 || (c == '@' && j > 0) {
 			b = b[:j]
 			break
 		}
