@@ -30,6 +30,7 @@ var (
 		"cpython/layout/layouttest": {"cpython/layout"},
 		"cpython":                   {"cpython/layout", "memory"},
 		"target/core":               {"memory"},
+		"internal/unwind":           {"memory"},
 	}
 	// facadeUsers see the target only through the public API.
 	facadeUsers = map[string][]string{

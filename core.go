@@ -15,6 +15,7 @@ import (
 	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/rootfs"
+	"github.com/pyglass/pyglass/internal/unwind"
 	"github.com/pyglass/pyglass/target/core"
 )
 
@@ -59,10 +60,11 @@ type CoreInfo struct {
 // read-only data the mapped files' (checked against the core's
 // build-ids).
 type Core struct {
-	c  *core.Core
-	p  *Process // the pid, the interpreter and the warnings, as for a live process
-	m  *memoryView
-	py *pyproc.Python
+	c       *core.Core
+	sysroot string   // "/" when none was given
+	p       *Process // the pid, the interpreter and the warnings, as for a live process
+	m       *memoryView
+	py      *pyproc.Python
 }
 
 // OpenCore opens the core file at path (plain, or compressed with gzip, xz, zstd or lz4) and
@@ -112,7 +114,7 @@ func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 		c.Close()
 		return nil, err
 	}
-	return &Core{c: c, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
+	return &Core{c: c, sysroot: sysroot, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
 }
 
 // Close releases the core and the files it maps.
@@ -175,6 +177,11 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 		}
 	}
 	taskOf := func(tp uint64) (int, bool) { tid, ok := byTP[tp]; return tid, ok }
+	var nv *nativeView
+	if opt.Native {
+		nv = c.nativeView()
+		defer nv.close()
+	}
 	var idents []uint64 // the Python thread idents of dump.Threads (unused: a core is named at once)
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
@@ -205,9 +212,60 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 			idents = addThread(dump, seen, idents, ts, t.ThreadID)
 		}
 	}
+	if nv != nil {
+		if opt.NativeAll {
+			addOtherThreads(dump, tids, func(tid int) (string, string) {
+				st := "unknown"
+				if ct := byTID[tid]; ct.Syscall >= 0 && c.c.Machine == elf.EM_X86_64 && runtime.GOARCH == "amd64" {
+					st = syscallState(ct.Syscall, ct.Args[0], false, [2]uint64{})
+				}
+				return "", st
+			})
+		}
+		stacks := map[int]nativeStack{}
+		for _, t := range dump.Threads {
+			if ct, ok := byTID[t.TID]; ok && t.TID != 0 {
+				regs, err := unwind.FromPrstatus(nv.arch, ct.Regs)
+				if err != nil {
+					stacks[t.TID] = nativeStack{err: err}
+					continue
+				}
+				stacks[t.TID] = nv.unwindThread(rd, regs)
+			}
+		}
+		addNative(dump, nv, stacks, c.py.Version.Major)
+	}
 	sortThreads(dump)
 	dump.Core = c.Info()
 	return dump, nil
+}
+
+// nativeView lists the core's modules (its NT_FILE mappings), their
+// files opened through the core (under the sysroot, build-ids checked).
+func (c *Core) nativeView() *nativeView {
+	arch := unwind.AMD64
+	if c.c.Machine == elf.EM_AARCH64 {
+		arch = unwind.ARM64
+	}
+	var maps []nativeMapping
+	for _, f := range c.c.Files {
+		maps = append(maps, nativeMapping{Start: f.Start, End: f.End, Offset: f.Offset, Exec: f.Exec, Path: f.Path})
+	}
+	open := func(path string) (io.ReaderAt, error) {
+		f, err := c.c.OpenFile(path)
+		if err != nil {
+			return nil, err
+		}
+		// The core owns the file (and closes it): no Closer here.
+		return io.NewSectionReader(f, 0, 1<<62), nil
+	}
+	v := newNativeView(c.c, arch, maps, open)
+	// Separate debug files: under the sysroot, resolved inside it.
+	if root, err := rootfs.OpenDir(c.sysroot); err == nil {
+		v.closers = append(v.closers, root)
+		v.openDebug = func(path string) (io.ReaderAt, error) { return root.OpenFile(path) }
+	}
+	return v
 }
 
 // signalNames are Linux's signal names (x86-64 and arm64 agree).

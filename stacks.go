@@ -26,6 +26,10 @@ import (
 // paused, before each interpreter's threads are read.
 var testHookWalk func()
 
+// testHookPaused, when set (tests), receives how long Stacks held the
+// threads paused.
+var testHookPaused func(time.Duration)
+
 // memoryView is what the CPython decoders need to read the target.
 type memoryView struct {
 	proc *live.Process
@@ -233,14 +237,24 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	}
 	defer m.close()
 
+	var nv *nativeView
+	if opt.Native && !opt.NonBlocking {
+		// The modules are listed before the pause, to keep it short.
+		if nv, err = p.liveNativeView(m.r); err != nil {
+			return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the mappings of process %d", p.pid), Err: err})
+		}
+		defer nv.close()
+	}
 	var frozen *ptrace.Frozen
 	var taskOf func(uint64) (int, bool)
+	var pausedAt time.Time
 	if !opt.NonBlocking {
 		frozen, err = p.freeze()
 		if err != nil {
 			return nil, err
 		}
 		defer frozen.Thaw()
+		pausedAt = time.Now()
 		nsTIDs, taskOf = p.heldView(frozen, kernel, toHost)
 	}
 	dump := &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}
@@ -316,9 +330,24 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 			idents = addThread(dump, byTID, idents, ts, t.ThreadID)
 		}
 	}
+	var native map[int]nativeStack
+	if nv != nil {
+		if opt.NativeAll {
+			addOtherThreads(dump, frozen.Tids, func(tid int) (string, string) {
+				return kernel[tid].comm, threadState(kernel[tid], false, [2]uint64{})
+			})
+		}
+		native = nv.unwindHeld(rd, frozen.RawRegs(), dump)
+	}
 	if frozen != nil {
 		frozen.Thaw()
+		if testHookPaused != nil {
+			testHookPaused(time.Since(pausedAt))
+		}
 		p.nameLater(m, dump, idents, unnamed)
+	}
+	if opt.Native {
+		addNative(dump, nv, native, p.py.Version.Major)
 	}
 	nameUnnamed(dump, kernel)
 	sortThreads(dump)
@@ -398,7 +427,7 @@ func readStack(rd memory.Reader, m *memoryView, t cpython.Thread, opt StackOptio
 	}
 	frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
 	for _, f := range frames {
-		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals})
+		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals, entry: f.Entry, shim: f.Shim})
 	}
 	if ferr != nil && errText == "" {
 		errText = "reading frames: " + ferr.Error()

@@ -112,6 +112,14 @@ type StackOptions struct {
 	// NonBlocking reads without pausing the threads: faster and
 	// invisible to the target, but the snapshot may be inconsistent.
 	NonBlocking bool
+	// Native adds each thread's C frames, unwound from its registers
+	// while it is paused (not with NonBlocking), merged with its Python
+	// frames: each call of the evaluation loop is replaced by the Python
+	// frames it runs.
+	Native bool
+	// NativeAll, with Native, adds the threads Python does not know
+	// (threads a C library started), with their C frames only.
+	NativeAll bool
 }
 
 // StackDump is every Python thread's stack.
@@ -140,6 +148,15 @@ type ThreadStack struct {
 	Interpreter int     `json:"interpreter"` // 0: the main interpreter; others are subinterpreters
 	Frames      []Frame `json:"frames"`
 	Error       string  `json:"error"` // "" when the thread was read
+	// NativeApart holds the native frames (outermost first) when they
+	// could not be merged with the Python ones (NativeNote says why);
+	// merged, they are in Frames.
+	NativeApart []Frame `json:"native_apart,omitempty"`
+	// NativeNote says what went wrong with the native frames, if anything.
+	NativeNote string `json:"native_note,omitempty"`
+	// NotPython marks a thread Python does not know (StackOptions.NativeAll):
+	// its frames are all native.
+	NotPython bool `json:"not_python,omitempty"`
 }
 
 // Frame is one Python frame, outermost first in ThreadStack.Frames.
@@ -151,4 +168,17 @@ type Frame struct {
 	// Source is the source line when the file is readable as the target
 	// sees it.
 	Source string `json:"-"`
+	// Native marks a C frame (StackOptions.Native): Function is its
+	// symbol ("" when the file names none), File the program or library
+	// it is in, Line 0, Address the instruction (a return address but for
+	// the innermost frame), Offset the distance from the function's start
+	// (when Function is "", the address in the file's own terms, as
+	// addr2line takes it: less the load bias).
+	Native  bool   `json:"native,omitempty"`
+	Address uint64 `json:"address,omitempty"`
+	Offset  uint64 `json:"offset,omitempty"`
+
+	entry      bool   // the first frame its evaluation loop call ran (cpython.Frame.Entry)
+	shim       uint64 // the entry frame below it (cpython.Frame.Shim)
+	spLo, spHi uint64 // a native frame's stack: from its stack pointer to its caller's
 }

@@ -53,6 +53,16 @@ type Frame struct {
 	// Addr is the address of the frame: a PyFrameObject (≤3.10) or a
 	// _PyInterpreterFrame (3.11+).
 	Addr uint64
+	// Entry says the frame is the first one its call of the evaluation
+	// loop (_PyEval_EvalFrameDefault) ran: every frame up to 3.10; on
+	// 3.11 the frames marked is_entry; from 3.12 those pushed on an
+	// entry frame (a shim owned by the C stack). Native stacks are
+	// merged with Python ones on these boundaries.
+	Entry bool
+	// Shim is, on an Entry frame from 3.12, the address of the entry frame
+	// below it, which lives in the C stack frame of its evaluation loop
+	// call: it tells which native frame runs this frame.
+	Shim uint64
 }
 
 // Frame owners of _PyInterpreterFrame (Include/internal/pycore_frame.h).
@@ -98,12 +108,17 @@ func (d *decoder) frames(top uint64, opt FrameOptions) ([]Frame, error) {
 			return out, fmt.Errorf("walking frames at %#x: %w", addr, ErrFrameCycle)
 		}
 		seen[addr] = true
+		d.shim = false
 		f, next, ok, err := d.frame(addr, opt)
 		if err != nil {
 			return out, fmt.Errorf("reading frame %d at %#x: %w", len(out), addr, err)
 		}
 		if ok {
 			out = append(out, f)
+		} else if d.shim && len(out) > 0 {
+			if f := &out[len(out)-1]; !f.Entry {
+				f.Entry, f.Shim = true, addr
+			}
 		}
 		addr = next
 	}
@@ -167,7 +182,7 @@ func (d *decoder) frameObject(addr uint64, opt FrameOptions) (f Frame, next uint
 	if l.Major == 3 && l.Minor == 10 && off >= 0 {
 		off *= 2 // 3.10 counts code units
 	}
-	f = Frame{Function: c.QualName, File: c.File, Line: c.line(off), Code: code, Addr: addr}
+	f = Frame{Function: c.QualName, File: c.File, Line: c.line(off), Code: code, Addr: addr, Entry: true}
 	if opt.Locals {
 		if err := d.frameLocals(&f, c, addr+uint64(l.FrameFLocalsplus)); err != nil {
 			return f, 0, false, err
@@ -191,8 +206,12 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 	owner := hdr[l.InterpFrameOwner]
 	switch {
 	case l.Minor >= 14 && (owner == ownedByInterpreter14 || owner == ownedByCStack14):
+		// 3.14's evaluation loop marks its entry frame as owned by the
+		// interpreter, the thread's base frame as owned by the C stack.
+		d.shim = true
 		return f, next, false, nil
 	case l.Minor >= 12 && l.Minor <= 13 && owner == ownedByCStack312:
+		d.shim = true
 		return f, next, false, nil
 	}
 	code := memory.Order.Uint64(hdr[codeOff:])
@@ -230,6 +249,8 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 		off = -1
 	}
 	f = Frame{Function: c.QualName, File: c.File, Line: c.line(off), Code: code, Addr: addr}
+	// 3.11: bool is_entry is the byte before char owner.
+	f.Entry = l.Minor == 11 && l.InterpFrameOwner > 0 && hdr[l.InterpFrameOwner-1] != 0
 	if opt.Locals {
 		if err := d.frameLocals(&f, c, addr+uint64(l.InterpFrameLocalsplus)); err != nil {
 			return f, 0, false, err

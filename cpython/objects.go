@@ -57,6 +57,7 @@ type decoder struct {
 	l     *layout.Layout
 	types map[uint64]*typeInfo
 	codes map[uint64]*codeInfo
+	shim  bool // the last frame decoded was an entry shim (3.12+)
 }
 
 func newDecoder(r memory.Reader, l *layout.Layout) *decoder {

@@ -80,7 +80,7 @@ func init() {
 	commands = []command{
 		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (or those matching NAME)", runPS},
 		{"info", "PID [--json] | --core FILE", "what pyglass knows about a process, and whether it can run code in it", runInfo},
-		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
+		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async] [--native|--native-all] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
 		{"tasks", "PID [--tree] [--all] [--json | --csv] [--nonblocking] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR]", "every asyncio task: its coroutine stack, what it awaits, who awaits it (read from memory)", runTasks},
 		{"locks", "PID [--json]", "what each thread waits for, who holds it, and deadlock cycles (runs nothing in the target)", runLocks},
 		{"record", "PID [PID...] | -- COMMAND [ARGS]  [-o FILE] [--format F] [--rate HZ] [--duration D] [--idle] [--gil] [--threads] [--subprocesses] [--blocking]", "sample the stacks into a profile: where the time goes (never stops the target)", runRecord},

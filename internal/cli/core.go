@@ -56,13 +56,13 @@ func (cf coreFlags) open(io IO, name string, pos []string) (*pyglass.Core, ExitC
 	return c, ExitOK, true
 }
 
-func runStacksCore(ctx context.Context, cf coreFlags, pos []string, asJSON, locals bool, io IO) ExitCode {
+func runStacksCore(ctx context.Context, cf coreFlags, pos []string, opt pyglass.StackOptions, asJSON bool, io IO) ExitCode {
 	c, code, ok := cf.open(io, "stacks", pos)
 	if !ok {
 		return code
 	}
 	defer c.Close()
-	dump, err := c.Stacks(ctx, pyglass.StackOptions{Locals: locals})
+	dump, err := c.Stacks(ctx, opt)
 	if err != nil {
 		return fail(io, err)
 	}
@@ -70,7 +70,7 @@ func runStacksCore(ctx context.Context, cf coreFlags, pos []string, asJSON, loca
 		writeJSON(io.Out, dump)
 	} else {
 		renderCore(io.Out, dump.Core)
-		renderStacks(io.Out, dump, locals)
+		renderStacks(io.Out, dump, opt.Locals)
 	}
 	for _, t := range dump.Threads {
 		if t.Error == "" {

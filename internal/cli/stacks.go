@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,14 @@ recent call last. With --json:
   {"pid", "python": {"version", "path"},
    "threads": [{"tid" (0: unknown), "name", "main", "holds_gil", "state",
                 "frames": [{"function", "file", "line"[, "locals"]}], "error"}]}
+--native adds each thread's C frames (unwound from its registers while it
+is paused; not with --nonblocking, and from a core too), merged with its
+Python frames: each call of the evaluation loop is replaced by the Python
+frames it runs. Printed as "(C) ADDRESS FUNCTION+OFFSET (LIBRARY)"; in JSON
+with "native": true, "address", "offset"; frames that could not be lined
+up with the Python ones are in the thread's "native_apart", with
+"native_note" saying why. --native-all also shows the threads Python does
+not know (started by C code), with "not_python": true.
 --async adds the asyncio tasks (as pyglass tasks reads them, in a second
 snapshot) under the thread running their loop (a loop of a pure-Python
 asyncio, without its C module, before 3.14: under the loop); with --json they are the dump's "tasks" key, as in pyglass tasks.
@@ -42,6 +51,8 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	asJSON := fs.Bool("json", false, "print JSON")
 	locals := fs.Bool("locals", false, "show each frame's local variables (short reprs)")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
+	native := fs.Bool("native", false, "add each thread's C frames, merged with its Python frames")
+	nativeAll := fs.Bool("native-all", false, "--native, and the threads Python does not know (started by C code)")
 	async := fs.Bool("async", false, "also list the asyncio tasks of each thread's event loop (see pyglass help tasks)")
 	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
@@ -49,17 +60,21 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 		return code
 	}
 	if *cf.file != "" || *cf.coredump != "" {
-		return runStacksCore(ctx, cf, pos, *asJSON, *locals, io)
+		return runStacksCore(ctx, cf, pos, pyglass.StackOptions{Locals: *locals, Native: *native || *nativeAll, NativeAll: *nativeAll}, *asJSON, io)
 	}
 	if len(pos) > 1 {
 		fmt.Fprintf(io.Err, "pyglass stacks: one PID expected\n")
+		return ExitUsage
+	}
+	if (*native || *nativeAll) && *nonblocking {
+		fmt.Fprintf(io.Err, "pyglass stacks: --native reads registers, which needs the threads paused: drop --nonblocking\n")
 		return ExitUsage
 	}
 	p, code, ok := attach(pos, io, "stacks")
 	if !ok {
 		return code
 	}
-	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking})
+	dump, err := p.Stacks(ctx, pyglass.StackOptions{Locals: *locals, NonBlocking: *nonblocking, Native: *native || *nativeAll, NativeAll: *nativeAll})
 	if err != nil {
 		return fail(io, err)
 	}
@@ -78,6 +93,19 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	}
 	fmt.Fprintf(io.Err, "pyglass: no thread could be read\n")
 	return ExitNotPython
+}
+
+// nativeLine renders a C frame: its function and library, or the
+// library and offset when no symbol names it.
+func nativeLine(f pyglass.Frame) string {
+	lib := "?"
+	if f.File != "" {
+		lib = printable(path.Base(f.File))
+	}
+	if f.Function == "" {
+		return fmt.Sprintf("(C) %#x %s+%#x", f.Address, lib, f.Offset)
+	}
+	return fmt.Sprintf("(C) %#x %s+%#x (%s)", f.Address, printable(f.Function), f.Offset, lib)
 }
 
 func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
@@ -110,10 +138,19 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 		if t.Error != "" {
 			fmt.Fprintf(w, "  <unreadable: %s>\n", printable(t.Error))
 		}
-		if len(t.Frames) == 0 && t.Error == "" {
+		if t.NotPython {
+			fmt.Fprintf(w, "  <a thread Python does not know>\n")
+		} else if len(t.Frames) == 0 && t.Error == "" {
 			fmt.Fprintf(w, "  <no Python frames>\n")
 		}
+		if t.NativeNote != "" {
+			fmt.Fprintf(w, "  <%s>\n", printable(t.NativeNote))
+		}
 		for _, f := range t.Frames {
+			if f.Native {
+				fmt.Fprintf(w, "  %s\n", nativeLine(f))
+				continue
+			}
 			fmt.Fprintf(w, "  File \"%s\", line %d, in %s\n", printable(f.File), f.Line, printable(f.Function))
 			if f.Source != "" {
 				fmt.Fprintf(w, "    %s\n", printable(f.Source))
@@ -127,6 +164,12 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 				for _, k := range keys {
 					fmt.Fprintf(w, "        %s = %s\n", printable(k), printable(f.Locals[k]))
 				}
+			}
+		}
+		if len(t.NativeApart) > 0 {
+			fmt.Fprintf(w, "  Native frames:\n")
+			for _, f := range t.NativeApart {
+				fmt.Fprintf(w, "  %s\n", nativeLine(f))
 			}
 		}
 	}

@@ -89,6 +89,8 @@ type File struct {
 	gh           *gnuHashTable
 	ghErr        error
 	cache        map[string]lookup // answers so far, misses included
+	funcsBuilt   bool
+	funcs        []funcSym // FuncAt's index, sorted by address
 }
 
 // lookup is a remembered answer of Lookup.

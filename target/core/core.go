@@ -60,6 +60,9 @@ type Thread struct {
 	PC, SP uint64
 	// Signal is the signal it was stopped by (pr_cursig).
 	Signal int
+	// Regs are its general registers as NT_PRSTATUS holds them (struct
+	// user_regs_struct on amd64, user_pt_regs on arm64), one word each.
+	Regs []uint64
 }
 
 // File is one file-backed mapping (an NT_FILE entry).
@@ -361,7 +364,10 @@ func (c *Core) prstatus(d []byte) {
 		return
 	}
 	reg := func(i int) uint64 { return le.Uint64(d[regsOff+8*i:]) }
-	t := Thread{TID: int(int32(le.Uint32(d[32:]))), Signal: int(le.Uint16(d[12:])), Syscall: -1}
+	t := Thread{TID: int(int32(le.Uint32(d[32:]))), Signal: int(le.Uint16(d[12:])), Syscall: -1, Regs: make([]uint64, nregs)}
+	for i := range t.Regs {
+		t.Regs[i] = reg(i)
+	}
 	if c.Machine == elf.EM_X86_64 {
 		t.TP, t.PC, t.SP = reg(21), reg(16), reg(19)
 		t.Syscall = int64(reg(15))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,8 +87,15 @@ func TestSynthetic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if len(c.Threads) != 1 || c.Threads[0] != (Thread{TID: 42, TP: 0x7000, Syscall: 202, Args: [6]uint64{0x1234}, PC: 0, SP: 0}) || c.PID != 42 {
-		t.Errorf("threads %+v pid %d", c.Threads, c.PID)
+	if len(c.Threads) != 1 || c.PID != 42 {
+		t.Fatalf("threads %+v pid %d", c.Threads, c.PID)
+	}
+	// The raw registers are kept (fs_base is word 21, orig_rax 15).
+	th := c.Threads[0]
+	regs := th.Regs
+	th.Regs = nil
+	if !reflect.DeepEqual(th, Thread{TID: 42, TP: 0x7000, Syscall: 202, Args: [6]uint64{0x1234}, PC: 0, SP: 0}) || len(regs) != 27 || regs[21] != 0x7000 || regs[15] != 202 {
+		t.Errorf("thread %+v, registers %x", th, regs)
 	}
 	if si := c.Siginfo; si == nil || si.Signo != 11 || si.Code != 1 || si.Addr != 0x10 {
 		t.Errorf("siginfo %+v", c.Siginfo)

@@ -1,0 +1,9 @@
+// Package unwind walks a thread's native (C) stack from its registers,
+// with the DWARF call-frame information of .eh_frame found through
+// .eh_frame_hdr, falling back to frame pointers where there is none.
+//
+// It reads the target only through memory.Reader (a live process or a
+// core file alike) and everything it reads is hostile: every record is
+// bounded in size, every loop in steps, and a malformed record ends the
+// walk with an error, never a panic.
+package unwind

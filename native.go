@@ -1,0 +1,451 @@
+package pyglass
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/unwind"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// nativeMapping is one mapping of a file (or of the vDSO), from
+// /proc/PID/maps or a core's NT_FILE note.
+type nativeMapping struct {
+	Start, End, Offset uint64
+	Exec               bool
+	Path               string
+}
+
+// nativeView unwinds and names the native frames of one address space:
+// the modules (executable mappings with their .eh_frame_hdr, read from
+// memory) and, opened once each, the files that name their functions.
+type nativeView struct {
+	arch  unwind.Arch
+	mods  []unwind.Module
+	files map[string]*symFile
+	open  func(path string) (io.ReaderAt, error)
+	// openDebug opens a file of the target's filesystem (inside its root
+	// or the core's sysroot) for separate debug files; nil: none.
+	openDebug func(path string) (io.ReaderAt, error)
+	closers   []io.Closer
+	r         memory.Reader
+	maps      map[string][]elfsym.Mapping
+	bases     map[string]uint64
+}
+
+// symFile is an opened ELF file and its load bias.
+type symFile struct {
+	c    io.Closer    // the opened file, nil for the vDSO
+	e    *elfsym.File // the file
+	dbg  *elfsym.File // its separate debug file (found by build-id), or nil
+	bias uint64
+	err  error
+}
+
+// maxNativeModules bounds the modules read from a hostile mapping list.
+const maxNativeModules = 4096
+
+// vdsoPath is the name /proc/PID/maps gives the vDSO.
+const vdsoPath = "[vdso]"
+
+// newNativeView lists the modules of maps; their headers are read from r.
+func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open func(string) (io.ReaderAt, error)) *nativeView {
+	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}}
+	for _, m := range maps {
+		if m.Path == "" || (!strings.HasPrefix(m.Path, "/") && m.Path != vdsoPath) {
+			continue
+		}
+		if _, ok := v.bases[m.Path]; !ok && m.Offset == 0 {
+			v.bases[m.Path] = m.Start
+		}
+		v.maps[m.Path] = append(v.maps[m.Path], elfsym.Mapping{Start: m.Start, End: m.End, Offset: m.Offset, Read: true, Exec: m.Exec})
+	}
+	// A core written by gcore does not say which mappings are
+	// executable (its NT_FILE has no permissions): then every mapping of
+	// the file is a module.
+	hasExec := map[string]bool{}
+	for _, m := range maps {
+		hasExec[m.Path] = hasExec[m.Path] || m.Exec
+	}
+	hdrs := map[string]uint64{}
+	for _, m := range maps {
+		base, ok := v.bases[m.Path]
+		if (!m.Exec && hasExec[m.Path]) || !ok || len(v.mods) >= maxNativeModules {
+			continue
+		}
+		hdr, seen := hdrs[m.Path]
+		if !seen {
+			hdr, _ = unwind.FindEhFrameHdr(r, base)
+			hdrs[m.Path] = hdr
+		}
+		v.mods = append(v.mods, unwind.Module{Start: m.Start, End: m.End, Base: base, EhFrameHdr: hdr, Path: m.Path})
+	}
+	return v
+}
+
+// liveNativeView is the native view of a live process, its files opened
+// as the target sees them (procfs.OpenMapping).
+func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
+	pr := procfs.New(p.pid)
+	maps, err := pr.Maps()
+	if err != nil {
+		return nil, err
+	}
+	var nm []nativeMapping
+	byPath := map[string]procfs.Mapping{}
+	for _, m := range maps {
+		if m.IsFile() || m.Path == vdsoPath {
+			nm = append(nm, nativeMapping{Start: m.Start, End: m.End, Offset: m.Offset, Exec: m.Perms.Exec, Path: m.Path})
+			if _, ok := byPath[m.Path]; !ok {
+				byPath[m.Path] = m
+			}
+		}
+	}
+	open := func(path string) (io.ReaderAt, error) {
+		m, ok := byPath[path]
+		if !ok {
+			return nil, fmt.Errorf("%s is not mapped", path)
+		}
+		f, _, err := pr.OpenMapping(m)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	v := newNativeView(r, hostArch(), nm, open)
+	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
+	return v, nil
+}
+
+// hostArch is the architecture of a live target (that of pyglass).
+func hostArch() unwind.Arch {
+	if runtime.GOARCH == "arm64" {
+		return unwind.ARM64
+	}
+	return unwind.AMD64
+}
+
+// close closes the files opened to name functions.
+func (v *nativeView) close() {
+	for _, f := range v.files {
+		if f.c != nil {
+			f.c.Close()
+		}
+	}
+	for _, c := range v.closers {
+		c.Close()
+	}
+}
+
+// regsFromBytes decodes general registers laid out as in NT_PRSTATUS.
+func regsFromBytes(arch unwind.Arch, b []byte) (unwind.Regs, error) {
+	words := make([]uint64, len(b)/8)
+	for i := range words {
+		words[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return unwind.FromPrstatus(arch, words)
+}
+
+// nativeStack is a thread's unwound stack, innermost first, before names.
+type nativeStack struct {
+	frames []unwind.Frame
+	mods   []unwind.Module
+	err    error
+}
+
+// unwindThread walks one thread's native stack over r (while the thread
+// is paused, or from a core).
+func (v *nativeView) unwindThread(r memory.Reader, regs unwind.Regs) nativeStack {
+	u := unwind.New(r, v.arch, v.mods)
+	frames, err := u.Unwind(regs, 0)
+	return nativeStack{frames: frames, mods: u.Modules(), err: err}
+}
+
+// symbols opens (once) the file of path and computes its load bias.
+func (v *nativeView) symbols(path string) *symFile {
+	if f, ok := v.files[path]; ok {
+		return f
+	}
+	f := &symFile{}
+	v.files[path] = f
+	var ra io.ReaderAt
+	if path == vdsoPath {
+		ms := v.maps[path]
+		if len(ms) == 0 {
+			f.err = fmt.Errorf("no vDSO")
+			return f
+		}
+		ra = &memReaderAt{r: v.r, base: ms[0].Start, size: ms[len(ms)-1].End - ms[0].Start}
+	} else {
+		if v.open == nil {
+			f.err = fmt.Errorf("no file opener")
+			return f
+		}
+		if ra, f.err = v.open(path); f.err != nil {
+			return f
+		}
+		f.c, _ = ra.(io.Closer)
+	}
+	if f.e, f.err = elfsym.Open(ra); f.err != nil {
+		return f
+	}
+	f.bias, f.err = f.e.Bias(v.maps[path])
+	if !f.e.HasSymtab() {
+		f.dbg = v.debugFile(f.e.BuildID())
+	}
+	return f
+}
+
+// debugDir is where separate debug files are found by build-id.
+const debugDir = "/usr/lib/debug/.build-id/"
+
+// debugFile opens the separate debug file of build-id id (as Debian's
+// -dbg and -dbgsym packages install them), when it is there and is that
+// build's: its .symtab names the static functions a stripped file does
+// not.
+func (v *nativeView) debugFile(id string) *elfsym.File {
+	if v.openDebug == nil || len(id) < 4 {
+		return nil
+	}
+	ra, err := v.openDebug(debugDir + id[:2] + "/" + id[2:] + ".debug")
+	if err != nil {
+		return nil
+	}
+	if c, ok := ra.(io.Closer); ok {
+		v.closers = append(v.closers, c)
+	}
+	d, err := elfsym.Open(ra)
+	if err != nil || !d.HasSymtab() || d.BuildID() != id {
+		return nil
+	}
+	return d
+}
+
+// memReaderAt reads a module mapped whole (the vDSO) as its file.
+type memReaderAt struct {
+	r          memory.Reader
+	base, size uint64
+}
+
+func (m *memReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || uint64(off) >= m.size {
+		return 0, io.EOF
+	}
+	n := min(uint64(len(p)), m.size-uint64(off))
+	if err := memory.Read(m.r, m.base+uint64(off), p[:n]); err != nil {
+		return 0, err
+	}
+	if n < uint64(len(p)) {
+		return int(n), io.EOF
+	}
+	return int(n), nil
+}
+
+// name gives the frames of s, outermost first, as Frames.
+func (v *nativeView) name(s nativeStack) []Frame {
+	out := make([]Frame, 0, len(s.frames))
+	for i := len(s.frames) - 1; i >= 0; i-- {
+		f := s.frames[i]
+		fr := Frame{Native: true, Address: f.PC, spLo: f.SP, spHi: ^uint64(0)}
+		if i+1 < len(s.frames) {
+			fr.spHi = s.frames[i+1].SP
+		}
+		if f.Module >= 0 && f.Module < len(s.mods) {
+			m := s.mods[f.Module]
+			fr.File = m.Path
+			fr.Offset = f.PC - m.Base
+			sf := v.symbols(m.Path)
+			if sf.err == nil {
+				pc := f.LookupPC(i)
+				name, off, ok := "", uint64(0), false
+				if sf.dbg != nil {
+					name, off, ok = sf.dbg.FuncAt(pc - sf.bias)
+				}
+				if !ok {
+					name, off, ok = sf.e.FuncAt(pc - sf.bias)
+				}
+				if ok {
+					fr.Function, fr.Offset = name, off+(f.PC-pc)
+				} else {
+					fr.Offset = f.PC - sf.bias // the file's own address (addr2line's)
+				}
+			}
+		}
+		out = append(out, fr)
+	}
+	return out
+}
+
+// nativeNote says why a native walk stopped early, when it did.
+func nativeNote(s nativeStack) string {
+	if s.err == nil {
+		return ""
+	}
+	return "native stack cut short: " + s.err.Error()
+}
+
+// isEvalFrame reports whether a native function runs Python frames: the
+// evaluation loop (and its cold part; PyEval_EvalFrameEx on 2.7).
+func isEvalFrame(fn string, major int) bool {
+	base, _, _ := strings.Cut(fn, ".")
+	if major < 3 {
+		return base == "PyEval_EvalFrameEx"
+	}
+	return base == "_PyEval_EvalFrameDefault"
+}
+
+// isTailCall reports whether a native function is one of the
+// instruction handlers of a tail-calling evaluation loop (3.14+, built
+// with clang): part of the _PyEval_EvalFrameDefault call below it.
+func isTailCall(fn string) bool { return strings.HasPrefix(fn, "_TAIL_CALL_") }
+
+// mergeNative merges a thread's Python frames py with its native frames
+// nat (both outermost first): each call of the evaluation loop is
+// replaced by the Python frames it runs (a group starting at an Entry
+// frame). When the two cannot be lined up (a thread entering or leaving
+// the loop, a frame the unwinder missed), the Python frames are kept as
+// they are and the native ones returned apart, with a note.
+func mergeNative(py []Frame, nat []Frame, major int) (merged, apart []Frame, note string) {
+	// The Python calls: groups of frames, each starting at an entry.
+	var groups [][]Frame
+	for _, f := range py {
+		if len(groups) == 0 || f.entry {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], f)
+	}
+	if m, ok := mergeByShims(groups, nat, major); ok {
+		return m, nil, ""
+	}
+	evals := 0
+	for _, f := range nat {
+		if isEvalFrame(f.Function, major) {
+			evals++
+		}
+	}
+	if evals != len(groups) {
+		return py, nat, fmt.Sprintf("native and Python frames do not line up (%d calls of the evaluation loop, %d Python calls): shown apart", evals, len(groups))
+	}
+	merged = make([]Frame, 0, len(py)+len(nat))
+	g := 0
+	for i, f := range nat {
+		switch {
+		case isEvalFrame(f.Function, major):
+			merged = append(merged, groups[g]...)
+			g++
+		case isTailCall(f.Function) && i > 0 && (isEvalFrame(nat[i-1].Function, major) || isTailCall(nat[i-1].Function)):
+			// A handler of the evaluation loop: shown as its frames.
+		default:
+			merged = append(merged, f)
+		}
+	}
+	return merged, nil, ""
+}
+
+// unwindHeld unwinds, over r, the native stack of every thread of dump
+// whose registers raw holds (by task id).
+func (v *nativeView) unwindHeld(r memory.Reader, raw map[int][]byte, dump *StackDump) map[int]nativeStack {
+	out := map[int]nativeStack{}
+	for _, t := range dump.Threads {
+		b, ok := raw[t.TID]
+		if t.TID == 0 || !ok {
+			continue
+		}
+		regs, err := regsFromBytes(v.arch, b)
+		if err != nil {
+			out[t.TID] = nativeStack{err: err}
+			continue
+		}
+		out[t.TID] = v.unwindThread(r, regs)
+	}
+	return out
+}
+
+// addNative names the native stacks and merges them into dump's threads.
+func addNative(dump *StackDump, v *nativeView, stacks map[int]nativeStack, major int) {
+	for i := range dump.Threads {
+		t := &dump.Threads[i]
+		s, ok := stacks[t.TID]
+		switch {
+		case v == nil:
+			t.NativeNote = "native frames are read only while the threads are paused"
+			continue
+		case !ok || t.TID == 0:
+			t.NativeNote = "no registers for this thread"
+			continue
+		}
+		nat := v.name(s)
+		var note string
+		t.Frames, t.NativeApart, note = mergeNative(t.Frames, nat, major)
+		t.NativeNote = strings.Join(nonEmpty(nativeNote(s), note), "; ")
+	}
+}
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, x := range s {
+		if x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// mergeByShims merges by where each Python call's entry frame lives
+// (3.12+): in the C stack frame of the evaluation loop call that runs it,
+// whatever that function is named (a stripped interpreter names none).
+// False unless every call has one, each in its own native frame, in
+// order.
+func mergeByShims(groups [][]Frame, nat []Frame, major int) ([]Frame, bool) {
+	at := make(map[int]int, len(groups)) // native frame -> group
+	next := 0
+	for g, grp := range groups {
+		shim := grp[0].shim
+		if shim == 0 {
+			return nil, false
+		}
+		k := next
+		for k < len(nat) && !(nat[k].spLo <= shim && shim < nat[k].spHi) {
+			k++
+		}
+		if k == len(nat) {
+			return nil, false
+		}
+		at[k] = g
+		next = k + 1
+	}
+	merged := make([]Frame, 0, len(nat))
+	for i, f := range nat {
+		if g, ok := at[i]; ok {
+			merged = append(merged, groups[g]...)
+			continue
+		}
+		if isTailCall(f.Function) && i > 0 {
+			continue
+		}
+		merged = append(merged, f)
+	}
+	return merged, true
+}
+
+// addOtherThreads adds to dump the tasks of tids that no Python thread
+// runs on, named and described by about (NativeAll).
+func addOtherThreads(dump *StackDump, tids []int, about func(tid int) (name, state string)) {
+	known := map[int]bool{}
+	for _, t := range dump.Threads {
+		known[t.TID] = true
+	}
+	for _, tid := range tids {
+		if known[tid] || tid == 0 {
+			continue
+		}
+		known[tid] = true
+		name, state := about(tid)
+		dump.Threads = append(dump.Threads, ThreadStack{TID: tid, Name: name, State: state, Frames: []Frame{}, NotPython: true})
+	}
+}
