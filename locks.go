@@ -279,6 +279,9 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 	for i := 0; i < len(lt.frames) && i < maxLibFrames; i++ {
 		f := lt.frames[i]
 		switch {
+		case nr == sysFutex && isBootstrap(f.File) && f.Function == "_ModuleLock.acquire":
+			w.moduleLock(lt, i)
+			return
 		case frameIs(f, "threading", "Thread.join", "Thread._wait_for_tstate_lock"):
 			w.join(lt, i)
 			return
@@ -322,6 +325,9 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 		}
 	}
 	if nr == sysFutex {
+		if w.importLock(lt, arg0) {
+			return
+		}
 		w.lock(lt, arg0)
 		return
 	}
@@ -350,6 +356,90 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 			}
 		}
 	}
+}
+
+// isBootstrap reports whether file is importlib's _bootstrap module
+// (frozen, or its source with -X frozen_modules=off).
+func isBootstrap(file string) bool {
+	return file == "<frozen importlib._bootstrap>" || strings.HasSuffix(file, "/importlib/_bootstrap.py")
+}
+
+// moduleLock fills the wait of a thread in importlib's
+// _ModuleLock.acquire (frame i, 3.x): the lock of one module, whose
+// owner (a thread ident) and name are in the object.
+func (w *lockWalk) moduleLock(lt *lockThread, i int) {
+	wf := &lt.out.WaitsFor
+	self := selfOf(lt, i)
+	*wf = WaitFor{Kind: WaitLock, Type: "_ModuleLock", Where: where(lt.frames[i]), Evidence: "importlib's module lock"}
+	w.object(wf, self)
+	lt.waitOn = self
+	module := ""
+	if n, err := cpython.InstanceAttr(w.r, w.m.l, self, "name"); err == nil {
+		module, _ = cpython.String(w.r, w.m.l, n, 200)
+	}
+	// Where: the frame that imports, the first one outside importlib.
+	for j := i + 1; j < len(lt.frames); j++ {
+		if !isBootstrap(lt.frames[j].File) {
+			wf.Where = "import " + module + " in " + where(lt.frames[j])
+			break
+		}
+	}
+	if module != "" {
+		wf.Evidence = fmt.Sprintf("importlib's module lock of %q", module)
+	}
+	owner, err := cpython.InstanceAttr(w.r, w.m.l, self, "owner")
+	if err != nil {
+		return
+	}
+	id, err := cpython.Int(w.r, w.m.l, owner)
+	if err != nil || !id.IsUint64() {
+		return
+	}
+	w.ownedBy(wf, id.Uint64(), lt)
+}
+
+// ownedBy makes the thread whose ident is owner (other than lt) the
+// holder of what wf waits for, as the object records it.
+func (w *lockWalk) ownedBy(wf *WaitFor, owner uint64, lt *lockThread) {
+	if owner == 0 {
+		return
+	}
+	for _, o := range w.threads {
+		if o.ident == owner && o != lt {
+			wf.HolderTID = o.out.TID
+			wf.Evidence += fmt.Sprintf("; its owner is thread %d", o.out.TID)
+			return
+		}
+	}
+	wf.Evidence += fmt.Sprintf("; its owner %#x is no other thread of the process", owner)
+}
+
+// importLock fills the wait of a thread of 2.7 asleep on the global
+// import lock (Python/import.c's import_lock, a sem_t*), whose owner is
+// import_lock_thread; false when the futex is elsewhere.
+func (w *lockWalk) importLock(lt *lockThread, futex uint64) bool {
+	if w.m.l.Major >= 3 {
+		return false
+	}
+	a, ok := w.m.img.Symbol("import_lock")
+	if !ok {
+		return false
+	}
+	sem, err := memory.NonNullPtr(w.r, a)
+	if err != nil || futex < sem || futex >= sem+32 { // a sem_t
+		return false
+	}
+	wf := &lt.out.WaitsFor
+	*wf = WaitFor{Kind: WaitLock, Object: fmt.Sprintf("%#x", sem), Type: "import lock", Evidence: "the global import lock"}
+	if len(lt.frames) > 0 {
+		wf.Where = "import in " + where(lt.frames[0])
+	}
+	if t, ok := w.m.img.Symbol("import_lock_thread"); ok {
+		if owner, err := memory.Ptr(w.r, t); err == nil && owner != ^uint64(0) {
+			w.ownedBy(wf, owner, lt)
+		}
+	}
+	return true
 }
 
 // object fills Object and Type of wf from the object at obj.
@@ -441,17 +531,7 @@ func (w *lockWalk) lock(lt *lockThread, futex uint64) {
 		}
 		if s.Kind == cpython.SyncRLock {
 			wf.Type = "RLock"
-			if s.Owner != 0 {
-				for _, o := range w.threads {
-					if o.ident == s.Owner {
-						wf.HolderTID = o.out.TID
-						wf.Evidence += fmt.Sprintf("; its owner is thread %d", o.out.TID)
-					}
-				}
-				if wf.HolderTID == 0 {
-					wf.Evidence += fmt.Sprintf("; its owner %#x is no thread of the process", s.Owner)
-				}
-			}
+			w.ownedBy(wf, s.Owner, lt)
 		} else {
 			wf.Type = "Lock"
 		}

@@ -225,3 +225,34 @@ func TestLocksInferredHolder(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestLocksImport: a module's code starts a thread and joins it while
+// that thread imports the module: the thread waits for the module's lock
+// (importlib's _ModuleLock; 2.7: the global import lock), whose owner is
+// read from the lock, and the importer waits for the thread: a deadlock
+// of two threads, and the target runs on.
+func TestLocksImport(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "import")
+		rep := locksJSON(t, tg.PID)
+		if rep.Verdict.Kind != pyglass.VerdictDeadlock || !strings.HasPrefix(rep.Verdict.Summary, "deadlock: 2 threads") {
+			t.Errorf("verdict %+v, want a deadlock of 2 threads", rep.Verdict)
+		}
+		cyc := []int{min(truth["t1"], truth["t2"]), max(truth["t1"], truth["t2"])}
+		if len(rep.Cycles) != 1 || !slices.Equal(rep.Cycles[0], cyc) {
+			t.Errorf("cycles %v, want [%v]", rep.Cycles, cyc)
+		}
+		typ, where := "_ModuleLock", "import pg_import_a in helper"
+		if in.Major < 3 {
+			typ, where = "import lock", "import in helper"
+		}
+		w := lockedThread(t, rep, truth["t2"]).WaitsFor
+		if w.Kind != pyglass.WaitLock || w.Type != typ || w.HolderTID != truth["t1"] || w.HolderInferred || !strings.HasPrefix(w.Where, where) || w.Object == "" {
+			t.Errorf("helper waits for %+v, want the %s (%s) held by %d, read from the lock", w, typ, where, truth["t1"])
+		}
+		if w := lockedThread(t, rep, truth["t1"]).WaitsFor; w.Kind != pyglass.WaitJoin || w.HolderTID != truth["t2"] {
+			t.Errorf("importer waits for %+v, want a join of %d", w, truth["t2"])
+		}
+		healthy(t, tg)
+	})
+}

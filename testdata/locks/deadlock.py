@@ -190,10 +190,41 @@ def ranked():
         t.daemon = True
         t.start()
 
+IMPORTED = """
+import sys, threading
+main = sys.modules["__main__"]
+def helper():
+    main.mark("t2")
+    import pg_import_a  # waits: pg_import_a is being imported by t1
+main.mark("t1")
+t = threading.Thread(target=helper, name="helper")
+t.daemon = True
+t.start()
+t.join()  # the helper waits for this import to finish: deadlock
+"""
+
+def imports():
+    # t1 imports pg_import_a, whose code starts t2 and joins it; t2
+    # imports pg_import_a too: it waits for the module's lock (2.7: the
+    # global import lock), which t1 holds while it joins t2.
+    import tempfile, os
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "pg_import_a.py"), "w") as f:
+        f.write(IMPORTED)
+    sys.path.insert(0, d)
+    def importer():
+        import pg_import_a
+    t = threading.Thread(target=importer, name="importer")
+    t.daemon = True
+    t.start()
+    while len(truth) < 2:
+        time.sleep(0.01)
+
 scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
- "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked}[scenario]()
+ "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked,
+ "import": imports}[scenario]()
 while "t1" not in truth:
     time.sleep(0.01)
 time.sleep(0.3)
