@@ -79,6 +79,12 @@ type WaitFor struct {
 	HolderTID      int    `json:"holder_tid,omitempty"`
 	HolderInferred bool   `json:"holder_inferred,omitempty"`
 	Evidence       string `json:"evidence,omitempty"`
+	// SinceSeconds is how long the blocked thread had not run when
+	// pyglass paused it (the kernel scheduler's last run of it, read
+	// before the pause): it has waited since then, unless something woke
+	// it in between (a debugger's pause, pyglass's own, counts). Nil when
+	// unknown (no /proc/PID/task/TID/sched) or not blocked.
+	SinceSeconds *float64 `json:"since_seconds,omitempty"`
 }
 
 // testHookLocks, when set (tests), is called while the threads are
@@ -113,6 +119,12 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		return nil, err
 	}
 	defer m.close()
+	// Before the pause, which makes every thread run a moment.
+	tids := make([]int, 0, len(kernel))
+	for tid := range kernel {
+		tids = append(tids, tid)
+	}
+	ran := procfs.New(p.pid).SinceRan(tids)
 	frozen, err := p.freeze()
 	if err != nil {
 		return nil, err
@@ -127,55 +139,93 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
 	}
-	var ts []*lockThread
-	refReader := cpython.NewRefReader(rd, m.l)
-	// The list starts with the newest interpreter: the main one is last.
-	for _, interp := range interps[len(interps)-1:] {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	// While paused, only the snapshot: the thread states and their
+	// frames (the page cache keeps the pages read); what they refer to
+	// is decoded once the threads run again (a blocked thread stays
+	// blocked, and its frames with it).
+	interp := interps[len(interps)-1] // the list starts with the newest interpreter
+	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: kernel, toHost: toHost}
+	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
+	for _, t := range snap.threads {
+		var fr []cpython.Frame
+		if t.Frame != 0 {
+			fr, _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
 		}
-		threads, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
-		gil := gilFutexRange(rd, m, interp)
-		for _, t := range threads {
-			lt := &lockThread{ident: t.ThreadID, gil: t.HoldsGIL}
-			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
-				lt.out.TID = h
-			}
-			lt.out.Name = t.Name
-			tv := kernel[lt.out.TID]
-			lt.out.State = threadState(tv, t.HoldsGIL, gil)
-			if t.Frame != 0 {
-				fr, _ := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
-				for i := len(fr) - 1; i >= 0; i-- { // innermost first
-					lt.frames = append(lt.frames, fr[i])
-					refs, _ := refReader.Refs(fr[i])
-					lt.refs = append(lt.refs, refs)
-				}
-			}
-			if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
-				continue
-			}
-			ts = append(ts, lt)
-		}
-		if testHookLocks != nil {
-			testHookLocks()
-		}
-		lw := &lockWalk{r: rd, m: m, threads: ts}
-		for _, lt := range ts {
-			lw.qualify(lt)
-		}
-		for _, lt := range ts {
-			if tv := kernel[lt.out.TID]; tv.held != nil {
-				lw.waitFor(lt, tv.held.Syscall, tv.held.Args[0], gil)
-			} else {
-				lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
-			}
-		}
-		lw.holders()
-		lw.gilHolder()
+		snap.frames = append(snap.frames, fr)
+	}
+	if testHookLocks != nil {
+		testHookLocks()
 	}
 	frozen.Thaw()
-	nameUnnamedLocks(ts, kernel)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ts := p.analyseLocks(rd, m, snap)
+	rep := &LockReport{PID: p.pid, Threads: []LockThread{}, Cycles: [][]int{}}
+	for _, lt := range ts {
+		if d, ok := ran[lt.out.TID]; ok && lt.out.TID != 0 && lt.out.WaitsFor.Kind != WaitNone {
+			s := d.Seconds()
+			lt.out.WaitsFor.SinceSeconds = &s
+		}
+		rep.Threads = append(rep.Threads, lt.out)
+	}
+	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
+	rep.Cycles = waitCycles(rep.Threads)
+	rep.Verdict = lockVerdict(rep)
+	return rep, nil
+}
+
+// lockSnap is what Locks reads of one interpreter while the threads are
+// paused: its threads, their frames (outermost first; nil when not read),
+// the GIL's futex range, and the kernel's view of the tasks.
+type lockSnap struct {
+	interp  int // its index in StackDump (0: the main interpreter)
+	threads []cpython.Thread
+	frames  [][]cpython.Frame
+	gil     [2]uint64
+	kernel  map[int]taskView
+	toHost  map[int]int
+}
+
+// analyseLocks says what each thread of snap waits for and who holds it,
+// reading the objects its frames refer to through rd (the page cache
+// that read snap: the frames' pages are the paused ones).
+func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) []*lockThread {
+	var ts []*lockThread
+	refReader := cpython.NewRefReader(rd, m.l)
+	for k, t := range snap.threads {
+		lt := &lockThread{ident: t.ThreadID, gil: t.HoldsGIL}
+		if h, ok := snap.toHost[t.NativeID]; ok && t.NativeID != 0 {
+			lt.out.TID = h
+		}
+		lt.out.Name = t.Name
+		tv := snap.kernel[lt.out.TID]
+		lt.out.State = threadState(tv, t.HoldsGIL, snap.gil)
+		fr := snap.frames[k]
+		for i := len(fr) - 1; i >= 0; i-- { // innermost first
+			lt.frames = append(lt.frames, fr[i])
+			refs, _ := refReader.Refs(fr[i])
+			lt.refs = append(lt.refs, refs)
+		}
+		if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
+			continue
+		}
+		ts = append(ts, lt)
+	}
+	lw := &lockWalk{r: rd, m: m, threads: ts}
+	for _, lt := range ts {
+		lw.qualify(lt)
+	}
+	for _, lt := range ts {
+		if tv := snap.kernel[lt.out.TID]; tv.held != nil {
+			lw.waitFor(lt, tv.held.Syscall, tv.held.Args[0], snap.gil)
+		} else {
+			lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
+		}
+	}
+	lw.holders()
+	lw.gilHolder()
+	nameUnnamedLocks(ts, snap.kernel)
 	for _, lt := range ts {
 		switch lt.out.WaitsFor.Kind {
 		case WaitChild:
@@ -184,14 +234,56 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 			p.describeFD(&lt.out.WaitsFor, lt.sysArg)
 		}
 	}
-	rep := &LockReport{PID: p.pid, Threads: []LockThread{}, Cycles: [][]int{}}
-	for _, lt := range ts {
-		rep.Threads = append(rep.Threads, lt.out)
+	return ts
+}
+
+// addWaits gives each blocked thread of dump what it waits for, from
+// the analysis of Locks over what Stacks read paused (waits, one per
+// interpreter); the frames are decoded again from rd, the page cache
+// that read them paused.
+func (p *Process) addWaits(rd memory.Reader, m *memoryView, dump *StackDump, waits []lockSnap) {
+	for _, snap := range waits {
+		snap.frames = make([][]cpython.Frame, len(snap.threads))
+		for k, t := range snap.threads {
+			if t.Frame != 0 && !t.Gone {
+				snap.frames[k], _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
+			}
+		}
+		for _, lt := range p.analyseLocks(rd, m, snap) {
+			if lt.out.TID == 0 || lt.out.WaitsFor.Kind == WaitNone {
+				continue
+			}
+			for i := range dump.Threads {
+				if t := &dump.Threads[i]; t.TID == lt.out.TID && t.Interpreter == snap.interp && t.WaitingFor == nil {
+					wf := lt.out.WaitsFor
+					t.WaitingFor = &wf
+				}
+			}
+		}
 	}
-	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
-	rep.Cycles = waitCycles(rep.Threads)
-	rep.Verdict = lockVerdict(rep)
-	return rep, nil
+}
+
+// Line says in one line what w is: "waiting for RLock 0x7f.. (self._a in
+// Cache.put, cache.py:41) held by thread 13", else "waiting: " and its
+// evidence ("waiting: sleeping (time.sleep), in clock_nanosleep").
+func (w WaitFor) Line() string {
+	switch w.Kind {
+	case WaitLock, WaitJoin, WaitCondition, WaitEvent, WaitQueue, WaitSemaphore:
+	default:
+		return "waiting: " + w.Evidence
+	}
+	s := "waiting for " + waitObject(w)
+	if w.HolderTID != 0 {
+		by := " held"
+		if w.Kind == WaitJoin {
+			by = ", run"
+		}
+		if w.HolderInferred {
+			by += " (inferred)"
+		}
+		s += fmt.Sprintf("%s by thread %d", by, w.HolderTID)
+	}
+	return s
 }
 
 func nameUnnamedLocks(ts []*lockThread, kernel map[int]taskView) {

@@ -267,6 +267,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	// their Python idents, by index in dump.Threads, and interpreters.
 	idents := []uint64{}
 	unnamed := map[int]uint64{}
+	var waits []lockSnap // per interpreter, for the waiting lines
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -290,6 +291,9 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 			continue
 		}
 		gilRange := gilFutexRange(rd, m, interp)
+		if frozen != nil {
+			waits = append(waits, lockSnap{interp: i, threads: threads, gil: gilRange, kernel: kernel, toHost: toHost})
+		}
 		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
 		for _, t := range threads {
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
@@ -318,6 +322,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	}
 	if frozen != nil {
 		frozen.Thaw()
+		p.addWaits(rd, m, dump, waits)
 		p.nameLater(m, dump, idents, unnamed)
 	}
 	nameUnnamed(dump, kernel)

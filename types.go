@@ -140,6 +140,9 @@ type ThreadStack struct {
 	Interpreter int     `json:"interpreter"` // 0: the main interpreter; others are subinterpreters
 	Frames      []Frame `json:"frames"`
 	Error       string  `json:"error"` // "" when the thread was read
+	// WaitingFor is what the thread waits for, as Locks says it, when it
+	// is blocked (read paused only; nil otherwise).
+	WaitingFor *WaitFor `json:"waiting_for,omitempty"`
 }
 
 // Frame is one Python frame, outermost first in ThreadStack.Frames.

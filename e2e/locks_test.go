@@ -256,3 +256,82 @@ func TestLocksImport(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestStacksWaiting: stacks gives each blocked thread what it waits for,
+// as locks does (text: one "waiting for" line under its frames; --json:
+// waiting_for), on the deadlock of two RLocks, and a thread that sleeps
+// says so.
+func TestStacksWaiting(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "rlocks")
+		r := run(t, nil, "stacks", "--json", strconv.Itoa(tg.PID))
+		want(t, r, 0)
+		var dump pyglass.StackDump
+		if err := json.Unmarshal([]byte(r.Stdout), &dump); err != nil {
+			t.Fatalf("stacks --json: %v\n%s", err, r.Stdout)
+		}
+		byTID := map[int]pyglass.ThreadStack{}
+		for _, th := range dump.Threads {
+			byTID[th.TID] = th
+		}
+		for _, k := range []string{"t1", "t2"} {
+			other := truth[map[string]string{"t1": "t2", "t2": "t1"}[k]]
+			w := byTID[truth[k]].WaitingFor
+			if w == nil || w.Kind != pyglass.WaitLock || w.Type != "RLock" || w.HolderTID != other {
+				t.Errorf("thread %s (%d) waiting_for %+v, want an RLock held by %d", k, truth[k], w, other)
+			}
+		}
+		if w := byTID[truth["main"]].WaitingFor; w == nil || w.Kind != pyglass.WaitSyscall || !strings.Contains(w.Evidence, "time.sleep") {
+			t.Errorf("main thread waiting_for %+v, want time.sleep", w)
+		}
+		txt := run(t, nil, "stacks", strconv.Itoa(tg.PID))
+		want(t, txt, 0)
+		// The line closes the thread's block: the last line before the next
+		// thread (or the end).
+		block := txt.Stdout[strings.Index(txt.Stdout, fmt.Sprintf("\nThread %d ", truth["t1"]))+1:]
+		if end := strings.Index(block, "\n\n"); end >= 0 {
+			block = block[:end]
+		}
+		lines := strings.Split(strings.TrimSpace(block), "\n")
+		line := lines[len(lines)-1]
+		if !strings.HasPrefix(line, "  waiting for RLock 0x") || !strings.Contains(line, "self._b in Cache.first") || !strings.HasSuffix(line, fmt.Sprintf(" held by thread %d", truth["t2"])) {
+			t.Errorf("thread t1's last line %q, want waiting for RLock (self._b in Cache.first) held by thread %d\n%s", line, truth["t2"], txt.Stdout)
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestLocksSince: how long a deadlocked thread has waited is at least the
+// time since the target said its threads were in place and at most the
+// time since it was started (it blocked in between).
+func TestLocksSince(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		started := time.Now()
+		tg, truth := startLocks(t, in, "rlocks")
+		ready := time.Now()
+		time.Sleep(time.Second)
+		least := time.Since(ready)
+		r := run(t, nil, "locks", "--json", strconv.Itoa(tg.PID))
+		most := time.Since(started)
+		want(t, r, 0)
+		var rep pyglass.LockReport
+		if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+			t.Fatalf("locks --json: %v\n%s", err, r.Stdout)
+		}
+		for _, k := range []string{"t1", "t2"} {
+			w := lockedThread(t, &rep, truth[k]).WaitsFor
+			if w.SinceSeconds == nil {
+				t.Errorf("thread %s waits for %+v, with no since", k, w)
+				continue
+			}
+			// The kernel's clock of a running thread lags by up to a tick.
+			if s := time.Duration(*w.SinceSeconds * float64(time.Second)); s < least-least/10 || s > most {
+				t.Errorf("thread %s waits since %v, want between %v and %v", k, s, least, most)
+			}
+		}
+		if txt := run(t, nil, "locks", strconv.Itoa(tg.PID)); !strings.Contains(txt.Stdout, "    since: ") {
+			t.Errorf("no since line in\n%s", txt.Stdout)
+		}
+		healthy(t, tg)
+	})
+}

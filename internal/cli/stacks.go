@@ -129,5 +129,8 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 				}
 			}
 		}
+		if t.WaitingFor != nil {
+			fmt.Fprintf(w, "  %s\n", printable(t.WaitingFor.Line()))
+		}
 	}
 }
