@@ -26,6 +26,10 @@ import (
 // paused, before each interpreter's threads are read.
 var testHookWalk func()
 
+// testHookPause, when set (tests), is given how long each pause held the
+// target's threads.
+var testHookPause func(time.Duration)
+
 // memoryView is what the CPython decoders need to read the target.
 type memoryView struct {
 	proc *live.Process
@@ -518,6 +522,7 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 	for try, quiet := 0, 0; ; try++ {
 		var f *ptrace.Frozen
 		if f, err = ptrace.Freeze(p.pid); err == nil {
+			f.OnThaw = testHookPause
 			return f, nil
 		}
 		if !errors.Is(err, ptrace.ErrPermission) || time.Now().After(deadline) {

@@ -220,11 +220,41 @@ def imports():
     while len(truth) < 2:
         time.sleep(0.01)
 
+def ten():
+    # Ten threads, each 20 calls deep: two RLock deadlocks (t1..t4),
+    # three in Event.wait, three asleep.
+    for k in range(2):
+        truth.pop("t1", None)
+        truth.pop("t2", None)
+        c = Cache(threading.RLock)
+        step = threading.Event()
+        for i, f in enumerate((c.first, c.second)):
+            t = threading.Thread(target=nested, args=(20, f, step), name="pair-%d-%d" % (k, i))
+            t.daemon = True
+            t.start()
+        while "t1" not in truth or "t2" not in truth:
+            time.sleep(0.01)
+        truth["a%d" % k], truth["b%d" % k] = truth["t1"], truth["t2"]
+        step.set()
+    forever = threading.Event()
+    for i in range(3):
+        for n, f in (("waiter", forever.wait), ("sleeper", lambda: time.sleep(1000))):
+            t = threading.Thread(target=nested, args=(20, f), name="%s-%d" % (n, i))
+            t.daemon = True
+            t.start()
+
+def nested(depth, f, *args):
+    # Each frame refers to a few objects, as real code's do.
+    here = [depth, "frame %d" % depth, {"depth": depth}, threading.current_thread()]
+    if depth > 0:
+        return nested(depth - 1, f, *args)
+    return f(*args)
+
 scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
  "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked,
- "import": imports}[scenario]()
+ "import": imports, "ten": ten}[scenario]()
 while "t1" not in truth:
     time.sleep(0.01)
 time.sleep(0.3)
