@@ -99,6 +99,7 @@ type lockThread struct {
 	refs   [][]cpython.FrameRef // per frame, innermost first
 	waitOn uint64               // the lock object waited on
 	sysArg uint64               // the first argument of the system call it waits in
+	fds    []int                // the file descriptors it waits on (read, select, poll)
 	gil    bool
 }
 
@@ -218,7 +219,7 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 	}
 	for _, lt := range ts {
 		if tv := snap.kernel[lt.out.TID]; tv.held != nil {
-			lw.waitFor(lt, tv.held.Syscall, tv.held.Args[0], snap.gil)
+			lw.waitFor(lt, tv.held.Syscall, tv.held.Args, snap.gil)
 		} else {
 			lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
 		}
@@ -231,7 +232,7 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 		case WaitChild:
 			p.describeChild(&lt.out.WaitsFor, lt.sysArg)
 		case WaitIO:
-			p.describeFD(&lt.out.WaitsFor, lt.sysArg)
+			p.describeFDs(&lt.out.WaitsFor, lt.fds)
 		}
 	}
 	return ts
@@ -352,7 +353,8 @@ const maxLibFrames = 4
 
 // waitFor fills lt.out.WaitsFor from its frames and the system call it
 // was paused in (nr < 0: not in a system call).
-func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64) {
+func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint64) {
+	arg0 := args[0]
 	wf := &lt.out.WaitsFor
 	if nr < 0 {
 		*wf = WaitFor{Kind: WaitNone, Evidence: "running"}
@@ -437,7 +439,13 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 		wf.Evidence = "sleeping (time.sleep), in " + name
 	case name == "read" || name == "readv" || name == "recvfrom" || name == "recvmsg" || name == "accept" || name == "accept4":
 		wf.Kind = WaitIO
-		wf.Object = fmt.Sprintf("fd %d", int32(uint32(arg0)))
+		lt.fds = []int{int(int32(uint32(arg0)))}
+	case name == "select" || name == "pselect6":
+		wf.Kind = WaitIO
+		lt.fds = selectFDs(w.r, arg0, args[1], args[2])
+	case name == "poll" || name == "ppoll":
+		wf.Kind = WaitIO
+		lt.fds = pollFDs(w.r, args[0], args[1])
 	case name == "wait4" || name == "waitid":
 		wf.Kind = WaitChild
 		wf.Evidence = "waiting for a child process, in " + name
@@ -878,30 +886,134 @@ func (p *Process) describeChild(wf *WaitFor, arg0 uint64) {
 	wf.Evidence = fmt.Sprintf("waiting on child process %d (as the target numbers it)", nsPID)
 }
 
-// describeFD names the file a thread reads from (or accepts on): a
-// socket by its addresses, else what /proc/PID/fd says it is.
-func (p *Process) describeFD(wf *WaitFor, arg0 uint64) {
-	fd := int(int32(uint32(arg0)))
-	if fd < 0 {
+// maxWaitFDs bounds how many of the file descriptors a thread waits on
+// (select, poll) are read and named.
+const maxWaitFDs = 8
+
+// selectFDs returns the descriptors of the read set (else the write set)
+// of a select(nfds, readfds, writefds) in the target's memory; the thread
+// is blocked in it, so the sets stay as it passed them.
+func selectFDs(r memory.Reader, nfds, readfds, writefds uint64) []int {
+	if nfds == 0 || nfds > 1024 {
+		return nil
+	}
+	for _, set := range []uint64{readfds, writefds} {
+		if set == 0 {
+			continue
+		}
+		b, err := memory.Bytes(r, set, int(nfds+7)/8, 128)
+		if err != nil {
+			return nil
+		}
+		var fds []int
+		for fd := 0; fd < int(nfds) && len(fds) < maxWaitFDs; fd++ {
+			if b[fd/8]&(1<<(fd%8)) != 0 {
+				fds = append(fds, fd)
+			}
+		}
+		if len(fds) > 0 {
+			return fds
+		}
+	}
+	return nil
+}
+
+// pollFDs returns the descriptors of a poll(fds, nfds): struct pollfd
+// {int fd; short events, revents}.
+func pollFDs(r memory.Reader, arr, n uint64) []int {
+	if arr == 0 || n == 0 {
+		return nil
+	}
+	n = min(n, maxWaitFDs)
+	b, err := memory.Bytes(r, arr, int(n)*8, maxWaitFDs*8)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for i := 0; i+8 <= len(b); i += 8 {
+		if fd := int32(uint32(b[i]) | uint32(b[i+1])<<8 | uint32(b[i+2])<<16 | uint32(b[i+3])<<24); fd >= 0 {
+			fds = append(fds, int(fd))
+		}
+	}
+	return fds
+}
+
+// describeFDs names the files a thread waits on (reads from, accepts on,
+// selects or polls): a socket by its addresses, else what /proc/PID/fd
+// says it is, and the process at the other end of a pipe or of a
+// loopback TCP connection.
+func (p *Process) describeFDs(wf *WaitFor, fds []int) {
+	call := strings.TrimPrefix(wf.Evidence, "in ")
+	var parts, objs []string
+	for _, fd := range fds {
+		if fd < 0 {
+			continue
+		}
+		objs = append(objs, fmt.Sprintf("fd %d", fd))
+		typ, what, peer := p.describeFD(fd)
+		if typ == "" {
+			parts = append(parts, fmt.Sprintf("fd %d", fd))
+			continue
+		}
+		if wf.Type == "" || wf.Type == typ {
+			wf.Type = typ
+		} else {
+			wf.Type = "files"
+		}
+		parts = append(parts, fmt.Sprintf("%s (fd %d)%s", what, fd, peer))
+	}
+	wf.Object = strings.Join(objs, ", ")
+	if len(parts) == 0 {
 		return
 	}
+	wf.Evidence = fmt.Sprintf("waiting on I/O: %s, %s", strings.Join(parts, "; "), call)
+}
+
+// maxPeers bounds how many holders of the other end are named.
+const maxPeers = 3
+
+// describeFD says what descriptor fd of the target is: its type
+// ("socket", "pipe", "file"; "" when unreadable), a description, and
+// who holds the other end (", other end: process 42 (sleep) fd 1").
+func (p *Process) describeFD(fd int) (typ, what, ends string) {
 	pr := procfs.New(p.pid)
 	what, err := pr.FD(fd)
 	if err != nil {
-		return
+		return "", "", ""
 	}
-	wf.Type = "file"
+	typ = "file"
+	peer := ""
 	if ino, ok := strings.CutPrefix(what, "socket:["); ok {
-		wf.Type = "socket"
+		typ = "socket"
 		if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
 			if s, ok := pr.Socket(n); ok {
 				what = s
 			}
+			if pn, ok := pr.TCPPeer(n); ok {
+				peer = fmt.Sprintf("socket:[%d]", pn)
+			}
 		}
 	} else if strings.HasPrefix(what, "pipe:[") {
-		wf.Type = "pipe"
+		typ, peer = "pipe", what
 	}
-	wf.Evidence = fmt.Sprintf("waiting on I/O: %s (fd %d), %s", what, fd, strings.TrimPrefix(wf.Evidence, "in "))
+	if peer == "" {
+		return typ, what, ""
+	}
+	var holders []string
+	for _, h := range procfs.Holders(pr.Root, peer, maxPeers+1) {
+		if h.PID == p.pid && h.FD == fd || len(holders) >= maxPeers {
+			continue
+		}
+		comm := "?"
+		if st, err := procfs.New(h.PID).Stat(); err == nil {
+			comm = st.Comm
+		}
+		holders = append(holders, fmt.Sprintf("process %d (%s) fd %d", h.PID, comm, h.FD))
+	}
+	if len(holders) > 0 {
+		ends = ", other end: " + strings.Join(holders, ", ")
+	}
+	return typ, what, ends
 }
 
 // queueLen reads the number of items of a queue.Queue (its deque

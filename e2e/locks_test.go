@@ -335,3 +335,27 @@ func TestLocksSince(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestLocksSelect: a thread in select on a pipe whose writer is a child
+// process and one polling a socket connected to a server thread: each
+// waits on I/O, named by its descriptor, with the process and descriptor
+// at the other end; no deadlock.
+func TestLocksSelect(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "select")
+		rep := locksJSON(t, tg.PID)
+		if rep.Verdict.Kind == pyglass.VerdictDeadlock || len(rep.Cycles) != 0 {
+			t.Errorf("verdict %+v, cycles %v; want no deadlock", rep.Verdict, rep.Cycles)
+		}
+		w := lockedThread(t, rep, truth["t1"]).WaitsFor
+		if end := fmt.Sprintf("other end: process %d (sleep) fd 1", truth["child"]); w.Kind != pyglass.WaitIO || w.Type != "pipe" || w.Object != fmt.Sprintf("fd %d", truth["pipe_fd"]) || !strings.Contains(w.Evidence, end) {
+			t.Errorf("selector waits for %+v, want the pipe fd %d, %s", w, truth["pipe_fd"], end)
+		}
+		w = lockedThread(t, rep, truth["t2"]).WaitsFor
+		conn := fmt.Sprintf("-> 127.0.0.1:%d ESTABLISHED (fd %d), other end: process %d (", truth["port"], truth["sock_fd"], tg.PID)
+		if w.Kind != pyglass.WaitIO || w.Type != "socket" || w.Object != fmt.Sprintf("fd %d", truth["sock_fd"]) || !strings.Contains(w.Evidence, conn) || !strings.Contains(w.Evidence, fmt.Sprintf(") fd %d", truth["server_fd"])) {
+			t.Errorf("poller waits for %+v, want %s...) fd %d", w, conn, truth["server_fd"])
+		}
+		healthy(t, tg)
+	})
+}

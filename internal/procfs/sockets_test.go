@@ -3,6 +3,7 @@ package procfs
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,5 +50,69 @@ func TestSocket(t *testing.T) {
 	}
 	if _, ok := Self().Socket(1); ok {
 		t.Errorf("inode 1 found as a socket")
+	}
+}
+
+// TestPeers: the other end of a loopback TCP connection is found from
+// /proc/net/tcp and its holder by scanning /proc; a pipe's two ends are
+// both found.
+func TestPeers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cf, _ := c.(*net.TCPConn).File()
+	sf, _ := s.(*net.TCPConn).File()
+	defer cf.Close()
+	defer sf.Close()
+	inode := func(fd uintptr) uint64 {
+		what, err := Self().FD(int(fd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(what, "socket:["), "]"), 10, 64)
+		if err != nil {
+			t.Fatalf("%q: %v", what, err)
+		}
+		return n
+	}
+	ci, si := inode(cf.Fd()), inode(sf.Fd())
+	if peer, ok := Self().TCPPeer(ci); !ok || peer != si {
+		t.Errorf("TCPPeer(%d) = %d, %v; want %d", ci, peer, ok, si)
+	}
+	if peer, ok := Self().TCPPeer(si); !ok || peer != ci {
+		t.Errorf("TCPPeer(%d) = %d, %v; want %d", si, peer, ok, ci)
+	}
+	if _, ok := Self().TCPPeer(1); ok {
+		t.Errorf("inode 1 has a peer")
+	}
+	h := Holders("/proc", fmt.Sprintf("socket:[%d]", si), 10)
+	found := false
+	for _, x := range h {
+		found = found || x.PID == os.Getpid() && x.FD == int(sf.Fd())
+	}
+	if !found {
+		t.Errorf("Holders of socket %d: %v, want pid %d fd %d among them", si, h, os.Getpid(), sf.Fd())
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	link, _ := Self().FD(int(r.Fd()))
+	if h := Holders("/proc", link, 10); len(h) != 2 {
+		t.Errorf("Holders of %s: %v, want both ends", link, h)
 	}
 }

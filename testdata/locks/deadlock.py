@@ -149,16 +149,24 @@ def gil():
     while True:
         time.sleep(100)
 
-def sock():
+def silent_server():
+    # A local server, in a thread of this process, that accepts one
+    # connection and never answers; returns its thread's function and the
+    # list the accepted connection goes to. truth["port"] is its port.
     import socket
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     truth["port"] = srv.getsockname()[1]
     conns = []
-    def server():  # accepts and never answers
+    def server():
         conns.append(srv.accept())
         threading.Event().wait()
+    return server, conns
+
+def sock():
+    import socket
+    server, _ = silent_server()
     def client():
         c = socket.create_connection(("127.0.0.1", truth["port"]))
         mark("t1")
@@ -220,6 +228,34 @@ def imports():
     while len(truth) < 2:
         time.sleep(0.01)
 
+def selects():
+    # t1 selects on a pipe whose writer is a child process, t2 polls a
+    # socket connected to a server thread of this process.
+    import subprocess, select, socket
+    child = subprocess.Popen(["sleep", "1000"], stdout=subprocess.PIPE)
+    truth["child"] = child.pid
+    truth["pipe_fd"] = child.stdout.fileno()
+    server, conns = silent_server()
+    def selector():
+        mark("t1")
+        select.select([child.stdout], [], [])
+    def poller():
+        c = socket.create_connection(("127.0.0.1", truth["port"]))
+        truth["sock_fd"] = c.fileno()
+        while not conns:
+            time.sleep(0.01)
+        truth["server_fd"] = conns[0][0].fileno()
+        p = select.poll()
+        p.register(c, select.POLLIN)
+        mark("t2")
+        p.poll()
+    for f, n in ((server, "server"), (selector, "selector"), (poller, "poller")):
+        t = threading.Thread(target=f, name=n)
+        t.daemon = True
+        t.start()
+    while len([k for k in ("t1", "t2") if k in truth]) < 2:
+        time.sleep(0.01)
+
 def ten():
     # Ten threads, each 20 calls deep: two RLock deadlocks (t1..t4),
     # three in Event.wait, three asleep.
@@ -254,7 +290,8 @@ scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
  "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked,
- "import": imports, "ten": ten}[scenario]()
+ "import": imports, "ten": ten,
+ "select": selects}[scenario]()
 while "t1" not in truth:
     time.sleep(0.01)
 time.sleep(0.3)
