@@ -100,6 +100,7 @@ type lockThread struct {
 	waitOn uint64               // the lock object waited on
 	sysArg uint64               // the first argument of the system call it waits in
 	fds    []int                // the file descriptors it waits on (read, select, poll)
+	epoll  bool                 // fds[0] is an epoll instance: it waits on what that watches
 	gil    bool
 }
 
@@ -232,7 +233,14 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 		case WaitChild:
 			p.describeChild(&lt.out.WaitsFor, lt.sysArg)
 		case WaitIO:
-			p.describeFDs(&lt.out.WaitsFor, lt.fds)
+			fds := lt.fds
+			if lt.epoll && len(fds) == 1 {
+				// What the epoll instance watches, from its fdinfo.
+				fds, _ = procfs.New(p.pid).EpollFDs(fds[0])
+				fds = fds[:min(len(fds), maxWaitFDs)]
+				lt.out.WaitsFor.Evidence += fmt.Sprintf(" on epoll fd %d", lt.fds[0])
+			}
+			p.describeFDs(&lt.out.WaitsFor, fds)
 		}
 	}
 	return ts
@@ -446,6 +454,9 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint
 	case name == "poll" || name == "ppoll":
 		wf.Kind = WaitIO
 		lt.fds = pollFDs(w.r, args[0], args[1])
+	case strings.HasPrefix(name, "epoll_wait") || strings.HasPrefix(name, "epoll_pwait"):
+		wf.Kind = WaitIO
+		lt.fds, lt.epoll = []int{int(int32(uint32(arg0)))}, true
 	case name == "wait4" || name == "waitid":
 		wf.Kind = WaitChild
 		wf.Evidence = "waiting for a child process, in " + name

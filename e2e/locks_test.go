@@ -337,9 +337,10 @@ func TestLocksSince(t *testing.T) {
 }
 
 // TestLocksSelect: a thread in select on a pipe whose writer is a child
-// process and one polling a socket connected to a server thread: each
-// waits on I/O, named by its descriptor, with the process and descriptor
-// at the other end; no deadlock.
+// process, one polling a socket connected to a server thread, one in
+// epoll on a pipe: each waits on I/O, named by its descriptor (for epoll,
+// the ones it watches), with the process and descriptor at the other
+// end; no deadlock.
 func TestLocksSelect(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg, truth := startLocks(t, in, "select")
@@ -355,6 +356,10 @@ func TestLocksSelect(t *testing.T) {
 		conn := fmt.Sprintf("-> 127.0.0.1:%d ESTABLISHED (fd %d), other end: process %d (", truth["port"], truth["sock_fd"], tg.PID)
 		if w.Kind != pyglass.WaitIO || w.Type != "socket" || w.Object != fmt.Sprintf("fd %d", truth["sock_fd"]) || !strings.Contains(w.Evidence, conn) || !strings.Contains(w.Evidence, fmt.Sprintf(") fd %d", truth["server_fd"])) {
 			t.Errorf("poller waits for %+v, want %s...) fd %d", w, conn, truth["server_fd"])
+		}
+		w = lockedThread(t, rep, truth["t3"]).WaitsFor
+		if w.Kind != pyglass.WaitIO || w.Type != "pipe" || w.Object != fmt.Sprintf("fd %d", truth["epoll_pipe"]) || !strings.Contains(w.Evidence, " on epoll fd ") {
+			t.Errorf("epoller waits for %+v, want the pipe fd %d its epoll watches", w, truth["epoll_pipe"])
 		}
 		healthy(t, tg)
 	})

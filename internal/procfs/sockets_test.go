@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -114,5 +116,34 @@ func TestPeers(t *testing.T) {
 	link, _ := Self().FD(int(r.Fd()))
 	if h := Holders("/proc", link, 10); len(h) != 2 {
 		t.Errorf("Holders of %s: %v, want both ends", link, h)
+	}
+}
+
+// TestEpollFDs: the descriptors a real epoll instance watches, and
+// malformed fdinfo lines skipped.
+func TestEpollFDs(t *testing.T) {
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Skipf("epoll: %v", err)
+	}
+	defer syscall.Close(ep)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for _, fd := range []int{int(r.Fd()), int(w.Fd())} {
+		if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Self().EpollFDs(ep)
+	slices.Sort(got)
+	if want := []int{int(r.Fd()), int(w.Fd())}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("EpollFDs = %v, %v; want %v", got, err, want)
+	}
+	if got := parseEpollFDs("pos: 0\ntfd: x events: 1\ntfd:\ntfd: -3 events: 1\ntfd: 7 events: 19\n"); !slices.Equal(got, []int{7}) {
+		t.Errorf("parseEpollFDs = %v, want [7]", got)
 	}
 }

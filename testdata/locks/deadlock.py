@@ -230,8 +230,9 @@ def imports():
 
 def selects():
     # t1 selects on a pipe whose writer is a child process, t2 polls a
-    # socket connected to a server thread of this process.
-    import subprocess, select, socket
+    # socket connected to a server thread of this process, t3 waits in
+    # epoll on a pipe of its own.
+    import subprocess, select, socket, os
     child = subprocess.Popen(["sleep", "1000"], stdout=subprocess.PIPE)
     truth["child"] = child.pid
     truth["pipe_fd"] = child.stdout.fileno()
@@ -239,6 +240,13 @@ def selects():
     def selector():
         mark("t1")
         select.select([child.stdout], [], [])
+    def epoller():
+        r, w = os.pipe()
+        truth["epoll_pipe"] = r
+        e = select.epoll()
+        e.register(r, select.EPOLLIN)
+        mark("t3")
+        e.poll()
     def poller():
         c = socket.create_connection(("127.0.0.1", truth["port"]))
         truth["sock_fd"] = c.fileno()
@@ -249,11 +257,11 @@ def selects():
         p.register(c, select.POLLIN)
         mark("t2")
         p.poll()
-    for f, n in ((server, "server"), (selector, "selector"), (poller, "poller")):
+    for f, n in ((server, "server"), (selector, "selector"), (poller, "poller"), (epoller, "epoller")):
         t = threading.Thread(target=f, name=n)
         t.daemon = True
         t.start()
-    while len([k for k in ("t1", "t2") if k in truth]) < 2:
+    while len([k for k in ("t1", "t2", "t3") if k in truth]) < 3:
         time.sleep(0.01)
 
 def ten():
