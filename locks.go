@@ -951,8 +951,8 @@ func pollFDs(r memory.Reader, arr, n uint64) []int {
 
 // describeFDs names the files a thread waits on (reads from, accepts on,
 // selects or polls): a socket by its addresses, else what /proc/PID/fd
-// says it is, and the process at the other end of a pipe or of a
-// loopback TCP connection.
+// says it is, and the process at the other end of a pipe, of a
+// loopback TCP connection or of a Unix socket.
 func (p *Process) describeFDs(wf *WaitFor, fds []int) {
 	call := strings.TrimPrefix(wf.Evidence, "in ")
 	var parts, objs []string
@@ -999,8 +999,11 @@ func (p *Process) describeFD(fd int) (typ, what, ends string) {
 		if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
 			if s, ok := pr.Socket(n); ok {
 				what = s
-			}
-			if pn, ok := pr.TCPPeer(n); ok {
+				if pn, ok := pr.TCPPeer(n); ok {
+					peer = fmt.Sprintf("socket:[%d]", pn)
+				}
+			} else if pn, ok := procfs.UnixPeer(n); ok {
+				what = "unix " + what
 				peer = fmt.Sprintf("socket:[%d]", pn)
 			}
 		}

@@ -358,8 +358,15 @@ func TestLocksSelect(t *testing.T) {
 			t.Errorf("poller waits for %+v, want %s...) fd %d", w, conn, truth["server_fd"])
 		}
 		w = lockedThread(t, rep, truth["t3"]).WaitsFor
-		if w.Kind != pyglass.WaitIO || w.Type != "pipe" || w.Object != fmt.Sprintf("fd %d", truth["epoll_pipe"]) || !strings.Contains(w.Evidence, " on epoll fd ") {
+		// 2.7's epoll.poll fails with EINTR when a pause interrupts it (no
+		// retry before PEP 475): the thread ends and its epoll descriptor
+		// closes, possibly before it is named; not checked there.
+		if in.Major >= 3 && (w.Kind != pyglass.WaitIO || w.Type != "pipe" || w.Object != fmt.Sprintf("fd %d", truth["epoll_pipe"]) || !strings.Contains(w.Evidence, " on epoll fd ")) {
 			t.Errorf("epoller waits for %+v, want the pipe fd %d its epoll watches", w, truth["epoll_pipe"])
+		}
+		w = lockedThread(t, rep, truth["t4"]).WaitsFor
+		if end := fmt.Sprintf("(fd %d), other end: process %d (", truth["unix_fd"], tg.PID); w.Kind != pyglass.WaitIO || w.Type != "socket" || !strings.Contains(w.Evidence, "unix socket:[") || !strings.Contains(w.Evidence, end) || !strings.Contains(w.Evidence, fmt.Sprintf(") fd %d", truth["unix_peer_fd"])) {
+			t.Errorf("unix reader waits for %+v, want a unix socket %s...) fd %d", w, end, truth["unix_peer_fd"])
 		}
 		healthy(t, tg)
 	})

@@ -147,3 +147,35 @@ func TestEpollFDs(t *testing.T) {
 		t.Errorf("parseEpollFDs = %v, want [7]", got)
 	}
 }
+
+// TestUnixPeer: the kernel names the other end of a real socketpair, and
+// malformed answers are refused.
+func TestUnixPeer(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	var ino [2]uint64
+	for i, fd := range fds {
+		what, _ := Self().FD(fd)
+		n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(what, "socket:["), "]"), 10, 64)
+		if err != nil {
+			t.Fatalf("%q: %v", what, err)
+		}
+		ino[i] = n
+	}
+	peer, ok := UnixPeer(ino[0])
+	if !ok {
+		t.Skipf("the kernel's sock_diag does not answer for Unix sockets here")
+	}
+	if peer != ino[1] {
+		t.Errorf("UnixPeer(%d) = %d, want %d", ino[0], peer, ino[1])
+	}
+	for _, b := range [][]byte{nil, make([]byte, 31), make([]byte, 64)} {
+		if p, ok := parseUnixPeer(b, 5); ok {
+			t.Errorf("parseUnixPeer(%x) = %d, want nothing", b, p)
+		}
+	}
+}

@@ -231,7 +231,7 @@ def imports():
 def selects():
     # t1 selects on a pipe whose writer is a child process, t2 polls a
     # socket connected to a server thread of this process, t3 waits in
-    # epoll on a pipe of its own.
+    # epoll on a pipe of its own, t4 reads a Unix socketpair.
     import subprocess, select, socket, os
     child = subprocess.Popen(["sleep", "1000"], stdout=subprocess.PIPE)
     truth["child"] = child.pid
@@ -247,6 +247,13 @@ def selects():
         e.register(r, select.EPOLLIN)
         mark("t3")
         e.poll()
+    kept = []
+    def unix_reader():
+        a, b = socket.socketpair()
+        kept.append(b)  # kept open: the other end, in this process
+        truth["unix_fd"], truth["unix_peer_fd"] = a.fileno(), b.fileno()
+        mark("t4")
+        a.recv(1)
     def poller():
         c = socket.create_connection(("127.0.0.1", truth["port"]))
         truth["sock_fd"] = c.fileno()
@@ -257,11 +264,11 @@ def selects():
         p.register(c, select.POLLIN)
         mark("t2")
         p.poll()
-    for f, n in ((server, "server"), (selector, "selector"), (poller, "poller"), (epoller, "epoller")):
+    for f, n in ((server, "server"), (selector, "selector"), (poller, "poller"), (epoller, "epoller"), (unix_reader, "unix")):
         t = threading.Thread(target=f, name=n)
         t.daemon = True
         t.start()
-    while len([k for k in ("t1", "t2", "t3") if k in truth]) < 3:
+    while len([k for k in ("t1", "t2", "t3", "t4") if k in truth]) < 4:
         time.sleep(0.01)
 
 def ten():
