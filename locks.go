@@ -79,6 +79,12 @@ type WaitFor struct {
 	HolderTID      int    `json:"holder_tid,omitempty"`
 	HolderInferred bool   `json:"holder_inferred,omitempty"`
 	Evidence       string `json:"evidence,omitempty"`
+	// SinceSeconds is how long the blocked thread had not run when
+	// pyglass paused it (the kernel scheduler's last run of it, read
+	// before the pause): it has waited since then, unless something woke
+	// it in between (a debugger's pause, pyglass's own, counts). Nil when
+	// unknown (no /proc/PID/task/TID/sched) or not blocked.
+	SinceSeconds *float64 `json:"since_seconds,omitempty"`
 }
 
 // testHookLocks, when set (tests), is called while the threads are
@@ -93,6 +99,8 @@ type lockThread struct {
 	refs   [][]cpython.FrameRef // per frame, innermost first
 	waitOn uint64               // the lock object waited on
 	sysArg uint64               // the first argument of the system call it waits in
+	fds    []int                // the file descriptors it waits on (read, select, poll)
+	epoll  bool                 // fds[0] is an epoll instance: it waits on what that watches
 	gil    bool
 }
 
@@ -113,6 +121,12 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		return nil, err
 	}
 	defer m.close()
+	// Before the pause, which makes every thread run a moment.
+	tids := make([]int, 0, len(kernel))
+	for tid := range kernel {
+		tids = append(tids, tid)
+	}
+	ran := procfs.New(p.pid).SinceRan(tids)
 	frozen, err := p.freeze()
 	if err != nil {
 		return nil, err
@@ -127,71 +141,158 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	if err != nil {
 		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
 	}
-	var ts []*lockThread
-	refReader := cpython.NewRefReader(rd, m.l)
-	// The list starts with the newest interpreter: the main one is last.
-	for _, interp := range interps[len(interps)-1:] {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	// While paused, only the snapshot: the thread states and their
+	// frames (the page cache keeps the pages read); what they refer to
+	// is decoded once the threads run again (a blocked thread stays
+	// blocked, and its frames with it).
+	interp := interps[len(interps)-1] // the list starts with the newest interpreter
+	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: kernel, toHost: toHost}
+	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
+	for _, t := range snap.threads {
+		var fr []cpython.Frame
+		if t.Frame != 0 {
+			fr, _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
 		}
-		threads, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
-		gil := gilFutexRange(rd, m, interp)
-		for _, t := range threads {
-			lt := &lockThread{ident: t.ThreadID, gil: t.HoldsGIL}
-			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
-				lt.out.TID = h
-			}
-			lt.out.Name = t.Name
-			tv := kernel[lt.out.TID]
-			lt.out.State = threadState(tv, t.HoldsGIL, gil)
-			if t.Frame != 0 {
-				fr, _ := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
-				for i := len(fr) - 1; i >= 0; i-- { // innermost first
-					lt.frames = append(lt.frames, fr[i])
-					refs, _ := refReader.Refs(fr[i])
-					lt.refs = append(lt.refs, refs)
-				}
-			}
-			if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
-				continue
-			}
-			ts = append(ts, lt)
-		}
-		if testHookLocks != nil {
-			testHookLocks()
-		}
-		lw := &lockWalk{r: rd, m: m, threads: ts}
-		for _, lt := range ts {
-			lw.qualify(lt)
-		}
-		for _, lt := range ts {
-			if tv := kernel[lt.out.TID]; tv.held != nil {
-				lw.waitFor(lt, tv.held.Syscall, tv.held.Args[0], gil)
-			} else {
-				lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
-			}
-		}
-		lw.holders()
-		lw.gilHolder()
+		snap.frames = append(snap.frames, fr)
+	}
+	if testHookLocks != nil {
+		testHookLocks()
 	}
 	frozen.Thaw()
-	nameUnnamedLocks(ts, kernel)
-	for _, lt := range ts {
-		switch lt.out.WaitsFor.Kind {
-		case WaitChild:
-			p.describeChild(&lt.out.WaitsFor, lt.sysArg)
-		case WaitIO:
-			p.describeFD(&lt.out.WaitsFor, lt.sysArg)
-		}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
+	ts := p.analyseLocks(rd, m, snap)
 	rep := &LockReport{PID: p.pid, Threads: []LockThread{}, Cycles: [][]int{}}
 	for _, lt := range ts {
+		if d, ok := ran[lt.out.TID]; ok && lt.out.TID != 0 && lt.out.WaitsFor.Kind != WaitNone {
+			s := d.Seconds()
+			lt.out.WaitsFor.SinceSeconds = &s
+		}
 		rep.Threads = append(rep.Threads, lt.out)
 	}
 	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
 	rep.Cycles = waitCycles(rep.Threads)
 	rep.Verdict = lockVerdict(rep)
 	return rep, nil
+}
+
+// lockSnap is what Locks reads of one interpreter while the threads are
+// paused: its threads, their frames (outermost first; nil when not read),
+// the GIL's futex range, and the kernel's view of the tasks.
+type lockSnap struct {
+	interp  int // its index in StackDump (0: the main interpreter)
+	threads []cpython.Thread
+	frames  [][]cpython.Frame
+	gil     [2]uint64
+	kernel  map[int]taskView
+	toHost  map[int]int
+}
+
+// analyseLocks says what each thread of snap waits for and who holds it,
+// reading the objects its frames refer to through rd (the page cache
+// that read snap: the frames' pages are the paused ones).
+func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) []*lockThread {
+	var ts []*lockThread
+	refReader := cpython.NewRefReader(rd, m.l)
+	for k, t := range snap.threads {
+		lt := &lockThread{ident: t.ThreadID, gil: t.HoldsGIL}
+		if h, ok := snap.toHost[t.NativeID]; ok && t.NativeID != 0 {
+			lt.out.TID = h
+		}
+		lt.out.Name = t.Name
+		tv := snap.kernel[lt.out.TID]
+		lt.out.State = threadState(tv, t.HoldsGIL, snap.gil)
+		fr := snap.frames[k]
+		for i := len(fr) - 1; i >= 0; i-- { // innermost first
+			lt.frames = append(lt.frames, fr[i])
+			refs, _ := refReader.Refs(fr[i])
+			lt.refs = append(lt.refs, refs)
+		}
+		if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
+			continue
+		}
+		ts = append(ts, lt)
+	}
+	lw := &lockWalk{r: rd, m: m, threads: ts}
+	for _, lt := range ts {
+		lw.qualify(lt)
+	}
+	for _, lt := range ts {
+		if tv := snap.kernel[lt.out.TID]; tv.held != nil {
+			lw.waitFor(lt, tv.held.Syscall, tv.held.Args, snap.gil)
+		} else {
+			lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
+		}
+	}
+	lw.holders()
+	lw.gilHolder()
+	nameUnnamedLocks(ts, snap.kernel)
+	for _, lt := range ts {
+		switch lt.out.WaitsFor.Kind {
+		case WaitChild:
+			p.describeChild(&lt.out.WaitsFor, lt.sysArg)
+		case WaitIO:
+			fds := lt.fds
+			if lt.epoll && len(fds) == 1 {
+				// What the epoll instance watches, from its fdinfo.
+				fds, _ = procfs.New(p.pid).EpollFDs(fds[0])
+				fds = fds[:min(len(fds), maxWaitFDs)]
+				lt.out.WaitsFor.Evidence += fmt.Sprintf(" on epoll fd %d", lt.fds[0])
+			}
+			p.describeFDs(&lt.out.WaitsFor, fds)
+		}
+	}
+	return ts
+}
+
+// addWaits gives each blocked thread of dump what it waits for, from
+// the analysis of Locks over what Stacks read paused (waits, one per
+// interpreter); the frames are decoded again from rd, the page cache
+// that read them paused.
+func (p *Process) addWaits(rd memory.Reader, m *memoryView, dump *StackDump, waits []lockSnap) {
+	for _, snap := range waits {
+		snap.frames = make([][]cpython.Frame, len(snap.threads))
+		for k, t := range snap.threads {
+			if t.Frame != 0 && !t.Gone {
+				snap.frames[k], _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
+			}
+		}
+		for _, lt := range p.analyseLocks(rd, m, snap) {
+			if lt.out.TID == 0 || lt.out.WaitsFor.Kind == WaitNone {
+				continue
+			}
+			for i := range dump.Threads {
+				if t := &dump.Threads[i]; t.TID == lt.out.TID && t.Interpreter == snap.interp && t.WaitingFor == nil {
+					wf := lt.out.WaitsFor
+					t.WaitingFor = &wf
+				}
+			}
+		}
+	}
+}
+
+// Line says in one line what w is: "waiting for RLock 0x7f.. (self._a in
+// Cache.put, cache.py:41) held by thread 13", else "waiting: " and its
+// evidence ("waiting: sleeping (time.sleep), in clock_nanosleep").
+func (w WaitFor) Line() string {
+	switch w.Kind {
+	case WaitLock, WaitJoin, WaitCondition, WaitEvent, WaitQueue, WaitSemaphore:
+	default:
+		return "waiting: " + w.Evidence
+	}
+	s := "waiting for " + waitObject(w)
+	if w.HolderTID != 0 {
+		by := " held"
+		if w.Kind == WaitJoin {
+			by = ", run"
+		}
+		if w.HolderInferred {
+			by += " (inferred)"
+		}
+		s += fmt.Sprintf("%s by thread %d", by, w.HolderTID)
+	}
+	return s
 }
 
 func nameUnnamedLocks(ts []*lockThread, kernel map[int]taskView) {
@@ -260,7 +361,8 @@ const maxLibFrames = 4
 
 // waitFor fills lt.out.WaitsFor from its frames and the system call it
 // was paused in (nr < 0: not in a system call).
-func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64) {
+func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint64) {
+	arg0 := args[0]
 	wf := &lt.out.WaitsFor
 	if nr < 0 {
 		*wf = WaitFor{Kind: WaitNone, Evidence: "running"}
@@ -279,6 +381,9 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 	for i := 0; i < len(lt.frames) && i < maxLibFrames; i++ {
 		f := lt.frames[i]
 		switch {
+		case nr == sysFutex && isBootstrap(f.File) && f.Function == "_ModuleLock.acquire":
+			w.moduleLock(lt, i)
+			return
 		case frameIs(f, "threading", "Thread.join", "Thread._wait_for_tstate_lock"):
 			w.join(lt, i)
 			return
@@ -322,6 +427,9 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 		}
 	}
 	if nr == sysFutex {
+		if w.importLock(lt, arg0) {
+			return
+		}
 		w.lock(lt, arg0)
 		return
 	}
@@ -339,7 +447,16 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 		wf.Evidence = "sleeping (time.sleep), in " + name
 	case name == "read" || name == "readv" || name == "recvfrom" || name == "recvmsg" || name == "accept" || name == "accept4":
 		wf.Kind = WaitIO
-		wf.Object = fmt.Sprintf("fd %d", int32(uint32(arg0)))
+		lt.fds = []int{int(int32(uint32(arg0)))}
+	case name == "select" || name == "pselect6":
+		wf.Kind = WaitIO
+		lt.fds = selectFDs(w.r, arg0, args[1], args[2])
+	case name == "poll" || name == "ppoll":
+		wf.Kind = WaitIO
+		lt.fds = pollFDs(w.r, args[0], args[1])
+	case strings.HasPrefix(name, "epoll_wait") || strings.HasPrefix(name, "epoll_pwait"):
+		wf.Kind = WaitIO
+		lt.fds, lt.epoll = []int{int(int32(uint32(arg0)))}, true
 	case name == "wait4" || name == "waitid":
 		wf.Kind = WaitChild
 		wf.Evidence = "waiting for a child process, in " + name
@@ -350,6 +467,90 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, arg0 uint64, gil [2]uint64)
 			}
 		}
 	}
+}
+
+// isBootstrap reports whether file is importlib's _bootstrap module
+// (frozen, or its source with -X frozen_modules=off).
+func isBootstrap(file string) bool {
+	return file == "<frozen importlib._bootstrap>" || strings.HasSuffix(file, "/importlib/_bootstrap.py")
+}
+
+// moduleLock fills the wait of a thread in importlib's
+// _ModuleLock.acquire (frame i, 3.x): the lock of one module, whose
+// owner (a thread ident) and name are in the object.
+func (w *lockWalk) moduleLock(lt *lockThread, i int) {
+	wf := &lt.out.WaitsFor
+	self := selfOf(lt, i)
+	*wf = WaitFor{Kind: WaitLock, Type: "_ModuleLock", Where: where(lt.frames[i]), Evidence: "importlib's module lock"}
+	w.object(wf, self)
+	lt.waitOn = self
+	module := ""
+	if n, err := cpython.InstanceAttr(w.r, w.m.l, self, "name"); err == nil {
+		module, _ = cpython.String(w.r, w.m.l, n, 200)
+	}
+	// Where: the frame that imports, the first one outside importlib.
+	for j := i + 1; j < len(lt.frames); j++ {
+		if !isBootstrap(lt.frames[j].File) {
+			wf.Where = "import " + module + " in " + where(lt.frames[j])
+			break
+		}
+	}
+	if module != "" {
+		wf.Evidence = fmt.Sprintf("importlib's module lock of %q", module)
+	}
+	owner, err := cpython.InstanceAttr(w.r, w.m.l, self, "owner")
+	if err != nil {
+		return
+	}
+	id, err := cpython.Int(w.r, w.m.l, owner)
+	if err != nil || !id.IsUint64() {
+		return
+	}
+	w.ownedBy(wf, id.Uint64(), lt)
+}
+
+// ownedBy makes the thread whose ident is owner (other than lt) the
+// holder of what wf waits for, as the object records it.
+func (w *lockWalk) ownedBy(wf *WaitFor, owner uint64, lt *lockThread) {
+	if owner == 0 {
+		return
+	}
+	for _, o := range w.threads {
+		if o.ident == owner && o != lt {
+			wf.HolderTID = o.out.TID
+			wf.Evidence += fmt.Sprintf("; its owner is thread %d", o.out.TID)
+			return
+		}
+	}
+	wf.Evidence += fmt.Sprintf("; its owner %#x is no other thread of the process", owner)
+}
+
+// importLock fills the wait of a thread of 2.7 asleep on the global
+// import lock (Python/import.c's import_lock, a sem_t*), whose owner is
+// import_lock_thread; false when the futex is elsewhere.
+func (w *lockWalk) importLock(lt *lockThread, futex uint64) bool {
+	if w.m.l.Major >= 3 {
+		return false
+	}
+	a, ok := w.m.img.Symbol("import_lock")
+	if !ok {
+		return false
+	}
+	sem, err := memory.NonNullPtr(w.r, a)
+	if err != nil || futex < sem || futex >= sem+32 { // a sem_t
+		return false
+	}
+	wf := &lt.out.WaitsFor
+	*wf = WaitFor{Kind: WaitLock, Object: fmt.Sprintf("%#x", sem), Type: "import lock", Evidence: "the global import lock"}
+	if len(lt.frames) > 0 {
+		wf.Where = "import in " + where(lt.frames[0])
+	}
+	if t, ok := w.m.img.Symbol("import_lock_thread"); ok {
+		if owner, err := memory.Ptr(w.r, t); err == nil && owner != ^uint64(0) {
+			w.ownedBy(wf, owner, lt)
+		}
+	}
+	return true
 }
 
 // object fills Object and Type of wf from the object at obj.
@@ -441,17 +642,7 @@ func (w *lockWalk) lock(lt *lockThread, futex uint64) {
 		}
 		if s.Kind == cpython.SyncRLock {
 			wf.Type = "RLock"
-			if s.Owner != 0 {
-				for _, o := range w.threads {
-					if o.ident == s.Owner {
-						wf.HolderTID = o.out.TID
-						wf.Evidence += fmt.Sprintf("; its owner is thread %d", o.out.TID)
-					}
-				}
-				if wf.HolderTID == 0 {
-					wf.Evidence += fmt.Sprintf("; its owner %#x is no thread of the process", s.Owner)
-				}
-			}
+			w.ownedBy(wf, s.Owner, lt)
 		} else {
 			wf.Type = "Lock"
 		}
@@ -706,30 +897,137 @@ func (p *Process) describeChild(wf *WaitFor, arg0 uint64) {
 	wf.Evidence = fmt.Sprintf("waiting on child process %d (as the target numbers it)", nsPID)
 }
 
-// describeFD names the file a thread reads from (or accepts on): a
-// socket by its addresses, else what /proc/PID/fd says it is.
-func (p *Process) describeFD(wf *WaitFor, arg0 uint64) {
-	fd := int(int32(uint32(arg0)))
-	if fd < 0 {
+// maxWaitFDs bounds how many of the file descriptors a thread waits on
+// (select, poll) are read and named.
+const maxWaitFDs = 8
+
+// selectFDs returns the descriptors of the read set (else the write set)
+// of a select(nfds, readfds, writefds) in the target's memory; the thread
+// is blocked in it, so the sets stay as it passed them.
+func selectFDs(r memory.Reader, nfds, readfds, writefds uint64) []int {
+	if nfds == 0 || nfds > 1024 {
+		return nil
+	}
+	for _, set := range []uint64{readfds, writefds} {
+		if set == 0 {
+			continue
+		}
+		b, err := memory.Bytes(r, set, int(nfds+7)/8, 128)
+		if err != nil {
+			return nil
+		}
+		var fds []int
+		for fd := 0; fd < int(nfds) && len(fds) < maxWaitFDs; fd++ {
+			if b[fd/8]&(1<<(fd%8)) != 0 {
+				fds = append(fds, fd)
+			}
+		}
+		if len(fds) > 0 {
+			return fds
+		}
+	}
+	return nil
+}
+
+// pollFDs returns the descriptors of a poll(fds, nfds): struct pollfd
+// {int fd; short events, revents}.
+func pollFDs(r memory.Reader, arr, n uint64) []int {
+	if arr == 0 || n == 0 {
+		return nil
+	}
+	n = min(n, maxWaitFDs)
+	b, err := memory.Bytes(r, arr, int(n)*8, maxWaitFDs*8)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for i := 0; i+8 <= len(b); i += 8 {
+		if fd := int32(uint32(b[i]) | uint32(b[i+1])<<8 | uint32(b[i+2])<<16 | uint32(b[i+3])<<24); fd >= 0 {
+			fds = append(fds, int(fd))
+		}
+	}
+	return fds
+}
+
+// describeFDs names the files a thread waits on (reads from, accepts on,
+// selects or polls): a socket by its addresses, else what /proc/PID/fd
+// says it is, and the process at the other end of a pipe, of a
+// loopback TCP connection or of a Unix socket.
+func (p *Process) describeFDs(wf *WaitFor, fds []int) {
+	call := strings.TrimPrefix(wf.Evidence, "in ")
+	var parts, objs []string
+	for _, fd := range fds {
+		if fd < 0 {
+			continue
+		}
+		objs = append(objs, fmt.Sprintf("fd %d", fd))
+		typ, what, peer := p.describeFD(fd)
+		if typ == "" {
+			parts = append(parts, fmt.Sprintf("fd %d", fd))
+			continue
+		}
+		if wf.Type == "" || wf.Type == typ {
+			wf.Type = typ
+		} else {
+			wf.Type = "files"
+		}
+		parts = append(parts, fmt.Sprintf("%s (fd %d)%s", what, fd, peer))
+	}
+	wf.Object = strings.Join(objs, ", ")
+	if len(parts) == 0 {
 		return
 	}
+	wf.Evidence = fmt.Sprintf("waiting on I/O: %s, %s", strings.Join(parts, "; "), call)
+}
+
+// maxPeers bounds how many holders of the other end are named.
+const maxPeers = 3
+
+// describeFD says what descriptor fd of the target is: its type
+// ("socket", "pipe", "file"; "" when unreadable), a description, and
+// who holds the other end (", other end: process 42 (sleep) fd 1").
+func (p *Process) describeFD(fd int) (typ, what, ends string) {
 	pr := procfs.New(p.pid)
 	what, err := pr.FD(fd)
 	if err != nil {
-		return
+		return "", "", ""
 	}
-	wf.Type = "file"
+	typ = "file"
+	peer := ""
 	if ino, ok := strings.CutPrefix(what, "socket:["); ok {
-		wf.Type = "socket"
+		typ = "socket"
 		if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
 			if s, ok := pr.Socket(n); ok {
 				what = s
+				if pn, ok := pr.TCPPeer(n); ok {
+					peer = fmt.Sprintf("socket:[%d]", pn)
+				}
+			} else if pn, ok := procfs.UnixPeer(n); ok {
+				what = "unix " + what
+				peer = fmt.Sprintf("socket:[%d]", pn)
 			}
 		}
 	} else if strings.HasPrefix(what, "pipe:[") {
-		wf.Type = "pipe"
+		typ, peer = "pipe", what
 	}
-	wf.Evidence = fmt.Sprintf("waiting on I/O: %s (fd %d), %s", what, fd, strings.TrimPrefix(wf.Evidence, "in "))
+	if peer == "" {
+		return typ, what, ""
+	}
+	var holders []string
+	for _, h := range procfs.Holders(pr.Root, peer, maxPeers+1) {
+		if h.PID == p.pid && h.FD == fd || len(holders) >= maxPeers {
+			continue
+		}
+		comm := "?"
+		if st, err := procfs.New(h.PID).Stat(); err == nil {
+			comm = st.Comm
+		}
+		holders = append(holders, fmt.Sprintf("process %d (%s) fd %d", h.PID, comm, h.FD))
+	}
+	if len(holders) > 0 {
+		ends = ", other end: " + strings.Join(holders, ", ")
+	}
+	return typ, what, ends
 }
 
 // queueLen reads the number of items of a queue.Queue (its deque

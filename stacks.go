@@ -30,6 +30,10 @@ var testHookWalk func()
 // threads paused.
 var testHookPaused func(time.Duration)
 
+// testHookThaw, when set (tests), is given how long each pause of a
+// paused snapshot held the target's threads.
+var testHookThaw func(time.Duration)
+
 // memoryView is what the CPython decoders need to read the target.
 type memoryView struct {
 	proc *live.Process
@@ -281,6 +285,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	// their Python idents, by index in dump.Threads, and interpreters.
 	idents := []uint64{}
 	unnamed := map[int]uint64{}
+	var waits []lockSnap // per interpreter, for the waiting lines
 	for i, interp := range interps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -304,6 +309,9 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 			continue
 		}
 		gilRange := gilFutexRange(rd, m, interp)
+		if frozen != nil {
+			waits = append(waits, lockSnap{interp: i, threads: threads, gil: gilRange, kernel: kernel, toHost: toHost})
+		}
 		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
 		for _, t := range threads {
 			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
@@ -344,6 +352,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		if testHookPaused != nil {
 			testHookPaused(time.Since(pausedAt))
 		}
+		p.addWaits(rd, m, dump, waits)
 		p.nameLater(m, dump, idents, unnamed)
 	}
 	if opt.Native {
@@ -542,6 +551,7 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 	for try, quiet := 0, 0; ; try++ {
 		var f *ptrace.Frozen
 		if f, err = ptrace.Freeze(p.pid); err == nil {
+			f.OnThaw = testHookThaw
 			return f, nil
 		}
 		if !errors.Is(err, ptrace.ErrPermission) || time.Now().After(deadline) {

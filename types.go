@@ -157,6 +157,9 @@ type ThreadStack struct {
 	// NotPython marks a thread Python does not know (StackOptions.NativeAll):
 	// its frames are all native.
 	NotPython bool `json:"not_python,omitempty"`
+	// WaitingFor is what the thread waits for, as Locks says it, when it
+	// is blocked (read paused only; nil otherwise).
+	WaitingFor *WaitFor `json:"waiting_for,omitempty"`
 }
 
 // Frame is one Python frame, outermost first in ThreadStack.Frames.

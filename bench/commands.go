@@ -102,6 +102,15 @@ var commands = []Command{
 		},
 	},
 	{
+		// The same pause as stacks (thread states and frames), then the
+		// analysis once the threads run: the heartbeat's stall compares.
+		Name:     "pyglass locks",
+		Baseline: "pyglass stacks",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "locks", fmt.Sprint(tg.PID))
+		},
+	},
+	{
 		// gdb's own Python-aware backtrace: needs the interpreter's debug
 		// symbols and gdb extension (python3.11-dbg for Debian's build).
 		Name: "gdb py-bt",

@@ -225,3 +225,149 @@ func TestLocksInferredHolder(t *testing.T) {
 		healthy(t, tg)
 	})
 }
+
+// TestLocksImport: a module's code starts a thread and joins it while
+// that thread imports the module: the thread waits for the module's lock
+// (importlib's _ModuleLock; 2.7: the global import lock), whose owner is
+// read from the lock, and the importer waits for the thread: a deadlock
+// of two threads, and the target runs on.
+func TestLocksImport(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "import")
+		rep := locksJSON(t, tg.PID)
+		if rep.Verdict.Kind != pyglass.VerdictDeadlock || !strings.HasPrefix(rep.Verdict.Summary, "deadlock: 2 threads") {
+			t.Errorf("verdict %+v, want a deadlock of 2 threads", rep.Verdict)
+		}
+		cyc := []int{min(truth["t1"], truth["t2"]), max(truth["t1"], truth["t2"])}
+		if len(rep.Cycles) != 1 || !slices.Equal(rep.Cycles[0], cyc) {
+			t.Errorf("cycles %v, want [%v]", rep.Cycles, cyc)
+		}
+		typ, where := "_ModuleLock", "import pg_import_a in helper"
+		if in.Major < 3 {
+			typ, where = "import lock", "import in helper"
+		}
+		w := lockedThread(t, rep, truth["t2"]).WaitsFor
+		if w.Kind != pyglass.WaitLock || w.Type != typ || w.HolderTID != truth["t1"] || w.HolderInferred || !strings.HasPrefix(w.Where, where) || w.Object == "" {
+			t.Errorf("helper waits for %+v, want the %s (%s) held by %d, read from the lock", w, typ, where, truth["t1"])
+		}
+		if w := lockedThread(t, rep, truth["t1"]).WaitsFor; w.Kind != pyglass.WaitJoin || w.HolderTID != truth["t2"] {
+			t.Errorf("importer waits for %+v, want a join of %d", w, truth["t2"])
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestStacksWaiting: stacks gives each blocked thread what it waits for,
+// as locks does (text: one "waiting for" line under its frames; --json:
+// waiting_for), on the deadlock of two RLocks, and a thread that sleeps
+// says so.
+func TestStacksWaiting(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "rlocks")
+		r := run(t, nil, "stacks", "--json", strconv.Itoa(tg.PID))
+		want(t, r, 0)
+		var dump pyglass.StackDump
+		if err := json.Unmarshal([]byte(r.Stdout), &dump); err != nil {
+			t.Fatalf("stacks --json: %v\n%s", err, r.Stdout)
+		}
+		byTID := map[int]pyglass.ThreadStack{}
+		for _, th := range dump.Threads {
+			byTID[th.TID] = th
+		}
+		for _, k := range []string{"t1", "t2"} {
+			other := truth[map[string]string{"t1": "t2", "t2": "t1"}[k]]
+			w := byTID[truth[k]].WaitingFor
+			if w == nil || w.Kind != pyglass.WaitLock || w.Type != "RLock" || w.HolderTID != other {
+				t.Errorf("thread %s (%d) waiting_for %+v, want an RLock held by %d", k, truth[k], w, other)
+			}
+		}
+		if w := byTID[truth["main"]].WaitingFor; w == nil || w.Kind != pyglass.WaitSyscall || !strings.Contains(w.Evidence, "time.sleep") {
+			t.Errorf("main thread waiting_for %+v, want time.sleep", w)
+		}
+		txt := run(t, nil, "stacks", strconv.Itoa(tg.PID))
+		want(t, txt, 0)
+		// The line closes the thread's block: the last line before the next
+		// thread (or the end).
+		block := txt.Stdout[strings.Index(txt.Stdout, fmt.Sprintf("\nThread %d ", truth["t1"]))+1:]
+		if end := strings.Index(block, "\n\n"); end >= 0 {
+			block = block[:end]
+		}
+		lines := strings.Split(strings.TrimSpace(block), "\n")
+		line := lines[len(lines)-1]
+		if !strings.HasPrefix(line, "  waiting for RLock 0x") || !strings.Contains(line, "self._b in Cache.first") || !strings.HasSuffix(line, fmt.Sprintf(" held by thread %d", truth["t2"])) {
+			t.Errorf("thread t1's last line %q, want waiting for RLock (self._b in Cache.first) held by thread %d\n%s", line, truth["t2"], txt.Stdout)
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestLocksSince: how long a deadlocked thread has waited is at least the
+// time since the target said its threads were in place and at most the
+// time since it was started (it blocked in between).
+func TestLocksSince(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		started := time.Now()
+		tg, truth := startLocks(t, in, "rlocks")
+		ready := time.Now()
+		time.Sleep(time.Second)
+		least := time.Since(ready)
+		r := run(t, nil, "locks", "--json", strconv.Itoa(tg.PID))
+		most := time.Since(started)
+		want(t, r, 0)
+		var rep pyglass.LockReport
+		if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+			t.Fatalf("locks --json: %v\n%s", err, r.Stdout)
+		}
+		for _, k := range []string{"t1", "t2"} {
+			w := lockedThread(t, &rep, truth[k]).WaitsFor
+			if w.SinceSeconds == nil {
+				t.Errorf("thread %s waits for %+v, with no since", k, w)
+				continue
+			}
+			// The kernel's clock of a running thread lags by up to a tick.
+			if s := time.Duration(*w.SinceSeconds * float64(time.Second)); s < least-least/10 || s > most {
+				t.Errorf("thread %s waits since %v, want between %v and %v", k, s, least, most)
+			}
+		}
+		if txt := run(t, nil, "locks", strconv.Itoa(tg.PID)); !strings.Contains(txt.Stdout, "    since: ") {
+			t.Errorf("no since line in\n%s", txt.Stdout)
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestLocksSelect: a thread in select on a pipe whose writer is a child
+// process, one polling a socket connected to a server thread, one in
+// epoll on a pipe: each waits on I/O, named by its descriptor (for epoll,
+// the ones it watches), with the process and descriptor at the other
+// end; no deadlock.
+func TestLocksSelect(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, truth := startLocks(t, in, "select")
+		rep := locksJSON(t, tg.PID)
+		if rep.Verdict.Kind == pyglass.VerdictDeadlock || len(rep.Cycles) != 0 {
+			t.Errorf("verdict %+v, cycles %v; want no deadlock", rep.Verdict, rep.Cycles)
+		}
+		w := lockedThread(t, rep, truth["t1"]).WaitsFor
+		if end := fmt.Sprintf("other end: process %d (sleep) fd 1", truth["child"]); w.Kind != pyglass.WaitIO || w.Type != "pipe" || w.Object != fmt.Sprintf("fd %d", truth["pipe_fd"]) || !strings.Contains(w.Evidence, end) {
+			t.Errorf("selector waits for %+v, want the pipe fd %d, %s", w, truth["pipe_fd"], end)
+		}
+		w = lockedThread(t, rep, truth["t2"]).WaitsFor
+		conn := fmt.Sprintf("-> 127.0.0.1:%d ESTABLISHED (fd %d), other end: process %d (", truth["port"], truth["sock_fd"], tg.PID)
+		if w.Kind != pyglass.WaitIO || w.Type != "socket" || w.Object != fmt.Sprintf("fd %d", truth["sock_fd"]) || !strings.Contains(w.Evidence, conn) || !strings.Contains(w.Evidence, fmt.Sprintf(") fd %d", truth["server_fd"])) {
+			t.Errorf("poller waits for %+v, want %s...) fd %d", w, conn, truth["server_fd"])
+		}
+		w = lockedThread(t, rep, truth["t3"]).WaitsFor
+		// 2.7's epoll.poll fails with EINTR when a pause interrupts it (no
+		// retry before PEP 475): the thread ends and its epoll descriptor
+		// closes, possibly before it is named; not checked there.
+		if in.Major >= 3 && (w.Kind != pyglass.WaitIO || w.Type != "pipe" || w.Object != fmt.Sprintf("fd %d", truth["epoll_pipe"]) || !strings.Contains(w.Evidence, " on epoll fd ")) {
+			t.Errorf("epoller waits for %+v, want the pipe fd %d its epoll watches", w, truth["epoll_pipe"])
+		}
+		w = lockedThread(t, rep, truth["t4"]).WaitsFor
+		if end := fmt.Sprintf("(fd %d), other end: process %d (", truth["unix_fd"], tg.PID); w.Kind != pyglass.WaitIO || w.Type != "socket" || !strings.Contains(w.Evidence, "unix socket:[") || !strings.Contains(w.Evidence, end) || !strings.Contains(w.Evidence, fmt.Sprintf(") fd %d", truth["unix_peer_fd"])) {
+			t.Errorf("unix reader waits for %+v, want a unix socket %s...) fd %d", w, end, truth["unix_peer_fd"])
+		}
+		healthy(t, tg)
+	})
+}

@@ -19,10 +19,14 @@ from the objects. A plain Lock has no owner: its holder is inferred from
 the other threads' frames (a with block over it, or the lock in their
 locals) and marked "inferred"; when the frames do not say, it is unknown.
 The first line is the verdict; it says deadlock only for a cycle.
+"since" is how long a blocked thread had not run when pyglass looked (the
+kernel scheduler's last run of it): its wait began then, unless a pause by
+a debugger (pyglass's own included) made it run in between.
 With --json:
   {"pid", "verdict": {"kind", "summary"},
    "threads": [{"tid", "name", "state", "waits_for": {"kind", "object", "type",
-                "where", "holder_tid", "holder_inferred", "evidence"}}],
+                "where", "holder_tid", "holder_inferred", "evidence",
+                "since_seconds"}}],
    "cycles": [[tid...]]}
 Exit status as for stacks.`
 
@@ -84,6 +88,12 @@ func renderLocks(w io.Writer, r *pyglass.LockReport) {
 		fmt.Fprintln(w, line)
 		if wf.Evidence != "" {
 			fmt.Fprintf(w, "    %s\n", printable(wf.Evidence))
+		}
+		switch {
+		case wf.SinceSeconds != nil:
+			fmt.Fprintf(w, "    since: %.1f s ago (last ran then)\n", *wf.SinceSeconds)
+		case wf.Kind != pyglass.WaitNone:
+			fmt.Fprintf(w, "    since: unknown\n")
 		}
 	}
 }

@@ -172,5 +172,8 @@ func renderStacks(w io.Writer, d *pyglass.StackDump, locals bool) {
 				fmt.Fprintf(w, "  %s\n", nativeLine(f))
 			}
 		}
+		if t.WaitingFor != nil {
+			fmt.Fprintf(w, "  %s\n", printable(t.WaitingFor.Line()))
+		}
 	}
 }

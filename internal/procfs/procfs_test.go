@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -312,5 +313,46 @@ func TestNoProcess(t *testing.T) {
 	}
 	if _, err := p.Exe(); !errors.Is(err, ErrNoProcess) {
 		t.Errorf("Exe: %v", err)
+	}
+}
+
+// TestTaskExecStart: the scheduler's exec_start is parsed to the
+// nanosecond, a sleeping thread of ours has not run for about as long as
+// it slept, and malformed files are errors, not panics.
+func TestTaskExecStart(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"x (1, #threads: 1)\n----\nse.exec_start                                :      12569410.100861\n": 12569410*time.Millisecond + 100861*time.Nanosecond,
+		"se.exec_start : 5.1\n": 5*time.Millisecond + 100000*time.Nanosecond,
+		"se.exec_start : 7\n":   7 * time.Millisecond,
+	} {
+		if got, err := parseExecStart([]byte(in)); err != nil || got != want {
+			t.Errorf("parseExecStart(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "se.exec_start : -1\n", "se.exec_start : 1.1234567\n", "se.exec_start : x.5\n", "se.vruntime : 5.0\n"} {
+		if _, err := parseExecStart([]byte(in)); err == nil {
+			t.Errorf("parseExecStart(%q): no error", in)
+		}
+	}
+	tids := make(chan int)
+	start := time.Now()
+	go func() {
+		runtime.LockOSThread() // this thread only sleeps, then ends with the goroutine
+		tids <- syscall.Gettid()
+		Nanosleep(time.Second)
+	}()
+	tid := <-tids
+	asleep := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	least := time.Since(asleep)
+	since, ok := Self().SinceRan([]int{tid})[tid]
+	most := time.Since(start)
+	if _, err := Self().TaskExecStart(tid); err != nil {
+		t.Skipf("no scheduler statistics: %v", err)
+	}
+	// It went to sleep a moment after it sent its id (half the time, for
+	// a loaded machine), and before start.
+	if !ok || since < least/2 || since > most {
+		t.Errorf("a thread asleep for %v has not run for %v (%v), want at most %v", least, since, ok, most)
 	}
 }

@@ -77,6 +77,11 @@ type Frozen struct {
 	t     *Tracer
 	sigs  map[int]syscall.Signal // threads held in a signal-delivery stop
 	kinds map[int]StopKind       // how each held thread stopped
+	start time.Time              // when the first thread was seized
+	// OnThaw, when set, is called by the first Thaw with how long the
+	// threads were held: from before the first seize to after the last
+	// detach.
+	OnThaw func(held time.Duration)
 }
 
 // Freeze seizes and interrupts every thread of pid, re-listing
@@ -84,7 +89,7 @@ type Frozen struct {
 // stopped. Threads that were stopped by a signal (SIGSTOP) are held too
 // and stay stopped after Thaw. On error every held thread is released.
 func Freeze(pid int) (*Frozen, error) {
-	f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}, kinds: map[int]StopKind{}}
+	f := &Frozen{Pid: pid, t: NewTracer(), sigs: map[int]syscall.Signal{}, kinds: map[int]StopKind{}, start: time.Now()}
 	held := map[int]bool{}
 	err := f.t.Do(func() error {
 		for round := 0; round < 100; round++ {
@@ -226,6 +231,9 @@ func (f *Frozen) Thaw() error {
 	})
 	f.t.Close()
 	f.t = nil
+	if f.OnThaw != nil {
+		f.OnThaw(time.Since(f.start))
+	}
 	return first
 }
 

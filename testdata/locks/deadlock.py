@@ -149,16 +149,24 @@ def gil():
     while True:
         time.sleep(100)
 
-def sock():
+def silent_server():
+    # A local server, in a thread of this process, that accepts one
+    # connection and never answers; returns its thread's function and the
+    # list the accepted connection goes to. truth["port"] is its port.
     import socket
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     truth["port"] = srv.getsockname()[1]
     conns = []
-    def server():  # accepts and never answers
+    def server():
         conns.append(srv.accept())
         threading.Event().wait()
+    return server, conns
+
+def sock():
+    import socket
+    server, _ = silent_server()
     def client():
         c = socket.create_connection(("127.0.0.1", truth["port"]))
         mark("t1")
@@ -190,10 +198,115 @@ def ranked():
         t.daemon = True
         t.start()
 
+IMPORTED = """
+import sys, threading
+main = sys.modules["__main__"]
+def helper():
+    main.mark("t2")
+    import pg_import_a  # waits: pg_import_a is being imported by t1
+main.mark("t1")
+t = threading.Thread(target=helper, name="helper")
+t.daemon = True
+t.start()
+t.join()  # the helper waits for this import to finish: deadlock
+"""
+
+def imports():
+    # t1 imports pg_import_a, whose code starts t2 and joins it; t2
+    # imports pg_import_a too: it waits for the module's lock (2.7: the
+    # global import lock), which t1 holds while it joins t2.
+    import tempfile, os
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "pg_import_a.py"), "w") as f:
+        f.write(IMPORTED)
+    sys.path.insert(0, d)
+    def importer():
+        import pg_import_a
+    t = threading.Thread(target=importer, name="importer")
+    t.daemon = True
+    t.start()
+    while len(truth) < 2:
+        time.sleep(0.01)
+
+def selects():
+    # t1 selects on a pipe whose writer is a child process, t2 polls a
+    # socket connected to a server thread of this process, t3 waits in
+    # epoll on a pipe of its own, t4 reads a Unix socketpair.
+    import subprocess, select, socket, os
+    child = subprocess.Popen(["sleep", "1000"], stdout=subprocess.PIPE)
+    truth["child"] = child.pid
+    truth["pipe_fd"] = child.stdout.fileno()
+    server, conns = silent_server()
+    def selector():
+        mark("t1")
+        select.select([child.stdout], [], [])
+    def epoller():
+        r, w = os.pipe()
+        truth["epoll_pipe"] = r
+        e = select.epoll()
+        e.register(r, select.EPOLLIN)
+        mark("t3")
+        e.poll()
+    kept = []
+    def unix_reader():
+        a, b = socket.socketpair()
+        kept.append(b)  # kept open: the other end, in this process
+        truth["unix_fd"], truth["unix_peer_fd"] = a.fileno(), b.fileno()
+        mark("t4")
+        a.recv(1)
+    def poller():
+        c = socket.create_connection(("127.0.0.1", truth["port"]))
+        truth["sock_fd"] = c.fileno()
+        while not conns:
+            time.sleep(0.01)
+        truth["server_fd"] = conns[0][0].fileno()
+        p = select.poll()
+        p.register(c, select.POLLIN)
+        mark("t2")
+        p.poll()
+    for f, n in ((server, "server"), (selector, "selector"), (poller, "poller"), (epoller, "epoller"), (unix_reader, "unix")):
+        t = threading.Thread(target=f, name=n)
+        t.daemon = True
+        t.start()
+    while len([k for k in ("t1", "t2", "t3", "t4") if k in truth]) < 4:
+        time.sleep(0.01)
+
+def ten():
+    # Ten threads, each 20 calls deep: two RLock deadlocks (t1..t4),
+    # three in Event.wait, three asleep.
+    for k in range(2):
+        truth.pop("t1", None)
+        truth.pop("t2", None)
+        c = Cache(threading.RLock)
+        step = threading.Event()
+        for i, f in enumerate((c.first, c.second)):
+            t = threading.Thread(target=nested, args=(20, f, step), name="pair-%d-%d" % (k, i))
+            t.daemon = True
+            t.start()
+        while "t1" not in truth or "t2" not in truth:
+            time.sleep(0.01)
+        truth["a%d" % k], truth["b%d" % k] = truth["t1"], truth["t2"]
+        step.set()
+    forever = threading.Event()
+    for i in range(3):
+        for n, f in (("waiter", forever.wait), ("sleeper", lambda: time.sleep(1000))):
+            t = threading.Thread(target=nested, args=(20, f), name="%s-%d" % (n, i))
+            t.daemon = True
+            t.start()
+
+def nested(depth, f, *args):
+    # Each frame refers to a few objects, as real code's do.
+    here = [depth, "frame %d" % depth, {"depth": depth}, threading.current_thread()]
+    if depth > 0:
+        return nested(depth - 1, f, *args)
+    return f(*args)
+
 scenario = sys.argv[1]
 {"rlocks": lambda: two(threading.RLock), "locks": lambda: two(threading.Lock),
  "three": three, "join": join, "condition": condition, "queue": getter,
- "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked}[scenario]()
+ "idle": idle, "child": child, "gil": gil, "socket": sock, "ranked": ranked,
+ "import": imports, "ten": ten,
+ "select": selects}[scenario]()
 while "t1" not in truth:
     time.sleep(0.01)
 time.sleep(0.3)

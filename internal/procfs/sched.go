@@ -1,0 +1,77 @@
+package procfs
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// TaskExecStart returns se.exec_start of /proc/PID/task/TID/sched: the
+// scheduler's clock when the thread last started running or, for a
+// thread asleep, when it stopped (the kernel updates it as the thread
+// leaves the CPU). Only differences with another exec_start read on the
+// same machine mean anything: see SinceRan.
+func (p Proc) TaskExecStart(tid int) (time.Duration, error) {
+	b, err := p.readFile("task/" + strconv.Itoa(tid) + "/sched")
+	if err != nil {
+		return 0, err
+	}
+	return parseExecStart(b)
+}
+
+// parseExecStart reads "se.exec_start : 12569410.100861" (milliseconds,
+// with nanoseconds after the point).
+func parseExecStart(b []byte) (time.Duration, error) {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		key, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok || string(bytes.TrimSpace(key)) != "se.exec_start" {
+			continue
+		}
+		ms, frac, _ := bytes.Cut(bytes.TrimSpace(val), []byte("."))
+		m, err := strconv.ParseUint(string(ms), 10, 40)
+		if err != nil || len(frac) > 6 {
+			break
+		}
+		ns := uint64(0)
+		if len(frac) > 0 {
+			if ns, err = strconv.ParseUint(string(frac), 10, 32); err != nil {
+				break
+			}
+			for i := len(frac); i < 6; i++ {
+				ns *= 10
+			}
+		}
+		return time.Duration(m)*time.Millisecond + time.Duration(ns), nil
+	}
+	return 0, fmt.Errorf("no se.exec_start in the scheduler's statistics: %w", ErrParse)
+}
+
+// SinceRan returns, for each of tids (threads of p), how long ago it last
+// ran: the calling thread's own exec_start (it is running: now, on the
+// scheduler's clock) minus the thread's. A thread missing from the result
+// could not be read (a kernel without CONFIG_SCHED_DEBUG has no sched
+// file); a thread on a CPU comes out near zero.
+func (p Proc) SinceRan(tids []int) map[int]time.Duration {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	out := map[int]time.Duration{}
+	for _, tid := range tids {
+		t, err := p.TaskExecStart(tid)
+		if err != nil {
+			continue
+		}
+		now, err := Self().TaskExecStart(syscall.Gettid())
+		if err != nil {
+			return map[int]time.Duration{}
+		}
+		if d := now - t; d > 0 {
+			out[tid] = d
+		} else {
+			out[tid] = 0
+		}
+	}
+	return out
+}
