@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -133,6 +134,15 @@ func runDump(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass dump: one PID expected\n")
 		return ExitUsage
 	}
+	exists := func(path string) ExitCode {
+		fmt.Fprintf(io.Err, "pyglass dump: %s exists\nhint: pyglass never overwrites a file: remove it or write elsewhere with -o FILE\n", printable(path))
+		return ExitUsage
+	}
+	if *out != "" {
+		if _, err := os.Lstat(*out); err == nil {
+			return exists(*out)
+		}
+	}
 	p, code, ok := attach(pos, io, "dump")
 	if !ok {
 		return code
@@ -142,6 +152,9 @@ func runDump(ctx context.Context, args []string, io IO) ExitCode {
 		path = fmt.Sprintf("core.%d", p.PID())
 	}
 	res, err := p.Dump(path)
+	if errors.Is(err, os.ErrExist) {
+		return exists(path)
+	}
 	if err != nil {
 		return fail(io, err)
 	}

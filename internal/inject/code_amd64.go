@@ -316,9 +316,6 @@ const (
 // allocator or the dynamic loader, whose locks we may need.
 var forbiddenSyscalls = map[int]string{9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk", 25: "mremap", 28: "madvise"}
 
-// Syscalls that return EINTR (never restart) when the thread is stopped.
-var eintrSyscalls = map[int]string{34: "pause", 128: "rt_sigtimedwait", 130: "rt_sigsuspend",
-	208: "io_getevents", 232: "epoll_wait", 281: "epoll_pwait", 333: "io_pgetevents", 441: "epoll_pwait2"}
 
 // inSyscall reports whether a thread stopped with r is at a syscall
 // boundary (orig_rax >= 0), and which syscall.

@@ -293,9 +293,6 @@ func savedBlock(r *ptrace.Regs) []byte {
 
 var forbiddenSyscalls = map[int]string{222: "mmap", 226: "mprotect", 215: "munmap", 214: "brk", 216: "mremap", 233: "madvise"}
 
-var eintrSyscalls = map[int]string{137: "rt_sigtimedwait", 133: "rt_sigsuspend", 4: "io_getevents",
-	22: "epoll_pwait", 292: "io_pgetevents", 441: "epoll_pwait2"}
-
 var svcWord = binary.LittleEndian.Uint32(ptrace.SyscallInstr)
 
 // inSyscall: on arm64 the kernel has already rewound an interrupted

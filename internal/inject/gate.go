@@ -196,7 +196,7 @@ func (j *job) eintrBlocked() int {
 	tids, _ := ptrace.Tasks(j.pid)
 	for _, tid := range tids {
 		if sc, err := ptrace.ReadTaskSyscall(j.pid, tid); err == nil && !sc.Running && sc.Nr >= 0 {
-			if _, bad := eintrSyscalls[sc.Nr]; bad {
+			if _, bad := ptrace.EINTRSyscalls[sc.Nr]; bad {
 				return tid
 			}
 		}

@@ -298,7 +298,7 @@ func (j *job) candidates() (blocked, other []candidate, err error) {
 				j.logf("thread %d: skipped, in %s", tid, name)
 				continue
 			}
-			if name, bad := eintrSyscalls[sc.Nr]; bad {
+			if name, bad := ptrace.EINTRSyscalls[sc.Nr]; bad {
 				if j.opt.AvoidEINTR {
 					j.logf("thread %d: skipped, in %s (would see EINTR)", tid, name)
 					continue
@@ -481,7 +481,7 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 	} else if nr, ok := inSyscall(regs, j.mem); ok {
 		if name, bad := forbiddenSyscalls[nr]; bad {
 			why = "stopped in " + name
-		} else if name, bad := eintrSyscalls[nr]; bad && j.opt.AvoidEINTR {
+		} else if name, bad := ptrace.EINTRSyscalls[nr]; bad && j.opt.AvoidEINTR {
 			why = "stopped in " + name
 		} else {
 			accept = true

@@ -223,6 +223,11 @@ func (f *Frozen) Thaw() error {
 	var first error
 	f.t.Do(func() error {
 		for _, tid := range f.Tids {
+			if f.kinds[tid] == StopInterrupt && f.sigs[tid] == 0 {
+				// (a thread stopped by a signal gets it and the EINTR
+				// it implies, as without pyglass)
+				rewindEINTR(tid)
+			}
 			if err := release(tid, f.sigs[tid], 200*time.Millisecond); err != nil && first == nil {
 				first = err
 			}

@@ -40,3 +40,29 @@ func inspect(tid int) (Held, error) {
 func PthreadDistance(tp, pthread uint64) (uint64, bool) {
 	return 0, tp == pthread
 }
+
+// EINTRSyscalls are the system calls that fail with EINTR when a ptrace
+// stop interrupts them, even with no signal handler (signal(7): epoll,
+// sigtimedwait, io_getevents...), where the others restart.
+var EINTRSyscalls = map[int]string{34: "pause", 128: "rt_sigtimedwait", 130: "rt_sigsuspend",
+	208: "io_getevents", 232: "epoll_wait", 281: "epoll_pwait", 333: "io_pgetevents", 441: "epoll_pwait2"}
+
+// rewindEINTR makes a thread that a ptrace interrupt (no signal) stopped
+// inside one of EINTRSyscalls, which therefore returned EINTR, run the
+// call again when resumed, as the kernel does for a restartable call: the
+// program never sees the failure pyglass's pause would cause (Python 2.7
+// raises IOError from epoll.poll; C code may give up). The arguments are
+// still in their registers (the syscall instruction keeps them); a
+// timeout starts again in full.
+func rewindEINTR(tid int) {
+	r, err := GetRegs(tid)
+	if err != nil {
+		return
+	}
+	if _, ok := EINTRSyscalls[int(int64(r.Orig_rax))]; !ok || int64(r.Rax) != -int64(unix.EINTR) {
+		return
+	}
+	r.Rax = r.Orig_rax
+	r.Rip -= uint64(len(SyscallInstr))
+	SetRegs(tid, r)
+}

@@ -63,3 +63,12 @@ func PthreadDistance(tp, pthread uint64) (uint64, bool) {
 	}
 	return tp - pthread, true
 }
+
+// EINTRSyscalls are the system calls that fail with EINTR when a ptrace
+// stop interrupts them, even with no signal handler (signal(7)).
+var EINTRSyscalls = map[int]string{137: "rt_sigtimedwait", 133: "rt_sigsuspend", 4: "io_getevents",
+	22: "epoll_pwait", 292: "io_pgetevents", 441: "epoll_pwait2"}
+
+// rewindEINTR does nothing on arm64: the call's first argument (x0) has
+// been overwritten by its result, and the regsets do not give it back.
+func rewindEINTR(tid int) {}
