@@ -29,9 +29,10 @@ def _pg_type_match(want):
 
 
 def _pg_named_roots(gc, state):
-    """[names, objects]: every module global and class attribute, and
-    gc.garbage (two lists rather than a tuple per root: tuples the
-    collector tracks, kept, would make it run during the search)."""
+    """[names, objects, n]: every module global and class attribute, and
+    gc.garbage (the first n), then the other threads' variables (two
+    lists rather than a tuple per root: tuples the collector tracks, kept,
+    would make it run during the search)."""
     mdict = _pg_ModuleType.__dict__['__dict__']
     tdict = type.__dict__['__dict__']
     names = ['gc.garbage']
@@ -60,7 +61,96 @@ def _pg_named_roots(gc, state):
                         objs.append(cv)
             names.append(name)
             objs.append(v)
-    return [names, objs]
+    nmod = len(objs)
+    _pg_thread_roots(gc, names, objs, state)
+    return [names, objs, nmod]
+
+
+def _pg_idict(o):
+    """o's instance __dict__ through the C descriptor, or None."""
+    try:
+        mro = _pg_tmro.__get__(type(o), type)
+    except Exception:
+        return None
+    tdict = type.__dict__['__dict__']
+    for klass in mro[:64]:
+        desc = tdict.__get__(klass, type).get('__dict__')
+        if desc is not None:
+            if type(desc) is not _pg_getset:
+                return None
+            try:
+                d = desc.__get__(o, type(o))
+            except Exception:
+                return None
+            return d if type(d) is dict else None
+    return None
+
+
+def _pg_thread_label(ident):
+    """'thread 4242 "worker"': the thread's kernel id (threading's
+    _native_id, 3.8+; else its ident) and name, read from threading's
+    table as data."""
+    tid, name = ident, None
+    mod = _pg_sys.modules.get('threading')
+    active = None
+    if type(mod) is _pg_ModuleType:
+        active = _pg_ModuleType.__dict__['__dict__'].__get__(mod, _pg_ModuleType).get('_active')
+    th = dict.get(active, ident) if type(active) is dict else None
+    d = _pg_idict(th) if th is not None else None
+    if d is not None:
+        n = d.get('_native_id')
+        if type(n) in _pg_ints:
+            tid = n
+        name = d.get('_name', d.get('_Thread__name'))
+    if type(name) in _pg_strs:
+        return 'thread %d "%s"' % (tid, _pg_cut(name))
+    return 'thread %d' % tid
+
+
+def _pg_thread_roots(gc, names, objs, state):
+    """Adds the variables of the other threads' running functions: named
+    'thread 4242 "worker": grow() local buf' from 3.13 on (f_locals is a
+    view there, PEP 667), 'thread 4242 "worker": a local of grow()' before
+    3.11 (the frame's references, without names: reading f_locals would
+    store a dict in the frame). Not on 3.11 and 3.12 (f_locals would keep
+    the objects alive: the census says so in a note), nor in a process
+    forked without Python's after-fork code (sys._current_frames() would
+    crash it; the census says so)."""
+    getframes = getattr(_pg_sys, '_current_frames', None)
+    v = _pg_sys.version_info[:2]
+    if getframes is None or getattr(_pg_sys, '_pyglass_stale_threads', False) or (3, 11) <= v < (3, 13):
+        return
+    own = _pg_get_ident()
+    getref = gc.get_referents
+    for ident, f in list(getframes().items()):
+        if ident == own:
+            continue
+        label = _pg_thread_label(ident)
+        depth = 0
+        while f is not None and depth < 1000:
+            depth += 1
+            co = f.f_code
+            back = f.f_back
+            if not co.co_flags & 0x2 or co.co_filename.startswith('<pyglass'):
+                f = back
+                continue  # module code (its variables are globals), or pyglass's
+            fn = '%s()' % co.co_name
+            try:
+                if v >= (3, 13):
+                    for k, x in list(f.f_locals.items()):
+                        names.append('%s: %s local %s' % (label, fn, k))
+                        objs.append(x)
+                else:
+                    skip = (back, co, f.f_globals, f.f_builtins)
+                    for x in getref(f):
+                        if not any(x is y for y in skip):
+                            names.append('%s: a local of %s' % (label, fn))
+                            objs.append(x)
+            except Exception:
+                pass
+            f = back
+            _pg_pause(state)
+        f = back = co = x = None
 
 
 def _pg_pause(state):
@@ -204,7 +294,7 @@ def _pg_retained(gc, roots, holder, own, state):
         mark(o)
     mark(holder)
     stack = []
-    for o in roots[1]:
+    for o in [_pg_sys.modules] + roots[1]:
         if mark(o):
             stack.append(o)
     o = None
@@ -223,9 +313,10 @@ def _pg_retained(gc, roots, holder, own, state):
     return total, done
 
 
-def _pg_path_to(gc, roots, want, state):
+def _pg_path_to(gc, roots, want, state, upto):
     """Shortest path [obj, ...] from a named root to an object for which
-    want(o) is true, with the root's name; (None, None) if none is found.
+    want(o) is true from one of the first upto roots, with the root's name;
+    (None, None) if none is found.
     Breadth-first, one list per level; the path is then found back level
     by level: a parent is an object of the level before that refers to
     the child (any one gives a shortest path)."""
@@ -234,8 +325,8 @@ def _pg_path_to(gc, roots, want, state):
     mark = _pg_marker(seen)
     level = []
     names = []
-    rnames, robjs = roots
-    for i in range(len(robjs)):
+    rnames, robjs = roots[0], roots[1]
+    for i in range(min(upto, len(robjs))):
         if mark(robjs[i]):
             level.append(robjs[i])
             names.append(rnames[i])
@@ -434,7 +525,11 @@ def _pg_main():
     def uncovered(o):
         return isfound(o) and not iscovered(o)
     while len(holders) < limit and ncov[0] < total:
-        name, chain = _pg_path_to(gc, roots, uncovered, state)
+        # a module-level holder first: a function's variable that refers
+        # for a moment to what a global holds is not what keeps it
+        name, chain = _pg_path_to(gc, roots, uncovered, state, roots[2])
+        if chain is None and roots[2] < len(roots[1]):
+            name, chain = _pg_path_to(gc, roots, uncovered, state, len(roots[1]))
         if chain is None:
             break
         count, ok = _pg_reaches(gc, chain[0], isfound, cover, state)
