@@ -77,10 +77,12 @@ type PathsReport struct {
 	// Limit).
 	Unexplained int64 `json:"unexplained"`
 	// Complete is false when a walk or search stopped at its bound.
-	Complete      bool     `json:"complete"`
-	Notes         []string `json:"notes,omitempty"`
-	ElapsedMS     float64  `json:"elapsed_ms"`
-	LongestHoldMS float64  `json:"longest_hold_ms"`
+	Complete  bool     `json:"complete"`
+	Notes     []string `json:"notes,omitempty"`
+	ElapsedMS float64  `json:"elapsed_ms"`
+	// LongestHoldMS is the longest stretch without a pause, measured as
+	// ObjectsReport's.
+	LongestHoldMS float64 `json:"longest_hold_ms"`
 	// Headline is the report's first line: the holder that retains most,
 	// "__main__.CACHE retains 12.1 MiB (holds 2,863 of the 2,863
 	// CacheEntry instances, 100 %)"; "" without holders.

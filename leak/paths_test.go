@@ -87,7 +87,8 @@ result = [getattr(HOLDER, 'native_id', HOLDER.ident), SIZE[0]]
 // the root names the thread (its id and name), the function and, from
 // 3.13 on, the variable; the retained size is within 10 % of what the
 // target computes. On 3.11 and 3.12 those variables cannot be read
-// without keeping their objects alive: no holder, and a note says why.
+// without keeping their objects alive: no holder, and a note says why;
+// nor in a process marked sys._pyglass_stale_threads.
 func TestPathsThreadLocal(t *testing.T) {
 	forEach(t, true, func(t *testing.T, py interpreter) {
 		h := startHarness(t, py)
@@ -119,6 +120,16 @@ func TestPathsThreadLocal(t *testing.T) {
 		}
 		if !strings.HasPrefix(r.Headline, want+" retains ") {
 			t.Errorf("headline %q", r.Headline)
+		}
+		// A process the agent marked as forked without Python's
+		// after-fork code: sys._current_frames() is not called.
+		h.exec("sys._pyglass_stale_threads = True", nil)
+		defer h.exec("del sys._pyglass_stale_threads", nil)
+		if r, err = ParsePaths(h.run(PathsScript(PathsOptions{Type: "FrameItem"}))); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Holders) != 0 || !strings.Contains(strings.Join(r.Notes, "\n"), "forked without Python's after-fork code") {
+			t.Errorf("stale threads: want no holder and the note: %+v", r)
 		}
 	})
 }
