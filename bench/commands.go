@@ -236,6 +236,36 @@ var commands = []Command{
 			return pyglass(env, "garbage", fmt.Sprint(tg.PID), "--saveall")
 		},
 	},
+	{
+		// Who holds the Nodes, and what HEAP retains: the census walk,
+		// then a search and two walks of the heap.
+		Name:   "pyglass objects --paths Node (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "objects", fmt.Sprint(tg.PID), "--paths", "Node", "--limit", "1")
+		},
+	},
+	{
+		// Two censuses 10 s apart, then the holders of what grew.
+		Name:   "pyglass objects --diff 10s --paths (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "objects", fmt.Sprint(tg.PID), "--diff", "10s", "--paths")
+		},
+	},
+	{
+		// Last: the first run starts tracemalloc, which stays on (the
+		// heap, built before, is not traced; the walk is measured).
+		Name:   "pyglass trace top (1M heap)",
+		Group:  "leak",
+		Target: Heap,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "trace", "top", fmt.Sprint(tg.PID))
+		},
+		Applies: func(in testenv.Interp) bool { return in.Major == 3 },
+	},
 }
 
 // sidGDB returns the command prefix that runs the gdb installed in the sid

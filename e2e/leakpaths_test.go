@@ -132,7 +132,8 @@ func TestTraceTop(t *testing.T) {
 // dict, a list on a class, a function's closure, a threading.local, a
 // suspended generator, a ring kept by a global), a path from it ending at
 // an instance, and how many instances it reaches: between what the target
-// had made before and after the command.
+// had made before and after the command. The text's first line names the
+// holder that retains most, and how much.
 func TestObjectsPaths(t *testing.T) {
 	holders := map[string]string{
 		"CacheEntry": "__main__.CACHE", "ClassItem": "__main__.Registry.items", "ClosureItem": "__main__.ADD",
@@ -152,8 +153,8 @@ func TestObjectsPaths(t *testing.T) {
 			if class == "CycleNode" {
 				extra = 1 // RING itself
 			}
-			if len(pr.Holders) != 1 || pr.Holders[0].Root != root {
-				t.Fatalf("%s: want one holder %s: %s", class, root, r)
+			if len(pr.Holders) != 1 || pr.Holders[0].Root != root || !strings.HasPrefix(pr.Headline, root+" retains ") {
+				t.Fatalf("%s: want one holder %s, named first: %s", class, root, r)
 			}
 			h := pr.Holders[0]
 			if h.Count < c0+extra || h.Count > c1+extra || pr.Total < c0+extra || pr.Total > c1+extra || pr.Unexplained > 2 {
@@ -187,7 +188,9 @@ func TestObjectsPaths(t *testing.T) {
 		}
 		r := run(t, nil, "objects", pid, "--paths", "CacheEntry")
 		want(t, r, 0)
-		if !strings.Contains(r.Stdout, "__main__.CACHE reaches") {
+		// The first line says it plainly: who retains how much.
+		if first, _, _ := strings.Cut(r.Stdout, "\n"); !strings.HasPrefix(first, "__main__.CACHE retains ") || !strings.Contains(first, " MiB (holds ") ||
+			!strings.HasSuffix(first, " CacheEntry instances, 100 %)") || !strings.Contains(r.Stdout, "__main__.CACHE reaches") {
 			t.Errorf("text report: %s", r)
 		}
 		r = run(t, nil, "objects", pid, "--paths", "x;y")
@@ -199,7 +202,8 @@ func TestObjectsPaths(t *testing.T) {
 
 // TestObjectsDiffPaths: `objects --diff 2s --paths` reports the growth
 // and, for the classes that grew most, who holds them: each is one of the
-// six leaks' classes, held by its own root.
+// six leaks' classes, held by its own root; the first line names the
+// holder that retains most of all.
 func TestObjectsDiffPaths(t *testing.T) {
 	holders := map[string]string{
 		"__main__.CacheEntry": "__main__.CACHE", "__main__.ClassItem": "__main__.Registry.items", "__main__.ClosureItem": "__main__.ADD",
@@ -216,15 +220,23 @@ func TestObjectsDiffPaths(t *testing.T) {
 		if len(gp.Paths) != leak.GrowthPathTypes {
 			t.Fatalf("want paths for %d growing classes: %s", leak.GrowthPathTypes, r)
 		}
+		var big leak.Holder
 		for _, p := range gp.Paths {
 			root, ok := holders[p.Type]
 			if !ok || len(p.Holders) != 1 || p.Holders[0].Root != root || p.Holders[0].Count < 200 {
 				t.Errorf("paths of %s: %+v", p.Type, p.Holders)
 			}
+			if len(p.Holders) > 0 && p.Holders[0].RetainedSize > big.RetainedSize {
+				big = p.Holders[0]
+			}
+		}
+		// The headline names the holder that retains most of all.
+		if !strings.HasPrefix(gp.Headline, big.Root+" retains "+leak.HumanSize(big.RetainedSize)+" (holds ") || !strings.Contains(gp.Headline, "; the class grew by ") {
+			t.Errorf("headline %q, want %s first (%d bytes)", gp.Headline, big.Root, big.RetainedSize)
 		}
 		r = run(t, nil, "objects", pid, "--diff", "1s", "--paths", "--limit", "1")
 		want(t, r, 0)
-		if !strings.Contains(r.Stdout, "GROWTH") || !strings.Contains(r.Stdout, " reaches ") {
+		if first, _, _ := strings.Cut(r.Stdout, "\n"); !strings.Contains(first, " retains ") || !strings.Contains(r.Stdout, "GROWTH") || !strings.Contains(r.Stdout, " reaches ") {
 			t.Errorf("text report: %s", r)
 		}
 		healthy(t, tg)

@@ -114,8 +114,11 @@ type ObjectsReport struct {
 	Types     []TypeCount `json:"types"`
 	ElapsedMS float64     `json:"elapsed_ms"`
 	// LongestHoldMS is the longest stretch the census ran without
-	// stepping aside for the target's threads: an upper bound of how long
-	// it held the GIL at once (for "gc", the longest gc.get_objects call).
+	// stepping aside for the target's threads, in the walking thread's
+	// CPU time (3.7+; the process's before): how long its own work kept
+	// the GIL at once, not counting waits to take it back or the machine
+	// descheduling it (for "gc", the longest gc.get_objects call, wall
+	// time).
 	LongestHoldMS float64 `json:"longest_hold_ms"`
 	// Notes say what the census could not see on this interpreter.
 	Notes []string `json:"notes,omitempty"`

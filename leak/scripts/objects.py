@@ -232,6 +232,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
     islice = _pg_import('itertools').islice
     sleep = _pg_sleep
     now = _pg_time.time
+    cpu = _pg_cpu
     BIG = _pg_BIG
     containers = _pg_containers()
     kinds = {}  # class -> (index in containers, its len), or None
@@ -263,7 +264,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
     push(roots)
     roots = None
     t_yield = now() + _pg_SLICE
-    t_run = now()
+    t_run = cpu()
     visits = 0
     while visits < _pg_MAX_VISITS:
         if not stack:
@@ -305,11 +306,10 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
         o = stack.pop()
         visits += 1
         if visits & 255 == 0 and now() > t_yield:
-            t = now()
-            stats['longest'] = max(stats['longest'], t - t_run)
+            stats['longest'] = max(stats['longest'], cpu() - t_run)
             sleep(0.0001)
-            t_run = now()
-            t_yield = t_run + _pg_SLICE
+            t_run = cpu()
+            t_yield = now() + _pg_SLICE
         if not mark(o):
             continue
         add(o)
@@ -346,7 +346,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
                 push(getref(*batch))
                 del batch[:]
     o = None
-    stats['longest'] = max(stats['longest'], now() - t_run)
+    stats['longest'] = max(stats['longest'], cpu() - t_run)
     stats['complete'] = not stack and not slices and not batch
     del batch[:]
     del stack[:]
