@@ -150,7 +150,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
 	for _, t := range snap.threads {
 		var fr []cpython.Frame
-		if t.Frame != 0 {
+		if t.Frame != 0 && !t.Gone { // (a state of no thread: its frames are garbage)
 			fr, _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
 		}
 		snap.frames = append(snap.frames, fr)
