@@ -46,6 +46,8 @@ type LockReport struct {
 	Threads []LockThread `json:"threads"`
 	// Cycles lists every cycle of the wait-for graph (thread ids).
 	Cycles [][]int `json:"cycles"`
+	// Core describes the core file read, nil for a live process.
+	Core *CoreInfo `json:"core,omitempty"`
 }
 
 // LockVerdict is the one-line answer.
@@ -191,7 +193,9 @@ type lockSnap struct {
 
 // analyseLocks says what each thread of snap waits for and who holds it,
 // reading the objects its frames refer to through rd (the page cache
-// that read snap: the frames' pages are the paused ones).
+// that read snap: the frames' pages are the paused ones). p names the
+// child processes and descriptors waited on; nil (a core), they are not
+// named.
 func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) []*lockThread {
 	var ts []*lockThread
 	refReader := cpython.NewRefReader(rd, m.l)
@@ -229,6 +233,9 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 	lw.gilHolder()
 	nameUnnamedLocks(ts, snap.kernel)
 	for _, lt := range ts {
+		if p == nil {
+			continue
+		}
 		switch lt.out.WaitsFor.Kind {
 		case WaitChild:
 			p.describeChild(&lt.out.WaitsFor, lt.sysArg)

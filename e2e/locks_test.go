@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -368,5 +369,47 @@ func TestLocksSelect(t *testing.T) {
 			t.Errorf("unix reader waits for %+v, want a unix socket %s...) fd %d", w, end, truth["unix_peer_fd"])
 		}
 		healthy(t, tg)
+	})
+}
+
+// TestLocksCore: a core of a deadlocked process (`pyglass dump`) gives
+// the report the live process gave: the same verdict, cycle, waits and
+// holders (no since: a core has no scheduler; I/O waits are not named).
+func TestLocksCore(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		for _, scenario := range []string{"rlocks", "locks"} {
+			t.Run(scenario, func(t *testing.T) {
+				tg, truth := startLocks(t, in, scenario)
+				live := locksJSON(t, tg.PID)
+				core := filepath.Join(t.TempDir(), "core")
+				want(t, run(t, nil, "dump", "-o", core, strconv.Itoa(tg.PID)), 0)
+				r := run(t, nil, "locks", "--json", "--core", core)
+				want(t, r, 0)
+				var dead pyglass.LockReport
+				if err := json.Unmarshal([]byte(r.Stdout), &dead); err != nil {
+					t.Fatalf("locks --core --json: %v\n%s", err, r.Stdout)
+				}
+				if dead.Core == nil || dead.PID != tg.PID {
+					t.Errorf("pid %d, core %+v: want %d and the core described", dead.PID, dead.Core, tg.PID)
+				}
+				checkCycle(t, &dead, truth, map[string]string{"rlocks": "RLock", "locks": "Lock"}[scenario], scenario == "locks", "t1", "t2")
+				if dead.Verdict != live.Verdict || fmt.Sprint(dead.Cycles) != fmt.Sprint(live.Cycles) {
+					t.Errorf("core: verdict %+v cycles %v; live: %+v %v", dead.Verdict, dead.Cycles, live.Verdict, live.Cycles)
+				}
+				for _, name := range []string{"t1", "t2"} {
+					a, b := lockedThread(t, live, truth[name]).WaitsFor, lockedThread(t, &dead, truth[name]).WaitsFor
+					a.SinceSeconds = nil
+					if fmt.Sprintf("%+v", a) != fmt.Sprintf("%+v", b) {
+						t.Errorf("%s waits for\n  %+v in the core,\n  %+v live", name, b, a)
+					}
+				}
+				txt := run(t, nil, "locks", "--core", core)
+				want(t, txt, 0)
+				if !strings.HasPrefix(txt.Stdout, "deadlock") {
+					t.Errorf("text report of the core:\n%s", txt.Stdout)
+				}
+				healthy(t, tg)
+			})
+		}
 	})
 }

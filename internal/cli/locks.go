@@ -22,17 +22,22 @@ The first line is the verdict; it says deadlock only for a cycle.
 "since" is how long a blocked thread had not run when pyglass looked (the
 kernel scheduler's last run of it): its wait began then, unless a pause by
 a debugger (pyglass's own included) made it run in between.
+--core FILE (or --coredump PID|latest, --exe, --sysroot: as for stacks)
+reads a core file instead: what the threads waited for when it was made
+(the system call from each thread's saved registers; the processes and
+descriptors waited on are not named, and there is no since).
 With --json:
   {"pid", "verdict": {"kind", "summary"},
    "threads": [{"tid", "name", "state", "waits_for": {"kind", "object", "type",
                 "where", "holder_tid", "holder_inferred", "evidence",
                 "since_seconds"}}],
-   "cycles": [[tid...]]}
+   "cycles": [[tid...]], "core": {...} (with --core, as in stacks)}
 Exit status as for stacks.`
 
 func runLocks(ctx context.Context, args []string, io IO) ExitCode {
 	fs := newFlags("locks", locksHelp, io)
 	asJSON := fs.Bool("json", false, "print JSON")
+	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
 	if !ok {
 		return code
@@ -41,11 +46,22 @@ func runLocks(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass locks: one PID expected\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "locks")
-	if !ok {
-		return code
+	var rep *pyglass.LockReport
+	var err error
+	if *cf.file != "" || *cf.coredump != "" {
+		c, code, ok := cf.open(io, "locks", pos)
+		if !ok {
+			return code
+		}
+		defer c.Close()
+		rep, err = c.Locks(ctx)
+	} else {
+		p, code, ok := attach(pos, io, "locks")
+		if !ok {
+			return code
+		}
+		rep, err = p.Locks(ctx)
 	}
-	rep, err := p.Locks(ctx)
 	if err != nil {
 		return fail(io, err)
 	}
