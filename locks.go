@@ -847,7 +847,13 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		h := byTID[gilHolder]
 		s := fmt.Sprintf("GIL held by thread %d %q (%s), %d threads wait for it", h.TID, h.Name, h.State, gilWaiters)
 		if h.WaitsFor.Kind != WaitNone {
-			s = fmt.Sprintf("GIL held by thread %d %q in C code (%s), %d threads wait for it", h.TID, h.Name, h.State, gilWaiters)
+			// Blocked in C with the GIL, it has held it at least since
+			// it last ran.
+			d := ""
+			if h.WaitsFor.SinceSeconds != nil {
+				d = fmt.Sprintf(" for %.1f s", *h.WaitsFor.SinceSeconds)
+			}
+			s = fmt.Sprintf("GIL held by thread %d %q in C code%s (%s), %d threads wait for it", h.TID, h.Name, d, h.State, gilWaiters)
 		}
 		return LockVerdict{Kind: VerdictGIL, Summary: s}
 	case blocked > 0:

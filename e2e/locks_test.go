@@ -205,6 +205,11 @@ func TestLocksGIL(t *testing.T) {
 		if w := lockedThread(t, rep, truth["t2"]).WaitsFor; w.Kind != pyglass.WaitGIL || w.HolderTID != truth["t1"] {
 			t.Errorf("busy thread waits for %+v, want the GIL held by %d", w, truth["t1"])
 		}
+		// Blocked in C (libc's sleep) with the GIL since it last ran:
+		// how long is said.
+		if !strings.Contains(rep.Verdict.Summary, " in C code for ") {
+			t.Errorf("verdict %q does not say for how long the GIL has been held in C", rep.Verdict.Summary)
+		}
 		healthy(t, tg)
 	})
 }
