@@ -452,6 +452,10 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint
 	switch {
 	case name == "clock_nanosleep" || name == "nanosleep" || (name == "select" || name == "pselect6") && arg0 == 0:
 		wf.Evidence = "sleeping (time.sleep), in " + name
+	case name == "restart_syscall":
+		// What the kernel resumes after a stop (a debugger's pause,
+		// pyglass's own) interrupted a call with a timeout.
+		wf.Evidence = "in a sleep or timed wait resumed after a pause (restart_syscall)"
 	case name == "read" || name == "readv" || name == "recvfrom" || name == "recvmsg" || name == "accept" || name == "accept4":
 		wf.Kind = WaitIO
 		lt.fds = []int{int(int32(uint32(arg0)))}
@@ -849,8 +853,10 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		if h.WaitsFor.Kind != WaitNone {
 			// Blocked in C with the GIL, it has held it at least since
 			// it last ran.
+			// Under a second, the last run may be a pause's (pyglass's
+			// own makes the thread run a moment): not said.
 			d := ""
-			if h.WaitsFor.SinceSeconds != nil {
+			if h.WaitsFor.SinceSeconds != nil && *h.WaitsFor.SinceSeconds >= 1 {
 				d = fmt.Sprintf(" for %.1f s", *h.WaitsFor.SinceSeconds)
 			}
 			s = fmt.Sprintf("GIL held by thread %d %q in C code%s (%s), %d threads wait for it", h.TID, h.Name, d, h.State, gilWaiters)

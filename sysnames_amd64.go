@@ -7,6 +7,7 @@ var syscallNames = map[int64]string{
 	43: "accept", 44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg", 61: "wait4",
 	202: "futex", 230: "clock_nanosleep", 232: "epoll_wait", 247: "waitid", 270: "pselect6",
 	271: "ppoll", 281: "epoll_pwait", 288: "accept4", 441: "epoll_pwait2",
+	219: "restart_syscall",
 }
 
 const sysFutex = 202

@@ -7,6 +7,7 @@ var syscallNames = map[int64]string{
 	115: "clock_nanosleep", 203: "connect", 202: "accept", 206: "sendto", 207: "recvfrom",
 	211: "sendmsg", 212: "recvmsg", 242: "accept4", 260: "wait4", 95: "waitid",
 	22: "epoll_pwait", 441: "epoll_pwait2",
+	128: "restart_syscall",
 }
 
 const sysFutex = 98

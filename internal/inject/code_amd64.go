@@ -316,7 +316,6 @@ const (
 // allocator or the dynamic loader, whose locks we may need.
 var forbiddenSyscalls = map[int]string{9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk", 25: "mremap", 28: "madvise"}
 
-
 // inSyscall reports whether a thread stopped with r is at a syscall
 // boundary (orig_rax >= 0), and which syscall.
 func inSyscall(r *ptrace.Regs, _ *ptrace.Mem) (int, bool) {
