@@ -57,6 +57,7 @@ type decoder struct {
 	l     *layout.Layout
 	types map[uint64]*typeInfo
 	codes map[uint64]*codeInfo
+	hdr   []byte // frameHeader's scratch buffer
 }
 
 func newDecoder(r memory.Reader, l *layout.Layout) *decoder {
