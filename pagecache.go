@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/memory"
 )
 
@@ -40,8 +41,8 @@ type pageCache struct {
 }
 
 // errMiss is what a recording page cache returns for a page it does not
-// have.
-var errMiss = errors.New("page not read yet")
+// have: the sampler's decoder passes it up unwrapped.
+var errMiss = cpython.ErrNotRead
 
 // newPageCache returns the cache of one snapshot: up to 16 MiB.
 func newPageCache(r memory.Reader) *pageCache {

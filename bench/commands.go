@@ -30,6 +30,8 @@ type Command struct {
 type Env struct {
 	Pyglass    string // path to the pyglass binary ("" when the build failed)
 	PyglassErr error  // why Pyglass is empty
+	Hello      string // a Go hello-world ("" when its build failed)
+	HelloErr   error  // why Hello is empty
 	// GDB is the command prefix that runs gdb (a path, or a wrapper that
 	// runs sid's gdb inside the sid root).
 	GDB []string
@@ -79,6 +81,26 @@ const gdbCensusCode = "import gc\n" +
 	"del c, o, t, f\n"
 
 var commands = []Command{
+	// Start-up: pyglass's own cost before it looks at any process,
+	// against the floor of any Go program.
+	{
+		Name:  "go hello-world",
+		Group: "start",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			if env.Hello == "" {
+				return nil, env.HelloErr
+			}
+			return []string{env.Hello}, nil
+		},
+	},
+	{
+		Name:     "pyglass version",
+		Baseline: "go hello-world",
+		Group:    "start",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "version")
+		},
+	},
 	{
 		Name: "gdb exec pass",
 		Argv: func(env *Env, tg *Target) ([]string, error) { return gdbCall(env, tg, "pass"), nil },

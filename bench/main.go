@@ -52,6 +52,12 @@ func main() {
 		defer os.RemoveAll(dir)
 		env.Pyglass, env.PyglassErr = buildPyglass(root, dir)
 	}
+	hdir, err := os.MkdirTemp("", "pyglass-bench-hello-")
+	if err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(hdir)
+	env.Hello, env.HelloErr = buildHello(hdir)
 	if *profilers {
 		runProfilers(root, env, *n, *secs)
 		return
@@ -109,6 +115,25 @@ func buildPyglass(root, dir string) (string, error) {
 		}
 		fmt.Fprintf(os.Stderr, "bench: building cmd/pyglass failed: %v\n%s\n", err, b)
 		return "", fmt.Errorf("build failed: %s", msg)
+	}
+	return out, nil
+}
+
+// buildHello builds a Go hello-world in dir: the floor of pyglass's own
+// start-up (the "pyglass version" row is compared with it).
+func buildHello(dir string) (string, error) {
+	src := "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello, world\") }\n"
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n\ngo 1.21\n"), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "hello")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the Go hello-world failed: %v: %s", err, lastLine(b))
 	}
 	return out, nil
 }

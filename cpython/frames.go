@@ -135,7 +135,9 @@ func (d *decoder) frame(addr uint64, opt FrameOptions) (f Frame, next uint64, ok
 }
 
 // frameHeader reads, in one read, the bytes of a frame up to the end of
-// the last of the fields at offs (each 8 bytes wide at most).
+// the last of the fields at offs (each 8 bytes wide at most), into the
+// decoder's scratch buffer: valid until the next call. A reader's
+// ErrNotRead is returned as is (see Sampler).
 func (d *decoder) frameHeader(addr uint64, offs ...int) ([]byte, error) {
 	end := 0
 	for _, o := range offs {
@@ -144,9 +146,18 @@ func (d *decoder) frameHeader(addr uint64, offs ...int) ([]byte, error) {
 		}
 		end = max(end, o+8)
 	}
-	b := make([]byte, end)
-	if err := memory.Read(d.r, addr, b); err != nil {
+	if cap(d.hdr) < end {
+		d.hdr = make([]byte, end)
+	}
+	b := d.hdr[:end]
+	n, err := d.r.ReadAt(b, addr)
+	switch {
+	case err == ErrNotRead:
 		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("reading %d bytes at %#x: %w", len(b), addr, err)
+	case n != len(b):
+		return nil, fmt.Errorf("reading %d bytes at %#x: %w", len(b), addr, memory.ErrShortRead)
 	}
 	return b, nil
 }
@@ -154,11 +165,14 @@ func (d *decoder) frameHeader(addr uint64, offs ...int) ([]byte, error) {
 // frameObject decodes a PyFrameObject (2.7, 3.6–3.10).
 func (d *decoder) frameObject(addr uint64, opt FrameOptions) (f Frame, next uint64, ok bool, err error) {
 	l := d.l
-	offs := []int{l.FrameFBack, l.FrameFCode, l.FrameFLasti}
+	offs := [4]int{l.FrameFBack, l.FrameFCode, l.FrameFLasti, l.FrameFBack}
 	if l.ObjectObRefcnt >= 0 {
-		offs = append(offs, l.ObjectObRefcnt)
+		offs[3] = l.ObjectObRefcnt
 	}
-	hdr, err := d.frameHeader(addr, offs...)
+	hdr, err := d.frameHeader(addr, offs[:]...)
+	if err == ErrNotRead {
+		return f, 0, false, err
+	}
 	if err != nil {
 		return f, 0, false, fmt.Errorf("reading frame object: %w", err)
 	}
@@ -199,6 +213,9 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 		codeOff, ipOff = l.InterpFrameFExecutable, l.InterpFrameInstrPtr
 	}
 	hdr, err := d.frameHeader(addr, l.InterpFramePrevious, l.InterpFrameOwner, codeOff, ipOff)
+	if err == ErrNotRead {
+		return f, 0, false, err
+	}
 	if err != nil {
 		return f, 0, false, fmt.Errorf("reading interpreter frame: %w", err)
 	}

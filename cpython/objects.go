@@ -57,7 +57,8 @@ type decoder struct {
 	l     *layout.Layout
 	types map[uint64]*typeInfo
 	codes map[uint64]*codeInfo
-	shim  bool // the last frame decoded was an entry shim (3.12+)
+	shim  bool   // the last frame decoded was an entry shim (3.12+)
+	hdr   []byte // frameHeader's scratch buffer
 }
 
 func newDecoder(r memory.Reader, l *layout.Layout) *decoder {

@@ -13,6 +13,13 @@ import (
 // counted as lost, never recorded.
 var ErrTorn = errors.New("stack changed while it was read")
 
+// ErrNotRead is what a Sampler's reader may return for memory it has not
+// read yet but will (a cache that gathers the pages several threads need
+// into one system call): Stack returns it as is, without wrapping it, so
+// that asking costs no allocation; the caller reads the memory and calls
+// Stack again.
+var ErrNotRead = errors.New("memory not read yet")
+
 // SampleFrame is one frame of a sampled stack: the code object and the
 // line being run. Its function and file come from Sampler.Code.
 type SampleFrame struct {
@@ -111,6 +118,9 @@ func (s *Sampler) Stack(top uint64, maxDepth int, dst []SampleFrame) ([]SampleFr
 			return dst, ErrTorn
 		}
 		f, next, ok, err := s.d.frame(addr, FrameOptions{})
+		if err == ErrNotRead {
+			return dst, err
+		}
 		if err != nil {
 			return dst, fmt.Errorf("%w: %w", ErrTorn, err)
 		}

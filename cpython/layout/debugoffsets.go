@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/pyglass/pyglass/memory"
 )
@@ -33,162 +34,166 @@ const debugHeader = 24
 // 3.13: Include/internal/pycore_runtime.h (v3.13.0).
 // 3.14: Include/internal/pycore_debug_offsets.h (v3.14).
 // 3.15: the same header (v3.15.2, Debian's libpython3.15-dev).
-var debugFields = map[int][]string{
-	13: {
-		"runtime_state.size", "runtime_state.finalizing", "runtime_state.interpreters_head",
-		"interpreter_state.size", "interpreter_state.id", "interpreter_state.next",
-		"interpreter_state.threads_head", "interpreter_state.gc", "interpreter_state.imports_modules",
-		"interpreter_state.sysdict", "interpreter_state.builtins", "interpreter_state.ceval_gil",
-		"interpreter_state.gil_runtime_state", "interpreter_state.gil_runtime_state_enabled",
-		"interpreter_state.gil_runtime_state_locked", "interpreter_state.gil_runtime_state_holder",
-		"thread_state.size", "thread_state.prev", "thread_state.next", "thread_state.interp",
-		"thread_state.current_frame", "thread_state.thread_id", "thread_state.native_thread_id",
-		"thread_state.datastack_chunk", "thread_state.status",
-		"interpreter_frame.size", "interpreter_frame.previous", "interpreter_frame.executable",
-		"interpreter_frame.instr_ptr", "interpreter_frame.localsplus", "interpreter_frame.owner",
-		"code_object.size", "code_object.filename", "code_object.name", "code_object.qualname",
-		"code_object.linetable", "code_object.firstlineno", "code_object.argcount",
-		"code_object.localsplusnames", "code_object.localspluskinds", "code_object.co_code_adaptive",
-		"pyobject.size", "pyobject.ob_type",
-		"type_object.size", "type_object.tp_name", "type_object.tp_repr", "type_object.tp_flags",
-		"tuple_object.size", "tuple_object.ob_item", "tuple_object.ob_size",
-		"list_object.size", "list_object.ob_item", "list_object.ob_size",
-		"dict_object.size", "dict_object.ma_keys", "dict_object.ma_values",
-		"float_object.size", "float_object.ob_fval",
-		"long_object.size", "long_object.lv_tag", "long_object.ob_digit",
-		"bytes_object.size", "bytes_object.ob_size", "bytes_object.ob_sval",
-		"unicode_object.size", "unicode_object.state", "unicode_object.length", "unicode_object.asciiobject_size",
-		"gc.size", "gc.collecting",
-	},
-	14: {
-		"runtime_state.size", "runtime_state.finalizing", "runtime_state.interpreters_head",
-		"interpreter_state.size", "interpreter_state.id", "interpreter_state.next",
-		"interpreter_state.threads_head", "interpreter_state.threads_main", "interpreter_state.gc",
-		"interpreter_state.imports_modules", "interpreter_state.sysdict", "interpreter_state.builtins",
-		"interpreter_state.ceval_gil", "interpreter_state.gil_runtime_state",
-		"interpreter_state.gil_runtime_state_enabled", "interpreter_state.gil_runtime_state_locked",
-		"interpreter_state.gil_runtime_state_holder", "interpreter_state.code_object_generation",
-		"interpreter_state.tlbc_generation",
-		"thread_state.size", "thread_state.prev", "thread_state.next", "thread_state.interp",
-		"thread_state.current_frame", "thread_state.thread_id", "thread_state.native_thread_id",
-		"thread_state.datastack_chunk", "thread_state.status",
-		"interpreter_frame.size", "interpreter_frame.previous", "interpreter_frame.executable",
-		"interpreter_frame.instr_ptr", "interpreter_frame.localsplus", "interpreter_frame.owner",
-		"interpreter_frame.stackpointer", "interpreter_frame.tlbc_index",
-		"code_object.size", "code_object.filename", "code_object.name", "code_object.qualname",
-		"code_object.linetable", "code_object.firstlineno", "code_object.argcount",
-		"code_object.localsplusnames", "code_object.localspluskinds", "code_object.co_code_adaptive",
-		"code_object.co_tlbc",
-		"pyobject.size", "pyobject.ob_type",
-		"type_object.size", "type_object.tp_name", "type_object.tp_repr", "type_object.tp_flags",
-		"tuple_object.size", "tuple_object.ob_item", "tuple_object.ob_size",
-		"list_object.size", "list_object.ob_item", "list_object.ob_size",
-		"set_object.size", "set_object.used", "set_object.table", "set_object.mask",
-		"dict_object.size", "dict_object.ma_keys", "dict_object.ma_values",
-		"float_object.size", "float_object.ob_fval",
-		"long_object.size", "long_object.lv_tag", "long_object.ob_digit",
-		"bytes_object.size", "bytes_object.ob_size", "bytes_object.ob_sval",
-		"unicode_object.size", "unicode_object.state", "unicode_object.length", "unicode_object.asciiobject_size",
-		"gc.size", "gc.collecting",
-		"gen_object.size", "gen_object.gi_name", "gen_object.gi_iframe", "gen_object.gi_frame_state",
-		"llist_node.next", "llist_node.prev",
-		"debugger_support.eval_breaker", "debugger_support.remote_debugger_support",
-		"debugger_support.remote_debugging_enabled", "debugger_support.debugger_pending_call",
-		"debugger_support.debugger_script_path", "debugger_support.debugger_script_path_size",
-	}, 15: {
-		"runtime_state.size", "runtime_state.finalizing", "runtime_state.interpreters_head",
-		"interpreter_state.size", "interpreter_state.id", "interpreter_state.next",
-		"interpreter_state.threads_head", "interpreter_state.threads_main", "interpreter_state.gc",
-		"interpreter_state.imports_modules", "interpreter_state.sysdict", "interpreter_state.builtins",
-		"interpreter_state.ceval_gil", "interpreter_state.gil_runtime_state",
-		"interpreter_state.gil_runtime_state_enabled", "interpreter_state.gil_runtime_state_locked",
-		"interpreter_state.gil_runtime_state_holder", "interpreter_state.code_object_generation",
-		"interpreter_state.tlbc_generation",
-		"thread_state.size", "thread_state.prev", "thread_state.next", "thread_state.interp",
-		"thread_state.current_frame", "thread_state.base_frame", "thread_state.last_profiled_frame",
-		"thread_state.last_profiled_frame_seq", "thread_state.thread_id", "thread_state.native_thread_id",
-		"thread_state.datastack_chunk", "thread_state.status", "thread_state.holds_gil",
-		"thread_state.gil_requested", "thread_state.current_exception", "thread_state.exc_state",
-		"err_stackitem.exc_value",
-		"interpreter_frame.size", "interpreter_frame.previous", "interpreter_frame.executable",
-		"interpreter_frame.instr_ptr", "interpreter_frame.localsplus", "interpreter_frame.owner",
-		"interpreter_frame.stackpointer", "interpreter_frame.tlbc_index",
-		"code_object.size", "code_object.filename", "code_object.name", "code_object.qualname",
-		"code_object.linetable", "code_object.firstlineno", "code_object.argcount",
-		"code_object.localsplusnames", "code_object.localspluskinds", "code_object.co_code_adaptive",
-		"code_object.co_tlbc",
-		"pyobject.size", "pyobject.ob_type",
-		"type_object.size", "type_object.tp_name", "type_object.tp_repr", "type_object.tp_flags",
-		"type_object.tp_basicsize", "type_object.tp_dictoffset",
-		"heap_type_object.size", "heap_type_object.ht_cached_keys",
-		"tuple_object.size", "tuple_object.ob_item", "tuple_object.ob_size",
-		"list_object.size", "list_object.ob_item", "list_object.ob_size",
-		"set_object.size", "set_object.used", "set_object.table", "set_object.mask",
-		"dict_object.size", "dict_object.ma_keys", "dict_object.ma_values",
-		"float_object.size", "float_object.ob_fval",
-		"long_object.size", "long_object.lv_tag", "long_object.ob_digit",
-		"bytes_object.size", "bytes_object.ob_size", "bytes_object.ob_sval",
-		"unicode_object.size", "unicode_object.state", "unicode_object.length", "unicode_object.asciiobject_size",
-		"unicode_object.compactunicodeobject_size",
-		"gc.size", "gc.collecting", "gc.frame", "gc.generation_stats_size", "gc.generation_stats",
-		"gen_object.size", "gen_object.gi_name", "gen_object.gi_iframe", "gen_object.gi_frame_state",
-		"llist_node.next", "llist_node.prev",
-		"debugger_support.eval_breaker", "debugger_support.remote_debugger_support",
-		"debugger_support.remote_debugging_enabled", "debugger_support.debugger_pending_call",
-		"debugger_support.debugger_script_path", "debugger_support.debugger_script_path_size",
-	},
-}
+var debugFields = sync.OnceValue(func() map[int][]string {
+	return map[int][]string{
+		13: {
+			"runtime_state.size", "runtime_state.finalizing", "runtime_state.interpreters_head",
+			"interpreter_state.size", "interpreter_state.id", "interpreter_state.next",
+			"interpreter_state.threads_head", "interpreter_state.gc", "interpreter_state.imports_modules",
+			"interpreter_state.sysdict", "interpreter_state.builtins", "interpreter_state.ceval_gil",
+			"interpreter_state.gil_runtime_state", "interpreter_state.gil_runtime_state_enabled",
+			"interpreter_state.gil_runtime_state_locked", "interpreter_state.gil_runtime_state_holder",
+			"thread_state.size", "thread_state.prev", "thread_state.next", "thread_state.interp",
+			"thread_state.current_frame", "thread_state.thread_id", "thread_state.native_thread_id",
+			"thread_state.datastack_chunk", "thread_state.status",
+			"interpreter_frame.size", "interpreter_frame.previous", "interpreter_frame.executable",
+			"interpreter_frame.instr_ptr", "interpreter_frame.localsplus", "interpreter_frame.owner",
+			"code_object.size", "code_object.filename", "code_object.name", "code_object.qualname",
+			"code_object.linetable", "code_object.firstlineno", "code_object.argcount",
+			"code_object.localsplusnames", "code_object.localspluskinds", "code_object.co_code_adaptive",
+			"pyobject.size", "pyobject.ob_type",
+			"type_object.size", "type_object.tp_name", "type_object.tp_repr", "type_object.tp_flags",
+			"tuple_object.size", "tuple_object.ob_item", "tuple_object.ob_size",
+			"list_object.size", "list_object.ob_item", "list_object.ob_size",
+			"dict_object.size", "dict_object.ma_keys", "dict_object.ma_values",
+			"float_object.size", "float_object.ob_fval",
+			"long_object.size", "long_object.lv_tag", "long_object.ob_digit",
+			"bytes_object.size", "bytes_object.ob_size", "bytes_object.ob_sval",
+			"unicode_object.size", "unicode_object.state", "unicode_object.length", "unicode_object.asciiobject_size",
+			"gc.size", "gc.collecting",
+		},
+		14: {
+			"runtime_state.size", "runtime_state.finalizing", "runtime_state.interpreters_head",
+			"interpreter_state.size", "interpreter_state.id", "interpreter_state.next",
+			"interpreter_state.threads_head", "interpreter_state.threads_main", "interpreter_state.gc",
+			"interpreter_state.imports_modules", "interpreter_state.sysdict", "interpreter_state.builtins",
+			"interpreter_state.ceval_gil", "interpreter_state.gil_runtime_state",
+			"interpreter_state.gil_runtime_state_enabled", "interpreter_state.gil_runtime_state_locked",
+			"interpreter_state.gil_runtime_state_holder", "interpreter_state.code_object_generation",
+			"interpreter_state.tlbc_generation",
+			"thread_state.size", "thread_state.prev", "thread_state.next", "thread_state.interp",
+			"thread_state.current_frame", "thread_state.thread_id", "thread_state.native_thread_id",
+			"thread_state.datastack_chunk", "thread_state.status",
+			"interpreter_frame.size", "interpreter_frame.previous", "interpreter_frame.executable",
+			"interpreter_frame.instr_ptr", "interpreter_frame.localsplus", "interpreter_frame.owner",
+			"interpreter_frame.stackpointer", "interpreter_frame.tlbc_index",
+			"code_object.size", "code_object.filename", "code_object.name", "code_object.qualname",
+			"code_object.linetable", "code_object.firstlineno", "code_object.argcount",
+			"code_object.localsplusnames", "code_object.localspluskinds", "code_object.co_code_adaptive",
+			"code_object.co_tlbc",
+			"pyobject.size", "pyobject.ob_type",
+			"type_object.size", "type_object.tp_name", "type_object.tp_repr", "type_object.tp_flags",
+			"tuple_object.size", "tuple_object.ob_item", "tuple_object.ob_size",
+			"list_object.size", "list_object.ob_item", "list_object.ob_size",
+			"set_object.size", "set_object.used", "set_object.table", "set_object.mask",
+			"dict_object.size", "dict_object.ma_keys", "dict_object.ma_values",
+			"float_object.size", "float_object.ob_fval",
+			"long_object.size", "long_object.lv_tag", "long_object.ob_digit",
+			"bytes_object.size", "bytes_object.ob_size", "bytes_object.ob_sval",
+			"unicode_object.size", "unicode_object.state", "unicode_object.length", "unicode_object.asciiobject_size",
+			"gc.size", "gc.collecting",
+			"gen_object.size", "gen_object.gi_name", "gen_object.gi_iframe", "gen_object.gi_frame_state",
+			"llist_node.next", "llist_node.prev",
+			"debugger_support.eval_breaker", "debugger_support.remote_debugger_support",
+			"debugger_support.remote_debugging_enabled", "debugger_support.debugger_pending_call",
+			"debugger_support.debugger_script_path", "debugger_support.debugger_script_path_size",
+		}, 15: {
+			"runtime_state.size", "runtime_state.finalizing", "runtime_state.interpreters_head",
+			"interpreter_state.size", "interpreter_state.id", "interpreter_state.next",
+			"interpreter_state.threads_head", "interpreter_state.threads_main", "interpreter_state.gc",
+			"interpreter_state.imports_modules", "interpreter_state.sysdict", "interpreter_state.builtins",
+			"interpreter_state.ceval_gil", "interpreter_state.gil_runtime_state",
+			"interpreter_state.gil_runtime_state_enabled", "interpreter_state.gil_runtime_state_locked",
+			"interpreter_state.gil_runtime_state_holder", "interpreter_state.code_object_generation",
+			"interpreter_state.tlbc_generation",
+			"thread_state.size", "thread_state.prev", "thread_state.next", "thread_state.interp",
+			"thread_state.current_frame", "thread_state.base_frame", "thread_state.last_profiled_frame",
+			"thread_state.last_profiled_frame_seq", "thread_state.thread_id", "thread_state.native_thread_id",
+			"thread_state.datastack_chunk", "thread_state.status", "thread_state.holds_gil",
+			"thread_state.gil_requested", "thread_state.current_exception", "thread_state.exc_state",
+			"err_stackitem.exc_value",
+			"interpreter_frame.size", "interpreter_frame.previous", "interpreter_frame.executable",
+			"interpreter_frame.instr_ptr", "interpreter_frame.localsplus", "interpreter_frame.owner",
+			"interpreter_frame.stackpointer", "interpreter_frame.tlbc_index",
+			"code_object.size", "code_object.filename", "code_object.name", "code_object.qualname",
+			"code_object.linetable", "code_object.firstlineno", "code_object.argcount",
+			"code_object.localsplusnames", "code_object.localspluskinds", "code_object.co_code_adaptive",
+			"code_object.co_tlbc",
+			"pyobject.size", "pyobject.ob_type",
+			"type_object.size", "type_object.tp_name", "type_object.tp_repr", "type_object.tp_flags",
+			"type_object.tp_basicsize", "type_object.tp_dictoffset",
+			"heap_type_object.size", "heap_type_object.ht_cached_keys",
+			"tuple_object.size", "tuple_object.ob_item", "tuple_object.ob_size",
+			"list_object.size", "list_object.ob_item", "list_object.ob_size",
+			"set_object.size", "set_object.used", "set_object.table", "set_object.mask",
+			"dict_object.size", "dict_object.ma_keys", "dict_object.ma_values",
+			"float_object.size", "float_object.ob_fval",
+			"long_object.size", "long_object.lv_tag", "long_object.ob_digit",
+			"bytes_object.size", "bytes_object.ob_size", "bytes_object.ob_sval",
+			"unicode_object.size", "unicode_object.state", "unicode_object.length", "unicode_object.asciiobject_size",
+			"unicode_object.compactunicodeobject_size",
+			"gc.size", "gc.collecting", "gc.frame", "gc.generation_stats_size", "gc.generation_stats",
+			"gen_object.size", "gen_object.gi_name", "gen_object.gi_iframe", "gen_object.gi_frame_state",
+			"llist_node.next", "llist_node.prev",
+			"debugger_support.eval_breaker", "debugger_support.remote_debugger_support",
+			"debugger_support.remote_debugging_enabled", "debugger_support.debugger_pending_call",
+			"debugger_support.debugger_script_path", "debugger_support.debugger_script_path_size",
+		},
+	}
+})
 
 // debugToLayout maps _Py_DebugOffsets members to Layout fields.
-var debugToLayout = map[string]string{
-	"runtime_state.interpreters_head":   "RuntimeInterpretersHead",
-	"interpreter_state.id":              "InterpID",
-	"interpreter_state.next":            "InterpNext",
-	"interpreter_state.threads_head":    "InterpTstateHead",
-	"interpreter_state.threads_main":    "InterpThreadsMain",
-	"interpreter_state.imports_modules": "InterpModules",
-	"interpreter_state.sysdict":         "InterpSysdict",
-	"interpreter_state.builtins":        "InterpBuiltins",
-	"interpreter_state.ceval_gil":       "InterpCevalGil",
-	"thread_state.prev":                 "TstatePrev",
-	"thread_state.next":                 "TstateNext",
-	"thread_state.interp":               "TstateInterp",
-	"thread_state.current_frame":        "TstateCurrentFrame",
-	"thread_state.thread_id":            "TstateThreadID",
-	"thread_state.native_thread_id":     "TstateNativeThreadID",
-	"interpreter_frame.previous":        "InterpFramePrevious",
-	"interpreter_frame.executable":      "InterpFrameFExecutable",
-	"interpreter_frame.instr_ptr":       "InterpFrameInstrPtr",
-	"interpreter_frame.localsplus":      "InterpFrameLocalsplus",
-	"interpreter_frame.owner":           "InterpFrameOwner",
-	"interpreter_frame.stackpointer":    "InterpFrameStackpointer",
-	"code_object.size":                  "SizeofPyCodeObject",
-	"code_object.filename":              "CodeCoFilename",
-	"code_object.name":                  "CodeCoName",
-	"code_object.qualname":              "CodeCoQualname",
-	"code_object.linetable":             "CodeCoLinetable",
-	"code_object.firstlineno":           "CodeCoFirstlineno",
-	"code_object.argcount":              "CodeCoArgcount",
-	"code_object.localsplusnames":       "CodeCoLocalsplusnames",
-	"code_object.localspluskinds":       "CodeCoLocalspluskinds",
-	"code_object.co_code_adaptive":      "CodeCoCodeAdaptive",
-	"pyobject.size":                     "SizeofPyObject",
-	"pyobject.ob_type":                  "ObjectObType",
-	"type_object.tp_name":               "TypeTpName",
-	"type_object.tp_flags":              "TypeTpFlags",
-	"tuple_object.ob_item":              "TupleObItem",
-	"tuple_object.ob_size":              "VarObjectObSize",
-	"list_object.ob_item":               "ListObItem",
-	"dict_object.ma_keys":               "DictMaKeys",
-	"dict_object.ma_values":             "DictMaValues",
-	"float_object.ob_fval":              "FloatObFval",
-	"long_object.lv_tag":                "LongLvTag",
-	"long_object.ob_digit":              "LongObDigit",
-	"bytes_object.ob_sval":              "BytesObSval",
-	"unicode_object.state":              "ASCIIObjectState",
-	"unicode_object.length":             "ASCIIObjectLength",
-	"unicode_object.asciiobject_size":   "SizeofPyASCIIObject",
-}
+var debugToLayout = sync.OnceValue(func() map[string]string {
+	return map[string]string{
+		"runtime_state.interpreters_head":   "RuntimeInterpretersHead",
+		"interpreter_state.id":              "InterpID",
+		"interpreter_state.next":            "InterpNext",
+		"interpreter_state.threads_head":    "InterpTstateHead",
+		"interpreter_state.threads_main":    "InterpThreadsMain",
+		"interpreter_state.imports_modules": "InterpModules",
+		"interpreter_state.sysdict":         "InterpSysdict",
+		"interpreter_state.builtins":        "InterpBuiltins",
+		"interpreter_state.ceval_gil":       "InterpCevalGil",
+		"thread_state.prev":                 "TstatePrev",
+		"thread_state.next":                 "TstateNext",
+		"thread_state.interp":               "TstateInterp",
+		"thread_state.current_frame":        "TstateCurrentFrame",
+		"thread_state.thread_id":            "TstateThreadID",
+		"thread_state.native_thread_id":     "TstateNativeThreadID",
+		"interpreter_frame.previous":        "InterpFramePrevious",
+		"interpreter_frame.executable":      "InterpFrameFExecutable",
+		"interpreter_frame.instr_ptr":       "InterpFrameInstrPtr",
+		"interpreter_frame.localsplus":      "InterpFrameLocalsplus",
+		"interpreter_frame.owner":           "InterpFrameOwner",
+		"interpreter_frame.stackpointer":    "InterpFrameStackpointer",
+		"code_object.size":                  "SizeofPyCodeObject",
+		"code_object.filename":              "CodeCoFilename",
+		"code_object.name":                  "CodeCoName",
+		"code_object.qualname":              "CodeCoQualname",
+		"code_object.linetable":             "CodeCoLinetable",
+		"code_object.firstlineno":           "CodeCoFirstlineno",
+		"code_object.argcount":              "CodeCoArgcount",
+		"code_object.localsplusnames":       "CodeCoLocalsplusnames",
+		"code_object.localspluskinds":       "CodeCoLocalspluskinds",
+		"code_object.co_code_adaptive":      "CodeCoCodeAdaptive",
+		"pyobject.size":                     "SizeofPyObject",
+		"pyobject.ob_type":                  "ObjectObType",
+		"type_object.tp_name":               "TypeTpName",
+		"type_object.tp_flags":              "TypeTpFlags",
+		"tuple_object.ob_item":              "TupleObItem",
+		"tuple_object.ob_size":              "VarObjectObSize",
+		"list_object.ob_item":               "ListObItem",
+		"dict_object.ma_keys":               "DictMaKeys",
+		"dict_object.ma_values":             "DictMaValues",
+		"float_object.ob_fval":              "FloatObFval",
+		"long_object.lv_tag":                "LongLvTag",
+		"long_object.ob_digit":              "LongObDigit",
+		"bytes_object.ob_sval":              "BytesObSval",
+		"unicode_object.state":              "ASCIIObjectState",
+		"unicode_object.length":             "ASCIIObjectLength",
+		"unicode_object.asciiobject_size":   "SizeofPyASCIIObject",
+	}
+})
 
 // DebugOffsets is a decoded _Py_DebugOffsets.
 type DebugOffsets struct {
@@ -217,7 +222,7 @@ func (d *DebugOffsets) Micro() int { return int(d.Version >> 8 & 0xff) }
 // members pyglass knows.
 func newestDebugMinor() int {
 	n := 0
-	for m := range debugFields {
+	for m := range debugFields() {
 		n = max(n, m)
 	}
 	return n
@@ -227,9 +232,9 @@ func newestDebugMinor() int {
 // after its header, in declaration order (nil for an unknown minor), and
 // the Layout field each one sets ("" for none).
 func DebugMembers(minor int) (members, fields []string) {
-	for _, n := range debugFields[minor] {
+	for _, n := range debugFields()[minor] {
 		members = append(members, n)
-		fields = append(fields, debugToLayout[n])
+		fields = append(fields, debugToLayout()[n])
 	}
 	return members, fields
 }
@@ -242,9 +247,9 @@ func NewestDebugMinor() int { return newestDebugMinor() }
 // DecodeDebugOffsets needs for 3.minor (a newer minor is read as the
 // newest known one); 0 for a minor before 3.13.
 func DebugOffsetsSize(minor int) int {
-	names, ok := debugFields[minor]
+	names, ok := debugFields()[minor]
 	if !ok && minor > newestDebugMinor() {
-		names = debugFields[newestDebugMinor()]
+		names = debugFields()[newestDebugMinor()]
 	}
 	if len(names) == 0 {
 		return 0
@@ -301,9 +306,9 @@ func DecodeDebugOffsets(b []byte) (*DebugOffsets, error) {
 		FreeThreaded: memory.Order.Uint64(b[16:]) != 0,
 		Values:       map[string]uint64{},
 	}
-	names, ok := debugFields[d.Minor()]
+	names, ok := debugFields()[d.Minor()]
 	if !ok && d.Major() == 3 && d.Minor() > newestDebugMinor() && d.Version>>32 == 0 {
-		names, ok, d.Newer = debugFields[newestDebugMinor()], true, true
+		names, ok, d.Newer = debugFields()[newestDebugMinor()], true, true
 	}
 	if d.Major() != 3 || !ok {
 		return nil, fmt.Errorf("debug offsets of version %#x: %w", d.Version, ErrUnsupported)
@@ -325,13 +330,15 @@ const maxStructSize = 1 << 20
 
 // debugWidth is the width of the members narrower than 8 bytes, or,
 // for 0, members that are sizes (at most their group's size).
-var debugWidth = map[string]uint64{
-	"interpreter_frame.owner": 1, "gen_object.gi_frame_state": 1,
-	"code_object.firstlineno": 4, "code_object.argcount": 4, "unicode_object.state": 4,
-	"gc.collecting": 4, "thread_state.status": 4, "interpreter_frame.tlbc_index": 4,
-	"interpreter_state.gil_runtime_state_enabled": 4, "interpreter_state.gil_runtime_state_locked": 4,
-	"unicode_object.asciiobject_size": 0, "unicode_object.compactunicodeobject_size": 0,
-}
+var debugWidth = sync.OnceValue(func() map[string]uint64 {
+	return map[string]uint64{
+		"interpreter_frame.owner": 1, "gen_object.gi_frame_state": 1,
+		"code_object.firstlineno": 4, "code_object.argcount": 4, "unicode_object.state": 4,
+		"gc.collecting": 4, "thread_state.status": 4, "interpreter_frame.tlbc_index": 4,
+		"interpreter_state.gil_runtime_state_enabled": 4, "interpreter_state.gil_runtime_state_locked": 4,
+		"unicode_object.asciiobject_size": 0, "unicode_object.compactunicodeobject_size": 0,
+	}
+})
 
 // debugOtherSize are members that are the size of another structure than
 // their group's (3.15: gc.generation_stats_size is sizeof(struct
@@ -365,7 +372,7 @@ func (d *DebugOffsets) check() error {
 			}
 		case debugOtherSize[n]:
 		case sized:
-			w, ok := debugWidth[n]
+			w, ok := debugWidth()[n]
 			if !ok {
 				w = 8
 			}
@@ -501,7 +508,7 @@ func DebugOnly(d *DebugOffsets) (*Layout, error) {
 // fields returns the Layout fields the debug offsets carry.
 func (d *DebugOffsets) fields() map[string]int {
 	m := map[string]int{}
-	for dn, ln := range debugToLayout {
+	for dn, ln := range debugToLayout() {
 		if v, ok := d.Values[dn]; ok {
 			m[ln] = int(v)
 		}

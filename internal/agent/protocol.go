@@ -90,7 +90,7 @@
 package agent
 
 import (
-	"embed"
+	_ "embed"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -98,27 +98,28 @@ import (
 	"strings"
 )
 
-//go:embed agent.py core.py shell.py
-var files embed.FS
+// The agent's files are embedded as byte slices, which the linker
+// initialises statically: an embed.FS read at start-up would copy them at
+// every run of pyglass, whatever the command.
+var (
+	//go:embed agent.py
+	agentPy []byte
+	//go:embed core.py
+	corePy []byte
+	//go:embed shell.py
+	shellPy []byte
+)
 
 // Files is the agent's Python source (Python 2.7 and 3.6+): file name to
 // content. Every file must be written into D before the bootstrap runs.
 // ScriptName (the loader, which Bootstrap runs) loads core.py, which
 // serves exec sessions, and shell.py only for a shell session; each is
 // compiled in short chunks so that the target's other threads never wait
-// long for the GIL.
+// long for the GIL. The contents must not be modified.
 var Files = map[string][]byte{
-	ScriptName: mustRead(ScriptName),
-	"core.py":  mustRead("core.py"),
-	"shell.py": mustRead("shell.py"),
-}
-
-func mustRead(name string) []byte {
-	b, err := files.ReadFile(name)
-	if err != nil {
-		panic(err)
-	}
-	return b
+	ScriptName: agentPy,
+	"core.py":  corePy,
+	"shell.py": shellPy,
 }
 
 // ProtocolVersion is the protocol version the agent announces in its hello.

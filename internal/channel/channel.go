@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/pyglass/pyglass/internal/rootfs"
@@ -40,7 +41,7 @@ const LockName = "lock"
 var ErrUnsafe = errors.New("unsafe file system state")
 
 // namePattern matches the directories this package creates.
-var namePattern = regexp.MustCompile(`^pyglass-[0-9a-f]{24}$`)
+var namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^pyglass-[0-9a-f]{24}$`) })
 
 // staleAge is how old a directory must be before sweep looks at it (a
 // directory is locked within microseconds of its creation).
@@ -62,7 +63,7 @@ func sweep(base *rootfs.Dir, uid int) {
 		return
 	}
 	for _, name := range names {
-		if !namePattern.MatchString(name) {
+		if !namePattern().MatchString(name) {
 			continue
 		}
 		d, err := base.OpenDir(name) // O_NOFOLLOW: a symlink is left alone

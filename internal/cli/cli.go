@@ -299,7 +299,7 @@ func options(fs *flag.FlagSet) string {
 }
 
 // flagNameRE finds a flag in the flag package's error messages.
-var flagNameRE = regexp.MustCompile(`(^|[ :])-{1,2}([A-Za-z][A-Za-z0-9_-]*)`)
+var flagNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(^|[ :])-{1,2}([A-Za-z][A-Za-z0-9_-]*)`) })
 
 // flagError rewords the flag package's error in the synopsis's spelling.
 func flagError(err error) string {
@@ -310,8 +310,8 @@ func flagError(err error) string {
 	} {
 		msg = strings.Replace(msg, from, to, 1)
 	}
-	return flagNameRE.ReplaceAllStringFunc(msg, func(m string) string {
-		sub := flagNameRE.FindStringSubmatch(m)
+	return flagNameRE().ReplaceAllStringFunc(msg, func(m string) string {
+		sub := flagNameRE().FindStringSubmatch(m)
 		return sub[1] + dashed(sub[2])
 	})
 }

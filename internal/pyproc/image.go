@@ -21,10 +21,10 @@ var interpSymbols = []string{"Py_Initialize", "PyRun_SimpleString", "_PyRuntime"
 
 // libpythonRE matches the file name of a libpython and captures its
 // major and minor version.
-var libpythonRE = regexp.MustCompile(`^libpython(\d)\.(\d{1,2})[a-z]*\.so`)
+var libpythonRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^libpython(\d)\.(\d{1,2})[a-z]*\.so`) })
 
 // pythonNameRE finds a version in a file name ("python3.11", "libpython2.7.so").
-var pythonNameRE = regexp.MustCompile(`python(\d)\.(\d{1,2})`)
+var pythonNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`python(\d)\.(\d{1,2})`) })
 
 // fileKey identifies a mapped file across processes and mount namespaces.
 type fileKey struct {
@@ -81,7 +81,7 @@ func analyze(p procfs.Proc, m procfs.Mapping) (*image, error) {
 func fileVersion(e *elfsym.File, filePath string) (Version, string, error) {
 	hintMajor, hintMinor := -1, -1
 	for _, name := range []string{e.Soname, path.Base(filePath)} {
-		if m := pythonNameRE.FindStringSubmatch(name); m != nil {
+		if m := pythonNameRE().FindStringSubmatch(name); m != nil {
 			hintMajor, _ = strconv.Atoi(m[1])
 			hintMinor, _ = strconv.Atoi(m[2])
 			break
@@ -170,7 +170,7 @@ func containsVersion(vs []Version, v Version) bool {
 }
 
 // versionTailRE matches a PY_VERSION string at the end of a string.
-var versionTailRE = regexp.MustCompile(`(\d\.\d{1,2}\.\d{1,2}(?:(?:a|b|rc)\d{1,2}|\+)?)$`)
+var versionTailRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(\d\.\d{1,2}\.\d{1,2}(?:(?:a|b|rc)\d{1,2}|\+)?)$`) })
 
 // versionStrings returns the "X.Y.Z" strings that end a NUL-terminated
 // string of data, at most limit of them. The linker merges string tails,
@@ -203,7 +203,7 @@ func tailVersion(data []byte, i, end int) (string, bool) {
 		return "", false
 	}
 	from := max(i, end-maxVersionTail, 0)
-	loc := versionTailRE.FindIndex(data[from:end])
+	loc := versionTailRE().FindIndex(data[from:end])
 	if loc == nil {
 		return "", false
 	}

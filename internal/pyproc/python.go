@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 
 	"debug/elf"
@@ -203,7 +204,7 @@ func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 		if f.key.inode == exeIno && exeIno != 0 && exe == nil {
 			exe = f
 		}
-		if libpythonRE.MatchString(path.Base(f.path)) {
+		if libpythonRE().MatchString(path.Base(f.path)) {
 			order = append(order, f)
 		}
 	}
@@ -237,7 +238,7 @@ func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 			if n >= maxScannedFiles {
 				break
 			}
-			if !f.exec || f == exe || libpythonRE.MatchString(path.Base(f.path)) {
+			if !f.exec || f == exe || libpythonRE().MatchString(path.Base(f.path)) {
 				continue
 			}
 			n++
@@ -339,7 +340,7 @@ func addExeText(p procfs.Proc, py *Python, exe *mappedFile, soname string) error
 	}
 	links := false
 	for _, n := range e.Needed {
-		if n == soname || libpythonRE.MatchString(n) {
+		if n == soname || libpythonRE().MatchString(n) {
 			links = true
 		}
 	}
@@ -357,12 +358,14 @@ func addExeText(p procfs.Proc, py *Python, exe *mappedFile, soname string) error
 }
 
 // libcRE matches the file names of C libraries that define munmap.
-var libcRE = regexp.MustCompile(`^(libc\.so\.\d+|libc-[\d.]+\.so|libc\.musl-.*\.so.*|ld-musl-.*\.so.*)$`)
+var libcRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(libc\.so\.\d+|libc-[\d.]+\.so|libc\.musl-.*\.so.*|ld-musl-.*\.so.*)$`)
+})
 
 // findMunmap sets py.Munmap from the mapped C library, if any.
 func findMunmap(p procfs.Proc, py *Python, files []*mappedFile) error {
 	for _, f := range files {
-		if !libcRE.MatchString(path.Base(f.path)) {
+		if !libcRE().MatchString(path.Base(f.path)) {
 			continue
 		}
 		fh, _, err := p.OpenMapping(f.maps[0])

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 
 	"github.com/pyglass/pyglass/cpython/layout"
 )
@@ -70,11 +71,13 @@ func DecodeHex(h uint32) (Version, error) {
 	return v, nil
 }
 
-var versionRE = regexp.MustCompile(`^(\d)\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2})|\+)?$`)
+var versionRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\d)\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2})|\+)?$`)
+})
 
 // ParseVersion parses a PY_VERSION string such as "3.12.1" or "3.14.0b2".
 func ParseVersion(s string) (Version, error) {
-	m := versionRE.FindStringSubmatch(s)
+	m := versionRE().FindStringSubmatch(s)
 	if m == nil {
 		return Version{}, fmt.Errorf("parsing version %q: not X.Y.Z", s)
 	}

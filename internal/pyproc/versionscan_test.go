@@ -58,7 +58,7 @@ func TestVersionStringsOfMatchesFullScan(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		m := pythonNameRE.FindStringSubmatch(filepath.Base(path))
+		m := pythonNameRE().FindStringSubmatch(filepath.Base(path))
 		if m == nil {
 			continue
 		}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestStartupInit checks that pyglass's own packages do no work when the
+// program starts: every run of pyglass (`pyglass version` included) pays
+// for the package initialisers of everything it links, so regular
+// expressions, tables and embedded files are built or copied at their
+// first use instead. It runs this test binary (which links the same
+// packages as pyglass) again with the runtime's init trace and adds up
+// the memory pyglass's packages allocate in their initialisers.
+func TestStartupInit(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("running %s with the init trace: %v: %s", os.Args[0], err, stderr.String())
+	}
+	// "init github.com/pyglass/pyglass/internal/pyproc @14 ms, 0.27 ms clock, 46712 bytes, 437 allocs"
+	const own = "github.com/pyglass/pyglass"
+	var bytesOwn, allocsOwn, pkgs int
+	var report []string
+	sc := bufio.NewScanner(&stderr)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 11 || f[0] != "init" || f[6] != "clock," || f[8] != "bytes," {
+			continue
+		}
+		if f[1] != own && !strings.HasPrefix(f[1], own+"/") {
+			continue
+		}
+		b, err1 := strconv.Atoi(f[7])
+		a, err2 := strconv.Atoi(f[9])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("parsing %q", sc.Text())
+		}
+		pkgs++
+		bytesOwn += b
+		allocsOwn += a
+		if b > 1024 {
+			report = append(report, f[1]+": "+f[7]+" bytes, "+f[9]+" allocs")
+		}
+	}
+	if pkgs == 0 {
+		t.Fatalf("no init trace of pyglass's packages in: %s", stderr.String())
+	}
+	t.Logf("pyglass's %d initialised packages: %d bytes in %d allocations\n%s", pkgs, bytesOwn, allocsOwn, strings.Join(report, "\n"))
+	if bytesOwn > 32<<10 {
+		t.Errorf("pyglass's packages allocate %d bytes (%d allocations) when the program starts, more than 32 KiB: build what they need at first use (sync.OnceValue)\n%s", bytesOwn, allocsOwn, strings.Join(report, "\n"))
+	}
+}
