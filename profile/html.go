@@ -65,16 +65,14 @@ func loadViewer() (*viewer, error) {
 	return viewerPage, viewerErr
 }
 
-var (
-	// cssURL matches the bundle's references to its files: url("./x.woff2").
-	cssURL = regexp.MustCompile(`url\(["']?\./([A-Za-z0-9._-]+)["']?\)`)
-	// sourceMap matches the source map comment ending a bundled file (the
-	// map is not shipped).
-	sourceMap = regexp.MustCompile(`(?m)^(//# sourceMappingURL=\S+|/\*# sourceMappingURL=\S+ \*/)\s*$`)
-)
-
 // buildViewer makes the page's static parts from the files of dir in fsys.
 func buildViewer(fsys fs.FS, dir string) (*viewer, error) {
+	// (built here, once, not when pyglass starts)
+	// cssURL matches the bundle's references to its files: url("./x.woff2").
+	cssURL := regexp.MustCompile(`url\(["']?\./([A-Za-z0-9._-]+)["']?\)`)
+	// sourceMap matches the source map comment ending a bundled file (the
+	// map is not shipped).
+	sourceMap := regexp.MustCompile(`(?m)^(//# sourceMappingURL=\S+|/\*# sourceMappingURL=\S+ \*/)\s*$`)
 	read := func(name string) (string, error) {
 		b, err := fs.ReadFile(fsys, path.Join(dir, name))
 		return string(b), err
