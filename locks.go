@@ -62,6 +62,10 @@ type LockThread struct {
 	Name     string  `json:"name"`
 	State    string  `json:"state"`
 	WaitsFor WaitFor `json:"waits_for"`
+	// Native, for the thread keeping the GIL in C code, is the C
+	// functions it is in, innermost first, down to the interpreter's
+	// evaluation loop ("function (file)", "file+0x..." when unnamed).
+	Native []string `json:"native,omitempty"`
 }
 
 // WaitFor is what a thread waits for.
@@ -129,6 +133,12 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		tids = append(tids, tid)
 	}
 	ran := procfs.New(p.pid).SinceRan(tids)
+	// The modules, for the C functions of a thread keeping the GIL,
+	// are listed before the pause, to keep it short.
+	nv, nerr := p.liveNativeView(m.r)
+	if nerr == nil {
+		defer nv.close()
+	}
 	frozen, err := p.freeze()
 	if err != nil {
 		return nil, err
@@ -157,6 +167,18 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		}
 		snap.frames = append(snap.frames, fr)
 	}
+	// The GIL holder's C stack, unwound while paused (named after).
+	var gilNative nativeStack
+	gilTID := 0
+	if nv != nil {
+		for _, t := range snap.threads {
+			if h, ok := toHost[t.NativeID]; ok && t.HoldsGIL && t.NativeID != 0 {
+				if regs, err := regsFromBytes(nv.arch, frozen.RawRegs()[h]); err == nil {
+					gilNative, gilTID = nv.unwindThread(rd, regs), h
+				}
+			}
+		}
+	}
 	if testHookLocks != nil {
 		testHookLocks()
 	}
@@ -171,12 +193,39 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 			s := d.Seconds()
 			lt.out.WaitsFor.SinceSeconds = &s
 		}
+		if lt.out.TID == gilTID && gilTID != 0 && lt.out.WaitsFor.Kind != WaitNone {
+			lt.out.Native = cFunctions(nv.name(gilNative), p.py.Version.Major)
+		}
 		rep.Threads = append(rep.Threads, lt.out)
 	}
 	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
 	rep.Cycles = waitCycles(rep.Threads)
 	rep.Verdict = lockVerdict(rep)
 	return rep, nil
+}
+
+// maxCFunctions bounds LockThread.Native.
+const maxCFunctions = 16
+
+// cFunctions lists the native frames of a thread (outermost first, as
+// nativeView.name gives them) innermost first, down to the evaluation
+// loop that called into C.
+func cFunctions(frames []Frame, major int) []string {
+	var out []string
+	for i := len(frames) - 1; i >= 0 && len(out) < maxCFunctions; i-- {
+		f := frames[i]
+		if isEvalFrame(f.Function, major) {
+			break
+		}
+		file := path.Base(f.File)
+		switch {
+		case f.Function != "":
+			out = append(out, fmt.Sprintf("%s (%s)", f.Function, file))
+		default:
+			out = append(out, fmt.Sprintf("%s+%#x", file, f.Offset))
+		}
+	}
+	return out
 }
 
 // lockSnap is what Locks reads of one interpreter while the threads are
@@ -860,6 +909,9 @@ func lockVerdict(rep *LockReport) LockVerdict {
 				d = fmt.Sprintf(" for %.1f s", *h.WaitsFor.SinceSeconds)
 			}
 			s = fmt.Sprintf("GIL held by thread %d %q in C code%s (%s), %d threads wait for it", h.TID, h.Name, d, h.State, gilWaiters)
+			if len(h.Native) > 0 {
+				s += "; in " + strings.Join(h.Native[:min(len(h.Native), 4)], " <- ")
+			}
 		}
 		return LockVerdict{Kind: VerdictGIL, Summary: s}
 	case blocked > 0:

@@ -219,6 +219,11 @@ func TestLocksGIL(t *testing.T) {
 			if !strings.Contains(rep.Verdict.Summary, " in C code for ") {
 				t.Errorf("verdict %q does not say for how long the GIL has been held in C", rep.Verdict.Summary)
 			}
+			// and in which C functions: libc's sleep, called by ctypes
+			hog := lockedThread(t, rep, truth["t1"])
+			if len(hog.Native) == 0 || !strings.Contains(strings.Join(hog.Native, " "), "sleep") || !strings.Contains(rep.Verdict.Summary, "; in ") {
+				t.Errorf("the GIL holder's C functions %q (verdict %q): want libc's sleep", hog.Native, rep.Verdict.Summary)
+			}
 			break
 		}
 		healthy(t, tg)

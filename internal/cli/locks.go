@@ -30,7 +30,9 @@ With --json:
   {"pid", "verdict": {"kind", "summary"},
    "threads": [{"tid", "name", "state", "waits_for": {"kind", "object", "type",
                 "where", "holder_tid", "holder_inferred", "evidence",
-                "since_seconds"}}],
+                "since_seconds"},
+                "native": ["function (file)"...] (the GIL holder in C: its C
+                                                  functions, innermost first)}],
    "cycles": [[tid...]], "core": {...} (with --core, as in stacks)}
 Exit status as for stacks.`
 
@@ -110,6 +112,12 @@ func renderLocks(w io.Writer, r *pyglass.LockReport) {
 			fmt.Fprintf(w, "    since: %.1f s ago (last ran then)\n", *wf.SinceSeconds)
 		case wf.Kind != pyglass.WaitNone:
 			fmt.Fprintf(w, "    since: unknown\n")
+		}
+		if len(t.Native) > 0 {
+			fmt.Fprintf(w, "    in C, keeping the GIL:\n")
+			for _, f := range t.Native {
+				fmt.Fprintf(w, "      %s\n", printable(f))
+			}
 		}
 	}
 }
