@@ -36,6 +36,10 @@ type nativeView struct {
 	r         memory.Reader
 	maps      map[string][]elfsym.Mapping
 	bases     map[string]uint64
+	// interp holds the paths (as the frames name them) of the
+	// interpreter's files: libpython and the python executable, whose
+	// frames between the Python ones are hidden unless NativeAll.
+	interp map[string]bool
 }
 
 // symFile is an opened ELF file and its load bias.
@@ -55,7 +59,7 @@ const vdsoPath = "[vdso]"
 
 // newNativeView lists the modules of maps; their headers are read from r.
 func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open func(string) (io.ReaderAt, error)) *nativeView {
-	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}}
+	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}, interp: map[string]bool{}}
 	for _, m := range maps {
 		if m.Path == "" || (!strings.HasPrefix(m.Path, "/") && m.Path != vdsoPath) {
 			continue
@@ -119,6 +123,12 @@ func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
 	}
 	v := newNativeView(r, hostArch(), nm, open)
 	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
+	for path := range byPath {
+		// Maps name a chrooted target's files with its root's prefix.
+		if tp := pr.TargetPath(path); tp == p.py.Path || (p.proc != nil && tp == p.proc.Exe && tp != "") {
+			v.interp[path] = true
+		}
+	}
 	return v, nil
 }
 
@@ -366,8 +376,10 @@ func (v *nativeView) unwindHeld(r memory.Reader, raw map[int][]byte, dump *Stack
 	return out
 }
 
-// addNative names the native stacks and merges them into dump's threads.
-func addNative(dump *StackDump, v *nativeView, stacks map[int]nativeStack, major int) {
+// addNative names the native stacks and merges them into dump's threads;
+// unless all, the interpreter's own frames between the Python ones are
+// hidden (hideInterp).
+func addNative(dump *StackDump, v *nativeView, stacks map[int]nativeStack, major int, all bool) {
 	for i := range dump.Threads {
 		t := &dump.Threads[i]
 		s, ok := stacks[t.TID]
@@ -382,8 +394,39 @@ func addNative(dump *StackDump, v *nativeView, stacks map[int]nativeStack, major
 		nat := v.name(s)
 		var note string
 		t.Frames, t.NativeApart, note = mergeNative(t.Frames, nat, major)
+		if !all {
+			t.Frames = hideInterp(t.Frames, v.interp)
+		}
 		t.NativeNote = strings.Join(nonEmpty(nativeNote(s), note), "; ")
 	}
+}
+
+// hideInterp drops from a merged stack (outermost first) the native
+// frames of the interpreter's files (interp: libpython, the python
+// executable) that come before its innermost Python frame: what runs
+// the Python frames, not what the thread is doing. The frames after the
+// innermost Python frame are all kept (the thread's own C calls, even
+// the interpreter's: time.sleep's, the GIL wait), and so are the other
+// files' frames (libc, extensions, ctypes, libffi) and the frames of a
+// thread without Python frames.
+func hideInterp(frames []Frame, interp map[string]bool) []Frame {
+	last := -1
+	for i, f := range frames {
+		if !f.Native {
+			last = i
+		}
+	}
+	if last < 0 || len(interp) == 0 {
+		return frames
+	}
+	out := frames[:0:0]
+	for i, f := range frames {
+		if f.Native && i < last && interp[f.File] {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 func nonEmpty(s ...string) []string {
