@@ -280,7 +280,7 @@ func (v *nativeView) name(s nativeStack) []Frame {
 					name, off, ok = sf.e.FuncAt(pc - sf.bias)
 				}
 				if ok {
-					fr.Function, fr.Offset = name, off+(f.PC-pc)
+					fr.Function, fr.Offset = elfsym.Demangle(name), off+(f.PC-pc)
 				} else {
 					fr.Offset = f.PC - sf.bias // the file's own address (addr2line's)
 				}
