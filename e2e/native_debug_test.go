@@ -21,6 +21,15 @@ static void hidden_wait(void) { for (;;) pause(); }
 void block(void) { hidden_wait(); spin++; }
 `
 
+// cppLibSource blocks in a C++ method, named mangled in the library.
+const cppLibSource = `#include <unistd.h>
+namespace pg {
+struct Waiter { static int wait(int n); };
+int Waiter::wait(int n) { for (;;) pause(); return n; }
+}
+extern "C" void block(void) { pg::Waiter::wait(1); }
+`
+
 // debugLibTarget calls block() of each library of its arguments, each in
 // a thread named after the library (the first one in the main thread).
 const debugLibTarget = `import ctypes, sys, threading
@@ -39,7 +48,8 @@ run(sys.argv[1])
 // lib_link.so with a .gnu_debuglink to .debug/lib_link.debug, lib_mini.so
 // with its .symtab in .gnu_debugdata (MiniDebugInfo), lib_plain.so with
 // neither, lib_bad.so with a debug link whose file no longer has the
-// recorded CRC. It skips without gcc and objcopy.
+// recorded CRC; and lib_cpp.so from cppLibSource when g++ is installed.
+// It skips without gcc and objcopy.
 func buildDebugLibs(t *testing.T, dir string) {
 	t.Helper()
 	var tools []string
@@ -100,13 +110,20 @@ func buildDebugLibs(t *testing.T, dir string) {
 	}
 	zf.Close()
 	sh(objcopy, "--add-section", ".gnu_debugdata="+in("mini.xz"), in("lib_plain.so"), in("lib_mini.so"))
+	if gxx, err := exec.LookPath("g++"); err == nil {
+		if err := os.WriteFile(in("cpp.cc"), []byte(cppLibSource), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sh(gxx, "-O0", "-shared", "-fPIC", "-fno-omit-frame-pointer", "-o", in("lib_cpp.so"), in("cpp.cc"))
+	}
 }
 
 // TestStacksNativeDebugFiles: a stripped library's static function is
 // named from its separate debug file found by .gnu_debuglink (in the
 // .debug directory beside it, inside the target's root, CRC checked) and
 // from its MiniDebugInfo (.gnu_debugdata); not when the debug file's CRC
-// differs, nor without either (only .dynsym's block is named then).
+// differs, nor without either (only .dynsym's block is named then). A
+// C++ method is shown demangled.
 func TestStacksNativeDebugFiles(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		base := os.TempDir()
@@ -123,6 +140,11 @@ func TestStacksNativeDebugFiles(t *testing.T) {
 		}
 		buildDebugLibs(t, dir)
 		libs := []string{"lib_link", "lib_mini", "lib_plain", "lib_bad"}
+		if _, err := os.Stat(filepath.Join(dir, "lib_cpp.so")); err == nil {
+			libs = append(libs, "lib_cpp")
+		} else {
+			t.Logf("no g++: C++ names not checked")
+		}
 		var args []string
 		for _, l := range libs {
 			args = append(args, in.Inside(filepath.Join(dir, l+".so")))
@@ -163,13 +185,13 @@ func calledByBlock(d *pyglass.StackDump) map[string]string {
 }
 
 // checkDebugNames checks that hidden_wait is named in lib_link and
-// lib_mini only.
+// lib_mini only, and lib_cpp's method demangled.
 func checkDebugNames(t *testing.T, how string, d *pyglass.StackDump, libs []string) {
 	t.Helper()
 	names := calledByBlock(d)
 	for _, l := range libs {
 		got, ok := names[l+".so"]
-		want := map[string]string{"lib_link": "hidden_wait", "lib_mini": "hidden_wait"}[l]
+		want := map[string]string{"lib_link": "hidden_wait", "lib_mini": "hidden_wait", "lib_cpp": "pg::Waiter::wait(int)"}[l]
 		if !ok || got != want {
 			t.Errorf("%s: %s: the frame called by block is named %q (found: %v), want %q", how, l, got, ok, want)
 		}
