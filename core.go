@@ -233,7 +233,7 @@ func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err 
 				stacks[t.TID] = nv.unwindThread(rd, regs)
 			}
 		}
-		addNative(dump, nv, stacks, c.py.Version.Major)
+		addNative(dump, nv, stacks, c.py.Version.Major, opt.NativeAll)
 	}
 	sortThreads(dump)
 	dump.Core = c.Info()
@@ -260,6 +260,11 @@ func (c *Core) nativeView() *nativeView {
 		return io.NewSectionReader(f, 0, 1<<62), nil
 	}
 	v := newNativeView(c.c, arch, maps, open)
+	for _, f := range c.c.Files {
+		if f.Path == c.py.Path || (f.Path == c.c.ExePath() && f.Path != "") {
+			v.interp[f.Path] = true
+		}
+	}
 	// Separate debug files: under the sysroot, resolved inside it.
 	if root, err := rootfs.OpenDir(c.sysroot); err == nil {
 		v.closers = append(v.closers, root)

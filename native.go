@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	pathpkg "path"
 	"runtime"
 	"strings"
 
@@ -32,10 +33,17 @@ type nativeView struct {
 	// openDebug opens a file of the target's filesystem (inside its root
 	// or the core's sysroot) for separate debug files; nil: none.
 	openDebug func(path string) (io.ReaderAt, error)
-	closers   []io.Closer
-	r         memory.Reader
-	maps      map[string][]elfsym.Mapping
-	bases     map[string]uint64
+	// targetPath turns a mapping's path into the path as the target
+	// sees it (for openDebug); nil: the same.
+	targetPath func(path string) string
+	closers    []io.Closer
+	r          memory.Reader
+	maps       map[string][]elfsym.Mapping
+	bases      map[string]uint64
+	// interp holds the paths (as the frames name them) of the
+	// interpreter's files: libpython and the python executable, whose
+	// frames between the Python ones are hidden unless NativeAll.
+	interp map[string]bool
 }
 
 // symFile is an opened ELF file and its load bias.
@@ -55,7 +63,7 @@ const vdsoPath = "[vdso]"
 
 // newNativeView lists the modules of maps; their headers are read from r.
 func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open func(string) (io.ReaderAt, error)) *nativeView {
-	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}}
+	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}, interp: map[string]bool{}}
 	for _, m := range maps {
 		if m.Path == "" || (!strings.HasPrefix(m.Path, "/") && m.Path != vdsoPath) {
 			continue
@@ -119,6 +127,13 @@ func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
 	}
 	v := newNativeView(r, hostArch(), nm, open)
 	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
+	v.targetPath = pr.TargetPath
+	for path := range byPath {
+		// Maps name a chrooted target's files with its root's prefix.
+		if tp := pr.TargetPath(path); tp == p.py.Path || (p.proc != nil && tp == p.proc.Exe && tp != "") {
+			v.interp[path] = true
+		}
+	}
 	return v, nil
 }
 
@@ -197,6 +212,14 @@ func (v *nativeView) symbols(path string) *symFile {
 	f.bias, f.err = f.e.Bias(v.maps[path])
 	if !f.e.HasSymtab() {
 		f.dbg = v.debugFile(f.e.BuildID())
+		if f.dbg == nil {
+			f.dbg = v.debugLinkFile(path, f.e)
+		}
+		if f.dbg == nil {
+			if d, err := f.e.MiniDebugInfo(); err == nil && d.HasSymtab() {
+				f.dbg = d
+			}
+		}
 	}
 	return f
 }
@@ -212,18 +235,61 @@ func (v *nativeView) debugFile(id string) *elfsym.File {
 	if v.openDebug == nil || len(id) < 4 {
 		return nil
 	}
-	ra, err := v.openDebug(debugDir + id[:2] + "/" + id[2:] + ".debug")
-	if err != nil {
+	ra, d := v.openDebugELF(debugDir + id[:2] + "/" + id[2:] + ".debug")
+	if ra == nil || d.BuildID() != id {
 		return nil
+	}
+	return d
+}
+
+// openDebugELF opens path, a file of the target's filesystem, as an ELF
+// file with a .symtab (nils when it is not one); it is closed with v.
+func (v *nativeView) openDebugELF(path string) (io.ReaderAt, *elfsym.File) {
+	ra, err := v.openDebug(path)
+	if err != nil {
+		return nil, nil
 	}
 	if c, ok := ra.(io.Closer); ok {
 		v.closers = append(v.closers, c)
 	}
 	d, err := elfsym.Open(ra)
-	if err != nil || !d.HasSymtab() || d.BuildID() != id {
+	if err != nil || !d.HasSymtab() {
+		return nil, nil
+	}
+	return ra, d
+}
+
+// debugLinkFile opens the separate debug file that e's .gnu_debuglink
+// names (e mapped from path), where gdb looks for it: beside the file,
+// in its directory's .debug, and under /usr/lib/debug followed by its
+// directory; used only when its CRC-32 is the one recorded (and its
+// build-id, when both have one, e's).
+func (v *nativeView) debugLinkFile(path string, e *elfsym.File) *elfsym.File {
+	name, crc, ok := e.DebugLink()
+	if !ok || v.openDebug == nil || !strings.HasPrefix(path, "/") {
 		return nil
 	}
-	return d
+	if v.targetPath != nil {
+		path = v.targetPath(path)
+	}
+	dir := pathpkg.Dir(path)
+	for _, cand := range []string{pathpkg.Join(dir, name), pathpkg.Join(dir, ".debug", name), pathpkg.Join("/usr/lib/debug", dir, name)} {
+		if cand == path {
+			continue
+		}
+		ra, d := v.openDebugELF(cand)
+		if ra == nil {
+			continue
+		}
+		if c, err := elfsym.CRC32(ra); err != nil || c != crc {
+			continue
+		}
+		if id, want := d.BuildID(), e.BuildID(); id != "" && want != "" && id != want {
+			continue
+		}
+		return d
+	}
+	return nil
 }
 
 // memReaderAt reads a module mapped whole (the vDSO) as its file.
@@ -270,7 +336,7 @@ func (v *nativeView) name(s nativeStack) []Frame {
 					name, off, ok = sf.e.FuncAt(pc - sf.bias)
 				}
 				if ok {
-					fr.Function, fr.Offset = name, off+(f.PC-pc)
+					fr.Function, fr.Offset = elfsym.Demangle(name), off+(f.PC-pc)
 				} else {
 					fr.Offset = f.PC - sf.bias // the file's own address (addr2line's)
 				}
@@ -366,8 +432,10 @@ func (v *nativeView) unwindHeld(r memory.Reader, raw map[int][]byte, dump *Stack
 	return out
 }
 
-// addNative names the native stacks and merges them into dump's threads.
-func addNative(dump *StackDump, v *nativeView, stacks map[int]nativeStack, major int) {
+// addNative names the native stacks and merges them into dump's threads;
+// unless all, the interpreter's own frames between the Python ones are
+// hidden (hideInterp).
+func addNative(dump *StackDump, v *nativeView, stacks map[int]nativeStack, major int, all bool) {
 	for i := range dump.Threads {
 		t := &dump.Threads[i]
 		s, ok := stacks[t.TID]
@@ -382,8 +450,39 @@ func addNative(dump *StackDump, v *nativeView, stacks map[int]nativeStack, major
 		nat := v.name(s)
 		var note string
 		t.Frames, t.NativeApart, note = mergeNative(t.Frames, nat, major)
+		if !all {
+			t.Frames = hideInterp(t.Frames, v.interp)
+		}
 		t.NativeNote = strings.Join(nonEmpty(nativeNote(s), note), "; ")
 	}
+}
+
+// hideInterp drops from a merged stack (outermost first) the native
+// frames of the interpreter's files (interp: libpython, the python
+// executable) that come before its innermost Python frame: what runs
+// the Python frames, not what the thread is doing. The frames after the
+// innermost Python frame are all kept (the thread's own C calls, even
+// the interpreter's: time.sleep's, the GIL wait), and so are the other
+// files' frames (libc, extensions, ctypes, libffi) and the frames of a
+// thread without Python frames.
+func hideInterp(frames []Frame, interp map[string]bool) []Frame {
+	last := -1
+	for i, f := range frames {
+		if !f.Native {
+			last = i
+		}
+	}
+	if last < 0 || len(interp) == 0 {
+		return frames
+	}
+	out := frames[:0:0]
+	for i, f := range frames {
+		if f.Native && i < last && interp[f.File] {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 func nonEmpty(s ...string) []string {

@@ -49,6 +49,29 @@ func TestMergeNative(t *testing.T) {
 	}
 }
 
+// TestHideInterp: the interpreter's frames before the innermost Python
+// frame are hidden, the others (other files', the innermost C calls even
+// the interpreter's) kept; a thread without Python frames keeps all.
+func TestHideInterp(t *testing.T) {
+	lib := "/usr/lib/libpython3.12.so.1.0"
+	interp := map[string]bool{lib: true, "/usr/bin/python3.12": true}
+	c := func(name, file string) Frame { return Frame{Function: name, File: file, Native: true} }
+	frames := []Frame{c("_start", "/usr/bin/python3.12"), c("__libc_start_main", "/lib/libc.so.6"), c("Py_RunMain", lib),
+		{Function: "<module>"}, c("_PyFunction_Vectorcall", lib), {Function: "f"}, c("_ctypes_callproc", "/x/_ctypes.so"),
+		c("PyObject_Call", lib), {Function: "g"}, c("time_sleep", lib), c("clock_nanosleep", "/lib/libc.so.6")}
+	got := funcNames(hideInterp(frames, interp))
+	if want := "__libc_start_main <module> f _ctypes_callproc g time_sleep clock_nanosleep"; got != want {
+		t.Errorf("hidden: %q, want %q", got, want)
+	}
+	if got, want := funcNames(hideInterp(frames, nil)), funcNames(frames); got != want {
+		t.Errorf("no interpreter files: %q, want %q", got, want)
+	}
+	c2 := []Frame{c("start_thread", "/lib/libc.so.6"), c("take_gil", lib)}
+	if got := funcNames(hideInterp(c2, interp)); got != "start_thread take_gil" {
+		t.Errorf("no Python frame: %q", got)
+	}
+}
+
 // TestNativePause: unwinding the native stacks adds little to the time
 // the threads are held paused: over 20 reads each of a target with 10
 // threads, the median pause with --native stays within 4 times the

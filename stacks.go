@@ -356,7 +356,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		p.nameLater(m, dump, idents, unnamed)
 	}
 	if opt.Native {
-		addNative(dump, nv, native, p.py.Version.Major)
+		addNative(dump, nv, native, p.py.Version.Major, opt.NativeAll)
 	}
 	nameUnnamed(dump, kernel)
 	sortThreads(dump)

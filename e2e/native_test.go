@@ -85,12 +85,39 @@ func pyFunctions(th *pyglass.ThreadStack) []string {
 	return out
 }
 
+// interpFileRE matches the base names of the python executable (which
+// calls into libpython when that is shared).
+var interpFileRE = regexp.MustCompile(`^python[0-9.]*d?$`)
+
+// interpBeforePython counts the native frames of th of the interpreter's
+// files (d's libpython or python executable) that come before its
+// innermost Python frame: those --native hides and --native-all shows.
+func interpBeforePython(d *pyglass.StackDump, th *pyglass.ThreadStack) int {
+	last := -1
+	for i, f := range th.Frames {
+		if !f.Native {
+			last = i
+		}
+	}
+	n := 0
+	for i := 0; i < last; i++ {
+		f := th.Frames[i]
+		base := path.Base(f.File)
+		if f.Native && (base == path.Base(d.Python.Path) || interpFileRE.MatchString(base)) {
+			n++
+		}
+	}
+	return n
+}
+
 // checkNativeThread checks a merged stack: no note, no evaluation-loop
 // frame left, the same Python frames as the plain read, and the frames
 // named by order in that order (a name "py:F" is the Python frame of
 // function F, "c:RE" the first native frame after the previous one whose
-// function matches RE, "lib:S" one whose file name holds S).
-func checkNativeThread(t *testing.T, root string, d *pyglass.StackDump, plain *pyglass.StackDump, name string, order ...string) {
+// function matches RE, "lib:S" one whose file name holds S). Unless all
+// (--native-all), no frame of the interpreter's files comes before the
+// innermost Python frame; with all, some do (nothing is hidden).
+func checkNativeThread(t *testing.T, root string, d *pyglass.StackDump, plain *pyglass.StackDump, all bool, name string, order ...string) {
 	t.Helper()
 	th, _ := threadByName(d, name)
 	pth, _ := threadByName(plain, name)
@@ -111,6 +138,11 @@ func checkNativeThread(t *testing.T, root string, d *pyglass.StackDump, plain *p
 	}
 	if !innermostSleeps(th) {
 		t.Errorf("thread %s: the innermost frame is not libc's sleep:%s", name, show())
+	}
+	if n := interpBeforePython(d, th); all && n == 0 {
+		t.Errorf("thread %s: --native-all shows no interpreter frame before the innermost Python one:%s", name, show())
+	} else if !all && n > 0 {
+		t.Errorf("thread %s: %d interpreter frames before the innermost Python one, want them hidden:%s", name, n, show())
 	}
 	checkOrder(t, th, order...)
 	checkOffsets(t, th, root)
@@ -152,7 +184,7 @@ func startNative(t *testing.T, in testenv.Interp) (*testenv.Target, string, *pyg
 	pid := strconv.Itoa(tg.PID)
 	d := nativeDump(t, "stacks", "--native", "--json", pid)
 	plain := dumpJSON(t, "stacks", "--json", pid)
-	checkNative(t, in, in.Chroot, d, plain, "sorter", "MainThread")
+	checkNative(t, in, in.Chroot, d, plain, false, "sorter", "MainThread")
 	return tg, pid, d
 }
 
@@ -176,7 +208,9 @@ func TestStacksNative(t *testing.T) {
 		if !regexp.MustCompile(`\(C\) 0x[0-9a-f]+ \S*qsort\S*\+0x[0-9a-f]+ \(libc`).MatchString(txt.Stdout) {
 			t.Errorf("the text form shows no qsort frame:\n%s", txt.Stdout)
 		}
-		checkCThread(t, tg, d, dumpJSON(t, "stacks", "--native-all", "--json", pid))
+		all := dumpJSON(t, "stacks", "--native-all", "--json", pid)
+		checkNative(t, in, in.Chroot, all, dumpJSON(t, "stacks", "--json", pid), true, "sorter", "MainThread")
+		checkCThread(t, tg, d, all)
 		// --native needs the threads paused.
 		want(t, run(t, nil, "stacks", "--native", "--nonblocking", pid), 2)
 	})
@@ -214,13 +248,17 @@ func namesStatic(t *testing.T, in testenv.Interp, root string, d *pyglass.StackD
 }
 
 // checkNative checks the named threads of native_target.py (run by in;
-// separate debug files looked for under root).
-func checkNative(t *testing.T, in testenv.Interp, root string, d, plain *pyglass.StackDump, threads ...string) {
+// separate debug files looked for under root), read with --native-all
+// when all (the interpreter's C code before <module> shown).
+func checkNative(t *testing.T, in testenv.Interp, root string, d, plain *pyglass.StackDump, all bool, threads ...string) {
 	t.Helper()
 	interp := path.Base(d.Python.Path)
 	order := map[string][]string{
 		"sorter":     {"py:sorter", "lib:ctypes", "c:qsort", "py:compare", "lib:" + interp},
-		"MainThread": {"lib:" + interp, "py:<module>", "py:main_sleep", "lib:" + interp},
+		"MainThread": {"py:<module>", "py:main_sleep", "lib:" + interp},
+	}
+	if all {
+		order["MainThread"] = append([]string{"lib:" + interp}, order["MainThread"]...)
 	}
 	if namesStatic(t, in, root, d) {
 		// time.sleep's C function is named, from the file's .symtab or
@@ -228,7 +266,7 @@ func checkNative(t *testing.T, in testenv.Interp, root string, d, plain *pyglass
 		order["MainThread"] = append(order["MainThread"], "c:^time_sleep")
 	}
 	for _, name := range threads {
-		checkNativeThread(t, root, d, plain, name, order[name]...)
+		checkNativeThread(t, root, d, plain, all, name, order[name]...)
 	}
 }
 
@@ -262,9 +300,11 @@ func TestStacksNativeCore(t *testing.T) {
 					threads = threads[1:]
 					t.Logf("gcore of %s: the main thread only", in.Label)
 				}
-				checkNative(t, in, "/", d, plain, threads...)
+				checkNative(t, in, "/", d, plain, false, threads...)
 				if how == "dump" {
-					checkCThread(t, tg, d, dumpJSON(t, "stacks", "--core", core, "--native-all", "--json"))
+					all := dumpJSON(t, "stacks", "--core", core, "--native-all", "--json")
+					checkNative(t, in, "/", all, plain, true, threads...)
+					checkCThread(t, tg, d, all)
 				}
 				// The core's merged stacks are the live ones.
 				for _, name := range threads {

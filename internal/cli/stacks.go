@@ -27,11 +27,12 @@ recent call last. With --json:
 --native adds each thread's C frames (unwound from its registers while it
 is paused; not with --nonblocking, and from a core too), merged with its
 Python frames: each call of the evaluation loop is replaced by the Python
-frames it runs. Printed as "(C) ADDRESS FUNCTION+OFFSET (LIBRARY)"; in JSON
+frames it runs, and the interpreter's other C functions before the
+innermost Python frame are hidden. Printed as "(C) ADDRESS FUNCTION+OFFSET (LIBRARY)"; in JSON
 with "native": true, "address", "offset"; frames that could not be lined
 up with the Python ones are in the thread's "native_apart", with
-"native_note" saying why. --native-all also shows the threads Python does
-not know (started by C code), with "not_python": true.
+"native_note" saying why. --native-all shows every C frame and the threads
+Python does not know (started by C code), with "not_python": true.
 --async adds the asyncio tasks (as pyglass tasks reads them, in a second
 snapshot) under the thread running their loop (a loop of a pure-Python
 asyncio, without its C module, before 3.14: under the loop); with --json they are the dump's "tasks" key, as in pyglass tasks.
@@ -52,7 +53,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	locals := fs.Bool("locals", false, "show each frame's local variables (short reprs)")
 	nonblocking := fs.Bool("nonblocking", false, "read without pausing the threads")
 	native := fs.Bool("native", false, "add each thread's C frames, merged with its Python frames")
-	nativeAll := fs.Bool("native-all", false, "--native, and the threads Python does not know (started by C code)")
+	nativeAll := fs.Bool("native-all", false, "--native with every C frame (the interpreter's too), and the threads Python does not know (started by C code)")
 	async := fs.Bool("async", false, "also list the asyncio tasks of each thread's event loop (see pyglass help tasks)")
 	cf := addCoreFlags(fs)
 	pos, code, ok := parse(fs, args, io)
