@@ -258,7 +258,13 @@ type sampler struct {
 	stats   *SampleStats
 	threads []*sampledThread
 	interps []uint64
-	names   map[uint64]string // thread_id -> name, from the last full refresh
+	// gil is where the first interpreter's GIL holder is read, found
+	// at each refresh of the thread list (gilOK) and read in one
+	// vectored read per sample.
+	gil    cpython.GILWords
+	gilOK  bool
+	gilBuf [12]byte
+	names  map[uint64]string // thread_id -> name, from the last full refresh
 
 	sel      []*sampledThread // the threads of one sample
 	segs     []memory.Segment
@@ -339,6 +345,11 @@ func (s *sampler) refreshThreads(withNames bool) error {
 		}
 	}
 	s.threads, s.interps = threads, interps
+	s.gilOK = false
+	if len(interps) > 0 {
+		g, err := cpython.FindGIL(rd, s.m.img, s.m.l, interps[0])
+		s.gil, s.gilOK = g, err == nil
+	}
 	return nil
 }
 
@@ -421,8 +432,10 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	}
 	s.pc.reset()
 	var gil uint64
-	if len(s.interps) > 0 {
-		gil, _ = cpython.GILHolder(s.m.r, s.m.img, s.m.l, s.interps[0])
+	if s.gilOK {
+		s.segs = s.gil.Segments(s.segs[:0], &s.gilBuf)
+		memory.ReadV(s.m.r, s.segs)
+		gil, _ = s.gil.Decode(s.segs)
 	}
 	s.sel = s.sel[:0]
 	for _, t := range s.threads {

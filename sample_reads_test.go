@@ -1,0 +1,107 @@
+package pyglass
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// readCounter wraps a target's memory reader and counts its reads (each
+// ReadAt and each ReadV is one system call on a live target), and among
+// them those that touch one of the watched addresses.
+type readCounter struct {
+	r       memory.Reader
+	watch   []uint64
+	mu      sync.Mutex
+	reads   int
+	watched int
+}
+
+func (c *readCounter) count(touches func(a uint64) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	for _, a := range c.watch {
+		if touches(a) {
+			c.watched++
+			return
+		}
+	}
+}
+
+func (c *readCounter) ReadAt(p []byte, addr uint64) (int, error) {
+	c.count(func(a uint64) bool { return a >= addr && a-addr < uint64(len(p)) })
+	return c.r.ReadAt(p, addr)
+}
+
+func (c *readCounter) ReadV(segs []memory.Segment) {
+	c.count(func(a uint64) bool {
+		for _, s := range segs {
+			if a >= s.Addr && a-s.Addr < uint64(len(s.Buf)) {
+				return true
+			}
+		}
+		return false
+	})
+	memory.ReadV(c.r, segs)
+}
+
+// TestSampleReads: on profile_target.py (one hot thread, nine idle) a
+// sample reads the GIL's state in one system call: its holder and locked
+// words together, the address of the GIL (3.12+: interp->ceval.gil) kept
+// from the last refresh of the thread list. It took a read per word, and
+// one more for the GIL's address from 3.12, the costliest part of a
+// sample after the stacks themselves at 1 kHz (issue 11). Counted through
+// the reader, not timed: the machine may be loaded.
+func TestSampleReads(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		p, err := Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := p.openMemory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		interps, err := cpython.FindInterpreters(m.r, m.img, m.l)
+		if err != nil {
+			m.close()
+			t.Fatal(err)
+		}
+		g, err := cpython.FindGIL(m.r, m.img, m.l, interps[0])
+		m.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &readCounter{watch: []uint64{g.Holder}}
+		if g.Locked != 0 {
+			c.watch = append(c.watch, g.Locked)
+		}
+		if off := m.l.InterpCevalGil; off >= 0 {
+			c.watch = append(c.watch, interps[0]+uint64(off))
+		}
+		p.memHook = func(r memory.Reader) memory.Reader { c.r = r; return c }
+		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: time.Second}, func(*Sample) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if st.Samples < 10 {
+			t.Fatalf("%d samples in a second at 1 kHz", st.Samples)
+		}
+		n := float64(st.Samples)
+		t.Logf("%s: %d samples: %.2f reads per sample, %.2f of them read the GIL", in.Label, st.Samples, float64(c.reads)/n, float64(c.watched)/n)
+		// One per sample, and a few in each refresh of the thread list
+		// (every 100 ms: at most a read in 20 samples).
+		if max := 1.05 * n; float64(c.watched) > max {
+			t.Errorf("%d reads of the GIL in %d samples, want at most one a sample", c.watched, st.Samples)
+		}
+	})
+}
