@@ -136,7 +136,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	if opt.Duration > 0 {
 		end = start.Add(opt.Duration)
 	}
-	lastThreads, lastForget, lastKernel := start, start, start
+	lastThreads, lastNames, lastForget, lastKernel := start, start, start, start
 	sample := &Sample{PID: p.pid}
 	defer func() {
 		stats.Elapsed = time.Since(start)
@@ -182,16 +182,28 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 			clear(s.unreadable)
 			lastForget = now
 		}
-		// Every 100 ms, or every 10 ms while some thread's task is not
-		// known (a thread just created has no native id yet).
-		if since := now.Sub(lastThreads); since >= 100*time.Millisecond || (s.unmapped > 0 && since >= 10*time.Millisecond) {
-			if err := s.refreshThreads(now.Sub(lastForget) < interval); err != nil {
+		// The thread list: read again with the names every second;
+		// every 100 ms if the kernel's thread count, an interpreter's
+		// thread list head (a new thread state goes first) or a thread
+		// of the last sample vanished says it changed; every 10 ms
+		// while some thread's task is not known (a thread just created
+		// has no native id yet).
+		since := now.Sub(lastThreads)
+		names := now.Sub(lastNames) >= time.Second
+		if names || (s.unmapped > 0 && since >= 10*time.Millisecond) ||
+			(since >= 100*time.Millisecond && (s.vanished > 0 || s.changed())) {
+			if err := s.refreshThreads(names); err != nil {
 				if s.gone() {
 					stats.Exited = true
 					return stats, nil
 				}
 				return stats, err
 			}
+			lastThreads = now
+			if names {
+				lastNames = now
+			}
+		} else if since >= 100*time.Millisecond {
 			lastThreads = now
 		}
 		// Every thread's state every 10 ms; the running ones' at every
@@ -264,7 +276,15 @@ type sampler struct {
 	gil    cpython.GILWords
 	gilOK  bool
 	gilBuf [12]byte
-	names  map[uint64]string // thread_id -> name, from the last full refresh
+	// What the last refresh of the thread list saw, to tell when the
+	// list may have changed (changed): the kernel's thread count from
+	// the process's kept-open stat file, and each interpreter's thread
+	// list head.
+	stat     *procfs.StateFile
+	nTasks   int
+	heads    []uint64
+	headBufs [][8]byte
+	names    map[uint64]string // thread_id -> name, from the last full refresh
 
 	sel      []*sampledThread // the threads of one sample
 	segs     []memory.Segment
@@ -278,9 +298,27 @@ type sampler struct {
 	unreadable map[uint64]bool
 }
 
+// testHookRefreshThreads, when set (tests), is called at each refresh of
+// a sampler's thread list.
+var testHookRefreshThreads func()
+
 // refreshThreads reads the interpreters' thread lists again; names are
 // read again when withNames.
 func (s *sampler) refreshThreads(withNames bool) error {
+	if testHookRefreshThreads != nil {
+		testHookRefreshThreads()
+	}
+	if s.stat == nil {
+		if st, err := procfs.New(s.p.pid).OpenStat(); err == nil {
+			s.stat = st
+		}
+	}
+	s.nTasks = -1
+	if s.stat != nil {
+		if n, err := s.stat.NumThreads(); err == nil {
+			s.nTasks = n
+		}
+	}
 	_, toHost, nsTIDs, err := s.p.kernelView(false)
 	if err != nil {
 		return err
@@ -345,12 +383,46 @@ func (s *sampler) refreshThreads(withNames bool) error {
 		}
 	}
 	s.threads, s.interps = threads, interps
+	s.heads = s.heads[:0]
+	for _, interp := range interps {
+		h, err := memory.Ptr(rd, interp+uint64(s.m.l.InterpTstateHead))
+		if err != nil {
+			s.nTasks = -1 // read it all again next time
+		}
+		s.heads = append(s.heads, h)
+	}
 	s.gilOK = false
 	if len(interps) > 0 {
 		g, err := cpython.FindGIL(rd, s.m.img, s.m.l, interps[0])
 		s.gil, s.gilOK = g, err == nil
 	}
 	return nil
+}
+
+// changed reports whether the thread list may have changed since the
+// last refresh: the kernel's thread count, or an interpreter's thread
+// list head (one vectored read of all heads), is not what it saw.
+func (s *sampler) changed() bool {
+	if s.stat == nil || s.nTasks < 0 {
+		return true
+	}
+	if n, err := s.stat.NumThreads(); err != nil || n != s.nTasks {
+		return true
+	}
+	for len(s.headBufs) < len(s.interps) {
+		s.headBufs = append(s.headBufs, [8]byte{})
+	}
+	s.segs = s.segs[:0]
+	for i, interp := range s.interps {
+		s.segs = append(s.segs, memory.Segment{Addr: interp + uint64(s.m.l.InterpTstateHead), Buf: s.headBufs[i][:]})
+	}
+	memory.ReadV(s.m.r, s.segs)
+	for i, seg := range s.segs {
+		if seg.Err != nil || memory.Order.Uint64(seg.Buf) != s.heads[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // refreshKernel reads each thread's scheduler state: a thread blocked in
@@ -394,6 +466,10 @@ func (s *sampler) refreshKernel(running bool) {
 
 // close releases what the sampler keeps open.
 func (s *sampler) close() {
+	if s.stat != nil {
+		s.stat.Close()
+		s.stat = nil
+	}
 	for _, t := range s.threads {
 		if t.state != nil {
 			t.state.Close()

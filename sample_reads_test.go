@@ -3,6 +3,7 @@ package pyglass
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,6 +103,70 @@ func TestSampleReads(t *testing.T) {
 		// (every 100 ms: at most a read in 20 samples).
 		if max := 1.05 * n; float64(c.watched) > max {
 			t.Errorf("%d reads of the GIL in %d samples, want at most one a sample", c.watched, st.Samples)
+		}
+	})
+}
+
+// TestSampleRefreshes: the sampler reads the thread list again when it
+// changes, and at least every second, not every 100 ms: in 1.5 s of a
+// target whose threads do not change, at most three reads of the list
+// (the first, the one a second in, one spare); it read it 15 times (~11 %
+// of its CPU at 1 kHz, issue 11). A thread started while sampling is still
+// seen within the check's 100 ms (and a few samples).
+func TestSampleRefreshes(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		p, err := Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var refreshes atomic.Int64
+		testHookRefreshThreads = func() { refreshes.Add(1) }
+		defer func() { testHookRefreshThreads = nil }()
+		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: 1500 * time.Millisecond}, func(*Sample) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d refreshes of the thread list in %d samples", in.Label, refreshes.Load(), st.Samples)
+		if n := refreshes.Load(); n < 2 || n > 3 {
+			t.Errorf("%d refreshes of the thread list in 1.5 s of unchanging threads, want 2 or 3", n)
+		}
+
+		late := testenv.Start(t, in, testenv.Fixture(t, "late_thread.py"))
+		lp, err := Attach(late.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refreshes.Store(0)
+		var sent, seen time.Time
+		samples := 0
+		_, err = lp.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: 3 * time.Second}, func(s *Sample) error {
+			samples++
+			if samples == 300 {
+				sent = time.Now()
+				late.Send("go")
+			}
+			for _, th := range s.Threads {
+				for _, f := range th.Frames {
+					if f.Function == "late_spin" && seen.IsZero() {
+						seen = s.Time
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent.IsZero() || seen.IsZero() {
+			t.Fatalf("the thread started after %d samples was never sampled (%d samples, %d refreshes)", 300, samples, refreshes.Load())
+		}
+		t.Logf("%s: the new thread sampled %v after it was asked for", in.Label, seen.Sub(sent))
+		// The thread starts within a few ms (a loaded machine: more);
+		// the sampler checks every 100 ms, then looks for its task
+		// every 10 ms. Not waiting for the 1-second refresh.
+		if d := seen.Sub(sent); d > 700*time.Millisecond {
+			t.Errorf("the new thread was first sampled %v after it was started, want within the 100 ms checks", d)
 		}
 	})
 }
