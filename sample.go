@@ -136,7 +136,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	if opt.Duration > 0 {
 		end = start.Add(opt.Duration)
 	}
-	lastThreads, lastNames, lastForget, lastKernel := start, start, start, start
+	lastThreads, lastNames, lastForget, lastKernel, lastRunning := start, start, start, start, start
 	sample := &Sample{PID: p.pid}
 	defer func() {
 		stats.Elapsed = time.Since(start)
@@ -206,13 +206,17 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 		} else if since >= 100*time.Millisecond {
 			lastThreads = now
 		}
-		// Every thread's state every 10 ms; the running ones' at every
-		// sample too when idle ones are left out.
-		if now.Sub(lastKernel) >= 10*time.Millisecond {
+		// Every thread's state every 100 ms (every 10 ms when the GIL
+		// is not known); the running ones' every 10 ms, and at every
+		// sample when idle ones are left out. An idle thread that wakes
+		// to run Python takes the GIL, and the GIL holder is sampled
+		// whatever its state says.
+		if d := now.Sub(lastKernel); d >= 100*time.Millisecond || (!s.gilOK && d >= 10*time.Millisecond) {
 			s.refreshKernel(false)
-			lastKernel = now
-		} else if !opt.Idle {
+			lastKernel, lastRunning = now, now
+		} else if !opt.Idle || now.Sub(lastRunning) >= 10*time.Millisecond {
 			s.refreshKernel(true)
+			lastRunning = now
 		}
 		sample.Time = now
 		ok, err := s.take(sample)
@@ -298,15 +302,19 @@ type sampler struct {
 	unreadable map[uint64]bool
 }
 
-// testHookRefreshThreads, when set (tests), is called at each refresh of
-// a sampler's thread list.
-var testHookRefreshThreads func()
+// testHookRefreshThreads and testHookTaskState, when set (tests), are
+// called at each refresh of a sampler's thread list and at each read of
+// a thread's scheduler state.
+var (
+	testHookRefreshThreads func(withNames bool)
+	testHookTaskState      func()
+)
 
 // refreshThreads reads the interpreters' thread lists again; names are
 // read again when withNames.
 func (s *sampler) refreshThreads(withNames bool) error {
 	if testHookRefreshThreads != nil {
-		testHookRefreshThreads()
+		testHookRefreshThreads(withNames)
 	}
 	if s.stat == nil {
 		if st, err := procfs.New(s.p.pid).OpenStat(); err == nil {
@@ -336,6 +344,16 @@ func (s *sampler) refreshThreads(withNames bool) error {
 	old := map[uint64]*sampledThread{}
 	for _, t := range s.threads {
 		old[t.tstate] = t
+	}
+	// The heads first, through the cache the walk reads them from: a
+	// thread state added after it is seen by the next check.
+	s.heads = s.heads[:0]
+	for _, interp := range interps {
+		h, err := memory.Ptr(rd, interp+uint64(s.m.l.InterpTstateHead))
+		if err != nil {
+			s.nTasks = -1 // read it all again next time
+		}
+		s.heads = append(s.heads, h)
 	}
 	var threads []*sampledThread
 	for _, interp := range interps {
@@ -383,14 +401,6 @@ func (s *sampler) refreshThreads(withNames bool) error {
 		}
 	}
 	s.threads, s.interps = threads, interps
-	s.heads = s.heads[:0]
-	for _, interp := range interps {
-		h, err := memory.Ptr(rd, interp+uint64(s.m.l.InterpTstateHead))
-		if err != nil {
-			s.nTasks = -1 // read it all again next time
-		}
-		s.heads = append(s.heads, h)
-	}
 	s.gilOK = false
 	if len(interps) > 0 {
 		g, err := cpython.FindGIL(rd, s.m.img, s.m.l, interps[0])
@@ -453,6 +463,9 @@ func (s *sampler) refreshKernel(running bool) {
 				continue
 			}
 			t.state, t.stateTID = st, t.tid
+		}
+		if testHookTaskState != nil {
+			testHookTaskState()
 		}
 		state, err := t.state.State()
 		if err != nil {

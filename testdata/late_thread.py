@@ -1,8 +1,15 @@
 # late_thread.py: a thread that starts while a profiler samples (Python
 # 2.7 and 3.x). The main thread waits on stdin; each line starts a thread
-# that runs late_spin() for ever. Prints "READY" first.
+# that sleeps 0.3 s (a profiler sees it idle), then runs late_spin() for
+# ever. Prints "READY" first.
 import sys
 import threading
+import time
+
+
+def late():
+    time.sleep(0.3)
+    late_spin()
 
 
 def late_spin():
@@ -14,6 +21,6 @@ def late_spin():
 print("READY")
 sys.stdout.flush()
 while sys.stdin.readline():
-    t = threading.Thread(target=late_spin, name="late")
+    t = threading.Thread(target=late, name="late")
     t.daemon = True
     t.start()
