@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
@@ -520,27 +521,29 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 		}()
 	}
 	s.pc.reset()
-	var gil uint64
-	if s.gilOK {
-		s.segs = s.gil.Segments(s.segs[:0], &s.gilBuf)
-		memory.ReadV(s.m.r, s.segs)
-		gil, _ = s.gil.Decode(s.segs)
-	}
+	// The threads sampled whether or not they hold the GIL: their frames
+	// read with the GIL's words (in the first hop's vectored read);
+	// then the holder if it was not among them.
 	s.sel = s.sel[:0]
+	if !s.opt.GIL {
+		for _, t := range s.threads {
+			if s.opt.Idle || !t.idle {
+				s.sel = append(s.sel, t)
+			}
+		}
+	}
+	gil := s.readTops(s.sel, false, s.gilOK)
+	n := len(s.sel)
 	for _, t := range s.threads {
 		t.holds = gil != 0 && t.tstate == gil
-		if s.opt.GIL && !t.holds {
-			continue
+		if t.holds && !slices.Contains(s.sel[:n], t) {
+			s.sel = append(s.sel, t)
 		}
-		if !s.opt.Idle && !t.holds && t.idle {
-			continue
-		}
-		s.sel = append(s.sel, t)
 	}
-	s.readTops(s.sel, false)
+	s.readTops(s.sel[n:], false, false)
 	s.walkAll(s.sel)
 	if !s.opt.Blocking {
-		s.readTops(s.sel, true)
+		s.readTops(s.sel, true, false)
 		for _, t := range s.sel {
 			if t.lost == "" && t.topErr == nil && t.again != t.top {
 				t.lost = "torn"
@@ -635,13 +638,17 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 
 // readTops reads the current frame pointer of every thread in ts, hop by
 // hop, one vectored read per hop: into t.top, or into t.again when again
-// (t.topErr says when it could not be read).
-func (s *sampler) readTops(ts []*sampledThread, again bool) {
+// (t.topErr says when it could not be read). With gil, the first hop's
+// read also reads the GIL's words, and readTops returns the holder.
+func (s *sampler) readTops(ts []*sampledThread, again, gil bool) (holder uint64) {
 	path := s.cs.TopPath()
 	for _, t := range ts {
 		t.ptr, t.topErr = t.tstate, nil
 	}
-	for _, off := range path {
+	if len(ts) == 0 && !gil {
+		return 0
+	}
+	for hop, off := range path {
 		s.segs = s.segs[:0]
 		s.segOwner = s.segOwner[:0]
 		for _, t := range ts {
@@ -651,8 +658,17 @@ func (s *sampler) readTops(ts []*sampledThread, again bool) {
 			s.segs = append(s.segs, memory.Segment{Addr: t.ptr + uint64(off), Buf: t.word[:]})
 			s.segOwner = append(s.segOwner, t)
 		}
+		if gil && hop == 0 {
+			s.segs = s.gil.Segments(s.segs, &s.gilBuf)
+		}
+		if len(s.segs) == 0 {
+			break
+		}
 		memory.ReadV(s.m.r, s.segs)
-		for i, seg := range s.segs {
+		if gil && hop == 0 {
+			holder, _ = s.gil.Decode(s.segs[len(s.segOwner):])
+		}
+		for i, seg := range s.segs[:len(s.segOwner)] {
 			t := s.segOwner[i]
 			if seg.Err != nil {
 				t.topErr = seg.Err
@@ -668,6 +684,7 @@ func (s *sampler) readTops(ts []*sampledThread, again bool) {
 			t.top = t.ptr
 		}
 	}
+	return holder
 }
 
 // fetch reads the pages at bases (and the ones below them, see

@@ -2,6 +2,7 @@ package pyglass
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ type readCounter struct {
 	mu      sync.Mutex
 	reads   int
 	watched int
+	shared  int // reads of watched words that read other memory too
 }
 
 func (c *readCounter) count(touches func(a uint64) bool) {
@@ -49,14 +51,27 @@ func (c *readCounter) ReadV(segs []memory.Segment) {
 		}
 		return false
 	})
+	// A read of watched words that reads other memory too.
+	other := 0
+	for _, s := range segs {
+		if !slices.ContainsFunc(c.watch, func(a uint64) bool { return a >= s.Addr && a-s.Addr < uint64(len(s.Buf)) }) {
+			other++
+		}
+	}
+	if other > 0 && other < len(segs) {
+		c.mu.Lock()
+		c.shared++
+		c.mu.Unlock()
+	}
 	memory.ReadV(c.r, segs)
 }
 
 // TestSampleReads: on profile_target.py (one hot thread, nine idle) a
-// sample reads the GIL's state in one system call: its holder and locked
-// words together, the address of the GIL (3.12+: interp->ceval.gil) kept
-// from the last refresh of the thread list. It took a read per word, and
-// one more for the GIL's address from 3.12, the costliest part of a
+// sample reads the GIL's state in no system call of its own: its holder
+// and locked words are read with the running threads' first pointers to
+// their current frames, the address of the GIL (3.12+: interp->ceval.gil)
+// kept from the last refresh of the thread list. It took a read per word,
+// and one more for the GIL's address from 3.12, the costliest part of a
 // sample after the stacks themselves at 1 kHz (issue 11). Counted through
 // the reader, not timed: the machine may be loaded.
 func TestSampleReads(t *testing.T) {
@@ -98,11 +113,15 @@ func TestSampleReads(t *testing.T) {
 			t.Fatalf("%d samples in a second at 1 kHz", st.Samples)
 		}
 		n := float64(st.Samples)
-		t.Logf("%s: %d samples: %.2f reads per sample, %.2f of them read the GIL", in.Label, st.Samples, float64(c.reads)/n, float64(c.watched)/n)
+		t.Logf("%s: %d samples: %.2f reads per sample, %.2f of them read the GIL, %.2f with other memory", in.Label, st.Samples, float64(c.reads)/n, float64(c.watched)/n, float64(c.shared)/n)
 		// One per sample, and a few in each refresh of the thread list
 		// (every 100 ms: at most a read in 20 samples).
 		if max := 1.05 * n; float64(c.watched) > max {
 			t.Errorf("%d reads of the GIL in %d samples, want at most one a sample", c.watched, st.Samples)
+		}
+		// The hot thread is running at almost every sample.
+		if float64(c.shared) < 0.8*n {
+			t.Errorf("%d of %d samples read the GIL with the running threads' frame pointers, want almost all", c.shared, st.Samples)
 		}
 	})
 }
