@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
@@ -136,7 +137,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	if opt.Duration > 0 {
 		end = start.Add(opt.Duration)
 	}
-	lastThreads, lastForget, lastKernel := start, start, start
+	lastThreads, lastNames, lastForget, lastKernel, lastRunning := start, start, start, start, start
 	sample := &Sample{PID: p.pid}
 	defer func() {
 		stats.Elapsed = time.Since(start)
@@ -182,10 +183,17 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 			clear(s.unreadable)
 			lastForget = now
 		}
-		// Every 100 ms, or every 10 ms while some thread's task is not
-		// known (a thread just created has no native id yet).
-		if since := now.Sub(lastThreads); since >= 100*time.Millisecond || (s.unmapped > 0 && since >= 10*time.Millisecond) {
-			if err := s.refreshThreads(now.Sub(lastForget) < interval); err != nil {
+		// The thread list: read again with the names every second;
+		// every 100 ms if the kernel's thread count, an interpreter's
+		// thread list head (a new thread state goes first) or a thread
+		// of the last sample vanished says it changed; every 10 ms
+		// while some thread's task is not known (a thread just created
+		// has no native id yet).
+		since := now.Sub(lastThreads)
+		names := now.Sub(lastNames) >= time.Second
+		if names || (s.unmapped > 0 && since >= 10*time.Millisecond) ||
+			(since >= 100*time.Millisecond && (s.vanished > 0 || s.changed())) {
+			if err := s.refreshThreads(names); err != nil {
 				if s.gone() {
 					stats.Exited = true
 					return stats, nil
@@ -193,14 +201,23 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 				return stats, err
 			}
 			lastThreads = now
+			if names {
+				lastNames = now
+			}
+		} else if since >= 100*time.Millisecond {
+			lastThreads = now
 		}
-		// Every thread's state every 10 ms; the running ones' at every
-		// sample too when idle ones are left out.
-		if now.Sub(lastKernel) >= 10*time.Millisecond {
+		// Every thread's state every 100 ms (every 10 ms when the GIL
+		// is not known); the running ones' every 10 ms, and at every
+		// sample when idle ones are left out. An idle thread that wakes
+		// to run Python takes the GIL, and the GIL holder is sampled
+		// whatever its state says.
+		if d := now.Sub(lastKernel); d >= 100*time.Millisecond || (!s.gilOK && d >= 10*time.Millisecond) {
 			s.refreshKernel(false)
-			lastKernel = now
-		} else if !opt.Idle {
+			lastKernel, lastRunning = now, now
+		} else if !opt.Idle || now.Sub(lastRunning) >= 10*time.Millisecond {
 			s.refreshKernel(true)
+			lastRunning = now
 		}
 		sample.Time = now
 		ok, err := s.take(sample)
@@ -258,7 +275,21 @@ type sampler struct {
 	stats   *SampleStats
 	threads []*sampledThread
 	interps []uint64
-	names   map[uint64]string // thread_id -> name, from the last full refresh
+	// gil is where the first interpreter's GIL holder is read, found
+	// at each refresh of the thread list (gilOK) and read in one
+	// vectored read per sample.
+	gil    cpython.GILWords
+	gilOK  bool
+	gilBuf [12]byte
+	// What the last refresh of the thread list saw, to tell when the
+	// list may have changed (changed): the kernel's thread count from
+	// the process's kept-open stat file, and each interpreter's thread
+	// list head.
+	stat     *procfs.StateFile
+	nTasks   int
+	heads    []uint64
+	headBufs [][8]byte
+	names    map[uint64]string // thread_id -> name, from the last full refresh
 
 	sel      []*sampledThread // the threads of one sample
 	segs     []memory.Segment
@@ -272,9 +303,31 @@ type sampler struct {
 	unreadable map[uint64]bool
 }
 
+// testHookRefreshThreads and testHookTaskState, when set (tests), are
+// called at each refresh of a sampler's thread list and at each read of
+// a thread's scheduler state.
+var (
+	testHookRefreshThreads func(withNames bool)
+	testHookTaskState      func()
+)
+
 // refreshThreads reads the interpreters' thread lists again; names are
 // read again when withNames.
 func (s *sampler) refreshThreads(withNames bool) error {
+	if testHookRefreshThreads != nil {
+		testHookRefreshThreads(withNames)
+	}
+	if s.stat == nil {
+		if st, err := procfs.New(s.p.pid).OpenStat(); err == nil {
+			s.stat = st
+		}
+	}
+	s.nTasks = -1
+	if s.stat != nil {
+		if n, err := s.stat.NumThreads(); err == nil {
+			s.nTasks = n
+		}
+	}
 	_, toHost, nsTIDs, err := s.p.kernelView(false)
 	if err != nil {
 		return err
@@ -292,6 +345,16 @@ func (s *sampler) refreshThreads(withNames bool) error {
 	old := map[uint64]*sampledThread{}
 	for _, t := range s.threads {
 		old[t.tstate] = t
+	}
+	// The heads first, through the cache the walk reads them from: a
+	// thread state added after it is seen by the next check.
+	s.heads = s.heads[:0]
+	for _, interp := range interps {
+		h, err := memory.Ptr(rd, interp+uint64(s.m.l.InterpTstateHead))
+		if err != nil {
+			s.nTasks = -1 // read it all again next time
+		}
+		s.heads = append(s.heads, h)
 	}
 	var threads []*sampledThread
 	for _, interp := range interps {
@@ -339,7 +402,38 @@ func (s *sampler) refreshThreads(withNames bool) error {
 		}
 	}
 	s.threads, s.interps = threads, interps
+	s.gilOK = false
+	if len(interps) > 0 {
+		g, err := cpython.FindGIL(rd, s.m.img, s.m.l, interps[0])
+		s.gil, s.gilOK = g, err == nil
+	}
 	return nil
+}
+
+// changed reports whether the thread list may have changed since the
+// last refresh: the kernel's thread count, or an interpreter's thread
+// list head (one vectored read of all heads), is not what it saw.
+func (s *sampler) changed() bool {
+	if s.stat == nil || s.nTasks < 0 {
+		return true
+	}
+	if n, err := s.stat.NumThreads(); err != nil || n != s.nTasks {
+		return true
+	}
+	for len(s.headBufs) < len(s.interps) {
+		s.headBufs = append(s.headBufs, [8]byte{})
+	}
+	s.segs = s.segs[:0]
+	for i, interp := range s.interps {
+		s.segs = append(s.segs, memory.Segment{Addr: interp + uint64(s.m.l.InterpTstateHead), Buf: s.headBufs[i][:]})
+	}
+	memory.ReadV(s.m.r, s.segs)
+	for i, seg := range s.segs {
+		if seg.Err != nil || memory.Order.Uint64(seg.Buf) != s.heads[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // refreshKernel reads each thread's scheduler state: a thread blocked in
@@ -371,6 +465,9 @@ func (s *sampler) refreshKernel(running bool) {
 			}
 			t.state, t.stateTID = st, t.tid
 		}
+		if testHookTaskState != nil {
+			testHookTaskState()
+		}
 		state, err := t.state.State()
 		if err != nil {
 			t.state.Close()
@@ -383,6 +480,10 @@ func (s *sampler) refreshKernel(running bool) {
 
 // close releases what the sampler keeps open.
 func (s *sampler) close() {
+	if s.stat != nil {
+		s.stat.Close()
+		s.stat = nil
+	}
 	for _, t := range s.threads {
 		if t.state != nil {
 			t.state.Close()
@@ -420,25 +521,29 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 		}()
 	}
 	s.pc.reset()
-	var gil uint64
-	if len(s.interps) > 0 {
-		gil, _ = cpython.GILHolder(s.m.r, s.m.img, s.m.l, s.interps[0])
-	}
+	// The threads sampled whether or not they hold the GIL: their frames
+	// read with the GIL's words (in the first hop's vectored read);
+	// then the holder if it was not among them.
 	s.sel = s.sel[:0]
+	if !s.opt.GIL {
+		for _, t := range s.threads {
+			if s.opt.Idle || !t.idle {
+				s.sel = append(s.sel, t)
+			}
+		}
+	}
+	gil := s.readTops(s.sel, false, s.gilOK)
+	n := len(s.sel)
 	for _, t := range s.threads {
 		t.holds = gil != 0 && t.tstate == gil
-		if s.opt.GIL && !t.holds {
-			continue
+		if t.holds && !slices.Contains(s.sel[:n], t) {
+			s.sel = append(s.sel, t)
 		}
-		if !s.opt.Idle && !t.holds && t.idle {
-			continue
-		}
-		s.sel = append(s.sel, t)
 	}
-	s.readTops(s.sel, false)
+	s.readTops(s.sel[n:], false, false)
 	s.walkAll(s.sel)
 	if !s.opt.Blocking {
-		s.readTops(s.sel, true)
+		s.readTops(s.sel, true, false)
 		for _, t := range s.sel {
 			if t.lost == "" && t.topErr == nil && t.again != t.top {
 				t.lost = "torn"
@@ -533,13 +638,17 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 
 // readTops reads the current frame pointer of every thread in ts, hop by
 // hop, one vectored read per hop: into t.top, or into t.again when again
-// (t.topErr says when it could not be read).
-func (s *sampler) readTops(ts []*sampledThread, again bool) {
+// (t.topErr says when it could not be read). With gil, the first hop's
+// read also reads the GIL's words, and readTops returns the holder.
+func (s *sampler) readTops(ts []*sampledThread, again, gil bool) (holder uint64) {
 	path := s.cs.TopPath()
 	for _, t := range ts {
 		t.ptr, t.topErr = t.tstate, nil
 	}
-	for _, off := range path {
+	if len(ts) == 0 && !gil {
+		return 0
+	}
+	for hop, off := range path {
 		s.segs = s.segs[:0]
 		s.segOwner = s.segOwner[:0]
 		for _, t := range ts {
@@ -549,8 +658,17 @@ func (s *sampler) readTops(ts []*sampledThread, again bool) {
 			s.segs = append(s.segs, memory.Segment{Addr: t.ptr + uint64(off), Buf: t.word[:]})
 			s.segOwner = append(s.segOwner, t)
 		}
+		if gil && hop == 0 {
+			s.segs = s.gil.Segments(s.segs, &s.gilBuf)
+		}
+		if len(s.segs) == 0 {
+			break
+		}
 		memory.ReadV(s.m.r, s.segs)
-		for i, seg := range s.segs {
+		if gil && hop == 0 {
+			holder, _ = s.gil.Decode(s.segs[len(s.segOwner):])
+		}
+		for i, seg := range s.segs[:len(s.segOwner)] {
 			t := s.segOwner[i]
 			if seg.Err != nil {
 				t.topErr = seg.Err
@@ -566,6 +684,7 @@ func (s *sampler) readTops(ts []*sampledThread, again bool) {
 			t.top = t.ptr
 		}
 	}
+	return holder
 }
 
 // fetch reads the pages at bases (and the ones below them, see

@@ -356,3 +356,51 @@ func TestTaskExecStart(t *testing.T) {
 		t.Errorf("a thread asleep for %v has not run for %v (%v), want at most %v", least, since, ok, most)
 	}
 }
+
+// TestNumThreads: a kept-open /proc/PID/stat gives the process's thread
+// count, as /proc/PID/task lists it, again at each read.
+func TestNumThreads(t *testing.T) {
+	s, err := New(os.Getpid()).OpenStat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	count := func() int {
+		es, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(es)
+	}
+	check := func() {
+		t.Helper()
+		// The Go runtime may start a thread between the two reads:
+		// the same count on both sides of a read is the answer.
+		for try := 0; try < 10; try++ {
+			before := count()
+			n, err := s.NumThreads()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == before && count() == before {
+				return
+			}
+		}
+		t.Fatalf("NumThreads never agreed with /proc/self/task")
+	}
+	check()
+	// A process of one thread.
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start sleep: %v", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	one, err := New(cmd.Process.Pid).OpenStat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if n, err := one.NumThreads(); err != nil || n != 1 {
+		t.Errorf("sleep's NumThreads: %d, %v; want 1", n, err)
+	}
+}

@@ -92,7 +92,10 @@ type StateFile struct {
 
 // OpenTaskState opens /proc/PID/task/TID/stat for State.
 func (p Proc) OpenTaskState(tid int) (*StateFile, error) {
-	name := "task/" + strconv.Itoa(tid) + "/stat"
+	return p.openStat("task/" + strconv.Itoa(tid) + "/stat")
+}
+
+func (p Proc) openStat(name string) (*StateFile, error) {
 	f, err := os.Open(p.Path(name))
 	if err != nil {
 		return nil, p.wrap(name, err)
@@ -102,16 +105,63 @@ func (p Proc) OpenTaskState(tid int) (*StateFile, error) {
 
 // State reads the thread's state letter ('R', 'S', 'D', ...) now.
 func (s *StateFile) State() (byte, error) {
+	b, err := s.fields()
+	if err != nil {
+		return 0, err
+	}
+	if len(b) < 2 {
+		return 0, fmt.Errorf("no state in %s: %w", s.f.Name(), ErrParse)
+	}
+	return b[1], nil
+}
+
+// fields reads the file again and returns what follows the command name
+// (" S 1 ...").
+func (s *StateFile) fields() ([]byte, error) {
 	n, err := s.f.ReadAt(s.buf[:], 0)
 	if n == 0 && err != nil {
-		return 0, err
+		return nil, err
 	}
 	b := s.buf[:n]
 	j := bytes.LastIndexByte(b, ')')
-	if j < 0 || j+2 >= len(b) {
-		return 0, fmt.Errorf("no state in %s: %w", s.f.Name(), ErrParse)
+	if j < 0 {
+		return nil, fmt.Errorf("no command name in %s: %w", s.f.Name(), ErrParse)
 	}
-	return b[j+2], nil
+	return b[j+1:], nil
+}
+
+// OpenStat opens /proc/PID/stat kept open, for NumThreads (and State).
+func (p Proc) OpenStat() (*StateFile, error) { return p.openStat("stat") }
+
+// NumThreads reads the process's number of threads (num_threads, the
+// 20th field of a file of OpenStat) now, with one system call and no
+// allocation.
+func (s *StateFile) NumThreads() (int, error) {
+	b, err := s.fields()
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the name, one space apart: state(3) ... num_threads(20).
+	field, v, digits := 2, 0, 0
+	for _, c := range b {
+		if c == ' ' {
+			if field == 20 {
+				break
+			}
+			field++
+			continue
+		}
+		if field == 20 {
+			if c < '0' || c > '9' || digits >= 9 {
+				return 0, fmt.Errorf("num_threads in %s: %w", s.f.Name(), ErrParse)
+			}
+			v, digits = v*10+int(c-'0'), digits+1
+		}
+	}
+	if field != 20 || digits == 0 {
+		return 0, fmt.Errorf("no num_threads in %s: %w", s.f.Name(), ErrParse)
+	}
+	return v, nil
 }
 
 // Close closes the file.

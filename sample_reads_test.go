@@ -1,0 +1,236 @@
+package pyglass
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/memory"
+)
+
+// readCounter wraps a target's memory reader and counts its reads (each
+// ReadAt and each ReadV is one system call on a live target), and among
+// them those that touch one of the watched addresses.
+type readCounter struct {
+	r       memory.Reader
+	watch   []uint64
+	mu      sync.Mutex
+	reads   int
+	watched int
+	shared  int // reads of watched words that read other memory too
+}
+
+func (c *readCounter) count(touches func(a uint64) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	for _, a := range c.watch {
+		if touches(a) {
+			c.watched++
+			return
+		}
+	}
+}
+
+func (c *readCounter) ReadAt(p []byte, addr uint64) (int, error) {
+	c.count(func(a uint64) bool { return a >= addr && a-addr < uint64(len(p)) })
+	return c.r.ReadAt(p, addr)
+}
+
+func (c *readCounter) ReadV(segs []memory.Segment) {
+	c.count(func(a uint64) bool {
+		for _, s := range segs {
+			if a >= s.Addr && a-s.Addr < uint64(len(s.Buf)) {
+				return true
+			}
+		}
+		return false
+	})
+	// A read of watched words that reads other memory too.
+	other := 0
+	for _, s := range segs {
+		if !slices.ContainsFunc(c.watch, func(a uint64) bool { return a >= s.Addr && a-s.Addr < uint64(len(s.Buf)) }) {
+			other++
+		}
+	}
+	if other > 0 && other < len(segs) {
+		c.mu.Lock()
+		c.shared++
+		c.mu.Unlock()
+	}
+	memory.ReadV(c.r, segs)
+}
+
+// TestSampleReads: on profile_target.py (one hot thread, nine idle) a
+// sample reads the GIL's state in no system call of its own: its holder
+// and locked words are read with the running threads' first pointers to
+// their current frames, the address of the GIL (3.12+: interp->ceval.gil)
+// kept from the last refresh of the thread list. It took a read per word,
+// and one more for the GIL's address from 3.12, the costliest part of a
+// sample after the stacks themselves at 1 kHz (issue 11). Counted through
+// the reader, not timed: the machine may be loaded.
+func TestSampleReads(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		p, err := Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := p.openMemory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		interps, err := cpython.FindInterpreters(m.r, m.img, m.l)
+		if err != nil {
+			m.close()
+			t.Fatal(err)
+		}
+		g, err := cpython.FindGIL(m.r, m.img, m.l, interps[0])
+		m.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &readCounter{watch: []uint64{g.Holder}}
+		if g.Locked != 0 {
+			c.watch = append(c.watch, g.Locked)
+		}
+		if off := m.l.InterpCevalGil; off >= 0 {
+			c.watch = append(c.watch, interps[0]+uint64(off))
+		}
+		p.memHook = func(r memory.Reader) memory.Reader { c.r = r; return c }
+		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: time.Second}, func(*Sample) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if st.Samples < 10 {
+			t.Fatalf("%d samples in a second at 1 kHz", st.Samples)
+		}
+		n := float64(st.Samples)
+		t.Logf("%s: %d samples: %.2f reads per sample, %.2f of them read the GIL, %.2f with other memory", in.Label, st.Samples, float64(c.reads)/n, float64(c.watched)/n, float64(c.shared)/n)
+		// One per sample, and a few in each refresh of the thread list
+		// (every 100 ms: at most a read in 20 samples).
+		if max := 1.05 * n; float64(c.watched) > max {
+			t.Errorf("%d reads of the GIL in %d samples, want at most one a sample", c.watched, st.Samples)
+		}
+		// The hot thread is running at almost every sample.
+		if float64(c.shared) < 0.8*n {
+			t.Errorf("%d of %d samples read the GIL with the running threads' frame pointers, want almost all", c.shared, st.Samples)
+		}
+	})
+}
+
+// TestSampleRefreshes: the sampler reads the thread list again when it
+// changes, and at least every second, not every 100 ms: in 1.5 s of a
+// target whose threads do not change, at most three reads of the list
+// (the first, the one a second in, one spare); it read it 15 times (~11 %
+// of its CPU at 1 kHz, issue 11). A thread started while sampling is
+// found by a check of the list (a refresh without the names before it is
+// sampled), not by the once-a-second refresh; it sleeps first, and is
+// sampled when it wakes (its state is read every 100 ms only, but it
+// holds the GIL).
+func TestSampleRefreshes(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		p, err := Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var refreshes, checked atomic.Int64
+		testHookRefreshThreads = func(withNames bool) {
+			refreshes.Add(1)
+			if !withNames {
+				checked.Add(1)
+			}
+		}
+		defer func() { testHookRefreshThreads = nil }()
+		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: 1500 * time.Millisecond}, func(*Sample) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d refreshes of the thread list in %d samples", in.Label, refreshes.Load(), st.Samples)
+		if n := refreshes.Load(); n < 2 || n > 3 {
+			t.Errorf("%d refreshes of the thread list in 1.5 s of unchanging threads, want 2 or 3", n)
+		}
+
+		late := testenv.Start(t, in, testenv.Fixture(t, "late_thread.py"))
+		lp, err := Attach(late.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sent, seen time.Time
+		var checkedAtSend, checkedAtSeen int64
+		samples := 0
+		_, err = lp.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: 3 * time.Second}, func(s *Sample) error {
+			samples++
+			if samples == 100 {
+				sent = time.Now()
+				checkedAtSend = checked.Load()
+				late.Send("go")
+			}
+			for _, th := range s.Threads {
+				for _, f := range th.Frames {
+					if f.Function == "late_spin" && seen.IsZero() {
+						seen = s.Time
+						checkedAtSeen = checked.Load()
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent.IsZero() || seen.IsZero() {
+			t.Fatalf("the thread started after 100 samples was never sampled running (%d samples)", samples)
+		}
+		t.Logf("%s: the new thread sampled running %v after it was started (0.3 s asleep first); %d refreshes without names in between", in.Label, seen.Sub(sent), checkedAtSeen-checkedAtSend)
+		if checkedAtSeen == checkedAtSend {
+			t.Errorf("the new thread was found by the once-a-second refresh, not by a check of the thread list")
+		}
+	})
+}
+
+// TestSampleTaskStates: the scheduler states of idle threads are read
+// every 100 ms, the running ones' every 10 ms (with Idle; at every sample
+// without): on profile_target.py (one running thread, nine idle), 1 s at
+// 1 kHz with Idle reads about 100 + 10 × 10 states; it read all ten every
+// 10 ms, 1,000 (~7 % of record's CPU, issue 11). The idle threads are
+// still marked idle (TestSampleIdleAndGIL samples them all).
+func TestSampleTaskStates(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		p, err := Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reads atomic.Int64
+		testHookTaskState = func() { reads.Add(1) }
+		defer func() { testHookTaskState = nil }()
+		idle := 0
+		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: time.Second, Idle: true}, func(s *Sample) error {
+			for _, th := range s.Threads {
+				if th.Idle {
+					idle++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d thread states read in %d samples (%d idle thread samples)", in.Label, reads.Load(), st.Samples, idle)
+		if n := reads.Load(); n > 400 {
+			t.Errorf("%d thread states read in 1 s, want at most 400 (the running thread every 10 ms, all ten every 100 ms)", n)
+		}
+		if idle < 5*int(st.Samples) {
+			t.Errorf("%d idle thread samples in %d samples of 9 idle threads", idle, st.Samples)
+		}
+	})
+}
