@@ -38,8 +38,13 @@ type nativeView struct {
 	targetPath func(path string) string
 	closers    []io.Closer
 	r          memory.Reader
-	maps       map[string][]elfsym.Mapping
-	bases      map[string]uint64
+	// u unwinds every thread read through ur: the CFI it has parsed
+	// (.eh_frame_hdr tables, CIEs, FDEs) serves all of them, so the pause
+	// pays for it once, not once per thread.
+	u     *unwind.Unwinder
+	ur    memory.Reader
+	maps  map[string][]elfsym.Mapping
+	bases map[string]uint64
 	// interp holds the paths (as the frames name them) of the
 	// interpreter's files: libpython and the python executable, whose
 	// frames between the Python ones are hidden unless NativeAll.
@@ -176,9 +181,11 @@ type nativeStack struct {
 // unwindThread walks one thread's native stack over r (while the thread
 // is paused, or from a core).
 func (v *nativeView) unwindThread(r memory.Reader, regs unwind.Regs) nativeStack {
-	u := unwind.New(r, v.arch, v.mods)
-	frames, err := u.Unwind(regs, 0)
-	return nativeStack{frames: frames, mods: u.Modules(), err: err}
+	if v.u == nil || v.ur != r {
+		v.u, v.ur = unwind.New(r, v.arch, v.mods), r
+	}
+	frames, err := v.u.Unwind(regs, 0)
+	return nativeStack{frames: frames, mods: v.u.Modules(), err: err}
 }
 
 // symbols opens (once) the file of path and computes its load bias.

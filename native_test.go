@@ -74,8 +74,10 @@ func TestHideInterp(t *testing.T) {
 
 // TestNativePause: unwinding the native stacks adds little to the time
 // the threads are held paused: over 20 reads each of a target with 10
-// threads, the median pause with --native stays within 4 times the
-// median pause without it, measured in the same run.
+// threads, the shortest pause with --native stays within 4 times the
+// shortest pause without it, measured in the same run. (The shortest: on
+// a loaded 2-core machine the median carries the load's noise, which
+// made 3.15's ratio swing from 2 to 6.5 between runs.)
 func TestNativePause(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("interval=0.05", "threads=9"))
@@ -99,17 +101,16 @@ func TestNativePause(t *testing.T) {
 					t.Fatalf("not 10 threads with native frames: %+v", d.Threads)
 				}
 			}
-			median := func(ds []time.Duration) time.Duration {
-				slices.Sort(ds)
-				return ds[len(ds)/2]
-			}
-			plain, native := median(pauses[0]), median(pauses[1])
-			t.Logf("%s, measurement %d: median pause %v plain, %v with --native (10 threads)", in.Label, attempt, plain, native)
+			slices.Sort(pauses[0])
+			slices.Sort(pauses[1])
+			plain, native := pauses[0][0], pauses[1][0]
+			t.Logf("%s, measurement %d: shortest pause %v plain, %v with --native (medians %v, %v; 10 threads)",
+				in.Label, attempt, plain, native, pauses[0][len(pauses[0])/2], pauses[1][len(pauses[1])/2])
 			if native <= 4*plain {
 				break
 			}
 			if attempt == 2 {
-				t.Errorf("--native holds the threads %v (median), more than 4 times the %v without it, in both measurements", native, plain)
+				t.Errorf("--native holds the threads at least %v, more than 4 times the %v without it, in both measurements", native, plain)
 				break
 			}
 		}
