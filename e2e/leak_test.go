@@ -454,41 +454,52 @@ func TestObjectsBigHeap(t *testing.T) {
 			// the same load: the heartbeat of another process while a
 			// thread of it shares the GIL the way the census promises to.
 			ref := testenv.Start(t, in, testenv.Fixture(t, "heartbeat.py"))
-			ref.Send("busy")
-			ref.WaitLine("BUSY", 10*time.Second)
-			ref.Send("reset")
-			ref.WaitLine("RESET", 10*time.Second)
-			threads := len(testenv.Tasks(tg.PID))
-			tg.Send("reset")
-			tg.WaitLine("RESET", 10*time.Second)
-			// The census takes about as long as building the heap (2-3
-			// times on a loaded machine): bound it relative to that.
-			var o leak.ObjectsReport
-			r := decodeWithin(t, max(time.Minute, 5*built), &o, "objects", strconv.Itoa(tg.PID), "--json", "--top", "5")
-			// The agent's thread may still be winding down: what it does
-			// then is pyglass's too.
-			testenv.WaitUntil(t, time.Minute, "the agent's thread has ended", func() bool { return len(testenv.Tasks(tg.PID)) == threads })
-			tg.Send("stall")
-			st := fields(t, tg.WaitLine("STALL", 10*time.Second))
-			line := tg.Stdout()[len(tg.Stdout())-1]
-			ref.Send("idle")
-			ref.WaitLine("IDLE", 10*time.Second)
-			ref.Send("stall")
-			base := fields(t, ref.WaitLine("STALL", 10*time.Second))["max_ms"]
-			if o.Total < n || len(o.Types) == 0 || o.Types[0].Type != "list" || o.Types[0].Count < n {
-				t.Fatalf("census of the 5M heap: %s", r)
-			}
-			// The heartbeat sleeps 5 ms: over the run it must have beaten
-			// at least once per 50 ms.
-			minBeats := int64(r.Took / (50 * time.Millisecond))
-			bound := testenv.StallBound(time.Duration(base) * time.Millisecond).Milliseconds()
-			t.Logf("5M-object census: pyglass ran %s, census %.0f ms in the target (%s), longest run without yielding %.1f ms; heartbeat %q; %d ms in another process with a thread sharing the GIL (load %.1f per CPU): bound %d ms",
-				r.Took.Round(time.Millisecond), o.ElapsedMS, o.Method, o.LongestHoldMS, line, base, testenv.LoadPerCPU(), bound)
-			if st["beats"] < minBeats {
-				t.Fatalf("the heartbeat made %d beats in %s (want %d or more): %s", st["beats"], r.Took, minBeats, line)
-			}
-			if st["max_ms"] > bound {
-				t.Errorf("the heartbeat was held back %d ms, more than %d ms (the bound for %d ms in another process with a thread sharing the GIL): %s", st["max_ms"], bound, base, line)
+			// A stall is measured twice at most: one GIL handoff missed
+			// under load (2.7's GIL has no fairness) must not fail the
+			// run; a census that holds the GIL too long misses the bound
+			// both times.
+			for attempt := 1; ; attempt++ {
+				ref.Send("busy")
+				ref.WaitLine("BUSY", 10*time.Second)
+				ref.Send("reset")
+				ref.WaitLine("RESET", 10*time.Second)
+				threads := len(testenv.Tasks(tg.PID))
+				tg.Send("reset")
+				tg.WaitLine("RESET", 10*time.Second)
+				// The census takes about as long as building the heap (2-3
+				// times on a loaded machine): bound it relative to that.
+				var o leak.ObjectsReport
+				r := decodeWithin(t, max(time.Minute, 5*built), &o, "objects", strconv.Itoa(tg.PID), "--json", "--top", "5")
+				// The agent's thread may still be winding down: what it does
+				// then is pyglass's too.
+				testenv.WaitUntil(t, time.Minute, "the agent's thread has ended", func() bool { return len(testenv.Tasks(tg.PID)) == threads })
+				tg.Send("stall")
+				st := fields(t, tg.WaitLine("STALL", 10*time.Second))
+				line := tg.Stdout()[len(tg.Stdout())-1]
+				ref.Send("idle")
+				ref.WaitLine("IDLE", 10*time.Second)
+				ref.Send("stall")
+				base := fields(t, ref.WaitLine("STALL", 10*time.Second))["max_ms"]
+				if o.Total < n || len(o.Types) == 0 || o.Types[0].Type != "list" || o.Types[0].Count < n {
+					t.Fatalf("census of the 5M heap: %s", r)
+				}
+				// The heartbeat sleeps 5 ms: over the run it must have beaten
+				// at least once per 50 ms.
+				minBeats := int64(r.Took / (50 * time.Millisecond))
+				bound := testenv.StallBound(time.Duration(base) * time.Millisecond).Milliseconds()
+				t.Logf("5M-object census: pyglass ran %s, census %.0f ms in the target (%s), longest run without yielding %.1f ms; heartbeat %q; %d ms in another process with a thread sharing the GIL (load %.1f per CPU): bound %d ms",
+					r.Took.Round(time.Millisecond), o.ElapsedMS, o.Method, o.LongestHoldMS, line, base, testenv.LoadPerCPU(), bound)
+				if st["beats"] < minBeats {
+					t.Fatalf("the heartbeat made %d beats in %s (want %d or more): %s", st["beats"], r.Took, minBeats, line)
+				}
+				if st["max_ms"] <= bound {
+					break
+				}
+				if attempt == 2 {
+					t.Errorf("the heartbeat was held back %d ms, more than %d ms (the bound for %d ms in another process with a thread sharing the GIL), in both measurements: %s", st["max_ms"], bound, base, line)
+					break
+				}
+				t.Logf("measurement %d: the heartbeat was held back %d ms, more than %d ms: measuring again", attempt, st["max_ms"], bound)
 			}
 			healthy(t, tg)
 			noTraces(t, tg)
