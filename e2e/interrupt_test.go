@@ -68,6 +68,10 @@ func TestExecInterrupt(t *testing.T) {
 		// A call that does not check for interrupts: reported, then left.
 		s = startPty(t, nil, "exec", pid, "-c", "import sys, time\nsys.stdout.write('running\\n')\nsys.stdout.flush()\ntime.sleep(5)\nsys.stdout.write('AFTER-SLEEP\\n')\n")
 		s.Expect("running", 30*time.Second)
+		// "running" reaches us before the flush that sent it returns in
+		// the target: a Ctrl-C at once can land in that flush (seen in
+		// CI, 3.6), a Python line that stops. Let the code reach the sleep.
+		time.Sleep(500 * time.Millisecond)
 		s.Send("\x03")
 		s.Expect("has not stopped", 10*time.Second)
 		s.Expect("Ctrl-C again leaves it running", 5*time.Second)
