@@ -49,13 +49,7 @@ func (c *Core) Locks(ctx context.Context) (_ *LockReport, err error) {
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
 	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: kernel, toHost: toHost}
 	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: tids, TaskOf: taskOf})
-	for _, t := range snap.threads {
-		var fr []cpython.Frame
-		if t.Frame != 0 && !t.Gone {
-			fr, _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
-		}
-		snap.frames = append(snap.frames, fr)
-	}
+	snap.readFrames(rd, m)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

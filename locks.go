@@ -160,13 +160,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
 	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: kernel, toHost: toHost}
 	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
-	for _, t := range snap.threads {
-		var fr []cpython.Frame
-		if t.Frame != 0 && !t.Gone { // (a state of no thread: its frames are garbage)
-			fr, _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
-		}
-		snap.frames = append(snap.frames, fr)
-	}
+	snap.readFrames(rd, m)
 	// The GIL holder's C stack, unwound while paused (named after).
 	var gilNative nativeStack
 	gilTID := 0
@@ -240,6 +234,18 @@ type lockSnap struct {
 	toHost  map[int]int
 }
 
+// readFrames reads the frames of snap's threads through rd (outermost
+// first; nil for an idle thread or a state of no thread, whose frames
+// are garbage).
+func (snap *lockSnap) readFrames(rd memory.Reader, m *memoryView) {
+	snap.frames = make([][]cpython.Frame, len(snap.threads))
+	for k, t := range snap.threads {
+		if t.Frame != 0 && !t.Gone {
+			snap.frames[k], _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
+		}
+	}
+}
+
 // analyseLocks says what each thread of snap waits for and who holds it,
 // reading the objects its frames refer to through rd (the page cache
 // that read snap: the frames' pages are the paused ones). p names the
@@ -308,12 +314,7 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 // that read them paused.
 func (p *Process) addWaits(rd memory.Reader, m *memoryView, dump *StackDump, waits []lockSnap) {
 	for _, snap := range waits {
-		snap.frames = make([][]cpython.Frame, len(snap.threads))
-		for k, t := range snap.threads {
-			if t.Frame != 0 && !t.Gone {
-				snap.frames[k], _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
-			}
-		}
+		snap.readFrames(rd, m)
 		for _, lt := range p.analyseLocks(rd, m, snap) {
 			if lt.out.TID == 0 || lt.out.WaitsFor.Kind == WaitNone {
 				continue
