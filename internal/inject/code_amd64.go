@@ -203,9 +203,20 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	a.emit(0x41, 0xff, 0xcc) // dec r12d
 	a.jcc(jnz, "await")
 	// Untraced restore: reached only when no tracer came within 200 ms
-	// (pyglass died or gave up). Pops the saved registers and flags from
-	// the data page, marks done=2 (the stub then leaves the mapping),
-	// switches back to the original stack and jumps to the original PC.
+	// (pyglass died or gave up). Reloads the vector registers (XRSTOR of
+	// the XSAVE image the tracer read, all components but AMX's), pops
+	// the saved registers and flags from the data page, marks done=2 (the
+	// stub then leaves the mapping), switches back to the original stack
+	// and jumps to the original PC.
+	a.loadQ(rcx, dFPState)   // mov rcx,[rbx+dFPState]
+	a.emit(0x48, 0x85, 0xc9) // test rcx,rcx
+	a.jcc(jz, "nofp")
+	a.emit(0xb8) // mov eax,fpRestoreMaskLo
+	a.u32(uint32(fpRestoreMask & 0xffffffff))
+	a.emit(0xba) // mov edx,fpRestoreMaskHi
+	a.u32(uint32(fpRestoreMask >> 32))
+	a.emit(0x48, 0x0f, 0xae, 0x29) // xrstor64 [rcx]
+	a.label("nofp")
 	a.emit(0x48, 0x8d, 0x25) // lea rsp,[rip+rel32]
 	a.rel32To(data+dSaved, 0)
 	a.emit(0x58, 0x5b, 0x59, 0x5a, 0x5e, 0x5f, 0x5d) // pop rax,rbx,rcx,rdx,rsi,rdi,rbp
@@ -292,6 +303,25 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	ca.codeEnd = a.pc()
 	b, err := a.finish()
 	return b, ca, err
+}
+
+// The FP image is the NT_X86_XSTATE regset: XSAVE's standard format,
+// which XRSTOR loads from a 64-byte aligned address. fpReserve bounds it
+// (AVX-512 needs 2,696 bytes, AMX 11,008).
+const (
+	fpAlign   = 64
+	fpReserve = 12 << 10
+	// fpRestoreMask: every state component but AMX's tile
+	// configuration and data (17, 18), which the chain never touches and
+	// which XRSTOR may refuse when the kernel has not enabled them for
+	// the thread.
+	fpRestoreMask = ^uint64(0) &^ (1<<17 | 1<<18)
+)
+
+// fpImageUsable: the image is an XSAVE area XRSTOR accepts (standard
+// format: XCOMP_BV, at 520, is 0) that fits the reserved room.
+func fpImageUsable(fp []byte) bool {
+	return len(fp) >= 576 && len(fp) <= fpReserve && binary.LittleEndian.Uint64(fp[520:]) == 0
 }
 
 // savedBlock is what the untraced restore path pops: rax, rbx, rcx, rdx,

@@ -201,9 +201,20 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	a.svc()
 	a.op(0x71000694) // subs w20,w20,#1
 	a.bne("await")
-	// Untraced restore (no tracer came): done = 2, NZCV, sp, x0..x30
-	// from the saved block, then br to the saved pc through x16 (x16 is
-	// the only register not restored on this path).
+	// Untraced restore (no tracer came): v0..v31, FPSR and FPCR from the
+	// FP image the tracer read, done = 2, NZCV, sp, x0..x30 from the
+	// saved block, then br to the saved pc through x16 (x16 is the only
+	// register not restored on this path).
+	a.ldrX(x17, x19, dFPState)
+	a.cbz(x17, "nofp")
+	for r := uint32(0); r < 32; r += 2 {
+		a.op(0xad400000 | r<<15 | (r+1)<<10 | x17<<5 | r) // ldp qr,qr+1,[x17,#16r]
+	}
+	a.ldrW(x16, x17, 512)
+	a.op(0xd51b4420 | x16) // msr fpsr,x16
+	a.ldrW(x16, x17, 516)
+	a.op(0xd51b4400 | x16) // msr fpcr,x16
+	a.label("nofp")
 	a.adr(x16, data+dDone)
 	a.movz(x17, 2)
 	a.strW(x17, x16, 0)
@@ -277,6 +288,15 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	b, err := a.finish()
 	return b, ca, err
 }
+
+// The FP image is the NT_PRFPREG regset (struct user_fpsimd_state):
+// v0..v31, then fpsr and fpcr.
+const (
+	fpAlign   = 16
+	fpReserve = 1 << 10
+)
+
+func fpImageUsable(fp []byte) bool { return len(fp) >= 520 && len(fp) <= fpReserve }
 
 // savedBlock is what the untraced restore path loads at dSaved:
 // x0..x30, sp, pc, pstate.

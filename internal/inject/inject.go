@@ -240,7 +240,7 @@ func (j *job) run() (Result, error) {
 	j.mem = ptrace.NewMem(j.pid)
 	defer j.mem.Close()
 	j.page = uint64(os.Getpagesize())
-	j.size = j.page + (dSrcText+uint64(len(j.src))+1+j.page-1)/j.page*j.page
+	j.size = j.page + (j.fpOffset()+fpReserve+j.page-1)/j.page*j.page
 	var err error
 	if !testHookNoCave {
 		// The cave does not depend on the thread: look for it before one
@@ -803,6 +803,12 @@ func (j *job) runChain() error {
 	return nil
 }
 
+// fpOffset is where the data pages hold a copy of the borrowed thread's
+// FP/vector registers (after the source, aligned for XRSTOR).
+func (j *job) fpOffset() uint64 {
+	return (dSrcText + uint64(len(j.src)) + 1 + fpAlign - 1) &^ (fpAlign - 1)
+}
+
 func (j *job) dataPage(final ptrace.Regs) []byte {
 	b := make([]byte, dSrcText+len(j.src)+1)
 	put := func(off int, v uint64) { binary.LittleEndian.PutUint64(b[off:], v) }
@@ -838,6 +844,17 @@ func (j *job) dataPage(final ptrace.Regs) []byte {
 	put(dSavedSP, sp)
 	put(dSavedPC, pc)
 	copy(b[dSrcText:], j.src)
+	// The untraced restore path reloads the vector registers too: the C
+	// calls of the chain clobber them, and a thread borrowed at an
+	// arbitrary instruction may hold live values there.
+	if fp := j.saved.FP; fpImageUsable(fp) {
+		off := j.fpOffset()
+		b = append(b, make([]byte, off+uint64(len(fp))-uint64(len(b)))...)
+		copy(b[off:], fp)
+		put(dFPState, j.data+off)
+	} else {
+		j.logf("FP state of thread %d (%d bytes) not kept for the untraced restore", j.tid, len(fp))
+	}
 	return b
 }
 

@@ -45,6 +45,7 @@ const (
 	dSaved       = 256 // registers for the untraced restore path (arch layout)
 	dSavedSP     = 640 // original stack pointer
 	dSavedPC     = 648 // original program counter
+	dFPState     = 656 // address of the thread's saved FP/vector state (fpImage), 0 = none
 	dSrcText     = 1024
 )
 

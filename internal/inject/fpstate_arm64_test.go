@@ -1,0 +1,11 @@
+package inject
+
+// The NT_PRFPREG image: v0-v31 (16 bytes each), then fpsr and fpcr.
+
+func markVectorRegs(fp []byte) {
+	for i := 0; i < 512 && i < len(fp); i++ {
+		fp[i] = byte(i*7 + 1)
+	}
+}
+
+func vectorRanges(n int) [][2]int { return [][2]int{{0, n}} }
