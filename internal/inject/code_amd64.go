@@ -325,10 +325,12 @@ func fpImageUsable(fp []byte) bool {
 }
 
 // savedBlock is what the untraced restore path pops: rax, rbx, rcx, rdx,
-// rsi, rdi, rbp, r8..r15, rflags (in that order) at dSaved.
+// rsi, rdi, rbp, r8..r15, rflags (in that order) at dSaved. The flags are
+// the thread's own (its direction flag included, which only the chain's
+// C calls need clear), less the trap flag.
 func savedBlock(r *ptrace.Regs) []byte {
 	vals := []uint64{r.Rax, r.Rbx, r.Rcx, r.Rdx, r.Rsi, r.Rdi, r.Rbp,
-		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.Eflags &^ flagsCleared}
+		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.Eflags &^ flagTF}
 	var out []byte
 	for _, v := range vals {
 		out = binary.LittleEndian.AppendUint64(out, v)
@@ -336,6 +338,8 @@ func savedBlock(r *ptrace.Regs) []byte {
 	return out
 }
 
+// Flags the thread runs our code without: single-stepping, and the
+// direction flag the C calling convention wants clear.
 const (
 	flagTF       = 1 << 8
 	flagDF       = 1 << 10

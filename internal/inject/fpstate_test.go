@@ -14,10 +14,11 @@ import (
 // instruction may hold live values in its vector registers (gcc keeps
 // pointers and doubles there); the C calls of the chain clobber them. The
 // tracer restores them from its copy, and so must the thread when it
-// restores itself. The test marks every vector register of a thread
-// blocked in accept, lets an abandoned injection run, waits until the
-// thread is back in the same accept (no user code ran in between), and
-// compares the registers.
+// restores itself. The same holds for flags the chain must clear for its
+// C calls (amd64's direction flag). The test marks every vector register
+// (and sets those flags) of a thread blocked in accept, lets an abandoned
+// injection run, waits until the thread is back in the same accept (no
+// user code ran in between), compares, and puts the flags back.
 func TestSelfRestoreKeepsFPState(t *testing.T) {
 	testHookAbandon = func(_ int, step string) bool { return step == "chain" }
 	t.Cleanup(func() { testHookAbandon = nil })
@@ -30,6 +31,7 @@ func TestSelfRestoreKeepsFPState(t *testing.T) {
 		}
 		marked := withStoppedThread(t, tg.pid, func(s *ptrace.State) bool {
 			markVectorRegs(s.FP)
+			markFlags(&s.Regs, true)
 			return true
 		})
 		path, inside := tg.marker()
@@ -41,9 +43,17 @@ func TestSelfRestoreKeepsFPState(t *testing.T) {
 			now, err := ptrace.ReadTaskSyscall(tg.pid, tg.pid)
 			return err == nil && !now.Running && now.Nr == before.Nr && now.PC == before.PC && now.SP == before.SP
 		})
-		after := withStoppedThread(t, tg.pid, func(*ptrace.State) bool { return false })
+		flagsKept := true
+		after := withStoppedThread(t, tg.pid, func(s *ptrace.State) bool {
+			flagsKept = flagsMarked(&s.Regs)
+			markFlags(&s.Regs, false) // what the thread's own code expects again
+			return true
+		})
 		if d := fpDiff(marked, after); d != "" {
 			t.Errorf("vector registers changed by a self-restored injection: %s", d)
+		}
+		if !flagsKept {
+			t.Errorf("flags changed by a self-restored injection")
 		}
 		checkReleased(t, tg.pid)
 		tg.progresses()
