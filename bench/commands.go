@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -149,6 +152,47 @@ var commands = []Command{
 		},
 		Applies: func(in testenv.Interp) bool { return strings.HasSuffix(in.Label, "-debian") },
 	},
+	// Native frames: gdb's C backtrace of every thread (no Python
+	// frames) against pyglass's merged C and Python stacks; the
+	// heartbeat's stall is the pause the unwinding adds.
+	{
+		Name: "gdb thread apply all bt",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return append(append([]string(nil), env.GDB...), "-p", fmt.Sprint(tg.PID), "-batch", "-nx", "-ex", "set confirm off", "-ex", "thread apply all bt"), nil
+		},
+	},
+	{
+		Name:     "pyglass stacks --native",
+		Baseline: "gdb thread apply all bt",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "stacks", fmt.Sprint(tg.PID), "--native")
+		},
+	},
+	// Post-mortem: the same target's core (written once by pyglass dump,
+	// outside the timing), read by gdb's py-bt (Debian's python3.11-dbg)
+	// and by pyglass stacks --core.
+	{
+		Name: "gdb py-bt --core",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			core, err := benchCore(env, tg)
+			if err != nil {
+				return nil, err
+			}
+			return append(append([]string(nil), env.HostGDB...), "-batch", "-ex", "thread apply all py-bt", tg.Interp.Path, core), nil
+		},
+		Applies: func(in testenv.Interp) bool { return strings.HasSuffix(in.Label, "-debian") },
+	},
+	{
+		Name:     "pyglass stacks --core",
+		Baseline: "gdb py-bt --core",
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			core, err := benchCore(env, tg)
+			if err != nil {
+				return nil, err
+			}
+			return pyglass(env, "stacks", "--core", core)
+		},
+	},
 	{
 		// CPython 3.15's own one-shot dump (PEP 799's sampling profiler,
 		// "Tachyon"), read-only like pyglass stacks. It must be the
@@ -277,6 +321,37 @@ var commands = []Command{
 			return pyglass(env, "objects", fmt.Sprint(tg.PID), "--diff", "10s", "--paths")
 		},
 	},
+	// Which lines allocated the growth of a leaking service: memray
+	// (attach through gdb, track 10 s, read its capture) against
+	// pyglass's tracemalloc diff over the same 10 s, on the 1M heap with
+	// a leak. memray is Debian sid's, for its python3.14: 3.14 targets in
+	// the sid root only (scripts/sid-root.sh --bench installs it).
+	{
+		// The target's own stalls over the same 10 s (its collector
+		// runs as the leak grows): the floor of the stall columns below.
+		Name:    "nothing, 10 s (leaking 1M heap)",
+		Group:   "memray",
+		Target:  Leak,
+		Argv:    func(*Env, *Target) ([]string, error) { return []string{"sleep", "10"}, nil },
+		Applies: memrayApplies,
+	},
+	{
+		Name:    "memray attach --duration 10 + stats (leaking 1M heap)",
+		Group:   "memray",
+		Target:  Leak,
+		Argv:    memrayAttach,
+		Applies: memrayApplies,
+	},
+	{
+		Name:     "pyglass trace top --diff 10s (leaking 1M heap)",
+		Baseline: "memray attach --duration 10 + stats (leaking 1M heap)",
+		Group:    "memray",
+		Target:   Leak,
+		Argv: func(env *Env, tg *Target) ([]string, error) {
+			return pyglass(env, "trace", "top", fmt.Sprint(tg.PID), "--diff", "10s", "--limit", "5")
+		},
+		Applies: memrayApplies,
+	},
 	{
 		// Last: the first run starts tracemalloc, which stays on (the
 		// heap, built before, is not traced; the walk is measured).
@@ -297,4 +372,52 @@ var commands = []Command{
 func sidGDB(root string) []string {
 	return []string{"unshare", "-m", "--propagation", "private", "sh", "-c",
 		`mount -t proc proc "$0/proc" && exec chroot "$0" /usr/bin/gdb "$@"`, root}
+}
+
+// memrayApplies: memray runs in the sid root, built for its python3.14.
+func memrayApplies(in testenv.Interp) bool {
+	return in.Chroot != "" && in.Major == 3 && in.Minor == 14
+}
+
+// memrayCapture is where memray writes its capture, as the sid root sees it.
+const memrayCapture = "/tmp/pyglass-bench-memray.bin"
+
+// memrayAttach: start tracking for 10 s (memray returns once its tracker
+// runs in the target), wait for the target to end the capture, then
+// print the allocation statistics (top locations by size and count).
+func memrayAttach(env *Env, tg *Target) ([]string, error) {
+	if _, err := os.Stat(filepath.Join(tg.Interp.Chroot, "usr/bin/memray")); err != nil {
+		return nil, fmt.Errorf("no memray in %s (scripts/sid-root.sh --bench installs it)", tg.Interp.Chroot)
+	}
+	script := `rm -f "$0" && memray attach -f --duration 10 -o "$0" "$1" >/dev/null && sleep 10 &&
+for i in $(seq 100); do memray stats "$0" 2>/dev/null && exit 0; sleep 0.1; done
+memray stats "$0"`
+	return inRoot(tg, "sh", "-c", script, memrayCapture, fmt.Sprint(tg.PID)), nil
+}
+
+// benchCores are the cores benchCore wrote, by target PID.
+var benchCores = map[int]string{}
+
+// benchCore returns a core of tg's process, written by pyglass dump the
+// first time it is asked for (untimed: Argv runs before the clock starts).
+func benchCore(env *Env, tg *Target) (string, error) {
+	if c, ok := benchCores[tg.PID]; ok {
+		return c, nil
+	}
+	argv, err := pyglass(env, "dump", fmt.Sprint(tg.PID), "-o", "")
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "pyglass-bench-*.core")
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	os.Remove(f.Name())
+	argv[len(argv)-1] = f.Name()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("pyglass dump: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	benchCores[tg.PID] = f.Name()
+	return f.Name(), nil
 }

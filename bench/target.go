@@ -35,7 +35,14 @@ const (
 	// running an asyncio loop with AsyncTasks tasks (gathers of ten
 	// tasks sleeping two coroutines deep).
 	Tasks Fixture = "tasks"
+	// Leak is the Heap fixture with a leak: its main thread adds
+	// LeakPerSecond small dicts per second to a global list, on one line
+	// (a "commands" thread reads stdin).
+	Leak Fixture = "leak"
 )
+
+// LeakPerSecond is how fast the Leak fixture grows.
+const LeakPerSecond = 5000
 
 // AsyncTasks is how many tasks the Tasks fixture runs.
 const AsyncTasks = 1000
@@ -68,9 +75,12 @@ func StartTarget(root string, in testenv.Interp, fix Fixture) (*Target, error) {
 		files = append(files, "tasks_heartbeat.py")
 		main, args = "tasks_heartbeat.py", []string{fmt.Sprintf("tasks=%d", AsyncTasks)}
 	}
-	if fix == Heap {
+	if fix == Heap || fix == Leak {
 		files = append(files, "heap_heartbeat.py")
 		main, args, ready = "heap_heartbeat.py", []string{fmt.Sprintf("objects=%d", HeapObjects)}, 3*time.Minute
+		if fix == Leak {
+			args = append(args, fmt.Sprintf("grow=%d", LeakPerSecond))
+		}
 	}
 	dir, err := os.MkdirTemp(filepath.Join(in.Chroot, "/tmp"), "pyglass-bench-")
 	if err != nil {
@@ -222,6 +232,10 @@ func (tg *Target) Stop() {
 		tg.cmd.Wait()
 	}
 	os.RemoveAll(tg.script)
+	if c, ok := benchCores[tg.PID]; ok {
+		os.Remove(c)
+		delete(benchCores, tg.PID)
+	}
 	tg.stderr.Close()
 	os.Remove(tg.stderr.Name())
 }

@@ -11,7 +11,8 @@
 #          layout generator)
 #   --bench also install python3.13 and Austin 3.7 (the profiler bench's
 #          anchors; Austin's package wants python3 < 3.14, so its files are
-#          unpacked with dpkg -x, leaving apt's state clean) and sid's gdb
+#          unpacked with dpkg -x, leaving apt's state clean), memray (the
+#          leak bench's anchor, for python3.14) and sid's gdb
 #   --gdb  also install sid's gdb (bench uses it where the host's gdb cannot
 #          restore registers, e.g. gdb 13 on CPUs with AMX)
 #
@@ -62,7 +63,7 @@ if [[ $dev == 1 ]]; then
 	marker[python3.15-dev]=usr/include/python3.15/Python.h
 fi
 [[ $gdb == 1 ]] && marker[gdb]=usr/bin/gdb
-[[ $bench == 1 ]] && marker[python3.13]=usr/bin/python3.13
+[[ $bench == 1 ]] && marker[python3.13]=usr/bin/python3.13 && marker[python3-memray]=usr/bin/memray
 
 # The snapshot mirrors serve Release files past their Valid-Until date.
 apt_opts=(-o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0)
