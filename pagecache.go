@@ -7,6 +7,7 @@ import (
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // pageSize is the unit of pageCache: no larger than any page size of the
@@ -38,6 +39,7 @@ type pageCache struct {
 	used     []*[pageSize]byte
 	record   bool
 	misses   []uint64
+	arena    *live.Arena // where new pages come from (nil: the Go heap)
 }
 
 // errMiss is what a recording page cache returns for a page it does not
@@ -67,6 +69,9 @@ func (c *pageCache) newPage() *[pageSize]byte {
 		pg := c.free[k-1]
 		c.free = c.free[:k-1]
 		return pg
+	}
+	if c.arena != nil {
+		return (*[pageSize]byte)(c.arena.Bytes(pageSize))
 	}
 	return new([pageSize]byte)
 }
