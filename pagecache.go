@@ -110,6 +110,33 @@ func (c *pageCache) fill(base uint64) *[pageSize]byte {
 	return pg
 }
 
+// Word implements memory.WordReader: a word within a page the cache
+// holds. Anything else (a page not read yet, unreadable, or a word across
+// two pages) is ReadAt's, which fills, records a miss or reports.
+func (c *pageCache) Word(addr uint64, size int) (uint64, bool) {
+	base := addr &^ (pageSize - 1)
+	off := int(addr - base)
+	if off+size > pageSize {
+		return 0, false
+	}
+	pg := c.pages[base]
+	if pg == nil {
+		return 0, false
+	}
+	b := pg[off : off+size]
+	switch size {
+	case 1:
+		return uint64(b[0]), true
+	case 2:
+		return uint64(memory.Order.Uint16(b)), true
+	case 4:
+		return uint64(memory.Order.Uint32(b)), true
+	case 8:
+		return memory.Order.Uint64(b), true
+	}
+	return 0, false
+}
+
 // ReadAt implements memory.Reader.
 func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 	if end := addr + uint64(len(p)); end < addr || len(p) > c.maxRead {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ type TaskAwaits struct {
 	DueIn    *float64 `json:"due_in,omitempty"`
 }
 
-func hexID(a uint64) string { return fmt.Sprintf("%#x", a) }
+func hexID(a uint64) string { return "0x" + strconv.FormatUint(a, 16) }
 
 func hexIDs(a []uint64) []string {
 	out := make([]string, len(a))
@@ -209,7 +210,11 @@ func readAsyncTasks(ctx context.Context, rd memory.Reader, m *memoryView, dbg *c
 		if err != nil {
 			return nil, nil, nil, gone(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", pid, i), Err: err})
 		}
-		all = append(all, ts...)
+		if all == nil {
+			all = ts // one interpreter: no copy
+		} else {
+			all = append(all, ts...)
+		}
 		for range ts {
 			which = append(which, i)
 		}
@@ -225,12 +230,20 @@ func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf ma
 	for _, c := range cpython.AsyncCycles(all) {
 		dump.Cycles = append(dump.Cycles, hexIDs(c))
 	}
-	for i, t := range all {
+	n := 0
+	for i := range all {
+		if withDone || all[i].State == cpython.TaskPending {
+			n++
+		}
+	}
+	dump.Tasks = slices.Grow(dump.Tasks, n)
+	for i := range all {
+		t := &all[i]
 		if !withDone && t.State != cpython.TaskPending {
 			continue
 		}
 		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tidOf[t.Thread],
-			Running: t.Running, Stack: []Frame{}, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
+			Running: t.Running, Stack: make([]Frame, 0, len(t.Stack)), AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
 			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
 		if t.Awaits.Object != 0 {
 			at.Awaits.Object = hexID(t.Awaits.Object)

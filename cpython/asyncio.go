@@ -3,6 +3,7 @@ package cpython
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -461,7 +462,7 @@ func (s *asyncState) task(a uint64) (t AsyncTask, ok bool) {
 		return t, false
 	}
 	end := max(al.TaskName, al.TaskCoro) + 8
-	b, err := d.readBytes(a, end)
+	b, err := d.scratchBytes(a, end)
 	if err != nil {
 		return AsyncTask{Addr: a, Err: err.Error()}, true
 	}
@@ -509,7 +510,8 @@ func (s *asyncState) fill(a, loop uint64, state int, waiter, coro, exc, name uin
 	}
 	t.Running = loop != 0 && s.current[loop] == a
 	t.Thread = s.thread[loop]
-	if name != 0 {
+	// 3.12+ keep a task's number (an int) until its name is asked for.
+	if nt, err := d.typeOf(name); err == nil && nt.flags&tpflagsUnicodeSubclass != 0 {
 		if n, _, err := d.strTrunc(name, MaxNameLen); err == nil {
 			t.Name = n
 		}
@@ -718,13 +720,14 @@ func innermostAsync(stack []Frame) (Frame, bool) {
 // coroChain follows a task's coroutine through what each coroutine
 // awaits, returning one frame per coroutine, outermost first.
 func (s *asyncState) coroChain(coro uint64) ([]Frame, error) {
-	var out []Frame
-	seen := map[uint64]bool{}
+	out := make([]Frame, 0, 4) // a chain is a few coroutines long
+	var seenBuf [8]uint64
+	seen := seenBuf[:0]
 	for n := 0; coro != 0; n++ {
-		if n >= maxCoroChain || seen[coro] {
+		if n >= maxCoroChain || slices.Contains(seen, coro) {
 			return out, fmt.Errorf("coroutine chain at %#x: %w", coro, ErrFrameCycle)
 		}
-		seen[coro] = true
+		seen = append(seen, coro)
 		t, err := s.d.typeOf(coro)
 		if err != nil {
 			return out, err
