@@ -40,6 +40,34 @@ type pageCache struct {
 	record   bool
 	misses   []uint64
 	arena    *live.Arena // where new pages come from (nil: the Go heap)
+	// marks, when not nil, records which words of each page were read
+	// (see sameUsed).
+	marks    map[uint64]*pageMarks
+	lastBase uint64 // marks' last page, and its marks
+	lastMark *pageMarks
+}
+
+// pageMarks has a bit per 8-byte word of a page: set when a read used a
+// byte of it.
+type pageMarks [pageSize / 8 / 64]uint64
+
+// mark records that the n bytes at offset off of the page at base were
+// read.
+func (c *pageCache) mark(base uint64, off, n int) {
+	if c.marks == nil || n <= 0 {
+		return
+	}
+	m := c.lastMark
+	if m == nil || c.lastBase != base {
+		if m = c.marks[base]; m == nil {
+			m = new(pageMarks)
+			c.marks[base] = m
+		}
+		c.lastBase, c.lastMark = base, m
+	}
+	for w := off / 8; w <= (off+n-1)/8; w++ {
+		m[w/64] |= 1 << (w % 64)
+	}
 }
 
 // errMiss is what a recording page cache returns for a page it does not
@@ -60,6 +88,8 @@ func newSampleCache(r memory.Reader, behind int) *pageCache {
 // reset empties the cache, keeping its pages for reuse.
 func (c *pageCache) reset() {
 	clear(c.pages)
+	clear(c.marks)
+	c.lastMark = nil
 	c.free = append(c.free, c.used...)
 	c.used = c.used[:0]
 }
@@ -123,6 +153,7 @@ func (c *pageCache) Word(addr uint64, size int) (uint64, bool) {
 	if pg == nil {
 		return 0, false
 	}
+	c.mark(base, off, size)
 	b := pg[off : off+size]
 	switch size {
 	case 1:
@@ -168,7 +199,9 @@ func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 			}
 			return n + m, err
 		}
-		n += copy(p[n:], pg[a-base:])
+		k := copy(p[n:], pg[a-base:])
+		c.mark(base, int(a-base), k)
+		n += k
 	}
 	return n, nil
 }

@@ -1,6 +1,7 @@
 package pyglass
 
 import (
+	mathbits "math/bits"
 	"slices"
 	"time"
 
@@ -15,10 +16,12 @@ import (
 // chains) while pausing the target's threads for as little as it can: the
 // walk first runs on the running target, only to learn which pages it
 // touches; then the threads are paused while exactly those pages are
-// copied, in one vectored read, and thawed. When the copy is the pages
-// the first walk read, byte for byte (the target did not change them
-// meanwhile: an idle or hung program), that walk decoded the snapshot
-// and its result stands; otherwise the walk runs again on the copy
+// copied, in one vectored read, and thawed. When the copy holds the
+// bytes the first walk read, the same (the target did not change them
+// meanwhile: an idle or hung program, or one busy with other objects,
+// even on the same pages), that walk decoded the snapshot and its
+// result stands: a walk is a function of the bytes it reads, so the
+// same bytes make the same walk. Otherwise the walk runs again on the copy
 // alone, a page it lacks noted instead of read. A walk that
 // needed a page the first pass did not (the target changed meanwhile)
 // gets another pause with those pages added, up to snapshotRounds times;
@@ -48,6 +51,7 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 	arena := live.NewArena(2 * snapshotPages * pageSize)
 	defer arena.Release()
 	warm := newSnapshotCache(r, arena)
+	warm.marks = map[uint64]*pageMarks{}
 	warmErr := read(warm) // on the running target: which pages
 	pages := warm.pageList()
 	overflow := len(warm.used) >= warm.maxPages
@@ -61,8 +65,8 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 			return paused, err
 		}
 		snap.keepAll(segs, retry)
-		if round == 0 && snap.sameAs(warm) {
-			// Every page the first walk decoded is what the pause
+		if round == 0 && snap.sameUsed(warm) {
+			// Every byte the first walk decoded is what the pause
 			// copied: that walk's result is the snapshot's.
 			return paused, warmErr
 		}
@@ -83,16 +87,28 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 	return paused, read(newPageCache(r))
 }
 
-// sameAs reports whether c holds the same pages as o, byte for byte (an
-// unreadable page in both).
-func (c *pageCache) sameAs(o *pageCache) bool {
-	if len(c.pages) != len(o.pages) {
-		return false
-	}
-	for a, pg := range c.pages {
-		opg, ok := o.pages[a]
-		if !ok || (pg == nil) != (opg == nil) || pg != nil && *pg != *opg {
+// sameUsed reports whether c holds, of every page of o (a cache that
+// marks), the bytes o's reads used, the same (an unreadable page in
+// both). A walk is a function of the bytes it reads: when they are all
+// the same in c, that walk on o is the walk on c.
+func (c *pageCache) sameUsed(o *pageCache) bool {
+	for a, opg := range o.pages {
+		pg, ok := c.pages[a]
+		if !ok || (pg == nil) != (opg == nil) {
 			return false
+		}
+		m := o.marks[a]
+		if pg == nil || m == nil {
+			continue
+		}
+		for i, bits := range m {
+			for bits != 0 {
+				w := (i*64 + mathbits.TrailingZeros64(bits)) * 8
+				if *(*[8]byte)(pg[w:]) != *(*[8]byte)(opg[w:]) {
+					return false
+				}
+				bits &= bits - 1
+			}
 		}
 	}
 	return true
