@@ -230,20 +230,29 @@ func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf ma
 	for _, c := range cpython.AsyncCycles(all) {
 		dump.Cycles = append(dump.Cycles, hexIDs(c))
 	}
-	n := 0
+	n, frames := 0, 0
 	for i := range all {
 		if withDone || all[i].State == cpython.TaskPending {
-			n++
+			n, frames = n+1, frames+len(all[i].Stack)
 		}
 	}
 	dump.Tasks = slices.Grow(dump.Tasks, n)
+	slab := make([]Frame, frames) // every task's stack, in one allocation
+	dues := make([]float64, 0, n)
+	var loop uint64
+	var loopID string
 	for i := range all {
 		t := &all[i]
 		if !withDone && t.State != cpython.TaskPending {
 			continue
 		}
-		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tidOf[t.Thread],
-			Running: t.Running, Stack: make([]Frame, 0, len(t.Stack)), AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
+		if t.Loop != loop || loopID == "" {
+			loop, loopID = t.Loop, hexID(t.Loop) // tasks of a loop come together
+		}
+		stack := slab[:0:len(t.Stack)]
+		slab = slab[len(t.Stack):]
+		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: loopID, Thread: tidOf[t.Thread],
+			Running: t.Running, Stack: stack, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
 			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
 		if t.Awaits.Object != 0 {
 			at.Awaits.Object = hexID(t.Awaits.Object)
@@ -251,8 +260,8 @@ func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf ma
 		if t.Awaits.HasDeadline {
 			at.Awaits.Deadline = t.Awaits.Deadline
 			if now != nil {
-				due := math.Round((t.Awaits.Deadline-now())*1e3) / 1e3
-				at.Awaits.DueIn = &due
+				dues = append(dues, math.Round((t.Awaits.Deadline-now())*1e3)/1e3)
+				at.Awaits.DueIn = &dues[len(dues)-1]
 			}
 		}
 		if len(at.Awaits.Tasks) == 0 {

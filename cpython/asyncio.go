@@ -821,27 +821,33 @@ func (s *asyncState) coroFrame(coro uint64, follow bool) (f Frame, next uint64, 
 // awaits B awaits A), each listed from its lowest address in await
 // order; cycles are sorted by their first member.
 func AsyncCycles(tasks []AsyncTask) [][]uint64 {
-	awaits := map[uint64][]uint64{}
-	for _, t := range tasks {
-		awaits[t.Addr] = t.Awaits.Tasks
+	at := make(map[uint64]int32, len(tasks)) // a task's index in tasks
+	for i, t := range tasks {
+		at[t.Addr] = int32(i)
 	}
-	// Tarjan's strongly connected components.
-	index, low := map[uint64]int{}, map[uint64]int{}
-	onStack := map[uint64]bool{}
-	var stack []uint64
+	awaits := func(v uint64) []uint64 { return tasks[at[v]].Awaits.Tasks }
+	// Tarjan's strongly connected components, over the indices.
+	const unseen = -1
+	index, low := make([]int32, len(tasks)), make([]int32, len(tasks))
+	for i := range index {
+		index[i] = unseen
+	}
+	onStack := make([]bool, len(tasks))
+	var stack []int32
 	var out [][]uint64
-	next := 0
-	var visit func(v uint64)
-	visit = func(v uint64) {
+	next := int32(0)
+	var visit func(v int32)
+	visit = func(v int32) {
 		index[v], low[v] = next, next
 		next++
 		stack = append(stack, v)
 		onStack[v] = true
-		for _, w := range awaits[v] {
-			if _, known := awaits[w]; !known {
+		for _, a := range tasks[v].Awaits.Tasks {
+			w, known := at[a]
+			if !known {
 				continue
 			}
-			if _, seen := index[w]; !seen {
+			if index[w] == unseen {
 				visit(w)
 				low[v] = min(low[v], low[w])
 			} else if onStack[w] {
@@ -856,19 +862,19 @@ func AsyncCycles(tasks []AsyncTask) [][]uint64 {
 			w := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			onStack[w] = false
-			comp = append(comp, w)
+			comp = append(comp, tasks[w].Addr)
 			if w == v {
 				break
 			}
 		}
-		selfLoop := len(comp) == 1 && contains(awaits[v], v)
+		selfLoop := len(comp) == 1 && contains(tasks[v].Awaits.Tasks, tasks[v].Addr)
 		if len(comp) > 1 || selfLoop {
 			out = append(out, orderCycle(comp, awaits))
 		}
 	}
 	for _, t := range tasks {
-		if _, seen := index[t.Addr]; !seen {
-			visit(t.Addr)
+		if v := at[t.Addr]; index[v] == unseen {
+			visit(v)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
@@ -887,7 +893,7 @@ func contains(a []uint64, v uint64) bool {
 // orderCycle lists a strongly connected component from its lowest
 // address, each member followed by one it awaits inside the component
 // (the members of a simple cycle in await order).
-func orderCycle(comp []uint64, awaits map[uint64][]uint64) []uint64 {
+func orderCycle(comp []uint64, awaits func(uint64) []uint64) []uint64 {
 	in := map[uint64]bool{}
 	for _, c := range comp {
 		in[c] = true
@@ -897,7 +903,7 @@ func orderCycle(comp []uint64, awaits map[uint64][]uint64) []uint64 {
 	done := map[uint64]bool{comp[0]: true}
 	for cur := comp[0]; len(out) < len(comp); {
 		moved := false
-		for _, w := range awaits[cur] {
+		for _, w := range awaits(cur) {
 			if in[w] && !done[w] {
 				out, done[w], cur, moved = append(out, w), true, w, true
 				break
