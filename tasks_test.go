@@ -49,6 +49,21 @@ func (c *pauseCounter) hook(paused bool) {
 	c.mu.Unlock()
 }
 
+// attachManyTasks attaches to a target of in running 1,000 asyncio tasks
+// and more (3.7+; skips the others).
+func attachManyTasks(t *testing.T, in testenv.Interp) *Process {
+	t.Helper()
+	if !in.AtLeast(3, 7) {
+		testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
+	}
+	tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=1000"))
+	p, err := Attach(tg.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestTasksPause: with 1,000 tasks, Tasks holds the target's threads only
 // while it copies the pages its walk needs, in one vectored read
 // (pausedRead): the tasks are decoded after the thaw (they were decoded
@@ -57,14 +72,7 @@ func (c *pauseCounter) hook(paused bool) {
 // same target, interleaved: a freeze and thaw that reads nothing.
 func TestTasksPause(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		if !in.AtLeast(3, 7) {
-			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
-		}
-		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=1000"))
-		p, err := Attach(tg.PID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := attachManyTasks(t, in)
 		// Measured a second time before failing on time (a load spike on
 		// a 2-core CI machine); the counts must hold in the last one.
 		for attempt := 1; ; attempt++ {
@@ -125,14 +133,7 @@ func TestTasksPause(t *testing.T) {
 // is cached once per process (the layout tables) is not.
 func TestTasksAllocs(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		if !in.AtLeast(3, 7) {
-			testenv.Skipf(t, "pyglass reads tasks of 3.7 and newer, not %s", in.Version())
-		}
-		tg := testenv.Start(t, in, testenv.Fixture(t, "asyncio_tasks.py"), testenv.Args("many=1000"))
-		p, err := Attach(tg.PID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := attachManyTasks(t, in)
 		if _, err := p.Tasks(context.Background(), TaskOptions{}); err != nil {
 			t.Fatal(err)
 		}
