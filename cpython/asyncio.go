@@ -109,6 +109,22 @@ type asyncState struct {
 	dbg     *AsyncioDebug     // 3.14+
 	// whenSlot caches the offset of _when in each TimerHandle class.
 	whenSlot map[uint64]uint64
+	chain    []Frame // coroChain's scratch
+	frames   []Frame // the chains' frames, handed out by keepFrames
+}
+
+// keepFrames returns a copy of f from a slab shared by the walk's chains
+// (one allocation per 512 frames, not one per task).
+func (s *asyncState) keepFrames(f []Frame) []Frame {
+	if len(f) == 0 {
+		return nil
+	}
+	if cap(s.frames)-len(s.frames) < len(f) {
+		s.frames = make([]Frame, 0, max(512, len(f)))
+	}
+	n := len(s.frames)
+	s.frames = append(s.frames, f...)
+	return s.frames[n : n+len(f) : n+len(f)]
 }
 
 // AsyncTasks reads every asyncio task of interp from its registries
@@ -720,8 +736,14 @@ func innermostAsync(stack []Frame) (Frame, bool) {
 // coroChain follows a task's coroutine through what each coroutine
 // awaits, returning one frame per coroutine, outermost first.
 func (s *asyncState) coroChain(coro uint64) ([]Frame, error) {
-	out := make([]Frame, 0, 4) // a chain is a few coroutines long
-	var seenBuf [8]uint64
+	out, err := s.chainInto(s.chain[:0], coro)
+	s.chain = out
+	return s.keepFrames(out), err
+}
+
+// chainInto appends coroChain's frames to out.
+func (s *asyncState) chainInto(out []Frame, coro uint64) ([]Frame, error) {
+	var seenBuf [8]uint64 // a chain is a few coroutines long
 	seen := seenBuf[:0]
 	for n := 0; coro != 0; n++ {
 		if n >= maxCoroChain || slices.Contains(seen, coro) {
