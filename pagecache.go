@@ -40,8 +40,12 @@ type pageCache struct {
 	record   bool
 	misses   []uint64
 	arena    *live.Arena // where new pages come from (nil: the Go heap)
+	// ahead is how many pages past one it misses the cache reads in the
+	// same system call (those not cached yet), while it holds less than
+	// half its pages: objects allocated together sit on adjacent pages.
 	// marks, when not nil, records which words of each page were read
 	// (see sameUsed).
+	ahead    int
 	marks    map[uint64]*pageMarks
 	lastBase uint64 // marks' last page, and its marks
 	lastMark *pageMarks
@@ -131,11 +135,46 @@ func (c *pageCache) fill(base uint64) *[pageSize]byte {
 			}
 		}
 	}
+	if pg := c.fillAhead(base); pg != nil {
+		return pg
+	}
 	pg := c.newPage()
 	if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
 		c.free = append(c.free, pg)
 		return nil
 	}
+	c.used = append(c.used, pg)
+	return pg
+}
+
+// fillAhead reads the page at base and up to c.ahead pages after it that
+// the cache lacks, in one read, and keeps those after it; nil when it
+// reads nothing (no page to add, or the range is not readable whole:
+// fill then reads base alone).
+func (c *pageCache) fillAhead(base uint64) *[pageSize]byte {
+	if c.ahead <= 0 || len(c.used)+c.ahead+1 > c.maxPages/2 || base > ^uint64(0)-uint64(c.ahead+1)*pageSize {
+		return nil
+	}
+	n := 1
+	for n <= c.ahead {
+		if _, ok := c.pages[base+uint64(n)*pageSize]; ok {
+			break
+		}
+		n++
+	}
+	if n == 1 {
+		return nil
+	}
+	blk := c.arena.Bytes(n * pageSize) // a nil arena: the heap
+	if k, err := c.r.ReadAt(blk, base); err != nil || k != len(blk) {
+		return nil
+	}
+	for i := 1; i < n; i++ {
+		pg := (*[pageSize]byte)(blk[i*pageSize:])
+		c.used = append(c.used, pg)
+		c.pages[base+uint64(i)*pageSize] = pg
+	}
+	pg := (*[pageSize]byte)(blk)
 	c.used = append(c.used, pg)
 	return pg
 }

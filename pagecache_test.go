@@ -54,3 +54,46 @@ func TestPageCacheWords(t *testing.T) {
 		t.Errorf("%v allocations per 3 words of cached pages, want 0", n)
 	}
 }
+
+// TestPageCacheReadAhead: a cache that reads ahead fills the pages after
+// a miss in the same read, lists for the pause only the pages a read
+// used, and reads a page alone when the range ahead is not readable
+// whole (the end of a mapping).
+func TestPageCacheReadAhead(t *testing.T) {
+	const base = 0x40000
+	var mem memory.Fake
+	mem.Map(base, make([]byte, 6*pageSize)) // then a hole
+	rc := &readCounter{r: &mem}
+	c := newSnapshotCache(rc, nil)
+	c.marks = map[uint64]*pageMarks{}
+	c.ahead = 3
+	for _, a := range []uint64{base, base + pageSize + 8, base + 2*pageSize, base + 3*pageSize} {
+		if _, err := memory.U64(c, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rc.reads != 1 {
+		t.Errorf("4 adjacent pages: %d reads, want 1", rc.reads)
+	}
+	// Pages 4 and 5, then the hole: the read ahead fails, page 4 is read
+	// alone, then 5 (its next is the hole too).
+	for _, a := range []uint64{base + 4*pageSize, base + 5*pageSize} {
+		if _, err := memory.U64(c, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rc.reads != 5 {
+		t.Errorf("2 pages before a hole: %d reads in all, want 5 (2 that fail whole, 2 alone, 1 before)", rc.reads)
+	}
+	if _, err := memory.U64(c, base+7*pageSize); !errors.Is(err, memory.ErrFault) {
+		t.Errorf("in the hole: %v", err)
+	}
+	// Of 4 pages read, one used: the pause copies that one.
+	c2 := newSnapshotCache(&mem, nil)
+	c2.marks = map[uint64]*pageMarks{}
+	c2.ahead = 3
+	memory.U64(c2, base)
+	if got := c2.pageList(); len(got) != 1 || got[0] != base || len(c2.pages) != 4 {
+		t.Errorf("one page used of 4 read: listed %#x of %d", got, len(c2.pages))
+	}
+}

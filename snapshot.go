@@ -52,6 +52,7 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 	defer arena.Release()
 	warm := newSnapshotCache(r, arena)
 	warm.marks = map[uint64]*pageMarks{}
+	warm.ahead = 3
 	warmErr := read(warm) // on the running target: which pages
 	pages := warm.pageList()
 	overflow := len(warm.used) >= warm.maxPages
@@ -93,6 +94,9 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 // the same in c, that walk on o is the walk on c.
 func (c *pageCache) sameUsed(o *pageCache) bool {
 	for a, opg := range o.pages {
+		if opg != nil && o.marks[a] == nil {
+			continue // read ahead, never used: not copied
+		}
 		pg, ok := c.pages[a]
 		if !ok || (pg == nil) != (opg == nil) {
 			return false
@@ -131,10 +135,14 @@ func newSnapshotCache(r memory.Reader, arena *live.Arena) *pageCache {
 	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}, maxPages: snapshotPages, maxRead: snapshotPages * pageSize, arena: arena}
 }
 
-// pageList returns the pages the cache holds or tried, sorted.
+// pageList returns the pages the cache holds or tried, sorted, but
+// those it read ahead that no read used.
 func (c *pageCache) pageList() []uint64 {
 	out := make([]uint64, 0, len(c.pages))
-	for a := range c.pages {
+	for a, pg := range c.pages {
+		if pg != nil && c.marks != nil && c.marks[a] == nil {
+			continue // read ahead, never used
+		}
 		out = append(out, a)
 	}
 	slices.Sort(out)
