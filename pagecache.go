@@ -7,6 +7,7 @@ import (
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // pageSize is the unit of pageCache: no larger than any page size of the
@@ -38,6 +39,39 @@ type pageCache struct {
 	used     []*[pageSize]byte
 	record   bool
 	misses   []uint64
+	arena    *live.Arena // where new pages come from (nil: the Go heap)
+	// ahead is how many pages past one it misses the cache reads in the
+	// same system call (those not cached yet), while it holds less than
+	// half its pages: objects allocated together sit on adjacent pages.
+	// marks, when not nil, records which words of each page were read
+	// (see sameUsed).
+	ahead    int
+	marks    map[uint64]*pageMarks
+	lastBase uint64 // marks' last page, and its marks
+	lastMark *pageMarks
+}
+
+// pageMarks has a bit per 8-byte word of a page: set when a read used a
+// byte of it.
+type pageMarks [pageSize / 8 / 64]uint64
+
+// mark records that the n bytes at offset off of the page at base were
+// read.
+func (c *pageCache) mark(base uint64, off, n int) {
+	if c.marks == nil || n <= 0 {
+		return
+	}
+	m := c.lastMark
+	if m == nil || c.lastBase != base {
+		if m = c.marks[base]; m == nil {
+			m = new(pageMarks)
+			c.marks[base] = m
+		}
+		c.lastBase, c.lastMark = base, m
+	}
+	for w := off / 8; w <= (off+n-1)/8; w++ {
+		m[w/64] |= 1 << (w % 64)
+	}
 }
 
 // errMiss is what a recording page cache returns for a page it does not
@@ -58,6 +92,8 @@ func newSampleCache(r memory.Reader, behind int) *pageCache {
 // reset empties the cache, keeping its pages for reuse.
 func (c *pageCache) reset() {
 	clear(c.pages)
+	clear(c.marks)
+	c.lastMark = nil
 	c.free = append(c.free, c.used...)
 	c.used = c.used[:0]
 }
@@ -67,6 +103,9 @@ func (c *pageCache) newPage() *[pageSize]byte {
 		pg := c.free[k-1]
 		c.free = c.free[:k-1]
 		return pg
+	}
+	if c.arena != nil {
+		return (*[pageSize]byte)(c.arena.Bytes(pageSize))
 	}
 	return new([pageSize]byte)
 }
@@ -96,6 +135,9 @@ func (c *pageCache) fill(base uint64) *[pageSize]byte {
 			}
 		}
 	}
+	if pg := c.fillAhead(base); pg != nil {
+		return pg
+	}
 	pg := c.newPage()
 	if k, err := c.r.ReadAt(pg[:], base); err != nil || k != pageSize {
 		c.free = append(c.free, pg)
@@ -103,6 +145,66 @@ func (c *pageCache) fill(base uint64) *[pageSize]byte {
 	}
 	c.used = append(c.used, pg)
 	return pg
+}
+
+// fillAhead reads the page at base and up to c.ahead pages after it that
+// the cache lacks, in one read, and keeps those after it; nil when it
+// reads nothing (no page to add, or the range is not readable whole:
+// fill then reads base alone).
+func (c *pageCache) fillAhead(base uint64) *[pageSize]byte {
+	if c.ahead <= 0 || len(c.used)+c.ahead+1 > c.maxPages/2 || base > ^uint64(0)-uint64(c.ahead+1)*pageSize {
+		return nil
+	}
+	n := 1
+	for n <= c.ahead {
+		if _, ok := c.pages[base+uint64(n)*pageSize]; ok {
+			break
+		}
+		n++
+	}
+	if n == 1 {
+		return nil
+	}
+	blk := c.arena.Bytes(n * pageSize) // a nil arena: the heap
+	if k, err := c.r.ReadAt(blk, base); err != nil || k != len(blk) {
+		return nil
+	}
+	for i := 1; i < n; i++ {
+		pg := (*[pageSize]byte)(blk[i*pageSize:])
+		c.used = append(c.used, pg)
+		c.pages[base+uint64(i)*pageSize] = pg
+	}
+	pg := (*[pageSize]byte)(blk)
+	c.used = append(c.used, pg)
+	return pg
+}
+
+// Word implements memory.WordReader: a word within a page the cache
+// holds. Anything else (a page not read yet, unreadable, or a word across
+// two pages) is ReadAt's, which fills, records a miss or reports.
+func (c *pageCache) Word(addr uint64, size int) (uint64, bool) {
+	base := addr &^ (pageSize - 1)
+	off := int(addr - base)
+	if off+size > pageSize {
+		return 0, false
+	}
+	pg := c.pages[base]
+	if pg == nil {
+		return 0, false
+	}
+	c.mark(base, off, size)
+	b := pg[off : off+size]
+	switch size {
+	case 1:
+		return uint64(b[0]), true
+	case 2:
+		return uint64(memory.Order.Uint16(b)), true
+	case 4:
+		return uint64(memory.Order.Uint32(b)), true
+	case 8:
+		return memory.Order.Uint64(b), true
+	}
+	return 0, false
 }
 
 // ReadAt implements memory.Reader.
@@ -136,7 +238,9 @@ func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 			}
 			return n + m, err
 		}
-		n += copy(p[n:], pg[a-base:])
+		k := copy(p[n:], pg[a-base:])
+		c.mark(base, int(a-base), k)
+		n += k
 	}
 	return n, nil
 }

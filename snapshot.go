@@ -1,10 +1,12 @@
 package pyglass
 
 import (
+	mathbits "math/bits"
 	"slices"
 	"time"
 
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // A paused snapshot read in short pauses.
@@ -14,10 +16,12 @@ import (
 // chains) while pausing the target's threads for as little as it can: the
 // walk first runs on the running target, only to learn which pages it
 // touches; then the threads are paused while exactly those pages are
-// copied, in one vectored read, and thawed. When the copy is the pages
-// the first walk read, byte for byte (the target did not change them
-// meanwhile: an idle or hung program), that walk decoded the snapshot
-// and its result stands; otherwise the walk runs again on the copy
+// copied, in one vectored read, and thawed. When the copy holds the
+// bytes the first walk read, the same (the target did not change them
+// meanwhile: an idle or hung program, or one busy with other objects,
+// even on the same pages), that walk decoded the snapshot and its
+// result stands: a walk is a function of the bytes it reads, so the
+// same bytes make the same walk. Otherwise the walk runs again on the copy
 // alone, a page it lacks noted instead of read. A walk that
 // needed a page the first pass did not (the target changed meanwhile)
 // gets another pause with those pages added, up to snapshotRounds times;
@@ -40,13 +44,21 @@ const snapshotPages = 16384
 // (freezes included). freeze pauses every thread; its error is returned
 // as is.
 func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read func(memory.Reader) error) (paused time.Duration, err error) {
-	warm := newSnapshotCache(r)
+	// The pages of the walks and copies below (2 x 2.2 MiB for 1,000
+	// tasks), in huge pages where the kernel has them. The caches
+	// holding them die with this call: reads copy out of a page, and
+	// nothing else keeps one.
+	arena := live.NewArena(2 * snapshotPages * pageSize)
+	defer arena.Release()
+	warm := newSnapshotCache(r, arena)
+	warm.marks = map[uint64]*pageMarks{}
+	warm.ahead = 3
 	warmErr := read(warm) // on the running target: which pages
 	pages := warm.pageList()
 	overflow := len(warm.used) >= warm.maxPages
 	for round := 0; round < snapshotRounds && !overflow; round++ {
-		snap := newSnapshotCache(r)
-		segs := pageSegments(pages)
+		snap := newSnapshotCache(r, arena)
+		segs := pageSegments(pages, arena)
 		t0 := time.Now()
 		retry, err := copyFrozen(freeze, snap, segs)
 		paused += time.Since(t0)
@@ -54,8 +66,8 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 			return paused, err
 		}
 		snap.keepAll(segs, retry)
-		if round == 0 && snap.sameAs(warm) {
-			// Every page the first walk decoded is what the pause
+		if round == 0 && snap.sameUsed(warm) {
+			// Every byte the first walk decoded is what the pause
 			// copied: that walk's result is the snapshot's.
 			return paused, warmErr
 		}
@@ -76,16 +88,31 @@ func pausedRead(r memory.Reader, freeze func() (thaw func(), err error), read fu
 	return paused, read(newPageCache(r))
 }
 
-// sameAs reports whether c holds the same pages as o, byte for byte (an
-// unreadable page in both).
-func (c *pageCache) sameAs(o *pageCache) bool {
-	if len(c.pages) != len(o.pages) {
-		return false
-	}
-	for a, pg := range c.pages {
-		opg, ok := o.pages[a]
-		if !ok || (pg == nil) != (opg == nil) || pg != nil && *pg != *opg {
+// sameUsed reports whether c holds, of every page of o (a cache that
+// marks), the bytes o's reads used, the same (an unreadable page in
+// both). A walk is a function of the bytes it reads: when they are all
+// the same in c, that walk on o is the walk on c.
+func (c *pageCache) sameUsed(o *pageCache) bool {
+	for a, opg := range o.pages {
+		if opg != nil && o.marks[a] == nil {
+			continue // read ahead, never used: not copied
+		}
+		pg, ok := c.pages[a]
+		if !ok || (pg == nil) != (opg == nil) {
 			return false
+		}
+		m := o.marks[a]
+		if pg == nil || m == nil {
+			continue
+		}
+		for i, bits := range m {
+			for bits != 0 {
+				w := (i*64 + mathbits.TrailingZeros64(bits)) * 8
+				if *(*[8]byte)(pg[w:]) != *(*[8]byte)(opg[w:]) {
+					return false
+				}
+				bits &= bits - 1
+			}
 		}
 	}
 	return true
@@ -102,15 +129,20 @@ func copyFrozen(freeze func() (func(), error), snap *pageCache, segs []memory.Se
 }
 
 // newSnapshotCache returns a page cache that keeps up to snapshotPages
-// pages and caches reads of any size (none bypasses it).
-func newSnapshotCache(r memory.Reader) *pageCache {
-	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}, maxPages: snapshotPages, maxRead: snapshotPages * pageSize}
+// pages and caches reads of any size (none bypasses it), its pages from
+// arena.
+func newSnapshotCache(r memory.Reader, arena *live.Arena) *pageCache {
+	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}, maxPages: snapshotPages, maxRead: snapshotPages * pageSize, arena: arena}
 }
 
-// pageList returns the pages the cache holds or tried, sorted.
+// pageList returns the pages the cache holds or tried, sorted, but
+// those it read ahead that no read used.
 func (c *pageCache) pageList() []uint64 {
 	out := make([]uint64, 0, len(c.pages))
-	for a := range c.pages {
+	for a, pg := range c.pages {
+		if pg != nil && c.marks != nil && c.marks[a] == nil {
+			continue // read ahead, never used
+		}
 		out = append(out, a)
 	}
 	slices.Sort(out)
@@ -119,10 +151,11 @@ func (c *pageCache) pageList() []uint64 {
 
 // pageSegments returns the segments that read the pages at the given
 // addresses with as few ranges as it can (adjacent pages in one segment),
-// their buffers allocated (so that the read itself allocates nothing).
-func pageSegments(pages []uint64) []memory.Segment {
+// their buffers allocated from arena (so that the read itself allocates
+// nothing).
+func pageSegments(pages []uint64, arena *live.Arena) []memory.Segment {
 	pages = slices.Compact(slices.Sorted(slices.Values(pages)))
-	buf := make([]byte, len(pages)*pageSize)
+	buf := arena.Bytes(len(pages) * pageSize)
 	for i := 0; i < len(buf); i += pageSize {
 		buf[i] = 1 // fault the buffer in now, not during the pause
 	}

@@ -60,8 +60,9 @@ func walk(r memory.Reader, out *[]uint64) error {
 // "paused", never a mix: the target rewrites its list between the first
 // pass and the pause (in place: the copy differs, the walk runs on it
 // again; or grown onto a page the first pass did not touch: another
-// round), and as soon as it is thawed (the final walk must not see that).
-// A target that changes before every pause ends in the walk while
+// round), and as soon as it is thawed (the final walk must not see that);
+// bytes of the pages walked that the walk did not read may change
+// meanwhile without a second walk. A target that changes before every pause ends in the walk while
 // paused; one that does not change is walked once.
 func TestPausedRead(t *testing.T) {
 	for _, c := range []struct {
@@ -76,6 +77,12 @@ func TestPausedRead(t *testing.T) {
 				l.set(5, 6)
 			}
 		}, 1, 2},
+		{"unread bytes", func(l *listMemory, n int, _ []uint64) {
+			// Bytes the walk never read, on pages it read: its
+			// result stands (a busy target always changes some).
+			l.pages[listHead][64]++
+			l.pages[listHead+pageSize][pageSize-1]++
+		}, 1, 1},
 		{"grows once", func(l *listMemory, n int, _ []uint64) {
 			if n == 0 {
 				l.set(1, 2, 10)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ type TaskAwaits struct {
 	DueIn    *float64 `json:"due_in,omitempty"`
 }
 
-func hexID(a uint64) string { return fmt.Sprintf("%#x", a) }
+func hexID(a uint64) string { return "0x" + strconv.FormatUint(a, 16) }
 
 func hexIDs(a []uint64) []string {
 	out := make([]string, len(a))
@@ -209,7 +210,11 @@ func readAsyncTasks(ctx context.Context, rd memory.Reader, m *memoryView, dbg *c
 		if err != nil {
 			return nil, nil, nil, gone(&Error{Kind: ErrInternal, Msg: fmt.Sprintf("process %d: reading the asyncio tasks of interpreter %d", pid, i), Err: err})
 		}
-		all = append(all, ts...)
+		if all == nil {
+			all = ts // one interpreter: no copy
+		} else {
+			all = append(all, ts...)
+		}
 		for range ts {
 			which = append(which, i)
 		}
@@ -225,12 +230,29 @@ func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf ma
 	for _, c := range cpython.AsyncCycles(all) {
 		dump.Cycles = append(dump.Cycles, hexIDs(c))
 	}
-	for i, t := range all {
+	n, frames := 0, 0
+	for i := range all {
+		if withDone || all[i].State == cpython.TaskPending {
+			n, frames = n+1, frames+len(all[i].Stack)
+		}
+	}
+	dump.Tasks = slices.Grow(dump.Tasks, n)
+	slab := make([]Frame, frames) // every task's stack, in one allocation
+	dues := make([]float64, 0, n)
+	var loop uint64
+	var loopID string
+	for i := range all {
+		t := &all[i]
 		if !withDone && t.State != cpython.TaskPending {
 			continue
 		}
-		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: hexID(t.Loop), Thread: tidOf[t.Thread],
-			Running: t.Running, Stack: []Frame{}, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
+		if t.Loop != loop || loopID == "" {
+			loop, loopID = t.Loop, hexID(t.Loop) // tasks of a loop come together
+		}
+		stack := slab[:0:len(t.Stack)]
+		slab = slab[len(t.Stack):]
+		at := AsyncTask{ID: hexID(t.Addr), Name: t.Name, State: t.State, Interpreter: which[i], Loop: loopID, Thread: tidOf[t.Thread],
+			Running: t.Running, Stack: stack, AwaitedBy: hexIDs(t.AwaitedBy), Exception: t.Exception, Error: t.Err,
 			Awaits: TaskAwaits{Kind: t.Awaits.Kind, Type: t.Awaits.Type, Tasks: hexIDs(t.Awaits.Tasks)}}
 		if t.Awaits.Object != 0 {
 			at.Awaits.Object = hexID(t.Awaits.Object)
@@ -238,8 +260,8 @@ func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf ma
 		if t.Awaits.HasDeadline {
 			at.Awaits.Deadline = t.Awaits.Deadline
 			if now != nil {
-				due := math.Round((t.Awaits.Deadline-now())*1e3) / 1e3
-				at.Awaits.DueIn = &due
+				dues = append(dues, math.Round((t.Awaits.Deadline-now())*1e3)/1e3)
+				at.Awaits.DueIn = &dues[len(dues)-1]
 			}
 		}
 		if len(at.Awaits.Tasks) == 0 {

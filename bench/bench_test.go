@@ -42,12 +42,13 @@ func TestPercentile(t *testing.T) {
 
 // TestHarness runs the harness with stand-in commands on a real heartbeat
 // target of every interpreter: one that succeeds, one that stalls the
-// target (SIGSTOP for 150ms), one that fails, and one that kills the target.
+// target (SIGSTOP for 150ms), one that fails, and one that kills the
+// target; the first two with a goal for their median (met, not met).
 func TestHarness(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	cmds := []Command{
-		{Name: "true", Argv: func(*Env, *Target) ([]string, error) { return []string{"true"}, nil }},
-		{Name: "stop", Baseline: "true", Argv: func(_ *Env, tg *Target) ([]string, error) {
+		{Name: "true", Goal: time.Minute, Argv: func(*Env, *Target) ([]string, error) { return []string{"true"}, nil }},
+		{Name: "stop", Baseline: "true", Goal: 100 * time.Millisecond, Argv: func(_ *Env, tg *Target) ([]string, error) {
 			return []string{"sh", "-c", "kill -STOP $0; sleep 0.15; kill -CONT $0", itoa(tg.PID)}, nil
 		}},
 		{Name: "fails", Argv: func(*Env, *Target) ([]string, error) { return []string{"sh", "-c", "echo oops; exit 3"}, nil }},
@@ -63,7 +64,7 @@ func TestHarness(t *testing.T) {
 		for _, r := range rows {
 			by[r.Name] = r
 		}
-		if r := by["true"]; len(r.Times) != 2 || r.Err != "" || r.Harm != "" {
+		if r := by["true"]; len(r.Times) != 2 || len(r.CPU) != 2 || r.Err != "" || r.Harm != "" {
 			t.Errorf("true: %+v", r)
 		}
 		if r := by["stop"]; len(r.Stalls) != 2 || percentile(r.Stalls, 0.5) < 100*time.Millisecond {
@@ -80,7 +81,8 @@ func TestHarness(t *testing.T) {
 		}
 		var buf bytes.Buffer
 		printTable(&buf, rows)
-		if !strings.Contains(buf.String(), "HARMED TARGET") || !strings.Contains(buf.String(), "error: exit status 3: oops") {
+		if !strings.Contains(buf.String(), "HARMED TARGET") || !strings.Contains(buf.String(), "error: exit status 3: oops") ||
+			!strings.Contains(buf.String(), "goal: median <= 60000.0ms, met") || !strings.Contains(buf.String(), "goal: median <= 100.0ms, NOT met") {
 			t.Errorf("table:\n%s", buf.String())
 		}
 	})

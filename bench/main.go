@@ -108,6 +108,9 @@ func buildPyglass(root, dir string) (string, error) {
 	out := filepath.Join(dir, "pyglass")
 	cmd := exec.Command("go", "build", "-o", out, "./cmd/pyglass")
 	cmd.Dir = root
+	// The static binary pyglass is meant to be (README): with cgo, Go
+	// links libc dynamically, and loading it costs every run 5-7 ms.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		msg := strings.TrimSpace(string(b))
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
@@ -214,6 +217,8 @@ func labels(ins []testenv.Interp) string {
 type Row struct {
 	Target, Name, Baseline string
 	Times, Stalls          []time.Duration // successful runs only
+	CPU                    []time.Duration // their CPU time (user and system)
+	Goal                   time.Duration   // Command.Goal
 	Runs                   int             // attempted timed runs
 	Err                    string          // first failure, if any
 	Harm                   string          // what a run did to the target, if anything
@@ -231,7 +236,7 @@ func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *r
 		if c.Applies != nil && !c.Applies(in) || re != nil && !re.MatchString(c.Name) && (c.Group == "" || !re.MatchString(c.Group)) {
 			continue
 		}
-		row := Row{Target: in.Label, Name: c.Name, Baseline: c.Baseline}
+		row := Row{Target: in.Label, Name: c.Name, Baseline: c.Baseline, Goal: c.Goal}
 		fmt.Fprintf(os.Stderr, "bench:   %s ", c.Name)
 		for i := 0; i < warmup+n; i++ {
 			tg := targets[c.Target]
@@ -243,7 +248,7 @@ func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *r
 				}
 				targets[c.Target] = tg
 			}
-			d, stall, err, harm := runOnce(env, c, tg, timeout)
+			d, cpu, stall, err, harm := runOnce(env, c, tg, timeout)
 			if harm != "" {
 				row.Harm = harm
 				tg.Stop() // start a fresh target for the next run
@@ -270,6 +275,7 @@ func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *r
 			}
 			fmt.Fprint(os.Stderr, ".")
 			row.Times = append(row.Times, d)
+			row.CPU = append(row.CPU, cpu)
 			row.Stalls = append(row.Stalls, stall)
 		}
 		fmt.Fprintln(os.Stderr)
@@ -278,16 +284,17 @@ func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *r
 	return rows
 }
 
-// runOnce runs c once against tg and returns its wall time, the longest
-// heartbeat stall during it, a failure, and what it did to the target if
-// it harmed it (left it stopped, traced, unresponsive or dead).
-func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, stall time.Duration, err error, harm string) {
+// runOnce runs c once against tg and returns its wall time, its CPU time
+// (user and system, its children's included), the longest heartbeat
+// stall during it, a failure, and what it did to the target if it harmed
+// it (left it stopped, traced, unresponsive or dead).
+func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, cpu, stall time.Duration, err error, harm string) {
 	argv, err := c.Argv(env, tg)
 	if err != nil {
-		return 0, 0, err, ""
+		return 0, 0, 0, err, ""
 	}
 	if err := tg.Reset(); err != nil {
-		return 0, 0, fmt.Errorf("target unresponsive before the run: %w", err), "unresponsive"
+		return 0, 0, 0, fmt.Errorf("target unresponsive before the run: %w", err), "unresponsive"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -295,6 +302,9 @@ func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, stall t
 	start := time.Now()
 	out, runErr := cmd.CombinedOutput()
 	d = time.Since(start)
+	if st := cmd.ProcessState; st != nil {
+		cpu = st.UserTime() + st.SystemTime()
+	}
 	if runErr != nil {
 		err = fmt.Errorf("%v: %s", runErr, lastLine(out))
 	}
@@ -302,13 +312,13 @@ func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, stall t
 		err = fmt.Errorf("gdb: %s", gdbError(out)) // gdb -batch exits 0 when a call fails
 	}
 	if herr := tg.Healthy(); herr != nil {
-		return d, 0, err, herr.Error()
+		return d, cpu, 0, err, herr.Error()
 	}
 	stall, serr := tg.Stall()
 	if serr != nil {
-		return d, 0, err, "unresponsive after the run: " + serr.Error()
+		return d, cpu, 0, err, "unresponsive after the run: " + serr.Error()
 	}
-	return d, stall, err, ""
+	return d, cpu, stall, err, ""
 }
 
 func isGDB(env *Env, argv []string) bool {
@@ -376,7 +386,7 @@ func printTable(w io.Writer, rows []Row) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\tcommand\truns ok\tmedian\tp90\tratio vs gdb\tstall median\tstall max\tnote")
+	fmt.Fprintln(tw, "target\tcommand\truns ok\tmedian\tp90\tcpu median\tratio vs gdb\tstall median\tstall max\tnote")
 	for _, r := range rows {
 		ratio := "-"
 		if r.Baseline != "" {
@@ -385,20 +395,27 @@ func printTable(w io.Writer, rows []Row) {
 				ratio = fmt.Sprintf("%.2fx", float64(percentile(r.Times, 0.5))/float64(b))
 			}
 		}
-		med, p90, smed, smax := "-", "-", "-", "-"
+		med, p90, cpu, smed, smax := "-", "-", "-", "-", "-"
 		if len(r.Times) > 0 {
-			med, p90 = ms(percentile(r.Times, 0.5)), ms(percentile(r.Times, 0.9))
+			med, p90, cpu = ms(percentile(r.Times, 0.5)), ms(percentile(r.Times, 0.9)), ms(percentile(r.CPU, 0.5))
 			smed, smax = ms(percentile(r.Stalls, 0.5)), ms(percentile(r.Stalls, 1))
 		}
 		var note []string
+		if r.Goal > 0 && len(r.Times) > 0 {
+			verdict := "met"
+			if percentile(r.Times, 0.5) > r.Goal {
+				verdict = "NOT met"
+			}
+			note = append(note, fmt.Sprintf("goal: median <= %s, %s", ms(r.Goal), verdict))
+		}
 		if r.Harm != "" {
 			note = append(note, "HARMED TARGET: "+r.Harm)
 		}
 		if r.Err != "" {
 			note = append(note, "error: "+r.Err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Target, r.Name, len(r.Times), r.Runs, med, p90, ratio, smed, smax, strings.Join(note, "; "))
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Target, r.Name, len(r.Times), r.Runs, med, p90, cpu, ratio, smed, smax, strings.Join(note, "; "))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nratio: median / median of the gdb technique it replaces on the same target; stall: the target's heartbeat thread's longest gap during one run (sleep period 5ms).\n")
+	fmt.Fprintf(w, "\nratio: median / median of the gdb technique it replaces on the same target; cpu: user and system time of the command (and its children); stall: the target's heartbeat thread's longest gap during one run (sleep period 5ms).\n")
 }

@@ -3,6 +3,7 @@ package cpython
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -108,6 +109,22 @@ type asyncState struct {
 	dbg     *AsyncioDebug     // 3.14+
 	// whenSlot caches the offset of _when in each TimerHandle class.
 	whenSlot map[uint64]uint64
+	chain    []Frame // coroChain's scratch
+	frames   []Frame // the chains' frames, handed out by keepFrames
+}
+
+// keepFrames returns a copy of f from a slab shared by the walk's chains
+// (one allocation per 512 frames, not one per task).
+func (s *asyncState) keepFrames(f []Frame) []Frame {
+	if len(f) == 0 {
+		return nil
+	}
+	if cap(s.frames)-len(s.frames) < len(f) {
+		s.frames = make([]Frame, 0, max(512, len(f)))
+	}
+	n := len(s.frames)
+	s.frames = append(s.frames, f...)
+	return s.frames[n : n+len(f) : n+len(f)]
 }
 
 // AsyncTasks reads every asyncio task of interp from its registries
@@ -461,7 +478,7 @@ func (s *asyncState) task(a uint64) (t AsyncTask, ok bool) {
 		return t, false
 	}
 	end := max(al.TaskName, al.TaskCoro) + 8
-	b, err := d.readBytes(a, end)
+	b, err := d.scratchBytes(a, end)
 	if err != nil {
 		return AsyncTask{Addr: a, Err: err.Error()}, true
 	}
@@ -509,7 +526,8 @@ func (s *asyncState) fill(a, loop uint64, state int, waiter, coro, exc, name uin
 	}
 	t.Running = loop != 0 && s.current[loop] == a
 	t.Thread = s.thread[loop]
-	if name != 0 {
+	// 3.12+ keep a task's number (an int) until its name is asked for.
+	if nt, err := d.typeOf(name); err == nil && nt.flags&tpflagsUnicodeSubclass != 0 {
 		if n, _, err := d.strTrunc(name, MaxNameLen); err == nil {
 			t.Name = n
 		}
@@ -718,13 +736,20 @@ func innermostAsync(stack []Frame) (Frame, bool) {
 // coroChain follows a task's coroutine through what each coroutine
 // awaits, returning one frame per coroutine, outermost first.
 func (s *asyncState) coroChain(coro uint64) ([]Frame, error) {
-	var out []Frame
-	seen := map[uint64]bool{}
+	out, err := s.chainInto(s.chain[:0], coro)
+	s.chain = out
+	return s.keepFrames(out), err
+}
+
+// chainInto appends coroChain's frames to out.
+func (s *asyncState) chainInto(out []Frame, coro uint64) ([]Frame, error) {
+	var seenBuf [8]uint64 // a chain is a few coroutines long
+	seen := seenBuf[:0]
 	for n := 0; coro != 0; n++ {
-		if n >= maxCoroChain || seen[coro] {
+		if n >= maxCoroChain || slices.Contains(seen, coro) {
 			return out, fmt.Errorf("coroutine chain at %#x: %w", coro, ErrFrameCycle)
 		}
-		seen[coro] = true
+		seen = append(seen, coro)
 		t, err := s.d.typeOf(coro)
 		if err != nil {
 			return out, err
@@ -818,27 +843,33 @@ func (s *asyncState) coroFrame(coro uint64, follow bool) (f Frame, next uint64, 
 // awaits B awaits A), each listed from its lowest address in await
 // order; cycles are sorted by their first member.
 func AsyncCycles(tasks []AsyncTask) [][]uint64 {
-	awaits := map[uint64][]uint64{}
-	for _, t := range tasks {
-		awaits[t.Addr] = t.Awaits.Tasks
+	at := make(map[uint64]int32, len(tasks)) // a task's index in tasks
+	for i, t := range tasks {
+		at[t.Addr] = int32(i)
 	}
-	// Tarjan's strongly connected components.
-	index, low := map[uint64]int{}, map[uint64]int{}
-	onStack := map[uint64]bool{}
-	var stack []uint64
+	awaits := func(v uint64) []uint64 { return tasks[at[v]].Awaits.Tasks }
+	// Tarjan's strongly connected components, over the indices.
+	const unseen = -1
+	index, low := make([]int32, len(tasks)), make([]int32, len(tasks))
+	for i := range index {
+		index[i] = unseen
+	}
+	onStack := make([]bool, len(tasks))
+	var stack []int32
 	var out [][]uint64
-	next := 0
-	var visit func(v uint64)
-	visit = func(v uint64) {
+	next := int32(0)
+	var visit func(v int32)
+	visit = func(v int32) {
 		index[v], low[v] = next, next
 		next++
 		stack = append(stack, v)
 		onStack[v] = true
-		for _, w := range awaits[v] {
-			if _, known := awaits[w]; !known {
+		for _, a := range tasks[v].Awaits.Tasks {
+			w, known := at[a]
+			if !known {
 				continue
 			}
-			if _, seen := index[w]; !seen {
+			if index[w] == unseen {
 				visit(w)
 				low[v] = min(low[v], low[w])
 			} else if onStack[w] {
@@ -853,19 +884,19 @@ func AsyncCycles(tasks []AsyncTask) [][]uint64 {
 			w := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			onStack[w] = false
-			comp = append(comp, w)
+			comp = append(comp, tasks[w].Addr)
 			if w == v {
 				break
 			}
 		}
-		selfLoop := len(comp) == 1 && contains(awaits[v], v)
+		selfLoop := len(comp) == 1 && contains(tasks[v].Awaits.Tasks, tasks[v].Addr)
 		if len(comp) > 1 || selfLoop {
 			out = append(out, orderCycle(comp, awaits))
 		}
 	}
 	for _, t := range tasks {
-		if _, seen := index[t.Addr]; !seen {
-			visit(t.Addr)
+		if v := at[t.Addr]; index[v] == unseen {
+			visit(v)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
@@ -884,7 +915,7 @@ func contains(a []uint64, v uint64) bool {
 // orderCycle lists a strongly connected component from its lowest
 // address, each member followed by one it awaits inside the component
 // (the members of a simple cycle in await order).
-func orderCycle(comp []uint64, awaits map[uint64][]uint64) []uint64 {
+func orderCycle(comp []uint64, awaits func(uint64) []uint64) []uint64 {
 	in := map[uint64]bool{}
 	for _, c := range comp {
 		in[c] = true
@@ -894,7 +925,7 @@ func orderCycle(comp []uint64, awaits map[uint64][]uint64) []uint64 {
 	done := map[uint64]bool{comp[0]: true}
 	for cur := comp[0]; len(out) < len(comp); {
 		moved := false
-		for _, w := range awaits[cur] {
+		for _, w := range awaits(cur) {
 			if in[w] && !done[w] {
 				out, done[w], cur, moved = append(out, w), true, w, true
 				break

@@ -57,8 +57,10 @@ type decoder struct {
 	l     *layout.Layout
 	types map[uint64]*typeInfo
 	codes map[uint64]*codeInfo
-	shim  bool   // the last frame decoded was an entry shim (3.12+)
-	hdr   []byte // frameHeader's scratch buffer
+	shim  bool                // the last frame decoded was an entry shim (3.12+)
+	hdr   []byte              // frameHeader's scratch buffer
+	buf   []byte              // scratchBytes's
+	mros  map[uint64][]uint64 // instanceOf's: each type's tp_mro
 }
 
 func newDecoder(r memory.Reader, l *layout.Layout) *decoder {
@@ -281,7 +283,7 @@ func (d *decoder) tupleItems(tuple uint64, max int) ([]uint64, error) {
 
 // ptrArray reads n pointers at addr.
 func (d *decoder) ptrArray(addr uint64, n int) ([]uint64, error) {
-	b, err := d.readBytes(addr, n*8)
+	b, err := d.scratchBytes(addr, n*8)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +292,22 @@ func (d *decoder) ptrArray(addr uint64, n int) ([]uint64, error) {
 		out[i] = memory.Order.Uint64(b[8*i:])
 	}
 	return out, nil
+}
+
+// scratchBytes is readBytes into the decoder's scratch buffer, valid
+// until its next call (readBytes past readChunk).
+func (d *decoder) scratchBytes(addr uint64, n int) ([]byte, error) {
+	if n < 0 || n > readChunk {
+		return d.readBytes(addr, n)
+	}
+	if cap(d.buf) < n {
+		d.buf = make([]byte, max(n, 256))
+	}
+	b := d.buf[:n]
+	if err := memory.Read(d.r, addr, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // readChunk is the size of one read by readBytes.

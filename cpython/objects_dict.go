@@ -99,6 +99,15 @@ func (d *decoder) findKey(items []DictItem, key string) (uint64, error) {
 // keyEquals reports whether the object at k is a string equal to key.
 // Unreadable keys and keys of other types are not equal.
 func (d *decoder) keyEquals(k uint64, key string) bool {
+	if d.l.Major >= 3 && d.l.ASCIIObjectLength >= 0 && isASCII(key) {
+		// A 3.x str's length is in characters: a string equal to an
+		// ASCII key has as many as the key has bytes. One word read
+		// rules out most keys (sys.modules has hundreds) without
+		// decoding them.
+		if n, err := memory.I64(d.r, k+uint64(d.l.ASCIIObjectLength)); err == nil && n != int64(len(key)) {
+			return false
+		}
+	}
 	s, trunc, err := d.strTrunc(k, len(key)+1)
 	return err == nil && !trunc && s == key
 }
@@ -349,4 +358,14 @@ func (d *decoder) managedItems(obj uint64, t *typeInfo) ([]DictItem, error) {
 		return nil, fmt.Errorf("reading ht_cached_keys: %w", err)
 	}
 	return d.keysItems(keys, values+uint64(l.DictValuesValues), maxDictEntries)
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -373,13 +373,21 @@ func (d *decoder) instanceOf(obj, cls uint64) bool {
 	if tp == cls {
 		return true
 	}
-	mro, err := memory.NonNullPtr(d.r, tp+uint64(d.l.TypeTpMro))
-	if err != nil {
-		return false
-	}
-	classes, err := d.tupleItems(mro, maxMRO)
-	if err != nil {
-		return false
+	classes, ok := d.mros[tp]
+	if !ok {
+		mro, err := memory.NonNullPtr(d.r, tp+uint64(d.l.TypeTpMro))
+		if err != nil {
+			return false
+		}
+		if classes, err = d.tupleItems(mro, maxMRO); err != nil {
+			return false
+		}
+		if d.mros == nil {
+			d.mros = map[uint64][]uint64{}
+		}
+		if len(d.mros) < maxCachedTypes {
+			d.mros[tp] = classes
+		}
 	}
 	for _, c := range classes {
 		if c == cls {

@@ -49,31 +49,53 @@ func Read(r Reader, addr uint64, p []byte) error {
 	return nil
 }
 
-// U8 reads one byte.
-func U8(r Reader, addr uint64) (uint8, error) {
-	var b [1]byte
-	if err := Read(r, addr, b[:]); err != nil {
+// A WordReader is a Reader that can answer a small read without a
+// buffer: a cache that holds the bytes. U8 to U64 ask it first (a buffer
+// handed to ReadAt escapes to the heap: an allocation per word read).
+// Word returns the little-endian value of the size (1, 2, 4 or 8) bytes
+// at addr, or ok false when ReadAt must answer (bytes it does not hold,
+// or an error to report).
+type WordReader interface {
+	Reader
+	Word(addr uint64, size int) (v uint64, ok bool)
+}
+
+// word reads size bytes at addr as a little-endian value, from a
+// WordReader's bytes when it has them.
+func word(r Reader, addr uint64, size int) (uint64, error) {
+	if w, ok := r.(WordReader); ok {
+		if v, ok := w.Word(addr, size); ok {
+			return v, nil
+		}
+	}
+	return readWord(r, addr, size)
+}
+
+// readWord is word's ReadAt path.
+func readWord(r Reader, addr uint64, size int) (uint64, error) {
+	var b [8]byte
+	if err := Read(r, addr, b[:size]); err != nil {
 		return 0, err
 	}
-	return b[0], nil
+	return Order.Uint64(b[:]), nil
+}
+
+// U8 reads one byte.
+func U8(r Reader, addr uint64) (uint8, error) {
+	v, err := word(r, addr, 1)
+	return uint8(v), err
 }
 
 // U16 reads a little-endian uint16.
 func U16(r Reader, addr uint64) (uint16, error) {
-	var b [2]byte
-	if err := Read(r, addr, b[:]); err != nil {
-		return 0, err
-	}
-	return Order.Uint16(b[:]), nil
+	v, err := word(r, addr, 2)
+	return uint16(v), err
 }
 
 // U32 reads a little-endian uint32.
 func U32(r Reader, addr uint64) (uint32, error) {
-	var b [4]byte
-	if err := Read(r, addr, b[:]); err != nil {
-		return 0, err
-	}
-	return Order.Uint32(b[:]), nil
+	v, err := word(r, addr, 4)
+	return uint32(v), err
 }
 
 // I32 reads a little-endian int32.
@@ -83,13 +105,7 @@ func I32(r Reader, addr uint64) (int32, error) {
 }
 
 // U64 reads a little-endian uint64.
-func U64(r Reader, addr uint64) (uint64, error) {
-	var b [8]byte
-	if err := Read(r, addr, b[:]); err != nil {
-		return 0, err
-	}
-	return Order.Uint64(b[:]), nil
-}
+func U64(r Reader, addr uint64) (uint64, error) { return word(r, addr, 8) }
 
 // I64 reads a little-endian int64.
 func I64(r Reader, addr uint64) (int64, error) {

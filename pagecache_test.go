@@ -1,0 +1,99 @@
+package pyglass
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/pyglass/pyglass/memory"
+)
+
+// TestPageCacheWords: the typed reads through a page cache give what
+// the memory holds (also a word across two pages, and an error for an
+// unmapped one), a recording cache reports the page it lacks, and a word
+// of a cached page is read without an allocation (a buffer handed to
+// ReadAt escapes: an allocation per word, 34,000 for 1,000 tasks).
+func TestPageCacheWords(t *testing.T) {
+	const base = 0x20000
+	var mem memory.Fake
+	b := make([]byte, 2*pageSize)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	mem.Map(base, b)
+	c := newPageCache(&mem)
+	for _, addr := range []uint64{base, base + 8, base + 13, base + pageSize - 4, base + pageSize - 3, base + pageSize + 100} {
+		for _, read := range []func(memory.Reader, uint64) (uint64, error){
+			func(r memory.Reader, a uint64) (uint64, error) { v, err := memory.U8(r, a); return uint64(v), err },
+			func(r memory.Reader, a uint64) (uint64, error) { v, err := memory.U16(r, a); return uint64(v), err },
+			func(r memory.Reader, a uint64) (uint64, error) { v, err := memory.U32(r, a); return uint64(v), err },
+			memory.U64,
+		} {
+			want, err1 := read(&mem, addr)
+			got, err2 := read(c, addr)
+			if got != want || err1 != nil || err2 != nil {
+				t.Errorf("at %#x: %#x, %v through the cache; %#x, %v in memory", addr, got, err2, want, err1)
+			}
+		}
+	}
+	if _, err := memory.U64(c, base+2*pageSize-4); !errors.Is(err, memory.ErrShortRead) {
+		t.Errorf("a word across the end of the mapping: %v", err)
+	}
+	if _, err := memory.U64(c, base+4*pageSize); !errors.Is(err, memory.ErrFault) {
+		t.Errorf("a word on an unmapped page: %v", err)
+	}
+	rec := newSnapshotCache(&mem, nil)
+	rec.record = true
+	if _, err := memory.U32(rec, base+16); !errors.Is(err, errMiss) || len(rec.misses) != 1 || rec.misses[0] != base {
+		t.Errorf("a recording cache without the page: %v, misses %#x", err, rec.misses)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		memory.U64(c, base+24)
+		memory.U32(c, base+pageSize+4)
+		memory.U8(c, base+5)
+	}); n != 0 {
+		t.Errorf("%v allocations per 3 words of cached pages, want 0", n)
+	}
+}
+
+// TestPageCacheReadAhead: a cache that reads ahead fills the pages after
+// a miss in the same read, lists for the pause only the pages a read
+// used, and reads a page alone when the range ahead is not readable
+// whole (the end of a mapping).
+func TestPageCacheReadAhead(t *testing.T) {
+	const base = 0x40000
+	var mem memory.Fake
+	mem.Map(base, make([]byte, 6*pageSize)) // then a hole
+	rc := &readCounter{r: &mem}
+	c := newSnapshotCache(rc, nil)
+	c.marks = map[uint64]*pageMarks{}
+	c.ahead = 3
+	for _, a := range []uint64{base, base + pageSize + 8, base + 2*pageSize, base + 3*pageSize} {
+		if _, err := memory.U64(c, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rc.reads != 1 {
+		t.Errorf("4 adjacent pages: %d reads, want 1", rc.reads)
+	}
+	// Pages 4 and 5, then the hole: the read ahead fails, page 4 is read
+	// alone, then 5 (its next is the hole too).
+	for _, a := range []uint64{base + 4*pageSize, base + 5*pageSize} {
+		if _, err := memory.U64(c, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rc.reads != 5 {
+		t.Errorf("2 pages before a hole: %d reads in all, want 5 (2 that fail whole, 2 alone, 1 before)", rc.reads)
+	}
+	if _, err := memory.U64(c, base+7*pageSize); !errors.Is(err, memory.ErrFault) {
+		t.Errorf("in the hole: %v", err)
+	}
+	// Of 4 pages read, one used: the pause copies that one.
+	c2 := newSnapshotCache(&mem, nil)
+	c2.marks = map[uint64]*pageMarks{}
+	c2.ahead = 3
+	memory.U64(c2, base)
+	if got := c2.pageList(); len(got) != 1 || got[0] != base || len(c2.pages) != 4 {
+		t.Errorf("one page used of 4 read: listed %#x of %d", got, len(c2.pages))
+	}
+}
