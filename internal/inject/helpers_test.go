@@ -201,6 +201,20 @@ try:
             n += 1
             if n % 50 == 0:
                 out("wake %d" % n)
+    elif mode == "smallstack":
+        # A thread with a 256 KiB stack blocked in sleep, and the main
+        # thread busy in C code (ctypes memmove) like cbusy.
+        import ctypes, threading
+        threading.stack_size(256 << 10)
+        t = threading.Thread(target=time.sleep, args=(1e6,))
+        t.daemon = True
+        t.start()
+        size = 16 << 20
+        src = ctypes.create_string_buffer(size)
+        dst = ctypes.create_string_buffer(size)
+        out("READY")
+        while True:
+            ctypes.memmove(dst, src, size)
     elif mode == "threads":
         import threading
         t = threading.Thread(target=time.sleep, args=(1e6,))
@@ -241,7 +255,7 @@ func startTarget(t *testing.T, in testenv.Interp, mode string) *target {
 	if (mode == "accept" || mode == "recv") && tg.port == 0 {
 		t.Fatalf("fixture %s printed no port: %q", mode, tt.Stdout())
 	}
-	if mode != "busy" && mode != "cbusy" {
+	if mode != "busy" && mode != "cbusy" && mode != "smallstack" {
 		testenv.WaitUntil(t, 10*time.Second, "the fixture blocks in a system call", func() bool {
 			st, err := ptrace.TaskState(tg.pid, tg.pid)
 			return err != nil || st == 'S'

@@ -39,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -181,13 +182,14 @@ type job struct {
 	released bool
 
 	page      uint64
-	cave      *cave       // nil: legacy setup through the gadget
-	inBoot    bool        // the thread runs the cave bootstrap (it can restore itself)
-	caveDirty bool        // the bootstrap is in the cave
-	caveFree  bool        // the thread is known to be out of the cave for good
-	stopped   bool        // the thread is in a ptrace stop
-	goSet     bool        // dGo = 1 written
-	avoid     [][2]uint64 // code of earlier injections (pyglassCode)
+	cave      *cave            // nil: legacy setup through the gadget
+	inBoot    bool             // the thread runs the cave bootstrap (it can restore itself)
+	caveDirty bool             // the bootstrap is in the cave
+	caveFree  bool             // the thread is known to be out of the cave for good
+	stopped   bool             // the thread is in a ptrace stop
+	goSet     bool             // dGo = 1 written
+	avoid     [][2]uint64      // code of earlier injections (pyglassCode)
+	stacks    []procfs.Mapping // the mappings when the job started (stackRoom)
 
 	outside map[int]uint64 // threads last seen running outside the interpreter: their pc
 	gate    *gate          // open while a busy thread is awaited (gate.go)
@@ -259,6 +261,7 @@ func (j *job) run() (Result, error) {
 	if j.avoid, err = pyglassCode(j.mem, j.pid, j.page); err != nil {
 		return j.res, err
 	}
+	j.stacks, _ = procfs.New(j.pid).Maps() // without them, no stack is checked
 	defer j.closeGate()
 	tr := ptrace.NewTracer()
 	defer tr.Close()
@@ -416,6 +419,29 @@ func (j *job) noThreadError(rounds int, lastWhy string) error {
 	return fmt.Errorf("%w after %s (%d rounds), %w; last: %s", ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, lastWhy)
 }
 
+// minStackRoom is how much stack the chain's C calls may use below a
+// borrowed thread's stack pointer (pthread_create, the interpreter's
+// calls: a few KiB, with a wide margin). A thread with less is not
+// borrowed: the calls would run into its guard page and crash the
+// process. A variable for tests.
+var minStackRoom uint64 = 32 << 10
+
+// stackRoom returns how many bytes of the mapping holding sp lie below
+// it, and false when that is unknown or unbounded: sp in none of maps (a
+// thread started since they were read) or in the main thread's [stack],
+// which the kernel grows on demand.
+func stackRoom(maps []procfs.Mapping, sp uint64) (uint64, bool) {
+	for _, m := range maps {
+		if m.Start <= sp && sp < m.End {
+			if m.Path == "[stack]" {
+				return 0, false
+			}
+			return sp - m.Start, true
+		}
+	}
+	return 0, false
+}
+
 func sortedTids(m map[int]uint64) []int {
 	var out []int
 	for tid := range m {
@@ -496,6 +522,10 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 			j.outside = map[int]uint64{}
 		}
 		j.outside[c.tid] = regs.PC()
+	}
+	if room, known := stackRoom(j.stacks, regs.SP()); accept && known && room < minStackRoom {
+		accept = false
+		why = fmt.Sprintf("only %d KiB of stack left below its stack pointer %#x (the calls need %d KiB)", room>>10, regs.SP(), minStackRoom>>10)
 	}
 	if !accept {
 		ptrace.Detach(c.tid, 0) // registers untouched: any syscall restarts
