@@ -38,6 +38,15 @@ type pageCache struct {
 	used     []*[pageSize]byte
 	record   bool
 	misses   []uint64
+	// touched, when not nil, collects the pages read through the cache
+	// (bounded by maxHintPages): what a sampled stack's walk needs, read
+	// ahead at the next sample.
+	touched []uint64
+	// The page of the last read: a walk reads the same page again and
+	// again.
+	lastBase uint64
+	lastPage *[pageSize]byte
+	lastOK   bool
 }
 
 // errMiss is what a recording page cache returns for a page it does not
@@ -58,6 +67,7 @@ func newSampleCache(r memory.Reader, behind int) *pageCache {
 // reset empties the cache, keeping its pages for reuse.
 func (c *pageCache) reset() {
 	clear(c.pages)
+	c.lastOK, c.lastPage = false, nil
 	c.free = append(c.free, c.used...)
 	c.used = c.used[:0]
 }
@@ -114,7 +124,20 @@ func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 	for n < len(p) {
 		a := addr + uint64(n)
 		base := a &^ (pageSize - 1)
-		pg, ok := c.pages[base]
+		var pg *[pageSize]byte
+		var ok bool
+		if c.lastOK && base == c.lastBase {
+			pg, ok = c.lastPage, true
+		} else {
+			pg, ok = c.pages[base]
+			if ok && pg != nil {
+				c.lastBase, c.lastPage, c.lastOK = base, pg, true
+			}
+		}
+		if c.touched != nil && (len(c.touched) == 0 || c.touched[len(c.touched)-1] != base) &&
+			len(c.touched) < maxHintPages && !slices.Contains(c.touched, base) {
+			c.touched = append(c.touched, base)
+		}
 		if !ok && c.record {
 			if !slices.Contains(c.misses, base) {
 				c.misses = append(c.misses, base)

@@ -260,7 +260,10 @@ type sampledThread struct {
 	top, again uint64
 	topErr     error
 	lost       string
-	hint       []uint64 // pages the last walk read beyond its first
+	hint       []uint64 // pages the last walk touched
+	mid        uint64   // 3.11, 3.12: the last tstate->cframe read
+	before     topWords // the quick read's current frame pointer
+	after      topWords // and the same read again after the pages
 	state      *procfs.StateFile
 	stateTID   int
 }
@@ -296,8 +299,9 @@ type sampler struct {
 	segOwner []*sampledThread
 	segPages []*[pageSize]byte
 	pending  []*sampledThread
-	vanished int // threads of the last sample that could not be found
-	unmapped int // threads whose task is not known
+	slow     []*sampledThread // threads the quick read left to readSlow
+	vanished int              // threads of the last sample that could not be found
+	unmapped int              // threads whose task is not known
 	// unreadable are pages a read failed on, not asked for again ahead
 	// of need (forgotten every second).
 	unreadable map[uint64]bool
@@ -495,13 +499,16 @@ func (s *sampler) close() {
 // take reads one sample into smp. ok is false when nothing could be read
 // (every thread lost).
 //
-// Without a pause it reads in four steps, so that ten threads cost a
-// handful of system calls, not dozens: every selected thread's current
-// frame pointer (one vectored read per pointer hop), the memory around
-// each current frame (one vectored read), each thread's walk from there
-// (frames outside that memory are read as needed), and the current frame
-// pointers again (one vectored read): a thread whose pointer changed ran
-// on during the walk, and is read again alone.
+// In steady state a sample is one system call (readQuick): one vectored
+// read of the GIL's words, every selected thread's current frame pointer,
+// the pages each thread's last walk touched, and the current frame
+// pointers again, in that order (the kernel copies the ranges in order):
+// a thread whose pointer is the same before and after its pages was read
+// consistently, and is walked over them. Pages a walk lacks are read in
+// further rounds, each ending with the pointers again. A thread that the
+// quick read cannot settle (its pointer moved under the read, its path to
+// the current frame changed, an unreadable frame) is read the careful way
+// (readSlow), in a handful of system calls more.
 func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	var frozen *ptrace.Frozen
 	if s.opt.Blocking {
@@ -522,8 +529,8 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	}
 	s.pc.reset()
 	// The threads sampled whether or not they hold the GIL: their frames
-	// read with the GIL's words (in the first hop's vectored read);
-	// then the holder if it was not among them.
+	// read with the GIL's words; then the holder if it was not among
+	// them.
 	s.sel = s.sel[:0]
 	if !s.opt.GIL {
 		for _, t := range s.threads {
@@ -532,26 +539,17 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 			}
 		}
 	}
-	gil := s.readTops(s.sel, false, s.gilOK)
+	gil := s.readQuick(s.sel, s.gilOK)
 	n := len(s.sel)
 	for _, t := range s.threads {
 		t.holds = gil != 0 && t.tstate == gil
 		if t.holds && !slices.Contains(s.sel[:n], t) {
 			s.sel = append(s.sel, t)
+			s.slow = append(s.slow, t)
 		}
 	}
-	s.readTops(s.sel[n:], false, false)
-	s.walkAll(s.sel)
-	if !s.opt.Blocking {
-		s.readTops(s.sel, true, false)
-		for _, t := range s.sel {
-			if t.lost == "" && t.topErr == nil && t.again != t.top {
-				t.lost = "torn"
-			}
-			if t.lost == "torn" {
-				t.lost = s.readThread(t)
-			}
-		}
+	if len(s.slow) > 0 {
+		s.readSlow(s.slow)
 	}
 	smp.Threads = smp.Threads[:0]
 	read := 0
@@ -577,10 +575,181 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 }
 
 // maxHintPages bounds the pages remembered per thread for the next sample.
-const maxHintPages = 8
+const maxHintPages = 32
 
-// maxWalkRounds bounds the rounds of walkAll.
+// maxWalkRounds bounds the rounds of a sample's walks.
 const maxWalkRounds = 6
+
+// topWords is where one read of a thread's current frame pointer went
+// in a vectored read: the indexes of its segments in sampler.segs (-1:
+// none) and their buffers.
+type topWords struct {
+	seg  [2]int
+	word [2][8]byte
+}
+
+// appendTop appends the segments that read t's current frame pointer
+// into w: the thread state's word, and for a two-hop path (3.11, 3.12:
+// tstate->cframe->current_frame) the word of the intermediate struct the
+// last read found (t.mid), if any.
+func (s *sampler) appendTop(t *sampledThread, w *topWords, path []int) {
+	w.seg = [2]int{-1, -1}
+	w.seg[0] = len(s.segs)
+	s.segs = append(s.segs, memory.Segment{Addr: t.tstate + uint64(path[0]), Buf: w.word[0][:]})
+	if len(path) == 2 && t.mid != 0 {
+		w.seg[1] = len(s.segs)
+		s.segs = append(s.segs, memory.Segment{Addr: t.mid + uint64(path[1]), Buf: w.word[1][:]})
+	}
+}
+
+// decodeTop returns the current frame pointer appendTop's segments read;
+// ok is false when they do not tell it (a read failed, or the path's
+// first hop is not t.mid any more: t.mid is then updated for the next
+// sample).
+func (s *sampler) decodeTop(t *sampledThread, w *topWords, path []int) (top uint64, ok bool) {
+	if s.segs[w.seg[0]].Err != nil {
+		return 0, false
+	}
+	v := memory.Order.Uint64(w.word[0][:])
+	if len(path) == 1 || v == 0 {
+		return v, true
+	}
+	if v != t.mid || w.seg[1] < 0 || s.segs[w.seg[1]].Err != nil {
+		t.mid = v
+		return 0, false
+	}
+	return memory.Order.Uint64(w.word[1][:]), true
+}
+
+// readQuick reads the threads ts in one vectored read per round (see
+// take) and walks their stacks; the threads it cannot settle are left in
+// s.slow. With gil the first read also reads the GIL's words, and
+// readQuick returns the holder.
+func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
+	path := s.cs.TopPath()
+	s.slow = s.slow[:0]
+	s.pending = s.pending[:0]
+	s.segs = s.segs[:0]
+	s.segPages = s.segPages[:0]
+	if gil {
+		s.segs = s.gil.Segments(s.segs, &s.gilBuf)
+	}
+	ng := len(s.segs)
+	for _, t := range ts {
+		t.lost = ""
+		s.appendTop(t, &t.before, path)
+	}
+	pages := len(s.segs)
+	for _, t := range ts {
+		s.addPages(t.hint, false)
+	}
+	for _, t := range ts {
+		s.appendTop(t, &t.after, path)
+	}
+	if len(s.segs) == 0 {
+		return 0
+	}
+	memory.ReadV(s.m.r, s.segs)
+	if gil {
+		holder, _ = s.gil.Decode(s.segs[:ng])
+	}
+	s.storePages(pages)
+	for _, t := range ts {
+		b, okb := s.decodeTop(t, &t.before, path)
+		a, oka := s.decodeTop(t, &t.after, path)
+		switch {
+		case !okb || !oka || a != b:
+			s.slow = append(s.slow, t)
+		case b == 0:
+			t.top = 0
+			t.resolved = t.resolved[:0]
+		default:
+			t.top = b
+			s.pending = append(s.pending, t)
+		}
+	}
+	for round := 1; ; round++ {
+		s.pc.misses = s.pc.misses[:0]
+		next := s.pending[:0]
+		for _, t := range s.pending {
+			switch err := s.walk(t, true); {
+			case err == nil:
+			case errors.Is(err, errMiss) && round < maxWalkRounds:
+				next = append(next, t)
+			default:
+				s.slow = append(s.slow, t)
+			}
+		}
+		s.pending = next
+		if len(s.pending) == 0 {
+			break
+		}
+		// The pages they lack, then their pointers again: the pages
+		// of every round are read between a thread's first pointer
+		// and its last.
+		s.segs = s.segs[:0]
+		s.segPages = s.segPages[:0]
+		s.addPages(s.pc.misses, true)
+		for _, t := range s.pending {
+			s.appendTop(t, &t.after, path)
+		}
+		memory.ReadV(s.m.r, s.segs)
+		s.storePages(0)
+		next = s.pending[:0]
+		for _, t := range s.pending {
+			if a, ok := s.decodeTop(t, &t.after, path); ok && a == t.top {
+				next = append(next, t)
+			} else {
+				s.slow = append(s.slow, t)
+			}
+		}
+		s.pending = next
+	}
+	s.pc.misses = s.pc.misses[:0]
+	return holder
+}
+
+// walk walks t's stack from t.top over the page cache (recording the
+// pages it lacks when record) into t.resolved, and remembers the pages it
+// touched in t.hint.
+func (s *sampler) walk(t *sampledThread, record bool) error {
+	s.pc.record = record
+	s.pc.touched, t.hint = t.hint[:0], nil
+	if s.pc.touched == nil {
+		s.pc.touched = make([]uint64, 0, 8)
+	}
+	var err error
+	t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
+	t.hint, s.pc.touched = s.pc.touched, nil
+	s.pc.record = false
+	if err == nil || errors.Is(err, cpython.ErrTooDeep) {
+		err = s.resolveErr(t)
+	}
+	return err
+}
+
+// readSlow reads the threads ts afresh, the careful way: the page cache
+// emptied (its pages were read before these threads' pointers), every
+// thread's current frame pointer read hop by hop, the stacks walked in
+// rounds of vectored reads, the pointers read again, and a thread whose
+// pointer moved read again alone.
+func (s *sampler) readSlow(ts []*sampledThread) {
+	s.pc.reset()
+	s.readTops(ts, false, false)
+	s.walkAll(ts)
+	if s.opt.Blocking {
+		return
+	}
+	s.readTops(ts, true, false)
+	for _, t := range ts {
+		if t.lost == "" && t.topErr == nil && t.again != t.top {
+			t.lost = "torn"
+		}
+		if t.lost == "torn" {
+			t.lost = s.readThread(t)
+		}
+	}
+}
 
 // walkAll walks every thread's stack from t.top, in rounds: each round
 // walks every unfinished thread over the pages read so far, noting the
@@ -588,6 +757,7 @@ const maxWalkRounds = 6
 // that needs more rounds than maxWalkRounds is finished with plain reads.
 func (s *sampler) walkAll(ts []*sampledThread) {
 	s.pending = s.pending[:0]
+	s.pc.misses = s.pc.misses[:0]
 	for _, t := range ts {
 		t.lost = ""
 		switch {
@@ -598,31 +768,21 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 		default:
 			s.pending = append(s.pending, t)
 			s.pc.misses = append(s.pc.misses, t.top&^(pageSize-1))
-			// The pages the thread's last walk needed: a stack that
-			// did not move much needs them again.
-			s.pc.misses = append(s.pc.misses, t.hint...)
-			t.hint = t.hint[:0]
 		}
 	}
 	for round := 0; len(s.pending) > 0; round++ {
-		s.fetch(s.pc.misses)
+		s.segs = s.segs[:0]
+		s.segPages = s.segPages[:0]
+		s.addPages(s.pc.misses, true)
+		memory.ReadV(s.m.r, s.segs)
+		s.storePages(0)
 		s.pc.misses = s.pc.misses[:0]
 		last := round == maxWalkRounds
-		s.pc.record = !last
 		next := s.pending[:0]
 		for _, t := range s.pending {
-			var err error
-			before := len(s.pc.misses)
-			t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
-			for _, m := range s.pc.misses[before:] {
-				if len(t.hint) < maxHintPages {
-					t.hint = append(t.hint, m)
-				}
-			}
-			if err == nil || errors.Is(err, cpython.ErrTooDeep) {
-				if err = s.resolveErr(t); err == nil {
-					continue
-				}
+			err := s.walk(t, !last)
+			if err == nil {
+				continue
 			}
 			if !last && errors.Is(err, errMiss) {
 				next = append(next, t)
@@ -632,7 +792,6 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 		}
 		s.pending = next
 	}
-	s.pc.record = false
 	s.pc.misses = s.pc.misses[:0]
 }
 
@@ -675,6 +834,9 @@ func (s *sampler) readTops(ts []*sampledThread, again, gil bool) (holder uint64)
 				continue
 			}
 			t.ptr = memory.Order.Uint64(t.word[:])
+			if hop == 0 && len(path) == 2 {
+				t.mid = t.ptr // for the next quick read
+			}
 		}
 	}
 	for _, t := range ts {
@@ -687,18 +849,18 @@ func (s *sampler) readTops(ts []*sampledThread, again, gil bool) (holder uint64)
 	return holder
 }
 
-// fetch reads the pages at bases (and the ones below them, see
-// pageCache.behind) into the page cache, in one vectored read.
-func (s *sampler) fetch(bases []uint64) {
-	s.segs = s.segs[:0]
-	s.segPages = s.segPages[:0]
+// addPages appends to s.segs the reads of the pages at bases (with
+// behind, also of the ones below them, see pageCache.behind) that the
+// page cache lacks, claiming them in it; storePages settles them after
+// the read.
+func (s *sampler) addPages(bases []uint64, behind bool) {
 	for _, base := range bases {
 		lo := base
-		if b := uint64(s.pc.behind) * pageSize; base >= b {
+		if b := uint64(s.pc.behind) * pageSize; behind && base >= b {
 			lo = base - b
 		}
 		for a := lo; a <= base; a += pageSize {
-			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segs) >= s.pc.maxPages {
+			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segPages) >= s.pc.maxPages {
 				continue
 			}
 			if a != base && s.unreadable[a] {
@@ -710,9 +872,13 @@ func (s *sampler) fetch(bases []uint64) {
 			s.segPages = append(s.segPages, pg)
 		}
 	}
-	memory.ReadV(s.m.r, s.segs)
-	for i, seg := range s.segs {
-		pg := s.segPages[i]
+}
+
+// storePages settles the pages addPages asked for, read into
+// s.segs[from:]: a page not readable whole is remembered as such.
+func (s *sampler) storePages(from int) {
+	for i, pg := range s.segPages {
+		seg := s.segs[from+i]
 		if seg.Err != nil {
 			// Not readable whole: a read of it fails (nil page).
 			s.pc.pages[seg.Addr] = nil
@@ -724,6 +890,7 @@ func (s *sampler) fetch(bases []uint64) {
 		}
 		s.pc.used = append(s.pc.used, pg)
 	}
+	s.segPages = s.segPages[:0]
 }
 
 // readThread reads t's stack alone into t.resolved; it returns why it

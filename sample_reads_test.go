@@ -234,3 +234,54 @@ func TestSampleTaskStates(t *testing.T) {
 		}
 	})
 }
+
+// TestSampleOneRead: on profile_target.py with Idle (ten threads, one
+// hot and 25 frames deep), a sample is in steady state one system call
+// of memory reads: the GIL's words, every thread's current frame
+// pointer, the pages each thread's last walk touched and the pointers
+// again, in one vectored read. It took a read per pointer hop, one for
+// the pages and a read per hop again (4–6 a sample), the cost of a
+// sample after the pages themselves (issue 11). Counted through the
+// reader, not timed: the machine may be loaded.
+func TestSampleOneRead(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		p, err := Attach(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &readCounter{}
+		p.memHook = func(r memory.Reader) memory.Reader { c.r = r; return c }
+		last, single, hot := 0, 0, 0
+		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: time.Second, Idle: true}, func(s *Sample) error {
+			c.mu.Lock()
+			n := c.reads - last
+			last = c.reads
+			c.mu.Unlock()
+			if n == 1 {
+				single++
+			}
+			for _, th := range s.Threads {
+				if len(th.Frames) >= 25 {
+					hot++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Samples < 10 || hot < int(st.Samples)*9/10 {
+			t.Fatalf("%d samples in a second at 1 kHz, %d with the hot thread's stack", st.Samples, hot)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := float64(st.Samples)
+		t.Logf("%s: %d samples: %.2f reads per sample, %d samples in one read, lost %v", in.Label, st.Samples, float64(c.reads)/n, single, st.Lost)
+		// The samples that refresh the thread list (every second, with
+		// the names) or decode code objects again read more.
+		if float64(single) < 0.8*n {
+			t.Errorf("%d of %d samples in one read, want at least 80 %%", single, st.Samples)
+		}
+	})
+}
