@@ -59,6 +59,35 @@ type decoder struct {
 	codes map[uint64]*codeInfo
 	shim  bool   // the last frame decoded was an entry shim (3.12+)
 	hdr   []byte // frameHeader's scratch buffer
+	// front, when set (a Sampler's), is a direct-mapped cache in front
+	// of codes: a sampled stack looks its code objects up at every
+	// sample.
+	front *[codeFrontSize]codeSlot
+}
+
+// codeFrontSize is the number of slots of decoder.front.
+const codeFrontSize = 256
+
+type codeSlot struct {
+	addr uint64
+	c    *codeInfo
+}
+
+// cachedCode returns the decoded code object at addr, if it is cached.
+func (d *decoder) cachedCode(addr uint64) (*codeInfo, bool) {
+	if d.front == nil {
+		c, ok := d.codes[addr]
+		return c, ok
+	}
+	slot := &d.front[(addr>>4)%codeFrontSize]
+	if slot.addr == addr && slot.c != nil {
+		return slot.c, true
+	}
+	c, ok := d.codes[addr]
+	if ok {
+		*slot = codeSlot{addr, c}
+	}
+	return c, ok
 }
 
 func newDecoder(r memory.Reader, l *layout.Layout) *decoder {
