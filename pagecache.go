@@ -38,15 +38,26 @@ type pageCache struct {
 	used     []*[pageSize]byte
 	record   bool
 	misses   []uint64
-	// touched, when not nil, collects the pages read through the cache
-	// (bounded by maxHintPages): what a sampled stack's walk needs, read
-	// ahead at the next sample.
-	touched []uint64
-	// The page of the last read: a walk reads the same page again and
-	// again.
-	lastBase uint64
-	lastPage *[pageSize]byte
-	lastOK   bool
+	// part holds the pages of which only a range was read (the
+	// sampler's: what a walk touched at the last sample), as lo<<16|hi:
+	// a read outside the range is a miss.
+	part map[uint64]uint32
+	// touched, when not nil, collects the ranges read through the
+	// cache (at most maxHintPages pages): what a sampled stack's walk
+	// needs, read ahead at the next sample.
+	touched []pageRange
+	// The page of the last read and its range: a walk reads the same
+	// page again and again.
+	lastBase       uint64
+	lastPage       *[pageSize]byte
+	lastOK         bool
+	lastLo, lastHi int
+}
+
+// pageRange is the bytes [lo, hi) of the page at base.
+type pageRange struct {
+	base   uint64
+	lo, hi int
 }
 
 // errMiss is what a recording page cache returns for a page it does not
@@ -61,12 +72,13 @@ func newPageCache(r memory.Reader) *pageCache {
 // newSampleCache returns the sampler's cache: up to 1 MiB, reused.
 func newSampleCache(r memory.Reader, behind int) *pageCache {
 	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}, maxPages: 256, maxRead: 4 * pageSize,
-		behind: behind, block: make([]byte, (behind+1)*pageSize)}
+		behind: behind, block: make([]byte, (behind+1)*pageSize), part: map[uint64]uint32{}}
 }
 
 // reset empties the cache, keeping its pages for reuse.
 func (c *pageCache) reset() {
 	clear(c.pages)
+	clear(c.part)
 	c.lastOK, c.lastPage = false, nil
 	c.free = append(c.free, c.used...)
 	c.used = c.used[:0]
@@ -126,17 +138,37 @@ func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 		base := a &^ (pageSize - 1)
 		var pg *[pageSize]byte
 		var ok bool
+		lo, hi := 0, pageSize
 		if c.lastOK && base == c.lastBase {
-			pg, ok = c.lastPage, true
+			pg, ok, lo, hi = c.lastPage, true, c.lastLo, c.lastHi
 		} else {
 			pg, ok = c.pages[base]
 			if ok && pg != nil {
-				c.lastBase, c.lastPage, c.lastOK = base, pg, true
+				if v, partial := c.part[base]; partial {
+					lo, hi = int(v>>16), int(v&0xffff)
+				}
+				c.lastBase, c.lastPage, c.lastOK, c.lastLo, c.lastHi = base, pg, true, lo, hi
 			}
 		}
-		if c.touched != nil && (len(c.touched) == 0 || c.touched[len(c.touched)-1] != base) &&
-			len(c.touched) < maxHintPages && !slices.Contains(c.touched, base) {
-			c.touched = append(c.touched, base)
+		off := int(a - base)
+		end := min(pageSize, off+len(p)-n)
+		if c.touched != nil {
+			c.touch(base, off, end)
+		}
+		if ok && pg != nil && (off < lo || end > hi) {
+			// Only part of the page was read: read it whole (noted as a
+			// miss in record mode).
+			if c.record {
+				ok = false
+			} else {
+				c.lastOK = false
+				if k, err := c.r.ReadAt(pg[:], base); err == nil && k == pageSize {
+					delete(c.part, base)
+				} else {
+					c.pages[base] = nil
+					pg = nil
+				}
+			}
 		}
 		if !ok && c.record {
 			if !slices.Contains(c.misses, base) {
@@ -159,7 +191,20 @@ func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 			}
 			return n + m, err
 		}
-		n += copy(p[n:], pg[a-base:])
+		n += copy(p[n:], pg[off:end])
 	}
 	return n, nil
+}
+
+// touch adds the bytes [lo, hi) of the page at base to c.touched.
+func (c *pageCache) touch(base uint64, lo, hi int) {
+	for i := len(c.touched) - 1; i >= 0; i-- {
+		if t := &c.touched[i]; t.base == base {
+			t.lo, t.hi = min(t.lo, lo), max(t.hi, hi)
+			return
+		}
+	}
+	if len(c.touched) < maxHintPages {
+		c.touched = append(c.touched, pageRange{base, lo, hi})
+	}
 }

@@ -179,7 +179,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 		next = next.Add(interval)
 
 		if now.Sub(lastForget) >= time.Second {
-			s.cs.Forget()
+			s.cs.Revalidate(s.m.r)
 			clear(s.unreadable)
 			lastForget = now
 		}
@@ -260,10 +260,10 @@ type sampledThread struct {
 	top, again uint64
 	topErr     error
 	lost       string
-	hint       []uint64 // pages the last walk touched
-	mid        uint64   // 3.11, 3.12: the last tstate->cframe read
-	before     topWords // the quick read's current frame pointer
-	after      topWords // and the same read again after the pages
+	hint       []pageRange // what the last walk touched
+	mid        uint64      // 3.11, 3.12: the last tstate->cframe read
+	before     topWords    // the quick read's current frame pointer
+	after      topWords    // and the same read again after the pages
 	state      *procfs.StateFile
 	stateTID   int
 }
@@ -293,11 +293,16 @@ type sampler struct {
 	heads    []uint64
 	headBufs [][8]byte
 	names    map[uint64]string // thread_id -> name, from the last full refresh
+	// listPages are the pages the last listing of the threads read.
+	listPages []uint64
 
 	sel      []*sampledThread // the threads of one sample
 	segs     []memory.Segment
 	segOwner []*sampledThread
-	segPages []*[pageSize]byte
+	segPages []*[pageSize]byte // the pages claimed for the next read (claim)
+	segBase  []uint64
+	segFresh []bool
+	segFrom  int // the index in segs of the first
 	pending  []*sampledThread
 	slow     []*sampledThread // threads the quick read left to readSlow
 	vanished int              // threads of the last sample that could not be found
@@ -336,7 +341,7 @@ func (s *sampler) refreshThreads(withNames bool) error {
 	if err != nil {
 		return err
 	}
-	rd := newPageCache(s.m.r)
+	rd := s.listCache()
 	interps, err := cpython.FindInterpreters(rd, s.m.img, s.m.l)
 	for try := 0; err != nil && try < 5; try++ {
 		time.Sleep(time.Millisecond)
@@ -411,7 +416,32 @@ func (s *sampler) refreshThreads(withNames bool) error {
 		g, err := cpython.FindGIL(rd, s.m.img, s.m.l, interps[0])
 		s.gil, s.gilOK = g, err == nil
 	}
+	// The pages this listing read, for the next one.
+	s.listPages = s.listPages[:0]
+	for a, pg := range rd.pages {
+		if pg != nil && len(s.listPages) < maxListPages {
+			s.listPages = append(s.listPages, a)
+		}
+	}
 	return nil
+}
+
+// maxListPages bounds the pages a listing of the threads reads ahead.
+const maxListPages = 512
+
+// listCache returns the page cache of a listing of the threads, holding
+// the pages the last listing read (interpreter and thread states, the
+// threading module's dicts, the Thread objects and their names, spread
+// over the heap), read again in one vectored read: they took a system
+// call each, and the listing, every second, took 8 % of the sampler's
+// CPU at 1 kHz.
+func (s *sampler) listCache() *pageCache {
+	rd := newPageCache(s.m.r)
+	if len(s.listPages) > 0 {
+		segs := pageSegments(s.listPages)
+		rd.keepAll(segs, rd.copyPages(segs))
+	}
+	return rd
 }
 
 // changed reports whether the thread list may have changed since the
@@ -630,7 +660,6 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
 	s.slow = s.slow[:0]
 	s.pending = s.pending[:0]
 	s.segs = s.segs[:0]
-	s.segPages = s.segPages[:0]
 	if gil {
 		s.segs = s.gil.Segments(s.segs, &s.gilBuf)
 	}
@@ -639,9 +668,8 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
 		t.lost = ""
 		s.appendTop(t, &t.before, path)
 	}
-	pages := len(s.segs)
 	for _, t := range ts {
-		s.addPages(t.hint, false)
+		s.addRanges(t)
 	}
 	for _, t := range ts {
 		s.appendTop(t, &t.after, path)
@@ -653,7 +681,7 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
 	if gil {
 		holder, _ = s.gil.Decode(s.segs[:ng])
 	}
-	s.storePages(pages)
+	s.storePages()
 	for _, t := range ts {
 		b, okb := s.decodeTop(t, &t.before, path)
 		a, oka := s.decodeTop(t, &t.after, path)
@@ -688,13 +716,12 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
 		// of every round are read between a thread's first pointer
 		// and its last.
 		s.segs = s.segs[:0]
-		s.segPages = s.segPages[:0]
 		s.addPages(s.pc.misses, true)
 		for _, t := range s.pending {
 			s.appendTop(t, &t.after, path)
 		}
 		memory.ReadV(s.m.r, s.segs)
-		s.storePages(0)
+		s.storePages()
 		next = s.pending[:0]
 		for _, t := range s.pending {
 			if a, ok := s.decodeTop(t, &t.after, path); ok && a == t.top {
@@ -716,14 +743,15 @@ func (s *sampler) walk(t *sampledThread, record bool) error {
 	s.pc.record = record
 	s.pc.touched, t.hint = t.hint[:0], nil
 	if s.pc.touched == nil {
-		s.pc.touched = make([]uint64, 0, 8)
+		s.pc.touched = make([]pageRange, 0, 8)
 	}
 	var err error
 	t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
 	t.hint, s.pc.touched = s.pc.touched, nil
 	s.pc.record = false
 	if err == nil || errors.Is(err, cpython.ErrTooDeep) {
-		err = s.resolveErr(t)
+		s.resolve(t)
+		return nil
 	}
 	return err
 }
@@ -772,10 +800,9 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 	}
 	for round := 0; len(s.pending) > 0; round++ {
 		s.segs = s.segs[:0]
-		s.segPages = s.segPages[:0]
 		s.addPages(s.pc.misses, true)
 		memory.ReadV(s.m.r, s.segs)
-		s.storePages(0)
+		s.storePages()
 		s.pc.misses = s.pc.misses[:0]
 		last := round == maxWalkRounds
 		next := s.pending[:0]
@@ -851,8 +878,8 @@ func (s *sampler) readTops(ts []*sampledThread, again, gil bool) (holder uint64)
 
 // addPages appends to s.segs the reads of the pages at bases (with
 // behind, also of the ones below them, see pageCache.behind) that the
-// page cache lacks, claiming them in it; storePages settles them after
-// the read.
+// page cache lacks, or has only part of, claiming them in it; storePages
+// settles them after the read.
 func (s *sampler) addPages(bases []uint64, behind bool) {
 	for _, base := range bases {
 		lo := base
@@ -860,37 +887,100 @@ func (s *sampler) addPages(bases []uint64, behind bool) {
 			lo = base - b
 		}
 		for a := lo; a <= base; a += pageSize {
-			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segPages) >= s.pc.maxPages {
+			pg, ok := s.pc.pages[a]
+			if ok {
+				if _, partial := s.pc.part[a]; a == base && pg != nil && partial && !slices.Contains(s.segBase, a) {
+					s.claim(a, pg, 0, pageSize, false)
+				}
+				continue
+			}
+			if len(s.pc.used)+len(s.segPages) >= s.pc.maxPages {
 				continue
 			}
 			if a != base && s.unreadable[a] {
 				continue // read ahead of need, and known to fail
 			}
-			pg := s.pc.newPage()
-			s.pc.pages[a] = pg // claimed; set for real below
-			s.segs = append(s.segs, memory.Segment{Addr: a, Buf: pg[:]})
-			s.segPages = append(s.segPages, pg)
+			s.claim(a, s.pc.newPage(), 0, pageSize, true)
 		}
 	}
 }
 
-// storePages settles the pages addPages asked for, read into
-// s.segs[from:]: a page not readable whole is remembered as such.
-func (s *sampler) storePages(from int) {
+// addRanges appends to s.segs the reads of the ranges a thread's last
+// walk touched (t.hint): from 3.11 widened to 64 bytes, and by topSlack
+// above on the page of its top frame (a stack grows up in its data
+// stack); before, the whole pages (frame objects of the same functions
+// spread over the heap). Ranges of one page are read as one.
+func (s *sampler) addRanges(t *sampledThread) {
+	for _, h := range t.hint {
+		lo, hi := h.lo&^63, min(pageSize, (h.hi+63)&^63)
+		switch {
+		case s.pc.behind == 0:
+			lo, hi = 0, pageSize
+		case h.base == t.top&^(pageSize-1):
+			hi = min(pageSize, hi+topSlack)
+		}
+		pg, ok := s.pc.pages[h.base]
+		switch {
+		case !ok:
+			if len(s.pc.used)+len(s.segPages) < s.pc.maxPages {
+				s.claim(h.base, s.pc.newPage(), lo, hi, true)
+			}
+		case pg != nil:
+			if i := slices.Index(s.segBase, h.base); i >= 0 {
+				seg := &s.segs[s.segFrom+i]
+				olo := int(seg.Addr - h.base)
+				lo, hi = min(lo, olo), max(hi, olo+len(seg.Buf))
+				seg.Addr, seg.Buf = h.base+uint64(lo), pg[lo:hi]
+			}
+		}
+	}
+}
+
+// topSlack is what the read of a thread's top page takes beyond what its
+// last walk touched, for frames pushed since.
+const topSlack = 512
+
+// claim appends the read of bytes [lo, hi) of the page at base into pg
+// (fresh: a page of the free list) to s.segs.
+func (s *sampler) claim(base uint64, pg *[pageSize]byte, lo, hi int, fresh bool) {
+	if len(s.segPages) == 0 {
+		s.segFrom = len(s.segs)
+	}
+	s.pc.pages[base] = pg // claimed; set for real by storePages
+	s.segs = append(s.segs, memory.Segment{Addr: base + uint64(lo), Buf: pg[lo:hi]})
+	s.segPages = append(s.segPages, pg)
+	s.segBase = append(s.segBase, base)
+	s.segFresh = append(s.segFresh, fresh)
+}
+
+// storePages settles the pages claimed since the last call, read into
+// s.segs: a page not readable is remembered as such, one read in part
+// with its range.
+func (s *sampler) storePages() {
 	for i, pg := range s.segPages {
-		seg := s.segs[from+i]
+		seg, base := s.segs[s.segFrom+i], s.segBase[i]
 		if seg.Err != nil {
 			// Not readable whole: a read of it fails (nil page).
-			s.pc.pages[seg.Addr] = nil
-			s.pc.free = append(s.pc.free, pg)
+			s.pc.pages[base] = nil
+			if s.segFresh[i] {
+				s.pc.free = append(s.pc.free, pg)
+			}
 			if len(s.unreadable) < 4096 {
-				s.unreadable[seg.Addr] = true
+				s.unreadable[base] = true
 			}
 			continue
 		}
-		s.pc.used = append(s.pc.used, pg)
+		if lo, hi := int(seg.Addr-base), int(seg.Addr-base)+len(seg.Buf); lo == 0 && hi == pageSize {
+			delete(s.pc.part, base)
+		} else {
+			s.pc.part[base] = uint32(lo)<<16 | uint32(hi)
+		}
+		if s.segFresh[i] {
+			s.pc.used = append(s.pc.used, pg)
+		}
 	}
-	s.segPages = s.segPages[:0]
+	s.pc.lastOK = false
+	s.segPages, s.segBase, s.segFresh = s.segPages[:0], s.segBase[:0], s.segFresh[:0]
 }
 
 // readThread reads t's stack alone into t.resolved; it returns why it
@@ -928,28 +1018,20 @@ func (s *sampler) readThread(t *sampledThread) string {
 				continue
 			}
 		}
-		if s.resolve(t) {
-			return ""
-		}
+		s.resolve(t)
+		return ""
 	}
 	return "torn"
 }
 
-// resolve names t.frames (innermost first) into t.resolved (outermost
+// resolve copies t.frames (innermost first) into t.resolved (outermost
 // first).
-func (s *sampler) resolve(t *sampledThread) bool { return s.resolveErr(t) == nil }
-
-func (s *sampler) resolveErr(t *sampledThread) error {
+func (s *sampler) resolve(t *sampledThread) {
 	t.resolved = t.resolved[:0]
 	for i := len(t.frames) - 1; i >= 0; i-- {
-		f := t.frames[i]
-		c, err := s.cs.Code(f.Code)
-		if err != nil {
-			return err
-		}
-		t.resolved = append(t.resolved, SampledFrame{Function: c.Function, File: c.File, Line: f.Line})
+		f := &t.frames[i]
+		t.resolved = append(t.resolved, SampledFrame{Function: f.Function, File: f.File, Line: f.Line})
 	}
-	return nil
 }
 
 func (s *sampler) gone() bool {

@@ -19,8 +19,8 @@ var errSampledEnough = errors.New("enough samples")
 // idle ones included) on the interpreter PYGLASS_BENCH_PYTHON names (a
 // testenv label; the newest pyenv 3.x otherwise), at PYGLASS_BENCH_RATE
 // (as fast as it goes otherwise), and reports per sample the sampler's
-// CPU time, its memory reads (system calls) and the whole pages they
-// read.
+// CPU time, its memory reads (system calls) and the bytes its vectored
+// reads copy.
 // PYGLASS_BENCH_CPUPROFILE=FILE writes a CPU profile of the sampling
 // taken at 2 kHz (go test's -cpuprofile takes 100 Hz).
 func BenchmarkSample(b *testing.B) {
@@ -43,8 +43,8 @@ func BenchmarkSample(b *testing.B) {
 	if r, err := strconv.ParseFloat(os.Getenv("PYGLASS_BENCH_RATE"), 64); err == nil {
 		rate = r
 	}
-	var reads, pages int64
-	p.memHook = func(r memory.Reader) memory.Reader { return &syscallCounter{r: r, n: &reads, pages: &pages} }
+	var reads, bytes int64
+	p.memHook = func(r memory.Reader) memory.Reader { return &syscallCounter{r: r, n: &reads, bytes: &bytes} }
 	if path := os.Getenv("PYGLASS_BENCH_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -72,7 +72,7 @@ func BenchmarkSample(b *testing.B) {
 	ns := float64(max(stats.Samples, 1))
 	b.ReportMetric(float64(stats.CPU.Nanoseconds())/ns, "cpu-ns/sample")
 	b.ReportMetric(float64(reads)/ns, "reads/sample")
-	b.ReportMetric(float64(pages)/ns, "pages/sample")
+	b.ReportMetric(float64(bytes)/ns, "bytes/sample")
 	b.ReportMetric(float64(stats.Samples)/stats.Elapsed.Seconds(), "samples/s")
 	b.Logf("%s: %+v", in.Label, stats)
 }
@@ -83,7 +83,7 @@ func BenchmarkSample(b *testing.B) {
 type syscallCounter struct {
 	r     memory.Reader
 	n     *int64
-	pages *int64
+	bytes *int64
 }
 
 func (c *syscallCounter) ReadAt(p []byte, addr uint64) (int, error) {
@@ -94,9 +94,7 @@ func (c *syscallCounter) ReadAt(p []byte, addr uint64) (int, error) {
 func (c *syscallCounter) ReadV(segs []memory.Segment) {
 	*c.n++
 	for _, sg := range segs {
-		if len(sg.Buf) >= 4096 {
-			*c.pages++
-		}
+		*c.bytes += int64(len(sg.Buf))
 	}
 	memory.ReadV(c.r, segs)
 }
