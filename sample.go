@@ -122,6 +122,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	}
 	s := &sampler{p: p, m: m, opt: opt, depth: depth, pc: newSampleCache(m.r, behind), unreadable: map[uint64]bool{}}
 	s.cs = cpython.NewSampler(s.pc, m.l)
+	s.cs.SetCodeReader(untracked{s.pc})
 	stats := &SampleStats{Lost: map[string]int64{}}
 	s.stats = stats
 	if err := s.refreshThreads(true); err != nil {
@@ -181,6 +182,9 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 		if now.Sub(lastForget) >= time.Second {
 			s.cs.Revalidate(s.m.r)
 			clear(s.unreadable)
+			for _, t := range s.threads {
+				t.hint = t.hint[:0] // what the walks touched: afresh
+			}
 			lastForget = now
 		}
 		// The thread list: read again with the names every second;
@@ -260,7 +264,7 @@ type sampledThread struct {
 	top, again uint64
 	topErr     error
 	lost       string
-	hint       []pageRange // what the last walk touched
+	hint       []pageRange // what the walks touched (reset every second)
 	mid        uint64      // 3.11, 3.12: the last tstate->cframe read
 	before     topWords    // the quick read's current frame pointer
 	after      topWords    // and the same read again after the pages
@@ -741,7 +745,7 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
 // touched in t.hint.
 func (s *sampler) walk(t *sampledThread, record bool) error {
 	s.pc.record = record
-	s.pc.touched, t.hint = t.hint[:0], nil
+	s.pc.touched, t.hint = t.hint, nil // adding to what earlier walks touched
 	if s.pc.touched == nil {
 		s.pc.touched = make([]pageRange, 0, 8)
 	}
@@ -905,18 +909,16 @@ func (s *sampler) addPages(bases []uint64, behind bool) {
 	}
 }
 
-// addRanges appends to s.segs the reads of the ranges a thread's last
-// walk touched (t.hint): from 3.11 widened to 64 bytes, and by topSlack
-// above on the page of its top frame (a stack grows up in its data
-// stack); before, the whole pages (frame objects of the same functions
-// spread over the heap). Ranges of one page are read as one.
+// addRanges appends to s.segs the reads of the ranges a thread's walks
+// touched since the last reset (t.hint, one range per page: every frame
+// object the thread ran in, before 3.11; its data stack's span from
+// 3.11), widened to 64 bytes, and by topSlack above on the page of its
+// top frame (from 3.11 a stack grows up in its data stack). Ranges of
+// one page are read as one.
 func (s *sampler) addRanges(t *sampledThread) {
 	for _, h := range t.hint {
 		lo, hi := h.lo&^63, min(pageSize, (h.hi+63)&^63)
-		switch {
-		case s.pc.behind == 0:
-			lo, hi = 0, pageSize
-		case h.base == t.top&^(pageSize-1):
+		if s.pc.behind > 0 && h.base == t.top&^(pageSize-1) {
 			hi = min(pageSize, hi+topSlack)
 		}
 		pg, ok := s.pc.pages[h.base]
@@ -934,6 +936,18 @@ func (s *sampler) addRanges(t *sampledThread) {
 			}
 		}
 	}
+}
+
+// untracked reads through a page cache without noting what it reads in
+// its touched ranges: the code objects a walk decodes once.
+type untracked struct{ c *pageCache }
+
+func (u untracked) ReadAt(p []byte, addr uint64) (int, error) {
+	t := u.c.touched
+	u.c.touched = nil
+	n, err := u.c.ReadAt(p, addr)
+	u.c.touched = t
+	return n, err
 }
 
 // topSlack is what the read of a thread's top page takes beyond what its

@@ -90,7 +90,12 @@ func (d *decoder) code(addr uint64) (*codeInfo, error) {
 	if c, ok := d.cachedCode(addr); ok {
 		return c, nil
 	}
+	r := d.r
+	if d.codeR != nil {
+		d.r = d.codeR
+	}
 	c, err := d.readCode(addr)
+	d.r = r
 	if err != nil {
 		return nil, fmt.Errorf("reading code object at %#x: %w", addr, err)
 	}

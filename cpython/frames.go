@@ -245,7 +245,12 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 	if !known && l.Minor >= 13 {
 		// f_executable may be None or a function for shim frames (a
 		// code object already decoded is known to be one).
+		r := d.r
+		if d.codeR != nil {
+			d.r = d.codeR
+		}
 		t, err := d.typeOf(code)
+		d.r = r
 		if err != nil {
 			return f, 0, false, fmt.Errorf("reading f_executable: %w", err)
 		}

@@ -63,6 +63,9 @@ type decoder struct {
 	// of codes: a sampled stack looks its code objects up at every
 	// sample.
 	front *[codeFrontSize]codeSlot
+	// codeR, when set, is the reader a frame walk decodes new code
+	// objects through (see Sampler.SetCodeReader).
+	codeR memory.Reader
 }
 
 // codeFrontSize is the number of slots of decoder.front.

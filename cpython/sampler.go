@@ -63,6 +63,13 @@ func NewSampler(r memory.Reader, l *layout.Layout) *Sampler {
 // each sample); the decoded code objects are kept.
 func (s *Sampler) SetReader(r memory.Reader) { s.d.r = r }
 
+// SetCodeReader makes the code objects a Stack meets for the first time
+// (and their names, line tables and types) be read through r rather than
+// the reader of the frames: a sampler that notes what the frames need,
+// to read it ahead at the next sample, notes only that. Nil: the frames'
+// reader.
+func (s *Sampler) SetCodeReader(r memory.Reader) { s.d.codeR = r }
+
 // Forget drops the decoded code and type objects.
 func (s *Sampler) Forget() {
 	clear(s.d.codes)
