@@ -47,8 +47,28 @@ type pageCache struct {
 	// (see sameUsed).
 	ahead    int
 	marks    map[uint64]*pageMarks
-	lastBase uint64 // marks' last page, and its marks
+	markBase uint64 // marks' last page, and its marks
 	lastMark *pageMarks
+	// part holds the pages of which only a range was read (the
+	// sampler's: what a walk touched at the last sample), as lo<<16|hi:
+	// a read outside the range is a miss.
+	part map[uint64]uint32
+	// touched, when not nil, collects the ranges read through the
+	// cache (at most maxHintPages pages): what a sampled stack's walk
+	// needs, read ahead at the next sample.
+	touched []pageRange
+	// The page of the last read and its range: a walk reads the same
+	// page again and again.
+	lastBase       uint64
+	lastPage       *[pageSize]byte
+	lastOK         bool
+	lastLo, lastHi int
+}
+
+// pageRange is the bytes [lo, hi) of the page at base.
+type pageRange struct {
+	base   uint64
+	lo, hi int
 }
 
 // pageMarks has a bit per 8-byte word of a page: set when a read used a
@@ -62,12 +82,12 @@ func (c *pageCache) mark(base uint64, off, n int) {
 		return
 	}
 	m := c.lastMark
-	if m == nil || c.lastBase != base {
+	if m == nil || c.markBase != base {
 		if m = c.marks[base]; m == nil {
 			m = new(pageMarks)
 			c.marks[base] = m
 		}
-		c.lastBase, c.lastMark = base, m
+		c.markBase, c.lastMark = base, m
 	}
 	for w := off / 8; w <= (off+n-1)/8; w++ {
 		m[w/64] |= 1 << (w % 64)
@@ -86,7 +106,7 @@ func newPageCache(r memory.Reader) *pageCache {
 // newSampleCache returns the sampler's cache: up to 1 MiB, reused.
 func newSampleCache(r memory.Reader, behind int) *pageCache {
 	return &pageCache{r: r, pages: map[uint64]*[pageSize]byte{}, maxPages: 256, maxRead: 4 * pageSize,
-		behind: behind, block: make([]byte, (behind+1)*pageSize)}
+		behind: behind, block: make([]byte, (behind+1)*pageSize), part: map[uint64]uint32{}}
 }
 
 // reset empties the cache, keeping its pages for reuse.
@@ -94,6 +114,8 @@ func (c *pageCache) reset() {
 	clear(c.pages)
 	clear(c.marks)
 	c.lastMark = nil
+	clear(c.part)
+	c.lastOK, c.lastPage = false, nil
 	c.free = append(c.free, c.used...)
 	c.used = c.used[:0]
 }
@@ -179,6 +201,25 @@ func (c *pageCache) fillAhead(base uint64) *[pageSize]byte {
 	return pg
 }
 
+// page returns the cached page at base (nil: not cached, or unreadable)
+// and the range of it that was read, through the one-entry cache of the
+// last page used.
+func (c *pageCache) page(base uint64) (*[pageSize]byte, int, int) {
+	if c.lastOK && base == c.lastBase {
+		return c.lastPage, c.lastLo, c.lastHi
+	}
+	pg := c.pages[base]
+	if pg == nil {
+		return nil, 0, 0
+	}
+	lo, hi := 0, pageSize
+	if v, partial := c.part[base]; partial {
+		lo, hi = int(v>>16), int(v&0xffff)
+	}
+	c.lastBase, c.lastPage, c.lastOK, c.lastLo, c.lastHi = base, pg, true, lo, hi
+	return pg, lo, hi
+}
+
 // Word implements memory.WordReader: a word within a page the cache
 // holds. Anything else (a page not read yet, unreadable, or a word across
 // two pages) is ReadAt's, which fills, records a miss or reports.
@@ -188,9 +229,12 @@ func (c *pageCache) Word(addr uint64, size int) (uint64, bool) {
 	if off+size > pageSize {
 		return 0, false
 	}
-	pg := c.pages[base]
-	if pg == nil {
-		return 0, false
+	pg, lo, hi := c.page(base)
+	if pg == nil || off < lo || off+size > hi {
+		return 0, false // ReadAt's: read whole, noted as a miss, or reported
+	}
+	if c.touched != nil {
+		c.touch(base, off, off+size)
 	}
 	c.mark(base, off, size)
 	b := pg[off : off+size]
@@ -216,7 +260,40 @@ func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 	for n < len(p) {
 		a := addr + uint64(n)
 		base := a &^ (pageSize - 1)
-		pg, ok := c.pages[base]
+		var pg *[pageSize]byte
+		var ok bool
+		lo, hi := 0, pageSize
+		if c.lastOK && base == c.lastBase {
+			pg, ok, lo, hi = c.lastPage, true, c.lastLo, c.lastHi
+		} else {
+			pg, ok = c.pages[base]
+			if ok && pg != nil {
+				if v, partial := c.part[base]; partial {
+					lo, hi = int(v>>16), int(v&0xffff)
+				}
+				c.lastBase, c.lastPage, c.lastOK, c.lastLo, c.lastHi = base, pg, true, lo, hi
+			}
+		}
+		off := int(a - base)
+		end := min(pageSize, off+len(p)-n)
+		if c.touched != nil {
+			c.touch(base, off, end)
+		}
+		if ok && pg != nil && (off < lo || end > hi) {
+			// Only part of the page was read: read it whole (noted as a
+			// miss in record mode).
+			if c.record {
+				ok = false
+			} else {
+				c.lastOK = false
+				if k, err := c.r.ReadAt(pg[:], base); err == nil && k == pageSize {
+					delete(c.part, base)
+				} else {
+					c.pages[base] = nil
+					pg = nil
+				}
+			}
+		}
 		if !ok && c.record {
 			if !slices.Contains(c.misses, base) {
 				c.misses = append(c.misses, base)
@@ -238,9 +315,22 @@ func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 			}
 			return n + m, err
 		}
-		k := copy(p[n:], pg[a-base:])
-		c.mark(base, int(a-base), k)
+		k := copy(p[n:], pg[off:end])
+		c.mark(base, off, k)
 		n += k
 	}
 	return n, nil
+}
+
+// touch adds the bytes [lo, hi) of the page at base to c.touched.
+func (c *pageCache) touch(base uint64, lo, hi int) {
+	for i := len(c.touched) - 1; i >= 0; i-- {
+		if t := &c.touched[i]; t.base == base {
+			t.lo, t.hi = min(t.lo, lo), max(t.hi, hi)
+			return
+		}
+	}
+	if len(c.touched) < maxHintPages {
+		c.touched = append(c.touched, pageRange{base, lo, hi})
+	}
 }

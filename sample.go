@@ -122,6 +122,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	}
 	s := &sampler{p: p, m: m, opt: opt, depth: depth, pc: newSampleCache(m.r, behind), unreadable: map[uint64]bool{}}
 	s.cs = cpython.NewSampler(s.pc, m.l)
+	s.cs.SetCodeReader(untracked{s.pc})
 	stats := &SampleStats{Lost: map[string]int64{}}
 	s.stats = stats
 	if err := s.refreshThreads(true); err != nil {
@@ -179,8 +180,11 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 		next = next.Add(interval)
 
 		if now.Sub(lastForget) >= time.Second {
-			s.cs.Forget()
+			s.cs.Revalidate(s.m.r)
 			clear(s.unreadable)
+			for _, t := range s.threads {
+				t.hint = t.hint[:0] // what the walks touched: afresh
+			}
 			lastForget = now
 		}
 		// The thread list: read again with the names every second;
@@ -260,7 +264,10 @@ type sampledThread struct {
 	top, again uint64
 	topErr     error
 	lost       string
-	hint       []uint64 // pages the last walk read beyond its first
+	hint       []pageRange // what the walks touched (reset every second)
+	mid        uint64      // 3.11, 3.12: the last tstate->cframe read
+	before     topWords    // the quick read's current frame pointer
+	after      topWords    // and the same read again after the pages
 	state      *procfs.StateFile
 	stateTID   int
 }
@@ -290,14 +297,20 @@ type sampler struct {
 	heads    []uint64
 	headBufs [][8]byte
 	names    map[uint64]string // thread_id -> name, from the last full refresh
+	// listPages are the pages the last listing of the threads read.
+	listPages []uint64
 
 	sel      []*sampledThread // the threads of one sample
 	segs     []memory.Segment
 	segOwner []*sampledThread
-	segPages []*[pageSize]byte
+	segPages []*[pageSize]byte // the pages claimed for the next read (claim)
+	segBase  []uint64
+	segFresh []bool
+	segFrom  int // the index in segs of the first
 	pending  []*sampledThread
-	vanished int // threads of the last sample that could not be found
-	unmapped int // threads whose task is not known
+	slow     []*sampledThread // threads the quick read left to readSlow
+	vanished int              // threads of the last sample that could not be found
+	unmapped int              // threads whose task is not known
 	// unreadable are pages a read failed on, not asked for again ahead
 	// of need (forgotten every second).
 	unreadable map[uint64]bool
@@ -332,7 +345,7 @@ func (s *sampler) refreshThreads(withNames bool) error {
 	if err != nil {
 		return err
 	}
-	rd := newPageCache(s.m.r)
+	rd := s.listCache()
 	interps, err := cpython.FindInterpreters(rd, s.m.img, s.m.l)
 	for try := 0; err != nil && try < 5; try++ {
 		time.Sleep(time.Millisecond)
@@ -407,7 +420,32 @@ func (s *sampler) refreshThreads(withNames bool) error {
 		g, err := cpython.FindGIL(rd, s.m.img, s.m.l, interps[0])
 		s.gil, s.gilOK = g, err == nil
 	}
+	// The pages this listing read, for the next one.
+	s.listPages = s.listPages[:0]
+	for a, pg := range rd.pages {
+		if pg != nil && len(s.listPages) < maxListPages {
+			s.listPages = append(s.listPages, a)
+		}
+	}
 	return nil
+}
+
+// maxListPages bounds the pages a listing of the threads reads ahead.
+const maxListPages = 512
+
+// listCache returns the page cache of a listing of the threads, holding
+// the pages the last listing read (interpreter and thread states, the
+// threading module's dicts, the Thread objects and their names, spread
+// over the heap), read again in one vectored read: they took a system
+// call each, and the listing, every second, took 8 % of the sampler's
+// CPU at 1 kHz.
+func (s *sampler) listCache() *pageCache {
+	rd := newPageCache(s.m.r)
+	if len(s.listPages) > 0 {
+		segs := pageSegments(s.listPages, nil)
+		rd.keepAll(segs, rd.copyPages(segs))
+	}
+	return rd
 }
 
 // changed reports whether the thread list may have changed since the
@@ -495,13 +533,16 @@ func (s *sampler) close() {
 // take reads one sample into smp. ok is false when nothing could be read
 // (every thread lost).
 //
-// Without a pause it reads in four steps, so that ten threads cost a
-// handful of system calls, not dozens: every selected thread's current
-// frame pointer (one vectored read per pointer hop), the memory around
-// each current frame (one vectored read), each thread's walk from there
-// (frames outside that memory are read as needed), and the current frame
-// pointers again (one vectored read): a thread whose pointer changed ran
-// on during the walk, and is read again alone.
+// In steady state a sample is one system call (readQuick): one vectored
+// read of the GIL's words, every selected thread's current frame pointer,
+// the pages each thread's last walk touched, and the current frame
+// pointers again, in that order (the kernel copies the ranges in order):
+// a thread whose pointer is the same before and after its pages was read
+// consistently, and is walked over them. Pages a walk lacks are read in
+// further rounds, each ending with the pointers again. A thread that the
+// quick read cannot settle (its pointer moved under the read, its path to
+// the current frame changed, an unreadable frame) is read the careful way
+// (readSlow), in a handful of system calls more.
 func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	var frozen *ptrace.Frozen
 	if s.opt.Blocking {
@@ -522,8 +563,8 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	}
 	s.pc.reset()
 	// The threads sampled whether or not they hold the GIL: their frames
-	// read with the GIL's words (in the first hop's vectored read);
-	// then the holder if it was not among them.
+	// read with the GIL's words; then the holder if it was not among
+	// them.
 	s.sel = s.sel[:0]
 	if !s.opt.GIL {
 		for _, t := range s.threads {
@@ -532,26 +573,17 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 			}
 		}
 	}
-	gil := s.readTops(s.sel, false, s.gilOK)
+	gil := s.readQuick(s.sel, s.gilOK)
 	n := len(s.sel)
 	for _, t := range s.threads {
 		t.holds = gil != 0 && t.tstate == gil
 		if t.holds && !slices.Contains(s.sel[:n], t) {
 			s.sel = append(s.sel, t)
+			s.slow = append(s.slow, t)
 		}
 	}
-	s.readTops(s.sel[n:], false, false)
-	s.walkAll(s.sel)
-	if !s.opt.Blocking {
-		s.readTops(s.sel, true, false)
-		for _, t := range s.sel {
-			if t.lost == "" && t.topErr == nil && t.again != t.top {
-				t.lost = "torn"
-			}
-			if t.lost == "torn" {
-				t.lost = s.readThread(t)
-			}
-		}
+	if len(s.slow) > 0 {
+		s.readSlow(s.slow)
 	}
 	smp.Threads = smp.Threads[:0]
 	read := 0
@@ -577,10 +609,179 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 }
 
 // maxHintPages bounds the pages remembered per thread for the next sample.
-const maxHintPages = 8
+const maxHintPages = 32
 
-// maxWalkRounds bounds the rounds of walkAll.
+// maxWalkRounds bounds the rounds of a sample's walks.
 const maxWalkRounds = 6
+
+// topWords is where one read of a thread's current frame pointer went
+// in a vectored read: the indexes of its segments in sampler.segs (-1:
+// none) and their buffers.
+type topWords struct {
+	seg  [2]int
+	word [2][8]byte
+}
+
+// appendTop appends the segments that read t's current frame pointer
+// into w: the thread state's word, and for a two-hop path (3.11, 3.12:
+// tstate->cframe->current_frame) the word of the intermediate struct the
+// last read found (t.mid), if any.
+func (s *sampler) appendTop(t *sampledThread, w *topWords, path []int) {
+	w.seg = [2]int{-1, -1}
+	w.seg[0] = len(s.segs)
+	s.segs = append(s.segs, memory.Segment{Addr: t.tstate + uint64(path[0]), Buf: w.word[0][:]})
+	if len(path) == 2 && t.mid != 0 {
+		w.seg[1] = len(s.segs)
+		s.segs = append(s.segs, memory.Segment{Addr: t.mid + uint64(path[1]), Buf: w.word[1][:]})
+	}
+}
+
+// decodeTop returns the current frame pointer appendTop's segments read;
+// ok is false when they do not tell it (a read failed, or the path's
+// first hop is not t.mid any more: t.mid is then updated for the next
+// sample).
+func (s *sampler) decodeTop(t *sampledThread, w *topWords, path []int) (top uint64, ok bool) {
+	if s.segs[w.seg[0]].Err != nil {
+		return 0, false
+	}
+	v := memory.Order.Uint64(w.word[0][:])
+	if len(path) == 1 || v == 0 {
+		return v, true
+	}
+	if v != t.mid || w.seg[1] < 0 || s.segs[w.seg[1]].Err != nil {
+		t.mid = v
+		return 0, false
+	}
+	return memory.Order.Uint64(w.word[1][:]), true
+}
+
+// readQuick reads the threads ts in one vectored read per round (see
+// take) and walks their stacks; the threads it cannot settle are left in
+// s.slow. With gil the first read also reads the GIL's words, and
+// readQuick returns the holder.
+func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
+	path := s.cs.TopPath()
+	s.slow = s.slow[:0]
+	s.pending = s.pending[:0]
+	s.segs = s.segs[:0]
+	if gil {
+		s.segs = s.gil.Segments(s.segs, &s.gilBuf)
+	}
+	ng := len(s.segs)
+	for _, t := range ts {
+		t.lost = ""
+		s.appendTop(t, &t.before, path)
+	}
+	for _, t := range ts {
+		s.addRanges(t)
+	}
+	for _, t := range ts {
+		s.appendTop(t, &t.after, path)
+	}
+	if len(s.segs) == 0 {
+		return 0
+	}
+	memory.ReadV(s.m.r, s.segs)
+	if gil {
+		holder, _ = s.gil.Decode(s.segs[:ng])
+	}
+	s.storePages()
+	for _, t := range ts {
+		b, okb := s.decodeTop(t, &t.before, path)
+		a, oka := s.decodeTop(t, &t.after, path)
+		switch {
+		case !okb || !oka || a != b:
+			s.slow = append(s.slow, t)
+		case b == 0:
+			t.top = 0
+			t.resolved = t.resolved[:0]
+		default:
+			t.top = b
+			s.pending = append(s.pending, t)
+		}
+	}
+	for round := 1; ; round++ {
+		s.pc.misses = s.pc.misses[:0]
+		next := s.pending[:0]
+		for _, t := range s.pending {
+			switch err := s.walk(t, true); {
+			case err == nil:
+			case errors.Is(err, errMiss) && round < maxWalkRounds:
+				next = append(next, t)
+			default:
+				s.slow = append(s.slow, t)
+			}
+		}
+		s.pending = next
+		if len(s.pending) == 0 {
+			break
+		}
+		// The pages they lack, then their pointers again: the pages
+		// of every round are read between a thread's first pointer
+		// and its last.
+		s.segs = s.segs[:0]
+		s.addPages(s.pc.misses, true)
+		for _, t := range s.pending {
+			s.appendTop(t, &t.after, path)
+		}
+		memory.ReadV(s.m.r, s.segs)
+		s.storePages()
+		next = s.pending[:0]
+		for _, t := range s.pending {
+			if a, ok := s.decodeTop(t, &t.after, path); ok && a == t.top {
+				next = append(next, t)
+			} else {
+				s.slow = append(s.slow, t)
+			}
+		}
+		s.pending = next
+	}
+	s.pc.misses = s.pc.misses[:0]
+	return holder
+}
+
+// walk walks t's stack from t.top over the page cache (recording the
+// pages it lacks when record) into t.resolved, and remembers the pages it
+// touched in t.hint.
+func (s *sampler) walk(t *sampledThread, record bool) error {
+	s.pc.record = record
+	s.pc.touched, t.hint = t.hint, nil // adding to what earlier walks touched
+	if s.pc.touched == nil {
+		s.pc.touched = make([]pageRange, 0, 8)
+	}
+	var err error
+	t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
+	t.hint, s.pc.touched = s.pc.touched, nil
+	s.pc.record = false
+	if err == nil || errors.Is(err, cpython.ErrTooDeep) {
+		s.resolve(t)
+		return nil
+	}
+	return err
+}
+
+// readSlow reads the threads ts afresh, the careful way: the page cache
+// emptied (its pages were read before these threads' pointers), every
+// thread's current frame pointer read hop by hop, the stacks walked in
+// rounds of vectored reads, the pointers read again, and a thread whose
+// pointer moved read again alone.
+func (s *sampler) readSlow(ts []*sampledThread) {
+	s.pc.reset()
+	s.readTops(ts, false, false)
+	s.walkAll(ts)
+	if s.opt.Blocking {
+		return
+	}
+	s.readTops(ts, true, false)
+	for _, t := range ts {
+		if t.lost == "" && t.topErr == nil && t.again != t.top {
+			t.lost = "torn"
+		}
+		if t.lost == "torn" {
+			t.lost = s.readThread(t)
+		}
+	}
+}
 
 // walkAll walks every thread's stack from t.top, in rounds: each round
 // walks every unfinished thread over the pages read so far, noting the
@@ -588,6 +789,7 @@ const maxWalkRounds = 6
 // that needs more rounds than maxWalkRounds is finished with plain reads.
 func (s *sampler) walkAll(ts []*sampledThread) {
 	s.pending = s.pending[:0]
+	s.pc.misses = s.pc.misses[:0]
 	for _, t := range ts {
 		t.lost = ""
 		switch {
@@ -598,31 +800,20 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 		default:
 			s.pending = append(s.pending, t)
 			s.pc.misses = append(s.pc.misses, t.top&^(pageSize-1))
-			// The pages the thread's last walk needed: a stack that
-			// did not move much needs them again.
-			s.pc.misses = append(s.pc.misses, t.hint...)
-			t.hint = t.hint[:0]
 		}
 	}
 	for round := 0; len(s.pending) > 0; round++ {
-		s.fetch(s.pc.misses)
+		s.segs = s.segs[:0]
+		s.addPages(s.pc.misses, true)
+		memory.ReadV(s.m.r, s.segs)
+		s.storePages()
 		s.pc.misses = s.pc.misses[:0]
 		last := round == maxWalkRounds
-		s.pc.record = !last
 		next := s.pending[:0]
 		for _, t := range s.pending {
-			var err error
-			before := len(s.pc.misses)
-			t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
-			for _, m := range s.pc.misses[before:] {
-				if len(t.hint) < maxHintPages {
-					t.hint = append(t.hint, m)
-				}
-			}
-			if err == nil || errors.Is(err, cpython.ErrTooDeep) {
-				if err = s.resolveErr(t); err == nil {
-					continue
-				}
+			err := s.walk(t, !last)
+			if err == nil {
+				continue
 			}
 			if !last && errors.Is(err, errMiss) {
 				next = append(next, t)
@@ -632,7 +823,6 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 		}
 		s.pending = next
 	}
-	s.pc.record = false
 	s.pc.misses = s.pc.misses[:0]
 }
 
@@ -675,6 +865,9 @@ func (s *sampler) readTops(ts []*sampledThread, again, gil bool) (holder uint64)
 				continue
 			}
 			t.ptr = memory.Order.Uint64(t.word[:])
+			if hop == 0 && len(path) == 2 {
+				t.mid = t.ptr // for the next quick read
+			}
 		}
 	}
 	for _, t := range ts {
@@ -687,43 +880,121 @@ func (s *sampler) readTops(ts []*sampledThread, again, gil bool) (holder uint64)
 	return holder
 }
 
-// fetch reads the pages at bases (and the ones below them, see
-// pageCache.behind) into the page cache, in one vectored read.
-func (s *sampler) fetch(bases []uint64) {
-	s.segs = s.segs[:0]
-	s.segPages = s.segPages[:0]
+// addPages appends to s.segs the reads of the pages at bases (with
+// behind, also of the ones below them, see pageCache.behind) that the
+// page cache lacks, or has only part of, claiming them in it; storePages
+// settles them after the read.
+func (s *sampler) addPages(bases []uint64, behind bool) {
 	for _, base := range bases {
 		lo := base
-		if b := uint64(s.pc.behind) * pageSize; base >= b {
+		if b := uint64(s.pc.behind) * pageSize; behind && base >= b {
 			lo = base - b
 		}
 		for a := lo; a <= base; a += pageSize {
-			if _, ok := s.pc.pages[a]; ok || len(s.pc.used)+len(s.segs) >= s.pc.maxPages {
+			pg, ok := s.pc.pages[a]
+			if ok {
+				if _, partial := s.pc.part[a]; a == base && pg != nil && partial && !slices.Contains(s.segBase, a) {
+					s.claim(a, pg, 0, pageSize, false)
+				}
+				continue
+			}
+			if len(s.pc.used)+len(s.segPages) >= s.pc.maxPages {
 				continue
 			}
 			if a != base && s.unreadable[a] {
 				continue // read ahead of need, and known to fail
 			}
-			pg := s.pc.newPage()
-			s.pc.pages[a] = pg // claimed; set for real below
-			s.segs = append(s.segs, memory.Segment{Addr: a, Buf: pg[:]})
-			s.segPages = append(s.segPages, pg)
+			s.claim(a, s.pc.newPage(), 0, pageSize, true)
 		}
 	}
-	memory.ReadV(s.m.r, s.segs)
-	for i, seg := range s.segs {
-		pg := s.segPages[i]
+}
+
+// addRanges appends to s.segs the reads of the ranges a thread's walks
+// touched since the last reset (t.hint, one range per page: every frame
+// object the thread ran in, before 3.11; its data stack's span from
+// 3.11), widened to 64 bytes, and by topSlack above on the page of its
+// top frame (from 3.11 a stack grows up in its data stack). Ranges of
+// one page are read as one.
+func (s *sampler) addRanges(t *sampledThread) {
+	for _, h := range t.hint {
+		lo, hi := h.lo&^63, min(pageSize, (h.hi+63)&^63)
+		if s.pc.behind > 0 && h.base == t.top&^(pageSize-1) {
+			hi = min(pageSize, hi+topSlack)
+		}
+		pg, ok := s.pc.pages[h.base]
+		switch {
+		case !ok:
+			if len(s.pc.used)+len(s.segPages) < s.pc.maxPages {
+				s.claim(h.base, s.pc.newPage(), lo, hi, true)
+			}
+		case pg != nil:
+			if i := slices.Index(s.segBase, h.base); i >= 0 {
+				seg := &s.segs[s.segFrom+i]
+				olo := int(seg.Addr - h.base)
+				lo, hi = min(lo, olo), max(hi, olo+len(seg.Buf))
+				seg.Addr, seg.Buf = h.base+uint64(lo), pg[lo:hi]
+			}
+		}
+	}
+}
+
+// untracked reads through a page cache without noting what it reads in
+// its touched ranges: the code objects a walk decodes once.
+type untracked struct{ c *pageCache }
+
+func (u untracked) ReadAt(p []byte, addr uint64) (int, error) {
+	t := u.c.touched
+	u.c.touched = nil
+	n, err := u.c.ReadAt(p, addr)
+	u.c.touched = t
+	return n, err
+}
+
+// topSlack is what the read of a thread's top page takes beyond what its
+// last walk touched, for frames pushed since.
+const topSlack = 512
+
+// claim appends the read of bytes [lo, hi) of the page at base into pg
+// (fresh: a page of the free list) to s.segs.
+func (s *sampler) claim(base uint64, pg *[pageSize]byte, lo, hi int, fresh bool) {
+	if len(s.segPages) == 0 {
+		s.segFrom = len(s.segs)
+	}
+	s.pc.pages[base] = pg // claimed; set for real by storePages
+	s.segs = append(s.segs, memory.Segment{Addr: base + uint64(lo), Buf: pg[lo:hi]})
+	s.segPages = append(s.segPages, pg)
+	s.segBase = append(s.segBase, base)
+	s.segFresh = append(s.segFresh, fresh)
+}
+
+// storePages settles the pages claimed since the last call, read into
+// s.segs: a page not readable is remembered as such, one read in part
+// with its range.
+func (s *sampler) storePages() {
+	for i, pg := range s.segPages {
+		seg, base := s.segs[s.segFrom+i], s.segBase[i]
 		if seg.Err != nil {
 			// Not readable whole: a read of it fails (nil page).
-			s.pc.pages[seg.Addr] = nil
-			s.pc.free = append(s.pc.free, pg)
+			s.pc.pages[base] = nil
+			if s.segFresh[i] {
+				s.pc.free = append(s.pc.free, pg)
+			}
 			if len(s.unreadable) < 4096 {
-				s.unreadable[seg.Addr] = true
+				s.unreadable[base] = true
 			}
 			continue
 		}
-		s.pc.used = append(s.pc.used, pg)
+		if lo, hi := int(seg.Addr-base), int(seg.Addr-base)+len(seg.Buf); lo == 0 && hi == pageSize {
+			delete(s.pc.part, base)
+		} else {
+			s.pc.part[base] = uint32(lo)<<16 | uint32(hi)
+		}
+		if s.segFresh[i] {
+			s.pc.used = append(s.pc.used, pg)
+		}
 	}
+	s.pc.lastOK = false
+	s.segPages, s.segBase, s.segFresh = s.segPages[:0], s.segBase[:0], s.segFresh[:0]
 }
 
 // readThread reads t's stack alone into t.resolved; it returns why it
@@ -761,28 +1032,20 @@ func (s *sampler) readThread(t *sampledThread) string {
 				continue
 			}
 		}
-		if s.resolve(t) {
-			return ""
-		}
+		s.resolve(t)
+		return ""
 	}
 	return "torn"
 }
 
-// resolve names t.frames (innermost first) into t.resolved (outermost
+// resolve copies t.frames (innermost first) into t.resolved (outermost
 // first).
-func (s *sampler) resolve(t *sampledThread) bool { return s.resolveErr(t) == nil }
-
-func (s *sampler) resolveErr(t *sampledThread) error {
+func (s *sampler) resolve(t *sampledThread) {
 	t.resolved = t.resolved[:0]
 	for i := len(t.frames) - 1; i >= 0; i-- {
-		f := t.frames[i]
-		c, err := s.cs.Code(f.Code)
-		if err != nil {
-			return err
-		}
-		t.resolved = append(t.resolved, SampledFrame{Function: c.Function, File: c.File, Line: f.Line})
+		f := &t.frames[i]
+		t.resolved = append(t.resolved, SampledFrame{Function: f.Function, File: f.File, Line: f.Line})
 	}
-	return nil
 }
 
 func (s *sampler) gone() bool {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -245,45 +243,6 @@ func TestSampleTargetExits(t *testing.T) {
 			t.Errorf("sampling went on %s after the target's exit", el)
 		}
 	})
-}
-
-// BenchmarkSample measures one sample of the profiler target (10 threads,
-// idle ones included) as fast as it goes, on the interpreter named by
-// PYGLASS_BENCH_PYTHON (a testenv label; the newest pyenv 3.x otherwise).
-func BenchmarkSample(b *testing.B) {
-	label := os.Getenv("PYGLASS_BENCH_PYTHON")
-	var in testenv.Interp
-	for _, i := range testenv.Interpreters() {
-		if (label == "" && i.Chroot == "" && i.Major == 3) || i.Label == label {
-			in = i
-		}
-	}
-	if in.Label == "" {
-		b.Skip("no interpreter")
-	}
-	tg := testenv.Start(b, in, testenv.Fixture(b, "profile_target.py"))
-	p, err := pyglass.Attach(tg.PID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	n := 0
-	rate := pyglass.MaxRate
-	if r, err := strconv.ParseFloat(os.Getenv("PYGLASS_BENCH_RATE"), 64); err == nil {
-		rate = r
-	}
-	stats, err := p.Sample(context.Background(), pyglass.SampleOptions{Rate: rate, Idle: true}, func(s *pyglass.Sample) error {
-		n++
-		if n >= b.N {
-			return errEnough
-		}
-		return nil
-	})
-	if err != nil && err != errEnough {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(stats.CPU.Nanoseconds())/float64(max(stats.Samples, 1)), "cpu-ns/sample")
-	b.Logf("%s: %+v", in.Label, stats)
 }
 
 // TestSampleBlocking: with Blocking the threads are paused for each

@@ -203,6 +203,7 @@ func (c *pageCache) keepAll(segs, retry []memory.Segment) {
 
 // keep stores the pages of a segment read by copyPages.
 func (c *pageCache) keep(s memory.Segment) {
+	c.lastOK = false // a page it held may be replaced
 	for off := 0; off < len(s.Buf); off += pageSize {
 		a := s.Addr + uint64(off)
 		if s.Err != nil {

@@ -39,6 +39,8 @@ func (c *Code) Line(addr int) int {
 // and the lines of the offsets asked for.
 type codeInfo struct {
 	Code
+	lastOff    int // the offset of the last line asked for, +1 (0: none)
+	lastLine   int
 	lines      map[int]int
 	hdr        []byte   // the PyCodeObject header as read
 	localNames []string // nil until read
@@ -52,7 +54,11 @@ const maxCachedLines = 256
 // line returns the line of the instruction at byte offset off, decoding
 // the line table once per offset.
 func (c *codeInfo) line(off int) int {
+	if c.lastOff == off+1 {
+		return c.lastLine // a function sampled at the same instruction
+	}
 	if l, ok := c.lines[off]; ok {
+		c.lastOff, c.lastLine = off+1, l
 		return l
 	}
 	l := c.Line(off)
@@ -62,6 +68,7 @@ func (c *codeInfo) line(off int) int {
 	if len(c.lines) < maxCachedLines {
 		c.lines[off] = l
 	}
+	c.lastOff, c.lastLine = off+1, l
 	return l
 }
 
@@ -80,10 +87,15 @@ const maxCachedCodes = 4096
 
 // code reads (or returns the cached) code object at addr.
 func (d *decoder) code(addr uint64) (*codeInfo, error) {
-	if c, ok := d.codes[addr]; ok {
+	if c, ok := d.cachedCode(addr); ok {
 		return c, nil
 	}
+	r := d.r
+	if d.codeR != nil {
+		d.r = d.codeR
+	}
 	c, err := d.readCode(addr)
+	d.r = r
 	if err != nil {
 		return nil, fmt.Errorf("reading code object at %#x: %w", addr, err)
 	}

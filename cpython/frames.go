@@ -241,10 +241,16 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 		}
 		return f, 0, false, fmt.Errorf("reading frame code: %w", memory.ErrNull)
 	}
-	if _, known := d.codes[code]; !known && l.Minor >= 13 {
+	c, known := d.cachedCode(code)
+	if !known && l.Minor >= 13 {
 		// f_executable may be None or a function for shim frames (a
 		// code object already decoded is known to be one).
+		r := d.r
+		if d.codeR != nil {
+			d.r = d.codeR
+		}
 		t, err := d.typeOf(code)
+		d.r = r
 		if err != nil {
 			return f, 0, false, fmt.Errorf("reading f_executable: %w", err)
 		}
@@ -253,9 +259,10 @@ func (d *decoder) interpFrame(addr uint64, opt FrameOptions) (f Frame, next uint
 		}
 	}
 	ip := memory.Order.Uint64(hdr[ipOff:])
-	c, err := d.code(code)
-	if err != nil {
-		return f, 0, false, err
+	if !known {
+		if c, err = d.code(code); err != nil {
+			return f, 0, false, err
+		}
 	}
 	// _PyInterpreterFrame_LASTI: code units from the start of the
 	// bytecode; 3.11/3.12 point at the last instruction run (-1 before

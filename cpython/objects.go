@@ -61,6 +61,38 @@ type decoder struct {
 	hdr   []byte              // frameHeader's scratch buffer
 	buf   []byte              // scratchBytes's
 	mros  map[uint64][]uint64 // instanceOf's: each type's tp_mro
+	// front, when set (a Sampler's), is a direct-mapped cache in front
+	// of codes: a sampled stack looks its code objects up at every
+	// sample.
+	front *[codeFrontSize]codeSlot
+	// codeR, when set, is the reader a frame walk decodes new code
+	// objects through (see Sampler.SetCodeReader).
+	codeR memory.Reader
+}
+
+// codeFrontSize is the number of slots of decoder.front.
+const codeFrontSize = 256
+
+type codeSlot struct {
+	addr uint64
+	c    *codeInfo
+}
+
+// cachedCode returns the decoded code object at addr, if it is cached.
+func (d *decoder) cachedCode(addr uint64) (*codeInfo, bool) {
+	if d.front == nil {
+		c, ok := d.codes[addr]
+		return c, ok
+	}
+	slot := &d.front[(addr>>4)%codeFrontSize]
+	if slot.addr == addr && slot.c != nil {
+		return slot.c, true
+	}
+	c, ok := d.codes[addr]
+	if ok {
+		*slot = codeSlot{addr, c}
+	}
+	return c, ok
 }
 
 func newDecoder(r memory.Reader, l *layout.Layout) *decoder {

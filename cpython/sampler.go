@@ -20,11 +20,13 @@ var ErrTorn = errors.New("stack changed while it was read")
 // Stack again.
 var ErrNotRead = errors.New("memory not read yet")
 
-// SampleFrame is one frame of a sampled stack: the code object and the
-// line being run. Its function and file come from Sampler.Code.
+// SampleFrame is one frame of a sampled stack: the code object, its
+// function and file (as Sampler.Code gives them), and the line being run.
 type SampleFrame struct {
-	Code uint64
-	Line int
+	Code     uint64
+	Function string
+	File     string
+	Line     int
 }
 
 // CodeRef names a code object: what a profile shows for a frame.
@@ -42,8 +44,9 @@ type CodeRef struct {
 // while it was read is detected (ErrTorn).
 //
 // Code objects are immutable, but an address can be freed and reused by
-// another code object: Forget drops every cached object, and a caller
-// that samples for long calls it regularly (pyglass does every second).
+// another code object: a caller that samples for long calls Revalidate
+// (or Forget, which drops every cached object) regularly (pyglass
+// revalidates every second).
 // A Sampler is not safe for concurrent use.
 type Sampler struct {
 	d *decoder
@@ -51,17 +54,74 @@ type Sampler struct {
 
 // NewSampler returns a Sampler over r with layout l.
 func NewSampler(r memory.Reader, l *layout.Layout) *Sampler {
-	return &Sampler{d: newDecoder(r, l)}
+	d := newDecoder(r, l)
+	d.front = new([codeFrontSize]codeSlot)
+	return &Sampler{d: d}
 }
 
 // SetReader makes later reads go through r (e.g. a fresh page cache for
 // each sample); the decoded code objects are kept.
 func (s *Sampler) SetReader(r memory.Reader) { s.d.r = r }
 
+// SetCodeReader makes the code objects a Stack meets for the first time
+// (and their names, line tables and types) be read through r rather than
+// the reader of the frames: a sampler that notes what the frames need,
+// to read it ahead at the next sample, notes only that. Nil: the frames'
+// reader.
+func (s *Sampler) SetCodeReader(r memory.Reader) { s.d.codeR = r }
+
 // Forget drops the decoded code and type objects.
 func (s *Sampler) Forget() {
 	clear(s.d.codes)
 	clear(s.d.types)
+	clear(s.d.front[:])
+}
+
+// Revalidate keeps the decoded code objects that still read the same
+// through r (in one vectored read, when r has ReadV) and drops the others,
+// and every type object: a code object is immutable, so one whose type,
+// size, name, qualified name, file name, line table and first line are
+// the same objects and values as when it was decoded is taken as the
+// same code object (an address freed and reused by a code object of the
+// same function and the same line table object would not be told
+// apart). It replaces Forget for a sampler that runs for long: the code
+// objects of its stacks are not decoded again every second.
+func (s *Sampler) Revalidate(r memory.Reader) {
+	d := s.d
+	clear(d.types)
+	clear(d.front[:])
+	if len(d.codes) == 0 {
+		return
+	}
+	addrs := make([]uint64, 0, len(d.codes))
+	segs := make([]memory.Segment, 0, len(d.codes))
+	for addr, c := range d.codes {
+		addrs = append(addrs, addr)
+		segs = append(segs, memory.Segment{Addr: addr, Buf: make([]byte, len(c.hdr))})
+	}
+	memory.ReadV(r, segs)
+	for i, seg := range segs {
+		if seg.Err != nil || !d.sameCode(d.codes[addrs[i]].hdr, seg.Buf) {
+			delete(d.codes, addrs[i])
+		}
+	}
+}
+
+// sameCode reports whether two reads of a PyCodeObject's header hold the
+// same identity fields (see Revalidate).
+func (d *decoder) sameCode(a, b []byte) bool {
+	l := d.l
+	tableOff := l.CodeCoLinetable
+	if l.CodeCoLnotab >= 0 {
+		tableOff = l.CodeCoLnotab
+	}
+	fa, fb := &fields{b: a, what: "PyCodeObject"}, &fields{b: b, what: "PyCodeObject"}
+	for _, off := range [...]int{l.ObjectObType, l.VarObjectObSize, l.CodeCoName, l.CodeCoQualname, l.CodeCoFilename, tableOff} {
+		if off >= 0 && fa.u64(off) != fb.u64(off) {
+			return false
+		}
+	}
+	return fa.i32(l.CodeCoFirstlineno) == fb.i32(l.CodeCoFirstlineno) && fa.err == nil && fb.err == nil
 }
 
 // TopFrame returns the address of the current frame of the thread state at
@@ -125,7 +185,7 @@ func (s *Sampler) Stack(top uint64, maxDepth int, dst []SampleFrame) ([]SampleFr
 			return dst, fmt.Errorf("%w: %w", ErrTorn, err)
 		}
 		if ok {
-			dst = append(dst, SampleFrame{Code: f.Code, Line: f.Line})
+			dst = append(dst, SampleFrame{Code: f.Code, Function: f.Function, File: f.File, Line: f.Line})
 		}
 		prev, addr = addr, next
 	}

@@ -45,3 +45,38 @@ func TestSamplerNoAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestSamplerRevalidate: Revalidate keeps the code objects that read the
+// same and drops one whose name now points elsewhere (its address reused
+// by another code object), which is then decoded again.
+func TestSamplerRevalidate(t *testing.T) {
+	for _, v := range fakeVersions {
+		h := newFakeHeap(t, v[0], v[1])
+		t.Run(fmt.Sprintf("%d.%d", v[0], v[1]), func(t *testing.T) {
+			top := h.fakeStack()
+			s := NewSampler(h.m, h.l)
+			dst, err := s.Stack(top, 0, nil)
+			if err != nil || len(dst) != 3 {
+				t.Fatalf("Stack: %d frames, %v", len(dst), err)
+			}
+			n := len(s.d.codes)
+			s.Revalidate(h.m)
+			if len(s.d.codes) != n {
+				t.Fatalf("%d of %d unchanged code objects kept", len(s.d.codes), n)
+			}
+			g := dst[0].Code
+			other := h.str("h", 1, false)
+			h.set64(g, h.l.CodeCoName, other)
+			if h.l.CodeCoQualname >= 0 {
+				h.set64(g, h.l.CodeCoQualname, other)
+			}
+			s.Revalidate(h.m)
+			if _, kept := s.d.codes[g]; kept || len(s.d.codes) != n-1 {
+				t.Fatalf("after the name of %#x changed: %d code objects kept (it among them: %v), want %d", g, len(s.d.codes), kept, n-1)
+			}
+			if dst, err = s.Stack(top, 0, dst); err != nil || dst[0].Function != "h" {
+				t.Errorf("the changed code object read again as %q (%v), want h", dst[0].Function, err)
+			}
+		})
+	}
+}

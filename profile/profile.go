@@ -12,8 +12,11 @@ package profile
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 )
+
+var slicesEqual = slices.Equal[[]Frame]
 
 // Frame is one Python frame: the function's qualified name, its file and
 // the line being run (0 when unknown).
@@ -59,7 +62,20 @@ type Profile struct {
 	key      []byte
 	ids      []int32
 	total    int64
+	// last is each thread's last stack (by thread index) and its index
+	// in stacks: a thread sampled again in the same place (an idle one,
+	// always) costs no lookup of its frames.
+	last []lastStack
 }
+
+type lastStack struct {
+	frames []Frame
+	si     int32
+}
+
+// smallThreads is the number of threads up to which Add finds a thread's
+// index by a scan rather than a map lookup (which hashes its name).
+const smallThreads = 16
 
 // Stack is one distinct stack of one thread and how often it was seen.
 type Stack struct {
@@ -78,13 +94,30 @@ func New(start time.Time, rate float64) *Profile {
 }
 
 // Add records one stack of th, frames outermost first, seen at time at.
-// It does not keep frames.
+// It does not keep the slice frames.
 func (p *Profile) Add(th Thread, frames []Frame, at time.Time) {
-	ti, ok := p.thIdx[th]
+	ti, ok := int32(-1), false
+	if len(p.threads) <= smallThreads {
+		for i := range p.threads {
+			if p.threads[i] == th {
+				ti, ok = int32(i), true
+				break
+			}
+		}
+	} else {
+		ti, ok = p.thIdx[th]
+	}
 	if !ok {
 		ti = int32(len(p.threads))
 		p.threads = append(p.threads, th)
 		p.thIdx[th] = ti
+		p.last = append(p.last, lastStack{si: -1})
+	}
+	off := at.Sub(p.Start)
+	p.total++
+	if l := &p.last[ti]; l.si >= 0 && slicesEqual(l.frames, frames) {
+		p.count(l.si, off)
+		return
 	}
 	p.ids = p.ids[:0]
 	for _, f := range frames {
@@ -100,18 +133,22 @@ func (p *Profile) Add(th Thread, frames []Frame, at time.Time) {
 	for _, id := range p.ids {
 		p.key = binary.LittleEndian.AppendUint32(p.key, uint32(id))
 	}
-	off := at.Sub(p.Start)
-	p.total++
 	si, ok := p.stackIdx[string(p.key)]
-	if ok {
-		s := p.stacks[si]
-		s.Count++
-		s.Last = off
-	} else {
+	if !ok {
 		si = int32(len(p.stacks))
 		p.stackIdx[string(p.key)] = si
-		p.stacks = append(p.stacks, &Stack{Thread: ti, Frames: append([]int32(nil), p.ids...), Count: 1, First: off, Last: off})
+		p.stacks = append(p.stacks, &Stack{Thread: ti, Frames: append([]int32(nil), p.ids...), First: off})
 	}
+	l := &p.last[ti]
+	l.frames, l.si = append(l.frames[:0], frames...), si
+	p.count(si, off)
+}
+
+// count counts one more sample of stack si at off.
+func (p *Profile) count(si int32, off time.Duration) {
+	s := p.stacks[si]
+	s.Count++
+	s.Last = off
 	if p.Timeline {
 		if len(p.timeline) < MaxTimeline {
 			p.timeline = append(p.timeline, event{at: off, stack: si})

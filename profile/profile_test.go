@@ -131,3 +131,47 @@ func TestFormatFromPath(t *testing.T) {
 		t.Errorf("svg accepted")
 	}
 }
+
+// TestAddAgain: a thread sampled again in the same place is counted on
+// the stack it had (Add's shortcut), and a change of a line, a frame or
+// the thread is a stack of its own.
+func TestAddAgain(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	p := New(t0, 100)
+	p.Timeline = true
+	main, worker := Thread{PID: 1, TID: 1, Name: "main"}, Thread{PID: 1, TID: 2, Name: "w"}
+	f := []Frame{{"main", "m.py", 3}, {"work", "w.py", 10}}
+	g := []Frame{{"main", "m.py", 3}, {"work", "w.py", 11}}
+	adds := []struct {
+		th     Thread
+		frames []Frame
+	}{{main, f}, {main, f}, {worker, f}, {main, g}, {main, f}, {main, f[:1]}, {worker, f}}
+	for i, a := range adds {
+		p.Add(a.th, a.frames, t0.Add(time.Duration(i)*time.Second))
+	}
+	type key struct {
+		tid   int
+		line  int
+		depth int
+	}
+	got := map[key]int64{}
+	for _, s := range p.Stacks() {
+		last := p.Frames()[s.Frames[len(s.Frames)-1]]
+		got[key{p.Threads()[s.Thread].TID, last.Line, len(s.Frames)}] += s.Count
+	}
+	want := map[key]int64{{1, 10, 2}: 3, {2, 10, 2}: 2, {1, 11, 2}: 1, {1, 3, 1}: 1}
+	if len(p.Stacks()) != len(want) || p.Total() != int64(len(adds)) {
+		t.Fatalf("%d stacks, %d samples; want %d, %d", len(p.Stacks()), p.Total(), len(want), len(adds))
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("stack %+v counted %d times, want %d (all: %v)", k, got[k], n, got)
+		}
+	}
+	if s := p.Stacks()[0]; s.First != 0 || s.Last != 4*time.Second {
+		t.Errorf("first stack seen from %v to %v, want 0s to 4s", s.First, s.Last)
+	}
+	if len(p.timeline) != len(adds) || p.timeline[1].stack != p.timeline[0].stack || p.timeline[4].stack != p.timeline[0].stack {
+		t.Errorf("timeline %+v", p.timeline)
+	}
+}
