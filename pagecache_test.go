@@ -97,3 +97,44 @@ func TestPageCacheReadAhead(t *testing.T) {
 		t.Errorf("one page used of 4 read: listed %#x of %d", got, len(c2.pages))
 	}
 }
+
+// TestPageCacheWordsOfPartPages: a page the sampler read only in part
+// holds stale bytes outside its range (pages are reused); a word read
+// there must come from the target (the page read whole), or be a miss in
+// record mode, never the stale bytes. Words read are noted in the ranges
+// the next sample reads.
+func TestPageCacheWordsOfPartPages(t *testing.T) {
+	const base = 0x40000
+	var mem memory.Fake
+	b := make([]byte, pageSize)
+	for i := range b {
+		b[i] = byte(i*5 + 3)
+	}
+	mem.Map(base, b)
+	for _, record := range []bool{false, true} {
+		c := newSampleCache(&mem, 0)
+		c.record = record
+		pg := c.newPage()
+		for i := range pg {
+			pg[i] = 0xee // stale
+		}
+		copy(pg[64:128], b[64:128])
+		c.used = append(c.used, pg)
+		c.pages[base] = pg
+		c.part[base] = 64<<16 | 128
+		c.touched = []pageRange{}
+		if v, err := memory.U64(c, base+64); err != nil || v != memory.Order.Uint64(b[64:]) {
+			t.Errorf("record=%v: a word inside the range: %#x, %v", record, v, err)
+		}
+		v, err := memory.U64(c, base+256)
+		switch {
+		case record && !errors.Is(err, errMiss):
+			t.Errorf("record=%v: a word outside the range: %#x, %v; want a miss", record, v, err)
+		case !record && (err != nil || v != memory.Order.Uint64(b[256:])):
+			t.Errorf("record=%v: a word outside the range: %#x, %v; want %#x from the target", record, v, err, memory.Order.Uint64(b[256:]))
+		}
+		if len(c.touched) != 1 || c.touched[0].lo > 64 || c.touched[0].hi < 72 {
+			t.Errorf("record=%v: touched %+v, want the word at 64 noted", record, c.touched)
+		}
+	}
+}
