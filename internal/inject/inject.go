@@ -189,7 +189,7 @@ type job struct {
 	stopped   bool             // the thread is in a ptrace stop
 	goSet     bool             // dGo = 1 written
 	avoid     [][2]uint64      // code of earlier injections (pyglassCode)
-	stacks    []procfs.Mapping // the mappings when the job started (stackRoom)
+	maps      []procfs.Mapping // the mappings when the job started (stackRoom)
 
 	outside map[int]uint64 // threads last seen running outside the interpreter: their pc
 	gate    *gate          // open while a busy thread is awaited (gate.go)
@@ -261,7 +261,7 @@ func (j *job) run() (Result, error) {
 	if j.avoid, err = pyglassCode(j.mem, j.pid, j.page); err != nil {
 		return j.res, err
 	}
-	j.stacks, _ = procfs.New(j.pid).Maps() // without them, no stack is checked
+	j.maps, _ = procfs.New(j.pid).Maps() // without them, no stack is checked
 	defer j.closeGate()
 	tr := ptrace.NewTracer()
 	defer tr.Close()
@@ -523,7 +523,7 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 		}
 		j.outside[c.tid] = regs.PC()
 	}
-	if room, known := stackRoom(j.stacks, regs.SP()); accept && known && room < minStackRoom {
+	if room, known := stackRoom(j.maps, regs.SP()); accept && known && room < minStackRoom {
 		accept = false
 		why = fmt.Sprintf("only %d KiB of stack left below its stack pointer %#x (the calls need %d KiB)", room>>10, regs.SP(), minStackRoom>>10)
 	}
