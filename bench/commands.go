@@ -410,17 +410,17 @@ func benchCore(env *Env, tg *Target) (string, error) {
 	if c, ok := benchCores[tg.PID]; ok {
 		return c, nil
 	}
-	argv, err := pyglass(env, "dump", fmt.Sprint(tg.PID), "-o", "")
-	if err != nil {
-		return "", err
-	}
+	// A fresh name: pyglass dump refuses to overwrite a file.
 	f, err := os.CreateTemp("", "pyglass-bench-*.core")
 	if err != nil {
 		return "", err
 	}
 	f.Close()
 	os.Remove(f.Name())
-	argv[len(argv)-1] = f.Name()
+	argv, err := pyglass(env, "dump", fmt.Sprint(tg.PID), "-o", f.Name())
+	if err != nil {
+		return "", err
+	}
 	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("pyglass dump: %v: %s", err, strings.TrimSpace(string(out)))
 	}
