@@ -29,12 +29,8 @@ func TestSamplerNoAllocs(t *testing.T) {
 	for _, v := range fakeVersions {
 		h := newFakeHeap(t, v[0], v[1])
 		t.Run(fmt.Sprintf("%d.%d", v[0], v[1]), func(t *testing.T) {
-			top := h.fakeStack()
-			s := NewSampler(h.m, h.l)
-			dst, err := s.Stack(top, 0, nil)
-			if err != nil || len(dst) != 3 {
-				t.Fatalf("Stack: %d frames, %v", len(dst), err)
-			}
+			top, s, dst := sampledFakeStack(t, h)
+			var err error
 			if allocs := testing.AllocsPerRun(100, func() { dst, err = s.Stack(top, 0, dst) }); allocs != 0 || err != nil || len(dst) != 3 {
 				t.Errorf("Stack of 3 known frames: %v allocations per call (err %v, %d frames), want none", allocs, err, len(dst))
 			}
@@ -53,12 +49,8 @@ func TestSamplerRevalidate(t *testing.T) {
 	for _, v := range fakeVersions {
 		h := newFakeHeap(t, v[0], v[1])
 		t.Run(fmt.Sprintf("%d.%d", v[0], v[1]), func(t *testing.T) {
-			top := h.fakeStack()
-			s := NewSampler(h.m, h.l)
-			dst, err := s.Stack(top, 0, nil)
-			if err != nil || len(dst) != 3 {
-				t.Fatalf("Stack: %d frames, %v", len(dst), err)
-			}
+			top, s, dst := sampledFakeStack(t, h)
+			var err error
 			n := len(s.d.codes)
 			s.Revalidate(h.m)
 			if len(s.d.codes) != n {
@@ -79,4 +71,17 @@ func TestSamplerRevalidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sampledFakeStack builds h's three-frame stack and a Sampler that has
+// read it once (its code objects cached).
+func sampledFakeStack(t *testing.T, h *fakeHeap) (uint64, *Sampler, []SampleFrame) {
+	t.Helper()
+	top := h.fakeStack()
+	s := NewSampler(h.m, h.l)
+	dst, err := s.Stack(top, 0, nil)
+	if err != nil || len(dst) != 3 {
+		t.Fatalf("Stack: %d frames, %v", len(dst), err)
+	}
+	return top, s, dst
 }
