@@ -2,6 +2,11 @@ package agent
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,10 +45,40 @@ func (w *signalWriter) String() string {
 	return w.b.String()
 }
 
-// execBreak runs code on c, sends a break once its stdout shows "running",
-// and returns the status, stderr and how long the code took to end after
-// the break.
-func execBreak(t *testing.T, c *Conn, code string) (int, string, time.Duration) {
+// sleepCalls are the system calls time.sleep makes, per architecture
+// (clock_nanosleep, nanosleep, select, pselect6, poll, ppoll).
+var sleepCalls = map[string][]int{
+	"amd64": {230, 35, 23, 270, 7, 271},
+	"arm64": {115, 101, 72, 73},
+}
+
+// inSleep waits until thread tid of pid is in one of sleepCalls (so a
+// break sent now comes while time.sleep runs, not before it started: on
+// a loaded machine the code's thread may be slow to get from its "running"
+// line to the sleep).
+func inSleep(t *testing.T, pid, tid int) {
+	t.Helper()
+	path := fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tid)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil && slices.Contains(sleepCalls[runtime.GOARCH], n) {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("thread %d of %d did not reach time.sleep within 20 s", tid, pid)
+}
+
+// execBreak runs code on c, sends a break once its stdout shows "running"
+// (and, when ready is not nil, once ready returned), and returns the
+// status, stderr and how long the code took to end after the break.
+func execBreak(t *testing.T, c *Conn, code string, ready ...func()) (int, string, time.Duration) {
 	t.Helper()
 	out := newSignalWriter("running")
 	var errb testenv.SyncBuffer
@@ -64,6 +99,9 @@ func execBreak(t *testing.T, c *Conn, code string) (int, string, time.Duration) 
 		t.Fatalf("the code did not start; stdout %q", out.String())
 	}
 	time.Sleep(50 * time.Millisecond)
+	for _, f := range ready {
+		f()
+	}
 	sent := time.Now()
 	if err := c.Break(); err != nil {
 		t.Fatal(err)
@@ -192,7 +230,9 @@ func TestBreak(t *testing.T) {
 
 		// exec: a sleep gets KeyboardInterrupt when it returns.
 		c = tg.accept(2)
-		status, stderr, took := execBreak(t, c, "import sys, time\nsys.stdout.write('running\\n')\nsys.stdout.flush()\ntime.sleep(1.5)\nwhile True:\n    pass\n")
+		h := c.Hello()
+		status, stderr, took := execBreak(t, c, "import sys, time\nsys.stdout.write('running\\n')\nsys.stdout.flush()\ntime.sleep(1.5)\nwhile True:\n    pass\n",
+			func() { inSleep(t, h.PID, h.TID) })
 		if status != 1 || !strings.HasSuffix(stderr, "KeyboardInterrupt\n") || took < time.Second {
 			t.Errorf("sleep: status %d after %s, stderr %q", status, took, stderr)
 		}
