@@ -363,6 +363,44 @@ func TestTopTerminal(t *testing.T) {
 	})
 }
 
+// TestStartOnSilentTerminal: on a terminal that answers no query (a bare
+// pseudo-terminal, like a serial console or some CI runners) pyglass
+// starts at once and sends it nothing: no colour or cursor query whose
+// answer it would wait for. (A terminal library's start-up query once
+// made every command wait 5 s there, and a Ctrl-C in that time killed
+// pyglass before its handlers were set.)
+func TestStartOnSilentTerminal(t *testing.T) {
+	testenv.BuildPyglass(t) // (built before the timing starts)
+	start := time.Now()
+	run(t, nil, "version")
+	piped := time.Since(start)
+
+	start = time.Now()
+	r := startPTY(t, "version")
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("pyglass version on a pseudo-terminal: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		r.cmd.Process.Kill()
+		t.Fatalf("pyglass version on a silent pseudo-terminal did not end in 20 s: %q", r.output())
+	}
+	onTerm := time.Since(start)
+	select {
+	case <-r.readDone:
+	case <-time.After(2 * time.Second):
+	}
+	if out := r.output(); strings.Contains(out, "\x1b]") || strings.Contains(out, "\x1b[6n") || !strings.Contains(out, "pyglass") {
+		t.Errorf("pyglass version wrote %q to the terminal (a query, or not its version)", out)
+	}
+	if onTerm > piped+time.Second {
+		t.Errorf("pyglass version took %v on a silent terminal, %v piped", onTerm, piped)
+	}
+}
+
 // TestRecordSubprocesses: --subprocesses follows the children a
 // multiprocessing pool starts after the recording has begun, and labels
 // their samples with their PIDs.

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"sync"
 	"time"
-
-	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/profile"
@@ -262,95 +259,4 @@ func topExit(st *topState, io IO) ExitCode {
 		return fail(io, st.err)
 	}
 	return ExitOK
-}
-
-// The terminal view, with bubbletea.
-
-type topTick struct{}
-type topDone struct{}
-
-type topModel struct {
-	p        *pyglass.Process
-	st       *topState
-	interval time.Duration
-	by       profile.SortBy
-	paused   bool
-	frozen   string // the view while paused
-	width    int
-	height   int
-	cancel   func()
-}
-
-func (m *topModel) Init() tea.Cmd { return m.tickCmd() }
-
-func (m *topModel) tickCmd() tea.Cmd {
-	return tea.Tick(m.interval, func(time.Time) tea.Msg { return topTick{} })
-}
-
-func (m *topModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
-	switch msg := msg.(type) {
-	case tea.WindowSizeMsg:
-		m.width, m.height = msg.Width, msg.Height
-	case topTick:
-		m.st.tick()
-		return m, m.tickCmd()
-	case topDone:
-		return m, tea.Quit
-	case tea.KeyMsg:
-		switch msg.String() {
-		case "q", "ctrl+c", "esc":
-			m.cancel()
-			return m, tea.Quit
-		case "s":
-			m.by = (m.by + 1) % 3
-		case "t":
-			m.st.nextThread()
-		case "i":
-			m.st.mu.Lock()
-			m.st.idle = !m.st.idle
-			m.st.mu.Unlock()
-		case "p":
-			m.paused = !m.paused
-			if m.paused {
-				m.frozen = m.render()
-			}
-		case "r":
-			m.st.reset()
-		}
-	}
-	return m, nil
-}
-
-func (m *topModel) render() string {
-	var b strings.Builder
-	rows := 20
-	if m.height > 8 {
-		rows = m.height - 7
-	}
-	m.st.render(&b, m.p, m.by, rows, m.width, m.paused)
-	b.WriteString("\n[s] sort  [t] thread  [i] idle  [p] pause  [r] reset  [q] quit\n")
-	return b.String()
-}
-
-func (m *topModel) View() string {
-	if m.paused {
-		return m.frozen
-	}
-	return m.render()
-}
-
-func topTerminal(ctx context.Context, cancel func(), p *pyglass.Process, st *topState, interval time.Duration, sampled chan struct{}, io IO) ExitCode {
-	m := &topModel{p: p, st: st, interval: interval, cancel: cancel}
-	prog := tea.NewProgram(m, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithInput(io.In), tea.WithOutput(io.Out))
-	go func() {
-		<-sampled
-		prog.Send(topDone{})
-	}()
-	if _, err := prog.Run(); err != nil && ctx.Err() == nil {
-		fmt.Fprintf(io.Err, "pyglass top: %v\n", err)
-		return ExitInternal
-	}
-	cancel()
-	<-sampled
-	return topExit(st, io)
 }
