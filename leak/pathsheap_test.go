@@ -63,8 +63,8 @@ func checkHolds(t *testing.T, what string, run, stall, censusRun, censusStall fl
 // heap (the baseline, measured in the same run: at most three times its
 // longest run plus 10 ms, both in the thread's CPU time). The heartbeat
 // thread's stall is asserted against the census's (twice plus 5 ms) when
-// the machine is not overloaded; a run over the bound is measured once
-// more before failing. Representative interpreters as
+// the machine is not overloaded; a run or a stall over its bound is
+// measured once more, with the census again, before failing. Representative interpreters as
 // TestBigHeap (PYGLASS_BIGHEAP_ALL=1: all).
 func TestPathsHeap(t *testing.T) {
 	if testing.Short() {
@@ -84,6 +84,11 @@ func TestPathsHeap(t *testing.T) {
 		var r *PathsReport
 		for try := 1; ; try++ {
 			var out []byte
+			if try == 2 {
+				// (the baseline again too: the machine's load moved)
+				census, out = stall(ObjectsScript(ObjectsOptions{Top: 5}))
+				o = parseObjects(t, out)
+			}
 			paths, out = stall(PathsScript(PathsOptions{Type: "Node"}))
 			var err error
 			if r, err = ParsePaths(out); err != nil {
@@ -96,9 +101,10 @@ func TestPathsHeap(t *testing.T) {
 				t.Fatalf("want every Node held by HEAP: %+v", r)
 			}
 			// One outlier (a collection of the target's heap, page
-			// faults on a loaded machine: seen once in ten runs) is
-			// measured again before failing.
-			if try == 2 || r.LongestHoldMS <= 3*o.LongestHoldMS+10 {
+			// faults on a loaded machine: seen once in ten runs; a
+			// stall 2 ms over at a load of 1.0 in CI) is measured again
+			// before failing.
+			if try == 2 || (r.LongestHoldMS <= 3*o.LongestHoldMS+10 && paths <= 2*census+5) {
 				break
 			}
 		}
