@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
@@ -137,12 +138,12 @@ func TestGateLeftOpen(t *testing.T) {
 // magicInCaves returns where caveMagic is found in the cave of an
 // executable mapping of pid, or 0.
 func magicInCaves(t *testing.T, mem *ptrace.Mem, pid int) uint64 {
-	maps, err := readMapLines(pid)
+	maps, err := procfs.New(pid).Maps()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range maps {
-		if m.perms != "r-xp" {
+		if !isText(m) {
 			continue
 		}
 		c := caveIn(mem, maps, m, 4096)

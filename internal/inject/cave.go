@@ -1,17 +1,14 @@
 package inject
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -36,104 +33,46 @@ type cave struct {
 // bytes back) is reused only when no thread can still be in it.
 var caveMagic = []byte("pyglass-cave\x00\x00\x00\x01")
 
-type mapLine struct {
-	lo, hi, off uint64
-	perms, path string
+// findCave returns a cave of at least need bytes (16-byte aligned start)
+// among maps (the job's, procfs.Maps), preferring the interpreter's own
+// mappings and never overlapping a range of taken. It returns nil when
+// there is none; the original bytes are read into the result.
+func findCave(mem *ptrace.Mem, pid int, maps []procfs.Mapping, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
+	return pickCave(mem, pid, maps, need, prefer, taken, page)
 }
 
-func readMapLines(pid int) ([]mapLine, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return nil, fmt.Errorf("reading maps: %w", err)
-	}
-	defer f.Close()
-	var out []mapLine
-	sc := bufio.NewScanner(f)
-	for n := 0; sc.Scan() && n < 100000; n++ {
-		fl := strings.Fields(sc.Text())
-		if len(fl) < 6 || !strings.HasPrefix(fl[5], "/") {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fl[0], "-")
-		if !ok {
-			continue
-		}
-		var m mapLine
-		var e1, e2, e3 error
-		m.lo, e1 = strconv.ParseUint(lo, 16, 64)
-		m.hi, e2 = strconv.ParseUint(hi, 16, 64)
-		m.off, e3 = strconv.ParseUint(fl[2], 16, 64)
-		if e1 != nil || e2 != nil || e3 != nil {
-			continue
-		}
-		m.perms, m.path = fl[1], strings.Join(fl[5:], " ")
-		out = append(out, m)
-	}
-	return out, sc.Err()
-}
-
-// findCave returns a cave of at least need bytes (16-byte aligned start),
-// preferring the interpreter's own mappings and never overlapping a range
-// of taken. It returns nil when there is none; the original bytes are read
-// into the result.
-func findCave(mem *ptrace.Mem, pid int, need uint64, prefer, taken [][2]uint64, page uint64) (*cave, error) {
-	maps, err := readMapLines(pid)
-	if err != nil {
-		return nil, err
-	}
-	return pickCave(mem, pid, maps, need, prefer, taken, page), nil
+// isText reports whether m is mapped as a shared object's or program's
+// code is: read and execute, private, from a file.
+func isText(m procfs.Mapping) bool {
+	return m.Perms == procfs.Perms{Read: true, Exec: true} && m.IsFile()
 }
 
 // pyglassCode lists where a thread may be running code of an earlier
 // injection that is restoring itself (its pyglass died or gave up): the
 // cave regions of all executable file mappings and all anonymous
 // executable mappings. Such a thread is never borrowed.
-func pyglassCode(mem *ptrace.Mem, pid int, page uint64) ([][2]uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return nil, fmt.Errorf("reading maps: %w", err)
-	}
-	defer f.Close()
+func pyglassCode(mem *ptrace.Mem, maps []procfs.Mapping, page uint64) [][2]uint64 {
 	var out [][2]uint64
-	var files []mapLine
-	sc := bufio.NewScanner(f)
-	for n := 0; sc.Scan() && n < 100000; n++ {
-		fl := strings.Fields(sc.Text())
-		if len(fl) < 5 || !strings.Contains(fl[1], "x") {
-			if len(fl) >= 6 && strings.HasPrefix(fl[5], "/") && fl[2] == "00000000" {
-				lo, _, _ := strings.Cut(fl[0], "-")
-				a, _ := strconv.ParseUint(lo, 16, 64)
-				files = append(files, mapLine{lo: a, off: 0, path: strings.Join(fl[5:], " ")})
-			}
+	for _, m := range maps {
+		if !m.Perms.Exec {
 			continue
 		}
-		lo, hi, _ := strings.Cut(fl[0], "-")
-		a, e1 := strconv.ParseUint(lo, 16, 64)
-		b, e2 := strconv.ParseUint(hi, 16, 64)
-		off, e3 := strconv.ParseUint(fl[2], 16, 64)
-		if e1 != nil || e2 != nil || e3 != nil {
+		if !strings.HasPrefix(m.Path, "/") {
+			out = append(out, [2]uint64{m.Start, m.End})
 			continue
 		}
-		if len(fl) < 6 || !strings.HasPrefix(fl[5], "/") {
-			out = append(out, [2]uint64{a, b})
-			continue
-		}
-		m := mapLine{lo: a, hi: b, off: off, perms: fl[1], path: strings.Join(fl[5:], " ")}
-		if off == 0 {
-			files = append(files, m)
-		}
-		if c := caveIn(mem, append(files, m), m, page); c != nil {
+		if c := caveIn(mem, maps, m, page); c != nil {
 			out = append(out, [2]uint64{c.addr, c.addr + c.size})
 		}
 	}
-	return out, sc.Err()
+	return out
 }
 
-func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
-	var order []mapLine
-	isPreferred := func(m mapLine) bool {
+func pickCave(mem *ptrace.Mem, pid int, maps []procfs.Mapping, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
+	var order []procfs.Mapping
+	isPreferred := func(m procfs.Mapping) bool {
 		for _, r := range prefer {
-			if m.lo >= r[0] && m.lo < r[1] {
+			if m.Start >= r[0] && m.Start < r[1] {
 				return true
 			}
 		}
@@ -141,7 +80,7 @@ func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer, tak
 	}
 	for _, pass := range []bool{true, false} {
 		for _, m := range maps {
-			if m.perms == "r-xp" && isPreferred(m) == pass {
+			if isText(m) && isPreferred(m) == pass {
 				order = append(order, m)
 			}
 		}
@@ -154,7 +93,7 @@ func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer, tak
 		if c == nil {
 			continue
 		}
-		tail := make([]byte, m.hi-c.addr)
+		tail := make([]byte, m.End-c.addr)
 		if _, err := mem.ReadAt(tail, c.addr); err != nil {
 			continue
 		}
@@ -170,12 +109,12 @@ func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer, tak
 			}
 			at := c.addr + uint64(off+i)
 			dirty = true
-			if !caveStale(pid, tail[off+i+len(caveMagic):], c.addr, m.hi) {
+			if !caveStale(pid, tail[off+i+len(caveMagic):], c.addr, m.End) {
 				busy = append(busy, [2]uint64{at - min(at-c.addr, maxBoot), at + uint64(len(caveMagic)) + 8})
 			}
 			off += i + 1
 		}
-		for at := (c.addr + 15) &^ 15; at+need <= m.hi; at += (need + 15) &^ 15 {
+		for at := (c.addr + 15) &^ 15; at+need <= m.End; at += (need + 15) &^ 15 {
 			free := true
 			for _, b := range busy {
 				if at < b[1] && at+need > b[0] {
@@ -185,8 +124,8 @@ func pickCave(mem *ptrace.Mem, pid int, maps []mapLine, need uint64, prefer, tak
 			if !free {
 				continue
 			}
-			c := &cave{addr: at, size: need, file: m.path, orig: make([]byte, need)}
-			copy(c.orig, tail[at-(m.hi-uint64(len(tail))):])
+			c := &cave{addr: at, size: need, file: m.Path, orig: make([]byte, need)}
+			copy(c.orig, tail[at-(m.End-uint64(len(tail))):])
 			if dirty {
 				fileBytes(pid, m, c.addr, c.orig)
 			}
@@ -234,16 +173,18 @@ func bootStamp() uint64 {
 }
 
 // fileBytes replaces b (the bytes at addr in mapping m) with the file's
-// own bytes, when the file can be read; otherwise b is left as it is (the
-// cave then goes back to the old bootstrap, which is never run).
-func fileBytes(pid int, m mapLine, addr uint64, b []byte) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/root%s", pid, m.path))
+// own bytes, when the file can be read (opened as the target sees it,
+// inside its root, and checked to be the mapped file: procfs.OpenMapping);
+// otherwise b is left as it is (the cave then goes back to the old
+// bootstrap, which is never run).
+func fileBytes(pid int, m procfs.Mapping, addr uint64, b []byte) {
+	f, _, err := procfs.New(pid).OpenMapping(m)
 	if err != nil {
 		return
 	}
 	defer f.Close()
 	buf := make([]byte, len(b))
-	n, err := f.ReadAt(buf, int64(m.off+(addr-m.lo)))
+	n, err := f.ReadAt(buf, int64(m.Offset+(addr-m.Start)))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return
 	}
@@ -254,11 +195,11 @@ func fileBytes(pid int, m mapLine, addr uint64, b []byte) {
 // caveIn finds the segment end inside the executable mapping m from the
 // ELF program headers in memory (the header is at the start of the
 // file's offset-0 mapping). Only 64-bit little-endian ELF is handled.
-func caveIn(mem *ptrace.Mem, maps []mapLine, m mapLine, page uint64) *cave {
+func caveIn(mem *ptrace.Mem, maps []procfs.Mapping, m procfs.Mapping, page uint64) *cave {
 	var hdrAt uint64
 	for _, h := range maps {
-		if h.path == m.path && h.off == 0 {
-			hdrAt = h.lo
+		if h.Path == m.Path && h.Inode == m.Inode && h.Offset == 0 {
+			hdrAt = h.Start
 			break
 		}
 	}
@@ -286,16 +227,16 @@ func caveIn(mem *ptrace.Mem, maps []mapLine, m mapLine, page uint64) *cave {
 		p := ph[i*phentsize:]
 		typ, flags := le.Uint32(p[0:]), le.Uint32(p[4:])
 		off, vaddr, filesz, memsz := le.Uint64(p[8:]), le.Uint64(p[16:]), le.Uint64(p[32:]), le.Uint64(p[40:])
-		if typ != ptLoad || flags&pfX == 0 || off&^(page-1) != m.off || filesz != memsz || filesz == 0 {
+		if typ != ptLoad || flags&pfX == 0 || off&^(page-1) != m.Offset || filesz != memsz || filesz == 0 {
 			continue
 		}
-		bias := m.lo - vaddr&^(page-1)
+		bias := m.Start - vaddr&^(page-1)
 		end := bias + vaddr + filesz
 		pageEnd := (end + page - 1) &^ (page - 1)
-		if end <= m.lo || pageEnd != m.hi || end == pageEnd {
+		if end <= m.Start || pageEnd != m.End || end == pageEnd {
 			return nil
 		}
-		return &cave{addr: end, size: pageEnd - end, file: m.path}
+		return &cave{addr: end, size: pageEnd - end, file: m.Path}
 	}
 	return nil
 }

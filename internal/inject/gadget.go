@@ -1,52 +1,30 @@
 package inject
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
-	"os"
-	"strconv"
 	"strings"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 )
 
-// execMappings lists the executable file mappings of pid from /proc/PID/maps.
-func execMappings(pid int) ([][2]uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return nil, fmt.Errorf("reading maps: %w", err)
-	}
-	defer f.Close()
+// execMappings lists the executable file mappings among maps.
+func execMappings(maps []procfs.Mapping) [][2]uint64 {
 	var out [][2]uint64
-	sc := bufio.NewScanner(f)
-	for n := 0; sc.Scan() && n < 100000; n++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || !strings.Contains(fields[1], "x") || !strings.HasPrefix(fields[5], "/") {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		a, err1 := strconv.ParseUint(lo, 16, 64)
-		b, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 == nil && err2 == nil {
-			out = append(out, [2]uint64{a, b})
+	for _, m := range maps {
+		if m.Perms.Exec && strings.HasPrefix(m.Path, "/") {
+			out = append(out, [2]uint64{m.Start, m.End})
 		}
 	}
-	return out, sc.Err()
+	return out
 }
 
 // findSyscallInstr looks for a syscall instruction in the interpreter's
 // text, then in any executable file mapping, never at avoid (the thread's
 // own PC: on arm64 the kernel may rewrite x8 when resuming there).
-func findSyscallInstr(mem *ptrace.Mem, pid int, prefer [][2]uint64, avoid uint64) (uint64, error) {
-	all, err := execMappings(pid)
-	if err != nil {
-		return 0, err
-	}
+func findSyscallInstr(mem *ptrace.Mem, maps []procfs.Mapping, prefer [][2]uint64, avoid uint64) (uint64, error) {
+	all := execMappings(maps)
 	ranges := append(append([][2]uint64{}, prefer...), all...)
 	const chunk = 64 << 10
 	budget := 256 << 20 // bytes scanned at most

@@ -86,9 +86,9 @@ func (j *job) openGate() {
 	if j.cave != nil {
 		taken = append(taken, [2]uint64{j.cave.addr, j.cave.addr + j.cave.size})
 	}
-	cv, err := findCave(j.mem, j.pid, uint64(len(probe.code)), j.syms.InterpreterText, taken, j.page)
-	if err != nil || cv == nil {
-		j.logf("gate: no code cave for it (%v)", err)
+	cv := findCave(j.mem, j.pid, j.maps, uint64(len(probe.code)), j.syms.InterpreterText, taken, j.page)
+	if cv == nil {
+		j.logf("gate: no code cave for it")
 		return
 	}
 	gc, err := genGate(cv.addr, j.syms.PyEvalRestoreThread, deadline, waits)

@@ -244,6 +244,11 @@ func (j *job) run() (Result, error) {
 	j.page = uint64(os.Getpagesize())
 	j.size = j.page + (j.fpOffset()+fpReserve+j.page-1)/j.page*j.page
 	var err error
+	// The mappings, read once: the caves, the code of earlier injections
+	// and the threads' stack room are found in them.
+	if j.maps, err = procfs.New(j.pid).Maps(); err != nil {
+		return j.res, err
+	}
 	if !testHookNoCave {
 		// The cave does not depend on the thread: look for it before one
 		// is held.
@@ -253,15 +258,10 @@ func (j *job) run() (Result, error) {
 		if err != nil {
 			return j.res, err
 		}
-		if j.cave, err = findCave(j.mem, j.pid, uint64(len(bc.code))+8, j.syms.InterpreterText, nil, j.page); err != nil {
-			return j.res, err
-		}
+		j.cave = findCave(j.mem, j.pid, j.maps, uint64(len(bc.code))+8, j.syms.InterpreterText, nil, j.page)
 	}
 	defer j.restoreCave()
-	if j.avoid, err = pyglassCode(j.mem, j.pid, j.page); err != nil {
-		return j.res, err
-	}
-	j.maps, _ = procfs.New(j.pid).Maps() // without them, no stack is checked
+	j.avoid = pyglassCode(j.mem, j.maps, j.page)
 	defer j.closeGate()
 	tr := ptrace.NewTracer()
 	defer tr.Close()
@@ -390,16 +390,12 @@ func (j *job) pick() error {
 // and the file their code is in.
 func (j *job) noThreadError(rounds int, lastWhy string) error {
 	var busy []string
-	var maps []mapLine
 	for _, tid := range sortedTids(j.outside) {
-		if maps == nil {
-			maps, _ = readMapLines(j.pid)
-		}
 		pc := j.outside[tid]
 		where := "anonymous memory"
-		for _, m := range maps {
-			if pc >= m.lo && pc < m.hi {
-				where = m.path
+		for _, m := range j.maps {
+			if m.Contains(pc) && m.Path != "" {
+				where = m.Path
 				break
 			}
 		}
@@ -723,7 +719,7 @@ func (j *job) findGadget() error {
 			return nil
 		}
 	}
-	g, err := findSyscallInstr(j.mem, j.pid, j.syms.InterpreterText, j.saved.Regs.PC())
+	g, err := findSyscallInstr(j.mem, j.maps, j.syms.InterpreterText, j.saved.Regs.PC())
 	if err != nil {
 		return err
 	}
