@@ -3,9 +3,12 @@ package procfs
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Stat holds the fields of /proc/PID/stat that pyglass uses.
@@ -87,6 +90,7 @@ func IsStopped(state byte) bool { return state == 'T' || state == 't' }
 // every running thread at every sample).
 type StateFile struct {
 	f   *os.File
+	fd  int // f's, read with pread directly
 	buf [512]byte
 }
 
@@ -100,7 +104,7 @@ func (p Proc) openStat(name string) (*StateFile, error) {
 	if err != nil {
 		return nil, p.wrap(name, err)
 	}
-	return &StateFile{f: f}, nil
+	return &StateFile{f: f, fd: int(f.Fd())}, nil
 }
 
 // State reads the thread's state letter ('R', 'S', 'D', ...) now.
@@ -115,12 +119,26 @@ func (s *StateFile) State() (byte, error) {
 	return b[1], nil
 }
 
+func (s *StateFile) pread() (int, error) {
+	for {
+		n, err := unix.Pread(s.fd, s.buf[:], 0)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
 // fields reads the file again and returns what follows the command name
 // (" S 1 ...").
 func (s *StateFile) fields() ([]byte, error) {
-	n, err := s.f.ReadAt(s.buf[:], 0)
-	if n == 0 && err != nil {
-		return nil, err
+	// One pread: os.File.ReadAt would read again after a short read to
+	// fill the buffer (a second system call, which returns 0).
+	n, err := s.pread()
+	if err != nil {
+		return nil, &os.PathError{Op: "pread", Path: s.f.Name(), Err: err}
+	}
+	if n == 0 {
+		return nil, &os.PathError{Op: "pread", Path: s.f.Name(), Err: io.EOF}
 	}
 	b := s.buf[:n]
 	j := bytes.LastIndexByte(b, ')')
