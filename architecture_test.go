@@ -2,10 +2,14 @@ package pyglass
 
 import (
 	"go/build"
+	"go/scanner"
+	"go/token"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -136,4 +140,96 @@ func names(dirs []string) []string {
 		out[i] = name(d)
 	}
 	return out
+}
+
+// procExceptions are the only non-test Go files outside internal/procfs
+// that name a /proc path themselves, each with the string literals it may
+// use ("" for any: a whole directory of test helpers) and why.
+var procExceptions = []struct {
+	path     string // a file, or a directory ending in "/"
+	literals []string
+	why      string
+}{
+	{"target/live/live.go", []string{"/proc/%d/mem"}, "the one memory reader falls back to /proc/PID/mem when process_vm_readv is missing"},
+	{"internal/ptrace/mem_linux.go", []string{"/proc/%d/mem"}, "Mem writes a traced process's memory through /proc/PID/mem"},
+	{"internal/rootfs/rootfs.go", []string{"/proc/self/fd/"}, "names its own directory fds (procfs imports rootfs, so rootfs cannot use procfs)"},
+	{"internal/rootfs/walk.go", []string{"/proc/self/fd/"}, "reopens its own O_PATH fds (procfs imports rootfs, so rootfs cannot use procfs)"},
+	{"internal/testenv/", nil, "test helper: reads /proc by itself, independently of the code under test"},
+	{"cpython/layout/layouttest/", nil, "test helper of the pure layout package, which may import no kernel-facing package"},
+}
+
+// TestArchitectureProc: one /proc parser. No non-test Go file outside
+// internal/procfs has a string literal that is a /proc path ("/proc",
+// "/proc/...", "/proc/%d/..."), but the exceptions above; and every
+// exception is still needed.
+func TestArchitectureProc(t *testing.T) {
+	used := make([]bool, len(procExceptions))
+	files := 0
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel := filepath.ToSlash(path)
+		if d.IsDir() {
+			if name := d.Name(); path != "." && (strings.HasPrefix(name, ".") || name == "testdata") || rel == "internal/procfs" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
+			return nil
+		}
+		files++
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fset := token.NewFileSet()
+		var sc scanner.Scanner
+		sc.Init(fset.AddFile(rel, -1, len(src)), src, nil, 0)
+		for {
+			pos, tok, lit := sc.Scan()
+			if tok == token.EOF {
+				break
+			}
+			if tok != token.STRING {
+				continue
+			}
+			s, err := strconv.Unquote(lit)
+			if err != nil || s != "/proc" && !strings.HasPrefix(s, "/proc/") {
+				continue
+			}
+			allowed := false
+			for i, e := range procExceptions {
+				if (rel == e.path || strings.HasSuffix(e.path, "/") && strings.HasPrefix(rel, e.path)) &&
+					(e.literals == nil || slices.Contains(e.literals, s)) {
+					allowed, used[i] = true, true
+				}
+			}
+			if !allowed {
+				t.Errorf("%s: %q: /proc is read through internal/procfs (or add a justified exception to procExceptions and ARCHITECTURE.md)", fset.Position(pos), s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 100 {
+		t.Fatalf("scanned only %d files: is the test run from the module root?", files)
+	}
+	doc, err := os.ReadFile("ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rule, _ := strings.Cut(string(doc), "One /proc parser:")
+	rule, _, _ = strings.Cut(rule, "\n\n")
+	for i, e := range procExceptions {
+		if !used[i] {
+			t.Errorf("exception %s %q is no longer needed: remove it (and from ARCHITECTURE.md)", e.path, e.literals)
+		}
+		if dir := strings.TrimSuffix(path.Dir(e.path+"x"), "/"); !strings.Contains(rule, "`"+dir+"`") {
+			t.Errorf("ARCHITECTURE.md's \"One /proc parser\" paragraph does not list the exception of %s", dir)
+		}
+	}
 }

@@ -3,10 +3,9 @@ package pyglass
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 )
 
@@ -88,28 +87,12 @@ func HintOf(err error) string {
 }
 
 // yamaScope reads kernel.yama.ptrace_scope; false when Yama is absent.
-var yamaScope = func() (int, bool) {
-	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
-	if err != nil {
-		return 0, false
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return n, err == nil
-}
+var yamaScope = procfs.PtraceScope
 
 // hasCapPtrace reports whether pyglass runs with CAP_SYS_PTRACE effective.
 var hasCapPtrace = func() bool {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps&(1<<capSysPtrace) != 0
-		}
-	}
-	return false
+	st, err := procfs.Self().Status()
+	return err == nil && st.HasCap(capSysPtrace)
 }
 
 const capSysPtrace = 19

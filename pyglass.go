@@ -195,11 +195,11 @@ func (p *Process) execPlan() (method, reason string) {
 }
 
 func commOf(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	comm, err := procfs.New(pid).Comm()
 	if err != nil {
 		return ""
 	}
-	return " (" + strings.TrimSpace(string(b)) + ")"
+	return " (" + comm + ")"
 }
 
 // Descendants returns the PIDs of pid's child processes, theirs, and so

@@ -203,7 +203,7 @@ func (p *Process) planError(reason string) error {
 
 // goneOr reports a vanished target as ErrNoProcess, anything else as is.
 func (p *Process) goneOr(err error) error {
-	if _, serr := os.Stat(fmt.Sprintf("/proc/%d", p.pid)); serr != nil {
+	if !procfs.New(p.pid).Exists() {
 		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
 	}
 	if st, serr := procfs.New(p.pid).Stat(); serr == nil && procfs.IsZombie(st.State) {

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -585,15 +584,14 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 // tracer returns the tracer of one of the target's threads, 0 when there
 // is none.
 func (p *Process) tracer() int {
-	tids, err := ptrace.Tasks(p.pid)
+	pr := procfs.New(p.pid)
+	tids, err := pr.TaskIDs()
 	if err != nil {
 		return 0
 	}
 	for _, tid := range tids {
-		if v, err := ptrace.StatusField(p.pid, tid, "TracerPid"); err == nil {
-			if tp, err := strconv.Atoi(v); err == nil && tp != 0 {
-				return tp
-			}
+		if st, err := pr.TaskStatus(tid); err == nil && st.TracerPid != 0 {
+			return st.TracerPid
 		}
 	}
 	return 0
@@ -603,16 +601,16 @@ func (p *Process) tracer() int {
 // process (another goroutine's freeze, or the tracer thread of a failed
 // one, still exiting), the same executable, or a program named pyglass.
 func isPyglass(tid int) bool {
-	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err == nil {
+	if procfs.Self().HasTask(tid) {
 		return true
 	}
-	if self, err := os.Readlink("/proc/self/exe"); err == nil {
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", tid)); err == nil && exe == self {
+	if self, err := procfs.Self().Exe(); err == nil {
+		if exe, err := procfs.New(tid).Exe(); err == nil && exe == self {
 			return true
 		}
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tid))
-	return err == nil && strings.HasPrefix(string(b), "pyglass")
+	comm, err := procfs.New(tid).Comm()
+	return err == nil && strings.HasPrefix(comm, "pyglass")
 }
 
 // rootHint is hint, with "or run pyglass as root" unless pyglass is root.
@@ -725,7 +723,7 @@ func addSource(pid int, d *StackDump) {
 	if len(need) == 0 {
 		return
 	}
-	root, err := rootfs.Open(pid)
+	root, err := procfs.New(pid).OpenRoot()
 	if err != nil {
 		return
 	}

@@ -7,11 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -196,30 +196,21 @@ func (tg *Target) Stall() (time.Duration, error) {
 // Healthy returns an error when a thread of the target is stopped or
 // traced, or the target is gone.
 func (tg *Target) Healthy() error {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", tg.PID))
+	p := procfs.New(tg.PID)
+	tids, err := p.TaskIDs()
 	if err != nil {
 		return fmt.Errorf("target gone: %w", err)
 	}
-	for _, e := range tasks {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", tg.PID, e.Name()))
+	for _, tid := range tids {
+		st, err := p.TaskStatus(tid)
 		if err != nil {
 			continue
 		}
-		for _, l := range strings.Split(string(st), "\n") {
-			f := strings.Fields(l)
-			if len(f) < 2 {
-				continue
-			}
-			switch f[0] {
-			case "State:":
-				if f[1] == "T" || f[1] == "t" || f[1] == "Z" {
-					return fmt.Errorf("thread %s left in state %s", e.Name(), f[1])
-				}
-			case "TracerPid:":
-				if n, _ := strconv.Atoi(f[1]); n != 0 {
-					return fmt.Errorf("thread %s left traced by %d", e.Name(), n)
-				}
-			}
+		if procfs.IsStopped(st.State) || st.State == 'Z' {
+			return fmt.Errorf("thread %d left in state %c", tid, st.State)
+		}
+		if st.TracerPid != 0 {
+			return fmt.Errorf("thread %d left traced by %d", tid, st.TracerPid)
 		}
 	}
 	return nil

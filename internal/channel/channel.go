@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/rootfs"
 	"golang.org/x/sys/unix"
 )
@@ -138,7 +139,7 @@ var bases = []string{"/tmp", "/var/tmp", "/dev/shm"}
 // and socket are given to them so that a target running as another user
 // can connect, and nobody else.
 func Create(pid, uid, gid int) (*Channel, error) {
-	root, err := rootfs.Open(pid)
+	root, err := procfs.New(pid).OpenRoot()
 	if err != nil {
 		return nil, err
 	}

@@ -150,12 +150,13 @@ func caveStale(pid int, rest []byte, lo, hi uint64) bool {
 	if int64(age) < int64(caveStaleAfter) {
 		return false
 	}
-	tids, err := ptrace.Tasks(pid)
+	p := procfs.New(pid)
+	tids, err := p.TaskIDs()
 	if err != nil {
 		return false
 	}
 	for _, tid := range tids {
-		sc, err := ptrace.ReadTaskSyscall(pid, tid)
+		sc, err := p.TaskSyscall(tid)
 		if err == nil && !sc.Running && sc.PC >= lo && sc.PC < hi {
 			return false
 		}

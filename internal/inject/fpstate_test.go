@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
@@ -25,7 +26,7 @@ func TestSelfRestoreKeepsFPState(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := startTarget(t, in, "accept")
 		syms := resolve(t, tg.pid)
-		before, err := ptrace.ReadTaskSyscall(tg.pid, tg.pid)
+		before, err := procfs.New(tg.pid).TaskSyscall(tg.pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +41,7 @@ func TestSelfRestoreKeepsFPState(t *testing.T) {
 		}
 		waitFile(t, path, 10*time.Second)
 		testenv.WaitUntil(t, 10*time.Second, "the thread restores itself and blocks in accept again", func() bool {
-			now, err := ptrace.ReadTaskSyscall(tg.pid, tg.pid)
+			now, err := procfs.New(tg.pid).TaskSyscall(tg.pid)
 			return err == nil && !now.Running && now.Nr == before.Nr && now.PC == before.PC && now.SP == before.SP
 		})
 		flagsKept := true

@@ -168,7 +168,7 @@ func (j *job) closeGate() {
 		j.mem.WriteAt(zero[:], g.gc.state)
 		inside := 0
 		for _, tid := range f.Tids {
-			sc, err := ptrace.ReadTaskSyscall(j.pid, tid)
+			sc, err := procfs.New(j.pid).TaskSyscall(tid)
 			if err != nil || sc.Running || (sc.PC >= g.cave.addr && sc.PC < g.cave.addr+g.cave.size) {
 				inside++
 			}
@@ -193,10 +193,11 @@ func (j *job) eintrBlocked() int {
 	if !j.opt.AvoidEINTR {
 		return 0
 	}
-	tids, _ := ptrace.Tasks(j.pid)
+	p := procfs.New(j.pid)
+	tids, _ := p.TaskIDs()
 	for _, tid := range tids {
-		if sc, err := ptrace.ReadTaskSyscall(j.pid, tid); err == nil && !sc.Running && sc.Nr >= 0 {
-			if _, bad := ptrace.EINTRSyscalls[sc.Nr]; bad {
+		if sc, err := p.TaskSyscall(tid); err == nil && sc.InSyscall {
+			if _, bad := ptrace.EINTRSyscalls[int(sc.Nr)]; bad {
 				return tid
 			}
 		}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -257,7 +257,7 @@ func startTarget(t *testing.T, in testenv.Interp, mode string) *target {
 	}
 	if mode != "busy" && mode != "cbusy" && mode != "smallstack" {
 		testenv.WaitUntil(t, 10*time.Second, "the fixture blocks in a system call", func() bool {
-			st, err := ptrace.TaskState(tg.pid, tg.pid)
+			st, err := taskState(tg.pid, tg.pid)
 			return err != nil || st == 'S'
 		})
 	}
@@ -386,4 +386,13 @@ f = open(%q, "w")
 f.write("pid=%%d tid=%%d %%s" %% (os.getpid(), thr.get_ident(), sys.version.split()[0]))
 f.close()
 `, path)
+}
+
+// taskState is the scheduler state letter of thread tid of pid.
+func taskState(pid, tid int) (byte, error) {
+	st, err := procfs.New(pid).TaskStat(tid)
+	if err != nil {
+		return 0, err
+	}
+	return st.State, nil
 }

@@ -216,20 +216,19 @@ func (j *job) validate() error {
 	if len(j.src) > maxSource {
 		return fmt.Errorf("source is %d bytes (limit %d)", len(j.src), maxSource)
 	}
-	st, err := ptrace.TaskState(j.pid, j.pid)
+	st, err := procfs.New(j.pid).Status()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrGone, err)
 	}
-	switch st {
+	switch st.State {
 	case 'T':
 		return ErrStopped
 	case 't':
-		tp, _ := ptrace.TracerPid(j.pid)
-		return fmt.Errorf("%w: process %d is stopped by its tracer (pid %d)", ErrPermission, j.pid, tp)
+		return fmt.Errorf("%w: process %d is stopped by its tracer (pid %d)", ErrPermission, j.pid, st.TracerPid)
 	case 'Z', 'X':
 		return fmt.Errorf("%w: process %d is a zombie", ErrGone, j.pid)
 	}
-	if f, _ := ptrace.StatusField(j.pid, 0, "x86_Thread_features"); shadowStackEnabled(f) {
+	if f := st.ThreadFeatures; shadowStackEnabled(f) {
 		return errors.New("target uses shadow stacks (x86_Thread_features: " + f + "), not supported")
 	}
 	return nil
@@ -286,22 +285,23 @@ type candidate struct {
 }
 
 func (j *job) candidates() (blocked, other []candidate, err error) {
-	tids, err := ptrace.Tasks(j.pid)
+	p := procfs.New(j.pid)
+	tids, err := p.TaskIDs()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrGone, err)
 	}
 	preferMain := j.syms.legacy()
 	for _, tid := range tids {
-		sc, err := ptrace.ReadTaskSyscall(j.pid, tid)
+		sc, err := p.TaskSyscall(tid)
 		if err != nil {
 			continue // thread exited, or not readable
 		}
-		if !sc.Running && sc.Nr >= 0 {
-			if name, bad := forbiddenSyscalls[sc.Nr]; bad {
+		if sc.InSyscall {
+			if name, bad := forbiddenSyscalls[int(sc.Nr)]; bad {
 				j.logf("thread %d: skipped, in %s", tid, name)
 				continue
 			}
-			if name, bad := ptrace.EINTRSyscalls[sc.Nr]; bad {
+			if name, bad := ptrace.EINTRSyscalls[int(sc.Nr)]; bad {
 				if j.opt.AvoidEINTR {
 					j.logf("thread %d: skipped, in %s (would see EINTR)", tid, name)
 					continue

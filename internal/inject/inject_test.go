@@ -5,22 +5,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 func checkReleased(t *testing.T, pid int) {
 	t.Helper()
-	tp, err := ptrace.TracerPid(pid)
+	st, err := procfs.New(pid).Status()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tp != 0 {
-		t.Errorf("TracerPid = %d after StartThread", tp)
+	if st.TracerPid != 0 {
+		t.Errorf("TracerPid = %d after StartThread", st.TracerPid)
 	}
-	tids, _ := ptrace.Tasks(pid)
+	tids, _ := procfs.New(pid).TaskIDs()
 	for _, tid := range tids {
-		if st, err := ptrace.TaskState(pid, tid); err == nil && (st == 't' || st == 'T') {
+		if st, err := taskState(pid, tid); err == nil && (st == 't' || st == 'T') {
 			t.Errorf("thread %d left in state %c", tid, st)
 		}
 	}

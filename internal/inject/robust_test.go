@@ -90,7 +90,7 @@ func TestStoppedTargetRefused(t *testing.T) {
 		if !errors.Is(err, ErrStopped) {
 			t.Fatalf("err = %v, want ErrStopped", err)
 		}
-		if st, _ := ptrace.TaskState(tg.pid, tg.pid); st != 'T' {
+		if st, _ := taskState(tg.pid, tg.pid); st != 'T' {
 			t.Errorf("state %c after refusal, want T", st)
 		}
 		syscall.Kill(tg.pid, syscall.SIGCONT)
@@ -184,7 +184,7 @@ func TestCancelledContext(t *testing.T) {
 func waitState(t *testing.T, pid int, want byte) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
-		if st, _ := ptrace.TaskState(pid, pid); st == want {
+		if st, _ := taskState(pid, pid); st == want {
 			return
 		}
 		time.Sleep(2 * time.Millisecond)

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass/internal/procfs"
-	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -41,9 +40,9 @@ func TestSmallStackNotBorrowed(t *testing.T) {
 		tg := startTarget(t, in, "smallstack")
 		var small int
 		testenv.WaitUntil(t, 10*time.Second, "the small-stack thread blocks in sleep", func() bool {
-			tids, _ := ptrace.Tasks(tg.pid)
+			tids, _ := procfs.New(tg.pid).TaskIDs()
 			for _, tid := range tids {
-				if st, err := ptrace.TaskState(tg.pid, tid); tid != tg.pid && err == nil && st == 'S' {
+				if st, err := taskState(tg.pid, tid); tid != tg.pid && err == nil && st == 'S' {
 					small = tid
 				}
 			}

@@ -6,10 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseMaps(t *testing.T) {
@@ -57,6 +60,23 @@ func TestParseStatus(t *testing.T) {
 		s.RealUID() != 1000 || s.EffectiveUID() != 1001 || s.Gid[3] != 8 || s.InnerPID() != 2 || s.NStgid[1] != 1 || s.Threads != 3 {
 		t.Errorf("%+v", s)
 	}
+	if s.CapEff != 0 || s.HasCap(19) || s.ThreadFeatures != "" {
+		t.Errorf("capabilities or features where the text has none: %+v", s)
+	}
+	text += "CapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\nx86_Thread_features:\tshstk wrss\nx86_Thread_features_locked:\tshstk\n"
+	if s, err = ParseStatus(strings.NewReader(text)); err != nil {
+		t.Fatal(err)
+	}
+	if s.CapEff != 0x1ffffffffff || !s.HasCap(19) || s.HasCap(41) || s.HasCap(64) || s.ThreadFeatures != "shstk wrss" {
+		t.Errorf("CapEff %#x, x86_Thread_features %q", s.CapEff, s.ThreadFeatures)
+	}
+	s, err = ParseStatus(strings.NewReader(strings.Replace(text, "000001ffffffffff", "0000000000080000", 1)))
+	if err != nil || !s.HasCap(19) || s.HasCap(18) || s.HasCap(20) {
+		t.Errorf("CapEff of CAP_SYS_PTRACE alone: %+v %v", s, err)
+	}
+	if _, err := ParseStatus(strings.NewReader(text + "CapEff:\tzz\n")); !errors.Is(err, ErrParse) {
+		t.Errorf("garbled CapEff: %v", err)
+	}
 	if _, err := ParseStatus(strings.NewReader("Name:\tx\n")); !errors.Is(err, ErrParse) {
 		t.Errorf("incomplete status: %v", err)
 	}
@@ -67,8 +87,11 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Comm != "a) b (c" || s.State != 'Z' || s.PPid != 1 || s.Flags != 6 || s.StartTime != 98765 || !IsZombie(s.State) {
+	if s.Comm != "a) b (c" || s.State != 'Z' || s.PPid != 1 || s.Flags != 6 || s.StartTime != 98765 || s.UTime != 11 || s.STime != 12 || !IsZombie(s.State) {
 		t.Errorf("%+v", s)
+	}
+	if _, err := ParseStat([]byte("123 (a) Z 1 2 3 4 5 6 7 8 9 10 -11 12 13 14 15 16 17 18 98765 20 21\n")); !errors.Is(err, ErrParse) {
+		t.Errorf("negative utime: %v", err)
 	}
 	if _, err := ParseStat([]byte("123 (x) S 1")); !errors.Is(err, ErrParse) {
 		t.Errorf("short stat: %v", err)
@@ -162,6 +185,31 @@ func TestRealProcess(t *testing.T) {
 	tasks, err := p.Tasks()
 	if err != nil || len(tasks) != 1 || tasks[0].TID != p.PID || tasks[0].Comm != "sleep" || tasks[0].State != 'S' {
 		t.Errorf("tasks %+v %v", tasks, err)
+	}
+	if comm, err := p.Comm(); err != nil || comm != "sleep" {
+		t.Errorf("comm %q %v", comm, err)
+	}
+	if !p.HasTask(p.PID) || p.HasTask(os.Getpid()) || !Self().HasTask(os.Getpid()) {
+		t.Error("HasTask: the child's only thread, or our main thread, misplaced")
+	}
+	if pids, err := PIDs(); err != nil || !slices.Contains(pids, p.PID) || !slices.Contains(pids, os.Getpid()) {
+		t.Errorf("PIDs: %d processes, %v; the child or ourselves missing", len(pids), err)
+	}
+	if scope, ok := PtraceScope(); ok && (scope < 0 || scope > 3) {
+		t.Errorf("ptrace_scope %d", scope)
+	}
+	if root, err := p.OpenRoot(); err != nil {
+		t.Errorf("OpenRoot: %v", err)
+	} else {
+		root.Close()
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &caps[0]); err != nil {
+		t.Fatal(err)
+	}
+	if self, err := Self().Status(); err != nil || self.CapEff != uint64(caps[1].Effective)<<32|uint64(caps[0].Effective) {
+		t.Errorf("our own status %+v %v; capget says %#x %#x", self, err, caps[1].Effective, caps[0].Effective)
 	}
 	sc, err := p.TaskSyscall(p.PID)
 	if err != nil || !sc.InSyscall || sc.Nr < 0 || sc.PC == 0 {

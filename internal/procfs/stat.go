@@ -18,6 +18,9 @@ type Stat struct {
 	PPid  int
 	// Flags are the kernel's PF_* flags of the task.
 	Flags uint64
+	// UTime and STime are the CPU time spent in user and kernel mode, in
+	// clock ticks (USER_HZ, 100 a second on Linux).
+	UTime, STime uint64
 	// StartTime is when the process started, in clock ticks after boot.
 	// With the PID it identifies a process across PID reuse.
 	StartTime uint64
@@ -64,6 +67,12 @@ func ParseStat(b []byte) (*Stat, error) {
 	}
 	if s.Flags, err = strconv.ParseUint(f[6], 10, 64); err != nil {
 		return nil, fmt.Errorf("flags %q: %w", f[6], ErrParse)
+	}
+	if s.UTime, err = strconv.ParseUint(f[11], 10, 64); err != nil {
+		return nil, fmt.Errorf("utime %q: %w", f[11], ErrParse)
+	}
+	if s.STime, err = strconv.ParseUint(f[12], 10, 64); err != nil {
+		return nil, fmt.Errorf("stime %q: %w", f[12], ErrParse)
 	}
 	if s.StartTime, err = strconv.ParseUint(f[19], 10, 64); err != nil {
 		return nil, fmt.Errorf("starttime %q: %w", f[19], ErrParse)

@@ -24,7 +24,16 @@ type Status struct {
 	// our namespace.
 	NSpid, NStgid []int
 	Threads       int
+	// CapEff is the effective capability set (bit 19 is CAP_SYS_PTRACE).
+	CapEff uint64
+	// ThreadFeatures is the x86_Thread_features line ("shstk wrss", ""
+	// when absent: another architecture or an older kernel).
+	ThreadFeatures string
 }
+
+// HasCap reports whether capability number c (CAP_SYS_PTRACE is 19) is
+// in the effective set.
+func (s *Status) HasCap(c uint) bool { return c < 64 && s.CapEff&(1<<c) != 0 }
 
 // RealUID returns the real user id.
 func (s *Status) RealUID() int { return s.Uid[0] }
@@ -103,6 +112,10 @@ func ParseStatus(r io.Reader) (*Status, error) {
 			s.NStgid, err = parseInts(val)
 		case "Threads":
 			s.Threads, err = strconv.Atoi(val)
+		case "CapEff":
+			s.CapEff, err = strconv.ParseUint(val, 16, 64)
+		case "x86_Thread_features":
+			s.ThreadFeatures = val
 		}
 		if err != nil {
 			return nil, fmt.Errorf("field %s %q: %w", key, val, ErrParse)

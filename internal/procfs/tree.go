@@ -1,11 +1,6 @@
 package procfs
 
-import (
-	"os"
-	"strconv"
-)
-
-// maxScanned bounds the processes Descendants looks at.
+// maxScanned bounds the processes PIDs lists.
 const maxScanned = 1 << 20
 
 // Descendants returns the PIDs of pid's children, their children and so
@@ -13,24 +8,12 @@ const maxScanned = 1 << 20
 // /proc/PID/task/TID/children is not always built in). Processes that
 // end during the scan are left out.
 func Descendants(pid int) ([]int, error) {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil, err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
+	pids, err := PIDs()
 	if err != nil {
 		return nil, err
 	}
 	children := map[int][]int{}
-	for i, n := range names {
-		if i >= maxScanned {
-			break
-		}
-		p, err := strconv.Atoi(n)
-		if err != nil || p <= 0 {
-			continue
-		}
+	for _, p := range pids {
 		st, err := New(p).Stat()
 		if err != nil {
 			continue

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -38,34 +37,36 @@ func ExplainAttachError(pid int, err error) error {
 // refused may be traced when the main thread is not.
 func explainSeize(pid, tid int, err error) error {
 	if tid != pid && errors.Is(err, unix.EPERM) {
-		if v, serr := StatusField(pid, tid, "TracerPid"); serr == nil && v != "" && v != "0" {
-			comm, _ := os.ReadFile("/proc/" + v + "/comm")
-			return fmt.Errorf("%w: thread %d of process %d is already traced by pid %s (%s) (%v)", ErrPermission, tid, pid, v, strings.TrimSpace(string(comm)), err)
+		if st, serr := procfs.New(pid).TaskStatus(tid); serr == nil && st.TracerPid != 0 {
+			return fmt.Errorf("%w: thread %d of process %d is already traced by pid %d (%s) (%v)", ErrPermission, tid, pid, st.TracerPid, commOf(st.TracerPid), err)
 		}
 	}
 	return ExplainAttachError(pid, err)
 }
 
+// commOf is the kernel's name of process pid, "" when unknown.
+func commOf(pid int) string {
+	c, _ := procfs.New(pid).Comm()
+	return c
+}
+
 func whyEPERM(pid int) string {
-	if tp, err := TracerPid(pid); err == nil && tp != 0 {
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tp))
-		return fmt.Sprintf("process %d is already traced by pid %d (%s)", pid, tp, strings.TrimSpace(string(comm)))
+	st, err := procfs.New(pid).Status()
+	if err == nil && st.TracerPid != 0 {
+		return fmt.Sprintf("process %d is already traced by pid %d (%s)", pid, st.TracerPid, commOf(st.TracerPid))
 	}
-	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
-		if s := strings.TrimSpace(string(b)); s != "0" {
-			if os.Geteuid() == 0 {
-				return "kernel.yama.ptrace_scope=" + s + " forbids it (CAP_SYS_PTRACE is needed; 3 forbids every attach)"
-			}
-			return "kernel.yama.ptrace_scope=" + s + " forbids it (run as root with CAP_SYS_PTRACE or set it to 0)"
+	if scope, ok := procfs.PtraceScope(); ok && scope != 0 {
+		s := strconv.Itoa(scope)
+		if os.Geteuid() == 0 {
+			return "kernel.yama.ptrace_scope=" + s + " forbids it (CAP_SYS_PTRACE is needed; 3 forbids every attach)"
 		}
+		return "kernel.yama.ptrace_scope=" + s + " forbids it (run as root with CAP_SYS_PTRACE or set it to 0)"
 	}
-	if v, err := StatusField(os.Getpid(), 0, "CapEff"); err == nil {
-		if caps, err := strconv.ParseUint(v, 16, 64); err == nil && caps&(1<<unix.CAP_SYS_PTRACE) == 0 {
-			if uid, err := StatusField(pid, 0, "Uid"); err == nil && !strings.HasPrefix(uid, strconv.Itoa(os.Getuid())+"\t") {
-				return fmt.Sprintf("process %d belongs to another user (Uid %s) and CAP_SYS_PTRACE is missing", pid, strings.Fields(uid)[0])
-			}
-			return "CAP_SYS_PTRACE is missing (the target may be non-dumpable or setuid)"
+	if self, serr := procfs.Self().Status(); serr == nil && !self.HasCap(unix.CAP_SYS_PTRACE) {
+		if err == nil && st.RealUID() != os.Getuid() {
+			return fmt.Sprintf("process %d belongs to another user (Uid %d) and CAP_SYS_PTRACE is missing", pid, st.RealUID())
 		}
+		return "CAP_SYS_PTRACE is missing (the target may be non-dumpable or setuid)"
 	}
 	return "denied by the kernel (seccomp, LSM or a non-dumpable target)"
 }
@@ -93,7 +94,7 @@ func Freeze(pid int) (*Frozen, error) {
 	held := map[int]bool{}
 	err := f.t.Do(func() error {
 		for round := 0; round < 100; round++ {
-			tids, err := Tasks(pid)
+			tids, err := procfs.New(pid).TaskIDs()
 			if err != nil {
 				if len(held) == 0 {
 					return fmt.Errorf("%w: %v", ErrGone, err)

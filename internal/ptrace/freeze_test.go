@@ -1,12 +1,15 @@
 package ptrace
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -42,7 +45,7 @@ func startThreads(t *testing.T, in testenv.Interp) *testenv.Target {
 		}
 	})
 	testenv.WaitUntil(t, 10*time.Second, "the target runs 4 threads", func() bool {
-		tids, _ := Tasks(tg.PID)
+		tids, _ := procfs.New(tg.PID).TaskIDs()
 		return len(tids) == 4
 	})
 	return tg
@@ -55,23 +58,23 @@ func released(t *testing.T, pid int, when string) {
 		if st == 't' || st == 'T' {
 			t.Errorf("thread %d in state %c %s", tid, st, when)
 		}
-		if tp, _ := StatusField(pid, tid, "TracerPid"); tp != "0" {
-			t.Errorf("thread %d traced by %s %s", tid, tp, when)
+		if st, err := procfs.New(pid).TaskStatus(tid); err != nil || st.TracerPid != 0 {
+			t.Errorf("thread %d traced (%+v, %v) %s", tid, st, err, when)
 		}
 	}
 }
 
 func states(t *testing.T, pid int) map[int]byte {
 	t.Helper()
-	tids, err := Tasks(pid)
+	tids, err := procfs.New(pid).TaskIDs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[int]byte{}
 	for _, tid := range tids {
-		st, err := TaskState(pid, tid)
+		st, err := procfs.New(pid).TaskStat(tid)
 		if err == nil {
-			out[tid] = st
+			out[tid] = st.State
 		}
 	}
 	return out
@@ -171,6 +174,50 @@ func TestSignalWhileFrozen(t *testing.T) {
 	})
 }
 
+// TestFreezeTracedThread: when one thread (not the main one) is traced
+// by another tracer, Freeze refuses with ErrPermission and names that
+// thread, its tracer's pid and name (from procfs), and leaves the other
+// threads released.
+func TestFreezeTracedThread(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		pid := startThreads(t, in).PID
+		tids, err := procfs.New(pid).TaskIDs()
+		if err != nil || len(tids) < 2 {
+			t.Fatalf("threads %v %v", tids, err)
+		}
+		tid := tids[len(tids)-1]
+		other := NewTracer()
+		defer other.Close()
+		if err := other.Do(func() error { return Seize(tid, 0) }); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Freeze(pid)
+		other.Do(func() error {
+			Interrupt(tid)
+			Wait(tid)
+			return Detach(tid, 0)
+		})
+		// TracerPid is the tracing thread's id: one of ours.
+		want := fmt.Sprintf("thread %d of process %d is already traced by pid ", tid, pid)
+		var tracer int
+		var comm string
+		if err != nil {
+			if _, after, ok := strings.Cut(err.Error(), want); ok {
+				fmt.Sscanf(after, "%d (%s", &tracer, &comm)
+			}
+		}
+		self, _ := procfs.Self().Comm()
+		if !errors.Is(err, ErrPermission) || !procfs.Self().HasTask(tracer) || self == "" || comm != self+")" {
+			t.Fatalf("Freeze with thread %d traced by us: %v; want ErrPermission, %q, one of our threads and (%s)", tid, err, want, self)
+		}
+		testenv.WaitUntil(t, 5*time.Second, "the other tracer's detach takes effect", func() bool {
+			st, err := procfs.New(pid).TaskStatus(tid)
+			return err == nil && st.TracerPid == 0
+		})
+		released(t, pid, "after a refused Freeze")
+	})
+}
+
 func TestFreezeGone(t *testing.T) {
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
@@ -190,7 +237,7 @@ func TestThawBeforeStopped(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		pid := startThreads(t, in).PID
 		for i := 0; i < 50; i++ {
-			tids, err := Tasks(pid)
+			tids, err := procfs.New(pid).TaskIDs()
 			if err != nil {
 				t.Fatal(err)
 			}

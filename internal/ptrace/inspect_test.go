@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -78,8 +79,7 @@ os.read(r, 1)
 	syscall.Kill(pid, syscall.SIGSTOP)
 	defer syscall.Kill(pid, syscall.SIGCONT)
 	for i := 0; ; i++ {
-		st, _ := TaskState(pid, spinTID)
-		if st == 'T' {
+		if st, err := procfs.New(pid).TaskStat(spinTID); err == nil && st.State == 'T' {
 			break
 		}
 		if i == 500 {

@@ -3,15 +3,15 @@ package ptrace
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pyglass/pyglass/internal/procfs"
 )
 
 // Tracer owns the OS thread that issues every ptrace and wait4 call.
@@ -103,7 +103,7 @@ func attachedHere() int {
 	defer attachedMu.Unlock()
 	n := 0
 	for tid := range attached[me] {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(tid)); err == nil {
+		if procfs.New(tid).Exists() {
 			n++
 		}
 	}

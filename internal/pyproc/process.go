@@ -4,7 +4,6 @@
 package pyproc
 
 import (
-	"fmt"
 	"os"
 	"path"
 	"sort"
@@ -144,21 +143,15 @@ type Summary struct {
 // quietly. Only the main program and mapped libpython files are opened,
 // each file once.
 func List() ([]Summary, error) {
-	d, err := os.Open("/proc")
+	pids, err := procfs.PIDs()
 	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
+		return nil, err
 	}
 	cache := &imageCache{}
 	self := os.Getpid()
 	var out []Summary
-	for _, n := range names {
-		pid, err := strconv.Atoi(n)
-		if err != nil || pid == self {
+	for _, pid := range pids {
+		if pid == self {
 			continue
 		}
 		if s, ok := summarize(procfs.New(pid), cache); ok {

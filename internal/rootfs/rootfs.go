@@ -42,12 +42,6 @@ type Root struct {
 	name string   // for messages: /proc/PID/root
 }
 
-// Open opens the root directory of process pid (/proc/PID/root, which is
-// the process's root in its own mount namespace).
-func Open(pid int) (*Root, error) {
-	return OpenDir("/proc/" + strconv.Itoa(pid) + "/root")
-}
-
 // OpenDir opens dir as a root (tests build hostile roots this way).
 func OpenDir(dir string) (*Root, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

@@ -11,13 +11,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/memory"
 )
 
@@ -47,11 +47,8 @@ func Open(pid int) (*Process, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("opening process %d: %w", pid, ErrProcessGone)
 	}
-	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("opening process %d: %w", pid, ErrProcessGone)
-		}
-		return nil, fmt.Errorf("opening process %d: %w", pid, err)
+	if !procfs.New(pid).Exists() {
+		return nil, fmt.Errorf("opening process %d: %w", pid, ErrProcessGone)
 	}
 	p := &Process{pid: pid}
 	if !vmReadvWorks() {
@@ -64,7 +61,7 @@ func Open(pid int) (*Process, error) {
 
 // openMem switches the reader to /proc/PID/mem.
 func (p *Process) openMem() error {
-	f, err := os.Open("/proc/" + strconv.Itoa(p.pid) + "/mem")
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mem", p.pid))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("opening memory of process %d: %w", p.pid, ErrProcessGone)
@@ -232,7 +229,7 @@ func (p *Process) classify(n int, addr uint64, err error) error {
 	case p.mem != nil && err == nil:
 		// pread returning 0 on /proc/PID/mem: the process has no mm
 		// any more (it exited) or the address is past the end.
-		if _, serr := os.Stat("/proc/" + strconv.Itoa(p.pid)); serr != nil {
+		if !procfs.New(p.pid).Exists() {
 			return fmt.Errorf("reading process %d: %w", p.pid, ErrProcessGone)
 		}
 		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, memory.ErrFault)
