@@ -44,12 +44,16 @@ func (p *Process) symbols() inject.Symbols {
 		return a
 	}
 	s := inject.Symbols{
-		PyGILStateEnsure:       sym("PyGILState_Ensure"),
-		PyGILStateRelease:      sym("PyGILState_Release"),
-		PyRunSimpleString:      sym("PyRun_SimpleString"),
-		PyThreadStartNewThread: sym("PyThread_start_new_thread"),
-		Munmap:                 p.py.Munmap,
-		ErrnoLocation:          p.py.ErrnoLocation,
+		PyGILStateEnsure:        sym("PyGILState_Ensure"),
+		PyGILStateRelease:       sym("PyGILState_Release"),
+		PyRunSimpleString:       sym("PyRun_SimpleString"),
+		PyThreadStartNewThread:  sym("PyThread_start_new_thread"),
+		Munmap:                  p.py.Munmap,
+		ErrnoLocation:           p.py.ErrnoLocation,
+		PthreadCreate:           p.py.Pthread[0],
+		PthreadDetach:           p.py.Pthread[1],
+		PthreadAttrInit:         p.py.Pthread[2],
+		PthreadAttrSetstacksize: p.py.Pthread[3],
 		// Every version: the gate for threads busy in C code needs it.
 		PyEvalRestoreThread: sym("PyEval_RestoreThread"),
 	}

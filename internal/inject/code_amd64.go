@@ -163,6 +163,34 @@ func genCode(base, data uint64) ([]byte, codeAddrs, error) {
 	a.label("normal")
 	a.setPath(pathStarted)
 	a.label("start")
+	a.loadQ(rax, dPthreadCreate) // mov rax,[rbx+dPthreadCreate]
+	a.testRax()
+	a.jcc(jz, "pystart")
+	a.emit(0x48, 0x8d, rbxDisp(rdi)) // lea rdi,[rbx+dAttr]
+	a.u32(dAttr)
+	a.callM(dAttrInit)               // pthread_attr_init(&attr)
+	a.emit(0x48, 0x8d, rbxDisp(rdi)) // lea rdi,[rbx+dAttr]
+	a.u32(dAttr)
+	a.loadQ(rsi, dStackSize)         // mov rsi,[rbx+dStackSize]
+	a.callM(dAttrSetStack)           // pthread_attr_setstacksize(&attr, size)
+	a.emit(0x48, 0x8d, rbxDisp(rdi)) // lea rdi,[rbx+dTid]
+	a.u32(dTid)
+	a.emit(0x48, 0x8d, rbxDisp(rsi)) // lea rsi,[rbx+dAttr]
+	a.u32(dAttr)
+	a.loadQ(rdx, dStub)            // mov rdx,[rbx+dStub]
+	a.emit(0x48, 0x89, 0xd9)       // mov rcx,rbx
+	a.emit(0x48, 0xc7, rbxDisp(0)) // mov qword [rbx+dViaPthread],1
+	a.u32(dViaPthread)
+	a.u32(1)
+	a.callM(dPthreadCreate)  // pthread_create(&tid, &attr, stub, data)
+	a.emit(0x48, 0x63, 0xc0) // movsxd rax,eax
+	a.storeQ(rax, dResult)   // mov [rbx+dResult],rax
+	a.testRax()
+	a.jcc(jnz, "marker")
+	a.loadQ(rdi, dTid)      // mov rdi,[rbx+dTid]
+	a.callM(dPthreadDetach) // pthread_detach(tid)
+	a.jmp("marker")
+	a.label("pystart")
 	a.loadQ(rdi, dStub)      // mov rdi,[rbx+dStub]
 	a.emit(0x48, 0x89, 0xde) // mov rsi,rbx
 	a.callM(dStart)          // PyThread_start_new_thread(stub, data)

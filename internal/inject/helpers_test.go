@@ -107,7 +107,7 @@ func resolve(t *testing.T, pid int) Symbols {
 			if i := strings.IndexByte(name, '@'); i >= 0 {
 				name = name[:i]
 			}
-			if isC && name != "munmap" && name != "__errno_location" {
+			if isC && name != "munmap" && name != "__errno_location" && !strings.HasPrefix(name, "pthread_") {
 				continue
 			}
 			if _, dup := syms[name]; !dup {
@@ -130,6 +130,10 @@ func resolve(t *testing.T, pid int) Symbols {
 		PyAddPendingCall:             syms["Py_AddPendingCall"],
 		PyThreadStateCurrent:         syms["_PyThreadState_Current"],
 		Munmap:                       syms["munmap"],
+		PthreadCreate:                syms["pthread_create"],
+		PthreadDetach:                syms["pthread_detach"],
+		PthreadAttrInit:              syms["pthread_attr_init"],
+		PthreadAttrSetstacksize:      syms["pthread_attr_setstacksize"],
 		ErrnoLocation:                syms["__errno_location"],
 		InterpreterText:              text,
 	}
@@ -215,6 +219,20 @@ try:
         out("READY")
         while True:
             ctypes.memmove(dst, src, size)
+    elif mode == "tracemalloc":
+        # tracemalloc on, and the main thread allocating and freeing all
+        # the time: it is often stopped inside tracemalloc's hooks, with
+        # tracemalloc's table lock held (3.4+).
+        import tracemalloc
+        tracemalloc.start(25)
+        out("READY")
+        n = 0
+        while True:
+            keep = [str(i) * 3 for i in range(1000)]
+            del keep
+            n += 1
+            if n % 200 == 0:
+                out("wake %d" % n)
     elif mode == "threads":
         import threading
         t = threading.Thread(target=time.sleep, args=(1e6,))
@@ -255,7 +273,7 @@ func startTarget(t *testing.T, in testenv.Interp, mode string) *target {
 	if (mode == "accept" || mode == "recv") && tg.port == 0 {
 		t.Fatalf("fixture %s printed no port: %q", mode, tt.Stdout())
 	}
-	if mode != "busy" && mode != "cbusy" && mode != "smallstack" {
+	if mode != "busy" && mode != "cbusy" && mode != "smallstack" && mode != "tracemalloc" {
 		testenv.WaitUntil(t, 10*time.Second, "the fixture blocks in a system call", func() bool {
 			st, err := taskState(tg.pid, tg.pid)
 			return err != nil || st == 'S'

@@ -62,6 +62,13 @@ type Symbols struct {
 	// ErrnoLocation is libc's __errno_location; when set, the chain saves
 	// the borrowed thread's errno before its C calls and restores it.
 	ErrnoLocation uint64
+	// PthreadCreate, PthreadDetach, PthreadAttrInit and
+	// PthreadAttrSetstacksize are the C library's (libc, or libpthread
+	// before glibc 2.34). When all are set the chain starts the thread
+	// with them: PyThread_start_new_thread allocates with
+	// PyMem_RawMalloc, whose tracemalloc hook takes a lock that the
+	// borrowed thread may hold (stopped inside that hook), a deadlock.
+	PthreadCreate, PthreadDetach, PthreadAttrInit, PthreadAttrSetstacksize uint64
 
 	// InterpreterText lists [start,end) of the executable mappings of the
 	// python executable and libpython. A thread not blocked in a syscall
@@ -414,6 +421,11 @@ func (j *job) noThreadError(rounds int, lastWhy string) error {
 	}
 	return fmt.Errorf("%w after %s (%d rounds), %w; last: %s", ErrTimeout, j.opt.Timeout.Round(time.Millisecond), rounds, ErrNoThread, lastWhy)
 }
+
+// threadStack is the stack size of the thread the chain starts with
+// pthread_create (the default of glibc under the usual 8 MiB stack
+// limit; musl's default, 128 KiB, is too small for Python code).
+const threadStack = 8 << 20
 
 // minStackRoom is how much stack the chain's C calls may use below a
 // borrowed thread's stack pointer (pthread_create, the interpreter's
@@ -803,10 +815,18 @@ func (j *job) runChain() error {
 	if _, err := j.mem.ReadAt(slots[:], j.data+dResult); err != nil {
 		return err
 	}
+	var via [8]byte
+	if _, err := j.mem.ReadAt(via[:], j.data+dViaPthread); err != nil {
+		return err
+	}
 	result := int64(binary.LittleEndian.Uint64(slots[0:]))
 	path := binary.LittleEndian.Uint64(slots[8:])
 	j.res.Strategy = pathNames[path]
 	switch {
+	case (path == pathStarted || path == pathInitStart) && binary.LittleEndian.Uint64(via[:]) == 1:
+		if result != 0 {
+			return fmt.Errorf("%w: pthread_create returned %d (%v)", ErrFailed, result, unix.Errno(result))
+		}
 	case path == pathStarted || path == pathInitStart:
 		if result == -1 {
 			return fmt.Errorf("%w: PyThread_start_new_thread returned -1", ErrFailed)
@@ -858,6 +878,13 @@ func (j *job) dataPage(final ptrace.Regs) []byte {
 	put(dCurrentAddr, s.PyThreadStateCurrent)
 	put(dMunmap, s.Munmap)
 	put(dErrnoLoc, s.ErrnoLocation)
+	if s.PthreadCreate != 0 && s.PthreadDetach != 0 && s.PthreadAttrInit != 0 && s.PthreadAttrSetstacksize != 0 {
+		put(dPthreadCreate, s.PthreadCreate)
+		put(dPthreadDetach, s.PthreadDetach)
+		put(dAttrInit, s.PthreadAttrInit)
+		put(dAttrSetStack, s.PthreadAttrSetstacksize)
+		put(dStackSize, threadStack)
+	}
 	put(dBase, j.base)
 	put(dLen, j.size)
 	put(dStub, j.ca.stub)

@@ -46,7 +46,20 @@ const (
 	dSavedSP     = 640 // original stack pointer
 	dSavedPC     = 648 // original program counter
 	dFPState     = 656 // address of the thread's saved FP/vector state (fpImage), 0 = none
-	dSrcText     = 1024
+	// The new thread is started with the C library's pthread_create when
+	// these four are set (else with PyThread_start_new_thread): on a
+	// thread stopped inside the interpreter's allocator hooks (tracemalloc
+	// holds its table lock there), PyThread_start_new_thread's
+	// PyMem_RawMalloc would take that lock again on the same thread.
+	dPthreadCreate = 664 // pthread_create
+	dPthreadDetach = 672 // pthread_detach
+	dAttrInit      = 680 // pthread_attr_init
+	dAttrSetStack  = 688 // pthread_attr_setstacksize
+	dStackSize     = 696 // the new thread's stack size
+	dViaPthread    = 704 // 1 once the chain called pthread_create (dResult is its return value)
+	dTid           = 712 // pthread_t of the new thread
+	dAttr          = 768 // pthread_attr_t (56 or 64 bytes; 128 reserved)
+	dSrcText       = 1024
 )
 
 // Values of the dPath slot.

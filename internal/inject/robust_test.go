@@ -80,6 +80,48 @@ func TestBusyTarget(t *testing.T) {
 	})
 }
 
+// TestTracemallocLockNotHeld: a thread stopped inside tracemalloc's
+// allocation hooks holds tracemalloc's table lock; the chain that runs on
+// it must not allocate through the interpreter's allocator (which would
+// take that lock again, on the same thread: a deadlock that left the
+// target hung with the GIL held, or crashed it). Injections into a target
+// whose main thread allocates all the time with tracemalloc on, until
+// ten of them borrowed it in interpreter code, all succeed, and the
+// target goes on. (Before the chain used pthread_create directly, one of
+// the first five hung on 3.8, 3.11 and 3.13 and crashed 3.12.)
+func TestTracemallocLockNotHeld(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 4) {
+			testenv.Skipf(t, "Python %s has no tracemalloc (3.4+)", in.Version())
+		}
+		tg := startTarget(t, in, "tracemalloc")
+		tg.waitNew(0, "wake", 1)
+		syms := resolve(t, tg.pid)
+		if syms.PthreadCreate == 0 {
+			t.Fatalf("pthread_create not resolved in the target's C library: %+v", syms)
+		}
+		var st stats
+		inLib, n := 0, 0
+		// (until 10 injections borrowed the thread in interpreter code,
+		// where it may hold the lock: about one in ten does)
+		for ; n < 200 && inLib < 10; n++ {
+			res, err := StartThread(tg.pid, syms, []byte("y = 2\n"), Options{Timeout: 10 * time.Second})
+			if err != nil {
+				t.Fatalf("injection %d (after %d borrowed in interpreter code): %v", n, inLib, err)
+			}
+			if strings.Contains(res.Why, "interpreter code") {
+				inLib++
+			}
+			st.add(res)
+		}
+		if inLib < 10 {
+			t.Errorf("only %d of %d injections borrowed the thread in interpreter code: the lock was not put to the test", inLib, n)
+		}
+		tg.progresses()
+		t.Logf("%d injections into a tracemalloc-busy loop, %d stopped in interpreter code: %s", n, inLib, &st)
+	})
+}
+
 func TestStoppedTargetRefused(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := startTarget(t, in, "sleep")

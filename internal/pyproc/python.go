@@ -58,6 +58,10 @@ type Python struct {
 	ErrnoLocation uint64
 	// Libc is the path of the mapped C library, as the target sees it.
 	Libc string
+	// Pthread holds the C library's thread functions (pthread_create,
+	// pthread_detach, pthread_attr_init, pthread_attr_setstacksize), from
+	// libc or, before glibc 2.34, libpthread; zero when not all are found.
+	Pthread [4]uint64
 
 	image *elfsym.File
 }
@@ -362,8 +366,60 @@ var libcRE = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^(libc\.so\.\d+|libc-[\d.]+\.so|libc\.musl-.*\.so.*|ld-musl-.*\.so.*)$`)
 })
 
+// pthreadNames are the functions of Python.Pthread, in its order.
+var pthreadNames = [4]string{"pthread_create", "pthread_detach", "pthread_attr_init", "pthread_attr_setstacksize"}
+
+// libpthreadRE matches the file names of glibc's thread library before
+// 2.34 (since then the functions are in libc).
+var libpthreadRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(libpthread\.so\.\d+|libpthread-[\d.]+\.so)$`)
+})
+
+// findPthread sets py.Pthread from the first of the mapped C library and
+// thread library that has all of pthreadNames.
+func findPthread(p procfs.Proc, py *Python, files []*mappedFile) {
+	for _, f := range files {
+		base := path.Base(f.path)
+		if !libcRE().MatchString(base) && !libpthreadRE().MatchString(base) {
+			continue
+		}
+		fh, _, err := p.OpenMapping(f.maps[0])
+		if err != nil {
+			continue
+		}
+		e, err := elfsym.Open(fh)
+		if err != nil {
+			fh.Close()
+			continue
+		}
+		var vals [4]uint64
+		all := true
+		for i, name := range pthreadNames {
+			s, ok := e.LookupDynamic(name)
+			if !ok || s.Value == 0 {
+				all = false
+				break
+			}
+			vals[i] = s.Value
+		}
+		fh.Close()
+		if !all {
+			continue
+		}
+		bias, err := imageBias(p, e, f, false)
+		if err != nil {
+			continue
+		}
+		for i := range vals {
+			py.Pthread[i] = vals[i] + bias
+		}
+		return
+	}
+}
+
 // findMunmap sets py.Munmap from the mapped C library, if any.
 func findMunmap(p procfs.Proc, py *Python, files []*mappedFile) error {
+	findPthread(p, py, files)
 	for _, f := range files {
 		if !libcRE().MatchString(path.Base(f.path)) {
 			continue
