@@ -251,10 +251,20 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
 
     mark = _pg_marker(seen)
 
+    # Allocations made in a short function: with tracemalloc on, each
+    # allocation scans its function's line table up to the allocating
+    # instruction, and this loop is deep in a long function.
+    def enter(o):
+        push(getref(o))
+
+    def enter_batch():
+        push(getref(*batch))
+        del batch[:]
+
     # The walk's own objects are not the program's.
     for o in (seen, stack, slices, batch, stats, _pg_opts, counts, sizes, kinds, containers):
         mark(o)
-    for fn in (add, mark) + ((push,) if not every else ()):
+    for fn in (add, mark, enter, enter_batch) + ((push,) if not every else ()):
         mark(fn)
         mark(fn.__closure__)
         for o in fn.__closure__:
@@ -276,8 +286,7 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
         if not stack:
             if batch:
                 # one gc.get_referents call for up to _pg_BATCH objects
-                push(getref(*batch))
-                del batch[:]
+                enter_batch()
                 continue
             if not slices:
                 break
@@ -346,14 +355,13 @@ def _pg_walk(gc, add, counts, sizes, own, stats, every=False):
             else:
                 slices.append([o, None, iter(items(o)), 0, base is dict])
         elif kk is not None:
-            push(getref(o))
+            enter(o)
         else:
             # instances, functions, frames...: few references each, so
             # up to _pg_BATCH of them share one gc.get_referents call
             batch.append(o)
             if len(batch) >= _pg_BATCH:
-                push(getref(*batch))
-                del batch[:]
+                enter_batch()
     o = None
     stats['longest'] = max(stats['longest'], cpu() - t_run)
     stats['complete'] = not stack and not slices and not batch
