@@ -49,15 +49,23 @@ type nativeView struct {
 	// interpreter's files: libpython and the python executable, whose
 	// frames between the Python ones are hidden unless NativeAll.
 	interp map[string]bool
+	// dframes holds, by path, the parsed .debug_frame of the files whose
+	// code .eh_frame does not cover, read when a walk first needs it (nil:
+	// none).
+	dframes map[string]*unwind.DebugFrame
 }
 
 // symFile is an opened ELF file and its load bias.
 type symFile struct {
 	c    io.Closer    // the opened file, nil for the vDSO
 	e    *elfsym.File // the file
-	dbg  *elfsym.File // its separate debug file (found by build-id), or nil
+	dbg  *elfsym.File // its debug symbols (separate file or MiniDebugInfo), or nil
 	bias uint64
 	err  error
+	// sep is its separate debug file (by build-id or .gnu_debuglink),
+	// looked up once (sepDone).
+	sep     *elfsym.File
+	sepDone bool
 }
 
 // maxNativeModules bounds the modules read from a hostile mapping list.
@@ -68,7 +76,7 @@ const vdsoPath = "[vdso]"
 
 // newNativeView lists the modules of maps; their headers are read from r.
 func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open func(string) (io.ReaderAt, error)) *nativeView {
-	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}, interp: map[string]bool{}}
+	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}, interp: map[string]bool{}, dframes: map[string]*unwind.DebugFrame{}}
 	for _, m := range maps {
 		if m.Path == "" || (!strings.HasPrefix(m.Path, "/") && m.Path != vdsoPath) {
 			continue
@@ -96,9 +104,46 @@ func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open
 			hdr, _ = unwind.FindEhFrameHdr(r, base)
 			hdrs[m.Path] = hdr
 		}
-		v.mods = append(v.mods, unwind.Module{Start: m.Start, End: m.End, Base: base, EhFrameHdr: hdr, Path: m.Path})
+		mod := unwind.Module{Start: m.Start, End: m.End, Base: base, EhFrameHdr: hdr, Path: m.Path}
+		if m.Path != vdsoPath {
+			path := m.Path
+			mod.DebugFrame = func() *unwind.DebugFrame { return v.debugFrame(path) }
+		}
+		v.mods = append(v.mods, mod)
 	}
 	return v
+}
+
+// debugFrame returns the parsed .debug_frame of the file of path, from
+// the file itself or else from its separate debug file; nil when
+// neither has one (or it cannot be read). Read once per view: the first
+// walk that needs it pays for it (live: during the pause).
+func (v *nativeView) debugFrame(path string) *unwind.DebugFrame {
+	if df, ok := v.dframes[path]; ok {
+		return df
+	}
+	v.dframes[path] = nil
+	sf := v.symbols(path)
+	if sf.err != nil {
+		return nil
+	}
+	b, err := sf.e.SectionData(".debug_frame", unwind.MaxDebugFrame)
+	if err != nil {
+		sep := v.separate(path, sf)
+		if sep == nil {
+			return nil
+		}
+		if b, err = sep.SectionData(".debug_frame", unwind.MaxDebugFrame); err != nil {
+			return nil
+		}
+	}
+	// The FDEs read before a malformed record are kept.
+	df, _ := unwind.ParseDebugFrame(b, sf.bias)
+	if df.Len() == 0 {
+		return nil
+	}
+	v.dframes[path] = df
+	return df
 }
 
 // liveNativeView is the native view of a live process, its files opened
@@ -133,6 +178,14 @@ func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
 	v := newNativeView(r, hostArch(), nm, open)
 	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
 	v.targetPath = pr.TargetPath
+	// The .debug_frame of a file without .eh_frame_hdr is read now, not
+	// during the pause (that of a file whose .eh_frame misses some code
+	// is read there, when first needed).
+	for _, m := range v.mods {
+		if m.EhFrameHdr == 0 && m.DebugFrame != nil {
+			m.DebugFrame()
+		}
+	}
 	for path := range byPath {
 		// Maps name a chrooted target's files with its root's prefix.
 		if tp := pr.TargetPath(path); tp == p.py.Path || (p.proc != nil && tp == p.proc.Exe && tp != "") {
@@ -218,10 +271,7 @@ func (v *nativeView) symbols(path string) *symFile {
 	}
 	f.bias, f.err = f.e.Bias(v.maps[path])
 	if !f.e.HasSymtab() {
-		f.dbg = v.debugFile(f.e.BuildID())
-		if f.dbg == nil {
-			f.dbg = v.debugLinkFile(path, f.e)
-		}
+		f.dbg = v.separate(path, f)
 		if f.dbg == nil {
 			if d, err := f.e.MiniDebugInfo(); err == nil && d.HasSymtab() {
 				f.dbg = d
@@ -229,6 +279,19 @@ func (v *nativeView) symbols(path string) *symFile {
 		}
 	}
 	return f
+}
+
+// separate returns the separate debug file of f (mapped from path),
+// found by build-id or else by .gnu_debuglink, looked up once.
+func (v *nativeView) separate(path string, f *symFile) *elfsym.File {
+	if !f.sepDone {
+		f.sepDone = true
+		f.sep = v.debugFile(f.e.BuildID())
+		if f.sep == nil {
+			f.sep = v.debugLinkFile(path, f.e)
+		}
+	}
+	return f.sep
 }
 
 // debugDir is where separate debug files are found by build-id.
