@@ -1,8 +1,14 @@
 package unwind
 
 import (
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // synthDebugFrame builds a .debug_frame describing the synthetic
@@ -129,5 +135,72 @@ func TestDebugFrameHostile(t *testing.T) {
 	}
 	if df, _ := ParseDebugFrame(good, ^uint64(0)-0x1080); df.Len() != 0 {
 		t.Errorf("wrapping bias: %d FDEs", df.Len())
+	}
+}
+
+// TestDebugFrameGCC indexes a real .debug_frame: a library of 300
+// functions built by gcc without unwind tables (-g only): each function
+// starts an FDE that ends where it ends, and the CFA rules at its
+// middle are found (rsp-based: no frame pointer at -O1).
+func TestDebugFrameGCC(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc to build a library with .debug_frame only")
+	}
+	dir := t.TempDir()
+	var src strings.Builder
+	const n = 300
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&src, "int g%d(int x) { extern int g%d(int); return x > 0 ? g%d(x - 1) * %d + 1 : %d; }\n", i, (i+1)%n, (i+1)%n, i, i)
+	}
+	c, so := filepath.Join(dir, "many.c"), filepath.Join(dir, "many.so")
+	if err := os.WriteFile(c, []byte(src.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(gcc, "-O1", "-g", "-fno-asynchronous-unwind-tables", "-shared", "-fPIC", "-o", so, c).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v: %s", err, out)
+	}
+	f, err := elf.Open(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := f.Section(".debug_frame")
+	if s == nil {
+		t.Fatal("gcc wrote no .debug_frame")
+	}
+	sec, err := s.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bias = 0x7f0000000000
+	start := time.Now()
+	df, err := ParseDebugFrame(sec, bias)
+	if err != nil {
+		t.Fatalf("%d FDEs, %v", df.Len(), err)
+	}
+	t.Logf("%d FDEs from %d bytes in %v", df.Len(), len(sec), time.Since(start))
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	funcs := 0
+	for _, sym := range syms {
+		if elf.ST_TYPE(sym.Info) != elf.STT_FUNC || !strings.HasPrefix(sym.Name, "g") || sym.Size == 0 {
+			continue
+		}
+		funcs++
+		lo, hi := sym.Value+bias, sym.Value+sym.Size+bias
+		fd := df.find(lo + sym.Size/2)
+		if fd == nil || fd.start != lo || fd.end != hi {
+			t.Errorf("%s [%#x, %#x): FDE %+v", sym.Name, lo, hi, fd)
+			continue
+		}
+		if r, err := rowAt(fd, lo+sym.Size/2); err != nil || r.cfaReg != 7 || r.cfaExpr != nil {
+			t.Errorf("%s: row %+v, %v", sym.Name, r, err)
+		}
+	}
+	if funcs != n {
+		t.Errorf("%d functions in the library, want %d", funcs, n)
 	}
 }
