@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"debug/elf"
+	"os"
 	"path"
 	"path/filepath"
 	"testing"
@@ -23,13 +24,21 @@ int f1(int n) { int r = f2(n * 2); depth += r; return r + 5; }
 void block(void) { depth += f1(1); }
 `
 
+// dframeOtherSource is built with unwind tables, linked with
+// dframeLibSource into lib_dfmix.so: that library has an .eh_frame_hdr,
+// whose table does not cover f1, f2, f3 and block.
+const dframeOtherSource = `int helper(int x) { return x * 2; }
+`
+
 // buildDframeLibs builds, in dir, dframeLibSource as lib_df.so (its
-// .debug_frame in it) and lib_dfsep.so (its .debug_frame only in its
-// separate debug file .debug/lib_dfsep.debug, found by .gnu_debuglink);
-// it checks that neither has an .eh_frame_hdr (what .eh_frame is found
-// by: without it, the code has no .eh_frame information for pyglass;
-// removing sections with objcopy would break the library's segments).
-// It skips without gcc and objcopy.
+// .debug_frame in it), lib_dfsep.so (its .debug_frame only in its
+// separate debug file .debug/lib_dfsep.debug, found by .gnu_debuglink)
+// and lib_dfmix.so (linked with dframeOtherSource's object, which has
+// .eh_frame). It checks that the first two have no .eh_frame_hdr (what
+// .eh_frame is found by: without it, the code has no .eh_frame
+// information for pyglass; removing sections with objcopy would break
+// the library's segments), and the third one has. It skips without gcc
+// and objcopy.
 func buildDframeLibs(t *testing.T, dir string) {
 	t.Helper()
 	gcc, objcopy, sh := libTools(t, dir, "df.c", dframeLibSource, "to build a library whose only call-frame information is .debug_frame")
@@ -37,23 +46,31 @@ func buildDframeLibs(t *testing.T, dir string) {
 	sh(gcc, "-O1", "-g", "-fno-asynchronous-unwind-tables", "-fomit-frame-pointer", "-shared", "-fPIC", "-o", in("lib_df.so"), in("df.c"))
 	sh(objcopy, "--only-keep-debug", in("lib_df.so"), in(".debug/lib_dfsep.debug"))
 	sh(objcopy, "--strip-debug", "--add-gnu-debuglink="+in(".debug/lib_dfsep.debug"), in("lib_df.so"), in("lib_dfsep.so"))
-	for name, wantDF := range map[string]bool{"lib_df.so": true, "lib_dfsep.so": false, ".debug/lib_dfsep.debug": true} {
+	if err := os.WriteFile(in("other.c"), []byte(dframeOtherSource), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sh(gcc, "-O1", "-g", "-fno-asynchronous-unwind-tables", "-fomit-frame-pointer", "-fPIC", "-c", "-o", in("df.o"), in("df.c"))
+	sh(gcc, "-O1", "-fasynchronous-unwind-tables", "-fPIC", "-c", "-o", in("other.o"), in("other.c"))
+	sh(gcc, "-shared", "-Wl,--eh-frame-hdr", "-o", in("lib_dfmix.so"), in("df.o"), in("other.o"))
+	for name, want := range map[string]struct{ debugFrame, ehHdr bool }{
+		"lib_df.so":              {true, false},
+		"lib_dfsep.so":           {false, false},
+		".debug/lib_dfsep.debug": {true, false},
+		"lib_dfmix.so":           {true, true},
+	} {
 		f, err := elf.Open(in(name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range f.Sections {
-			if s.Name == ".eh_frame_hdr" {
-				t.Fatalf("%s has %s: the test needs code with .debug_frame only", name, s.Name)
-			}
-		}
+		hdr := false
 		for _, p := range f.Progs {
-			if p.Type == elf.PT_GNU_EH_FRAME {
-				t.Fatalf("%s has PT_GNU_EH_FRAME", name)
-			}
+			hdr = hdr || p.Type == elf.PT_GNU_EH_FRAME
 		}
-		if has := f.Section(".debug_frame") != nil; has != wantDF {
-			t.Fatalf("%s: .debug_frame present %v, want %v", name, has, wantDF)
+		if hdr != want.ehHdr || (f.Section(".eh_frame_hdr") != nil) != want.ehHdr {
+			t.Fatalf("%s: .eh_frame_hdr present %v, want %v", name, hdr, want.ehHdr)
+		}
+		if has := f.Section(".debug_frame") != nil; has != want.debugFrame {
+			t.Fatalf("%s: .debug_frame present %v, want %v", name, has, want.debugFrame)
 		}
 		f.Close()
 	}
@@ -61,14 +78,15 @@ func buildDframeLibs(t *testing.T, dir string) {
 
 // TestStacksNativeDebugFrame: C functions built without unwind tables
 // nor frame pointers (-fno-asynchronous-unwind-tables -fomit-frame-pointer
-// -g) are unwound with their .debug_frame, from the library itself and
-// from its separate debug file: f3, f2, f1 and block, below the Python
-// frame that called block through ctypes; live and from a core.
+// -g) are unwound with their .debug_frame, from the library itself, from
+// its separate debug file, and in a library whose .eh_frame covers other
+// code: f3, f2, f1 and block, below the Python frame that called block
+// through ctypes; live and from a core.
 func TestStacksNativeDebugFrame(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		dir := libDir(t, in, "pyglass-dframe-")
 		buildDframeLibs(t, dir)
-		libs := []string{"lib_df", "lib_dfsep"}
+		libs := []string{"lib_df", "lib_dfsep", "lib_dfmix"}
 		liveAndCore(t, in, dir, libs, func(d *pyglass.StackDump) bool { return len(chainsFound(d, libs)) == len(libs) },
 			func(how string, d *pyglass.StackDump) { checkChains(t, how, d, libs) })
 	})
