@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"debug/elf"
+	"encoding/hex"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -135,4 +139,69 @@ func checkChains(t *testing.T, how string, d *pyglass.StackDump, libs []string) 
 			t.Logf("%s: thread %s: %s%s", how, d.Threads[i].Name, d.Threads[i].NativeNote, showFrames(&d.Threads[i]))
 		}
 	}
+}
+
+// TestStacksNativeDebugFrameBuildID: a library whose .debug_frame is only
+// in its separate debug file, found by build-id under the sysroot
+// (/usr/lib/debug/.build-id/XX/YYY.debug, no .gnu_debuglink), is unwound
+// from a core read with --sysroot; without that file it is not.
+func TestStacksNativeDebugFrameBuildID(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		dir := libDir(t, in, "pyglass-dframe-")
+		buildDframeLibs(t, dir)
+		in2 := func(name string) string { return filepath.Join(dir, name) }
+		// The debug symbols stay (f3 is named live), .debug_frame goes.
+		if out, err := exec.Command("objcopy", "--remove-section", ".debug_frame", in2("lib_df.so"), in2("lib_dfbid.so")).CombinedOutput(); err != nil {
+			t.Fatalf("objcopy: %v: %s", err, out)
+		}
+		ef, err := elf.Open(in2("lib_dfbid.so"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		note := ef.Section(".note.gnu.build-id")
+		if note == nil {
+			testenv.Skipf(t, "gcc wrote no build-id")
+		}
+		b, err := note.Data()
+		ef.Close()
+		if err != nil || len(b) < 20 {
+			t.Fatalf("build-id note: %d bytes, %v", len(b), err)
+		}
+		id := hex.EncodeToString(b[16:])
+		libs := []string{"lib_dfbid"}
+		tg := testenv.Start(t, in, debugLibTarget, testenv.Args(in.Inside(in2("lib_dfbid.so"))))
+		pid := strconv.Itoa(tg.PID)
+		// Live, no debug file is found: f3 is named, its callers lost.
+		for try := 0; try < 50 && !hasFunction(dumpJSON(t, "stacks", "--native", "--json", pid), "f3"); try++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		core := filepath.Join(t.TempDir(), "core")
+		want(t, run(t, nil, "dump", pid, "-o", core), 0)
+		tg.Kill()
+		// A sysroot holding the files the core maps.
+		root := t.TempDir()
+		fillSysroot(t, root, mappedFiles(t, core), "")
+		if found := chainsFound(dumpJSON(t, "stacks", "--core", core, "--sysroot", root, "--native", "--json"), libs); found["lib_dfbid"] {
+			t.Errorf("the chain is found without the debug file: the test proves nothing")
+		}
+		dbg := filepath.Join(root, "/usr/lib/debug/.build-id", id[:2], id[2:]+".debug")
+		if err := os.MkdirAll(filepath.Dir(dbg), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		copyFile(t, in2(".debug/lib_dfsep.debug"), dbg)
+		d := dumpJSON(t, "stacks", "--core", core, "--sysroot", root, "--native", "--json")
+		checkChains(t, "core with its debug file in the sysroot", d, libs)
+	})
+}
+
+// hasFunction reports whether a frame of d (merged or apart) is named fn.
+func hasFunction(d *pyglass.StackDump, fn string) bool {
+	for _, th := range d.Threads {
+		for _, f := range append(th.Frames, th.NativeApart...) {
+			if f.Function == fn {
+				return true
+			}
+		}
+	}
+	return false
 }
