@@ -66,6 +66,7 @@ type symFile struct {
 	// looked up once (sepDone).
 	sep     *elfsym.File
 	sepDone bool
+	symDone bool // dbg was looked for
 }
 
 // maxNativeModules bounds the modules read from a hostile mapping list.
@@ -123,7 +124,7 @@ func (v *nativeView) debugFrame(path string) *unwind.DebugFrame {
 		return df
 	}
 	v.dframes[path] = nil
-	sf := v.symbols(path)
+	sf := v.file(path)
 	if sf.err != nil {
 		return nil
 	}
@@ -178,11 +179,16 @@ func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
 	v := newNativeView(r, hostArch(), nm, open)
 	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
 	v.targetPath = pr.TargetPath
-	// The .debug_frame of a file without .eh_frame_hdr is read now, not
-	// during the pause (that of a file whose .eh_frame misses some code
-	// is read there, when first needed).
+	// The .debug_frame of a file that has one, or that has no
+	// .eh_frame_hdr (then its debug file's), is read now, not during the
+	// pause; only a file with .eh_frame_hdr but no .debug_frame of its
+	// own has its debug file looked for during the pause, when a pc
+	// .eh_frame does not cover needs it.
 	for _, m := range v.mods {
-		if m.EhFrameHdr == 0 && m.DebugFrame != nil {
+		if m.DebugFrame == nil {
+			continue
+		}
+		if f := v.file(m.Path); m.EhFrameHdr == 0 || f.err == nil && f.e.HasSection(".debug_frame") {
 			m.DebugFrame()
 		}
 	}
@@ -241,8 +247,28 @@ func (v *nativeView) unwindThread(r memory.Reader, regs unwind.Regs) nativeStack
 	return nativeStack{frames: frames, mods: v.u.Modules(), err: err}
 }
 
-// symbols opens (once) the file of path and computes its load bias.
+// symbols opens (once) the file of path, computes its load bias and
+// finds its debug symbols when it has no .symtab.
 func (v *nativeView) symbols(path string) *symFile {
+	f := v.file(path)
+	if f.err != nil || f.symDone {
+		return f
+	}
+	f.symDone = true
+	if !f.e.HasSymtab() {
+		f.dbg = v.separate(path, f)
+		if f.dbg == nil {
+			if d, err := f.e.MiniDebugInfo(); err == nil && d.HasSymtab() {
+				f.dbg = d
+			}
+		}
+	}
+	return f
+}
+
+// file opens (once) the file of path and computes its load bias; its
+// debug symbols are looked for by symbols.
+func (v *nativeView) file(path string) *symFile {
 	if f, ok := v.files[path]; ok {
 		return f
 	}
@@ -270,14 +296,6 @@ func (v *nativeView) symbols(path string) *symFile {
 		return f
 	}
 	f.bias, f.err = f.e.Bias(v.maps[path])
-	if !f.e.HasSymtab() {
-		f.dbg = v.separate(path, f)
-		if f.dbg == nil {
-			if d, err := f.e.MiniDebugInfo(); err == nil && d.HasSymtab() {
-				f.dbg = d
-			}
-		}
-	}
 	return f
 }
 

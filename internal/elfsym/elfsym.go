@@ -225,6 +225,9 @@ func (e *File) Section(name string) (Range, bool) {
 	return Range{s.Addr, s.Addr + s.Size}, true
 }
 
+// HasSection reports whether the file has a section named name.
+func (e *File) HasSection(name string) bool { return e.f.Section(name) != nil }
+
 // SectionData returns the contents of a section, refusing more than max
 // bytes (decompressed, for a compressed section: debug files often have
 // them). NOBITS sections (.bss) have no data.
