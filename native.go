@@ -49,9 +49,9 @@ type nativeView struct {
 	// interpreter's files: libpython and the python executable, whose
 	// frames between the Python ones are hidden unless NativeAll.
 	interp map[string]bool
-	// dframes holds, by path, the parsed .debug_frame of the files whose
-	// code .eh_frame does not cover, read when a walk first needs it (nil:
-	// none).
+	// dframes holds, by path, the parsed .debug_frame of the files (nil:
+	// none), read before the pause (liveNativeView) or when a walk first
+	// needs it.
 	dframes map[string]*unwind.DebugFrame
 }
 
@@ -117,8 +117,7 @@ func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open
 
 // debugFrame returns the parsed .debug_frame of the file of path, from
 // the file itself or else from its separate debug file; nil when
-// neither has one (or it cannot be read). Read once per view: the first
-// walk that needs it pays for it (live: during the pause).
+// neither has one (or it cannot be read). Read once per view.
 func (v *nativeView) debugFrame(path string) *unwind.DebugFrame {
 	if df, ok := v.dframes[path]; ok {
 		return df
