@@ -53,6 +53,8 @@ type nativeView struct {
 	// none), read before the pause (liveNativeView) or when a walk first
 	// needs it.
 	dframes map[string]*unwind.DebugFrame
+	// dframeBytes counts the .debug_frame bytes read (maxDebugFrameTotal).
+	dframeBytes uint64
 }
 
 // symFile is an opened ELF file and its load bias.
@@ -68,6 +70,10 @@ type symFile struct {
 	sepDone bool
 	symDone bool // dbg was looked for
 }
+
+// maxDebugFrameTotal bounds the .debug_frame bytes one view reads, all
+// files together (a hostile target may map many files with big ones).
+const maxDebugFrameTotal = 256 << 20
 
 // maxNativeModules bounds the modules read from a hostile mapping list.
 const maxNativeModules = 4096
@@ -127,16 +133,18 @@ func (v *nativeView) debugFrame(path string) *unwind.DebugFrame {
 	if sf.err != nil {
 		return nil
 	}
-	b, err := sf.e.SectionData(".debug_frame", unwind.MaxDebugFrame)
+	limit := min(unwind.MaxDebugFrame, maxDebugFrameTotal-v.dframeBytes)
+	b, err := sf.e.SectionData(".debug_frame", limit)
 	if err != nil {
 		sep := v.separate(path, sf)
 		if sep == nil {
 			return nil
 		}
-		if b, err = sep.SectionData(".debug_frame", unwind.MaxDebugFrame); err != nil {
+		if b, err = sep.SectionData(".debug_frame", limit); err != nil {
 			return nil
 		}
 	}
+	v.dframeBytes += uint64(len(b))
 	// The FDEs read before a malformed record are kept.
 	df, _ := unwind.ParseDebugFrame(b, sf.bias)
 	if df.Len() == 0 {
