@@ -21,7 +21,7 @@ const (
 // is loaded. It is read from the object's file (or its separate debug
 // file), not from the target's memory: .debug_frame is not loaded.
 type DebugFrame struct {
-	fdes []*fde // sorted by start, not overlapping
+	fdes []fde // sorted by start, not overlapping
 }
 
 // Len is the number of FDEs indexed.
@@ -103,7 +103,7 @@ func ParseDebugFrame(sec []byte, bias uint64) (*DebugFrame, error) {
 			err = fmt.Errorf(".debug_frame: more than %d FDEs", maxDebugFDEs)
 			break
 		}
-		d.fdes = append(d.fdes, f)
+		d.fdes = append(d.fdes, *f)
 	}
 	sort.SliceStable(d.fdes, func(i, j int) bool { return d.fdes[i].start < d.fdes[j].start })
 	// Overlapping ranges (hostile, or a linker's leftovers): the first
@@ -171,5 +171,5 @@ func (d *DebugFrame) find(pc uint64) *fde {
 	if i == 0 || pc >= d.fdes[i-1].end {
 		return nil
 	}
-	return d.fdes[i-1]
+	return &d.fdes[i-1]
 }
