@@ -49,16 +49,31 @@ type nativeView struct {
 	// interpreter's files: libpython and the python executable, whose
 	// frames between the Python ones are hidden unless NativeAll.
 	interp map[string]bool
+	// dframes holds, by path, the parsed .debug_frame of the files (nil:
+	// none), read before the pause (liveNativeView) or when a walk first
+	// needs it.
+	dframes map[string]*unwind.DebugFrame
+	// dframeBytes counts the .debug_frame bytes read (maxDebugFrameTotal).
+	dframeBytes uint64
 }
 
 // symFile is an opened ELF file and its load bias.
 type symFile struct {
 	c    io.Closer    // the opened file, nil for the vDSO
 	e    *elfsym.File // the file
-	dbg  *elfsym.File // its separate debug file (found by build-id), or nil
+	dbg  *elfsym.File // its debug symbols (separate file or MiniDebugInfo), or nil
 	bias uint64
 	err  error
+	// sep is its separate debug file (by build-id or .gnu_debuglink),
+	// looked up once (sepDone).
+	sep     *elfsym.File
+	sepDone bool
+	symDone bool // dbg was looked for
 }
+
+// maxDebugFrameTotal bounds the .debug_frame bytes one view reads, all
+// files together (a hostile target may map many files with big ones).
+const maxDebugFrameTotal = 256 << 20
 
 // maxNativeModules bounds the modules read from a hostile mapping list.
 const maxNativeModules = 4096
@@ -68,7 +83,7 @@ const vdsoPath = "[vdso]"
 
 // newNativeView lists the modules of maps; their headers are read from r.
 func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open func(string) (io.ReaderAt, error)) *nativeView {
-	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}, interp: map[string]bool{}}
+	v := &nativeView{arch: arch, files: map[string]*symFile{}, open: open, r: r, maps: map[string][]elfsym.Mapping{}, bases: map[string]uint64{}, interp: map[string]bool{}, dframes: map[string]*unwind.DebugFrame{}}
 	for _, m := range maps {
 		if m.Path == "" || (!strings.HasPrefix(m.Path, "/") && m.Path != vdsoPath) {
 			continue
@@ -96,9 +111,47 @@ func newNativeView(r memory.Reader, arch unwind.Arch, maps []nativeMapping, open
 			hdr, _ = unwind.FindEhFrameHdr(r, base)
 			hdrs[m.Path] = hdr
 		}
-		v.mods = append(v.mods, unwind.Module{Start: m.Start, End: m.End, Base: base, EhFrameHdr: hdr, Path: m.Path})
+		mod := unwind.Module{Start: m.Start, End: m.End, Base: base, EhFrameHdr: hdr, Path: m.Path}
+		if m.Path != vdsoPath {
+			path := m.Path
+			mod.DebugFrame = func() *unwind.DebugFrame { return v.debugFrame(path) }
+		}
+		v.mods = append(v.mods, mod)
 	}
 	return v
+}
+
+// debugFrame returns the parsed .debug_frame of the file of path, from
+// the file itself or else from its separate debug file; nil when
+// neither has one (or it cannot be read). Read once per view.
+func (v *nativeView) debugFrame(path string) *unwind.DebugFrame {
+	if df, ok := v.dframes[path]; ok {
+		return df
+	}
+	v.dframes[path] = nil
+	sf := v.file(path)
+	if sf.err != nil {
+		return nil
+	}
+	limit := min(unwind.MaxDebugFrame, maxDebugFrameTotal-v.dframeBytes)
+	b, err := sf.e.SectionData(".debug_frame", limit)
+	if err != nil {
+		sep := v.separate(path, sf)
+		if sep == nil {
+			return nil
+		}
+		if b, err = sep.SectionData(".debug_frame", limit); err != nil {
+			return nil
+		}
+	}
+	v.dframeBytes += uint64(len(b))
+	// The FDEs read before a malformed record are kept.
+	df, _ := unwind.ParseDebugFrame(b, sf.bias)
+	if df.Len() == 0 {
+		return nil
+	}
+	v.dframes[path] = df
+	return df
 }
 
 // liveNativeView is the native view of a live process, its files opened
@@ -133,6 +186,19 @@ func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
 	v := newNativeView(r, hostArch(), nm, open)
 	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
 	v.targetPath = pr.TargetPath
+	// The .debug_frame of a file that has one, or that has no
+	// .eh_frame_hdr (then its debug file's), is read now, not during the
+	// pause; only a file with .eh_frame_hdr but no .debug_frame of its
+	// own has its debug file looked for during the pause, when a pc
+	// .eh_frame does not cover needs it.
+	for _, m := range v.mods {
+		if m.DebugFrame == nil {
+			continue
+		}
+		if f := v.file(m.Path); m.EhFrameHdr == 0 || f.err == nil && f.e.HasSection(".debug_frame") {
+			m.DebugFrame()
+		}
+	}
 	for path := range byPath {
 		// Maps name a chrooted target's files with its root's prefix.
 		if tp := pr.TargetPath(path); tp == p.py.Path || (p.proc != nil && tp == p.proc.Exe && tp != "") {
@@ -188,8 +254,28 @@ func (v *nativeView) unwindThread(r memory.Reader, regs unwind.Regs) nativeStack
 	return nativeStack{frames: frames, mods: v.u.Modules(), err: err}
 }
 
-// symbols opens (once) the file of path and computes its load bias.
+// symbols opens (once) the file of path, computes its load bias and
+// finds its debug symbols when it has no .symtab.
 func (v *nativeView) symbols(path string) *symFile {
+	f := v.file(path)
+	if f.err != nil || f.symDone {
+		return f
+	}
+	f.symDone = true
+	if !f.e.HasSymtab() {
+		f.dbg = v.separate(path, f)
+		if f.dbg == nil {
+			if d, err := f.e.MiniDebugInfo(); err == nil && d.HasSymtab() {
+				f.dbg = d
+			}
+		}
+	}
+	return f
+}
+
+// file opens (once) the file of path and computes its load bias; its
+// debug symbols are looked for by symbols.
+func (v *nativeView) file(path string) *symFile {
 	if f, ok := v.files[path]; ok {
 		return f
 	}
@@ -217,18 +303,20 @@ func (v *nativeView) symbols(path string) *symFile {
 		return f
 	}
 	f.bias, f.err = f.e.Bias(v.maps[path])
-	if !f.e.HasSymtab() {
-		f.dbg = v.debugFile(f.e.BuildID())
-		if f.dbg == nil {
-			f.dbg = v.debugLinkFile(path, f.e)
-		}
-		if f.dbg == nil {
-			if d, err := f.e.MiniDebugInfo(); err == nil && d.HasSymtab() {
-				f.dbg = d
-			}
+	return f
+}
+
+// separate returns the separate debug file of f (mapped from path),
+// found by build-id or else by .gnu_debuglink, looked up once.
+func (v *nativeView) separate(path string, f *symFile) *elfsym.File {
+	if !f.sepDone {
+		f.sepDone = true
+		f.sep = v.debugFile(f.e.BuildID())
+		if f.sep == nil {
+			f.sep = v.debugLinkFile(path, f.e)
 		}
 	}
-	return f
+	return f.sep
 }
 
 // debugDir is where separate debug files are found by build-id.

@@ -350,16 +350,7 @@ func TestCoreWrongFiles(t *testing.T) {
 		}
 		// ... so copy the files in instead.
 		os.RemoveAll(root)
-		for _, f := range files {
-			if f == missing {
-				continue
-			}
-			dst := filepath.Join(root, f)
-			os.MkdirAll(filepath.Dir(dst), 0o755)
-			if err := os.Link(f, dst); err != nil {
-				copyFile(t, f, dst)
-			}
-		}
+		fillSysroot(t, root, files, missing)
 		r = run(t, nil, "stacks", "--core", path, "--json", "--sysroot", root)
 		want(t, r, 0)
 		if !strings.Contains(r.Stderr, filepath.Base(missing)) || !strings.Contains(r.Stderr, "no such file") {
@@ -371,6 +362,22 @@ func TestCoreWrongFiles(t *testing.T) {
 		}
 		sameAsTruth(t, &d, gt)
 	})
+}
+
+// fillSysroot puts files (but skip) into the sysroot root at their
+// paths: hard links, else copies.
+func fillSysroot(t *testing.T, root string, files []string, skip string) {
+	t.Helper()
+	for _, f := range files {
+		if f == skip {
+			continue
+		}
+		dst := filepath.Join(root, f)
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		if err := os.Link(f, dst); err != nil {
+			copyFile(t, f, dst)
+		}
+	}
 }
 
 // mappedFiles lists the files a core's NT_FILE note names.

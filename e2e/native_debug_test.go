@@ -52,28 +52,8 @@ run(sys.argv[1])
 // It skips without gcc and objcopy.
 func buildDebugLibs(t *testing.T, dir string) {
 	t.Helper()
-	var tools []string
-	for _, name := range []string{"gcc", "objcopy"} {
-		p, err := exec.LookPath(name)
-		if err != nil {
-			testenv.Skipf(t, "no %s to build libraries with separate debug symbols", name)
-		}
-		tools = append(tools, p)
-	}
-	gcc, objcopy := tools[0], tools[1]
+	gcc, objcopy, sh := libTools(t, dir, "lib.c", debugLibSource, "to build libraries with separate debug symbols")
 	in := func(name string) string { return filepath.Join(dir, name) }
-	sh := func(name string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %v: %v: %s", name, args, err, out)
-		}
-	}
-	if err := os.WriteFile(in("lib.c"), []byte(debugLibSource), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(in(".debug"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	sh(gcc, "-O0", "-g", "-shared", "-fPIC", "-fno-omit-frame-pointer", "-o", in("full.so"), in("lib.c"))
 	sh(objcopy, "--strip-all", in("full.so"), in("lib_plain.so"))
 	for _, name := range []string{"lib_link", "lib_bad"} {
@@ -118,6 +98,81 @@ func buildDebugLibs(t *testing.T, dir string) {
 	}
 }
 
+// libTools finds gcc and objcopy (skipping t without them: they are
+// needed for what) and writes, in dir, the C source src as name and
+// creates dir/.debug; sh runs a command, failing t when it fails.
+func libTools(t *testing.T, dir, name, src, what string) (gcc, objcopy string, sh func(name string, args ...string)) {
+	t.Helper()
+	var tools []string
+	for _, name := range []string{"gcc", "objcopy"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			testenv.Skipf(t, "no %s %s", name, what)
+		}
+		tools = append(tools, p)
+	}
+	sh = func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v: %s", name, args, err, out)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, ".debug"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return tools[0], tools[1], sh
+}
+
+// libDir makes a directory, removed after t, that the target run by in
+// can read (inside its root for a chrooted one).
+func libDir(t *testing.T, in testenv.Interp, prefix string) string {
+	t.Helper()
+	base := os.TempDir()
+	if in.Chroot != "" {
+		base = filepath.Join(in.Chroot, "/var/tmp")
+	}
+	dir, err := os.MkdirTemp(base, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// liveAndCore runs debugLibTarget with the libraries libs of dir (it
+// calls block() of each, each in its own thread) and checks, with
+// check, its native stacks: live (once ready says they are all there,
+// or after 5 s), then from a core written by pyglass dump (which names
+// a chrooted target's files by their paths on the host).
+func liveAndCore(t *testing.T, in testenv.Interp, dir string, libs []string, ready func(*pyglass.StackDump) bool, check func(how string, d *pyglass.StackDump)) {
+	t.Helper()
+	var args []string
+	for _, l := range libs {
+		args = append(args, in.Inside(filepath.Join(dir, l+".so")))
+	}
+	tg := testenv.Start(t, in, debugLibTarget, testenv.Args(args...))
+	pid := strconv.Itoa(tg.PID)
+	var d *pyglass.StackDump
+	for try := 0; try < 50; try++ {
+		d = dumpJSON(t, "stacks", "--native", "--json", pid)
+		if ready(d) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	check("live", d)
+	core := filepath.Join(t.TempDir(), "core")
+	want(t, run(t, nil, "dump", pid, "-o", core), 0)
+	tg.Kill()
+	check("core", dumpJSON(t, "stacks", "--core", core, "--native", "--json"))
+}
+
 // TestStacksNativeDebugFiles: a stripped library's static function is
 // named from its separate debug file found by .gnu_debuglink (in the
 // .debug directory beside it, inside the target's root, CRC checked) and
@@ -126,18 +181,7 @@ func buildDebugLibs(t *testing.T, dir string) {
 // C++ method is shown demangled.
 func TestStacksNativeDebugFiles(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		base := os.TempDir()
-		if in.Chroot != "" {
-			base = filepath.Join(in.Chroot, "/var/tmp")
-		}
-		dir, err := os.MkdirTemp(base, "pyglass-debuglibs-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		dir := libDir(t, in, "pyglass-debuglibs-")
 		buildDebugLibs(t, dir)
 		libs := []string{"lib_link", "lib_mini", "lib_plain", "lib_bad"}
 		if _, err := os.Stat(filepath.Join(dir, "lib_cpp.so")); err == nil {
@@ -145,27 +189,8 @@ func TestStacksNativeDebugFiles(t *testing.T) {
 		} else {
 			t.Logf("no g++: C++ names not checked")
 		}
-		var args []string
-		for _, l := range libs {
-			args = append(args, in.Inside(filepath.Join(dir, l+".so")))
-		}
-		tg := testenv.Start(t, in, debugLibTarget, testenv.Args(args...))
-		pid := strconv.Itoa(tg.PID)
-		var d *pyglass.StackDump
-		for try := 0; try < 50; try++ {
-			d = dumpJSON(t, "stacks", "--native", "--json", pid)
-			if len(calledByBlock(d)) == len(libs) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		checkDebugNames(t, "live", d, libs)
-		// The same from a core (pyglass dump names a chrooted target's
-		// files by their paths on the host).
-		core := filepath.Join(t.TempDir(), "core")
-		want(t, run(t, nil, "dump", pid, "-o", core), 0)
-		tg.Kill()
-		checkDebugNames(t, "core", dumpJSON(t, "stacks", "--core", core, "--native", "--json"), libs)
+		liveAndCore(t, in, dir, libs, func(d *pyglass.StackDump) bool { return len(calledByBlock(d)) == len(libs) },
+			func(how string, d *pyglass.StackDump) { checkDebugNames(t, how, d, libs) })
 	})
 }
 

@@ -2,6 +2,7 @@ package elfsym
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"os"
 	"os/exec"
@@ -98,5 +99,47 @@ func TestMiniDebugInfoBad(t *testing.T) {
 			t.Errorf("%s: MiniDebugInfo = %v, %v; want an error", name, d, err)
 		}
 		f.Close()
+	}
+}
+
+// TestSectionDataCompressed: a compressed debug section (as debug files
+// often have them) is read decompressed, within the limit asked.
+func TestSectionDataCompressed(t *testing.T) {
+	objcopy, err := exec.LookPath("objcopy")
+	if err != nil {
+		t.Skip("no objcopy to add a compressed section")
+	}
+	dir := t.TempDir()
+	want := bytes.Repeat([]byte("debug frame bytes "), 500)
+	sec, plain, out := filepath.Join(dir, "sec"), filepath.Join(dir, "plain"), filepath.Join(dir, "compressed")
+	if err := os.WriteFile(sec, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--add-section", ".debug_frame=" + sec, "/bin/true", plain},
+		{"--compress-debug-sections=zlib", plain, out},
+	} {
+		if b, err := exec.Command(objcopy, args...).CombinedOutput(); err != nil {
+			t.Skipf("objcopy %v: %v: %s", args, err, b)
+		}
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	e, err := Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := e.f.Section(".debug_frame"); s == nil || s.Flags&elf.SHF_COMPRESSED == 0 {
+		t.Fatalf("objcopy did not compress the section: %+v", s)
+	}
+	got, err := e.SectionData(".debug_frame", uint64(len(want)))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("SectionData = %d bytes, %v; want the %d bytes written", len(got), err, len(want))
+	}
+	if _, err := e.SectionData(".debug_frame", uint64(len(want)-1)); err == nil {
+		t.Errorf("SectionData past its limit: no error")
 	}
 }

@@ -225,8 +225,12 @@ func (e *File) Section(name string) (Range, bool) {
 	return Range{s.Addr, s.Addr + s.Size}, true
 }
 
+// HasSection reports whether the file has a section named name.
+func (e *File) HasSection(name string) bool { return e.f.Section(name) != nil }
+
 // SectionData returns the contents of a section, refusing more than max
-// bytes. NOBITS sections (.bss) have no data.
+// bytes (decompressed, for a compressed section: debug files often have
+// them). NOBITS sections (.bss) have no data.
 func (e *File) SectionData(name string, max uint64) ([]byte, error) {
 	s := e.f.Section(name)
 	if s == nil {
@@ -239,6 +243,13 @@ func (e *File) SectionData(name string, max uint64) ([]byte, error) {
 		return nil, fmt.Errorf("reading section %s: %d bytes, limit %d", name, s.Size, max)
 	}
 	b := make([]byte, s.Size)
+	if s.Flags&elf.SHF_COMPRESSED != 0 {
+		// Size is the size the header claims once decompressed.
+		if _, err := io.ReadFull(s.Open(), b); err != nil {
+			return nil, fmt.Errorf("reading section %s: %w", name, err)
+		}
+		return b, nil
+	}
 	if _, err := e.r.ReadAt(b, int64(s.Offset)); err != nil {
 		return nil, fmt.Errorf("reading section %s: %w", name, err)
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Bounds on what a hostile .eh_frame may make the parser do.
+// Bounds on what a hostile .eh_frame or .debug_frame may make the parser do.
 const (
 	maxRecord      = 1 << 16 // bytes of one CIE or FDE
 	maxOps         = 1 << 14 // CFA instructions run for one row
@@ -28,6 +28,9 @@ type cie struct {
 	hasAug    bool // 'z': FDEs carry augmentation data
 	signal    bool // 'S': the frames of its FDEs are signal frames
 	instr     []byte
+	// locBias is added to DW_CFA_set_loc's address: the load bias of a
+	// .debug_frame's link-time addresses (0 in .eh_frame).
+	locBias uint64
 }
 
 // parseCIE parses a CIE whose bytes after the length field (from the CIE
@@ -37,6 +40,11 @@ func parseCIE(b []byte, base uint64) (*cie, error) {
 	if id := d.u32(); id != 0 || d.err != nil {
 		return nil, errBadCIE
 	}
+	return cieFields(d, base)
+}
+
+// cieFields parses a CIE from its version on (d is past its id).
+func cieFields(d *buf, base uint64) (*cie, error) {
 	version := d.u8()
 	if version != 1 && version != 3 && version != 4 {
 		return nil, fmt.Errorf("%w: version %d", errBadCIE, version)
@@ -50,10 +58,10 @@ func parseCIE(b []byte, base uint64) (*cie, error) {
 		d.u64() // the old GCC exception table pointer
 	}
 	if version == 4 {
-		if d.u8() != 8 { // address size
+		// Address size, segment selector size: 64-bit flat addresses only.
+		if d.u8() != 8 || d.u8() != 0 {
 			return nil, errBadCIE
 		}
-		d.u8() // segment selector size
 	}
 	c.codeAlign = d.uleb()
 	c.dataAlign = d.sleb()
@@ -222,7 +230,7 @@ func run(c *cie, instr []byte, r *row, init *row, pc, loc uint64, ops *int) (uin
 		switch op {
 		case 0x00: // nop
 		case 0x01: // set_loc
-			loc = d.pointer(c.fdeEnc, 0)
+			loc = d.pointer(c.fdeEnc, 0) + c.locBias
 			if loc > pc {
 				return loc, d.err
 			}

@@ -76,11 +76,39 @@ func (u *Unwinder) entry(h *hdrInfo, i uint64) (start, fdeAddr uint64, err error
 	return start, fdeAddr, d.err
 }
 
-// findFDE returns the FDE covering pc, in module mod.
+// findFDE returns the FDE covering pc, in module mod: .eh_frame's, else
+// .debug_frame's.
 func (u *Unwinder) findFDE(pc uint64, mod int) (*fde, error) {
 	if mod < 0 {
 		return nil, fmt.Errorf("%w: %#x is in no mapped file", ErrNoCFI, pc)
 	}
+	f, err := u.findEhFDE(pc, mod)
+	if err == nil {
+		return f, nil
+	}
+	if df := u.debugFrame(mod); df != nil {
+		if f := df.find(pc); f != nil {
+			return f, nil
+		}
+	}
+	return nil, err
+}
+
+// debugFrame returns the .debug_frame of module mod (read once), nil
+// when it has none.
+func (u *Unwinder) debugFrame(mod int) *DebugFrame {
+	df, ok := u.dfs[mod]
+	if !ok {
+		if load := u.mods[mod].DebugFrame; load != nil {
+			df = load()
+		}
+		u.dfs[mod] = df
+	}
+	return df
+}
+
+// findEhFDE returns the FDE covering pc in module mod's .eh_frame.
+func (u *Unwinder) findEhFDE(pc uint64, mod int) (*fde, error) {
 	h := u.hdr(mod)
 	if h.err != nil {
 		return nil, h.err

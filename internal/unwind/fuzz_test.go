@@ -74,3 +74,34 @@ func FuzzUnwind(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDebugFrame indexes hostile .debug_frame sections and walks the
+// synthetic stack with them: the index is sorted and without overlaps,
+// a lookup finds a range holding its address, the walk ends; never a
+// panic.
+func FuzzDebugFrame(f *testing.F) {
+	f.Add(synthDebugFrame(1, false), uint64(synthBase), uint64(synthBase+0x1050))
+	f.Add(synthDebugFrame(4, true), uint64(synthBase), uint64(synthBase+0x1180))
+	f.Add(synthDebugFrame(3, false)[:40], uint64(0), uint64(0x1000))
+	f.Fuzz(func(t *testing.T, sec []byte, bias, pc uint64) {
+		df, _ := ParseDebugFrame(sec, bias)
+		for i := 1; i < len(df.fdes); i++ {
+			if df.fdes[i].start < df.fdes[i-1].end {
+				t.Fatalf("FDEs %d and %d overlap", i-1, i)
+			}
+		}
+		if fd := df.find(pc); fd != nil {
+			if pc < fd.start || pc >= fd.end {
+				t.Fatalf("find(%#x) = %#x-%#x", pc, fd.start, fd.end)
+			}
+			rowAt(fd, pc)
+		}
+		m, mod := synthModule(synthFDEA)
+		mod.DebugFrame = func() *DebugFrame { return df }
+		r := synthStack(m)
+		r.set(16, pc)
+		if frames, _ := New(m, AMD64, []Module{mod}).Unwind(r, 0); len(frames) > MaxFrames {
+			t.Fatalf("%d frames", len(frames))
+		}
+	})
+}

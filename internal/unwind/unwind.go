@@ -17,6 +17,10 @@ type Module struct {
 	// EhFrameHdr is the address of its .eh_frame_hdr, 0 when it has none.
 	EhFrameHdr uint64
 	Path       string
+	// DebugFrame, when set, returns the object's .debug_frame, read for
+	// the code addresses .eh_frame does not cover (once per Unwinder;
+	// nil when it has none).
+	DebugFrame func() *DebugFrame
 }
 
 // Frame is one native frame, innermost first in Unwind's result.
@@ -64,6 +68,7 @@ type Unwinder struct {
 	fdes  map[uint64]*fde
 	cies  map[uint64]*cie
 	hdrs  map[int]*hdrInfo
+	dfs   map[int]*DebugFrame
 	Reads int // memory reads made (for the cost report)
 }
 
@@ -71,7 +76,7 @@ type Unwinder struct {
 func New(r memory.Reader, arch Arch, mods []Module) *Unwinder {
 	ms := append([]Module(nil), mods...)
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Start < ms[j].Start })
-	return &Unwinder{r: r, arch: arch, mods: ms, fdes: map[uint64]*fde{}, cies: map[uint64]*cie{}, hdrs: map[int]*hdrInfo{}}
+	return &Unwinder{r: r, arch: arch, mods: ms, fdes: map[uint64]*fde{}, cies: map[uint64]*cie{}, hdrs: map[int]*hdrInfo{}, dfs: map[int]*DebugFrame{}}
 }
 
 // Modules returns the modules, sorted by address (Frame.Module indexes it).
