@@ -55,6 +55,9 @@ func checkPython(t *testing.T, py *pyproc.Python, info pyproctest.Info, wantShar
 	if py.Munmap != info.Munmap {
 		t.Errorf("munmap at %#x (libc %s), the target says %#x", py.Munmap, py.Libc, info.Munmap)
 	}
+	if py.Pthread != info.Pthread {
+		t.Errorf("pthread_create, _detach, _attr_init, _attr_setstacksize at %#x, the target says %#x", py.Pthread, info.Pthread)
+	}
 	if info.Runtime != 0 {
 		if got, ok := py.Symbol("_PyRuntime"); !ok || got != info.Runtime {
 			t.Errorf("_PyRuntime at %#x (found %v), the target says %#x", got, ok, info.Runtime)

@@ -115,6 +115,8 @@ info = dict(
     shared=shared,
     run=addr(ctypes.pythonapi.PyRun_SimpleString),
     munmap=addr(ctypes.CDLL(None).munmap),
+    pthread=[addr(getattr(ctypes.CDLL(None), n)) for n in
+             ("pthread_create", "pthread_detach", "pthread_attr_init", "pthread_attr_setstacksize")],
     runtime=runtime,
     data_id=id(data),
     data_addr=ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value,
@@ -127,17 +129,20 @@ sys.stdin.read()
 
 // Info is what the fixture reports.
 type Info struct {
-	PID      int    `json:"pid"`
-	Version  string `json:"version"`
-	Level    string `json:"level"`
-	Serial   int    `json:"serial"`
-	Shared   bool   `json:"shared"` // a libpython is in /proc/self/maps
-	Run      uint64 `json:"run"`
-	Munmap   uint64 `json:"munmap"`
-	Runtime  uint64 `json:"runtime"`
-	DataID   uint64 `json:"data_id"`
-	DataAddr uint64 `json:"data_addr"`
-	Data     string `json:"data"`
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+	Level   string `json:"level"`
+	Serial  int    `json:"serial"`
+	Shared  bool   `json:"shared"` // a libpython is in /proc/self/maps
+	Run     uint64 `json:"run"`
+	Munmap  uint64 `json:"munmap"`
+	// Pthread: pthread_create, pthread_detach, pthread_attr_init,
+	// pthread_attr_setstacksize (dlsym of the default versions).
+	Pthread  [4]uint64 `json:"pthread"`
+	Runtime  uint64    `json:"runtime"`
+	DataID   uint64    `json:"data_id"`
+	DataAddr uint64    `json:"data_addr"`
+	Data     string    `json:"data"`
 }
 
 // Target is a running fixture.
