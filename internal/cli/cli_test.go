@@ -146,3 +146,22 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestCutAt(t *testing.T) {
+	for _, c := range []struct {
+		s     string
+		width int
+		want  string
+	}{
+		{"abcdef", 0, "abcdef"},
+		{"abcdef", 3, "abc"},
+		{"abcdef", 10, "abcdef"},
+		{"ab\u4e16cd", 3, "ab"}, // not in the middle of 世
+		{"ab\u4e16cd", 5, "ab\u4e16"},
+		{"\u00e9\u00e9", 3, "\u00e9"},
+	} {
+		if got := cutAt(c.s, c.width); got != c.want {
+			t.Errorf("cutAt(%q, %d) = %q, want %q", c.s, c.width, got, c.want)
+		}
+	}
+}

@@ -174,9 +174,7 @@ func (st *topState) render(w io.Writer, p *pyglass.Process, by profile.SortBy, r
 		c := byFn[[2]string{f.Function, f.File}]
 		line := fmt.Sprintf("%5.1f%% %5.1f%% %8.1f%% %8.1f%%  %s (%s)", 100*float64(c.Own)/curN, 100*float64(c.Total)/curN,
 			100*float64(f.Own)/allN, 100*float64(f.Total)/allN, f.Function, f.File)
-		if width > 0 && len(line) > width {
-			line = line[:width]
-		}
+		line = cutAt(line, width)
 		fmt.Fprintln(w, line)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/term"
 
@@ -87,9 +88,7 @@ func (v *topView) draw(w *bufio.Writer) {
 	}
 	w.WriteString("\x1b[H")
 	for i, l := range ls {
-		if v.width > 0 && len(l) > v.width {
-			l = l[:v.width]
-		}
+		l = cutAt(l, v.width)
 		w.WriteString(l)
 		w.WriteString("\x1b[K")
 		if i < len(ls)-1 {
@@ -98,6 +97,20 @@ func (v *topView) draw(w *bufio.Writer) {
 	}
 	w.WriteString("\x1b[J")
 	w.Flush()
+}
+
+// cutAt cuts s to at most width bytes, at a character boundary (0: no
+// limit). Bytes, not columns: a wide character takes two columns and
+// three bytes, so the line fits.
+func cutAt(s string, width int) string {
+	if width <= 0 || len(s) <= width {
+		return s
+	}
+	i := width
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 func topTerminal(ctx context.Context, cancel func(), p *pyglass.Process, st *topState, interval time.Duration, sampled chan struct{}, io IO) ExitCode {
