@@ -214,6 +214,19 @@ func TestTraceTopHeap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if r.LongestHoldMS > 3*o.LongestHoldMS+10 || walk > 2*census+5 {
+			// One outlier (a collection of the target's heap that fell
+			// in one of the walk's runs: 32.5 ms against 5.9 ms once in
+			// CI, at a load of 0.9) is measured again, census included,
+			// before failing, as in TestPathsHeap.
+			t.Logf("over the bound (run %.1f ms, stall %.1f ms; census %.1f ms, %.1f ms): measured again", r.LongestHoldMS, walk, o.LongestHoldMS, census)
+			census, out = stall(ObjectsScript(ObjectsOptions{Top: 5}))
+			o = parseObjects(t, out)
+			walk, out = stall(TraceTopScript(TraceTopOptions{}))
+			if r, err = ParseTraceTop(out); err != nil {
+				t.Fatal(err)
+			}
+		}
 		exact, out := stall(TraceTopScript(TraceTopOptions{Exact: true}))
 		x, err := ParseTraceTop(out)
 		if err != nil {
