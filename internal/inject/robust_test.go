@@ -86,8 +86,8 @@ func TestBusyTarget(t *testing.T) {
 // take that lock again, on the same thread: a deadlock that left the
 // target hung with the GIL held, or crashed it). Injections into a target
 // whose main thread allocates all the time with tracemalloc on, until
-// ten of them borrowed it in interpreter code, all succeed, and the
-// target goes on. (Before the chain used pthread_create directly, one of
+// ten of them borrowed it in interpreter code (at least five, within 300),
+// all succeed, and the target goes on. (Before the chain used pthread_create directly, one of
 // the first five hung on 3.8, 3.11 and 3.13 and crashed 3.12.)
 func TestTracemallocLockNotHeld(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
@@ -103,8 +103,9 @@ func TestTracemallocLockNotHeld(t *testing.T) {
 		var st stats
 		inLib, n := 0, 0
 		// (until 10 injections borrowed the thread in interpreter code,
-		// where it may hold the lock: about one in ten does)
-		for ; n < 200 && inLib < 10; n++ {
+		// where it may hold the lock: one in five to one in twenty does,
+		// fewer on a loaded machine)
+		for ; n < 300 && inLib < 10; n++ {
 			res, err := StartThread(tg.pid, syms, []byte("y = 2\n"), Options{Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatalf("injection %d (after %d borrowed in interpreter code): %v", n, inLib, err)
@@ -114,7 +115,7 @@ func TestTracemallocLockNotHeld(t *testing.T) {
 			}
 			st.add(res)
 		}
-		if inLib < 10 {
+		if inLib < 5 { // (the old code hung within five such)
 			t.Errorf("only %d of %d injections borrowed the thread in interpreter code: the lock was not put to the test", inLib, n)
 		}
 		tg.progresses()

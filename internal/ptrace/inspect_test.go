@@ -54,7 +54,19 @@ os.read(r, 1)
 		t.Fatalf("target's line %q: %v %v", line, err, serr)
 	}
 	pid := cmd.Process.Pid
-	time.Sleep(50 * time.Millisecond) // into read()
+	// Into read(): waited for, not slept for (50 ms was not enough under
+	// load in CI).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sc, err := procfs.New(pid).TaskSyscall(pid)
+		if err == nil && sc.InSyscall && sc.Nr == unix.SYS_READ {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the target's main thread is not in read() after 20 s (%+v, %v)", sc, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for round := 0; round < 5; round++ {
 		f, err := Freeze(pid)
 		if err != nil {
