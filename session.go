@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"strings"
@@ -210,7 +211,9 @@ func (p *Process) goneOr(err error) error {
 	if !procfs.New(p.pid).Exists() {
 		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
 	}
-	if st, serr := procfs.New(p.pid).Stat(); serr == nil && procfs.IsZombie(st.State) {
+	// (a process reaped between the two looks, or being torn down: its
+	// stat file is gone or refuses to be read)
+	if st, serr := procfs.New(p.pid).Stat(); (serr == nil && procfs.IsZombie(st.State)) || errors.Is(serr, procfs.ErrNoProcess) || errors.Is(serr, fs.ErrNotExist) {
 		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
 	}
 	return err
