@@ -33,14 +33,6 @@ type cave struct {
 // bytes back) is reused only when no thread can still be in it.
 var caveMagic = []byte("pyglass-cave\x00\x00\x00\x01")
 
-// findCave returns a cave of at least need bytes (16-byte aligned start)
-// among maps (the job's, procfs.Maps), preferring the interpreter's own
-// mappings and never overlapping a range of taken. It returns nil when
-// there is none; the original bytes are read into the result.
-func findCave(mem *ptrace.Mem, pid int, maps []procfs.Mapping, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
-	return pickCave(mem, pid, maps, need, prefer, taken, page)
-}
-
 // isText reports whether m is mapped as a shared object's or program's
 // code is: read and execute, private, from a file.
 func isText(m procfs.Mapping) bool {
@@ -68,7 +60,11 @@ func pyglassCode(mem *ptrace.Mem, maps []procfs.Mapping, page uint64) [][2]uint6
 	return out
 }
 
-func pickCave(mem *ptrace.Mem, pid int, maps []procfs.Mapping, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
+// findCave returns a cave of at least need bytes (16-byte aligned start)
+// among maps (the job's, procfs.Maps), preferring the interpreter's own
+// mappings and never overlapping a range of taken. It returns nil when
+// there is none; the original bytes are read into the result.
+func findCave(mem *ptrace.Mem, pid int, maps []procfs.Mapping, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
 	var order []procfs.Mapping
 	isPreferred := func(m procfs.Mapping) bool {
 		for _, r := range prefer {
