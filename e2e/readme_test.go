@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"debug/elf"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -61,4 +63,50 @@ print("none" if t is None else mt[0] if mt else "no main thread")`
 		healthy(t, tg)
 		noTraces(t, tg)
 	})
+}
+
+// TestReadmeBuildIsStatic: the README's build command gives what the
+// README promises, one static binary: no program interpreter, no shared
+// library needed (a plain `go build` links the C library for net's
+// resolver). The binary every other test runs is checked too.
+func TestReadmeBuildIsStatic(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?m)^((?:[A-Z_]+=[^ ]+ )*)go build -o pyglass ./cmd/pyglass").FindSubmatch(b)
+	if m == nil {
+		t.Fatal("README.md: no `go build -o pyglass ./cmd/pyglass` line")
+	}
+	bin := filepath.Join(t.TempDir(), "pyglass")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/pyglass")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), strings.Fields(string(m[1]))...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the README's build (%sgo build) failed: %v\n%s", m[1], err, out)
+	}
+	for name, path := range map[string]string{"the README's build": bin, "the tests' build": testenv.BuildPyglass(t)} {
+		if why := notStatic(path); why != "" {
+			t.Errorf("%s is not static: %s", name, why)
+		}
+	}
+}
+
+// notStatic says why the ELF file at path needs the dynamic loader, or "".
+func notStatic(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "it has a program interpreter (PT_INTERP)"
+		}
+	}
+	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+		return "it needs " + strings.Join(libs, ", ")
+	}
+	return ""
 }

@@ -324,6 +324,7 @@ func TestRecordHTMLWithoutViewer(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "pyglass")
 	build := exec.Command(goBin, "build", "-o", bin, "./cmd/pyglass")
 	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("pyglass does not build without the viewer: %v\n%s", err, out)
 	}

@@ -71,4 +71,4 @@ echo "speedscope $version" >"$out/VERSION"
 mkdir -p "$dest"
 find "$dest" -mindepth 1 ! -name README.md -delete
 cp "$out"/* "$dest"/
-echo "fetch-viewer: speedscope $version is in $dest; rebuild pyglass (go build ./cmd/pyglass) to embed it"
+echo "fetch-viewer: speedscope $version is in $dest; rebuild pyglass (CGO_ENABLED=0 go build ./cmd/pyglass) to embed it"

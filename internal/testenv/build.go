@@ -98,6 +98,8 @@ func build(root string) (string, error) {
 	out := filepath.Join(dir, "pyglass")
 	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/pyglass")
 	cmd.Dir = root
+	// As the README builds it: static, no C library.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building cmd/pyglass: %v\n%s", err, b)
 	}
