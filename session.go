@@ -39,7 +39,11 @@ func (s *session) close() {
 }
 
 // symbols gathers the addresses inject needs.
-func (p *Process) symbols() inject.Symbols {
+func (p *Process) symbols() (inject.Symbols, error) {
+	lib, err := p.py.CLib()
+	if err != nil {
+		return inject.Symbols{}, err
+	}
 	sym := func(name string) uint64 {
 		a, _ := p.py.Symbol(name)
 		return a
@@ -49,12 +53,12 @@ func (p *Process) symbols() inject.Symbols {
 		PyGILStateRelease:       sym("PyGILState_Release"),
 		PyRunSimpleString:       sym("PyRun_SimpleString"),
 		PyThreadStartNewThread:  sym("PyThread_start_new_thread"),
-		Munmap:                  p.py.Munmap,
-		ErrnoLocation:           p.py.ErrnoLocation,
-		PthreadCreate:           p.py.Pthread[0],
-		PthreadDetach:           p.py.Pthread[1],
-		PthreadAttrInit:         p.py.Pthread[2],
-		PthreadAttrSetstacksize: p.py.Pthread[3],
+		Munmap:                  lib.Munmap,
+		ErrnoLocation:           lib.ErrnoLocation,
+		PthreadCreate:           lib.Pthread[0],
+		PthreadDetach:           lib.Pthread[1],
+		PthreadAttrInit:         lib.Pthread[2],
+		PthreadAttrSetstacksize: lib.Pthread[3],
 		// Every version: the gate for threads busy in C code needs it.
 		PyEvalRestoreThread: sym("PyEval_RestoreThread"),
 	}
@@ -71,7 +75,7 @@ func (p *Process) symbols() inject.Symbols {
 	for _, r := range p.py.Text {
 		s.InterpreterText = append(s.InterpreterText, [2]uint64{r.Start, r.End})
 	}
-	return s
+	return s, nil
 }
 
 // startAgent starts the agent in the target and waits until it has
@@ -136,9 +140,13 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 	if uc != nil || taken {
 		s.method = "PEP 768 (sys.remote_exec's mechanism): a running thread of the target started the agent; no ptrace"
 	} else {
+		syms, err := p.symbols()
+		if err != nil {
+			return nil, p.goneOr(err)
+		}
 		boot := agent.Bootstrap(ch.Dir)
 		// The whole timeout: a thread busy in C code may be awaited that long.
-		res, err := inject.StartThreadContext(ctx, p.pid, p.symbols(), []byte(boot), inject.Options{
+		res, err := inject.StartThreadContext(ctx, p.pid, syms, []byte(boot), inject.Options{
 			Timeout:    time.Until(deadline),
 			AvoidEINTR: p.py.Version.Major == 2,
 		})

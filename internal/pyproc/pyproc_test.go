@@ -52,11 +52,15 @@ func checkPython(t *testing.T, py *pyproc.Python, info pyproctest.Info, wantShar
 	if !py.InText(info.Run) {
 		t.Errorf("PyRun_SimpleString %#x not in text ranges %v", info.Run, py.Text)
 	}
-	if py.Munmap != info.Munmap {
-		t.Errorf("munmap at %#x (libc %s), the target says %#x", py.Munmap, py.Libc, info.Munmap)
+	lib, err := py.CLib()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if py.Pthread != info.Pthread {
-		t.Errorf("pthread_create, _detach, _attr_init, _attr_setstacksize at %#x, the target says %#x", py.Pthread, info.Pthread)
+	if lib.Munmap != info.Munmap {
+		t.Errorf("munmap at %#x (libc %s), the target says %#x", lib.Munmap, lib.Path, info.Munmap)
+	}
+	if lib.Pthread != info.Pthread {
+		t.Errorf("pthread_create, _detach, _attr_init, _attr_setstacksize at %#x, the target says %#x", lib.Pthread, info.Pthread)
 	}
 	if info.Runtime != 0 {
 		if got, ok := py.Symbol("_PyRuntime"); !ok || got != info.Runtime {

@@ -51,19 +51,46 @@ type Python struct {
 	// Text are the executable segments of the interpreter image and, when
 	// it is a shared library, of the main program that links it.
 	Text []Region
-	// Munmap is the address of libc's munmap, or 0 when no libc is mapped
-	// (static programs).
+
+	image *elfsym.File
+	clib  *clibOnce // the C library's functions, resolved on first use
+}
+
+// CLib is what pyglass calls in the target's C library when it starts a
+// thread there (exec, shell, the leak reports); the read-only commands
+// never need it.
+type CLib struct {
+	// Path is the mapped C library, as the target sees it; "" when none
+	// is mapped (a static program).
+	Path string
+	// Munmap is the address of its munmap, or 0.
 	Munmap uint64
-	// ErrnoLocation is the address of libc's __errno_location, or 0.
+	// ErrnoLocation is the address of its __errno_location, or 0.
 	ErrnoLocation uint64
-	// Libc is the path of the mapped C library, as the target sees it.
-	Libc string
-	// Pthread holds the C library's thread functions (pthread_create,
+	// Pthread holds the thread functions (pthread_create,
 	// pthread_detach, pthread_attr_init, pthread_attr_setstacksize), from
 	// libc or, before glibc 2.34, libpthread; zero when not all are found.
 	Pthread [4]uint64
+}
 
-	image *elfsym.File
+type clibOnce struct {
+	once  sync.Once
+	p     procfs.Proc
+	files []*mappedFile
+	lib   CLib
+	err   error
+}
+
+// CLib finds the C library's functions in the target the first time it
+// is called (reading the library's symbols), and returns the same
+// answer after.
+func (py *Python) CLib() (CLib, error) {
+	c := py.clib
+	if c == nil {
+		return CLib{}, errors.New("no process to look in")
+	}
+	c.once.Do(func() { c.lib, c.err = findCLib(c.p, c.files) })
+	return c.lib, c.err
 }
 
 // Symbol returns the absolute address of a symbol of the interpreter
@@ -297,9 +324,7 @@ func describe(p procfs.Proc, ms []procfs.Mapping, files []*mappedFile, exe, f *m
 			return nil, fmt.Errorf("process %d: %w", pid, err)
 		}
 	}
-	if err := findMunmap(p, py, files); err != nil {
-		return nil, fmt.Errorf("process %d: %w", pid, err)
-	}
+	py.clib = &clibOnce{p: p, files: files}
 	if img.verErr != nil {
 		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "version unknown", Cause: img.verErr,
 			Hint: "the interpreter's version could not be read from " + f.path}
@@ -375,81 +400,75 @@ var libpthreadRE = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^(libpthread\.so\.\d+|libpthread-[\d.]+\.so)$`)
 })
 
-// findPthread sets py.Pthread from the first of the mapped C library and
-// thread library that has all of pthreadNames.
-func findPthread(p procfs.Proc, py *Python, files []*mappedFile) {
+// findCLib reads the symbols of the mapped C library (and of
+// libpthread, before glibc 2.34): each file is opened and parsed once.
+// Pthread comes from the first of them that has all of pthreadNames;
+// munmap and __errno_location from the first libc that has munmap.
+func findCLib(p procfs.Proc, files []*mappedFile) (CLib, error) {
+	var lib CLib
 	for _, f := range files {
 		base := path.Base(f.path)
-		if !libcRE().MatchString(base) && !libpthreadRE().MatchString(base) {
+		isLibc := libcRE().MatchString(base)
+		if !isLibc && !libpthreadRE().MatchString(base) {
 			continue
+		}
+		if lib.Path != "" && lib.Pthread[0] != 0 {
+			break
 		}
 		fh, _, err := p.OpenMapping(f.maps[0])
 		if err != nil {
-			continue
-		}
-		e, err := elfsym.Open(fh)
-		if err != nil {
-			fh.Close()
-			continue
-		}
-		var vals [4]uint64
-		all := true
-		for i, name := range pthreadNames {
-			s, ok := e.LookupDynamic(name)
-			if !ok || s.Value == 0 {
-				all = false
-				break
+			if isLibc && lib.Path == "" {
+				return lib, fmt.Errorf("process %d: opening C library: %w", p.PID, err)
 			}
-			vals[i] = s.Value
-		}
-		fh.Close()
-		if !all {
 			continue
-		}
-		bias, err := imageBias(p, e, f, false)
-		if err != nil {
-			continue
-		}
-		for i := range vals {
-			py.Pthread[i] = vals[i] + bias
-		}
-		return
-	}
-}
-
-// findMunmap sets py.Munmap from the mapped C library, if any.
-func findMunmap(p procfs.Proc, py *Python, files []*mappedFile) error {
-	findPthread(p, py, files)
-	for _, f := range files {
-		if !libcRE().MatchString(path.Base(f.path)) {
-			continue
-		}
-		fh, _, err := p.OpenMapping(f.maps[0])
-		if err != nil {
-			return fmt.Errorf("opening C library: %w", err)
 		}
 		e, err := elfsym.Open(fh)
 		if err != nil {
 			fh.Close()
-			return fmt.Errorf("reading C library %s: %w", f.path, err)
+			if isLibc && lib.Path == "" {
+				return lib, fmt.Errorf("process %d: reading C library %s: %w", p.PID, f.path, err)
+			}
+			continue
 		}
 		// Symbols are read on demand: look them up before closing.
-		s, ok := e.LookupDynamic("munmap")
-		el, elok := e.LookupDynamic("__errno_location")
+		var vals [4]uint64
+		all := lib.Pthread[0] == 0
+		for i, name := range pthreadNames {
+			if !all {
+				break
+			}
+			s, ok := e.LookupDynamic(name)
+			all = ok && s.Value != 0
+			vals[i] = s.Value
+		}
+		var mu, el elfsym.Symbol
+		var muOK, elOK bool
+		if isLibc && lib.Path == "" {
+			mu, muOK = e.LookupDynamic("munmap")
+			el, elOK = e.LookupDynamic("__errno_location")
+		}
 		fh.Close()
-		if !ok {
+		if !all && !muOK {
 			continue
 		}
 		bias, err := imageBias(p, e, f, false)
 		if err != nil {
-			return err
+			if muOK {
+				return lib, fmt.Errorf("process %d: %w", p.PID, err)
+			}
+			continue
 		}
-		py.Munmap = s.Value + bias
-		if elok {
-			py.ErrnoLocation = el.Value + bias
+		if all {
+			for i := range vals {
+				lib.Pthread[i] = vals[i] + bias
+			}
 		}
-		py.Libc = f.path
-		return nil
+		if muOK {
+			lib.Path, lib.Munmap = f.path, mu.Value+bias
+			if elOK {
+				lib.ErrnoLocation = el.Value + bias
+			}
+		}
 	}
-	return nil
+	return lib, nil
 }
