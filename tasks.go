@@ -287,6 +287,14 @@ const maxAsyncioDebug = 4096
 // _asyncio*.so it loaded. A target that has not loaded the module has
 // no C task: ErrNoAsyncio's case, reported as no task.
 func (p *Process) asyncioDebug() (*cpython.AsyncioDebug, error) {
+	// Built in: the interpreter's image, already open, has it.
+	if b, err := p.py.SectionData(".AsyncioDebug", maxAsyncioDebug); err == nil && b != nil {
+		d, err := cpython.ParseAsyncioDebug(b)
+		if err != nil {
+			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", p.pid, p.py.Path), Err: err}
+		}
+		return d, nil
+	}
 	pr := procfs.New(p.pid)
 	maps, err := pr.Maps()
 	if err != nil {

@@ -93,6 +93,18 @@ func (py *Python) CLib() (CLib, error) {
 	return c.lib, c.err
 }
 
+// SectionData returns the named section of the interpreter image's file
+// (at most max bytes, else an error), or nil when it has none.
+func (py *Python) SectionData(name string, max uint64) ([]byte, error) {
+	if py.image == nil {
+		return nil, nil
+	}
+	if _, ok := py.image.Section(name); !ok {
+		return nil, nil
+	}
+	return py.image.SectionData(name, max)
+}
+
 // Symbol returns the absolute address of a symbol of the interpreter
 // image (from .dynsym, else .symtab), and false when it has none.
 func (py *Python) Symbol(name string) (uint64, bool) {
