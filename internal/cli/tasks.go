@@ -116,10 +116,7 @@ func runTasks(ctx context.Context, args []string, io IO) ExitCode {
 
 // taskLabel is a task's id and name, escaped for the terminal.
 func taskLabel(byID map[string]*pyglass.AsyncTask, id string) string {
-	if t, ok := byID[id]; ok && t.Name != "" {
-		return fmt.Sprintf("%s %q", id, printable(t.Name))
-	}
-	return id
+	return string(appendLabel(nil, byID, id))
 }
 
 func tasksByID(d *pyglass.TaskDump) map[string]*pyglass.AsyncTask {
@@ -132,25 +129,49 @@ func tasksByID(d *pyglass.TaskDump) map[string]*pyglass.AsyncTask {
 
 // awaitsText describes what a task awaits, in one line.
 func awaitsText(byID map[string]*pyglass.AsyncTask, a pyglass.TaskAwaits) string {
-	var b strings.Builder
-	b.WriteString(a.Kind)
+	return string(appendAwaits(nil, byID, a))
+}
+
+// appendAwaits appends awaitsText's line to b (renderTasks writes a
+// thousand of them: a string each was a tenth of what tasks allocates).
+func appendAwaits(b []byte, byID map[string]*pyglass.AsyncTask, a pyglass.TaskAwaits) []byte {
+	b = append(b, a.Kind...)
 	switch {
 	case a.Kind == "task" && len(a.Tasks) == 1:
-		b.WriteString(" " + taskLabel(byID, a.Tasks[0]))
+		b = append(b, ' ')
+		b = appendLabel(b, byID, a.Tasks[0])
 	case len(a.Tasks) > 0:
-		fmt.Fprintf(&b, " of %d tasks:", len(a.Tasks))
+		b = append(b, " of "...)
+		b = strconv.AppendInt(b, int64(len(a.Tasks)), 10)
+		b = append(b, " tasks:"...)
 		for i, id := range a.Tasks {
 			if i == 8 {
-				fmt.Fprintf(&b, " ... and %d more", len(a.Tasks)-i)
+				b = append(b, " ... and "...)
+				b = strconv.AppendInt(b, int64(len(a.Tasks)-i), 10)
+				b = append(b, " more"...)
 				break
 			}
-			b.WriteString(" " + id)
+			b = append(b, ' ')
+			b = append(b, id...)
 		}
 	case a.Type != "":
-		fmt.Fprintf(&b, " (%s %s)", printable(a.Type), a.Object)
+		b = append(b, " ("...)
+		b = append(b, printable(a.Type)...)
+		b = append(b, ' ')
+		b = append(b, a.Object...)
+		b = append(b, ')')
 	}
-	b.WriteString(dueText(a))
-	return b.String()
+	return append(b, dueText(a)...)
+}
+
+// appendLabel appends taskLabel's text to b.
+func appendLabel(b []byte, byID map[string]*pyglass.AsyncTask, id string) []byte {
+	b = append(b, id...)
+	if t, ok := byID[id]; ok && t.Name != "" {
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, printable(t.Name))
+	}
+	return b
 }
 
 // dueText is ", due in 1.2s" for a sleep whose deadline is known
@@ -180,12 +201,8 @@ func renderTasks(w *bufio.Writer, d *pyglass.TaskDump) {
 	byID := tasksByID(d)
 	var scratch []byte
 	label := func(id string) {
-		w.WriteString(id)
-		if t, ok := byID[id]; ok && t.Name != "" { // as taskLabel
-			w.WriteByte(' ')
-			scratch = strconv.AppendQuote(scratch[:0], printable(t.Name))
-			w.Write(scratch)
-		}
+		scratch = appendLabel(scratch[:0], byID, id)
+		w.Write(scratch)
 	}
 	for i := range d.Tasks {
 		t := &d.Tasks[i]
@@ -205,7 +222,8 @@ func renderTasks(w *bufio.Writer, d *pyglass.TaskDump) {
 		w.WriteByte('\n')
 		if t.Awaits.Kind != "" {
 			w.WriteString("  awaits: ")
-			w.WriteString(awaitsText(byID, t.Awaits))
+			scratch = appendAwaits(scratch[:0], byID, t.Awaits)
+			w.Write(scratch)
 			w.WriteByte('\n')
 		}
 		if len(t.AwaitedBy) > 0 {
