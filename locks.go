@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/procfs"
@@ -287,6 +288,7 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 	lw.holders()
 	lw.gilHolder()
 	nameUnnamedLocks(ts, snap.kernel)
+	var peers *procfs.FDIndex // who holds the other ends: one scan of /proc for all
 	for _, lt := range ts {
 		if p == nil {
 			continue
@@ -302,7 +304,10 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 				fds = fds[:min(len(fds), maxWaitFDs)]
 				lt.out.WaitsFor.Evidence += fmt.Sprintf(" on epoll fd %d", lt.fds[0])
 			}
-			p.describeFDs(&lt.out.WaitsFor, fds)
+			if peers == nil {
+				peers = p.peerIndex()
+			}
+			p.describeFDs(&lt.out.WaitsFor, fds, peers)
 		}
 	}
 	return ts
@@ -1025,7 +1030,7 @@ func pollFDs(r memory.Reader, arr, n uint64) []int {
 // selects or polls): a socket by its addresses, else what /proc/PID/fd
 // says it is, and the process at the other end of a pipe, of a
 // loopback TCP connection or of a Unix socket.
-func (p *Process) describeFDs(wf *WaitFor, fds []int) {
+func (p *Process) describeFDs(wf *WaitFor, fds []int, peers *procfs.FDIndex) {
 	call := strings.TrimPrefix(wf.Evidence, "in ")
 	var parts, objs []string
 	for _, fd := range fds {
@@ -1033,7 +1038,7 @@ func (p *Process) describeFDs(wf *WaitFor, fds []int) {
 			continue
 		}
 		objs = append(objs, fmt.Sprintf("fd %d", fd))
-		typ, what, peer := p.describeFD(fd)
+		typ, what, peer := p.describeFD(fd, peers)
 		if typ == "" {
 			parts = append(parts, fmt.Sprintf("fd %d", fd))
 			continue
@@ -1055,10 +1060,31 @@ func (p *Process) describeFDs(wf *WaitFor, fds []int) {
 // maxPeers bounds how many holders of the other end are named.
 const maxPeers = 3
 
+// peerScanBudget bounds the time a report spends looking through /proc
+// for the holders of other ends (one scan, however many descriptors).
+const peerScanBudget = 250 * time.Millisecond
+
+// peerIndex returns the index that names the holders of other ends: it
+// looks into the target, its children, its parent and the parent's
+// other children (a shell pipeline, a server's other workers) first.
+func (p *Process) peerIndex() *procfs.FDIndex {
+	pr := procfs.New(p.pid)
+	near := append([]int{p.pid}, pr.Children()...)
+	if st, err := pr.Stat(); err == nil && st.PPid > 0 {
+		near = append(near, st.PPid)
+		for _, c := range procfs.New(st.PPid).Children() {
+			if c != p.pid {
+				near = append(near, c)
+			}
+		}
+	}
+	return procfs.NewFDIndex(pr.Root, peerScanBudget, near...)
+}
+
 // describeFD says what descriptor fd of the target is: its type
 // ("socket", "pipe", "file"; "" when unreadable), a description, and
 // who holds the other end (", other end: process 42 (sleep) fd 1").
-func (p *Process) describeFD(fd int) (typ, what, ends string) {
+func (p *Process) describeFD(fd int, peers *procfs.FDIndex) (typ, what, ends string) {
 	pr := procfs.New(p.pid)
 	what, err := pr.FD(fd)
 	if err != nil {
@@ -1086,18 +1112,19 @@ func (p *Process) describeFD(fd int) (typ, what, ends string) {
 		return typ, what, ""
 	}
 	var holders []string
-	for _, h := range procfs.Holders(pr.Root, peer, maxPeers+1) {
-		if h.PID == p.pid && h.FD == fd || len(holders) >= maxPeers {
-			continue
-		}
+	found, complete := peers.Holders(peer, maxPeers, procfs.FDHolder{PID: p.pid, FD: fd})
+	for _, h := range found {
 		comm := "?"
 		if st, err := procfs.New(h.PID).Stat(); err == nil {
 			comm = st.Comm
 		}
 		holders = append(holders, fmt.Sprintf("process %d (%s) fd %d", h.PID, comm, h.FD))
 	}
-	if len(holders) > 0 {
+	switch {
+	case len(holders) > 0:
 		ends = ", other end: " + strings.Join(holders, ", ")
+	case !complete:
+		ends = fmt.Sprintf(", other end: not found (the search of the host's processes stopped after %v)", peerScanBudget)
 	}
 	return typ, what, ends
 }

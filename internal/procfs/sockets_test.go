@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestSocket names real TCP sockets of this process (IPv4 and IPv6) by
@@ -99,7 +101,10 @@ func TestPeers(t *testing.T) {
 	if _, ok := Self().TCPPeer(1); ok {
 		t.Errorf("inode 1 has a peer")
 	}
-	h := Holders("/proc", fmt.Sprintf("socket:[%d]", si), 10)
+	h, complete := NewFDIndex("/proc", time.Minute).Holders(fmt.Sprintf("socket:[%d]", si), 10, FDHolder{})
+	if !complete {
+		t.Errorf("a scan of this machine's /proc with a minute to spend stopped early")
+	}
 	found := false
 	for _, x := range h {
 		found = found || x.PID == os.Getpid() && x.FD == int(sf.Fd())
@@ -114,8 +119,85 @@ func TestPeers(t *testing.T) {
 	defer r.Close()
 	defer w.Close()
 	link, _ := Self().FD(int(r.Fd()))
-	if h := Holders("/proc", link, 10); len(h) != 2 {
+	if h, _ := NewFDIndex("/proc", time.Minute).Holders(link, 10, FDHolder{}); len(h) != 2 {
 		t.Errorf("Holders of %s: %v, want both ends", link, h)
+	}
+}
+
+// TestFDIndexScansOnce: the index reads /proc at its first question
+// only (a pipe made after it is not in it), the asker's own descriptor
+// is left out, and a scan without time to spend says it is incomplete.
+func TestFDIndexScansOnce(t *testing.T) {
+	x := NewFDIndex("/proc", time.Minute)
+	r1, w1, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	defer w1.Close()
+	link1, _ := Self().FD(int(r1.Fd()))
+	me := os.Getpid()
+	if h, complete := x.Holders(link1, 10, FDHolder{}); len(h) != 2 || !complete {
+		t.Fatalf("Holders of %s: %v (complete %v), want both ends", link1, h, complete)
+	}
+	if h, _ := x.Holders(link1, 10, FDHolder{PID: me, FD: int(r1.Fd())}); len(h) != 1 || h[0] != (FDHolder{PID: me, FD: int(w1.Fd())}) {
+		t.Errorf("Holders of %s but the read end: %v, want the write end %d", link1, h, w1.Fd())
+	}
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	defer w2.Close()
+	link2, _ := Self().FD(int(r2.Fd()))
+	if h, _ := x.Holders(link2, 10, FDHolder{}); len(h) != 0 {
+		t.Errorf("a pipe made after the scan was found: %v (the index scanned /proc again)", h)
+	}
+	if h, _ := NewFDIndex("/proc", time.Minute).Holders(link2, 1, FDHolder{}); len(h) != 1 {
+		t.Errorf("Holders with max 1: %v", h)
+	}
+	if _, complete := NewFDIndex("/proc", -time.Second).Holders(link1, 10, FDHolder{}); complete {
+		t.Errorf("a scan with no time to spend says it is complete")
+	}
+}
+
+// TestFDIndexNearFirst: the other end of a pipe held by a near process
+// (here a child) is found there without the scan of every process (a
+// zero budget would make that scan incomplete); a link the near
+// processes do not have falls back to the scan.
+func TestFDIndexNearFirst(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command("sleep", "60")
+	cmd.Stdout = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	w.Close()
+	if kids := Self().Children(); !slices.Contains(kids, cmd.Process.Pid) {
+		t.Errorf("Children() = %v, want the child %d among them", kids, cmd.Process.Pid)
+	}
+	link, _ := Self().FD(int(r.Fd()))
+	me := FDHolder{PID: os.Getpid(), FD: int(r.Fd())}
+	x := NewFDIndex("/proc", -time.Second, os.Getpid(), cmd.Process.Pid)
+	h, complete := x.Holders(link, 10, me)
+	if len(h) != 1 || h[0] != (FDHolder{PID: cmd.Process.Pid, FD: 1}) || !complete {
+		t.Errorf("Holders of %s near us: %v (complete %v), want the child's fd 1", link, h, complete)
+	}
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	defer w2.Close()
+	link2, _ := Self().FD(int(r2.Fd()))
+	if _, complete := x.Holders(link2, 10, FDHolder{PID: os.Getpid(), FD: int(r2.Fd())}); complete {
+		t.Errorf("a link held only by the asker: the scan of every process (no time to spend) says it is complete")
 	}
 }
 

@@ -1,7 +1,38 @@
 package procfs
 
+import (
+	"strconv"
+	"strings"
+)
+
 // maxScanned bounds the processes PIDs lists.
 const maxScanned = 1 << 20
+
+// maxChildren bounds the children Children returns.
+const maxChildren = 256
+
+// Children returns the PIDs of the process's children, from its threads'
+// /proc/PID/task/TID/children files: nil where the kernel does not build
+// them (Descendants works everywhere, by reading every process's stat).
+func (p Proc) Children() []int {
+	tids, err := p.TaskIDs()
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, tid := range tids {
+		b, err := p.readFile("task/" + strconv.Itoa(tid) + "/children")
+		if err != nil {
+			return out
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 && len(out) < maxChildren {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
 
 // Descendants returns the PIDs of pid's children, their children and so
 // on, found from the parent PIDs in /proc/*/stat (the kernel's
