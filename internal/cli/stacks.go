@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -82,11 +83,14 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	if *async {
 		return stacksAsync(ctx, io, p, dump, *asJSON, *locals, *nonblocking)
 	}
+	// Buffered: a write per line was a system call per line.
+	w := bufio.NewWriterSize(io.Out, 64<<10)
 	if *asJSON {
-		writeJSON(io.Out, dump)
+		writeJSON(w, dump)
 	} else {
-		renderStacks(io.Out, dump, *locals)
+		renderStacks(w, dump, *locals)
 	}
+	w.Flush() // an error is io.Out's to report
 	for _, t := range dump.Threads {
 		if t.Error == "" {
 			return ExitOK
