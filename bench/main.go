@@ -32,6 +32,7 @@ func main() {
 	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
 	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
 	timeout := flag.Duration("timeout", 60*time.Second, "limit for one run of a command")
+	dumps := flag.Bool("dumps", false, "with -profilers: only the one-shot dumps, austin -w against pyglass stacks on the profile target")
 	profilers := flag.Bool("profilers", false, "run the profiler bench instead: pyglass record against Austin and python3.15 -m profiling.sampling (needs scripts/sid-root.sh --bench)")
 	secs := flag.Int("secs", 5, "with -profilers: seconds each profiler runs")
 	flag.Parse()
@@ -59,7 +60,7 @@ func main() {
 	defer os.RemoveAll(hdir)
 	env.Hello, env.HelloErr = buildHello(hdir)
 	if *profilers {
-		runProfilers(root, env, *n, *secs)
+		runProfilers(root, env, *n, *secs, *dumps)
 		return
 	}
 	fmt.Fprintf(os.Stderr, "bench: gdb: %s\n", strings.Join(env.GDB, " "))

@@ -184,13 +184,14 @@ type profRow struct {
 }
 
 // runProfilers runs the profiler bench on targets (labels); n runs each.
-func runProfilers(root string, env *Env, n, secs int) {
+func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool) {
 	sid := testenv.SidRoot()
 	targets := []testenv.Interp{
 		{Label: "3.13-sid", Major: 3, Minor: 13, Path: "/usr/bin/python3.13", Chroot: sid},
 		{Label: "3.15-sid", Major: 3, Minor: 15, Path: "/usr/bin/python3.15", Chroot: sid},
 	}
 	var rows []profRow
+	var dumps []dumpRow
 	for _, in := range targets {
 		if _, err := os.Stat(in.HostPath()); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: no %s (scripts/sid-root.sh --bench): skipped\n", in.HostPath())
@@ -202,6 +203,9 @@ func runProfilers(root string, env *Env, n, secs int) {
 			continue
 		}
 		for _, tool := range profTools {
+			if dumpsOnly {
+				break
+			}
 			if tool.name == "austin 3.7" && in.Minor > 13 || strings.HasPrefix(tool.name, "python3.15") && in.Minor != 15 {
 				continue
 			}
@@ -222,9 +226,89 @@ func runProfilers(root string, env *Env, n, secs int) {
 				rows = append(rows, medianRow(rs))
 			}
 		}
+		if in.Minor <= 13 {
+			if _, err := os.Stat(filepath.Join(sid, "usr/bin/austin")); err == nil {
+				dumps = append(dumps, oneShotDumps(env, tg, n)...)
+			}
+		}
 		tg.Stop()
 	}
 	printProfRows(os.Stdout, rows)
+	if len(dumps) > 0 {
+		fmt.Println()
+		printDumpRows(os.Stdout, dumps)
+	}
+}
+
+// dumpRow is one tool's one-shot dump of every thread's stack.
+type dumpRow struct {
+	target, tool string
+	runs, ok     int
+	wall, cpu    time.Duration // medians
+	wallP90      time.Duration
+	note         string
+}
+
+// oneShotDumps times the one-shot dumps of every thread on the profile
+// target, interleaved (same target, same minutes): austin -w (in the
+// target's root, with its interpreter) and pyglass stacks. Issue 11's
+// goal: pyglass stacks faster than austin -w.
+func oneShotDumps(env *Env, tg *Target, n int) []dumpRow {
+	tools := []struct {
+		name string
+		argv []string
+	}{
+		{"austin -w", inRoot(tg, "austin", "-w", strconv.Itoa(tg.PID))},
+		{"pyglass stacks", []string{env.Pyglass, "stacks", strconv.Itoa(tg.PID)}},
+	}
+	walls := make([][]time.Duration, len(tools))
+	cpus := make([][]time.Duration, len(tools))
+	rows := make([]dumpRow, len(tools))
+	for i := 0; i < n+1; i++ { // the first round warms the caches up
+		for k, t := range tools {
+			fmt.Fprintf(os.Stderr, "bench: %s on %s, run %d/%d\n", t.name, tg.Interp.Label, i, n)
+			cmd := exec.Command(t.argv[0], t.argv[1:]...)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			d := time.Since(start)
+			if i == 0 {
+				continue
+			}
+			rows[k].runs++
+			if err != nil {
+				rows[k].note = fmt.Sprintf("%v: %s", err, lastLine(out))
+				continue
+			}
+			rows[k].ok++
+			walls[k] = append(walls[k], d)
+			cpus[k] = append(cpus[k], cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+		}
+	}
+	for k, t := range tools {
+		rows[k].target, rows[k].tool = tg.Interp.Label, t.name
+		if len(walls[k]) > 0 {
+			rows[k].wall, rows[k].wallP90 = percentile(walls[k], 0.5), percentile(walls[k], 0.9)
+			rows[k].cpu = percentile(cpus[k], 0.5)
+		}
+	}
+	if a, p := rows[0], rows[1]; a.ok > 0 && p.ok > 0 {
+		verdict := "met"
+		if p.wall >= a.wall {
+			verdict = "NOT met"
+		}
+		rows[1].note = fmt.Sprintf("%.2fx austin -w; goal (faster than austin -w): %s", float64(p.wall)/float64(a.wall), verdict)
+	}
+	return rows
+}
+
+func printDumpRows(w io.Writer, rows []dumpRow) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "| target\t| one-shot dump of every thread\t| runs ok\t| wall median\t| wall p90\t| CPU median\t| note\t|")
+	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "| %s\t| %s\t| %d/%d\t| %s\t| %s\t| %s\t| %s\t|\n", r.target, r.tool, r.ok, r.runs, ms(r.wall), ms(r.wallP90), ms(r.cpu), r.note)
+	}
+	tw.Flush()
 }
 
 func rateName(rate int) string {
