@@ -112,16 +112,26 @@ func TestPeers(t *testing.T) {
 	if !found {
 		t.Errorf("Holders of socket %d: %v, want pid %d fd %d among them", si, h, os.Getpid(), sf.Fd())
 	}
+	_, _, link := testPipe(t)
+	if h, _ := NewFDIndex("/proc", time.Minute).Holders(link, 10, FDHolder{}); len(h) != 2 {
+		t.Errorf("Holders of %s: %v, want both ends", link, h)
+	}
+}
+
+// testPipe makes a pipe closed at the test's end, and gives its link
+// ("pipe:[N]").
+func testPipe(t *testing.T) (r, w *os.File, link string) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	defer w.Close()
-	link, _ := Self().FD(int(r.Fd()))
-	if h, _ := NewFDIndex("/proc", time.Minute).Holders(link, 10, FDHolder{}); len(h) != 2 {
-		t.Errorf("Holders of %s: %v, want both ends", link, h)
+	t.Cleanup(func() { r.Close(); w.Close() })
+	link, err = Self().FD(int(r.Fd()))
+	if err != nil {
+		t.Fatal(err)
 	}
+	return r, w, link
 }
 
 // TestFDIndexScansOnce: the index reads /proc at its first question
@@ -129,13 +139,7 @@ func TestPeers(t *testing.T) {
 // is left out, and a scan without time to spend says it is incomplete.
 func TestFDIndexScansOnce(t *testing.T) {
 	x := NewFDIndex("/proc", time.Minute)
-	r1, w1, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r1.Close()
-	defer w1.Close()
-	link1, _ := Self().FD(int(r1.Fd()))
+	r1, w1, link1 := testPipe(t)
 	me := os.Getpid()
 	if h, complete := x.Holders(link1, 10, FDHolder{}); len(h) != 2 || !complete {
 		t.Fatalf("Holders of %s: %v (complete %v), want both ends", link1, h, complete)
@@ -143,13 +147,7 @@ func TestFDIndexScansOnce(t *testing.T) {
 	if h, _ := x.Holders(link1, 10, FDHolder{PID: me, FD: int(r1.Fd())}); len(h) != 1 || h[0] != (FDHolder{PID: me, FD: int(w1.Fd())}) {
 		t.Errorf("Holders of %s but the read end: %v, want the write end %d", link1, h, w1.Fd())
 	}
-	r2, w2, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
-	defer w2.Close()
-	link2, _ := Self().FD(int(r2.Fd()))
+	_, _, link2 := testPipe(t)
 	if h, _ := x.Holders(link2, 10, FDHolder{}); len(h) != 0 {
 		t.Errorf("a pipe made after the scan was found: %v (the index scanned /proc again)", h)
 	}
@@ -189,13 +187,7 @@ func TestFDIndexNearFirst(t *testing.T) {
 	if len(h) != 1 || h[0] != (FDHolder{PID: cmd.Process.Pid, FD: 1}) || !complete {
 		t.Errorf("Holders of %s near us: %v (complete %v), want the child's fd 1", link, h, complete)
 	}
-	r2, w2, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
-	defer w2.Close()
-	link2, _ := Self().FD(int(r2.Fd()))
+	r2, _, link2 := testPipe(t)
 	if _, complete := x.Holders(link2, 10, FDHolder{PID: os.Getpid(), FD: int(r2.Fd())}); complete {
 		t.Errorf("a link held only by the asker: the scan of every process (no time to spend) says it is complete")
 	}
