@@ -236,7 +236,7 @@ func TestCorruptDebugOffsetsFallback(t *testing.T) {
 // _Py_DebugOffsets say free_threaded = 1) is refused as ErrNotPython
 // (exit status 3) with one line that names it.
 func TestFreeThreadedRefused(t *testing.T) {
-	for _, minor := range []int{13, 14} {
+	for _, minor := range []int{13, 14, 15} {
 		l, err := layout.For(3, minor)
 		if err != nil {
 			t.Fatal(err)
