@@ -296,6 +296,9 @@ func TestSummary(t *testing.T) {
 		{Label: "2.7", Test: "TestB", Status: Skipped, Reason: "no py2 support"},
 		{Label: "3.9", Test: "TestA", Status: Failed},
 		{Label: "3.14-chroot", Test: "TestA", Status: Skipped, Reason: "absent: no root"},
+		{Label: "3.15d-chroot", Test: "TestA", Status: Covered},
+		{Label: "3.6", Test: "TestA", Status: Covered},
+		{Label: "3.15-chroot", Test: "TestA", Status: Covered},
 	}
 	s := summary("x", recs)
 	for _, want := range []string{
@@ -308,8 +311,11 @@ func TestSummary(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
 	}
-	if strings.Index(s, "3.9 ") > strings.Index(s, "3.10 ") {
-		t.Errorf("labels not in version order:\n%s", s)
+	order := []string{"2.7 ", "3.6 ", "3.9 ", "3.10 ", "3.14-chroot ", "3.15-chroot ", "3.15d-chroot "}
+	for i := 1; i < len(order); i++ {
+		if strings.Index(s, order[i-1]) > strings.Index(s, order[i]) {
+			t.Errorf("labels not in version order (%q after %q):\n%s", order[i-1], order[i], s)
+		}
 	}
 }
 
