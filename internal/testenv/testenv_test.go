@@ -28,18 +28,19 @@ func TestInterpreters(t *testing.T) {
 		seen[in.Label] = true
 	}
 	ForEach(t, func(t *testing.T, in Interp) {
-		// The interpreter says its own version and whether libpython is
-		// a separate mapping.
+		// The interpreter says its own version, whether libpython is a
+		// separate mapping and whether it is a Py_DEBUG build.
 		code := `import sys
 f = open("/proc/self/maps")
 maps = f.read()
 f.close()
-print("%d.%d %s" % (sys.version_info[0], sys.version_info[1], "libpython" in maps))`
+print("%d.%d %s %s" % (sys.version_info[0], sys.version_info[1], "libpython" in maps, hasattr(sys, "gettotalrefcount")))`
 		out, err := in.Command("-c", code).CombinedOutput()
 		if err != nil {
 			t.Fatalf("running %s: %v\n%s", in.HostPath(), err, out)
 		}
-		want := fmt.Sprintf("%s %v", in.Version(), map[bool]string{true: "True", false: "False"}[in.Shared])
+		py := map[bool]string{true: "True", false: "False"}
+		want := fmt.Sprintf("%s %v %v", in.Version(), py[in.Shared], py[in.Debug])
 		if got := strings.TrimSpace(string(out)); got != want {
 			t.Errorf("%s reports %q, want %q", in.Label, got, want)
 		}
