@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/cpython/layout"
@@ -72,6 +74,63 @@ func TestStacksPanicThaws(t *testing.T) {
 		}
 		if err := tg.Healthy(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// panicReader panics on every read once armed: a decoder panic in the
+// middle of a sample, played by the memory under it.
+type panicReader struct {
+	r     memory.Reader
+	armed *atomic.Bool
+}
+
+func (m *panicReader) ReadAt(p []byte, addr uint64) (int, error) {
+	if m.armed.Load() {
+		panic("injected by the test")
+	}
+	return m.r.ReadAt(p, addr)
+}
+
+// TestSamplePanicThaws: a panic while Sample reads the target (the
+// memory panics once the first sample is in), paused or not, comes back
+// as an ErrInternal error and the target is left running, no thread
+// stopped or traced; a panic of the caller's callback stays the caller's.
+func TestSamplePanicThaws(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg, p := startSleeper(t, in)
+		for _, blocking := range []bool{true, false} {
+			opt := SampleOptions{Rate: 100, Duration: 20 * time.Second, Idle: true, Blocking: blocking}
+			var armed atomic.Bool
+			p.memHook = func(r memory.Reader) memory.Reader { return &panicReader{r: r, armed: &armed} }
+			samples := 0
+			_, err := p.Sample(context.Background(), opt, func(*Sample) error {
+				samples++
+				armed.Store(true)
+				return nil
+			})
+			p.memHook = nil
+			if samples == 0 {
+				t.Fatalf("blocking %v: no sample before the panic (Sample: %v)", blocking, err)
+			}
+			if !errors.Is(err, ErrInternal) || !strings.Contains(err.Error(), "injected by the test") {
+				t.Fatalf("blocking %v: Sample after a panic: %v, want ErrInternal", blocking, err)
+			}
+			if err := tg.Healthy(); err != nil {
+				t.Fatal(err)
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != "the caller's" {
+						t.Errorf("blocking %v: the callback's panic came back as %v", blocking, r)
+					}
+				}()
+				_, err := p.Sample(context.Background(), opt, func(*Sample) error { panic("the caller's") })
+				t.Errorf("blocking %v: Sample returned (%v) after its callback panicked", blocking, err)
+			}()
+			if err := tg.Healthy(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }
@@ -177,7 +236,7 @@ func TestCorruptDebugOffsetsFallback(t *testing.T) {
 // _Py_DebugOffsets say free_threaded = 1) is refused as ErrNotPython
 // (exit status 3) with one line that names it.
 func TestFreeThreadedRefused(t *testing.T) {
-	for _, minor := range []int{13, 14} {
+	for _, minor := range []int{13, 14, 15} {
 		l, err := layout.For(3, minor)
 		if err != nil {
 			t.Fatal(err)

@@ -93,8 +93,17 @@ type SampleStats struct {
 // or an error from fn (returned as is). Without opt.Blocking the target
 // is never paused, traced or written to: a stack that changes while it is
 // read is read again, and counted as lost if it changes every time, never
-// recorded wrong.
-func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample) error) (*SampleStats, error) {
+// recorded wrong. A panic of the sampler (a bug, or target memory no
+// check foresaw) is returned as an ErrInternal error, after the threads
+// were let go; a panic of fn is fn's own and goes on to the caller.
+func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample) error) (_ *SampleStats, err error) {
+	var fnPanic *any // set when fn panicked: guard must not swallow it
+	defer func() {
+		if fnPanic != nil {
+			panic(*fnPanic)
+		}
+	}()
+	defer guard(&err, "sample", p.pid)
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
@@ -240,10 +249,22 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 			continue
 		}
 		stats.Samples++
-		if err := fn(sample); err != nil {
+		if err := callSampleFn(fn, sample, &fnPanic); err != nil {
 			return stats, err
 		}
 	}
+}
+
+// callSampleFn calls the caller's fn, noting in *panicked a panic of it
+// before passing it on.
+func callSampleFn(fn func(*Sample) error, s *Sample, panicked **any) error {
+	defer func() {
+		if r := recover(); r != nil {
+			*panicked = &r
+			panic(r)
+		}
+	}()
+	return fn(s)
 }
 
 // sampledThread is what the sampler keeps about one thread between

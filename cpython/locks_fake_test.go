@@ -11,7 +11,7 @@ import (
 // TestLocksRandomMemory feeds random memory to the lock decoders: they
 // return errors or results, never panic or loop.
 func TestLocksRandomMemory(t *testing.T) {
-	for _, v := range [][2]int{{2, 7}, {3, 9}, {3, 12}, {3, 14}} {
+	for _, v := range [][2]int{{2, 7}, {3, 9}, {3, 12}, {3, 14}, {3, 15}} {
 		l, err := layout.For(v[0], v[1])
 		if err != nil {
 			t.Fatal(err)

@@ -22,7 +22,7 @@ type fakeHeap struct {
 	types   map[string]uint64
 }
 
-var fakeVersions = [][2]int{{2, 7}, {3, 6}, {3, 8}, {3, 10}, {3, 11}, {3, 12}, {3, 13}, {3, 14}}
+var fakeVersions = [][2]int{{2, 7}, {3, 6}, {3, 8}, {3, 10}, {3, 11}, {3, 12}, {3, 13}, {3, 14}, {3, 15}}
 
 func newFakeHeap(t testing.TB, major, minor int) *fakeHeap {
 	t.Helper()

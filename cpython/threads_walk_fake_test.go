@@ -121,7 +121,7 @@ func (p *fakeProc) image(lie bool) cpython.Image {
 }
 
 func TestFindInterpretersFake(t *testing.T) {
-	for _, v := range [][2]int{{2, 7}, {3, 6}, {3, 9}, {3, 11}, {3, 12}, {3, 13}, {3, 14}} {
+	for _, v := range [][2]int{{2, 7}, {3, 6}, {3, 9}, {3, 11}, {3, 12}, {3, 13}, {3, 14}, {3, 15}} {
 		p := newFakeProc(t, v[0], v[1])
 		if p.l.RuntimeInterpretersHead < 0 {
 			p.put(p.runtime, p.interp) // interp_head
@@ -158,7 +158,7 @@ func TestFindInterpretersFake(t *testing.T) {
 }
 
 func TestThreadsFake(t *testing.T) {
-	for _, v := range [][2]int{{3, 12}, {3, 13}, {3, 14}} {
+	for _, v := range [][2]int{{3, 12}, {3, 13}, {3, 14}, {3, 15}} {
 		t.Run(fmt.Sprintf("%d.%d", v[0], v[1]), func(t *testing.T) { testThreadsFake(t, v[0], v[1]) })
 	}
 }
@@ -251,7 +251,7 @@ func FuzzThreads(f *testing.F) {
 const maxFuzzData = 4 << 10
 
 // fuzzVersions are the layouts FuzzThreads picks from by its minor byte.
-var fuzzVersions = [][2]int{{2, 7}, {3, 6}, {3, 9}, {3, 11}, {3, 12}, {3, 13}, {3, 14}}
+var fuzzVersions = [][2]int{{2, 7}, {3, 6}, {3, 9}, {3, 11}, {3, 12}, {3, 13}, {3, 14}, {3, 15}}
 
 func fuzzLayouts(t testing.TB) []*layout.Layout {
 	var out []*layout.Layout

@@ -23,7 +23,7 @@ const debugBlockAddr = 0x7f0000100000
 // Inputs are kept small (mem is cut at maxFuzzData); run it with e.g.
 // -fuzzminimizetime=200x (see FuzzThreads).
 func FuzzWalk(f *testing.F) {
-	for _, v := range [][2]int{{3, 13}, {3, 14}} {
+	for _, v := range [][2]int{{3, 13}, {3, 14}, {3, 15}} {
 		p := newFakeProc(f, v[0], v[1])
 		block, err := layouttest.DebugBlock(p.l, 0, uint64(v[0])<<24|uint64(v[1])<<16|0xf0, false)
 		if err != nil {

@@ -162,14 +162,20 @@ func TestBlockedTargetsSeeNothing(t *testing.T) {
 	})
 }
 
-// TestRemoteExec314: on Python 3.14 a target with a thread running Python
-// gets the agent through PEP 768 (no ptrace at all); an idle one through
-// ptrace; one started with -X disable-remote-debug through ptrace too.
-func TestRemoteExec314(t *testing.T) {
-	in, ok := testenv.Lookup("3.14-chroot")
-	if !ok {
-		testenv.Skipf(t, "Python 3.14 (the sid root) is absent: build it with scripts/sid-root.sh")
-	}
+// TestRemoteExec: on Python 3.14 and later (3.14 PIE and not, 3.15 and
+// its Py_DEBUG build) a target with a thread running Python gets the agent
+// through PEP 768 (no ptrace at all); an idle one through ptrace; one with
+// remote debugging disabled through ptrace too.
+func TestRemoteExec(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 14) {
+			testenv.Skipf(t, "%s has no PEP 768 remote execution (3.14+)", in.Label)
+		}
+		testRemoteExec(t, in)
+	})
+}
+
+func testRemoteExec(t *testing.T, in testenv.Interp) {
 	busy := "import sys\nprint('READY')\nsys.stdout.flush()\nx = 0\nwhile True:\n    x += 1\n"
 	// Idle: it never runs Python during the test (a thread waking from
 	// a short sleep could take the PEP 768 request within its 250 ms).

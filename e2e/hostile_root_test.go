@@ -390,20 +390,28 @@ wait()
 	healthy(t, tg)
 }
 
-// TestHostileRootRemoteExec: on 3.14 the agent of a busy target is
+// TestHostileRootRemoteExec: on 3.14+ the agent of a busy target is
 // started through PEP 768, whose script the target reads by its path:
 // with /tmp an absolute symlink, that path too is the one inside the
 // target's root.
 func TestHostileRootRemoteExec(t *testing.T) {
-	in, ok := testenv.Lookup("3.14-chroot")
-	if !ok {
-		testenv.Skipf(t, "Python 3.14 (the sid root) is absent: build it with scripts/sid-root.sh")
-	}
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 14) {
+			testenv.Skipf(t, "%s has no PEP 768 remote execution (3.14+)", in.Label)
+		}
+		testHostileRootRemoteExec(t, in)
+	})
+}
+
+func testHostileRootRemoteExec(t *testing.T, in testenv.Interp) {
 	h := newHostileRoot(t, in)
 	h.tmpLink(t, false)
 	before := snapshot(t, h.victim)
 	tg := testenv.Start(t, in, "import sys\nprint('READY')\nsys.stdout.flush()\nx = 0\nwhile True:\n    x += 1\n", h.opts...)
-	time.Sleep(300 * time.Millisecond) // past READY: busy
+	since := testenv.CPUTime(tg.PID, tg.PID)
+	testenv.WaitUntil(t, 10*time.Second, "the target runs its loop", func() bool {
+		return testenv.BlockedIn(tg.PID, tg.PID) < 0 && testenv.CPUTime(tg.PID, tg.PID)-since > 50*time.Millisecond
+	})
 	p, err := pyglass.Attach(tg.PID)
 	mustDo(t, err)
 	var out strings.Builder

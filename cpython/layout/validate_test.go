@@ -102,7 +102,7 @@ func TestDebugOffsetsForged(t *testing.T) {
 	for _, v := range []struct {
 		minor   int
 		version uint64
-	}{{13, 0x030d00f0}, {14, 0x030e02f0}} {
+	}{{13, 0x030d00f0}, {14, 0x030e02f0}, {15, 0x030f02f0}} {
 		key := "3." + string(rune('0'+v.minor/10)) + string(rune('0'+v.minor%10))
 		table, err := layout.ForKey(key)
 		if err != nil {
@@ -224,7 +224,7 @@ func TestFreeThreaded(t *testing.T) {
 		key          string
 		minor, image int
 		version      uint64
-	}{{"3.13", 13, 13, 0x030d00f0}, {"3.14", 14, 14, 0x030e00f0}, {"3.14", 14, 16, 0x031000f0}} {
+	}{{"3.13", 13, 13, 0x030d00f0}, {"3.14", 14, 14, 0x030e00f0}, {"3.15", 15, 15, 0x030f00f0}, {"3.15", 15, 16, 0x031000f0}} {
 		block := debugBlock(t, c.key, c.minor, c.version, true)
 		_, _, err := layout.ForTarget(fakeRuntime(block), runtimeAddr, 3, c.image)
 		if !errors.Is(err, layout.ErrFreeThreaded) {

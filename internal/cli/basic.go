@@ -50,8 +50,13 @@ func attach(pos []string, io IO, name string) (*pyglass.Process, ExitCode, bool)
 	if err != nil {
 		return nil, fail(io, err), false
 	}
-	p.SetWarningHandler(func(msg string) { fmt.Fprintf(io.Err, "pyglass: warning: %s\n", msg) })
+	warnTo(p, io)
 	return p, 0, true
+}
+
+// warnTo prints p's warnings on stderr, one line each.
+func warnTo(p *pyglass.Process, io IO) {
+	p.SetWarningHandler(func(msg string) { fmt.Fprintf(io.Err, "pyglass: warning: %s\n", msg) })
 }
 
 func runInfo(ctx context.Context, args []string, io IO) ExitCode {

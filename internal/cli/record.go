@@ -150,6 +150,7 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 			}
 			return fail(io, err)
 		}
+		warnTo(p, io)
 		procs[i] = p
 	}
 	if *out == "" {
@@ -162,7 +163,7 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 	prof.Name = "pyglass record " + pidList(pids) + " at " + start.Format("2006-01-02 15:04:05")
 	prof.Timeline = f == profile.Chrome
 	opt := pyglass.SampleOptions{Rate: rate, Duration: *duration, Idle: *idle, GIL: *gil, Blocking: *blocking}
-	rec := &recorder{ctx: ctx, opt: opt, prof: prof, start: start, seen: map[int]bool{}}
+	rec := &recorder{ctx: ctx, opt: opt, prof: prof, start: start, io: io, seen: map[int]bool{}}
 	for _, p := range procs {
 		rec.add(p)
 	}
@@ -223,6 +224,7 @@ type recorder struct {
 	opt   pyglass.SampleOptions
 	prof  *profile.Profile
 	start time.Time
+	io    IO // warnings of the processes found later go to its Err
 
 	mu     sync.Mutex // guards prof and the fields below
 	wg     sync.WaitGroup
@@ -322,6 +324,7 @@ func (r *recorder) follow(roots []int) {
 					if err != nil {
 						continue
 					}
+					warnTo(p, r.io)
 					r.add(p)
 				}
 			}

@@ -44,14 +44,7 @@ func testFiles(t *testing.T) []string {
 	var files []string
 	libc, _ := filepath.Glob("/lib/*-linux-gnu/libc.so.6")
 	files = append(files, libc...)
-	for _, in := range pyproctest.Interpreters() {
-		if in.Home != "" {
-			libs, _ := filepath.Glob(filepath.Join(in.Home, "lib", "libpython*.so.1.0"))
-			files = append(files, libs...)
-		} else {
-			files = append(files, in.Path)
-		}
-	}
+	files = append(files, pyproctest.Files()...)
 	files = append(files, "/bin/bash")
 	var out []string
 	for _, f := range files {

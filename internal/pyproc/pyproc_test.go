@@ -15,6 +15,7 @@ import (
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/pyproc/pyproctest"
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // checkPython compares what FindPython found with what the target says
@@ -75,50 +76,53 @@ func checkPython(t *testing.T, py *pyproc.Python, info pyproctest.Info, wantShar
 	}
 }
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestFindPythonEveryInterpreter: on every interpreter testenv finds (the
+// sid root's 3.14, 3.14-pie, 3.15 and 3.15d, started in their root and in
+// a mount namespace of their own, included), what Inspect finds agrees
+// with what the target says about itself.
 func TestFindPythonEveryInterpreter(t *testing.T) {
-	interps := pyproctest.Interpreters()
-	if len(interps) == 0 {
-		t.Skip("no Python interpreter on this machine")
-	}
-	for _, in := range interps {
-		t.Run(in.Name, func(t *testing.T) {
-			t.Parallel()
-			tg := pyproctest.StartInterp(t, in)
-			pr, err := pyproc.Inspect(tg.PID())
-			if err != nil {
-				t.Fatalf("Inspect: %v", err)
-			}
-			checkPython(t, pr.Python, tg.Info, in.Shared)
-			if pr.PID != tg.Info.PID || pr.NSPID != tg.Info.PID {
-				t.Errorf("PID %d NSPID %d, want %d", pr.PID, pr.NSPID, tg.Info.PID)
-			}
-			if pr.User != "root" && os.Geteuid() == 0 {
-				t.Errorf("user %q (uid %d), want root", pr.User, pr.UID)
-			}
-			if pr.UID != os.Getuid() {
-				t.Errorf("uid %d, want %d", pr.UID, os.Getuid())
-			}
-			if len(pr.Cmdline) != 3 || pr.Cmdline[0] != in.Path || pr.Cmdline[1] != "-c" {
-				t.Errorf("cmdline %q", pr.Cmdline)
-			}
-			if pr.Zombie || pr.Stopped || pr.TracerPID != 0 {
-				t.Errorf("zombie %v stopped %v tracer %d", pr.Zombie, pr.Stopped, pr.TracerPID)
-			}
-			if pr.OtherMountNS || pr.OtherPIDNS {
-				t.Errorf("other mount ns %v, other pid ns %v; want both false", pr.OtherMountNS, pr.OtherPIDNS)
-			}
-			if len(pr.Threads) == 0 || pr.Threads[0].TID != tg.Info.PID || pr.Threads[0].NSTID != tg.Info.PID {
-				t.Errorf("threads %+v", pr.Threads)
-			}
-			wantPath := in.Path
-			if in.Shared {
-				wantPath = filepath.Join(in.Home, "lib")
-			}
-			if !strings.HasPrefix(pr.Python.Path, wantPath) {
-				t.Errorf("interpreter path %s, want under %s", pr.Python.Path, wantPath)
-			}
-		})
-	}
+	testenv.ForEachParallel(t, func(t *testing.T, in testenv.Interp) {
+		tg := pyproctest.Start(t, in.Command("-c", pyproctest.Fixture))
+		pr, err := pyproc.Inspect(tg.PID())
+		if err != nil {
+			t.Fatalf("Inspect: %v", err)
+		}
+		checkPython(t, pr.Python, tg.Info, in.Shared)
+		if pr.PID != tg.Info.PID || pr.NSPID != tg.Info.PID {
+			t.Errorf("PID %d NSPID %d, want %d", pr.PID, pr.NSPID, tg.Info.PID)
+		}
+		if pr.User != "root" && os.Geteuid() == 0 {
+			t.Errorf("user %q (uid %d), want root", pr.User, pr.UID)
+		}
+		if pr.UID != os.Getuid() {
+			t.Errorf("uid %d, want %d", pr.UID, os.Getuid())
+		}
+		if len(pr.Cmdline) != 3 || pr.Cmdline[0] != in.Path || pr.Cmdline[1] != "-c" {
+			t.Errorf("cmdline %q", pr.Cmdline)
+		}
+		if pr.Zombie || pr.Stopped || pr.TracerPID != 0 {
+			t.Errorf("zombie %v stopped %v tracer %d", pr.Zombie, pr.Stopped, pr.TracerPID)
+		}
+		// A chroot interpreter runs in a mount namespace of its own.
+		if pr.OtherMountNS != (in.Chroot != "") || pr.OtherPIDNS {
+			t.Errorf("other mount ns %v, other pid ns %v; want %v and false", pr.OtherMountNS, pr.OtherPIDNS, in.Chroot != "")
+		}
+		if len(pr.Threads) == 0 || pr.Threads[0].TID != tg.Info.PID || pr.Threads[0].NSTID != tg.Info.PID {
+			t.Errorf("threads %+v", pr.Threads)
+		}
+		// The shared library sits in the prefix's lib; a linked-in
+		// interpreter is the executable, which pyglass may name as the
+		// host sees it.
+		want := []string{in.Path, in.HostPath()}
+		if in.Shared {
+			want = []string{filepath.Join(filepath.Dir(filepath.Dir(in.Path)), "lib")}
+		}
+		if !slices.ContainsFunc(want, func(w string) bool { return strings.HasPrefix(pr.Python.Path, w) }) {
+			t.Errorf("interpreter path %s, want under %q", pr.Python.Path, want)
+		}
+	})
 }
 
 func TestRenamedCopyIsFound(t *testing.T) {
@@ -305,11 +309,14 @@ func TestNoSuchProcess(t *testing.T) {
 	}
 }
 
+// TestListFindsTargets: List (pyglass ps) finds the interpreters with
+// libpython linked in (Debian's, the sid root's 3.14, 3.14-pie, 3.15 and
+// 3.15d) and a shared one, as Inspect describes them.
 func TestListFindsTargets(t *testing.T) {
 	var want []int
-	for _, in := range pyproctest.Interpreters() {
-		if !in.Shared || strings.Contains(in.Name, "3.12") {
-			want = append(want, pyproctest.StartInterp(t, in).PID())
+	for _, in := range testenv.Interpreters() {
+		if !in.Shared || in.Label == "3.12" {
+			want = append(want, pyproctest.Start(t, in.Command("-c", pyproctest.Fixture)).PID())
 		}
 	}
 	if len(want) == 0 {

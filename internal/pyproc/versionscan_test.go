@@ -35,15 +35,7 @@ func TestVersionStringsOfMatchesFullScan(t *testing.T) {
 		t.Errorf("versionStringsOf = %q", got)
 	}
 	// The .rodata of every interpreter: the same answer as a full scan.
-	for _, in := range pyproctest.Interpreters() {
-		path := in.Path
-		if in.Home != "" {
-			libs, _ := filepath.Glob(filepath.Join(in.Home, "lib", "libpython*.so.1.0"))
-			if len(libs) != 1 {
-				continue
-			}
-			path = libs[0]
-		}
+	for _, path := range pyproctest.Files() {
 		f, err := os.Open(path)
 		if err != nil {
 			continue

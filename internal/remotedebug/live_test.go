@@ -17,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// target is a started 3.14 process with what the tests need.
+// target is a started 3.14+ process with what the tests need.
 type target struct {
 	tg      *testenv.Target
 	mem     remotedebug.ProcMem
@@ -26,13 +26,20 @@ type target struct {
 	hostDir string // the same, as we see it
 }
 
-// start runs script on the 3.14 chroot interpreter, skipping without it.
-func start(t *testing.T, script string, opts ...testenv.StartOption) *target {
+// forEach314 runs fn on every interpreter testenv finds that has PEP 768
+// (3.14 PIE and not, 3.15, 3.15d in the sid root).
+func forEach314(t *testing.T, fn func(t *testing.T, in testenv.Interp)) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 14) {
+			testenv.Skipf(t, "%s has no PEP 768 remote execution (3.14+)", in.Label)
+		}
+		fn(t, in)
+	})
+}
+
+// start runs script on in.
+func start(t *testing.T, in testenv.Interp, script string, opts ...testenv.StartOption) *target {
 	t.Helper()
-	in, ok := testenv.Lookup("3.14-chroot")
-	if !ok {
-		testenv.Skipf(t, "no Python 3.14 (the sid chroot at %s is absent)", testenv.SidRoot())
-	}
 	tg := testenv.Start(t, in, script, opts...)
 	img, err := layouttest.FindImage(tg.PID)
 	if err != nil {
@@ -40,7 +47,7 @@ func start(t *testing.T, script string, opts ...testenv.StartOption) *target {
 	}
 	rt := img.Sections[".PyRuntime"][0]
 	if rt == 0 {
-		t.Fatal("no .PyRuntime section in the 3.14 image")
+		t.Fatalf("no .PyRuntime section in the %s image", in.Label)
 	}
 	return &target{
 		tg: tg, mem: remotedebug.ProcMem{PID: tg.PID}, runtime: rt,
@@ -129,169 +136,177 @@ while True:
 `
 
 func TestRequestRuns(t *testing.T) {
-	for _, tc := range []struct{ name, src string }{
-		{"busy-main", busyMain},
-		{"busy-worker", busyWorker},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tt := start(t, tc.src)
-			want := readyField(t, tt.tg, "tid")
-			on, err := remotedebug.Enabled(tt.mem, tt.runtime)
-			if err != nil || !on {
-				t.Fatalf("Enabled = %v, %v; want true", on, err)
-			}
-			// Just after printing READY the main thread may still be running
-			// Python on its way into time.sleep: wait until the busy
-			// thread is the only one not asleep.
-			testenv.WaitUntil(t, 10*time.Second, "only the busy thread runs", func() bool {
-				tids := testenv.Tasks(tt.tg.PID)
-				for _, tid := range tids {
-					if tid != want && !testenv.Asleep(tt.tg.PID, tid) {
-						return false
-					}
+	forEach314(t, func(t *testing.T, in testenv.Interp) {
+		for _, tc := range []struct{ name, src string }{
+			{"busy-main", busyMain},
+			{"busy-worker", busyWorker},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tt := start(t, in, tc.src)
+				want := readyField(t, tt.tg, "tid")
+				on, err := remotedebug.Enabled(tt.mem, tt.runtime)
+				if err != nil || !on {
+					t.Fatalf("Enabled = %v, %v; want true", on, err)
 				}
-				return len(tids) > 0
+				// Just after printing READY the main thread may still be running
+				// Python on its way into time.sleep: wait until the busy
+				// thread is the only one not asleep.
+				testenv.WaitUntil(t, 10*time.Second, "only the busy thread runs", func() bool {
+					tids := testenv.Tasks(tt.tg.PID)
+					for _, tid := range tids {
+						if tid != want && !testenv.Asleep(tt.tg.PID, tid) {
+							return false
+						}
+					}
+					return len(tids) > 0
+				})
+				pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("picked tid %d state %c: %s", pick.TID, pick.State, pick.Reason)
+				if pick.Thread.NativeID != want || !pick.Likely {
+					t.Fatalf("picked native id %d (likely %v), want the busy thread %d", pick.Thread.NativeID, pick.Likely, want)
+				}
+				path, marker := tt.script(t, "run")
+				start := time.Now()
+				if err := remotedebug.Request(tt.mem, tt.runtime, pick.Thread.Addr, path); err != nil {
+					t.Fatal(err)
+				}
+				got, ok := waitMarker(marker, time.Second)
+				if !ok {
+					t.Fatalf("marker absent 1s after the request; stderr:\n%s", tt.tg.Stderr())
+				}
+				t.Logf("script ran after %v", time.Since(start))
+				if got != strconv.Itoa(want) {
+					t.Errorf("script ran in thread %s, want %d", got, want)
+				}
+				if p, err := remotedebug.Pending(tt.mem, tt.runtime, pick.Thread.Addr); err != nil || p {
+					t.Errorf("Pending after the run = %v, %v; want false", p, err)
+				}
+				// A second request on the same thread works too.
+				path2, marker2 := tt.script(t, "again")
+				if err := remotedebug.Request(tt.mem, tt.runtime, pick.Thread.Addr, path2); err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := waitMarker(marker2, time.Second); !ok {
+					t.Fatal("second request did not run within 1s")
+				}
+				healthy(t, tt)
 			})
-			pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("picked tid %d state %c: %s", pick.TID, pick.State, pick.Reason)
-			if pick.Thread.NativeID != want || !pick.Likely {
-				t.Fatalf("picked native id %d (likely %v), want the busy thread %d", pick.Thread.NativeID, pick.Likely, want)
-			}
-			path, marker := tt.script(t, "run")
-			start := time.Now()
-			if err := remotedebug.Request(tt.mem, tt.runtime, pick.Thread.Addr, path); err != nil {
-				t.Fatal(err)
-			}
-			got, ok := waitMarker(marker, time.Second)
-			if !ok {
-				t.Fatalf("marker absent 1s after the request; stderr:\n%s", tt.tg.Stderr())
-			}
-			t.Logf("script ran after %v", time.Since(start))
-			if got != strconv.Itoa(want) {
-				t.Errorf("script ran in thread %s, want %d", got, want)
-			}
-			if p, err := remotedebug.Pending(tt.mem, tt.runtime, pick.Thread.Addr); err != nil || p {
-				t.Errorf("Pending after the run = %v, %v; want false", p, err)
-			}
-			// A second request on the same thread works too.
-			path2, marker2 := tt.script(t, "again")
-			if err := remotedebug.Request(tt.mem, tt.runtime, pick.Thread.Addr, path2); err != nil {
-				t.Fatal(err)
-			}
-			if _, ok := waitMarker(marker2, time.Second); !ok {
-				t.Fatal("second request did not run within 1s")
-			}
-			healthy(t, tt)
-		})
-	}
+		}
+	})
 }
 
 func TestRequestRefuses(t *testing.T) {
-	tt := start(t, busyMain)
-	main, err := remotedebug.MainThread(tt.mem, tt.runtime)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{"", "/tmp/a\x00b", "/" + strings.Repeat("x", 511)} {
-		if err := remotedebug.Request(tt.mem, tt.runtime, main, p); !errors.Is(err, remotedebug.ErrBadPath) {
-			t.Errorf("Request(%.20q) = %v, want ErrBadPath", p, err)
+	forEach314(t, func(t *testing.T, in testenv.Interp) {
+		tt := start(t, in, busyMain)
+		main, err := remotedebug.MainThread(tt.mem, tt.runtime)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := remotedebug.Request(tt.mem, tt.runtime, main+8, "/tmp/x.py"); err == nil {
-		t.Error("Request on a bogus thread state succeeded")
-	}
-	healthy(t, tt)
+		for _, p := range []string{"", "/tmp/a\x00b", "/" + strings.Repeat("x", 511)} {
+			if err := remotedebug.Request(tt.mem, tt.runtime, main, p); !errors.Is(err, remotedebug.ErrBadPath) {
+				t.Errorf("Request(%.20q) = %v, want ErrBadPath", p, err)
+			}
+		}
+		if err := remotedebug.Request(tt.mem, tt.runtime, main+8, "/tmp/x.py"); err == nil {
+			t.Error("Request on a bogus thread state succeeded")
+		}
+		healthy(t, tt)
+	})
 }
 
 func TestDisabled(t *testing.T) {
-	reexec := `
+	forEach314(t, func(t *testing.T, in testenv.Interp) {
+		reexec := `
 import os, sys
 if "-X" not in sys.orig_argv:
     os.execv(sys.executable, [sys.executable, "-X", "disable-remote-debug", "-u", __file__])
 ` + busyMain
-	for _, tc := range []struct {
-		name string
-		src  string
-		opts []testenv.StartOption
-	}{
-		{"env", busyMain, []testenv.StartOption{testenv.Env("PYTHON_DISABLE_REMOTE_DEBUG=1")}},
-		{"X-option", reexec, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tt := start(t, tc.src, tc.opts...)
-			on, err := remotedebug.Enabled(tt.mem, tt.runtime)
-			if err != nil || on {
-				t.Fatalf("Enabled = %v, %v; want false", on, err)
-			}
-			main, err := remotedebug.MainThread(tt.mem, tt.runtime)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path, marker := tt.script(t, "never")
-			if err := remotedebug.Request(tt.mem, tt.runtime, main, path); !errors.Is(err, remotedebug.ErrDisabled) {
-				t.Fatalf("Request = %v, want ErrDisabled", err)
-			}
-			if p, err := remotedebug.Pending(tt.mem, tt.runtime, main); err != nil || p {
-				t.Errorf("Pending = %v, %v after a refused request", p, err)
-			}
-			if _, ok := waitMarker(marker, 300*time.Millisecond); ok {
-				t.Error("script ran in a target with remote debugging off")
-			}
-			healthy(t, tt)
-		})
-	}
+		for _, tc := range []struct {
+			name string
+			src  string
+			opts []testenv.StartOption
+		}{
+			{"env", busyMain, []testenv.StartOption{testenv.Env("PYTHON_DISABLE_REMOTE_DEBUG=1")}},
+			{"X-option", reexec, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tt := start(t, in, tc.src, tc.opts...)
+				on, err := remotedebug.Enabled(tt.mem, tt.runtime)
+				if err != nil || on {
+					t.Fatalf("Enabled = %v, %v; want false", on, err)
+				}
+				main, err := remotedebug.MainThread(tt.mem, tt.runtime)
+				if err != nil {
+					t.Fatal(err)
+				}
+				path, marker := tt.script(t, "never")
+				if err := remotedebug.Request(tt.mem, tt.runtime, main, path); !errors.Is(err, remotedebug.ErrDisabled) {
+					t.Fatalf("Request = %v, want ErrDisabled", err)
+				}
+				if p, err := remotedebug.Pending(tt.mem, tt.runtime, main); err != nil || p {
+					t.Errorf("Pending = %v, %v after a refused request", p, err)
+				}
+				if _, ok := waitMarker(marker, 300*time.Millisecond); ok {
+					t.Error("script ran in a target with remote debugging off")
+				}
+				healthy(t, tt)
+			})
+		}
+	})
 }
 
 func TestCancel(t *testing.T) {
-	// The main thread wakes up every 0.3s and goes round a Python loop,
-	// so a request not cancelled runs within about 0.3s.
-	tt := start(t, `
+	forEach314(t, func(t *testing.T, in testenv.Interp) {
+		// The main thread wakes up every 0.3s and goes round a Python loop,
+		// so a request not cancelled runs within about 0.3s.
+		tt := start(t, in, `
 import time
 print("READY")
 while True:
     time.sleep(0.3)
 `)
-	main, err := remotedebug.MainThread(tt.mem, tt.runtime)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pick.Thread.Addr != main {
-		t.Errorf("picked %#x, want the only (main) thread %#x", pick.Thread.Addr, main)
-	}
-	path, marker := tt.script(t, "cancelled")
-	if err := remotedebug.Request(tt.mem, tt.runtime, main, path); err != nil {
-		t.Fatal(err)
-	}
-	if err := remotedebug.Request(tt.mem, tt.runtime, main, path); !errors.Is(err, remotedebug.ErrPending) {
-		t.Errorf("second Request while pending = %v, want ErrPending", err)
-	}
-	ok, err := remotedebug.Cancel(tt.mem, tt.runtime, main)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ok {
-		t.Skip("the thread took the request before Cancel (it woke up in between); cannot test cancellation this run")
-	}
-	if _, ran := waitMarker(marker, 1200*time.Millisecond); ran {
-		t.Fatal("cancelled script ran")
-	}
-	if again, err := remotedebug.Cancel(tt.mem, tt.runtime, main); err != nil || again {
-		t.Errorf("Cancel with nothing pending = %v, %v; want false", again, err)
-	}
-	// Control: the same sleeping thread does take a request at wake-up.
-	path2, marker2 := tt.script(t, "control")
-	if err := remotedebug.Request(tt.mem, tt.runtime, main, path2); err != nil {
-		t.Fatal(err)
-	}
-	if _, ran := waitMarker(marker2, 1500*time.Millisecond); !ran {
-		t.Fatalf("request on the sleeping thread did not run after it woke up; stderr:\n%s", tt.tg.Stderr())
-	}
-	healthy(t, tt)
+		main, err := remotedebug.MainThread(tt.mem, tt.runtime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pick.Thread.Addr != main {
+			t.Errorf("picked %#x, want the only (main) thread %#x", pick.Thread.Addr, main)
+		}
+		path, marker := tt.script(t, "cancelled")
+		if err := remotedebug.Request(tt.mem, tt.runtime, main, path); err != nil {
+			t.Fatal(err)
+		}
+		if err := remotedebug.Request(tt.mem, tt.runtime, main, path); !errors.Is(err, remotedebug.ErrPending) {
+			t.Errorf("second Request while pending = %v, want ErrPending", err)
+		}
+		ok, err := remotedebug.Cancel(tt.mem, tt.runtime, main)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Skip("the thread took the request before Cancel (it woke up in between); cannot test cancellation this run")
+		}
+		if _, ran := waitMarker(marker, 1200*time.Millisecond); ran {
+			t.Fatal("cancelled script ran")
+		}
+		if again, err := remotedebug.Cancel(tt.mem, tt.runtime, main); err != nil || again {
+			t.Errorf("Cancel with nothing pending = %v, %v; want false", again, err)
+		}
+		// Control: the same sleeping thread does take a request at wake-up.
+		path2, marker2 := tt.script(t, "control")
+		if err := remotedebug.Request(tt.mem, tt.runtime, main, path2); err != nil {
+			t.Fatal(err)
+		}
+		if _, ran := waitMarker(marker2, 1500*time.Millisecond); !ran {
+			t.Fatalf("request on the sleeping thread did not run after it woke up; stderr:\n%s", tt.tg.Stderr())
+		}
+		healthy(t, tt)
+	})
 }

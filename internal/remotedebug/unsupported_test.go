@@ -43,24 +43,26 @@ func TestOlderVersions(t *testing.T) {
 // written are the ones already there, so a failure of the test would
 // still leave the target intact).
 func TestProcMemFault(t *testing.T) {
-	tt := start(t, busyMain)
-	var b [8]byte
-	if _, err := tt.mem.ReadAt(b[:], 0x1000); !errors.Is(err, memory.ErrFault) {
-		t.Errorf("read at 0x1000: %v, want ErrFault", err)
-	}
-	if _, err := tt.mem.WriteAt(b[:], 0x1000); !errors.Is(err, memory.ErrFault) {
-		t.Errorf("write at 0x1000: %v, want ErrFault", err)
-	}
-	img, err := layouttest.FindImage(tt.tg.PID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := img.Sections[".text"][0]
-	if _, err := tt.mem.ReadAt(b[:], text); err != nil {
-		t.Fatalf("reading .text: %v", err)
-	}
-	if _, err := tt.mem.WriteAt(b[:], text); !errors.Is(err, memory.ErrFault) {
-		t.Errorf("write into .text: %v, want ErrFault", err)
-	}
-	healthy(t, tt)
+	forEach314(t, func(t *testing.T, in testenv.Interp) {
+		tt := start(t, in, busyMain)
+		var b [8]byte
+		if _, err := tt.mem.ReadAt(b[:], 0x1000); !errors.Is(err, memory.ErrFault) {
+			t.Errorf("read at 0x1000: %v, want ErrFault", err)
+		}
+		if _, err := tt.mem.WriteAt(b[:], 0x1000); !errors.Is(err, memory.ErrFault) {
+			t.Errorf("write at 0x1000: %v, want ErrFault", err)
+		}
+		img, err := layouttest.FindImage(tt.tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := img.Sections[".text"][0]
+		if _, err := tt.mem.ReadAt(b[:], text); err != nil {
+			t.Fatalf("reading .text: %v", err)
+		}
+		if _, err := tt.mem.WriteAt(b[:], text); !errors.Is(err, memory.ErrFault) {
+			t.Errorf("write into .text: %v, want ErrFault", err)
+		}
+		healthy(t, tt)
+	})
 }

@@ -276,10 +276,12 @@ func testList(ts []string) string {
 	return strings.Join(u, " ")
 }
 
-// labelLess orders labels by version, then by suffix ("3.11" < "3.11-debian").
+// labelLess orders labels by version, then by suffix ("3.11" <
+// "3.11-debian"; a build letter is part of the suffix: "3.15-chroot" <
+// "3.15d-chroot" < "3.16").
 func labelLess(a, b string) bool {
-	av, as, _ := strings.Cut(a, "-")
-	bv, bs, _ := strings.Cut(b, "-")
+	av, as := splitLabel(a)
+	bv, bs := splitLabel(b)
 	if av != bv {
 		if _, _, ok := parseVersion(av); ok {
 			if _, _, ok := parseVersion(bv); ok {
@@ -289,6 +291,16 @@ func labelLess(a, b string) bool {
 		return av < bv
 	}
 	return as < bs
+}
+
+// splitLabel splits a label into its version and the rest: "3.15d-chroot"
+// gives "3.15" and "d-chroot".
+func splitLabel(l string) (version, rest string) {
+	i := strings.IndexFunc(l, func(r rune) bool { return r != '.' && (r < '0' || r > '9') })
+	if i < 0 {
+		return l, ""
+	}
+	return l[:i], l[i:]
 }
 
 func versionLess3(a, b string) bool {

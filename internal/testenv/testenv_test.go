@@ -28,18 +28,19 @@ func TestInterpreters(t *testing.T) {
 		seen[in.Label] = true
 	}
 	ForEach(t, func(t *testing.T, in Interp) {
-		// The interpreter says its own version and whether libpython is
-		// a separate mapping.
+		// The interpreter says its own version, whether libpython is a
+		// separate mapping and whether it is a Py_DEBUG build.
 		code := `import sys
 f = open("/proc/self/maps")
 maps = f.read()
 f.close()
-print("%d.%d %s" % (sys.version_info[0], sys.version_info[1], "libpython" in maps))`
+print("%d.%d %s %s" % (sys.version_info[0], sys.version_info[1], "libpython" in maps, hasattr(sys, "gettotalrefcount")))`
 		out, err := in.Command("-c", code).CombinedOutput()
 		if err != nil {
 			t.Fatalf("running %s: %v\n%s", in.HostPath(), err, out)
 		}
-		want := fmt.Sprintf("%s %v", in.Version(), map[bool]string{true: "True", false: "False"}[in.Shared])
+		py := map[bool]string{true: "True", false: "False"}
+		want := fmt.Sprintf("%s %v %v", in.Version(), py[in.Shared], py[in.Debug])
 		if got := strings.TrimSpace(string(out)); got != want {
 			t.Errorf("%s reports %q, want %q", in.Label, got, want)
 		}
@@ -296,6 +297,9 @@ func TestSummary(t *testing.T) {
 		{Label: "2.7", Test: "TestB", Status: Skipped, Reason: "no py2 support"},
 		{Label: "3.9", Test: "TestA", Status: Failed},
 		{Label: "3.14-chroot", Test: "TestA", Status: Skipped, Reason: "absent: no root"},
+		{Label: "3.15d-chroot", Test: "TestA", Status: Covered},
+		{Label: "3.6", Test: "TestA", Status: Covered},
+		{Label: "3.15-chroot", Test: "TestA", Status: Covered},
 	}
 	s := summary("x", recs)
 	for _, want := range []string{
@@ -308,8 +312,11 @@ func TestSummary(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
 	}
-	if strings.Index(s, "3.9 ") > strings.Index(s, "3.10 ") {
-		t.Errorf("labels not in version order:\n%s", s)
+	order := []string{"2.7 ", "3.6 ", "3.9 ", "3.10 ", "3.14-chroot ", "3.15-chroot ", "3.15d-chroot "}
+	for i := 1; i < len(order); i++ {
+		if strings.Index(s, order[i-1]) > strings.Index(s, order[i]) {
+			t.Errorf("labels not in version order (%q after %q):\n%s", order[i-1], order[i], s)
+		}
 	}
 }
 

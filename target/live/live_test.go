@@ -9,52 +9,48 @@ import (
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc/pyproctest"
+	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
 )
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 // TestReadBytesObject reads a bytes object's content from every
-// interpreter present, by the address the target reports, through both
-// process_vm_readv and /proc/PID/mem.
+// interpreter testenv finds, by the address the target reports, through
+// both process_vm_readv and /proc/PID/mem.
 func TestReadBytesObject(t *testing.T) {
-	interps := pyproctest.Interpreters()
-	if len(interps) == 0 {
-		t.Skip("no Python interpreter on this machine")
-	}
-	for _, in := range interps {
-		t.Run(in.Name, func(t *testing.T) {
-			t.Parallel()
-			tg := pyproctest.StartInterp(t, in)
-			want := []byte(tg.Info.Data)
-			for _, viaMem := range []bool{false, true} {
-				p, err := Open(tg.PID())
-				if err != nil {
+	testenv.ForEachParallel(t, func(t *testing.T, in testenv.Interp) {
+		tg := pyproctest.Start(t, in.Command("-c", pyproctest.Fixture))
+		want := []byte(tg.Info.Data)
+		for _, viaMem := range []bool{false, true} {
+			p, err := Open(tg.PID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if viaMem {
+				if err := p.openMem(); err != nil {
 					t.Fatal(err)
 				}
-				if viaMem {
-					if err := p.openMem(); err != nil {
-						t.Fatal(err)
-					}
-				}
-				got := make([]byte, len(want)+1)
-				if err := memory.Read(p, tg.Info.DataAddr, got); err != nil {
-					t.Fatalf("reading (via mem %v): %v", viaMem, err)
-				}
-				if !bytes.Equal(got, append(want, 0)) {
-					t.Errorf("read %q (via mem %v), want %q", got, viaMem, want)
-				}
-				// ob_sval follows the object header: id + offset.
-				off := tg.Info.DataAddr - tg.Info.DataID
-				if off == 0 || off > 64 {
-					t.Errorf("bytes data at id+%d", off)
-				}
-				size, err := memory.U64(p, tg.Info.DataID+16) // ob_size
-				if err != nil || size != uint64(len(want)) {
-					t.Errorf("ob_size %d (%v), want %d", size, err, len(want))
-				}
-				p.Close()
 			}
-		})
-	}
+			got := make([]byte, len(want)+1)
+			if err := memory.Read(p, tg.Info.DataAddr, got); err != nil {
+				t.Fatalf("reading (via mem %v): %v", viaMem, err)
+			}
+			if !bytes.Equal(got, append(want, 0)) {
+				t.Errorf("read %q (via mem %v), want %q", got, viaMem, want)
+			}
+			// ob_sval follows the object header: id + offset.
+			off := tg.Info.DataAddr - tg.Info.DataID
+			if off == 0 || off > 64 {
+				t.Errorf("bytes data at id+%d", off)
+			}
+			size, err := memory.U64(p, tg.Info.DataID+16) // ob_size
+			if err != nil || size != uint64(len(want)) {
+				t.Errorf("ob_size %d (%v), want %d", size, err, len(want))
+			}
+			p.Close()
+		}
+	})
 }
 
 func TestFaultsAndShortReads(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyglass/pyglass/internal/testenv"
 )
 
 // Interp is a Python interpreter present on this machine.
@@ -65,6 +67,24 @@ func Interpreters() []Interp {
 	for _, b := range bins {
 		if binRE.MatchString(filepath.Base(b)) {
 			out = append(out, Interp{Name: "usr-" + filepath.Base(b), Path: b, Shared: false})
+		}
+	}
+	return out
+}
+
+// Files returns, for each interpreter testenv finds (the sid root's
+// included), the ELF file that holds the interpreter, as the host sees
+// it: its libpython when it loads one, else its executable.
+func Files() []string {
+	var out []string
+	for _, in := range testenv.Interpreters() {
+		if !in.Shared {
+			out = append(out, in.HostPath())
+			continue
+		}
+		home := filepath.Dir(filepath.Dir(in.HostPath()))
+		if libs, _ := filepath.Glob(filepath.Join(home, "lib", "libpython*.so.1.0")); len(libs) == 1 {
+			out = append(out, libs[0])
 		}
 	}
 	return out
