@@ -49,11 +49,25 @@ type Env struct {
 }
 
 func gdbCall(env *Env, tg *Target, code string) []string {
-	return append(append([]string(nil), env.GDB...), "-p", fmt.Sprint(tg.PID), "-batch", "-nx",
+	args := []string{"-p", fmt.Sprint(tg.PID), "-batch", "-nx",
 		"-ex", "set confirm off",
 		"-ex", "call (int)PyGILState_Ensure()",
 		"-ex", fmt.Sprintf("call (int)PyRun_SimpleString(%q)", code),
-		"-ex", "call (void)PyGILState_Release($1)")
+		"-ex", "call (void)PyGILState_Release($1)"}
+	if tg.Interp.Chroot != "" && tg.Interp.Chroot == testenv.SidRoot() && isSidGDB(env) {
+		// A target in the sid root runs in a mount namespace of its
+		// own: gdb must be in the same one (and the same root), else
+		// the paths /proc/PID/maps gives it are the host's, gdb loads
+		// the wrong files, misplaces libc and the call kills the target.
+		return inRoot(tg, append([]string{"/usr/bin/gdb"}, args...)...)
+	}
+	return append(append([]string(nil), env.GDB...), args...)
+}
+
+// isSidGDB reports whether env runs the sid root's gdb.
+func isSidGDB(env *Env) bool {
+	w := sidGDB(testenv.SidRoot())
+	return len(env.GDB) == len(w) && env.GDB[len(w)-1] == w[len(w)-1] && env.GDB[0] == w[0]
 }
 
 func pyglass(env *Env, args ...string) ([]string, error) {
