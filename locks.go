@@ -288,7 +288,8 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 	lw.holders()
 	lw.gilHolder()
 	nameUnnamedLocks(ts, snap.kernel)
-	var peers *procfs.FDIndex // who holds the other ends: one scan of /proc for all
+	var peers *procfs.FDIndex  // who holds the other ends: one scan of /proc for all
+	var nets *procfs.NetTables // the socket tables, read once
 	for _, lt := range ts {
 		if p == nil {
 			continue
@@ -305,9 +306,9 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 				lt.out.WaitsFor.Evidence += fmt.Sprintf(" on epoll fd %d", lt.fds[0])
 			}
 			if peers == nil {
-				peers = p.peerIndex()
+				peers, nets = p.peerIndex(), procfs.New(p.pid).NetTables()
 			}
-			p.describeFDs(&lt.out.WaitsFor, fds, peers)
+			p.describeFDs(&lt.out.WaitsFor, fds, peers, nets)
 		}
 	}
 	return ts
@@ -1030,7 +1031,7 @@ func pollFDs(r memory.Reader, arr, n uint64) []int {
 // selects or polls): a socket by its addresses, else what /proc/PID/fd
 // says it is, and the process at the other end of a pipe, of a
 // loopback TCP connection or of a Unix socket.
-func (p *Process) describeFDs(wf *WaitFor, fds []int, peers *procfs.FDIndex) {
+func (p *Process) describeFDs(wf *WaitFor, fds []int, peers *procfs.FDIndex, nets *procfs.NetTables) {
 	call := strings.TrimPrefix(wf.Evidence, "in ")
 	var parts, objs []string
 	for _, fd := range fds {
@@ -1038,7 +1039,7 @@ func (p *Process) describeFDs(wf *WaitFor, fds []int, peers *procfs.FDIndex) {
 			continue
 		}
 		objs = append(objs, fmt.Sprintf("fd %d", fd))
-		typ, what, peer := p.describeFD(fd, peers)
+		typ, what, peer := p.describeFD(fd, peers, nets)
 		if typ == "" {
 			parts = append(parts, fmt.Sprintf("fd %d", fd))
 			continue
@@ -1084,7 +1085,7 @@ func (p *Process) peerIndex() *procfs.FDIndex {
 // describeFD says what descriptor fd of the target is: its type
 // ("socket", "pipe", "file"; "" when unreadable), a description, and
 // who holds the other end (", other end: process 42 (sleep) fd 1").
-func (p *Process) describeFD(fd int, peers *procfs.FDIndex) (typ, what, ends string) {
+func (p *Process) describeFD(fd int, peers *procfs.FDIndex, nets *procfs.NetTables) (typ, what, ends string) {
 	pr := procfs.New(p.pid)
 	what, err := pr.FD(fd)
 	if err != nil {
@@ -1095,9 +1096,9 @@ func (p *Process) describeFD(fd int, peers *procfs.FDIndex) (typ, what, ends str
 	if ino, ok := strings.CutPrefix(what, "socket:["); ok {
 		typ = "socket"
 		if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
-			if s, ok := pr.Socket(n); ok {
+			if s, ok := nets.Socket(n); ok {
 				what = s
-				if pn, ok := pr.TCPPeer(n); ok {
+				if pn, ok := nets.TCPPeer(n); ok {
 					peer = fmt.Sprintf("socket:[%d]", pn)
 				}
 			} else if pn, ok := procfs.UnixPeer(n); ok {

@@ -133,29 +133,27 @@ func (x *FDIndex) addProcess(m map[string][]FDHolder, pid int) bool {
 // ino when both ends are in the process's network namespace (a
 // connection over loopback): the socket whose local and remote addresses
 // are ino's swapped; ok is false otherwise.
-func (p Proc) TCPPeer(ino uint64) (peer uint64, ok bool) {
+func (p Proc) TCPPeer(ino uint64) (peer uint64, ok bool) { return p.NetTables().TCPPeer(ino) }
+
+// TCPPeer is Proc.TCPPeer over the tables read once.
+func (t *NetTables) TCPPeer(ino uint64) (peer uint64, ok bool) {
 	want := strconv.FormatUint(ino, 10)
 	for _, proto := range []string{"tcp", "tcp6"} {
-		b, err := p.readFile("net/" + proto)
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(string(b), "\n")
+		lines := t.table(proto)
 		var local, remote string
-		for _, line := range lines[1:] {
-			if f := strings.Fields(line); len(f) >= 10 && f[9] == want {
-				local, remote = f[1], f[2]
+		for _, l := range lines {
+			if l.inode == want {
+				local, remote = l.local, l.remote
 			}
 		}
 		if local == "" {
 			continue
 		}
-		for _, line := range lines[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || f[1] != remote || f[2] != local || f[9] == want {
+		for _, l := range lines {
+			if l.local != remote || l.remote != local || l.inode == want {
 				continue
 			}
-			if n, err := strconv.ParseUint(f[9], 10, 64); err == nil && n != 0 {
+			if n, err := strconv.ParseUint(l.inode, 10, 64); err == nil && n != 0 {
 				return n, true
 			}
 		}

@@ -24,30 +24,62 @@ func (p Proc) FD(fd int) (string, error) {
 var tcpStates = map[string]string{"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
 	"05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
 
+// NetTables reads the process's socket tables (/proc/PID/net/tcp,
+// tcp6, udp, udp6) once each, for a report that describes many
+// descriptors: on a busy server a table is thousands of lines.
+type NetTables struct {
+	p      Proc
+	tables map[string][]sockLine
+}
+
+// sockLine is the part of a socket table's line pyglass uses.
+type sockLine struct {
+	local, remote, state, inode string
+}
+
+// NetTables returns the process's socket tables, read when first used.
+func (p Proc) NetTables() *NetTables {
+	return &NetTables{p: p, tables: map[string][]sockLine{}}
+}
+
+func (t *NetTables) table(proto string) []sockLine {
+	if lines, ok := t.tables[proto]; ok {
+		return lines
+	}
+	var lines []sockLine
+	if b, err := t.p.readFile("net/" + proto); err == nil {
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(line); len(f) >= 10 {
+				lines = append(lines, sockLine{local: f[1], remote: f[2], state: f[3], inode: f[9]})
+			}
+		}
+	}
+	t.tables[proto] = lines
+	return lines
+}
+
 // Socket describes the TCP or UDP socket of inode ino in the process's
 // network namespace (/proc/PID/net/{tcp,tcp6,udp,udp6}): "tcp
 // 127.0.0.1:40012 -> 127.0.0.1:5432 ESTABLISHED". ok is false when the
 // socket is not an inet one (a Unix socket, say) or is not found.
-func (p Proc) Socket(ino uint64) (desc string, ok bool) {
+func (p Proc) Socket(ino uint64) (desc string, ok bool) { return p.NetTables().Socket(ino) }
+
+// Socket is Proc.Socket over the tables read once.
+func (t *NetTables) Socket(ino uint64) (desc string, ok bool) {
 	want := strconv.FormatUint(ino, 10)
 	for _, proto := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		b, err := p.readFile("net/" + proto)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || f[9] != want {
+		for _, l := range t.table(proto) {
+			if l.inode != want {
 				continue
 			}
-			local, err1 := hexAddr(f[1])
-			remote, err2 := hexAddr(f[2])
+			local, err1 := hexAddr(l.local)
+			remote, err2 := hexAddr(l.remote)
 			if err1 != nil || err2 != nil {
 				return "", false
 			}
 			s := fmt.Sprintf("%s %s -> %s", strings.TrimSuffix(proto, "6"), local, remote)
 			if strings.HasPrefix(proto, "tcp") {
-				if st := tcpStates[f[3]]; st != "" {
+				if st := tcpStates[l.state]; st != "" {
 					s += " " + st
 				}
 			}
