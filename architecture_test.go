@@ -33,7 +33,8 @@ var (
 		"cpython/layout/gen":        {},
 		"cpython/layout/layouttest": {"cpython/layout"},
 		"cpython":                   {"cpython/layout", "memory"},
-		"target/core":               {"memory"},
+		"target":                    {"memory"},
+		"target/core":               {"memory", "target"},
 		"internal/unwind":           {"memory"},
 	}
 	// facadeUsers see the target only through the public API.
