@@ -2,13 +2,11 @@ package pyglass
 
 import (
 	"context"
-	"debug/elf"
 	"fmt"
-	"runtime"
 	"sort"
 
 	"github.com/pyglass/pyglass/cpython"
-	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target"
 )
 
 // Locks is Process.Locks on a core file: what each thread waited for when
@@ -28,27 +26,11 @@ func (c *Core) Locks(ctx context.Context) (_ *LockReport, err error) {
 	if err != nil {
 		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("core of process %d: cannot find the Python interpreter in memory", c.c.PID), Err: err}
 	}
-	regs := c.c.Machine == elf.EM_X86_64 && runtime.GOARCH == "amd64"
-	kernel := map[int]taskView{}
-	toHost := map[int]int{}
-	byTP := map[uint64]int{}
-	var tids []int
-	for _, t := range c.c.Threads {
-		tids = append(tids, t.TID)
-		toHost[t.TID] = t.TID
-		if t.TP != 0 {
-			byTP[t.TP] = t.TID
-		}
-		tv := taskView{}
-		if regs {
-			tv.held = &ptrace.Held{TP: t.TP, Syscall: t.Syscall, Args: t.Args}
-		}
-		kernel[t.TID] = tv
-	}
-	taskOf := func(tp uint64) (int, bool) { tid, ok := byTP[tp]; return tid, ok }
+	tgt := c.c.Target()
+	ix := indexThreads(tgt)
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
-	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: kernel, toHost: toHost}
-	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: tids, TaskOf: taskOf})
+	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: ix.byTID, toHost: ix.toHost}
+	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads())})
 	snap.readFrames(rd, m)
 	if err := ctx.Err(); err != nil {
 		return nil, err

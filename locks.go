@@ -11,6 +11,7 @@ import (
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
 )
 
 // Kinds of what a thread waits for (Wait.Kind).
@@ -118,8 +119,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
-	kernel, toHost, _, err := p.kernelView(false)
-	if err != nil {
+	if err := p.current(); err != nil {
 		return nil, err
 	}
 	m, err := p.openMemory()
@@ -127,15 +127,16 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		return nil, err
 	}
 	defer m.close()
+	tgt := p.snapshot(m.r, false)
 	// Before the pause, which makes every thread run a moment.
-	tids := make([]int, 0, len(kernel))
-	for tid := range kernel {
-		tids = append(tids, tid)
+	tids := make([]int, 0, len(tgt.Threads()))
+	for _, th := range tgt.Threads() {
+		tids = append(tids, th.TID)
 	}
 	ran := procfs.New(p.pid).SinceRan(tids)
 	// The modules, for the C functions of a thread keeping the GIL,
 	// are listed before the pause, to keep it short.
-	nv, nerr := p.liveNativeView(m.r)
+	nv, nerr := p.liveNativeView(tgt)
 	if nerr == nil {
 		defer nv.close()
 	}
@@ -144,7 +145,8 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		return nil, err
 	}
 	defer frozen.Thaw()
-	nsTIDs, taskOf := p.heldView(frozen, kernel, toHost)
+	tgt.Hold(frozen)
+	ix := indexThreads(tgt)
 	rd := newPageCache(m.r)
 	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
 	if err == nil && len(interps) == 0 {
@@ -158,17 +160,17 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	// is decoded once the threads run again (a blocked thread stays
 	// blocked, and its frames with it).
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
-	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: kernel, toHost: toHost}
-	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
+	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: ix.byTID, toHost: ix.toHost}
+	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads())})
 	snap.readFrames(rd, m)
 	// The GIL holder's C stack, unwound while paused (named after).
 	var gilNative nativeStack
 	gilTID := 0
 	if nv != nil {
 		for _, t := range snap.threads {
-			if h, ok := toHost[t.NativeID]; ok && t.HoldsGIL && t.NativeID != 0 {
-				if regs, err := regsFromBytes(nv.arch, frozen.RawRegs()[h]); err == nil {
-					gilNative, gilTID = nv.unwindThread(rd, regs), h
+			if h, ok := ix.toHost[t.NativeID]; ok && t.HoldsGIL && t.NativeID != 0 {
+				if words, ok := tgt.Registers(h); ok {
+					gilNative, gilTID = nv.unwindThread(rd, words), h
 				}
 			}
 		}
@@ -230,7 +232,7 @@ type lockSnap struct {
 	threads []cpython.Thread
 	frames  [][]cpython.Frame
 	gil     [2]uint64
-	kernel  map[int]taskView
+	kernel  map[int]target.Thread // by our thread id
 	toHost  map[int]int
 }
 
@@ -278,8 +280,8 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 		lw.qualify(lt)
 	}
 	for _, lt := range ts {
-		if tv := snap.kernel[lt.out.TID]; tv.held != nil {
-			lw.waitFor(lt, tv.held.Syscall, tv.held.Args, snap.gil)
+		if st := snap.kernel[lt.out.TID].State; st.Frozen {
+			lw.waitFor(lt, st.Syscall, st.Args, snap.gil)
 		} else {
 			lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
 		}
@@ -352,10 +354,10 @@ func (w WaitFor) Line() string {
 	return s
 }
 
-func nameUnnamedLocks(ts []*lockThread, kernel map[int]taskView) {
+func nameUnnamedLocks(ts []*lockThread, kernel map[int]target.Thread) {
 	for _, lt := range ts {
 		if lt.out.Name == "" && lt.out.TID != 0 {
-			lt.out.Name = kernel[lt.out.TID].comm
+			lt.out.Name = kernel[lt.out.TID].Name
 		}
 	}
 }

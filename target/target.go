@@ -11,6 +11,7 @@ package target
 import (
 	"debug/elf"
 	"io"
+	"runtime"
 
 	"github.com/pyglass/pyglass/memory"
 )
@@ -102,6 +103,15 @@ type Mapping struct {
 	BuildID string
 }
 
+// HostMachine is the ELF machine pyglass runs on: a live target's, and
+// the one whose system call numbers pyglass names.
+func HostMachine() elf.Machine {
+	if runtime.GOARCH == "arm64" {
+		return elf.EM_AARCH64
+	}
+	return elf.EM_X86_64
+}
+
 // LoadBase is the address at which the file of path is mapped from its
 // start (the mapping of offset 0): its load bias for a file whose first
 // segment is linked at 0, as shared objects and PIE programs are.
@@ -118,10 +128,12 @@ func LoadBase(maps []Mapping, path string) (uint64, bool) {
 // (arm64: the thread pointer is just past it).
 const maxPthreadSize = 8192
 
-// PthreadDistance says how far thread pointer tp is from the pthread_t
-// pthread on machine: equal on x86-64 (fs_base is the struct pthread);
-// on arm64, tpidr_el0 points just past it (the TCB follows struct
-// pthread), so the smallest positive distance wins.
+// PthreadDistance says whether tp, a thread pointer, may be the thread
+// whose pthread_t is pthread on machine, and how far apart they are. On
+// x86-64 (glibc and musl) fs_base is the address of the thread's struct
+// pthread itself. On arm64 tpidr_el0 points just past it (glibc:
+// THREAD_SELF is the thread pointer minus sizeof(struct pthread); musl
+// keeps a small gap), so the nearest thread pointer above pthread is it.
 func PthreadDistance(machine elf.Machine, tp, pthread uint64) (uint64, bool) {
 	if machine == elf.EM_AARCH64 {
 		if tp <= pthread || tp-pthread > maxPthreadSize {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"runtime"
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
@@ -134,12 +133,7 @@ func (s *Snapshot) Memory() memory.Reader    { return s.mem }
 func (s *Snapshot) Threads() []target.Thread { return s.threads }
 
 // Machine is pyglass's own: a live target runs on this machine.
-func (s *Snapshot) Machine() elf.Machine {
-	if runtime.GOARCH == "arm64" {
-		return elf.EM_AARCH64
-	}
-	return elf.EM_X86_64
-}
+func (s *Snapshot) Machine() elf.Machine { return target.HostMachine() }
 
 // Registers reads (once, for every held thread) the registers of the
 // threads Hold was given, while they are held.
