@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -179,46 +178,6 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		}
 	})
 	return rep, nil
-}
-
-// readLockSnap reads, from tgt (a live process's while its threads are
-// held), the main interpreter's threads and their frames through a page
-// cache (rd, which keeps the pages read): the snapshot analyseLocks
-// works on, the threads mapped to tasks through tgt's. What the frames
-// refer to is decoded from rd afterwards. what names the target in
-// errors, gone turns an error into the process's exit when it is gone.
-func readLockSnap(tgt target.Target, m *memoryView, what string, gone func(error) error) (snap lockSnap, rd *pageCache, ix threadIndex, err error) {
-	ix = indexThreads(tgt)
-	rd = newPageCache(m.r)
-	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
-	if err == nil && len(interps) == 0 {
-		err = cpython.ErrNoInterpreter
-	}
-	if err != nil {
-		return snap, nil, ix, gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", what), Err: err})
-	}
-	interp := interps[len(interps)-1] // the list starts with the newest interpreter
-	snap = lockSnap{gil: gilFutexRange(rd, m, interp), kernel: ix.byTID, toHost: ix.toHost}
-	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads())})
-	snap.readFrames(rd, m)
-	return snap, rd, ix, nil
-}
-
-// newLockReport is the report of process pid's analysed threads ts, each
-// first completed by more (nil: nothing more), in thread id order, with
-// the wait-for cycles and the verdict.
-func newLockReport(pid int, ts []*lockThread, more func(*lockThread)) *LockReport {
-	rep := &LockReport{PID: pid, Threads: []LockThread{}, Cycles: [][]int{}}
-	for _, lt := range ts {
-		if more != nil {
-			more(lt)
-		}
-		rep.Threads = append(rep.Threads, lt.out)
-	}
-	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
-	rep.Cycles = waitCycles(rep.Threads)
-	rep.Verdict = lockVerdict(rep)
-	return rep
 }
 
 // maxCFunctions bounds LockThread.Native.
