@@ -2,6 +2,7 @@ package pyglass
 
 import (
 	"go/build"
+	"go/parser"
 	"go/scanner"
 	"go/token"
 	"io/fs"
@@ -33,7 +34,8 @@ var (
 		"cpython/layout/gen":        {},
 		"cpython/layout/layouttest": {"cpython/layout"},
 		"cpython":                   {"cpython/layout", "memory"},
-		"target/core":               {"memory"},
+		"target":                    {"memory"},
+		"target/core":               {"memory", "target"},
 		"internal/unwind":           {"memory"},
 	}
 	// facadeUsers see the target only through the public API.
@@ -230,6 +232,43 @@ func TestArchitectureProc(t *testing.T) {
 		}
 		if dir := strings.TrimSuffix(path.Dir(e.path+"x"), "/"); !strings.Contains(rule, "`"+dir+"`") {
 			t.Errorf("ARCHITECTURE.md's \"One /proc parser\" paragraph does not list the exception of %s", dir)
+		}
+	}
+}
+
+// targetReaders are the root package's files that read a target.Target
+// (targetread.go: the reads Process and Core share) or a core, each with
+// the kernel-facing packages it may import all the same and why: the
+// shared reads never touch the kernel, what only a live process has (the
+// pause, /proc) stays in Process's wrappers.
+var targetReaders = map[string][]string{
+	"targetread.go":    nil,
+	"core.go":          {"internal/rootfs"}, // opens the core's sysroot, inside which its files are resolved
+	"core_tasks.go":    nil,
+	"core_locks.go":    nil,
+	"target/target.go": nil,
+}
+
+// TestArchitectureTargetRead: the files of targetReaders import neither
+// golang.org/x/sys/unix, syscall nor a kernel-facing package of this
+// module (ptrace, procfs, target/live...), but their listed exceptions.
+func TestArchitectureTargetRead(t *testing.T) {
+	for file, allowed := range targetReaders {
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, file, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Errorf("%s: %v (a file of targetReaders that moved? update the list)", file, err)
+			continue
+		}
+		for _, spec := range f.Imports {
+			imp, _ := strconv.Unquote(spec.Path.Value)
+			own := strings.TrimPrefix(imp, modulePath+"/")
+			switch {
+			case imp == "golang.org/x/sys/unix" || imp == "syscall":
+				t.Errorf("%s imports %s: the reads of a target touch no kernel interface", file, imp)
+			case own != imp && slices.Contains(kernelFacing, own) && !slices.Contains(allowed, own):
+				t.Errorf("%s imports %s, which talks to the kernel: the reads of a target see it only through target.Target", file, own)
+			}
 		}
 	}
 }

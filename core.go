@@ -2,20 +2,16 @@ package pyglass
 
 import (
 	"context"
-	"debug/elf"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
-	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/rootfs"
-	"github.com/pyglass/pyglass/internal/unwind"
 	"github.com/pyglass/pyglass/target/core"
 )
 
@@ -60,11 +56,11 @@ type CoreInfo struct {
 // read-only data the mapped files' (checked against the core's
 // build-ids).
 type Core struct {
-	c       *core.Core
-	sysroot string   // "/" when none was given
-	p       *Process // the pid, the interpreter and the warnings, as for a live process
-	m       *memoryView
-	py      *pyproc.Python
+	c    *core.Core
+	root *rootfs.Root // the sysroot ("/" when none was given), files resolved inside it
+	p    *Process     // the pid, the interpreter and the warnings, as for a live process
+	m    *memoryView
+	py   *pyproc.Python
 }
 
 // OpenCore opens the core file at path (plain, or compressed with gzip, xz, zstd or lz4) and
@@ -83,7 +79,12 @@ func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 	if err != nil {
 		return nil, &Error{Kind: ErrNotPython, Msg: "cannot open the sysroot", Err: err}
 	}
-	defer root.Close()
+	kept := false
+	defer func() {
+		if !kept { // an error, or a panic guard turns into one
+			root.Close()
+		}
+	}()
 	copt.Open = root.OpenFile
 	c, err := core.Open(path, copt)
 	if err != nil {
@@ -114,11 +115,15 @@ func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 		c.Close()
 		return nil, err
 	}
-	return &Core{c: c, sysroot: sysroot, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
+	kept = true
+	return &Core{c: c, root: root, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
 }
 
 // Close releases the core and the files it maps.
-func (c *Core) Close() error { return c.c.Close() }
+func (c *Core) Close() error {
+	c.root.Close()
+	return c.c.Close()
+}
 
 // Info describes the core: why it exists, its process and interpreter.
 func (c *Core) Info() *CoreInfo {
@@ -152,125 +157,26 @@ func (c *Core) Info() *CoreInfo {
 }
 
 // Stacks reads every Python thread's stack from the core, as
-// Process.Stacks does from a live process. The state of each thread comes
-// from its saved registers (the system call it was in).
+// Process.Stacks does from a live process (the same read, on the core's
+// target.Target). The state of each thread comes from its saved
+// registers (the system call it was in).
 func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err error) {
 	defer guard(&err, "stacks", c.c.PID)
-	m := c.m
-	dump := &StackDump{PID: c.c.PID, Python: PythonRef{Version: c.py.Version.String(), Path: c.py.Path}}
-	rd := newPageCache(m.r)
-	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
-	if err != nil {
-		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("core of process %d: cannot find the Python interpreter in memory", c.c.PID), Err: err}
-	}
-	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
-		interps[a], interps[b] = interps[b], interps[a]
-	}
-	byTID := map[int]core.Thread{}
-	byTP := map[uint64]int{}
-	var tids []int
-	for _, t := range c.c.Threads {
-		byTID[t.TID] = t
-		tids = append(tids, t.TID)
-		if t.TP != 0 {
-			byTP[t.TP] = t.TID
-		}
-	}
-	taskOf := func(tp uint64) (int, bool) { tid, ok := byTP[tp]; return tid, ok }
-	var nv *nativeView
+	tgt := c.c.Target()
+	sr := &stackRead{tgt: tgt, m: c.m, opt: opt, what: fmt.Sprintf("core of process %d", c.c.PID), gone: func(err error) error { return err },
+		dump: &StackDump{PID: c.c.PID, Python: PythonRef{Version: c.py.Version.String(), Path: c.py.Path}}}
 	if opt.Native {
-		nv = c.nativeView()
-		defer nv.close()
-	}
-	var idents []uint64 // the Python thread idents of dump.Threads (unused: a core is named at once)
-	for i, interp := range interps {
-		if err := ctx.Err(); err != nil {
+		if sr.nv, err = nativeViewOf(tgt, c.py.Path, c.c.ExePath()); err != nil {
 			return nil, err
 		}
-		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: tids, TaskOf: taskOf})
-		if err != nil && len(threads) == 0 {
-			dump.Threads = append(dump.Threads, ThreadStack{Interpreter: i, Error: err.Error(), Frames: []Frame{}})
-			idents = append(idents, 0)
-			continue
-		}
-		gil := gilFutexRange(rd, m, interp)
-		seen := map[int]int{} // this interpreter's threads by task
-		for _, t := range threads {
-			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}, State: "unknown"}
-			if ct, ok := byTID[t.NativeID]; ok && t.NativeID != 0 {
-				ts.TID = ct.TID
-				// The saved system call is known on x86-64 (orig_rax),
-				// and named by this machine's table.
-				if c.c.Machine == elf.EM_X86_64 && runtime.GOARCH == "amd64" {
-					ts.State = "running"
-					if ct.Syscall >= 0 {
-						ts.State = syscallState(ct.Syscall, ct.Args[0], ts.HoldsGIL, gil)
-					}
-				}
-			}
-			ts.Frames, ts.Error = readStack(rd, m, t, opt)
-			idents = addThread(dump, seen, idents, ts, t.ThreadID)
-		}
+		defer sr.nv.close()
 	}
-	if nv != nil {
-		if opt.NativeAll {
-			addOtherThreads(dump, tids, func(tid int) (string, string) {
-				st := "unknown"
-				if ct := byTID[tid]; ct.Syscall >= 0 && c.c.Machine == elf.EM_X86_64 && runtime.GOARCH == "amd64" {
-					st = syscallState(ct.Syscall, ct.Args[0], false, [2]uint64{})
-				}
-				return "", st
-			})
-		}
-		stacks := map[int]nativeStack{}
-		for _, t := range dump.Threads {
-			if ct, ok := byTID[t.TID]; ok && t.TID != 0 {
-				regs, err := unwind.FromPrstatus(nv.arch, ct.Regs)
-				if err != nil {
-					stacks[t.TID] = nativeStack{err: err}
-					continue
-				}
-				stacks[t.TID] = nv.unwindThread(rd, regs)
-			}
-		}
-		addNative(dump, nv, stacks, c.py.Version.Major, opt.NativeAll)
+	if err := sr.read(ctx); err != nil {
+		return nil, err
 	}
-	sortThreads(dump)
-	dump.Core = c.Info()
-	return dump, nil
-}
-
-// nativeView lists the core's modules (its NT_FILE mappings), their
-// files opened through the core (under the sysroot, build-ids checked).
-func (c *Core) nativeView() *nativeView {
-	arch := unwind.AMD64
-	if c.c.Machine == elf.EM_AARCH64 {
-		arch = unwind.ARM64
-	}
-	var maps []nativeMapping
-	for _, f := range c.c.Files {
-		maps = append(maps, nativeMapping{Start: f.Start, End: f.End, Offset: f.Offset, Exec: f.Exec, Path: f.Path})
-	}
-	open := func(path string) (io.ReaderAt, error) {
-		f, err := c.c.OpenFile(path)
-		if err != nil {
-			return nil, err
-		}
-		// The core owns the file (and closes it): no Closer here.
-		return io.NewSectionReader(f, 0, 1<<62), nil
-	}
-	v := newNativeView(c.c, arch, maps, open)
-	for _, f := range c.c.Files {
-		if f.Path == c.py.Path || (f.Path == c.c.ExePath() && f.Path != "") {
-			v.interp[f.Path] = true
-		}
-	}
-	// Separate debug files: under the sysroot, resolved inside it.
-	if root, err := rootfs.OpenDir(c.sysroot); err == nil {
-		v.closers = append(v.closers, root)
-		v.openDebug = func(path string) (io.ReaderAt, error) { return root.OpenFile(path) }
-	}
-	return v
+	sr.finish()
+	sr.dump.Core = c.Info()
+	return sr.dump, nil
 }
 
 // signalNames are Linux's signal names (x86-64 and arm64 agree).

@@ -2,19 +2,21 @@ package pyglass
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/memory"
 )
 
 // Tasks reads every asyncio task from the core, as Process.Tasks does
-// from a live process (3.7 to 3.15). A sleep's deadline is given, not the
-// time left (the core has no clock to measure it against).
+// from a live process (3.7 to 3.15), with the same read (tasksOn). A
+// sleep's deadline is given, not the time left (the core has no clock to
+// measure it against).
 func (c *Core) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err error) {
 	defer guard(&err, "tasks", c.c.PID)
 	v := c.py.Version
-	if v.Major != 3 || v.Minor < 7 || v.Minor > 15 {
-		return nil, errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.15",
-			"core of process %d: Python %s: reading its asyncio tasks is not supported", c.c.PID, v)
+	if err := tasksSupported(v, fmt.Sprintf("core of process %d", c.c.PID)); err != nil {
+		return nil, err
 	}
 	var dbg *cpython.AsyncioDebug
 	if v.Minor >= 14 {
@@ -30,30 +32,8 @@ func (c *Core) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err err
 			return nil, err
 		}
 	}
-	m := c.m
-	dump := &TaskDump{PID: c.c.PID, Python: PythonRef{Version: v.String(), Path: c.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
-	rd := newPageCache(m.r)
 	same := func(err error) error { return err }
-	all, which, interps, err := readAsyncTasks(ctx, rd, m, dbg, c.c.PID, same)
-	if err != nil {
-		return nil, err
-	}
-	byTP := map[uint64]int{}
-	var tids []int
-	for _, t := range c.c.Threads {
-		tids = append(tids, t.TID)
-		if t.TP != 0 {
-			byTP[t.TP] = t.TID
-		}
-	}
-	taskOf := func(tp uint64) (int, bool) { tid, ok := byTP[tp]; return tid, ok }
-	tidOf := map[uint64]int{}
-	for _, interp := range interps {
-		th, _ := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: tids, TaskOf: taskOf, SkipNames: true})
-		for _, t := range th {
-			tidOf[t.Addr] = t.NativeID
-		}
-	}
-	fillTaskDump(dump, all, which, tidOf, opt.All, nil)
-	return dump, nil
+	return tasksOn(ctx, c.c.Target(), c.m, c.py, dbg, opt, same, func(read func(memory.Reader) error) (func() float64, error) {
+		return nil, read(newPageCache(c.m.r))
+	})
 }

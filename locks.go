@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
 )
 
 // Kinds of what a thread waits for (Wait.Kind).
@@ -119,8 +119,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
-	kernel, toHost, _, err := p.kernelView(false)
-	if err != nil {
+	if err := p.current(); err != nil {
 		return nil, err
 	}
 	m, err := p.openMemory()
@@ -128,15 +127,16 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		return nil, err
 	}
 	defer m.close()
+	tgt := p.snapshot(m.r, false)
 	// Before the pause, which makes every thread run a moment.
-	tids := make([]int, 0, len(kernel))
-	for tid := range kernel {
-		tids = append(tids, tid)
+	tids := make([]int, 0, len(tgt.Threads()))
+	for _, th := range tgt.Threads() {
+		tids = append(tids, th.TID)
 	}
 	ran := procfs.New(p.pid).SinceRan(tids)
 	// The modules, for the C functions of a thread keeping the GIL,
 	// are listed before the pause, to keep it short.
-	nv, nerr := p.liveNativeView(m.r)
+	nv, nerr := p.liveNativeView(tgt)
 	if nerr == nil {
 		defer nv.close()
 	}
@@ -145,31 +145,19 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		return nil, err
 	}
 	defer frozen.Thaw()
-	nsTIDs, taskOf := p.heldView(frozen, kernel, toHost)
-	rd := newPageCache(m.r)
-	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
-	if err == nil && len(interps) == 0 {
-		err = cpython.ErrNoInterpreter
-	}
+	tgt.Hold(frozen)
+	snap, rd, ix, err := readLockSnap(tgt, m, fmt.Sprintf("process %d", p.pid), p.goneOr)
 	if err != nil {
-		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
+		return nil, err
 	}
-	// While paused, only the snapshot: the thread states and their
-	// frames (the page cache keeps the pages read); what they refer to
-	// is decoded once the threads run again (a blocked thread stays
-	// blocked, and its frames with it).
-	interp := interps[len(interps)-1] // the list starts with the newest interpreter
-	snap := lockSnap{gil: gilFutexRange(rd, m, interp), kernel: kernel, toHost: toHost}
-	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
-	snap.readFrames(rd, m)
 	// The GIL holder's C stack, unwound while paused (named after).
 	var gilNative nativeStack
 	gilTID := 0
 	if nv != nil {
 		for _, t := range snap.threads {
-			if h, ok := toHost[t.NativeID]; ok && t.HoldsGIL && t.NativeID != 0 {
-				if regs, err := regsFromBytes(nv.arch, frozen.RawRegs()[h]); err == nil {
-					gilNative, gilTID = nv.unwindThread(rd, regs), h
+			if h, ok := ix.toHost[t.NativeID]; ok && t.HoldsGIL && t.NativeID != 0 {
+				if words, ok := tgt.Registers(h); ok {
+					gilNative, gilTID = nv.unwindThread(rd, words), h
 				}
 			}
 		}
@@ -181,9 +169,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ts := p.analyseLocks(rd, m, snap)
-	rep := &LockReport{PID: p.pid, Threads: []LockThread{}, Cycles: [][]int{}}
-	for _, lt := range ts {
+	rep := newLockReport(p.pid, p.analyseLocks(rd, m, snap), func(lt *lockThread) {
 		if d, ok := ran[lt.out.TID]; ok && lt.out.TID != 0 && lt.out.WaitsFor.Kind != WaitNone {
 			s := d.Seconds()
 			lt.out.WaitsFor.SinceSeconds = &s
@@ -191,11 +177,7 @@ func (p *Process) Locks(ctx context.Context) (_ *LockReport, err error) {
 		if lt.out.TID == gilTID && gilTID != 0 && lt.out.WaitsFor.Kind != WaitNone {
 			lt.out.Native = cFunctions(nv.name(gilNative), p.py.Version.Major)
 		}
-		rep.Threads = append(rep.Threads, lt.out)
-	}
-	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
-	rep.Cycles = waitCycles(rep.Threads)
-	rep.Verdict = lockVerdict(rep)
+	})
 	return rep, nil
 }
 
@@ -231,7 +213,7 @@ type lockSnap struct {
 	threads []cpython.Thread
 	frames  [][]cpython.Frame
 	gil     [2]uint64
-	kernel  map[int]taskView
+	kernel  map[int]target.Thread // by our thread id
 	toHost  map[int]int
 }
 
@@ -279,8 +261,8 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 		lw.qualify(lt)
 	}
 	for _, lt := range ts {
-		if tv := snap.kernel[lt.out.TID]; tv.held != nil {
-			lw.waitFor(lt, tv.held.Syscall, tv.held.Args, snap.gil)
+		if st := snap.kernel[lt.out.TID].State; st.Frozen {
+			lw.waitFor(lt, st.Syscall, st.Args, snap.gil)
 		} else {
 			lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
 		}
@@ -358,10 +340,10 @@ func (w WaitFor) Line() string {
 	return s
 }
 
-func nameUnnamedLocks(ts []*lockThread, kernel map[int]taskView) {
+func nameUnnamedLocks(ts []*lockThread, kernel map[int]target.Thread) {
 	for _, lt := range ts {
 		if lt.out.Name == "" && lt.out.TID != 0 {
-			lt.out.Name = kernel[lt.out.TID].comm
+			lt.out.Name = kernel[lt.out.TID].Name
 		}
 	}
 }

@@ -1,17 +1,16 @@
 package pyglass
 
 import (
-	"encoding/binary"
+	"debug/elf"
 	"fmt"
 	"io"
 	pathpkg "path"
-	"runtime"
 	"strings"
 
 	"github.com/pyglass/pyglass/internal/elfsym"
-	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/unwind"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
 )
 
 // nativeMapping is one mapping of a file (or of the vDSO), from
@@ -154,43 +153,59 @@ func (v *nativeView) debugFrame(path string) *unwind.DebugFrame {
 	return df
 }
 
-// liveNativeView is the native view of a live process, its files opened
-// as the target sees them (procfs.OpenMapping).
-func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
-	pr := procfs.New(p.pid)
-	maps, err := pr.Maps()
+// nativeViewOf is the native view of t: the modules of its mappings
+// (their headers read from its memory), its files opened as t opens them
+// (a live process's as it sees them, a core's under the sysroot with
+// their build-ids checked), separate debug files looked for in its
+// filesystem. py and exe name (as the target sees them) the interpreter
+// and the main program, whose frames are the interpreter's.
+func nativeViewOf(t target.Target, py, exe string) (*nativeView, error) {
+	maps, err := t.Mappings()
 	if err != nil {
 		return nil, err
 	}
-	var nm []nativeMapping
-	byPath := map[string]procfs.Mapping{}
+	arch := unwind.AMD64
+	if t.Machine() == elf.EM_AARCH64 {
+		arch = unwind.ARM64
+	}
+	nm := make([]nativeMapping, 0, len(maps))
+	names := map[string]string{}
 	for _, m := range maps {
-		if m.IsFile() || m.Path == vdsoPath {
-			nm = append(nm, nativeMapping{Start: m.Start, End: m.End, Offset: m.Offset, Exec: m.Perms.Exec, Path: m.Path})
-			if _, ok := byPath[m.Path]; !ok {
-				byPath[m.Path] = m
-			}
+		nm = append(nm, nativeMapping{Start: m.Start, End: m.End, Offset: m.Offset, Exec: m.Exec, Path: m.Path})
+		names[m.Path] = m.TargetPath
+	}
+	v := newNativeView(t.Memory(), arch, nm, t.OpenFile)
+	v.openDebug = t.OpenPath
+	v.targetPath = func(path string) string {
+		if tp, ok := names[path]; ok {
+			return tp
+		}
+		return path
+	}
+	for path, tp := range names {
+		// Maps name a chrooted target's files with its root's prefix.
+		if tp == py || (tp == exe && tp != "") {
+			v.interp[path] = true
 		}
 	}
-	open := func(path string) (io.ReaderAt, error) {
-		m, ok := byPath[path]
-		if !ok {
-			return nil, fmt.Errorf("%s is not mapped", path)
-		}
-		f, _, err := pr.OpenMapping(m)
-		if err != nil {
-			return nil, err
-		}
-		return f, nil
+	return v, nil
+}
+
+// liveNativeView is the native view of a live process, with the
+// .debug_frame of its files read now, before the pause: that of a file
+// that has one, or that has no .eh_frame_hdr (then its debug file's);
+// only a file with .eh_frame_hdr but no .debug_frame of its own has its
+// debug file looked for during the pause, when a pc .eh_frame does not
+// cover needs it.
+func (p *Process) liveNativeView(t target.Target) (*nativeView, error) {
+	exe := ""
+	if p.proc != nil {
+		exe = p.proc.Exe
 	}
-	v := newNativeView(r, hostArch(), nm, open)
-	v.openDebug = func(path string) (io.ReaderAt, error) { return pr.OpenFile(path) }
-	v.targetPath = pr.TargetPath
-	// The .debug_frame of a file that has one, or that has no
-	// .eh_frame_hdr (then its debug file's), is read now, not during the
-	// pause; only a file with .eh_frame_hdr but no .debug_frame of its
-	// own has its debug file looked for during the pause, when a pc
-	// .eh_frame does not cover needs it.
+	v, err := nativeViewOf(t, p.py.Path, exe)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range v.mods {
 		if m.DebugFrame == nil {
 			continue
@@ -199,21 +214,7 @@ func (p *Process) liveNativeView(r memory.Reader) (*nativeView, error) {
 			m.DebugFrame()
 		}
 	}
-	for path := range byPath {
-		// Maps name a chrooted target's files with its root's prefix.
-		if tp := pr.TargetPath(path); tp == p.py.Path || (p.proc != nil && tp == p.proc.Exe && tp != "") {
-			v.interp[path] = true
-		}
-	}
 	return v, nil
-}
-
-// hostArch is the architecture of a live target (that of pyglass).
-func hostArch() unwind.Arch {
-	if runtime.GOARCH == "arm64" {
-		return unwind.ARM64
-	}
-	return unwind.AMD64
 }
 
 // close closes the files opened to name functions.
@@ -228,15 +229,6 @@ func (v *nativeView) close() {
 	}
 }
 
-// regsFromBytes decodes general registers laid out as in NT_PRSTATUS.
-func regsFromBytes(arch unwind.Arch, b []byte) (unwind.Regs, error) {
-	words := make([]uint64, len(b)/8)
-	for i := range words {
-		words[i] = binary.LittleEndian.Uint64(b[8*i:])
-	}
-	return unwind.FromPrstatus(arch, words)
-}
-
 // nativeStack is a thread's unwound stack, innermost first, before names.
 type nativeStack struct {
 	frames []unwind.Frame
@@ -244,9 +236,14 @@ type nativeStack struct {
 	err    error
 }
 
-// unwindThread walks one thread's native stack over r (while the thread
-// is paused, or from a core).
-func (v *nativeView) unwindThread(r memory.Reader, regs unwind.Regs) nativeStack {
+// unwindThread walks over r (while the thread is paused, or from a
+// core) the native stack of a thread whose general registers are words
+// (laid out as in NT_PRSTATUS).
+func (v *nativeView) unwindThread(r memory.Reader, words []uint64) nativeStack {
+	regs, err := unwind.FromPrstatus(v.arch, words)
+	if err != nil {
+		return nativeStack{err: err}
+	}
 	if v.u == nil || v.ur != r {
 		v.u, v.ur = unwind.New(r, v.arch, v.mods), r
 	}
@@ -508,21 +505,22 @@ func mergeNative(py []Frame, nat []Frame, major int) (merged, apart []Frame, not
 	return merged, nil, ""
 }
 
-// unwindHeld unwinds, over r, the native stack of every thread of dump
-// whose registers raw holds (by task id).
-func (v *nativeView) unwindHeld(r memory.Reader, raw map[int][]byte, dump *StackDump) map[int]nativeStack {
+// unwindAll unwinds, over r, the native stack of every thread of dump
+// whose registers t knows (a live process's while it is held).
+func (v *nativeView) unwindAll(r memory.Reader, t target.Target, dump *StackDump) map[int]nativeStack {
 	out := map[int]nativeStack{}
-	for _, t := range dump.Threads {
-		b, ok := raw[t.TID]
-		if t.TID == 0 || !ok {
+	for _, th := range dump.Threads {
+		if th.TID == 0 {
 			continue
 		}
-		regs, err := regsFromBytes(v.arch, b)
-		if err != nil {
-			out[t.TID] = nativeStack{err: err}
+		if _, done := out[th.TID]; done {
 			continue
 		}
-		out[t.TID] = v.unwindThread(r, regs)
+		words, ok := t.Registers(th.TID)
+		if !ok {
+			continue
+		}
+		out[th.TID] = v.unwindThread(r, words)
 	}
 	return out
 }

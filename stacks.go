@@ -18,6 +18,7 @@ import (
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/rootfs"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
 	"github.com/pyglass/pyglass/target/live"
 )
 
@@ -104,120 +105,44 @@ func (p *Process) layoutFor(r memory.Reader, img cpython.Image) (*layout.Layout,
 
 func (m *memoryView) close() { m.proc.Close() }
 
-// taskView is the kernel's view of one thread: its state and name from
-// /proc, and (read without pausing) its system call; paused, held says
-// what its registers say.
-type taskView struct {
-	state   byte
-	comm    string
-	syscall *procfs.Syscall
-	held    *ptrace.Held
-}
-
-// maxTaskViews bounds how many threads kernelView looks at.
-const maxTaskViews = 4096
-
-// kernelView reads the target's thread list from /proc, with each
-// thread's state, name and (when withSyscall) system call, keyed by our
-// thread ids, and maps the ids as the target sees them to ours. It is the
-// cheap part of pyproc.Inspect that Stacks needs fresh: the interpreter
-// found by Attach stays valid as long as the process is the same one
-// (same start time); when it is not, the process is inspected again.
-func (p *Process) kernelView(withSyscall bool) (views map[int]taskView, toHost map[int]int, nsTIDs []int, err error) {
-	pr := procfs.New(p.pid)
-	st, err := pr.Stat()
+// current checks that the process is still the one Attach inspected:
+// the interpreter found then stays valid as long as the process is the
+// same one (same start time); when it is not, the process is inspected
+// again. A zombie is ErrNotPython.
+func (p *Process) current() error {
+	st, err := procfs.New(p.pid).Stat()
 	if err != nil || procfs.IsZombie(st.State) || st.StartTime != p.proc.StartTime {
 		p.refresh()
 		if p.proc.Zombie {
-			return nil, nil, nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+			return errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 		}
 	}
-	views, toHost = map[int]taskView{}, map[int]int{}
-	tids, terr := pr.TaskIDs()
-	if terr != nil {
+	return nil
+}
+
+// snapshot is the target as a target.Target: its threads as /proc lists
+// them now (with, when withSyscall, the system call each is blocked in),
+// its memory read through mem (nil when not needed).
+func (p *Process) snapshot(mem memory.Reader, withSyscall bool) *live.Snapshot {
+	s, err := live.NewSnapshot(p.pid, mem, p.proc.NSPID != p.proc.PID, withSyscall)
+	if err != nil {
 		// Gone, or /proc unreadable: use what Attach saw.
+		ths := make([]target.Thread, 0, len(p.proc.Threads))
 		for _, t := range p.proc.Threads {
-			toHost[t.NSTID] = t.TID
-			nsTIDs = append(nsTIDs, t.NSTID)
-			views[t.TID] = taskView{comm: t.Comm}
+			ths = append(ths, target.Thread{TID: t.TID, NSTID: t.NSTID, Name: t.Comm})
 		}
-		return views, toHost, nsTIDs, nil
+		s = live.SnapshotOf(p.pid, mem, ths)
 	}
-	for i, tid := range tids {
-		if i >= maxTaskViews {
-			break
-		}
-		ns := p.addTask(pr, tid, views, withSyscall)
-		toHost[ns] = tid
-		nsTIDs = append(nsTIDs, ns)
-	}
-	return views, toHost, nsTIDs, nil
+	return s
 }
 
-// addTask reads the kernel's view of thread tid into views and returns
-// its id as the target sees it.
-func (p *Process) addTask(pr procfs.Proc, tid int, views map[int]taskView, withSyscall bool) (nsTID int) {
-	var tv taskView
-	if st, err := pr.TaskStat(tid); err == nil {
-		tv.state, tv.comm = st.State, st.Comm
+// kernelView is the threads of snapshot(nil, withSyscall), indexed.
+func (p *Process) kernelView(withSyscall bool) (views map[int]target.Thread, toHost map[int]int, nsTIDs []int, err error) {
+	if err := p.current(); err != nil {
+		return nil, nil, nil, err
 	}
-	if withSyscall {
-		if sc, err := pr.TaskSyscall(tid); err == nil {
-			tv.syscall = sc
-		}
-	}
-	views[tid] = tv
-	if p.proc.NSPID != p.proc.PID {
-		if st, err := pr.TaskStatus(tid); err == nil {
-			return st.InnerPID()
-		}
-	}
-	return tid
-}
-
-// heldView completes the kernel's view with what a freeze saw: the
-// threads are exactly the held ones (one that started after /proc was
-// read is added, one that ended is dropped) and each gets its registers'
-// view, so the state shown is the one the frames were read in. taskOf
-// maps a thread_id (pthread_t) to the task whose thread pointer it is.
-func (p *Process) heldView(f *ptrace.Frozen, views map[int]taskView, toHost map[int]int) (nsTIDs []int, taskOf func(uint64) (int, bool)) {
-	held := f.Inspect()
-	toNS := make(map[int]int, len(toHost))
-	for ns, h := range toHost {
-		toNS[h] = ns
-	}
-	pr := procfs.New(p.pid)
-	type tp struct {
-		addr uint64
-		ns   int
-	}
-	var tps []tp
-	for _, tid := range f.Tids {
-		ns, ok := toNS[tid]
-		if !ok {
-			ns = p.addTask(pr, tid, views, false)
-			toHost[ns] = tid
-		}
-		nsTIDs = append(nsTIDs, ns)
-		if h, ok := held[tid]; ok {
-			tv := views[tid]
-			tv.held = &h
-			views[tid] = tv
-			if h.TP != 0 {
-				tps = append(tps, tp{h.TP, ns})
-			}
-		}
-	}
-	taskOf = func(id uint64) (int, bool) {
-		best, bestDist := 0, ^uint64(0)
-		for _, t := range tps {
-			if d, ok := ptrace.PthreadDistance(t.addr, id); ok && d < bestDist {
-				best, bestDist = t.ns, d
-			}
-		}
-		return best, best != 0
-	}
-	return nsTIDs, taskOf
+	ix := indexThreads(p.snapshot(nil, withSyscall))
+	return ix.byTID, ix.toHost, ix.nsTIDs, nil
 }
 
 // Stacks reads every Python thread's stack from the target's memory,
@@ -230,8 +155,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 	if p.proc.Zombie {
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
-	kernel, toHost, nsTIDs, err := p.kernelView(opt.NonBlocking)
-	if err != nil {
+	if err := p.current(); err != nil {
 		return nil, err
 	}
 	m, err := p.openMemory()
@@ -239,17 +163,17 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		return nil, err
 	}
 	defer m.close()
-
-	var nv *nativeView
+	snap := p.snapshot(m.r, opt.NonBlocking)
+	sr := &stackRead{tgt: snap, m: m, opt: opt, what: fmt.Sprintf("process %d", p.pid), gone: p.goneOr, retry: opt.NonBlocking, later: !opt.NonBlocking,
+		dump: &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}}
 	if opt.Native && !opt.NonBlocking {
 		// The modules are listed before the pause, to keep it short.
-		if nv, err = p.liveNativeView(m.r); err != nil {
+		if sr.nv, err = p.liveNativeView(snap); err != nil {
 			return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the mappings of process %d", p.pid), Err: err})
 		}
-		defer nv.close()
+		defer sr.nv.close()
 	}
 	var frozen *ptrace.Frozen
-	var taskOf func(uint64) (int, bool)
 	var pausedAt time.Time
 	if !opt.NonBlocking {
 		frozen, err = p.freeze()
@@ -258,107 +182,21 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 		}
 		defer frozen.Thaw()
 		pausedAt = time.Now()
-		nsTIDs, taskOf = p.heldView(frozen, kernel, toHost)
+		snap.Hold(frozen)
 	}
-	dump := &StackDump{PID: p.pid, Python: PythonRef{Version: p.py.Version.String(), Path: p.py.Path}}
-	// Every read goes through a page cache: one system call per page
-	// touched instead of one per field, which keeps the pause short.
-	rd := newPageCache(m.r)
-	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
-	// Read without pausing, the thread list may be changing under us
-	// (a thread starting or ending): look again, afresh.
-	for try := 0; err != nil && opt.NonBlocking && try < tornRetries; try++ {
-		time.Sleep(time.Millisecond)
-		rd = newPageCache(m.r)
-		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
+	if err := sr.read(ctx); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, p.goneOr(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: cannot find the Python interpreter in memory", p.pid), Err: err})
-	}
-	// The list starts with the newest interpreter; number them from the
-	// main one (0), as the target does.
-	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
-		interps[a], interps[b] = interps[b], interps[a]
-	}
-	// Threads read paused without names, to name once the process runs:
-	// their Python idents, by index in dump.Threads, and interpreters.
-	idents := []uint64{}
-	unnamed := map[int]uint64{}
-	var waits []lockSnap // per interpreter, for the waiting lines
-	for i, interp := range interps {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if testHookWalk != nil {
-			testHookWalk()
-		}
-		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, TaskOf: taskOf})
-		// Without pausing, the list may be changing under the read.
-		for try := 0; opt.NonBlocking && err != nil && len(threads) == 0 && try < tornRetries; try++ {
-			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
-			rd = newPageCache(m.r)
-			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs})
-		}
-		if frozen != nil && noNames(threads) {
-			unnamed[i] = interp
-		}
-		if err != nil && len(threads) == 0 {
-			dump.Threads = append(dump.Threads, ThreadStack{Interpreter: i, Error: err.Error(), Frames: []Frame{}})
-			idents = append(idents, 0)
-			continue
-		}
-		gilRange := gilFutexRange(rd, m, interp)
-		if frozen != nil {
-			waits = append(waits, lockSnap{interp: i, threads: threads, gil: gilRange, kernel: kernel, toHost: toHost})
-		}
-		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
-		for _, t := range threads {
-			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
-			if h, ok := toHost[t.NativeID]; ok && t.NativeID != 0 {
-				ts.TID = h // else 0: unknown, never an id that is not a task
-			}
-			if t.Gone {
-				// Its frames point into a stack that may now be another
-				// thread's: not read.
-				ts.State = "gone"
-				ts.Error = "no such thread in this process: a state left by a fork without Python's after-fork code (uwsgi without py-call-osafterfork)"
-				idents = addThread(dump, byTID, idents, ts, t.ThreadID)
-				continue
-			}
-			ts.Frames, ts.Error = readStack(rd, m, t, opt)
-			// Without pausing, a thread that may run Python (it holds
-			// the GIL or is on a CPU) may have changed its frames under
-			// the read: read it again until two reads agree. The others
-			// cannot change them (they wait for the GIL or sleep).
-			if opt.NonBlocking && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || kernel[ts.TID].state == 'R') {
-				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
-			}
-			ts.State = threadState(kernel[ts.TID], ts.HoldsGIL, gilRange)
-			idents = addThread(dump, byTID, idents, ts, t.ThreadID)
-		}
-	}
-	var native map[int]nativeStack
-	if nv != nil {
-		if opt.NativeAll {
-			addOtherThreads(dump, frozen.Tids, func(tid int) (string, string) {
-				return kernel[tid].comm, threadState(kernel[tid], false, [2]uint64{})
-			})
-		}
-		native = nv.unwindHeld(rd, frozen.RawRegs(), dump)
-	}
+	dump := sr.dump
 	if frozen != nil {
 		frozen.Thaw()
 		if testHookPaused != nil {
 			testHookPaused(time.Since(pausedAt))
 		}
-		p.addWaits(rd, m, dump, waits)
-		p.nameLater(m, dump, idents, unnamed)
+		p.addWaits(sr.rd, m, dump, sr.waits)
+		p.nameLater(m, dump, sr.idents, sr.unnamed)
 	}
-	if opt.Native {
-		addNative(dump, nv, native, p.py.Version.Major, opt.NativeAll)
-	}
-	nameUnnamed(dump, kernel)
-	sortThreads(dump)
+	sr.finish()
 	addSource(p.pid, dump)
 	return dump, nil
 }
@@ -409,7 +247,7 @@ const (
 // never imported it, gevent's main thread, a thread started by C code):
 // pyglass's own agent thread as such, the others by the kernel's name for
 // the thread (its comm), when the thread is known.
-func nameUnnamed(dump *StackDump, kernel map[int]taskView) {
+func nameUnnamed(dump *StackDump, kernel map[int]target.Thread) {
 	for i := range dump.Threads {
 		t := &dump.Threads[i]
 		for _, f := range t.Frames {
@@ -418,7 +256,7 @@ func nameUnnamed(dump *StackDump, kernel map[int]taskView) {
 			}
 		}
 		if t.Name == "" && t.TID != 0 {
-			t.Name = kernel[t.TID].comm
+			t.Name = kernel[t.TID].Name
 		}
 	}
 }
@@ -633,33 +471,6 @@ func (p *Process) ptraceError(err error) error {
 			Hint: rootHint("use --nonblocking to read without pausing")}
 	}
 	return err
-}
-
-// threadState describes a thread from the kernel's view: paused, from
-// its registers (the state the frames were read in); else from /proc.
-func threadState(tv taskView, holdsGIL bool, gil [2]uint64) string {
-	if h := tv.held; h != nil {
-		switch {
-		case h.Stopped:
-			return "stopped"
-		case h.Syscall < 0:
-			return "running"
-		}
-		return syscallState(h.Syscall, h.Args[0], holdsGIL, gil)
-	}
-	switch tv.state {
-	case 'R':
-		return "running"
-	case 'T', 't':
-		return "stopped"
-	case 0:
-		return "unknown"
-	}
-	sc := tv.syscall
-	if sc == nil || !sc.InSyscall {
-		return "sleeping"
-	}
-	return syscallState(sc.Nr, sc.Args[0], holdsGIL, gil)
 }
 
 // syscallState describes a thread blocked in system call nr whose first

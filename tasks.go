@@ -106,9 +106,8 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
 	v := p.py.Version
-	if v.Major != 3 || v.Minor < 7 || v.Minor > 15 {
-		return nil, errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.15",
-			"process %d: Python %s: reading its asyncio tasks is not supported", p.pid, v)
+	if err := tasksSupported(v, fmt.Sprintf("process %d", p.pid)); err != nil {
+		return nil, err
 	}
 	var dbg *cpython.AsyncioDebug
 	if v.Minor >= 14 {
@@ -118,8 +117,7 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 			return nil, err
 		}
 	}
-	_, toHost, nsTIDs, err := p.kernelView(false)
-	if err != nil {
+	if err := p.current(); err != nil {
 		return nil, err
 	}
 	m, err := p.openMemory()
@@ -127,22 +125,20 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 		return nil, err
 	}
 	defer m.close()
-	dump := &TaskDump{PID: p.pid, Python: PythonRef{Version: v.String(), Path: p.py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
-	var all []cpython.AsyncTask
-	var which []int
-	var interps []uint64
-	read := func(rd memory.Reader) (err error) {
-		all, which, interps, err = readAsyncTasks(ctx, rd, m, dbg, p.pid, p.goneOr)
-		return err
-	}
-	// The target's monotonic clock (its loops' time) when the snapshot
-	// is taken: read once, moved on by ours.
-	mono, monoErr := procfs.New(p.pid).Monotonic()
-	monoAt := time.Now()
-	snapAt := monoAt
-	if opt.NonBlocking {
-		err = read(newPageCache(m.r))
-	} else {
+	var paused time.Duration
+	dump, err := tasksOn(ctx, p.snapshot(m.r, false), m, p.py, dbg, opt, p.goneOr, func(read func(memory.Reader) error) (func() float64, error) {
+		// The target's monotonic clock (its loops' time) when the
+		// snapshot is taken: read once, moved on by ours.
+		mono, monoErr := procfs.New(p.pid).Monotonic()
+		monoAt := time.Now()
+		snapAt := monoAt
+		var now func() float64
+		if monoErr == nil {
+			now = func() float64 { return (mono + snapAt.Sub(monoAt)).Seconds() }
+		}
+		if opt.NonBlocking {
+			return now, read(newPageCache(m.r))
+		}
 		freeze := func() (func(), error) {
 			f, err := p.freeze()
 			if err != nil {
@@ -159,26 +155,14 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 				f.Thaw()
 			}, nil
 		}
-		dump.Paused, err = pausedRead(m.r, freeze, read)
-	}
+		var err error
+		paused, err = pausedRead(m.r, freeze, read)
+		return now, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	tidOf := map[uint64]int{} // thread state → thread id, as in StackDump
-	for _, interp := range interps {
-		th, _ := cpython.Threads(m.r, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: nsTIDs, SkipNames: true})
-		for _, t := range th {
-			tidOf[t.Addr] = t.NativeID
-			if h, ok := toHost[t.NativeID]; ok {
-				tidOf[t.Addr] = h
-			}
-		}
-	}
-	var now func() float64
-	if monoErr == nil {
-		now = func() float64 { return (mono + snapAt.Sub(monoAt)).Seconds() }
-	}
-	fillTaskDump(dump, all, which, tidOf, opt.All, now)
+	dump.Paused = paused
 	return dump, nil
 }
 

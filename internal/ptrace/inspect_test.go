@@ -2,9 +2,11 @@ package ptrace
 
 import (
 	"bufio"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/target"
 )
 
 // TestInspect: a held thread blocked in read(fd) is reported in that
@@ -81,10 +84,14 @@ os.read(r, 1)
 		if s.Syscall != -1 || s.Stopped {
 			t.Errorf("spinning thread %+v, want running", s)
 		}
-		if _, ok := PthreadDistance(m.TP, mainIdent); !ok {
+		machine := elf.EM_X86_64
+		if runtime.GOARCH == "arm64" {
+			machine = elf.EM_AARCH64
+		}
+		if _, ok := target.PthreadDistance(machine, m.TP, mainIdent); !ok {
 			t.Errorf("main thread's pointer %#x is not its pthread_t %#x", m.TP, mainIdent)
 		}
-		if _, ok := PthreadDistance(s.TP, spinIdent); !ok {
+		if _, ok := target.PthreadDistance(machine, s.TP, spinIdent); !ok {
 			t.Errorf("spinning thread's pointer %#x is not its pthread_t %#x", s.TP, spinIdent)
 		}
 	}

@@ -34,13 +34,6 @@ func inspect(tid int) (Held, error) {
 	return h, nil
 }
 
-// PthreadDistance says whether tp, a thread pointer from Held, is the
-// thread whose pthread_t is pthread: on amd64 (glibc and musl) fs_base is
-// the address of the thread's struct pthread itself.
-func PthreadDistance(tp, pthread uint64) (uint64, bool) {
-	return 0, tp == pthread
-}
-
 // EINTRSyscalls are the system calls that fail with EINTR when a ptrace
 // stop interrupts them, even with no signal handler (signal(7): epoll,
 // sigtimedwait, io_getevents...), where the others restart.

@@ -49,21 +49,6 @@ func inspect(tid int) (Held, error) {
 	return h, nil
 }
 
-// maxPthreadSize bounds the size of the C library's struct pthread.
-const maxPthreadSize = 8192
-
-// PthreadDistance says whether tp, a thread pointer from Held, may be the
-// thread whose pthread_t is pthread, and how far apart they are: on arm64
-// tpidr_el0 points just past the thread's struct pthread (glibc:
-// THREAD_SELF is the thread pointer minus sizeof(struct pthread); musl
-// keeps a small gap), so the nearest thread pointer above pthread is it.
-func PthreadDistance(tp, pthread uint64) (uint64, bool) {
-	if tp <= pthread || tp-pthread > maxPthreadSize {
-		return 0, false
-	}
-	return tp - pthread, true
-}
-
 // EINTRSyscalls are the system calls that fail with EINTR when a ptrace
 // stop interrupts them, even with no signal handler (signal(7)).
 var EINTRSyscalls = map[int]string{137: "rt_sigtimedwait", 133: "rt_sigsuspend", 4: "io_getevents",

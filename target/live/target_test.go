@@ -1,0 +1,111 @@
+package live
+
+import (
+	"debug/elf"
+	"io"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
+)
+
+// TestSnapshot: a real process (sleep) as a target.Target, from /proc
+// without pausing, then held by a freeze: its thread, blocked in a
+// system call both ways, its thread pointer and registers while held,
+// its mappings, the program's file opened as it maps it, its auxv.
+func TestSnapshot(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sleep:", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	// Wait until it sleeps (it execs, then blocks in its system call).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		sc, err := procfs.New(pid).TaskSyscall(pid)
+		if exe, _ := procfs.New(pid).Exe(); err == nil && sc.InSyscall && exe != "" && exe != mustExe(t) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sleep never blocked in a system call")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mem, err := Open(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	s, err := NewSnapshot(pid, mem, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := s.Threads()
+	if len(th) != 1 || th[0].TID != pid || th[0].NSTID != pid || th[0].Name != "sleep" {
+		t.Fatalf("threads %+v", th)
+	}
+	if st := th[0].State; st.Kind != target.InSyscall || st.Frozen || st.Syscall <= 0 {
+		t.Errorf("state from /proc %+v, want blocked in a system call, not frozen", st)
+	}
+	if _, ok := s.Registers(pid); ok {
+		t.Error("registers of a thread that is not held")
+	}
+	f, err := ptrace.Freeze(pid)
+	if err != nil {
+		t.Skip("cannot trace:", err)
+	}
+	s.Hold(f)
+	th = s.Threads()
+	if len(th) != 1 || th[0].Name != "sleep" || th[0].TP == 0 {
+		t.Errorf("held threads %+v", th)
+	}
+	if st := th[0].State; st.Kind != target.InSyscall || !st.Frozen || st.Syscall <= 0 {
+		t.Errorf("held state %+v, want blocked in a system call, frozen", st)
+	}
+	regs, ok := s.Registers(pid)
+	f.Thaw()
+	if !ok || len(regs) < 27 {
+		t.Errorf("registers %x, %v", regs, ok)
+	}
+	maps, err := s.Mappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := procfs.New(pid).Exe()
+	if _, ok := target.LoadBase(maps, exe); !ok {
+		t.Fatalf("no mapping of %s at offset 0 in %+v", exe, maps)
+	}
+	ra, err := s.OpenFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.(io.Closer).Close()
+	if _, err := elf.NewFile(ra); err != nil {
+		t.Errorf("the program as mapped: %v", err)
+	}
+	if _, err := s.OpenFile("/not/mapped"); err == nil {
+		t.Error("opened a file that is not mapped")
+	}
+	aux := s.Auxv()
+	const atEntry = 9
+	if aux[atEntry] == 0 {
+		t.Errorf("auxv %v has no AT_ENTRY", aux)
+	}
+	// The entry point is in the program's code: readable.
+	if _, err := memory.U8(s.Memory(), aux[atEntry]); err != nil {
+		t.Errorf("reading the entry point: %v", err)
+	}
+}
+
+func mustExe(t *testing.T) string {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}

@@ -1,0 +1,285 @@
+package pyglass
+
+// The reads of a target.Target that Process and Core share: a live
+// process (target/live's Snapshot, paused or not) and a core file
+// (target/core) go through the same code, which touches no kernel
+// interface (TestArchitectureTargetRead): what only a live process has
+// (the pause, /proc) stays in its wrappers.
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/pyproc"
+	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
+)
+
+// threadIndex is a target's threads, by our thread id (TID; for a core,
+// the dumped one), with the map from the ids the target sees (NSTID, what
+// CPython's native_thread_id holds) to ours, and those ids in the
+// kernel's order.
+type threadIndex struct {
+	byTID  map[int]target.Thread
+	toHost map[int]int
+	nsTIDs []int
+	tids   []int // our ids, in the same order
+}
+
+// indexThreads indexes t's threads. A core of another machine than this
+// one has its threads' states dropped: the system call numbers are named
+// by this machine's table.
+func indexThreads(t target.Target) threadIndex {
+	ths := t.Threads()
+	ix := threadIndex{byTID: make(map[int]target.Thread, len(ths)), toHost: make(map[int]int, len(ths)), nsTIDs: make([]int, 0, len(ths))}
+	native := t.Machine() == target.HostMachine()
+	for _, th := range ths {
+		if !native {
+			th.State = target.State{}
+		}
+		ix.byTID[th.TID] = th
+		ix.toHost[th.NSTID] = th.TID
+		ix.nsTIDs = append(ix.nsTIDs, th.NSTID)
+		ix.tids = append(ix.tids, th.TID)
+	}
+	return ix
+}
+
+// stackRead is one read of the Python stacks of a target, live (paused
+// or not) or a core: Process.Stacks and Core.Stacks are this read with
+// what only a live process has around it (the pause, the names and waits
+// read after it, the source lines).
+type stackRead struct {
+	tgt  target.Target
+	m    *memoryView
+	opt  StackOptions
+	what string            // names the target in errors: "process 42", "core of process 42"
+	gone func(error) error // a live process that exited meanwhile: ErrNoProcess
+	// retry: read without pausing, so a torn read is read again;
+	// later: paused, so the thread names that could not be read and the
+	// waits are read after the thaw (unnamed, waits).
+	retry, later bool
+	nv           *nativeView // the modules, when native frames are asked for (opt.Native)
+
+	dump    *StackDump
+	rd      *pageCache // the cache that read the (paused) snapshot
+	threads threadIndex
+	idents  []uint64       // the Python thread idents of dump.Threads (same order)
+	unnamed map[int]uint64 // interpreters (index → address) whose names could not be read
+	waits   []lockSnap     // per interpreter, for the waiting lines
+	native  map[int]nativeStack
+}
+
+// read reads the interpreters, their threads and frames, and, when
+// asked, the threads' native stacks (live: while the threads are held).
+func (s *stackRead) read(ctx context.Context) error {
+	m, opt, dump := s.m, s.opt, s.dump
+	ix := indexThreads(s.tgt)
+	s.threads = ix
+	taskOf := target.TaskOf(s.tgt.Machine(), s.tgt.Threads())
+	// Every read goes through a page cache: one system call per page
+	// touched instead of one per field, which keeps the pause short.
+	rd := newPageCache(m.r)
+	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
+	// Read without pausing, the thread list may be changing under us
+	// (a thread starting or ending): look again, afresh.
+	for try := 0; err != nil && s.retry && try < tornRetries; try++ {
+		time.Sleep(time.Millisecond)
+		rd = newPageCache(m.r)
+		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
+	}
+	if err != nil {
+		return s.gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", s.what), Err: err})
+	}
+	// The list starts with the newest interpreter; number them from the
+	// main one (0), as the target does.
+	for a, b := 0, len(interps)-1; a < b; a, b = a+1, b-1 {
+		interps[a], interps[b] = interps[b], interps[a]
+	}
+	// Threads read paused without names, to name once the process runs:
+	// their Python idents, by index in dump.Threads, and interpreters.
+	s.idents = []uint64{}
+	s.unnamed = map[int]uint64{}
+	for i, interp := range interps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if testHookWalk != nil {
+			testHookWalk()
+		}
+		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf})
+		// Without pausing, the list may be changing under the read.
+		for try := 0; s.retry && err != nil && len(threads) == 0 && try < tornRetries; try++ {
+			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
+			rd = newPageCache(m.r)
+			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf})
+		}
+		if s.later && noNames(threads) {
+			s.unnamed[i] = interp
+		}
+		if err != nil && len(threads) == 0 {
+			dump.Threads = append(dump.Threads, ThreadStack{Interpreter: i, Error: err.Error(), Frames: []Frame{}})
+			s.idents = append(s.idents, 0)
+			continue
+		}
+		gilRange := gilFutexRange(rd, m, interp)
+		if s.later {
+			s.waits = append(s.waits, lockSnap{interp: i, threads: threads, gil: gilRange, kernel: ix.byTID, toHost: ix.toHost})
+		}
+		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
+		for _, t := range threads {
+			ts := ThreadStack{Name: t.Name, Main: t.Main, HoldsGIL: t.HoldsGIL, Interpreter: i, Frames: []Frame{}}
+			if h, ok := ix.toHost[t.NativeID]; ok && t.NativeID != 0 {
+				ts.TID = h // else 0: unknown, never an id that is not a task
+			}
+			if t.Gone {
+				// Its frames point into a stack that may now be another
+				// thread's: not read.
+				ts.State = "gone"
+				ts.Error = "no such thread in this process: a state left by a fork without Python's after-fork code (uwsgi without py-call-osafterfork)"
+				s.idents = addThread(dump, byTID, s.idents, ts, t.ThreadID)
+				continue
+			}
+			ts.Frames, ts.Error = readStack(rd, m, t, opt)
+			// Without pausing, a thread that may run Python (it holds
+			// the GIL or is on a CPU) may have changed its frames under
+			// the read: read it again until two reads agree. The others
+			// cannot change them (they wait for the GIL or sleep).
+			if s.retry && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || ix.byTID[ts.TID].State.Kind == target.Running) {
+				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
+			}
+			ts.State = threadState(ix.byTID[ts.TID], ts.HoldsGIL, gilRange)
+			s.idents = addThread(dump, byTID, s.idents, ts, t.ThreadID)
+		}
+	}
+	s.rd = rd
+	if s.nv != nil {
+		if opt.NativeAll {
+			addOtherThreads(dump, ix.tids, func(tid int) (string, string) {
+				th := ix.byTID[tid]
+				return th.Name, threadState(th, false, [2]uint64{})
+			})
+		}
+		s.native = s.nv.unwindAll(rd, s.tgt, dump)
+	}
+	return nil
+}
+
+// finish completes the dump once the target runs again: the native
+// frames named and merged, the threads threading does not name named,
+// the threads in order.
+func (s *stackRead) finish() {
+	if s.opt.Native {
+		addNative(s.dump, s.nv, s.native, s.m.img.Major, s.opt.NativeAll)
+	}
+	nameUnnamed(s.dump, s.threads.byTID)
+	sortThreads(s.dump)
+}
+
+// threadState describes a thread from the kernel's view: paused (or in
+// a core), from its registers (the state the frames were read in); else
+// from /proc.
+func threadState(th target.Thread, holdsGIL bool, gil [2]uint64) string {
+	switch st := th.State; st.Kind {
+	case target.Running:
+		return "running"
+	case target.Stopped:
+		return "stopped"
+	case target.Sleeping:
+		return "sleeping"
+	case target.InSyscall:
+		return syscallState(st.Syscall, st.Args[0], holdsGIL, gil)
+	}
+	return "unknown"
+}
+
+// tasksSupported says whether pyglass reads the asyncio tasks of Python
+// v (3.7 to 3.15); what names the target.
+func tasksSupported(v pyproc.Version, what string) error {
+	if v.Major != 3 || v.Minor < 7 || v.Minor > 15 {
+		return errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.15",
+			"%s: Python %s: reading its asyncio tasks is not supported", what, v)
+	}
+	return nil
+}
+
+// tasksOn reads the asyncio tasks of tgt, for Process.Tasks and
+// Core.Tasks: the interpreters' registries and tasks (readAsyncTasks,
+// dbg the .AsyncioDebug section on 3.14+) through the reader snapshot
+// gives read (a live process's paused read, a core's memory), then the
+// thread each task runs on by the target's threads. snapshot returns
+// the loops' clock at the snapshot (nil when unknown: no time left is
+// given). gone turns an error into the process's exit when it is gone.
+func tasksOn(ctx context.Context, tgt target.Target, m *memoryView, py *pyproc.Python, dbg *cpython.AsyncioDebug, opt TaskOptions, gone func(error) error,
+	snapshot func(read func(memory.Reader) error) (now func() float64, err error)) (*TaskDump, error) {
+	dump := &TaskDump{PID: tgt.PID(), Python: PythonRef{Version: py.Version.String(), Path: py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
+	var all []cpython.AsyncTask
+	var which []int
+	var interps []uint64
+	now, err := snapshot(func(rd memory.Reader) (err error) {
+		all, which, interps, err = readAsyncTasks(ctx, rd, m, dbg, tgt.PID(), gone)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Thread state → thread id, as in StackDump (a thread state does
+	// not move: read after the snapshot).
+	ix := indexThreads(tgt)
+	taskOf := target.TaskOf(tgt.Machine(), tgt.Threads())
+	tidOf := map[uint64]int{}
+	for _, interp := range interps {
+		th, _ := cpython.Threads(m.r, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, SkipNames: true})
+		for _, t := range th {
+			tidOf[t.Addr] = t.NativeID
+			if h, ok := ix.toHost[t.NativeID]; ok {
+				tidOf[t.Addr] = h
+			}
+		}
+	}
+	fillTaskDump(dump, all, which, tidOf, opt.All, now)
+	return dump, nil
+}
+
+// readLockSnap reads, from tgt (a live process's while its threads are
+// held), the main interpreter's threads and their frames through a page
+// cache (rd, which keeps the pages read): the snapshot analyseLocks
+// works on, the threads mapped to tasks through tgt's. What the frames
+// refer to is decoded from rd afterwards. what names the target in
+// errors, gone turns an error into the process's exit when it is gone.
+func readLockSnap(tgt target.Target, m *memoryView, what string, gone func(error) error) (snap lockSnap, rd *pageCache, ix threadIndex, err error) {
+	ix = indexThreads(tgt)
+	rd = newPageCache(m.r)
+	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
+	if err == nil && len(interps) == 0 {
+		err = cpython.ErrNoInterpreter
+	}
+	if err != nil {
+		return snap, nil, ix, gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", what), Err: err})
+	}
+	interp := interps[len(interps)-1] // the list starts with the newest interpreter
+	snap = lockSnap{gil: gilFutexRange(rd, m, interp), kernel: ix.byTID, toHost: ix.toHost}
+	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads())})
+	snap.readFrames(rd, m)
+	return snap, rd, ix, nil
+}
+
+// newLockReport is the report of process pid's analysed threads ts, each
+// first completed by more (nil: nothing more), in thread id order, with
+// the wait-for cycles and the verdict.
+func newLockReport(pid int, ts []*lockThread, more func(*lockThread)) *LockReport {
+	rep := &LockReport{PID: pid, Threads: []LockThread{}, Cycles: [][]int{}}
+	for _, lt := range ts {
+		if more != nil {
+			more(lt)
+		}
+		rep.Threads = append(rep.Threads, lt.out)
+	}
+	sort.SliceStable(rep.Threads, func(i, j int) bool { return rep.Threads[i].TID < rep.Threads[j].TID })
+	rep.Cycles = waitCycles(rep.Threads)
+	rep.Verdict = lockVerdict(rep)
+	return rep
+}
