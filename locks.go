@@ -731,6 +731,14 @@ func refStrength(via string) int {
 	return 0
 }
 
+// countThreads is "1 thread waits" or "3 threads wait".
+func countThreads(n int, one, many string) string {
+	if n == 1 {
+		return "1 thread " + one
+	}
+	return fmt.Sprintf("%d threads %s", n, many)
+}
+
 // gilHolder makes the thread holding the GIL the holder of what the
 // threads waiting for it wait for.
 func (w *lockWalk) gilHolder() {
@@ -738,7 +746,9 @@ func (w *lockWalk) gilHolder() {
 		if !h.gil {
 			continue
 		}
-		h.out.WaitsFor.Evidence += "; holds the GIL"
+		if !strings.Contains(h.out.WaitsFor.Evidence, "holds the GIL") {
+			h.out.WaitsFor.Evidence += "; holds the GIL"
+		}
 		for _, lt := range w.threads {
 			if lt != h && lt.out.WaitsFor.Kind == WaitGIL {
 				lt.out.WaitsFor.HolderTID = h.out.TID
@@ -904,11 +914,11 @@ func lockVerdict(rep *LockReport) LockVerdict {
 		}
 		return LockVerdict{Kind: VerdictGIL, Summary: s}
 	case blocked > 0:
-		return LockVerdict{Kind: VerdictBlocked, Summary: fmt.Sprintf("no deadlock: %d threads wait for other threads", blocked)}
+		return LockVerdict{Kind: VerdictBlocked, Summary: fmt.Sprintf("no deadlock: %s for other threads", countThreads(blocked, "waits", "wait"))}
 	case unknown > 0:
-		return LockVerdict{Kind: VerdictUnknown, Summary: fmt.Sprintf("unknown: %d threads wait for a lock whose holder pyglass cannot tell", unknown)}
+		return LockVerdict{Kind: VerdictUnknown, Summary: fmt.Sprintf("unknown: %s for a lock whose holder pyglass cannot tell", countThreads(unknown, "waits", "wait"))}
 	case running > 0:
-		return LockVerdict{Kind: VerdictRunning, Summary: fmt.Sprintf("no deadlock: %d threads running, none waits for another thread", running)}
+		return LockVerdict{Kind: VerdictRunning, Summary: fmt.Sprintf("no deadlock: %s, none waits for another thread", countThreads(running, "running", "running"))}
 	}
 	return LockVerdict{Kind: VerdictIdle, Summary: "all threads idle: none waits for another thread"}
 }
