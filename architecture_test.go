@@ -95,8 +95,14 @@ func TestArchitecture(t *testing.T) {
 			}
 		}
 		for _, o := range own {
-			if o == "internal/testenv" && dir != "bench" && dir != "internal/testenv/cmd/coverage-summary" {
+			// Test helper packages (named ...test, imported by tests
+			// only: checked next) may use testenv.
+			helper := strings.HasSuffix(dir, "test")
+			if o == "internal/testenv" && dir != "bench" && dir != "internal/testenv/cmd/coverage-summary" && !helper {
 				t.Errorf("%s imports internal/testenv, which is for tests", name(dir))
+			}
+			if strings.HasSuffix(o, "test") && !helper && dir != "bench" {
+				t.Errorf("%s imports the test helper %s", name(dir), o)
 			}
 		}
 		if allowed, ok := pure[dir]; ok {
