@@ -129,7 +129,7 @@ func (p *Process) snapshot(mem memory.Reader, withSyscall bool) *live.Snapshot {
 		// Gone, or /proc unreadable: use what Attach saw.
 		ths := make([]target.Thread, 0, len(p.proc.Threads))
 		for _, t := range p.proc.Threads {
-			ths = append(ths, target.Thread{TID: t.TID, NSTID: t.NSTID, Name: t.Comm})
+			ths = append(ths, target.Thread{TID: t.TID, NSTID: t.NSTID, Name: t.Comm, State: target.State{Letter: t.State}})
 		}
 		s = live.SnapshotOf(p.pid, mem, ths)
 	}

@@ -48,6 +48,59 @@ func indexThreads(t target.Target) threadIndex {
 	return ix
 }
 
+// infoOn is what Info says of a target that a core answers as well as
+// a live process: its interpreter (py, which pyproc found in it) and its
+// threads (ids, kernel names and states), with their Python names from
+// names (by TID; nil: none). Process.Info adds what only a live process
+// has; Core.Info counts the threads.
+func infoOn(tgt target.Target, py *pyproc.Python, names map[int]string) (PythonInfo, []ThreadInfo) {
+	pi := PythonInfo{Version: py.Version.String(), Path: py.Path, Shared: py.Shared}
+	var out []ThreadInfo
+	for _, t := range tgt.Threads() {
+		ti := ThreadInfo{TID: t.TID, Comm: t.Name, State: kernelStateName(t.State), Name: names[t.TID]}
+		if t.NSTID != t.TID {
+			ti.NSTID = t.NSTID
+		}
+		out = append(out, ti)
+	}
+	return pi, out
+}
+
+// kernelStateName names a thread's kernel state as Info gives it: /proc's
+// letter when known, else what the view says (a core's threads).
+func kernelStateName(st target.State) string {
+	switch c := st.Letter; c {
+	case 0:
+	case 'R':
+		return "running"
+	case 'S':
+		return "sleeping"
+	case 'D':
+		return "disk sleep"
+	case 'T':
+		return "stopped"
+	case 't':
+		return "tracing stop"
+	case 'Z':
+		return "zombie"
+	case 'X', 'x':
+		return "dead"
+	case 'I':
+		return "idle"
+	default:
+		return string(c)
+	}
+	switch st.Kind {
+	case target.Running:
+		return "running"
+	case target.Sleeping, target.InSyscall:
+		return "sleeping"
+	case target.Stopped:
+		return "stopped"
+	}
+	return "unknown"
+}
+
 // stackRead is one read of the Python stacks of a target, live (paused
 // or not) or a core: Process.Stacks and Core.Stacks are this read with
 // what only a live process has around it (the pause, the names and waits

@@ -72,6 +72,7 @@ func (s *Snapshot) task(tid int, withSyscall bool) target.Thread {
 		sc, _ = s.pr.TaskSyscall(tid)
 	}
 	th.State = procState(state, sc)
+	th.State.Letter = state
 	if s.inNS {
 		if st, err := s.pr.TaskStatus(tid); err == nil {
 			th.NSTID = st.InnerPID()
