@@ -46,18 +46,26 @@ func TestInfoOnTarget(t *testing.T) {
 			t.Errorf("Python names: %+v", info.Threads)
 		}
 
-		path := filepath.Join(t.TempDir(), "core")
-		if _, err := p.Dump(path); err != nil {
-			t.Fatal(err)
-		}
-		c, err := OpenCore(path, CoreOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dumpCore(t, p)
 		ci := c.Info()
 		if ci.PID != tg.PID || ci.Threads != len(info.Threads) || c.Python().Version != info.Python.Version || c.Python().Shared != info.Python.Shared {
 			t.Errorf("core: %+v %+v, live: %+v", ci, c.Python(), info)
 		}
 	})
+}
+
+// dumpCore writes a core of p (Dump) and opens it; it is closed when the
+// test ends.
+func dumpCore(t *testing.T, p *Process) *Core {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "core")
+	if _, err := p.Dump(path); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCore(path, CoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
