@@ -2,14 +2,20 @@ package live
 
 import (
 	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/pyproc/pyproctest"
+	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target"
 )
@@ -108,4 +114,66 @@ func mustExe(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return exe
+}
+
+// TestSnapshotBuildIDs: a real Python process's mappings carry each
+// file's GNU build-id, read from the file as the target maps it; every
+// one is what debug/elf reads from the file's .note.gnu.build-id section
+// (the interpreter's and the C library's at least are known), and the
+// vDSO, which has no file, has none.
+func TestSnapshotBuildIDs(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := pyproctest.Start(t, in.Command("-c", pyproctest.Fixture))
+		s := SnapshotOf(tg.PID(), nil, nil)
+		maps, err := s.Mappings()
+		if err != nil {
+			t.Fatal(err)
+		}
+		known := 0
+		seen := map[string]bool{}
+		for _, m := range maps {
+			if seen[m.Path] {
+				continue
+			}
+			seen[m.Path] = true
+			if m.Path == vdsoPath {
+				if m.BuildID != "" {
+					t.Errorf("vDSO build-id %q", m.BuildID)
+				}
+				continue
+			}
+			want := elfBuildID(t, m.Path)
+			if m.BuildID != want {
+				t.Errorf("%s: build-id %q, debug/elf reads %q", m.Path, m.BuildID, want)
+			}
+			base := filepath.Base(m.TargetPath)
+			if m.BuildID != "" && (strings.HasPrefix(base, "libc.so") || strings.HasPrefix(base, "libc-") || strings.Contains(base, "python")) {
+				known++
+			}
+		}
+		if known < 2 {
+			t.Errorf("%d of the interpreter's and the C library's files have a build-id: %+v", known, maps)
+		}
+	})
+}
+
+// elfBuildID is the build-id of the ELF file at path as debug/elf reads
+// it from its .note.gnu.build-id section ("" when it has none).
+func elfBuildID(t *testing.T, path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "" // not ELF (a locale archive...)
+	}
+	defer f.Close()
+	sec := f.Section(".note.gnu.build-id")
+	if sec == nil {
+		return ""
+	}
+	b, err := sec.Data()
+	if err != nil || len(b) < 16 {
+		t.Fatalf("%s: .note.gnu.build-id: %v", path, err)
+	}
+	namesz, descsz := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+	start := 12 + (namesz+3)&^3
+	return hex.EncodeToString(b[start : start+descsz])
 }
