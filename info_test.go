@@ -22,9 +22,18 @@ func TestInfoOnTarget(t *testing.T) {
 		if err := syscall.Kill(tg.PID, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		testenv.WaitUntil(t, 5*time.Second, "the target stopped", func() bool {
-			st, err := procfs.New(tg.PID).Stat()
-			return err == nil && st.State == 'T'
+		// Every thread stops in its own time (a group stop).
+		testenv.WaitUntil(t, 5*time.Second, "every thread of the target stopped", func() bool {
+			tasks, err := procfs.New(tg.PID).Tasks()
+			if err != nil || len(tasks) == 0 {
+				return false
+			}
+			for _, ts := range tasks {
+				if ts.State != 'T' {
+					return false
+				}
+			}
+			return true
 		})
 		info := p.Info()
 		syscall.Kill(tg.PID, syscall.SIGCONT)
