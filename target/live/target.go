@@ -190,11 +190,15 @@ func (s *Snapshot) Mappings() ([]target.Mapping, error) {
 }
 
 // buildID reads the build-id of the file of mapping m from its notes,
-// the file opened as the target maps it ("" for the vDSO, which has no
-// file, and for a file that cannot be opened).
+// the file opened as the target maps it; the vDSO's (it has no file) from
+// its image in the target's memory, when the snapshot has a reader. ""
+// when it cannot be read.
 func (s *Snapshot) buildID(m procfs.Mapping) string {
 	if !m.IsFile() {
-		return ""
+		if s.mem == nil || m.End <= m.Start {
+			return ""
+		}
+		return target.BuildID(memory.Section(s.mem, m.Start, m.End-m.Start))
 	}
 	f, _, err := s.pr.OpenMapping(m)
 	if err != nil {
