@@ -128,7 +128,9 @@ func (c *Core) Close() error {
 // Info describes the core: why it exists, its process and interpreter.
 func (c *Core) Info() *CoreInfo {
 	cc := c.c
-	ci := &CoreInfo{File: cc.Path, PID: cc.PID, Command: cc.Command, Executable: cc.ExePath(), Threads: len(cc.Threads),
+	tgt := cc.Target()
+	_, threads := infoOn(tgt, c.py, nil)
+	ci := &CoreInfo{File: cc.Path, PID: tgt.PID(), Command: cc.Command, Executable: cc.ExePath(), Threads: len(threads),
 		Warnings: append(append([]string{}, cc.Warnings...), c.p.warnings...)}
 	si := cc.Siginfo
 	const sigstop = 19 // a core signal never is: gcore's and pyglass dump's pause
@@ -212,7 +214,8 @@ func faultCode(sig, code int) string {
 
 // Python describes the core's interpreter.
 func (c *Core) Python() PythonInfo {
-	return PythonInfo{Version: c.py.Version.String(), Path: c.py.Path, Shared: c.py.Shared}
+	py, _ := infoOn(c.c.Target(), c.py, nil)
+	return py
 }
 
 // CoredumpDir is where systemd-coredump stores cores.

@@ -20,15 +20,8 @@ func (c *Core) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err err
 	}
 	var dbg *cpython.AsyncioDebug
 	if v.Minor >= 14 {
-		var paths []string
-		seen := map[string]bool{}
-		for _, f := range c.c.Files {
-			if !seen[f.Path] && isAsyncioFile(f.Path, f.Path, c.py.Path) {
-				seen[f.Path] = true
-				paths = append(paths, f.Path)
-			}
-		}
-		if dbg, err = findAsyncioDebug(c.c.PID, paths, c.c.OpenFile, false); err != nil { // the core's files stay open
+		// A core's mappings never fail to list: no error to convert.
+		if dbg, err = asyncioDebugOn(c.c.Target(), c.py, fmt.Sprintf("core of process %d", c.c.PID), func(err error) error { return err }); err != nil {
 			return nil, err
 		}
 	}

@@ -416,7 +416,7 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint
 		}
 		return
 	}
-	if nr == sysFutex && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !lt.gil {
+	if nr == sysFutex() && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !lt.gil {
 		*wf = WaitFor{Kind: WaitGIL, Evidence: "futex on the GIL"}
 		return
 	}
@@ -426,7 +426,7 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint
 	for i := 0; i < len(lt.frames) && i < maxLibFrames; i++ {
 		f := lt.frames[i]
 		switch {
-		case nr == sysFutex && isBootstrap(f.File) && f.Function == "_ModuleLock.acquire":
+		case nr == sysFutex() && isBootstrap(f.File) && f.Function == "_ModuleLock.acquire":
 			w.moduleLock(lt, i)
 			return
 		case frameIs(f, "threading", "Thread.join", "Thread._wait_for_tstate_lock"):
@@ -471,14 +471,14 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint
 			return
 		}
 	}
-	if nr == sysFutex {
+	if nr == sysFutex() {
 		if w.importLock(lt, arg0) {
 			return
 		}
 		w.lock(lt, arg0)
 		return
 	}
-	name := syscallNames[nr]
+	name := target.SyscallName(target.HostMachine(), nr)
 	if name == "" {
 		name = fmt.Sprintf("syscall %d", nr)
 	}

@@ -285,7 +285,7 @@ func (v *nativeView) file(path string) *symFile {
 			f.err = fmt.Errorf("no vDSO")
 			return f
 		}
-		ra = &memReaderAt{r: v.r, base: ms[0].Start, size: ms[len(ms)-1].End - ms[0].Start}
+		ra = memory.Section(v.r, ms[0].Start, ms[len(ms)-1].End-ms[0].Start)
 	} else {
 		if v.open == nil {
 			f.err = fmt.Errorf("no file opener")
@@ -382,26 +382,6 @@ func (v *nativeView) debugLinkFile(path string, e *elfsym.File) *elfsym.File {
 		return d
 	}
 	return nil
-}
-
-// memReaderAt reads a module mapped whole (the vDSO) as its file.
-type memReaderAt struct {
-	r          memory.Reader
-	base, size uint64
-}
-
-func (m *memReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || uint64(off) >= m.size {
-		return 0, io.EOF
-	}
-	n := min(uint64(len(p)), m.size-uint64(off))
-	if err := memory.Read(m.r, m.base+uint64(off), p[:n]); err != nil {
-		return 0, err
-	}
-	if n < uint64(len(p)) {
-		return int(n), io.EOF
-	}
-	return int(n), nil
 }
 
 // name gives the frames of s, outermost first, as Frames.

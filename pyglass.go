@@ -94,10 +94,15 @@ func (p *Process) Info() (info *Info) {
 	}()
 	p.refresh()
 	pr := p.proc
+	// What a core answers too (the interpreter, the threads) comes from
+	// the target; what only a live process has (its user, command line,
+	// state, namespaces, tracer, how exec would run) from /proc.
+	py, threads := infoOn(p.snapshot(nil, false), p.py, p.threadNames())
 	info = &Info{
 		PID: pr.PID, User: pr.User, UID: pr.EUID, Cmdline: pr.Cmdline,
 		State:        pr.StateName,
-		Python:       PythonInfo{Version: p.py.Version.String(), Path: p.py.Path, Shared: p.py.Shared},
+		Python:       py,
+		Threads:      threads,
 		OtherMountNS: pr.OtherMountNS, OtherPIDNS: pr.OtherPIDNS,
 		TracerPID: pr.TracerPID,
 	}
@@ -106,14 +111,6 @@ func (p *Process) Info() (info *Info) {
 	}
 	if info.Cmdline == nil {
 		info.Cmdline = []string{}
-	}
-	names := p.threadNames()
-	for _, t := range pr.Threads {
-		ti := ThreadInfo{TID: t.TID, Comm: t.Comm, State: stateName(t.State), Name: names[t.TID]}
-		if t.NSTID != t.TID {
-			ti.NSTID = t.NSTID
-		}
-		info.Threads = append(info.Threads, ti)
 	}
 	info.ExecMethod, info.ExecReason = p.execPlan()
 	info.CanExec = info.ExecReason == ""
@@ -134,28 +131,6 @@ func (p *Process) refresh() {
 			p.proc.Zombie = true
 		}
 	}
-}
-
-func stateName(c byte) string {
-	switch c {
-	case 'R':
-		return "running"
-	case 'S':
-		return "sleeping"
-	case 'D':
-		return "disk sleep"
-	case 'T':
-		return "stopped"
-	case 't':
-		return "tracing stop"
-	case 'Z':
-		return "zombie"
-	case 'X', 'x':
-		return "dead"
-	case 'I':
-		return "idle"
-	}
-	return string(c)
 }
 
 // requiredSymbols are the C API functions exec calls in the target.

@@ -129,7 +129,7 @@ func (p *Process) snapshot(mem memory.Reader, withSyscall bool) *live.Snapshot {
 		// Gone, or /proc unreadable: use what Attach saw.
 		ths := make([]target.Thread, 0, len(p.proc.Threads))
 		for _, t := range p.proc.Threads {
-			ths = append(ths, target.Thread{TID: t.TID, NSTID: t.NSTID, Name: t.Comm})
+			ths = append(ths, target.Thread{TID: t.TID, NSTID: t.NSTID, Name: t.Comm, State: target.State{Letter: t.State}})
 		}
 		s = live.SnapshotOf(p.pid, mem, ths)
 	}
@@ -473,13 +473,17 @@ func (p *Process) ptraceError(err error) error {
 	return err
 }
 
+// sysFutex is futex(2)'s number on this machine, whose numbers a
+// thread's state gives (indexThreads drops another machine's).
+func sysFutex() int64 { return target.Futex(target.HostMachine()) }
+
 // syscallState describes a thread blocked in system call nr whose first
 // argument is arg0.
 func syscallState(nr int64, arg0 uint64, holdsGIL bool, gil [2]uint64) string {
-	if nr == sysFutex && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !holdsGIL {
+	if nr == sysFutex() && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !holdsGIL {
 		return "waiting for the GIL"
 	}
-	name := syscallNames[nr]
+	name := target.SyscallName(target.HostMachine(), nr)
 	if name == "" {
 		name = fmt.Sprintf("syscall %d", nr)
 	}

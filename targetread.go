@@ -9,10 +9,14 @@ package pyglass
 import (
 	"context"
 	"fmt"
+	"io"
+	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target"
@@ -46,6 +50,59 @@ func indexThreads(t target.Target) threadIndex {
 		ix.tids = append(ix.tids, th.TID)
 	}
 	return ix
+}
+
+// infoOn is what Info says of a target that a core answers as well as
+// a live process: its interpreter (py, which pyproc found in it) and its
+// threads (ids, kernel names and states), with their Python names from
+// names (by TID; nil: none). Process.Info adds what only a live process
+// has; Core.Info counts the threads.
+func infoOn(tgt target.Target, py *pyproc.Python, names map[int]string) (PythonInfo, []ThreadInfo) {
+	pi := PythonInfo{Version: py.Version.String(), Path: py.Path, Shared: py.Shared}
+	var out []ThreadInfo
+	for _, t := range tgt.Threads() {
+		ti := ThreadInfo{TID: t.TID, Comm: t.Name, State: kernelStateName(t.State), Name: names[t.TID]}
+		if t.NSTID != t.TID {
+			ti.NSTID = t.NSTID
+		}
+		out = append(out, ti)
+	}
+	return pi, out
+}
+
+// kernelStateName names a thread's kernel state as Info gives it: /proc's
+// letter when known, else what the view says (a core's threads).
+func kernelStateName(st target.State) string {
+	switch c := st.Letter; c {
+	case 0:
+	case 'R':
+		return "running"
+	case 'S':
+		return "sleeping"
+	case 'D':
+		return "disk sleep"
+	case 'T':
+		return "stopped"
+	case 't':
+		return "tracing stop"
+	case 'Z':
+		return "zombie"
+	case 'X', 'x':
+		return "dead"
+	case 'I':
+		return "idle"
+	default:
+		return string(c)
+	}
+	switch st.Kind {
+	case target.Running:
+		return "running"
+	case target.Sleeping, target.InSyscall:
+		return "sleeping"
+	case target.Stopped:
+		return "stopped"
+	}
+	return "unknown"
 }
 
 // stackRead is one read of the Python stacks of a target, live (paused
@@ -204,6 +261,81 @@ func tasksSupported(v pyproc.Version, what string) error {
 			"%s: Python %s: reading its asyncio tasks is not supported", what, v)
 	}
 	return nil
+}
+
+// maxAsyncioDebug bounds the .AsyncioDebug section read.
+const maxAsyncioDebug = 4096
+
+// asyncioDebugOn reads the _asyncio module's .AsyncioDebug section
+// (3.14+) of tgt, for Process.Tasks and Core.Tasks: from the
+// interpreter's image py already has open when the module is built in,
+// else from the first mapped file that may hold it (the image, an
+// _asyncio*.so), opened through tgt.OpenFile. A target that has not
+// loaded the module has no C task: nil, no error. what names the target
+// in errors; mapsErr turns the error of listing its mappings into the
+// one to return.
+func asyncioDebugOn(tgt target.Target, py *pyproc.Python, what string, mapsErr func(error) error) (*cpython.AsyncioDebug, error) {
+	if b, err := py.SectionData(".AsyncioDebug", maxAsyncioDebug); err == nil && b != nil {
+		return parseAsyncioDebug(b, what, py.Path)
+	}
+	return asyncioDebugInFiles(tgt, py.Path, what, mapsErr)
+}
+
+// asyncioDebugInFiles is asyncioDebugOn's search of tgt's mapped files
+// (image: the interpreter's path as the target sees it).
+func asyncioDebugInFiles(tgt target.Target, image, what string, mapsErr func(error) error) (*cpython.AsyncioDebug, error) {
+	maps, err := tgt.Mappings()
+	if err != nil {
+		return nil, mapsErr(err)
+	}
+	seen := map[string]bool{}
+	for _, m := range maps {
+		if seen[m.Path] || !isAsyncioFile(m.TargetPath, m.Path, image) {
+			continue
+		}
+		seen[m.Path] = true
+		b, err := mappedSection(tgt, m.Path, ".AsyncioDebug")
+		if err != nil || b == nil {
+			continue
+		}
+		return parseAsyncioDebug(b, what, m.Path)
+	}
+	return nil, nil
+}
+
+func parseAsyncioDebug(b []byte, what, path string) (*cpython.AsyncioDebug, error) {
+	d, err := cpython.ParseAsyncioDebug(b)
+	if err != nil {
+		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: %s", what, path), Err: err}
+	}
+	return d, nil
+}
+
+// isAsyncioFile reports whether a mapped file may hold the _asyncio
+// module: the interpreter's image, or an _asyncio*.so.
+func isAsyncioFile(targetPath, mapPath, image string) bool {
+	base := path.Base(mapPath)
+	return targetPath == image || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")
+}
+
+// mappedSection returns the named section (at most maxAsyncioDebug
+// bytes) of tgt's mapped file of path, nil when it has none.
+func mappedSection(tgt target.Target, path, name string) ([]byte, error) {
+	f, err := tgt.OpenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := f.(io.Closer); ok {
+		defer c.Close()
+	}
+	e, err := elfsym.Open(f)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := e.Section(name); !ok {
+		return nil, nil
+	}
+	return e.SectionData(name, maxAsyncioDebug)
 }
 
 // tasksOn reads the asyncio tasks of tgt, for Process.Tasks and

@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
-	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // TaskOptions tunes Process.Tasks.
@@ -112,8 +109,11 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 	var dbg *cpython.AsyncioDebug
 	if v.Minor >= 14 {
 		// Read from the file, before any pause: the section is data
-		// the module was built with.
-		if dbg, err = p.asyncioDebug(); err != nil {
+		// the module was built with. Only the mappings are looked at:
+		// no thread is listed.
+		if dbg, err = asyncioDebugOn(live.SnapshotOf(p.pid, nil, nil), p.py, fmt.Sprintf("process %d", p.pid), func(err error) error {
+			return p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.pid), Err: err})
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -261,83 +261,3 @@ func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf ma
 // testHookPause, when set (tests), is told when Tasks has paused the
 // target's threads (true) and is about to let them go (false).
 var testHookPause func(paused bool)
-
-// maxAsyncioDebug bounds the .AsyncioDebug section read.
-const maxAsyncioDebug = 4096
-
-// asyncioDebug reads the _asyncio module's .AsyncioDebug section (3.14+)
-// from the file that holds the module as the target maps it: the
-// interpreter's image when the module is built in, else the
-// _asyncio*.so it loaded. A target that has not loaded the module has
-// no C task: ErrNoAsyncio's case, reported as no task.
-func (p *Process) asyncioDebug() (*cpython.AsyncioDebug, error) {
-	// Built in: the interpreter's image, already open, has it.
-	if b, err := p.py.SectionData(".AsyncioDebug", maxAsyncioDebug); err == nil && b != nil {
-		d, err := cpython.ParseAsyncioDebug(b)
-		if err != nil {
-			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", p.pid, p.py.Path), Err: err}
-		}
-		return d, nil
-	}
-	pr := procfs.New(p.pid)
-	maps, err := pr.Maps()
-	if err != nil {
-		return nil, p.goneOr(&Error{Kind: ErrPermission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.pid), Err: err})
-	}
-	byPath := map[string]procfs.Mapping{}
-	var paths []string
-	for _, m := range maps {
-		if _, ok := byPath[m.Path]; m.IsFile() && !ok && isAsyncioFile(pr.TargetPath(m.Path), m.Path, p.py.Path) {
-			byPath[m.Path] = m
-			paths = append(paths, m.Path)
-		}
-	}
-	return findAsyncioDebug(p.pid, paths, func(path string) (*os.File, error) {
-		f, _, err := pr.OpenMapping(byPath[path])
-		return f, err
-	}, true)
-}
-
-// isAsyncioFile reports whether a mapped file may hold the _asyncio
-// module: the interpreter's image, or an _asyncio*.so.
-func isAsyncioFile(targetPath, mapPath, image string) bool {
-	base := path.Base(mapPath)
-	return targetPath == image || strings.HasPrefix(base, "_asyncio.") && strings.HasSuffix(base, ".so")
-}
-
-// findAsyncioDebug returns the .AsyncioDebug section of the first of the
-// files that has one (nil when none has: no C task); it closes what open
-// returns when owned is true.
-func findAsyncioDebug(pid int, paths []string, open func(string) (*os.File, error), owned bool) (*cpython.AsyncioDebug, error) {
-	for _, path := range paths {
-		f, err := open(path)
-		if err != nil {
-			continue
-		}
-		b, err := sectionData(f, ".AsyncioDebug")
-		if owned {
-			f.Close()
-		}
-		if err != nil || b == nil {
-			continue
-		}
-		d, err := cpython.ParseAsyncioDebug(b)
-		if err != nil {
-			return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("process %d: %s", pid, path), Err: err}
-		}
-		return d, nil
-	}
-	return nil, nil
-}
-
-// sectionData returns the named section of an ELF file, nil if absent.
-func sectionData(f *os.File, name string) ([]byte, error) {
-	e, err := elfsym.Open(f)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := e.Section(name); !ok {
-		return nil, nil
-	}
-	return e.SectionData(name, maxAsyncioDebug)
-}

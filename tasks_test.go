@@ -2,6 +2,7 @@ package pyglass
 
 import (
 	"context"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // pauseCounter wraps a target's memory reader and counts the reads made
@@ -152,6 +154,40 @@ func TestTasksAllocs(t *testing.T) {
 		t.Logf("%s: %d tasks, %d allocations and %d bytes per task", in.Label, n, allocs, bytes)
 		if allocs > 32 || bytes > 6144 {
 			t.Errorf("%d allocations and %d bytes per task, want at most 32 and 6,144", allocs, bytes)
+		}
+	})
+}
+
+// TestAsyncioDebugOnTarget: the .AsyncioDebug section (3.14+) is found
+// the same way in a live process and in its core, both through their
+// target.Target: from the interpreter's open image when the module is
+// built in (3.15 here), from the mapped file that holds it otherwise
+// (3.14's _asyncio*.so); the search of the mapped files finds what the
+// image gives.
+func TestAsyncioDebugOnTarget(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 14) {
+			testenv.Skipf(t, "the .AsyncioDebug section is 3.14's and newer's, not %s's", in.Version())
+		}
+		p := attachManyTasks(t, in)
+		same := func(err error) error { return err }
+		tgt := live.SnapshotOf(p.pid, nil, nil)
+		d, err := asyncioDebugOn(tgt, p.py, "live", same)
+		if err != nil || d == nil {
+			t.Fatalf("live: %v %v", d, err)
+		}
+		files, err := asyncioDebugInFiles(tgt, p.py.Path, "live", same)
+		if err != nil || !reflect.DeepEqual(files, d) {
+			t.Fatalf("live, from the mapped files: %+v %v, want %+v", files, err, d)
+		}
+		c := dumpCore(t, p)
+		cd, err := asyncioDebugOn(c.c.Target(), c.py, "core", same)
+		if err != nil || !reflect.DeepEqual(cd, d) {
+			t.Fatalf("core: %+v %v, live %+v", cd, err, d)
+		}
+		cf, err := asyncioDebugInFiles(c.c.Target(), c.py.Path, "core", same)
+		if err != nil || !reflect.DeepEqual(cf, d) {
+			t.Fatalf("core, from the mapped files: %+v %v, live %+v", cf, err, d)
 		}
 	})
 }

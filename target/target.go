@@ -89,6 +89,9 @@ type State struct {
 	// while it is paused (or from a core): the state its memory was read
 	// in. Otherwise it is /proc's view of a running process.
 	Frozen bool
+	// Letter is the kernel's state letter as /proc gives it (R, S, D, T,
+	// t, Z, X, I), 0 when unknown (a core, a held thread).
+	Letter byte
 }
 
 // Mapping is one mapping of a file (or the vDSO).

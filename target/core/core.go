@@ -23,6 +23,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
 )
 
 // Note types the kernel writes in a core (linux/elf.h) that debug/elf
@@ -34,8 +35,6 @@ const (
 	ntFile     = 0x46494c45
 	ntArmTLS   = 0x401
 	ntPrpsinfo = 3
-
-	ntGNUBuildID = 3 // in a "GNU" note
 )
 
 // Bounds on what a hostile core may make pyglass allocate.
@@ -559,7 +558,7 @@ func (c *Core) open(path string) *mapped {
 		return m
 	}
 	want := c.BuildID(path)
-	got := fileBuildID(f)
+	got := target.BuildID(f)
 	if want != "" && got != want {
 		f.Close()
 		m.reason = fmt.Sprintf("%s is not the file the process mapped: build-id %s, the core says %s", real, orNone(got), want)
@@ -605,77 +604,7 @@ func (c *Core) BuildID(path string) string {
 		if _, err := c.f.ReadAt(b, int64(s.off+(f.Start-s.vaddr))); err != nil {
 			continue
 		}
-		if id := buildIDFromImage(b); id != "" {
-			return id
-		}
-	}
-	return ""
-}
-
-// buildIDFromImage finds the build-id note through the program headers
-// of an ELF image's first bytes, as mapped (note vaddrs are offsets from
-// the first segment, which maps file offset 0 in every normal ELF).
-func buildIDFromImage(b []byte) string {
-	le := binary.LittleEndian
-	if len(b) < 64 || string(b[:4]) != elf.ELFMAG || b[elf.EI_CLASS] != byte(elf.ELFCLASS64) {
-		return ""
-	}
-	phoff, phentsize, phnum := le.Uint64(b[32:]), uint64(le.Uint16(b[54:])), uint64(le.Uint16(b[56:]))
-	if phentsize < 56 || phoff > uint64(len(b)) || phnum*phentsize > uint64(len(b))-phoff {
-		return ""
-	}
-	for i := uint64(0); i < phnum; i++ {
-		ph := b[phoff+i*phentsize:]
-		if elf.ProgType(le.Uint32(ph)) != elf.PT_NOTE {
-			continue
-		}
-		off, size := le.Uint64(ph[8:]), le.Uint64(ph[32:])
-		if off > uint64(len(b)) || size > uint64(len(b))-off {
-			continue
-		}
-		if id := findBuildID(b[off : off+size]); id != "" {
-			return id
-		}
-	}
-	return ""
-}
-
-// findBuildID finds NT_GNU_BUILD_ID in a run of notes.
-func findBuildID(b []byte) string {
-	le := binary.LittleEndian
-	for len(b) >= 12 {
-		namesz, descsz, typ := uint64(le.Uint32(b)), uint64(le.Uint32(b[4:])), le.Uint32(b[8:])
-		b = b[12:]
-		nz, dz := (namesz+3)&^3, (descsz+3)&^3
-		if nz > uint64(len(b)) || descsz > uint64(len(b))-nz {
-			return ""
-		}
-		if typ == uint32(ntGNUBuildID) && string(b[:namesz]) == "GNU\x00" && descsz > 0 && descsz <= 64 {
-			return fmt.Sprintf("%x", b[nz:nz+descsz])
-		}
-		if nz+dz > uint64(len(b)) {
-			return ""
-		}
-		b = b[nz+dz:]
-	}
-	return ""
-}
-
-// fileBuildID reads the build-id of an ELF file ("" when it has none).
-func fileBuildID(f *os.File) string {
-	e, err := elf.NewFile(f)
-	if err != nil {
-		return ""
-	}
-	for _, p := range e.Progs {
-		if p.Type != elf.PT_NOTE || p.Filesz > 1<<16 {
-			continue
-		}
-		b := make([]byte, p.Filesz)
-		if _, err := f.ReadAt(b, int64(p.Off)); err != nil {
-			continue
-		}
-		if id := findBuildID(b); id != "" {
+		if id := target.BuildID(bytes.NewReader(b)); id != "" {
 			return id
 		}
 	}

@@ -72,6 +72,7 @@ func (s *Snapshot) task(tid int, withSyscall bool) target.Thread {
 		sc, _ = s.pr.TaskSyscall(tid)
 	}
 	th.State = procState(state, sc)
+	th.State.Letter = state
 	if s.inNS {
 		if st, err := s.pr.TaskStatus(tid); err == nil {
 			th.NSTID = st.InnerPID()
@@ -160,7 +161,8 @@ func (s *Snapshot) Registers(tid int) ([]uint64, bool) {
 const vdsoPath = "[vdso]"
 
 // Mappings are the file mappings and the vDSO of /proc/PID/maps, read
-// once.
+// once, each file's build-id read from its notes (one open and a few
+// small reads per file, at this first call).
 func (s *Snapshot) Mappings() ([]target.Mapping, error) {
 	if s.byPath != nil || s.mapsErr != nil {
 		return s.maps, s.mapsErr
@@ -171,7 +173,7 @@ func (s *Snapshot) Mappings() ([]target.Mapping, error) {
 		return nil, err
 	}
 	s.byPath = map[string]procfs.Mapping{}
-	names := map[string]string{}
+	names, ids := map[string]string{}, map[string]string{}
 	for _, m := range maps {
 		if !m.IsFile() && m.Path != vdsoPath {
 			continue
@@ -179,11 +181,31 @@ func (s *Snapshot) Mappings() ([]target.Mapping, error) {
 		if _, ok := s.byPath[m.Path]; !ok {
 			s.byPath[m.Path] = m
 			names[m.Path] = s.pr.TargetPath(m.Path)
+			ids[m.Path] = s.buildID(m)
 		}
 		s.maps = append(s.maps, target.Mapping{Start: m.Start, End: m.End, Offset: m.Offset,
-			Read: m.Perms.Read, Write: m.Perms.Write, Exec: m.Perms.Exec, Path: m.Path, TargetPath: names[m.Path]})
+			Read: m.Perms.Read, Write: m.Perms.Write, Exec: m.Perms.Exec, Path: m.Path, TargetPath: names[m.Path], BuildID: ids[m.Path]})
 	}
 	return s.maps, nil
+}
+
+// buildID reads the build-id of the file of mapping m from its notes,
+// the file opened as the target maps it; the vDSO's (it has no file) from
+// its image in the target's memory, when the snapshot has a reader. ""
+// when it cannot be read.
+func (s *Snapshot) buildID(m procfs.Mapping) string {
+	if !m.IsFile() {
+		if s.mem == nil || m.End <= m.Start {
+			return ""
+		}
+		return target.BuildID(memory.Section(s.mem, m.Start, m.End-m.Start))
+	}
+	f, _, err := s.pr.OpenMapping(m)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return target.BuildID(f)
 }
 
 // Auxv is what /proc/PID/auxv says of the program's and the loader's
