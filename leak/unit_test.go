@@ -143,3 +143,30 @@ func Example() {
 	// gc.garbage:  0 objects
 	// frozen:      0 objects
 }
+
+// The pieces a report is compiled in: together they are the report's
+// source, each but the first starts a top-level statement, and only a
+// piece that is one statement is larger than chunkSize.
+func TestReportChunks(t *testing.T) {
+	for _, body := range []string{objectsPy + "\n" + pathsPy, objectsPy + "\n" + traceTopPy, garbagePy, gcPy, tracePy} {
+		src := commonPy + "\n" + body + "\n" + footerPy
+		parts := chunks(src, chunkSize)
+		if strings.Join(parts, "") != src {
+			t.Fatalf("the pieces are not the source")
+		}
+		if len(src) > 4*chunkSize && len(parts) < len(src)/(2*chunkSize) {
+			t.Errorf("%d bytes in %d pieces", len(src), len(parts))
+		}
+		for i, p := range parts {
+			if i > 0 && (p[0] == ' ' || p[0] == '\t' || p[0] == '\n' || !strings.HasSuffix(parts[i-1], "\n\n\n")) {
+				t.Errorf("piece %d starts inside a statement: %.40q", i, p)
+			}
+			if len(p) > chunkSize && len(chunks(p, 1)) > 1 {
+				t.Errorf("piece %d: %d bytes, could be cut", i, len(p))
+			}
+		}
+	}
+	if got := chunks("a\n\n\n\nb\n\n\n  c\n\n\nd", 1); strings.Join(got, "|") != "a\n\n\n\n|b\n\n\n  c\n\n\n|d" {
+		t.Errorf("chunks: %q", got)
+	}
+}

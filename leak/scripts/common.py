@@ -1,8 +1,10 @@
 # pyglass leak reports: helpers shared by every report script.
 #
-# This file is concatenated (by the Go side) after a generated line that
-# binds _pg_opts and before one report body and footer.py. The whole runs
-# inside the target with exec() in a fresh namespace on its own thread.
+# This file is concatenated (by the Go side) before one report body and
+# footer.py; the whole, cut in pieces before top-level statements that
+# follow two blank lines, is compiled and run a piece at a time after a
+# generated line that binds _pg_opts (leak/scripts.go: build), inside the
+# target in a fresh namespace on its own thread.
 # One source for CPython 2.7 and 3.6+: no f-strings, no print statement.
 #
 # Rules every helper follows:
