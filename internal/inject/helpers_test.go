@@ -258,6 +258,8 @@ type target struct {
 	// and as the target see it.
 	dirHost, dirIn string
 	markers        int
+	// wait bounds waitNew (15 s when zero).
+	wait time.Duration
 }
 
 // startTarget runs the fixture in the given mode on in and, for the modes
@@ -311,7 +313,11 @@ func (tg *target) checkHealthy() {
 // error first.
 func (tg *target) waitNew(from int, prefix string, n int) {
 	tg.t.Helper()
-	testenv.WaitUntil(tg.t, 15*time.Second, fmt.Sprintf("the %s fixture prints %d more %q lines", tg.mode, n, prefix), func() bool {
+	wait := tg.wait
+	if wait == 0 {
+		wait = 15 * time.Second
+	}
+	testenv.WaitUntil(tg.t, wait, fmt.Sprintf("the %s fixture prints %d more %q lines", tg.mode, n, prefix), func() bool {
 		got := 0
 		for _, l := range tg.lines()[from:] {
 			if strings.HasPrefix(l, "ERR") {

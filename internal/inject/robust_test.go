@@ -95,7 +95,14 @@ func TestTracemallocLockNotHeld(t *testing.T) {
 			testenv.Skipf(t, "Python %s has no tracemalloc (3.4+)", in.Version())
 		}
 		tg := startTarget(t, in, "tracemalloc")
+		// The fixture's own pace, before anything is done to it: 200
+		// loops with tracemalloc on (seconds for a debug build on a
+		// loaded machine). The check that it goes on after the
+		// injections (400 loops) gets twenty times that, 15 s at least.
+		tg.wait = 2 * time.Minute
+		t0 := time.Now()
 		tg.waitNew(0, "wake", 1)
+		tg.wait = max(15*time.Second, 20*time.Since(t0))
 		syms := resolve(t, tg.pid)
 		if syms.PthreadCreate == 0 {
 			t.Fatalf("pthread_create not resolved in the target's C library: %+v", syms)
