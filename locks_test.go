@@ -43,6 +43,29 @@ func TestWaitCycles(t *testing.T) {
 		if v.Kind != c.verdict || (v.Kind == VerdictDeadlock) != strings.HasPrefix(v.Summary, "deadlock:") {
 			t.Errorf("%s: verdict %+v, want %s", c.name, v, c.verdict)
 		}
+		if c.name == "running" && v.Summary != "no deadlock: 1 thread running, none waits for another thread" {
+			t.Errorf("running: summary %q (one thread: singular)", v.Summary)
+		}
+	}
+}
+
+// TestGILHolderSaidOnce: the GIL holder's evidence says it holds the
+// GIL once, whether its wait already said so (a thread running Python)
+// or not (one blocked in C with the GIL); the thread waiting for the GIL
+// is given the holder.
+func TestGILHolderSaidOnce(t *testing.T) {
+	running := &lockThread{gil: true, out: LockThread{TID: 1, WaitsFor: WaitFor{Kind: WaitNone, Evidence: "running, holds the GIL"}}}
+	inC := &lockThread{gil: true, out: LockThread{TID: 2, WaitsFor: WaitFor{Kind: WaitSyscall, Evidence: "in clock_nanosleep"}}}
+	waiter := &lockThread{out: LockThread{TID: 3, WaitsFor: WaitFor{Kind: WaitGIL}}}
+	for _, h := range []*lockThread{running, inC} {
+		w := &lockWalk{threads: []*lockThread{h, waiter}}
+		w.gilHolder()
+		if n := strings.Count(h.out.WaitsFor.Evidence, "holds the GIL"); n != 1 {
+			t.Errorf("holder's evidence %q says it holds the GIL %d times, want once", h.out.WaitsFor.Evidence, n)
+		}
+		if waiter.out.WaitsFor.HolderTID != h.out.TID {
+			t.Errorf("the waiter's holder is %d, want %d", waiter.out.WaitsFor.HolderTID, h.out.TID)
+		}
 	}
 }
 
