@@ -133,9 +133,6 @@ func (x *FDIndex) addProcess(m map[string][]FDHolder, pid int) bool {
 // ino when both ends are in the process's network namespace (a
 // connection over loopback): the socket whose local and remote addresses
 // are ino's swapped; ok is false otherwise.
-func (p Proc) TCPPeer(ino uint64) (peer uint64, ok bool) { return p.NetTables().TCPPeer(ino) }
-
-// TCPPeer is Proc.TCPPeer over the tables read once.
 func (t *NetTables) TCPPeer(ino uint64) (peer uint64, ok bool) {
 	want := strconv.FormatUint(ino, 10)
 	for _, proto := range []string{"tcp", "tcp6"} {

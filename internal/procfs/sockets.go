@@ -62,9 +62,6 @@ func (t *NetTables) table(proto string) []sockLine {
 // network namespace (/proc/PID/net/{tcp,tcp6,udp,udp6}): "tcp
 // 127.0.0.1:40012 -> 127.0.0.1:5432 ESTABLISHED". ok is false when the
 // socket is not an inet one (a Unix socket, say) or is not found.
-func (p Proc) Socket(ino uint64) (desc string, ok bool) { return p.NetTables().Socket(ino) }
-
-// Socket is Proc.Socket over the tables read once.
 func (t *NetTables) Socket(ino uint64) (desc string, ok bool) {
 	want := strconv.FormatUint(ino, 10)
 	for _, proto := range []string{"tcp", "tcp6", "udp", "udp6"} {

@@ -46,13 +46,13 @@ func TestSocket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := p.Socket(n)
+		got, ok := p.NetTables().Socket(n)
 		want := fmt.Sprintf("tcp %s -> %s ESTABLISHED", c.LocalAddr(), ln.Addr())
 		if !ok || got != want {
 			t.Errorf("Socket(%d) = %q, %v; want %q", n, got, ok, want)
 		}
 	}
-	if _, ok := Self().Socket(1); ok {
+	if _, ok := Self().NetTables().Socket(1); ok {
 		t.Errorf("inode 1 found as a socket")
 	}
 }
@@ -92,13 +92,32 @@ func TestPeers(t *testing.T) {
 		return n
 	}
 	ci, si := inode(cf.Fd()), inode(sf.Fd())
-	if peer, ok := Self().TCPPeer(ci); !ok || peer != si {
+	// One NetTables reads each table once: a connection made after its
+	// first question is not in it, and is in a fresh one.
+	nt := Self().NetTables()
+	if peer, ok := nt.TCPPeer(ci); !ok || peer != si {
 		t.Errorf("TCPPeer(%d) = %d, %v; want %d", ci, peer, ok, si)
 	}
-	if peer, ok := Self().TCPPeer(si); !ok || peer != ci {
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2f, _ := c2.(*net.TCPConn).File()
+	defer c2f.Close()
+	if _, ok := nt.Socket(inode(c2f.Fd())); ok {
+		t.Errorf("a connection made after the tables were read was found: they were read again")
+	}
+	if _, ok := Self().NetTables().Socket(inode(c2f.Fd())); !ok {
+		t.Errorf("a fresh NetTables does not find the new connection")
+	}
+	if peer, ok := Self().NetTables().TCPPeer(ci); !ok || peer != si {
+		t.Errorf("TCPPeer(%d) = %d, %v; want %d", ci, peer, ok, si)
+	}
+	if peer, ok := Self().NetTables().TCPPeer(si); !ok || peer != ci {
 		t.Errorf("TCPPeer(%d) = %d, %v; want %d", si, peer, ok, ci)
 	}
-	if _, ok := Self().TCPPeer(1); ok {
+	if _, ok := Self().NetTables().TCPPeer(1); ok {
 		t.Errorf("inode 1 has a peer")
 	}
 	h, complete := NewFDIndex("/proc", time.Minute).Holders(fmt.Sprintf("socket:[%d]", si), 10, FDHolder{})
