@@ -35,7 +35,7 @@ var (
 		"cpython/layout/layouttest": {"cpython/layout"},
 		"cpython":                   {"cpython/layout", "memory"},
 		"target":                    {"memory"},
-		"target/core":               {"memory", "target"},
+		"target/core":               {"memory", "target", "internal/elfsym"},
 		"internal/unwind":           {"memory"},
 	}
 	// facadeUsers see the target only through the public API.

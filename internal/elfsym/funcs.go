@@ -2,7 +2,6 @@ package elfsym
 
 import (
 	"debug/elf"
-	"encoding/hex"
 	"sort"
 )
 
@@ -107,15 +106,9 @@ func (e *File) buildFuncs() []funcSym {
 // BuildID returns the file's GNU build-id in hex (its
 // .note.gnu.build-id section), "" when it has none.
 func (e *File) BuildID() string {
-	b, err := e.SectionData(".note.gnu.build-id", 256)
-	if err != nil || len(b) < 16 {
+	b, err := e.SectionData(".note.gnu.build-id", maxNoteSize)
+	if err != nil {
 		return ""
 	}
-	namesz, descsz, typ := le.Uint32(b), le.Uint32(b[4:]), le.Uint32(b[8:])
-	const ntGNUBuildID = 3
-	start := 12 + (uint64(namesz)+3)&^3
-	if typ != ntGNUBuildID || namesz != 4 || string(b[12:16]) != "GNU\x00" || descsz == 0 || start+uint64(descsz) > uint64(len(b)) {
-		return ""
-	}
-	return hex.EncodeToString(b[start : start+uint64(descsz)])
+	return noteBuildID(b)
 }

@@ -22,8 +22,8 @@ import (
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
 
+	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/memory"
-	"github.com/pyglass/pyglass/target"
 )
 
 // Note types the kernel writes in a core (linux/elf.h) that debug/elf
@@ -558,7 +558,7 @@ func (c *Core) open(path string) *mapped {
 		return m
 	}
 	want := c.BuildID(path)
-	got := target.BuildID(f)
+	got := elfsym.BuildID(f)
 	if want != "" && got != want {
 		f.Close()
 		m.reason = fmt.Sprintf("%s is not the file the process mapped: build-id %s, the core says %s", real, orNone(got), want)
@@ -604,7 +604,7 @@ func (c *Core) BuildID(path string) string {
 		if _, err := c.f.ReadAt(b, int64(s.off+(f.Start-s.vaddr))); err != nil {
 			continue
 		}
-		if id := target.BuildID(bytes.NewReader(b)); id != "" {
+		if id := elfsym.BuildID(bytes.NewReader(b)); id != "" {
 			return id
 		}
 	}

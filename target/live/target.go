@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/memory"
@@ -198,14 +199,14 @@ func (s *Snapshot) buildID(m procfs.Mapping) string {
 		if s.mem == nil || m.End <= m.Start {
 			return ""
 		}
-		return target.BuildID(memory.Section(s.mem, m.Start, m.End-m.Start))
+		return elfsym.BuildID(memory.Section(s.mem, m.Start, m.End-m.Start))
 	}
 	f, _, err := s.pr.OpenMapping(m)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	return target.BuildID(f)
+	return elfsym.BuildID(f)
 }
 
 // Auxv is what /proc/PID/auxv says of the program's and the loader's

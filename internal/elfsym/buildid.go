@@ -1,4 +1,4 @@
-package target
+package elfsym
 
 import (
 	"debug/elf"
@@ -16,7 +16,8 @@ const (
 )
 
 // BuildID reads the GNU build-id (hex) of a 64-bit little-endian ELF
-// file from the notes its program headers point to (PT_NOTE), "" when it
+// file from the notes its program headers point to (File.BuildID reads
+// the section; a core's image of a file's start has no section headers) (PT_NOTE), "" when it
 // has none or is no such file. r is the file, or the image of its start
 // as mapped (its first segment maps file offset 0, so file offsets are
 // offsets in the image): a core's dumped first page, a live file.
