@@ -23,15 +23,7 @@ func TestReadBytesObject(t *testing.T) {
 		tg := pyproctest.Start(t, in.Command("-c", pyproctest.Fixture))
 		want := []byte(tg.Info.Data)
 		for _, viaMem := range []bool{false, true} {
-			p, err := Open(tg.PID())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if viaMem {
-				if err := p.openMem(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			p := openVia(t, tg.PID(), viaMem)
 			got := make([]byte, len(want)+1)
 			if err := memory.Read(p, tg.Info.DataAddr, got); err != nil {
 				t.Fatalf("reading (via mem %v): %v", viaMem, err)
@@ -53,19 +45,26 @@ func TestReadBytesObject(t *testing.T) {
 	})
 }
 
+// openVia opens pid's memory, through /proc/PID/mem when viaMem.
+func openVia(t *testing.T, pid int, viaMem bool) *Process {
+	t.Helper()
+	p, err := Open(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaMem {
+		if err := p.openMem(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
 func TestFaultsAndShortReads(t *testing.T) {
 	in := pyproctest.System(t)
 	tg := pyproctest.StartInterp(t, in)
 	for _, viaMem := range []bool{false, true} {
-		p, err := Open(tg.PID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if viaMem {
-			if err := p.openMem(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		p := openVia(t, tg.PID(), viaMem)
 		var b [16]byte
 		if n, err := p.ReadAt(b[:], 0); n != 0 || !errors.Is(err, memory.ErrFault) {
 			t.Errorf("reading address 0 (via mem %v): %d, %v; want ErrFault", viaMem, n, err)
