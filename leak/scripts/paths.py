@@ -13,6 +13,13 @@
 # __dict__ read through the C descriptor, or '?'; no code of the target's
 # classes runs.
 _pg_PATH_BUDGET = 3000000
+# The searches look at the clock every _pg_TICK steps (an object taken or
+# one of its references looked at): the cost of a step varies, from an
+# object with one reference to a dict with thousands, and with tracemalloc
+# on (which traces every int the marking makes, and computes the
+# allocating line) a step costs 10-20 times more. Counting objects alone
+# (every 256) let runs of 15-22 ms through there (1M heap, 3.12).
+_pg_TICK = 64
 
 
 def _pg_type_match(want):
@@ -267,12 +274,19 @@ def _pg_dfs(gc, stack, mark, state, add):
     Returns whether it finished."""
     getref = gc.get_referents
     n = 0
+    tick = _pg_TICK
     while stack and n < _pg_PATH_BUDGET:
         o = stack.pop()
         n += 1
-        if n & 255 == 0:
+        tick -= 1
+        if tick == 0:
+            tick = _pg_TICK
             _pg_pause(state)
         for c in _pg_referents(getref, o, state):
+            tick -= 1
+            if tick == 0:
+                tick = _pg_TICK
+                _pg_pause(state)
             if mark(c):
                 if add is not None:
                     add(c)
@@ -334,17 +348,24 @@ def _pg_path_to(gc, roots, want, state, upto):
     levels = []
     hit = None
     n = 0
+    tick = _pg_TICK
     while level and n < _pg_PATH_BUDGET and hit is None:
         levels.append(level)
         nxt = []
         for o in level:
             n += 1
-            if n & 255 == 0:
+            tick -= 1
+            if tick == 0:
+                tick = _pg_TICK
                 _pg_pause(state)
             if want(o):
                 hit = o
                 break
             for c in _pg_referents(getref, o, state):
+                tick -= 1
+                if tick == 0:
+                    tick = _pg_TICK
+                    _pg_pause(state)
                 if mark(c):
                     nxt.append(c)
         level = nxt
@@ -378,12 +399,17 @@ def _pg_path_to(gc, roots, want, state, upto):
 def _pg_referrer(gc, objs, child, state):
     """The first of objs that refers to child, or None."""
     getref = gc.get_referents
-    n = 0
+    tick = _pg_TICK
     for o in objs:
-        n += 1
-        if n & 255 == 0:
+        tick -= 1
+        if tick == 0:
+            tick = _pg_TICK
             _pg_pause(state)
         for c in _pg_referents(getref, o, state):
+            tick -= 1
+            if tick == 0:
+                tick = _pg_TICK
+                _pg_pause(state)
             if c is child:
                 return o
     return None
@@ -511,8 +537,8 @@ def _pg_main():
     cmark = _pg_marker(cbits)
     isfound = _pg_tester(fbits)
     iscovered = _pg_tester(cbits)
-    for j in range(0, total, 256):
-        for x in found[j:j + 256]:
+    for j in range(0, total, _pg_TICK):
+        for x in found[j:j + _pg_TICK]:
             fmark(x)
         x = None
         _pg_pause(state)
@@ -540,8 +566,8 @@ def _pg_main():
         chain = None
     uncovered = cover = None
     unheld = 0
-    for j in range(0, total, 256):
-        unheld += len([1 for x in found[j:j + 256] if not iscovered(x)])
+    for j in range(0, total, _pg_TICK):
+        unheld += len([1 for x in found[j:j + _pg_TICK] if not iscovered(x)])
         _pg_pause(state)
     _pg_drop(found, state)
     fbits.clear()
