@@ -193,7 +193,7 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 	}
 	tasks := make([]AsyncTask, 0, len(addrs))
 
-	index := map[uint64]int{}
+	index := make(map[uint64]int, len(addrs))
 	for _, a := range addrs {
 		t, ok := s.task(a)
 		if !ok {
@@ -218,21 +218,19 @@ func AsyncTasks(r memory.Reader, l *layout.Layout, interp uint64, opt AsyncOptio
 	return tasks, nil
 }
 
-// mergeAddrs returns the union of two sorted address lists, sorted.
+// mergeAddrs returns the union of two address lists, sorted.
 func mergeAddrs(a, b []uint64) []uint64 {
-	seen := map[uint64]bool{}
-	var out []uint64
-	for _, x := range append(a, b...) {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	sortAddrs(out)
-	return out
+	return sortedSet(append(append(make([]uint64, 0, len(a)+len(b)), a...), b...))
 }
 
-func sortAddrs(a []uint64) { sort.Slice(a, func(i, j int) bool { return a[i] < a[j] }) }
+func sortAddrs(a []uint64) { slices.Sort(a) }
+
+// sortedSet sorts a and drops its duplicates, in place (a thousand
+// addresses: cheaper than a map, which grows and rehashes).
+func sortedSet(a []uint64) []uint64 {
+	slices.Sort(a)
+	return slices.Compact(a)
+}
 
 // moduleDict returns the __dict__ of sys.modules[name].
 func (s *asyncState) moduleDict(modules uint64, name string) (uint64, error) {
@@ -250,7 +248,7 @@ func (s *asyncState) moduleDict(modules uint64, name string) (uint64, error) {
 // registered returns the addresses of the objects in the task
 // registries, sorted and without duplicates.
 func (s *asyncState) registered(tasksMod uint64) ([]uint64, error) {
-	seen := map[uint64]bool{}
+	var seen []uint64
 	weak := []string{"_all_tasks"}
 	if s.d.l.Minor >= 12 {
 		weak = []string{"_scheduled_tasks"}
@@ -271,7 +269,7 @@ func (s *asyncState) registered(tasksMod uint64) ([]uint64, error) {
 		for _, ref := range refs {
 			// PyWeakReference: PyObject_HEAD, wr_object.
 			if obj, err := memory.NonNullPtr(s.d.r, ref+uint64(s.d.l.SizeofPyObject)); err == nil {
-				seen[obj] = true
+				seen = append(seen, obj)
 			}
 		}
 	}
@@ -281,17 +279,10 @@ func (s *asyncState) registered(tasksMod uint64) ([]uint64, error) {
 			if err != nil {
 				return nil, fmt.Errorf("reading asyncio.tasks._eager_tasks: %w", err)
 			}
-			for _, k := range keys {
-				seen[k] = true
-			}
+			seen = append(seen, keys...)
 		}
 	}
-	out := make([]uint64, 0, len(seen))
-	for a := range seen {
-		out = append(out, a)
-	}
-	sortAddrs(out)
-	return out, nil
+	return sortedSet(seen), nil
 }
 
 // runningLoops maps each thread's running loop to its thread state
