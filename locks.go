@@ -103,12 +103,18 @@ type lockThread struct {
 	out    LockThread
 	ident  uint64 // threading.get_ident()
 	frames []cpython.Frame
-	refs   [][]cpython.FrameRef // per frame, innermost first
-	waitOn uint64               // the lock object waited on
-	sysArg uint64               // the first argument of the system call it waits in
-	fds    []int                // the file descriptors it waits on (read, select, poll)
-	epoll  bool                 // fds[0] is an epoll instance: it waits on what that watches
-	gil    bool
+	// refs holds, per frame (innermost first), the objects it refers
+	// to, read when first asked for (lockWalk.refsOf): most reports need
+	// those of a few frames only, and reading them all (every local and
+	// value-stack slot's type, of every frame of every thread) was a
+	// quarter of what stacks cost.
+	refs    [][]cpython.FrameRef
+	refsSet []bool
+	waitOn  uint64 // the lock object waited on
+	sysArg  uint64 // the first argument of the system call it waits in
+	fds     []int  // the file descriptors it waits on (read, select, poll)
+	epoll   bool   // fds[0] is an epoll instance: it waits on what that watches
+	gil     bool
 }
 
 // Locks finds, without running code in the target (its threads paused
@@ -236,7 +242,6 @@ func (snap *lockSnap) readFrames(rd memory.Reader, m *memoryView) {
 // named.
 func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) []*lockThread {
 	var ts []*lockThread
-	refReader := cpython.NewRefReader(rd, m.l)
 	for k, t := range snap.threads {
 		lt := &lockThread{ident: t.ThreadID, gil: t.HoldsGIL}
 		if h, ok := snap.toHost[t.NativeID]; ok && t.NativeID != 0 {
@@ -248,15 +253,15 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 		fr := snap.frames[k]
 		for i := len(fr) - 1; i >= 0; i-- { // innermost first
 			lt.frames = append(lt.frames, fr[i])
-			refs, _ := refReader.Refs(fr[i])
-			lt.refs = append(lt.refs, refs)
 		}
+		lt.refs = make([][]cpython.FrameRef, len(lt.frames))
+		lt.refsSet = make([]bool, len(lt.frames))
 		if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
 			continue
 		}
 		ts = append(ts, lt)
 	}
-	lw := &lockWalk{r: rd, m: m, threads: ts}
+	lw := &lockWalk{r: rd, m: m, threads: ts, refReader: cpython.NewRefReader(rd, m.l)}
 	for _, lt := range ts {
 		lw.qualify(lt)
 	}
@@ -350,9 +355,22 @@ func nameUnnamedLocks(ts []*lockThread, kernel map[int]target.Thread) {
 
 // lockWalk holds what the analysis of one interpreter needs.
 type lockWalk struct {
-	r       memory.Reader
-	m       *memoryView
-	threads []*lockThread
+	r         memory.Reader
+	m         *memoryView
+	threads   []*lockThread
+	refReader *cpython.RefReader
+}
+
+// refsOf returns the objects frame i of lt refers to, read once.
+func (w *lockWalk) refsOf(lt *lockThread, i int) []cpython.FrameRef {
+	if i < 0 || i >= len(lt.refs) {
+		return nil
+	}
+	if !lt.refsSet[i] && w.refReader != nil {
+		lt.refs[i], _ = w.refReader.Refs(lt.frames[i])
+		lt.refsSet[i] = true
+	}
+	return lt.refs[i]
 }
 
 // where names frame f's position: "Function, file.py:41".
@@ -363,12 +381,15 @@ func where(f cpython.Frame) string {
 // qualify gives the frames of methods their class's name before 3.11
 // (co_name has none): the type of their local self, "Cache.put".
 func (w *lockWalk) qualify(lt *lockThread) {
+	if l := w.m.l; l.Major == 3 && l.Minor >= 11 {
+		return // co_qualname names the class already
+	}
 	for i := range lt.frames {
 		f := &lt.frames[i]
 		if strings.Contains(f.Function, ".") {
 			continue
 		}
-		if self := selfOf(lt, i); self != 0 {
+		if self := w.selfOf(lt, i); self != 0 {
 			if t, err := cpython.ClassName(w.r, w.m.l, self); err == nil {
 				f.Function = t[strings.LastIndexByte(t, '.')+1:] + "." + f.Function
 			}
@@ -391,8 +412,8 @@ func frameIs(f cpython.Frame, file string, fns ...string) bool {
 }
 
 // selfOf returns the local "self" of frame i of lt, 0 when absent.
-func selfOf(lt *lockThread, i int) uint64 {
-	for _, r := range lt.refs[i] {
+func (w *lockWalk) selfOf(lt *lockThread, i int) uint64 {
+	for _, r := range w.refsOf(lt, i) {
 		if r.Via == cpython.ViaLocal && r.Name == "self" {
 			return r.Obj
 		}
@@ -437,27 +458,27 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint
 			if strings.HasSuffix(f.Function, "put") {
 				wf.Evidence = "queue.Queue.put on a full queue"
 			}
-			if n, ok := w.queueLen(selfOf(lt, i)); ok {
+			if n, ok := w.queueLen(w.selfOf(lt, i)); ok {
 				wf.Evidence += fmt.Sprintf(" (%d items)", n)
 			}
 			if i+1 < len(lt.frames) {
 				wf.Where = where(lt.frames[i+1])
 			}
-			w.object(wf, selfOf(lt, i))
+			w.object(wf, w.selfOf(lt, i))
 			return
 		case frameIs(f, "threading", "Event.wait", "_Event.wait"):
 			*wf = WaitFor{Kind: WaitEvent, Where: where(f), Evidence: "Event.wait: waits for another thread to set it"}
 			if i+1 < len(lt.frames) {
 				wf.Where = where(lt.frames[i+1])
 			}
-			w.object(wf, selfOf(lt, i))
+			w.object(wf, w.selfOf(lt, i))
 			return
 		case frameIs(f, "threading", "Semaphore.acquire", "_Semaphore.acquire", "BoundedSemaphore.acquire", "_BoundedSemaphore.acquire"):
 			*wf = WaitFor{Kind: WaitSemaphore, Where: where(f), Evidence: "Semaphore.acquire: waits for a release"}
 			if i+1 < len(lt.frames) {
 				wf.Where = where(lt.frames[i+1])
 			}
-			w.object(wf, selfOf(lt, i))
+			w.object(wf, w.selfOf(lt, i))
 			return
 		}
 	}
@@ -467,7 +488,7 @@ func (w *lockWalk) waitFor(lt *lockThread, nr int64, args [6]uint64, gil [2]uint
 			if i+1 < len(lt.frames) {
 				wf.Where = where(lt.frames[i+1])
 			}
-			w.object(wf, selfOf(lt, i))
+			w.object(wf, w.selfOf(lt, i))
 			return
 		}
 	}
@@ -529,7 +550,7 @@ func isBootstrap(file string) bool {
 // owner (a thread ident) and name are in the object.
 func (w *lockWalk) moduleLock(lt *lockThread, i int) {
 	wf := &lt.out.WaitsFor
-	self := selfOf(lt, i)
+	self := w.selfOf(lt, i)
 	*wf = WaitFor{Kind: WaitLock, Type: "_ModuleLock", Where: where(lt.frames[i]), Evidence: "importlib's module lock"}
 	w.object(wf, self)
 	lt.waitOn = self
@@ -630,7 +651,7 @@ func (w *lockWalk) join(lt *lockThread, i int) {
 	} else {
 		wf.Where = where(f)
 	}
-	self := selfOf(lt, i)
+	self := w.selfOf(lt, i)
 	w.object(wf, self)
 	if self == 0 {
 		return
@@ -668,7 +689,7 @@ func (w *lockWalk) lock(lt *lockThread, futex uint64) {
 	}
 	wf.Where = where(lt.frames[0])
 	parked, isParked := cpython.ParkedAt(w.r, w.m.l, futex)
-	for _, ref := range lt.refs[0] {
+	for _, ref := range w.refsOf(lt, 0) {
 		s, err := cpython.ReadSync(w.r, w.m.l, ref.Obj)
 		if err != nil || (s.Kind != cpython.SyncLock && s.Kind != cpython.SyncRLock) {
 			continue
@@ -706,12 +727,12 @@ func (w *lockWalk) name(lt *lockThread, fi int, ref cpython.FrameRef) string {
 	if ref.Via == cpython.ViaLocal && fi == 0 {
 		return ref.Name
 	}
-	for _, r := range lt.refs[fi] {
+	for _, r := range w.refsOf(lt, fi) {
 		if r.Via == cpython.ViaLocal && r.Obj == ref.Obj {
 			return r.Name
 		}
 	}
-	if self := selfOf(lt, fi); self != 0 {
+	if self := w.selfOf(lt, fi); self != 0 {
 		if a := cpython.AttrNameOf(w.r, w.m.l, self, ref.Obj); a != "" {
 			return "self." + a
 		}
@@ -780,8 +801,8 @@ func (w *lockWalk) holders() {
 				continue
 			}
 			st, ev := 0, ""
-			for fi, refs := range o.refs {
-				for _, r := range refs {
+			for fi := range o.frames {
+				for _, r := range w.refsOf(o, fi) {
 					if r.Obj != lt.waitOn || refStrength(r.Via) <= st {
 						continue
 					}
