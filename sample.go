@@ -228,6 +228,14 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 		if d := now.Sub(lastKernel); d >= 100*time.Millisecond || (!s.gilOK && d >= 10*time.Millisecond) {
 			s.refreshKernel(false)
 			lastKernel, lastRunning = now, now
+			// A process that exited can keep giving samples that look
+			// whole: a zombie's idle threads are left out, and what the
+			// caches hold still reads. Its end is looked for here too,
+			// every 100 ms at most, not only when a read fails.
+			if s.gone() {
+				stats.Exited = true
+				return stats, nil
+			}
 		} else if !opt.Idle || now.Sub(lastRunning) >= 10*time.Millisecond {
 			s.refreshKernel(true)
 			lastRunning = now
