@@ -104,17 +104,16 @@ type lockThread struct {
 	ident  uint64 // threading.get_ident()
 	frames []cpython.Frame
 	// refs holds, per frame (innermost first), the objects it refers
-	// to, read when first asked for (lockWalk.refsOf): most reports need
-	// those of a few frames only, and reading them all (every local and
-	// value-stack slot's type, of every frame of every thread) was a
-	// quarter of what stacks cost.
-	refs    [][]cpython.FrameRef
-	refsSet []bool
-	waitOn  uint64 // the lock object waited on
-	sysArg  uint64 // the first argument of the system call it waits in
-	fds     []int  // the file descriptors it waits on (read, select, poll)
-	epoll   bool   // fds[0] is an epoll instance: it waits on what that watches
-	gil     bool
+	// to, nil until first asked for (lockWalk.refsOf): most reports need
+	// those of a few frames only, and reading them all (the type of every
+	// local and value-stack slot, of every frame of every thread) was
+	// about a tenth of what stacks cost on a 12-thread target.
+	refs   [][]cpython.FrameRef
+	waitOn uint64 // the lock object waited on
+	sysArg uint64 // the first argument of the system call it waits in
+	fds    []int  // the file descriptors it waits on (read, select, poll)
+	epoll  bool   // fds[0] is an epoll instance: it waits on what that watches
+	gil    bool
 }
 
 // Locks finds, without running code in the target (its threads paused
@@ -255,11 +254,13 @@ func (p *Process) analyseLocks(rd memory.Reader, m *memoryView, snap lockSnap) [
 			lt.frames = append(lt.frames, fr[i])
 		}
 		lt.refs = make([][]cpython.FrameRef, len(lt.frames))
-		lt.refsSet = make([]bool, len(lt.frames))
 		if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
 			continue
 		}
 		ts = append(ts, lt)
+	}
+	if testHookLockThreads != nil {
+		defer func() { testHookLockThreads(ts) }()
 	}
 	lw := &lockWalk{r: rd, m: m, threads: ts, refReader: cpython.NewRefReader(rd, m.l)}
 	for _, lt := range ts {
@@ -353,6 +354,10 @@ func nameUnnamedLocks(ts []*lockThread, kernel map[int]target.Thread) {
 	}
 }
 
+// testHookLockThreads, when set (tests), is given the threads of each
+// lock analysis once it is done.
+var testHookLockThreads func([]*lockThread)
+
 // lockWalk holds what the analysis of one interpreter needs.
 type lockWalk struct {
 	r         memory.Reader
@@ -366,9 +371,12 @@ func (w *lockWalk) refsOf(lt *lockThread, i int) []cpython.FrameRef {
 	if i < 0 || i >= len(lt.refs) {
 		return nil
 	}
-	if !lt.refsSet[i] && w.refReader != nil {
-		lt.refs[i], _ = w.refReader.Refs(lt.frames[i])
-		lt.refsSet[i] = true
+	if lt.refs[i] == nil && w.refReader != nil {
+		refs, _ := w.refReader.Refs(lt.frames[i])
+		if refs == nil {
+			refs = []cpython.FrameRef{} // read: none
+		}
+		lt.refs[i] = refs
 	}
 	return lt.refs[i]
 }

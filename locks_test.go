@@ -155,3 +155,40 @@ func TestLocksPause(t *testing.T) {
 		}
 	})
 }
+
+// TestLockRefsRead: the lock analysis reads the references of the frames
+// it looks at, not of every frame of every thread. On the sleeper (no
+// thread waits on a lock), from 3.11 on (before, the method names are
+// qualified through every frame's self), at most the innermost frame of
+// each thread is read: reading them all up front fails this.
+func TestLockRefsRead(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		if !in.AtLeast(3, 11) {
+			testenv.Skipf(t, "before 3.11 every frame's self names its method's class")
+		}
+		_, p := startSleeper(t, in)
+		var frames, read, threads int
+		testHookLockThreads = func(ts []*lockThread) {
+			for _, lt := range ts {
+				threads++
+				frames += len(lt.frames)
+				for _, r := range lt.refs {
+					if r != nil {
+						read++
+					}
+				}
+			}
+		}
+		defer func() { testHookLockThreads = nil }()
+		if _, err := p.Locks(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d threads, %d frames, references read for %d", in.Label, threads, frames, read)
+		if frames <= threads {
+			t.Fatalf("%d frames in %d threads: the sleeper's threads should be deeper", frames, threads)
+		}
+		if read > threads {
+			t.Errorf("references read for %d of %d frames, want at most one a thread (%d)", read, frames, threads)
+		}
+	})
+}
