@@ -387,10 +387,17 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 	deadline := time.Now().Add(maxTracerWait)
 	for try, quiet := 0, 0; ; try++ {
 		var f *ptrace.Frozen
+		release := holdGC()
 		if f, err = ptrace.Freeze(p.pid); err == nil {
-			f.OnThaw = testHookThaw
+			f.OnThaw = func(held time.Duration) {
+				release()
+				if testHookThaw != nil {
+					testHookThaw(held)
+				}
+			}
 			return f, nil
 		}
+		release()
 		if !errors.Is(err, ptrace.ErrPermission) || time.Now().After(deadline) {
 			break
 		}
