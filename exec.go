@@ -95,8 +95,19 @@ func (p *Process) Exec(ctx context.Context, code []byte, opt ExecOptions) (_ Exe
 // startInterruptible starts the agent; an interrupt request meanwhile
 // gives up, and nothing runs.
 func (p *Process) startInterruptible(ctx context.Context, deadline time.Time, interrupt <-chan struct{}, progress func(string)) (*session, error) {
+	forks := p.watchForks()
+	start := func(ctx context.Context) (*session, error) {
+		s, err := p.startAgent(ctx, deadline, progress)
+		if s != nil {
+			s.p, s.forks = p, forks
+			if s.conn != nil {
+				p.warnCFork(s.conn.Hello().CFork)
+			}
+		}
+		return s, err
+	}
 	if interrupt == nil {
-		return p.startAgent(ctx, deadline, progress)
+		return start(ctx)
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -111,7 +122,7 @@ func (p *Process) startInterruptible(ctx context.Context, deadline time.Time, in
 			asked <- false
 		}
 	}()
-	s, err := p.startAgent(sctx, deadline, progress)
+	s, err := start(sctx)
 	close(stop)
 	if <-asked {
 		if s != nil {

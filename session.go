@@ -25,9 +25,17 @@ type session struct {
 	method string
 	thread int
 	held   time.Duration
+	// p and forks: the target and its children before the session, whose
+	// children forked during it are looked at when it ends.
+	p     *Process
+	forks forkWatch
 }
 
 func (s *session) close() {
+	if s.p != nil {
+		defer s.p.endStuckForks(s.forks)
+		s.p = nil
+	}
 	if s.conn != nil {
 		s.conn.Close()
 	} else if s.uc != nil {

@@ -395,11 +395,10 @@ func startUWSGI(t *testing.T, port int64, extra ...string) int {
 	}
 }
 
-// TestUWSGI: a uwsgi worker respawned (its predecessor killed) while an
-// exec runs in the master keeps nothing of the session: at once when
-// uwsgi runs Python's fork handlers (py-call-osafterfork), else from the
-// first pyglass session in the worker on (uwsgi forks in C).
-func TestUWSGI(t *testing.T) {
+// needUWSGI skips t unless Debian's uwsgi and its python3 plugin are
+// installed.
+func needUWSGI(t *testing.T) {
+	t.Helper()
 	debianWith(t, "uwsgi-core uwsgi-plugin-python3", "sys")
 	if _, err := exec.LookPath("uwsgi-core"); err != nil {
 		testenv.Skipf(t, "uwsgi-core is not installed (apt-get install uwsgi-core uwsgi-plugin-python3)")
@@ -407,15 +406,30 @@ func TestUWSGI(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
 		testenv.Skipf(t, "uwsgi's python3 plugin is not installed (apt-get install uwsgi-plugin-python3)")
 	}
+}
+
+// uwsgiWith starts uwsgi (startUWSGI), with option when on, and returns
+// its port, its master and its worker.
+func uwsgiWith(t *testing.T, option string, on bool) (port int64, master, worker int) {
+	t.Helper()
+	var extra []string
+	if on {
+		extra = append(extra, option)
+	}
+	port = freePort(t)
+	master = startUWSGI(t, port, extra...)
+	return port, master, waitChildren(t, master, 1)[0]
+}
+
+// TestUWSGI: a uwsgi worker respawned (its predecessor killed) while an
+// exec runs in the master keeps nothing of the session: at once when
+// uwsgi runs Python's fork handlers (py-call-osafterfork), else from the
+// first pyglass session in the worker on (uwsgi forks in C).
+func TestUWSGI(t *testing.T) {
+	needUWSGI(t)
 	for _, handlers := range []bool{true, false} {
 		t.Run(fmt.Sprintf("py-call-osafterfork=%v", handlers), func(t *testing.T) {
-			var extra []string
-			if handlers {
-				extra = append(extra, "--py-call-osafterfork")
-			}
-			port := freePort(t)
-			master := startUWSGI(t, port, extra...)
-			w1 := waitChildren(t, master, 1)[0]
+			port, master, w1 := uwsgiWith(t, "--py-call-osafterfork", handlers)
 			// (settled: the worker closes the connection of the readiness check)
 			s1 := settled(func() int { _, s := fdCount(t, w1); return s })
 			r := run(t, nil, "exec", strconv.Itoa(master), "-c", fmt.Sprintf(`import os, signal, time
@@ -492,6 +506,58 @@ os.kill(%d, signal.SIGKILL)`, w1)+fmt.Sprintf(untilNewChild, fmt.Sprintf("set([%
 			}
 			if code, body := httpGet(t, port); code != 200 || body != "ok\n" {
 				t.Fatalf("uwsgi answered %d %q", code, body)
+			}
+		})
+	}
+}
+
+// TestUWSGIStuckWorker: uwsgi forks its workers in C. Code that holds the
+// GIL in the master while it respawns one (the exec below, busy for 2 s
+// right after killing the worker) leaves the new worker waiting for good
+// for a GIL held by a thread it does not have (uwsgi issue 1149; checked
+// by hand: that worker never answers). Without py-call-uwsgi-fork-hooks
+// pyglass warns as the session starts and, after it, ends that worker;
+// uwsgi's next one serves. With the hooks (the master takes the GIL
+// before forking) there is no warning and the worker forked during the
+// session lives and serves.
+func TestUWSGIStuckWorker(t *testing.T) {
+	needUWSGI(t)
+	for _, hooks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("py-call-uwsgi-fork-hooks=%v", hooks), func(t *testing.T) {
+			port, master, w1 := uwsgiWith(t, "--py-call-uwsgi-fork-hooks", hooks)
+			// The master's respawn comes within milliseconds of the kill,
+			// while the loop holds the GIL (the master's own thread does
+			// not ask for it); the code prints the master's children at
+			// its end: the worker forked during the session.
+			r := run(t, nil, "exec", strconv.Itoa(master), "-c", fmt.Sprintf(`import os, signal, time
+os.kill(%d, signal.SIGKILL)
+t = time.time()
+while time.time() < t + 2:
+    pass
+print(open('/proc/self/task/%%d/children' %% os.getpid()).read().strip())`, w1))
+			want(t, r, 0)
+			forked, err := strconv.Atoi(strings.TrimSpace(r.Stdout))
+			if err != nil || forked == w1 {
+				t.Fatalf("uwsgi did not respawn its worker once during the session: %s", r)
+			}
+			warned := strings.Contains(r.Stderr, "uwsgi master without py-call-uwsgi-fork-hooks")
+			ended := strings.Contains(r.Stderr, fmt.Sprintf("ended process %d:", forked))
+			if warned == hooks || ended == hooks {
+				t.Fatalf("with the fork hooks %v: warned %v, ended the worker forked during the session %v; want %v, %v\n%s", hooks, warned, ended, !hooks, !hooks, r)
+			}
+			// (the ended worker is the master's until it reaps it)
+			w := waitChildren(t, master, 1)[0]
+			for deadline := time.Now().Add(10 * time.Second); !hooks && w == forked && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+				w = waitChildren(t, master, 1)[0]
+			}
+			if hooks && w != forked || !hooks && w == forked {
+				t.Fatalf("the master's worker is %d, the one forked during the session %d (fork hooks %v)", w, forked, hooks)
+			}
+			for i := 0; i < 3; i++ {
+				if code, body := httpGet(t, port); code != 200 || body != "ok\n" {
+					t.Fatalf("uwsgi answered %d %q", code, body)
+				}
 			}
 		})
 	}

@@ -75,6 +75,11 @@ type Hello struct {
 	Version    string // "3.11.7"
 	HexVersion uint32 // sys.hexversion
 	Executable string // sys.executable
+	// CFork names what forks the process in C without taking the GIL
+	// ("uwsgi": a uwsgi master without py-call-uwsgi-fork-hooks), "" when
+	// nothing known does: a child forked so while the agent's thread
+	// holds the GIL inherits a GIL no thread of it will release.
+	CFork string
 }
 
 // Conn is a connection to one agent. It serves one request: Exec, or a
@@ -138,6 +143,8 @@ func parseHello(p []byte) (Hello, error) {
 			h.HexVersion = uint32(x)
 		case "executable":
 			h.Executable = s
+		case "cfork":
+			h.CFork = s
 		}
 		if err != nil {
 			return Hello{}, fmt.Errorf("parsing the agent's hello field %s: %w", k, ErrProtocol)

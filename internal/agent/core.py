@@ -1335,7 +1335,25 @@ def _hello():
         b'hexversion=' + str(sys.hexversion).encode('ascii'),
         b'executable=' + exe.replace(b'\n', b' '),
     ]
+    if _forks_in_c():
+        lines.append(b'cfork=uwsgi')
     return b'\n'.join(lines)
+
+
+def _forks_in_c():
+    """Whether this process is a uwsgi master that forks its workers in C
+    without taking the GIL first (no py-call-uwsgi-fork-hooks): a worker
+    forked while another thread holds the GIL waits for it for good."""
+    u = sys.modules.get('uwsgi')
+    if u is None:
+        return False
+    try:
+        if u.masterpid() != os.getpid():
+            return False
+        on = u.opt.get('py-call-uwsgi-fork-hooks')
+        return not on or on in (b'0', b'false', b'no', '0', 'false', 'no')
+    except BaseException:
+        return False
 
 
 def _read_request(sess):

@@ -1,8 +1,12 @@
 package procfs
 
 import (
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxScanned bounds the processes PIDs lists.
@@ -66,4 +70,23 @@ func Descendants(pid int) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// KillChild sends SIGKILL to p if it is still the child of ppid that
+// started at startTime (Stat.StartTime): through a pidfd, opened before
+// that check, so that a PID reused meanwhile is never signalled.
+func (p Proc) KillChild(ppid int, startTime uint64) error {
+	fd, err := unix.PidfdOpen(p.PID, 0)
+	if err != nil {
+		return fmt.Errorf("process %d: %w", p.PID, err)
+	}
+	defer unix.Close(fd)
+	st, err := p.Stat()
+	if err != nil {
+		return err
+	}
+	if st.PPid != ppid || st.StartTime != startTime {
+		return fmt.Errorf("process %d is no longer the child of %d it was: %w", p.PID, ppid, os.ErrNotExist)
+	}
+	return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 }
