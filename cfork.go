@@ -3,6 +3,7 @@ package pyglass
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pyglass/pyglass/internal/procfs"
 )
@@ -21,6 +22,10 @@ import (
 // maxForkChecks bounds the children forked during one session that are
 // looked at.
 const maxForkChecks = 16
+
+// stuckRecheck is how long after a child was first seen stuck it is
+// looked at again before it is ended.
+const stuckRecheck = 200 * time.Millisecond
 
 // forkWatch is the set of the target's children when a session started.
 type forkWatch map[int]bool
@@ -58,6 +63,13 @@ func (p *Process) endStuckForks(before forkWatch) {
 		child := procfs.New(c)
 		st, err := child.Stat()
 		if err != nil || st.PPid != p.pid || !gilHeldByGone(c) {
+			continue
+		}
+		// A child that takes the GIL anew right after the fork
+		// (PyOS_AfterFork_Child without waiting for the old one) looks
+		// the same for a moment: looked at again a while later.
+		time.Sleep(stuckRecheck)
+		if !gilHeldByGone(c) {
 			continue
 		}
 		if err := child.KillChild(p.pid, st.StartTime); err != nil {
