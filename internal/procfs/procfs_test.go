@@ -452,3 +452,71 @@ func TestNumThreads(t *testing.T) {
 		t.Errorf("sleep's NumThreads: %d, %v; want 1", n, err)
 	}
 }
+
+// TestSinceRanAcrossCPUs: a thread asleep on one CPU, asked about from
+// another: each CPU's scheduler clock leaves out its own interrupt and
+// stolen time, so on this machine two CPUs' clocks were 12.7 ms apart,
+// and a reading taken on the other CPU was off by that much. SinceRan
+// reads on the sleeper's CPU: within a tick (4 ms at 250 Hz) of the time
+// since the sleeper's last timestamp before it slept.
+func TestSinceRanAcrossCPUs(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil || all.Count() < 2 {
+		t.Skipf("needs two CPUs (affinity %v, %v)", all.Count(), err)
+	}
+	var cpus []int
+	for c := 0; c < 1024 && len(cpus) < 2; c++ {
+		if all.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if _, err := Self().TaskExecStart(syscall.Gettid()); err != nil {
+		t.Skipf("no scheduler statistics: %v", err)
+	}
+	pin := func(c int) {
+		var one unix.CPUSet
+		one.Set(c)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, pair := range [][2]int{{cpus[0], cpus[1]}, {cpus[1], cpus[0]}} {
+		sleeper, reader := pair[0], pair[1]
+		type asleep struct {
+			tid int
+			at  time.Time
+		}
+		ch := make(chan asleep, 1)
+		go func() {
+			runtime.LockOSThread() // pinned, it ends with the goroutine
+			var one unix.CPUSet
+			one.Set(sleeper)
+			unix.SchedSetaffinity(0, &one)
+			ch <- asleep{syscall.Gettid(), time.Now()}
+			// (through Syscall: the runtime knows it is in a system call
+			// and sends it no preemption signal, which would wake it)
+			ts := unix.NsecToTimespec(int64(2 * time.Second))
+			unix.ClockNanosleep(unix.CLOCK_MONOTONIC, 0, &ts, nil)
+		}()
+		a := <-ch
+		time.Sleep(300 * time.Millisecond)
+		runtime.LockOSThread()
+		pin(reader)
+		before := time.Since(a.at)
+		since, ok := Self().SinceRan([]int{a.tid})[a.tid]
+		after := time.Since(a.at)
+		var now unix.CPUSet
+		unix.SchedGetaffinity(0, &now)
+		if err := unix.SchedSetaffinity(0, &all); err != nil {
+			t.Fatal(err)
+		}
+		runtime.UnlockOSThread()
+		if now.Count() != 1 || !now.IsSet(reader) {
+			t.Errorf("SinceRan left the calling thread's affinity at %d CPUs, want it back on CPU %d only", now.Count(), reader)
+		}
+		const tick = 4 * time.Millisecond
+		if !ok || since < before-tick || since > after+time.Millisecond {
+			t.Errorf("asleep on CPU %d, asked from CPU %d: not run for %v (%v), want between %v and %v", sleeper, reader, since, ok, before-tick, after+time.Millisecond)
+		}
+	}
+}

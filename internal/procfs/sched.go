@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TaskExecStart returns se.exec_start of /proc/PID/task/TID/sched: the
@@ -51,17 +53,41 @@ func parseExecStart(b []byte) (time.Duration, error) {
 
 // SinceRan returns, for each of tids (threads of p), how long ago it last
 // ran: the calling thread's own exec_start (it is running: now, on the
-// scheduler's clock) minus the thread's. A thread missing from the result
-// could not be read (a kernel without CONFIG_SCHED_DEBUG has no sched
-// file); a thread on a CPU comes out near zero.
+// scheduler's clock, late by at most a tick) minus the thread's. A thread
+// missing from the result could not be read (a kernel without
+// CONFIG_SCHED_DEBUG has no sched file); a thread on a CPU comes out near
+// zero.
+//
+// exec_start is each CPU's task clock, which leaves out the time spent
+// in interrupts and, in a virtual machine, the time the host ran
+// something else: two CPUs' clocks drift apart by milliseconds. So the
+// calling thread moves, for each thread, to the CPU that thread last ran
+// on (/proc/PID/task/TID/stat), and reads its own exec_start there; its
+// affinity is put back after. When it cannot move (a CPU outside the
+// process's cpuset), it reads the clock where it is.
 func (p Proc) SinceRan(tids []int) map[int]time.Duration {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	var orig unix.CPUSet
+	movable := unix.SchedGetaffinity(0, &orig) == nil
+	moved := false
+	defer func() {
+		if moved && unix.SchedSetaffinity(0, &orig) != nil {
+			return // a thread left pinned is not given back: it ends with the goroutine
+		}
+		runtime.UnlockOSThread()
+	}()
 	out := map[int]time.Duration{}
 	for _, tid := range tids {
 		t, err := p.TaskExecStart(tid)
 		if err != nil {
 			continue
+		}
+		if st, err := p.TaskStat(tid); movable && err == nil && st.Processor >= 0 {
+			var one unix.CPUSet
+			one.Set(st.Processor)
+			if unix.SchedSetaffinity(0, &one) == nil {
+				moved = true
+			}
 		}
 		now, err := Self().TaskExecStart(syscall.Gettid())
 		if err != nil {

@@ -24,6 +24,8 @@ type Stat struct {
 	// StartTime is when the process started, in clock ticks after boot.
 	// With the PID it identifies a process across PID reuse.
 	StartTime uint64
+	// Processor is the CPU the task last ran on, -1 when not given.
+	Processor int
 }
 
 // Stat reads /proc/PID/stat.
@@ -76,6 +78,12 @@ func ParseStat(b []byte) (*Stat, error) {
 	}
 	if s.StartTime, err = strconv.ParseUint(f[19], 10, 64); err != nil {
 		return nil, fmt.Errorf("starttime %q: %w", f[19], ErrParse)
+	}
+	s.Processor = -1
+	if len(f) > 36 { // processor(39)
+		if n, err := strconv.Atoi(f[36]); err == nil && n >= 0 {
+			s.Processor = n
+		}
 	}
 	return s, nil
 }
