@@ -50,7 +50,22 @@ func TestRepeatedRuns(t *testing.T) {
 		t.Logf("RSS every 25 runs: %v KiB (floor %d -> %d KiB); threads %d -> %d, tasks %d -> %d",
 			rss, floor0, floor1, before.Threads, after.Threads, before.Tasks, after.Tasks)
 		if growing == 4 {
-			t.Errorf("RSS grew in every window of 25 runs: %v KiB", rss)
+			// 2.7's RSS moves by up to 2 MiB between samples: four rises
+			// in a row happen by chance (CI once: 12712 13064 13200 14820
+			// 15028 KiB, none in 5 runs by hand). A leak goes on rising:
+			// two more windows must both rise too.
+			more := []int{rss[4], 0, 0}
+			for i := 0; i < 50; i++ {
+				h.run(scripts[i%len(scripts)])
+				if (i+1)%25 == 0 {
+					h.exec("gc.collect(); result = rss_kib()", &more[(i+1)/25])
+				}
+			}
+			if more[1]-more[0] > 128 && more[2]-more[1] > 128 {
+				t.Errorf("RSS grew in every window of 25 runs: %v then %v KiB", rss, more[1:])
+			} else {
+				t.Logf("RSS rose in 4 windows, then not in both of 2 more: %v KiB", more)
+			}
 		}
 		if floor1-floor0 > 3072 {
 			t.Errorf("RSS floor grew by %d KiB over 100 runs: %v KiB", floor1-floor0, rss)
