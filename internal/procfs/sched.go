@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -61,9 +62,9 @@ func parseExecStart(b []byte) (time.Duration, error) {
 // exec_start is each CPU's task clock, which leaves out the time spent
 // in interrupts and, in a virtual machine, the time the host ran
 // something else: two CPUs' clocks drift apart by milliseconds. So the
-// calling thread moves, for each thread, to the CPU that thread last ran
-// on (/proc/PID/task/TID/stat), and reads its own exec_start there; its
-// affinity is put back after. When it cannot move (a CPU outside the
+// calling thread moves to each CPU the threads last ran on
+// (/proc/PID/task/TID/stat), and reads its own exec_start there for the
+// threads that ran there; its affinity is put back after. When it cannot move (a CPU outside the
 // process's cpuset), it reads the clock where it is.
 func (p Proc) SinceRan(tids []int) map[int]time.Duration {
 	runtime.LockOSThread()
@@ -76,28 +77,42 @@ func (p Proc) SinceRan(tids []int) map[int]time.Duration {
 		}
 		runtime.UnlockOSThread()
 	}()
-	out := map[int]time.Duration{}
+	// The threads' clocks first, then, one CPU at a time, the reader's
+	// own: a move per CPU, not per thread.
+	type last struct {
+		tid, cpu int
+		at       time.Duration
+	}
+	var ls []last
 	for _, tid := range tids {
 		t, err := p.TaskExecStart(tid)
 		if err != nil {
 			continue
 		}
-		if st, err := p.TaskStat(tid); movable && err == nil && st.Processor >= 0 {
-			var one unix.CPUSet
-			one.Set(st.Processor)
-			if unix.SchedSetaffinity(0, &one) == nil {
-				moved = true
+		l := last{tid: tid, cpu: -1, at: t}
+		if st, err := p.TaskStat(tid); err == nil {
+			l.cpu = st.Processor
+		}
+		ls = append(ls, l)
+	}
+	slices.SortStableFunc(ls, func(a, b last) int { return a.cpu - b.cpu })
+	out := map[int]time.Duration{}
+	var now time.Duration
+	for i, l := range ls {
+		if i == 0 || l.cpu != ls[i-1].cpu {
+			if movable && l.cpu >= 0 {
+				var one unix.CPUSet
+				one.Set(l.cpu)
+				if unix.SchedSetaffinity(0, &one) == nil {
+					moved = true
+				}
+			}
+			var err error
+			if now, err = Self().TaskExecStart(syscall.Gettid()); err != nil {
+				return map[int]time.Duration{}
 			}
 		}
-		now, err := Self().TaskExecStart(syscall.Gettid())
-		if err != nil {
-			return map[int]time.Duration{}
-		}
-		if d := now - t; d > 0 {
-			out[tid] = d
-		} else {
-			out[tid] = 0
-		}
+		out[l.tid] = max(now-l.at, 0)
 	}
 	return out
 }
