@@ -51,9 +51,6 @@ func (p *Process) warnCFork(what string) {
 // endStuckForks ends the target's children forked since before that
 // wait for a GIL held by a thread they do not have, and says so.
 func (p *Process) endStuckForks(before forkWatch) {
-	if before == nil {
-		return
-	}
 	n := 0
 	for _, c := range procfs.New(p.pid).Children() {
 		if before[c] || n >= maxForkChecks {
@@ -93,7 +90,7 @@ func gilHeldByGone(pid int) bool {
 		return false
 	}
 	for _, t := range d.Threads {
-		if t.HoldsGIL && t.State == "gone" {
+		if t.HoldsGIL && t.State == stateGone {
 			return true
 		}
 	}

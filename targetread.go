@@ -105,6 +105,10 @@ func kernelStateName(st target.State) string {
 	return "unknown"
 }
 
+// stateGone is ThreadStack.State of a thread state whose thread the
+// process does not have (a fork without Python's after-fork code).
+const stateGone = "gone"
+
 // stackRead is one read of the Python stacks of a target, live (paused
 // or not) or a core: Process.Stacks and Core.Stacks are this read with
 // what only a live process has around it (the pause, the names and waits
@@ -195,7 +199,7 @@ func (s *stackRead) read(ctx context.Context) error {
 			if t.Gone {
 				// Its frames point into a stack that may now be another
 				// thread's: not read.
-				ts.State = "gone"
+				ts.State = stateGone
 				ts.Error = "no such thread in this process: a state left by a fork without Python's after-fork code (uwsgi without py-call-osafterfork)"
 				s.idents = addThread(dump, byTID, s.idents, ts, t.ThreadID)
 				continue

@@ -64,8 +64,9 @@ func parseExecStart(b []byte) (time.Duration, error) {
 // something else: two CPUs' clocks drift apart by milliseconds. So the
 // calling thread moves to each CPU the threads last ran on
 // (/proc/PID/task/TID/stat), and reads its own exec_start there for the
-// threads that ran there; its affinity is put back after. When it cannot move (a CPU outside the
-// process's cpuset), it reads the clock where it is.
+// threads that ran there; its affinity is put back after. When it
+// cannot move (a CPU outside the process's cpuset), it reads the clock
+// where it is.
 func (p Proc) SinceRan(tids []int) map[int]time.Duration {
 	runtime.LockOSThread()
 	var orig unix.CPUSet
