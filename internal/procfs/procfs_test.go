@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,6 +96,59 @@ func TestParseStat(t *testing.T) {
 	}
 	if _, err := ParseStat([]byte("123 (x) S 1")); !errors.Is(err, ErrParse) {
 		t.Errorf("short stat: %v", err)
+	}
+	if s.Processor != -1 {
+		t.Errorf("processor of a stat without field 39: %d, want -1", s.Processor)
+	}
+	long := "123 (a) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 98765"
+	for i := 23; i < 39; i++ {
+		long += " " + strconv.Itoa(i)
+	}
+	if s, err := ParseStat([]byte(long + " 39 40\n")); err != nil || s.Processor != 39 {
+		t.Errorf("processor (field 39) of %q: %+v, %v; want 39", long, s, err)
+	}
+	self, err := Self().Stat()
+	if err != nil || self.Processor < 0 || self.Processor >= runtime.NumCPU()*64 {
+		t.Errorf("this process's last CPU: %+v, %v", self, err)
+	}
+}
+
+// TestKillChild: a real child is killed only while it is the child of
+// the given parent that started at the given time.
+func TestKillChild(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	child := New(cmd.Process.Pid)
+	st, err := child.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.KillChild(os.Getpid(), st.StartTime+1); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("KillChild with another start time: %v, want ErrNotExist", err)
+	}
+	if err := child.KillChild(os.Getpid()+1, st.StartTime); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("KillChild with another parent: %v, want ErrNotExist", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the child ended after refused kills: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := child.KillChild(os.Getpid(), st.StartTime); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("the child ended with %v, want SIGKILL", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the child was not killed")
 	}
 }
 
