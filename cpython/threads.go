@@ -245,8 +245,15 @@ const pthreadScan = 2048
 
 // fillPthreadTIDs finds NativeID inside glibc's struct pthread (the
 // address in thread_id) for the threads of index need: the tid field is
-// the 4-byte-aligned offset where the most threads hold a value from tids.
-// A thread that has exited has 0 there (glibc clears it).
+// the 4-byte-aligned offset where the most distinct values from tids are
+// found, one per thread. A thread that has exited has 0 there (glibc
+// clears it). Counting distinct values, not threads: a field that holds
+// the same task id in every struct (the process's id, say) must not win
+// over the tid field when some threads' tids are missing from tids (they
+// were created after it was read), which gave every new thread the main
+// thread's task, seen running, for a 100 ms refresh in the profiler.
+// A task is never given to two threads; a thread whose value is taken
+// is left at 0, unknown.
 func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int]bool) {
 	set := map[uint32]bool{}
 	for t := range tids {
@@ -255,7 +262,7 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int
 		}
 	}
 	mems := make([][]byte, len(threads))
-	votes := map[int]int{}
+	found := map[int]map[uint32]bool{}
 	for i, t := range threads {
 		if t.ThreadID == 0 {
 			continue
@@ -264,23 +271,26 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int
 		n, _ := r.ReadAt(b, t.ThreadID)
 		mems[i] = b[:n&^3]
 		for off := 0; off+4 <= len(mems[i]); off += 4 {
-			if set[memory.Order.Uint32(mems[i][off:])] {
-				votes[off]++
+			if v := memory.Order.Uint32(mems[i][off:]); set[v] {
+				if found[off] == nil {
+					found[off] = map[uint32]bool{}
+				}
+				found[off][v] = true
 			}
 		}
 	}
-	if len(votes) == 0 {
+	if len(found) == 0 {
 		return
 	}
-	offs := make([]int, 0, len(votes))
-	for o := range votes {
+	offs := make([]int, 0, len(found))
+	for o := range found {
 		offs = append(offs, o)
 	}
 	known := glibcTIDOffset[runtime.GOARCH]
 	sort.Slice(offs, func(i, j int) bool {
 		a, b := offs[i], offs[j]
-		if votes[a] != votes[b] {
-			return votes[a] > votes[b]
+		if len(found[a]) != len(found[b]) {
+			return len(found[a]) > len(found[b])
 		}
 		if (a == known) != (b == known) {
 			return a == known
@@ -288,11 +298,25 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int
 		return a < b
 	})
 	best := offs[0]
+	taken := map[int]int{} // task -> threads given it
+	for i := range threads {
+		if id := threads[i].NativeID; id != 0 {
+			taken[id]++
+		}
+	}
+	var got []int
 	for _, i := range need {
 		if best+4 <= len(mems[i]) {
 			if v := memory.Order.Uint32(mems[i][best:]); set[v] {
 				threads[i].NativeID = int(v)
+				taken[int(v)]++
+				got = append(got, i)
 			}
+		}
+	}
+	for _, i := range got {
+		if taken[threads[i].NativeID] > 1 {
+			threads[i].NativeID = 0
 		}
 	}
 }

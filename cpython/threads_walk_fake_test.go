@@ -225,6 +225,38 @@ func TestPthreadTIDs(t *testing.T) {
 	}
 }
 
+// TestPthreadTIDsNewThreads: threads created after the task list was read
+// have tids not in it; a field that holds the process's id in every
+// struct pthread then matches in more threads than the tid field does.
+// No thread is given another's task: the new ones stay unknown (0). (The
+// old vote by threads gave all of them the main thread's task.)
+func TestPthreadTIDsNewThreads(t *testing.T) {
+	p := newFakeProc(t, 3, 6)
+	var f memory.Fake
+	f.Map(fakeBase, p.buf)
+	real := []int{4242, 4250, 4251}
+	known := []int{4242} // the main thread's; the others started since
+	for i := range p.threads {
+		pt := make([]byte, 4096)
+		binary.LittleEndian.PutUint32(pt[0x2d0:], uint32(real[i]))
+		binary.LittleEndian.PutUint32(pt[0x100:], uint32(real[0])) // the process's id, in every struct
+		f.Map(0x7f0000001000+uint64(i)*0x1000, pt)
+	}
+	threads, err := cpython.Threads(&f, p.l, p.interp, cpython.ThreadOptions{TIDs: known, SkipNames: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, th := range threads {
+		want := 0
+		if real[i] == known[0] {
+			want = known[0]
+		}
+		if th.NativeID != want {
+			t.Errorf("thread %d (tid %d, not yet listed unless %d): native id %d, want %d", i, real[i], known[0], th.NativeID, want)
+		}
+	}
+}
+
 // FuzzThreads feeds random memory to FindInterpreters and Threads: they
 // must neither panic nor loop forever.
 //
