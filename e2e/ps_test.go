@@ -13,7 +13,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/creack/pty"
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -129,7 +128,7 @@ func TestPSTree(t *testing.T) {
 
 	// On an 80-column terminal, every line fits.
 	cmd := exec.Command(testenv.BuildPyglass(t), "ps", marker)
-	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 80})
+	f, err := startOnPty(cmd, 40, 80)
 	if err != nil {
 		t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	pprof "github.com/google/pprof/profile"
 
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -468,7 +467,7 @@ func startPTY(t *testing.T, args ...string) *ptyRun {
 	r := &ptyRun{t: t, readDone: make(chan struct{})}
 	r.cmd = exec.Command(testenv.BuildPyglass(t), args...)
 	r.cmd.Env = append(os.Environ(), "TERM=xterm")
-	f, err := pty.StartWithSize(r.cmd, &pty.Winsize{Rows: 30, Cols: 160})
+	f, err := startOnPty(r.cmd, 30, 160)
 	if err != nil {
 		t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
 	}

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/pyglass/pyglass/internal/testenv"
 )
 
@@ -82,7 +80,7 @@ func startPty(t testing.TB, env []string, args ...string) *session {
 	t.Helper()
 	cmd := exec.Command(testenv.BuildPyglass(t), args...)
 	cmd.Env = append(append(os.Environ(), "TERM=xterm"), env...)
-	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 200})
+	f, err := startOnPty(cmd, 40, 200)
 	if err != nil {
 		t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
 	}
