@@ -54,6 +54,15 @@ func readMaps(pid int) ([]mapping, error) {
 // libpython and libc, relocated with the load bias from /proc/PID/maps.
 func resolve(t *testing.T, pid int) Symbols {
 	t.Helper()
+	s, _ := resolveWith(t, pid)
+	return s
+}
+
+// resolveWith is resolve, and also returns the addresses of every symbol
+// it read (the interpreter's, and libc's munmap, __errno_location and
+// pthread_*), by name.
+func resolveWith(t *testing.T, pid int) (Symbols, map[string]uint64) {
+	t.Helper()
 	maps, err := readMaps(pid)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +149,7 @@ func resolve(t *testing.T, pid int) Symbols {
 	if s.PyThreadStartNewThread == 0 || s.PyRunSimpleString == 0 || s.Munmap == 0 {
 		t.Fatalf("symbols not resolved: %+v", s)
 	}
-	return s
+	return s, syms
 }
 
 const fixture = `

@@ -801,6 +801,11 @@ func (j *job) runChain() error {
 		return nil
 	}
 	if err := j.awaitReady(); err != nil {
+		if errors.Is(err, ErrTimeout) {
+			// Where the thread is says why (a lock in the thread
+			// library, the kernel): stop it (release would) and look.
+			err = fmt.Errorf("%w; %s", err, j.whereStuck())
+		}
 		return fmt.Errorf("running the call: %w", err)
 	}
 	j.caveFree = true // the chain is in the scratch page, the cave is behind
@@ -1115,6 +1120,47 @@ func (j *job) abandon(step string) bool {
 	j.res.Held = time.Since(j.heldAt)
 	j.logf("test: abandoned thread %d at step %s", j.tid, step)
 	return true
+}
+
+// whereStuck stops the thread that runs the chain and describes where it
+// is and how far the chain got, for the error of a chain that did not
+// finish in time.
+func (j *job) whereStuck() string {
+	why := j.res.Why
+	if !j.stopped {
+		j.stopQuietly()
+	}
+	if !j.stopped {
+		return fmt.Sprintf("thread %d (%s) could not be stopped to see where it is", j.tid, why)
+	}
+	var words [3][8]byte
+	progress := ""
+	for i, off := range []uint64{dPath, dViaPthread, dResult} {
+		if _, err := j.mem.ReadAt(words[i][:], j.data+off); err != nil {
+			progress = "the chain's progress unreadable"
+		}
+	}
+	if progress == "" {
+		path := binary.LittleEndian.Uint64(words[0][:])
+		progress = fmt.Sprintf("chain path %s, pthread_create called %d, last result %d",
+			pathNames[path], binary.LittleEndian.Uint64(words[1][:]), int64(binary.LittleEndian.Uint64(words[2][:])))
+	}
+	st, err := ptrace.GetState(j.tid)
+	if err != nil {
+		return fmt.Sprintf("thread %d (%s): registers unreadable (%v); %s", j.tid, why, err, progress)
+	}
+	pc := st.Regs.PC()
+	where := fmt.Sprintf("pc %#x", pc)
+	for _, m := range j.maps {
+		if m.Start <= pc && pc < m.End {
+			where = fmt.Sprintf("pc %#x (%s+%#x)", pc, m.Path, pc-m.Start+m.Offset)
+			break
+		}
+	}
+	if nr, ok := inSyscall(&st.Regs, j.mem); ok {
+		where += fmt.Sprintf(", in syscall %d", nr)
+	}
+	return fmt.Sprintf("thread %d (%s) is at %s; %s", j.tid, why, where, progress)
 }
 
 // stopQuietly interrupts the running thread and waits for the stop,

@@ -3,6 +3,7 @@ package inject
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -127,6 +128,39 @@ func TestTracemallocLockNotHeld(t *testing.T) {
 		}
 		tg.progresses()
 		t.Logf("%d injections into a tracemalloc-busy loop, %d stopped in interpreter code: %s", n, inLib, &st)
+	})
+}
+
+// TestStuckChainSaysWhere: a chain that does not finish in time (here
+// made to deadlock on purpose: "pthread_attr_init" and
+// "pthread_attr_setstacksize" are both pthread_mutex_lock on the same
+// zeroed mutex, so the second call waits for ever, as a thread would on a
+// C library lock it holds) is reported with where the thread is (a
+// futex, in the C library) and how far the chain got, so that a CI
+// failure says why. The target is broken by design here and killed.
+func TestStuckChainSaysWhere(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := startTarget(t, in, "sleep")
+		syms, all := resolveWith(t, tg.pid)
+		lock := all["pthread_mutex_lock"]
+		if lock == 0 || syms.PthreadCreate == 0 {
+			t.Fatalf("pthread_mutex_lock or pthread_create not resolved in the target's C library")
+		}
+		syms.PthreadAttrInit, syms.PthreadAttrSetstacksize = lock, lock
+		_, err := StartThread(tg.pid, syms, []byte("pass"), Options{Timeout: time.Second})
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want a timeout", err)
+		}
+		futex := "in syscall 202"
+		if runtime.GOARCH == "arm64" {
+			futex = "in syscall 98"
+		}
+		for _, want := range []string{"running the call", "new-thread, pthread_create called 0", "libc", futex} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the error does not say %q: %v", want, err)
+			}
+		}
+		t.Logf("%v", err)
 	})
 }
 
