@@ -339,14 +339,18 @@ func TestTopTerminal(t *testing.T) {
 	forLabels(t, []string{"2.7", "3.12", "3.15-chroot"}, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
 		term := startPTY(t, "top", strconv.Itoa(tg.PID), "--interval", "200ms")
-		cmd, f, waitFor := term.cmd, term.f, term.waitFor
-		waitFor("spin (")
+		cmd, f, waitScreen := term.cmd, term.f, term.waitScreen
+		scr := waitScreen("spin (")
+		if !strings.Contains(scr, "[q] quit") || !strings.Contains(scr, "sorted by own") {
+			t.Fatalf("the view lacks its keys or its sort order:\n%s", scr)
+		}
+		t.Logf("the view:\n%s", scr)
 		f.Write([]byte("s"))
-		waitFor("sorted by total")
+		waitScreen("sorted by total")
 		f.Write([]byte("i"))
-		waitFor("idle threads shown")
+		waitScreen("idle threads shown")
 		f.Write([]byte("p"))
-		waitFor("PAUSED")
+		waitScreen("PAUSED")
 		quit := "q"
 		if in.Label == "3.12" {
 			quit = "\x03" // Ctrl-C: in raw mode a key, not a signal
@@ -503,6 +507,24 @@ func (r *ptyRun) waitFor(s string) {
 		if time.Now().After(deadline) {
 			r.cmd.Process.Kill()
 			r.t.Fatalf("pyglass never showed %q:\n%q", s, r.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitScreen waits up to 20 s until the terminal's screen (the output
+// played on a 30x160 screen) shows s, and returns the screen.
+func (r *ptyRun) waitScreen(s string) string {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		scr := newVTScreen(30, 160)
+		scr.feed(r.output())
+		if text := scr.text(); strings.Contains(text, s) {
+			return text
+		} else if time.Now().After(deadline) {
+			r.cmd.Process.Kill()
+			r.t.Fatalf("pyglass never showed %q; the screen:\n%s", s, text)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

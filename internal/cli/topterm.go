@@ -1,31 +1,24 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/term"
+	"github.com/gdamore/tcell/v2"
 
 	"github.com/pyglass/pyglass"
 	"github.com/pyglass/pyglass/profile"
 )
 
-// The terminal view: the terminal in raw mode on its alternate screen,
-// redrawn every interval and on each key and resize. It sends nothing the
-// terminal must answer, so it never waits on one that does not (a bare
-// pseudo-terminal, a serial console).
-
-const (
-	altScreenOn  = "\x1b[?1049h\x1b[?25l" // alternate screen, cursor hidden
-	altScreenOff = "\x1b[?25h\x1b[?1049l"
-)
+// The terminal view, drawn with tcell: the terminal's alternate screen,
+// redrawn every interval, on each key and on a resize. tcell sends
+// nothing the terminal must answer (no colour or cursor query), so the
+// view never waits on a terminal that answers nothing (a bare
+// pseudo-terminal, a serial console); TestStartOnSilentTerminal checks
+// that pyglass's start does not either.
 
 // topView is the terminal view's state; only topTerminal's loop uses it.
 type topView struct {
@@ -39,9 +32,9 @@ type topView struct {
 }
 
 // key applies one key; it reports whether the view should quit.
-func (v *topView) key(k byte) bool {
+func (v *topView) key(k rune) bool {
 	switch k {
-	case 'q', 'Q', 0x03, 0x1b: // q, Ctrl-C (raw mode: no SIGINT), Esc
+	case 'q', 'Q', 0x03, 0x1b: // q, Ctrl-C (a key on the view, not SIGINT), Esc
 		return true
 	case 's':
 		v.by = (v.by + 1) % 3
@@ -62,6 +55,23 @@ func (v *topView) key(k byte) bool {
 	return false
 }
 
+// keyOf returns the key of a tcell key event as key takes it, or 0 for
+// keys the view has no use for (arrows, function keys).
+func keyOf(ev *tcell.EventKey) rune {
+	switch ev.Key() {
+	case tcell.KeyRune:
+		if ev.Modifiers()&(tcell.ModCtrl|tcell.ModAlt) != 0 {
+			return 0
+		}
+		return ev.Rune()
+	case tcell.KeyCtrlC:
+		return 0x03
+	case tcell.KeyEscape:
+		return 0x1b
+	}
+	return 0
+}
+
 // lines renders the view into lines no wider than the terminal.
 func (v *topView) lines() []string {
 	var b strings.Builder
@@ -78,25 +88,17 @@ func (v *topView) lines() []string {
 	return ls
 }
 
-// draw writes a frame: from the top left, each line cleared to its end
-// (raw mode: the terminal adds no carriage return), the rest of the screen
-// cleared.
-func (v *topView) draw(w *bufio.Writer) {
+// draw puts a frame on the screen (tcell sends only what changed).
+func (v *topView) draw(scr tcell.Screen) {
 	ls := v.frozen
 	if !v.paused {
 		ls = v.lines()
 	}
-	w.WriteString("\x1b[H")
-	for i, l := range ls {
-		l = cutAt(l, v.width)
-		w.WriteString(l)
-		w.WriteString("\x1b[K")
-		if i < len(ls)-1 {
-			w.WriteString("\r\n")
-		}
+	scr.Clear()
+	for y, l := range ls {
+		scr.PutStr(0, y, l)
 	}
-	w.WriteString("\x1b[J")
-	w.Flush()
+	scr.Show()
 }
 
 // cutAt cuts s to at most width bytes, at a character boundary (0: no
@@ -114,88 +116,53 @@ func cutAt(s string, width int) string {
 }
 
 func topTerminal(ctx context.Context, cancel func(), p *pyglass.Process, st *topState, interval time.Duration, sampled chan struct{}, io IO) ExitCode {
-	in, inOK := io.In.(*os.File)
-	out, outOK := io.Out.(*os.File)
-	if c, ok := io.Out.(*checkedWriter); ok {
-		out, outOK = c.w.(*os.File)
+	scr, err := tcell.NewScreen()
+	if err == nil {
+		err = scr.Init()
 	}
-	if !inOK || !outOK {
-		return topPiped(ctx, p, st, interval, 20, sampled, io)
-	}
-	old, err := term.MakeRaw(int(in.Fd()))
 	if err != nil {
-		fmt.Fprintf(io.Err, "pyglass top: cannot set the terminal to raw mode: %v (hint: pipe the output for a plain table)\n", err)
+		fmt.Fprintf(io.Err, "pyglass top: cannot draw on this terminal: %v (hint: pipe the output for a plain table)\n", err)
+		cancel()
+		<-sampled
 		return ExitInternal
 	}
-	w := bufio.NewWriterSize(io.Out, 64<<10)
-	w.WriteString(altScreenOn)
-	w.Flush()
-	defer func() {
-		w.WriteString(altScreenOff)
-		w.Flush()
-		term.Restore(int(in.Fd()), old)
-	}()
+	defer scr.Fini()
+	scr.HideCursor()
 
 	v := &topView{p: p, st: st}
-	size := func() {
-		if wd, ht, err := term.GetSize(int(out.Fd())); err == nil {
-			v.width, v.height = wd, ht
-		}
+	v.width, v.height = scr.Size()
+	events := make(chan tcell.Event, 16)
+	stopEvents := make(chan struct{})
+	defer close(stopEvents)
+	go scr.ChannelEvents(events, stopEvents)
+
+	quit := func() ExitCode {
+		cancel()
+		<-sampled
+		return topExit(st, io)
 	}
-	size()
-	winch := make(chan os.Signal, 1)
-	signal.Notify(winch, syscall.SIGWINCH)
-	defer signal.Stop(winch)
-
-	// The keys, read by a goroutine that ends with the input (it may
-	// outlive the view until the next key or the end of the process).
-	keys := make(chan []byte, 16)
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, err := in.Read(buf)
-			if n > 0 {
-				select {
-				case keys <- append([]byte(nil), buf[:n]...):
-				case <-sampled:
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	v.draw(w)
+	v.draw(scr)
 	for {
 		select {
 		case <-ctx.Done():
-			cancel()
-			<-sampled
-			return topExit(st, io)
+			return quit()
 		case <-sampled:
 			return topExit(st, io)
-		case <-winch:
-			size()
 		case <-t.C:
 			st.tick()
-		case b := <-keys:
-			// An escape sequence (arrows, function keys) is one read that
-			// starts with Esc: not a quit.
-			if len(b) > 1 && b[0] == 0x1b {
-				continue
-			}
-			for _, k := range b {
-				if v.key(k) {
-					cancel()
-					<-sampled
-					return topExit(st, io)
+		case ev := <-events:
+			switch ev := ev.(type) {
+			case *tcell.EventResize:
+				v.width, v.height = ev.Size()
+				scr.Sync()
+			case *tcell.EventKey:
+				if v.key(keyOf(ev)) {
+					return quit()
 				}
 			}
 		}
-		v.draw(w)
+		v.draw(scr)
 	}
 }
