@@ -202,9 +202,12 @@ func checkTruth(t *testing.T, in testenv.Interp, tg *testenv.Target, started tim
 	}
 	// Kinds of what the primitives' waiters await.
 	kinds := map[string]string{"lock-waiter": "lock", "gather-outer": "gather", "gather-leaf": "sleep", "queue-getter": "queue",
-		"socket-reader": "socket", "stream-reader": "socket"}
+		"socket-reader": "socket", "stream-reader": "socket", "event-waiter": "event", "condition-waiter": "event"}
 	if in.AtLeast(3, 11) {
 		kinds["taskgroup"] = "taskgroup"
+		// Before 3.11 a frame names its function, not its class:
+		// Condition.wait and Event.wait are both "wait" in locks.py.
+		kinds["condition-waiter"] = "condition"
 	}
 	if in.AtLeast(3, 8) {
 		for _, g := range d.Tasks {

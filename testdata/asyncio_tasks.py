@@ -7,9 +7,10 @@
 # shield, wait_for, a
 # task waiting on an asyncio.Lock another task holds, an await cycle of two
 # tasks, a task in loop.sock_recv and one reading a StreamReader (each on a
-# socketpair nobody writes to), a TaskGroup (3.11+), an Event, a Queue, N extra sleeping tasks, a
-# task finished with an exception; a second loop in a thread named
-# "loop-2" with its own tasks; and a third loop, in "loop-3", blocked by
+# socketpair nobody writes to), a TaskGroup (3.11+), an Event, a Queue, a
+# Condition, N extra sleeping tasks, a task finished with an exception; a
+# second loop, of a class of the program's own (CustomLoop, as uvloop's
+# is), in a thread named "loop-2" with its own tasks; and a third loop, in "loop-3", blocked by
 # its only task ("blocker", in time.sleep: the task running right now). Then it prints its ground truth, computed
 # with asyncio's own introspection, as one line "TRUTH <json>":
 #   {"tasks": [{"id", "name", "state", "running", "thread", "exception", "loop", "stack":
@@ -192,6 +193,17 @@ async def queue_getter(q):
     await q.get()
 
 
+async def condition_waiter(cond):
+    async with cond:
+        await cond.wait()
+
+
+class CustomLoop(asyncio.SelectorEventLoop):
+    # A loop class of the program's own (as uvloop's is): its tasks are
+    # found through the registries all the same.
+    pass
+
+
 async def socket_reader(loop, sock):
     await loop.sock_recv(sock, 1)
 
@@ -236,6 +248,7 @@ async def setup(loop, main_loop):
         create(loop, lock_waiter(lock, held), "lock-waiter")
         create(loop, event_waiter(asyncio.Event()), "event-waiter")
         create(loop, queue_getter(asyncio.Queue()), "queue-getter")
+        create(loop, condition_waiter(asyncio.Condition()), "condition-waiter")
         a, b = socket.socketpair()
         c, d = socket.socketpair()
         kept_objects.extend([b, d])
@@ -269,7 +282,7 @@ def main():
     LOOP_THREADS[id(loop)] = native_id()
     loop.run_until_complete(setup(loop, True))
     ready = threading.Event()
-    loop2 = asyncio.new_event_loop()
+    loop2 = CustomLoop()
 
     def second():
         LOOP_THREADS[id(loop2)] = native_id()
