@@ -252,8 +252,8 @@ const pthreadScan = 2048
 // over the tid field when some threads' tids are missing from tids (they
 // were created after it was read), which gave every new thread the main
 // thread's task, seen running, for a 100 ms refresh in the profiler.
-// A task is never given to two threads; a thread whose value is taken
-// is left at 0, unknown.
+// A task is never given to the threads of two struct pthreads; a thread
+// whose value is taken is left at 0, unknown.
 func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int]bool) {
 	set := map[uint32]bool{}
 	for t := range tids {
@@ -298,10 +298,18 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int
 		return a < b
 	})
 	best := offs[0]
-	taken := map[int]int{} // task -> threads given it
+	// task -> the struct pthreads it was found for (thread states of
+	// one thread share theirs: a stale one and its successor, say).
+	taken := map[int]map[uint64]bool{}
+	give := func(id int, pthread uint64) {
+		if taken[id] == nil {
+			taken[id] = map[uint64]bool{}
+		}
+		taken[id][pthread] = true
+	}
 	for i := range threads {
 		if id := threads[i].NativeID; id != 0 {
-			taken[id]++
+			give(id, threads[i].ThreadID)
 		}
 	}
 	var got []int
@@ -309,13 +317,13 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int
 		if best+4 <= len(mems[i]) {
 			if v := memory.Order.Uint32(mems[i][best:]); set[v] {
 				threads[i].NativeID = int(v)
-				taken[int(v)]++
+				give(int(v), threads[i].ThreadID)
 				got = append(got, i)
 			}
 		}
 	}
 	for _, i := range got {
-		if taken[threads[i].NativeID] > 1 {
+		if len(taken[threads[i].NativeID]) > 1 {
 			threads[i].NativeID = 0
 		}
 	}
