@@ -22,6 +22,13 @@ import (
 // A user's terminal has the same race; the tests check what pyglass
 // prints, not the kernel's flush.
 func startOnPty(cmd *exec.Cmd, rows, cols uint16) (*os.File, error) {
+	return startOnPtyWith(cmd, rows, cols, true)
+}
+
+// startOnPtyWith is startOnPty; with ctty false the terminal is only
+// cmd's stdin, stdout and stderr, in a new session that has no
+// controlling terminal (as under setsid).
+func startOnPtyWith(cmd *exec.Cmd, rows, cols uint16, ctty bool) (*os.File, error) {
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		return nil, err
@@ -42,7 +49,7 @@ func startOnPty(cmd *exec.Cmd, rows, cols uint16) (*os.File, error) {
 		return nil, err
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: ctty}
 	if err := cmd.Start(); err != nil {
 		ptmx.Close()
 		return nil, err

@@ -371,6 +371,30 @@ func TestTopTerminal(t *testing.T) {
 	})
 }
 
+// TestTopNoControllingTerminal: the view draws on the terminal of stdin
+// and stdout even when pyglass has no controlling terminal (setsid, some
+// container runtimes' exec), and q quits.
+func TestTopNoControllingTerminal(t *testing.T) {
+	forLabels(t, []string{"3.12"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
+		term := startPTYWith(t, false, "top", strconv.Itoa(tg.PID), "--interval", "200ms")
+		term.waitScreen("spin (")
+		term.f.Write([]byte("q"))
+		done := make(chan error, 1)
+		go func() { done <- term.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("pyglass top after q: %v\n%q", err, term.output())
+			}
+		case <-time.After(20 * time.Second):
+			term.cmd.Process.Kill()
+			t.Fatalf("pyglass top did not quit on q")
+		}
+		healthy(t, tg)
+	})
+}
+
 // TestStartOnSilentTerminal: on a terminal that answers no query (a bare
 // pseudo-terminal, like a serial console or some CI runners) pyglass
 // starts at once and sends it nothing: no colour or cursor query whose
@@ -465,13 +489,21 @@ type ptyRun struct {
 	readDone chan struct{}
 }
 
-// startPTY runs pyglass args on a new 160x30 pseudo-terminal.
+// startPTY runs pyglass args on a new 160x30 pseudo-terminal, its
+// controlling terminal.
 func startPTY(t *testing.T, args ...string) *ptyRun {
+	t.Helper()
+	return startPTYWith(t, true, args...)
+}
+
+// startPTYWith is startPTY; with ctty false the terminal is not the
+// controlling terminal of pyglass (a new session without one).
+func startPTYWith(t *testing.T, ctty bool, args ...string) *ptyRun {
 	t.Helper()
 	r := &ptyRun{t: t, readDone: make(chan struct{})}
 	r.cmd = exec.Command(testenv.BuildPyglass(t), args...)
 	r.cmd.Env = append(os.Environ(), "TERM=xterm")
-	f, err := startOnPty(r.cmd, 30, 160)
+	f, err := startOnPtyWith(r.cmd, 30, 160, ctty)
 	if err != nil {
 		t.Fatalf("starting pyglass on a pseudo-terminal: %v", err)
 	}

@@ -116,7 +116,14 @@ func cutAt(s string, width int) string {
 }
 
 func topTerminal(ctx context.Context, cancel func(), p *pyglass.Process, st *topState, interval time.Duration, sampled chan struct{}, io IO) ExitCode {
-	scr, err := tcell.NewScreen()
+	// The terminal of stdin and stdout, as the caller checked, not
+	// /dev/tty: a process without a controlling terminal (setsid) draws
+	// all the same.
+	var scr tcell.Screen
+	tty, err := tcell.NewStdIoTty()
+	if err == nil {
+		scr, err = tcell.NewTerminfoScreenFromTty(tty)
+	}
 	if err == nil {
 		err = scr.Init()
 	}
