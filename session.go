@@ -195,17 +195,18 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 	return s, nil
 }
 
-// execPlanFresh re-reads the process state (cheaply: /proc/PID/stat and
-// status only) before deciding.
+// execPlanFresh re-reads the process state (cheaply: /proc/PID/status
+// only) before deciding. The state and the tracer come from one read:
+// read apart, another pyglass could stop the process between the two and
+// let it go before the second, and a process stopped by a tracer that
+// was gone looked stopped by SIGSTOP (seen in CI: TestConcurrentExecs).
 func (p *Process) execPlanFresh() (string, string) {
-	pr := procfs.New(p.pid)
-	if st, err := pr.Stat(); err != nil {
+	st, err := procfs.New(p.pid).Status()
+	if err != nil || st.State == 0 {
 		p.proc.Zombie = true
 	} else {
 		p.proc.State = st.State
 		p.proc.Zombie = procfs.IsZombie(st.State)
-	}
-	if st, err := pr.Status(); err == nil {
 		p.proc.TracerPID = st.TracerPid
 	}
 	return p.execPlan()

@@ -65,16 +65,23 @@ func Inspect(pid int) (*Process, error) {
 	if err != nil {
 		return nil, classify(pid, "reading stat", err)
 	}
+	// The state from the same read as the tracer (status), so that the
+	// two agree: stat's may be from after another tracer stopped the
+	// process. stat's when status has none.
+	state := st.State
+	if state == 0 {
+		state = stat.State
+	}
 	pr := &Process{
 		PID:       pid,
 		NSPID:     st.InnerPID(),
 		PPID:      st.PPid,
 		UID:       st.RealUID(),
 		EUID:      st.EffectiveUID(),
-		State:     stat.State,
+		State:     state,
 		StateName: st.StateName,
-		Zombie:    procfs.IsZombie(stat.State),
-		Stopped:   procfs.IsStopped(stat.State),
+		Zombie:    procfs.IsZombie(state),
+		Stopped:   procfs.IsStopped(state),
 		TracerPID: st.TracerPid,
 		StartTime: stat.StartTime,
 	}
