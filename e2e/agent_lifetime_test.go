@@ -241,6 +241,24 @@ func TestLeakReportsLeaveNoGarbage(t *testing.T) {
 
 // fdCount is the number of open file descriptors of pid, and of those
 // that are sockets.
+// fdLinks lists pid's descriptors and what they are, for a failure.
+func fdLinks(pid int) string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, e := range ents {
+		l, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			l = err.Error()
+		}
+		out = append(out, e.Name()+" "+l)
+	}
+	return strings.Join(out, ", ")
+}
+
 func fdCount(t testing.TB, pid int) (all, sockets int) {
 	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
