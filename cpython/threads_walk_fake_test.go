@@ -257,6 +257,32 @@ func TestPthreadTIDsNewThreads(t *testing.T) {
 	}
 }
 
+// TestPthreadTIDsSharedPthread: two thread states of one thread (a stale
+// one and its successor share its struct pthread) both get its task;
+// only different struct pthreads that read the same task lose it.
+func TestPthreadTIDsSharedPthread(t *testing.T) {
+	p := newFakeProc(t, 3, 6)
+	var f memory.Fake
+	f.Map(fakeBase, p.buf)
+	tids := []int{4242, 4250}
+	for i := range tids {
+		pt := make([]byte, 4096)
+		binary.LittleEndian.PutUint32(pt[0x2d0:], uint32(tids[i]))
+		f.Map(0x7f0000001000+uint64(i)*0x1000, pt)
+	}
+	// The third thread state names the second one's struct pthread.
+	p.put(p.threads[2]+uint64(p.l.TstateThreadID), 0x7f0000002000)
+	threads, err := cpython.Threads(&f, p.l, p.interp, cpython.ThreadOptions{TIDs: tids, SkipNames: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{4242, 4250, 4250} {
+		if threads[i].NativeID != want {
+			t.Errorf("thread %d: native id %d, want %d", i, threads[i].NativeID, want)
+		}
+	}
+}
+
 // FuzzThreads feeds random memory to FindInterpreters and Threads: they
 // must neither panic nor loop forever.
 //
