@@ -1145,19 +1145,19 @@ func (j *job) whereStuck() string {
 		progress = fmt.Sprintf("chain path %s, pthread_create called %d, last result %d",
 			pathNames[path], binary.LittleEndian.Uint64(words[1][:]), int64(binary.LittleEndian.Uint64(words[2][:])))
 	}
-	st, err := ptrace.GetState(j.tid)
+	regs, err := ptrace.GetRegs(j.tid)
 	if err != nil {
 		return fmt.Sprintf("thread %d (%s): registers unreadable (%v); %s", j.tid, why, err, progress)
 	}
-	pc := st.Regs.PC()
+	pc := regs.PC()
 	where := fmt.Sprintf("pc %#x", pc)
 	for _, m := range j.maps {
-		if m.Start <= pc && pc < m.End {
+		if m.Contains(pc) {
 			where = fmt.Sprintf("pc %#x (%s+%#x)", pc, m.Path, pc-m.Start+m.Offset)
 			break
 		}
 	}
-	if nr, ok := inSyscall(&st.Regs, j.mem); ok {
+	if nr, ok := inSyscall(&regs, j.mem); ok {
 		where += fmt.Sprintf(", in syscall %d", nr)
 	}
 	return fmt.Sprintf("thread %d (%s) is at %s; %s", j.tid, why, where, progress)
