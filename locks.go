@@ -1087,20 +1087,26 @@ const maxPeers = 3
 const peerScanBudget = 250 * time.Millisecond
 
 // peerIndex returns the index that names the holders of other ends: it
-// looks into the target, its children, its parent and the parent's
-// other children (a shell pipeline, a server's other workers) first.
+// looks into the target and its parent first (a pipe from the program
+// that started it), then their other children (a shell pipeline, a
+// server's other workers), then every process.
 func (p *Process) peerIndex() *procfs.FDIndex {
 	pr := procfs.New(p.pid)
-	near := append([]int{p.pid}, pr.Children()...)
+	ppid := 0
 	if st, err := pr.Stat(); err == nil && st.PPid > 0 {
-		near = append(near, st.PPid)
-		for _, c := range procfs.New(st.PPid).Children() {
-			if c != p.pid {
-				near = append(near, c)
-			}
-		}
+		ppid = st.PPid
 	}
-	return procfs.NewFDIndex(pr.Root, peerScanBudget, near...)
+	first := []int{p.pid}
+	if ppid > 0 {
+		first = append(first, ppid)
+	}
+	return procfs.NewFDIndex(pr.Root, peerScanBudget, first...).ThenNear(func() []int {
+		near := pr.Children()
+		if ppid > 0 {
+			near = append(near, procfs.New(ppid).Children()...)
+		}
+		return near
+	})
 }
 
 // describeFD says what descriptor fd of the target is: its type

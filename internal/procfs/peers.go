@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +33,17 @@ const (
 // at its bounds or when its time budget is spent; Holders then says the
 // answer may be partial.
 type FDIndex struct {
-	root     string
-	budget   time.Duration
-	near     []int // the processes looked into first
-	nearDone bool
-	byNear   map[string][]FDHolder
-	scanned  bool
+	root   string
+	budget time.Duration
+	// groups are the processes looked into first, in turn: a group is
+	// read only when those before it do not hold the link asked for (the
+	// asker and its parent, then their other children: reading a
+	// process's children is a file per thread).
+	groups  []func() []int
+	added   map[int]bool
+	byNear  map[string][]FDHolder
+	scanned bool
+	// complete: the scan of every process read them all.
 	complete bool
 	byLink   map[string][]FDHolder
 }
@@ -47,24 +53,38 @@ type FDIndex struct {
 // parent and children: where the other end of a pipe or socket usually
 // is) do not have the link asked for.
 func NewFDIndex(root string, budget time.Duration, near ...int) *FDIndex {
-	return &FDIndex{root: root, budget: budget, near: near}
+	x := &FDIndex{root: root, budget: budget, added: map[int]bool{}, byNear: map[string][]FDHolder{}}
+	return x.ThenNear(func() []int { return near })
+}
+
+// ThenNear adds a group of near processes, listed by group when first
+// needed: after the groups before it, before the scan of every process.
+func (x *FDIndex) ThenNear(group func() []int) *FDIndex {
+	x.groups = append(x.groups, group)
+	return x
 }
 
 // Holders lists the descriptors (at most max) other than except whose
-// link reads link ("pipe:[123]", "socket:[456]"): those of the near
-// processes when they have some, else those of every process. complete
-// is false when the scan of every process stopped early, so that others
-// may exist.
+// link reads link ("pipe:[123]", "socket:[456]"): those of the first
+// group of near processes that has some, else those of every process.
+// complete is false when the scan of every process stopped early, so
+// that others may exist.
 func (x *FDIndex) Holders(link string, max int, except FDHolder) (hs []FDHolder, complete bool) {
-	if !x.nearDone {
-		x.nearDone = true
-		x.byNear = map[string][]FDHolder{}
-		for _, pid := range x.near {
-			x.addProcess(x.byNear, pid)
+	for {
+		if hs = others(x.byNear[link], except, max); len(hs) > 0 {
+			return hs, true
 		}
-	}
-	if hs = others(x.byNear[link], except, max); len(hs) > 0 {
-		return hs, true
+		if len(x.groups) == 0 {
+			break
+		}
+		group := x.groups[0]
+		x.groups = x.groups[1:]
+		for _, pid := range group() {
+			if !x.added[pid] {
+				x.added[pid] = true
+				x.addProcess(x.byNear, pid)
+			}
+		}
 	}
 	if !x.scanned {
 		x.scan()
@@ -87,7 +107,8 @@ func (x *FDIndex) scan() {
 	x.scanned = true
 	x.byLink = map[string][]FDHolder{}
 	deadline := time.Now().Add(x.budget)
-	procs, _ := os.ReadDir(x.root)
+	procs, _ := readDirNames(x.root, maxScanProcs+1)
+	sort.Strings(procs) // the order os.ReadDir gave
 	x.complete = len(procs) <= maxScanProcs
 	for i, d := range procs {
 		if i >= maxScanProcs {
@@ -97,7 +118,7 @@ func (x *FDIndex) scan() {
 			x.complete = false
 			return
 		}
-		if pid, err := strconv.Atoi(d.Name()); err == nil && pid > 0 && !x.addProcess(x.byLink, pid) {
+		if pid, err := strconv.Atoi(d); err == nil && pid > 0 && !x.addProcess(x.byLink, pid) {
 			x.complete = false
 		}
 	}
@@ -107,20 +128,21 @@ func (x *FDIndex) scan() {
 // when it has more descriptors than are read.
 func (x *FDIndex) addProcess(m map[string][]FDHolder, pid int) bool {
 	dir := x.root + "/" + strconv.Itoa(pid) + "/fd/"
-	fds, _ := os.ReadDir(dir)
+	fds, _ := readDirNames(dir, maxScanFDs+1)
+	sort.Strings(fds)
 	all := len(fds) <= maxScanFDs
 	if !all {
 		fds = fds[:maxScanFDs]
 	}
 	for _, f := range fds {
-		l, err := os.Readlink(dir + f.Name())
+		l, err := os.Readlink(dir + f)
 		if errors.Is(err, fs.ErrPermission) {
 			return all // the same for its other descriptors
 		}
 		if err != nil || !strings.HasPrefix(l, "pipe:[") && !strings.HasPrefix(l, "socket:[") {
 			continue
 		}
-		fd, err := strconv.Atoi(f.Name())
+		fd, err := strconv.Atoi(f)
 		if err != nil || len(m[l]) >= maxHoldersPerLink {
 			continue
 		}

@@ -37,13 +37,8 @@ func (p Proc) OpenRoot() (*rootfs.Root, error) {
 
 // PIDs lists the processes under /proc (at most maxScanned), unsorted.
 func PIDs() ([]int, error) {
-	d, err := os.Open("/proc")
+	names, err := readDirNames("/proc", maxScanned+1)
 	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
-	}
-	names, err := d.Readdirnames(maxScanned + 1)
-	d.Close()
-	if err != nil && len(names) == 0 {
 		return nil, fmt.Errorf("listing processes: %w", err)
 	}
 	out := make([]int, 0, len(names))

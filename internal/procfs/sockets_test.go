@@ -1,7 +1,9 @@
 package procfs
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestSocket names real TCP sockets of this process (IPv4 and IPv6) by
@@ -178,24 +181,30 @@ func TestFDIndexScansOnce(t *testing.T) {
 	}
 }
 
-// TestFDIndexNearFirst: the other end of a pipe held by a near process
-// (here a child) is found there without the scan of every process (a
-// zero budget would make that scan incomplete); a link the near
-// processes do not have falls back to the scan.
-func TestFDIndexNearFirst(t *testing.T) {
+// childWriting starts a child whose stdout is a pipe and returns the
+// pipe's read end, which only the test holds; both go when it ends.
+func childWriting(t *testing.T) (*os.File, *exec.Cmd) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
 	cmd := exec.Command("sleep", "60")
 	cmd.Stdout = w
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	w.Close()
+	return r, cmd
+}
+
+// TestFDIndexNearFirst: the other end of a pipe held by a near process
+// (here a child) is found there without the scan of every process (a
+// zero budget would make that scan incomplete); a link the near
+// processes do not have falls back to the scan.
+func TestFDIndexNearFirst(t *testing.T) {
+	r, cmd := childWriting(t)
 	if kids := Self().Children(); !slices.Contains(kids, cmd.Process.Pid) {
 		t.Errorf("Children() = %v, want the child %d among them", kids, cmd.Process.Pid)
 	}
@@ -270,5 +279,76 @@ func TestUnixPeer(t *testing.T) {
 		if p, ok := parseUnixPeer(b, 5); ok {
 			t.Errorf("parseUnixPeer(%x) = %d, want nothing", b, p)
 		}
+	}
+}
+
+// TestFDIndexNearGroups: a later group of near processes is listed only
+// when the groups before it lack the link: the child's end is found in
+// the first group without calling the second's function; a link the
+// first group lacks is looked for in the second, which is listed once.
+func TestFDIndexNearGroups(t *testing.T) {
+	r, cmd := childWriting(t)
+	link, _ := Self().FD(int(r.Fd()))
+	me := FDHolder{PID: os.Getpid(), FD: int(r.Fd())}
+	listed := 0
+	x := NewFDIndex("/proc", -time.Second, cmd.Process.Pid).ThenNear(func() []int {
+		listed++
+		return []int{os.Getpid()}
+	})
+	if h, complete := x.Holders(link, 10, me); len(h) != 1 || h[0] != (FDHolder{PID: cmd.Process.Pid, FD: 1}) || !complete {
+		t.Errorf("Holders of %s: %v (complete %v), want the child's fd 1", link, h, complete)
+	}
+	if listed != 0 {
+		t.Errorf("the second group was listed although the first had the link")
+	}
+	r2, w2, link2 := testPipe(t)
+	if h, complete := x.Holders(link2, 10, FDHolder{PID: os.Getpid(), FD: int(r2.Fd())}); len(h) != 1 || h[0] != (FDHolder{PID: os.Getpid(), FD: int(w2.Fd())}) || !complete {
+		t.Errorf("Holders of %s, ours only: %v (complete %v), want our write end from the second group", link2, h, complete)
+	}
+	x.Holders(link2, 10, FDHolder{})
+	if listed != 1 {
+		t.Errorf("the second group was listed %d times, want once", listed)
+	}
+}
+
+// TestReadAllLargeFile: a /proc file longer than a read (maps of a
+// process with many mappings is read in several) is read whole, and a
+// missing file is fs.ErrNotExist with its path.
+func TestReadAllLargeFile(t *testing.T) {
+	var maps [][]byte
+	for i := 0; i < 200; i++ { // 200 mappings: /proc/self/maps over 8 KiB
+		b, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps = append(maps, b)
+		syscall.Mmap(-1, 0, 4096, syscall.PROT_NONE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS) // keeps them apart
+	}
+	defer func() {
+		for _, b := range maps {
+			syscall.Munmap(b)
+		}
+	}()
+	got, err := Self().readFile("maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < 8192 || strings.Count(string(got), "\n") < 200 {
+		t.Fatalf("read %d bytes, %d lines of maps", len(got), strings.Count(string(got), "\n"))
+	}
+	// The two reads may differ by what the runtime mapped between them:
+	// compare the lines of the test's mappings.
+	for _, b := range maps {
+		start := fmt.Sprintf("%x-", uintptr(unsafe.Pointer(&b[0])))
+		if !strings.Contains(string(got), "\n"+start) || !strings.Contains(string(want), "\n"+start) {
+			t.Errorf("mapping %s missing from the read", start)
+		}
+	}
+	if _, err := readAll("/proc/self/no-such-file"); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "/proc/self/no-such-file") {
+		t.Errorf("missing file: %v, want ErrNotExist naming it", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,13 +21,8 @@ type Task struct {
 
 // TaskIDs lists the thread ids in /proc/PID/task, sorted.
 func (p Proc) TaskIDs() ([]int, error) {
-	d, err := os.Open(p.Path("task"))
+	names, err := readDirNames(p.Path("task"), maxTasks+1)
 	if err != nil {
-		return nil, p.wrap("task", err)
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(maxTasks + 1)
-	if err != nil && len(names) == 0 {
 		return nil, p.wrap("task", err)
 	}
 	if len(names) > maxTasks {
