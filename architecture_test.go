@@ -31,7 +31,7 @@ var (
 		"memory":                    {},
 		"profile":                   {},
 		"cpython/layout":            {"memory"},
-		"cpython/layout/gen":        {},
+		"cpython/layout/gen":        {"cpython/layout"},
 		"cpython/layout/layouttest": {"cpython/layout"},
 		"cpython":                   {"cpython/layout", "memory"},
 		"target":                    {"memory"},

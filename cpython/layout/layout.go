@@ -1,7 +1,8 @@
 // Package layout holds, per CPython minor version, the offsets and sizes
 // of the interpreter structures pyglass reads from outside a process.
 //
-// The numbers are data, not code: tables.json is written by the generator
+// The numbers are data, not code: tables.json (compiled in as tables_gen.go)
+// is written by the generator
 // in ./gen, which compiles offsetof/sizeof of every field against the
 // headers of each interpreter installed on the build machine. For 3.13+
 // the target itself publishes most offsets in _Py_DebugOffsets (see

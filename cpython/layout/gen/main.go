@@ -1,4 +1,5 @@
-// Command gen writes cpython/layout/tables.json: for each CPython whose
+// Command gen writes cpython/layout/tables.json and tables_gen.go (the
+// same tables as Go data, which the package compiles in): for each CPython whose
 // headers are installed on this machine it compiles a C program that
 // prints offsetof/sizeof of every field in the spec (spec.go), runs it,
 // and records the numbers keyed by "major.minor".
@@ -6,6 +7,7 @@
 // Usage, from the module root:
 //
 //	go run ./cpython/layout/gen [-headers DIR[=TAG],...] [-check] [-o FILE]
+//	go run ./cpython/layout/gen -go-only    # tables_gen.go from tables.json
 //
 // Sources, in priority order: the pyenv builds
 // ($(pyenv root)/versions/*/include/python*), Debian's
@@ -56,7 +58,16 @@ func main() {
 	out := flag.String("o", filepath.Join(filepath.Dir(self), "..", "tables.json"), "output file")
 	extra := flag.String("headers", "", "comma-separated extra header directories, DIR or DIR=TAG")
 	check := flag.Bool("check", false, "compare with the output file instead of writing it")
+	goOnly := flag.Bool("go-only", false, "only write tables_gen.go, from the output file (no headers needed)")
 	flag.Parse()
+	goOut := filepath.Join(filepath.Dir(*out), "tables_gen.go")
+	if *goOnly {
+		if err := jsonToGo(*out, goOut); err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	srcs, err := discover(*extra)
 	if err != nil {
@@ -86,6 +97,10 @@ func main() {
 		return
 	}
 	if err := os.WriteFile(*out, data, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+	if err := jsonToGo(*out, goOut); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
