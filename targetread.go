@@ -124,6 +124,7 @@ type stackRead struct {
 	// waits are read after the thaw (unnamed, waits).
 	retry, later bool
 	nv           *nativeView // the modules, when native frames are asked for (opt.Native)
+	pages        pageSource  // where the page cache's pages come from (nil: the heap)
 
 	dump    *StackDump
 	rd      *pageCache // the cache that read the (paused) snapshot
@@ -143,13 +144,13 @@ func (s *stackRead) read(ctx context.Context) error {
 	taskOf := target.TaskOf(s.tgt.Machine(), s.tgt.Threads())
 	// Every read goes through a page cache: one system call per page
 	// touched instead of one per field, which keeps the pause short.
-	rd := newPageCache(m.r)
+	rd := newPageCacheIn(m.r, s.pages)
 	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
 	// Read without pausing, the thread list may be changing under us
 	// (a thread starting or ending): look again, afresh.
 	for try := 0; err != nil && s.retry && try < tornRetries; try++ {
 		time.Sleep(time.Millisecond)
-		rd = newPageCache(m.r)
+		rd = newPageCacheIn(m.r, s.pages)
 		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
 	}
 	if err != nil {
@@ -175,7 +176,7 @@ func (s *stackRead) read(ctx context.Context) error {
 		// Without pausing, the list may be changing under the read.
 		for try := 0; s.retry && err != nil && len(threads) == 0 && try < tornRetries; try++ {
 			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
-			rd = newPageCache(m.r)
+			rd = newPageCacheIn(m.r, s.pages)
 			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf})
 		}
 		if s.later && noNames(threads) {

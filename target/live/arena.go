@@ -41,6 +41,21 @@ func NewArena(size int) *Arena {
 	return &Arena{whole: b, mem: mem}
 }
 
+// NewSmallArena returns an arena of size bytes (rounded up to pages)
+// whose pages are all faulted in now, by one system call (MAP_POPULATE):
+// for a read that needs them at once, during a pause, and too few to
+// warrant a huge page (whose fault may wait for the kernel to compact
+// memory: 5 ms seen here).
+func NewSmallArena(size int) *Arena {
+	size = (size + 4095) &^ 4095
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return &Arena{}
+	}
+	unix.Madvise(b, unix.MADV_NOHUGEPAGE)
+	return &Arena{whole: b, mem: b}
+}
+
 // Bytes returns n zeroed bytes.
 func (a *Arena) Bytes(n int) []byte {
 	if a == nil || n < 0 || a.off+n > len(a.mem) {
