@@ -136,6 +136,21 @@ func loadELF(t *testing.T, path string, base uint64) (*memory.Fake, uint64) {
 	return f, end
 }
 
+// realLibraries lists this machine's libc and the pyenv builds'
+// libpythons (some may be links to others).
+func realLibraries() []string {
+	var files []string
+	for _, g := range []string{"/lib/*-linux-gnu/libc.so.6", "/usr/lib/*-linux-gnu/libc.so.6"} {
+		m, _ := filepath.Glob(g)
+		files = append(files, m...)
+	}
+	if root := testenv.PyenvRoot(); root != "" {
+		m, _ := filepath.Glob(filepath.Join(root, "versions", "*", "lib", "libpython*.so.1.0"))
+		files = append(files, m...)
+	}
+	return files
+}
+
 // TestRealCFI parses every FDE of real libraries (libc, libpython) as
 // loaded in memory: each is found by the search table at its start, its
 // instructions run to its end without error, and at a function's entry
@@ -147,15 +162,7 @@ func TestRealCFI(t *testing.T) {
 	if runtime.GOARCH == "arm64" {
 		arch, sp, entryOff = ARM64, 31, 0
 	}
-	var files []string
-	for _, g := range []string{"/lib/*-linux-gnu/libc.so.6", "/usr/lib/*-linux-gnu/libc.so.6"} {
-		m, _ := filepath.Glob(g)
-		files = append(files, m...)
-	}
-	if root := testenv.PyenvRoot(); root != "" {
-		m, _ := filepath.Glob(filepath.Join(root, "versions", "*", "lib", "libpython*.so.1.0"))
-		files = append(files, m...)
-	}
+	files := realLibraries()
 	if len(files) == 0 {
 		testenv.Skipf(t, "no libc or libpython found")
 	}
