@@ -158,8 +158,7 @@ var procExceptions = []struct {
 	literals []string
 	why      string
 }{
-	{"target/live/live.go", []string{"/proc/%d/mem"}, "the one memory reader falls back to /proc/PID/mem when process_vm_readv is missing"},
-	{"internal/ptrace/mem_linux.go", []string{"/proc/%d/mem"}, "Mem writes a traced process's memory through /proc/PID/mem"},
+	{"target/live/live.go", []string{"/proc/%d/mem"}, "the one memory reader falls back to /proc/PID/mem when process_vm_readv is missing, and a tracer writes code through it (WriteForced)"},
 	{"internal/rootfs/rootfs.go", []string{"/proc/self/fd/"}, "names its own directory fds (procfs imports rootfs, so rootfs cannot use procfs)"},
 	{"internal/rootfs/walk.go", []string{"/proc/self/fd/"}, "reopens its own O_PATH fds (procfs imports rootfs, so rootfs cannot use procfs)"},
 	{"internal/testenv/", nil, "test helper: reads /proc by itself, independently of the code under test"},
@@ -172,57 +171,25 @@ var procExceptions = []struct {
 // exception is still needed.
 func TestArchitectureProc(t *testing.T) {
 	used := make([]bool, len(procExceptions))
-	files := 0
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	files := scanSources(t, func(rel string, pos token.Position, tok token.Token, lit string) {
+		if tok != token.STRING {
+			return
 		}
-		rel := filepath.ToSlash(path)
-		if d.IsDir() {
-			if name := d.Name(); path != "." && (strings.HasPrefix(name, ".") || name == "testdata") || rel == "internal/procfs" {
-				return filepath.SkipDir
-			}
-			return nil
+		s, err := strconv.Unquote(lit)
+		if err != nil || s != "/proc" && !strings.HasPrefix(s, "/proc/") {
+			return
 		}
-		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
-			return nil
-		}
-		files++
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		fset := token.NewFileSet()
-		var sc scanner.Scanner
-		sc.Init(fset.AddFile(rel, -1, len(src)), src, nil, 0)
-		for {
-			pos, tok, lit := sc.Scan()
-			if tok == token.EOF {
-				break
-			}
-			if tok != token.STRING {
-				continue
-			}
-			s, err := strconv.Unquote(lit)
-			if err != nil || s != "/proc" && !strings.HasPrefix(s, "/proc/") {
-				continue
-			}
-			allowed := false
-			for i, e := range procExceptions {
-				if (rel == e.path || strings.HasSuffix(e.path, "/") && strings.HasPrefix(rel, e.path)) &&
-					(e.literals == nil || slices.Contains(e.literals, s)) {
-					allowed, used[i] = true, true
-				}
-			}
-			if !allowed {
-				t.Errorf("%s: %q: /proc is read through internal/procfs (or add a justified exception to procExceptions and ARCHITECTURE.md)", fset.Position(pos), s)
+		allowed := false
+		for i, e := range procExceptions {
+			if (rel == e.path || strings.HasSuffix(e.path, "/") && strings.HasPrefix(rel, e.path)) &&
+				(e.literals == nil || slices.Contains(e.literals, s)) {
+				allowed, used[i] = true, true
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+		if !allowed {
+			t.Errorf("%s: %q: /proc is read through internal/procfs (or add a justified exception to procExceptions and ARCHITECTURE.md)", pos, s)
+		}
+	}, "internal/procfs")
 	if files < 100 {
 		t.Fatalf("scanned only %d files: is the test run from the module root?", files)
 	}
@@ -240,6 +207,71 @@ func TestArchitectureProc(t *testing.T) {
 			t.Errorf("ARCHITECTURE.md's \"One /proc parser\" paragraph does not list the exception of %s", dir)
 		}
 	}
+}
+
+// TestArchitectureMemory: one memory reader of a live process. No
+// non-test Go file outside target/live names process_vm_readv or
+// process_vm_writev (unix.ProcessVMReadv, unix.ProcessVMWritev, or their
+// system call numbers); /proc/PID/mem is held to target/live by
+// TestArchitectureProc.
+func TestArchitectureMemory(t *testing.T) {
+	banned := []string{"ProcessVMReadv", "ProcessVMWritev", "SYS_PROCESS_VM_READV", "SYS_PROCESS_VM_WRITEV"}
+	found := 0
+	scanSources(t, func(rel string, pos token.Position, tok token.Token, lit string) {
+		if tok != token.IDENT || !slices.Contains(banned, lit) {
+			return
+		}
+		if strings.HasPrefix(rel, "target/live/") {
+			found++
+			return
+		}
+		t.Errorf("%s: %s: a live process's memory is read and written through target/live only", pos, lit)
+	})
+	if found == 0 {
+		t.Fatalf("target/live names none of %v: is the test run from the module root?", banned)
+	}
+}
+
+// scanSources runs fn on every token of the module's non-test Go files
+// (testdata and hidden directories, and the directories skip, left out)
+// and returns how many files it read.
+func scanSources(t *testing.T, fn func(rel string, pos token.Position, tok token.Token, lit string), skip ...string) int {
+	t.Helper()
+	files := 0
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel := filepath.ToSlash(p)
+		if d.IsDir() {
+			if name := d.Name(); p != "." && (strings.HasPrefix(name, ".") || name == "testdata") || slices.Contains(skip, rel) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
+			return nil
+		}
+		files++
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fset := token.NewFileSet()
+		var sc scanner.Scanner
+		sc.Init(fset.AddFile(rel, -1, len(src)), src, nil, 0)
+		for {
+			pos, tok, lit := sc.Scan()
+			if tok == token.EOF {
+				return nil
+			}
+			fn(rel, fset.Position(pos), tok, lit)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }
 
 // targetReaders are the root package's files that read a target.Target

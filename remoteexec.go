@@ -12,6 +12,7 @@ import (
 	"github.com/pyglass/pyglass/internal/agent"
 	"github.com/pyglass/pyglass/internal/channel"
 	"github.com/pyglass/pyglass/internal/remotedebug"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // pep768Wait is how long a PEP 768 request may wait for its thread to
@@ -39,7 +40,11 @@ func (p *Process) tryRemoteExec(ctx context.Context, ch *channel.Channel) (*net.
 	if !ok {
 		return nil, nil
 	}
-	pm := &remotedebug.ProcMem{PID: p.pid}
+	pm, err := live.Open(p.pid)
+	if err != nil {
+		return nil, nil
+	}
+	defer pm.Close()
 	if on, err := remotedebug.Enabled(pm, rt); err != nil || !on {
 		return nil, nil
 	}

@@ -47,7 +47,7 @@ type memoryView struct {
 func (p *Process) openMemory() (*memoryView, error) {
 	r, err := live.Open(p.pid)
 	if err != nil {
-		if errors.Is(err, live.ErrProcessGone) {
+		if errors.Is(err, procfs.ErrNoProcess) {
 			return nil, errorf(ErrNoProcess, "", "process %d exited", p.pid)
 		}
 		return nil, &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the memory of process %d", p.pid), Err: err,
@@ -480,7 +480,7 @@ func rootHint(hint string) string {
 
 func (p *Process) ptraceError(err error) error {
 	switch {
-	case errors.Is(err, ptrace.ErrGone):
+	case errors.Is(err, procfs.ErrNoProcess):
 		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
 	case errors.Is(err, ptrace.ErrPermission):
 		return &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot pause the threads of process %d", p.pid), Err: err,

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass/internal/procfs"
-	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // TestStartThreadBusyInC: the only thread of the target runs C code with
@@ -18,7 +18,7 @@ import (
 // Afterwards every GOT slot holds PyEval_RestoreThread again, no cave
 // holds pyglass code, and the target's copies stay right.
 func TestStartThreadBusyInC(t *testing.T) {
-	forEachBusy(t, func(t *testing.T, v string, tg *target, syms Symbols, mem *ptrace.Mem, slots []gotSlot) {
+	forEachBusy(t, func(t *testing.T, v string, tg *target, syms Symbols, mem *live.Process, slots []gotSlot) {
 		gated := 0
 		for i := 0; i < 3; i++ {
 			var log []string
@@ -45,12 +45,15 @@ func TestStartThreadBusyInC(t *testing.T) {
 // forEachBusy runs fn, on every interpreter, against a target busy in C
 // code ("cbusy"), with its symbols, its memory and the GOT slots of
 // PyEval_RestoreThread.
-func forEachBusy(t *testing.T, fn func(t *testing.T, v string, tg *target, syms Symbols, mem *ptrace.Mem, slots []gotSlot)) {
+func forEachBusy(t *testing.T, fn func(t *testing.T, v string, tg *target, syms Symbols, mem *live.Process, slots []gotSlot)) {
 	testenv.ForEach(t, func(t *testing.T, py testenv.Interp) {
 		v := py.Label
 		tg := startTarget(t, py, "cbusy")
 		syms := resolve(t, tg.pid)
-		mem := ptrace.NewMem(tg.pid)
+		mem, err := live.Open(tg.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer mem.Close()
 		slots := jumpSlots(mem, tg.pid, "PyEval_RestoreThread", syms.PyEvalRestoreThread, 4096)
 		if len(slots) == 0 {
@@ -62,7 +65,7 @@ func forEachBusy(t *testing.T, fn func(t *testing.T, v string, tg *target, syms 
 
 // checkSlots fails unless want GOT slots of PyEval_RestoreThread hold its
 // address.
-func checkSlots(t *testing.T, mem *ptrace.Mem, pid int, real uint64, want int) {
+func checkSlots(t *testing.T, mem *live.Process, pid int, real uint64, want int) {
 	t.Helper()
 	got := jumpSlots(mem, pid, "PyEval_RestoreThread", real, 4096)
 	n := 0
@@ -82,7 +85,7 @@ func checkSlots(t *testing.T, mem *ptrace.Mem, pid int, real uint64, want int) {
 // takes the slots over, borrows the busy thread, and puts every slot back
 // to PyEval_RestoreThread.
 func TestGateLeftOpen(t *testing.T) {
-	forEachBusy(t, func(t *testing.T, v string, tg *target, syms Symbols, mem *ptrace.Mem, slots []gotSlot) {
+	forEachBusy(t, func(t *testing.T, v string, tg *target, syms Symbols, mem *live.Process, slots []gotSlot) {
 		testHookAbandon = func(pid int, step string) bool { return pid == tg.pid && step == "gate" }
 		defer func() { testHookAbandon = nil }()
 		// A thread found in interpreter code in the first rounds is
@@ -137,7 +140,7 @@ func TestGateLeftOpen(t *testing.T) {
 
 // magicInCaves returns where caveMagic is found in the cave of an
 // executable mapping of pid, or 0.
-func magicInCaves(t *testing.T, mem *ptrace.Mem, pid int) uint64 {
+func magicInCaves(t *testing.T, mem *live.Process, pid int) uint64 {
 	maps, err := procfs.New(pid).Maps()
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass/internal/procfs"
-	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target/live"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +43,7 @@ func isText(m procfs.Mapping) bool {
 // injection that is restoring itself (its pyglass died or gave up): the
 // cave regions of all executable file mappings and all anonymous
 // executable mappings. Such a thread is never borrowed.
-func pyglassCode(mem *ptrace.Mem, maps []procfs.Mapping, page uint64) [][2]uint64 {
+func pyglassCode(mem *live.Process, maps []procfs.Mapping, page uint64) [][2]uint64 {
 	var out [][2]uint64
 	for _, m := range maps {
 		if !m.Perms.Exec {
@@ -64,7 +64,7 @@ func pyglassCode(mem *ptrace.Mem, maps []procfs.Mapping, page uint64) [][2]uint6
 // among maps (the job's, procfs.Maps), preferring the interpreter's own
 // mappings and never overlapping a range of taken. It returns nil when
 // there is none; the original bytes are read into the result.
-func findCave(mem *ptrace.Mem, pid int, maps []procfs.Mapping, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
+func findCave(mem *live.Process, pid int, maps []procfs.Mapping, need uint64, prefer, taken [][2]uint64, page uint64) *cave {
 	var order []procfs.Mapping
 	isPreferred := func(m procfs.Mapping) bool {
 		for _, r := range prefer {
@@ -192,7 +192,7 @@ func fileBytes(pid int, m procfs.Mapping, addr uint64, b []byte) {
 // caveIn finds the segment end inside the executable mapping m from the
 // ELF program headers in memory (the header is at the start of the
 // file's offset-0 mapping). Only 64-bit little-endian ELF is handled.
-func caveIn(mem *ptrace.Mem, maps []procfs.Mapping, m procfs.Mapping, page uint64) *cave {
+func caveIn(mem *live.Process, maps []procfs.Mapping, m procfs.Mapping, page uint64) *cave {
 	var hdrAt uint64
 	for _, h := range maps {
 		if h.Path == m.Path && h.Inode == m.Inode && h.Offset == 0 {

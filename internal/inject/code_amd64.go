@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // x86-64 machine code, written by hand. Every instruction is listed with
@@ -380,7 +381,7 @@ var forbiddenSyscalls = map[int]string{9: "mmap", 10: "mprotect", 11: "munmap", 
 
 // inSyscall reports whether a thread stopped with r is at a syscall
 // boundary (orig_rax >= 0), and which syscall.
-func inSyscall(r *ptrace.Regs, _ *ptrace.Mem) (int, bool) {
+func inSyscall(r *ptrace.Regs, _ *live.Process) (int, bool) {
 	if int64(r.Orig_rax) < 0 {
 		return -1, false
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // arm64 machine code, written by hand (A64 encodings, little-endian
@@ -339,7 +340,7 @@ var svcWord = binary.LittleEndian.Uint32(ptrace.SyscallInstr)
 // inSyscall: on arm64 the kernel has already rewound an interrupted
 // syscall to its svc (pc) before the stop; a finished one leaves pc just
 // after it. x8 holds the number in both cases.
-func inSyscall(r *ptrace.Regs, mem *ptrace.Mem) (int, bool) {
+func inSyscall(r *ptrace.Regs, mem *live.Process) (int, bool) {
 	var b [8]byte
 	if _, err := mem.ReadAt(b[:], r.Pc-4); err != nil {
 		return -1, false

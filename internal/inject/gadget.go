@@ -7,6 +7,7 @@ import (
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // execMappings lists the executable file mappings among maps.
@@ -23,7 +24,7 @@ func execMappings(maps []procfs.Mapping) [][2]uint64 {
 // findSyscallInstr looks for a syscall instruction in the interpreter's
 // text, then in any executable file mapping, never at avoid (the thread's
 // own PC: on arm64 the kernel may rewrite x8 when resuming there).
-func findSyscallInstr(mem *ptrace.Mem, maps []procfs.Mapping, prefer [][2]uint64, avoid uint64) (uint64, error) {
+func findSyscallInstr(mem *live.Process, maps []procfs.Mapping, prefer [][2]uint64, avoid uint64) (uint64, error) {
 	all := execMappings(maps)
 	ranges := append(append([][2]uint64{}, prefer...), all...)
 	const chunk = 64 << 10

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target/live"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,7 +97,7 @@ func (j *job) openGate() {
 		j.logf("gate: %v", err)
 		return
 	}
-	if err := j.mem.WriteAt(gc.code, cv.addr); err != nil {
+	if err := j.mem.WriteForced(gc.code, cv.addr); err != nil {
 		j.logf("gate: writing it: %v", err)
 		return
 	}
@@ -117,13 +118,13 @@ func (j *job) openGate() {
 }
 
 // swapWord writes new at addr if it holds old.
-func swapWord(mem *ptrace.Mem, addr, old, new uint64) bool {
+func swapWord(mem *live.Process, addr, old, new uint64) bool {
 	var b [8]byte
 	if _, err := mem.ReadAt(b[:], addr); err != nil || binary.LittleEndian.Uint64(b[:]) != old {
 		return false
 	}
 	binary.LittleEndian.PutUint64(b[:], new)
-	return mem.WriteAt(b[:], addr) == nil
+	return mem.WriteForced(b[:], addr) == nil
 }
 
 // inGate reports whether pc is in the gate's code.
@@ -145,7 +146,7 @@ func (j *job) closeGate() {
 	if tid := j.eintrBlocked(); tid != 0 {
 		// Stopping every thread would make that call fail: close the
 		// gate only (the slots forward through it).
-		j.mem.WriteAt(zero[:], g.gc.state)
+		j.mem.WriteForced(zero[:], g.gc.state)
 		j.logf("gate: thread %d would see EINTR if stopped; left in its cave, closed", tid)
 		return
 	}
@@ -157,7 +158,7 @@ func (j *job) closeGate() {
 		if err != nil {
 			// The target is gone, or cannot be stopped now: close the gate
 			// at least (its slots forward through it).
-			j.mem.WriteAt(zero[:], g.gc.state)
+			j.mem.WriteForced(zero[:], g.gc.state)
 			j.logf("gate: %v; left in its cave, closed", err)
 			return
 		}
@@ -165,7 +166,7 @@ func (j *job) closeGate() {
 			swapWord(j.mem, s, g.gc.entry, g.real)
 		}
 		g.slots = nil
-		j.mem.WriteAt(zero[:], g.gc.state)
+		j.mem.WriteForced(zero[:], g.gc.state)
 		inside := 0
 		for _, tid := range f.Tids {
 			sc, err := procfs.New(j.pid).TaskSyscall(tid)
@@ -174,7 +175,7 @@ func (j *job) closeGate() {
 			}
 		}
 		if inside == 0 {
-			err = j.mem.WriteAt(g.cave.orig, g.cave.addr)
+			err = j.mem.WriteForced(g.cave.orig, g.cave.addr)
 		}
 		f.Thaw()
 		if inside == 0 {
@@ -211,7 +212,7 @@ type gotSlot struct{ addr, holds uint64 }
 // isGate reports whether addr is the entry of a gate left by an earlier
 // pyglass (killed while it was open) that forwards to real. Its slots are
 // taken over, and put back to real at the end.
-func isGate(mem *ptrace.Mem, addr, real uint64) bool {
+func isGate(mem *live.Process, addr, real uint64) bool {
 	probe, err := genGate(0, 0, 0, 0)
 	if err != nil || len(probe.code) == 0 {
 		return false
@@ -231,7 +232,7 @@ func isGate(mem *ptrace.Mem, addr, real uint64) bool {
 // forwarding to value) now. Objects are read from their files as the target sees them
 // (procfs.OpenMapping); a slot is returned only inside a private data
 // mapping of the same file.
-func jumpSlots(mem *ptrace.Mem, pid int, symbol string, value, page uint64) []gotSlot {
+func jumpSlots(mem *live.Process, pid int, symbol string, value, page uint64) []gotSlot {
 	pr := procfs.New(pid)
 	maps, err := pr.Maps()
 	if err != nil {

@@ -41,6 +41,7 @@ import (
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target/live"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +118,7 @@ type Result struct {
 // Errors returned (wrapped) by StartThread.
 var (
 	ErrPermission = ptrace.ErrPermission // ptrace denied; the message says why
-	ErrGone       = ptrace.ErrGone       // the target exited
+	ErrGone       = procfs.ErrNoProcess  // the target exited
 	ErrNoThread   = errors.New("no thread safe to borrow")
 	ErrTimeout    = errors.New("timed out")
 	ErrStopped    = errors.New("target is stopped (SIGSTOP); continue it first")
@@ -171,7 +172,7 @@ type job struct {
 	src      []byte
 	opt      Options
 	deadline time.Time
-	mem      *ptrace.Mem
+	mem      *live.Process
 	res      Result
 
 	// the held thread
@@ -245,11 +246,13 @@ func (j *job) run() (Result, error) {
 	if err := j.validate(); err != nil {
 		return j.res, err
 	}
-	j.mem = ptrace.NewMem(j.pid)
+	var err error
+	if j.mem, err = live.Open(j.pid); err != nil {
+		return j.res, fmt.Errorf("%w: %v", ErrGone, err)
+	}
 	defer j.mem.Close()
 	j.page = uint64(os.Getpagesize())
 	j.size = j.page + (j.fpOffset()+fpReserve+j.page-1)/j.page*j.page
-	var err error
 	// The mappings, read once: the caves, the code of earlier injections
 	// and the threads' stack room are found in them.
 	if j.maps, err = procfs.New(j.pid).Maps(); err != nil {
@@ -773,10 +776,10 @@ func (j *job) hijack() error {
 	j.ca = ca
 	final := restoredRegs(j.saved.Regs)
 	data := j.dataPage(final)
-	if err := j.mem.WriteAt(code, j.base); err != nil {
+	if err := j.mem.WriteForced(code, j.base); err != nil {
 		return err
 	}
-	if err := j.mem.WriteAt(data, j.data); err != nil {
+	if err := j.mem.WriteForced(data, j.data); err != nil {
 		return err
 	}
 	if r, err := j.rsys(sysMprotect, j.base, page, unix.PROT_READ|unix.PROT_EXEC); err != nil || r != 0 {
@@ -936,7 +939,7 @@ func (j *job) release() error {
 		if j.inBoot && j.data != 0 && !j.goSet {
 			var two [4]byte
 			binary.LittleEndian.PutUint32(two[:], 2)
-			if err := j.mem.WriteAt(two[:], j.data+dGo); err != nil {
+			if err := j.mem.WriteForced(two[:], j.data+dGo); err != nil {
 				j.logf("aborting the bootstrap: %v", err)
 			}
 		}
@@ -975,7 +978,7 @@ func (j *job) release() error {
 		if j.data != 0 && !j.res.Leaked {
 			var one [4]byte
 			binary.LittleEndian.PutUint32(one[:], 1)
-			if err := j.mem.WriteAt(one[:], j.data+dDone); err != nil && first == nil {
+			if err := j.mem.WriteForced(one[:], j.data+dDone); err != nil && first == nil {
 				first = err
 			}
 		}
@@ -1022,7 +1025,7 @@ func (j *job) hijackCave() error {
 		return fmt.Errorf("bootstrap is %d bytes, cave %d", len(bc.code), j.cave.size)
 	}
 	j.caveDirty = true
-	if err := j.mem.WriteAt(bc.code, j.cave.addr); err != nil {
+	if err := j.mem.WriteForced(bc.code, j.cave.addr); err != nil {
 		j.caveFree = true // the thread never went there
 		return fmt.Errorf("writing the bootstrap: %w", err)
 	}
@@ -1053,10 +1056,10 @@ func (j *job) hijackCave() error {
 		return fmt.Errorf("machine code is %d bytes, more than a page", len(code))
 	}
 	j.ca = ca
-	if err := j.mem.WriteAt(code, j.base); err != nil {
+	if err := j.mem.WriteForced(code, j.base); err != nil {
 		return err
 	}
-	if err := j.mem.WriteAt(j.dataPage(final), j.data); err != nil {
+	if err := j.mem.WriteForced(j.dataPage(final), j.data); err != nil {
 		return err
 	}
 	if j.abandon("written") {
@@ -1064,7 +1067,7 @@ func (j *job) hijackCave() error {
 	}
 	var one [4]byte
 	binary.LittleEndian.PutUint32(one[:], 1)
-	if err := j.mem.WriteAt(one[:], j.data+dGo); err != nil {
+	if err := j.mem.WriteForced(one[:], j.data+dGo); err != nil {
 		return err
 	}
 	j.goSet = true
@@ -1195,7 +1198,7 @@ func (j *job) restoreCave() {
 		j.logf("code cave at %#x left modified (the thread may still run there)", j.cave.addr)
 		return
 	}
-	if err := j.mem.WriteAt(j.cave.orig, j.cave.addr); err != nil {
+	if err := j.mem.WriteForced(j.cave.orig, j.cave.addr); err != nil {
 		j.logf("restoring code cave at %#x: %v", j.cave.addr, err)
 		return
 	}

@@ -17,16 +17,13 @@ import (
 // ErrPermission is wrapped by errors caused by ptrace being denied.
 var ErrPermission = errors.New("ptrace not permitted")
 
-// ErrGone is wrapped by errors caused by the target (or thread) exiting.
-var ErrGone = errors.New("process or thread gone")
-
 // ExplainAttachError turns an EPERM/ESRCH from seizing pid into an error
-// that says why, wrapping ErrPermission or ErrGone; other errors are returned
+// that says why, wrapping ErrPermission or procfs.ErrNoProcess; other errors are returned
 // unchanged.
 func ExplainAttachError(pid int, err error) error {
 	switch {
 	case errors.Is(err, unix.ESRCH):
-		return fmt.Errorf("%w: %v", ErrGone, err)
+		return fmt.Errorf("%w: %v", procfs.ErrNoProcess, err)
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("%w: %s (%v)", ErrPermission, whyEPERM(pid), err)
 	}
@@ -97,7 +94,7 @@ func Freeze(pid int) (*Frozen, error) {
 			tids, err := procfs.New(pid).TaskIDs()
 			if err != nil {
 				if len(held) == 0 {
-					return fmt.Errorf("%w: %v", ErrGone, err)
+					return fmt.Errorf("%w: %v", procfs.ErrNoProcess, err)
 				}
 				return err
 			}

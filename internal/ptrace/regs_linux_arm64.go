@@ -42,7 +42,7 @@ func inspect(tid int) (Held, error) {
 		h.TP = binary.LittleEndian.Uint64(tls[:])
 	}
 	var ins [4]byte
-	if n, err := NewMem(tid).ReadAt(ins[:], r.Pc); err == nil && n == 4 && binary.LittleEndian.Uint32(ins[:]) == svc0 {
+	if n, err := unix.PtracePeekText(tid, uintptr(r.Pc), ins[:]); err == nil && n == 4 && binary.LittleEndian.Uint32(ins[:]) == svc0 {
 		h.Syscall = int64(r.Regs[8])
 		copy(h.Args[:], r.Regs[:6])
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/pyglass/pyglass/cpython/layout/layouttest"
 	"github.com/pyglass/pyglass/internal/remotedebug"
 	"github.com/pyglass/pyglass/internal/testenv"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -20,7 +21,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // target is a started 3.14+ process with what the tests need.
 type target struct {
 	tg      *testenv.Target
-	mem     remotedebug.ProcMem
+	mem     *live.Process
 	runtime uint64
 	dir     string // the script's directory, as the target sees it
 	hostDir string // the same, as we see it
@@ -49,8 +50,13 @@ func start(t *testing.T, in testenv.Interp, script string, opts ...testenv.Start
 	if rt == 0 {
 		t.Fatalf("no .PyRuntime section in the %s image", in.Label)
 	}
+	mem, err := live.Open(tg.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mem.Close() })
 	return &target{
-		tg: tg, mem: remotedebug.ProcMem{PID: tg.PID}, runtime: rt,
+		tg: tg, mem: mem, runtime: rt,
 		dir: filepath.Dir(tg.Script), hostDir: filepath.Dir(tg.ScriptHost),
 	}
 }

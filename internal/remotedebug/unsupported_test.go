@@ -8,6 +8,7 @@ import (
 	"github.com/pyglass/pyglass/internal/remotedebug"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target/live"
 )
 
 // TestOlderVersions checks that a 3.13 target (debug offsets without the
@@ -23,7 +24,11 @@ func TestOlderVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt := img.Sections[".PyRuntime"][0]
-	mem := remotedebug.ProcMem{PID: tg.PID}
+	mem, err := live.Open(tg.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
 	if _, err := remotedebug.Enabled(mem, rt); !errors.Is(err, remotedebug.ErrUnsupported) {
 		t.Errorf("Enabled on 3.13 = %v, want ErrUnsupported", err)
 	}
@@ -38,11 +43,12 @@ func TestOlderVersions(t *testing.T) {
 	}
 }
 
-// TestProcMemFault checks that an unmapped address gives memory.ErrFault
-// both ways, and that read-only code cannot be written (the bytes
+// TestWriteFault checks that, through the reader and writer the requests
+// use (live.Process), an unmapped address gives memory.ErrFault both
+// ways, and that read-only code cannot be written (the bytes
 // written are the ones already there, so a failure of the test would
 // still leave the target intact).
-func TestProcMemFault(t *testing.T) {
+func TestWriteFault(t *testing.T) {
 	forEach314(t, func(t *testing.T, in testenv.Interp) {
 		tt := start(t, in, busyMain)
 		var b [8]byte

@@ -1,6 +1,9 @@
 // Package live reads the memory of a running process without stopping
 // it, with process_vm_readv(2), or by pread on /proc/PID/mem where that
-// system call is unavailable.
+// system call is unavailable: pyglass's one memory reader of a live
+// process. It also writes, for the two features that must
+// (process_vm_writev for PEP 768's request fields, /proc/PID/mem for the
+// injection's code, which only a tracer may write).
 //
 // Reads are not atomic with respect to the target: memory can change
 // under a read. Callers validate what they read.
@@ -21,9 +24,6 @@ import (
 	"github.com/pyglass/pyglass/memory"
 )
 
-// ErrProcessGone is returned when the target has exited (ESRCH).
-var ErrProcessGone = errors.New("process is gone")
-
 // Process is the address space of a live process. It implements
 // memory.Reader and is safe for concurrent use.
 type Process struct {
@@ -33,6 +33,7 @@ type Process struct {
 	local  [1]unix.Iovec
 	remote [1]unix.RemoteIovec
 	mem    *os.File // set when process_vm_readv is unavailable
+	rw     *os.File // /proc/PID/mem opened for writing (WriteForced)
 
 	vlocal  []unix.Iovec // ReadV's, kept between calls
 	vremote []unix.RemoteIovec
@@ -40,15 +41,15 @@ type Process struct {
 
 var _ memory.VectorReader = (*Process)(nil)
 
-// Open returns a reader of pid's memory. It fails with ErrProcessGone
+// Open returns a reader of pid's memory. It fails with procfs.ErrNoProcess
 // when there is no such process. Permission is checked by the first read:
 // process_vm_readv needs ptrace access to the target.
 func Open(pid int) (*Process, error) {
 	if pid <= 0 {
-		return nil, fmt.Errorf("opening process %d: %w", pid, ErrProcessGone)
+		return nil, fmt.Errorf("opening process %d: %w", pid, procfs.ErrNoProcess)
 	}
 	if !procfs.New(pid).Exists() {
-		return nil, fmt.Errorf("opening process %d: %w", pid, ErrProcessGone)
+		return nil, fmt.Errorf("opening process %d: %w", pid, procfs.ErrNoProcess)
 	}
 	p := &Process{pid: pid}
 	if !vmReadvWorks() {
@@ -64,7 +65,7 @@ func (p *Process) openMem() error {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mem", p.pid))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("opening memory of process %d: %w", p.pid, ErrProcessGone)
+			return fmt.Errorf("opening memory of process %d: %w", p.pid, procfs.ErrNoProcess)
 		}
 		return fmt.Errorf("opening memory of process %d: %w", p.pid, err)
 	}
@@ -97,17 +98,89 @@ func (p *Process) PID() int { return p.pid }
 func (p *Process) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.mem != nil {
-		err := p.mem.Close()
-		p.mem = nil
-		return err
+	var err error
+	for _, f := range []**os.File{&p.mem, &p.rw} {
+		if *f != nil {
+			if e := (*f).Close(); err == nil {
+				err = e
+			}
+			*f = nil
+		}
+	}
+	return err
+}
+
+// WriteAt writes b at addr with process_vm_writev, without stopping the
+// process. The kernel refuses a page the process itself could not write
+// (no FOLL_FORCE: code and read-only data stay untouched): memory.ErrFault,
+// as for an unmapped page; a vanished process is procfs.ErrNoProcess. A
+// failed write may have stored a prefix of b (the count says how much).
+func (p *Process) WriteAt(b []byte, addr uint64) (int, error) {
+	done := 0
+	// Each round moves at least one byte or fails; the bound only guards
+	// against a kernel that returns 0 forever.
+	for round := 0; done < len(b) && round <= len(b); round++ {
+		local := []unix.Iovec{{Base: &b[done]}}
+		local[0].SetLen(len(b) - done)
+		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(done), Len: len(b) - done}}
+		n, err := unix.ProcessVMWritev(p.pid, local, remote, 0)
+		if err != nil {
+			return done, p.writeErr(addr+uint64(done), err)
+		}
+		if n <= 0 {
+			break
+		}
+		done += n
+	}
+	if done < len(b) {
+		return done, fmt.Errorf("writing process %d at %#x: %w", p.pid, addr+uint64(done), memory.ErrShortRead)
+	}
+	return done, nil
+}
+
+// WriteForced writes b at addr through /proc/PID/mem, which lets the
+// process's tracer write pages the process cannot (its code): for the
+// injection, which holds the thread it borrows with ptrace.
+func (p *Process) WriteForced(b []byte, addr uint64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rw == nil {
+		f, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", p.pid), os.O_RDWR, 0)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("opening memory of process %d: %w", p.pid, procfs.ErrNoProcess)
+			}
+			return fmt.Errorf("opening memory of process %d: %w", p.pid, err)
+		}
+		p.rw = f
+	}
+	if addr > 1<<63-1 {
+		return fmt.Errorf("writing process %d at %#x: %w", p.pid, addr, memory.ErrFault)
+	}
+	n, err := p.rw.WriteAt(b, int64(addr))
+	if err != nil {
+		return p.writeErr(addr, err)
+	}
+	if n != len(b) {
+		return fmt.Errorf("writing %d bytes at %#x in process %d: short write (%d)", len(b), addr, p.pid, n)
 	}
 	return nil
 }
 
+// writeErr classifies the error of a write at addr.
+func (p *Process) writeErr(addr uint64, err error) error {
+	switch {
+	case errors.Is(err, unix.EFAULT), errors.Is(err, unix.EIO):
+		return fmt.Errorf("writing process %d at %#x: %w", p.pid, addr, memory.ErrFault)
+	case errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("writing process %d: %w", p.pid, procfs.ErrNoProcess)
+	}
+	return fmt.Errorf("writing process %d at %#x: %w", p.pid, addr, err)
+}
+
 // ReadAt implements memory.Reader. A read that stops part way fails with
 // memory.ErrShortRead, one that reads nothing with memory.ErrFault, and
-// any read of an exited process with ErrProcessGone.
+// any read of an exited process with procfs.ErrNoProcess.
 func (p *Process) ReadAt(b []byte, addr uint64) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
@@ -220,8 +293,8 @@ func (p *Process) read(b []byte, addr uint64) (int, error) {
 
 func (p *Process) classify(n int, addr uint64, err error) error {
 	switch {
-	case errors.Is(err, ErrProcessGone), errors.Is(err, unix.ESRCH):
-		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, ErrProcessGone)
+	case errors.Is(err, procfs.ErrNoProcess), errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, procfs.ErrNoProcess)
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, err)
 	case n > 0:
@@ -230,7 +303,7 @@ func (p *Process) classify(n int, addr uint64, err error) error {
 		// pread returning 0 on /proc/PID/mem: the process has no mm
 		// any more (it exited) or the address is past the end.
 		if !procfs.New(p.pid).Exists() {
-			return fmt.Errorf("reading process %d: %w", p.pid, ErrProcessGone)
+			return fmt.Errorf("reading process %d: %w", p.pid, procfs.ErrNoProcess)
 		}
 		return fmt.Errorf("reading process %d at %#x: %w", p.pid, addr, memory.ErrFault)
 	default:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,31 +93,92 @@ func TestFaultsAndShortReads(t *testing.T) {
 	}
 }
 
-func TestProcessGone(t *testing.T) {
-	if _, err := Open(1<<22 + 17); !errors.Is(err, ErrProcessGone) {
-		t.Errorf("Open of a missing PID: %v; want ErrProcessGone", err)
-	}
+// sleeper starts a sleep child and opens its memory; it returns the
+// child, the reader and the child's mappings (all gone with the test).
+func sleeper(t *testing.T) (*exec.Cmd, *Process, []procfs.Mapping) {
+	t.Helper()
 	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {
 		t.Skip("no sleep command")
 	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	p, err := Open(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
 	ms, err := procfs.New(cmd.Process.Pid).Maps()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cmd, p, ms
+}
+
+func TestProcessGone(t *testing.T) {
+	if _, err := Open(1<<22 + 17); !errors.Is(err, procfs.ErrNoProcess) {
+		t.Errorf("Open of a missing PID: %v; want procfs.ErrNoProcess", err)
+	}
+	cmd, p, ms := sleeper(t)
 	var b [8]byte
 	if err := memory.Read(p, ms[0].Start, b[:]); err != nil {
 		t.Fatalf("reading a live process: %v", err)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	if _, err := p.ReadAt(b[:], ms[0].Start); !errors.Is(err, ErrProcessGone) {
-		t.Errorf("reading a dead process: %v; want ErrProcessGone", err)
+	if _, err := p.ReadAt(b[:], ms[0].Start); !errors.Is(err, procfs.ErrNoProcess) {
+		t.Errorf("reading a dead process: %v; want procfs.ErrNoProcess", err)
+	}
+}
+
+// TestWrites: WriteAt stores into a writable page of a live process (read
+// back, then restored) and is refused a code page (ErrFault);
+// WriteForced writes a code page (the bytes already there, so the
+// process is unchanged); both say when the process is gone.
+func TestWrites(t *testing.T) {
+	cmd, p, ms := sleeper(t)
+	var data, code uint64
+	for _, m := range ms {
+		switch {
+		case m.Path == "[stack]":
+			data = m.Start
+		case code == 0 && m.Perms.Exec && !m.Perms.Write && strings.HasPrefix(m.Path, "/"):
+			code = m.Start
+		}
+	}
+	if data == 0 || code == 0 {
+		t.Fatalf("no stack or code mapping in %v", ms)
+	}
+	var old, got [8]byte
+	if err := memory.Read(p, data, old[:]); err != nil {
+		t.Fatal(err)
+	}
+	want := [8]byte{1, 2, 3, 4, 5, 6, 7, 8}
+	if n, err := p.WriteAt(want[:], data); n != 8 || err != nil {
+		t.Fatalf("WriteAt into the stack: %d, %v", n, err)
+	}
+	if err := memory.Read(p, data, got[:]); err != nil || got != want {
+		t.Errorf("read back %v, %v; want %v", got, err, want)
+	}
+	if _, err := p.WriteAt(old[:], data); err != nil {
+		t.Fatalf("restoring: %v", err)
+	}
+	var text [8]byte
+	if err := memory.Read(p, code, text[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WriteAt(text[:], code); !errors.Is(err, memory.ErrFault) {
+		t.Errorf("WriteAt into code: %v, want ErrFault (process_vm_writev cannot write it)", err)
+	}
+	if err := p.WriteForced(text[:], code); err != nil {
+		t.Errorf("WriteForced into code: %v", err)
+	}
+	if _, err := p.WriteAt(want[:], 8); !errors.Is(err, memory.ErrFault) {
+		t.Errorf("WriteAt at 8: %v, want ErrFault", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := p.WriteAt(want[:], data); !errors.Is(err, procfs.ErrNoProcess) {
+		t.Errorf("WriteAt into a dead process: %v, want procfs.ErrNoProcess", err)
 	}
 }
 
