@@ -506,38 +506,6 @@ func syscallState(nr int64, arg0 uint64, holdsGIL bool, gil [2]uint64) string {
 	return "idle in " + name
 }
 
-// gilFutexRange is where a thread waiting for the GIL sleeps: the GIL's
-// condition variable and mutex (3.x), or its lock (2.7).
-func gilFutexRange(r memory.Reader, m *memoryView, interp uint64) [2]uint64 {
-	l := m.l
-	switch {
-	case l.InterpCevalGil >= 0:
-		gil, err := memory.NonNullPtr(r, interp+uint64(l.InterpCevalGil))
-		if err == nil {
-			return [2]uint64{gil, gil + 256}
-		}
-	case l.RuntimeCevalGilLocked >= 0 && l.GilLocked >= 0:
-		if rt, ok := m.img.RuntimeAddr(); ok {
-			base := rt + uint64(l.RuntimeCevalGilLocked) - uint64(l.GilLocked)
-			return [2]uint64{base, base + 256}
-		}
-	default:
-		if a, ok := m.img.Symbol("gil_cond"); ok { // 3.6 (static, .symtab)
-			lo := a
-			if b, ok := m.img.Symbol("gil_mutex"); ok && b < lo {
-				lo = b
-			}
-			return [2]uint64{lo, lo + 160}
-		}
-		if a, ok := m.img.Symbol("interpreter_lock"); ok { // 2.7: a sem_t*
-			if lock, err := memory.NonNullPtr(r, a); err == nil {
-				return [2]uint64{lock, lock + 64}
-			}
-		}
-	}
-	return [2]uint64{}
-}
-
 // addSource fills Frame.Source from the files as the target sees them:
 // resolved inside its root (internal/rootfs), so a container's file named
 // in a frame never makes pyglass read a host file. Each file is read

@@ -187,7 +187,7 @@ func (s *stackRead) read(ctx context.Context) error {
 			s.idents = append(s.idents, 0)
 			continue
 		}
-		gilRange := gilFutexRange(rd, m, interp)
+		gilRange := cpython.GILRange(rd, m.img, m.l, interp)
 		if s.later {
 			s.waits = append(s.waits, lockSnap{interp: i, threads: threads, gil: gilRange, kernel: ix.byTID, toHost: ix.toHost})
 		}
@@ -398,7 +398,7 @@ func readLockSnap(tgt target.Target, m *memoryView, what string, gone func(error
 		return snap, nil, ix, gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", what), Err: err})
 	}
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
-	snap = lockSnap{gil: gilFutexRange(rd, m, interp), kernel: ix.byTID, toHost: ix.toHost}
+	snap = lockSnap{gil: cpython.GILRange(rd, m.img, m.l, interp), kernel: ix.byTID, toHost: ix.toHost}
 	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads())})
 	snap.readFrames(rd, m)
 	return snap, rd, ix, nil

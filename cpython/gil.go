@@ -42,29 +42,63 @@ type GILWords struct {
 
 // FindGIL returns where interp's GIL holder is read (see GILHolder).
 func FindGIL(r memory.Reader, img Image, l *layout.Layout, interp uint64) (GILWords, error) {
+	g, _, err := locateGIL(r, &img, l, interp)
+	return g, err
+}
+
+// GILRange returns the memory of interp's GIL, [start, end): where a
+// thread waiting for the GIL sleeps (a futex in it: a condition
+// variable or mutex of struct _gil_runtime_state, 3.6's static
+// gil_cond/gil_mutex, 2.7's semaphore). Zeros when it cannot be found.
+func GILRange(r memory.Reader, img Image, l *layout.Layout, interp uint64) [2]uint64 {
+	_, rng, _ := locateGIL(r, &img, l, interp)
+	return rng
+}
+
+// locateGIL is the one place that knows where each version keeps its
+// GIL: the words its holder is read from (an error when they cannot be
+// found) and the memory a waiter sleeps on (zeros when unknown).
+func locateGIL(r memory.Reader, img *Image, l *layout.Layout, interp uint64) (GILWords, [2]uint64, error) {
 	switch {
-	case l.InterpCevalGil >= 0:
+	case l.InterpCevalGil >= 0: // 3.12+: interp->ceval.gil points to the struct
 		gil, err := memory.NonNullPtr(r, interp+uint64(l.InterpCevalGil))
 		if err != nil {
-			return GILWords{}, fmt.Errorf("reading interp->ceval.gil: %w", err)
+			return GILWords{}, [2]uint64{}, fmt.Errorf("reading interp->ceval.gil: %w", err)
 		}
-		return GILWords{Holder: gil + uint64(l.GilLastHolder), Locked: gil + uint64(l.GilLocked)}, nil
-	case l.RuntimeGilstateTstateCurrent >= 0:
+		return GILWords{Holder: gil + uint64(l.GilLastHolder), Locked: gil + uint64(l.GilLocked)}, [2]uint64{gil, gil + 256}, nil
+	case l.RuntimeGilstateTstateCurrent >= 0: // 3.7-3.11: in _PyRuntime
 		rt, ok := img.RuntimeAddr()
 		if !ok {
-			return GILWords{}, fmt.Errorf("finding the GIL holder: %w", errNoRuntime)
+			return GILWords{}, [2]uint64{}, fmt.Errorf("finding the GIL holder: %w", errNoRuntime)
 		}
 		g := GILWords{Holder: rt + uint64(l.RuntimeGilstateTstateCurrent)}
+		var rng [2]uint64
 		if l.RuntimeCevalGilLocked >= 0 {
 			g.Locked = rt + uint64(l.RuntimeCevalGilLocked)
+			if l.GilLocked >= 0 {
+				base := g.Locked - uint64(l.GilLocked)
+				rng = [2]uint64{base, base + 256}
+			}
 		}
-		return g, nil
-	default:
+		return g, rng, nil
+	default: // 2.7, 3.6: static symbols
+		var rng [2]uint64
+		if a, ok := img.symbol("gil_cond"); ok { // 3.6 (static, .symtab)
+			lo := a
+			if b, ok := img.symbol("gil_mutex"); ok && b < lo {
+				lo = b
+			}
+			rng = [2]uint64{lo, lo + 160}
+		} else if a, ok := img.symbol("interpreter_lock"); ok { // 2.7: a sem_t*
+			if lock, err := memory.NonNullPtr(r, a); err == nil {
+				rng = [2]uint64{lock, lock + 64}
+			}
+		}
 		a, ok := img.symbol("_PyThreadState_Current")
 		if !ok {
-			return GILWords{}, fmt.Errorf("finding the GIL holder: no _PyThreadState_Current symbol")
+			return GILWords{}, rng, fmt.Errorf("finding the GIL holder: no _PyThreadState_Current symbol")
 		}
-		return GILWords{Holder: a}, nil
+		return GILWords{Holder: a}, rng, nil
 	}
 }
 
