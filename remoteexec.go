@@ -19,6 +19,11 @@ import (
 // take it before pyglass cancels it and uses ptrace instead.
 const pep768Wait = 250 * time.Millisecond
 
+// pep768Unsure is how long pyglass waits for the agent of a request
+// whose cancellation raced with the thread taking it (remotedebug.Unsure)
+// before it uses ptrace instead.
+const pep768Unsure = 2 * time.Second
+
 // tryRemoteExec starts the agent through PEP 768 (Python 3.14+: the
 // mechanism behind sys.remote_exec) when the target allows it and one of
 // its threads is running Python, so that it takes the request at its next
@@ -71,7 +76,19 @@ func (p *Process) tryRemoteExec(ctx context.Context, ch *channel.Channel) (*net.
 		remotedebug.Cancel(pm, rt, tstate)
 		return nil, err
 	}
-	if cancelled, cerr := remotedebug.Cancel(pm, rt, tstate); cerr == nil && cancelled {
+	switch out, cerr := remotedebug.Cancel(pm, rt, tstate); {
+	case cerr == nil && out == remotedebug.Cancelled:
+		return nil, nil
+	case out == remotedebug.Unsure:
+		// The thread took the request as its path was being emptied:
+		// the agent comes at once if the thread copied the path first,
+		// never if it copied the empty one. Waiting for it as for a
+		// request taken would wait out the whole timeout (seen once in
+		// CI: a census hung a minute). Wait briefly, then use ptrace; an
+		// agent that comes later finds nobody listening and exits.
+		if uc, err := ch.Accept(ctx, time.Now().Add(pep768Unsure)); err == nil {
+			return uc, nil
+		}
 		return nil, nil
 	}
 	// The thread took the request: the agent is on its way.

@@ -292,18 +292,18 @@ while True:
 		if err := remotedebug.Request(tt.mem, tt.runtime, main, path); !errors.Is(err, remotedebug.ErrPending) {
 			t.Errorf("second Request while pending = %v, want ErrPending", err)
 		}
-		ok, err := remotedebug.Cancel(tt.mem, tt.runtime, main)
+		out, err := remotedebug.Cancel(tt.mem, tt.runtime, main)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ok {
-			t.Skip("the thread took the request before Cancel (it woke up in between); cannot test cancellation this run")
+		if out != remotedebug.Cancelled {
+			t.Skipf("the thread took the request before Cancel (it woke up in between: outcome %d); cannot test cancellation this run", out)
 		}
 		if _, ran := waitMarker(marker, 1200*time.Millisecond); ran {
 			t.Fatal("cancelled script ran")
 		}
-		if again, err := remotedebug.Cancel(tt.mem, tt.runtime, main); err != nil || again {
-			t.Errorf("Cancel with nothing pending = %v, %v; want false", again, err)
+		if again, err := remotedebug.Cancel(tt.mem, tt.runtime, main); err != nil || again != remotedebug.Taken {
+			t.Errorf("Cancel with nothing pending = %v, %v; want Taken", again, err)
 		}
 		// Control: the same sleeping thread does take a request at wake-up.
 		path2, marker2 := tt.script(t, "control")

@@ -313,40 +313,57 @@ func Pending(r memory.Reader, runtime, tstate uint64) (bool, error) {
 	return v != 0, nil
 }
 
+// Outcome is what Cancel found.
+type Outcome int
+
+const (
+	// Cancelled: the request was withdrawn; the script cannot run.
+	Cancelled Outcome = iota
+	// Taken: the thread had taken the request (or none was pending)
+	// before Cancel touched it: the script ran or is running.
+	Taken
+	// Unsure: the thread took the request while Cancel was emptying the
+	// path, so it copied either the path (the script runs) or an empty
+	// one (nothing runs): the caller cannot know which, and must not
+	// wait for the script for long.
+	Unsure
+)
+
 // Cancel withdraws a request on tstate that the thread has not taken
-// yet. It reports true when the script is certain not to run, false
-// when there was no pending request or the thread took it first (the
-// script then ran or is running).
+// yet, and says what became of it.
 //
 // It first empties the path (the thread runs nothing for an empty path),
 // then, if the request is still pending, clears debugger_pending_call.
 // A thread that takes the request after the path is emptied copies an
 // empty path; so when the flag is still set after that write, the script
-// cannot run. Bit 5 of eval_breaker is left set: it costs the thread one
+// cannot run (Cancelled). The thread clears the flag before it copies the
+// path (_PyRunRemoteDebugger): a flag found cleared after the path was
+// emptied may have been cleared just before, with the copy just after
+// (Unsure). Bit 5 of eval_breaker is left set: it costs the thread one
 // pass through _Py_HandlePending.
-func Cancel(rw ReadWriter, runtime, tstate uint64) (bool, error) {
+func Cancel(rw ReadWriter, runtime, tstate uint64) (Outcome, error) {
 	o, err := readOffsets(rw, runtime)
 	if err != nil {
-		return false, err
+		return Taken, err
 	}
 	pending, err := memory.I32(rw, o.pendingAddr(tstate))
 	if err != nil {
-		return false, fmt.Errorf("reading debugger_pending_call: %w", err)
+		return Taken, fmt.Errorf("reading debugger_pending_call: %w", err)
 	}
 	if pending == 0 {
-		return false, nil
+		return Taken, nil
 	}
 	if err := write(rw, o.pathAddr(tstate), []byte{0}); err != nil {
-		return false, fmt.Errorf("clearing the script path: %w", err)
+		return Taken, fmt.Errorf("clearing the script path: %w", err)
 	}
 	if pending, err = memory.I32(rw, o.pendingAddr(tstate)); err != nil {
-		return false, fmt.Errorf("reading debugger_pending_call: %w", err)
+		return Unsure, fmt.Errorf("reading debugger_pending_call: %w", err)
 	}
 	if pending == 0 {
-		return false, nil // taken between our two reads
+		return Unsure, nil // taken between our two reads
 	}
 	if err := write(rw, o.pendingAddr(tstate), make([]byte, 4)); err != nil {
-		return false, fmt.Errorf("clearing debugger_pending_call: %w", err)
+		return Unsure, fmt.Errorf("clearing debugger_pending_call: %w", err)
 	}
-	return true, nil
+	return Cancelled, nil
 }
