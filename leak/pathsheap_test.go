@@ -109,5 +109,33 @@ func TestPathsHeap(t *testing.T) {
 			}
 		}
 		checkHolds(t, "paths", r.LongestHoldMS, paths, o.LongestHoldMS, census)
+		if py.name == "2.7" {
+			t.Logf("tracemalloc: not in Python 2.7 (the traced-heap check needs 3.4+)")
+			return
+		}
+		// With tracemalloc on, every allocation the walk makes costs a
+		// traceback: loops that took no pause over a few thousand roots
+		// (each marking allocates ints) ran 12-30 ms there while the
+		// census ran 4 ms (3.12). Bound: twice the census's run plus 4 ms,
+		// in the same run, measured once more before failing.
+		h.exec("import tracemalloc\ntracemalloc.start()\n", nil)
+		defer h.exec("import tracemalloc\ntracemalloc.stop()\n", nil)
+		for try := 1; ; try++ {
+			_, out := stall(ObjectsScript(ObjectsOptions{Top: 5}))
+			o = parseObjects(t, out)
+			_, out = stall(PathsScript(PathsOptions{Type: "Node"}))
+			r, err := ParsePaths(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("1M objects, tracemalloc on: longest run without pausing: census %.1f ms, paths %.1f ms (%.0f ms in all)", o.LongestHoldMS, r.LongestHoldMS, r.ElapsedMS)
+			if bound := 2*o.LongestHoldMS + 4; r.LongestHoldMS > bound {
+				if try < 2 {
+					continue
+				}
+				t.Errorf("with tracemalloc on, paths ran %.1f ms without pausing, more than twice the census's %.1f ms plus 4 ms", r.LongestHoldMS, o.LongestHoldMS)
+			}
+			break
+		}
 	})
 }

@@ -52,7 +52,11 @@ def _pg_named_roots(gc, state):
         except Exception:
             continue
         _pg_pause(state)
+        i = 0
         for k, v in list(dict.items(d)):
+            i += 1
+            if i & 63 == 0:
+                _pg_pause(state)
             if type(k) not in _pg_strs or k.startswith('__') or type(v) is _pg_ModuleType:
                 continue
             name = '%s.%s' % (mname, k)
@@ -308,9 +312,13 @@ def _pg_retained(gc, roots, holder, own, state):
         mark(o)
     mark(holder)
     stack = []
+    k = 0
     for o in [_pg_sys.modules] + roots[1]:
         if mark(o):
             stack.append(o)
+        k += 1
+        if k & 63 == 0:
+            _pg_pause(state)
     o = None
     done = _pg_dfs(gc, stack, mark, state, None)
     size = [getsizeof(holder, 0)]
@@ -344,6 +352,8 @@ def _pg_path_to(gc, roots, want, state, upto):
         if mark(robjs[i]):
             level.append(robjs[i])
             names.append(rnames[i])
+        if i & 63 == 63:
+            _pg_pause(state)  # thousands of roots; with tracemalloc on, 1-2 us each
     o = None
     levels = []
     hit = None
