@@ -99,7 +99,7 @@ func (p *Process) Info() (info *Info) {
 	// state, namespaces, tracer, how exec would run) from /proc.
 	py, threads := infoOn(p.snapshot(nil, false), p.py, p.threadNames())
 	info = &Info{
-		PID: pr.PID, User: pr.User, UID: pr.EUID, Cmdline: pr.Cmdline,
+		PID: pr.PID, User: pr.User(), UID: pr.EUID, Cmdline: pr.Cmdline,
 		State:        pr.StateName,
 		Python:       py,
 		Threads:      threads,

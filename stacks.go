@@ -126,9 +126,13 @@ func (p *Process) current() error {
 func (p *Process) snapshot(mem memory.Reader, withSyscall bool) *live.Snapshot {
 	s, err := live.NewSnapshot(p.pid, mem, p.proc.NSPID != p.proc.PID, withSyscall)
 	if err != nil {
-		// Gone, or /proc unreadable: use what Attach saw.
-		ths := make([]target.Thread, 0, len(p.proc.Threads))
-		for _, t := range p.proc.Threads {
+		// The task list could not be read (the process is gone, or
+		// /proc refused): one more try, through Inspect's listing (no
+		// threads when it fails too; Attach no longer keeps a list,
+		// which only this fallback used).
+		pts, _ := p.proc.Threads()
+		ths := make([]target.Thread, 0, len(pts))
+		for _, t := range pts {
 			ths = append(ths, target.Thread{TID: t.TID, NSTID: t.NSTID, Name: t.Comm, State: target.State{Letter: t.State}})
 		}
 		s = live.SnapshotOf(p.pid, mem, ths)

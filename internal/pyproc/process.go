@@ -29,7 +29,6 @@ type Process struct {
 	PPID    int
 	UID     int // real user id
 	EUID    int // effective user id
-	User    string
 	Cmdline []string
 	// Exe is the main program as the target sees it.
 	Exe       string
@@ -40,13 +39,29 @@ type Process struct {
 	TracerPID int  // 0 when not traced
 	// StartTime (clock ticks after boot) identifies the process with PID.
 	StartTime uint64
-	Threads   []Thread
 	// OtherMountNS and OtherPIDNS are set when the process is in another
 	// mount or PID namespace than pyglass (a container).
 	OtherMountNS bool
 	OtherPIDNS   bool
 	// Python is the interpreter, or nil when none was found.
 	Python *Python
+	// nestedPIDNS: the process is in a PID namespace below pyglass's
+	// (its threads have ids of their own there).
+	nestedPIDNS bool
+}
+
+// User returns the name of the real user id as the target knows it (read
+// when asked: a command that does not print it does not read
+// /etc/passwd).
+func (pr *Process) User() string {
+	return procfs.New(pr.PID).UserName(pr.UID)
+}
+
+// Threads lists the process's threads as /proc shows them now (read when
+// asked: a stacks read lists them itself, with the system calls they
+// block in).
+func (pr *Process) Threads() ([]Thread, error) {
+	return threads(procfs.New(pr.PID), pr.nestedPIDNS)
 }
 
 // Inspect gathers the facts about process pid and finds its interpreter.
@@ -73,19 +88,19 @@ func Inspect(pid int) (*Process, error) {
 		state = stat.State
 	}
 	pr := &Process{
-		PID:       pid,
-		NSPID:     st.InnerPID(),
-		PPID:      st.PPid,
-		UID:       st.RealUID(),
-		EUID:      st.EffectiveUID(),
-		State:     state,
-		StateName: st.StateName,
-		Zombie:    procfs.IsZombie(state),
-		Stopped:   procfs.IsStopped(state),
-		TracerPID: st.TracerPid,
-		StartTime: stat.StartTime,
+		PID:         pid,
+		NSPID:       st.InnerPID(),
+		PPID:        st.PPid,
+		UID:         st.RealUID(),
+		EUID:        st.EffectiveUID(),
+		State:       state,
+		StateName:   st.StateName,
+		Zombie:      procfs.IsZombie(state),
+		Stopped:     procfs.IsStopped(state),
+		TracerPID:   st.TracerPid,
+		StartTime:   stat.StartTime,
+		nestedPIDNS: len(st.NSpid) > 1,
 	}
-	pr.User = p.UserName(pr.UID)
 	if pr.Cmdline, err = p.Cmdline(); err != nil {
 		return nil, classify(pid, "reading command line", err)
 	}
@@ -99,9 +114,6 @@ func Inspect(pid int) (*Process, error) {
 	}
 	if same, err := p.SameNamespace(procfs.NSPID); err == nil {
 		pr.OtherPIDNS = !same
-	}
-	if pr.Threads, err = threads(p, len(st.NSpid) > 1); err != nil && !pr.Zombie {
-		return nil, classify(pid, "listing threads", err)
 	}
 	if pr.Zombie {
 		return pr, &Error{PID: pid, Err: ErrZombie, Detail: "it has exited and awaits its parent (PID " + strconv.Itoa(pr.PPID) + ")",

@@ -93,8 +93,8 @@ func TestFindPythonEveryInterpreter(t *testing.T) {
 		if pr.PID != tg.Info.PID || pr.NSPID != tg.Info.PID {
 			t.Errorf("PID %d NSPID %d, want %d", pr.PID, pr.NSPID, tg.Info.PID)
 		}
-		if pr.User != "root" && os.Geteuid() == 0 {
-			t.Errorf("user %q (uid %d), want root", pr.User, pr.UID)
+		if pr.User() != "root" && os.Geteuid() == 0 {
+			t.Errorf("user %q (uid %d), want root", pr.User(), pr.UID)
 		}
 		if pr.UID != os.Getuid() {
 			t.Errorf("uid %d, want %d", pr.UID, os.Getuid())
@@ -109,8 +109,8 @@ func TestFindPythonEveryInterpreter(t *testing.T) {
 		if pr.OtherMountNS != (in.Chroot != "") || pr.OtherPIDNS {
 			t.Errorf("other mount ns %v, other pid ns %v; want %v and false", pr.OtherMountNS, pr.OtherPIDNS, in.Chroot != "")
 		}
-		if len(pr.Threads) == 0 || pr.Threads[0].TID != tg.Info.PID || pr.Threads[0].NSTID != tg.Info.PID {
-			t.Errorf("threads %+v", pr.Threads)
+		if ths, err := pr.Threads(); err != nil || len(ths) == 0 || ths[0].TID != tg.Info.PID || ths[0].NSTID != tg.Info.PID {
+			t.Errorf("threads %+v (%v)", ths, err)
 		}
 		// The shared library sits in the prefix's lib; a linked-in
 		// interpreter is the executable, which pyglass may name as the
@@ -339,7 +339,7 @@ func TestListFindsTargets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Version != pr.Python.Version || !s.VersionKnown || s.Shared != pr.Python.Shared || s.User != pr.User || !slices.Equal(s.Cmdline, pr.Cmdline) {
+		if s.Version != pr.Python.Version || !s.VersionKnown || s.Shared != pr.Python.Shared || s.User != pr.User() || !slices.Equal(s.Cmdline, pr.Cmdline) {
 			t.Errorf("summary %+v disagrees with Inspect %+v", s, pr)
 		}
 	}
@@ -366,8 +366,8 @@ func TestOtherUser(t *testing.T) {
 	if pr.UID != 65534 || pr.EUID != 65534 {
 		t.Errorf("uid %d euid %d, want 65534", pr.UID, pr.EUID)
 	}
-	if want := procfs.Self().UserName(65534); pr.User != want || want == "65534" {
-		t.Errorf("user %q, want %q (from /etc/passwd)", pr.User, want)
+	if want := procfs.Self().UserName(65534); pr.User() != want || want == "65534" {
+		t.Errorf("user %q, want %q (from /etc/passwd)", pr.User(), want)
 	}
 	checkPython(t, pr.Python, tg.Info, false)
 }
@@ -420,8 +420,8 @@ func TestOtherNamespaces(t *testing.T) {
 			if !pr.OtherMountNS || !pr.OtherPIDNS {
 				t.Errorf("other mount ns %v, other pid ns %v; want both", pr.OtherMountNS, pr.OtherPIDNS)
 			}
-			if pr.NSPID != 1 || pr.Threads[0].NSTID != 1 || pr.Threads[0].TID != pid {
-				t.Errorf("NSPID %d threads %+v; want 1 inside, %d outside", pr.NSPID, pr.Threads, pid)
+			if ths, err := pr.Threads(); err != nil || len(ths) == 0 || pr.NSPID != 1 || ths[0].NSTID != 1 || ths[0].TID != pid {
+				t.Errorf("NSPID %d threads %+v (%v); want 1 inside, %d outside", pr.NSPID, ths, err, pid)
 			}
 			if pr.Exe != "/tmp/ns/python" {
 				t.Errorf("exe %q", pr.Exe)
