@@ -154,6 +154,56 @@ func (c *pageCache) bytes(n int) []byte {
 	return make([]byte, n)
 }
 
+// maxPrefetch bounds the pages one Prefetch reads.
+const maxPrefetch = 256
+
+// Prefetch reads the pages holding the n bytes at each of addrs that the
+// cache lacks, in one vectored read (memory.Prefetcher): a dict's keys
+// are objects on as many pages, which one by one cost a system call each
+// (sys.modules: a hundred, in the threads' pause). Pages that cannot be
+// read are not recorded: the reads that follow meet them and report
+// why. Not in record mode (the sampler notes its misses), nor past half
+// the cache's size.
+func (c *pageCache) Prefetch(addrs []uint64, n int) {
+	if c.record || n <= 0 || n > pageSize {
+		return
+	}
+	var bases []uint64
+	seen := map[uint64]bool{}
+	for _, a := range addrs {
+		if a+uint64(n) < a {
+			continue
+		}
+		for b := a &^ (pageSize - 1); b < a+uint64(n); b += pageSize {
+			if _, ok := c.pages[b]; !ok && !seen[b] {
+				seen[b] = true
+				bases = append(bases, b)
+			}
+		}
+		if len(bases) >= maxPrefetch {
+			break
+		}
+	}
+	if len(bases) < 2 || len(c.used)+len(bases) > c.maxPages/2 {
+		return // one page: the read that needs it costs the same
+	}
+	slices.Sort(bases)
+	segs := make([]memory.Segment, len(bases))
+	for i, b := range bases {
+		segs[i] = memory.Segment{Addr: b, Buf: c.newPage()[:]}
+	}
+	memory.ReadV(c.r, segs)
+	for _, s := range segs {
+		pg := (*[pageSize]byte)(s.Buf)
+		if s.Err != nil {
+			c.free = append(c.free, pg)
+			continue
+		}
+		c.used = append(c.used, pg)
+		c.pages[s.Addr] = pg
+	}
+}
+
 // fill reads the page at base (and the ones below it, see behind) into
 // the cache; it returns nil when the page cannot be read whole.
 func (c *pageCache) fill(base uint64) *[pageSize]byte {

@@ -14,13 +14,8 @@ import (
 // ReadAt escapes: an allocation per word, 34,000 for 1,000 tasks).
 func TestPageCacheWords(t *testing.T) {
 	const base = 0x20000
-	var mem memory.Fake
-	b := make([]byte, 2*pageSize)
-	for i := range b {
-		b[i] = byte(i * 7)
-	}
-	mem.Map(base, b)
-	c := newPageCache(&mem)
+	mem := patterned(base, 2, 7)
+	c := newPageCache(mem)
 	for _, addr := range []uint64{base, base + 8, base + 13, base + pageSize - 4, base + pageSize - 3, base + pageSize + 100} {
 		for _, read := range []func(memory.Reader, uint64) (uint64, error){
 			func(r memory.Reader, a uint64) (uint64, error) { v, err := memory.U8(r, a); return uint64(v), err },
@@ -28,7 +23,7 @@ func TestPageCacheWords(t *testing.T) {
 			func(r memory.Reader, a uint64) (uint64, error) { v, err := memory.U32(r, a); return uint64(v), err },
 			memory.U64,
 		} {
-			want, err1 := read(&mem, addr)
+			want, err1 := read(mem, addr)
 			got, err2 := read(c, addr)
 			if got != want || err1 != nil || err2 != nil {
 				t.Errorf("at %#x: %#x, %v through the cache; %#x, %v in memory", addr, got, err2, want, err1)
@@ -41,7 +36,7 @@ func TestPageCacheWords(t *testing.T) {
 	if _, err := memory.U64(c, base+4*pageSize); !errors.Is(err, memory.ErrFault) {
 		t.Errorf("a word on an unmapped page: %v", err)
 	}
-	rec := newSnapshotCache(&mem, nil)
+	rec := newSnapshotCache(mem, nil)
 	rec.record = true
 	if _, err := memory.U32(rec, base+16); !errors.Is(err, errMiss) || len(rec.misses) != 1 || rec.misses[0] != base {
 		t.Errorf("a recording cache without the page: %v, misses %#x", err, rec.misses)
@@ -136,5 +131,77 @@ func TestPageCacheWordsOfPartPages(t *testing.T) {
 		if len(c.touched) != 1 || c.touched[0].lo > 64 || c.touched[0].hi < 72 {
 			t.Errorf("record=%v: touched %+v, want the word at 64 noted", record, c.touched)
 		}
+	}
+}
+
+// patterned is fake memory of pages pages at base, byte i being i*mul.
+func patterned(base uint64, pages, mul int) *memory.Fake {
+	var mem memory.Fake
+	b := make([]byte, pages*pageSize)
+	for i := range b {
+		b[i] = byte(i * mul)
+	}
+	mem.Map(base, b)
+	return &mem
+}
+
+// vecCount is a memory.VectorReader over r that counts its calls.
+type vecCount struct {
+	r            memory.Reader
+	reads, readV int
+	pages        int // segments of the vectored reads
+}
+
+func (c *vecCount) ReadAt(p []byte, addr uint64) (int, error) {
+	c.reads++
+	return c.r.ReadAt(p, addr)
+}
+
+func (c *vecCount) ReadV(segs []memory.Segment) {
+	c.readV++
+	c.pages += len(segs)
+	memory.ReadEach(c.r, segs)
+}
+
+// TestPageCachePrefetch: Prefetch brings the pages of scattered ranges in
+// with one vectored read (each page once, a range across two pages both),
+// after which reads of those ranges make no call; a page it cannot read
+// is not recorded, and the read that meets it reports the fault. A
+// recording cache, one page, or what would fill over half the cache, is
+// left alone.
+func TestPageCachePrefetch(t *testing.T) {
+	const base = 0x40000
+	mem := patterned(base, 8, 13)
+	vc := &vecCount{r: mem}
+	c := newPageCache(vc)
+	unmapped := uint64(base + 20*pageSize)
+	addrs := []uint64{base + 5*pageSize + 8, base + 16, base + 2*pageSize - 10, base + 5*pageSize + 64, unmapped}
+	c.Prefetch(addrs, 24)
+	if vc.readV != 1 || vc.pages != 5 || vc.reads != 0 {
+		t.Fatalf("one Prefetch: %d vectored reads of %d pages and %d reads; want 1 of 5 (pages 0, 1, 2, 5 and the unmapped one), 0", vc.readV, vc.pages, vc.reads)
+	}
+	for _, a := range addrs[:4] {
+		want, _ := memory.U64(mem, a+16)
+		if got, err := memory.U64(c, a+16); err != nil || got != want {
+			t.Errorf("at %#x: %#x, %v; want %#x", a+16, got, err, want)
+		}
+	}
+	if vc.reads != 0 || vc.readV != 1 {
+		t.Errorf("reads of prefetched pages made %d reads and %d more vectored ones", vc.reads, vc.readV-1)
+	}
+	if _, err := memory.U64(c, unmapped); !errors.Is(err, memory.ErrFault) {
+		t.Errorf("the unmapped page after a Prefetch: %v, want a fault", err)
+	}
+	before := *vc
+	c.Prefetch([]uint64{base + 3*pageSize}, 8) // one page: left to the read
+	c.Prefetch(addrs[:4], 24)                  // all cached
+	rec := newSnapshotCache(vc, nil)
+	rec.record = true
+	rec.Prefetch([]uint64{base, base + 7*pageSize}, 8)
+	small := newPageCache(vc)
+	small.maxPages = 2
+	small.Prefetch([]uint64{base, base + 7*pageSize}, 8)
+	if vc.readV != before.readV || vc.reads != before.reads {
+		t.Errorf("Prefetches that should do nothing made %d vectored reads and %d reads", vc.readV-before.readV, vc.reads-before.reads)
 	}
 }

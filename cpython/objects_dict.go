@@ -73,6 +73,7 @@ func DictGetInt(r memory.Reader, l *layout.Layout, dict uint64, key int64) (uint
 	if err != nil {
 		return 0, err
 	}
+	d.prefetchKeys(items, 32) // the header and a small int's digits
 	for _, it := range items {
 		kt, err := d.typeOf(it.Key)
 		if err != nil {
@@ -86,8 +87,24 @@ func DictGetInt(r memory.Reader, l *layout.Layout, dict uint64, key int64) (uint
 	return 0, fmt.Errorf("looking up %d: %w", key, ErrKeyNotFound)
 }
 
+// prefetchKeys hints the reader that the first n bytes of every key of
+// items are about to be read (memory.Prefetch): a dict's keys are objects
+// of their own, on as many pages.
+func (d *decoder) prefetchKeys(items []DictItem, n int) {
+	if len(items) < 8 {
+		return
+	}
+	addrs := make([]uint64, len(items))
+	for i, it := range items {
+		addrs[i] = it.Key
+	}
+	memory.Prefetch(d.r, addrs, n)
+}
+
 // findKey returns the value of the first item whose key is the string key.
 func (d *decoder) findKey(items []DictItem, key string) (uint64, error) {
+	// The header, the length and a short name's characters.
+	d.prefetchKeys(items, 64)
 	for _, it := range items {
 		if d.keyEquals(it.Key, key) {
 			return it.Value, nil

@@ -44,3 +44,21 @@ func ReadEach(r Reader, segs []Segment) {
 		}
 	}
 }
+
+// Prefetcher is a Reader that can bring in many scattered ranges at once
+// before they are read (a page cache: one vectored read for the pages it
+// lacks), as a decoder about to look at every key of a dict wants.
+// Prefetch is a hint: the reads that follow return the same with or
+// without it, and a range it cannot read is left for them to report.
+type Prefetcher interface {
+	Reader
+	// Prefetch brings in the n bytes at each of addrs.
+	Prefetch(addrs []uint64, n int)
+}
+
+// Prefetch passes the hint to r when it takes one.
+func Prefetch(r Reader, addrs []uint64, n int) {
+	if p, ok := r.(Prefetcher); ok {
+		p.Prefetch(addrs, n)
+	}
+}
