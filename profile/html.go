@@ -39,6 +39,13 @@ func Viewer() string {
 	return v.version
 }
 
+// viewerBuiltIn reports whether the viewer's bundle is built in, without
+// building the page.
+func viewerBuiltIn() bool {
+	_, err := fs.Stat(viewerFS, "viewer/speedscope.js")
+	return err == nil
+}
+
 // ViewerErr says why the HTML format cannot be written: ErrNoViewer when
 // pyglass was built without the viewer, another error when the files built
 // in cannot make a page; nil when it can.

@@ -29,10 +29,13 @@ const (
 // Formats lists the formats.
 var Formats = []Format{Speedscope, Pprof, Collapsed, Chrome, HTML}
 
-// DefaultFormat is HTML when the viewer is built in (see Viewer), else
-// Speedscope.
+// DefaultFormat is HTML when the viewer's files are built in, else
+// Speedscope. It only looks for them: the page is built (a few tens of
+// milliseconds of regular expressions over the bundle) when an HTML
+// profile is written, and a bundle that cannot make one fails there, with
+// ViewerErr.
 func DefaultFormat() Format {
-	if Viewer() != "" {
+	if viewerBuiltIn() {
 		return HTML
 	}
 	return Speedscope
