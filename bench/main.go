@@ -28,13 +28,14 @@ func main() {
 	n := flag.Int("n", 10, "timed runs per command")
 	warmup := flag.Int("warmup", 1, "untimed runs per command before the timed ones")
 	interps := flag.String("interp", "default", `targets: "default" (newest pyenv 3.x, 3.11-debian and 3.15-chroot), "all", or labels such as "3.12,2.7"`)
-	only := flag.String("only", "", `run only the commands whose name or group ("leak") matches this regexp`)
+	only := flag.String("only", "", `run only the commands whose name or group ("leak") matches this regexp; with -profilers, the profilers whose "target tool" ("3.15-sid pyglass record") does`)
 	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
 	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
 	timeout := flag.Duration("timeout", 60*time.Second, "limit for one run of a command")
 	dumps := flag.Bool("dumps", false, "with -profilers: only the one-shot dumps, austin -w against pyglass stacks on the profile target")
 	profilers := flag.Bool("profilers", false, "run the profiler bench instead: pyglass record against Austin and python3.15 -m profiling.sampling (needs scripts/sid-root.sh --bench)")
 	secs := flag.Int("secs", 5, "with -profilers: seconds each profiler runs")
+	slowdown := flag.Int("slowdown", 0, "with -profilers: only the target's slowdown at 1 kHz, from this many pairs of 2 s windows without and with each profiler")
 	flag.Parse()
 
 	root, err := moduleRoot()
@@ -60,7 +61,7 @@ func main() {
 	defer os.RemoveAll(hdir)
 	env.Hello, env.HelloErr = buildHello(hdir)
 	if *profilers {
-		runProfilers(root, env, *n, *secs, *dumps)
+		runProfilers(root, env, *n, *secs, *dumps, *slowdown, *only)
 		return
 	}
 	fmt.Fprintf(os.Stderr, "bench: gdb: %s\n", strings.Join(env.GDB, " "))

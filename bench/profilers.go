@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,6 +141,10 @@ type work struct {
 	rounds int64
 	cpu    time.Duration // the target's CPU time
 	at     time.Time
+	// busy is the target's own count of the seconds its hot thread spent
+	// in a() and b(), read with rounds: rounds/busy is its speed, free of
+	// the time between its report and our clock.
+	busy float64
 }
 
 func (tg *Target) work() (work, error) {
@@ -157,6 +162,7 @@ func (tg *Target) work() (work, error) {
 	}
 	w.at = time.Now()
 	w.cpu = processCPU(tg.PID)
+	w.busy = a + b
 	return w, nil
 }
 
@@ -184,7 +190,11 @@ type profRow struct {
 }
 
 // runProfilers runs the profiler bench on targets (labels); n runs each.
-func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool) {
+func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs int, only string) {
+	var onlyRE *regexp.Regexp
+	if only != "" {
+		onlyRE = regexp.MustCompile(only)
+	}
 	sid := testenv.SidRoot()
 	targets := []testenv.Interp{
 		{Label: "3.13-sid", Major: 3, Minor: 13, Path: "/usr/bin/python3.13", Chroot: sid},
@@ -192,6 +202,7 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool) {
 	}
 	var rows []profRow
 	var dumps []dumpRow
+	var slows []slowRow
 	for _, in := range targets {
 		if _, err := os.Stat(in.HostPath()); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: no %s (scripts/sid-root.sh --bench): skipped\n", in.HostPath())
@@ -205,6 +216,18 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool) {
 		for _, tool := range profTools {
 			if dumpsOnly {
 				break
+			}
+			if onlyRE != nil && !onlyRE.MatchString(in.Label+" "+tool.name) {
+				continue
+			}
+			if slowPairs > 0 {
+				if tool.name == "austin 3.7" && in.Minor > 13 || strings.HasPrefix(tool.name, "python3.15") && in.Minor != 15 {
+					continue
+				}
+				r := measureSlowdown(env, tg, tool, 1000, slowPairs, 2)
+				r.target = in.Label
+				slows = append(slows, r)
+				continue
 			}
 			if tool.name == "austin 3.7" && in.Minor > 13 || strings.HasPrefix(tool.name, "python3.15") && in.Minor != 15 {
 				continue
@@ -226,12 +249,16 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool) {
 				rows = append(rows, medianRow(rs))
 			}
 		}
-		if in.Minor <= 13 {
+		if in.Minor <= 13 && slowPairs == 0 {
 			if _, err := os.Stat(filepath.Join(sid, "usr/bin/austin")); err == nil {
 				dumps = append(dumps, oneShotDumps(env, tg, n)...)
 			}
 		}
 		tg.Stop()
+	}
+	if slowPairs > 0 {
+		printSlowRows(os.Stdout, slows)
+		return
 	}
 	printProfRows(os.Stdout, rows)
 	if len(dumps) > 0 {
@@ -302,11 +329,30 @@ func oneShotDumps(env *Env, tg *Target, n int) []dumpRow {
 }
 
 func printDumpRows(w io.Writer, rows []dumpRow) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| target\t| one-shot dump of every thread\t| runs ok\t| wall median\t| wall p90\t| CPU median\t| note\t|")
-	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	var cells [][]string
 	for _, r := range rows {
-		fmt.Fprintf(tw, "| %s\t| %s\t| %d/%d\t| %s\t| %s\t| %s\t| %s\t|\n", r.target, r.tool, r.ok, r.runs, ms(r.wall), ms(r.wallP90), ms(r.cpu), r.note)
+		cells = append(cells, []string{r.target, r.tool, fmt.Sprintf("%d/%d", r.ok, r.runs), ms(r.wall), ms(r.wallP90), ms(r.cpu), r.note})
+	}
+	writeTable(w, []string{"target", "one-shot dump of every thread", "runs ok", "wall median", "wall p90", "CPU median", "note"}, cells)
+}
+
+// writeTable writes a Markdown table, its columns aligned.
+func writeTable(w io.Writer, head []string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	line := func(cells []string) {
+		for _, c := range cells {
+			fmt.Fprintf(tw, "| %s\t", c)
+		}
+		fmt.Fprintln(tw, "|")
+	}
+	line(head)
+	sep := make([]string, len(head))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	line(sep)
+	for _, r := range rows {
+		line(r)
 	}
 	tw.Flush()
 }
@@ -470,4 +516,150 @@ func printProfRows(w io.Writer, rows []profRow) {
 			r.target, r.tool, r.rate, r.samplesPerSec, 100*r.cpuPerSec, float64(r.cpuPerSample)/1e3, r.slowWall, r.slowCPU, r.shareA, r.lostPct, r.note)
 	}
 	tw.Flush()
+}
+
+// slowRow is a profiler's effect on the target's rate of work, from
+// paired windows (see measureSlowdown).
+type slowRow struct {
+	target, tool     string
+	pairs            int
+	speed, speedHalf float64 // mean % of speed lost, and its 95 % half-width
+	wall, wallHalf   float64 // the same for rounds per wall second
+	sd               float64 // the standard deviation of one pair's speed difference
+	note             string
+}
+
+// measureSlowdown measures what tool at rate costs the target: pairs of
+// windows of secs seconds, one without a profiler and one with it
+// (started half a second before its window, stopping after it), in ABBA
+// order. In each: the target's speed (rounds of a() and b() per second
+// its hot thread spent in them, both counted by the target and read
+// together), and its rounds per wall second. One pair's difference varies
+// by a few % (the machine's speed moves: another VM on the host); the mean
+// of many and its 95 % confidence interval (Student's t) resolve a 1.5 %
+// effect when there are enough of them.
+func measureSlowdown(env *Env, tg *Target, tool profTool, rate, pairs, secs int) slowRow {
+	r := slowRow{tool: tool.name, pairs: pairs}
+	window := func() (wall, speed float64, err error) {
+		a, err := tg.work()
+		if err != nil {
+			return 0, 0, err
+		}
+		time.Sleep(time.Duration(secs) * time.Second)
+		b, err := tg.work()
+		if err != nil {
+			return 0, 0, err
+		}
+		n := float64(b.rounds - a.rounds)
+		if b.busy <= a.busy {
+			return 0, 0, fmt.Errorf("the target spent no time working")
+		}
+		return n / b.at.Sub(a.at).Seconds(), n / (b.busy - a.busy), nil
+	}
+	dir, err := os.MkdirTemp(filepath.Join(tg.Interp.Chroot, "/tmp"), "pyglass-bench-slow-")
+	if err != nil {
+		r.note = err.Error()
+		return r
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	with := func() (wall, speed float64, err error) {
+		out := filepath.Join(dir, "out.txt")
+		if !strings.HasPrefix(tool.name, "pyglass") {
+			out = "/" + strings.TrimPrefix(strings.TrimPrefix(out, tg.Interp.Chroot), "/")
+		}
+		argv := tool.argv(env, tg, rate, secs+1, out)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		if err := cmd.Start(); err != nil {
+			return 0, 0, err
+		}
+		defer cmd.Wait()
+		time.Sleep(500 * time.Millisecond)
+		return window()
+	}
+	var dSpeed, dWall []float64
+	for i := 0; i < pairs; i++ {
+		fmt.Fprintf(os.Stderr, "bench: slowdown of %s on %s, pair %d/%d\n", tool.name, tg.Interp.Label, i+1, pairs)
+		var offW, offS, onW, onS float64
+		var err error
+		if i%2 == 0 {
+			if offW, offS, err = window(); err == nil {
+				onW, onS, err = with()
+			}
+		} else {
+			if onW, onS, err = with(); err == nil {
+				offW, offS, err = window()
+			}
+		}
+		if err != nil {
+			r.note = err.Error()
+			return r
+		}
+		dWall = append(dWall, 100*(1-onW/offW))
+		dSpeed = append(dSpeed, 100*(1-onS/offS))
+	}
+	r.speed, r.speedHalf = meanCI(dSpeed)
+	r.wall, r.wallHalf = meanCI(dWall)
+	r.sd = r.speedHalf / tQuantile95(pairs-1) * math.Sqrt(float64(pairs))
+	return r
+}
+
+// meanCI returns the mean of v and the half-width of its 95 % confidence
+// interval (Student's t with len(v)-1 degrees of freedom).
+func meanCI(v []float64) (mean, half float64) {
+	n := float64(len(v))
+	if n < 2 {
+		return 0, 0
+	}
+	for _, x := range v {
+		mean += x
+	}
+	mean /= n
+	var ss float64
+	for _, x := range v {
+		ss += (x - mean) * (x - mean)
+	}
+	sd := math.Sqrt(ss / (n - 1))
+	return mean, tQuantile95(len(v)-1) * sd / math.Sqrt(n)
+}
+
+// tQuantile95 is the two-sided 95 % quantile of Student's t with df
+// degrees of freedom (the table's value for the next lower df listed).
+func tQuantile95(df int) float64 {
+	table := []struct {
+		df int
+		t  float64
+	}{{1, 12.706}, {2, 4.303}, {3, 3.182}, {4, 2.776}, {5, 2.571}, {6, 2.447}, {7, 2.365}, {8, 2.306}, {9, 2.262},
+		{10, 2.228}, {12, 2.179}, {15, 2.131}, {20, 2.086}, {25, 2.060}, {30, 2.042}, {40, 2.021}, {60, 2.000}, {120, 1.980}}
+	t := 12.706
+	for _, e := range table {
+		if df >= e.df {
+			t = e.t
+		}
+	}
+	if df > 120 {
+		t = 1.960
+	}
+	return t
+}
+
+func printSlowRows(w io.Writer, rows []slowRow) {
+	var cells [][]string
+	for _, r := range rows {
+		verdict := "-"
+		if r.note == "" {
+			switch {
+			case r.speed+r.speedHalf <= 1.5:
+				verdict = "met (the interval's top within)"
+			case r.speed-r.speedHalf > 1.5:
+				verdict = "NOT met"
+			default:
+				verdict = "not settled: more pairs"
+			}
+		}
+		cells = append(cells, []string{r.target, r.tool, strconv.Itoa(r.pairs), fmt.Sprintf("%.2f %% ± %.2f", r.speed, r.speedHalf),
+			fmt.Sprintf("%.2f %%", r.sd), fmt.Sprintf("%.2f %% ± %.2f", r.wall, r.wallHalf), verdict, r.note})
+	}
+	writeTable(w, []string{"target", "tool at 1 kHz", "pairs", "speed lost (mean, 95 % CI)", "one pair's sd", "rounds per wall second lost", "goal (≤ 1.5 %)", "note"}, cells)
+	fmt.Fprintln(w, "\nslowdown: 100 x (1 - rate with the profiler / rate without), the mean over paired 2 s windows (ABBA order) and the half-width of its 95 % confidence interval. Speed: the target's rounds of work per second its hot thread spent in them (both counted by the target, read together); a profiler that takes the GIL or the CPU from it lowers the rounds per wall second, one that slows the thread's work (caches, memory, page-table locks) lowers the speed.")
 }
