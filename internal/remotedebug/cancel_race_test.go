@@ -1,12 +1,11 @@
-package remotedebug
+package remotedebug_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/pyglass/pyglass/cpython/layout/layouttest"
+	"github.com/pyglass/pyglass/internal/remotedebug"
 	"github.com/pyglass/pyglass/internal/testenv"
-	"github.com/pyglass/pyglass/target/live"
 )
 
 // takeOnClear plays the target's thread taking a request at the worst
@@ -14,7 +13,7 @@ import (
 // debugger_pending_call, as _PyRunRemoteDebugger does before it copies
 // the path.
 type takeOnClear struct {
-	ReadWriter
+	remotedebug.ReadWriter
 	pending uint64
 	took    bool
 }
@@ -34,46 +33,31 @@ func (w *takeOnClear) WriteAt(p []byte, addr uint64) (int, error) {
 // its whole timeout for an agent that never came. The target, whose flag
 // was cleared with an empty path, runs nothing and stays healthy.
 func TestCancelRace(t *testing.T) {
-	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		if !in.AtLeast(3, 14) {
-			testenv.Skipf(t, "%s has no PEP 768 remote execution (3.14+)", in.Label)
-		}
-		tg := testenv.Start(t, in, "import time\nprint('READY')\nwhile True:\n    time.sleep(0.3)\n")
-		img, err := layouttest.FindImage(tg.PID)
+	forEach314(t, func(t *testing.T, in testenv.Interp) {
+		tt := start(t, in, "import time\nprint('READY')\nwhile True:\n    time.sleep(0.3)\n")
+		main, err := remotedebug.MainThread(tt.mem, tt.runtime)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rt := img.Sections[".PyRuntime"][0]
-		mem, err := live.Open(tg.PID)
+		pending, err := remotedebug.PendingAddr(tt.mem, tt.runtime, main)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer mem.Close()
-		main, err := MainThread(mem, rt)
-		if err != nil {
+		if err := remotedebug.Request(tt.mem, tt.runtime, main, "/nonexistent/pyglass-never-runs.py"); err != nil {
 			t.Fatal(err)
 		}
-		o, err := readOffsets(mem, rt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := Request(mem, rt, main, "/nonexistent/pyglass-never-runs.py"); err != nil {
-			t.Fatal(err)
-		}
-		rw := &takeOnClear{ReadWriter: mem, pending: o.pendingAddr(main)}
-		out, err := Cancel(rw, rt, main)
+		rw := &takeOnClear{ReadWriter: tt.mem, pending: pending}
+		out, err := remotedebug.Cancel(rw, tt.runtime, main)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !rw.took {
-			t.Skip("the thread took the request before Cancel looked (it woke up in between); cannot play the race this run")
+			testenv.Skipf(t, "the thread took the request before Cancel looked (it woke up in between); cannot play the race this run")
 		}
-		if out != Unsure {
-			t.Errorf("Cancel raced by the thread = %d, want Unsure (%d)", out, Unsure)
+		if out != remotedebug.Unsure {
+			t.Errorf("Cancel raced by the thread = %d, want Unsure (%d)", out, remotedebug.Unsure)
 		}
 		time.Sleep(700 * time.Millisecond) // two wake-ups of the main thread
-		if err := tg.Healthy(); err != nil {
-			t.Fatal(err)
-		}
+		healthy(t, tt)
 	})
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/pyglass/pyglass/internal/remotedebug"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
-	"github.com/pyglass/pyglass/target/live"
 )
 
 // TestOlderVersions checks that a 3.13 target (debug offsets without the
@@ -18,29 +17,18 @@ func TestOlderVersions(t *testing.T) {
 	if !ok {
 		testenv.Skipf(t, "no Python 3.13 interpreter")
 	}
-	tg := testenv.Start(t, in, busyMain)
-	img, err := layouttest.FindImage(tg.PID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := img.Sections[".PyRuntime"][0]
-	mem, err := live.Open(tg.PID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
+	tt := start(t, in, busyMain)
+	mem, rt := tt.mem, tt.runtime
 	if _, err := remotedebug.Enabled(mem, rt); !errors.Is(err, remotedebug.ErrUnsupported) {
 		t.Errorf("Enabled on 3.13 = %v, want ErrUnsupported", err)
 	}
 	if err := remotedebug.Request(mem, rt, 0x1000, "/tmp/x.py"); !errors.Is(err, remotedebug.ErrUnsupported) {
 		t.Errorf("Request on 3.13 = %v, want ErrUnsupported", err)
 	}
-	if _, err := remotedebug.PickThread(mem, tg.PID, rt); !errors.Is(err, remotedebug.ErrUnsupported) {
+	if _, err := remotedebug.PickThread(mem, tt.tg.PID, rt); !errors.Is(err, remotedebug.ErrUnsupported) {
 		t.Errorf("PickThread on 3.13 = %v, want ErrUnsupported", err)
 	}
-	if err := tg.Healthy(); err != nil {
-		t.Fatal(err)
-	}
+	healthy(t, tt)
 }
 
 // TestWriteFault checks that, through the reader and writer the requests
