@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -534,8 +535,10 @@ func TestSinceRanAcrossCPUs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, pair := range [][2]int{{cpus[0], cpus[1]}, {cpus[1], cpus[0]}} {
-		sleeper, reader := pair[0], pair[1]
+	// One measurement: a thread put to sleep on CPU sleeper, asked about
+	// from CPU reader 300 ms later. It returns SinceRan's answer and the
+	// wall-clock bounds it must fall in.
+	measure := func(sleeper, reader int) (since, lo, hi time.Duration, ok bool) {
 		type asleep struct {
 			tid int
 			at  time.Time
@@ -553,11 +556,23 @@ func TestSinceRanAcrossCPUs(t *testing.T) {
 			unix.ClockNanosleep(unix.CLOCK_MONOTONIC, 0, &ts, nil)
 		}()
 		a := <-ch
+		// The sleeper may run for a while after the send (on a loaded
+		// machine, milliseconds): the lower bound counts from when it is
+		// seen inside clock_nanosleep, the upper one from the send.
+		var asleepBy time.Time
+		for deadline := time.Now().Add(time.Second); asleepBy.IsZero(); {
+			sc, err := Self().TaskSyscall(a.tid)
+			if err == nil && sc.InSyscall && sc.Nr == unix.SYS_CLOCK_NANOSLEEP {
+				asleepBy = time.Now()
+			} else if time.Now().After(deadline) {
+				t.Fatalf("thread %d not seen in clock_nanosleep within 1s (%+v, %v)", a.tid, sc, err)
+			}
+		}
 		time.Sleep(300 * time.Millisecond)
 		runtime.LockOSThread()
 		pin(reader)
-		before := time.Since(a.at)
-		since, ok := Self().SinceRan([]int{a.tid})[a.tid]
+		before := time.Since(asleepBy)
+		since, ok = Self().SinceRan([]int{a.tid})[a.tid]
 		after := time.Since(a.at)
 		var now unix.CPUSet
 		unix.SchedGetaffinity(0, &now)
@@ -569,8 +584,26 @@ func TestSinceRanAcrossCPUs(t *testing.T) {
 			t.Errorf("SinceRan left the calling thread's affinity at %d CPUs, want it back on CPU %d only", now.Count(), reader)
 		}
 		const tick = 4 * time.Millisecond
-		if !ok || since < before-tick || since > after+time.Millisecond {
-			t.Errorf("asleep on CPU %d, asked from CPU %d: not run for %v (%v), want between %v and %v", sleeper, reader, since, ok, before-tick, after+time.Millisecond)
+		return since, before - tick, after + time.Millisecond, ok
+	}
+	// On a loaded machine one measurement can come out a few
+	// milliseconds short (the reader's own clock lags while it waits to
+	// run on the sleeper's CPU); a clock read on the wrong CPU is wrong
+	// every time. So each direction has three tries.
+	for _, pair := range [][2]int{{cpus[0], cpus[1]}, {cpus[1], cpus[0]}} {
+		sleeper, reader := pair[0], pair[1]
+		var misses []string
+		good := false
+		for try := 0; try < 3 && !good; try++ {
+			since, lo, hi, ok := measure(sleeper, reader)
+			if good = ok && since >= lo && since <= hi; !good {
+				misses = append(misses, fmt.Sprintf("%v (%v), want between %v and %v", since, ok, lo, hi))
+			}
+		}
+		if !good {
+			t.Errorf("asleep on CPU %d, asked from CPU %d: not run for %s", sleeper, reader, strings.Join(misses, "; "))
+		} else if len(misses) > 0 {
+			t.Logf("needed another try: %s", strings.Join(misses, "; "))
 		}
 	}
 }
