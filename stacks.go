@@ -398,6 +398,7 @@ const maxTracerWait = time.Second
 func (p *Process) freeze() (*ptrace.Frozen, error) {
 	var err error
 	deadline := time.Now().Add(maxTracerWait)
+retry:
 	for try, quiet := 0, 0; ; try++ {
 		var f *ptrace.Frozen
 		release := holdGC()
@@ -414,17 +415,23 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 		if !errors.Is(err, ptrace.ErrPermission) || time.Now().After(deadline) {
 			break
 		}
-		tracer := p.tracer()
-		if tracer != 0 && !isPyglass(tracer) {
-			break // traced by someone else
+		// The tracer seen when the thread was refused: looking again
+		// later would often find none, the other pyglass having let go
+		// meanwhile, and take a busy target for a real refusal.
+		var traced *ptrace.AlreadyTraced
+		switch {
+		case errors.As(err, &traced) && isPyglass(traced.Tracer):
+		case errors.As(err, &traced) && procfs.New(traced.Tracer).Exists():
+			break retry // traced by someone else
+		case quiet >= 3:
+			break retry
+		default:
+			// No tracer (it let go between the refusal and the look),
+			// a tracer that ended since (its tracees are let go), a
+			// thread exiting, or a real refusal: a few tries only.
+			quiet++
 		}
-		if tracer == 0 {
-			// No tracer (it let go meanwhile), a thread exiting, or a
-			// real refusal: a few tries only.
-			if quiet++; quiet >= 4 {
-				break
-			}
-		}
+
 		// Backoff with jitter, so that two pyglasses that each hold
 		// some of the threads do not retry in step.
 		d := time.Millisecond << min(try, 6)
@@ -437,22 +444,6 @@ func (p *Process) freeze() (*ptrace.Frozen, error) {
 		return nil, gone // exited while being paused
 	}
 	return nil, p.ptraceError(err)
-}
-
-// tracer returns the tracer of one of the target's threads, 0 when there
-// is none.
-func (p *Process) tracer() int {
-	pr := procfs.New(p.pid)
-	tids, err := pr.TaskIDs()
-	if err != nil {
-		return 0
-	}
-	for _, tid := range tids {
-		if st, err := pr.TaskStatus(tid); err == nil && st.TracerPid != 0 {
-			return st.TracerPid
-		}
-	}
-	return 0
 }
 
 // isPyglass reports whether thread tid belongs to a pyglass: this

@@ -41,11 +41,13 @@ func TestStacksConcurrent(t *testing.T) {
 				}
 			}
 		}
-		// The same through the library, four goroutines of this process
-		// at once (another goroutine's pause is waited for too).
-		errs := make(chan error, 4*10)
+		// The same through the library, six goroutines of this process
+		// at once (another goroutine's pause is waited for too; this
+		// many, often enough, to see a refusal whose tracer let go
+		// before it was looked at).
+		errs := make(chan error, 6*30)
 		var wg sync.WaitGroup
-		for g := 0; g < 4; g++ {
+		for g := 0; g < 6; g++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -54,7 +56,7 @@ func TestStacksConcurrent(t *testing.T) {
 					errs <- err
 					return
 				}
-				for n := 0; n < 10; n++ {
+				for n := 0; n < 30; n++ {
 					d, err := p.Stacks(context.Background(), pyglass.StackOptions{})
 					if err == nil && len(d.Threads) != 21 {
 						err = fmt.Errorf("%d threads", len(d.Threads))

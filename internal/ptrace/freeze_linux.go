@@ -21,24 +21,62 @@ var ErrPermission = errors.New("ptrace not permitted")
 // that says why, wrapping ErrPermission or procfs.ErrNoProcess; other errors are returned
 // unchanged.
 func ExplainAttachError(pid int, err error) error {
-	switch {
-	case errors.Is(err, unix.ESRCH):
-		return fmt.Errorf("%w: %v", procfs.ErrNoProcess, err)
-	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("%w: %s (%v)", ErrPermission, whyEPERM(pid), err)
-	}
-	return err
+	return explainSeize(pid, pid, err)
 }
+
+// AlreadyTraced is the refusal to seize thread Tid of process Pid
+// because Tracer (a thread id, as /proc/TID/status's TracerPid) traced
+// it when the refusal was looked at. It wraps ErrPermission.
+type AlreadyTraced struct {
+	Pid, Tid, Tracer int
+	Comm             string // the tracer's name, "" when unknown
+	Err              error  // the system call's error
+}
+
+func (e *AlreadyTraced) Error() string {
+	what := fmt.Sprintf("process %d", e.Pid)
+	if e.Tid != e.Pid {
+		what = fmt.Sprintf("thread %d of process %d", e.Tid, e.Pid)
+	}
+	return fmt.Sprintf("%v: %s is already traced by pid %d (%s) (%v)", ErrPermission, what, e.Tracer, e.Comm, e.Err)
+}
+
+func (e *AlreadyTraced) Unwrap() []error { return []error{ErrPermission, e.Err} }
 
 // explainSeize is ExplainAttachError for thread tid of pid: the thread
 // refused may be traced when the main thread is not.
 func explainSeize(pid, tid int, err error) error {
-	if tid != pid && errors.Is(err, unix.EPERM) {
-		if st, serr := procfs.New(pid).TaskStatus(tid); serr == nil && st.TracerPid != 0 {
-			return fmt.Errorf("%w: thread %d of process %d is already traced by pid %d (%s) (%v)", ErrPermission, tid, pid, st.TracerPid, commOf(st.TracerPid), err)
+	switch {
+	case errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("%w: %v", procfs.ErrNoProcess, err)
+	case !errors.Is(err, unix.EPERM):
+		return err
+	}
+	if st, serr := procfs.New(pid).TaskStatus(tid); serr == nil && st.TracerPid != 0 {
+		return &AlreadyTraced{Pid: pid, Tid: tid, Tracer: st.TracerPid, Comm: commOf(st.TracerPid), Err: err}
+	}
+	return fmt.Errorf("%w: %s (%v)", ErrPermission, whyEPERM(pid), err)
+}
+
+// seizeOnce seizes thread tid of pid, explaining a refusal. A refusal
+// with no tracer to be seen just after is tried once more at once: the
+// tracer (often another pyglass) may have let go in between, and a real
+// refusal (Yama, capabilities, an LSM) refuses again.
+func seizeOnce(pid, tid int) error {
+	err := Seize(tid, unix.PTRACE_O_TRACESYSGOOD)
+	if err == nil {
+		return nil
+	}
+	var traced *AlreadyTraced
+	if errors.Is(err, unix.EPERM) {
+		if e := explainSeize(pid, tid, err); errors.As(e, &traced) {
+			return e
+		}
+		if err = Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err == nil {
+			return nil
 		}
 	}
-	return ExplainAttachError(pid, err)
+	return explainSeize(pid, tid, err)
 }
 
 // commOf is the kernel's name of process pid, "" when unknown.
@@ -47,11 +85,9 @@ func commOf(pid int) string {
 	return c
 }
 
+// whyEPERM says why seizing pid, traced by no one, was refused.
 func whyEPERM(pid int) string {
 	st, err := procfs.New(pid).Status()
-	if err == nil && st.TracerPid != 0 {
-		return fmt.Sprintf("process %d is already traced by pid %d (%s)", pid, st.TracerPid, commOf(st.TracerPid))
-	}
 	if scope, ok := procfs.PtraceScope(); ok && scope != 0 {
 		s := strconv.Itoa(scope)
 		if os.Geteuid() == 0 {
@@ -103,14 +139,14 @@ func Freeze(pid int) (*Frozen, error) {
 				if held[tid] {
 					continue
 				}
-				if err := Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
-					if errors.Is(err, unix.ESRCH) {
+				if err := seizeOnce(pid, tid); err != nil {
+					if errors.Is(err, procfs.ErrNoProcess) {
 						continue // exited meanwhile
 					}
 					if Exiting(pid, tid) {
 						continue // being torn down: the kernel refuses it (EPERM)
 					}
-					return explainSeize(pid, tid, err)
+					return err
 				}
 				held[tid] = true
 				if err := Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
