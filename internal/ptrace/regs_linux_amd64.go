@@ -1,6 +1,10 @@
 package ptrace
 
-import "golang.org/x/sys/unix"
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
 
 // Regs are the general registers of an amd64 thread (struct user_regs_struct).
 type Regs unix.PtraceRegs
@@ -58,4 +62,11 @@ func rewindEINTR(tid int) {
 	r.Rax = r.Orig_rax
 	r.Rip -= uint64(len(SyscallInstr))
 	SetRegs(tid, r)
+}
+
+// regsEIO describes the registers the kernel checks when it refuses a
+// write with EIO (a selector it deems invalid, a base above user space).
+func regsEIO(r *Regs) string {
+	return fmt.Sprintf("cs %#x ss %#x ds %#x es %#x fs %#x gs %#x fs_base %#x gs_base %#x eflags %#x",
+		r.Cs, r.Ss, r.Ds, r.Es, r.Fs, r.Gs, r.Fs_base, r.Gs_base, r.Eflags)
 }

@@ -2,6 +2,7 @@ package ptrace
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,3 +58,7 @@ var EINTRSyscalls = map[int]string{137: "rt_sigtimedwait", 133: "rt_sigsuspend",
 // rewindEINTR does nothing on arm64: the call's first argument (x0) has
 // been overwritten by its result, and the regsets do not give it back.
 func rewindEINTR(tid int) {}
+
+// regsEIO describes the registers the kernel checks when it refuses a
+// write with EIO or EINVAL (the processor state).
+func regsEIO(r *Regs) string { return fmt.Sprintf("pstate %#x", r.Pstate) }

@@ -337,6 +337,9 @@ func GetRegs(tid int) (Regs, error) {
 func SetRegs(tid int, r Regs) error {
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
 	if err := setRegset(tid, unix.NT_PRSTATUS, buf); err != nil {
+		if errors.Is(err, unix.EIO) {
+			return fmt.Errorf("writing registers of thread %d (%s): %w", tid, regsEIO(&r), err)
+		}
 		return fmt.Errorf("writing registers of thread %d: %w", tid, err)
 	}
 	return nil
