@@ -86,6 +86,10 @@ type SampleStats struct {
 	// Paused is how long the target's threads were paused in all (only
 	// with SampleOptions.Blocking), MaxPause the longest pause.
 	Paused, MaxPause time.Duration
+	// CarriedOver counts thread stacks not read but taken from the
+	// sample before: the GIL's switch count showed that the thread had
+	// not run Python code since (3.6 and newer, GIL builds).
+	CarriedOver int64
 }
 
 // Sample reads every Python thread's stack rate times a second and calls
@@ -299,6 +303,9 @@ type sampledThread struct {
 	after      topWords    // and the same read again after the pages
 	state      *procfs.StateFile
 	stateTID   int
+	// goodAt is the number of the last sample that read its stack or
+	// carried it over.
+	goodAt uint64
 }
 
 type sampler struct {
@@ -316,7 +323,16 @@ type sampler struct {
 	// vectored read per sample.
 	gil    cpython.GILWords
 	gilOK  bool
-	gilBuf [12]byte
+	gilBuf cpython.GILBuf
+	// The GIL's switch count and last holders as of the last sample
+	// (switchOK: read then), and the sample's number: a thread read
+	// (or carried over) at sample seq-1 whose stack can be carried over
+	// again is not read (see take).
+	switchOK         bool
+	switchNo         uint64
+	lastHolder, prev uint64
+	seq              uint64
+	fresh, maybe     []*sampledThread
 	// What the last refresh of the thread list saw, to tell when the
 	// list may have changed (changed): the kernel's thread count from
 	// the process's kept-open stat file, and each interpreter's thread
@@ -444,7 +460,7 @@ func (s *sampler) refreshThreads(withNames bool) error {
 		}
 	}
 	s.threads, s.interps = threads, interps
-	s.gilOK = false
+	s.gilOK, s.switchOK = false, false
 	if len(interps) > 0 {
 		g, err := cpython.FindGIL(rd, s.m.img, s.m.l, interps[0])
 		s.gil, s.gilOK = g, err == nil
@@ -602,7 +618,48 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 			}
 		}
 	}
-	gil := s.readQuick(s.sel, s.gilOK)
+	s.seq++
+	s.slow = s.slow[:0]
+	// A thread whose stack the last sample had can keep it when no
+	// other thread than the GIL's last holder took the GIL since: it
+	// ran no Python code (cpython.GILWords). Such threads are read only
+	// if the GIL's switch count read with the others moved; the last
+	// holders of the last two samples are always read (a read of the
+	// GIL's words may see the holder changed and not yet the count).
+	fresh, maybe := s.sel, s.maybe[:0]
+	if s.gilOK && s.switchOK {
+		fresh = s.fresh[:0]
+		for _, t := range s.sel {
+			if t.goodAt == s.seq-1 && t.tstate != s.lastHolder && t.tstate != s.prev && s.sharesGIL(t) {
+				maybe = append(maybe, t)
+			} else {
+				fresh = append(fresh, t)
+			}
+		}
+		s.fresh = fresh
+	}
+	s.maybe = maybe
+	st := s.readQuick(fresh, s.gilOK)
+	if len(maybe) > 0 {
+		if st.HasSwitch && st.Switch == s.switchNo {
+			s.stats.CarriedOver += int64(len(maybe))
+			again := maybe[:0]
+			for _, t := range maybe {
+				t.lost = ""
+				if t.tstate == st.LastHolder {
+					again = append(again, t)
+				}
+			}
+			maybe = again
+		}
+		if len(maybe) > 0 {
+			s.pc.reset() // (their pages are read between their pointers)
+			s.readQuick(maybe, false)
+		}
+	}
+	s.switchOK = st.HasSwitch
+	s.switchNo, s.prev, s.lastHolder = st.Switch, s.lastHolder, st.LastHolder
+	gil := st.Holder
 	n := len(s.sel)
 	for _, t := range s.threads {
 		t.holds = gil != 0 && t.tstate == gil
@@ -627,6 +684,7 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 			ts.Lost = t.lost
 		} else {
 			ts.Frames = t.resolved
+			t.goodAt = s.seq
 			read++
 		}
 		if ts.Lost == "" && len(ts.Frames) == 0 {
@@ -688,9 +746,8 @@ func (s *sampler) decodeTop(t *sampledThread, w *topWords, path []int) (top uint
 // take) and walks their stacks; the threads it cannot settle are left in
 // s.slow. With gil the first read also reads the GIL's words, and
 // readQuick returns the holder.
-func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
+func (s *sampler) readQuick(ts []*sampledThread, gil bool) (st cpython.GILState) {
 	path := s.cs.TopPath()
-	s.slow = s.slow[:0]
 	s.pending = s.pending[:0]
 	s.segs = s.segs[:0]
 	if gil {
@@ -708,11 +765,11 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
 		s.appendTop(t, &t.after, path)
 	}
 	if len(s.segs) == 0 {
-		return 0
+		return st
 	}
 	memory.ReadV(s.m.r, s.segs)
 	if gil {
-		holder, _ = s.gil.Decode(s.segs[:ng])
+		st, _ = s.gil.Read(s.segs[:ng])
 	}
 	s.storePages()
 	for _, t := range ts {
@@ -766,7 +823,14 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (holder uint64) {
 		s.pending = next
 	}
 	s.pc.misses = s.pc.misses[:0]
-	return holder
+	return st
+}
+
+// sharesGIL reports whether t runs under the GIL the sampler reads: every
+// thread before 3.12, the first interpreter's from 3.12 (an interpreter
+// may have its own).
+func (s *sampler) sharesGIL(t *sampledThread) bool {
+	return s.m.l.InterpCevalGil < 0 || len(s.interps) > 0 && t.interp == s.interps[0]
 }
 
 // walk walks t's stack from t.top over the page cache (recording the

@@ -24,7 +24,7 @@ func GILHolder(r memory.Reader, img Image, l *layout.Layout, interp uint64) (uin
 	if err != nil {
 		return 0, err
 	}
-	var buf [12]byte
+	var buf GILBuf
 	segs := g.Segments(nil, &buf)
 	memory.ReadV(r, segs)
 	return g.Decode(segs)
@@ -34,10 +34,29 @@ func GILHolder(r memory.Reader, img Image, l *layout.Layout, interp uint64) (uin
 // Holder, which holds the GIL while the int32 at Locked is set (Locked 0:
 // the pointer alone says it, NULL while the GIL is released). The
 // addresses hold while the interpreter lives: a sampler finds them once
-// (FindGIL) and reads both words in one vectored read each sample
-// (Segments, then Decode).
+// (FindGIL) and reads the words in one vectored read each sample
+// (Segments, then Read).
+//
+// From 3.6 the GIL (struct _gil_runtime_state; 3.6: static variables)
+// also counts its switches: take_gil sets last_holder and bumps
+// switch_number whenever the thread taking it is not the last holder.
+// LastHolder and Switch are where those are read (0: unknown, 2.7's GIL
+// has neither). Between two reads with the same count no thread but the
+// last holder took the GIL, so no other thread ran Python code: the
+// stacks of the others are as they were (GIL builds only).
 type GILWords struct {
-	Holder, Locked uint64
+	Holder, Locked     uint64
+	LastHolder, Switch uint64
+}
+
+// GILState is one read of a GIL's words.
+type GILState struct {
+	// Holder is the thread state holding the GIL, 0 when it is released.
+	Holder uint64
+	// LastHolder and Switch are the GIL's last holder and switch count,
+	// when HasSwitch (see GILWords).
+	LastHolder, Switch uint64
+	HasSwitch          bool
 }
 
 // FindGIL returns where interp's GIL holder is read (see GILHolder).
@@ -65,7 +84,11 @@ func locateGIL(r memory.Reader, img *Image, l *layout.Layout, interp uint64) (GI
 		if err != nil {
 			return GILWords{}, [2]uint64{}, fmt.Errorf("reading interp->ceval.gil: %w", err)
 		}
-		return GILWords{Holder: gil + uint64(l.GilLastHolder), Locked: gil + uint64(l.GilLocked)}, [2]uint64{gil, gil + 256}, nil
+		g := GILWords{Holder: gil + uint64(l.GilLastHolder), Locked: gil + uint64(l.GilLocked)}
+		if l.GilLastHolder == 8 && l.GilLocked == 16 { // switch_number follows locked
+			g.LastHolder, g.Switch = g.Holder, gil+24
+		}
+		return g, [2]uint64{gil, gil + 256}, nil
 	case l.RuntimeGilstateTstateCurrent >= 0: // 3.7-3.11: in _PyRuntime
 		rt, ok := img.RuntimeAddr()
 		if !ok {
@@ -78,6 +101,9 @@ func locateGIL(r memory.Reader, img *Image, l *layout.Layout, interp uint64) (GI
 			if l.GilLocked >= 0 {
 				base := g.Locked - uint64(l.GilLocked)
 				rng = [2]uint64{base, base + 256}
+				if l.GilLocked == 16 && l.RuntimeCevalGilLastHolder == l.RuntimeCevalGilLocked-8 {
+					g.LastHolder, g.Switch = base+8, base+24
+				}
 			}
 		}
 		return g, rng, nil
@@ -98,37 +124,115 @@ func locateGIL(r memory.Reader, img *Image, l *layout.Layout, interp uint64) (GI
 		if !ok {
 			return GILWords{}, rng, fmt.Errorf("finding the GIL holder: no _PyThreadState_Current symbol")
 		}
-		return GILWords{Holder: a}, rng, nil
+		g := GILWords{Holder: a}
+		last, okl := img.symbol("gil_last_holder") // 3.6 (static, .symtab)
+		sw, oks := img.symbol("gil_switch_number")
+		if okl && oks {
+			g.LastHolder, g.Switch = last, sw
+		}
+		return g, rng, nil
 	}
 }
 
+// gilBufSize is the size of the buffer Segments reads into.
+const gilBufSize = 64
+
+// GILBuf is the buffer a GIL's words are read into.
+type GILBuf [gilBufSize]byte
+
+// words are g's words, with their sizes, by address.
+func (g GILWords) words() (ws [4][2]uint64, n int) {
+	add := func(a, size uint64) {
+		if a == 0 {
+			return
+		}
+		for i := 0; i < n; i++ {
+			if ws[i][0] == a {
+				return
+			}
+		}
+		ws[n] = [2]uint64{a, size}
+		n++
+	}
+	add(g.Holder, 8)
+	add(g.Locked, 4)
+	add(g.LastHolder, 8)
+	add(g.Switch, 8)
+	for i := 1; i < n; i++ { // (insertion sort: four at most)
+		for j := i; j > 0 && ws[j][0] < ws[j-1][0]; j-- {
+			ws[j], ws[j-1] = ws[j-1], ws[j]
+		}
+	}
+	return ws, n
+}
+
 // Segments appends to dst the reads of g's words into buf, for one
-// vectored read (memory.ReadV) whose result Decode reads.
-func (g GILWords) Segments(dst []memory.Segment, buf *[12]byte) []memory.Segment {
-	dst = append(dst, memory.Segment{Addr: g.Holder, Buf: buf[:8]})
-	if g.Locked != 0 {
-		dst = append(dst, memory.Segment{Addr: g.Locked, Buf: buf[8:12]})
+// vectored read (memory.ReadV) whose result Read decodes. Words close to
+// each other are read as one segment: the kernel's cost is per segment.
+func (g GILWords) Segments(dst []memory.Segment, buf *GILBuf) []memory.Segment {
+	ws, n := g.words()
+	used := 0
+	for i := 0; i < n; {
+		lo, hi := ws[i][0], ws[i][0]+ws[i][1]
+		j := i + 1
+		for ; j < n && ws[j][0] >= hi && ws[j][0]-hi <= 16 && ws[j][0]+ws[j][1]-lo <= 32; j++ {
+			hi = ws[j][0] + ws[j][1]
+		}
+		size := int(hi - lo)
+		if used+size > len(buf) {
+			break
+		}
+		dst = append(dst, memory.Segment{Addr: lo, Buf: buf[used : used+size]})
+		used += size
+		i = j
 	}
 	return dst
+}
+
+// word finds the n bytes at a in segs, as Segments made and read them.
+func word(segs []memory.Segment, a uint64, n int) ([]byte, error) {
+	for _, s := range segs {
+		if a >= s.Addr && a-s.Addr+uint64(n) <= uint64(len(s.Buf)) {
+			if s.Err != nil {
+				return nil, s.Err
+			}
+			off := a - s.Addr
+			return s.Buf[off : off+uint64(n)], nil
+		}
+	}
+	return nil, fmt.Errorf("word at %#x: %w", a, memory.ErrShortRead)
+}
+
+// Read decodes segs, as Segments made and read them.
+func (g GILWords) Read(segs []memory.Segment) (GILState, error) {
+	var st GILState
+	h, err := word(segs, g.Holder, 8)
+	if err != nil {
+		return st, fmt.Errorf("reading the GIL holder: %w", err)
+	}
+	st.Holder = memory.Order.Uint64(h)
+	if g.Locked != 0 {
+		l, err := word(segs, g.Locked, 4)
+		if err != nil {
+			return st, fmt.Errorf("reading gil.locked: %w", err)
+		}
+		if int32(memory.Order.Uint32(l)) == 0 {
+			st.Holder = 0
+		}
+	}
+	if g.Switch != 0 {
+		last, err1 := word(segs, g.LastHolder, 8)
+		sw, err2 := word(segs, g.Switch, 8)
+		if err1 == nil && err2 == nil {
+			st.LastHolder, st.Switch, st.HasSwitch = memory.Order.Uint64(last), memory.Order.Uint64(sw), true
+		}
+	}
+	return st, nil
 }
 
 // Decode returns the GIL holder from segs, as Segments made and read them
 // (0 when the GIL is released).
 func (g GILWords) Decode(segs []memory.Segment) (uint64, error) {
-	if len(segs) == 0 {
-		return 0, fmt.Errorf("reading the GIL holder: nothing read")
-	}
-	if segs[0].Err != nil {
-		return 0, fmt.Errorf("reading the GIL holder: %w", segs[0].Err)
-	}
-	h := memory.Order.Uint64(segs[0].Buf)
-	if g.Locked != 0 && len(segs) > 1 {
-		if segs[1].Err != nil {
-			return 0, fmt.Errorf("reading gil.locked: %w", segs[1].Err)
-		}
-		if int32(memory.Order.Uint32(segs[1].Buf)) == 0 {
-			return 0, nil
-		}
-	}
-	return h, nil
+	st, err := g.Read(segs)
+	return st.Holder, err
 }
