@@ -37,6 +37,7 @@ var (
 		"target":                    {"memory"},
 		"target/core":               {"memory", "target", "internal/elfsym"},
 		"internal/unwind":           {"memory"},
+		"internal/errs":             {}, // the one error model: every layer may return it
 	}
 	// facadeUsers see the target only through the public API.
 	facadeUsers = map[string][]string{

@@ -5,59 +5,40 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/procfs"
-	"github.com/pyglass/pyglass/internal/pyproc"
 )
 
 // Sentinel errors. Every error pyglass returns matches exactly one of them
 // with errors.Is (ErrInternal when pyglass cannot say which), and carries a one-line explanation (and, where there is
-// one, a hint) in its message.
+// one, a hint) in its message. They are the kinds of internal/errs, the
+// one error model every layer of pyglass returns.
 var (
 	// ErrNoProcess: the PID does not exist, or the process exited.
-	ErrNoProcess = errors.New("no such process")
+	ErrNoProcess = errs.NoProcess
 	// ErrNotPython: the process does not contain a CPython interpreter
 	// pyglass can work with (not Python, zombie, unsupported version).
-	ErrNotPython = errors.New("not a Python process pyglass can work with")
+	ErrNotPython = errs.NotPython
 	// ErrPermission: the kernel refused access (not root and another
 	// user, missing CAP_SYS_PTRACE, Yama ptrace_scope, already traced).
-	ErrPermission = errors.New("permission denied")
+	ErrPermission = errs.Permission
 	// ErrTimeout: the operation did not complete within its time limit.
-	ErrTimeout = errors.New("timed out")
+	ErrTimeout = errs.Timeout
 	// ErrBusy: another pyglass is working on the same process.
-	ErrBusy = errors.New("target busy")
+	ErrBusy = errs.Busy
 	// ErrInternal: pyglass failed for a reason it cannot classify (a bug,
 	// a condition of this machine it does not know, or a target's memory
 	// no check foresaw); the operation was abandoned and the target left
 	// running. It says nothing about the target: it is never reported as
 	// ErrNotPython.
-	ErrInternal = errors.New("internal error")
+	ErrInternal = errs.Internal
 )
 
 // Error is the detailed form of a pyglass error: Kind is one of the
-// sentinels above, Msg the one-line explanation and Hint what to try.
-type Error struct {
-	Kind error
-	Msg  string
-	Hint string
-	Err  error // underlying cause, if any
-}
-
-func (e *Error) Error() string {
-	s := e.Msg
-	if s == "" {
-		s = e.Kind.Error()
-	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
-	}
-	return s
-}
-
-// Is reports whether target is e's Kind.
-func (e *Error) Is(target error) bool { return target == e.Kind }
-
-// Unwrap returns the underlying cause.
-func (e *Error) Unwrap() error { return e.Err }
+// sentinels above, Sub a finer reason when there is one (a zombie, an
+// unsupported version), PID the process, Msg the one-line explanation
+// and Hint what to try.
+type Error = errs.Error
 
 func errorf(kind error, hint string, format string, a ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, a...), Hint: hint}
@@ -113,18 +94,17 @@ func yamaAdvice(scope int, capPtrace bool) string {
 	return fmt.Sprintf("Yama ptrace_scope is %d: no process may trace another, not even root, and the setting cannot be lowered until the machine reboots (set kernel.yama.ptrace_scope lower in /etc/sysctl.d and reboot)", scope)
 }
 
-// classify maps an internal package's error to its public sentinel. What
-// it does not recognise is ErrInternal: an unexpected failure is pyglass's
+// classify maps an internal package's error to its public kind. What it
+// does not recognise is ErrInternal: an unexpected failure is pyglass's
 // to explain, never a verdict that the target is not Python.
 func classify(err error) error {
-	switch {
-	case errors.Is(err, pyproc.ErrNoProcess):
-		return ErrNoProcess
-	case errors.Is(err, pyproc.ErrPermission):
-		return ErrPermission
-	case errors.Is(err, pyproc.ErrNotPython), errors.Is(err, pyproc.ErrZombie),
-		errors.Is(err, pyproc.ErrUnsupportedVersion):
-		return ErrNotPython
+	if k := errs.KindOf(err); k != nil {
+		return k
+	}
+	for _, k := range []error{ErrNoProcess, ErrPermission, ErrTimeout, ErrBusy, ErrNotPython} {
+		if errors.Is(err, k) {
+			return k
+		}
 	}
 	return ErrInternal
 }

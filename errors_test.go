@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/internal/pyproc"
 )
 
@@ -17,11 +19,14 @@ func TestConvertErrClassifies(t *testing.T) {
 		err  error
 		want error
 	}{
-		{&pyproc.Error{PID: 7, Err: pyproc.ErrNoProcess}, ErrNoProcess},
-		{&pyproc.Error{PID: 7, Err: pyproc.ErrPermission}, ErrPermission},
-		{&pyproc.Error{PID: 7, Err: pyproc.ErrNotPython}, ErrNotPython},
-		{&pyproc.Error{PID: 7, Err: pyproc.ErrZombie}, ErrNotPython},
-		{&pyproc.Error{PID: 7, Err: pyproc.ErrUnsupportedVersion}, ErrNotPython},
+		{&Error{PID: 7, Kind: pyproc.ErrNoProcess}, ErrNoProcess},
+		{&Error{PID: 7, Kind: pyproc.ErrPermission}, ErrPermission},
+		{&Error{PID: 7, Kind: ErrNotPython, Sub: pyproc.ErrNotPython}, ErrNotPython},
+		{&Error{PID: 7, Kind: ErrNotPython, Sub: pyproc.ErrZombie}, ErrNotPython},
+		{&Error{PID: 7, Kind: ErrNotPython, Sub: pyproc.ErrUnsupportedVersion}, ErrNotPython},
+		// the lower layers' sentinels are the kinds themselves
+		{fmt.Errorf("reading /proc/7/maps: %w", procfs.ErrNoProcess), ErrNoProcess},
+		{fmt.Errorf("freezing 7: %w", ptrace.ErrPermission), ErrPermission},
 		{fmt.Errorf("process 7: computing load bias of /x: %w", errors.New("no PT_LOAD")), ErrInternal},
 		{errors.New("listing processes: too many open files"), ErrInternal},
 	}
@@ -42,6 +47,10 @@ func TestConvertErrClassifies(t *testing.T) {
 		}
 		if got.Error() != c.err.Error() {
 			t.Errorf("convertErr(%v) changed the message to %q", c.err, got.Error())
+		}
+		var e *Error
+		if errors.As(c.err, &e) && e.Sub != nil && !errors.Is(got, e.Sub) {
+			t.Errorf("convertErr(%v) lost the finer reason %v", c.err, e.Sub)
 		}
 	}
 }

@@ -18,12 +18,15 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pyglass/pyglass/internal/errs"
 )
 
 var (
 	// ErrNoProcess is returned when /proc has no entry for the PID (it never
-	// existed or has been reaped).
-	ErrNoProcess = errors.New("no such process")
+	// existed or has been reaped): the errs.NoProcess kind, the one
+	// sentinel for a process that is gone.
+	ErrNoProcess = errs.NoProcess
 	// ErrParse is returned when a /proc file does not have the expected format.
 	ErrParse = errors.New("unexpected /proc format")
 )

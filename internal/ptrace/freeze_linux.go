@@ -11,11 +11,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/procfs"
 )
 
-// ErrPermission is wrapped by errors caused by ptrace being denied.
-var ErrPermission = errors.New("ptrace not permitted")
+// ErrPermission is wrapped by errors caused by ptrace being denied: the
+// errs.Permission kind.
+var ErrPermission = errs.Permission
 
 // ExplainAttachError turns an EPERM/ESRCH from seizing pid into an error
 // that says why, wrapping ErrPermission or procfs.ErrNoProcess; other errors are returned

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/errs"
 )
 
 // MappedFile is one file mapped in a process that is not read through
@@ -83,10 +84,10 @@ func FindPythonIn(pid int, files []MappedFile, exe string, entry uint64, open fu
 		}
 		switch {
 		case verErr != nil:
-			return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "version unknown", Cause: verErr,
+			return py, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrUnsupportedVersion, Detail: "version unknown", Err: verErr,
 				Hint: "the interpreter's version could not be read from " + f.Path}
 		case !py.Version.Supported() && !py.Version.Newer():
-			return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "Python " + py.Version.String(),
+			return py, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrUnsupportedVersion, Detail: "Python " + py.Version.String(),
 				Hint: "pyglass supports CPython 2.7 and 3.6 to 3.15"}
 		}
 		return py, nil
@@ -104,7 +105,7 @@ func FindPythonIn(pid int, files []MappedFile, exe string, entry uint64, open fu
 	if lastErr != nil {
 		detail += "; " + lastErr.Error()
 	}
-	return nil, &Error{PID: pid, Err: ErrNotPython, Detail: detail,
+	return nil, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrNotPython, Detail: detail,
 		Hint: "pyglass needs the core's libpython or python executable: give --sysroot DIR or --exe PATH"}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/procfs"
 )
 
@@ -116,7 +117,7 @@ func Inspect(pid int) (*Process, error) {
 		pr.OtherPIDNS = !same
 	}
 	if pr.Zombie {
-		return pr, &Error{PID: pid, Err: ErrZombie, Detail: "it has exited and awaits its parent (PID " + strconv.Itoa(pr.PPID) + ")",
+		return pr, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrZombie, Detail: "it has exited and awaits its parent (PID " + strconv.Itoa(pr.PPID) + ")",
 			Hint: "nothing is left to inspect"}
 	}
 	pr.Python, err = findPython(p, &imageCache{})

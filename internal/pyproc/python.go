@@ -13,6 +13,7 @@ import (
 	"debug/elf"
 
 	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/procfs"
 )
 
@@ -192,7 +193,7 @@ func FindPython(pid int) (*Python, error) {
 		return nil, classify(pid, "reading stat", err)
 	}
 	if procfs.IsZombie(st.State) {
-		return nil, &Error{PID: pid, Err: ErrZombie, Detail: "it has exited and awaits its parent", Hint: "nothing is left to inspect"}
+		return nil, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrZombie, Detail: "it has exited and awaits its parent", Hint: "nothing is left to inspect"}
 	}
 	return findPython(p, &imageCache{})
 }
@@ -217,11 +218,11 @@ func exited(p procfs.Proc) error {
 	st, err := p.Stat()
 	switch {
 	case errors.Is(err, procfs.ErrNoProcess):
-		return &Error{PID: p.PID, Err: ErrNoProcess, Detail: "it exited while pyglass read it"}
+		return &errs.Error{PID: p.PID, Kind: errs.NoProcess, Detail: "it exited while pyglass read it"}
 	case err != nil:
 		return nil
 	case procfs.IsZombie(st.State) || st.Flags&procfs.FlagExiting != 0:
-		return &Error{PID: p.PID, Err: ErrZombie, Detail: "it has exited (it exited while pyglass read it)", Hint: "nothing is left to inspect"}
+		return &errs.Error{PID: p.PID, Kind: errs.NotPython, Sub: ErrZombie, Detail: "it has exited (it exited while pyglass read it)", Hint: "nothing is left to inspect"}
 	}
 	return nil
 }
@@ -235,9 +236,9 @@ func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 	if len(ms) == 0 {
 		// Kernel threads and exiting processes have no memory.
 		if st, err := p.Stat(); err == nil && st.Flags&procfs.FlagKernThread != 0 {
-			return nil, &Error{PID: pid, Err: ErrNotPython, Detail: "it is a kernel thread"}
+			return nil, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrNotPython, Detail: "it is a kernel thread"}
 		}
-		return nil, &Error{PID: pid, Err: ErrZombie, Detail: "it has exited (its memory is already released)", Hint: "nothing is left to inspect"}
+		return nil, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrZombie, Detail: "it has exited (its memory is already released)", Hint: "nothing is left to inspect"}
 	}
 	files := groupFiles(ms)
 	exeIno := exeInode(p)
@@ -298,7 +299,7 @@ func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 		exePath, _ := p.Exe()
 		detail := fmt.Sprintf("program %s; none of its %d mapped files is a libpython or exports %s",
 			exePath, len(files), strings.Join(interpSymbols, "/"))
-		return nil, &Error{PID: pid, Err: ErrNotPython, Detail: detail, Cause: lastErr,
+		return nil, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrNotPython, Detail: detail, Err: lastErr,
 			Hint: "pyglass needs a CPython interpreter (2.7, 3.6-3.15) in the process"}
 	}
 	return describe(p, ms, files, exe, found, img)
@@ -338,11 +339,11 @@ func describe(p procfs.Proc, ms []procfs.Mapping, files []*mappedFile, exe, f *m
 	}
 	py.clib = &clibOnce{p: p, files: files}
 	if img.verErr != nil {
-		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "version unknown", Cause: img.verErr,
+		return py, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrUnsupportedVersion, Detail: "version unknown", Err: img.verErr,
 			Hint: "the interpreter's version could not be read from " + f.path}
 	}
 	if !py.Version.Supported() && !py.Version.Newer() {
-		return py, &Error{PID: pid, Err: ErrUnsupportedVersion, Detail: "Python " + py.Version.String(),
+		return py, &errs.Error{PID: pid, Kind: errs.NotPython, Sub: ErrUnsupportedVersion, Detail: "Python " + py.Version.String(),
 			Hint: "pyglass supports CPython 2.7 and 3.6 to 3.15"}
 	}
 	return py, nil
