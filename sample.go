@@ -745,7 +745,7 @@ func (s *sampler) decodeTop(t *sampledThread, w *topWords, path []int) (top uint
 // readQuick reads the threads ts in one vectored read per round (see
 // take) and walks their stacks; the threads it cannot settle are left in
 // s.slow. With gil the first read also reads the GIL's words, and
-// readQuick returns the holder.
+// readQuick returns what they say (holder, last holder, switch count).
 func (s *sampler) readQuick(ts []*sampledThread, gil bool) (st cpython.GILState) {
 	path := s.cs.TopPath()
 	s.pending = s.pending[:0]
