@@ -144,15 +144,28 @@ func TestObjectsPaths(t *testing.T) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "leak_paths.py"), testenv.Args("rate=200"))
 		pid := strconv.Itoa(tg.PID)
 		for class, root := range holders {
-			tg.Send("count")
-			c0 := fields(t, tg.WaitLine("COUNT", 5*time.Second))["n"]
-			var pr leak.PathsReport
-			r := decode(t, &pr, "objects", pid, "--paths", class, "--json")
-			tg.Send("count")
-			c1 := fields(t, tg.WaitLine("COUNT", 5*time.Second))["n"]
 			extra := int64(0)
 			if class == "CycleNode" {
 				extra = 1 // RING itself
+			}
+			var pr leak.PathsReport
+			var r result
+			var c0, c1 int64
+			for try := 0; ; try++ {
+				tg.Send("count")
+				c0 = fields(t, tg.WaitLine("COUNT", 5*time.Second))["n"]
+				pr = leak.PathsReport{}
+				r = decode(t, &pr, "objects", pid, "--paths", class, "--json")
+				tg.Send("count")
+				c1 = fields(t, tg.WaitLine("COUNT", 5*time.Second))["n"]
+				// The grower thread holds the newest ring node in a
+				// local while it links it in; a walk that finds it
+				// there (a thread's frame is a root) rightly says RING
+				// alone does not keep the ring. Another try then.
+				if class != "CycleNode" || try == 2 || len(pr.Holders) != 1 || float64(pr.Holders[0].RetainedSize) >= float64(c0)*4096 {
+					break
+				}
+				t.Logf("%s, try %d: %s retains %d bytes only (the grower was linking a node in?)", class, try, root, pr.Holders[0].RetainedSize)
 			}
 			if len(pr.Holders) != 1 || pr.Holders[0].Root != root || !strings.HasPrefix(pr.Headline, root+" retains ") {
 				t.Fatalf("%s: want one holder %s, named first: %s", class, root, r)
