@@ -101,7 +101,8 @@ func classify(err error) error {
 	if k := errs.KindOf(err); k != nil {
 		return k
 	}
-	for _, k := range []error{ErrNoProcess, ErrPermission, ErrTimeout, ErrBusy, ErrNotPython} {
+	// (the lower layers' sentinels for these are the kinds themselves)
+	for _, k := range []error{ErrNoProcess, ErrPermission} {
 		if errors.Is(err, k) {
 			return k
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/memory"
@@ -78,7 +79,7 @@ func convertErr(err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	return &Error{Kind: classify(err), Msg: err.Error(), Hint: pyproc.HintOf(err)}
+	return &Error{Kind: classify(err), Msg: err.Error(), Hint: errs.HintOf(err)}
 }
 
 // Info returns what pyglass knows about the process, re-reading the

@@ -419,9 +419,10 @@ retry:
 		// later would often find none, the other pyglass having let go
 		// meanwhile, and take a busy target for a real refusal.
 		var traced *ptrace.AlreadyTraced
+		seen := errors.As(err, &traced)
 		switch {
-		case errors.As(err, &traced) && isPyglass(traced.Tracer):
-		case errors.As(err, &traced) && procfs.New(traced.Tracer).Exists():
+		case seen && isPyglass(traced.Tracer):
+		case seen && procfs.New(traced.Tracer).Exists():
 			break retry // traced by someone else
 		case quiet >= 3:
 			break retry
@@ -431,7 +432,6 @@ retry:
 			// thread exiting, or a real refusal: a few tries only.
 			quiet++
 		}
-
 		// Backoff with jitter, so that two pyglasses that each hold
 		// some of the threads do not retry in step.
 		d := time.Millisecond << min(try, 6)

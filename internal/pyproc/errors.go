@@ -29,9 +29,6 @@ var (
 	ErrPermission = errs.Permission
 )
 
-// HintOf returns the hint carried by err, or "".
-func HintOf(err error) string { return errs.HintOf(err) }
-
 // classify turns an error from reading /proc into a typed *Error.
 func classify(pid int, what string, err error) error {
 	var e *errs.Error

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/pyproc/pyproctest"
 )
@@ -22,7 +23,7 @@ func TestPermissionDenied(t *testing.T) {
 	if pid := os.Getenv("PYGLASS_INSPECT_PID"); pid != "" {
 		n, _ := strconv.Atoi(pid)
 		_, err := pyproc.Inspect(n)
-		fmt.Printf("permission=%v hint=%q err=%q\n", errors.Is(err, pyproc.ErrPermission), pyproc.HintOf(err), err)
+		fmt.Printf("permission=%v hint=%q err=%q\n", errors.Is(err, pyproc.ErrPermission), errs.HintOf(err), err)
 		return
 	}
 	if os.Geteuid() != 0 {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/pyproc/pyproctest"
@@ -292,7 +293,7 @@ func TestZombie(t *testing.T) {
 	if _, err := pyproc.FindPython(pid); !errors.Is(err, pyproc.ErrZombie) {
 		t.Fatalf("FindPython: %v; want ErrZombie", err)
 	}
-	if pyproc.HintOf(err) == "" {
+	if errs.HintOf(err) == "" {
 		t.Errorf("no hint for %v", err)
 	}
 }
