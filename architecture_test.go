@@ -39,6 +39,9 @@ var (
 		"internal/unwind":           {"memory"},
 		"internal/errs":             {}, // the one error model: every layer may return it
 	}
+	// notInRoot are the packages the root package, a facade, does not
+	// import: decoding a target is internal/inspect's.
+	notInRoot = []string{"cpython", "cpython/layout", "internal/unwind"}
 	// facadeUsers see the target only through the public API.
 	facadeUsers = map[string][]string{
 		"cmd/pyglass":  {"internal/cli"},
@@ -104,6 +107,11 @@ func TestArchitecture(t *testing.T) {
 			}
 			if strings.HasSuffix(o, "test") && !helper && dir != "bench" {
 				t.Errorf("%s imports the test helper %s", name(dir), o)
+			}
+		}
+		for _, o := range own {
+			if dir == "" && slices.Contains(notInRoot, o) {
+				t.Errorf("the root package imports %s: it is a facade, whose reads of a target are internal/inspect's", o)
 			}
 		}
 		if allowed, ok := pure[dir]; ok {
@@ -275,17 +283,18 @@ func scanSources(t *testing.T, fn func(rel string, pos token.Position, tok token
 	return files
 }
 
-// targetReaders are the root package's files that read a target.Target
-// (targetread.go: the reads Process and Core share) or a core, each with
+// targetReaders are the files that read a target.Target (in
+// internal/inspect: the reads Process and Core share) or a core, each with
 // the kernel-facing packages it may import all the same and why: the
 // shared reads never touch the kernel, what only a live process has (the
 // pause, /proc) stays in Process's wrappers.
 var targetReaders = map[string][]string{
-	"targetread.go":    nil,
-	"core.go":          {"internal/rootfs"}, // opens the core's sysroot, inside which its files are resolved
-	"core_tasks.go":    nil,
-	"core_locks.go":    nil,
-	"target/target.go": nil,
+	"internal/inspect/targetread.go": nil,
+	"internal/inspect/core.go":       nil,
+	"core.go":                        {"internal/rootfs"}, // opens the core's sysroot, inside which its files are resolved
+	"core_tasks.go":                  nil,
+	"core_locks.go":                  nil,
+	"target/target.go":               nil,
 }
 
 // TestArchitectureTargetRead: the files of targetReaders import neither

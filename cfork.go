@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/procfs"
 )
 
@@ -90,7 +91,7 @@ func gilHeldByGone(pid int) bool {
 		return false
 	}
 	for _, t := range d.Threads {
-		if t.HoldsGIL && t.State == stateGone {
+		if t.HoldsGIL && t.State == inspect.StateGone {
 			return true
 		}
 	}

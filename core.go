@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/rootfs"
 	"github.com/pyglass/pyglass/target/core"
@@ -28,29 +29,6 @@ type CoreOptions struct {
 	Warn func(string)
 }
 
-// CoreInfo describes a core file: why it exists and what process it is
-// of. It is StackDump.Core.
-type CoreInfo struct {
-	File    string `json:"file"`
-	PID     int    `json:"pid"`
-	Command string `json:"command"` // the command line, cut to 80 bytes by the kernel
-	// Executable is the main program's path as the process saw it.
-	Executable string `json:"executable"`
-	// Reason says why the core exists, in words: "SIGSEGV (address not
-	// mapped) at 0x10", "SIGABRT sent by process 42 (uid 1000)", "made on
-	// request (no signal)".
-	Reason    string `json:"reason"`
-	Signal    int    `json:"signal"` // 0 when the core was made on request
-	SigCode   int    `json:"si_code"`
-	SenderPID int    `json:"sender_pid,omitempty"`
-	SenderUID int    `json:"sender_uid,omitempty"`
-	FaultAddr uint64 `json:"fault_address,omitempty"`
-	// Thread is the thread the signal was delivered to (0 when none).
-	Thread   int      `json:"thread,omitempty"`
-	Threads  int      `json:"threads"` // OS threads in the core
-	Warnings []string `json:"warnings"`
-}
-
 // Core is a core file opened for reading its Python stacks. It runs no
 // code and needs no process: the memory is the core's, the code and
 // read-only data the mapped files' (checked against the core's
@@ -59,7 +37,7 @@ type Core struct {
 	c    *core.Core
 	root *rootfs.Root // the sysroot ("/" when none was given), files resolved inside it
 	p    *Process     // the pid, the interpreter and the warnings, as for a live process
-	m    *memoryView
+	m    *inspect.Memory
 	py   *pyproc.Python
 }
 
@@ -109,14 +87,13 @@ func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 		return nil, convertErr(err)
 	}
 	p := &Process{pid: c.PID, py: py, onWarn: opt.Warn}
-	img := imageOf(py)
-	l, err := p.layoutFor(c, img)
+	m, err := inspect.OpenMemory(nil, c, c.PID, py.Version, inspect.ImageOf(py), p.warn)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	kept = true
-	return &Core{c: c, root: root, p: p, py: py, m: &memoryView{r: c, l: l, img: img}}, nil
+	return &Core{c: c, root: root, p: p, py: py, m: m}, nil
 }
 
 // Close releases the core and the files it maps.
@@ -129,7 +106,7 @@ func (c *Core) Close() error {
 func (c *Core) Info() *CoreInfo {
 	cc := c.c
 	tgt := cc.Target()
-	_, threads := infoOn(tgt, c.py, nil)
+	_, threads := inspect.Info(tgt, c.py, nil)
 	ci := &CoreInfo{File: cc.Path, PID: tgt.PID(), Command: cc.Command, Executable: cc.ExePath(), Threads: len(threads),
 		Warnings: append(append([]string{}, cc.Warnings...), c.p.warnings...)}
 	si := cc.Siginfo
@@ -164,21 +141,12 @@ func (c *Core) Info() *CoreInfo {
 // registers (the system call it was in).
 func (c *Core) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, err error) {
 	defer guard(&err, "stacks", c.c.PID)
-	tgt := c.c.Target()
-	sr := &stackRead{tgt: tgt, m: c.m, opt: opt, what: fmt.Sprintf("core of process %d", c.c.PID), gone: func(err error) error { return err },
-		dump: &StackDump{PID: c.c.PID, Python: PythonRef{Version: c.py.Version.String(), Path: c.py.Path}}}
-	if opt.Native {
-		if sr.nv, err = nativeViewOf(tgt, c.py.Path, c.c.ExePath()); err != nil {
-			return nil, err
-		}
-		defer sr.nv.close()
-	}
-	if err := sr.read(ctx); err != nil {
+	dump, err := inspect.CoreStacks(ctx, c.c.Target(), c.m, c.py, c.c.ExePath(), opt)
+	if err != nil {
 		return nil, err
 	}
-	sr.finish()
-	sr.dump.Core = c.Info()
-	return sr.dump, nil
+	dump.Core = c.Info()
+	return dump, nil
 }
 
 // signalNames are Linux's signal names (x86-64 and arm64 agree).
@@ -214,7 +182,7 @@ func faultCode(sig, code int) string {
 
 // Python describes the core's interpreter.
 func (c *Core) Python() PythonInfo {
-	py, _ := infoOn(c.c.Target(), c.py, nil)
+	py, _ := inspect.Info(c.c.Target(), c.py, nil)
 	return py
 }
 

@@ -2,7 +2,8 @@ package pyglass
 
 import (
 	"context"
-	"fmt"
+
+	"github.com/pyglass/pyglass/internal/inspect"
 )
 
 // Locks is Process.Locks on a core file: what each thread waited for when
@@ -13,15 +14,10 @@ import (
 // since.
 func (c *Core) Locks(ctx context.Context) (_ *LockReport, err error) {
 	defer guard(&err, "locks", c.c.PID)
-	snap, rd, _, err := readLockSnap(c.c.Target(), c.m, fmt.Sprintf("core of process %d", c.c.PID), func(err error) error { return err })
+	rep, err := inspect.CoreLocks(ctx, c.c.Target(), c.m)
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var p *Process // no live process: nothing named through /proc
-	rep := newLockReport(c.c.PID, p.analyseLocks(rd, c.m, snap), nil)
 	rep.Core = c.Info()
 	return rep, nil
 }

@@ -41,7 +41,7 @@ var (
 type Error = errs.Error
 
 func errorf(kind error, hint string, format string, a ...any) *Error {
-	return &Error{Kind: kind, Msg: fmt.Sprintf(format, a...), Hint: hint}
+	return errs.Newf(kind, hint, format, a...)
 }
 
 // HintOf returns the hint attached to err, or "". For a permission error

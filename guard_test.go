@@ -11,6 +11,7 @@ import (
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/cpython/layout"
 	"github.com/pyglass/pyglass/cpython/layout/layouttest"
+	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
@@ -43,7 +44,7 @@ func hasFunction(d *StackDump, fn string) bool {
 }
 
 // TestStacksPanicThaws: a panic in the walk while the target's threads
-// are paused (injected through testHookWalk) comes back from Stacks as an
+// are paused (injected through inspect.TestHookWalk) comes back from Stacks as an
 // ErrInternal error, and the target is left running, no thread stopped
 // or traced; the next Stacks works.
 func TestStacksPanicThaws(t *testing.T) {
@@ -53,12 +54,12 @@ func TestStacksPanicThaws(t *testing.T) {
 			testenv.Skipf(t, "pyglass reads no stacks of %s (%v): nothing to interrupt", in.Label, err)
 		}
 		calls := 0
-		testHookWalk = func() {
+		inspect.TestHookWalk = func() {
 			calls++
 			panic("injected by the test")
 		}
 		_, err := p.Stacks(context.Background(), StackOptions{})
-		testHookWalk = nil
+		inspect.TestHookWalk = nil
 		if calls == 0 {
 			t.Fatalf("the hook was not reached (Stacks: %v)", err)
 		}
@@ -248,9 +249,9 @@ func TestFreeThreadedRefused(t *testing.T) {
 		const rt = 0x7f0000100000
 		var m memory.Fake
 		m.Map(rt, block)
-		p := &Process{pid: 4242, py: &pyproc.Python{Version: pyproc.Version{Major: 3, Minor: minor, Level: "final"}}}
+		v := pyproc.Version{Major: 3, Minor: minor, Level: "final"}
 		img := cpython.Image{Major: 3, Minor: minor, Symbol: func(name string) (uint64, bool) { return rt, name == "_PyRuntime" }}
-		_, err = p.layoutFor(&m, img)
+		_, err = inspect.OpenMemory(nil, &m, 4242, v, img, func(string) {})
 		if !errors.Is(err, ErrNotPython) || !strings.Contains(err.Error(), "free-threaded build") ||
 			!strings.Contains(err.Error(), "not support") || strings.Contains(err.Error(), "\n") || HintOf(err) == "" {
 			t.Errorf("3.%d free-threaded: %v (hint %q)", minor, err, HintOf(err))
@@ -280,8 +281,8 @@ func TestNewerVersionWarns(t *testing.T) {
 	var m memory.Fake
 	m.Map(rt, block)
 	for i := 0; i < 2; i++ {
-		nl, err := p.layoutFor(&m, img)
-		if err != nil || nl.Minor != 16 || nl.CodeCoFirstlineno != l.CodeCoFirstlineno {
+		mem, err := inspect.OpenMemory(nil, &m, p.pid, p.py.Version, img, p.warn)
+		if err != nil || mem.Layout().Minor != 16 || mem.Layout().CodeCoFirstlineno != l.CodeCoFirstlineno {
 			t.Fatalf("3.16: %v", err)
 		}
 	}
@@ -291,7 +292,7 @@ func TestNewerVersionWarns(t *testing.T) {
 	if err := layouttest.SetMember(block, newest, "code_object.firstlineno", 4000); err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.layoutFor(&m, img)
+	_, err = inspect.OpenMemory(nil, &m, p.pid, p.py.Version, img, p.warn)
 	t.Logf("refused: %v", err)
 	if !errors.Is(err, ErrNotPython) || !strings.Contains(err.Error(), "newer than pyglass knows") {
 		t.Errorf("3.16 with bad offsets: %v", err)

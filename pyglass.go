@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pyglass/pyglass/internal/errs"
+	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/memory"
@@ -98,7 +99,7 @@ func (p *Process) Info() (info *Info) {
 	// What a core answers too (the interpreter, the threads) comes from
 	// the target; what only a live process has (its user, command line,
 	// state, namespaces, tracer, how exec would run) from /proc.
-	py, threads := infoOn(p.snapshot(nil, false), p.py, p.threadNames())
+	py, threads := inspect.Info(p.snapshot(nil, false), p.py, p.threadNames())
 	info = &Info{
 		PID: pr.PID, User: pr.User(), UID: pr.EUID, Cmdline: pr.Cmdline,
 		State:        pr.StateName,

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/agent"
 	"github.com/pyglass/pyglass/internal/channel"
+	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/remotedebug"
 	"github.com/pyglass/pyglass/target/live"
 )
@@ -37,10 +37,7 @@ func (p *Process) tryRemoteExec(ctx context.Context, ch *channel.Channel) (*net.
 	if v.Major != 3 || v.Minor < 14 {
 		return nil, nil
 	}
-	img := cpython.Image{Major: v.Major, Minor: v.Minor, Micro: v.Micro, Symbol: p.py.Symbol}
-	if p.py.Runtime.End != 0 {
-		img.PyRuntime = [2]uint64{p.py.Runtime.Start, p.py.Runtime.End}
-	}
+	img := inspect.ImageOf(p.py)
 	rt, ok := img.RuntimeAddr()
 	if !ok {
 		return nil, nil

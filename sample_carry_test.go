@@ -19,17 +19,17 @@ func gilOf(t *testing.T, p *Process) (cpython.GILWords, memory.Reader, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	interps, err := cpython.FindInterpreters(m.r, m.img, m.l)
+	interps, err := cpython.FindInterpreters(m.Reader(), m.Image(), m.Layout())
 	if err != nil {
-		m.close()
+		m.Close()
 		t.Fatal(err)
 	}
-	g, err := cpython.FindGIL(m.r, m.img, m.l, interps[0])
+	g, err := cpython.FindGIL(m.Reader(), m.Image(), m.Layout(), interps[0])
 	if err != nil {
-		m.close()
+		m.Close()
 		t.Fatal(err)
 	}
-	return g, m.r, m.close
+	return g, m.Reader(), m.Close
 }
 
 func readGIL(t *testing.T, g cpython.GILWords, r memory.Reader) cpython.GILState {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
 )
@@ -89,13 +90,13 @@ func TestSampleReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		interps, err := cpython.FindInterpreters(m.r, m.img, m.l)
+		interps, err := cpython.FindInterpreters(m.Reader(), m.Image(), m.Layout())
 		if err != nil {
-			m.close()
+			m.Close()
 			t.Fatal(err)
 		}
-		g, err := cpython.FindGIL(m.r, m.img, m.l, interps[0])
-		m.close()
+		g, err := cpython.FindGIL(m.Reader(), m.Image(), m.Layout(), interps[0])
+		m.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +104,7 @@ func TestSampleReads(t *testing.T) {
 		if g.Locked != 0 {
 			c.watch = append(c.watch, g.Locked)
 		}
-		if off := m.l.InterpCevalGil; off >= 0 {
+		if off := m.Layout().InterpCevalGil; off >= 0 {
 			c.watch = append(c.watch, interps[0]+uint64(off))
 		}
 		p.memHook = func(r memory.Reader) memory.Reader { c.r = r; return c }
@@ -147,13 +148,13 @@ func TestSampleRefreshes(t *testing.T) {
 			t.Fatal(err)
 		}
 		var refreshes, checked atomic.Int64
-		testHookRefreshThreads = func(withNames bool) {
+		inspect.TestHookRefreshThreads = func(withNames bool) {
 			refreshes.Add(1)
 			if !withNames {
 				checked.Add(1)
 			}
 		}
-		defer func() { testHookRefreshThreads = nil }()
+		defer func() { inspect.TestHookRefreshThreads = nil }()
 		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: 1500 * time.Millisecond}, func(*Sample) error { return nil })
 		if err != nil {
 			t.Fatal(err)
@@ -215,8 +216,8 @@ func TestSampleTaskStates(t *testing.T) {
 			t.Fatal(err)
 		}
 		var reads atomic.Int64
-		testHookTaskState = func() { reads.Add(1) }
-		defer func() { testHookTaskState = nil }()
+		inspect.TestHookTaskState = func() { reads.Add(1) }
+		defer func() { inspect.TestHookTaskState = nil }()
 		idle := 0
 		st, err := p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: time.Second, Idle: true}, func(s *Sample) error {
 			for _, th := range s.Threads {

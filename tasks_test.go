@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target/live"
 )
 
 // pauseCounter wraps a target's memory reader and counts the reads made
-// while Tasks holds the threads paused (testHookPause).
+// while Tasks holds the threads paused (inspect.TestHookPause).
 type pauseCounter struct {
 	r      memory.Reader
 	mu     sync.Mutex
@@ -80,7 +81,7 @@ func TestTasksPause(t *testing.T) {
 		for attempt := 1; ; attempt++ {
 			c := &pauseCounter{}
 			p.memHook = func(r memory.Reader) memory.Reader { c.r = r; return c }
-			testHookPause = c.hook
+			inspect.TestHookPause = c.hook
 			var base, paused []time.Duration
 			const runs = 11
 			for i := 0; i < runs; i++ {
@@ -100,7 +101,7 @@ func TestTasksPause(t *testing.T) {
 				}
 				paused = append(paused, d.Paused)
 			}
-			testHookPause = nil
+			inspect.TestHookPause = nil
 			slices.Sort(base)
 			slices.Sort(paused)
 			t.Logf("%s, measurement %d: pauses of an empty snapshot %v; of Tasks %v (%d pauses, %d reads while paused)", in.Label, attempt, base, paused, c.pauses, c.reads)
@@ -172,20 +173,20 @@ func TestAsyncioDebugOnTarget(t *testing.T) {
 		p := attachManyTasks(t, in)
 		same := func(err error) error { return err }
 		tgt := live.SnapshotOf(p.pid, nil, nil)
-		d, err := asyncioDebugOn(tgt, p.py, "live", same)
+		d, err := inspect.AsyncioDebugOn(tgt, p.py, "live", same)
 		if err != nil || d == nil {
 			t.Fatalf("live: %v %v", d, err)
 		}
-		files, err := asyncioDebugInFiles(tgt, p.py.Path, "live", same)
+		files, err := inspect.AsyncioDebugInFiles(tgt, p.py.Path, "live", same)
 		if err != nil || !reflect.DeepEqual(files, d) {
 			t.Fatalf("live, from the mapped files: %+v %v, want %+v", files, err, d)
 		}
 		c := dumpCore(t, p)
-		cd, err := asyncioDebugOn(c.c.Target(), c.py, "core", same)
+		cd, err := inspect.AsyncioDebugOn(c.c.Target(), c.py, "core", same)
 		if err != nil || !reflect.DeepEqual(cd, d) {
 			t.Fatalf("core: %+v %v, live %+v", cd, err, d)
 		}
-		cf, err := asyncioDebugInFiles(c.c.Target(), c.py.Path, "core", same)
+		cf, err := inspect.AsyncioDebugInFiles(c.c.Target(), c.py.Path, "core", same)
 		if err != nil || !reflect.DeepEqual(cf, d) {
 			t.Fatalf("core, from the mapped files: %+v %v, live %+v", cf, err, d)
 		}

@@ -105,3 +105,8 @@ func KindOf(err error) error {
 	}
 	return nil
 }
+
+// Newf is an Error of kind with a hint and a formatted message.
+func Newf(kind error, hint string, format string, a ...any) *Error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, a...), Hint: hint}
+}

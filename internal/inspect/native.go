@@ -1,4 +1,4 @@
-package pyglass
+package inspect
 
 import (
 	"debug/elf"
@@ -197,12 +197,12 @@ func nativeViewOf(t target.Target, py, exe string) (*nativeView, error) {
 // only a file with .eh_frame_hdr but no .debug_frame of its own has its
 // debug file looked for during the pause, when a pc .eh_frame does not
 // cover needs it.
-func (p *Process) liveNativeView(t target.Target) (*nativeView, error) {
+func (p *Live) liveNativeView(t target.Target) (*nativeView, error) {
 	exe := ""
-	if p.proc != nil {
-		exe = p.proc.Exe
+	if p.Proc != nil {
+		exe = p.Proc.Exe
 	}
-	v, err := nativeViewOf(t, p.py.Path, exe)
+	v, err := nativeViewOf(t, p.Py.Path, exe)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package pyglass
+package inspect
 
 import (
 	"errors"
@@ -58,7 +58,7 @@ func TestPageCacheReadAhead(t *testing.T) {
 	const base = 0x40000
 	var mem memory.Fake
 	mem.Map(base, make([]byte, 6*pageSize)) // then a hole
-	rc := &readCounter{r: &mem}
+	rc := &readCount{r: &mem}
 	c := newSnapshotCache(rc, nil)
 	c.marks = map[uint64]*pageMarks{}
 	c.ahead = 3
@@ -204,4 +204,21 @@ func TestPageCachePrefetch(t *testing.T) {
 	if vc.readV != before.readV || vc.reads != before.reads {
 		t.Errorf("Prefetches that should do nothing made %d vectored reads and %d reads", vc.readV-before.readV, vc.reads-before.reads)
 	}
+}
+
+// readCount counts the reads (system calls, on a live target) made
+// through it: each ReadAt and each ReadV is one.
+type readCount struct {
+	r     memory.Reader
+	reads int
+}
+
+func (c *readCount) ReadAt(p []byte, addr uint64) (int, error) {
+	c.reads++
+	return c.r.ReadAt(p, addr)
+}
+
+func (c *readCount) ReadV(segs []memory.Segment) {
+	c.reads++
+	memory.ReadV(c.r, segs)
 }

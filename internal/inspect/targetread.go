@@ -1,4 +1,4 @@
-package pyglass
+package inspect
 
 // The reads of a target.Target that Process and Core share: a live
 // process (target/live's Snapshot, paused or not) and a core file
@@ -17,6 +17,7 @@ import (
 
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target"
@@ -52,12 +53,12 @@ func indexThreads(t target.Target) threadIndex {
 	return ix
 }
 
-// infoOn is what Info says of a target that a core answers as well as
+// Info is what Info says of a target that a core answers as well as
 // a live process: its interpreter (py, which pyproc found in it) and its
 // threads (ids, kernel names and states), with their Python names from
 // names (by TID; nil: none). Process.Info adds what only a live process
 // has; Core.Info counts the threads.
-func infoOn(tgt target.Target, py *pyproc.Python, names map[int]string) (PythonInfo, []ThreadInfo) {
+func Info(tgt target.Target, py *pyproc.Python, names map[int]string) (PythonInfo, []ThreadInfo) {
 	pi := PythonInfo{Version: py.Version.String(), Path: py.Path, Shared: py.Shared}
 	var out []ThreadInfo
 	for _, t := range tgt.Threads() {
@@ -105,9 +106,9 @@ func kernelStateName(st target.State) string {
 	return "unknown"
 }
 
-// stateGone is ThreadStack.State of a thread state whose thread the
+// StateGone is ThreadStack.State of a thread state whose thread the
 // process does not have (a fork without Python's after-fork code).
-const stateGone = "gone"
+const StateGone = "gone"
 
 // stackRead is one read of the Python stacks of a target, live (paused
 // or not) or a core: Process.Stacks and Core.Stacks are this read with
@@ -115,10 +116,10 @@ const stateGone = "gone"
 // read after it, the source lines).
 type stackRead struct {
 	tgt  target.Target
-	m    *memoryView
+	m    *Memory
 	opt  StackOptions
 	what string            // names the target in errors: "process 42", "core of process 42"
-	gone func(error) error // a live process that exited meanwhile: ErrNoProcess
+	gone func(error) error // a live process that exited meanwhile: errs.NoProcess
 	// retry: read without pausing, so a torn read is read again;
 	// later: paused, so the thread names that could not be read and the
 	// waits are read after the thaw (unnamed, waits).
@@ -154,7 +155,7 @@ func (s *stackRead) read(ctx context.Context) error {
 		interps, err = cpython.FindInterpreters(rd, m.img, m.l)
 	}
 	if err != nil {
-		return s.gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", s.what), Err: err})
+		return s.gone(&errs.Error{Kind: errs.NotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", s.what), Err: err})
 	}
 	// The list starts with the newest interpreter; number them from the
 	// main one (0), as the target does.
@@ -169,8 +170,8 @@ func (s *stackRead) read(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if testHookWalk != nil {
-			testHookWalk()
+		if TestHookWalk != nil {
+			TestHookWalk()
 		}
 		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf})
 		// Without pausing, the list may be changing under the read.
@@ -200,7 +201,7 @@ func (s *stackRead) read(ctx context.Context) error {
 			if t.Gone {
 				// Its frames point into a stack that may now be another
 				// thread's: not read.
-				ts.State = stateGone
+				ts.State = StateGone
 				ts.Error = "no such thread in this process: a state left by a fork without Python's after-fork code (uwsgi without py-call-osafterfork)"
 				s.idents = addThread(dump, byTID, s.idents, ts, t.ThreadID)
 				continue
@@ -258,11 +259,11 @@ func threadState(th target.Thread, holdsGIL bool, gil [2]uint64) string {
 	return "unknown"
 }
 
-// tasksSupported says whether pyglass reads the asyncio tasks of Python
+// TasksSupported says whether pyglass reads the asyncio tasks of Python
 // v (3.7 to 3.15); what names the target.
-func tasksSupported(v pyproc.Version, what string) error {
+func TasksSupported(v pyproc.Version, what string) error {
 	if v.Major != 3 || v.Minor < 7 || v.Minor > 15 {
-		return errorf(ErrNotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.15",
+		return errs.Newf(errs.NotPython, "pyglass reads asyncio tasks of Python 3.7 to 3.15",
 			"%s: Python %s: reading its asyncio tasks is not supported", what, v)
 	}
 	return nil
@@ -271,7 +272,7 @@ func tasksSupported(v pyproc.Version, what string) error {
 // maxAsyncioDebug bounds the .AsyncioDebug section read.
 const maxAsyncioDebug = 4096
 
-// asyncioDebugOn reads the _asyncio module's .AsyncioDebug section
+// AsyncioDebugOn reads the _asyncio module's .AsyncioDebug section
 // (3.14+) of tgt, for Process.Tasks and Core.Tasks: from the
 // interpreter's image py already has open when the module is built in,
 // else from the first mapped file that may hold it (the image, an
@@ -279,16 +280,16 @@ const maxAsyncioDebug = 4096
 // loaded the module has no C task: nil, no error. what names the target
 // in errors; mapsErr turns the error of listing its mappings into the
 // one to return.
-func asyncioDebugOn(tgt target.Target, py *pyproc.Python, what string, mapsErr func(error) error) (*cpython.AsyncioDebug, error) {
+func AsyncioDebugOn(tgt target.Target, py *pyproc.Python, what string, mapsErr func(error) error) (*cpython.AsyncioDebug, error) {
 	if b, err := py.SectionData(".AsyncioDebug", maxAsyncioDebug); err == nil && b != nil {
 		return parseAsyncioDebug(b, what, py.Path)
 	}
-	return asyncioDebugInFiles(tgt, py.Path, what, mapsErr)
+	return AsyncioDebugInFiles(tgt, py.Path, what, mapsErr)
 }
 
-// asyncioDebugInFiles is asyncioDebugOn's search of tgt's mapped files
+// AsyncioDebugInFiles is AsyncioDebugOn's search of tgt's mapped files
 // (image: the interpreter's path as the target sees it).
-func asyncioDebugInFiles(tgt target.Target, image, what string, mapsErr func(error) error) (*cpython.AsyncioDebug, error) {
+func AsyncioDebugInFiles(tgt target.Target, image, what string, mapsErr func(error) error) (*cpython.AsyncioDebug, error) {
 	maps, err := tgt.Mappings()
 	if err != nil {
 		return nil, mapsErr(err)
@@ -311,7 +312,7 @@ func asyncioDebugInFiles(tgt target.Target, image, what string, mapsErr func(err
 func parseAsyncioDebug(b []byte, what, path string) (*cpython.AsyncioDebug, error) {
 	d, err := cpython.ParseAsyncioDebug(b)
 	if err != nil {
-		return nil, &Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: %s", what, path), Err: err}
+		return nil, &errs.Error{Kind: errs.NotPython, Msg: fmt.Sprintf("%s: %s", what, path), Err: err}
 	}
 	return d, nil
 }
@@ -350,7 +351,7 @@ func mappedSection(tgt target.Target, path, name string) ([]byte, error) {
 // thread each task runs on by the target's threads. snapshot returns
 // the loops' clock at the snapshot (nil when unknown: no time left is
 // given). gone turns an error into the process's exit when it is gone.
-func tasksOn(ctx context.Context, tgt target.Target, m *memoryView, py *pyproc.Python, dbg *cpython.AsyncioDebug, opt TaskOptions, gone func(error) error,
+func tasksOn(ctx context.Context, tgt target.Target, m *Memory, py *pyproc.Python, dbg *cpython.AsyncioDebug, opt TaskOptions, gone func(error) error,
 	snapshot func(read func(memory.Reader) error) (now func() float64, err error)) (*TaskDump, error) {
 	dump := &TaskDump{PID: tgt.PID(), Python: PythonRef{Version: py.Version.String(), Path: py.Path}, Tasks: []AsyncTask{}, Cycles: [][]string{}}
 	var all []cpython.AsyncTask
@@ -387,7 +388,7 @@ func tasksOn(ctx context.Context, tgt target.Target, m *memoryView, py *pyproc.P
 // works on, the threads mapped to tasks through tgt's. What the frames
 // refer to is decoded from rd afterwards. what names the target in
 // errors, gone turns an error into the process's exit when it is gone.
-func readLockSnap(tgt target.Target, m *memoryView, what string, gone func(error) error) (snap lockSnap, rd *pageCache, ix threadIndex, err error) {
+func readLockSnap(tgt target.Target, m *Memory, what string, gone func(error) error) (snap lockSnap, rd *pageCache, ix threadIndex, err error) {
 	ix = indexThreads(tgt)
 	rd = newPageCache(m.r)
 	interps, err := cpython.FindInterpreters(rd, m.img, m.l)
@@ -395,7 +396,7 @@ func readLockSnap(tgt target.Target, m *memoryView, what string, gone func(error
 		err = cpython.ErrNoInterpreter
 	}
 	if err != nil {
-		return snap, nil, ix, gone(&Error{Kind: ErrNotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", what), Err: err})
+		return snap, nil, ix, gone(&errs.Error{Kind: errs.NotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", what), Err: err})
 	}
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
 	snap = lockSnap{gil: cpython.GILRange(rd, m.img, m.l, interp), kernel: ix.byTID, toHost: ix.toHost}

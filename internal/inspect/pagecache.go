@@ -1,4 +1,4 @@
-package pyglass
+package inspect
 
 import (
 	"errors"

@@ -1,0 +1,344 @@
+package inspect
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pyglass/pyglass/cpython"
+	"github.com/pyglass/pyglass/cpython/layout"
+	"github.com/pyglass/pyglass/internal/errs"
+	"github.com/pyglass/pyglass/internal/procfs"
+	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/internal/pyproc"
+	"github.com/pyglass/pyglass/internal/rootfs"
+	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
+	"github.com/pyglass/pyglass/target/live"
+)
+
+// TestHookWalk, when set (tests), is called while the threads are
+// paused, before each interpreter's threads are read.
+var TestHookWalk func()
+
+// Memory is what the CPython decoders need to read the target.
+type Memory struct {
+	proc io.Closer     // nil: a core
+	r    memory.Reader // proc, or what Process.memHook made of it
+	l    *layout.Layout
+	img  cpython.Image
+}
+
+// ImageOf is what the CPython decoders need to know of the interpreter
+// image found by pyproc.
+func ImageOf(py *pyproc.Python) cpython.Image {
+	v := py.Version
+	img := cpython.Image{Major: v.Major, Minor: v.Minor, Micro: v.Micro, Symbol: py.Symbol}
+	if py.Runtime.End != 0 {
+		img.PyRuntime = [2]uint64{py.Runtime.Start, py.Runtime.End}
+	}
+	for _, d := range py.Data {
+		img.Data = append(img.Data, [2]uint64{d.Start, d.End})
+	}
+	return img
+}
+
+// addThread appends ts (whose Python thread ident is ident) to dump and
+// idents, keeping one entry per task: 2.7 creates a new thread's state in
+// the parent thread, with the parent's id, until the new thread takes it:
+// a frameless twin of the parent. byTID maps the tasks of the current
+// interpreter to their index in dump.Threads.
+func addThread(dump *StackDump, byTID map[int]int, idents []uint64, ts ThreadStack, ident uint64) []uint64 {
+	if j, dup := byTID[ts.TID]; dup && ts.TID != 0 {
+		if len(ts.Frames) == 0 && ts.Error == "" {
+			return idents
+		}
+		if old := dump.Threads[j]; len(old.Frames) == 0 && old.Error == "" {
+			dump.Threads[j], idents[j] = ts, ident
+			return idents
+		}
+	}
+	byTID[ts.TID] = len(dump.Threads)
+	dump.Threads = append(dump.Threads, ts)
+	return append(idents, ident)
+}
+
+// sortThreads puts the main thread first, then the threads in the order
+// they were created.
+func sortThreads(dump *StackDump) {
+	sort.SliceStable(dump.Threads, func(i, j int) bool {
+		a, b := dump.Threads[i], dump.Threads[j]
+		if a.Interpreter != b.Interpreter {
+			return a.Interpreter < b.Interpreter
+		}
+		if a.Main != b.Main {
+			return a.Main
+		}
+		return a.TID < b.TID
+	})
+}
+
+// agentFile is the file name of the code of pyglass's agent, and
+// AgentThreadName the name its thread is shown with.
+const (
+	agentFile       = "<pyglass-agent>"
+	AgentThreadName = "pyglass agent"
+)
+
+// nameUnnamed names the threads threading does not name (a program that
+// never imported it, gevent's main thread, a thread started by C code):
+// pyglass's own agent thread as such, the others by the kernel's name for
+// the thread (its comm), when the thread is known.
+func nameUnnamed(dump *StackDump, kernel map[int]target.Thread) {
+	for i := range dump.Threads {
+		t := &dump.Threads[i]
+		for _, f := range t.Frames {
+			if f.File == agentFile {
+				t.Name = AgentThreadName
+			}
+		}
+		if t.Name == "" && t.TID != 0 {
+			t.Name = kernel[t.TID].Name
+		}
+	}
+}
+
+// readStack reads the frames of thread t.
+func readStack(rd memory.Reader, m *Memory, t cpython.Thread, opt StackOptions) ([]Frame, string) {
+	out := []Frame{}
+	errText := ""
+	if t.Err != nil {
+		errText = t.Err.Error()
+	}
+	if t.Frame == 0 {
+		return out, errText
+	}
+	frames, ferr := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{Locals: opt.Locals})
+	for _, f := range frames {
+		out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line, Locals: f.Locals, entry: f.Entry, shim: f.Shim})
+	}
+	if ferr != nil && errText == "" {
+		errText = "reading frames: " + ferr.Error()
+	}
+	return out, errText
+}
+
+// tornRetries bounds how many times the stack of a thread read without
+// pausing is read again.
+const tornRetries = 30
+
+// stableStack reads again, afresh, the stack of the thread whose state is
+// at tstate, after a read without pausing gave (frames, errText), until
+// two reads in a row give the same frames without error. A thread that
+// calls and returns all the time changes its frame chain under the read:
+// such a torn read fails (a cycle, a null code object) or, worse, follows
+// a caller pointer into a freed frame and ends early, looking whole; two
+// reads that agree were not torn (the chain stayed the same across both).
+// It gives up after tornRetries tries and then returns the last read
+// without error, if any.
+func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Frame, errText string) ([]Frame, string) {
+	for try := 0; try < tornRetries; try++ {
+		if try >= 3 {
+			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
+		}
+		rd := newPageCache(m.r)
+		f, e := readStack(rd, m, cpython.ReadThread(rd, m.l, interp, tstate), opt)
+		if e == "" && errText == "" && sameFrames(f, frames) {
+			return f, e
+		}
+		if e == "" || errText != "" {
+			frames, errText = f, e
+		}
+	}
+	return frames, errText
+}
+
+// sameFrames reports whether two reads of a stack give the same frames.
+func sameFrames(a, b []Frame) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Function != b[i].Function || a[i].File != b[i].File || a[i].Line != b[i].Line {
+			return false
+		}
+	}
+	return true
+}
+
+// noNames reports whether threads with Python thread idents were all
+// read without a name: threading._active could not be read.
+func noNames(threads []cpython.Thread) bool {
+	idents := 0
+	for _, t := range threads {
+		if t.Name != "" {
+			return false
+		}
+		if t.ThreadID != 0 {
+			idents++
+		}
+	}
+	return idents > 0
+}
+
+// sysFutex is futex(2)'s number on this machine, whose numbers a
+// thread's state gives (indexThreads drops another machine's).
+func sysFutex() int64 { return target.Futex(target.HostMachine()) }
+
+// syscallState describes a thread blocked in system call nr whose first
+// argument is arg0.
+func syscallState(nr int64, arg0 uint64, holdsGIL bool, gil [2]uint64) string {
+	if nr == sysFutex() && gil[1] != 0 && arg0 >= gil[0] && arg0 < gil[1] && !holdsGIL {
+		return "waiting for the GIL"
+	}
+	name := target.SyscallName(target.HostMachine(), nr)
+	if name == "" {
+		name = fmt.Sprintf("syscall %d", nr)
+	}
+	return "idle in " + name
+}
+
+// addSource fills Frame.Source from the files as the target sees them:
+// resolved inside its root (internal/rootfs), so a container's file named
+// in a frame never makes pyglass read a host file. Each file is read
+// once, up to the last line a frame needs.
+func addSource(pid int, d *StackDump) {
+	need := map[string]int{} // file -> last line needed
+	for _, t := range d.Threads {
+		for _, f := range t.Frames {
+			if f.Line > 0 && strings.HasPrefix(f.File, "/") && f.Line > need[f.File] {
+				need[f.File] = f.Line
+			}
+		}
+	}
+	if len(need) == 0 {
+		return
+	}
+	root, err := procfs.New(pid).OpenRoot()
+	if err != nil {
+		return
+	}
+	defer root.Close()
+	lines := map[string][]string{}
+	for file, last := range need {
+		lines[file] = readLines(root, file, min(last, maxSourceLines))
+	}
+	for ti := range d.Threads {
+		for fi := range d.Threads[ti].Frames {
+			f := &d.Threads[ti].Frames[fi]
+			if ls := lines[f.File]; f.Line > 0 && f.Line <= len(ls) {
+				f.Source = strings.TrimSpace(ls[f.Line-1])
+			}
+		}
+	}
+}
+
+// maxSourceLines bounds the lines read from one source file.
+const maxSourceLines = 200000
+
+// readLines returns the first max lines of the regular file at path
+// inside root (fewer if it is shorter), nil if it cannot be read.
+func readLines(root *rootfs.Root, path string, max int) []string {
+	fh, err := root.OpenFile(path)
+	if err != nil {
+		return nil
+	}
+	defer fh.Close()
+	var out []string
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for len(out) < max && sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// TestHookPaused, when set (tests), receives how long Stacks held the
+// threads paused.
+var TestHookPaused func(time.Duration)
+
+// stackArena is the memory of a stacks read's page cache: 128 pages
+// (10 threads 25 frames deep touch about 120); more come from the heap.
+// Faulting them in costs about as much before the pause as during it.
+const stackArena = 512 << 10
+
+// Stacks is Process.Stacks on the live process p, its memory open as m.
+func Stacks(ctx context.Context, p *Live, m *Memory, opt StackOptions) (_ *StackDump, err error) {
+	snap := p.Snapshot(m.r, opt.NonBlocking)
+	// The copies of the target's pages: in memory faulted in before the
+	// pause (in one system call), not page by page during it.
+	arena := live.NewSmallArena(stackArena)
+	defer arena.Release()
+	sr := &stackRead{tgt: snap, m: m, opt: opt, pages: arena, what: fmt.Sprintf("process %d", p.PID), gone: p.Gone, retry: opt.NonBlocking, later: !opt.NonBlocking,
+		dump: &StackDump{PID: p.PID, Python: PythonRef{Version: p.Py.Version.String(), Path: p.Py.Path}}}
+	if opt.Native && !opt.NonBlocking {
+		// The modules are listed before the pause, to keep it short.
+		if sr.nv, err = p.liveNativeView(snap); err != nil {
+			return nil, p.Gone(&errs.Error{Kind: errs.Permission, Msg: fmt.Sprintf("cannot read the mappings of process %d", p.PID), Err: err})
+		}
+		defer sr.nv.close()
+	}
+	var frozen *ptrace.Frozen
+	var pausedAt time.Time
+	if !opt.NonBlocking {
+		frozen, err = p.Freeze()
+		if err != nil {
+			return nil, err
+		}
+		defer frozen.Thaw()
+		pausedAt = time.Now()
+		snap.Hold(frozen)
+	}
+	if err := sr.read(ctx); err != nil {
+		return nil, err
+	}
+	dump := sr.dump
+	if frozen != nil {
+		frozen.Thaw()
+		if TestHookPaused != nil {
+			TestHookPaused(time.Since(pausedAt))
+		}
+		p.addWaits(sr.rd, m, dump, sr.waits)
+		p.nameLater(m, dump, sr.idents, sr.unnamed)
+	}
+	sr.finish()
+	addSource(p.PID, dump)
+	return dump, nil
+}
+
+// nameLater reads the thread names again, in a second short pause, for
+// the interpreters whose names could not be read at all: paused, a thread
+// may have been caught in the middle of changing threading._active (a
+// resize), which the paused read cannot get through; a moment later the
+// dictionary is whole again. (Read without pausing, an entry could point
+// at a freed Thread whose memory now holds something else.) Threads and
+// frames are those of the first pause; a thread that has exited meanwhile
+// stays unnamed. idents are the Python thread idents of dump.Threads (same
+// order); unnamed maps interpreter indexes to addresses.
+func (p *Live) nameLater(m *Memory, dump *StackDump, idents []uint64, unnamed map[int]uint64) {
+	for try := 0; try < 2 && len(unnamed) > 0; try++ {
+		time.Sleep(time.Millisecond)
+		frozen, err := p.Freeze()
+		if err != nil {
+			return
+		}
+		defer frozen.Thaw() // on a panic too; a second Thaw does nothing
+		for i, interp := range unnamed {
+			names, err := cpython.ThreadNames(newPageCache(m.r), m.l, interp)
+			if err != nil {
+				continue
+			}
+			for j := range dump.Threads {
+				if t := &dump.Threads[j]; t.Interpreter == i && t.Name == "" {
+					t.Name = names[idents[j]]
+				}
+			}
+			delete(unnamed, i)
+		}
+		frozen.Thaw()
+	}
+}
