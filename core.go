@@ -24,6 +24,10 @@ type CoreOptions struct {
 	// Sysroot resolves every file the core names under this directory
 	// (the core of a container or a chroot).
 	Sysroot string
+	// LibPath are directories searched first for the libraries the core
+	// names, by base name (copies from the machine the core was made
+	// on); a file whose build-id is not the core's is passed over.
+	LibPath []string
 	// Warn receives one line per problem that does not stop the read (a
 	// missing library, a file whose build-id differs from the core's).
 	Warn func(string)
@@ -45,7 +49,7 @@ type Core struct {
 // finds its interpreter. ErrNotPython when it holds none pyglass can read.
 func OpenCore(path string, opt CoreOptions) (_ *Core, err error) {
 	defer guard(&err, "core", 0)
-	copt := core.Options{Exe: opt.Exe, Sysroot: opt.Sysroot, Warn: opt.Warn}
+	copt := core.Options{Exe: opt.Exe, Sysroot: opt.Sysroot, LibPath: opt.LibPath, Warn: opt.Warn}
 	// Files are resolved inside the sysroot (or /), symbolic links
 	// included, and only regular files are opened: a core is hostile
 	// input, and a FIFO it names must not block pyglass.

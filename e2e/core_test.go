@@ -259,7 +259,9 @@ func TestCoreGcore(t *testing.T) {
 // core whose executable was replaced (--exe names
 // another program: its build-id differs) is refused with a warning naming
 // both build-ids; a core whose library is missing (--sysroot holding all
-// but one of the files) warns about it and still shows the stacks.
+// but one of the files) warns about it and still shows the stacks;
+// --lib-path finds a library the sysroot lacks, by name, passing over a
+// file of that name with another build-id.
 func TestCoreWrongFiles(t *testing.T) {
 	needKernelCores(t)
 	forLabels(t, []string{"3.12", "2.7"}, func(t *testing.T, in testenv.Interp) {
@@ -361,6 +363,49 @@ func TestCoreWrongFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameAsTruth(t, &d, gt)
+
+		// --lib-path: a library the sysroot lacks is found by its name
+		// in the second of two directories; a file of that name with
+		// another build-id, in the first, is passed over with a warning.
+		libs, wrong := t.TempDir(), t.TempDir()
+		copyFile(t, missing, filepath.Join(libs, filepath.Base(missing)))
+		copyFile(t, "/bin/true", filepath.Join(wrong, filepath.Base(missing)))
+		r = run(t, nil, "stacks", "--core", path, "--json", "--sysroot", root, "--lib-path", wrong+":"+libs)
+		want(t, r, 0)
+		if strings.Contains(r.Stderr, "no such file") {
+			t.Errorf("--lib-path: %s, found in %s, still said missing: %s", missing, libs, r)
+		}
+		if !strings.Contains(r.Stderr, filepath.Join(wrong, filepath.Base(missing))+" (--lib-path) is not the file the process mapped") {
+			t.Errorf("--lib-path: no warning about the file with another build-id: %s", r)
+		}
+		if in.Chroot == "" && tg.Interp.Shared {
+			// The interpreter's own library, missing from the sysroot:
+			// no stacks without it, the same stacks with it found
+			// through --lib-path.
+			lib := ""
+			for _, f := range files {
+				if strings.HasPrefix(filepath.Base(f), "libpython") {
+					lib = f
+				}
+			}
+			if lib == "" {
+				t.Fatalf("a shared interpreter maps no libpython: %v", files)
+			}
+			os.RemoveAll(root)
+			fillSysroot(t, root, files, lib)
+			r = run(t, nil, "stacks", "--core", path, "--json", "--sysroot", root)
+			if r.Code == 0 && strings.Contains(r.Stdout, "worker_wait") {
+				t.Errorf("stacks read without the interpreter's library %s: %s", lib, r)
+			}
+			copyFile(t, lib, filepath.Join(libs, filepath.Base(lib)))
+			r = run(t, nil, "stacks", "--core", path, "--json", "--sysroot", root, "--lib-path", libs)
+			want(t, r, 0)
+			var dl pyglass.StackDump
+			if err := json.Unmarshal([]byte(r.Stdout), &dl); err != nil {
+				t.Fatal(err)
+			}
+			sameAsTruth(t, &dl, gt)
+		}
 	})
 }
 

@@ -80,9 +80,9 @@ func init() {
 	commands = []command{
 		{"ps", "[NAME...] [--json] [--tree]", "list the Python processes on this machine (or those matching NAME)", runPS},
 		{"info", "PID [--json] | --core FILE", "what pyglass knows about a process, and whether it can run code in it", runInfo},
-		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async] [--native|--native-all] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
-		{"tasks", "PID [--tree] [--all] [--json | --csv] [--nonblocking] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR]", "every asyncio task: its coroutine stack, what it awaits, who awaits it (read from memory)", runTasks},
-		{"locks", "PID [--json] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR]", "what each thread waits for, who holds it, and deadlock cycles (runs nothing in the target)", runLocks},
+		{"stacks", "PID [--json] [--locals] [--nonblocking] [--async] [--native|--native-all] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR] [--lib-path DIR[:DIR]]", "every thread's Python stack, read from memory (runs nothing in the target)", runStacks},
+		{"tasks", "PID [--tree] [--all] [--json | --csv] [--nonblocking] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR] [--lib-path DIR[:DIR]]", "every asyncio task: its coroutine stack, what it awaits, who awaits it (read from memory)", runTasks},
+		{"locks", "PID [--json] | --core FILE|--coredump PID|latest [--exe PATH] [--sysroot DIR] [--lib-path DIR[:DIR]]", "what each thread waits for, who holds it, and deadlock cycles (runs nothing in the target)", runLocks},
 		{"record", "PID [PID...] | -- COMMAND [ARGS]  [-o FILE] [--format F] [--rate HZ] [--duration D] [--idle] [--gil] [--threads] [--subprocesses] [--blocking]", "sample the stacks into a profile: where the time goes (never stops the target)", runRecord},
 		{"top", "PID [--rate HZ] [--idle] [--gil] [--interval D] [--duration D]", "a live, top-like view of the functions using the time (never stops the target)", runTop},
 		{"exec", "PID (-c CODE | FILE | -) [--timeout 30s] [--namespace fresh|main]", "run Python code inside the process; its output comes back here", runExec},

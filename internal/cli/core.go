@@ -15,7 +15,7 @@ import (
 
 // coreFlags are the flags that make stacks and info read a core file.
 type coreFlags struct {
-	file, exe, sysroot, coredump *string
+	file, exe, sysroot, coredump, libPath *string
 }
 
 func addCoreFlags(fs *flag.FlagSet) coreFlags {
@@ -24,6 +24,7 @@ func addCoreFlags(fs *flag.FlagSet) coreFlags {
 		exe:      fs.String("exe", "", "with --core: the main program's `PATH`, when not where the core says"),
 		coredump: fs.String("coredump", "", "read the newest core of `PID` (or 'latest': of any process) in systemd-coredump's store ($PYGLASS_COREDUMP_DIR, default /var/lib/systemd/coredump)"),
 		sysroot:  fs.String("sysroot", "", "with --core: find the files the core names under `DIR` (a container's or chroot's root)"),
+		libPath:  fs.String("lib-path", "", "with --core: look for the libraries the core names in these `DIR[:DIR]` first, by file name (a library's build-id must be the core's)"),
 	}
 }
 
@@ -49,7 +50,7 @@ func (cf coreFlags) open(io IO, name string, pos []string) (*pyglass.Core, ExitC
 		}
 		file = found
 	}
-	c, err := pyglass.OpenCore(file, pyglass.CoreOptions{Exe: *cf.exe, Sysroot: *cf.sysroot,
+	c, err := pyglass.OpenCore(file, pyglass.CoreOptions{Exe: *cf.exe, Sysroot: *cf.sysroot, LibPath: splitPath(*cf.libPath),
 		Warn: func(s string) { fmt.Fprintf(io.Err, "pyglass: warning: %s\n", printable(s)) }})
 	if err != nil {
 		return nil, fail(io, err), false
@@ -164,4 +165,16 @@ func runDump(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Out, "wrote %s: %d threads, %d MiB; the threads were paused for %s\n", printable(res.Path), res.Threads, res.Bytes>>20, res.Paused.Round(time.Microsecond))
 	}
 	return ExitOK
+}
+
+// splitPath splits a list of directories separated by colons (as
+// $PATH), empty entries left out.
+func splitPath(s string) []string {
+	var out []string
+	for _, d := range strings.Split(s, ":") {
+		if d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
 }

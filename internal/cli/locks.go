@@ -22,7 +22,7 @@ The first line is the verdict; it says deadlock only for a cycle.
 "since" is how long a blocked thread had not run when pyglass looked (the
 kernel scheduler's last run of it): its wait began then, unless a pause by
 a debugger (pyglass's own included) made it run in between.
---core FILE (or --coredump PID|latest, --exe, --sysroot: as for stacks)
+--core FILE (or --coredump PID|latest, --exe, --sysroot, --lib-path: as for stacks)
 reads a core file instead: what the threads waited for when it was made
 (the system call from each thread's saved registers; the processes and
 descriptors waited on are not named, and there is no since).

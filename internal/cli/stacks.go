@@ -46,7 +46,8 @@ it, or may not pause it (traced by another debugger: try --nonblocking).
 dump write it, or compressed with gzip, xz, zstd or lz4): the report starts with why the core
 exists (signal, sender, fault address); JSON adds a "core" object. Files the
 core did not dump are read from the files it names (under --sysroot DIR,
---exe PATH for the program); one whose build-id differs is refused.`
+--exe PATH for the program, a library first from the --lib-path DIR[:DIR]
+directories, by file name); one whose build-id differs is refused.`
 
 func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 	fs := newFlags("stacks", stacksHelp, io)

@@ -24,7 +24,7 @@ at the line where it awaits the next), the thread running its loop, what it awai
 gather, a task group, sleep, a lock, an event, a condition, a semaphore, a
 queue, a socket, wait_for, another future) and the tasks awaiting it.
 
---core FILE (or --coredump PID|latest, --exe, --sysroot: as for stacks)
+--core FILE (or --coredump PID|latest, --exe, --sysroot, --lib-path: as for stacks)
 reads the tasks from a core file instead; a sleep's time left is not known
 there (its deadline is).
 

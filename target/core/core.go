@@ -90,6 +90,11 @@ type Options struct {
 	Sysroot string
 	// Exe overrides the file of the main program.
 	Exe string
+	// LibPath are directories searched, in order, for the other mapped
+	// files by their base name before Sysroot (a library copied from the
+	// machine the core was made on): the first whose build-id is the one
+	// the core recorded (any, when it recorded none) is used.
+	LibPath []string
 	// Open, when set, opens a mapped file by its path under Sysroot (the
 	// caller resolves it inside that root: a symbolic link in the root
 	// must not lead out of it). Without it, files are opened by
@@ -117,13 +122,16 @@ type Core struct {
 	Auxv     map[uint64]uint64
 	Warnings []string
 
-	f       *os.File
-	tmp     string // the decompressed copy, removed by Close
-	size    uint64
-	segs    []segment // sorted by vaddr
-	opts    Options
-	opened  map[string]*mapped
-	exePath string
+	f      *os.File
+	tmp    string // the decompressed copy, removed by Close
+	size   uint64
+	segs   []segment // sorted by vaddr
+	opts   Options
+	opened map[string]*mapped
+	// libFound are the mapped files found in a LibPath directory, and
+	// where.
+	libFound map[string]string
+	exePath  string
 }
 
 // mapped is a file behind mappings, opened once; f nil when refused.
@@ -135,7 +143,7 @@ type mapped struct {
 // Open opens the core at path; a compressed one (gzip, xz, zstd, lz4) is
 // decompressed into a temporary file first (Close removes it).
 func Open(path string, opt Options) (*Core, error) {
-	c := &Core{Path: path, opts: opt, opened: map[string]*mapped{}, Auxv: map[uint64]uint64{}}
+	c := &Core{Path: path, opts: opt, opened: map[string]*mapped{}, libFound: map[string]string{}, Auxv: map[uint64]uint64{}}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -488,10 +496,14 @@ func (c *Core) ReadAt(p []byte, addr uint64) (int, error) {
 }
 
 // Resolve returns the path by which pyglass reads the mapped file path:
-// --exe for the main program, else path under the sysroot.
+// --exe for the main program, the file found in a --lib-path directory
+// once opened, else path under the sysroot.
 func (c *Core) Resolve(path string) string {
 	if c.opts.Exe != "" && path == c.ExePath() {
 		return c.opts.Exe
+	}
+	if p, ok := c.libFound[path]; ok {
+		return p
 	}
 	if c.opts.Sysroot != "" {
 		return filepath.Join(c.opts.Sysroot, filepath.Clean("/"+path))
@@ -543,6 +555,9 @@ func (c *Core) open(path string) *mapped {
 	}
 	m := &mapped{}
 	c.opened[path] = m
+	if m.f = c.fromLibPath(path); m.f != nil {
+		return m
+	}
 	real := c.Resolve(path)
 	var f *os.File
 	var err error
@@ -554,7 +569,7 @@ func (c *Core) open(path string) *mapped {
 	}
 	if err != nil {
 		m.reason = err.Error() // names the file
-		c.warn("%s: what the core lacks of it is unreadable (--sysroot DIR or --exe PATH tell where the files are)", m.reason)
+		c.warn("%s: what the core lacks of it is unreadable (--sysroot DIR, --lib-path DIR[:DIR] or --exe PATH tell where the files are)", m.reason)
 		return m
 	}
 	want := c.BuildID(path)
@@ -567,6 +582,36 @@ func (c *Core) open(path string) *mapped {
 	}
 	m.f = f
 	return m
+}
+
+// fromLibPath opens the file named as path's base name in the first of
+// the LibPath directories that has one with the build-id the core
+// recorded for path (any, when it recorded none); nil when none has (a
+// file with another build-id is warned about and passed over). The main
+// program is not looked for there (--exe names it).
+func (c *Core) fromLibPath(path string) *os.File {
+	if len(c.opts.LibPath) == 0 || path == c.ExePath() {
+		return nil
+	}
+	want := c.BuildID(path)
+	for _, dir := range c.opts.LibPath {
+		if dir == "" {
+			continue
+		}
+		cand := filepath.Join(dir, filepath.Base(path))
+		f, err := openRegular(cand)
+		if err != nil {
+			continue
+		}
+		got := elfsym.BuildID(f)
+		if want == "" || got == want {
+			c.libFound[path] = cand
+			return f
+		}
+		f.Close()
+		c.warn("%s (--lib-path) is not the file the process mapped as %s: build-id %s, the core says %s; passed over", cand, path, orNone(got), want)
+	}
+	return nil
 }
 
 // openRegular opens path when it is a regular file (never a FIFO or a
