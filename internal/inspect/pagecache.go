@@ -56,6 +56,10 @@ type pageCache struct {
 	// cache (at most maxHintPages pages): what a sampled stack's walk
 	// needs, read ahead at the next sample.
 	touched []pageRange
+	// touchLost is set when a read while touched is collected was not
+	// recorded in it (more pages than it keeps, a read too large for
+	// the cache): touched is then not all the walk read.
+	touchLost bool
 	// The page of the last read and its range: a walk reads the same
 	// page again and again.
 	lastBase       uint64
@@ -326,6 +330,7 @@ func (c *pageCache) Word(addr uint64, size int) (uint64, bool) {
 // ReadAt implements memory.Reader.
 func (c *pageCache) ReadAt(p []byte, addr uint64) (int, error) {
 	if end := addr + uint64(len(p)); end < addr || len(p) > c.maxRead {
+		c.touchLost = c.touchLost || c.touched != nil
 		return c.r.ReadAt(p, addr) // wrapping or large: not worth caching
 	}
 	n := 0
@@ -404,5 +409,7 @@ func (c *pageCache) touch(base uint64, lo, hi int) {
 	}
 	if len(c.touched) < maxHintPages {
 		c.touched = append(c.touched, pageRange{base, lo, hi})
+	} else {
+		c.touchLost = true
 	}
 }

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,6 +92,9 @@ type SampleStats struct {
 	// sample before: the GIL's switch count showed that the thread had
 	// not run Python code since (3.6 and newer, GIL builds).
 	CarriedOver int64
+	// Unchanged counts thread stacks read but not walked: the memory the
+	// last walk of the thread read was the same, byte for byte.
+	Unchanged int64
 }
 
 // RunSampler reads every Python thread's stack rate times a second and calls
@@ -183,6 +187,9 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 			clear(s.unreadable)
 			for _, t := range s.threads {
 				t.hint = t.hint[:0] // what the walks touched: afresh
+				// The code objects may have been read again: a
+				// stack is walked again, not taken as unchanged.
+				t.savedOK = false
 			}
 			lastForget = now
 		}
@@ -272,11 +279,18 @@ type sampledThread struct {
 	topErr     error
 	lost       string
 	hint       []pageRange // what the walks touched (reset every second)
-	mid        uint64      // 3.11, 3.12: the last tstate->cframe read
-	before     topWords    // the quick read's current frame pointer
-	after      topWords    // and the same read again after the pages
-	state      *procfs.StateFile
-	stateTID   int
+	// saved holds the bytes of hint's ranges as the last walk read them
+	// (savedOK: all it read, from savedTop): when the same ranges read
+	// the same again from the same top, the walk would find the same
+	// stack (see unchanged).
+	saved    []byte
+	savedTop uint64
+	savedOK  bool
+	mid      uint64   // 3.11, 3.12: the last tstate->cframe read
+	before   topWords // the quick read's current frame pointer
+	after    topWords // and the same read again after the pages
+	state    *procfs.StateFile
+	stateTID int
 	// goodAt is the number of the last sample that read its stack or
 	// carried it over.
 	goodAt uint64
@@ -755,6 +769,11 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (st cpython.GILState)
 		case b == 0:
 			t.top = 0
 			t.resolved = t.resolved[:0]
+		case b == t.savedTop && s.unchanged(t):
+			// The memory its last walk read is the same: so is its
+			// stack.
+			t.top = b
+			s.stats.Unchanged++
 		default:
 			t.top = b
 			s.pending = append(s.pending, t)
@@ -816,15 +835,65 @@ func (s *sampler) walk(t *sampledThread, record bool) error {
 	if s.pc.touched == nil {
 		s.pc.touched = make([]pageRange, 0, 8)
 	}
+	s.pc.touchLost = false
 	var err error
 	t.frames, err = s.cs.Stack(t.top, s.depth, t.frames)
 	t.hint, s.pc.touched = s.pc.touched, nil
 	s.pc.record = false
 	if err == nil || errors.Is(err, cpython.ErrTooDeep) {
 		s.resolve(t)
+		s.save(t, !s.pc.touchLost)
 		return nil
 	}
+	t.savedOK = false
 	return err
+}
+
+// save keeps the bytes of the ranges t's walk read (t.hint, whole when
+// whole), for unchanged.
+func (s *sampler) save(t *sampledThread, whole bool) {
+	t.savedOK, t.saved = false, t.saved[:0]
+	if !whole {
+		return
+	}
+	for _, h := range t.hint {
+		b := s.cachedRange(h)
+		if b == nil {
+			return
+		}
+		t.saved = append(t.saved, b...)
+	}
+	t.savedTop, t.savedOK = t.top, true
+}
+
+// unchanged reports whether the ranges t's last walk read hold, in this
+// sample's pages, the bytes they held then: the walk, which reads only
+// them (and the code objects, cached by address and read again every
+// second, when saved copies are forgotten too), would find the same
+// stack. A range this sample did not read is not the same.
+func (s *sampler) unchanged(t *sampledThread) bool {
+	if !t.savedOK {
+		return false
+	}
+	rest := t.saved
+	for _, h := range t.hint {
+		b := s.cachedRange(h)
+		if b == nil || len(rest) < len(b) || !bytes.Equal(rest[:len(b)], b) {
+			return false
+		}
+		rest = rest[len(b):]
+	}
+	return len(rest) == 0
+}
+
+// cachedRange is the range h of the page cache's page, nil when the
+// cache does not hold all of it.
+func (s *sampler) cachedRange(h pageRange) []byte {
+	pg, lo, hi := s.pc.page(h.base)
+	if pg == nil || h.lo < lo || h.hi > hi || h.lo > h.hi {
+		return nil
+	}
+	return pg[h.lo:h.hi]
 }
 
 // readSlow reads the threads ts afresh, the careful way: the page cache
