@@ -174,7 +174,8 @@ func TestSampleCarryOver(t *testing.T) {
 // sampled, each in 35 to 65 % of the worker's samples: a sampler that
 // took the stack as unchanged from its top frame alone keeps one line
 // (1,000 samples against 1 on 3.13, 966 against 1 on 2.7, when tried).
-// Most of the worker's samples are taken as unchanged.
+// Most of the worker's stacks are not walked: taken as unchanged (2.7),
+// or carried over (3.6+, when the switch count did not move).
 func TestSampleUnchanged(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "two_calls.py"))
@@ -213,8 +214,16 @@ func TestSampleUnchanged(t *testing.T) {
 		if n < 200 || 100*first < 35*n || 100*second < 35*n {
 			t.Errorf("the worker blocked half the time on each line: sampled %d times from FIRST, %d from SECOND", first, second)
 		}
-		if st.Unchanged < int64(n)/4 {
-			t.Errorf("%d stacks taken as unchanged in %d samples of the worker, want most of those not carried over", st.Unchanged, n)
+		// Two threads, the worker and main (asleep but every 30 ms):
+		// at least one and a half stacks a sample not walked means the
+		// worker's were not, most of the time; on 2.7 (no carry-over)
+		// they were taken as unchanged.
+		spared := st.Unchanged
+		if in.Major > 2 {
+			spared += st.CarriedOver
+		}
+		if 2*spared < 3*st.Samples {
+			t.Errorf("%d stacks taken as unchanged and %d carried over in %d samples, want one and a half a sample", st.Unchanged, st.CarriedOver, st.Samples)
 		}
 	})
 }
