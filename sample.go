@@ -12,13 +12,16 @@ const MaxRate = inspect.MaxRate
 
 // The sampler's types (defined with it, in internal/inspect).
 type (
-	// SampleOptions configure Sample.
+	// SampleOptions configure Sample: Rate, Duration, Idle, GIL,
+	// Blocking, MaxDepth.
 	SampleOptions = inspect.SampleOptions
 	// SampledFrame is one frame of a sampled stack.
 	SampledFrame = inspect.SampledFrame
 	// ThreadSample is one thread's stack in a Sample.
 	ThreadSample = inspect.ThreadSample
 	// Sample is every selected thread's stack at one instant.
+	// Process.Sample passes the same Sample, reused, to each call of
+	// its callback: copy what must outlive the call.
 	Sample = inspect.Sample
 	// SampleStats says how a sampling run went.
 	SampleStats = inspect.SampleStats

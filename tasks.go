@@ -31,10 +31,15 @@ func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err 
 	if err := inspect.TasksSupported(p.py.Version, fmt.Sprintf("process %d", p.pid)); err != nil {
 		return nil, err
 	}
+	lv := p.live()
+	dbg, err := inspect.LiveAsyncioDebug(lv)
+	if err != nil {
+		return nil, err
+	}
 	m, err := p.openCurrent()
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	return inspect.Tasks(ctx, p.live(), m, opt)
+	return inspect.Tasks(ctx, lv, m, dbg, opt)
 }

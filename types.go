@@ -86,17 +86,32 @@ type ExecResult struct {
 	Held time.Duration `json:"held_ns"`
 }
 
-// The reports' types are defined with the code that fills them
-// (internal/inspect); these are the same types.
+// The reports' types are defined with the code that fills them, in
+// internal/inspect (their fields are documented there, and go doc shows
+// them as inspect.X); these are the same types.
 type (
-	PythonInfo   = inspect.PythonInfo
-	ThreadInfo   = inspect.ThreadInfo
+	// PythonInfo describes the interpreter in a process.
+	PythonInfo = inspect.PythonInfo
+	// ThreadInfo is one OS thread of the target.
+	ThreadInfo = inspect.ThreadInfo
+	// StackOptions configure Stacks: Locals, NonBlocking (no pause),
+	// Native (C frames merged with the Python ones), NativeAll.
 	StackOptions = inspect.StackOptions
-	StackDump    = inspect.StackDump
-	PythonRef    = inspect.PythonRef
-	ThreadStack  = inspect.ThreadStack
-	Frame        = inspect.Frame
-	CoreInfo     = inspect.CoreInfo
+	// StackDump is every Python thread's stack (Core set when read
+	// from a core file).
+	StackDump = inspect.StackDump
+	// PythonRef names the interpreter in a StackDump.
+	PythonRef = inspect.PythonRef
+	// ThreadStack is one thread of a StackDump: its ids, name, GIL,
+	// state, frames (outermost first) or the error that kept them
+	// from being read, and what it waits for.
+	ThreadStack = inspect.ThreadStack
+	// Frame is one Python frame (or, with StackOptions.Native, a C
+	// frame), outermost first in ThreadStack.Frames.
+	Frame = inspect.Frame
+	// CoreInfo describes a core file: why it exists and what process
+	// it is of. It is StackDump.Core.
+	CoreInfo = inspect.CoreInfo
 )
 
 // AgentThreadName is the name Stacks gives the thread of pyglass's

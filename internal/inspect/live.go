@@ -18,7 +18,7 @@ type Live struct {
 	Proc *pyproc.Process
 	Py   *pyproc.Python
 	// Current checks that the process is still the one Attach
-	// inspected (a zombie is ErrNotPython).
+	// inspected (a zombie is errs.NotPython).
 	Current func() error
 	// Snapshot is the process as a target.Target: its threads as /proc
 	// lists them now (with, when withSyscall, the system call each is
@@ -27,7 +27,7 @@ type Live struct {
 	// Freeze pauses every thread (waiting for another pyglass that
 	// holds them).
 	Freeze func() (*ptrace.Frozen, error)
-	// Gone returns ErrNoProcess when the process has exited, else err.
+	// Gone returns an errs.NoProcess error when the process has exited, else err.
 	Gone func(err error) error
 }
 

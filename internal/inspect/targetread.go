@@ -53,7 +53,7 @@ func indexThreads(t target.Target) threadIndex {
 	return ix
 }
 
-// Info is what Info says of a target that a core answers as well as
+// Info is what Process.Info says of a target that a core answers as well as
 // a live process: its interpreter (py, which pyproc found in it) and its
 // threads (ids, kernel names and states), with their Python names from
 // names (by TID; nil: none). Process.Info adds what only a live process

@@ -95,19 +95,9 @@ func hexIDs(a []uint64) []string {
 }
 
 // Tasks is Process.Tasks on the live process p, its memory open as m
-// (its version checked by TasksSupported).
-func Tasks(ctx context.Context, p *Live, m *Memory, opt TaskOptions) (_ *TaskDump, err error) {
-	var dbg *cpython.AsyncioDebug
-	if p.Py.Version.Minor >= 14 {
-		// Read from the file, before any pause: the section is data
-		// the module was built with. Only the mappings are looked at:
-		// no thread is listed.
-		if dbg, err = AsyncioDebugOn(live.SnapshotOf(p.PID, nil, nil), p.Py, fmt.Sprintf("process %d", p.PID), func(err error) error {
-			return p.Gone(&errs.Error{Kind: errs.Permission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.PID), Err: err})
-		}); err != nil {
-			return nil, err
-		}
-	}
+// (its version checked by TasksSupported; 3.14+: dbg from LiveAsyncioDebug,
+// read before).
+func Tasks(ctx context.Context, p *Live, m *Memory, dbg *cpython.AsyncioDebug, opt TaskOptions) (_ *TaskDump, err error) {
 	var paused time.Duration
 	dump, err := tasksOn(ctx, p.Snapshot(m.r, false), m, p.Py, dbg, opt, p.Gone, func(read func(memory.Reader) error) (func() float64, error) {
 		// The target's monotonic clock (its loops' time) when the
@@ -244,3 +234,16 @@ func fillTaskDump(dump *TaskDump, all []cpython.AsyncTask, which []int, tidOf ma
 // TestHookPause, when set (tests), is told when Tasks has paused the
 // target's threads (true) and is about to let them go (false).
 var TestHookPause func(paused bool)
+
+// LiveAsyncioDebug reads the .AsyncioDebug section (3.14+; nil before)
+// of the live process p from its files: data the module was built with,
+// read before any pause. Only the mappings are looked at: no thread is
+// listed.
+func LiveAsyncioDebug(p *Live) (*cpython.AsyncioDebug, error) {
+	if p.Py.Version.Major != 3 || p.Py.Version.Minor < 14 {
+		return nil, nil
+	}
+	return AsyncioDebugOn(live.SnapshotOf(p.PID, nil, nil), p.Py, fmt.Sprintf("process %d", p.PID), func(err error) error {
+		return p.Gone(&errs.Error{Kind: errs.Permission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.PID), Err: err})
+	})
+}
