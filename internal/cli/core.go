@@ -24,7 +24,7 @@ func addCoreFlags(fs *flag.FlagSet) coreFlags {
 		exe:      fs.String("exe", "", "with --core: the main program's `PATH`, when not where the core says"),
 		coredump: fs.String("coredump", "", "read the newest core of `PID` (or 'latest': of any process) in systemd-coredump's store ($PYGLASS_COREDUMP_DIR, default /var/lib/systemd/coredump)"),
 		sysroot:  fs.String("sysroot", "", "with --core: find the files the core names under `DIR` (a container's or chroot's root)"),
-		libPath:  fs.String("lib-path", "", "with --core: look for the libraries the core names in these `DIR[:DIR]` first, by file name (a library's build-id must be the core's)"),
+		libPath:  fs.String("lib-path", "", "with --core: look for the libraries the core names in these `DIR[:DIR]` first, by file name (one whose build-id is not the one the core recorded is passed over)"),
 	}
 }
 

@@ -584,13 +584,20 @@ func (c *Core) open(path string) *mapped {
 	return m
 }
 
-// fromLibPath opens the file named as path's base name in the first of
-// the LibPath directories that has one with the build-id the core
-// recorded for path (any, when it recorded none); nil when none has (a
+// fromLibPath opens the file named as path's base name (without the
+// kernel's " (deleted)") in the first of the LibPath directories that
+// has one with the build-id the core recorded for path (any, with a
+// warning, when it recorded none: gcore's cores); nil when none has (a
 // file with another build-id is warned about and passed over). The main
 // program is not looked for there (--exe names it).
 func (c *Core) fromLibPath(path string) *os.File {
 	if len(c.opts.LibPath) == 0 || path == c.ExePath() {
+		return nil
+	}
+	// The kernel names a file replaced or removed since it was mapped
+	// "PATH (deleted)": a copy of it has the name without the mark.
+	name := filepath.Base(strings.TrimSuffix(path, " (deleted)"))
+	if name == "." || name == ".." || name == "/" {
 		return nil
 	}
 	want := c.BuildID(path)
@@ -598,13 +605,16 @@ func (c *Core) fromLibPath(path string) *os.File {
 		if dir == "" {
 			continue
 		}
-		cand := filepath.Join(dir, filepath.Base(path))
+		cand := filepath.Join(dir, name)
 		f, err := openRegular(cand)
 		if err != nil {
 			continue
 		}
 		got := elfsym.BuildID(f)
 		if want == "" || got == want {
+			if want == "" {
+				c.warn("%s (--lib-path) used for %s unchecked: the core did not record its build-id", cand, path)
+			}
 			c.libFound[path] = cand
 			return f
 		}

@@ -226,3 +226,43 @@ func TestFIFORefused(t *testing.T) {
 		t.Fatal("opening a FIFO named by the core blocked")
 	}
 }
+
+// TestFromLibPath: a mapped file is looked for in the --lib-path
+// directories by its base name, without the " (deleted)" the kernel
+// adds to a file removed since it was mapped, in the order given; a
+// name that is no file's ("/", "..", ".") is not looked for. With no
+// build-id recorded (this core has none), the file found is used with a
+// warning.
+func TestFromLibPath(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, f := range []string{filepath.Join(b, "libfoo.so.1"), filepath.Join(a, "libbar.so")} {
+		if err := os.WriteFile(f, []byte("not ELF"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Core{opts: Options{LibPath: []string{a, "", b}}, libFound: map[string]string{}, exePath: "/usr/bin/python3"}
+	for path, want := range map[string]string{
+		"/usr/lib/libfoo.so.1 (deleted)": filepath.Join(b, "libfoo.so.1"),
+		"/opt/x/libfoo.so.1":             filepath.Join(b, "libfoo.so.1"),
+		"/usr/lib/libbar.so":             filepath.Join(a, "libbar.so"),
+		"/usr/lib/libnone.so":            "",
+		"/":                              "",
+		"/usr/lib/..":                    "",
+		"":                               "",
+		"/usr/bin/python3":               "", // the program: --exe's
+	} {
+		c.Warnings = nil
+		f := c.fromLibPath(path)
+		got := ""
+		if f != nil {
+			got = f.Name()
+			f.Close()
+		}
+		if got != want {
+			t.Errorf("%q: opened %q, want %q", path, got, want)
+		}
+		if want != "" && (c.Resolve(path) != want || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "unchecked")) {
+			t.Errorf("%q: resolved to %q, warnings %q: want %q, one warning that it is unchecked", path, c.Resolve(path), c.Warnings, want)
+		}
+	}
+}
