@@ -261,7 +261,8 @@ func TestCoreGcore(t *testing.T) {
 // both build-ids; a core whose library is missing (--sysroot holding all
 // but one of the files) warns about it and still shows the stacks;
 // --lib-path finds a library the sysroot lacks, by name, passing over a
-// file of that name with another build-id.
+// file of that name with another build-id, and one removed since it was
+// mapped (named "PATH (deleted)" in the core).
 func TestCoreWrongFiles(t *testing.T) {
 	needKernelCores(t)
 	forLabels(t, []string{"3.12", "2.7"}, func(t *testing.T, in testenv.Interp) {
@@ -405,6 +406,42 @@ func TestCoreWrongFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameAsTruth(t, &dl, gt)
+		}
+
+		if in.Chroot == "" {
+			// A library removed since the process mapped it: the
+			// kernel's core names it "PATH (deleted)"; --lib-path
+			// finds its copy by the name without the mark. The target
+			// runs with a copy of libm preloaded from a directory
+			// that is removed once it is up.
+			gone := t.TempDir()
+			pre := filepath.Join(gone, filepath.Base(missing))
+			copyFile(t, missing, pre)
+			tg2 := testenv.Start(t, in, testenv.Fixture(t, "core_target.py"), testenv.Env("LD_PRELOAD="+pre))
+			gt2 := groundTruth(t, tg2, "GT")
+			waitRead(t, tg2.PID)
+			os.RemoveAll(gone)
+			syscall.Kill(tg2.PID, syscall.SIGABRT)
+			path2 := kernelCore(t, tg2)
+			deleted := ""
+			for _, f := range mappedFiles(t, path2) {
+				if strings.HasSuffix(f, " (deleted)") {
+					deleted = f
+				}
+			}
+			if deleted != pre+" (deleted)" {
+				t.Fatalf("the core names %q as deleted, want %s (deleted)", deleted, pre)
+			}
+			r = run(t, nil, "stacks", "--core", path2, "--json", "--lib-path", libs)
+			want(t, r, 0)
+			if strings.Contains(r.Stderr, pre) {
+				t.Errorf("--lib-path: the copy of %s in %s not used: %s", deleted, libs, r)
+			}
+			var dd pyglass.StackDump
+			if err := json.Unmarshal([]byte(r.Stdout), &dd); err != nil {
+				t.Fatal(err)
+			}
+			sameAsTruth(t, &dd, gt2)
 		}
 	})
 }
