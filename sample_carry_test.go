@@ -2,7 +2,6 @@ package pyglass
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,12 +177,13 @@ func TestSampleCarryOver(t *testing.T) {
 // or carried over (3.6+, when the switch count did not move).
 func TestSampleUnchanged(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
-		tg := testenv.Start(t, in, testenv.Fixture(t, "two_calls.py"))
+		src := testenv.Fixture(t, "two_calls.py")
+		tg := testenv.Start(t, in, src)
 		p, err := Attach(tg.PID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		firstLine, secondLine := lineOf(t, tg, "# FIRST"), lineOf(t, tg, "# SECOND")
+		firstLine, secondLine := testenv.MarkedLine(t, src, "FIRST"), testenv.MarkedLine(t, src, "SECOND")
 		first, second := 0, 0
 		var st *SampleStats
 		for try := 0; try < 3; try++ {
@@ -226,21 +226,4 @@ func TestSampleUnchanged(t *testing.T) {
 			t.Errorf("%d stacks taken as unchanged and %d carried over in %d samples, want one and a half a sample", st.Unchanged, st.CarriedOver, st.Samples)
 		}
 	})
-}
-
-// lineOf is the number of the line of the target's script that ends
-// with mark.
-func lineOf(t *testing.T, tg *testenv.Target, mark string) int {
-	t.Helper()
-	b, err := os.ReadFile(tg.ScriptHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range strings.Split(string(b), "\n") {
-		if strings.HasSuffix(strings.TrimSpace(l), mark) {
-			return i + 1
-		}
-	}
-	t.Fatalf("no line ends with %q in %s", mark, tg.ScriptHost)
-	return 0
 }

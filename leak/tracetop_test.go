@@ -27,17 +27,6 @@ def probe():
     return snapshot([KEEP, grow])
 `
 
-func fixtureLine(t *testing.T, src, mark string) int {
-	t.Helper()
-	for i, l := range strings.Split(src, "\n") {
-		if strings.HasSuffix(l, "# "+mark) {
-			return i + 1
-		}
-	}
-	t.Fatalf("no %s line in the fixture", mark)
-	return 0
-}
-
 func findTraceGrowth(g TraceGrowthReport, file string, line int) *TraceGrowth {
 	for i := range g.Groups {
 		if f := g.Groups[i].Frames; len(f) > 0 && f[0].File == file && f[0].Line == line {
@@ -65,7 +54,7 @@ func TestTraceTop(t *testing.T) {
 			return
 		}
 		h.exec(traceFixture, nil)
-		grow, call := fixtureLine(t, traceFixture, "GROW"), fixtureLine(t, traceFixture, "CALL")
+		grow, call := testenv.MarkedLine(t, traceFixture, "GROW"), testenv.MarkedLine(t, traceFixture, "CALL")
 		const n, size = 500, 10000
 		first := true
 		for _, c := range []struct {
@@ -205,7 +194,7 @@ func TestTraceTopHeap(t *testing.T) {
 		h := startHarness(t, py)
 		h.exec("tracemalloc.start()", nil)
 		h.exec(heapFixture, nil)
-		line := fixtureLine(t, heapFixture, "NODE")
+		line := testenv.MarkedLine(t, heapFixture, "NODE")
 		stall := h.stall
 		census, out := stall(ObjectsScript(ObjectsOptions{Top: 5}))
 		o := parseObjects(t, out)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,4 +168,18 @@ func ExampleTarget(code string) (pid int, stop func(), err error) {
 // to 2.07 times as long as the reference process's sharing thread did.
 func StallBound(base time.Duration) time.Duration {
 	return 50*time.Millisecond + 3*base
+}
+
+// MarkedLine is the number (from 1) of the line of a fixture's source
+// src that ends with the comment "# mark"; it fails the test when none
+// does.
+func MarkedLine(t testing.TB, src, mark string) int {
+	t.Helper()
+	for i, l := range strings.Split(src, "\n") {
+		if strings.HasSuffix(l, "# "+mark) {
+			return i + 1
+		}
+	}
+	t.Fatalf("no line of the fixture ends with # %s", mark)
+	return 0
 }
