@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pyglass/pyglass/internal/elfsym"
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/internal/rootfs"
@@ -230,7 +231,7 @@ func FindCoredump(dir string, pid int) (string, error) {
 		if pid != 0 {
 			what = fmt.Sprintf("process %d", pid)
 		}
-		return "", errorf(ErrNoProcess, "give the core with --core FILE", "no core of %s in %s", what, dir)
+		return "", errs.Newf(ErrNoProcess, "give the core with --core FILE", "no core of %s in %s", what, dir)
 	}
 	return best, nil
 }

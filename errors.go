@@ -40,10 +40,6 @@ var (
 // and Hint what to try.
 type Error = errs.Error
 
-func errorf(kind error, hint string, format string, a ...any) *Error {
-	return errs.Newf(kind, hint, format, a...)
-}
-
 // HintOf returns the hint attached to err, or "". For a permission error
 // on a machine whose Yama ptrace_scope forbids pyglass to trace, the hint
 // also says how to lift it.

@@ -55,14 +55,14 @@ func List() (_ []Summary, err error) {
 func Attach(pid int) (_ *Process, err error) {
 	defer guard(&err, "attach", pid)
 	if pid == os.Getpid() {
-		return nil, errorf(ErrNotPython, "give the PID of a Python process", "process %d is pyglass itself", pid)
+		return nil, errs.Newf(ErrNotPython, "give the PID of a Python process", "process %d is pyglass itself", pid)
 	}
 	proc, err := pyproc.Inspect(pid)
 	if err != nil {
 		return nil, convertErr(err)
 	}
 	if proc.Python == nil {
-		return nil, errorf(ErrNotPython, "", "process %d: no Python interpreter found", pid)
+		return nil, errs.Newf(ErrNotPython, "", "process %d: no Python interpreter found", pid)
 	}
 	return &Process{pid: pid, proc: proc, py: proc.Python}, nil
 }

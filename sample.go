@@ -3,6 +3,7 @@ package pyglass
 import (
 	"context"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/inspect"
 )
 
@@ -44,7 +45,7 @@ func (p *Process) Sample(ctx context.Context, opt SampleOptions, fn func(*Sample
 	}()
 	defer guard(&err, "sample", p.pid)
 	if p.proc.Zombie {
-		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+		return nil, errs.Newf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
 	m, err := p.openMemory()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pyglass/pyglass/internal/agent"
 	"github.com/pyglass/pyglass/internal/channel"
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/inject"
 	"github.com/pyglass/pyglass/internal/procfs"
 )
@@ -110,7 +111,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 	}
 	if err != nil {
 		if errors.Is(err, channel.ErrLocked) {
-			return nil, errorf(ErrBusy, "wait for the other pyglass to finish, or raise --timeout", "another pyglass kept process %d busy for longer than the timeout", p.pid)
+			return nil, errs.Newf(ErrBusy, "wait for the other pyglass to finish, or raise --timeout", "another pyglass kept process %d busy for longer than the timeout", p.pid)
 		}
 		return nil, unsafeError(err)
 	}
@@ -216,22 +217,22 @@ func (p *Process) planError(reason string) error {
 	pr := p.proc
 	switch {
 	case pr.TracerPID != 0:
-		return errorf(ErrPermission, "detach the other tracer (debugger, strace) first", "cannot run code in process %d: %s", p.pid, reason)
+		return errs.Newf(ErrPermission, "detach the other tracer (debugger, strace) first", "cannot run code in process %d: %s", p.pid, reason)
 	case os.Geteuid() != 0 && os.Geteuid() != pr.EUID:
-		return errorf(ErrPermission, "run pyglass as root (sudo), or as the process's user", "cannot run code in process %d: %s", p.pid, reason)
+		return errs.Newf(ErrPermission, "run pyglass as root (sudo), or as the process's user", "cannot run code in process %d: %s", p.pid, reason)
 	}
-	return errorf(ErrNotPython, "", "cannot run code in process %d: %s", p.pid, reason)
+	return errs.Newf(ErrNotPython, "", "cannot run code in process %d: %s", p.pid, reason)
 }
 
 // goneOr reports a vanished target as ErrNoProcess, anything else as is.
 func (p *Process) goneOr(err error) error {
 	if !procfs.New(p.pid).Exists() {
-		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
+		return errs.Newf(ErrNoProcess, "", "process %d exited", p.pid)
 	}
 	// (a process reaped between the two looks, or being torn down: its
 	// stat file is gone or refuses to be read)
 	if st, serr := procfs.New(p.pid).Stat(); (serr == nil && procfs.IsZombie(st.State)) || errors.Is(serr, procfs.ErrNoProcess) || errors.Is(serr, fs.ErrNotExist) {
-		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
+		return errs.Newf(ErrNoProcess, "", "process %d exited", p.pid)
 	}
 	return err
 }
@@ -287,7 +288,7 @@ func (p *Process) acceptWhileAlive(ctx context.Context, ch *channel.Channel, dea
 			return nil, err
 		}
 		if st, serr := procfs.New(p.pid).Stat(); serr != nil || procfs.IsZombie(st.State) {
-			return nil, errorf(ErrNoProcess, "", "process %d exited before the code could start", p.pid)
+			return nil, errs.Newf(ErrNoProcess, "", "process %d exited before the code could start", p.pid)
 		}
 		// The agent would not find its directory: say so now, not at the
 		// deadline.

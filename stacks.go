@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/inspect"
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
@@ -27,7 +28,7 @@ func (p *Process) openMemory() (*inspect.Memory, error) {
 	r, err := live.Open(p.pid)
 	if err != nil {
 		if errors.Is(err, procfs.ErrNoProcess) {
-			return nil, errorf(ErrNoProcess, "", "process %d exited", p.pid)
+			return nil, errs.Newf(ErrNoProcess, "", "process %d exited", p.pid)
 		}
 		return nil, &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot read the memory of process %d", p.pid), Err: err,
 			Hint: rootHint("run pyglass as the process's user")}
@@ -53,7 +54,7 @@ func (p *Process) current() error {
 	if err != nil || procfs.IsZombie(st.State) || st.StartTime != p.proc.StartTime {
 		p.refresh()
 		if p.proc.Zombie {
-			return errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+			return errs.Newf(ErrNotPython, "", "process %d is a zombie", p.pid)
 		}
 	}
 	return nil
@@ -170,7 +171,7 @@ func rootHint(hint string) string {
 func (p *Process) ptraceError(err error) error {
 	switch {
 	case errors.Is(err, procfs.ErrNoProcess):
-		return errorf(ErrNoProcess, "", "process %d exited", p.pid)
+		return errs.Newf(ErrNoProcess, "", "process %d exited", p.pid)
 	case errors.Is(err, ptrace.ErrPermission):
 		return &Error{Kind: ErrPermission, Msg: fmt.Sprintf("cannot pause the threads of process %d", p.pid), Err: err,
 			Hint: rootHint("use --nonblocking to read without pausing")}
@@ -241,7 +242,7 @@ func (p *Process) Stacks(ctx context.Context, opt StackOptions) (_ *StackDump, e
 // Attach inspected, and opens its memory.
 func (p *Process) openCurrent() (*inspect.Memory, error) {
 	if p.proc.Zombie {
-		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+		return nil, errs.Newf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
 	if err := p.current(); err != nil {
 		return nil, err

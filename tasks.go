@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pyglass/pyglass/internal/errs"
 	"github.com/pyglass/pyglass/internal/inspect"
 )
 
@@ -26,7 +27,7 @@ type (
 func (p *Process) Tasks(ctx context.Context, opt TaskOptions) (_ *TaskDump, err error) {
 	defer guard(&err, "tasks", p.pid)
 	if p.proc.Zombie {
-		return nil, errorf(ErrNotPython, "", "process %d is a zombie", p.pid)
+		return nil, errs.Newf(ErrNotPython, "", "process %d is a zombie", p.pid)
 	}
 	if err := inspect.TasksSupported(p.py.Version, fmt.Sprintf("process %d", p.pid)); err != nil {
 		return nil, err

@@ -63,13 +63,11 @@ func CoreTasks(ctx context.Context, tgt target.Target, m *Memory, py *pyproc.Pyt
 	if err := TasksSupported(py.Version, what); err != nil {
 		return nil, err
 	}
+	// A core's mappings never fail to list: no error to convert.
 	same := func(err error) error { return err }
-	var dbg *cpython.AsyncioDebug
-	if py.Version.Minor >= 14 {
-		// A core's mappings never fail to list: no error to convert.
-		if dbg, err = AsyncioDebugOn(tgt, py, what, same); err != nil {
-			return nil, err
-		}
+	dbg, err := AsyncioDebugOn(tgt, py, what, same)
+	if err != nil {
+		return nil, err
 	}
 	return tasksOn(ctx, tgt, m, py, dbg, opt, same, func(read func(memory.Reader) error) (func() float64, error) {
 		return nil, read(newPageCache(m.r))

@@ -279,8 +279,11 @@ const maxAsyncioDebug = 4096
 // _asyncio*.so), opened through tgt.OpenFile. A target that has not
 // loaded the module has no C task: nil, no error. what names the target
 // in errors; mapsErr turns the error of listing its mappings into the
-// one to return.
+// one to return. Before 3.14 there is no section: nil, no error.
 func AsyncioDebugOn(tgt target.Target, py *pyproc.Python, what string, mapsErr func(error) error) (*cpython.AsyncioDebug, error) {
+	if v := py.Version; v.Major != 3 || v.Minor < 14 {
+		return nil, nil
+	}
 	if b, err := py.SectionData(".AsyncioDebug", maxAsyncioDebug); err == nil && b != nil {
 		return parseAsyncioDebug(b, what, py.Path)
 	}

@@ -240,9 +240,6 @@ var TestHookPause func(paused bool)
 // read before any pause. Only the mappings are looked at: no thread is
 // listed.
 func LiveAsyncioDebug(p *Live) (*cpython.AsyncioDebug, error) {
-	if p.Py.Version.Major != 3 || p.Py.Version.Minor < 14 {
-		return nil, nil
-	}
 	return AsyncioDebugOn(live.SnapshotOf(p.PID, nil, nil), p.Py, fmt.Sprintf("process %d", p.PID), func(err error) error {
 		return p.Gone(&errs.Error{Kind: errs.Permission, Msg: fmt.Sprintf("process %d: reading its memory maps", p.PID), Err: err})
 	})
