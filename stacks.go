@@ -117,7 +117,7 @@ retry:
 		seen := errors.As(err, &traced)
 		switch {
 		case seen && isPyglass(traced.Tracer):
-		case seen && procfs.New(traced.Tracer).Exists():
+		case seen && procfs.New(traced.Tracer).Exists() && stillTracedBy(traced):
 			break retry // traced by someone else
 		case quiet >= 3:
 			break retry
@@ -139,6 +139,16 @@ retry:
 		return nil, gone // exited while being paused
 	}
 	return nil, p.ptraceError(err)
+}
+
+// stillTracedBy reports whether the thread refused is still traced by the
+// tracer seen. /proc reads the tracer without the kernel's lock: while
+// another pyglass attaches or lets go, the thread can show as traced by
+// its real parent (often a shell or a supervisor, never a pyglass) for an
+// instant. A tracer seen twice is a real one.
+func stillTracedBy(traced *ptrace.AlreadyTraced) bool {
+	st, err := procfs.New(traced.Pid).TaskStatus(traced.Tid)
+	return err == nil && st.TracerPid == traced.Tracer
 }
 
 // isPyglass reports whether thread tid belongs to a pyglass: this
