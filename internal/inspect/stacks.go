@@ -96,15 +96,30 @@ const (
 func nameUnnamed(dump *StackDump, kernel map[int]target.Thread) {
 	for i := range dump.Threads {
 		t := &dump.Threads[i]
-		for _, f := range t.Frames {
-			if f.File == agentFile {
-				t.Name = AgentThreadName
-			}
+		if isAgentThread(t.Frames) {
+			t.Name = AgentThreadName
 		}
 		if t.Name == "" && t.TID != 0 {
 			t.Name = kernel[t.TID].Name
 		}
 	}
+}
+
+// isAgentThread reports whether a thread whose frames are these (outermost
+// first) is one of pyglass's agent: the thread that runs it, whose first
+// frame is the bootstrap (a string exec'd or run by PyRun_SimpleString)
+// and whose second is the agent's module, or the thread the agent
+// started, whose first frame is the agent's. Any thread may be in the
+// agent's code further up: print() in another thread goes through the
+// agent's sys.stdout router while a session runs.
+func isAgentThread(frames []Frame) bool {
+	switch {
+	case len(frames) > 0 && frames[0].File == agentFile:
+		return true
+	case len(frames) > 1 && frames[0].File == "<string>" && frames[1].File == agentFile && frames[1].Function == "<module>":
+		return true
+	}
+	return false
 }
 
 // readStack reads the frames of thread t.
