@@ -37,6 +37,8 @@ type Process struct {
 
 	vlocal  []unix.Iovec // ReadV's, kept between calls
 	vremote []unix.RemoteIovec
+	vend    []int      // per segment, where its bytes end in vlocal
+	gap     [4096]byte // where ReadV reads the bytes between two segments
 }
 
 var _ memory.VectorReader = (*Process)(nil)
@@ -203,12 +205,19 @@ func (p *Process) ReadAt(b []byte, addr uint64) (int, error) {
 }
 
 // maxIovecs is the kernel's IOV_MAX: the most ranges one
-// process_vm_readv takes.
+// process_vm_readv takes, on either side.
 const maxIovecs = 1024
 
 // ReadV implements memory.VectorReader: one process_vm_readv for up to
 // 1024 segments. The kernel stops at the first range it cannot read; that
 // one is read again alone (for its error) and the rest in a new call.
+//
+// Each range costs the kernel a lookup and a pinning of its pages, about
+// as much as copying 5 KiB: a segment that starts at most len(p.gap)
+// bytes after the previous one ends, on the same page or the next, is
+// read as part of the same range, the bytes between going to p.gap.
+// Every page such a range covers is one a segment covers, so it fails
+// only where a segment alone would.
 func (p *Process) ReadV(segs []memory.Segment) {
 	p.mu.Lock()
 	if p.mem != nil {
@@ -217,22 +226,33 @@ func (p *Process) ReadV(segs []memory.Segment) {
 		return
 	}
 	for len(segs) > 0 {
-		batch := segs[:min(len(segs), maxIovecs)]
-		p.vlocal, p.vremote = p.vlocal[:0], p.vremote[:0]
-		want := 0
-		for i := range batch {
-			s := &batch[i]
+		p.vlocal, p.vremote, p.vend = p.vlocal[:0], p.vremote[:0], p.vend[:0]
+		want, i := 0, 0
+		for ; i < len(segs); i++ {
+			s := &segs[i]
 			s.Err = nil
 			if len(s.Buf) == 0 {
+				p.vend = append(p.vend, want)
 				continue
 			}
-			var l unix.Iovec
-			l.Base = &s.Buf[0]
-			l.SetLen(len(s.Buf))
-			p.vlocal = append(p.vlocal, l)
-			p.vremote = append(p.vremote, unix.RemoteIovec{Base: uintptr(s.Addr), Len: len(s.Buf)})
+			gap, join := p.joins(s)
+			if len(p.vlocal)+2 > maxIovecs || (!join && len(p.vremote) >= maxIovecs) {
+				break
+			}
+			if join {
+				if gap > 0 {
+					p.vlocal = append(p.vlocal, iovec(p.gap[:gap]))
+					want += gap
+				}
+				p.vremote[len(p.vremote)-1].Len += gap + len(s.Buf)
+			} else {
+				p.vremote = append(p.vremote, unix.RemoteIovec{Base: uintptr(s.Addr), Len: len(s.Buf)})
+			}
+			p.vlocal = append(p.vlocal, iovec(s.Buf))
 			want += len(s.Buf)
+			p.vend = append(p.vend, want)
 		}
+		batch := segs[:i]
 		n := 0
 		if want > 0 {
 			var err error
@@ -248,13 +268,10 @@ func (p *Process) ReadV(segs []memory.Segment) {
 		// one that is not is read alone, and the rest go again.
 		done := len(batch)
 		for i := range batch {
-			s := &batch[i]
-			if n >= len(s.Buf) {
-				n -= len(s.Buf)
-				continue
+			if len(batch[i].Buf) > 0 && p.vend[i] > n {
+				done = i
+				break
 			}
-			done = i
-			break
 		}
 		if done == len(batch) {
 			segs = segs[len(batch):]
@@ -267,6 +284,30 @@ func (p *Process) ReadV(segs []memory.Segment) {
 		segs = segs[done+1:]
 	}
 	p.mu.Unlock()
+}
+
+// joins reports whether segment s is read as part of the last range of
+// p.vremote, and how many bytes lie between them.
+func (p *Process) joins(s *memory.Segment) (gap int, ok bool) {
+	if len(p.vremote) == 0 {
+		return 0, false
+	}
+	r := p.vremote[len(p.vremote)-1]
+	end := uint64(r.Base) + uint64(r.Len)
+	if s.Addr < end || s.Addr-end > uint64(len(p.gap)) || s.Addr+uint64(len(s.Buf)) < s.Addr {
+		return 0, false
+	}
+	const page = 4096
+	if s.Addr/page > (end-1)/page+1 {
+		return 0, false // a page between them that neither reads
+	}
+	return int(s.Addr - end), true
+}
+
+func iovec(b []byte) unix.Iovec {
+	v := unix.Iovec{Base: &b[0]}
+	v.SetLen(len(b))
+	return v
 }
 
 func (p *Process) read(b []byte, addr uint64) (int, error) {

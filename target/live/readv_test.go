@@ -6,6 +6,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pyglass/pyglass/memory"
 )
 
@@ -53,6 +55,72 @@ func TestReadV(t *testing.T) {
 	for i := range many {
 		if many[i].Err != nil || !bytes.Equal(many[i].Buf, srcs[1]) {
 			t.Fatalf("segment %d of 2500: %v %q", i, many[i].Err, many[i].Buf)
+		}
+	}
+}
+
+// TestReadVJoined: segments close to each other are read as one range
+// (the bytes between them go elsewhere): each still gets its own bytes,
+// and a segment next to a page that cannot be read fails alone, whether
+// that page lies between two segments or holds one of them.
+func TestReadVJoined(t *testing.T) {
+	p, err := Open(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const pg = 4096
+	mem, err := unix.Mmap(-1, 0, 5*pg, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := range mem {
+		mem[i] = byte(i*7 + i/pg)
+	}
+	// Pages 0, 1, 3 and 4 readable; page 2 not.
+	if err := unix.Mprotect(mem[2*pg:3*pg], unix.PROT_NONE); err != nil {
+		t.Fatal(err)
+	}
+	base := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	type want struct {
+		off, n int
+		ok     bool
+	}
+	cases := [][]want{
+		// Same page, small gaps, and touching: one range.
+		{{10, 8, true}, {100, 16, true}, {116, 4, true}, {4000, 96, true}},
+		// The next page: joined across the boundary.
+		{{pg - 64, 8, true}, {pg + 8, 8, true}, {pg + 100, 200, true}},
+		// Page 2 between page 1 and page 3: never joined, both read.
+		{{2*pg - 16, 8, true}, {3*pg + 8, 8, true}},
+		// Page 2 holds the second: it fails, the first and third do not.
+		{{2*pg - 16, 8, true}, {2*pg + 8, 8, false}, {3*pg + 100, 8, true}},
+		// A segment that ends on page 2, then one on page 3.
+		{{pg + 10, 8, true}, {2*pg - 8, 16, false}, {3*pg + 4, 8, true}, {4*pg + 4, 8, true}},
+		// Page 2 between, the gap exactly a page: not joined.
+		{{2*pg - 8, 8, true}, {3 * pg, 8, true}},
+		// Out of order and overlapping: read as separate ranges.
+		{{3 * pg, 64, true}, {pg, 64, true}, {pg + 32, 64, true}},
+	}
+	for ci, ws := range cases {
+		segs := make([]memory.Segment, len(ws))
+		for i, w := range ws {
+			segs[i] = memory.Segment{Addr: base + uint64(w.off), Buf: make([]byte, w.n)}
+		}
+		for round := 0; round < 2; round++ {
+			p.ReadV(segs)
+			for i, w := range ws {
+				s := segs[i]
+				switch {
+				case !w.ok && s.Err == nil:
+					t.Errorf("case %d, segment %d (+%d): read, want an error", ci, i, w.off)
+				case w.ok && s.Err != nil:
+					t.Errorf("case %d, segment %d (+%d): %v", ci, i, w.off, s.Err)
+				case w.ok && !bytes.Equal(s.Buf, mem[w.off:w.off+w.n]):
+					t.Errorf("case %d, segment %d (+%d): got % x, want % x", ci, i, w.off, s.Buf, mem[w.off:w.off+w.n])
+				}
+			}
 		}
 	}
 }
