@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/pyglass/pyglass/cpython"
@@ -334,6 +335,7 @@ type sampler struct {
 	listPages []uint64
 
 	sel      []*sampledThread // the threads of one sample
+	byAddr   []*sampledThread // readQuick's threads by thread state address
 	segs     []memory.Segment
 	segOwner []*sampledThread
 	segPages []*[pageSize]byte // the pages claimed for the next read (claim)
@@ -742,14 +744,28 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (st cpython.GILState)
 		s.segs = s.gil.Segments(s.segs, &s.gilBuf)
 	}
 	ng := len(s.segs)
-	for _, t := range ts {
+	// In address order, each group (the pointers before, the pages,
+	// the pointers after): reads close to each other are one range of
+	// the vectored read (see live.Process.ReadV), as thread states
+	// often are.
+	s.byAddr = append(s.byAddr[:0], ts...)
+	if n := len(s.byAddr); n > 1 && s.byAddr[0].tstate > s.byAddr[n-1].tstate {
+		slices.Reverse(s.byAddr) // the usual order: the newest thread first
+	}
+	for i := 1; i < len(s.byAddr); i++ { // in order already, most often
+		for j := i; j > 0 && s.byAddr[j].tstate < s.byAddr[j-1].tstate; j-- {
+			s.byAddr[j], s.byAddr[j-1] = s.byAddr[j-1], s.byAddr[j]
+		}
+	}
+	for _, t := range s.byAddr {
 		t.lost = ""
 		s.appendTop(t, &t.before, path)
 	}
 	for _, t := range ts {
 		s.addRanges(t)
 	}
-	for _, t := range ts {
+	s.sortClaims()
+	for _, t := range s.byAddr {
 		s.appendTop(t, &t.after, path)
 	}
 	if len(s.segs) == 0 {
@@ -800,6 +816,7 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (st cpython.GILState)
 		// and its last.
 		s.segs = s.segs[:0]
 		s.addPages(s.pc.misses, true)
+		s.sortClaims()
 		for _, t := range s.pending {
 			s.appendTop(t, &t.after, path)
 		}
@@ -953,6 +970,7 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 	for round := 0; len(s.pending) > 0; round++ {
 		s.segs = s.segs[:0]
 		s.addPages(s.pc.misses, true)
+		s.sortClaims()
 		memory.ReadV(s.m.r, s.segs)
 		s.storePages()
 		s.pc.misses = s.pc.misses[:0]
@@ -1113,6 +1131,38 @@ func (s *sampler) claim(base uint64, pg *[pageSize]byte, lo, hi int, fresh bool)
 	s.segPages = append(s.segPages, pg)
 	s.segBase = append(s.segBase, base)
 	s.segFresh = append(s.segFresh, fresh)
+}
+
+// sortClaims puts the pages claimed since the last storePages in address
+// order (their segments, and what storePages keeps about each, alike),
+// so that neighbouring pages are one range of the vectored read.
+func (s *sampler) sortClaims() {
+	n := len(s.segPages)
+	if n < 2 {
+		return
+	}
+	if n > 64 {
+		sort.Sort((*claimOrder)(s))
+		return
+	}
+	c := (*claimOrder)(s)
+	for i := 1; i < n; i++ { // few, and in runs of one order
+		for j := i; j > 0 && c.Less(j, j-1); j-- {
+			c.Swap(j, j-1)
+		}
+	}
+}
+
+// claimOrder sorts a sampler's claimed pages by address.
+type claimOrder sampler
+
+func (c *claimOrder) Len() int           { return len(c.segPages) }
+func (c *claimOrder) Less(i, j int) bool { return c.segBase[i] < c.segBase[j] }
+func (c *claimOrder) Swap(i, j int) {
+	c.segs[c.segFrom+i], c.segs[c.segFrom+j] = c.segs[c.segFrom+j], c.segs[c.segFrom+i]
+	c.segPages[i], c.segPages[j] = c.segPages[j], c.segPages[i]
+	c.segBase[i], c.segBase[j] = c.segBase[j], c.segBase[i]
+	c.segFresh[i], c.segFresh[j] = c.segFresh[j], c.segFresh[i]
 }
 
 // storePages settles the pages claimed since the last call, read into
