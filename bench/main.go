@@ -27,7 +27,7 @@ import (
 func main() {
 	n := flag.Int("n", 10, "timed runs per command")
 	warmup := flag.Int("warmup", 1, "untimed runs per command before the timed ones")
-	interps := flag.String("interp", "default", `targets: "default" (newest pyenv 3.x, 3.11-debian and 3.15-chroot), "all", or labels such as "3.12,2.7"`)
+	interps := flag.String("interp", "default", `targets: "default" (newest pyenv 3.x, 3.11-debian and 3.15-chroot), "all", or labels such as "3.12,2.7"; with -profilers, pyglass record also profiles these (the anchors only their own targets)`)
 	only := flag.String("only", "", `run only the commands whose name or group ("leak") matches this regexp; with -profilers, the profilers whose "target tool" ("3.15-sid pyglass record") does`)
 	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
 	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
@@ -61,7 +61,15 @@ func main() {
 	defer os.RemoveAll(hdir)
 	env.Hello, env.HelloErr = buildHello(hdir)
 	if *profilers {
-		runProfilers(root, env, *n, *secs, *dumps, *slowdown, *only)
+		// The anchors' targets always; other interpreters, given by
+		// -interp, with pyglass alone (the goals hold on every one).
+		var extra []testenv.Interp
+		if *interps != "default" && *interps != "" {
+			if extra, err = pickInterps(*interps); err != nil {
+				fatal(err)
+			}
+		}
+		runProfilers(root, env, *n, *secs, *dumps, *slowdown, *only, extra)
 		return
 	}
 	fmt.Fprintf(os.Stderr, "bench: gdb: %s\n", strings.Join(env.GDB, " "))

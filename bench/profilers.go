@@ -190,7 +190,7 @@ type profRow struct {
 }
 
 // runProfilers runs the profiler bench on targets (labels); n runs each.
-func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs int, only string) {
+func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs int, only string, extra []testenv.Interp) {
 	var onlyRE *regexp.Regexp
 	if only != "" {
 		onlyRE = regexp.MustCompile(only)
@@ -200,10 +200,13 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs 
 		{Label: "3.13-sid", Major: 3, Minor: 13, Path: "/usr/bin/python3.13", Chroot: sid},
 		{Label: "3.15-sid", Major: 3, Minor: 15, Path: "/usr/bin/python3.15", Chroot: sid},
 	}
+	anchored := len(targets)
+	targets = append(targets, extra...)
 	var rows []profRow
 	var dumps []dumpRow
 	var slows []slowRow
-	for _, in := range targets {
+	for ti, in := range targets {
+		withAnchors := ti < anchored
 		if _, err := os.Stat(in.HostPath()); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: no %s (scripts/sid-root.sh --bench): skipped\n", in.HostPath())
 			continue
@@ -218,6 +221,9 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs 
 				break
 			}
 			if onlyRE != nil && !onlyRE.MatchString(in.Label+" "+tool.name) {
+				continue
+			}
+			if !withAnchors && tool.name != "pyglass record" {
 				continue
 			}
 			if slowPairs > 0 {
@@ -249,7 +255,7 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs 
 				rows = append(rows, medianRow(rs))
 			}
 		}
-		if in.Minor <= 13 && slowPairs == 0 {
+		if withAnchors && in.Minor <= 13 && slowPairs == 0 {
 			if _, err := os.Stat(filepath.Join(sid, "usr/bin/austin")); err == nil {
 				dumps = append(dumps, oneShotDumps(env, tg, n)...)
 			}
