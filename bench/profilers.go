@@ -267,6 +267,9 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs 
 		return
 	}
 	printProfRows(os.Stdout, rows)
+	if len(rows) > 0 {
+		fmt.Printf("\nwake floor: a thread that only sleeps 1 ms at a time, waking 1,000 times a second, uses %.1f %% of a core here (the part of CPU at 1 kHz no profiler avoids)\n", 100*wakeFloor(2*time.Second))
+	}
 	if len(dumps) > 0 {
 		fmt.Println()
 		printDumpRows(os.Stdout, dumps)
@@ -668,4 +671,17 @@ func printSlowRows(w io.Writer, rows []slowRow) {
 	}
 	writeTable(w, []string{"target", "tool at 1 kHz", "pairs", "speed lost (mean, 95 % CI)", "one pair's sd", "rounds per wall second lost", "goal (≤ 1.5 %)", "note"}, cells)
 	fmt.Fprintln(w, "\nslowdown: 100 x (1 - rate with the profiler / rate without), the mean over paired 2 s windows (ABBA order) and the half-width of its 95 % confidence interval. Speed: the target's rounds of work per second its hot thread spent in them (both counted by the target, read together); a profiler that takes the GIL or the CPU from it lowers the rounds per wall second, one that slows the thread's work (caches, memory, page-table locks) lowers the speed.")
+}
+
+// wakeFloor is the share of a core this process uses while one of its
+// goroutines does nothing but sleep 1 ms at a time for d, with the
+// kernel's sleep (procfs.Nanosleep), as pyglass's sampler does between
+// samples at 1 kHz: in a virtual machine a wake-up alone costs tens of
+// µs. Nothing else of the bench runs meanwhile.
+func wakeFloor(d time.Duration) float64 {
+	c0, t0 := procfs.SelfCPU(), time.Now()
+	for time.Since(t0) < d {
+		procfs.Nanosleep(time.Millisecond)
+	}
+	return float64(procfs.SelfCPU()-c0) / float64(time.Since(t0))
 }
