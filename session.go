@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/pyglass/pyglass/internal/agent"
@@ -322,8 +321,10 @@ func (p *Process) waitUntraced(deadline time.Time) error {
 		if reason == "" {
 			return nil
 		}
+		// Another pyglass lets go within milliseconds; a tracer that is
+		// not one and is seen again is a real one (see tracedBy).
 		tracer := p.proc.TracerPID
-		if tracer == 0 || !strings.Contains(commOf(tracer), "pyglass") || time.Now().After(limit) {
+		if tracer == 0 || time.Now().After(limit) || !isPyglass(tracer) && tracedBy(p.pid, p.pid, tracer) {
 			return p.planError(reason)
 		}
 		time.Sleep(5 * time.Millisecond)

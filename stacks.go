@@ -117,7 +117,7 @@ retry:
 		seen := errors.As(err, &traced)
 		switch {
 		case seen && isPyglass(traced.Tracer):
-		case seen && procfs.New(traced.Tracer).Exists() && stillTracedBy(traced):
+		case seen && procfs.New(traced.Tracer).Exists() && tracedBy(traced.Pid, traced.Tid, traced.Tracer):
 			break retry // traced by someone else
 		case quiet >= 3:
 			break retry
@@ -141,14 +141,15 @@ retry:
 	return nil, p.ptraceError(err)
 }
 
-// stillTracedBy reports whether the thread refused is still traced by the
-// tracer seen. /proc reads the tracer without the kernel's lock: while
-// another pyglass attaches or lets go, the thread can show as traced by
-// its real parent (often a shell or a supervisor, never a pyglass) for an
-// instant. A tracer seen twice is a real one.
-func stillTracedBy(traced *ptrace.AlreadyTraced) bool {
-	st, err := procfs.New(traced.Pid).TaskStatus(traced.Tid)
-	return err == nil && st.TracerPid == traced.Tracer
+// tracedBy reports whether thread tid of pid is (still) traced by
+// tracer, as /proc says when asked again. /proc reads the tracer without
+// the kernel's lock: while another pyglass attaches or lets go, a thread
+// can show as traced by its real parent (a shell, a supervisor, the test
+// that started it: never a pyglass) for an instant. A tracer seen twice
+// is a real one.
+func tracedBy(pid, tid, tracer int) bool {
+	st, err := procfs.New(pid).TaskStatus(tid)
+	return err == nil && st.TracerPid == tracer
 }
 
 // isPyglass reports whether thread tid belongs to a pyglass: this
