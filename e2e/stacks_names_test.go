@@ -81,6 +81,67 @@ func TestStacksAgentThreadNamed(t *testing.T) {
 	})
 }
 
+// printerScript: the main thread writes to sys.stdout without end, so
+// that while a session runs it is most often inside the agent's
+// sys.stdout router.
+const printerScript = `
+import os, sys, threading, time
+
+
+def worker():
+    while True:
+        time.sleep(3600)
+
+
+threading.Thread(target=worker, name="worker-1").start()
+sys.stdout.write("READY pid=%d\n" % os.getpid())
+sys.stdout.flush()
+while True:
+    sys.stdout.write("")
+`
+
+// TestStacksRouterKeepsName: a program thread that is, at the moment
+// stacks reads it, inside the agent's sys.stdout router (every print
+// goes through it while a session runs) keeps its own name; only the
+// agent's threads are "pyglass agent".
+func TestStacksRouterKeepsName(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12", "3.14-chroot"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, printerScript)
+		cmd := exec.Command(testenv.BuildPyglass(t), "exec", strconv.Itoa(tg.PID), "-c", "import time\ntime.sleep(3)")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
+		inRouter := 0 // reads that found the main thread in the router
+		for try := 0; inRouter < 3 && try < 150; try++ {
+			time.Sleep(20 * time.Millisecond)
+			d := stacksJSON(t, tg.PID)
+			for _, th := range d.Threads {
+				if !th.Main {
+					continue
+				}
+				if th.Name != "MainThread" {
+					t.Fatalf("the main thread is named %q, want MainThread: %+v", th.Name, th.Frames)
+				}
+				if n := len(th.Frames); n > 0 && th.Frames[n-1].File == "<pyglass-agent>" {
+					inRouter++
+				}
+			}
+			if _, n := threadByName(d, pyglass.AgentThreadName); n > 2 {
+				t.Fatalf("%d threads named %q", n, pyglass.AgentThreadName)
+			}
+		}
+		if inRouter < 3 {
+			t.Fatalf("the main thread was seen in the agent's router %d times in 150 reads, want 3: the test proves nothing", inRouter)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("exec: %v", err)
+		}
+		healthy(t, tg)
+	})
+}
+
 // gevent.py: a gevent program (monkey-patched threading): threading names
 // no OS thread, the main thread is shown with the kernel's name for it.
 const geventScript = `
