@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -750,13 +751,9 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (st cpython.GILState)
 	// often are.
 	s.byAddr = append(s.byAddr[:0], ts...)
 	if n := len(s.byAddr); n > 1 && s.byAddr[0].tstate > s.byAddr[n-1].tstate {
-		slices.Reverse(s.byAddr) // the usual order: the newest thread first
+		slices.Reverse(s.byAddr) // the usual order, newest thread first: sorted now
 	}
-	for i := 1; i < len(s.byAddr); i++ { // in order already, most often
-		for j := i; j > 0 && s.byAddr[j].tstate < s.byAddr[j-1].tstate; j-- {
-			s.byAddr[j], s.byAddr[j-1] = s.byAddr[j-1], s.byAddr[j]
-		}
-	}
+	slices.SortFunc(s.byAddr, func(a, b *sampledThread) int { return cmp.Compare(a.tstate, b.tstate) })
 	for _, t := range s.byAddr {
 		t.lost = ""
 		s.appendTop(t, &t.before, path)
@@ -1137,19 +1134,8 @@ func (s *sampler) claim(base uint64, pg *[pageSize]byte, lo, hi int, fresh bool)
 // order (their segments, and what storePages keeps about each, alike),
 // so that neighbouring pages are one range of the vectored read.
 func (s *sampler) sortClaims() {
-	n := len(s.segPages)
-	if n < 2 {
-		return
-	}
-	if n > 64 {
+	if len(s.segPages) > 1 {
 		sort.Sort((*claimOrder)(s))
-		return
-	}
-	c := (*claimOrder)(s)
-	for i := 1; i < n; i++ { // few, and in runs of one order
-		for j := i; j > 0 && c.Less(j, j-1); j-- {
-			c.Swap(j, j-1)
-		}
 	}
 }
 
