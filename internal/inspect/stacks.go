@@ -1,10 +1,11 @@
 package inspect
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,7 +16,6 @@ import (
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/internal/pyproc"
-	"github.com/pyglass/pyglass/internal/rootfs"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target"
 	"github.com/pyglass/pyglass/target/live"
@@ -220,13 +220,14 @@ func syscallState(nr int64, arg0 uint64, holdsGIL bool, gil [2]uint64) string {
 // addSource fills Frame.Source from the files as the target sees them:
 // resolved inside its root (internal/rootfs), so a container's file named
 // in a frame never makes pyglass read a host file. Each file is read
-// once, up to the last line a frame needs.
+// once, through one buffer, up to the last line a frame needs, and only
+// the lines the frames need are kept.
 func addSource(pid int, d *StackDump) {
-	need := map[string]int{} // file -> last line needed
+	need := map[string][]int{} // file -> the lines its frames need
 	for _, t := range d.Threads {
 		for _, f := range t.Frames {
-			if f.Line > 0 && strings.HasPrefix(f.File, "/") && f.Line > need[f.File] {
-				need[f.File] = f.Line
+			if f.Line > 0 && f.Line <= maxSourceLines && strings.HasPrefix(f.File, "/") {
+				need[f.File] = append(need[f.File], f.Line)
 			}
 		}
 	}
@@ -238,36 +239,76 @@ func addSource(pid int, d *StackDump) {
 		return
 	}
 	defer root.Close()
-	lines := map[string][]string{}
-	for file, last := range need {
-		lines[file] = readLines(root, file, min(last, maxSourceLines))
+	buf := make([]byte, sourceChunk)
+	lines := map[string]map[int]string{}
+	for file, want := range need {
+		fh, err := root.OpenFile(file)
+		if err != nil {
+			continue
+		}
+		slices.Sort(want)
+		lines[file] = wantedLines(fh, slices.Compact(want), buf, maxSourceLine)
+		fh.Close()
 	}
 	for ti := range d.Threads {
 		for fi := range d.Threads[ti].Frames {
 			f := &d.Threads[ti].Frames[fi]
-			if ls := lines[f.File]; f.Line > 0 && f.Line <= len(ls) {
-				f.Source = strings.TrimSpace(ls[f.Line-1])
+			if l, ok := lines[f.File][f.Line]; ok {
+				f.Source = strings.TrimSpace(l)
 			}
 		}
 	}
 }
 
-// maxSourceLines bounds the lines read from one source file.
-const maxSourceLines = 200000
+// maxSourceLines bounds the lines read from one source file, and
+// maxSourceLine the length of a line: a file with a longer line is read
+// up to it.
+const (
+	maxSourceLines = 200000
+	maxSourceLine  = 1 << 20
+)
 
-// readLines returns the first max lines of the regular file at path
-// inside root (fewer if it is shorter), nil if it cannot be read.
-func readLines(root *rootfs.Root, path string, max int) []string {
-	fh, err := root.OpenFile(path)
-	if err != nil {
-		return nil
+// sourceChunk is the size of the reads of a source file.
+const sourceChunk = 16 << 10
+
+// wantedLines reads r, through buf, up to the last of the line numbers
+// want (1-based, sorted, without duplicates) and returns those lines by
+// number, without their line ends ("\n", "\r\n"). A line longer than
+// maxLine ends the reading: it and the lines after it are left out, as
+// are those after a read error or the end of the file.
+func wantedLines(r io.Reader, want []int, buf []byte, maxLine int) map[int]string {
+	out := make(map[int]string, len(want))
+	for len(want) > 0 && want[0] < 1 {
+		want = want[1:]
 	}
-	defer fh.Close()
-	var out []string
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for len(out) < max && sc.Scan() {
-		out = append(out, sc.Text())
+	var cur []byte // the wanted line being read, across reads
+	line, length := 1, 0
+	for len(want) > 0 {
+		n, err := r.Read(buf)
+		chunk := buf[:n]
+		for len(chunk) > 0 && len(want) > 0 {
+			part, rest, ended := bytes.Cut(chunk, []byte{'\n'})
+			if length += len(part); length > maxLine {
+				return out
+			}
+			if line == want[0] {
+				cur = append(cur, part...)
+			}
+			if !ended {
+				break
+			}
+			if line == want[0] {
+				out[line] = string(bytes.TrimSuffix(cur, []byte{'\r'}))
+				cur, want = cur[:0], want[1:]
+			}
+			line, length, chunk = line+1, 0, rest
+		}
+		if err != nil {
+			if len(want) > 0 && line == want[0] && length > 0 {
+				out[line] = string(bytes.TrimSuffix(cur, []byte{'\r'})) // the last line, without an end
+			}
+			return out
+		}
 	}
 	return out
 }
