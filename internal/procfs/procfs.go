@@ -10,11 +10,13 @@
 package procfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -72,14 +74,19 @@ func (p Proc) readFile(name string) ([]byte, error) {
 // readAll reads the file at path, at most maxFileSize bytes, with plain
 // system calls: a report reads a hundred /proc files, and os.Open adds
 // four calls to each (it offers the descriptor to the poller and checks
-// its flags), a third of a stacks command's system calls.
+// its flags), a third of a stacks command's system calls. The reads go
+// to a buffer kept for the next file; what is returned is a copy of the
+// right size (a fresh 4 KiB buffer per file was an eighth of what a
+// stacks command allocates, each page of it a page fault).
 func readAll(path string) ([]byte, error) {
 	fd, err := openRetry(path)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	b := make([]byte, 0, 4096)
+	bp := readBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	defer func() { *bp = b[:0]; readBufs.Put(bp) }()
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
@@ -99,8 +106,11 @@ func readAll(path string) ([]byte, error) {
 			return nil, fmt.Errorf("reading %s: larger than %d bytes: %w", path, maxFileSize, ErrParse)
 		}
 	}
-	return b, nil
+	return bytes.Clone(b), nil
 }
+
+// readBufs holds readAll's buffers.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // openRetry opens path read-only, again when a signal interrupts it.
 func openRetry(path string) (int, error) {
