@@ -99,14 +99,11 @@ func (l *Layout) set(m map[string]int) error {
 
 // Fields returns the offsets by field name (for tests and diagnostics).
 func (l *Layout) Fields() map[string]int {
-	m := map[string]int{}
+	names := fieldNames()
+	m := make(map[string]int, len(names))
 	v := reflect.ValueOf(l).Elem()
-	for i := 0; i < v.NumField(); i++ {
-		sf := v.Type().Field(i)
-		if sf.Tag.Get("json") == "-" {
-			continue
-		}
-		m[sf.Name] = int(v.Field(i).Int())
+	for k, i := range indexes {
+		m[names[k]] = int(v.Field(i).Int())
 	}
 	return m
 }

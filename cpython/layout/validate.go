@@ -108,6 +108,7 @@ func (l *Layout) Validate() error {
 var (
 	namesOnce sync.Once
 	names     []string
+	indexes   []int // names' indexes in Layout
 )
 
 // fieldNames returns the offset and size fields of Layout in declaration
@@ -118,6 +119,7 @@ func fieldNames() []string {
 		for i := 0; i < t.NumField(); i++ {
 			if t.Field(i).Tag.Get("json") != "-" {
 				names = append(names, t.Field(i).Name)
+				indexes = append(indexes, i)
 			}
 		}
 	})
