@@ -86,7 +86,12 @@ func readAll(path string) ([]byte, error) {
 	defer unix.Close(fd)
 	bp := readBufs.Get().(*[]byte)
 	b := (*bp)[:0]
-	defer func() { *bp = b[:0]; readBufs.Put(bp) }()
+	defer func() {
+		if cap(b) <= maxPooledRead { // a large file's buffer is not kept
+			*bp = b[:0]
+			readBufs.Put(bp)
+		}
+	}()
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
@@ -109,7 +114,9 @@ func readAll(path string) ([]byte, error) {
 	return bytes.Clone(b), nil
 }
 
-// readBufs holds readAll's buffers.
+// readBufs holds readAll's buffers, of at most maxPooledRead bytes.
+const maxPooledRead = 64 << 10
+
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // openRetry opens path read-only, again when a signal interrupts it.
