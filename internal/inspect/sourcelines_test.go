@@ -54,3 +54,16 @@ func iotestReader(r *strings.Reader, half bool) interface{ Read([]byte) (int, er
 	}
 	return r
 }
+
+// stuck is a reader that never ends and never gives a byte.
+type stuck struct{}
+
+func (stuck) Read([]byte) (int, error) { return 0, nil }
+
+// TestWantedLinesStuckReader: a reader that returns nothing, without an
+// error, for ever ends the reading instead of hanging it.
+func TestWantedLinesStuckReader(t *testing.T) {
+	if got := wantedLines(stuck{}, []int{1}, make([]byte, 16), 100); len(got) != 0 {
+		t.Fatalf("got %v from a reader that gives nothing", got)
+	}
+}

@@ -268,8 +268,12 @@ const (
 	maxSourceLine  = 1 << 20
 )
 
-// sourceChunk is the size of the reads of a source file.
-const sourceChunk = 16 << 10
+// sourceChunk is the size of the reads of a source file, and
+// maxEmptyReads how many reads in a row may return nothing.
+const (
+	sourceChunk   = 16 << 10
+	maxEmptyReads = 100
+)
 
 // wantedLines reads r, through buf, up to the last of the line numbers
 // want (1-based, sorted, without duplicates) and returns those lines by
@@ -282,9 +286,16 @@ func wantedLines(r io.Reader, want []int, buf []byte, maxLine int) map[int]strin
 		want = want[1:]
 	}
 	var cur []byte // the wanted line being read, across reads
-	line, length := 1, 0
+	line, length, empty := 1, 0, 0
 	for len(want) > 0 {
 		n, err := r.Read(buf)
+		if n == 0 && err == nil {
+			if empty++; empty > maxEmptyReads {
+				return out // a reader that never ends nor gives bytes
+			}
+			continue
+		}
+		empty = 0
 		chunk := buf[:n]
 		for len(chunk) > 0 && len(want) > 0 {
 			part, rest, ended := bytes.Cut(chunk, []byte{'\n'})
