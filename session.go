@@ -116,7 +116,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 	}
 	defer lock.Release()
 	if err := p.waitUntraced(deadline); err != nil {
-		return nil, err
+		return nil, p.goneOr(err)
 	}
 
 	ch, err := channel.Create(p.pid, st.Uid[1], st.Gid[1])
@@ -204,6 +204,7 @@ func (p *Process) execPlanFresh() (string, string) {
 	st, err := procfs.New(p.pid).Status()
 	if err != nil || st.State == 0 {
 		p.proc.Zombie = true
+		p.proc.TracerPID = 0 // not known: the process is gone
 	} else {
 		p.proc.State = st.State
 		p.proc.Zombie = procfs.IsZombie(st.State)
