@@ -96,7 +96,7 @@ const (
 func nameUnnamed(dump *StackDump, kernel map[int]target.Thread) {
 	for i := range dump.Threads {
 		t := &dump.Threads[i]
-		if isAgentThread(t.Frames) {
+		if isAgentThread(t.Frames, t.Error == "" && len(t.Frames) < cpython.DefaultMaxDepth) {
 			t.Name = AgentThreadName
 		}
 		if t.Name == "" && t.TID != 0 {
@@ -111,16 +111,31 @@ func nameUnnamed(dump *StackDump, kernel map[int]target.Thread) {
 // and whose second is the agent's module, or the thread the agent
 // started, whose first frame is the agent's. Any thread may be in the
 // agent's code further up: print() in another thread goes through the
-// agent's sys.stdout router while a session runs.
-func isAgentThread(frames []Frame) bool {
+// agent's sys.stdout router while a session runs. A stack not read
+// whole (an error, or deeper than the walk goes) lacks its outermost
+// frames: it is the agent's when it holds one of the functions that run
+// only on the agent's threads.
+func isAgentThread(frames []Frame, whole bool) bool {
 	switch {
 	case len(frames) > 0 && frames[0].File == agentFile:
 		return true
 	case len(frames) > 1 && frames[0].File == "<string>" && frames[1].File == agentFile && frames[1].Function == "<module>":
 		return true
 	}
+	if !whole {
+		for _, f := range frames {
+			if f.File == agentFile && agentOnly[f.Function] {
+				return true
+			}
+		}
+	}
 	return false
 }
+
+// agentOnly are the agent's functions that only its own threads run (its
+// module, its session loop, its reader), never a thread printing through
+// its router.
+var agentOnly = map[string]bool{"<module>": true, "_main": true, "_serve": true, "_reader_main": true}
 
 // readStack reads the frames of thread t.
 func readStack(rd memory.Reader, m *Memory, t cpython.Thread, opt StackOptions) ([]Frame, string) {
