@@ -114,9 +114,10 @@ func readAll(path string) ([]byte, error) {
 	return bytes.Clone(b), nil
 }
 
-// readBufs holds readAll's buffers, of at most maxPooledRead bytes.
+// maxPooledRead is the largest buffer readAll keeps for the next file.
 const maxPooledRead = 64 << 10
 
+// readBufs holds readAll's buffers, of at most maxPooledRead bytes.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // openRetry opens path read-only, again when a signal interrupts it.
