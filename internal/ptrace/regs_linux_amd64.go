@@ -70,3 +70,22 @@ func regsEIO(r *Regs) string {
 	return fmt.Sprintf("cs %#x ss %#x ds %#x es %#x fs %#x gs %#x fs_base %#x gs_base %#x eflags %#x",
 		r.Cs, r.Ss, r.Ds, r.Es, r.Fs, r.Gs, r.Fs_base, r.Gs_base, r.Eflags)
 }
+
+// badUserRegs says why r cannot be a user thread's registers, or "" if it
+// can. The kernel sets the general registers one by one, checking the
+// selectors and bases as it meets them: a write it refuses with EIO has
+// already changed rip and the registers before it. So SetRegs checks
+// first and writes nothing then.
+func badUserRegs(r *Regs) string {
+	const maxBase = 1<<56 - 4096 // TASK_SIZE_MAX with 5-level paging
+	sel := func(v uint64) bool { return v == 0 || v&3 == 3 && v <= 0xffff }
+	switch {
+	case r.Cs&3 != 3 || r.Cs > 0xffff, r.Ss&3 != 3 || r.Ss > 0xffff:
+		return "code or stack selector not of user mode: " + regsEIO(r)
+	case !sel(r.Ds) || !sel(r.Es) || !sel(r.Fs) || !sel(r.Gs):
+		return "data selector not of user mode: " + regsEIO(r)
+	case r.Fs_base >= maxBase || r.Gs_base >= maxBase:
+		return "segment base above user space: " + regsEIO(r)
+	}
+	return ""
+}

@@ -62,3 +62,13 @@ func rewindEINTR(tid int) {}
 // regsEIO describes the registers the kernel checks when it refuses a
 // write with EIO or EINVAL (the processor state).
 func regsEIO(r *Regs) string { return fmt.Sprintf("pstate %#x", r.Pstate) }
+
+// badUserRegs says why r cannot be a user thread's registers, or "" if it
+// can. arm64's kernel checks the processor state before it writes
+// anything, so only a 64-bit EL0 state is asked for here.
+func badUserRegs(r *Regs) string {
+	if r.Pstate&0x1f != 0 { // PSR_MODE32_BIT | PSR_MODE_MASK: EL0t, 64-bit
+		return "processor state not of 64-bit user mode: " + regsEIO(r)
+	}
+	return ""
+}

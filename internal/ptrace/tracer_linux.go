@@ -54,6 +54,16 @@ func (t *Tracer) Do(f func() error) error {
 // Close stops the tracer goroutine (and its OS thread).
 func (t *Tracer) Close() { close(t.reqs) }
 
+// ptrace issues one request. addr and data are often addresses of Go
+// variables (an iovec, a siginfo): go:uintptrescapes makes the compiler
+// put whatever they point at on the heap and keep it alive for the call.
+// Without it, a variable on the goroutine's stack moves when the stack
+// grows on the way into the system call, and the kernel reads and fills
+// the old copy: registers came back zero, and writing them back failed
+// half-way with EIO after changing the thread's rip (the kernel sets
+// registers one by one, checking each).
+//
+//go:uintptrescapes
 func ptrace(req int, tid int, addr, data uintptr) error {
 	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
 	if e != 0 {
@@ -330,11 +340,17 @@ func GetRegs(tid int) (Regs, error) {
 	if n != len(buf) {
 		return r, fmt.Errorf("reading registers of thread %d: got %d bytes, want %d", tid, n, len(buf))
 	}
+	if why := badUserRegs(&r); why != "" {
+		return r, fmt.Errorf("reading registers of thread %d: %s", tid, why)
+	}
 	return r, nil
 }
 
 // SetRegs writes the general registers of a stopped thread.
 func SetRegs(tid int, r Regs) error {
+	if why := badUserRegs(&r); why != "" {
+		return fmt.Errorf("writing registers of thread %d: refused, %s", tid, why)
+	}
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
 	if err := setRegset(tid, unix.NT_PRSTATUS, buf); err != nil {
 		if errors.Is(err, unix.EIO) {

@@ -76,6 +76,7 @@ func (p *Process) openMem() error {
 }
 
 var (
+	probeWord   = [8]byte{1}
 	vmReadvOnce sync.Once
 	vmReadvOK   bool
 )
@@ -83,10 +84,11 @@ var (
 // vmReadvWorks probes process_vm_readv once on our own process.
 func vmReadvWorks() bool {
 	vmReadvOnce.Do(func() {
-		var src, dst [8]byte
-		src[0] = 1
+		var dst [8]byte
 		l := []unix.Iovec{{Base: &dst[0], Len: 8}}
-		r := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&src[0])), Len: 8}}
+		// The remote address is a plain integer: what it names must not
+		// be on the goroutine's stack, which may move before the call.
+		r := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&probeWord[0])), Len: 8}}
 		_, err := unix.ProcessVMReadv(os.Getpid(), l, r, 0)
 		vmReadvOK = !errors.Is(err, unix.ENOSYS)
 	})
