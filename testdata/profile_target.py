@@ -14,7 +14,12 @@ import time
 spent = [0.0, 0.0, 0]
 
 
+# Each idle thread says it is about to sleep; the hot loop waits for all.
+asleep = threading.Semaphore(0)
+
+
 def idle():
+    asleep.release()
     while True:
         time.sleep(3600)
 
@@ -64,7 +69,12 @@ def deep(n):
     deep(n - 1)
 
 
-# Let the idle threads reach their sleep before anyone samples.
+# Let the idle threads reach their sleep before the hot loop starts: once
+# it runs, an idle thread still on its way there waits for the GIL, and
+# on a loaded machine spends long stretches runnable (not idle) with
+# idle() on its stack (CI once saw 159 of 419 stacks so, on 3.9).
+for i in range(8):
+    asleep.acquire()
 time.sleep(0.2)
 print("READY")
 sys.stdout.flush()
