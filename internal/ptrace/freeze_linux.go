@@ -262,7 +262,7 @@ func (f *Frozen) Thaw() error {
 			if f.kinds[tid] == StopInterrupt && f.sigs[tid] == 0 {
 				// (a thread stopped by a signal gets it and the EINTR
 				// it implies, as without pyglass)
-				rewindEINTR(tid)
+				RewindEINTR(tid)
 			}
 			if err := release(tid, f.sigs[tid], 200*time.Millisecond); err != nil && first == nil {
 				first = err

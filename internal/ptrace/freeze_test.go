@@ -3,6 +3,7 @@ package ptrace
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -260,5 +261,85 @@ func TestThawBeforeStopped(t *testing.T) {
 				return
 			}
 		}
+	})
+}
+
+// epollScript waits in epoll_wait with no timeout (nothing ever becomes
+// ready) and prints "usr1" from its SIGUSR1 handler. Python runs the
+// handler only when the wait fails with EINTR.
+const epollScript = `
+import errno, os, select, signal, sys
+def on_usr1(*a):
+    sys.stdout.write("usr1\n")
+    sys.stdout.flush()
+signal.signal(signal.SIGUSR1, on_usr1)
+ep = select.epoll()
+r, w = os.pipe()
+ep.register(r, select.EPOLLIN)
+sys.stdout.write("READY\n")
+sys.stdout.flush()
+while True:
+    try:
+        ep.poll(-1)
+    except (IOError, OSError) as e:
+        if e.errno != errno.EINTR:
+            raise
+`
+
+// TestSignalWhileFrozenInEpoll: a signal sent while the threads are held
+// reaches the program's handler after Thaw even when the thread was
+// stopped in epoll_wait, a call a ptrace stop ends with EINTR and that
+// Thaw otherwise runs again so that the program does not see the EINTR.
+// Run again, the call would block, and the handler's work would wait
+// for an event that never comes.
+func TestSignalWhileFrozenInEpoll(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, epollScript)
+		waitEpoll := func() {
+			testenv.WaitUntil(t, 10*time.Second, "the main thread waits in epoll_wait", func() bool {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tg.PID))
+				if err != nil || len(b) == 0 {
+					return false
+				}
+				nr := strings.Fields(string(b))[0]
+				return nr == "232" || nr == "281" || nr == "441" || nr == "22" // epoll_wait, epoll_pwait(2); arm64 epoll_pwait
+			})
+		}
+		waitEpoll()
+		f, err := Freeze(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(tg.PID, syscall.SIGUSR1)
+		time.Sleep(20 * time.Millisecond) // pending while frozen
+		if err := f.Thaw(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tg.TryWaitLine("usr1", 5*time.Second); err != nil {
+			t.Fatalf("the SIGUSR1 handler did not run after thaw: %v", err)
+		}
+		// And without a signal the pause stays unseen: after a second
+		// freeze and thaw the thread waits in epoll_wait again, and a
+		// signal sent then still reaches the handler. (A signal sent at
+		// the instant the thread resumes can find the call already
+		// restarted, and wait with it: the kernel's own window for any
+		// restarted call, not looked at here.)
+		before := len(tg.Stdout())
+		f, err = Freeze(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Thaw(); err != nil {
+			t.Fatal(err)
+		}
+		waitEpoll()
+		time.Sleep(50 * time.Millisecond)
+		if got := tg.Stdout(); len(got) != before {
+			t.Fatalf("the thread left its wait after a freeze without a signal: %q", got[before:])
+		}
+		syscall.Kill(tg.PID, syscall.SIGUSR1)
+		testenv.WaitUntil(t, 5*time.Second, "a second usr1 line", func() bool {
+			return len(tg.Stdout()) > before
+		})
 	})
 }

@@ -44,14 +44,22 @@ func inspect(tid int) (Held, error) {
 var EINTRSyscalls = map[int]string{34: "pause", 128: "rt_sigtimedwait", 130: "rt_sigsuspend",
 	208: "io_getevents", 232: "epoll_wait", 281: "epoll_pwait", 333: "io_pgetevents", 441: "epoll_pwait2"}
 
-// rewindEINTR makes a thread that a ptrace interrupt (no signal) stopped
-// inside one of EINTRSyscalls, which therefore returned EINTR, run the
-// call again when resumed, as the kernel does for a restartable call: the
-// program never sees the failure pyglass's pause would cause (Python 2.7
-// raises IOError from epoll.poll; C code may give up). The arguments are
-// still in their registers (the syscall instruction keeps them); a
-// timeout starts again in full.
-func rewindEINTR(tid int) {
+// RewindEINTR makes a thread that a ptrace interrupt (no signal) stopped
+// inside one of EINTRSyscalls, which therefore failed with EINTR, behave
+// as if the interrupt had never been: its result becomes ERESTARTNOHAND,
+// the code the kernel gives a call that a signal without a handler ends.
+// The thread is stopped inside the kernel's signal delivery (get_signal)
+// on its way back from the call, and the kernel looks at that code right
+// after, when the thread resumes: if a signal with a handler is pending
+// by then (one sent while the thread was held), the call fails with
+// EINTR as it would have without pyglass, and the handler runs; if not,
+// the call is run again with its arguments, still in their registers (a
+// timeout starts again in full). Without this, Python 2.7 raises IOError
+// from epoll.poll, and C code may give up. Doing the restart here
+// instead (rip back to the syscall instruction) loses that choice: a
+// signal that came while the thread was held ran its C handler and the
+// call blocked again, so Python's handler waited for the next event.
+func RewindEINTR(tid int) {
 	r, err := GetRegs(tid)
 	if err != nil {
 		return
@@ -59,8 +67,8 @@ func rewindEINTR(tid int) {
 	if _, ok := EINTRSyscalls[int(int64(r.Orig_rax))]; !ok || int64(r.Rax) != -int64(unix.EINTR) {
 		return
 	}
-	r.Rax = r.Orig_rax
-	r.Rip -= uint64(len(SyscallInstr))
+	errRestartNoHand := int64(-514)
+	r.Rax = uint64(errRestartNoHand)
 	SetRegs(tid, r)
 }
 

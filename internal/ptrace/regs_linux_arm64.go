@@ -55,9 +55,10 @@ func inspect(tid int) (Held, error) {
 var EINTRSyscalls = map[int]string{137: "rt_sigtimedwait", 133: "rt_sigsuspend", 4: "io_getevents",
 	22: "epoll_pwait", 292: "io_pgetevents", 441: "epoll_pwait2"}
 
-// rewindEINTR does nothing on arm64: the call's first argument (x0) has
-// been overwritten by its result, and the regsets do not give it back.
-func rewindEINTR(tid int) {}
+// RewindEINTR does nothing on arm64: the kernel decides whether to
+// restart a call before the stop where pyglass holds the thread, and
+// the call's first argument (x0) has been overwritten by its result.
+func RewindEINTR(tid int) {}
 
 // regsEIO describes the registers the kernel checks when it refuses a
 // write with EIO or EINVAL (the processor state).
