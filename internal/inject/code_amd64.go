@@ -558,3 +558,7 @@ func genBoot(addr, size, page uint64, final *ptrace.Regs) (bootCode, error) {
 	bc.code = b
 	return bc, err
 }
+
+// faultInstr is an instruction that always faults (ud2: SIGILL), for the
+// tests of a chain that faults.
+var faultInstr = []byte{0x0f, 0x0b}

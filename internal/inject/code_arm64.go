@@ -487,3 +487,7 @@ func genBoot(addr, size, page uint64, final *ptrace.Regs) (bootCode, error) {
 	bc.code = append(b, caveMagic...)
 	return bc, nil
 }
+
+// faultInstr is an instruction that always faults (udf #0: SIGILL), for
+// the tests of a chain that faults.
+var faultInstr = []byte{0, 0, 0, 0}

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -136,6 +137,18 @@ const maxSource = 4 << 20
 // and "gate" (the gate just opened, no thread held: StartThread returns
 // with it open).
 var testHookAbandon func(pid int, step string) bool
+
+// testHookBreakChain, when set by a test and returning true for a pid,
+// makes the chain's first instruction one that faults.
+var testHookBreakChain func(pid int) bool
+
+// breakChain applies testHookBreakChain to the code about to be written.
+func (j *job) breakChain(code []byte, ca codeAddrs) {
+	if testHookBreakChain == nil || !testHookBreakChain(j.pid) {
+		return
+	}
+	copy(code[ca.chain-j.base:], faultInstr)
+}
 
 // testHookNoCave makes StartThread behave as if no code cave existed.
 var testHookNoCave bool
@@ -539,7 +552,11 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 		why = fmt.Sprintf("only %d KiB of stack left below its stack pointer %#x (the calls need %d KiB)", room>>10, regs.SP(), minStackRoom>>10)
 	}
 	if !accept {
-		ptrace.Detach(c.tid, 0) // registers untouched: any syscall restarts
+		// Registers untouched: a restartable call restarts. One that
+		// the interrupt ended with EINTR (epoll_wait...) is made to
+		// restart too, unless a signal with a handler came meanwhile.
+		ptrace.RewindEINTR(c.tid)
+		ptrace.Detach(c.tid, 0)
 		return false, why, nil
 	}
 	j.tid, j.saved, j.heldAt = c.tid, saved, t0
@@ -588,21 +605,26 @@ func (j *job) awaitReady() error {
 			j.released = true
 			return fmt.Errorf("%w: thread %d %v", ErrGone, j.tid, st)
 		case ptrace.StopSignal:
-			j.logf("holding %v that arrived for thread %d", st.Sig, j.tid)
-			j.sigs = append(j.sigs, st.Sig)
+			if err := j.faulted(st); err != nil {
+				return err
+			}
+			j.hold(st.Sig)
 			fallthrough
 		default:
 			if err := ptrace.Cont(j.tid, 0); err != nil {
 				return j.gone(err)
 			}
-			continue
 		}
-		if _, err := j.mem.ReadAt(word[:], j.data+dReady); err != nil {
-			return err
+		if st.Kind == ptrace.StopNone {
+			if _, err := j.mem.ReadAt(word[:], j.data+dReady); err != nil {
+				return err
+			}
+			if binary.LittleEndian.Uint32(word[:]) != 0 {
+				return nil
+			}
 		}
-		if binary.LittleEndian.Uint32(word[:]) != 0 {
-			return nil
-		}
+		// Checked after every stop too: signals arriving without end
+		// must not keep the loop from its deadline.
 		now := time.Now()
 		if now.After(j.deadline) || j.ctx.Err() != nil {
 			return ErrTimeout
@@ -630,7 +652,10 @@ func (j *job) stopInChain() error {
 			j.released = true
 			return fmt.Errorf("%w: thread %d %v", ErrGone, j.tid, st)
 		case ptrace.StopSignal:
-			j.sigs = append(j.sigs, st.Sig)
+			if err := j.faulted(st); err != nil {
+				return err
+			}
+			j.hold(st.Sig)
 			if err := ptrace.Cont(j.tid, 0); err != nil {
 				return j.gone(err)
 			}
@@ -681,8 +706,10 @@ func (j *job) toSyscallStop(deadline time.Time, abort func() bool) error {
 		case ptrace.StopSyscall:
 			return nil
 		case ptrace.StopSignal:
-			j.logf("holding %v that arrived for thread %d", st.Sig, j.tid)
-			j.sigs = append(j.sigs, st.Sig)
+			if err := j.faulted(st); err != nil {
+				return err
+			}
+			j.hold(st.Sig)
 		case ptrace.StopExited:
 			j.released = true
 			return fmt.Errorf("%w: thread %d %v", ErrGone, j.tid, st)
@@ -691,6 +718,45 @@ func (j *job) toSyscallStop(deadline time.Time, abort func() bool) error {
 		// by the kernel after detach).
 	}
 	return errors.New("too many stops")
+}
+
+// hold keeps a signal that arrived for the borrowed thread, to send it
+// again once the thread is back in its own code. A standard signal
+// pending twice is delivered once: it is kept once.
+func (j *job) hold(sig syscall.Signal) {
+	j.logf("holding %v that arrived for thread %d", sig, j.tid)
+	if sig < 32 && slices.Contains(j.sigs, sig) {
+		return
+	}
+	j.sigs = append(j.sigs, sig)
+}
+
+// faultSignals are the signals the kernel sends a thread for the
+// instruction it runs.
+var faultSignals = map[syscall.Signal]bool{unix.SIGSEGV: true, unix.SIGBUS: true, unix.SIGILL: true, unix.SIGFPE: true}
+
+// faulted returns an error when the thread, stopped for a signal, is
+// stopped because an instruction of pyglass's code faulted (a kernel
+// signal, not one sent). Resuming it, even with the signal suppressed,
+// would run the instruction again without end; detaching it would let
+// the fault kill the target. The thread is left stopped and counted as
+// no longer in the bootstrap or the chain, so that release gives it back
+// its own registers and the fault is never delivered.
+func (j *job) faulted(st ptrace.Stop) error {
+	if !faultSignals[st.Sig] {
+		return nil
+	}
+	si, err := ptrace.Siginfo(j.tid)
+	if err != nil || si.Code <= 0 { // SI_USER, SI_TKILL, SI_QUEUE: sent
+		return nil
+	}
+	j.stopped = true
+	j.inBoot, j.inChain = false, false
+	pc := uint64(0)
+	if r, err := ptrace.GetRegs(j.tid); err == nil {
+		pc = r.PC()
+	}
+	return fmt.Errorf("pyglass's code faulted in thread %d (%v, code %d, pc %#x); the thread is given back its registers", j.tid, st.Sig, si.Code, pc)
 }
 
 func (j *job) gone(err error) error {
@@ -774,6 +840,7 @@ func (j *job) hijack() error {
 		return fmt.Errorf("machine code is %d bytes, more than a page", len(code))
 	}
 	j.ca = ca
+	j.breakChain(code, ca)
 	final := restoredRegs(j.saved.Regs)
 	data := j.dataPage(final)
 	if err := j.mem.WriteForced(code, j.base); err != nil {
@@ -930,22 +997,25 @@ func (j *job) release() error {
 	j.released = true
 	defer func() { j.res.Held = time.Since(j.heldAt) }()
 	tid := j.tid
+	if j.inBoot && j.data != 0 && !j.goSet {
+		// Tell a bootstrap not to wait.
+		var two [4]byte
+		binary.LittleEndian.PutUint32(two[:], 2)
+		if err := j.mem.WriteForced(two[:], j.data+dGo); err != nil {
+			j.logf("aborting the bootstrap: %v", err)
+		}
+	}
+	if !j.stopped {
+		// A thread that runs: in the chain or the bootstrap, or one a
+		// raw syscall was not seen to finish. Stopping it may find it
+		// faulting in pyglass's code (then it is restored below).
+		j.stopQuietly()
+	}
 	if j.inChain || j.inBoot {
 		// The thread runs (or is stopped inside) the chain or the cave
 		// bootstrap, e.g. after a timeout, a cancellation or a failed
-		// write: it can finish and restore itself. Tell a bootstrap not
-		// to wait, stop the thread if it runs, detach it unchanged, and
-		// let it go.
-		if j.inBoot && j.data != 0 && !j.goSet {
-			var two [4]byte
-			binary.LittleEndian.PutUint32(two[:], 2)
-			if err := j.mem.WriteForced(two[:], j.data+dGo); err != nil {
-				j.logf("aborting the bootstrap: %v", err)
-			}
-		}
-		if !j.stopped {
-			j.stopQuietly()
-		}
+		// write: it can finish and restore itself. Detach it unchanged
+		// and let it go.
 		err := ptrace.Detach(tid, 0)
 		j.resend()
 		j.res.Leaked = true
@@ -970,12 +1040,16 @@ func (j *job) release() error {
 		}
 		st := *j.saved
 		st.Regs = restoredRegs(j.saved.Regs)
+		restored := false
 		if err := ptrace.SetState(tid, &st); err != nil {
 			first = fmt.Errorf("restoring thread %d: %w", tid, err)
 		} else {
-			j.caveFree = true
+			j.caveFree, restored = true, true
 		}
-		if j.data != 0 && !j.res.Leaked {
+		// done tells the code in the scratch page to unmap it: only
+		// once the thread is out of it. A thread left with the chain's
+		// registers restores itself when done stays unset.
+		if j.data != 0 && !j.res.Leaked && restored {
 			var one [4]byte
 			binary.LittleEndian.PutUint32(one[:], 1)
 			if err := j.mem.WriteForced(one[:], j.data+dDone); err != nil && first == nil {
@@ -1056,6 +1130,7 @@ func (j *job) hijackCave() error {
 		return fmt.Errorf("machine code is %d bytes, more than a page", len(code))
 	}
 	j.ca = ca
+	j.breakChain(code, ca)
 	if err := j.mem.WriteForced(code, j.base); err != nil {
 		return err
 	}
@@ -1178,7 +1253,11 @@ func (j *job) stopQuietly() {
 			return
 		}
 		if st.Kind == ptrace.StopSignal {
-			j.sigs = append(j.sigs, st.Sig)
+			if j.faulted(st) != nil {
+				j.logf("thread %d faulted in pyglass's code: giving it back its registers", j.tid)
+				return
+			}
+			j.hold(st.Sig)
 			ptrace.Cont(j.tid, 0)
 			continue
 		}

@@ -3,9 +3,11 @@ package inject
 import (
 	"context"
 	"errors"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -274,4 +276,51 @@ func waitState(t *testing.T, pid int, want byte) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatalf("process %d never reached state %c", pid, want)
+}
+
+// TestChainFaults: pyglass's own code faulting in the borrowed thread
+// (here its first instruction, made one that always faults) must not
+// kill the target nor hang: StartThread fails and says so, the thread
+// gets its registers back, the fault is never delivered, and the target
+// can be injected into afterwards. Both setups: the code cave and the
+// one without.
+func TestChainFaults(t *testing.T) {
+	var broken sync.Map // pid -> true while its chains are to fault
+	testHookBreakChain = func(pid int) bool { _, ok := broken.Load(pid); return ok }
+	t.Cleanup(func() { testHookBreakChain = nil; testHookNoCave = false })
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		for _, noCave := range []bool{false, true} {
+			for _, mode := range []string{"select", "busy"} {
+				name := mode
+				if noCave {
+					name += "/no-cave"
+				}
+				t.Run(name, func(t *testing.T) {
+					testHookNoCave = noCave
+					defer func() { testHookNoCave = false }()
+					tg := startTarget(t, in, mode)
+					syms := resolve(t, tg.pid)
+					opt := Options{AvoidEINTR: in.Major == 2, Timeout: 10 * time.Second}
+					broken.Store(tg.pid, true)
+					path, inside := tg.marker()
+					t0 := time.Now()
+					_, err := StartThread(tg.pid, syms, []byte(markerSrc(inside)), opt)
+					broken.Delete(tg.pid)
+					if err == nil || !strings.Contains(err.Error(), "faulted") {
+						t.Fatalf("StartThread with a faulting chain: err = %v, want the fault named", err)
+					}
+					if d := time.Since(t0); d > 5*time.Second {
+						t.Errorf("the fault was reported after %v", d)
+					}
+					checkReleased(t, tg.pid)
+					tg.checkHealthy()
+					if _, err := os.Stat(path); err == nil {
+						t.Errorf("the marker ran")
+					}
+					injectMarker(t, tg, opt)
+					tg.progresses()
+				})
+			}
+		}
+	})
 }
