@@ -22,11 +22,14 @@ func deepen(n int, f func()) {
 }
 
 // TestRegsWhileStackMoves reads and writes a stopped thread's registers
-// from fresh goroutines at every stack depth up to 32 KiB, so that the
-// stack grows, and so moves, inside the calls. A call that hands the
-// kernel the address of a stack variable as a plain integer reads or
-// fills the old copy; the registers read then come back zero (cs 0), and
-// the ones written are not the ones passed.
+// at every stack depth up to 32 KiB, the tracer goroutine's stack shrunk
+// before each, so that the stack grows, and so moves, inside the calls.
+// A call that hands the kernel the address of a stack variable as a
+// plain integer reads or fills the old copy; the registers read then
+// come back zero (cs 0), and the ones written are not the ones passed.
+// Last, registers no user thread can have (all zero) are refused without
+// any of them written: the kernel alone would set rip and the others
+// before cs, then fail.
 func TestRegsWhileStackMoves(t *testing.T) {
 	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {
@@ -95,5 +98,20 @@ func TestRegsWhileStackMoves(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := tr.Do(func() error {
+		if err := SetRegs(pid, Regs{}); err == nil {
+			t.Errorf("all-zero registers were written")
+		}
+		got, err := GetRegs(pid)
+		if err != nil {
+			return err
+		}
+		if got != ref {
+			t.Errorf("a refused write changed the thread's registers (pc %#x, was %#x)", got.PC(), ref.PC())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
