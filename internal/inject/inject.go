@@ -553,8 +553,10 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 	}
 	if !accept {
 		// Registers untouched: a restartable call restarts. One that
-		// the interrupt ended with EINTR (epoll_wait...) is made to
-		// restart too, unless a signal with a handler came meanwhile.
+		// the interrupt ended with EINTR (epoll_wait...: a thread that
+		// entered it after the look at /proc skipped such threads) is
+		// made to restart too, unless a signal with a handler came
+		// meanwhile.
 		ptrace.RewindEINTR(c.tid)
 		ptrace.Detach(c.tid, 0)
 		return false, why, nil
@@ -1040,20 +1042,20 @@ func (j *job) release() error {
 		}
 		st := *j.saved
 		st.Regs = restoredRegs(j.saved.Regs)
-		restored := false
 		if err := ptrace.SetState(tid, &st); err != nil {
+			// done stays unset: a thread left with the chain's
+			// registers restores itself, and the scratch page stays.
 			first = fmt.Errorf("restoring thread %d: %w", tid, err)
 		} else {
-			j.caveFree, restored = true, true
-		}
-		// done tells the code in the scratch page to unmap it: only
-		// once the thread is out of it. A thread left with the chain's
-		// registers restores itself when done stays unset.
-		if j.data != 0 && !j.res.Leaked && restored {
-			var one [4]byte
-			binary.LittleEndian.PutUint32(one[:], 1)
-			if err := j.mem.WriteForced(one[:], j.data+dDone); err != nil && first == nil {
-				first = err
+			j.caveFree = true
+			// done tells the code in the scratch page to unmap it,
+			// now that the thread is out of it.
+			if j.data != 0 && !j.res.Leaked {
+				var one [4]byte
+				binary.LittleEndian.PutUint32(one[:], 1)
+				if err := j.mem.WriteForced(one[:], j.data+dDone); err != nil {
+					first = err
+				}
 			}
 		}
 	}
