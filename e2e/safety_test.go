@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -45,25 +46,10 @@ func TestSignalsToPyglass(t *testing.T) {
 		for i := 0; i < 36; i++ {
 			sig := sigs[i%3]
 			delay := time.Duration(i/3) * 4 * time.Millisecond // 0..44 ms: every phase
-			cmd := exec.Command(bin, "exec", strconv.Itoa(tg.PID), "-c", "import time; time.sleep(0.3); print('done')")
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(delay)
-			cmd.Process.Signal(sig)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("pyglass did not stop within 10 s of %v", sig)
-			}
+			out, _ := signalAfter(t, sig, delay, bin, "exec", strconv.Itoa(tg.PID), "-c", "import time; time.sleep(0.3); print('done')")
 			// Give an abandoned agent time to notice and clean up.
 			if err := tg.Healthy(); err != nil {
-				t.Fatalf("after %v at %v: %v (pyglass said %q)", sig, delay, err, out.String())
+				t.Fatalf("after %v at %v: %v (pyglass said %q)", sig, delay, err, out)
 			}
 		}
 		// An agent whose pyglass vanished stops and cleans up within 2 s:
@@ -90,6 +76,67 @@ func TestSignalsToPyglass(t *testing.T) {
 			t.Fatalf("left behind in the target's /tmp: %v", d)
 		}
 	})
+}
+
+// TestSignalsDuringRead: SIGINT or SIGTERM to pyglass at any moment of a
+// stacks (which pauses the threads) or a blocking record, from its first
+// millisecond on, leaves the target running, untraced and unstopped. A
+// command registers its signals in the background and takes them once it
+// has attached: a signal before that ends pyglass, which has not touched
+// the target yet.
+func TestSignalsDuringRead(t *testing.T) {
+	forLabels(t, []string{"2.7", "3.12"}, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "sleeper.py"), testenv.Args("select", "interval=0.3", "threads=2"))
+		bin := testenv.BuildPyglass(t)
+		out := filepath.Join(t.TempDir(), "p.txt")
+		pid := strconv.Itoa(tg.PID)
+		commands := [][]string{
+			{"stacks", pid},
+			{"record", pid, "--blocking", "--rate", "max", "--duration", "1s", "-o", out},
+		}
+		sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM}
+		handled := 0
+		for i := 0; i < 48; i++ {
+			args, sig := commands[i%2], sigs[(i/2)%2]
+			delay := time.Duration(i/4) * 500 * time.Microsecond // 0..5.5 ms
+			out, killed := signalAfter(t, sig, delay, append([]string{bin}, args...)...)
+			if !killed {
+				handled++
+			}
+			if err := tg.Healthy(); err != nil {
+				t.Fatalf("%s, %v after %v: %v (pyglass said %q)", args[0], sig, delay, err, out)
+			}
+		}
+		t.Logf("%d of 48 runs ended by pyglass itself (the signal taken, or the work done first); the others were killed by the signal before attaching", handled)
+		tg.WaitLine("TICK", 5*time.Second)
+		noTraces(t, tg)
+	})
+}
+
+// signalAfter runs pyglass's command argv, sends it sig after delay and
+// waits (10 s at most) for it to end; it returns what pyglass printed and
+// whether the signal killed it.
+func signalAfter(t *testing.T, sig syscall.Signal, delay time.Duration, argv ...string) (out string, killed bool) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay)
+	cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("pyglass %s did not stop within 10 s of %v", argv[1], sig)
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return buf.String(), ok && ws.Signaled()
 }
 
 // TestStoppedTargetStaysStopped: a target the user stopped is refused

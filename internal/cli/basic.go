@@ -37,7 +37,7 @@ func runVersion(ctx context.Context, args []string, io IO) ExitCode {
 }
 
 // attach parses the PID argument and attaches.
-func attach(pos []string, io IO, name string) (*pyglass.Process, ExitCode, bool) {
+func attach(ctx context.Context, pos []string, io IO, name string) (*pyglass.Process, ExitCode, bool) {
 	if len(pos) < 1 {
 		fmt.Fprintf(io.Err, "pyglass %s: missing PID\nUsage: pyglass %s %s\n", name, name, lookup(name).args)
 		return nil, ExitUsage, false
@@ -51,6 +51,7 @@ func attach(pos []string, io IO, name string) (*pyglass.Process, ExitCode, bool)
 		return nil, fail(io, err), false
 	}
 	warnTo(p, io)
+	signalsReady(ctx) // before anything that pauses or changes p
 	return p, 0, true
 }
 
@@ -76,7 +77,7 @@ binary, never by running the target's interpreter.`, io)
 		fmt.Fprintf(io.Err, "pyglass info: one PID expected\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "info")
+	p, code, ok := attach(ctx, pos, io, "info")
 	if !ok {
 		return code
 	}

@@ -161,7 +161,7 @@ func run(args []string, io IO) ExitCode {
 			} else {
 				sigs = append(sigs, os.Interrupt)
 			}
-			ctx, stop := signal.NotifyContext(ctx, sigs...)
+			ctx, stop := signalContext(ctx, sigs...)
 			defer stop()
 			return c.run(ctx, args[1:], io)
 		}
@@ -217,6 +217,52 @@ func (c *checkedWriter) status(code ExitCode, io IO) ExitCode {
 	}
 	fmt.Fprintf(io.Err, "pyglass: cannot write the output: %s\nhint: check the disk or file the output goes to\n", oneLine(err.Error()))
 	return ExitInternal
+}
+
+// signalContext is signal.NotifyContext with the signals registered in
+// the background. The runtime's first signal.Notify waits for a thread
+// of its own to start, which took 0.2 to 5 ms here (longer when the
+// target keeps the other core busy), at the start of every command,
+// whether or not it ever sees a signal. A command that acts on a process
+// calls signalsReady first (attach does, after its reads of /proc and of
+// the interpreter's image, during which the registration is under way).
+// Until then a signal has its default effect: pyglass ends, having
+// changed nothing. Like NotifyContext's, the registration stays after
+// the first signal, until stop.
+func signalContext(parent context.Context, sigs ...os.Signal) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	ready := make(chan struct{})
+	ctx = context.WithValue(ctx, signalsKey{}, (<-chan struct{})(ready))
+	ch := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	go func() {
+		signal.Notify(ch, sigs...)
+		close(ready)
+		select {
+		case <-ch:
+			cancel()
+			<-done
+		case <-done:
+		}
+		signal.Stop(ch)
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			close(done)
+			cancel()
+		})
+	}
+}
+
+type signalsKey struct{}
+
+// signalsReady waits until the signals of ctx's command are registered
+// (see signalContext); at once for a ctx that has none.
+func signalsReady(ctx context.Context) {
+	if c, _ := ctx.Value(signalsKey{}).(<-chan struct{}); c != nil {
+		<-c
+	}
 }
 
 type interruptsKey struct{}

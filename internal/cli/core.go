@@ -144,7 +144,7 @@ func runDump(ctx context.Context, args []string, io IO) ExitCode {
 			return exists(*out)
 		}
 	}
-	p, code, ok := attach(pos, io, "dump")
+	p, code, ok := attach(ctx, pos, io, "dump")
 	if !ok {
 		return code
 	}

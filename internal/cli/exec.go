@@ -100,7 +100,7 @@ func runExec(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass exec: --timeout must be positive\n")
 		return ExitUsage
 	}
-	p, ec, ok := attach(pos[:1], io, "exec")
+	p, ec, ok := attach(ctx, pos[:1], io, "exec")
 	if !ok {
 		return ec
 	}

@@ -104,7 +104,7 @@ func runGarbage(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass garbage: --limit must be 0 or more\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "garbage")
+	p, code, ok := attach(ctx, pos, io, "garbage")
 	if !ok {
 		return code
 	}
@@ -187,7 +187,7 @@ func runObjects(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass objects: one PID expected\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "objects")
+	p, code, ok := attach(ctx, pos, io, "objects")
 	if !ok {
 		return code
 	}
@@ -251,7 +251,7 @@ func runGC(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass gc: one PID expected\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "gc")
+	p, code, ok := attach(ctx, pos, io, "gc")
 	if !ok {
 		return code
 	}
@@ -345,7 +345,7 @@ func runTrace(ctx context.Context, args []string, io IO) ExitCode {
 		}
 		return runTraceTop(ctx, pos[1:], io, leak.TraceTopOptions{By: grouping, Frames: n, Exact: *exact}, *diff, *limit, *asJSON, *timeout)
 	}
-	p, code, ok := attach(pos[1:], io, "trace")
+	p, code, ok := attach(ctx, pos[1:], io, "trace")
 	if !ok {
 		return code
 	}
@@ -364,7 +364,7 @@ func runTrace(ctx context.Context, args []string, io IO) ExitCode {
 }
 
 func runTraceTop(ctx context.Context, pos []string, io IO, opts leak.TraceTopOptions, diff time.Duration, limit int, asJSON bool, timeout time.Duration) ExitCode {
-	p, code, ok := attach(pos, io, "trace")
+	p, code, ok := attach(ctx, pos, io, "trace")
 	if !ok {
 		return code
 	}

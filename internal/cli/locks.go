@@ -58,7 +58,7 @@ func runLocks(ctx context.Context, args []string, io IO) ExitCode {
 		defer c.Close()
 		rep, err = c.Locks(ctx)
 	} else {
-		p, code, ok := attach(pos, io, "locks")
+		p, code, ok := attach(ctx, pos, io, "locks")
 		if !ok {
 			return code
 		}

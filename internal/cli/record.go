@@ -131,6 +131,8 @@ func runRecord(ctx context.Context, args []string, io IO) ExitCode {
 		}
 		pids = append(pids, pid)
 	}
+	// A profile is written at Ctrl-C from the first sample on.
+	signalsReady(ctx)
 	var child *exec.Cmd
 	if len(cmdArgs) > 0 {
 		child = exec.Command(cmdArgs[0], cmdArgs[1:]...)

@@ -40,7 +40,7 @@ func runShell(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass shell: one PID expected\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "shell")
+	p, code, ok := attach(ctx, pos, io, "shell")
 	if !ok {
 		return code
 	}

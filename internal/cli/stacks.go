@@ -73,7 +73,7 @@ func runStacks(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass stacks: --native reads registers, which needs the threads paused: drop --nonblocking\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "stacks")
+	p, code, ok := attach(ctx, pos, io, "stacks")
 	if !ok {
 		return code
 	}

@@ -3,11 +3,14 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestStartupInit checks that pyglass's own packages do no work when the
@@ -56,5 +59,35 @@ func TestStartupInit(t *testing.T) {
 	t.Logf("pyglass's %d initialised packages: %d bytes in %d allocations\n%s", pkgs, bytesOwn, allocsOwn, strings.Join(report, "\n"))
 	if bytesOwn > 32<<10 {
 		t.Errorf("pyglass's packages allocate %d bytes (%d allocations) when the program starts, more than 32 KiB: build what they need at first use (sync.OnceValue)\n%s", bytesOwn, allocsOwn, strings.Join(report, "\n"))
+	}
+}
+
+// TestSignalContext: the signals signalContext registers in the
+// background are taken once signalsReady returns (SIGUSR2's default
+// action would end this test binary): the first cancels the context, a
+// second is still taken, not left to its default action.
+func TestSignalContext(t *testing.T) {
+	signalsReady(context.Background()) // no signals: returns at once
+	ctx, stop := signalContext(context.Background(), syscall.SIGUSR2)
+	defer stop()
+	signalsReady(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("cancelled before any signal")
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGUSR2 did not cancel the context")
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
+	time.Sleep(50 * time.Millisecond)
+
+	// stop cancels too, and nothing waits for a signal after it.
+	ctx2, stop2 := signalContext(context.Background(), syscall.SIGUSR2)
+	signalsReady(ctx2)
+	stop2()
+	if ctx2.Err() == nil {
+		t.Fatal("stop did not cancel the context")
 	}
 }

@@ -89,7 +89,7 @@ func runTasks(ctx context.Context, args []string, io IO) ExitCode {
 		defer c.Close()
 		dump, err = c.Tasks(ctx, pyglass.TaskOptions{All: *all})
 	} else {
-		p, code, ok := attach(pos, io, "tasks")
+		p, code, ok := attach(ctx, pos, io, "tasks")
 		if !ok {
 			return code
 		}

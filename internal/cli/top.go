@@ -204,7 +204,7 @@ func runTop(ctx context.Context, args []string, io IO) ExitCode {
 		fmt.Fprintf(io.Err, "pyglass top: --interval must be at least 100ms\n")
 		return ExitUsage
 	}
-	p, code, ok := attach(pos, io, "top")
+	p, code, ok := attach(ctx, pos, io, "top")
 	if !ok {
 		return code
 	}
