@@ -175,3 +175,90 @@ func TestAddAgain(t *testing.T) {
 		t.Errorf("timeline %+v", p.timeline)
 	}
 }
+
+// TestPprofAsLibrary: WritePprof's hand-made protobuf reads back, with
+// google/pprof's parser, as the very profile that package builds and
+// writes from the same samples (its String lists every sample with its
+// values, labels and locations, every location and function); and
+// google/pprof finds it valid.
+func TestPprofAsLibrary(t *testing.T) {
+	for _, p := range []*Profile{sample(false), New(time.Unix(5, 0), 1000), unusual()} {
+		var b bytes.Buffer
+		if err := p.WritePprof(&b); err != nil {
+			t.Fatal(err)
+		}
+		got, err := profile.Parse(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := got.CheckValid(); err != nil {
+			t.Fatalf("google/pprof finds the profile invalid: %v", err)
+		}
+		b.Reset()
+		if err := pprofByLibrary(p).Write(&b); err != nil {
+			t.Fatal(err)
+		}
+		want, err := profile.Parse(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("pprof written by pyglass:\n%s\nby google/pprof:\n%s", got, want)
+		}
+	}
+}
+
+// unusual is a profile with what the others lack: a thread without a
+// name, a frame without a file, a line 0, large and non-ASCII values, a
+// function in two files.
+func unusual() *Profile {
+	t0 := time.Unix(1700000000, 123)
+	p := New(t0, 9999)
+	th := Thread{PID: 1 << 22, TID: 1<<22 + 7}
+	p.Add(th, []Frame{{"<module>", "", 0}, {"f", "a.py", 1 << 20}, {"f", "b.py", 3}, {"ünï", "ç.py", 2}}, t0)
+	p.Add(Thread{PID: 1, TID: 1, Name: "ß thread"}, []Frame{{"f", "a.py", 1 << 20}}, t0)
+	p.Duration = 3 * time.Hour
+	return p
+}
+
+// pprofByLibrary builds p's pprof profile with google/pprof's package, as
+// WritePprof did before it wrote the protobuf itself.
+func pprofByLibrary(p *Profile) *profile.Profile {
+	per := p.period()
+	pp := &profile.Profile{
+		SampleType:        []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "wall", Unit: "nanoseconds"}},
+		DefaultSampleType: "wall",
+		PeriodType:        &profile.ValueType{Type: "wall", Unit: "nanoseconds"},
+		Period:            int64(per),
+		TimeNanos:         p.Start.UnixNano(),
+		DurationNanos:     int64(p.Duration),
+	}
+	funcs := map[[2]string]*profile.Function{}
+	locs := make([]*profile.Location, len(p.frames))
+	for i, fr := range p.frames {
+		k := [2]string{fr.Function, fr.File}
+		fn := funcs[k]
+		if fn == nil {
+			fn = &profile.Function{ID: uint64(len(pp.Function) + 1), Name: fr.Function, SystemName: fr.Function, Filename: fr.File}
+			funcs[k] = fn
+			pp.Function = append(pp.Function, fn)
+		}
+		locs[i] = &profile.Location{ID: uint64(i + 1), Line: []profile.Line{{Function: fn, Line: int64(fr.Line)}}}
+		pp.Location = append(pp.Location, locs[i])
+	}
+	for _, s := range p.stacks {
+		th := p.threads[s.Thread]
+		smp := &profile.Sample{
+			Value:    []int64{s.Count, s.Count * int64(per)},
+			NumLabel: map[string][]int64{"thread_id": {int64(th.TID)}, "pid": {int64(th.PID)}},
+		}
+		if th.Name != "" {
+			smp.Label = map[string][]string{"thread": {th.Name}}
+		}
+		for i := len(s.Frames) - 1; i >= 0; i-- {
+			smp.Location = append(smp.Location, locs[s.Frames[i]])
+		}
+		pp.Sample = append(pp.Sample, smp)
+	}
+	return pp
+}

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/google/pprof/profile"
 )
 
 // Format is an output format.
@@ -192,51 +190,43 @@ func (p *Profile) period() time.Duration {
 // location per distinct frame (function, file, line), and labels "thread"
 // (name), "thread_id" and "pid" on every sample.
 func (p *Profile) WritePprof(w io.Writer) error {
-	per := p.period()
-	pp := &profile.Profile{
-		SampleType: []*profile.ValueType{
-			{Type: "samples", Unit: "count"},
-			{Type: "wall", Unit: "nanoseconds"},
-		},
-		DefaultSampleType: "wall",
-		PeriodType:        &profile.ValueType{Type: "wall", Unit: "nanoseconds"},
-		Period:            int64(per),
-		TimeNanos:         p.Start.UnixNano(),
-		DurationNanos:     int64(p.Duration),
-	}
-	funcs := map[[2]string]*profile.Function{}
-	locs := make([]*profile.Location, len(p.frames))
+	per := int64(p.period())
+	e := newPprofEncoder()
+	e.valueType(pbProfileSampleType, "samples", "count")
+	e.valueType(pbProfileSampleType, "wall", "nanoseconds")
+	e.int64(pbProfileDefaultSampleType, e.str("wall"))
+	e.valueType(pbProfilePeriodType, "wall", "nanoseconds")
+	e.int64(pbProfilePeriod, per)
+	e.int64(pbProfileTimeNanos, p.Start.UnixNano())
+	e.int64(pbProfileDurationNanos, int64(p.Duration))
+	funcs := map[[2]string]int64{}
 	for i, fr := range p.frames {
 		k := [2]string{fr.Function, fr.File}
 		fn := funcs[k]
-		if fn == nil {
-			fn = &profile.Function{ID: uint64(len(pp.Function) + 1), Name: fr.Function, SystemName: fr.Function, Filename: fr.File}
+		if fn == 0 {
+			fn = int64(len(funcs) + 1)
 			funcs[k] = fn
-			pp.Function = append(pp.Function, fn)
+			e.function(fn, fr.Function, fr.File)
 		}
-		loc := &profile.Location{ID: uint64(i + 1), Line: []profile.Line{{Function: fn, Line: int64(fr.Line)}}}
-		locs[i] = loc
-		pp.Location = append(pp.Location, loc)
+		e.location(int64(i+1), fn, int64(fr.Line))
 	}
+	var locs []int64
+	labels := make([]pprofLabel, 0, 3)
 	for _, s := range p.stacks {
 		th := p.threads[s.Thread]
-		smp := &profile.Sample{
-			Value:    []int64{s.Count, s.Count * int64(per)},
-			NumLabel: map[string][]int64{"thread_id": {int64(th.TID)}, "pid": {int64(th.PID)}},
-		}
+		labels = labels[:0]
 		if th.Name != "" {
-			smp.Label = map[string][]string{"thread": {th.Name}}
+			labels = append(labels, pprofLabel{key: "thread", str: th.Name})
 		}
+		labels = append(labels, pprofLabel{key: "pid", num: int64(th.PID)}, pprofLabel{key: "thread_id", num: int64(th.TID)})
 		// pprof lists locations innermost first.
+		locs = locs[:0]
 		for i := len(s.Frames) - 1; i >= 0; i-- {
-			smp.Location = append(smp.Location, locs[s.Frames[i]])
+			locs = append(locs, int64(s.Frames[i])+1)
 		}
-		pp.Sample = append(pp.Sample, smp)
+		e.sample(locs, []int64{s.Count, s.Count * per}, labels)
 	}
-	if err := pp.CheckValid(); err != nil {
-		return fmt.Errorf("building pprof profile: %w", err)
-	}
-	return pp.Write(w)
+	return e.finish(w)
 }
 
 // speedscope's file format (https://www.speedscope.app/file-format-schema.json).

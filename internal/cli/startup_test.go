@@ -38,6 +38,9 @@ func TestStartupInit(t *testing.T) {
 		if len(f) < 11 || f[0] != "init" || f[6] != "clock," || f[8] != "bytes," {
 			continue
 		}
+		if f[1] == "github.com/google/pprof/profile" {
+			t.Errorf("google/pprof's profile package is linked in: its initialisers compile regular expressions at every start (%s ms); pyglass writes pprof itself (profile/pprofenc.go) and uses that package in tests only", f[4])
+		}
 		if f[1] != own && !strings.HasPrefix(f[1], own+"/") {
 			continue
 		}
