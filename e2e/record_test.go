@@ -261,7 +261,17 @@ func TestRecordCommand(t *testing.T) {
 		// Recording the idle threads' sleep, the bug this guards
 		// against, would make them 9 stacks in 10.
 		if idle, total := checkCollapsed(t, out, false); idle*10 > total {
-			t.Errorf("without --idle: %d of %d stacks are of the idle threads", idle, total)
+			// What the idle threads were doing, and the sampler's
+			// summary, for the next look at this.
+			var lines []string
+			if b, err := os.ReadFile(out); err == nil {
+				for _, l := range strings.Split(string(b), "\n") {
+					if strings.Contains(l, "idle (") && len(lines) < 20 {
+						lines = append(lines, l)
+					}
+				}
+			}
+			t.Errorf("without --idle: %d of %d stacks are of the idle threads:\n%s\nsummary:\n%s", idle, total, strings.Join(lines, "\n"), r.Stderr)
 		}
 	})
 }
