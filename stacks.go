@@ -90,6 +90,8 @@ const maxTracerWait = time.Second
 // succeeds. A thread traced by another pyglass (a concurrent stacks or
 // exec) is released within milliseconds: freeze waits for it, with
 // backoff, up to maxTracerWait. Another tracer is a real refusal.
+// The calling goroutine's thread is the tracer (ptrace.FreezeHere): the
+// Frozen is thawed by the same goroutine.
 func (p *Process) freeze() (*ptrace.Frozen, error) {
 	var err error
 	deadline := time.Now().Add(maxTracerWait)
@@ -97,7 +99,7 @@ retry:
 	for try, quiet := 0, 0; ; try++ {
 		var f *ptrace.Frozen
 		release := holdGC()
-		if f, err = ptrace.Freeze(p.pid); err == nil {
+		if f, err = ptrace.FreezeHere(p.pid); err == nil {
 			f.OnThaw = func(held time.Duration) {
 				release()
 				if testHookThaw != nil {

@@ -25,7 +25,8 @@ type Live struct {
 	// blocked in), its memory read through mem (nil when not needed).
 	Snapshot func(mem memory.Reader, withSyscall bool) *live.Snapshot
 	// Freeze pauses every thread (waiting for another pyglass that
-	// holds them).
+	// holds them), with the calling goroutine's thread as the tracer
+	// (ptrace.FreezeHere): the same goroutine reads registers and thaws.
 	Freeze func() (*ptrace.Frozen, error)
 	// Gone returns an errs.NoProcess error when the process has exited, else err.
 	Gone func(err error) error

@@ -110,6 +110,48 @@ func TestFreezeThaw(t *testing.T) {
 	})
 }
 
+// TestFreezeHere: FreezeHere holds every thread with the calling
+// goroutine's thread as the tracer; the threads' registers are read from
+// it; a Thaw from another goroutine is refused (ErrWrongThread) and
+// leaves the threads held, for the Thaw of the freezing goroutine, which
+// lets them all go.
+func TestFreezeHere(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		pid := startThreads(t, in).PID
+		for i := 0; i < 10; i++ {
+			f, err := FreezeHere(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(f.Tids) != 4 {
+				t.Errorf("froze %d threads, want 4", len(f.Tids))
+			}
+			for tid, st := range states(t, pid) {
+				if st != 't' {
+					t.Errorf("thread %d in state %c while frozen", tid, st)
+				}
+			}
+			if held := f.Inspect(); len(held) != 4 {
+				t.Errorf("registers of %d threads read, want 4", len(held))
+			}
+			other := make(chan error)
+			go func() { other <- f.Thaw() }()
+			if err := <-other; !errors.Is(err, ErrWrongThread) {
+				t.Fatalf("Thaw from another goroutine: %v, want ErrWrongThread", err)
+			}
+			for tid, st := range states(t, pid) {
+				if st != 't' {
+					t.Errorf("thread %d in state %c after the refused Thaw", tid, st)
+				}
+			}
+			if err := f.Thaw(); err != nil {
+				t.Fatal(err)
+			}
+			released(t, pid, "after thaw")
+		}
+	})
+}
+
 func TestFreezeKeepsGroupStop(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		pid := startThreads(t, in).PID

@@ -14,10 +14,26 @@ import (
 	"github.com/pyglass/pyglass/internal/procfs"
 )
 
-// Tracer owns the OS thread that issues every ptrace and wait4 call.
+// Tracer owns the OS thread that issues every ptrace and wait4 call:
+// a goroutine of its own (NewTracer), or the caller's (NewTracerHere).
 type Tracer struct {
 	reqs chan func()
+	here int // NewTracerHere: the caller's thread
 }
+
+// ErrWrongThread is returned by a Tracer of NewTracerHere asked from
+// another OS thread than its own: only the tracer thread can act on
+// its tracees.
+var ErrWrongThread = errors.New("ptrace request from another thread than the tracer's")
+
+// NewTracerHere returns a Tracer whose requests run at once on the
+// calling goroutine's OS thread, which the caller has locked
+// (runtime.LockOSThread) and keeps locked until every tracee is
+// detached; every request comes from that goroutine. It saves the
+// handoffs to a tracer goroutine and back, each a wake-up of a parked
+// thread, which waited for a CPU for up to a scheduler slice (3 ms here)
+// when the target kept the other core busy.
+func NewTracerHere() *Tracer { return &Tracer{here: unix.Gettid()} }
 
 // NewTracer starts the tracer goroutine. Call Close once every tracee has
 // been detached.
@@ -46,13 +62,24 @@ func NewTracer() *Tracer {
 
 // Do runs f on the tracer thread and returns its error.
 func (t *Tracer) Do(f func() error) error {
+	if t.here != 0 {
+		if tid := unix.Gettid(); tid != t.here {
+			return fmt.Errorf("%w (thread %d, tracer %d)", ErrWrongThread, tid, t.here)
+		}
+		return f()
+	}
 	ch := make(chan error, 1)
 	t.reqs <- func() { ch <- f() }
 	return <-ch
 }
 
-// Close stops the tracer goroutine (and its OS thread).
-func (t *Tracer) Close() { close(t.reqs) }
+// Close stops the tracer goroutine (and its OS thread); for a Tracer of
+// NewTracerHere it does nothing.
+func (t *Tracer) Close() {
+	if t.here == 0 {
+		close(t.reqs)
+	}
+}
 
 // ptrace issues one request. addr and data are often addresses of Go
 // variables (an iovec, a siginfo): go:uintptrescapes makes the compiler
