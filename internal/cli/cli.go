@@ -150,6 +150,12 @@ func run(args []string, io IO) ExitCode {
 	}
 	for _, c := range commands {
 		if c.name == name {
+			if name == "version" {
+				// Nothing to stop or clean up: the signals keep
+				// their default effect, and no thread is started
+				// to take them.
+				return c.run(context.Background(), args[1:], io)
+			}
 			sigs := []os.Signal{syscall.SIGTERM, syscall.SIGHUP}
 			ctx := context.Background()
 			if name == "exec" || name == "shell" {
