@@ -385,3 +385,81 @@ func TestSignalWhileFrozenInEpoll(t *testing.T) {
 		})
 	})
 }
+
+// sysvScript runs a thread blocked in semop and one in semtimedop (30 s)
+// on a System V semaphore; a line on stdin releases both, and each
+// prints what its call returned ("semop 0", or "semop -1 EINTR ...").
+const sysvScript = `
+import ctypes, ctypes.util, errno, sys, threading
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+class sembuf(ctypes.Structure):
+    _fields_ = [("num", ctypes.c_ushort), ("op", ctypes.c_short), ("flg", ctypes.c_short)]
+class timespec(ctypes.Structure):
+    _fields_ = [("s", ctypes.c_long), ("ns", ctypes.c_long)]
+sid = libc.semget(0, 1, 0o600)
+def wait(name, timeout):
+    b = sembuf(0, -1, 0)
+    if timeout:
+        r = libc.semtimedop(sid, ctypes.byref(b), 1, ctypes.byref(timespec(30, 0)))
+    else:
+        r = libc.semop(sid, ctypes.byref(b), 1)
+    e = ctypes.get_errno()
+    sys.stdout.write("%s %d %s\n" % (name, r, errno.errorcode.get(e, "") if r else ""))
+    sys.stdout.flush()
+ts = [threading.Thread(target=wait, args=a) for a in (("semop", False), ("semtimedop", True))]
+for t in ts:
+    t.start()
+sys.stdout.write("READY\n"); sys.stdout.flush()
+sys.stdin.readline()
+libc.semop(sid, ctypes.byref(sembuf(0, 2, 0)), 1)
+for t in ts:
+    t.join()
+libc.semctl(sid, 0, 0)
+sys.stdout.write("DONE\n"); sys.stdout.flush()
+`
+
+// TestFreezeSysVSemaphores: a pause does not make semop or semtimedop
+// fail. Interrupted by a ptrace stop they return EINTR, not a restart
+// code (signal(7)); Thaw has the kernel run them again, and they return
+// when the semaphore is released, as without the pause.
+func TestFreezeSysVSemaphores(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, sysvScript) // (returns once it said READY)
+		testenv.WaitUntil(t, 10*time.Second, "two threads wait in semop and semtimedop", func() bool {
+			n := 0
+			tids, _ := procfs.New(tg.PID).TaskIDs()
+			for _, tid := range tids {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", tg.PID, tid))
+				if err != nil || len(b) == 0 {
+					continue
+				}
+				switch strings.Fields(string(b))[0] {
+				case "65", "220", "193", "192": // semop, semtimedop (amd64, arm64)
+					n++
+				}
+			}
+			return n == 2
+		})
+		for _, here := range []bool{false, true} {
+			freeze := Freeze
+			if here {
+				freeze = FreezeHere
+			}
+			f, err := freeze(tg.PID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Thaw(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		tg.Send("")
+		tg.WaitLine("DONE", 10*time.Second)
+		for _, l := range tg.Stdout() {
+			if strings.HasPrefix(l, "sem") && !strings.HasSuffix(strings.TrimSpace(l), " 0") {
+				t.Errorf("after a freeze: %q", l)
+			}
+		}
+	})
+}

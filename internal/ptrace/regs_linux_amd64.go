@@ -40,9 +40,10 @@ func inspect(tid int) (Held, error) {
 
 // EINTRSyscalls are the system calls that fail with EINTR when a ptrace
 // stop interrupts them, even with no signal handler (signal(7): epoll,
-// sigtimedwait, io_getevents...), where the others restart.
-var EINTRSyscalls = map[int]string{34: "pause", 128: "rt_sigtimedwait", 130: "rt_sigsuspend",
-	208: "io_getevents", 232: "epoll_wait", 281: "epoll_pwait", 333: "io_pgetevents", 441: "epoll_pwait2"}
+// sigtimedwait, io_getevents, System V semop...), where the others
+// restart (msgrcv does: checked here).
+var EINTRSyscalls = map[int]string{34: "pause", 65: "semop", 128: "rt_sigtimedwait", 130: "rt_sigsuspend",
+	208: "io_getevents", 220: "semtimedop", 232: "epoll_wait", 281: "epoll_pwait", 333: "io_pgetevents", 441: "epoll_pwait2"}
 
 // RewindEINTR makes a thread that a ptrace interrupt (no signal) stopped
 // inside one of EINTRSyscalls, which therefore failed with EINTR, behave

@@ -53,7 +53,7 @@ func inspect(tid int) (Held, error) {
 // EINTRSyscalls are the system calls that fail with EINTR when a ptrace
 // stop interrupts them, even with no signal handler (signal(7)).
 var EINTRSyscalls = map[int]string{137: "rt_sigtimedwait", 133: "rt_sigsuspend", 4: "io_getevents",
-	22: "epoll_pwait", 292: "io_pgetevents", 441: "epoll_pwait2"}
+	22: "epoll_pwait", 292: "io_pgetevents", 441: "epoll_pwait2", 192: "semtimedop", 193: "semop"}
 
 // RewindEINTR does nothing on arm64: the kernel decides whether to
 // restart a call before the stop where pyglass holds the thread, and
