@@ -408,6 +408,10 @@ func (s *sampler) refreshThreads(withNames bool) error {
 	var threads []*sampledThread
 	for _, interp := range interps {
 		ts, _ := cpython.Threads(rd, s.m.l, interp, cpython.ThreadOptions{Image: &s.m.img, TIDs: nsTIDs, SkipNames: !withNames && s.names != nil})
+		idents := make(map[uint64]int, len(ts))
+		for _, t := range ts {
+			idents[t.ThreadID]++
+		}
 		for _, t := range ts {
 			if t.Gone {
 				continue // a state of no thread (see cpython.Thread.Gone)
@@ -420,6 +424,18 @@ func (s *sampler) refreshThreads(withNames bool) error {
 			if h, ok := toHost[t.NativeID]; ok {
 				st.tid = h
 			} else {
+				st.tid = 0
+			}
+			if t.Frame == 0 && t.ThreadID != 0 && idents[t.ThreadID] > 1 {
+				// A state its creating thread made (2.7 to 3.10:
+				// _thread.start_new_thread), which holds the
+				// creator's ident until the new thread starts and
+				// sets its own: the creator's task is not its task.
+				// Taken as such, the new thread was sampled as
+				// running (the creator ran) until the next full
+				// listing, up to a second, from its first frame
+				// on. Unknown instead: looked up again within
+				// 10 ms, idle meanwhile.
 				st.tid = 0
 			}
 			if withNames || s.names == nil {
