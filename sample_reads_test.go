@@ -203,11 +203,15 @@ func TestSampleRefreshes(t *testing.T) {
 }
 
 // TestSampleTaskStates: the scheduler states of idle threads are read
-// every 100 ms, the running ones' every 10 ms (with Idle; at every sample
-// without): on profile_target.py (one running thread, nine idle), 1 s at
-// 1 kHz with Idle reads about 100 + 10 × 10 states; it read all ten every
-// 10 ms, 1,000 (~7 % of record's CPU, issue 11). The idle threads are
-// still marked idle (TestSampleIdleAndGIL samples them all).
+// every 100 ms, the running ones' every 10 ms with Idle and at every
+// sample without, but for the GIL's holder's, whose stack is kept
+// whatever its state says. On profile_target.py (one running thread, the
+// GIL's holder, nine idle), 1 s at 1 kHz reads about 100 + 10 × 10
+// states with Idle (it read all ten every 10 ms, 1,000: ~7 % of
+// record's CPU, issue 11) and about 100 without (it read the running
+// thread's at every sample, 1,000 more: ~15 % of record's CPU at 1 kHz).
+// The idle threads are still marked idle (TestSampleIdleAndGIL samples
+// them all).
 func TestSampleTaskStates(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
@@ -230,12 +234,29 @@ func TestSampleTaskStates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: %d thread states read in %d samples (%d idle thread samples)", in.Label, reads.Load(), st.Samples, idle)
+		t.Logf("%s: with Idle, %d thread states read in %d samples (%d idle thread samples)", in.Label, reads.Load(), st.Samples, idle)
 		if n := reads.Load(); n > 400 {
-			t.Errorf("%d thread states read in 1 s, want at most 400 (the running thread every 10 ms, all ten every 100 ms)", n)
+			t.Errorf("with Idle, %d thread states read in 1 s, want at most 400 (the running thread every 10 ms, all ten every 100 ms)", n)
 		}
 		if idle < 5*int(st.Samples) {
 			t.Errorf("%d idle thread samples in %d samples of 9 idle threads", idle, st.Samples)
+		}
+
+		reads.Store(0)
+		hot := 0
+		st, err = p.Sample(context.Background(), SampleOptions{Rate: 1000, Duration: time.Second}, func(s *Sample) error {
+			hot += len(s.Threads)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: without Idle, %d thread states read in %d samples (%d thread samples)", in.Label, reads.Load(), st.Samples, hot)
+		if n := reads.Load(); n > 400 {
+			t.Errorf("without Idle, %d thread states read in 1 s, want at most 400 (all ten every 100 ms; the running thread holds the GIL)", n)
+		}
+		if hot < int(st.Samples)*9/10 || st.Samples < 500 {
+			t.Errorf("without Idle, %d thread samples in %d samples: the hot thread was not sampled", hot, st.Samples)
 		}
 	})
 }

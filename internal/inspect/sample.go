@@ -134,7 +134,7 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 		return nil, err
 	}
 	defer s.close()
-	s.refreshKernel(false)
+	s.refreshKernel()
 
 	cpu0 := procfs.SelfCPU()
 	start := time.Now()
@@ -221,11 +221,12 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 		}
 		// Every thread's state every 100 ms (every 10 ms when the GIL
 		// is not known); the running ones' every 10 ms, and at every
-		// sample when idle ones are left out. An idle thread that wakes
-		// to run Python takes the GIL, and the GIL holder is sampled
-		// whatever its state says.
+		// sample when idle ones are left out, but for the GIL's holder.
+		// An idle thread that wakes to run Python takes the GIL, and the
+		// GIL holder is sampled whatever its state says.
+		s.recheck = false
 		if d := now.Sub(lastKernel); d >= 100*time.Millisecond || (!s.gilOK && d >= 10*time.Millisecond) {
-			s.refreshKernel(false)
+			s.refreshKernel()
 			lastKernel, lastRunning = now, now
 			// A process that exited can keep giving samples that look
 			// whole: a zombie's idle threads are left out, and what the
@@ -236,7 +237,7 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 				return stats, nil
 			}
 		} else if !opt.Idle || now.Sub(lastRunning) >= 10*time.Millisecond {
-			s.refreshKernel(true)
+			s.recheck = true // in take, once the GIL's holder is known
 			lastRunning = now
 		}
 		sample.Time = now
@@ -346,6 +347,7 @@ type sampler struct {
 	pending  []*sampledThread
 	slow     []*sampledThread // threads the quick read left to readSlow
 	vanished int              // threads of the last sample that could not be found
+	recheck  bool             // take reads the running threads' states (recheckRunning)
 	unmapped int              // threads whose task is not known
 	// unreadable are pages a read failed on, not asked for again ahead
 	// of need (forgotten every second).
@@ -526,45 +528,57 @@ func (s *sampler) changed() bool {
 	return false
 }
 
-// refreshKernel reads each thread's scheduler state: a thread blocked in
-// the kernel is idle. With running set, only the threads thought running
-// are read again (every sample does so, so that a thread that has just
-// gone to sleep is not sampled as running; the idle ones are looked at
-// less often, to see them wake).
-func (s *sampler) refreshKernel(running bool) {
-	pr := procfs.New(s.p.PID)
+// refreshKernel reads every thread's scheduler state: a thread blocked in
+// the kernel is idle.
+func (s *sampler) refreshKernel() {
 	for _, t := range s.threads {
-		if t.tid == 0 {
-			// No task known yet (a thread just created, looked up again
-			// within 10 ms): taken as idle unless it holds the GIL, as
-			// a thread that does not cannot be running Python code.
-			t.idle = true
-			continue
-		}
-		if running && t.idle {
-			continue
-		}
-		if t.state == nil || t.stateTID != t.tid {
-			if t.state != nil {
-				t.state.Close()
-			}
-			st, err := pr.OpenTaskState(t.tid)
-			if err != nil {
-				t.state = nil
-				continue
-			}
-			t.state, t.stateTID = st, t.tid
-		}
-		if TestHookTaskState != nil {
-			TestHookTaskState()
-		}
-		state, err := t.state.State()
-		if err != nil {
+		s.readState(t)
+	}
+}
+
+// readState reads t's scheduler state into t.idle. A thread whose task
+// is not known yet (a thread just created, looked up again within 10 ms)
+// is taken as idle: unless it holds the GIL it cannot be running Python
+// code.
+func (s *sampler) readState(t *sampledThread) {
+	if t.tid == 0 {
+		t.idle = true
+		return
+	}
+	if t.state == nil || t.stateTID != t.tid {
+		if t.state != nil {
 			t.state.Close()
-			t.state = nil
-			continue
 		}
-		t.idle = state != 'R'
+		st, err := procfs.New(s.p.PID).OpenTaskState(t.tid)
+		if err != nil {
+			t.state = nil
+			return
+		}
+		t.state, t.stateTID = st, t.tid
+	}
+	if TestHookTaskState != nil {
+		TestHookTaskState()
+	}
+	state, err := t.state.State()
+	if err != nil {
+		t.state.Close()
+		t.state = nil
+		return
+	}
+	t.idle = state != 'R'
+}
+
+// recheckRunning reads again the state of the sample's threads that were
+// running at the last look, once their stacks and the GIL's holder are
+// read, so that a thread that has just gone to sleep is not sampled as
+// running. The GIL's holder is sampled whatever its state says, so its
+// state is not read: in a busy program the thread running Python code
+// costs no read of /proc at all.
+func (s *sampler) recheckRunning() {
+	for _, t := range s.sel {
+		if !t.idle && !t.holds {
+			s.readState(t)
+		}
 	}
 }
 
@@ -678,12 +692,18 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	if len(s.slow) > 0 {
 		s.readSlow(s.slow)
 	}
+	if s.recheck {
+		s.recheckRunning()
+	}
 	smp.Threads = smp.Threads[:0]
 	read := 0
 	s.vanished = 0
 	for _, t := range s.sel {
 		if t.lost == "vanished" {
 			s.vanished++
+		}
+		if t.idle && !t.holds && !s.opt.Idle && !s.opt.GIL {
+			continue // gone to sleep since the last look (recheckRunning)
 		}
 		ts := ThreadSample{TID: t.tid, Name: t.name, HoldsGIL: t.holds, Idle: t.idle && !t.holds}
 		if t.lost != "" {
