@@ -607,3 +607,36 @@ func TestSinceRanAcrossCPUs(t *testing.T) {
 		}
 	}
 }
+
+// TestShortSlice: on a kernel with custom slices, the calling thread has
+// the slice asked for until restore, and the default one after; the
+// goroutine is locked to its thread meanwhile.
+func TestShortSlice(t *testing.T) {
+	if !CustomSlices() {
+		t.Skip("this kernel gives no custom time slices (Linux 6.12 and later do)")
+	}
+	done := make(chan error)
+	go func() {
+		restore, ok := ShortSlice(100 * time.Microsecond)
+		tid := unix.Gettid()
+		a, err := unix.SchedGetAttr(0, 0)
+		switch {
+		case !ok:
+			err = fmt.Errorf("ShortSlice says the kernel did not take the slice")
+		case err == nil && a.Runtime != 100000:
+			err = fmt.Errorf("the thread's slice is %d ns, want 100000", a.Runtime)
+		}
+		runtime.Gosched()
+		if err == nil && unix.Gettid() != tid {
+			err = fmt.Errorf("the goroutine moved to another thread while its slice was short")
+		}
+		restore()
+		if a, e := unix.SchedGetAttr(0, 0); err == nil && e == nil && a.Runtime == 100000 {
+			err = fmt.Errorf("the short slice stayed after restore")
+		}
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

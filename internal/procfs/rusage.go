@@ -36,3 +36,16 @@ func Nanosleep(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	syscall.RawSyscall6(unix.SYS_CLOCK_NANOSLEEP, unix.CLOCK_MONOTONIC, 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 }
+
+// Sleep sleeps d with the kernel's high-resolution timers, in a blocking
+// system call: the Go scheduler gives the calling goroutine's P to other
+// goroutines meanwhile. For waits of milliseconds, where Nanosleep would
+// keep the P from them; the calling thread itself wakes up, unlike a
+// goroutine woken by a Go timer (another thread runs the timer first).
+func Sleep(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	ts := unix.NsecToTimespec(int64(d))
+	syscall.Syscall6(unix.SYS_CLOCK_NANOSLEEP, unix.CLOCK_MONOTONIC, 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+}

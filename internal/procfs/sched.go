@@ -117,3 +117,50 @@ func (p Proc) SinceRan(tids []int) map[int]time.Duration {
 	}
 	return out
 }
+
+// ShortSlice locks the calling goroutine to its OS thread and asks the
+// kernel for a short time slice for that thread (sched_setattr's
+// sched_runtime for a SCHED_OTHER thread, Linux 6.12 and later). On
+// waking, the thread then preempts one that has run less than a normal
+// slice on its CPU, instead of waiting up to a few milliseconds for it
+// to block or use its slice up. A sampler wants this: its late wake-ups
+// would fall where the threads it samples block, and bias what it sees.
+// The thread's share of the CPU does not change (a slice is how long a
+// thread may run before another runnable one gets its turn, not a
+// priority). ok says whether the kernel took the slice. The returned
+// function gives the thread the kernel's default slice again (a custom
+// slice it had before is not kept) and unlocks it. On kernels without
+// custom slices, or when the call is refused, nothing changes.
+func ShortSlice(slice time.Duration) (restore func(), ok bool) {
+	runtime.LockOSThread()
+	old, err := unix.SchedGetAttr(0, 0)
+	if err != nil || old.Policy != unix.SCHED_NORMAL {
+		return runtime.UnlockOSThread, false
+	}
+	attr := *old
+	attr.Runtime = uint64(slice)
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		return runtime.UnlockOSThread, false
+	}
+	// A kernel without custom slices takes sched_runtime and ignores
+	// it; one with them says the slice in force.
+	now, err := unix.SchedGetAttr(0, 0)
+	ok = err == nil && now.Runtime == uint64(slice)
+	return func() {
+		attr.Runtime = 0 // the default slice
+		unix.SchedSetAttr(0, &attr, 0)
+		runtime.UnlockOSThread()
+	}, ok
+}
+
+// CustomSlices says whether this kernel gives a thread the time slice it
+// asks for (ShortSlice).
+func CustomSlices() bool {
+	done := make(chan bool)
+	go func() {
+		restore, ok := ShortSlice(500 * time.Microsecond)
+		restore()
+		done <- ok
+	}()
+	return <-done
+}
