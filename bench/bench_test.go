@@ -147,3 +147,22 @@ func TestHeapTarget(t *testing.T) {
 		})
 	}
 }
+
+// TestFlipShares: the leaf frame of each stack line, in pyglass's,
+// Austin's and profiling.sampling's ways of naming frames, counts for
+// spin or nap by its weight; other leaves and comment lines do not.
+func TestFlipShares(t *testing.T) {
+	in := strings.Join([]string{
+		"# austin: 3.7.0",
+		"Thread._bootstrap (/usr/lib/python3.13/threading.py);flipper (/tmp/pyglass-bench-1/stacks_flip.py:33);spin (/tmp/pyglass-bench-1/stacks_flip.py:21) 30",
+		"P7;T0:8;/tmp/pyglass-bench-2/stacks_flip.py:flipper:33;/tmp/pyglass-bench-2/stacks_flip.py:nap:26 1005",
+		"/tmp/pyglass-bench-3/stacks_flip.py:flipper:33;/tmp/pyglass-bench-3/stacks_flip.py:26:nap 20",
+		"flipper (/tmp/x/stacks_flip.py:33);spinner (/tmp/x/stacks_flip.py:40) 500",
+		"<module> (/tmp/x/stacks_flip.py:50) 700",
+		"",
+	}, "\n")
+	spin, nap := flipShares(strings.NewReader(in))
+	if spin != 30 || nap != 1025 {
+		t.Errorf("spin %v, nap %v; want 30 and 1025", spin, nap)
+	}
+}

@@ -32,6 +32,7 @@ func main() {
 	pyglassPath := flag.String("pyglass", "", "pyglass binary (default: build ./cmd/pyglass)")
 	gdbFlag := flag.String("gdb", "auto", `gdb to use: "host" (gdb on PATH), "sid" (the sid root's, from scripts/sid-root.sh --gdb), "auto" (sid's if installed, else host's) or a path`)
 	timeout := flag.Duration("timeout", 60*time.Second, "limit for one run of a command")
+	flip := flag.Bool("flip", false, "with -profilers: only the accuracy on a thread that runs 2 ms and sleeps 2 ms in turn (testdata/stacks_flip.py), each profiler against the thread's own split")
 	dumps := flag.Bool("dumps", false, "with -profilers: only the one-shot dumps, austin -w against pyglass stacks on the profile target")
 	profilers := flag.Bool("profilers", false, "run the profiler bench instead: pyglass record against Austin and python3.15 -m profiling.sampling (needs scripts/sid-root.sh --bench)")
 	secs := flag.Int("secs", 5, "with -profilers: seconds each profiler runs")
@@ -69,7 +70,7 @@ func main() {
 				fatal(err)
 			}
 		}
-		runProfilers(root, env, *n, *secs, *dumps, *slowdown, *only, extra)
+		runProfilers(root, env, *n, *secs, *dumps, *flip, *slowdown, *only, extra)
 		return
 	}
 	fmt.Fprintf(os.Stderr, "bench: gdb: %s\n", strings.Join(env.GDB, " "))

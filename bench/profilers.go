@@ -190,7 +190,7 @@ type profRow struct {
 }
 
 // runProfilers runs the profiler bench on targets (labels); n runs each.
-func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs int, only string, extra []testenv.Interp) {
+func runProfilers(root string, env *Env, n, secs int, dumpsOnly, flip bool, slowPairs int, only string, extra []testenv.Interp) {
 	var onlyRE *regexp.Regexp
 	if only != "" {
 		onlyRE = regexp.MustCompile(only)
@@ -202,6 +202,10 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly bool, slowPairs 
 	}
 	anchored := len(targets)
 	targets = append(targets, extra...)
+	if flip {
+		runFlip(root, env, n, secs, onlyRE, targets)
+		return
+	}
 	var rows []profRow
 	var dumps []dumpRow
 	var slows []slowRow

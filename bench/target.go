@@ -39,6 +39,10 @@ const (
 	// LeakPerSecond small dicts per second to a global list, on one line
 	// (a "commands" thread reads stdin).
 	Leak Fixture = "leak"
+	// Flip is testdata/stacks_flip.py: a thread running Python code 2 ms
+	// and sleeping 2 ms in turn, measuring its split; a line on stdin
+	// makes it print the split so far.
+	Flip Fixture = "flip"
 )
 
 // LeakPerSecond is how fast the Leak fixture grows.
@@ -70,6 +74,9 @@ func StartTarget(root string, in testenv.Interp, fix Fixture) (*Target, error) {
 	main, args, ready := "heartbeat.py", []string(nil), 30*time.Second
 	if fix == Profile {
 		files, main = []string{"profile_target.py"}, "profile_target.py"
+	}
+	if fix == Flip {
+		files, main = []string{"stacks_flip.py"}, "stacks_flip.py"
 	}
 	if fix == Tasks {
 		files = append(files, "tasks_heartbeat.py")
