@@ -3,6 +3,7 @@ package e2e
 import (
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,46 @@ func TestPausesCauseNoEINTR(t *testing.T) {
 		t.Logf("epoll_wait calls: %d before, %d after; EINTR %d", c0["loops"], c1["loops"], c1["n"])
 		if c1["n"] != 0 {
 			t.Errorf("%d system calls of the target failed with EINTR after %d pyglass commands that pause it", c1["n"], 3*(len(cmds)+1))
+		}
+		healthy(t, tg)
+	})
+}
+
+// TestExecCausesNoEINTR: when every thread of the target waits in a call
+// that a ptrace stop ends with EINTR (libc's epoll_wait through ctypes,
+// in the main thread and another, no timeout), `pyglass exec` has to
+// borrow one of them on Python 3; when the thread is given back, the call
+// runs again instead of failing with EINTR (it failed once per exec). On
+// 2.7, which does not retry such calls, exec does not borrow them: it
+// gives up after --timeout (exit 5) and says why. Either way no call of
+// the target fails.
+func TestExecCausesNoEINTR(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
+		tg := testenv.Start(t, in, testenv.Fixture(t, "eintr_waiter.py"), testenv.Args("all"))
+		count := func() map[string]int64 {
+			tg.Send("count")
+			return fields(t, tg.WaitLine("EINTR ", 5*time.Second))
+		}
+		c0 := count()
+		pid := strconv.Itoa(tg.PID)
+		for i := 0; i < 5; i++ {
+			if in.Major == 2 {
+				r := run(t, nil, "exec", pid, "-c", "pass", "--timeout", "1s")
+				want(t, r, 5)
+				if !strings.Contains(r.Stderr, "no thread safe to borrow") {
+					t.Errorf("exec's error does not say why: %q", r.Stderr)
+				}
+				continue
+			}
+			r := run(t, nil, "exec", pid, "-c", "pass")
+			{
+				want(t, r, 0)
+			}
+		}
+		c1 := count()
+		t.Logf("epoll_wait calls: %d before, %d after; EINTR %d", c0["loops"], c1["loops"], c1["n"])
+		if c1["n"] != 0 {
+			t.Errorf("%d system calls of the target failed with EINTR after 5 runs of pyglass exec", c1["n"])
 		}
 		healthy(t, tg)
 	})

@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/binary"
 	"fmt"
+	"syscall"
 
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/target/live"
@@ -399,9 +400,17 @@ func syscallGadgetHere(r *ptrace.Regs) uint64 {
 
 // restoredRegs returns the registers to give back to the thread at a
 // syscall stop: the saved ones, with the kernel's syscall restart applied
-// when the thread had been interrupted in a restartable syscall.
-func restoredRegs(saved ptrace.Regs) ptrace.Regs {
+// when the thread had been interrupted in a restartable syscall. With
+// restartEINTR, a call of ptrace.EINTRSyscalls that the stop ended with
+// EINTR (epoll_wait, semop...) is run again too, as ptrace.RewindEINTR
+// has the kernel do after a pause: the caller clears it when a signal
+// with a handler was pending, which would have ended the call anyway.
+func restoredRegs(saved ptrace.Regs, restartEINTR bool) ptrace.Regs {
 	r := saved
+	if _, ok := ptrace.EINTRSyscalls[int(int64(r.Orig_rax))]; ok && restartEINTR && int64(r.Rax) == -int64(syscall.EINTR) {
+		r.Rip -= 2
+		r.Rax = r.Orig_rax
+	}
 	if int64(r.Orig_rax) >= 0 {
 		switch int64(r.Rax) {
 		case -512, -513, -514: // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND

@@ -358,8 +358,9 @@ func syscallGadgetHere(*ptrace.Regs) uint64 { return 0 }
 // restoredRegs: arm64 rewinds restartable syscalls before the stop, so
 // the saved registers are given back as they are. Limitation: for
 // ERESTART_RESTARTBLOCK the original syscall is re-issued instead of
-// restart_syscall (a relative sleep starts over).
-func restoredRegs(saved ptrace.Regs) ptrace.Regs { return saved }
+// restart_syscall (a relative sleep starts over). A call that fails with
+// EINTR when stopped (epoll_wait...) is not run again.
+func restoredRegs(saved ptrace.Regs, _ bool) ptrace.Regs { return saved }
 
 func callRegs(saved ptrace.Regs, chain uint64) ptrace.Regs {
 	r := saved

@@ -189,18 +189,22 @@ type job struct {
 	res      Result
 
 	// the held thread
-	tid      int
-	saved    *ptrace.State
-	heldAt   time.Time
-	touched  bool   // registers changed / thread resumed since the interrupt stop
-	gadget   uint64 // a syscall instruction
-	sigs     []syscall.Signal
-	base     uint64 // scratch mapping, 0 until mapped
-	size     uint64
-	data     uint64
-	ca       codeAddrs
-	inChain  bool // the thread runs the chain (it can restore itself)
-	released bool
+	tid   int
+	saved *ptrace.State
+	// restartEINTR: no signal with a handler was pending when the thread
+	// was taken, so a call the stop ended with EINTR is run again when
+	// it is given back (restoredRegs).
+	restartEINTR bool
+	heldAt       time.Time
+	touched      bool   // registers changed / thread resumed since the interrupt stop
+	gadget       uint64 // a syscall instruction
+	sigs         []syscall.Signal
+	base         uint64 // scratch mapping, 0 until mapped
+	size         uint64
+	data         uint64
+	ca           codeAddrs
+	inChain      bool // the thread runs the chain (it can restore itself)
+	released     bool
 
 	page      uint64
 	cave      *cave            // nil: legacy setup through the gadget
@@ -562,6 +566,10 @@ func (j *job) tryHold(c candidate) (bool, string, error) {
 		return false, why, nil
 	}
 	j.tid, j.saved, j.heldAt = c.tid, saved, t0
+	j.restartEINTR = false
+	if st, err := procfs.New(j.pid).TaskStatus(c.tid); err == nil {
+		j.restartEINTR = !st.CaughtSignalPending()
+	}
 	j.res.Thread, j.res.Why = c.tid, why
 	j.logf("borrowing thread %d: %s", c.tid, why)
 	return true, "", nil
@@ -843,7 +851,7 @@ func (j *job) hijack() error {
 	}
 	j.ca = ca
 	j.breakChain(code, ca)
-	final := restoredRegs(j.saved.Regs)
+	final := restoredRegs(j.saved.Regs, j.restartEINTR)
 	data := j.dataPage(final)
 	if err := j.mem.WriteForced(code, j.base); err != nil {
 		return err
@@ -1041,7 +1049,7 @@ func (j *job) release() error {
 			j.base, j.data = 0, 0
 		}
 		st := *j.saved
-		st.Regs = restoredRegs(j.saved.Regs)
+		st.Regs = restoredRegs(j.saved.Regs, j.restartEINTR)
 		if err := ptrace.SetState(tid, &st); err != nil {
 			// done stays unset: a thread left with the chain's
 			// registers restores itself, and the scratch page stays.
@@ -1091,7 +1099,7 @@ func containsWord(s, w string) bool {
 // their syscall stops, writes the code and data pages in between and sets
 // the go word.
 func (j *job) hijackCave() error {
-	final := restoredRegs(j.saved.Regs)
+	final := restoredRegs(j.saved.Regs, j.restartEINTR)
 	bc, err := genBoot(j.cave.addr, j.size, j.page, &final)
 	if err != nil {
 		return err

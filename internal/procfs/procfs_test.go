@@ -640,3 +640,35 @@ func TestShortSlice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCaughtSignalPending: a pending signal counts when it is caught and
+// not blocked, whether pending for the thread or the process; this
+// process's own status parses (SIGURG is caught by Go's runtime).
+func TestCaughtSignalPending(t *testing.T) {
+	base := "Name:\tx\nState:\tS (sleeping)\nUid:\t0\t0\t0\t0\n"
+	for _, c := range []struct {
+		sigs string
+		want bool
+	}{
+		{"SigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigCgt:\tffffffffffffffff\n", false},
+		{"SigPnd:\t0000000000000002\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigCgt:\t0000000000000002\n", true},
+		{"SigPnd:\t0000000000000000\nShdPnd:\t0000000000004000\nSigBlk:\t0000000000000000\nSigCgt:\t0000000000004000\n", true},
+		{"SigPnd:\t0000000000000002\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000000002\nSigCgt:\t0000000000000002\n", false},
+		{"SigPnd:\t0000000000000002\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigCgt:\t0000000000000000\n", false},
+	} {
+		st, err := ParseStatus(strings.NewReader(base + c.sigs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CaughtSignalPending(); got != c.want {
+			t.Errorf("%q: CaughtSignalPending %v, want %v", c.sigs, got, c.want)
+		}
+	}
+	st, err := Self().Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SigCgt&(1<<(unix.SIGURG-1)) == 0 {
+		t.Errorf("SigCgt %#x: SIGURG not caught in a Go program", st.SigCgt)
+	}
+}

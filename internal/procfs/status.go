@@ -29,6 +29,17 @@ type Status struct {
 	// ThreadFeatures is the x86_Thread_features line ("shstk wrss", ""
 	// when absent: another architecture or an older kernel).
 	ThreadFeatures string
+	// The signal sets (bit n-1 is signal n): pending for the thread
+	// (SigPnd) and for the whole process (ShdPnd), blocked, and caught
+	// (a handler installed).
+	SigPnd, ShdPnd, SigBlk, SigCgt uint64
+}
+
+// CaughtSignalPending says whether a signal with a handler is pending and
+// not blocked: the thread runs the handler as it next leaves the kernel
+// (and a call it is blocked in that a signal interrupts fails with EINTR).
+func (s *Status) CaughtSignalPending() bool {
+	return (s.SigPnd|s.ShdPnd)&s.SigCgt&^s.SigBlk != 0
 }
 
 // HasCap reports whether capability number c (CAP_SYS_PTRACE is 19) is
@@ -116,6 +127,14 @@ func ParseStatus(r io.Reader) (*Status, error) {
 			s.CapEff, err = strconv.ParseUint(val, 16, 64)
 		case "x86_Thread_features":
 			s.ThreadFeatures = val
+		case "SigPnd":
+			s.SigPnd, err = strconv.ParseUint(val, 16, 64)
+		case "ShdPnd":
+			s.ShdPnd, err = strconv.ParseUint(val, 16, 64)
+		case "SigBlk":
+			s.SigBlk, err = strconv.ParseUint(val, 16, 64)
+		case "SigCgt":
+			s.SigCgt, err = strconv.ParseUint(val, 16, 64)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("field %s %q: %w", key, val, ErrParse)
