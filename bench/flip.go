@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,12 +21,14 @@ import (
 // testdata/stacks_flip.py at 1 kHz, whose thread "flipper" runs Python
 // code for 2 ms (spin) and sleeps 2 ms (nap) in turn and measures the
 // time it spends in each. The share of the flipper's samples in spin is
-// compared with the share of its time: a profiler whose wake-ups wait on
-// the CPU the flipper keeps busy samples it where it blocks.
+// compared with the share of its time, with the machine's other CPUs idle
+// and then kept busy by spinning processes: a profiler whose wake-ups
+// wait on the CPU the flipper keeps busy samples it where it blocks.
 
 // flipRow is one profiler's runs on one target.
 type flipRow struct {
 	target, tool string
+	load         string // what the other CPUs do
 	runs, ok     int
 	found, truth float64 // medians, %
 	worst        float64 // the largest |found - truth| of a run, points
@@ -147,39 +150,52 @@ func runFlip(root string, env *Env, n, secs int, onlyRE *regexp.Regexp, targets 
 				strings.HasPrefix(tool.name, "python3.15") && in.Minor != 15 {
 				continue
 			}
-			r := flipRow{target: in.Label, tool: tool.name}
-			var found, truth []float64
-			for i := 0; i < n; i++ {
-				fmt.Fprintf(os.Stderr, "bench: %s on %s's flipper, run %d/%d\n", tool.name, in.Label, i+1, n)
-				r.runs++
-				f, t, err := flipOnce(env, tg, tool, secs)
-				if err != nil {
-					r.note = err.Error()
-					continue
+			for _, busy := range []int{0, max(runtime.NumCPU()-1, 1)} {
+				r := flipRow{target: in.Label, tool: tool.name, load: "idle"}
+				stop := func() {}
+				if busy > 0 {
+					r.load = fmt.Sprintf("%d spinning process(es)", busy)
+					var err error
+					if stop, err = testenv.StartLoad(busy); err != nil {
+						r.note = err.Error()
+						rows = append(rows, r)
+						continue
+					}
 				}
-				r.ok++
-				found, truth = append(found, f), append(truth, t)
-				r.worst = max(r.worst, abs(f-t))
+				var found, truth []float64
+				for i := 0; i < n; i++ {
+					fmt.Fprintf(os.Stderr, "bench: %s on %s's flipper, other CPUs %s, run %d/%d\n", tool.name, in.Label, r.load, i+1, n)
+					r.runs++
+					f, t, err := flipOnce(env, tg, tool, secs)
+					if err != nil {
+						r.note = err.Error()
+						continue
+					}
+					r.ok++
+					found, truth = append(found, f), append(truth, t)
+					r.worst = max(r.worst, abs(f-t))
+				}
+				stop()
+				if r.ok > 0 {
+					r.found, r.truth = medianF(found), medianF(truth)
+				}
+				rows = append(rows, r)
 			}
-			if r.ok > 0 {
-				r.found, r.truth = medianF(found), medianF(truth)
-			}
-			rows = append(rows, r)
 		}
 		tg.Stop()
 	}
 	var cells [][]string
 	for _, r := range rows {
-		c := []string{r.target, r.tool, fmt.Sprintf("%d/%d", r.ok, r.runs), "", "", "", r.note}
+		c := []string{r.target, r.tool, r.load, fmt.Sprintf("%d/%d", r.ok, r.runs), "", "", "", r.note}
 		if r.ok > 0 {
-			c[3] = fmt.Sprintf("%.1f %%", r.found)
-			c[4] = fmt.Sprintf("%.1f %%", r.truth)
-			c[5] = fmt.Sprintf("%.1f", r.worst)
+			c[4] = fmt.Sprintf("%.1f %%", r.found)
+			c[5] = fmt.Sprintf("%.1f %%", r.truth)
+			c[6] = fmt.Sprintf("%.1f", r.worst)
 		}
 		cells = append(cells, c)
 	}
-	writeTable(os.Stdout, []string{"target", "tool at 1 kHz", "runs ok", "flipper's samples in spin (median)", "its time in spin (median)", "worst run, points off", "note"}, cells)
-	fmt.Println("\nflipper: a thread running Python code 2 ms (spin), then sleeping 2 ms (nap), in turn (testdata/stacks_flip.py, which measures its own split); idle threads included by every tool. A profiler whose wake-ups wait on the CPU the thread keeps busy samples it where it blocks.")
+	writeTable(os.Stdout, []string{"target", "tool at 1 kHz", "other CPUs", "runs ok", "flipper's samples in spin (median)", "its time in spin (median)", "worst run, points off", "note"}, cells)
+	fmt.Println("\nflipper: a thread running Python code 2 ms (spin), then sleeping 2 ms (nap), in turn (testdata/stacks_flip.py, which measures its own split); idle threads included by every tool; the other CPUs idle, then each kept busy by a spinning process (a loaded machine). A profiler whose wake-ups wait on the CPU the thread keeps busy samples it where it blocks.")
 }
 
 func medianF(v []float64) float64 {
