@@ -140,8 +140,9 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 	// block, not where they spend their time: on a CPU kept busy by a
 	// thread of the target, a normal slice lets that thread run up to a
 	// few milliseconds more before the sampler's turn, until it blocks.
-	// On stacks_flip.py (a thread running 2 ms, sleeping 2 ms), 17 % of
-	// its samples were running where it ran 48 % of the time. As fast
+	// On stacks_flip.py (a thread running 2 ms, sleeping 2 ms), with the
+	// other CPU busy, 17 % of its samples were running where it ran 49 %
+	// of the time. As fast
 	// as it goes, the sampler never sleeps: it keeps the normal slice.
 	if interval > 0 {
 		restore, _ := procfs.ShortSlice(sampleSlice)
