@@ -407,16 +407,14 @@ func syscallGadgetHere(r *ptrace.Regs) uint64 {
 // with a handler was pending, which would have ended the call anyway.
 func restoredRegs(saved ptrace.Regs, restartEINTR bool) ptrace.Regs {
 	r := saved
-	if _, ok := ptrace.EINTRSyscalls[int(int64(r.Orig_rax))]; ok && restartEINTR && int64(r.Rax) == -int64(syscall.EINTR) {
-		r.Rip -= 2
-		r.Rax = r.Orig_rax
-	}
-	if int64(r.Orig_rax) >= 0 {
-		switch int64(r.Rax) {
-		case -512, -513, -514: // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND
+	if nr := int64(r.Orig_rax); nr >= 0 {
+		_, eintrCall := ptrace.EINTRSyscalls[int(nr)]
+		switch rax := int64(r.Rax); {
+		case rax == -512, rax == -513, rax == -514, // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND
+			restartEINTR && eintrCall && rax == -int64(syscall.EINTR):
 			r.Rip -= 2
 			r.Rax = r.Orig_rax
-		case -516: // ERESTART_RESTARTBLOCK
+		case rax == -516: // ERESTART_RESTARTBLOCK
 			r.Rip -= 2
 			r.Rax = sysRestart
 		}
