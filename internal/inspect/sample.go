@@ -142,8 +142,8 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 	// few milliseconds more before the sampler's turn, until it blocks.
 	// On stacks_flip.py (a thread running 2 ms, sleeping 2 ms), with the
 	// other CPU busy, 17 % of its samples were running where it ran 49 %
-	// of the time. As fast
-	// as it goes, the sampler never sleeps: it keeps the normal slice.
+	// of the time. As fast as it goes, the sampler never sleeps: it keeps
+	// the normal slice.
 	if interval > 0 {
 		restore, _ := procfs.ShortSlice(sampleSlice)
 		defer restore()
@@ -234,7 +234,7 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 		// sample when idle ones are left out, but for the GIL's holder.
 		// An idle thread that wakes to run Python takes the GIL, and the
 		// GIL holder is sampled whatever its state says.
-		s.recheck = false
+		recheck := false
 		if d := now.Sub(lastKernel); d >= 100*time.Millisecond || (!s.gilOK && d >= 10*time.Millisecond) {
 			s.refreshKernel()
 			lastKernel, lastRunning = now, now
@@ -247,11 +247,11 @@ func RunSampler(ctx context.Context, p *Live, m *Memory, opt SampleOptions, fn f
 				return stats, nil
 			}
 		} else if !opt.Idle || now.Sub(lastRunning) >= 10*time.Millisecond {
-			s.recheck = true // in take, once the GIL's holder is known
+			recheck = true // in take, once the GIL's holder is known
 			lastRunning = now
 		}
 		sample.Time = now
-		ok, err := s.take(sample)
+		ok, err := s.take(sample, recheck)
 		if err != nil {
 			return stats, err
 		}
@@ -357,7 +357,6 @@ type sampler struct {
 	pending  []*sampledThread
 	slow     []*sampledThread // threads the quick read left to readSlow
 	vanished int              // threads of the last sample that could not be found
-	recheck  bool             // take reads the running threads' states (recheckRunning)
 	unmapped int              // threads whose task is not known
 	// unreadable are pages a read failed on, not asked for again ahead
 	// of need (forgotten every second).
@@ -607,7 +606,8 @@ func (s *sampler) close() {
 }
 
 // take reads one sample into smp. ok is false when nothing could be read
-// (every thread lost).
+// (every thread lost). With recheck, the states of the threads taken as
+// running are read again once their stacks are (recheckRunning).
 //
 // In steady state a sample is one system call (readQuick): one vectored
 // read of the GIL's words, every selected thread's current frame pointer,
@@ -619,7 +619,7 @@ func (s *sampler) close() {
 // quick read cannot settle (its pointer moved under the read, its path to
 // the current frame changed, an unreadable frame) is read the careful way
 // (readSlow), in a handful of system calls more.
-func (s *sampler) take(smp *Sample) (ok bool, err error) {
+func (s *sampler) take(smp *Sample, recheck bool) (ok bool, err error) {
 	var frozen *ptrace.Frozen
 	if s.opt.Blocking {
 		t0 := time.Now()
@@ -702,7 +702,7 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 	if len(s.slow) > 0 {
 		s.readSlow(s.slow)
 	}
-	if s.recheck {
+	if recheck {
 		s.recheckRunning()
 	}
 	smp.Threads = smp.Threads[:0]
@@ -712,7 +712,7 @@ func (s *sampler) take(smp *Sample) (ok bool, err error) {
 		if t.lost == "vanished" {
 			s.vanished++
 		}
-		if t.idle && !t.holds && !s.opt.Idle && !s.opt.GIL {
+		if t.idle && !t.holds && !s.opt.Idle {
 			continue // gone to sleep since the last look (recheckRunning)
 		}
 		ts := ThreadSample{TID: t.tid, Name: t.name, HoldsGIL: t.holds, Idle: t.idle && !t.holds}
