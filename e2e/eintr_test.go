@@ -83,10 +83,7 @@ func TestExecCausesNoEINTR(t *testing.T) {
 				}
 				continue
 			}
-			r := run(t, nil, "exec", pid, "-c", "pass")
-			{
-				want(t, r, 0)
-			}
+			want(t, run(t, nil, "exec", pid, "-c", "pass"), 0)
 		}
 		c1 := count()
 		t.Logf("epoll_wait calls: %d before, %d after; EINTR %d", c0["loops"], c1["loops"], c1["n"])
