@@ -231,7 +231,7 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly, flip bool, slow
 				continue
 			}
 			if slowPairs > 0 {
-				if tool.name == "austin 3.7" && in.Minor > 13 || strings.HasPrefix(tool.name, "python3.15") && in.Minor != 15 {
+				if !tool.runsOn(in) {
 					continue
 				}
 				r := measureSlowdown(env, tg, tool, 1000, slowPairs, 2)
@@ -239,7 +239,7 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly, flip bool, slow
 				slows = append(slows, r)
 				continue
 			}
-			if tool.name == "austin 3.7" && in.Minor > 13 || strings.HasPrefix(tool.name, "python3.15") && in.Minor != 15 {
+			if !tool.runsOn(in) {
 				continue
 			}
 			if tool.name == "austin 3.7" {
@@ -489,6 +489,28 @@ func shareOfA(path string) float64 {
 	return 100 * inA / (inA + inB)
 }
 
+// runsOn says whether tool reads in's version: Austin 3.7 reads up to
+// 3.13, profiling.sampling is 3.15's.
+func (tool profTool) runsOn(in testenv.Interp) bool {
+	switch {
+	case tool.name == "austin 3.7":
+		return in.Minor <= 13
+	case strings.HasPrefix(tool.name, "python3.15"):
+		return in.Minor == 15
+	}
+	return true
+}
+
+// median returns the middle value of v (the upper one of an even count),
+// 0 for none; v is sorted.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
 func medianRow(rs []profRow) profRow {
 	out := rs[0]
 	med := func(get func(profRow) float64) float64 {
@@ -498,11 +520,7 @@ func medianRow(rs []profRow) profRow {
 				v = append(v, get(r))
 			}
 		}
-		if len(v) == 0 {
-			return 0
-		}
-		sort.Float64s(v)
-		return v[len(v)/2]
+		return median(v)
 	}
 	out.note = ""
 	for _, r := range rs {
