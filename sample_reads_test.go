@@ -213,7 +213,8 @@ func TestSampleRefreshes(t *testing.T) {
 // GIL's holder, nine idle), 1 s at 1 kHz reads about 100 + 10 × 10
 // states with Idle (it read all ten every 10 ms, 1,000: ~7 % of
 // record's CPU, issue 11) and about 100 without (it read the running
-// thread's at every sample, 1,000 more: ~15 % of record's CPU at 1 kHz).
+// thread's at every sample, 1,000 more: ~17 % of record's CPU at 1 kHz
+// on 2.7, by perf).
 // The idle threads are still marked idle (TestSampleIdleAndGIL samples
 // them all); a thread gone to sleep is still left out
 // (TestSampleBlockingThread).
