@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +98,12 @@ func runBin(t testing.TB, bin, dir string, limit time.Duration, stdin []byte, ar
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
+	// A run that hangs is asked for its goroutines (Go's runtime prints
+	// them on SIGQUIT) before it is killed: where it waited is the
+	// failure's first clue.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {
@@ -114,6 +121,7 @@ func runBin(t testing.TB, bin, dir string, limit time.Duration, stdin []byte, ar
 		t.Fatalf("running pyglass %v: %v", args, err)
 	}
 	if ctx.Err() != nil {
+		t.Logf("pyglass %v hung: its whole stderr, with its goroutines:\n%s", args, r.Stderr)
 		t.Fatalf("pyglass %v hung for %v: %s", args, limit, r)
 	}
 	return r
