@@ -266,6 +266,9 @@ func runProfilers(root string, env *Env, n, secs int, dumpsOnly, flip bool, slow
 		}
 		tg.Stop()
 	}
+	if slowPairs == 0 && onlyRE == nil {
+		dumps = append(dumps, hostDumps(root, env, sid, n)...)
+	}
 	if slowPairs > 0 {
 		printSlowRows(os.Stdout, slows)
 		return
@@ -289,24 +292,76 @@ type dumpRow struct {
 	note         string
 }
 
+// dumpTool is one command of the one-shot dumps.
+type dumpTool struct {
+	name string
+	argv []string
+}
+
 // oneShotDumps times the one-shot dumps of every thread on the profile
 // target, interleaved (same target, same minutes): austin -w (in the
-// target's root, with its interpreter) and pyglass stacks. Issue 11's
-// goal: pyglass stacks faster than austin -w.
+// target's root, with its interpreter: the way a user reaches a target in
+// a container with it) and pyglass stacks (from the host). Issue 11's
+// goal: pyglass stacks faster than austin -w. The wrapper that enters the
+// root (nsenter and chroot, running true) is timed too: it is part of
+// austin's time here, and none of pyglass's.
 func oneShotDumps(env *Env, tg *Target, n int) []dumpRow {
-	tools := []struct {
-		name string
-		argv []string
-	}{
-		{"austin -w", inRoot(tg, "austin", "-w", strconv.Itoa(tg.PID))},
+	tools := []dumpTool{
+		{"austin -w (nsenter + chroot)", inRoot(tg, "austin", "-w", strconv.Itoa(tg.PID))},
 		{"pyglass stacks", []string{env.Pyglass, "stacks", strconv.Itoa(tg.PID)}},
 	}
+	if tg.Interp.Chroot != "" {
+		tools = append(tools, dumpTool{"nsenter + chroot alone (true)", inRoot(tg, "true")})
+	}
+	return timeDumps(tools, tg.Interp.Label, n)
+}
+
+// hostDumps is oneShotDumps on a target that is not in a container (the
+// newest pyenv interpreter austin reads, 3.8 to 3.13): austin runs
+// directly, through the sid root's own dynamic loader and C library, so
+// that no wrapper is timed.
+func hostDumps(root string, env *Env, sid string, n int) []dumpRow {
+	var in testenv.Interp
+	for _, c := range testenv.Interpreters() {
+		if c.Chroot == "" && c.Major == 3 && c.Minor >= 8 && c.Minor <= 13 && strings.HasPrefix(c.Path, testenv.PyenvRoot()) && c.Minor >= in.Minor {
+			in = c
+		}
+	}
+	loader := filepath.Join(sid, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+	austin := filepath.Join(sid, "usr/bin/austin")
+	if in.Label == "" {
+		fmt.Fprintln(os.Stderr, "bench: no pyenv interpreter from 3.8 to 3.13: no direct austin -w row")
+		return nil
+	}
+	for _, p := range []string{loader, austin} {
+		if _, err := os.Stat(p); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: no %s: no direct austin -w row\n", p)
+			return nil
+		}
+	}
+	tg, err := StartTarget(root, in, Profile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: starting %s: %v\n", in.Label, err)
+		return nil
+	}
+	defer tg.Stop()
+	pid := strconv.Itoa(tg.PID)
+	return timeDumps([]dumpTool{
+		{"austin -w (direct)", []string{loader, "--library-path", filepath.Join(sid, "usr/lib/x86_64-linux-gnu"), austin, "-w", pid}},
+		{"pyglass stacks", []string{env.Pyglass, "stacks", pid}},
+	}, in.Label, n)
+}
+
+// timeDumps runs tools in turn, n+1 rounds (the first one warms the
+// caches up and is not counted), and gives their medians; the second
+// tool's note compares it with the first.
+func timeDumps(tools []dumpTool, label string, n int) []dumpRow {
 	walls := make([][]time.Duration, len(tools))
 	cpus := make([][]time.Duration, len(tools))
 	rows := make([]dumpRow, len(tools))
 	for i := 0; i < n+1; i++ { // the first round warms the caches up
 		for k, t := range tools {
-			fmt.Fprintf(os.Stderr, "bench: %s on %s, run %d/%d\n", t.name, tg.Interp.Label, i, n)
+			fmt.Fprintf(os.Stderr, "bench: %s on %s, run %d/%d\n", t.name, label, i, n)
 			cmd := exec.Command(t.argv[0], t.argv[1:]...)
 			start := time.Now()
 			out, err := cmd.CombinedOutput()
@@ -325,11 +380,14 @@ func oneShotDumps(env *Env, tg *Target, n int) []dumpRow {
 		}
 	}
 	for k, t := range tools {
-		rows[k].target, rows[k].tool = tg.Interp.Label, t.name
+		rows[k].target, rows[k].tool = label, t.name
 		if len(walls[k]) > 0 {
 			rows[k].wall, rows[k].wallP90 = percentile(walls[k], 0.5), percentile(walls[k], 0.9)
 			rows[k].cpu = percentile(cpus[k], 0.5)
 		}
+	}
+	if len(rows) < 2 {
+		return rows
 	}
 	if a, p := rows[0], rows[1]; a.ok > 0 && p.ok > 0 {
 		verdict := "met"
