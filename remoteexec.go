@@ -24,6 +24,18 @@ const pep768Wait = 250 * time.Millisecond
 // before it uses ptrace instead.
 const pep768Unsure = 2 * time.Second
 
+// pep768Taken is how long pyglass waits for the agent of a request a
+// thread took before it uses ptrace instead (see Process.session).
+const pep768Taken = 3 * time.Second
+
+// earliest returns the earlier of two times.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // tryRemoteExec starts the agent through PEP 768 (Python 3.14+: the
 // mechanism behind sys.remote_exec) when the target allows it and one of
 // its threads is running Python, so that it takes the request at its next

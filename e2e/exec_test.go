@@ -180,6 +180,11 @@ func testRemoteExec(t *testing.T, in testenv.Interp) {
 	// Idle: it never runs Python during the test (a thread waking from
 	// a short sleep could take the PEP 768 request within its 250 ms).
 	idle := "import sys, time\nprint('READY')\nsys.stdout.flush()\nwhile True:\n    time.sleep(600)\n"
+	// Busy, with an audit hook that refuses remote scripts: the thread
+	// takes the request (it clears its flag) and then does not run the
+	// script, so no agent comes that way. pyglass used to wait for it
+	// until its timeout and then blame the GIL's holder.
+	refuses := "import sys\ndef hook(event, args):\n    if event == 'cpython.remote_debugger_script':\n        raise RuntimeError('no remote scripts')\nsys.addaudithook(hook)\n" + busy
 	cases := []struct {
 		name, script, method string
 		opts                 []testenv.StartOption
@@ -187,6 +192,7 @@ func testRemoteExec(t *testing.T, in testenv.Interp) {
 		{"busy", busy, "PEP 768", nil},
 		{"idle", idle, "ptrace", nil},
 		{"busy-disabled", busy, "ptrace", []testenv.StartOption{testenv.Env("PYTHON_DISABLE_REMOTE_DEBUG=1")}},
+		{"busy-audit-refuses", refuses, "ptrace", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -218,6 +224,9 @@ func testRemoteExec(t *testing.T, in testenv.Interp) {
 				}
 				if !strings.HasPrefix(res.Method, c.method) {
 					t.Fatalf("exec %d: started by %q, want %s", i, res.Method, c.method)
+				}
+				if c.script == refuses && !strings.Contains(res.Method, "took the PEP 768 request") {
+					t.Errorf("exec %d: started by %q: want the fallback from a taken request said", i, res.Method)
 				}
 			}
 			healthy(t, tg)
