@@ -114,6 +114,10 @@ type Result struct {
 	// Leaked is true when the scratch mapping will not be freed (no
 	// munmap symbol, or the thread restored itself).
 	Leaked bool
+	// Signals counts the signals that came for the borrowed thread while
+	// it was held: each was delivered once it was given back, and
+	// SiginfoKept of them with the siginfo they came with.
+	Signals, SiginfoKept int
 }
 
 // Errors returned (wrapped) by StartThread.
@@ -198,7 +202,7 @@ type job struct {
 	heldAt       time.Time
 	touched      bool   // registers changed / thread resumed since the interrupt stop
 	gadget       uint64 // a syscall instruction
-	sigs         []syscall.Signal
+	sigs         []heldSignal
 	base         uint64 // scratch mapping, 0 until mapped
 	size         uint64
 	data         uint64
@@ -730,15 +734,150 @@ func (j *job) toSyscallStop(deadline time.Time, abort func() bool) error {
 	return errors.New("too many stops")
 }
 
-// hold keeps a signal that arrived for the borrowed thread, to send it
-// again once the thread is back in its own code. A standard signal
-// pending twice is delivered once: it is kept once.
+// heldSignal is a signal that arrived for the borrowed thread while it
+// was held, and its siginfo (infoOK: read at its signal-delivery stop).
+type heldSignal struct {
+	sig    syscall.Signal
+	info   unix.Siginfo
+	infoOK bool
+}
+
+// hold keeps a signal that arrived for the borrowed thread (stopped in
+// its signal-delivery stop), with its siginfo, to deliver it once the
+// thread is back in its own code (deliverHeld). A standard signal pending
+// twice is delivered once: it is kept once.
 func (j *job) hold(sig syscall.Signal) {
 	j.logf("holding %v that arrived for thread %d", sig, j.tid)
-	if sig < 32 && slices.Contains(j.sigs, sig) {
+	if sig < 32 && slices.ContainsFunc(j.sigs, func(h heldSignal) bool { return h.sig == sig }) {
 		return
 	}
-	j.sigs = append(j.sigs, sig)
+	h := heldSignal{sig: sig}
+	if si, err := ptrace.Siginfo(j.tid); err == nil && si.Signo == int32(sig) {
+		h.info, h.infoOK = si, true
+	}
+	j.sigs = append(j.sigs, h)
+	j.res.Signals++
+}
+
+// deliverWait bounds how long deliverHeld waits for the thread to take
+// the signals it sent again.
+const deliverWait = 100 * time.Millisecond
+
+// deliverHeld delivers the held signals to the thread, given back its
+// registers and still stopped, with the siginfo they came with: the
+// kernel lets no other process send a signal with a siginfo it did not
+// make (a SIGCHLD's child and status, a POSIX timer's value), so each is
+// sent again (tgkill) and, at its signal-delivery stop, given its saved
+// siginfo (PTRACE_SETSIGINFO); the last one is delivered by the detach.
+// At the first of those stops the thread has run nothing yet: for a
+// signal with a handler it is given the registers its system call was
+// stopped with, so that the kernel restarts the call or fails it with
+// EINTR as the handler's SA_RESTART says, as if the signal had come then
+// (restoredRegs restarts it, right for a signal without a handler).
+//
+// It returns true when it detached the thread (or the thread exited).
+// Otherwise the thread is stopped and still traced, and the held signals
+// left in j.sigs (without siginfo, blocked by the thread, or come
+// meanwhile) are for the caller to send after detaching it; those sent
+// here are pending in the kernel or delivered already.
+func (j *job) deliverHeld() bool {
+	st, err := procfs.New(j.pid).TaskStatus(j.tid)
+	if err != nil {
+		return false
+	}
+	bit := func(s syscall.Signal) uint64 { return 1 << (uint(s) - 1) }
+	var pending, rest []heldSignal
+	for _, h := range j.sigs {
+		if h.infoOK && st.SigBlk&bit(h.sig) == 0 {
+			pending = append(pending, h)
+		} else {
+			rest = append(rest, h)
+		}
+	}
+	if len(pending) == 0 {
+		return false
+	}
+	j.sigs = rest
+	for i, h := range pending {
+		if err := unix.Tgkill(j.pid, j.tid, h.sig); err != nil {
+			j.logf("re-sending %v to thread %d: %v", h.sig, j.tid, err)
+			j.sigs = append(j.sigs, pending[i:]...)
+			pending = pending[:i]
+			break
+		}
+	}
+	if len(pending) == 0 {
+		return false
+	}
+	first, interrupted := true, false
+	deadline := time.Now().Add(deliverWait)
+	resume := syscall.Signal(0)
+	for n := 0; n < 1000; n++ {
+		if err := ptrace.Cont(j.tid, resume); err != nil {
+			j.released = errors.Is(err, unix.ESRCH)
+			return j.released
+		}
+		resume = 0
+		if interrupted {
+			deadline = time.Now().Add(time.Second)
+		}
+		stop, err := ptrace.WaitUntil(j.tid, deadline, nil)
+		if err != nil && !interrupted {
+			// The thread runs its own code, traced (a handler that
+			// blocks the next signal): stop it, and leave what is
+			// still pending for after the detach.
+			interrupted = true
+			if ptrace.Interrupt(j.tid) == nil {
+				stop, err = ptrace.WaitUntil(j.tid, time.Now().Add(time.Second), nil)
+			}
+		}
+		if err != nil {
+			j.logf("thread %d did not stop to be given its held signals: %v", j.tid, err)
+			return false
+		}
+		switch stop.Kind {
+		case ptrace.StopExited:
+			j.released = true
+			return true
+		case ptrace.StopSignal:
+			sig := stop.Sig
+			// One sent again: given back its siginfo. Another one,
+			// come meanwhile, has its own and is delivered as it is.
+			if k := slices.IndexFunc(pending, func(h heldSignal) bool { return h.sig == sig }); k >= 0 {
+				h := pending[k]
+				pending = slices.Delete(pending, k, k+1)
+				if err := ptrace.SetSiginfo(j.tid, &h.info); err == nil {
+					j.res.SiginfoKept++
+				}
+				if first && st.SigCgt&bit(sig) != 0 {
+					if err := ptrace.SetRegs(j.tid, j.saved.Regs); err != nil {
+						j.logf("giving thread %d its stopped system call back: %v", j.tid, err)
+					}
+				}
+			}
+			// Past the first delivery the registers are the kernel's
+			// (a handler's frame): never set again.
+			first = false
+			if len(pending) == 0 || interrupted {
+				if err := ptrace.Detach(j.tid, sig); err != nil {
+					j.logf("delivering %v to thread %d: %v", sig, j.tid, err)
+				}
+				return true
+			}
+			resume = sig
+		case ptrace.StopGroup:
+			return false // stopped by a signal: after the detach too
+		default:
+			if interrupted {
+				return false
+			}
+		}
+	}
+	if resume != 0 {
+		ptrace.Detach(j.tid, resume)
+		return true
+	}
+	return false
 }
 
 // faultSignals are the signals the kernel sends a thread for the
@@ -1067,6 +1206,10 @@ func (j *job) release() error {
 			}
 		}
 	}
+	if first == nil && len(j.sigs) > 0 && j.deliverHeld() {
+		j.resend()
+		return nil
+	}
 	if err := ptrace.Detach(tid, 0); err != nil && first == nil && !errors.Is(err, unix.ESRCH) {
 		first = err
 	}
@@ -1074,10 +1217,12 @@ func (j *job) release() error {
 	return first
 }
 
+// resend sends the held signals deliverHeld did not deliver again, after
+// the detach: they come without their siginfo (as if from tgkill).
 func (j *job) resend() {
-	for _, s := range j.sigs {
-		if err := unix.Tgkill(j.pid, j.tid, s); err != nil {
-			j.logf("re-sending %v to thread %d: %v", s, j.tid, err)
+	for _, h := range j.sigs {
+		if err := unix.Tgkill(j.pid, j.tid, h.sig); err != nil {
+			j.logf("re-sending %v to thread %d: %v", h.sig, j.tid, err)
 		}
 	}
 	j.sigs = nil

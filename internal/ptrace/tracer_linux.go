@@ -175,8 +175,7 @@ func ContSyscall(tid int, sig syscall.Signal) error {
 }
 
 // Detach releases a stopped thread. sig is delivered only when the thread
-// is in a signal-delivery stop (the kernel ignores it otherwise; use
-// unix.Tgkill after detaching for held signals).
+// is in a signal-delivery stop (the kernel ignores it otherwise).
 func Detach(tid int, sig syscall.Signal) error {
 	if err := ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)); err != nil {
 		return fmt.Errorf("detaching thread %d: %w", tid, err)
@@ -329,6 +328,16 @@ func Siginfo(tid int) (unix.Siginfo, error) {
 		return si, fmt.Errorf("reading siginfo of thread %d: %w", tid, err)
 	}
 	return si, nil
+}
+
+// SetSiginfo replaces the siginfo of a thread in a signal-delivery stop:
+// the signal it is then resumed (or detached) with carries si, when si's
+// signal number is that signal's.
+func SetSiginfo(tid int, si *unix.Siginfo) error {
+	if err := ptrace(unix.PTRACE_SETSIGINFO, tid, 0, uintptr(unsafe.Pointer(si))); err != nil {
+		return fmt.Errorf("writing siginfo of thread %d: %w", tid, err)
+	}
+	return nil
 }
 
 func getRegset(tid int, typ int, buf []byte) (int, error) {
