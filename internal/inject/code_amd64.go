@@ -423,6 +423,11 @@ func restoredRegs(saved ptrace.Regs, restartEINTR bool) ptrace.Regs {
 	return r
 }
 
+// deliversWithSiginfo says whether release hands held signals over with
+// their siginfo (deliverHeld): restoredRegs's restart can be undone for a
+// signal with a handler.
+const deliversWithSiginfo = true
+
 // callRegs sends the thread into the chain on a fresh aligned stack below
 // the red zone.
 func callRegs(saved ptrace.Regs, chain uint64) ptrace.Regs {

@@ -362,6 +362,13 @@ func syscallGadgetHere(*ptrace.Regs) uint64 { return 0 }
 // EINTR when stopped (epoll_wait...) is not run again.
 func restoredRegs(saved ptrace.Regs, _ bool) ptrace.Regs { return saved }
 
+// deliversWithSiginfo says whether release hands held signals over with
+// their siginfo (deliverHeld). Not on arm64: the call the stop ended is
+// already rewound there, so a handler without SA_RESTART would find it
+// run again rather than failed with EINTR; the signals are sent after
+// the detach, arriving during the call as before.
+const deliversWithSiginfo = false
+
 func callRegs(saved ptrace.Regs, chain uint64) ptrace.Regs {
 	r := saved
 	r.Sp = (saved.Sp - 128) &^ 15

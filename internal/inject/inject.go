@@ -1206,7 +1206,7 @@ func (j *job) release() error {
 			}
 		}
 	}
-	if first == nil && len(j.sigs) > 0 && j.deliverHeld() {
+	if first == nil && len(j.sigs) > 0 && deliversWithSiginfo && j.deliverHeld() {
 		j.resend()
 		return nil
 	}
