@@ -143,6 +143,25 @@ func CPUTime(pid, tid int) time.Duration {
 	return time.Duration(ns)
 }
 
+// RunDelay returns how long thread tid of process pid has waited for a
+// CPU while runnable (/proc's schedstat, its second field), or -1 when
+// it is unknown.
+func RunDelay(pid, tid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return -1
+	}
+	ns, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return time.Duration(ns)
+}
+
 // AllAsleep reports whether process pid has n threads, each blocked in a
 // system call other than a futex wait: sleeping, selecting, reading,
 // accepting, not starting up nor waiting for a lock (or the GIL).
