@@ -140,32 +140,14 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 	if err := ch.Check(); err != nil {
 		return nil, unsafeError(err)
 	}
-	uc, err := p.tryRemoteExec(ctx, ch)
-	taken := errors.Is(err, errTaken)
-	if err != nil && !taken {
+	uc, why, err := p.tryRemoteExec(ctx, ch, deadline)
+	if err != nil {
 		return nil, err
 	}
-	fallback := ""
-	if taken {
-		// A thread took the request: its agent comes at once, unless
-		// the thread did not run the script. An audit hook that
-		// refuses "cpython.remote_debugger_script" stops it after the
-		// thread cleared the request's flag, and waiting as for a
-		// thread held in C code would wait out the whole timeout. Wait
-		// briefly, then use ptrace: an agent that comes later finds
-		// nobody listening and exits.
-		uc, err = p.acceptWhileAlive(ctx, ch, earliest(deadline, time.Now().Add(pep768Taken)))
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, err
-		}
-		if uc == nil && time.Now().Before(deadline) {
-			taken = false
-			fallback = fmt.Sprintf(" (a thread took the PEP 768 request, but no agent came within %v: an audit hook may refuse remote scripts)", pep768Taken)
-		}
-	}
-	if uc != nil || taken {
+	switch {
+	case uc != nil:
 		s.method = "PEP 768 (sys.remote_exec's mechanism): a running thread of the target started the agent; no ptrace"
-	} else {
+	case time.Now().Before(deadline):
 		syms, err := p.symbols()
 		if err != nil {
 			return nil, p.goneOr(err)
@@ -179,7 +161,7 @@ func (p *Process) startAgent(ctx context.Context, deadline time.Time, progress f
 		if err != nil {
 			return nil, p.injectError(err)
 		}
-		s.method, s.thread, s.held = "ptrace: "+res.Strategy+fallback, res.Thread, res.Held
+		s.method, s.thread, s.held = "ptrace: "+res.Strategy+why, res.Thread, res.Held
 	}
 	waitStart := time.Now()
 	var stopProgress func()
