@@ -785,10 +785,9 @@ func (j *job) deliverHeld() bool {
 	if err != nil {
 		return false
 	}
-	bit := func(s syscall.Signal) uint64 { return 1 << (uint(s) - 1) }
 	var pending, rest []heldSignal
 	for _, h := range j.sigs {
-		if h.infoOK && st.SigBlk&bit(h.sig) == 0 {
+		if h.infoOK && !st.Blocks(h.sig) {
 			pending = append(pending, h)
 		} else {
 			rest = append(rest, h)
@@ -849,7 +848,7 @@ func (j *job) deliverHeld() bool {
 				if err := ptrace.SetSiginfo(j.tid, &h.info); err == nil {
 					j.res.SiginfoKept++
 				}
-				if first && st.SigCgt&bit(sig) != 0 {
+				if first && st.Catches(sig) {
 					if err := ptrace.SetRegs(j.tid, j.saved.Regs); err != nil {
 						j.logf("giving thread %d its stopped system call back: %v", j.tid, err)
 					}

@@ -668,7 +668,14 @@ func TestCaughtSignalPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.SigCgt&(1<<(unix.SIGURG-1)) == 0 {
+	if !st.Catches(unix.SIGURG) {
 		t.Errorf("SigCgt %#x: SIGURG not caught in a Go program", st.SigCgt)
+	}
+	blk, err := ParseStatus(strings.NewReader(base + "SigBlk:\t0000000000004002\nSigCgt:\t8000000000000000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !blk.Blocks(unix.SIGINT) || !blk.Blocks(unix.SIGTERM) || blk.Blocks(unix.SIGHUP) || !blk.Catches(64) || blk.Catches(63) || blk.Catches(0) || blk.Blocks(65) {
+		t.Errorf("Blocks/Catches misread SigBlk %#x, SigCgt %#x", blk.SigBlk, blk.SigCgt)
 	}
 }

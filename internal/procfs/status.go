@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Status holds the fields of /proc/PID/status that pyglass uses.
@@ -40,6 +41,21 @@ type Status struct {
 // (and a call it is blocked in that a signal interrupts fails with EINTR).
 func (s *Status) CaughtSignalPending() bool {
 	return (s.SigPnd|s.ShdPnd)&s.SigCgt&^s.SigBlk != 0
+}
+
+// Blocks says whether the thread blocks signal sig (SigBlk).
+func (s *Status) Blocks(sig syscall.Signal) bool { return s.SigBlk&sigBit(sig) != 0 }
+
+// Catches says whether the process has a handler for signal sig (SigCgt).
+func (s *Status) Catches(sig syscall.Signal) bool { return s.SigCgt&sigBit(sig) != 0 }
+
+// sigBit is signal sig's bit in /proc's signal sets (0 for a number out
+// of their range).
+func sigBit(sig syscall.Signal) uint64 {
+	if sig < 1 || sig > 64 {
+		return 0
+	}
+	return 1 << (uint(sig) - 1)
 }
 
 // HasCap reports whether capability number c (CAP_SYS_PTRACE is 19) is
