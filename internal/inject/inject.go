@@ -840,18 +840,26 @@ func (j *job) deliverHeld() bool {
 			return true
 		case ptrace.StopSignal:
 			sig := stop.Sig
-			// One sent again: given back its siginfo. Another one,
-			// come meanwhile, has its own and is delivered as it is.
-			if k := slices.IndexFunc(pending, func(h heldSignal) bool { return h.sig == sig }); k >= 0 {
+			// One sent again (by this process, with tgkill; sent by
+			// pid 0 for a target in another PID namespace, which does
+			// not see this process): given back its siginfo. Another
+			// one, come meanwhile, has its own and is delivered as it
+			// is; it may be of the same signal (a real-time one,
+			// queued before the one sent again).
+			k := -1
+			if si, err := ptrace.Siginfo(j.tid); err == nil && (ptrace.SentByTgkill(&si, os.Getpid()) || ptrace.SentByTgkill(&si, 0)) {
+				k = slices.IndexFunc(pending, func(h heldSignal) bool { return h.sig == sig })
+			}
+			if k >= 0 {
 				h := pending[k]
 				pending = slices.Delete(pending, k, k+1)
 				if err := ptrace.SetSiginfo(j.tid, &h.info); err == nil {
 					j.res.SiginfoKept++
 				}
-				if first && st.Catches(sig) {
-					if err := ptrace.SetRegs(j.tid, j.saved.Regs); err != nil {
-						j.logf("giving thread %d its stopped system call back: %v", j.tid, err)
-					}
+			}
+			if first && st.Catches(sig) {
+				if err := ptrace.SetRegs(j.tid, j.saved.Regs); err != nil {
+					j.logf("giving thread %d its stopped system call back: %v", j.tid, err)
 				}
 			}
 			// Past the first delivery the registers are the kernel's

@@ -1,6 +1,7 @@
 package ptrace
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -328,6 +329,21 @@ func Siginfo(tid int) (unix.Siginfo, error) {
 		return si, fmt.Errorf("reading siginfo of thread %d: %w", tid, err)
 	}
 	return si, nil
+}
+
+// siTkill is si_code of a signal sent with tkill or tgkill.
+const siTkill = -6
+
+// SentByTgkill reports whether si is the siginfo of a signal that process
+// pid sent with tgkill (or tkill): code SI_TKILL, si_pid pid.
+func SentByTgkill(si *unix.Siginfo, pid int) bool {
+	if si.Code != siTkill {
+		return false
+	}
+	// si_pid follows si_signo, si_errno, si_code and 4 bytes of padding
+	// (the union's alignment), on every 64-bit Linux.
+	raw := (*[24]byte)(unsafe.Pointer(si))
+	return int32(binary.NativeEndian.Uint32(raw[16:])) == int32(pid)
 }
 
 // SetSiginfo replaces the siginfo of a thread in a signal-delivery stop:
