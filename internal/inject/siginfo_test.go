@@ -87,25 +87,14 @@ while True:
 // Sent again with tgkill, as before, they came as SI_TKILL from pyglass's
 // process, with no value.
 func TestHeldSignalsKeepSiginfo(t *testing.T) {
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		testenv.Skipf(t, "no gcc to build the signal-recording library")
-	}
+	gcc := needGCC(t, "the signal-recording library")
 	const sig = 40 // a real-time signal (glibc keeps 32 and 33)
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		if !deliversWithSiginfo {
 			testenv.Skipf(t, "on this machine held signals are sent again after the detach, without their siginfo (deliversWithSiginfo)")
 		}
-		host, inside := testenv.TempDir(t, in)
-		src := filepath.Join(host, "sigrec.c")
-		if err := os.WriteFile(src, []byte(sigrecSource), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command(gcc, "-O1", "-shared", "-fPIC", "-o", filepath.Join(host, "sigrec.so"), src).CombinedOutput(); err != nil {
-			t.Fatalf("gcc: %v: %s", err, out)
-		}
-		os.Chmod(filepath.Join(host, "sigrec.so"), 0o755)
-		tt := testenv.Start(t, in, siginfoFixture, testenv.Args(inside+"/sigrec.so", fmt.Sprint(sig), fmt.Sprint(os.Getpid())))
+		lib := buildLib(t, in, gcc, "sigrec", sigrecSource)
+		tt := testenv.Start(t, in, siginfoFixture, testenv.Args(lib, fmt.Sprint(sig), fmt.Sprint(os.Getpid())))
 		tg := &target{Target: tt, t: t, pid: tt.PID}
 		tids, err := procfs.New(tg.pid).TaskIDs()
 		if err != nil || len(tids) < 4 {
@@ -176,4 +165,31 @@ func TestHeldSignalsKeepSiginfo(t *testing.T) {
 		}
 		tg.checkHealthy()
 	})
+}
+
+// needGCC returns the path of gcc, which builds what; the test skips
+// without it.
+func needGCC(t *testing.T, what string) string {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		testenv.Skipf(t, "no gcc to build %s", what)
+	}
+	return gcc
+}
+
+// buildLib builds the C source src into a shared library name.so in a
+// directory the target of in can read, and returns its path as the
+// target sees it.
+func buildLib(t *testing.T, in testenv.Interp, gcc, name, src string) string {
+	t.Helper()
+	host, inside := testenv.TempDir(t, in)
+	c, so := filepath.Join(host, name+".c"), filepath.Join(host, name+".so")
+	if err := os.WriteFile(c, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(gcc, "-O1", "-shared", "-fPIC", "-o", so, c).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v: %s", err, out)
+	}
+	os.Chmod(so, 0o755)
+	return inside + "/" + name + ".so"
 }
