@@ -94,76 +94,87 @@ func TestHeldSignalsKeepSiginfo(t *testing.T) {
 			testenv.Skipf(t, "on this machine held signals are sent again after the detach, without their siginfo (deliversWithSiginfo)")
 		}
 		lib := buildLib(t, in, gcc, "sigrec", sigrecSource)
-		tt := testenv.Start(t, in, siginfoFixture, testenv.Args(lib, fmt.Sprint(sig), fmt.Sprint(os.Getpid())))
-		tg := &target{Target: tt, t: t, pid: tt.PID}
-		tids, err := procfs.New(tg.pid).TaskIDs()
-		if err != nil || len(tids) < 4 {
-			t.Fatalf("threads of %d: %v %v", tg.pid, tids, err)
-		}
-		syms := resolve(t, tg.pid)
+		// In a PID namespace of its own (a container's), the target
+		// does not see the test's process (pyglass's): the signals it
+		// sends come from pid 0.
+		for _, ns := range []struct {
+			name   string
+			opts   []testenv.StartOption
+			sender int
+		}{{"host", nil, os.Getpid()}, {"pidns", []testenv.StartOption{testenv.NewPIDNS()}, 0}} {
+			t.Run(ns.name, func(t *testing.T) {
+				tt := testenv.Start(t, in, siginfoFixture, append(ns.opts, testenv.Args(lib, fmt.Sprint(sig), fmt.Sprint(ns.sender)))...)
+				tg := &target{Target: tt, t: t, pid: tt.PID}
+				tids, err := procfs.New(tg.pid).TaskIDs()
+				if err != nil || len(tids) < 4 {
+					t.Fatalf("threads of %d: %v %v", tg.pid, tids, err)
+				}
+				syms := resolve(t, tg.pid)
 
-		// The sender: a queued signal every half millisecond or so
-		// (a thousand a second here), to each thread in turn, its
-		// value the count sent so far.
-		var sent atomic.Int64
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			var si unix.Siginfo
-			raw := (*[128]byte)(unsafe.Pointer(&si))
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
+				// The sender: a queued signal every half millisecond or so
+				// (a thousand a second here), to each thread in turn, its
+				// value the count sent so far.
+				var sent atomic.Int64
+				stop := make(chan struct{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					var si unix.Siginfo
+					raw := (*[128]byte)(unsafe.Pointer(&si))
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						seq := sent.Load() + 1
+						*raw = [128]byte{}
+						si.Signo, si.Code = sig, -1 // SI_QUEUE
+						*(*int32)(unsafe.Pointer(&raw[16])) = int32(os.Getpid())
+						*(*uint32)(unsafe.Pointer(&raw[20])) = uint32(os.Getuid())
+						*(*int32)(unsafe.Pointer(&raw[24])) = int32(seq)
+						_, _, e := unix.Syscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(tg.pid), uintptr(tids[i%len(tids)]), sig, uintptr(unsafe.Pointer(&si)), 0, 0)
+						if e == 0 {
+							sent.Store(seq)
+						}
+						time.Sleep(500 * time.Microsecond)
+					}
+				}()
+				held, kept, n := 0, 0, 0
+				for ; n < 200 && held < 5; n++ {
+					res, err := StartThread(tg.pid, syms, []byte("pass\n"), Options{Timeout: 10 * time.Second})
+					if err != nil {
+						close(stop)
+						<-done
+						t.Fatalf("injection %d: %v", n, err)
+					}
+					held += res.Signals
+					kept += res.SiginfoKept
 				}
-				seq := sent.Load() + 1
-				*raw = [128]byte{}
-				si.Signo, si.Code = sig, -1 // SI_QUEUE
-				*(*int32)(unsafe.Pointer(&raw[16])) = int32(os.Getpid())
-				*(*uint32)(unsafe.Pointer(&raw[20])) = uint32(os.Getuid())
-				*(*int32)(unsafe.Pointer(&raw[24])) = int32(seq)
-				_, _, e := unix.Syscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(tg.pid), uintptr(tids[i%len(tids)]), sig, uintptr(unsafe.Pointer(&si)), 0, 0)
-				if e == 0 {
-					sent.Store(seq)
-				}
-				time.Sleep(500 * time.Microsecond)
-			}
-		}()
-		held, kept, n := 0, 0, 0
-		for ; n < 200 && held < 5; n++ {
-			res, err := StartThread(tg.pid, syms, []byte("pass\n"), Options{Timeout: 10 * time.Second})
-			if err != nil {
 				close(stop)
 				<-done
-				t.Fatalf("injection %d: %v", n, err)
-			}
-			held += res.Signals
-			kept += res.SiginfoKept
+				checkReleased(t, tg.pid)
+				if held == 0 {
+					t.Fatalf("no signal came for the borrowed thread in %d injections: nothing was tested", n)
+				}
+				total := sent.Load()
+				var got, bad, sum, code, pid, val int64
+				testenv.WaitUntil(t, 10*time.Second, "the target has handled every signal sent", func() bool {
+					tg.Send("report")
+					line := tg.WaitLine("REPORT", 10*time.Second)
+					fmt.Sscanf(line, "REPORT n=%d bad=%d sum=%d first_bad=%d,%d,%d", &got, &bad, &sum, &code, &pid, &val)
+					return got >= total
+				})
+				t.Logf("%d injections, %d signals held, %d with their siginfo; %d sent, %d handled", n, held, kept, total, got)
+				if bad > 0 {
+					t.Errorf("%d of %d signals came with another siginfo: the first with code %d, pid %d, value %d (want code -1, pid %d)", bad, got, code, pid, val, ns.sender)
+				}
+				if got != total || sum != total*(total+1)/2 {
+					t.Errorf("handled %d signals (values summing to %d), sent %d (summing to %d): lost or doubled", got, sum, total, total*(total+1)/2)
+				}
+				tg.checkHealthy()
+			})
 		}
-		close(stop)
-		<-done
-		checkReleased(t, tg.pid)
-		if held == 0 {
-			t.Fatalf("no signal came for the borrowed thread in %d injections: nothing was tested", n)
-		}
-		total := sent.Load()
-		var got, bad, sum, code, pid, val int64
-		testenv.WaitUntil(t, 10*time.Second, "the target has handled every signal sent", func() bool {
-			tg.Send("report")
-			line := tg.WaitLine("REPORT", 10*time.Second)
-			fmt.Sscanf(line, "REPORT n=%d bad=%d sum=%d first_bad=%d,%d,%d", &got, &bad, &sum, &code, &pid, &val)
-			return got >= total
-		})
-		t.Logf("%d injections, %d signals held, %d with their siginfo; %d sent, %d handled", n, held, kept, total, got)
-		if bad > 0 {
-			t.Errorf("%d of %d signals came with another siginfo: the first with code %d, pid %d, value %d (want code -1, pid %d)", bad, got, code, pid, val, os.Getpid())
-		}
-		if got != total || sum != total*(total+1)/2 {
-			t.Errorf("handled %d signals (values summing to %d), sent %d (summing to %d): lost or doubled", got, sum, total, total*(total+1)/2)
-		}
-		tg.checkHealthy()
 	})
 }
 
