@@ -95,6 +95,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -188,6 +189,11 @@ func WriteFrame(w io.Writer, typ byte, payload []byte) error {
 	return nil
 }
 
+// frameChunk is what ReadFrame takes at once for a payload: a frame's
+// length is the peer's claim (the agent runs in the target), so memory
+// is taken as the bytes come, not for the length claimed.
+const frameChunk = 64 << 10
+
 // ReadFrame reads one frame. It returns io.EOF if the stream ends cleanly
 // before a frame, io.ErrUnexpectedEOF inside one, and an error wrapping
 // ErrProtocol for a length above MaxFrame.
@@ -196,16 +202,22 @@ func ReadFrame(r io.Reader) (typ byte, payload []byte, err error) {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[1:])
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
 	if n > MaxFrame {
 		return 0, nil, fmt.Errorf("reading %q frame of %d bytes: %w", hdr[0], n, ErrProtocol)
 	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	payload = make([]byte, 0, min(n, frameChunk))
+	for len(payload) < n {
+		k := min(n-len(payload), max(frameChunk, len(payload)))
+		payload = slices.Grow(payload, k)
+		m, err := io.ReadFull(r, payload[len(payload):len(payload)+k])
+		payload = payload[:len(payload)+m]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, fmt.Errorf("reading %q frame: %w", hdr[0], err)
 		}
-		return 0, nil, fmt.Errorf("reading %q frame: %w", hdr[0], err)
 	}
 	return hdr[0], payload, nil
 }
