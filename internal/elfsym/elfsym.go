@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 )
@@ -64,6 +65,9 @@ type Symbol struct {
 type File struct {
 	r io.ReaderAt
 	f *elf.File
+	// size is the file's size, -1 when r does not say: a section that
+	// claims bytes past it is not read (nor memory taken for them).
+	size int64
 
 	// Type is ET_EXEC (fixed addresses) or ET_DYN (PIE or shared object).
 	Type elf.Type
@@ -110,7 +114,7 @@ func Open(r io.ReaderAt) (*File, error) {
 	if f.Class != elf.ELFCLASS64 || f.Data != elf.ELFDATA2LSB {
 		return nil, fmt.Errorf("parsing ELF (%v %v): %w", f.Class, f.Data, ErrNotELF)
 	}
-	e := &File{r: r, f: f, Type: f.Type, Machine: f.Machine, Entry: f.Entry, cache: map[string]lookup{}}
+	e := &File{r: r, f: f, size: readerSize(r), Type: f.Type, Machine: f.Machine, Entry: f.Entry, cache: map[string]lookup{}}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD {
 			e.Loads = append(e.Loads, Segment{Vaddr: p.Vaddr, Memsz: p.Memsz, Off: p.Off, Filesz: p.Filesz, Flags: p.Flags, Align: p.Align})
@@ -242,14 +246,22 @@ func (e *File) SectionData(name string, max uint64) ([]byte, error) {
 	if s.Size > max {
 		return nil, fmt.Errorf("reading section %s: %d bytes, limit %d", name, s.Size, max)
 	}
-	b := make([]byte, s.Size)
+	if !inFile(e.size, s.Offset, s.FileSize) {
+		return nil, fmt.Errorf("reading section %s: %d bytes at %d, past the end of the file (%d bytes)", name, s.FileSize, s.Offset, e.size)
+	}
 	if s.Flags&elf.SHF_COMPRESSED != 0 {
-		// Size is the size the header claims once decompressed.
-		if _, err := io.ReadFull(s.Open(), b); err != nil {
+		// Size is the size the header claims once decompressed: memory
+		// is taken as the bytes come.
+		b, err := io.ReadAll(io.LimitReader(s.Open(), int64(s.Size)))
+		if err == nil && uint64(len(b)) != s.Size {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
 			return nil, fmt.Errorf("reading section %s: %w", name, err)
 		}
 		return b, nil
 	}
+	b := make([]byte, s.Size)
 	if _, err := e.r.ReadAt(b, int64(s.Offset)); err != nil {
 		return nil, fmt.Errorf("reading section %s: %w", name, err)
 	}
@@ -406,4 +418,23 @@ func (e *File) covered(bias uint64, ms []Mapping) int {
 		}
 	}
 	return n
+}
+
+// readerSize returns the size of what r reads, -1 when it does not say.
+func readerSize(r io.ReaderAt) int64 {
+	switch v := r.(type) {
+	case interface{ Size() int64 }: // bytes.Reader, io.SectionReader
+		return v.Size()
+	case *os.File:
+		if st, err := v.Stat(); err == nil && st.Mode().IsRegular() {
+			return st.Size()
+		}
+	}
+	return -1
+}
+
+// inFile reports whether n bytes at off lie within a file of size bytes
+// (size -1: not known, taken as yes).
+func inFile(size int64, off, n uint64) bool {
+	return size < 0 || off <= uint64(size) && n <= uint64(size)-off
 }

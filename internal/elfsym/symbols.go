@@ -37,9 +37,10 @@ func GNUHash(name string) uint32 {
 // symTable is a symbol table section and its string table. Single
 // entries are read from the file on demand; load reads both whole.
 type symTable struct {
-	r   io.ReaderAt
-	sec *elf.Section // SHT_SYMTAB or SHT_DYNSYM; nil when absent
-	str *elf.Section
+	r    io.ReaderAt
+	size int64        // of the file, -1 when unknown (see File.size)
+	sec  *elf.Section // SHT_SYMTAB or SHT_DYNSYM; nil when absent
+	str  *elf.Section
 
 	loaded bool
 	err    error
@@ -57,7 +58,7 @@ func (e *File) table(typ elf.SectionType) symTable {
 	if str.Type != elf.SHT_STRTAB {
 		return symTable{}
 	}
-	return symTable{r: e.r, sec: s, str: str}
+	return symTable{r: e.r, size: e.size, sec: s, str: str}
 }
 
 // count returns the number of entries, at most maxSymbols.
@@ -80,6 +81,10 @@ func (t *symTable) load() error {
 	}
 	if t.str.Size > maxStrtab {
 		t.err = fmt.Errorf("reading %s: %d bytes, limit %d", t.str.Name, t.str.Size, maxStrtab)
+		return t.err
+	}
+	if !inFile(t.size, t.sec.Offset, uint64(t.count())*sym64Size) || !inFile(t.size, t.str.Offset, t.str.Size) {
+		t.err = fmt.Errorf("reading %s: past the end of the file (%d bytes)", t.sec.Name, t.size)
 		return t.err
 	}
 	syms := make([]byte, t.count()*sym64Size)
@@ -382,6 +387,10 @@ func (e *File) hashTable() *gnuHashTable {
 		e.ghErr = fmt.Errorf("reading .gnu.hash: %d bytes, limit %d", e.gnuHash.Size, maxHashTable)
 		return nil
 	}
+	if !inFile(e.size, e.gnuHash.Offset, e.gnuHash.Size) {
+		e.ghErr = fmt.Errorf("reading .gnu.hash: past the end of the file (%d bytes)", e.size)
+		return nil
+	}
 	b := make([]byte, e.gnuHash.Size)
 	if _, err := e.r.ReadAt(b, int64(e.gnuHash.Offset)); err != nil {
 		e.ghErr = fmt.Errorf("reading .gnu.hash: %w", err)
@@ -445,7 +454,7 @@ func (e *File) lookupDynamic(name string) (Symbol, bool) {
 // readDynamic reads DT_SONAME and DT_NEEDED from the dynamic section.
 func (e *File) readDynamic() error {
 	d := e.f.SectionByType(elf.SHT_DYNAMIC)
-	if d == nil || d.Type == elf.SHT_NOBITS || d.Size > maxDynamic || int(d.Link) >= len(e.f.Sections) {
+	if d == nil || d.Type == elf.SHT_NOBITS || d.Size > maxDynamic || int(d.Link) >= len(e.f.Sections) || !inFile(e.size, d.Offset, d.Size) {
 		return nil
 	}
 	b := make([]byte, d.Size)
