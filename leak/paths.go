@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pyglass/pyglass"
@@ -19,12 +20,15 @@ var pathsPy string
 // Limit is 0.
 const DefaultHolders = 5
 
-var typeName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+// typeName is compiled when first used: not at every command's start.
+var typeName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+})
 
 // ValidTypeName tells whether name can be asked for in PathsOptions: a
 // class name, qualified by its module or not ("app.cache.Session",
 // "Session").
-func ValidTypeName(name string) bool { return len(name) <= 500 && typeName.MatchString(name) }
+func ValidTypeName(name string) bool { return len(name) <= 500 && typeName().MatchString(name) }
 
 // PathsOptions select the type whose holders the paths report looks for.
 type PathsOptions struct {
