@@ -127,35 +127,25 @@ func BlockedIn(pid, tid int) int {
 
 // CPUTime returns how long thread tid of process pid has run on a CPU
 // (/proc's schedstat), or -1 when it is unknown.
-func CPUTime(pid, tid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
-	if err != nil {
-		return -1
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return -1
-	}
-	ns, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil {
-		return -1
-	}
-	return time.Duration(ns)
-}
+func CPUTime(pid, tid int) time.Duration { return schedstat(pid, tid, 0) }
 
 // RunDelay returns how long thread tid of process pid has waited for a
 // CPU while runnable (/proc's schedstat, its second field), or -1 when
 // it is unknown.
-func RunDelay(pid, tid int) time.Duration {
+func RunDelay(pid, tid int) time.Duration { return schedstat(pid, tid, 1) }
+
+// schedstat returns field i (nanoseconds) of a thread's
+// /proc/PID/task/TID/schedstat, or -1 when it is unknown.
+func schedstat(pid, tid, i int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
 	if err != nil {
 		return -1
 	}
 	f := strings.Fields(string(b))
-	if len(f) < 2 {
+	if len(f) <= i {
 		return -1
 	}
-	ns, err := strconv.ParseInt(f[1], 10, 64)
+	ns, err := strconv.ParseInt(f[i], 10, 64)
 	if err != nil {
 		return -1
 	}
