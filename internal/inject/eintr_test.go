@@ -2,10 +2,13 @@ package inject
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
@@ -54,7 +57,7 @@ long count_handled(void) { return handled; }
 long count_eintrs(void) { return eintrs; }
 `
 
-// eintrFixture installs the handler for signal argv[2] and blocks three
+// eintrFixture installs the handler for signals argv[2:] and blocks three
 // threads in wait_byte on a pipe nobody writes to (threads to borrow);
 // "report" prints the counts. The main thread waits for its commands in
 // epoll, which pyglass borrows after threads in a read (a ptrace stop
@@ -63,8 +66,9 @@ const eintrFixture = `import ctypes, os, select, sys, threading
 lib = ctypes.CDLL(sys.argv[1])
 for f in (lib.count_handled, lib.count_eintrs):
     f.restype = ctypes.c_long
-if lib.install(int(sys.argv[2])) != 0:
-    print("ERR sigaction failed")
+for sig in sys.argv[2:]:
+    if lib.install(int(sig)) != 0:
+        print("ERR sigaction failed")
 r, w = os.pipe()
 def reader():
     lib.wait_byte(r)
@@ -134,63 +138,100 @@ func TestHeldSignalInterruptsCall(t *testing.T) {
 			testenv.Skipf(t, "on this machine held signals are sent again after the detach, when the call was already restarted (deliversWithSiginfo)")
 		}
 		lib := buildLib(t, in, gcc, "eintr", eintrSource)
-		tt := testenv.Start(t, in, eintrFixture, testenv.Args(lib, fmt.Sprint(sig)))
-		tg := &target{Target: tt, t: t, pid: tt.PID}
-		testenv.WaitUntil(t, 10*time.Second, "every thread of the fixture blocks", func() bool {
-			tids, err := procfs.New(tg.pid).TaskIDs()
-			if err != nil || len(tids) < 4 {
-				return false
+		// held: the held signal is the only one. meanwhile: another
+		// one, of a lower number, comes as the held one is sent again,
+		// and is delivered first, as it is; its delivery is the one
+		// that must interrupt the read.
+		for _, meanwhile := range []bool{false, true} {
+			name, heldSig, perInjection := "held", syscall.Signal(sig), int64(1)
+			if meanwhile {
+				name, heldSig, perInjection = "meanwhile", sig+1, 2
 			}
-			for _, tid := range tids {
-				if st, err := taskState(tg.pid, tid); err != nil || st != 'S' {
-					return false
-				}
-			}
-			return true
-		})
-		syms := resolve(t, tg.pid)
+			t.Run(name, func(t *testing.T) {
+				tt := testenv.Start(t, in, eintrFixture, testenv.Args(lib, fmt.Sprint(sig), fmt.Sprint(sig+1)))
+				tg := &target{Target: tt, t: t, pid: tt.PID}
+				testenv.WaitUntil(t, 10*time.Second, "every thread of the fixture blocks", func() bool {
+					tids, err := procfs.New(tg.pid).TaskIDs()
+					if err != nil || len(tids) < 4 {
+						return false
+					}
+					for _, tid := range tids {
+						if st, err := taskState(tg.pid, tid); err != nil || st != 'S' {
+							return false
+						}
+					}
+					return true
+				})
+				syms := resolve(t, tg.pid)
 
-		// At each injection's first step, the signal for the borrowed
-		// thread when it is a reader (the main thread waits in Python,
-		// which retries an interrupted call unseen).
-		var sent atomic.Int64
-		hooks.Store(tg.pid, func() {
-			if tid := tracedTask(tg.pid); tid != 0 && tid != tg.pid && unix.Tgkill(tg.pid, tid, sig) == nil {
-				sent.Add(1)
-			}
-		})
-		defer hooks.Delete(tg.pid)
-		held, n := 0, 0
-		for ; n < 40 && sent.Load() < 5; n++ {
-			res, err := StartThread(tg.pid, syms, []byte("pass\n"), Options{AvoidEINTR: in.Major == 2, Timeout: 10 * time.Second})
-			if err != nil {
-				t.Fatalf("injection %d: %v", n, err)
-			}
-			held += res.Signals
+				// At each injection's first step, the signal for the borrowed
+				// thread when it is a reader (the main thread waits in Python,
+				// which retries an interrupted call unseen).
+				var sent atomic.Int64
+				hooks.Store(tg.pid, func() {
+					if tid := tracedTask(tg.pid); tid != 0 && tid != tg.pid && unix.Tgkill(tg.pid, tid, heldSig) == nil {
+						sent.Add(1)
+					}
+				})
+				defer hooks.Delete(tg.pid)
+				if meanwhile {
+					// A signal of a lower number than the held one, queued
+					// as it is sent again: the kernel delivers it first.
+					testHookDeliver = func(pid, tid int) {
+						if pid == tg.pid {
+							queueSignal(pid, tid, sig, 0)
+						}
+					}
+					defer func() { testHookDeliver = nil }()
+				}
+				held, n := 0, 0
+				for ; n < 40 && sent.Load() < 5; n++ {
+					res, err := StartThread(tg.pid, syms, []byte("pass\n"), Options{AvoidEINTR: in.Major == 2, Timeout: 10 * time.Second})
+					if err != nil {
+						t.Fatalf("injection %d: %v", n, err)
+					}
+					held += res.Signals
+				}
+				hooks.Delete(tg.pid)
+				testHookDeliver = nil
+				checkReleased(t, tg.pid)
+				total := sent.Load()
+				if total == 0 {
+					t.Fatalf("none of %d injections borrowed a reader thread: nothing was tested", n)
+				}
+				if int64(held) != total {
+					t.Errorf("%d signals sent to the borrowed thread, %d held", total, held)
+				}
+				var handled, eintrs int64
+				testenv.WaitUntil(t, 10*time.Second, "the target has handled every signal sent", func() bool {
+					tg.Send("report")
+					line := tg.WaitLine("REPORT", 10*time.Second)
+					fmt.Sscanf(line, "REPORT handled=%d eintr=%d", &handled, &eintrs)
+					return handled >= perInjection*total
+				})
+				t.Logf("%d injections, %d signals sent to the borrowed reader, %d held; %d handled, %d reads interrupted", n, total, held, handled, eintrs)
+				if handled != perInjection*total {
+					t.Errorf("the handler ran %d times for %d signals", handled, perInjection*total)
+				}
+				if eintrs != total {
+					t.Errorf("%d of %d reads a held signal came in were interrupted: the others were restarted, which a handler without SA_RESTART forbids", eintrs, total)
+				}
+				tg.checkHealthy()
+			})
 		}
-		hooks.Delete(tg.pid)
-		checkReleased(t, tg.pid)
-		total := sent.Load()
-		if total == 0 {
-			t.Fatalf("none of %d injections borrowed a reader thread: nothing was tested", n)
-		}
-		if int64(held) != total {
-			t.Errorf("%d signals sent to the borrowed thread, %d held", total, held)
-		}
-		var handled, eintrs int64
-		testenv.WaitUntil(t, 10*time.Second, "the target has handled every signal sent", func() bool {
-			tg.Send("report")
-			line := tg.WaitLine("REPORT", 10*time.Second)
-			fmt.Sscanf(line, "REPORT handled=%d eintr=%d", &handled, &eintrs)
-			return handled >= total
-		})
-		t.Logf("%d injections, %d signals sent to the borrowed reader, %d held; %d handled, %d reads interrupted", n, total, held, handled, eintrs)
-		if handled != total {
-			t.Errorf("the handler ran %d times for %d signals", handled, total)
-		}
-		if eintrs != handled {
-			t.Errorf("%d of %d signals interrupted the read they came in: the other reads were restarted, which a handler without SA_RESTART forbids", eintrs, handled)
-		}
-		tg.checkHealthy()
 	})
+}
+
+// queueSignal queues signal sig for thread tid of process pid as
+// sigqueue does (SI_QUEUE, from this process, with value): not a signal
+// pyglass sent. It returns the system call's error number (0: sent).
+func queueSignal(pid, tid int, sig syscall.Signal, value int32) syscall.Errno {
+	var si unix.Siginfo
+	raw := (*[128]byte)(unsafe.Pointer(&si))
+	si.Signo, si.Code = int32(sig), -1 // SI_QUEUE
+	*(*int32)(unsafe.Pointer(&raw[16])) = int32(os.Getpid())
+	*(*uint32)(unsafe.Pointer(&raw[20])) = uint32(os.Getuid())
+	*(*int32)(unsafe.Pointer(&raw[24])) = value
+	_, _, e := unix.Syscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(pid), uintptr(tid), uintptr(sig), uintptr(unsafe.Pointer(&si)), 0, 0)
+	return e
 }

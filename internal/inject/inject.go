@@ -142,6 +142,11 @@ const maxSource = 4 << 20
 // with it open).
 var testHookAbandon func(pid int, step string) bool
 
+// testHookDeliver, when set by a test, is called by deliverHeld once it
+// has sent the held signals again, before the thread runs: a signal the
+// test sends then comes "meanwhile", queued with them.
+var testHookDeliver func(pid, tid int)
+
 // testHookBreakChain, when set by a test and returning true for a pid,
 // makes the chain's first instruction one that faults.
 var testHookBreakChain func(pid int) bool
@@ -807,6 +812,9 @@ func (j *job) deliverHeld() bool {
 	}
 	if len(pending) == 0 {
 		return false
+	}
+	if testHookDeliver != nil {
+		testHookDeliver(j.pid, j.tid)
 	}
 	first, interrupted := true, false
 	deadline := time.Now().Add(deliverWait)

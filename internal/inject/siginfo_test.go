@@ -8,11 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/testenv"
-	"golang.org/x/sys/unix"
 )
 
 // sigrecSource is a C library whose SA_SIGINFO handler checks every
@@ -119,8 +117,6 @@ func TestHeldSignalsKeepSiginfo(t *testing.T) {
 				done := make(chan struct{})
 				go func() {
 					defer close(done)
-					var si unix.Siginfo
-					raw := (*[128]byte)(unsafe.Pointer(&si))
 					for i := 0; ; i++ {
 						select {
 						case <-stop:
@@ -128,12 +124,7 @@ func TestHeldSignalsKeepSiginfo(t *testing.T) {
 						default:
 						}
 						seq := sent.Load() + 1
-						*raw = [128]byte{}
-						si.Signo, si.Code = sig, -1 // SI_QUEUE
-						*(*int32)(unsafe.Pointer(&raw[16])) = int32(os.Getpid())
-						*(*uint32)(unsafe.Pointer(&raw[20])) = uint32(os.Getuid())
-						*(*int32)(unsafe.Pointer(&raw[24])) = int32(seq)
-						_, _, e := unix.Syscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(tg.pid), uintptr(tids[i%len(tids)]), sig, uintptr(unsafe.Pointer(&si)), 0, 0)
+						e := queueSignal(tg.pid, tids[i%len(tids)], sig, int32(seq))
 						if e == 0 {
 							sent.Store(seq)
 						}
