@@ -99,6 +99,22 @@ func healthy(t *testing.T, tt *target) {
 	}
 }
 
+// waitOnlyRunning waits until thread busy is the only one of the target
+// not asleep. Just after printing READY the main thread may still be
+// running Python on its way into time.sleep.
+func (tt *target) waitOnlyRunning(t *testing.T, busy int) {
+	t.Helper()
+	testenv.WaitUntil(t, 10*time.Second, "only the busy thread runs", func() bool {
+		tids := testenv.Tasks(tt.tg.PID)
+		for _, tid := range tids {
+			if tid != busy && !testenv.Asleep(tt.tg.PID, tid) {
+				return false
+			}
+		}
+		return len(tids) > 0
+	})
+}
+
 // readyField returns the integer after key= in the READY line.
 func readyField(t *testing.T, tg *testenv.Target, key string) int {
 	t.Helper()
@@ -158,18 +174,7 @@ func TestRequestRuns(t *testing.T) {
 				if err != nil || !on {
 					t.Fatalf("Enabled = %v, %v; want true", on, err)
 				}
-				// Just after printing READY the main thread may still be running
-				// Python on its way into time.sleep: wait until the busy
-				// thread is the only one not asleep.
-				testenv.WaitUntil(t, 10*time.Second, "only the busy thread runs", func() bool {
-					tids := testenv.Tasks(tt.tg.PID)
-					for _, tid := range tids {
-						if tid != want && !testenv.Asleep(tt.tg.PID, tid) {
-							return false
-						}
-					}
-					return len(tids) > 0
-				})
+				tt.waitOnlyRunning(t, want)
 				pick, err := remotedebug.PickThread(tt.mem, tt.tg.PID, tt.runtime)
 				if err != nil {
 					t.Fatal(err)

@@ -59,6 +59,12 @@ var (
 // only drops and retakes the GIL for it.
 const pleaseStopBit = 1 << 5
 
+// gilDropRequestBit is _PY_GIL_DROP_REQUEST_BIT: another thread waits for
+// the GIL. Request never writes it back (see there): set when nobody
+// waits, it parks the holder in drop_gil until some thread takes the GIL,
+// which may be never.
+const gilDropRequestBit = 1 << 0
+
 // maxThreads bounds the walk of an interpreter's thread list.
 const maxThreads = 1 << 16
 
@@ -239,18 +245,26 @@ func write(w ReadWriter, addr uint64, p []byte) error {
 // Writes, in this order: the path and its NUL into debugger_script_path,
 // int32 1 into debugger_pending_call, then bit 5 into the lowest byte of
 // eval_breaker. That last one is a read-modify-write from outside the
-// process, as in CPython's own sys.remote_exec, and not atomic: a bit
-// (GIL drop request, signals pending, pending calls, GC scheduled, async
-// exception) set by the target between our read and our write, a few
-// microseconds apart, is lost. Each of those is either requested again
-// by the target (the GIL waiter after its interval, the GC at the next
-// allocation, the next signal or pending call) or satisfied by the forced
-// pass through _Py_HandlePending (which drops and retakes the GIL); a bit
-// the target cleared meanwhile comes back and only causes one spurious,
-// harmless pass. Writing one byte rather than the whole word leaves the
-// instrumentation version (bits 8 and up) untouched, so sys.monitoring
-// and tracing cannot be confused. The write is skipped when bit 5 is
-// already set.
+// process, as in CPython's own sys.remote_exec, and not atomic: the
+// target may set or clear a bit between our read and our write, a few
+// microseconds apart.
+//   - A bit it set meanwhile (signals pending, pending calls, GC
+//     scheduled, async exception, GIL drop request) is lost. Each is
+//     requested again by the target (the next signal or pending call, the
+//     GC at the next allocation, the GIL waiter after its switch
+//     interval) or served by the forced pass through _Py_HandlePending.
+//   - A bit it cleared meanwhile comes back. For all but one that costs
+//     one spurious, harmless check in _Py_HandlePending. The exception
+//     is the GIL drop request: the thread that waited for it has the GIL
+//     by then, and a holder that finds the bit set in drop_gil waits for
+//     another thread to take the GIL, which, with the others asleep, is
+//     forever. So the byte is written with that bit clear: a request
+//     pending at our read is then lost instead, and its waiter asks again
+//     after one switch interval (5 ms).
+//
+// Writing one byte rather than the whole word leaves the instrumentation
+// version (bits 8 and up) untouched, so sys.monitoring and tracing cannot
+// be confused. The write is skipped when bit 5 is already set.
 func Request(rw ReadWriter, runtime, tstate uint64, scriptPath string) error {
 	o, err := readOffsets(rw, runtime)
 	if err != nil {
@@ -290,7 +304,7 @@ func Request(rw ReadWriter, runtime, tstate uint64, scriptPath string) error {
 		return fmt.Errorf("reading eval_breaker: %w", err)
 	}
 	if low&pleaseStopBit == 0 {
-		if err := write(rw, tstate+o.evalBreaker, []byte{low | pleaseStopBit}); err != nil {
+		if err := write(rw, tstate+o.evalBreaker, []byte{low&^gilDropRequestBit | pleaseStopBit}); err != nil {
 			return fmt.Errorf("setting eval_breaker: %w", err)
 		}
 	}
