@@ -65,6 +65,14 @@ const pleaseStopBit = 1 << 5
 // which may be never.
 const gilDropRequestBit = 1 << 0
 
+// recheckBits are the eval_breaker bits whose handlers in
+// _Py_HandlePending only look and do nothing when nothing is pending:
+// _PY_SIGNALS_PENDING_BIT (a signal's Python handler to run),
+// _PY_CALLS_TO_DO_BIT (Py_AddPendingCall's queue) and
+// _PY_ASYNC_EXCEPTION_BIT (PyThreadState_SetAsyncExc). Request sets them
+// (see there).
+const recheckBits = 1<<1 | 1<<2 | 1<<3
+
 // maxThreads bounds the walk of an interpreter's thread list.
 const maxThreads = 1 << 16
 
@@ -248,11 +256,13 @@ func write(w ReadWriter, addr uint64, p []byte) error {
 // process, as in CPython's own sys.remote_exec, and not atomic: the
 // target may set or clear a bit between our read and our write, a few
 // microseconds apart.
-//   - A bit it set meanwhile (signals pending, pending calls, GC
-//     scheduled, async exception, GIL drop request) is lost. Each is
-//     requested again by the target (the next signal or pending call, the
-//     GC at the next allocation, the GIL waiter after its switch
-//     interval) or served by the forced pass through _Py_HandlePending.
+//   - A bit it set meanwhile would be lost. For a signal, a pending call
+//     or an asynchronous exception, nothing sets it again: a Python
+//     signal handler (SIGTERM's, SIGINT's) would not run until the next
+//     signal. So these three bits are always written set: where nothing
+//     is pending, their handlers in _Py_HandlePending only look. The
+//     target asks for the others again: the GC at its next allocation,
+//     the GIL waiter after its switch interval.
 //   - A bit it cleared meanwhile comes back. For all but one that costs
 //     one spurious, harmless check in _Py_HandlePending. The exception
 //     is the GIL drop request: the thread that waited for it has the GIL
@@ -304,7 +314,7 @@ func Request(rw ReadWriter, runtime, tstate uint64, scriptPath string) error {
 		return fmt.Errorf("reading eval_breaker: %w", err)
 	}
 	if low&pleaseStopBit == 0 {
-		if err := write(rw, tstate+o.evalBreaker, []byte{low&^gilDropRequestBit | pleaseStopBit}); err != nil {
+		if err := write(rw, tstate+o.evalBreaker, []byte{low&^gilDropRequestBit | recheckBits | pleaseStopBit}); err != nil {
 			return fmt.Errorf("setting eval_breaker: %w", err)
 		}
 	}
