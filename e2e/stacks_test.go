@@ -779,6 +779,11 @@ func TestStacksOneThreadUnreadable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The line comes while the main thread is still in out():
+			// wait for it to be back in serve_commands, blocked reading.
+			testenv.WaitUntil(t, 10*time.Second, "the main thread waiting for a command", func() bool {
+				return testenv.Asleep(tg.PID, tg.PID)
+			})
 			return old
 		}
 		// The field holding the victim's top frame, as cpython.Threads
