@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pyglass/pyglass/cpython/layout/layouttest"
+	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/remotedebug"
 	"github.com/pyglass/pyglass/internal/testenv"
 	"github.com/pyglass/pyglass/target/live"
@@ -101,10 +102,9 @@ const runBound = 10 * time.Second
 // threadWait says what thread tid of process pid is doing: its state and
 // the kernel function it waits in.
 func threadWait(pid, tid int) string {
-	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
 	state := "?"
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		state = string(stat[i+2])
+	if st, err := procfs.New(pid).TaskStat(tid); err == nil {
+		state = string(st.State)
 	}
 	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/wchan", pid, tid))
 	return fmt.Sprintf("state %s, waiting in %q", state, wchan)

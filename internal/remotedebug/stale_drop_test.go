@@ -32,8 +32,7 @@ func (r *servedDropRequest) ReadAt(p []byte, addr uint64) (int, error) {
 // back. Before, it was: the busy thread, the GIL's only user, then found
 // the bit set as it dropped the GIL for the request and waited in
 // drop_gil for another thread to take the GIL, forever, with the script
-// never run. The last CI run of session 21 failed that way on 3.14
-// (TestRequestRuns/busy-worker: "marker absent 1s after the request").
+// never run.
 func TestRequestStaleDropRequest(t *testing.T) {
 	forEach314(t, func(t *testing.T, in testenv.Interp) {
 		tt := start(t, in, busyWorker)
