@@ -127,7 +127,8 @@ func (d *decoder) sameCode(a, b []byte) bool {
 // TopFrame returns the address of the current frame of the thread state at
 // tstate (0 when the thread runs no Python code).
 func (s *Sampler) TopFrame(tstate uint64) (uint64, error) {
-	return topFrame(s.d.r, s.d.l, tstate)
+	f, _, err := topFrame(s.d.r, s.d.l, tstate)
+	return f, err
 }
 
 // TopPath returns how to find a thread's current frame from its thread

@@ -47,6 +47,12 @@ type Thread struct {
 	// Frame is the address of the thread's top frame, 0 when idle:
 	// a PyFrameObject (≤3.10) or a _PyInterpreterFrame (3.11+).
 	Frame uint64
+	// InEval is set, on 3.11 and 3.12, when tstate->cframe is not the
+	// thread's root_cframe: the thread is inside the evaluation loop, so
+	// it has a frame. The loop links its _PyCFrame into the state before
+	// it writes the frame into it: a thread caught in between has as
+	// Frame whatever that C stack slot held (0, a stale frame, garbage).
+	InEval bool
 	// Err records what could not be read about this thread (the other
 	// fields are then partly zero); the thread is still listed.
 	Err error
@@ -134,41 +140,44 @@ func readThread(r memory.Reader, l *layout.Layout, interp, a uint64) Thread {
 			t.NativeID = int(v)
 		}
 	}
-	if t.Frame, err = topFrame(r, l, a); err != nil {
+	if t.Frame, t.InEval, err = topFrame(r, l, a); err != nil {
 		errs = append(errs, err)
 	}
 	t.Err = errors.Join(errs...)
 	return t
 }
 
-// topFrame returns the address of the thread's current frame.
-func topFrame(r memory.Reader, l *layout.Layout, tstate uint64) (uint64, error) {
+// topFrame returns the address of the thread's current frame and, on
+// 3.11 and 3.12, whether the thread is inside the evaluation loop
+// (Thread.InEval).
+func topFrame(r memory.Reader, l *layout.Layout, tstate uint64) (frame uint64, inEval bool, err error) {
 	switch {
 	case l.TstateCurrentFrame >= 0:
 		f, err := memory.Ptr(r, tstate+uint64(l.TstateCurrentFrame))
 		if err != nil {
-			return 0, fmt.Errorf("reading current_frame: %w", err)
+			return 0, false, fmt.Errorf("reading current_frame: %w", err)
 		}
-		return f, nil
+		return f, false, nil
 	case l.CFrameCurrentFrame >= 0:
 		cf, err := memory.Ptr(r, tstate+uint64(l.TstateCframe))
 		if err != nil {
-			return 0, fmt.Errorf("reading cframe: %w", err)
+			return 0, false, fmt.Errorf("reading cframe: %w", err)
 		}
 		if cf == 0 {
-			return 0, nil
+			return 0, false, nil
 		}
+		inEval = l.TstateRootCframe >= 0 && cf != tstate+uint64(l.TstateRootCframe)
 		f, err := memory.Ptr(r, cf+uint64(l.CFrameCurrentFrame))
 		if err != nil {
-			return 0, fmt.Errorf("reading cframe->current_frame: %w", err)
+			return 0, inEval, fmt.Errorf("reading cframe->current_frame: %w", err)
 		}
-		return f, nil
+		return f, inEval, nil
 	default:
 		f, err := memory.Ptr(r, tstate+uint64(l.TstateFrame))
 		if err != nil {
-			return 0, fmt.Errorf("reading frame: %w", err)
+			return 0, false, fmt.Errorf("reading frame: %w", err)
 		}
-		return f, nil
+		return f, false, nil
 	}
 }
 

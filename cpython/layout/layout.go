@@ -82,6 +82,10 @@ type Layout struct {
 	TstateThreadID int
 	// TstateNativeThreadID is offsetof(PyThreadState, native_thread_id), 3.11+.
 	TstateNativeThreadID int
+	// TstateRootCframe is offsetof(PyThreadState, root_cframe), 3.11–3.12:
+	// the _PyCFrame tstate->cframe points at while the thread is outside
+	// the evaluation loop.
+	TstateRootCframe int
 	// CFrameCurrentFrame is offsetof(_PyCFrame, current_frame), 3.11–3.12.
 	CFrameCurrentFrame int
 

@@ -157,6 +157,22 @@ func readStack(rd memory.Reader, m *Memory, t cpython.Thread, opt StackOptions) 
 	return out, errText
 }
 
+// entering reports whether thread t, whose stack read as (frames,
+// errText), was caught entering the evaluation loop (3.11, 3.12): inside
+// it (t.InEval) yet without a frame, or with one that does not read. For
+// a few instructions the loop's _PyCFrame is linked into the thread
+// state but its frame is not yet written: the state then holds whatever
+// that C stack slot held (0, 0x6, a pointer to anything). A moment later
+// the frame is there.
+func entering(t cpython.Thread, frames []Frame, errText string) bool {
+	return t.InEval && (len(frames) == 0 || errText != "")
+}
+
+// enteringNote is the error of a thread still caught entering the
+// evaluation loop (see entering) when its stack was read for the last
+// time, when that read gave no error of its own.
+const enteringNote = "no frame: caught entering the evaluation loop, its frame not linked yet"
+
 // tornRetries bounds how many times the stack of a thread read without
 // pausing is read again.
 const tornRetries = 30
@@ -176,8 +192,9 @@ func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Fr
 			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
 		}
 		rd := newPageCache(m.r)
-		f, e := readStack(rd, m, cpython.ReadThread(rd, m.l, interp, tstate), opt)
-		if e == "" && errText == "" && sameFrames(f, frames) {
+		t := cpython.ReadThread(rd, m.l, interp, tstate)
+		f, e := readStack(rd, m, t, opt)
+		if e == "" && errText == "" && sameFrames(f, frames) && !entering(t, f, e) {
 			return f, e
 		}
 		if e == "" || errText != "" {
@@ -385,28 +402,39 @@ func Stacks(ctx context.Context, p *Live, m *Memory, opt StackOptions) (_ *Stack
 			TestHookPaused(time.Since(pausedAt))
 		}
 		p.addWaits(sr.rd, m, dump, sr.waits)
-		p.nameLater(m, dump, sr.idents, sr.unnamed)
+		p.readLater(m, sr)
 	}
 	sr.finish()
 	addSource(p.PID, dump)
 	return dump, nil
 }
 
-// nameLater reads the thread names again, in a second short pause, for
-// the interpreters whose names could not be read at all: paused, a thread
-// may have been caught in the middle of changing threading._active (a
-// resize), which the paused read cannot get through; a moment later the
-// dictionary is whole again. (Read without pausing, an entry could point
-// at a freed Thread whose memory now holds something else.) Threads and
-// frames are those of the first pause; a thread that has exited meanwhile
-// stays unnamed. idents are the Python thread idents of dump.Threads (same
-// order); unnamed maps interpreter indexes to addresses.
-func (p *Live) nameLater(m *Memory, dump *StackDump, idents []uint64, unnamed map[int]uint64) {
-	for try := 0; try < 2 && len(unnamed) > 0; try++ {
+// readLater reads again, in a second short pause (and a third, if
+// needed), what the paused read could not get:
+//   - the thread names of the interpreters whose names could not be read
+//     at all: paused, a thread may have been caught in the middle of
+//     changing threading._active (a resize), which the paused read cannot
+//     get through; a moment later the dictionary is whole again. (Read
+//     without pausing, an entry could point at a freed Thread whose
+//     memory now holds something else.)
+//   - the stacks of the threads caught entering the evaluation loop
+//     (see entering): a moment later their frame is linked. Not with
+//     native frames, which were unwound in the first pause: those threads
+//     keep enteringNote.
+//
+// The other threads and their frames are those of the first pause; a
+// thread that has exited meanwhile stays unnamed, or keeps enteringNote.
+func (p *Live) readLater(m *Memory, sr *stackRead) {
+	dump, idents, unnamed := sr.dump, sr.idents, sr.unnamed
+	var relink []laterStack
+	if !sr.opt.Native {
+		relink = append(relink, sr.entering...)
+	}
+	for try := 0; try < 2 && (len(unnamed) > 0 || len(relink) > 0); try++ {
 		time.Sleep(time.Millisecond)
 		frozen, err := p.Freeze()
 		if err != nil {
-			return
+			break
 		}
 		defer frozen.Thaw() // on a panic too; a second Thaw does nothing
 		for i, interp := range unnamed {
@@ -421,6 +449,38 @@ func (p *Live) nameLater(m *Memory, dump *StackDump, idents []uint64, unnamed ma
 			}
 			delete(unnamed, i)
 		}
+		rd := newPageCache(m.r)
+		still := relink[:0]
+		for _, e := range relink {
+			t := cpython.ReadThread(rd, m.l, e.interp, e.tstate)
+			if t.ThreadID != idents[e.index] {
+				continue // the state is now another thread's (or freed)
+			}
+			f, errText := readStack(rd, m, t, sr.opt)
+			if entering(t, f, errText) {
+				still = append(still, e)
+				continue
+			}
+			th := &dump.Threads[e.index]
+			th.Frames, th.Error = f, errText
+			e.read = true
+			sr.entering[e.n] = e
+		}
+		relink = still
 		frozen.Thaw()
 	}
+	for _, e := range sr.entering {
+		if th := &dump.Threads[e.index]; !e.read && th.Error == "" {
+			th.Error = enteringNote
+		}
+	}
+}
+
+// laterStack is a thread whose stack readLater reads again.
+type laterStack struct {
+	n      int    // its index in stackRead.entering
+	index  int    // its index in StackDump.Threads (and stackRead.idents)
+	interp uint64 // its interpreter's address
+	tstate uint64 // its PyThreadState's address
+	read   bool   // read again, not entering any more
 }

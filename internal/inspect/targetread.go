@@ -132,8 +132,11 @@ type stackRead struct {
 	threads threadIndex
 	idents  []uint64       // the Python thread idents of dump.Threads (same order)
 	unnamed map[int]uint64 // interpreters (index → address) whose names could not be read
-	waits   []lockSnap     // per interpreter, for the waiting lines
-	native  map[int]nativeStack
+	// entering are the threads the paused read caught entering the
+	// evaluation loop, to read again after the thaw.
+	entering []laterStack
+	waits    []lockSnap // per interpreter, for the waiting lines
+	native   map[int]nativeStack
 }
 
 // read reads the interpreters, their threads and frames, and, when
@@ -211,11 +214,19 @@ func (s *stackRead) read(ctx context.Context) error {
 			// the GIL or is on a CPU) may have changed its frames under
 			// the read: read it again until two reads agree. The others
 			// cannot change them (they wait for the GIL or sleep).
-			if s.retry && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || ix.byTID[ts.TID].State.Kind == target.Running) {
+			if s.retry && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || ix.byTID[ts.TID].State.Kind == target.Running || entering(t, ts.Frames, ts.Error)) {
 				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
 			}
 			ts.State = threadState(ix.byTID[ts.TID], ts.HoldsGIL, gilRange)
+			n := len(dump.Threads)
 			s.idents = addThread(dump, byTID, s.idents, ts, t.ThreadID)
+			switch {
+			case len(dump.Threads) == n || !entering(t, ts.Frames, ts.Error):
+			case s.later:
+				s.entering = append(s.entering, laterStack{n: len(s.entering), index: n, interp: interp, tstate: t.Addr})
+			case ts.Error == "":
+				dump.Threads[n].Error = enteringNote // a core, or read without pausing
+			}
 		}
 	}
 	s.rd = rd

@@ -71,6 +71,7 @@ var fields = []field{
 	{"TstateInterp", "offsetof(PyThreadState, interp)", "", ""},
 	{"TstateFrame", "offsetof(PyThreadState, frame)", "", "3.10"},
 	{"TstateCframe", "offsetof(PyThreadState, cframe)", "3.10", "3.12"},
+	{"TstateRootCframe", "offsetof(PyThreadState, root_cframe)", "3.11", "3.12"},
 	{"TstateCurrentFrame", "offsetof(PyThreadState, current_frame)", "3.13", ""},
 	{"TstateThreadID", "offsetof(PyThreadState, thread_id)", "", ""},
 	{"TstateNativeThreadID", "offsetof(PyThreadState, native_thread_id)", "3.11", ""},
