@@ -24,7 +24,9 @@ import (
 //     pause ends), the thread has its frames;
 //   - when it stays so, the thread is listed with an error saying why it
 //     has no frames (paused and without pausing), never as a thread with
-//     no Python frames and no error.
+//     no Python frames and no error; the sampler counts its samples as
+//     lost (torn), paused or not, never as samples of a thread running no
+//     Python code.
 func TestStacksEnteringEvalLoop(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		l, err := layout.For(in.Major, in.Minor)
@@ -106,6 +108,31 @@ func TestStacksEnteringEvalLoop(t *testing.T) {
 			}
 			if v := victim(d); len(v.Frames) != 0 || !strings.Contains(v.Error, "entering the evaluation loop") {
 				t.Errorf("nonblocking %v, frame 0: victim %+v, want no frames and an error that says it was entering the evaluation loop", nonblocking, v)
+			}
+		}
+
+		// The sampler counts each sample of the victim as lost (torn),
+		// never as a thread with no Python code running.
+		for _, blocking := range []bool{false, true} {
+			lost, read := 0, 0
+			stats, err := p.Sample(context.Background(), SampleOptions{Rate: 200, Duration: 300 * time.Millisecond, Idle: true, Blocking: blocking}, func(s *Sample) error {
+				for _, th := range s.Threads {
+					if th.Name != "victim" {
+						continue
+					}
+					if th.Lost == "torn" {
+						lost++
+					} else {
+						read++
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lost == 0 || read != 0 || stats.Lost["torn"] < int64(lost) {
+				t.Errorf("blocking %v, frame 0: %d samples of the victim lost (torn), %d read, lost %v in %d samples; want every sample of it lost as torn", blocking, lost, read, stats.Lost, stats.Samples)
 			}
 		}
 

@@ -125,10 +125,18 @@ func (d *decoder) sameCode(a, b []byte) bool {
 }
 
 // TopFrame returns the address of the current frame of the thread state at
-// tstate (0 when the thread runs no Python code).
-func (s *Sampler) TopFrame(tstate uint64) (uint64, error) {
-	f, _, err := topFrame(s.d.r, s.d.l, tstate)
-	return f, err
+// tstate (0 when the thread runs no Python code) and whether the thread
+// is inside the evaluation loop (3.11, 3.12; see Thread.InEval): a frame
+// of 0 then means it was caught entering it.
+func (s *Sampler) TopFrame(tstate uint64) (frame uint64, inEval bool, err error) {
+	return topFrame(s.d.r, s.d.l, tstate)
+}
+
+// InEval reports whether cframe, read at the first hop of TopPath from
+// the thread state at tstate (3.11, 3.12), says the thread is inside the
+// evaluation loop (see Thread.InEval). Always false on other versions.
+func (s *Sampler) InEval(tstate, cframe uint64) bool {
+	return cframeInEval(s.d.l, tstate, cframe)
 }
 
 // TopPath returns how to find a thread's current frame from its thread

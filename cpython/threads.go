@@ -166,7 +166,7 @@ func topFrame(r memory.Reader, l *layout.Layout, tstate uint64) (frame uint64, i
 		if cf == 0 {
 			return 0, false, nil
 		}
-		inEval = l.TstateRootCframe >= 0 && cf != tstate+uint64(l.TstateRootCframe)
+		inEval = cframeInEval(l, tstate, cf)
 		f, err := memory.Ptr(r, cf+uint64(l.CFrameCurrentFrame))
 		if err != nil {
 			return 0, inEval, fmt.Errorf("reading cframe->current_frame: %w", err)
@@ -179,6 +179,13 @@ func topFrame(r memory.Reader, l *layout.Layout, tstate uint64) (frame uint64, i
 		}
 		return f, false, nil
 	}
+}
+
+// cframeInEval reports whether cf, the value of the tstate->cframe of
+// the thread state at tstate (3.11, 3.12), says the thread is inside the
+// evaluation loop: it is not the state's own root_cframe.
+func cframeInEval(l *layout.Layout, tstate, cf uint64) bool {
+	return l.TstateRootCframe >= 0 && cf != 0 && cf != tstate+uint64(l.TstateRootCframe)
 }
 
 // markMain sets Main on the interpreter's main thread: threads.main

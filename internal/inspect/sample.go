@@ -832,6 +832,10 @@ func (s *sampler) readQuick(ts []*sampledThread, gil bool) (st cpython.GILState)
 		switch {
 		case !okb || !oka || a != b:
 			s.slow = append(s.slow, t)
+		case b == 0 && s.cs.InEval(t.tstate, t.mid):
+			// Caught entering the evaluation loop (3.11, 3.12): its
+			// frame is not written yet. Read again.
+			s.slow = append(s.slow, t)
 		case b == 0:
 			t.top = 0
 			t.resolved, t.savedOK = t.resolved[:0], false
@@ -1010,6 +1014,8 @@ func (s *sampler) walkAll(ts []*sampledThread) {
 		switch {
 		case t.topErr != nil:
 			t.lost = "vanished"
+		case t.top == 0 && s.cs.InEval(t.tstate, t.mid):
+			t.lost = "torn" // caught entering the evaluation loop
 		case t.top == 0:
 			t.resolved, t.savedOK = t.resolved[:0], false
 		default:
@@ -1243,10 +1249,15 @@ func (s *sampler) readThread(t *sampledThread) string {
 		// The thread state is read directly: its page is no use for
 		// the frames.
 		s.cs.SetReader(s.m.r)
-		top, err := s.cs.TopFrame(t.tstate)
+		top, inEval, err := s.cs.TopFrame(t.tstate)
 		s.cs.SetReader(s.pc)
 		if err != nil {
 			return "vanished"
+		}
+		if top == 0 && inEval {
+			// Caught entering the evaluation loop (3.11, 3.12): its
+			// frame is not written yet; paused (Blocking), it stays so.
+			continue
 		}
 		if top == 0 {
 			t.resolved, t.savedOK = t.resolved[:0], false
@@ -1260,7 +1271,7 @@ func (s *sampler) readThread(t *sampledThread) string {
 		// stack did not change under it (without a pause, it may have).
 		if !s.opt.Blocking {
 			s.cs.SetReader(s.m.r)
-			again, err := s.cs.TopFrame(t.tstate)
+			again, _, err := s.cs.TopFrame(t.tstate)
 			s.cs.SetReader(s.pc)
 			if err != nil {
 				return "vanished"
