@@ -157,15 +157,16 @@ func readStack(rd memory.Reader, m *Memory, t cpython.Thread, opt StackOptions) 
 	return out, errText
 }
 
-// entering reports whether thread t, whose stack read as (frames,
-// errText), was caught entering the evaluation loop (3.11, 3.12): inside
-// it (t.InEval) yet without a frame, or with one that does not read. For
+// entering reports whether a thread whose stack read as (frames,
+// errText), in the read that found it inside the evaluation loop or not
+// (cpython.Thread.InEval), was caught entering that loop (3.11, 3.12):
+// inside it yet without a frame, or with one that does not read. For
 // a few instructions the loop's _PyCFrame is linked into the thread
 // state but its frame is not yet written: the state then holds whatever
 // that C stack slot held (0, 0x6, a pointer to anything). A moment later
 // the frame is there.
-func entering(t cpython.Thread, frames []Frame, errText string) bool {
-	return t.InEval && (len(frames) == 0 || errText != "")
+func entering(inEval bool, frames []Frame, errText string) bool {
+	return inEval && (len(frames) == 0 || errText != "")
 }
 
 // enteringNote is the error of a thread still caught entering the
@@ -185,8 +186,10 @@ const tornRetries = 30
 // a caller pointer into a freed frame and ends early, looking whole; two
 // reads that agree were not torn (the chain stayed the same across both).
 // It gives up after tornRetries tries and then returns the last read
-// without error, if any.
-func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Frame, errText string) ([]Frame, string) {
+// without error, if any. inEval goes with the read (frames, errText) and
+// is returned with the read returned (cpython.Thread.InEval); a thread
+// caught entering the evaluation loop is not stable.
+func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Frame, errText string, inEval bool) ([]Frame, string, bool) {
 	for try := 0; try < tornRetries; try++ {
 		if try >= 3 {
 			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
@@ -194,14 +197,14 @@ func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Fr
 		rd := newPageCache(m.r)
 		t := cpython.ReadThread(rd, m.l, interp, tstate)
 		f, e := readStack(rd, m, t, opt)
-		if e == "" && errText == "" && sameFrames(f, frames) && !entering(t, f, e) {
-			return f, e
+		if e == "" && errText == "" && sameFrames(f, frames) && !entering(t.InEval, f, e) {
+			return f, e, t.InEval
 		}
 		if e == "" || errText != "" {
-			frames, errText = f, e
+			frames, errText, inEval = f, e, t.InEval
 		}
 	}
-	return frames, errText
+	return frames, errText, inEval
 }
 
 // sameFrames reports whether two reads of a stack give the same frames.
@@ -457,7 +460,7 @@ func (p *Live) readLater(m *Memory, sr *stackRead) {
 				continue // the state is now another thread's (or freed)
 			}
 			f, errText := readStack(rd, m, t, sr.opt)
-			if entering(t, f, errText) {
+			if entering(t.InEval, f, errText) {
 				still = append(still, e)
 				continue
 			}

@@ -214,14 +214,15 @@ func (s *stackRead) read(ctx context.Context) error {
 			// the GIL or is on a CPU) may have changed its frames under
 			// the read: read it again until two reads agree. The others
 			// cannot change them (they wait for the GIL or sleep).
-			if s.retry && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || ix.byTID[ts.TID].State.Kind == target.Running || entering(t, ts.Frames, ts.Error)) {
-				ts.Frames, ts.Error = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error)
+			inEval := t.InEval
+			if s.retry && (ts.Error != "" || ts.HoldsGIL || ts.TID == 0 || ix.byTID[ts.TID].State.Kind == target.Running || entering(inEval, ts.Frames, ts.Error)) {
+				ts.Frames, ts.Error, inEval = stableStack(m, interp, t.Addr, opt, ts.Frames, ts.Error, inEval)
 			}
 			ts.State = threadState(ix.byTID[ts.TID], ts.HoldsGIL, gilRange)
 			n := len(dump.Threads)
 			s.idents = addThread(dump, byTID, s.idents, ts, t.ThreadID)
 			switch {
-			case len(dump.Threads) == n || !entering(t, ts.Frames, ts.Error):
+			case len(dump.Threads) == n || !entering(inEval, ts.Frames, ts.Error):
 			case s.later:
 				s.entering = append(s.entering, laterStack{n: len(s.entering), index: n, interp: interp, tstate: t.Addr})
 			case ts.Error == "":
