@@ -40,11 +40,25 @@ func TestStacksAgentThreadNamed(t *testing.T) {
 		}
 		defer cmd.Wait()
 		defer cmd.Process.Kill()
+		// The agent starts its reader thread once it runs: a dump taken
+		// while that thread has no Python frame yet cannot tell it is
+		// the agent's (it has the kernel's name, or none on 3.12 before
+		// the thread binds its state). Wait for a dump where every
+		// thread is named.
 		var agent *pyglass.ThreadStack
 		var d *pyglass.StackDump
-		for try := 0; agent == nil && try < 100; try++ {
+		settled := func(d *pyglass.StackDump) bool {
+			for _, th := range d.Threads {
+				if th.Name != "MainThread" && th.Name != "worker-1" && th.Name != pyglass.AgentThreadName {
+					return false
+				}
+			}
+			return true
+		}
+		for try := 0; (agent == nil || !settled(d)) && try < 100; try++ {
 			time.Sleep(30 * time.Millisecond)
 			d = stacksJSON(t, tg.PID)
+			agent = nil
 			for i, th := range d.Threads {
 				for _, f := range th.Frames {
 					if f.File == "<pyglass-agent>" {
