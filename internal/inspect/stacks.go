@@ -466,24 +466,15 @@ func (p *Live) readLater(m *Memory, sr *stackRead) {
 			}
 			th := &dump.Threads[e.index]
 			th.Frames, th.Error = f, errText
-			e.read = true
-			sr.entering[e.n] = e
 		}
 		relink = still
 		frozen.Thaw()
-	}
-	for _, e := range sr.entering {
-		if th := &dump.Threads[e.index]; !e.read && th.Error == "" {
-			th.Error = enteringNote
-		}
 	}
 }
 
 // laterStack is a thread whose stack readLater reads again.
 type laterStack struct {
-	n      int    // its index in stackRead.entering
 	index  int    // its index in StackDump.Threads (and stackRead.idents)
 	interp uint64 // its interpreter's address
 	tstate uint64 // its PyThreadState's address
-	read   bool   // read again, not entering any more
 }

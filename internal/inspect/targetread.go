@@ -221,12 +221,14 @@ func (s *stackRead) read(ctx context.Context) error {
 			ts.State = threadState(ix.byTID[ts.TID], ts.HoldsGIL, gilRange)
 			n := len(dump.Threads)
 			s.idents = addThread(dump, byTID, s.idents, ts, t.ThreadID)
-			switch {
-			case len(dump.Threads) == n || !entering(inEval, ts.Frames, ts.Error):
-			case s.later:
-				s.entering = append(s.entering, laterStack{n: len(s.entering), index: n, interp: interp, tstate: t.Addr})
-			case ts.Error == "":
-				dump.Threads[n].Error = enteringNote // a core, or read without pausing
+			if len(dump.Threads) > n && entering(inEval, ts.Frames, ts.Error) {
+				// The note stays unless readLater reads the stack.
+				if ts.Error == "" {
+					dump.Threads[n].Error = enteringNote
+				}
+				if s.later {
+					s.entering = append(s.entering, laterStack{index: n, interp: interp, tstate: t.Addr})
+				}
 			}
 		}
 	}
