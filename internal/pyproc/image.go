@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,13 +17,6 @@ import (
 // interpSymbols are exported by every CPython interpreter image and by no
 // program that merely links against one (there they are SHN_UNDEF).
 var interpSymbols = []string{"Py_Initialize", "PyRun_SimpleString", "_PyRuntime"}
-
-// libpythonRE matches the file name of a libpython and captures its
-// major and minor version.
-var libpythonRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^libpython(\d)\.(\d{1,2})[a-z]*\.so`) })
-
-// pythonNameRE finds a version in a file name ("python3.11", "libpython2.7.so").
-var pythonNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`python(\d)\.(\d{1,2})`) })
 
 // fileKey identifies a mapped file across processes and mount namespaces.
 type fileKey struct {
@@ -81,9 +73,8 @@ func analyze(p procfs.Proc, m procfs.Mapping) (*image, error) {
 func fileVersion(e *elfsym.File, filePath string) (Version, string, error) {
 	hintMajor, hintMinor := -1, -1
 	for _, name := range []string{e.Soname, path.Base(filePath)} {
-		if m := pythonNameRE().FindStringSubmatch(name); m != nil {
-			hintMajor, _ = strconv.Atoi(m[1])
-			hintMinor, _ = strconv.Atoi(m[2])
+		if major, minor, ok := nameVersion(name); ok {
+			hintMajor, hintMinor = major, minor
 			break
 		}
 	}
@@ -169,9 +160,6 @@ func containsVersion(vs []Version, v Version) bool {
 	return false
 }
 
-// versionTailRE matches a PY_VERSION string at the end of a string.
-var versionTailRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(\d\.\d{1,2}\.\d{1,2}(?:(?:a|b|rc)\d{1,2}|\+)?)$`) })
-
 // versionStrings returns the "X.Y.Z" strings that end a NUL-terminated
 // string of data, at most limit of them. The linker merges string tails,
 // so PY_VERSION may end a longer string such as an install prefix
@@ -203,11 +191,11 @@ func tailVersion(data []byte, i, end int) (string, bool) {
 		return "", false
 	}
 	from := max(i, end-maxVersionTail, 0)
-	loc := versionTailRE().FindIndex(data[from:end])
-	if loc == nil {
+	k := versionTail(string(data[from:end]))
+	if k < 0 {
 		return "", false
 	}
-	start := from + loc[0]
+	start := from + k
 	if start != i && (isDigit(data[start-1]) || data[start-1] == '.') {
 		return "", false
 	}

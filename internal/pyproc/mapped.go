@@ -28,7 +28,7 @@ type MappedFile struct {
 func FindPythonIn(pid int, files []MappedFile, exe string, entry uint64, open func(string) (io.ReaderAt, error)) (*Python, error) {
 	var order []*MappedFile
 	for i := range files {
-		if libpythonRE().MatchString(path.Base(files[i].Path)) {
+		if isLibpython(path.Base(files[i].Path)) {
 			order = append(order, &files[i])
 		}
 	}
@@ -39,7 +39,7 @@ func FindPythonIn(pid int, files []MappedFile, exe string, entry uint64, open fu
 	}
 	for i := range files {
 		f := &files[i]
-		if f.Path != exe && !libpythonRE().MatchString(path.Base(f.Path)) && len(order) < maxScannedFiles && execMapped(f) {
+		if f.Path != exe && !isLibpython(path.Base(f.Path)) && len(order) < maxScannedFiles && execMapped(f) {
 			order = append(order, f)
 		}
 	}

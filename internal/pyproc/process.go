@@ -194,7 +194,7 @@ func summarize(p procfs.Proc, cache *imageCache) (Summary, bool) {
 	var img *image
 	for pass := 0; pass < 2 && found == nil; pass++ {
 		for _, f := range files {
-			lib := libpythonRE().MatchString(path.Base(f.path))
+			lib := isLibpython(path.Base(f.path))
 			if (pass == 0 && !lib) || (pass == 1 && (lib || f.key.inode != exeIno)) {
 				continue
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,7 +247,7 @@ func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 		if f.key.inode == exeIno && exeIno != 0 && exe == nil {
 			exe = f
 		}
-		if libpythonRE().MatchString(path.Base(f.path)) {
+		if isLibpython(path.Base(f.path)) {
 			order = append(order, f)
 		}
 	}
@@ -282,7 +281,7 @@ func findPythonOnce(p procfs.Proc, cache *imageCache) (*Python, error) {
 			if n >= maxScannedFiles {
 				break
 			}
-			if !f.exec || f == exe || libpythonRE().MatchString(path.Base(f.path)) {
+			if !f.exec || f == exe || isLibpython(path.Base(f.path)) {
 				continue
 			}
 			n++
@@ -382,7 +381,7 @@ func addExeText(p procfs.Proc, py *Python, exe *mappedFile, soname string) error
 	}
 	links := false
 	for _, n := range e.Needed {
-		if n == soname || libpythonRE().MatchString(n) {
+		if n == soname || isLibpython(n) {
 			links = true
 		}
 	}
@@ -399,19 +398,8 @@ func addExeText(p procfs.Proc, py *Python, exe *mappedFile, soname string) error
 	return nil
 }
 
-// libcRE matches the file names of C libraries that define munmap.
-var libcRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(libc\.so\.\d+|libc-[\d.]+\.so|libc\.musl-.*\.so.*|ld-musl-.*\.so.*)$`)
-})
-
 // pthreadNames are the functions of Python.Pthread, in its order.
 var pthreadNames = [4]string{"pthread_create", "pthread_detach", "pthread_attr_init", "pthread_attr_setstacksize"}
-
-// libpthreadRE matches the file names of glibc's thread library before
-// 2.34 (since then the functions are in libc).
-var libpthreadRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(libpthread\.so\.\d+|libpthread-[\d.]+\.so)$`)
-})
 
 // findCLib reads the symbols of the mapped C library (and of
 // libpthread, before glibc 2.34): each file is opened and parsed once.
@@ -421,8 +409,8 @@ func findCLib(p procfs.Proc, files []*mappedFile) (CLib, error) {
 	var lib CLib
 	for _, f := range files {
 		base := path.Base(f.path)
-		isLibc := libcRE().MatchString(base)
-		if !isLibc && !libpthreadRE().MatchString(base) {
+		isLibc := isLibc(base)
+		if !isLibc && !isLibpthread(base) {
 			continue
 		}
 		if lib.Path != "" && lib.Pthread[0] != 0 {

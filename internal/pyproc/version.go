@@ -2,9 +2,7 @@ package pyproc
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
-	"sync"
 
 	"github.com/pyglass/pyglass/cpython/layout"
 )
@@ -71,23 +69,20 @@ func DecodeHex(h uint32) (Version, error) {
 	return v, nil
 }
 
-var versionRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(\d)\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2})|\+)?$`)
-})
-
 // ParseVersion parses a PY_VERSION string such as "3.12.1" or "3.14.0b2".
 func ParseVersion(s string) (Version, error) {
-	m := versionRE().FindStringSubmatch(s)
-	if m == nil {
+	parts, ok := splitVersion(s)
+	if !ok {
 		return Version{}, fmt.Errorf("parsing version %q: not X.Y.Z", s)
 	}
-	v := Version{Level: "final"}
-	v.Major, _ = strconv.Atoi(m[1])
-	v.Minor, _ = strconv.Atoi(m[2])
-	v.Micro, _ = strconv.Atoi(m[3])
-	if m[4] != "" {
-		v.Serial, _ = strconv.Atoi(m[5])
-		v.Level = map[string]string{"a": "alpha", "b": "beta", "rc": "candidate"}[m[4]]
+	v := Version{Major: parts.major, Minor: parts.minor, Micro: parts.micro, Level: "final"}
+	switch parts.level {
+	case "a":
+		v.Level, v.Serial = "alpha", parts.serial
+	case "b":
+		v.Level, v.Serial = "beta", parts.serial
+	case "rc":
+		v.Level, v.Serial = "candidate", parts.serial
 	}
 	return v, nil
 }

@@ -50,7 +50,7 @@ func TestVersionStringsOfMatchesFullScan(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		m := pythonNameRE().FindStringSubmatch(filepath.Base(path))
+		m := nameOracle.FindStringSubmatch(filepath.Base(path))
 		if m == nil {
 			continue
 		}
