@@ -229,6 +229,7 @@ type Row struct {
 	Target, Name, Baseline string
 	Times, Stalls          []time.Duration // successful runs only
 	CPU                    []time.Duration // their CPU time (user and system)
+	Faults                 []int64         // their minor page faults
 	Goal                   time.Duration   // Command.Goal
 	Runs                   int             // attempted timed runs
 	Err                    string          // first failure, if any
@@ -259,7 +260,7 @@ func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *r
 				}
 				targets[c.Target] = tg
 			}
-			d, cpu, stall, err, harm := runOnce(env, c, tg, timeout)
+			d, cpu, faults, stall, err, harm := runOnce(env, c, tg, timeout)
 			if harm != "" {
 				row.Harm = harm
 				tg.Stop() // start a fresh target for the next run
@@ -287,6 +288,7 @@ func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *r
 			fmt.Fprint(os.Stderr, ".")
 			row.Times = append(row.Times, d)
 			row.CPU = append(row.CPU, cpu)
+			row.Faults = append(row.Faults, faults)
 			row.Stalls = append(row.Stalls, stall)
 		}
 		fmt.Fprintln(os.Stderr)
@@ -296,16 +298,17 @@ func benchInterp(root string, env *Env, in testenv.Interp, cmds []Command, re *r
 }
 
 // runOnce runs c once against tg and returns its wall time, its CPU time
-// (user and system, its children's included), the longest heartbeat
-// stall during it, a failure, and what it did to the target if it harmed
-// it (left it stopped, traced, unresponsive or dead).
-func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, cpu, stall time.Duration, err error, harm string) {
+// (user and system, its children's included), its minor page faults
+// (its children's included), the longest heartbeat stall during it, a
+// failure, and what it did to the target if it harmed it (left it
+// stopped, traced, unresponsive or dead).
+func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, cpu time.Duration, faults int64, stall time.Duration, err error, harm string) {
 	argv, err := c.Argv(env, tg)
 	if err != nil {
-		return 0, 0, 0, err, ""
+		return 0, 0, 0, 0, err, ""
 	}
 	if err := tg.Reset(); err != nil {
-		return 0, 0, 0, fmt.Errorf("target unresponsive before the run: %w", err), "unresponsive"
+		return 0, 0, 0, 0, fmt.Errorf("target unresponsive before the run: %w", err), "unresponsive"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -316,6 +319,7 @@ func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, cpu, st
 	if st := cmd.ProcessState; st != nil {
 		cpu = st.UserTime() + st.SystemTime()
 	}
+	faults = minorFaults(cmd.ProcessState)
 	if runErr != nil {
 		err = fmt.Errorf("%v: %s", runErr, lastLine(out))
 	}
@@ -323,13 +327,13 @@ func runOnce(env *Env, c Command, tg *Target, timeout time.Duration) (d, cpu, st
 		err = fmt.Errorf("gdb: %s", gdbError(out)) // gdb -batch exits 0 when a call fails
 	}
 	if herr := tg.Healthy(); herr != nil {
-		return d, cpu, 0, err, herr.Error()
+		return d, cpu, faults, 0, err, herr.Error()
 	}
 	stall, serr := tg.Stall()
 	if serr != nil {
-		return d, cpu, 0, err, "unresponsive after the run: " + serr.Error()
+		return d, cpu, faults, 0, err, "unresponsive after the run: " + serr.Error()
 	}
-	return d, cpu, stall, err, ""
+	return d, cpu, faults, stall, err, ""
 }
 
 func isGDB(env *Env, argv []string) bool {
@@ -396,8 +400,9 @@ func printTable(w io.Writer, rows []Row) {
 			medians[r.Target+"\x00"+r.Name] = percentile(r.Times, 0.5)
 		}
 	}
+	fmt.Fprintln(w, machineLine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\tcommand\truns ok\tmedian\tp90\tcpu median\tratio vs gdb\tstall median\tstall max\tnote")
+	fmt.Fprintln(tw, "target\tcommand\truns ok\tmedian\tp90\tcpu median\tfaults median\tratio vs gdb\tstall median\tstall max\tnote")
 	for _, r := range rows {
 		ratio := "-"
 		if r.Baseline != "" {
@@ -406,9 +411,10 @@ func printTable(w io.Writer, rows []Row) {
 				ratio = fmt.Sprintf("%.2fx", float64(percentile(r.Times, 0.5))/float64(b))
 			}
 		}
-		med, p90, cpu, smed, smax := "-", "-", "-", "-", "-"
+		med, p90, cpu, faults, smed, smax := "-", "-", "-", "-", "-", "-"
 		if len(r.Times) > 0 {
 			med, p90, cpu = ms(percentile(r.Times, 0.5)), ms(percentile(r.Times, 0.9)), ms(percentile(r.CPU, 0.5))
+			faults = fmt.Sprint(medianInt(r.Faults))
 			smed, smax = ms(percentile(r.Stalls, 0.5)), ms(percentile(r.Stalls, 1))
 		}
 		var note []string
@@ -425,8 +431,8 @@ func printTable(w io.Writer, rows []Row) {
 		if r.Err != "" {
 			note = append(note, "error: "+r.Err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Target, r.Name, len(r.Times), r.Runs, med, p90, cpu, ratio, smed, smax, strings.Join(note, "; "))
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Target, r.Name, len(r.Times), r.Runs, med, p90, cpu, faults, ratio, smed, smax, strings.Join(note, "; "))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nratio: median / median of the gdb technique it replaces on the same target; cpu: user and system time of the command (and its children); stall: the target's heartbeat thread's longest gap during one run (sleep period 5ms).\n")
+	fmt.Fprintf(w, "\nratio: median / median of the gdb technique it replaces on the same target; cpu: user and system time of the command (and its children); faults: its minor page faults (and its children's); stall: the target's heartbeat thread's longest gap during one run (sleep period 5ms).\n")
 }

@@ -289,6 +289,7 @@ type dumpRow struct {
 	runs, ok     int
 	wall, cpu    time.Duration // medians
 	wallP90      time.Duration
+	faults       int64 // median minor page faults
 	note         string
 }
 
@@ -358,6 +359,7 @@ func hostDumps(root string, env *Env, sid string, n int) []dumpRow {
 func timeDumps(tools []dumpTool, label string, n int) []dumpRow {
 	walls := make([][]time.Duration, len(tools))
 	cpus := make([][]time.Duration, len(tools))
+	faults := make([][]int64, len(tools))
 	rows := make([]dumpRow, len(tools))
 	for i := 0; i < n+1; i++ { // the first round warms the caches up
 		for k, t := range tools {
@@ -377,6 +379,7 @@ func timeDumps(tools []dumpTool, label string, n int) []dumpRow {
 			rows[k].ok++
 			walls[k] = append(walls[k], d)
 			cpus[k] = append(cpus[k], cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+			faults[k] = append(faults[k], minorFaults(cmd.ProcessState))
 		}
 	}
 	for k, t := range tools {
@@ -384,6 +387,7 @@ func timeDumps(tools []dumpTool, label string, n int) []dumpRow {
 		if len(walls[k]) > 0 {
 			rows[k].wall, rows[k].wallP90 = percentile(walls[k], 0.5), percentile(walls[k], 0.9)
 			rows[k].cpu = percentile(cpus[k], 0.5)
+			rows[k].faults = medianInt(faults[k])
 		}
 	}
 	if len(rows) < 2 {
@@ -402,9 +406,11 @@ func timeDumps(tools []dumpTool, label string, n int) []dumpRow {
 func printDumpRows(w io.Writer, rows []dumpRow) {
 	var cells [][]string
 	for _, r := range rows {
-		cells = append(cells, []string{r.target, r.tool, fmt.Sprintf("%d/%d", r.ok, r.runs), ms(r.wall), ms(r.wallP90), ms(r.cpu), r.note})
+		cells = append(cells, []string{r.target, r.tool, fmt.Sprintf("%d/%d", r.ok, r.runs), ms(r.wall), ms(r.wallP90), ms(r.cpu), fmt.Sprint(r.faults), r.note})
 	}
-	writeTable(w, []string{"target", "one-shot dump of every thread", "runs ok", "wall median", "wall p90", "CPU median", "note"}, cells)
+	fmt.Fprintln(w, machineLine())
+	fmt.Fprintln(w)
+	writeTable(w, []string{"target", "one-shot dump of every thread", "runs ok", "wall median", "wall p90", "CPU median", "minor faults median", "note"}, cells)
 }
 
 // writeTable writes a Markdown table, its columns aligned.
