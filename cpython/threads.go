@@ -1,9 +1,9 @@
 package cpython
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
-	"runtime"
 	"sort"
 
 	"github.com/pyglass/pyglass/cpython/layout"
@@ -74,6 +74,11 @@ type ThreadOptions struct {
 	TaskOf func(threadID uint64) (tid int, ok bool)
 	// SkipNames skips reading names from threading._active.
 	SkipNames bool
+	// Machine is the target's ELF machine (a core may come from another
+	// machine than pyglass's), which says where glibc keeps a thread's
+	// id in its struct pthread: it breaks ties when that id is looked
+	// for there. Zero: no tie is broken by where the field is.
+	Machine elf.Machine
 }
 
 // Threads lists the thread states of interp, newest first. Problems with
@@ -243,7 +248,7 @@ func resolveTIDs(r memory.Reader, threads []Thread, opt ThreadOptions) {
 		}
 	}
 	if len(need) > 0 {
-		fillPthreadTIDs(r, threads, need, tids)
+		fillPthreadTIDs(r, threads, need, tids, opt.Machine)
 	}
 	for _, i := range need {
 		if threads[i].NativeID != 0 {
@@ -252,9 +257,18 @@ func resolveTIDs(r memory.Reader, threads []Thread, opt ThreadOptions) {
 	}
 }
 
-// glibcTIDOffset is offsetof(struct pthread, tid) in glibc (nptl/descr.h),
-// used only to break ties in fillPthreadTIDs.
-var glibcTIDOffset = map[string]int{"amd64": 0x2d0, "arm64": 0xd0}
+// glibcTIDOffset is offsetof(struct pthread, tid) in glibc (nptl/descr.h)
+// on machine m, -1 when not known; used only to break ties in
+// fillPthreadTIDs.
+func glibcTIDOffset(m elf.Machine) int {
+	switch m {
+	case elf.EM_X86_64:
+		return 0x2d0
+	case elf.EM_AARCH64:
+		return 0xd0
+	}
+	return -1
+}
 
 // pthreadScan is how much of struct pthread fillPthreadTIDs scans.
 const pthreadScan = 2048
@@ -270,7 +284,7 @@ const pthreadScan = 2048
 // thread's task, seen running, for a 100 ms refresh in the profiler.
 // A task is never given to the threads of two struct pthreads; a thread
 // whose value is taken is left at 0, unknown.
-func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int]bool) {
+func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int]bool, m elf.Machine) {
 	set := map[uint32]bool{}
 	for t := range tids {
 		if t > 0 {
@@ -302,7 +316,7 @@ func fillPthreadTIDs(r memory.Reader, threads []Thread, need []int, tids map[int
 	for o := range found {
 		offs = append(offs, o)
 	}
-	known := glibcTIDOffset[runtime.GOARCH]
+	known := glibcTIDOffset(m)
 	sort.Slice(offs, func(i, j int) bool {
 		a, b := offs[i], offs[j]
 		if len(found[a]) != len(found[b]) {

@@ -1,7 +1,7 @@
 package cpython
 
 import (
-	"runtime"
+	"debug/elf"
 	"testing"
 
 	"github.com/pyglass/pyglass/memory"
@@ -14,7 +14,7 @@ import (
 // neither (a thread state of no task: the parent's other threads after a
 // raw fork, or one that exited, tid cleared) gets 0.
 func TestResolveTIDs(t *testing.T) {
-	off := glibcTIDOffset[runtime.GOARCH]
+	off := glibcTIDOffset(elf.EM_X86_64)
 	m := &memory.Fake{}
 	pthread := func(addr uint64, tid uint32) uint64 {
 		b := make([]byte, pthreadScan)
@@ -40,7 +40,7 @@ func TestResolveTIDs(t *testing.T) {
 		}
 		return 0, false
 	}
-	resolveTIDs(m, threads, ThreadOptions{TIDs: []int{100, 101, 102, 103, 104}, TaskOf: taskOf})
+	resolveTIDs(m, threads, ThreadOptions{TIDs: []int{100, 101, 102, 103, 104}, TaskOf: taskOf, Machine: elf.EM_X86_64})
 	for i, want := range []int{100, 101, 0, 0, 104} {
 		if got := threads[i].NativeID; got != want {
 			t.Errorf("thread %d (pthread %#x): native id %d, want %d", i, threads[i].ThreadID, got, want)

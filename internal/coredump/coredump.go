@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
+	"github.com/pyglass/pyglass/target"
 	"github.com/pyglass/pyglass/target/live"
 )
 
@@ -138,7 +138,7 @@ func Write(pid int, path string) (res Result, err error) {
 	off = align(off+uint64(len(notes)), pageSize)
 	var hdr bytes.Buffer
 	le := binary.LittleEndian
-	eh := elf.Header64{Type: uint16(elf.ET_CORE), Machine: uint16(machine()), Version: 1,
+	eh := elf.Header64{Type: uint16(elf.ET_CORE), Machine: uint16(target.HostMachine()), Version: 1,
 		Phoff: 64, Ehsize: 64, Phentsize: 56, Phnum: uint16(nph)}
 	copy(eh.Ident[:], elf.ELFMAG)
 	eh.Ident[elf.EI_CLASS], eh.Ident[elf.EI_DATA], eh.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
@@ -192,13 +192,6 @@ func Write(pid int, path string) (res Result, err error) {
 }
 
 func align(n, a uint64) uint64 { return (n + a - 1) &^ (a - 1) }
-
-func machine() elf.Machine {
-	if runtime.GOARCH == "arm64" {
-		return elf.EM_AARCH64
-	}
-	return elf.EM_X86_64
-}
 
 // anonymousKB reads /proc/PID/smaps: how much of each mapping (by start)
 // is private anonymous memory (a file mapping written to: relocations).
@@ -254,7 +247,7 @@ func buildNotes(pid int, st *procfs.Status, tids []int, regs map[int][]byte, aux
 	copy(ps[56:135], strings.Join(cmdline, " "))
 	note(&b, 3, ps)
 	nregs := 216
-	if machine() == elf.EM_AARCH64 {
+	if target.HostMachine() == elf.EM_AARCH64 {
 		nregs = 272
 	}
 	for _, tid := range tids {

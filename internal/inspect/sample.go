@@ -15,6 +15,7 @@ import (
 	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/ptrace"
 	"github.com/pyglass/pyglass/memory"
+	"github.com/pyglass/pyglass/target"
 )
 
 // MaxRate as SampleOptions.Rate samples as fast as pyglass can, one
@@ -418,7 +419,7 @@ func (s *sampler) refreshThreads(withNames bool) error {
 	}
 	var threads []*sampledThread
 	for _, interp := range interps {
-		ts, _ := cpython.Threads(rd, s.m.l, interp, cpython.ThreadOptions{Image: &s.m.img, TIDs: nsTIDs, SkipNames: !withNames && s.names != nil})
+		ts, _ := cpython.Threads(rd, s.m.l, interp, cpython.ThreadOptions{Image: &s.m.img, TIDs: nsTIDs, SkipNames: !withNames && s.names != nil, Machine: target.HostMachine()})
 		idents := make(map[uint64]int, len(ts))
 		for _, t := range ts {
 			idents[t.ThreadID]++

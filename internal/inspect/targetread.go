@@ -176,12 +176,12 @@ func (s *stackRead) read(ctx context.Context) error {
 		if TestHookWalk != nil {
 			TestHookWalk()
 		}
-		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf})
+		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, Machine: s.tgt.Machine()})
 		// Without pausing, the list may be changing under the read.
 		for try := 0; s.retry && err != nil && len(threads) == 0 && try < tornRetries; try++ {
 			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
 			rd = newPageCacheIn(m.r, s.pages)
-			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf})
+			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, Machine: s.tgt.Machine()})
 		}
 		if s.later && noNames(threads) {
 			s.unnamed[i] = interp
@@ -387,7 +387,7 @@ func tasksOn(ctx context.Context, tgt target.Target, m *Memory, py *pyproc.Pytho
 	taskOf := target.TaskOf(tgt.Machine(), tgt.Threads())
 	tidOf := map[uint64]int{}
 	for _, interp := range interps {
-		th, _ := cpython.Threads(m.r, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, SkipNames: true})
+		th, _ := cpython.Threads(m.r, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, SkipNames: true, Machine: tgt.Machine()})
 		for _, t := range th {
 			tidOf[t.Addr] = t.NativeID
 			if h, ok := ix.toHost[t.NativeID]; ok {
@@ -417,7 +417,7 @@ func readLockSnap(tgt target.Target, m *Memory, what string, gone func(error) er
 	}
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
 	snap = lockSnap{gil: cpython.GILRange(rd, m.img, m.l, interp), kernel: ix.byTID, toHost: ix.toHost}
-	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads())})
+	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads()), Machine: tgt.Machine()})
 	snap.readFrames(rd, m)
 	return snap, rd, ix, nil
 }
