@@ -92,12 +92,8 @@ func build(root string) (string, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", fmt.Errorf("making build directory readable: %w", err)
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	out := filepath.Join(dir, "pyglass")
-	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/pyglass")
+	cmd := exec.Command(GoTool(), "build", "-o", out, "./cmd/pyglass")
 	cmd.Dir = root
 	// As the README builds it: static, no C library.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -105,6 +101,15 @@ func build(root string) (string, error) {
 		return "", fmt.Errorf("building cmd/pyglass: %v\n%s", err, b)
 	}
 	return out, nil
+}
+
+// GoTool is the go command the tests build with: the one on PATH, else
+// the one of the toolchain that built the test.
+func GoTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 func cleanupBuild() {
