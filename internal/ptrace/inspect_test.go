@@ -58,19 +58,25 @@ os.read(r, 1)
 	}
 	pid := cmd.Process.Pid
 	// Into read(): waited for, not slept for (50 ms was not enough under
-	// load in CI).
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sc, err := procfs.New(pid).TaskSyscall(pid)
-		if err == nil && sc.InSyscall && sc.Nr == unix.SYS_READ {
-			break
+	// load in CI). Before every round: the read a pause interrupted is
+	// restarted after the thaw, once the thread runs again, which on a
+	// loaded machine may be after the next round's pause.
+	inRead := func() {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			sc, err := procfs.New(pid).TaskSyscall(pid)
+			if err == nil && sc.InSyscall && sc.Nr == unix.SYS_READ {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the target's main thread is not in read() after 20 s (%+v, %v)", sc, err)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the target's main thread is not in read() after 20 s (%+v, %v)", sc, err)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	for round := 0; round < 5; round++ {
+		inRead()
 		f, err := Freeze(pid)
 		if err != nil {
 			t.Fatal(err)
