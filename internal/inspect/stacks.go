@@ -192,7 +192,8 @@ const tornRetries = 30
 func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Frame, errText string, inEval bool) ([]Frame, string, bool) {
 	for try := 0; try < tornRetries; try++ {
 		if try >= 3 {
-			time.Sleep(time.Duration(try) * 20 * time.Microsecond)
+			// (a Go timer would wake it a millisecond later at best)
+			procfs.Nanosleep(time.Duration(try) * 20 * time.Microsecond)
 		}
 		rd := newPageCache(m.r)
 		t := cpython.ReadThread(rd, m.l, interp, tstate)

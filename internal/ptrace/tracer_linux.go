@@ -315,7 +315,7 @@ func WaitUntil(tid int, deadline time.Time, abort func() bool) (Stop, error) {
 			return Stop{}, fmt.Errorf("thread %d: %w", tid, ErrTimeout)
 		}
 		if now.After(spinUntil) {
-			time.Sleep(100 * time.Microsecond)
+			procfs.Nanosleep(100 * time.Microsecond) // (a Go timer: 1 ms)
 		} else if i >= 16 {
 			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		}
