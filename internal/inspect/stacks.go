@@ -192,8 +192,7 @@ const tornRetries = 30
 func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Frame, errText string, inEval bool) ([]Frame, string, bool) {
 	for try := 0; try < tornRetries; try++ {
 		if try >= 3 {
-			// (a Go timer would wake it a millisecond later at best)
-			procfs.Nanosleep(time.Duration(try) * 20 * time.Microsecond)
+			briefly(time.Duration(try) * 20 * time.Microsecond)
 		}
 		rd := newPageCache(m.r)
 		t := cpython.ReadThread(rd, m.l, interp, tstate)
@@ -207,6 +206,11 @@ func stableStack(m *Memory, interp, tstate uint64, opt StackOptions, frames []Fr
 	}
 	return frames, errText, inEval
 }
+
+// briefly sleeps d, under a millisecond, in clock_nanosleep: a Go timer
+// would wake the caller a millisecond later at best (ARCHITECTURE.md,
+// "Threads and the ptrace tracer").
+func briefly(d time.Duration) { procfs.Nanosleep(d) }
 
 // sameFrames reports whether two reads of a stack give the same frames.
 func sameFrames(a, b []Frame) bool {

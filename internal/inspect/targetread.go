@@ -18,7 +18,6 @@ import (
 	"github.com/pyglass/pyglass/cpython"
 	"github.com/pyglass/pyglass/internal/elfsym"
 	"github.com/pyglass/pyglass/internal/errs"
-	"github.com/pyglass/pyglass/internal/procfs"
 	"github.com/pyglass/pyglass/internal/pyproc"
 	"github.com/pyglass/pyglass/memory"
 	"github.com/pyglass/pyglass/target"
@@ -180,7 +179,7 @@ func (s *stackRead) read(ctx context.Context) error {
 		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, Machine: s.tgt.Machine()})
 		// Without pausing, the list may be changing under the read.
 		for try := 0; s.retry && err != nil && len(threads) == 0 && try < tornRetries; try++ {
-			procfs.Nanosleep(time.Duration(try) * 20 * time.Microsecond)
+			briefly(time.Duration(try) * 20 * time.Microsecond)
 			rd = newPageCacheIn(m.r, s.pages)
 			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, Machine: s.tgt.Machine()})
 		}
