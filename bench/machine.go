@@ -56,13 +56,3 @@ func machineLine() string {
 	}
 	return fmt.Sprintf("machine: first touch of a fresh page %.1f µs (median of 5 × 1,024 pages; well under 1 µs on bare metal)", float64(d)/float64(time.Microsecond))
 }
-
-// medianInt is the median (nearest rank) of xs, 0 when empty.
-func medianInt(xs []int64) int64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]int64(nil), xs...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)/2]
-}

@@ -16,7 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -374,12 +374,14 @@ func gdbError(out []byte) string {
 	return ""
 }
 
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
+// percentile is the nearest-rank p-th percentile of xs (times, fault
+// counts), 0 when empty.
+func percentile[T time.Duration | int64](xs []T, p float64) T {
+	if len(xs) == 0 {
 		return 0
 	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	s := slices.Clone(xs)
+	slices.Sort(s)
 	// nearest-rank
 	k := int(p*float64(len(s))+0.999999) - 1
 	if k < 0 {
@@ -414,7 +416,7 @@ func printTable(w io.Writer, rows []Row) {
 		med, p90, cpu, faults, smed, smax := "-", "-", "-", "-", "-", "-"
 		if len(r.Times) > 0 {
 			med, p90, cpu = ms(percentile(r.Times, 0.5)), ms(percentile(r.Times, 0.9)), ms(percentile(r.CPU, 0.5))
-			faults = fmt.Sprint(medianInt(r.Faults))
+			faults = fmt.Sprint(percentile(r.Faults, 0.5))
 			smed, smax = ms(percentile(r.Stalls, 0.5)), ms(percentile(r.Stalls, 1))
 		}
 		var note []string

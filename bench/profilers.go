@@ -392,7 +392,7 @@ func timeDumps(tools []dumpTool, label string, n int) []dumpRow {
 		if len(walls[k]) > 0 {
 			rows[k].wall, rows[k].wallP90 = percentile(walls[k], 0.5), percentile(walls[k], 0.9)
 			rows[k].cpu = percentile(cpus[k], 0.5)
-			rows[k].faults = medianInt(faults[k])
+			rows[k].faults = percentile(faults[k], 0.5)
 		}
 	}
 	if len(rows) < 2 {
