@@ -145,7 +145,9 @@ func (s *stackRead) read(ctx context.Context) error {
 	m, opt, dump := s.m, s.opt, s.dump
 	ix := indexThreads(s.tgt)
 	s.threads = ix
-	taskOf := target.TaskOf(s.tgt.Machine(), s.tgt.Threads())
+	// (the thread list is read once, and again only when it changed
+	// under a read without pausing: the same options each time)
+	topt := cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(s.tgt.Machine(), s.tgt.Threads()), Machine: s.tgt.Machine()}
 	// Every read goes through a page cache: one system call per page
 	// touched instead of one per field, which keeps the pause short.
 	rd := newPageCacheIn(m.r, s.pages)
@@ -176,12 +178,12 @@ func (s *stackRead) read(ctx context.Context) error {
 		if TestHookWalk != nil {
 			TestHookWalk()
 		}
-		threads, err := cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, Machine: s.tgt.Machine()})
+		threads, err := cpython.Threads(rd, m.l, interp, topt)
 		// Without pausing, the list may be changing under the read.
 		for try := 0; s.retry && err != nil && len(threads) == 0 && try < tornRetries; try++ {
 			briefly(time.Duration(try) * 20 * time.Microsecond)
 			rd = newPageCacheIn(m.r, s.pages)
-			threads, err = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: taskOf, Machine: s.tgt.Machine()})
+			threads, err = cpython.Threads(rd, m.l, interp, topt)
 		}
 		if s.later && noNames(threads) {
 			s.unnamed[i] = interp
