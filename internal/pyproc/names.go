@@ -1,6 +1,9 @@
 package pyproc
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // The file names and version strings of an interpreter are recognised
 // by the small matchers below, not by regular expressions: compiling
@@ -57,12 +60,10 @@ func nameVersion(name string) (major, minor int, ok bool) {
 	}
 }
 
-// atoi is the value of a short run of ASCII digits.
+// atoi is the value of a run of one or two ASCII digits (as digits
+// found it: never an error).
 func atoi(s string) int {
-	v := 0
-	for i := 0; i < len(s); i++ {
-		v = v*10 + int(s[i]-'0')
-	}
+	v, _ := strconv.Atoi(s)
 	return v
 }
 

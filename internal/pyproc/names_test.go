@@ -74,7 +74,8 @@ func trimZeros(s string) string {
 	if s == "" {
 		return s
 	}
-	return strconv.Itoa(atoi(s))
+	v, _ := strconv.Atoi(s)
+	return strconv.Itoa(v)
 }
 
 func TestNameMatchers(t *testing.T) {
