@@ -2,11 +2,14 @@
 # `pyglass stacks` tests of one unreadable thread (Python 2.7 and 3.x).
 #
 # A thread named "victim" records the address of its own PyThreadState
-# (ctypes.pythonapi.PyThreadState_Get), then blocks in lock.acquire() (one
-# C call, the GIL released). A thread named "sleeper" sleeps in
-# sleeper_wait. The main thread serves commands from stdin, one a line:
+# (ctypes.pythonapi.PyThreadState_Get), then, in a with block on the lock
+# `held`, blocks in lock.acquire() (one C call, the GIL released). A
+# thread named "sleeper" sleeps in sleeper_wait. The main thread serves
+# commands from stdin, one a line:
 #   peek ADDR        prints "PEEK 0x..." (the 8 bytes at ADDR)
 #   poke ADDR VALUE  writes the 8-byte VALUE at ADDR, prints "POKED 0x<old>"
+#   waiter           starts a thread named "waiter" that waits for `held`
+#                    in waiter_wait, prints "WAITER STARTED"
 #   release          releases the victim, which prints "VICTIM DONE" and ends
 #   quit             exits 0
 # Numbers are hexadecimal (0x...). It prints "VICTIM tstate=0x... tid=N"
@@ -19,6 +22,7 @@ import time
 
 lock = threading.Lock()
 lock.acquire()
+held = threading.Lock()
 started = threading.Event()
 info = {}
 
@@ -37,9 +41,15 @@ def victim():
     get.restype = ctypes.c_void_p
     info["tstate"] = get()
     info["tid"] = getattr(threading, "get_native_id", lambda: 0)()
-    started.set()
-    victim_blocked()
+    with held:
+        started.set()
+        victim_blocked()
     out("VICTIM DONE")
+
+
+def waiter_wait():
+    with held:
+        pass
 
 
 def sleeper_wait():
@@ -62,6 +72,11 @@ def serve_commands():
                 old = cell.value
                 cell.value = int(words[2], 16)
                 out("POKED %#x" % old)
+            elif words[0] == "waiter":
+                w = threading.Thread(target=waiter_wait, name="waiter")
+                w.daemon = True
+                w.start()
+                out("WAITER STARTED")
             elif words[0] == "release":
                 lock.release()
             elif words[0] == "quit":

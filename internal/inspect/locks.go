@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,11 @@ type WaitFor struct {
 // paused, before the analysis.
 var TestHookLocks func()
 
+// TestHookLocksThawed, when set (tests), is called when Locks's first
+// pause has ended, before the frames of the threads it caught entering
+// the evaluation loop are read again.
+var TestHookLocksThawed func()
+
 // lockThread is the analysis state of one thread.
 type lockThread struct {
 	out    LockThread
@@ -108,7 +114,12 @@ type lockThread struct {
 	// those of a few frames only, and reading them all (the type of every
 	// local and value-stack slot, of every frame of every thread) was
 	// about a tenth of what stacks cost on a 12-thread target.
-	refs   [][]cpython.FrameRef
+	refs [][]cpython.FrameRef
+	// refReader reads refs when the frames were read in a later pause
+	// than the others (lockSnap.readers); nil: lockWalk.refReader.
+	refReader *cpython.RefReader
+	// unread: caught entering the evaluation loop, its frames not read.
+	unread bool
 	waitOn uint64 // the lock object waited on
 	sysArg uint64 // the first argument of the system call it waits in
 	fds    []int  // the file descriptors it waits on (read, select, poll)
@@ -157,9 +168,13 @@ func Locks(ctx context.Context, p *Live, m *Memory) (*LockReport, error) {
 		TestHookLocks()
 	}
 	frozen.Thaw()
+	if TestHookLocksThawed != nil {
+		TestHookLocksThawed()
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	p.relinkFrames(m, &snap)
 	rep := newLockReport(p.PID, p.analyseLocks(rd, m, snap), func(lt *lockThread) {
 		if d, ok := ran[lt.out.TID]; ok && lt.out.TID != 0 && lt.out.WaitsFor.Kind != WaitNone {
 			s := d.Seconds()
@@ -200,9 +215,16 @@ func cFunctions(frames []Frame, major int) []string {
 // paused: its threads, their frames (outermost first; nil when not read),
 // the GIL's futex range, and the kernel's view of the tasks.
 type lockSnap struct {
-	interp  int // its index in StackDump (0: the main interpreter)
-	threads []cpython.Thread
-	frames  [][]cpython.Frame
+	interp     int    // its index in StackDump (0: the main interpreter)
+	interpAddr uint64 // its PyInterpreterState's address
+	threads    []cpython.Thread
+	frames     [][]cpython.Frame
+	// entering lists (indices in threads) the threads caught entering
+	// the evaluation loop (see entering), their frames not read.
+	entering []int
+	// readers holds, per thread, the page cache of the later pause that
+	// read its frames (relinkFrames); nil: the first pause's.
+	readers []memory.Reader
 	gil     [2]uint64
 	kernel  map[int]target.Thread // by our thread id
 	toHost  map[int]int
@@ -210,14 +232,79 @@ type lockSnap struct {
 
 // readFrames reads the frames of snap's threads through rd (outermost
 // first; nil for an idle thread or a state of no thread, whose frames
-// are garbage).
+// are garbage), and lists those caught entering the evaluation loop.
 func (snap *lockSnap) readFrames(rd memory.Reader, m *Memory) {
 	snap.frames = make([][]cpython.Frame, len(snap.threads))
+	snap.readers = make([]memory.Reader, len(snap.threads))
+	snap.entering = snap.entering[:0]
 	for k, t := range snap.threads {
-		if t.Frame != 0 && !t.Gone {
-			snap.frames[k], _ = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
+		if t.Gone {
+			continue
+		}
+		errText := ""
+		if t.Frame != 0 {
+			var err error
+			if snap.frames[k], err = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{}); err != nil {
+				errText = err.Error()
+			}
+		}
+		if entering(t.InEval, snap.frames[k], errText) {
+			snap.frames[k] = nil
+			snap.entering = append(snap.entering, k)
 		}
 	}
+}
+
+// enteringLocksNote ends the evidence of a thread whose frames Locks
+// could not read (lockSnap.entering): the locks it holds are not known.
+const enteringLocksNote = "its frames not read (caught entering the evaluation loop): the locks it holds are unknown"
+
+// relinkFrames reads again, in a second short pause a millisecond after
+// the first (and a third, if needed), the frames of the threads the
+// first caught entering the evaluation loop (snap.entering): a moment
+// later their frame is linked. Their state (what they wait for, the
+// GIL) stays the first pause's; only their frames, which say which
+// locks they hold, are the later pause's, read with its page cache
+// (snap.readers). snap.entering keeps the threads whose frames were not
+// read: still entering, or their state now another thread's.
+func (p *Live) relinkFrames(m *Memory, snap *lockSnap) {
+	todo := slices.Clone(snap.entering)
+	var unread []int
+	for try := 0; try < 2 && len(todo) > 0; try++ {
+		time.Sleep(time.Millisecond)
+		frozen, err := p.Freeze()
+		if err != nil {
+			break
+		}
+		func() {
+			defer frozen.Thaw() // on a panic too
+			rd := newPageCache(m.r)
+			still := todo[:0]
+			for _, k := range todo {
+				old := snap.threads[k]
+				t := cpython.ReadThread(rd, m.l, snap.interpAddr, old.Addr)
+				switch {
+				case t.ThreadID != old.ThreadID:
+					unread = append(unread, k) // the state is now another thread's, or freed
+					continue
+				case t.Frame == 0 && !t.InEval:
+					continue // out of the loop: no frames to read
+				}
+				errText := ""
+				f, err := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
+				if err != nil {
+					errText = err.Error()
+				}
+				if entering(t.InEval, f, errText) {
+					still = append(still, k)
+					continue
+				}
+				snap.frames[k], snap.readers[k] = f, rd
+			}
+			todo = still
+		}()
+	}
+	snap.entering = append(unread, todo...)
 }
 
 // analyseLocks says what each thread of snap waits for and who holds it,
@@ -240,6 +327,10 @@ func (p *Live) analyseLocks(rd memory.Reader, m *Memory, snap lockSnap) []*lockT
 			lt.frames = append(lt.frames, fr[i])
 		}
 		lt.refs = make([][]cpython.FrameRef, len(lt.frames))
+		if r := snap.readers[k]; r != nil {
+			lt.refReader = cpython.NewRefReader(r, m.l)
+		}
+		lt.unread = slices.Contains(snap.entering, k)
 		if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
 			continue
 		}
@@ -268,6 +359,9 @@ func (p *Live) analyseLocks(rd memory.Reader, m *Memory, snap lockSnap) []*lockT
 			lw.waitFor(lt, st.Syscall, st.Args, snap.gil)
 		} else {
 			lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
+		}
+		if lt.unread {
+			lt.out.WaitsFor.Evidence += "; " + enteringLocksNote
 		}
 	}
 	lw.holders()
@@ -369,8 +463,12 @@ func (w *lockWalk) refsOf(lt *lockThread, i int) []cpython.FrameRef {
 	if i < 0 || i >= len(lt.refs) {
 		return nil
 	}
-	if lt.refs[i] == nil && w.refReader != nil {
-		refs, _ := w.refReader.Refs(lt.frames[i])
+	rr := w.refReader
+	if lt.refReader != nil {
+		rr = lt.refReader
+	}
+	if lt.refs[i] == nil && rr != nil {
+		refs, _ := rr.Refs(lt.frames[i])
 		if refs == nil {
 			refs = []cpython.FrameRef{} // read: none
 		}

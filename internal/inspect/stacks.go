@@ -165,7 +165,7 @@ func readStack(rd memory.Reader, m *Memory, t cpython.Thread, opt StackOptions) 
 // state but its frame is not yet written: the state then holds whatever
 // that C stack slot held (0, 0x6, a pointer to anything). A moment later
 // the frame is there.
-func entering(inEval bool, frames []Frame, errText string) bool {
+func entering[F any](inEval bool, frames []F, errText string) bool {
 	return inEval && (len(frames) == 0 || errText != "")
 }
 

@@ -195,7 +195,7 @@ func (s *stackRead) read(ctx context.Context) error {
 		}
 		gilRange := cpython.GILRange(rd, m.img, m.l, interp)
 		if s.later {
-			s.waits = append(s.waits, lockSnap{interp: i, threads: threads, gil: gilRange, kernel: ix.byTID, toHost: ix.toHost})
+			s.waits = append(s.waits, lockSnap{interp: i, interpAddr: interp, threads: threads, gil: gilRange, kernel: ix.byTID, toHost: ix.toHost})
 		}
 		byTID := map[int]int{} // index in dump.Threads of this interpreter's threads
 		for _, t := range threads {
@@ -418,7 +418,7 @@ func readLockSnap(tgt target.Target, m *Memory, what string, gone func(error) er
 		return snap, nil, ix, gone(&errs.Error{Kind: errs.NotPython, Msg: fmt.Sprintf("%s: cannot find the Python interpreter in memory", what), Err: err})
 	}
 	interp := interps[len(interps)-1] // the list starts with the newest interpreter
-	snap = lockSnap{gil: cpython.GILRange(rd, m.img, m.l, interp), kernel: ix.byTID, toHost: ix.toHost}
+	snap = lockSnap{interpAddr: interp, gil: cpython.GILRange(rd, m.img, m.l, interp), kernel: ix.byTID, toHost: ix.toHost}
 	snap.threads, _ = cpython.Threads(rd, m.l, interp, cpython.ThreadOptions{Image: &m.img, TIDs: ix.nsTIDs, TaskOf: target.TaskOf(tgt.Machine(), tgt.Threads()), Machine: tgt.Machine()})
 	snap.readFrames(rd, m)
 	return snap, rd, ix, nil
