@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,6 +344,20 @@ func TestTopPiped(t *testing.T) {
 		}
 		if strings.Contains(r.Stdout, "idle (") {
 			t.Errorf("idle threads shown without --idle:\n%s", r.Stdout)
+		}
+		// The rate is per second, not per interval: at the default
+		// 100 Hz, 500 ms intervals say about 100, not 50.
+		var rates []float64
+		for _, m := range regexp.MustCompile(`- (\d+) samples/s,`).FindAllStringSubmatch(r.Stdout, -1) {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			rates = append(rates, v)
+		}
+		if len(rates) == 0 {
+			t.Fatalf("no samples/s in top's headers:\n%s", r.Stdout)
+		}
+		sort.Float64s(rates)
+		if med := rates[len(rates)/2]; med < 70 || med > 130 {
+			t.Errorf("median rate %v samples/s in the headers (%v), want about 100 (--rate's default):\n%s", med, rates, r.Stdout)
 		}
 		healthy(t, tg)
 	})

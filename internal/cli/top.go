@@ -35,8 +35,9 @@ type topState struct {
 	holders  map[int]int64  // tid -> stacks holding the GIL, since start
 	filter   int            // only this thread when non-zero
 	idle     bool
-	samples  int64
-	lastN    int64 // samples in the last interval
+	samples  int64     // in the current interval
+	opened   time.Time // when the current interval began
+	lastRate float64   // samples a second in the last interval
 	lost     int64
 	started  time.Time
 	version  string
@@ -47,7 +48,7 @@ type topState struct {
 
 func newTopState(idle bool) *topState {
 	return &topState{interval: profile.NewTally(), last: profile.NewTally(), total: profile.NewTally(),
-		threads: map[int]string{}, holders: map[int]int64{}, idle: idle, started: time.Now()}
+		threads: map[int]string{}, holders: map[int]int64{}, idle: idle, started: time.Now(), opened: time.Now()}
 }
 
 func (st *topState) add(s *pyglass.Sample) {
@@ -78,13 +79,17 @@ func (st *topState) add(s *pyglass.Sample) {
 	}
 }
 
-// tick closes the current interval.
-func (st *topState) tick() {
+// tick closes the current interval, at now: its rate is over its own
+// length (--interval, or less for the last one, cut by Ctrl-C).
+func (st *topState) tick(now time.Time) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.last, st.interval = st.interval, st.last
 	st.interval.Reset()
-	st.lastN, st.samples = st.samples, 0
+	if d := now.Sub(st.opened); d > 0 {
+		st.lastRate = float64(st.samples) / d.Seconds()
+	}
+	st.samples, st.opened = 0, now
 }
 
 func (st *topState) reset() {
@@ -123,7 +128,7 @@ func (st *topState) nextThread() {
 func (st *topState) render(w io.Writer, p *pyglass.Process, by profile.SortBy, rows, width int, paused bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	fmt.Fprintf(w, "pyglass top - process %d, Python %s - %d samples/s, %d threads seen", p.PID(), st.version, st.lastN, len(st.threads))
+	fmt.Fprintf(w, "pyglass top - process %d, Python %s - %.0f samples/s, %d threads seen", p.PID(), st.version, st.lastRate, len(st.threads))
 	if st.lost > 0 {
 		fmt.Fprintf(w, ", %d stacks lost", st.lost)
 	}
@@ -236,16 +241,23 @@ func runTop(ctx context.Context, args []string, io IO) ExitCode {
 func topPiped(ctx context.Context, p *pyglass.Process, st *topState, interval time.Duration, rows int, sampled chan struct{}, io IO) ExitCode {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	printed := false
 	for {
 		select {
 		case <-sampled:
-			st.tick()
-			st.render(io.Out, p, profile.ByOwn, rows, 0, false)
+			// The last interval, cut short by --duration or Ctrl-C, gets
+			// its table unless it is too short to say anything and one
+			// was printed already.
+			if !printed || time.Since(st.opened) >= interval/10 {
+				st.tick(time.Now())
+				st.render(io.Out, p, profile.ByOwn, rows, 0, false)
+			}
 			return topExit(st, io)
 		case <-t.C:
-			st.tick()
+			st.tick(time.Now())
 			st.render(io.Out, p, profile.ByOwn, rows, 0, false)
 			fmt.Fprintln(io.Out)
+			printed = true
 		}
 	}
 }

@@ -158,7 +158,7 @@ func topTerminal(ctx context.Context, cancel func(), p *pyglass.Process, st *top
 		case <-sampled:
 			return topExit(st, io)
 		case <-t.C:
-			st.tick()
+			st.tick(time.Now())
 		case ev := <-events:
 			switch ev := ev.(type) {
 			case *tcell.EventResize:
