@@ -235,8 +235,9 @@ func fuzzHeap(t *testing.T, ver uint8, img []byte) *fakeHeap {
 	return h
 }
 
-// FuzzFrames walks frames over random or corrupted memory: it must not
-// panic, loop or allocate without bound. Inputs are memory images of
+// FuzzFrames walks frames over random or corrupted memory, as stacks
+// does, as locks does (what each frame refers to) and as record does (the
+// Sampler): it must not panic, loop or allocate without bound. Inputs are memory images of
 // tens of KiB: run with -fuzzminimizetime 0, or minimizing a new input
 // takes minutes.
 func FuzzFrames(f *testing.F) {
@@ -254,10 +255,27 @@ func FuzzFrames(f *testing.F) {
 		if len(fs) > DefaultMaxDepth {
 			t.Fatalf("%d frames", len(fs))
 		}
+		// As pyglass locks reads them: what each frame refers to.
+		refs := NewRefReader(h.m, h.l)
+		for _, f := range fs {
+			refs.Refs(f)
+		}
+		// As pyglass record reads them: the Sampler, its code objects.
+		s := NewSampler(h.m, h.l)
+		stack, _ := s.Stack(fakeBase+uint64(top), 64, nil)
+		if len(stack) > 64 {
+			t.Fatalf("%d sampled frames", len(stack))
+		}
+		for _, sf := range stack {
+			s.Code(sf.Code)
+		}
+		s.Revalidate(h.m)
 	})
 }
 
-// FuzzString decodes strings and reprs over random or corrupted memory.
+// FuzzString decodes strings, reprs and the other objects pyglass reads
+// (numbers, tuples, locks, deques, attributes) over random or corrupted
+// memory.
 func FuzzString(f *testing.F) {
 	for i, v := range fakeVersions {
 		h := newFakeHeap(f, v[0], v[1])
@@ -282,6 +300,22 @@ func FuzzString(f *testing.F) {
 		Repr(h.m, h.l, addr)
 		DictGet(h.m, h.l, addr, "k")
 		AttrGet(h.m, h.l, addr, "k")
+		// The objects pyglass locks and the leak reports decode.
+		TypeName(h.m, h.l, addr)
+		Int(h.m, h.l, addr)
+		Float(h.m, h.l, addr)
+		Len(h.m, h.l, addr)
+		if items, err := TupleItems(h.m, h.l, addr, 64); err == nil && len(items) > 64 {
+			t.Fatalf("%d tuple items", len(items))
+		}
+		ReadSync(h.m, h.l, addr)
+		ClassName(h.m, h.l, addr)
+		DequeLen(h.m, h.l, addr)
+		InstanceAttr(h.m, h.l, addr, "k")
+		AttrNameOf(h.m, h.l, addr, fakeBase)
+		ParkedAt(h.m, h.l, addr)
+		ReadCode(h.m, h.l, addr)
+		DictGetInt(h.m, h.l, addr, 1)
 	})
 }
 

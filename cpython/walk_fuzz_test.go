@@ -18,7 +18,11 @@ const debugBlockAddr = 0x7f0000100000
 // version), walks random memory as pyglass stacks does: interpreters,
 // threads and their names, the GIL holder, every thread's frames with
 // locals, and a string, repr, dict and attribute at an address of the
-// input. Nothing may panic; any layout ForTarget returns must validate.
+// input; as pyglass record does (the Sampler: every thread's stack, its
+// code objects, a revalidation); and as pyglass locks does (what each
+// frame refers to, the lock, class, deque and attributes at that
+// address, a parked futex). Nothing may panic; any layout ForTarget
+// returns must validate.
 //
 // Inputs are kept small (mem is cut at maxFuzzData); run it with e.g.
 // -fuzzminimizetime=200x (see FuzzThreads).
@@ -65,21 +69,48 @@ func FuzzWalk(f *testing.F) {
 		}
 		interps, _ := cpython.FindInterpreters(&m, img, l)
 		interps = append(interps, fakeBase+uint64(at)&^7)
+		s := cpython.NewSampler(&m, l)
+		refs := cpython.NewRefReader(&m, l)
+		var stack []cpython.SampleFrame
 		for _, in := range interps {
 			threads, _ := cpython.Threads(&m, l, in, cpython.ThreadOptions{Image: &img, TIDs: []int{1, 2, 3}})
 			cpython.GILHolder(&m, img, l, in)
+			cpython.GILRange(&m, img, l, in)
 			cpython.ThreadNames(&m, l, in)
 			for _, th := range threads {
-				if th.Frame != 0 {
-					cpython.Frames(&m, l, th.Frame, cpython.FrameOptions{Locals: true, MaxDepth: 64})
+				if th.Frame == 0 {
+					continue
+				}
+				frames, _ := cpython.Frames(&m, l, th.Frame, cpython.FrameOptions{Locals: true, MaxDepth: 64})
+				for _, f := range frames {
+					refs.Refs(f)
+				}
+				top, _, _ := s.TopFrame(th.Addr)
+				stack, _ = s.Stack(top, 64, stack)
+				stack, _ = s.Stack(th.Frame, 64, stack)
+				for _, sf := range stack {
+					s.Code(sf.Code)
 				}
 			}
 		}
+		s.Revalidate(&m)
 		obj := fakeBase + uint64(at)
 		cpython.String(&m, l, obj, cpython.MaxNameLen)
 		cpython.Repr(&m, l, obj)
 		cpython.DictItems(&m, l, obj, 64)
 		cpython.AttrGet(&m, l, obj, "_name")
 		cpython.Frames(&m, l, obj, cpython.FrameOptions{Locals: true, MaxDepth: 64})
+		s.Stack(obj, 64, stack)
+		cpython.TypeName(&m, l, obj)
+		cpython.Int(&m, l, obj)
+		cpython.Float(&m, l, obj)
+		cpython.Len(&m, l, obj)
+		cpython.TupleItems(&m, l, obj, 64)
+		cpython.ReadSync(&m, l, obj)
+		cpython.ClassName(&m, l, obj)
+		cpython.DequeLen(&m, l, obj)
+		cpython.InstanceAttr(&m, l, obj, "owner")
+		cpython.AttrNameOf(&m, l, obj, fakeBase+0x100)
+		cpython.ParkedAt(&m, l, obj)
 	})
 }
