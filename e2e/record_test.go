@@ -363,11 +363,11 @@ func TestTopPiped(t *testing.T) {
 	})
 }
 
-// TestTopTerminal drives the live view through a pseudo-terminal: it
-// draws the hot functions, takes the keys, and q (Ctrl-C on 3.12) quits
-// with exit 0.
+// TestTopTerminal drives the live view through a pseudo-terminal, on
+// every interpreter: it draws the hot functions, takes the keys, and q
+// (Ctrl-C on even minor versions) quits with exit 0.
 func TestTopTerminal(t *testing.T) {
-	forLabels(t, []string{"2.7", "3.12", "3.15-chroot"}, func(t *testing.T, in testenv.Interp) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
 		term := startPTY(t, "top", strconv.Itoa(tg.PID), "--interval", "200ms")
 		cmd, f, waitScreen := term.cmd, term.f, term.waitScreen
@@ -383,7 +383,7 @@ func TestTopTerminal(t *testing.T) {
 		f.Write([]byte("p"))
 		waitScreen("PAUSED")
 		quit := "q"
-		if in.Label == "3.12" {
+		if in.Minor%2 == 0 {
 			quit = "\x03" // Ctrl-C: in raw mode a key, not a signal
 		}
 		f.Write([]byte(quit))
@@ -596,7 +596,7 @@ func (r *ptyRun) waitScreen(s string) string {
 // TestRecordChrome: Chrome's trace events, one track per thread with its
 // name, every call that begins ends, in time order.
 func TestRecordChrome(t *testing.T) {
-	forLabels(t, []string{"2.7", "3.12", "3.15-chroot"}, func(t *testing.T, in testenv.Interp) {
+	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
 		out := filepath.Join(t.TempDir(), "p.trace.json")
 		want(t, run(t, nil, "record", strconv.Itoa(tg.PID), "--duration", "1s", "--rate", "200", "-o", out), 0)
