@@ -332,10 +332,10 @@ func TestRecordCtrlC(t *testing.T) {
 func TestTopPiped(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, in testenv.Interp) {
 		tg := testenv.Start(t, in, testenv.Fixture(t, "profile_target.py"))
-		r := run(t, nil, "top", strconv.Itoa(tg.PID), "--duration", "1500ms", "--interval", "500ms", "--rows", "8")
+		r := run(t, nil, "top", strconv.Itoa(tg.PID), "--duration", "1500ms", "--interval", "250ms", "--rows", "8")
 		want(t, r, 0)
-		if n := strings.Count(r.Stdout, "pyglass top - process"); n < 2 {
-			t.Errorf("%d tables in 1.5 s at 500 ms intervals:\n%s", n, r.Stdout)
+		if n := strings.Count(r.Stdout, "pyglass top - process"); n < 4 {
+			t.Errorf("%d tables in 1.5 s at 250 ms intervals:\n%s", n, r.Stdout)
 		}
 		for _, w := range []string{"OWN", "TOTAL", "spin (", "GIL held in"} {
 			if !strings.Contains(r.Stdout, w) {
@@ -346,7 +346,8 @@ func TestTopPiped(t *testing.T) {
 			t.Errorf("idle threads shown without --idle:\n%s", r.Stdout)
 		}
 		// The rate is per second, not per interval: at the default
-		// 100 Hz, 500 ms intervals say about 100, not 50.
+		// 100 Hz, 250 ms intervals say about 100, not 25 (and a loaded
+		// machine, which makes the sampler skip ticks, not under 50).
 		var rates []float64
 		for _, m := range regexp.MustCompile(`- (\d+) samples/s,`).FindAllStringSubmatch(r.Stdout, -1) {
 			v, _ := strconv.ParseFloat(m[1], 64)
@@ -356,7 +357,7 @@ func TestTopPiped(t *testing.T) {
 			t.Fatalf("no samples/s in top's headers:\n%s", r.Stdout)
 		}
 		sort.Float64s(rates)
-		if med := rates[len(rates)/2]; med < 70 || med > 130 {
+		if med := rates[len(rates)/2]; med < 50 || med > 150 {
 			t.Errorf("median rate %v samples/s in the headers (%v), want about 100 (--rate's default):\n%s", med, rates, r.Stdout)
 		}
 		healthy(t, tg)
