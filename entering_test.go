@@ -244,14 +244,16 @@ func TestLocksEnteringEvalLoop(t *testing.T) {
 			}
 		}()
 		rep := locks()
-		if w := thread(rep, "waiter"); w.WaitsFor.Kind != WaitLock || w.WaitsFor.HolderTID != 0 {
-			t.Errorf("frame 0: waiter %+v, want it waiting for a lock whose holder is unknown", w.WaitsFor)
+		if w := thread(rep, "waiter"); w.WaitsFor.Kind != WaitLock || w.WaitsFor.HolderTID != 0 ||
+			!strings.Contains(w.WaitsFor.Evidence, fmt.Sprintf("the frames of thread %d were not read", victimTID)) {
+			t.Errorf("frame 0: waiter %+v, want it waiting for a lock whose holder is unknown, saying the victim's frames were not read", w.WaitsFor)
 		}
 		if vt := thread(rep, "victim"); !strings.Contains(vt.WaitsFor.Evidence, "caught entering the evaluation loop") {
 			t.Errorf("frame 0: victim's evidence %q, want it to say its frames were not read", vt.WaitsFor.Evidence)
 		}
 
 		// The frame back after the first pause.
+		t.Cleanup(func() { inspect.TestHookLocksThawed = nil })
 		inspect.TestHookLocksThawed = func() {
 			v.poke(v.frame)
 			restored = true

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -232,7 +233,8 @@ type lockSnap struct {
 
 // readFrames reads the frames of snap's threads through rd (outermost
 // first; nil for an idle thread or a state of no thread, whose frames
-// are garbage), and lists those caught entering the evaluation loop.
+// are garbage; those read before an error when one stops the read), and
+// lists those caught entering the evaluation loop.
 func (snap *lockSnap) readFrames(rd memory.Reader, m *Memory) {
 	snap.frames = make([][]cpython.Frame, len(snap.threads))
 	snap.readers = make([]memory.Reader, len(snap.threads))
@@ -241,32 +243,41 @@ func (snap *lockSnap) readFrames(rd memory.Reader, m *Memory) {
 		if t.Gone {
 			continue
 		}
-		errText := ""
+		var err error
 		if t.Frame != 0 {
-			var err error
-			if snap.frames[k], err = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{}); err != nil {
-				errText = err.Error()
-			}
+			snap.frames[k], err = cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
 		}
-		if entering(t.InEval, snap.frames[k], errText) {
-			snap.frames[k] = nil
+		if enteringLoop(t.InEval, snap.frames[k], err) {
 			snap.entering = append(snap.entering, k)
 		}
 	}
 }
 
-// enteringLocksNote ends the evidence of a thread whose frames Locks
-// could not read (lockSnap.entering): the locks it holds are not known.
+// enteringLoop is entering for a read of cpython.Frames: a stack deeper
+// than it reads is whole enough, not caught entering.
+func enteringLoop(inEval bool, frames []cpython.Frame, err error) bool {
+	errText := ""
+	if err != nil && !errors.Is(err, cpython.ErrTooDeep) {
+		errText = err.Error()
+	}
+	return entering(inEval, frames, errText)
+}
+
+// enteringLocksNote ends, in a lock report, the evidence of a thread
+// whose frames could not be read (lockThread.unread).
 const enteringLocksNote = "its frames not read (caught entering the evaluation loop): the locks it holds are unknown"
 
 // relinkFrames reads again, in a second short pause a millisecond after
 // the first (and a third, if needed), the frames of the threads the
 // first caught entering the evaluation loop (snap.entering): a moment
-// later their frame is linked. Their state (what they wait for, the
-// GIL) stays the first pause's; only their frames, which say which
-// locks they hold, are the later pause's, read with its page cache
-// (snap.readers). snap.entering keeps the threads whose frames were not
-// read: still entering, or their state now another thread's.
+// later their frame is linked. Their kernel state (the system call they
+// are in, the GIL) stays the first pause's; their frames are the later
+// pause's, and the objects those refer to, which say which locks the
+// thread holds, are read with that pause's page cache (snap.readers).
+// Such a thread is running Python, not waiting, in the first pause.
+// snap.entering keeps the threads whose frames were not read again:
+// still entering, or their state now another thread's; they keep the
+// first read's frames, if any.
 func (p *Live) relinkFrames(m *Memory, snap *lockSnap) {
 	todo := slices.Clone(snap.entering)
 	var unread []int
@@ -288,14 +299,11 @@ func (p *Live) relinkFrames(m *Memory, snap *lockSnap) {
 					unread = append(unread, k) // the state is now another thread's, or freed
 					continue
 				case t.Frame == 0 && !t.InEval:
+					snap.frames[k] = nil
 					continue // out of the loop: no frames to read
 				}
-				errText := ""
 				f, err := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
-				if err != nil {
-					errText = err.Error()
-				}
-				if entering(t.InEval, f, errText) {
+				if enteringLoop(t.InEval, f, err) {
 					still = append(still, k)
 					continue
 				}
@@ -330,7 +338,7 @@ func (p *Live) analyseLocks(rd memory.Reader, m *Memory, snap lockSnap) []*lockT
 		if r := snap.readers[k]; r != nil {
 			lt.refReader = cpython.NewRefReader(r, m.l)
 		}
-		lt.unread = slices.Contains(snap.entering, k)
+		lt.unread = len(fr) == 0 && slices.Contains(snap.entering, k)
 		if lt.out.TID != 0 && len(lt.frames) == 0 && lt.out.Name == "" && t.ThreadID == 0 {
 			continue
 		}
@@ -359,9 +367,6 @@ func (p *Live) analyseLocks(rd memory.Reader, m *Memory, snap lockSnap) []*lockT
 			lw.waitFor(lt, st.Syscall, st.Args, snap.gil)
 		} else {
 			lt.out.WaitsFor = WaitFor{Kind: WaitUnknown, Evidence: "the thread could not be paused"}
-		}
-		if lt.unread {
-			lt.out.WaitsFor.Evidence += "; " + enteringLocksNote
 		}
 	}
 	lw.holders()
@@ -789,6 +794,9 @@ func (w *lockWalk) lock(lt *lockThread, futex uint64) {
 	*wf = WaitFor{Kind: WaitUnknown, Evidence: fmt.Sprintf("futex %#x, on no lock its innermost frame refers to", futex)}
 	if len(lt.frames) == 0 {
 		wf.Evidence = "futex, no Python frame"
+		if lt.unread {
+			wf.Evidence = "futex" // and enteringLocksNote
+		}
 		return
 	}
 	wf.Where = where(lt.frames[0])
@@ -929,6 +937,8 @@ func (w *lockWalk) holders() {
 			}
 		}
 		switch {
+		case best == 0 && w.unreadBut(lt) != 0:
+			wf.Evidence += fmt.Sprintf("; no other thread refers to it, but the frames of thread %d were not read: holder unknown", w.unreadBut(lt))
 		case best == 0:
 			wf.Evidence += "; no other thread refers to it: holder unknown"
 		case bestN > 1:
@@ -938,6 +948,17 @@ func (w *lockWalk) holders() {
 			wf.Evidence += fmt.Sprintf("; held (inferred) by thread %d: %s", who.out.TID, what)
 		}
 	}
+}
+
+// unreadBut returns a thread other than lt whose frames were not read
+// (lockThread.unread), 0 when none.
+func (w *lockWalk) unreadBut(lt *lockThread) int {
+	for _, o := range w.threads {
+		if o != lt && o.unread {
+			return o.out.TID
+		}
+	}
+	return 0
 }
 
 // waitCycles returns the cycles of the wait-for graph (each thread waits

@@ -1,9 +1,13 @@
 package inspect
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pyglass/pyglass/cpython"
 )
 
 func waiting(tid, holder int, inferred bool) LockThread {
@@ -59,6 +63,31 @@ func TestGILHolderSaidOnce(t *testing.T) {
 		}
 		if waiter.out.WaitsFor.HolderTID != h.out.TID {
 			t.Errorf("the waiter's holder is %d, want %d", waiter.out.WaitsFor.HolderTID, h.out.TID)
+		}
+	}
+}
+
+// TestEnteringLoop: a thread inside the evaluation loop with no frame,
+// or whose frames fail to read, was caught entering it; one whose stack
+// is only deeper than the read goes is not (locks keeps its frames).
+func TestEnteringLoop(t *testing.T) {
+	one := []cpython.Frame{{Function: "f"}}
+	deep := fmt.Errorf("reading frames: %w", cpython.ErrTooDeep)
+	for _, c := range []struct {
+		inEval bool
+		frames []cpython.Frame
+		err    error
+		want   bool
+	}{
+		{true, nil, nil, true},
+		{true, one, errors.New("a null code object"), true},
+		{true, one, deep, false},
+		{true, one, nil, false},
+		{false, nil, nil, false},
+		{false, one, errors.New("a cycle"), false},
+	} {
+		if got := enteringLoop(c.inEval, c.frames, c.err); got != c.want {
+			t.Errorf("enteringLoop(%v, %d frames, %v) = %v, want %v", c.inEval, len(c.frames), c.err, got, c.want)
 		}
 	}
 }

@@ -430,6 +430,9 @@ func readLockSnap(tgt target.Target, m *Memory, what string, gone func(error) er
 func newLockReport(pid int, ts []*lockThread, more func(*lockThread)) *LockReport {
 	rep := &LockReport{PID: pid, Threads: []LockThread{}, Cycles: [][]int{}}
 	for _, lt := range ts {
+		if lt.unread {
+			lt.out.WaitsFor.Evidence += "; " + enteringLocksNote
+		}
 		if more != nil {
 			more(lt)
 		}
