@@ -36,7 +36,7 @@ type topState struct {
 	filter   int            // only this thread when non-zero
 	idle     bool
 	samples  int64     // in the current interval
-	opened   time.Time // when the current interval began
+	opened   time.Time // when the current interval began (zero: no sample yet)
 	lastRate float64   // samples a second in the last interval
 	lost     int64
 	started  time.Time
@@ -48,12 +48,15 @@ type topState struct {
 
 func newTopState(idle bool) *topState {
 	return &topState{interval: profile.NewTally(), last: profile.NewTally(), total: profile.NewTally(),
-		threads: map[int]string{}, holders: map[int]int64{}, idle: idle, started: time.Now(), opened: time.Now()}
+		threads: map[int]string{}, holders: map[int]int64{}, idle: idle, started: time.Now()}
 }
 
 func (st *topState) add(s *pyglass.Sample) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.opened.IsZero() {
+		st.opened = time.Now() // the first interval begins with the first sample, not before the attach
+	}
 	st.samples++
 	for _, t := range s.Threads {
 		if t.Lost != "" {
@@ -86,10 +89,17 @@ func (st *topState) tick(now time.Time) {
 	defer st.mu.Unlock()
 	st.last, st.interval = st.interval, st.last
 	st.interval.Reset()
-	if d := now.Sub(st.opened); d > 0 {
+	if d := now.Sub(st.opened); d > 0 && !st.opened.IsZero() {
 		st.lastRate = float64(st.samples) / d.Seconds()
 	}
 	st.samples, st.opened = 0, now
+}
+
+// open says how long the current interval has been open.
+func (st *topState) open(now time.Time) time.Duration {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return now.Sub(st.opened)
 }
 
 func (st *topState) reset() {
@@ -248,8 +258,8 @@ func topPiped(ctx context.Context, p *pyglass.Process, st *topState, interval ti
 			// The last interval, cut short by --duration or Ctrl-C, gets
 			// its table unless it is too short to say anything and one
 			// was printed already.
-			if !printed || time.Since(st.opened) >= interval/10 {
-				st.tick(time.Now())
+			if now := time.Now(); !printed || st.open(now) >= interval/10 {
+				st.tick(now)
 				st.render(io.Out, p, profile.ByOwn, rows, 0, false)
 			}
 			return topExit(st, io)
