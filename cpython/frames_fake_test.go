@@ -257,8 +257,8 @@ func FuzzFrames(f *testing.F) {
 		}
 		// As pyglass locks reads them: what each frame refers to.
 		refs := NewRefReader(h.m, h.l)
-		for _, f := range fs {
-			refs.Refs(f)
+		for _, fr := range fs {
+			refs.Refs(fr)
 		}
 		// As pyglass record reads them: the Sampler, its code objects.
 		s := NewSampler(h.m, h.l)

@@ -88,6 +88,9 @@ func FuzzWalk(f *testing.F) {
 				top, _, _ := s.TopFrame(th.Addr)
 				stack, _ = s.Stack(top, 64, stack)
 				stack, _ = s.Stack(th.Frame, 64, stack)
+				if len(stack) > 64 {
+					t.Fatalf("%d sampled frames", len(stack))
+				}
 				for _, sf := range stack {
 					s.Code(sf.Code)
 				}

@@ -393,11 +393,11 @@ func TestTopTerminal(t *testing.T) {
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("pyglass top after q: %v", err)
+				t.Fatalf("pyglass top after %q: %v", quit, err)
 			}
 		case <-time.After(20 * time.Second):
 			cmd.Process.Kill()
-			t.Fatalf("pyglass top did not quit on q")
+			t.Fatalf("pyglass top did not quit on %q", quit)
 		}
 		healthy(t, tg)
 	})
