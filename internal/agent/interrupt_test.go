@@ -119,14 +119,19 @@ func execBreak(t *testing.T, c *Conn, code string, ready ...func()) (int, string
 
 // readBreaking reads up to the next prompt, sending a break every 600 ms
 // (a break that comes before the statement runs is dropped, one that comes
-// within 0.5 s of the last raise too).
-func (s shellSession) readBreaking() (stdout, stderr, prompt string) {
+// within 0.5 s of the last raise too). With a marker, the breaks start
+// once the statement has printed it: a statement whose try block must be
+// entered first prints it there (a break that comes before raises
+// outside the block).
+func (s shellSession) readBreaking(marker ...string) (stdout, stderr, prompt string) {
 	s.t.Helper()
 	type result struct{ o, e, p string }
 	done := make(chan result, 1)
+	want := strings.Join(marker, "")
+	o := newSignalWriter(want)
 	go func() {
-		var o, e bytes.Buffer
-		p, end, err := s.c.ReadOutput(&o, &e)
+		var e bytes.Buffer
+		p, end, err := s.c.ReadOutput(o, &e)
 		if err != nil {
 			p = "<error " + err.Error() + ">"
 		} else if end {
@@ -134,9 +139,18 @@ func (s shellSession) readBreaking() (stdout, stderr, prompt string) {
 		}
 		done <- result{o.String(), e.String(), p}
 	}()
+	limit := time.After(20 * time.Second)
+	if want != "" {
+		select {
+		case <-o.seen:
+		case r := <-done:
+			return r.o, r.e, r.p
+		case <-limit:
+			s.t.Fatalf("the statement did not print %q within 20 s", want)
+		}
+	}
 	tick := time.NewTicker(600 * time.Millisecond)
 	defer tick.Stop()
-	limit := time.After(20 * time.Second)
 	for {
 		if err := s.c.Break(); err != nil {
 			s.t.Fatal(err)
@@ -202,6 +216,10 @@ func TestBreak(t *testing.T) {
 		s.do("try:", "", "", PromptSecondary)
 		// (not "while True: pass": 3.11 and 3.12 raise an asynchronous
 		// exception in that loop outside its try block)
+		// (the break once it is inside: one that came before the try
+		// block is entered, under load, raised outside it on 2.7)
+		s.do("    _ = sys.stdout.write('in\\n')", "", "", PromptSecondary)
+		s.do("    sys.stdout.flush()", "", "", PromptSecondary)
 		s.do("    while True:", "", "", PromptSecondary)
 		s.do("        n = 1", "", "", PromptSecondary)
 		s.do("except KeyboardInterrupt:", "", "", PromptSecondary)
@@ -210,7 +228,7 @@ func TestBreak(t *testing.T) {
 			t.Fatal(err)
 		}
 		// (2.7: a print statement cut short leaves softspace set)
-		if out, errs, prompt := s.readBreaking(); strings.TrimLeft(out, " ") != "caught\n" || errs != "" || prompt != PromptPrimary {
+		if out, errs, prompt := s.readBreaking("in\n"); strings.TrimLeft(strings.TrimPrefix(out, "in\n"), " ") != "caught\n" || errs != "" || prompt != PromptPrimary {
 			t.Errorf("caught: out %q err %q prompt %q", out, errs, prompt)
 		}
 		// A break at the prompt is dropped.
