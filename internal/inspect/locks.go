@@ -221,7 +221,7 @@ type lockSnap struct {
 	threads    []cpython.Thread
 	frames     [][]cpython.Frame
 	// entering lists (indices in threads) the threads caught entering
-	// the evaluation loop (see entering), their frames not read.
+	// the evaluation loop (see enteringLoop): no frames, or cut short.
 	entering []int
 	// readers holds, per thread, the page cache of the later pause that
 	// read its frames (relinkFrames); nil: the first pause's.
@@ -279,39 +279,34 @@ const enteringLocksNote = "its frames not read (caught entering the evaluation l
 // still entering, or their state now another thread's; they keep the
 // first read's frames, if any.
 func (p *Live) relinkFrames(m *Memory, snap *lockSnap) {
+	if len(snap.entering) == 0 {
+		return
+	}
 	todo := slices.Clone(snap.entering)
 	var unread []int
-	for try := 0; try < 2 && len(todo) > 0; try++ {
-		time.Sleep(time.Millisecond)
-		frozen, err := p.Freeze()
-		if err != nil {
-			break
-		}
-		func() {
-			defer frozen.Thaw() // on a panic too
-			rd := newPageCache(m.r)
-			still := todo[:0]
-			for _, k := range todo {
-				old := snap.threads[k]
-				t := cpython.ReadThread(rd, m.l, snap.interpAddr, old.Addr)
-				switch {
-				case t.ThreadID != old.ThreadID:
-					unread = append(unread, k) // the state is now another thread's, or freed
-					continue
-				case t.Frame == 0 && !t.InEval:
-					snap.frames[k] = nil
-					continue // out of the loop: no frames to read
-				}
-				f, err := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
-				if enteringLoop(t.InEval, f, err) {
-					still = append(still, k)
-					continue
-				}
-				snap.frames[k], snap.readers[k] = f, rd
+	p.inLaterPauses(m, func(rd *pageCache) bool {
+		still := todo[:0]
+		for _, k := range todo {
+			old := snap.threads[k]
+			t := cpython.ReadThread(rd, m.l, snap.interpAddr, old.Addr)
+			switch {
+			case t.ThreadID != old.ThreadID:
+				unread = append(unread, k) // the state is now another thread's, or freed
+				continue
+			case t.Frame == 0 && !t.InEval:
+				snap.frames[k] = nil
+				continue // out of the loop: no frames to read
 			}
-			todo = still
-		}()
-	}
+			f, err := cpython.Frames(rd, m.l, t.Frame, cpython.FrameOptions{})
+			if enteringLoop(t.InEval, f, err) {
+				still = append(still, k)
+				continue
+			}
+			snap.frames[k], snap.readers[k] = f, rd
+		}
+		todo = still
+		return len(todo) > 0
+	})
 	snap.entering = append(unread, todo...)
 }
 
@@ -936,9 +931,10 @@ func (w *lockWalk) holders() {
 				bestN++
 			}
 		}
+		unread := w.unreadBut(lt)
 		switch {
-		case best == 0 && w.unreadBut(lt) != 0:
-			wf.Evidence += fmt.Sprintf("; no other thread refers to it, but the frames of thread %d were not read: holder unknown", w.unreadBut(lt))
+		case best == 0 && unread != 0:
+			wf.Evidence += fmt.Sprintf("; no other thread refers to it, but the frames of thread %d were not read: holder unknown", unread)
 		case best == 0:
 			wf.Evidence += "; no other thread refers to it: holder unknown"
 		case bestN > 1:

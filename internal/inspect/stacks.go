@@ -438,13 +438,10 @@ func (p *Live) readLater(m *Memory, sr *stackRead) {
 	if !sr.opt.Native {
 		relink = append(relink, sr.entering...)
 	}
-	for try := 0; try < 2 && (len(unnamed) > 0 || len(relink) > 0); try++ {
-		time.Sleep(time.Millisecond)
-		frozen, err := p.Freeze()
-		if err != nil {
-			break
-		}
-		defer frozen.Thaw() // on a panic too; a second Thaw does nothing
+	if len(unnamed) == 0 && len(relink) == 0 {
+		return
+	}
+	p.inLaterPauses(m, func(rd *pageCache) bool {
 		for i, interp := range unnamed {
 			names, err := cpython.ThreadNames(newPageCache(m.r), m.l, interp)
 			if err != nil {
@@ -457,7 +454,6 @@ func (p *Live) readLater(m *Memory, sr *stackRead) {
 			}
 			delete(unnamed, i)
 		}
-		rd := newPageCache(m.r)
 		still := relink[:0]
 		for _, e := range relink {
 			t := cpython.ReadThread(rd, m.l, e.interp, e.tstate)
@@ -473,7 +469,28 @@ func (p *Live) readLater(m *Memory, sr *stackRead) {
 			th.Frames, th.Error = f, errText
 		}
 		relink = still
-		frozen.Thaw()
+		return len(unnamed) > 0 || len(relink) > 0
+	})
+}
+
+// inLaterPauses runs read in one short pause a millisecond after the
+// last, and in a second one a millisecond later if read reports that
+// something is still left to read, each time with a fresh page cache.
+// It stops when the threads cannot be paused (the process ended).
+func (p *Live) inLaterPauses(m *Memory, read func(rd *pageCache) (more bool)) {
+	for try := 0; try < 2; try++ {
+		time.Sleep(time.Millisecond)
+		frozen, err := p.Freeze()
+		if err != nil {
+			return
+		}
+		more := func() bool {
+			defer frozen.Thaw() // on a panic too
+			return read(newPageCache(m.r))
+		}()
+		if !more {
+			return
+		}
 	}
 }
 
