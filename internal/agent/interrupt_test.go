@@ -119,16 +119,15 @@ func execBreak(t *testing.T, c *Conn, code string, ready ...func()) (int, string
 
 // readBreaking reads up to the next prompt, sending a break every 600 ms
 // (a break that comes before the statement runs is dropped, one that comes
-// within 0.5 s of the last raise too). With a marker, the breaks start
-// once the statement has printed it: a statement whose try block must be
+// within 0.5 s of the last raise too). With a marker (not ""), the breaks
+// start once the statement has printed it: a statement whose try block must be
 // entered first prints it there (a break that comes before raises
 // outside the block).
-func (s shellSession) readBreaking(marker ...string) (stdout, stderr, prompt string) {
+func (s shellSession) readBreaking(marker string) (stdout, stderr, prompt string) {
 	s.t.Helper()
 	type result struct{ o, e, p string }
 	done := make(chan result, 1)
-	want := strings.Join(marker, "")
-	o := newSignalWriter(want)
+	o := newSignalWriter(marker)
 	go func() {
 		var e bytes.Buffer
 		p, end, err := s.c.ReadOutput(o, &e)
@@ -140,13 +139,13 @@ func (s shellSession) readBreaking(marker ...string) (stdout, stderr, prompt str
 		done <- result{o.String(), e.String(), p}
 	}()
 	limit := time.After(20 * time.Second)
-	if want != "" {
+	if marker != "" {
 		select {
 		case <-o.seen:
 		case r := <-done:
 			return r.o, r.e, r.p
 		case <-limit:
-			s.t.Fatalf("the statement did not print %q within 20 s", want)
+			s.t.Fatalf("the statement did not print %q within 20 s", marker)
 		}
 	}
 	tick := time.NewTicker(600 * time.Millisecond)
@@ -201,7 +200,7 @@ func TestBreak(t *testing.T) {
 					t.Fatal(err)
 				}
 				time.Sleep(time.Duration(round*40) * time.Millisecond)
-				out, errs, prompt := s.readBreaking()
+				out, errs, prompt := s.readBreaking("")
 				if prompt != PromptPrimary || !strings.HasSuffix(errs, "KeyboardInterrupt\n") {
 					t.Fatalf("%q round %d: prompt %q, stderr %.300q, stdout %d bytes", stmt, round, prompt, errs, len(out))
 				}
